@@ -1,0 +1,78 @@
+"""The in-memory panel: N strategies on one regular time grid, as one dense array."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class DataError(ValueError):
+    """Bad input data. The message names the file, the column and the first offending rows, and what to do."""
+
+
+@dataclass(frozen=True, eq=False)
+class Panel:
+    """A panel of series on a common regular grid.
+
+    ``values[i, t]`` is series ``i`` at ``times[t]``; before ``start[i]`` (the series' first observation) values
+    are 0 and never used as data. Every series runs to the last time of the grid.
+    """
+
+    ids: NDArray[np.generic]
+    """[N] strategy ids as read (ints or strings), in the order of the rows of ``values``."""
+    times: NDArray[np.generic]
+    """[T] the time grid: ``datetime64[ns]`` for dates, ``int64`` for integer positions."""
+    values: NDArray[np.float32]
+    """[N, T] float32, finite everywhere."""
+    start: NDArray[np.int64]
+    """[N] index of each series' first observation."""
+    source: str = "<memory>"
+    """Where the panel came from, for messages."""
+    filled: int = 0
+    """How many (id, time) cells were missing and filled with 0 (``--fill-missing zero``)."""
+    id_col: str = "No."
+    time_col: str = "week"
+    target_col: str = "profit"
+    notes: tuple[str, ...] = field(default=())
+    """Warnings raised while loading (skipped series and the like), shown to the user."""
+
+    def __post_init__(self) -> None:
+        n, t = self.values.shape
+        if self.ids.shape != (n,) or self.times.shape != (t,) or self.start.shape != (n,):
+            raise ValueError(
+                f"panel shapes disagree: values {self.values.shape}, ids {self.ids.shape}, "
+                f"times {self.times.shape}, start {self.start.shape}"
+            )
+
+    @property
+    def n_series(self) -> int:
+        """Number of series (N)."""
+        return int(self.values.shape[0])
+
+    @property
+    def n_times(self) -> int:
+        """Length of the time grid (T)."""
+        return int(self.values.shape[1])
+
+    @property
+    def lengths(self) -> NDArray[np.int64]:
+        """[N] number of observed periods per series."""
+        return (self.n_times - self.start).astype(np.int64)
+
+    def select(self, rows: NDArray[np.bool_], note: str | None = None) -> Panel:
+        """A panel with only the rows where ``rows`` is true, optionally recording a note."""
+        notes = (*self.notes, note) if note else self.notes
+        return Panel(
+            ids=self.ids[rows],
+            times=self.times,
+            values=self.values[rows],
+            start=self.start[rows],
+            source=self.source,
+            filled=self.filled,
+            id_col=self.id_col,
+            time_col=self.time_col,
+            target_col=self.target_col,
+            notes=notes,
+        )

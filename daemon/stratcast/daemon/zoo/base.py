@@ -1,0 +1,114 @@
+"""What every zoo model shares: the config base with self-describing parameters, and the model contract.
+
+Contract for a zoo model ``X`` in ``x.py``:
+
+* ``XConfig(ModelConfig)``: a frozen keyword-only dataclass holding architecture only (training options live
+  once, in ``TrainConfig``). Each field is declared with :func:`param`, which records its range or choices and a
+  help line, so ``stratcastd models`` and the TUI can describe it and ``__post_init__`` can validate it.
+  ``XConfig.tiny()`` returns a config small enough that the whole zoo trains on a CPU in seconds.
+* ``X(nn.Module)``: ``X(config, input_size=L, horizon=H, n_outputs=O)``; ``forward(x)`` maps ``[B, L]`` (one
+  window of one scaled series per row) to ``[B, H, O]`` (``O`` is 1 for point losses, the number of quantiles for
+  the quantile loss).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol, Self
+
+from torch import Tensor, nn
+
+
+def param(
+    default: Any,
+    *,
+    help: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """Declare a config field with its default, valid range (inclusive) or choices, and a help line."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices}
+    if isinstance(default, list | dict | set):
+        raise TypeError("config defaults must be immutable; use a tuple")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_fields(obj: Any) -> None:
+    """Validate every field declared with :func:`param` against its range or choices.
+
+    Raises:
+        ValueError: naming the field, the value and what is allowed.
+    """
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
+        name = f"{type(obj).__name__}.{f.name}"
+        if choices is not None and value not in choices:
+            raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if not math.isfinite(v):
+                raise ValueError(f"{name}={value!r} must be finite")
+            if lo is not None and v < lo:
+                raise ValueError(f"{name}={value!r} is below its minimum {lo}")
+            if hi is not None and v > hi:
+                raise ValueError(f"{name}={value!r} is above its maximum {hi}")
+
+
+def describe_fields(cls: type[Any]) -> list[dict[str, Any]]:
+    """Describe a config class's fields (name, type, default, range, choices, help) as plain data."""
+    out = []
+    for f in dataclasses.fields(cls):
+        out.append(
+            {
+                "name": f.name,
+                "type": str(f.type),
+                "default": f.default,
+                "lo": f.metadata.get("lo"),
+                "hi": f.metadata.get("hi"),
+                "choices": list(f.metadata["choices"]) if f.metadata.get("choices") else None,
+                "help": f.metadata.get("help", ""),
+            }
+        )
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Base of every model's architecture config; subclasses declare fields with :func:`param`."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    @classmethod
+    def tiny(cls) -> Self:
+        """A config small enough for CPU tests; subclasses override where the defaults are large."""
+        return cls()
+
+
+class ForecastModel(Protocol):
+    """The call signature every zoo model implements: ``[B, L] -> [B, H, O]``."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Forecast ``horizon`` steps for each row of ``x``."""
+        ...
+
+
+def check_model_args(input_size: int, horizon: int, n_outputs: int) -> None:
+    """Reject shapes no model can be built for."""
+    if input_size < 1 or horizon < 1 or n_outputs < 1:
+        raise ValueError(f"input_size={input_size}, horizon={horizon}, n_outputs={n_outputs} must all be >= 1")
+
+
+def activation(name: str) -> nn.Module:
+    """The activation module for a config's ``activation`` name."""
+    table: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+    return table[name]()
+
+
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
