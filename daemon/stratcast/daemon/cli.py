@@ -1,0 +1,216 @@
+"""``stratcastd``: run one forecasting job in the foreground, list the models, or run the demo.
+
+Exit codes (:class:`stratcast.shared.errors.ExitCode`): 0 done, 3 bad input (data or options), 1 other failure,
+130 interrupted, 2 bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from stratcast.shared.errors import ExitCode
+from stratcast.shared.report import skill_table, table, top_table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``stratcastd`` command line."""
+    parser = argparse.ArgumentParser(prog="stratcastd", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one forecasting job in the foreground (no server)")
+    add_job_arguments(run)
+    run.add_argument("--data", required=True, help="long-format parquet or CSV file")
+    run.add_argument("--model", required=True, help="model name (see `stratcastd models`)")
+    run.add_argument("--out", required=True, help="output folder")
+    demo = sub.add_parser("demo", help="generate a demo strategy panel and forecast it")
+    add_job_arguments(demo)
+    demo.add_argument("--model", default="nhits", help="model name (default: nhits)")
+    demo.add_argument("--out", default="demo-run", help="output folder (default: ./demo-run)")
+    demo.add_argument("--strategies", type=int, default=1000, help="strategies in the demo panel")
+    demo.add_argument("--weeks", type=int, default=260, help="weeks in the demo panel")
+    models = sub.add_parser("models", help="list every model with its parameters, defaults and ranges")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``demo``."""
+    p.add_argument("--horizon", type=int, default=None, help="periods to forecast (default 52)")
+    p.add_argument("--input-size", type=int, default=None, help="periods each window sees (default 104)")
+    p.add_argument("--holdout", type=int, default=None, help="last periods kept for honest scoring")
+    p.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--id-col", help="strategy id column (default: No. or unique_id)")
+    p.add_argument("--time-col", help="time column (default: week, ds, date, time or t)")
+    p.add_argument("--target-col", help="value column (default: profit or y)")
+    p.add_argument(
+        "--fill-missing",
+        choices=("error", "zero"),
+        default="error",
+        help="missing periods: error, or zero (strategy reports: a missing week means no trade)",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="training option or model parameter"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the result as JSON on stdout; progress goes to stderr"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``stratcastd``."""
+    args = build_parser().parse_args(argv)
+    if args.command == "models":
+        return list_models(args.json)
+    return run_command(args)
+
+
+def list_models(as_json: bool) -> int:
+    """Print the registry with each model's parameters."""
+    from stratcast.daemon.engine.config import describe_train_config
+    from stratcast.daemon.zoo.registry import describe_models
+
+    models = describe_models()
+    if as_json:
+        print(json.dumps({"models": models, "train_options": describe_train_config()}, indent=2, default=str))
+        return ExitCode.OK
+    for m in models:
+        print(f"{m['name']}: {m['summary']} ({m['paper']}){'' if m['stackable'] else ' [batch mode only]'}")
+        rows = [[p["name"], repr(p["default"]), _range(p), p["help"]] for p in m["params"]]
+        print("  " + table(["parameter", "default", "range", "help"], rows).replace("\n", "\n  ") + "\n")
+    return ExitCode.OK
+
+
+def _range(p: dict[str, Any]) -> str:
+    if p["choices"]:
+        return "|".join(map(str, p["choices"]))
+    if p["lo"] is None and p["hi"] is None:
+        return "-"
+    return f"{p['lo'] if p['lo'] is not None else ''}..{p['hi'] if p['hi'] is not None else ''}"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``run`` and ``demo``: build the spec, run the job, print the results; map errors to exit codes."""
+    from stratcast.daemon.engine.checkpoint import CheckpointError
+    from stratcast.daemon.engine.device import DeviceError
+    from stratcast.daemon.engine.panel import DataError
+
+    out: TextIO = sys.stderr if args.json else sys.stdout
+    stop = StopFlag()
+    try:
+        spec = make_spec(args)
+        from stratcast.daemon.engine.job import run_job
+        from stratcast.daemon.progress import ProgressPrinter
+
+        printer = ProgressPrinter(out)
+        result = run_job(
+            spec, log=lambda m: print(m, file=out, flush=True), on_progress=printer, should_stop=stop
+        )
+        printer.close()
+    except (DataError, DeviceError, ValueError, KeyError) as exc:
+        print(f"stratcastd: error: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    except (CheckpointError, RuntimeError, OSError) as exc:
+        print(f"stratcastd: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    print_result(result, args.json)
+    return ExitCode.INTERRUPTED if result.fit.interrupted else ExitCode.OK
+
+
+def make_spec(args: argparse.Namespace) -> Any:
+    """The :class:`RunSpec` for ``run``, or for ``demo`` after writing the demo panel."""
+    from stratcast.daemon.engine.config import TrainConfig
+    from stratcast.daemon.engine.spec import PER_STRATEGY_BATCH, RunSpec, split_sets
+
+    data = args.data if args.command == "run" else write_demo_panel(args)
+    base: dict[str, Any] = dict(DEMO_DEFAULTS) if args.command == "demo" else {}
+    if args.mode == "per-strategy":
+        base["batch_size"] = PER_STRATEGY_BATCH
+    for opt in ("horizon", "input_size"):
+        if getattr(args, opt) is not None:
+            base[opt] = getattr(args, opt)
+    train, params = split_sets(args.model, args.set, base)
+    holdout = (
+        args.holdout
+        if args.holdout is not None
+        else (train.get("horizon", 52) if args.command == "demo" else 0)
+    )
+    return RunSpec(
+        data=str(data),
+        model=args.model,
+        out=args.out,
+        mode=args.mode,
+        device=args.device,
+        holdout=holdout,
+        id_col=args.id_col,
+        time_col=args.time_col,
+        target_col=args.target_col,
+        fill_missing=args.fill_missing,
+        train=TrainConfig(**train),
+        model_params=params,
+    )
+
+
+DEMO_DEFAULTS = {"input_size": 52, "horizon": 26, "max_steps": 300, "batch_size": 512, "val_check_steps": 25}
+"""The demo is sized to finish in well under a minute on two CPU cores."""
+
+
+def write_demo_panel(args: argparse.Namespace) -> Path:
+    """Generate the demo strategy panel into the output folder."""
+    from stratcast.daemon.engine.demo import make_strategy_panel
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "demo_panel.parquet"
+    make_strategy_panel(args.strategies, args.weeks, seed=0).to_parquet(path, index=False)
+    return path
+
+
+def print_result(result: Any, as_json: bool) -> None:
+    """The top strategies and the skill table, or one JSON object."""
+    if as_json:
+        payload = {
+            "out": str(result.out_dir),
+            "device": result.device,
+            "metrics": result.metrics,
+            "top": result.top,
+        }
+        print(json.dumps(payload, indent=2, default=str))
+        return
+    print(f"\nTop strategies by forecast mean profit per period (outputs in {result.out_dir}):")
+    print(top_table(result.top))
+    if "errors" in result.metrics:
+        h = result.metrics["holdout"]
+        print(f"\nSkill on the holdout ({h['periods']} periods, {h['strategies']} strategies):")
+        print(skill_table(result.metrics))
+        for line in result.metrics["verdict"]:
+            print(f"- {line}")
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a stop request checked at the next step; a second signal exits at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """Record the request (never do work inside the handler); force exit on the second one."""
+        if self.requested:
+            raise SystemExit(ExitCode.INTERRUPTED)
+        self.requested = True
+
+    def __call__(self) -> bool:
+        """Whether a stop was requested."""
+        return self.requested
+
+
+if __name__ == "__main__":
+    sys.exit(main())

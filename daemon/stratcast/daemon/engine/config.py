@@ -1,0 +1,104 @@
+"""``TrainConfig``: every training option, once. Model configs hold architecture only."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from stratcast.daemon.zoo.base import check_fields, describe_fields, param
+
+SCALERS = ("robust", "robust-centered", "standard", "identity", "revin")
+LOSSES = ("mse", "mae", "huber", "quantile")
+SCHEDULES = ("cosine", "onecycle", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Training options shared by every model (names follow the forecasting field's conventions)."""
+
+    input_size: int = param(104, lo=1, hi=100_000, help="periods of history each window sees")
+    horizon: int = param(52, lo=1, hi=10_000, help="periods forecast ahead")
+    max_steps: int = param(1000, lo=1, hi=10_000_000, help="optimizer steps at most")
+    batch_size: int = param(1024, lo=1, hi=10_000_000, help="windows per optimizer step")
+    learning_rate: float = param(1e-3, lo=1e-7, hi=10.0, help="peak learning rate of AdamW")
+    weight_decay: float = param(0.0, lo=0.0, hi=1.0, help="AdamW decoupled weight decay")
+    lr_schedule: str = param("cosine", choices=SCHEDULES, help="learning-rate schedule over max_steps")
+    warmup_steps: int = param(0, lo=0, hi=1_000_000, help="linear warm-up steps (cosine, constant)")
+    grad_clip: float = param(1.0, lo=0.0, hi=1e6, help="clip the gradient norm to this (0: off)")
+    val_size: int = param(
+        -1, lo=-1, hi=100_000, help="last periods held for validation (-1: horizon, 0: none)"
+    )
+    val_check_steps: int = param(50, lo=1, hi=1_000_000, help="steps between validation checks")
+    early_stop_patience: int = param(
+        10, lo=-1, hi=100_000, help="validation checks without improvement before stopping (-1: off)"
+    )
+    scaler: str = param(
+        "robust",
+        choices=SCALERS,
+        help="per-series scaling: robust (IQR of non-zero values, zeros stay 0), robust-centered, standard, "
+        "identity, or revin (per window)",
+    )
+    loss: str = param("mse", choices=LOSSES, help="training loss; mae collapses to 0 on zero-heavy panels")
+    huber_delta: float = param(1.0, lo=1e-6, hi=1e6, help="Huber loss threshold (in scaled units)")
+    quantiles: tuple[float, ...] = param(
+        (0.1, 0.5, 0.9), lo=0.0, hi=1.0, help="levels for the quantile loss; the point forecast is the median"
+    )
+    pad_start: bool = param(
+        False, help="allow windows that start before a series' first period, padded with 0 (no trade)"
+    )
+    precision: str = param("auto", choices=PRECISIONS, help="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    seed: int = param(0, lo=0, hi=2**32 - 1, help="seed for weights, sampling and dropout")
+    blend_steps: int = param(
+        0, lo=0, hi=10_000, help="blend the first forecast steps toward the recent mean (0: off)"
+    )
+    trailing_window: int = param(52, lo=1, hi=100_000, help="periods of the trailing-mean baseline and blend")
+    season: int = param(0, lo=0, hi=100_000, help="season length for the seasonal-naive baseline (0: none)")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.loss == "quantile" and (not self.quantiles or 0.5 not in self.quantiles):
+            raise ValueError(f"quantile loss needs 0.5 among quantiles, got {self.quantiles}")
+
+    @property
+    def effective_val_size(self) -> int:
+        """Validation periods after resolving ``-1`` to the horizon."""
+        return self.horizon if self.val_size < 0 else self.val_size
+
+    @property
+    def n_outputs(self) -> int:
+        """Outputs per forecast step: one, or one per quantile."""
+        return len(self.quantiles) if self.loss == "quantile" else 1
+
+
+def train_fields() -> set[str]:
+    """Names accepted by ``--set`` for training options."""
+    return {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def describe_train_config() -> list[dict[str, Any]]:
+    """Training options with defaults, ranges and help, as plain data."""
+    return describe_fields(TrainConfig)
+
+
+def parse_value(raw: str, default: Any) -> Any:
+    """Parse a ``--set`` value to the type of the field's default.
+
+    Raises:
+        ValueError: when the text does not parse as that type.
+    """
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {raw!r}")
+    if isinstance(default, tuple):
+        inner = default[0] if default else 0.0
+        return tuple(parse_value(p.strip(), inner) for p in raw.strip("()[] ").split(",") if p.strip())
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw

@@ -1,0 +1,56 @@
+"""Choosing the compute device and describing it to the user."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+GIB = 1024**3
+
+
+class DeviceError(ValueError):
+    """The requested device does not exist here; the message says what is available."""
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are checked.
+
+    Raises:
+        DeviceError: for an unknown name or a device this machine lacks.
+    """
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"--device {spec}: no CUDA GPU is visible here; use --device cpu or auto")
+        if (dev.index or 0) >= count:
+            raise DeviceError(
+                f"--device {spec}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})"
+            )
+        return torch.device("cuda", dev.index or 0)
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("--device mps: MPS is not available here; use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def describe_device(dev: torch.device) -> str:
+    """A line naming the device and its memory, e.g. ``cuda:0 NVIDIA H100 80GB HBM3 (79.1 GiB)``."""
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        return f"{dev} {props.name} ({props.total_memory / GIB:.1f} GiB)"
+    if dev.type == "mps":
+        return "mps (Apple GPU, shared memory)"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB if hasattr(os, "sysconf") else 0.0
+    return f"cpu ({torch.get_num_threads()} threads, {mem:.1f} GiB RAM)"

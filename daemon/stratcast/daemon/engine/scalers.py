@@ -1,0 +1,117 @@
+"""Per-series scaling for zero-heavy panels, fit on the training part only.
+
+A strategy's weekly profit is exactly 0 in every week without an open trade, often 30-60% of weeks. Median/MAD
+scaling breaks on such series (the median and the MAD are 0), so the default ``robust`` scaler takes its scale
+from the **non-zero** values: their inter-quartile range, falling back to their standard deviation, then to 1.
+Its location is 0, so a week without a trade stays exactly 0 after scaling; ``robust-centered`` subtracts the
+non-zero median instead. ``standard`` uses the mean and standard deviation of the training part, ``identity``
+does nothing, and ``revin`` is ``robust`` plus a per-window normalisation around the model (see
+:class:`WindowNorm`).
+
+The fitted scaler is part of the fitted model (it is saved in the checkpoint and used by every prediction), so a
+forecast can never be scaled with statistics other than the ones the model was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+EPS = 1e-8
+SCALER_STATE_KEYS = ("kind", "loc", "scale")
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesScaler:
+    """A fitted per-series affine map ``z = (y - loc) / scale``."""
+
+    kind: str
+    loc: Tensor
+    """[N] location per series."""
+    scale: Tensor
+    """[N] scale per series, > 0."""
+
+    def transform(self, values: Tensor) -> Tensor:
+        """Scale ``values`` [N, ...] (rows are series in fit order)."""
+        shape = (-1,) + (1,) * (values.dim() - 1)
+        return (values - self.loc.view(shape)) / self.scale.view(shape)
+
+    def inverse(self, scaled: Tensor, rows: Tensor | None = None) -> Tensor:
+        """Undo the scaling of ``scaled`` [M, ...] whose rows are series ``rows`` (all series when None)."""
+        loc, scale = (self.loc, self.scale) if rows is None else (self.loc[rows], self.scale[rows])
+        shape = (-1,) + (1,) * (scaled.dim() - 1)
+        return scaled * scale.view(shape) + loc.view(shape)
+
+    def state_dict(self) -> dict[str, object]:
+        """Plain tensors and strings, safe for ``torch.load(weights_only=True)``."""
+        return {"kind": self.kind, "loc": self.loc.cpu(), "scale": self.scale.cpu()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, object], device: torch.device | str = "cpu") -> SeriesScaler:
+        """Rebuild a scaler saved by :meth:`state_dict`."""
+        loc, scale = state["loc"], state["scale"]
+        assert isinstance(loc, Tensor) and isinstance(scale, Tensor)
+        return cls(kind=str(state["kind"]), loc=loc.to(device), scale=scale.to(device))
+
+
+def fit_scaler(kind: str, values: Tensor, fit_mask: Tensor) -> SeriesScaler:
+    """Fit a scaler of ``kind`` on ``values`` [N, T] where ``fit_mask`` [N, T] is true (the training part)."""
+    n = values.shape[0]
+    zeros, ones = values.new_zeros(n), values.new_ones(n)
+    if kind == "identity":
+        return SeriesScaler(kind, zeros, ones)
+    if kind == "standard":
+        return SeriesScaler(kind, *_mean_std(values, fit_mask))
+    if kind in ("robust", "robust-centered", "revin"):
+        nonzero = fit_mask & (values != 0)
+        median, scale = _nonzero_robust(values, nonzero)
+        return SeriesScaler(kind, median if kind == "robust-centered" else zeros, scale)
+    raise ValueError(f"unknown scaler {kind!r}")
+
+
+def _mean_std(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Masked mean and standard deviation per row; the std falls back to 1 where it is ~0."""
+    count = mask.sum(1).clamp(min=1)
+    masked = torch.where(mask, values, 0.0)
+    mean = masked.sum(1) / count
+    var = (torch.where(mask, values - mean[:, None], 0.0) ** 2).sum(1) / (count - 1).clamp(min=1)
+    std = var.sqrt()
+    return mean, torch.where(std > EPS, std, torch.ones_like(std))
+
+
+def _nonzero_robust(values: Tensor, nonzero: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row median and scale of the non-zero values: IQR, else std, else 1."""
+    with_nan = torch.where(nonzero, values.double(), float("nan"))
+    q = torch.nanquantile(with_nan, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=1)
+    median = torch.nan_to_num(q[1], nan=0.0).to(values.dtype)
+    iqr = torch.nan_to_num(q[2] - q[0], nan=0.0).to(values.dtype)
+    _, std = _mean_std(values, nonzero)
+    has_spread = nonzero.sum(1) >= 2
+    std = torch.where(has_spread, std, torch.ones_like(std))
+    return median, torch.where(iqr > EPS, iqr, std)
+
+
+class WindowNorm(nn.Module):
+    """RevIN-style per-window normalisation around a model (Kim et al., ICLR 2022).
+
+    Each input window is normalised by its own mean and standard deviation, the model forecasts in those units,
+    and its output is mapped back with the same statistics (and a learnable affine), so the loss stays in the
+    series-scaled units and an all-zero window cannot blow the targets up.
+    """
+
+    def __init__(self, model: nn.Module, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.model, self.eps = model, eps
+        self.gamma = nn.Parameter(torch.ones(1))
+        self.beta = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, L]`` to ``[B, H, O]`` through the normalised model."""
+        mean = x.mean(-1, keepdim=True)
+        std = (x.var(-1, keepdim=True, unbiased=False) + self.eps).sqrt()
+        out = self.model((x - mean) / std * self.gamma + self.beta)
+        # [B, 1] -> [B, 1, 1] to broadcast over [B, H, O]
+        restored: Tensor = ((out - self.beta) / self.gamma) * std[..., None] + mean[..., None]
+        return restored

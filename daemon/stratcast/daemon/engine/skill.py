@@ -1,0 +1,103 @@
+"""Honest skill: the model against naive baselines on the same holdout, by error and by ranking.
+
+Error metrics (MAE, RMSE, the error of each strategy's horizon total) say how close the forecasts are; on strategy
+panels the zero forecast is often hard to beat on them. The ranking metric says whether the forecasts pick good
+strategies: the realized mean profit per period of the top-k strategies picked by each method, next to the
+average strategy and the best possible pick. A model that loses to the zero forecast is reported as such.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+ZERO, TRAILING, LAST, SEASONAL, MODEL = "zero", "trailing_mean", "last_value", "seasonal_naive", "model"
+
+
+def baselines(
+    raw: Tensor, start: Tensor, origin: int, horizon: int, *, trailing_window: int, season: int = 0
+) -> dict[str, Tensor]:
+    """Naive forecasts [N, horizon] from the raw panel [N, T] using only periods before ``origin``."""
+    n = raw.shape[0]
+    out = {ZERO: raw.new_zeros(n, horizon), TRAILING: trailing_mean(raw, start, origin, trailing_window)}
+    out[TRAILING] = out[TRAILING][:, None].expand(n, horizon)
+    last = raw[:, origin - 1] if origin >= 1 else raw.new_zeros(n)
+    out[LAST] = torch.where(start <= origin - 1, last, 0.0)[:, None].expand(n, horizon)
+    if season > 0 and origin - season >= 0:
+        idx = origin - season + torch.arange(horizon, device=raw.device) % season  # [H] periods a season back
+        seasonal = raw[:, idx]
+        out[SEASONAL] = torch.where(start[:, None] <= idx[None, :], seasonal, 0.0)
+    return out
+
+
+def trailing_mean(raw: Tensor, start: Tensor, origin: int, window: int) -> Tensor:
+    """[N] mean of each series' observed periods in ``[origin - window, origin)`` (0 when there are none)."""
+    t = torch.arange(raw.shape[1], device=raw.device)
+    inside = (t[None, :] >= torch.clamp(start, min=origin - window)[:, None]) & (t[None, :] < origin)
+    count = inside.sum(1).clamp(min=1)
+    return torch.where(inside, raw, 0.0).sum(1) / count
+
+
+def top_k_sizes(n: int) -> dict[str, int]:
+    """The ranking cut-offs: 10 strategies and the top 1% (at least one), each capped at ``n``."""
+    return {"top10": min(10, n), "top1pct": max(1, min(n, round(n * 0.01)))}
+
+
+def score(realized: Tensor, forecasts: dict[str, Tensor], mask: Tensor | None = None) -> dict[str, Any]:
+    """Error and ranking metrics of every forecast [N, S] against ``realized`` [N, S], same cells."""
+    realized = realized.double()
+    mask = torch.ones_like(realized, dtype=torch.bool) if mask is None else mask
+    cells = mask.sum().clamp(min=1)
+    errors: dict[str, dict[str, float]] = {}
+    totals = {name: torch.where(mask, f.double(), 0.0).sum(1) for name, f in forecasts.items()}
+    real_total = torch.where(mask, realized, 0.0).sum(1)
+    for name, f in forecasts.items():
+        err = torch.where(mask, f.double() - realized, 0.0)
+        errors[name] = {
+            "mae": float(err.abs().sum() / cells),
+            "rmse": float((err.square().sum() / cells).sqrt()),
+            "total_mae": float((totals[name] - real_total).abs().mean()),
+        }
+    return {"errors": errors, "ranking": ranking(realized, mask, totals)}
+
+
+def ranking(realized: Tensor, mask: Tensor, totals: dict[str, Tensor]) -> dict[str, Any]:
+    """Realized mean profit per period of the top-k strategies picked by each method's forecast total."""
+    per_period = torch.where(mask, realized, 0.0).sum(1) / mask.sum(1).clamp(min=1)  # [N]
+    n = per_period.shape[0]
+    picks: dict[str, dict[str, float]] = {}
+    for label, k in top_k_sizes(n).items():
+        for name, total in {**totals, "oracle": per_period}.items():
+            if name == ZERO:
+                continue  # every strategy ties at 0: the zero forecast cannot rank
+            chosen = torch.topk(total, k).indices
+            picks.setdefault(name, {})[label] = float(per_period[chosen].mean())
+    return {"k": top_k_sizes(n), "universe_mean": float(per_period.mean()), "picks": picks}
+
+
+def verdict(metrics: dict[str, Any]) -> list[str]:
+    """Plain sentences on whether the model beats the baselines; never hides a loss to the zero forecast."""
+    errors, picks = metrics["errors"], metrics["ranking"]["picks"]
+    model, lines = errors[MODEL], []
+    for base in (ZERO, TRAILING):
+        if base not in errors:
+            continue
+        diff = 100 * (model["rmse"] / max(errors[base]["rmse"], 1e-12) - 1)
+        if diff < 0:
+            lines.append(
+                f"The model's RMSE is {-diff:.1f}% lower than the {base.replace('_', ' ')} forecast."
+            )
+        else:
+            lines.append(
+                f"The model LOSES to the {base.replace('_', ' ')} forecast: its RMSE is {diff:.1f}% higher."
+            )
+    if TRAILING in picks:
+        m, t = picks[MODEL]["top1pct"], picks[TRAILING]["top1pct"]
+        word = "beat" if m > t else "did NOT beat"
+        lines.append(
+            f"Its top 1% picks earned {m:.3g} per period and {word} the trailing-mean picks ({t:.3g}); "
+            f"the average strategy earned {metrics['ranking']['universe_mean']:.3g}."
+        )
+    return lines

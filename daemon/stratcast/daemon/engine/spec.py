@@ -1,0 +1,99 @@
+"""``RunSpec``: one forecasting job (data, model, options), and parsing of ``--set key=value``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stratcast.daemon.engine.config import TrainConfig, parse_value, train_fields
+from stratcast.daemon.zoo.registry import get_entry, make_config
+
+MODES = ("batch", "per-strategy")
+PER_STRATEGY_BATCH = 32
+"""Default windows per strategy per step in per-strategy mode (``batch_size`` there counts per strategy)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """Everything that defines a forecasting job."""
+
+    data: str
+    """Long-format parquet or CSV file."""
+    model: str
+    """Registered model name (``stratcastd models``)."""
+    out: str
+    """Output folder."""
+    mode: str = "batch"
+    """``batch``: one global model; ``per-strategy``: one model per strategy, trained stacked."""
+    device: str = "auto"
+    holdout: int = 0
+    """Last periods kept for honest scoring, never seen in training (0: no scoring)."""
+    id_col: str | None = None
+    time_col: str | None = None
+    target_col: str | None = None
+    fill_missing: str = "error"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model_params: Mapping[str, Any] = field(default_factory=dict)
+    """Architecture overrides, validated against the model's config."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {list(MODES)}")
+        if self.fill_missing not in ("error", "zero"):
+            raise ValueError(f"fill_missing {self.fill_missing!r} is not one of ['error', 'zero']")
+        if not 0 <= self.holdout <= self.train.horizon:
+            raise ValueError(f"holdout={self.holdout} must be between 0 and horizon={self.train.horizon}")
+        entry = get_entry(self.model)
+        if self.mode == "per-strategy" and not entry.stackable:
+            raise ValueError(
+                f"model {self.model!r} cannot be stacked for per-strategy mode (it does not vmap)"
+            )
+        make_config(self.model, self.model_params)  # validates the overrides now, not mid-run
+
+
+def split_sets(
+    model: str, sets: Sequence[str], base: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``key=value`` items into (training options, model parameters), parsed to their field types.
+
+    A key may be prefixed ``model.`` or ``train.`` where a name exists in both.
+
+    Raises:
+        ValueError: for a malformed item, an unknown key, or a value of the wrong type.
+    """
+    defaults = {
+        "train": {f.name: f.default for f in dataclasses.fields(TrainConfig)},
+        "model": {f.name: f.default for f in dataclasses.fields(get_entry(model).config_cls)},
+    }
+    out: dict[str, dict[str, Any]] = {"train": dict(base or {}), "model": {}}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        target, name = _route(key, defaults, model)
+        try:
+            out[target][name] = parse_value(raw.strip(), defaults[target][name])
+        except ValueError as exc:
+            raise ValueError(f"--set {item!r}: {exc}") from None
+    return out["train"], out["model"]
+
+
+def _route(key: str, defaults: Mapping[str, Mapping[str, Any]], model: str) -> tuple[str, str]:
+    """Which config (``train`` or ``model``) a ``--set`` key belongs to, and the field name."""
+    prefix, _, rest = key.partition(".")
+    if rest and prefix in defaults and rest in defaults[prefix]:
+        return prefix, rest
+    owners = [where for where in ("train", "model") if key in defaults[where]]
+    if len(owners) == 2:
+        raise ValueError(
+            f"--set {key}: both a training option and a {model} parameter; write train.{key} or model.{key}"
+        )
+    if owners:
+        return owners[0], key
+    raise ValueError(
+        f"--set {key}: unknown option; training options: {', '.join(sorted(train_fields()))}; "
+        f"{model} parameters: {', '.join(sorted(defaults['model'])) or 'none'}"
+    )

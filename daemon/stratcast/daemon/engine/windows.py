@@ -1,0 +1,152 @@
+"""Windows cut from the panel on the device, by index, without look-ahead.
+
+The whole scaled panel lives on the device as one tensor, padded with ``input_size`` zeros on the left and
+``horizon`` zeros on the right so every window is a plain gather. A training step draws ``batch_size`` window
+origins uniformly over every valid (series, origin) pair with one ``searchsorted`` and gathers them: no per-step
+host-to-device copy, no DataLoader.
+
+Time split, for a grid of ``T`` periods::
+
+    [ ... train ... | val_size | holdout ]
+    0          train_end    val_end      T
+
+A window with origin ``o`` (the first forecast period) reads inputs ``[o - input_size, o)`` and targets
+``[o, o + horizon)``. Training windows need ``o <= train_end - 1`` and mask out every target at or after
+``train_end``; validation windows start at ``train_end`` and score targets before ``val_end``; the holdout window
+starts at ``val_end`` and is never seen in training or early stopping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Split:
+    """Where training, validation and holdout periods end on the grid."""
+
+    train_end: int
+    val_end: int
+    n_times: int
+
+    @classmethod
+    def make(cls, n_times: int, val_size: int, holdout: int) -> Split:
+        """Split ``n_times`` periods into train, the last ``val_size`` before the holdout, and the holdout."""
+        if holdout < 0 or val_size < 0 or val_size + holdout >= n_times:
+            raise ValueError(
+                f"val_size={val_size} + holdout={holdout} leaves no training periods out of {n_times}"
+            )
+        return cls(n_times - holdout - val_size, n_times - holdout, n_times)
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """Windows with their targets; ``mask`` says which target periods may be scored."""
+
+    x: Tensor
+    """[B, L] inputs."""
+    y: Tensor
+    """[B, H] targets (0 where masked out)."""
+    mask: Tensor
+    """[B, H] bool, true where the target lies in the part being scored."""
+    rows: Tensor
+    """[B] series index of each window."""
+    origin: Tensor
+    """[B] first forecast period of each window."""
+
+
+class PanelWindows:
+    """The scaled panel on the device and the window arithmetic over it."""
+
+    def __init__(
+        self, scaled: Tensor, start: Tensor, *, input_size: int, horizon: int, pad_start: bool = False
+    ) -> None:
+        self.input_size, self.horizon, self.pad_start = input_size, horizon, pad_start
+        self.n_series, self.n_times = scaled.shape
+        # [N, T] -> [N, L + T + H]; the pads are never scored and only read as input with pad_start
+        self.padded = torch.nn.functional.pad(scaled, (input_size, horizon))
+        self.start = start.to(scaled.device)
+        self.offsets = torch.arange(-input_size, horizon, device=scaled.device)
+
+    def earliest_origin(self) -> Tensor:
+        """[N] first origin whose inputs are all observed (or that has one observed input, with pad_start)."""
+        return self.start + (1 if self.pad_start else self.input_size)
+
+    def gather(self, rows: Tensor, origin: Tensor, end: int) -> WindowBatch:
+        """Cut windows at ``origin`` for series ``rows``, masking targets at or after ``end``."""
+        idx = origin[:, None] + self.offsets + self.input_size  # [B, L + H] positions in the padded panel
+        window = self.padded[rows[:, None], idx]
+        target_t = origin[:, None] + self.offsets[self.input_size :]  # [B, H]
+        mask = target_t < end
+        y = torch.where(mask, window[:, self.input_size :], 0.0)
+        return WindowBatch(window[:, : self.input_size], y, mask, rows, origin)
+
+    def origins_at(self, origin: int) -> WindowBatch | None:
+        """One window per series whose inputs allow a forecast from ``origin`` (None when there is none)."""
+        rows = torch.nonzero(self.earliest_origin() <= origin).flatten()
+        if rows.numel() == 0:
+            return None
+        return self.gather(rows, torch.full_like(rows, origin), self.n_times)
+
+    def forecast_inputs(self) -> Tensor:
+        """[N, L] the last ``input_size`` periods of every series: the inputs of the forecast past the grid."""
+        return self.padded[:, self.n_times : self.n_times + self.input_size]
+
+
+class TrainSampler:
+    """Uniform sampling of training windows by index, reproducible from its generator state."""
+
+    def __init__(self, windows: PanelWindows, train_end: int, seed: int) -> None:
+        self.windows, self.train_end = windows, train_end
+        self.lo = windows.earliest_origin()
+        self.count = (train_end - self.lo).clamp(min=0)  # [N] valid origins per series
+        self.cum = torch.cumsum(self.count, 0)
+        self.total = int(self.cum[-1]) if self.cum.numel() else 0
+        if self.total == 0:
+            raise ValueError(
+                f"no training window fits: every series needs more than input_size={windows.input_size} "
+                f"periods before the validation part (period {train_end}); lower --input-size, val_size or "
+                "holdout, or set pad_start=true"
+            )
+        self.generator = torch.Generator(device=windows.padded.device)
+        self.generator.manual_seed(seed)
+
+    @property
+    def n_windows(self) -> int:
+        """Number of distinct training windows (an epoch)."""
+        return self.total
+
+    def sample(self, batch_size: int) -> WindowBatch:
+        """Draw ``batch_size`` training windows."""
+        dev = self.cum.device
+        u = torch.randint(0, self.total, (batch_size,), generator=self.generator, device=dev)
+        rows = torch.searchsorted(self.cum, u, right=True)
+        offset = u - (self.cum[rows] - self.count[rows])
+        return self.windows.gather(rows, self.lo[rows] + offset, self.train_end)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The generator state: the sampler's position."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Continue from a saved position."""
+        self.generator.set_state(state["generator"])
+
+
+def validation_windows(windows: PanelWindows, split: Split) -> WindowBatch | None:
+    """Windows scoring the validation part: origins every ``horizon`` periods from ``train_end``."""
+    batches = [
+        b
+        for o in range(split.train_end, split.val_end, windows.horizon)
+        if (b := windows.origins_at(o)) is not None
+    ]
+    if not batches:
+        return None
+    merged = [torch.cat([getattr(b, k) for b in batches]) for k in ("x", "y", "mask", "rows", "origin")]
+    mask = merged[2] & (
+        merged[4][:, None] + torch.arange(windows.horizon, device=merged[2].device) < split.val_end
+    )
+    return WindowBatch(merged[0], torch.where(mask, merged[1], 0.0), mask, merged[3], merged[4])

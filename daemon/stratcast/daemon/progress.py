@@ -1,0 +1,48 @@
+"""Progress output for foreground runs: a redrawn bar on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from stratcast.daemon.engine.trainer import Progress
+
+LINE_EVERY_S = 5.0
+
+
+class ProgressPrinter:
+    """A :class:`Progress` callback writing to ``stream``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.tty = stream, stream.isatty()
+        self.last_line = 0.0
+        self.drawn = False
+
+    def __call__(self, p: Progress) -> None:
+        """Draw the bar (TTY) or print a line at most every few seconds and at every validation check."""
+        text = describe(p)
+        if self.tty:
+            done = int(30 * p.step / p.max_steps)
+            self.stream.write(f"\r[{'#' * done}{'.' * (30 - done)}] {text}\x1b[K")
+            self.stream.flush()
+            self.drawn = True
+            return
+        now = time.monotonic()
+        if p.val_loss is not None or now - self.last_line >= LINE_EVERY_S or p.step == p.max_steps:
+            print(text, file=self.stream, flush=True)
+            self.last_line = now
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def describe(p: Progress) -> str:
+    """One line: step, epoch, losses, throughput and ETA."""
+    val = "" if p.val_loss is None else f" val {p.val_loss:.4g} (best {p.best_val_loss:.4g})"
+    return (
+        f"step {p.step}/{p.max_steps} epoch {p.epoch:.2f} loss {p.train_loss:.4g}{val} "
+        f"{p.windows_per_s:,.0f} win/s eta {p.eta_s:.0f}s"
+    )

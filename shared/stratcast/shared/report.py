@@ -1,0 +1,73 @@
+"""Plain-text tables of a run's results from its ``metrics.json`` data, for the CLI, the daemon and the TUI.
+
+Pure Python on plain data: no numpy, pandas or torch, so a torch-free client can print the same tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+METHOD_LABELS = {
+    "model": "model",
+    "zero": "zero forecast",
+    "trailing_mean": "trailing mean",
+    "last_value": "last value",
+    "seasonal_naive": "seasonal naive",
+    "oracle": "best possible",
+}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A fixed-width text table; numbers right-aligned with 4 significant digits."""
+    cells = [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    numeric = [bool(rows) and all(isinstance(r[i], int | float) for r in rows) for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(list(headers)), rule, *(line(r) for r in cells)])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def skill_table(metrics: Mapping[str, Any]) -> str:
+    """Errors of the model and every baseline on the holdout, and the realized profit of their top picks."""
+    errors: Mapping[str, Mapping[str, float]] = metrics["errors"]
+    picks: Mapping[str, Mapping[str, float]] = metrics["ranking"]["picks"]
+    k = metrics["ranking"]["k"]
+    headers = ["method", "MAE", "RMSE", "total MAE", f"top {k['top10']} mean", f"top {k['top1pct']} mean"]
+    rows = []
+    for name in [*errors, "oracle"]:
+        err = errors.get(name, {})
+        pick = picks.get(name, {})
+        rows.append(
+            [
+                METHOD_LABELS.get(name, name),
+                err.get("mae", "-"),
+                err.get("rmse", "-"),
+                err.get("total_mae", "-"),
+                pick.get("top10", "-"),
+                pick.get("top1pct", "-"),
+            ]
+        )
+    universe = metrics["ranking"]["universe_mean"]
+    foot = "top-k mean: realized mean profit per period of the k strategies each method ranks highest; "
+    foot += f"average strategy: {universe:.4g}"
+    return table(headers, rows) + "\n" + foot
+
+
+def top_table(rows: Sequence[Mapping[str, Any]], limit: int = 10) -> str:
+    """The best strategies by forecast: rank, id, forecast mean ("Avg Profit") and sum, trailing mean."""
+    body = [
+        [r["rank"], r["strategy"], r["forecast_mean"], r["forecast_sum"], r["trailing_mean"]]
+        for r in rows[:limit]
+    ]
+    return table(["rank", "strategy", "avg profit", "horizon total", "trailing mean"], body)
