@@ -52,7 +52,7 @@ class FitResult:
     stopped_early: bool
     """Early stopping ended the run before ``max_steps``."""
     interrupted: bool
-    """A stop request ended the run; the weights are the best so far."""
+    """A stop request ended the run; the weights are the current ones (``best_state`` holds the best)."""
     seconds: float
 
 
@@ -116,6 +116,11 @@ class Trainer:
     def sample(self) -> WindowBatch:
         """The windows of one step."""
         return self.sampler.sample(self.cfg.batch_size)
+
+    @property
+    def windows_per_step(self) -> int:
+        """Training windows one step draws (``batch_size``), for the epoch and rate in progress reports."""
+        return self.cfg.batch_size
 
     def batch_loss(self, out: Tensor, batch: WindowBatch) -> Tensor:
         """Scalar loss of outputs [B, H, O] against the batch's masked targets."""
@@ -183,7 +188,8 @@ class Trainer:
             if self.patience_spent():
                 stopped_early = True
                 break
-        self.restore_best()
+        if not interrupted:  # an interrupted run keeps its current weights so it can be resumed exactly
+            self.restore_best()
         best = None if self.best_val is None else float(self.best_val.mean())
         seconds = time.perf_counter() - t0
         return FitResult(self.step, best, self.best_step, stopped_early, interrupted, seconds)
@@ -214,17 +220,17 @@ class Trainer:
         if self.on_progress is None:
             return
         train_loss, rate = meter.flush(self.step)
-        remaining = (self.cfg.max_steps - self.step) * self.cfg.batch_size
+        remaining = (self.cfg.max_steps - self.step) * self.windows_per_step
         self.on_progress(
             Progress(
                 step=self.step,
                 max_steps=self.cfg.max_steps,
-                epoch=self.step * self.cfg.batch_size / self.sampler.n_windows,
+                epoch=self.step * self.windows_per_step / self.sampler.n_windows,
                 train_loss=train_loss,
                 val_loss=None if val is None else float(val.mean()),
                 best_val_loss=None if self.best_val is None else float(self.best_val.mean()),
-                windows_per_s=rate * self.cfg.batch_size,
-                eta_s=remaining / max(rate * self.cfg.batch_size, 1e-9),
+                windows_per_s=rate * self.windows_per_step,
+                eta_s=remaining / max(rate * self.windows_per_step, 1e-9),
                 learning_rate=float(self.optimizer.param_groups[0]["lr"]),
             )
         )

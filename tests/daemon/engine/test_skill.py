@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from stratcast.daemon.engine import skill
+from stratcast.daemon.engine.forecast import blend_toward_mean, predict
+
+
+def test_baselines_use_only_periods_before_the_origin():
+    raw = torch.arange(1.0, 21.0).reshape(2, 10)  # row 0: 1..10, row 1: 11..20
+    start = torch.tensor([0, 6])
+    b = skill.baselines(raw, start, origin=8, horizon=3, trailing_window=4, season=3)
+    assert b["zero"].abs().sum() == 0
+    assert b["trailing_mean"][:, 0].tolist() == pytest.approx([(5 + 6 + 7 + 8) / 4, (17 + 18) / 2])
+    assert b["last_value"][:, 0].tolist() == [8.0, 18.0]
+    assert b["seasonal_naive"][0].tolist() == [6.0, 7.0, 8.0]  # periods 5, 6, 7
+    assert b["seasonal_naive"][1].tolist() == [0.0, 17.0, 18.0]  # period 5 precedes series 1's start
+
+
+def test_scores_count_errors_and_rank_by_realized_profit_of_the_picks():
+    realized = torch.tensor([[1.0, 1.0], [0.0, 0.0], [-1.0, -3.0]])
+    good = torch.tensor([[2.0, 2.0], [0.0, 0.0], [-1.0, -1.0]])
+    m = skill.score(realized, {"model": good, "zero": torch.zeros(3, 2), "trailing_mean": -good})
+    assert m["errors"]["zero"]["mae"] == pytest.approx(6 / 6)
+    assert m["errors"]["model"]["mae"] == pytest.approx((1 + 1 + 0 + 0 + 0 + 2) / 6)
+    assert m["errors"]["model"]["rmse"] == pytest.approx(((1 + 1 + 4) / 6) ** 0.5)
+    assert m["errors"]["model"]["total_mae"] == pytest.approx((2 + 0 + 2) / 3)
+    assert m["ranking"]["k"] == {"top10": 3, "top1pct": 1}
+    assert m["ranking"]["picks"]["model"]["top1pct"] == 1.0
+    assert m["ranking"]["picks"]["trailing_mean"]["top1pct"] == -2.0
+    assert m["ranking"]["picks"]["oracle"]["top1pct"] == 1.0
+    assert "zero" not in m["ranking"]["picks"]
+    assert m["ranking"]["universe_mean"] == pytest.approx((1 + 0 - 2) / 3)
+
+
+def test_verdict_says_plainly_when_the_model_loses_to_the_zero_forecast():
+    realized = torch.zeros(4, 3)
+    bad = torch.ones(4, 3)
+    m = skill.score(realized, {"model": bad, "zero": torch.zeros(4, 3), "trailing_mean": bad * 0.5})
+    lines = skill.verdict(m)
+    assert any("LOSES to the zero forecast" in line for line in lines)
+
+
+def test_blend_moves_the_first_steps_toward_the_recent_mean_only():
+    fc = torch.zeros(1, 5)
+    out = blend_toward_mean(fc, torch.tensor([3.0]), steps=2)
+    assert out[0].tolist() == pytest.approx([2.0, 1.0, 0.0, 0.0, 0.0])
+    assert torch.equal(blend_toward_mean(fc, torch.tensor([3.0]), steps=0), fc)
+
+
+def test_chunked_prediction_equals_one_forward_pass():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Unflatten(1, (4, 2)))
+    x = torch.randn(1000, 6)
+    with torch.no_grad():
+        whole = model(x)
+    assert torch.allclose(predict(model, x, chunk=300), whole)

@@ -1,0 +1,34 @@
+import pytest
+
+from stratcast.daemon.engine.config import TrainConfig
+from stratcast.daemon.engine.spec import RunSpec, split_sets
+
+
+def test_set_items_are_routed_to_training_or_model_and_typed():
+    train, params = split_sets("dlinear", ["max_steps=12", "learning_rate=3e-4", "moving_avg=7", "pad_start=true"])
+    assert train == {"max_steps": 12, "learning_rate": 3e-4, "pad_start": True}
+    assert params == {"moving_avg": 7}
+    train, _ = split_sets("dlinear", ["quantiles=0.2,0.5,0.8"])
+    assert train["quantiles"] == (0.2, 0.5, 0.8)
+
+
+@pytest.mark.parametrize(
+    ("item", "needle"),
+    [("nonsense", "expected key=value"), ("warp=3", "unknown option"), ("max_steps=abc", "max_steps=abc")],
+)
+def test_bad_set_items_are_rejected_with_a_clear_message(item, needle):
+    with pytest.raises(ValueError, match=needle):
+        split_sets("dlinear", [item])
+
+
+def test_spec_rejects_bad_values_before_the_run_starts():
+    with pytest.raises(ValueError, match="holdout"):
+        RunSpec(data="x", model="dlinear", out="o", holdout=60, train=TrainConfig(horizon=52))
+    with pytest.raises(ValueError, match="moving_avg"):
+        RunSpec(data="x", model="dlinear", out="o", model_params={"moving_avg": 0})
+    with pytest.raises(KeyError, match="known models"):
+        RunSpec(data="x", model="prophet", out="o")
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="scaler"):
+        TrainConfig(scaler="minmax")

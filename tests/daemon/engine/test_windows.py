@@ -1,0 +1,80 @@
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
+
+
+def positional_panel(n: int, t: int) -> torch.Tensor:
+    """values[i, t] = 1000 * i + t + 1: every value names its own series and period."""
+    return (1000 * torch.arange(n)[:, None] + torch.arange(t)[None, :] + 1).float()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    t=st.integers(12, 60),
+    input_size=st.integers(1, 8),
+    horizon=st.integers(1, 8),
+    val=st.integers(0, 6),
+    holdout=st.integers(0, 6),
+    pad=st.booleans(),
+    seed=st.integers(0, 1000),
+    starts=st.lists(st.integers(0, 5), min_size=6, max_size=6),
+)
+def test_training_windows_never_look_ahead(n, t, input_size, horizon, val, holdout, pad, seed, starts):
+    split = Split.make(t, val, holdout)
+    start = torch.tensor(starts[:n])
+    values = positional_panel(n, t)
+    values[torch.arange(t)[None, :] < start[:, None]] = 0.0
+    windows = PanelWindows(values, start, input_size=input_size, horizon=horizon, pad_start=pad)
+    try:
+        sampler = TrainSampler(windows, split.train_end, seed)
+    except ValueError:
+        assert ((windows.earliest_origin() < split.train_end).sum()) == 0
+        return
+    b = sampler.sample(64)
+    for k in range(64):
+        i, o = int(b.rows[k]), int(b.origin[k])
+        assert o < split.train_end and o >= int(start[i]) + 1
+        periods_in = torch.arange(o - input_size, o)
+        expect_in = torch.where(periods_in >= start[i], 1000 * i + periods_in + 1, 0).float()
+        assert torch.equal(b.x[k], expect_in)  # inputs are exactly the periods before the origin (0 before start)
+        periods_out = torch.arange(o, o + horizon)
+        scored = periods_out[b.mask[k]]
+        assert (scored < split.train_end).all() and b.mask[k, 0]  # no target at/after train_end is scored
+        assert torch.equal(b.y[k][b.mask[k]], (1000 * i + scored + 1).float())
+        assert (b.y[k][~b.mask[k]] == 0).all()
+        if not pad:
+            assert o - input_size >= int(start[i])
+
+
+def test_validation_windows_score_only_the_validation_part():
+    values = positional_panel(3, 40)
+    split = Split.make(40, 10, 5)
+    windows = PanelWindows(values, torch.zeros(3, dtype=torch.long), input_size=6, horizon=4)
+    val = validation_windows(windows, split)
+    assert val is not None
+    assert sorted(set(val.origin.tolist())) == [25, 29, 33]
+    scored = (val.origin[:, None] + torch.arange(4))[val.mask]
+    assert scored.min() >= split.train_end and scored.max() < split.val_end
+    assert int(val.mask.sum()) == 3 * 10  # every validation period of every series scored exactly once
+
+
+def test_sampler_is_uniform_over_all_valid_windows_and_resumes_from_its_state():
+    start = torch.tensor([0, 20])
+    windows = PanelWindows(positional_panel(2, 40), start, input_size=5, horizon=3)
+    sampler = TrainSampler(windows, 30, seed=1)
+    assert sampler.n_windows == (30 - 5) + (30 - 25)
+    rows = sampler.sample(20_000).rows
+    share = (rows == 1).float().mean().item()
+    assert abs(share - 5 / 30) < 0.02
+    state = sampler.state_dict()
+    first = sampler.sample(16)
+    sampler.load_state_dict(state)
+    assert torch.equal(sampler.sample(16).origin, first.origin)
+
+
+def test_forecast_inputs_are_the_last_periods():
+    windows = PanelWindows(positional_panel(2, 10), torch.zeros(2, dtype=torch.long), input_size=4, horizon=2)
+    assert windows.forecast_inputs()[1].tolist() == [1007.0, 1008.0, 1009.0, 1010.0]
