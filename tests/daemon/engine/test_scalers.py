@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
 
 

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from stratcast.daemon.engine import skill
 from stratcast.daemon.engine.forecast import blend_toward_mean, predict
 

@@ -1,5 +1,4 @@
 import pytest
-
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.spec import RunSpec, split_sets
 

@@ -2,10 +2,9 @@ import dataclasses
 
 import pytest
 import torch
-
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.losses import elementwise_loss, masked_mean, point_forecast
-from stratcast.daemon.engine.trainer import Trainer
+from stratcast.daemon.engine.trainer import Progress, Trainer
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.zoo.registry import build_model, make_config
 
@@ -30,7 +29,7 @@ def make_trainer(cfg=CFG, values=None, progress=None, stop=None, model="dlinear"
 
 
 def test_training_lowers_validation_loss_and_reports_progress():
-    reports = []
+    reports: list[Progress] = []
     trainer = make_trainer(progress=reports.append)
     first = float(trainer.validation_loss())
     result = trainer.fit()
@@ -74,8 +73,13 @@ def test_resume_after_stop_gives_identical_weights():
     cfg = dataclasses.replace(CFG, max_steps=40)
     straight = make_trainer(cfg)
     straight.fit()
-    calls = []
-    first = make_trainer(cfg, stop=lambda: len(calls) > 15 or bool(calls.append(1)))
+    calls: list[int] = []
+
+    def stop_after_16() -> bool:
+        calls.append(1)
+        return len(calls) > 16
+
+    first = make_trainer(cfg, stop=stop_after_16)
     first.fit()
     state = first.state_dict()
     resumed = make_trainer(cfg)
