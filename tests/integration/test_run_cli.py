@@ -1,0 +1,118 @@
+"""End to end: ``stratcastd run`` and ``demo`` on small generated panels, as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from stratcast.daemon.engine.checkpoint import load_checkpoint
+from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.shared.errors import ExitCode
+
+SMALL = ["--set", "max_steps=40", "--set", "batch_size=128", "--set", "val_check_steps=10", "--device", "cpu"]
+
+
+def stratcastd(*args, check_code=None):
+    proc = subprocess.run(
+        [sys.executable, "-m", "stratcast.daemon.cli", *args], capture_output=True, text=True, timeout=300
+    )
+    if check_code is not None:
+        assert proc.returncode == check_code, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def panel_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "panel.parquet"
+    make_strategy_panel(60, 90, seed=1).to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["batch", "per-strategy"])
+def test_run_writes_forecasts_summary_metrics_and_a_safe_checkpoint(tmp_path, panel_file, mode):
+    out = tmp_path / "run"
+    proc = stratcastd(
+        "run",
+        "--data",
+        str(panel_file),
+        "--model",
+        "dlinear",
+        "--out",
+        str(out),
+        "--horizon",
+        "8",
+        "--input-size",
+        "24",
+        "--holdout",
+        "8",
+        "--mode",
+        mode,
+        "--json",
+        *SMALL,
+        check_code=ExitCode.OK,
+    )
+    result = json.loads(proc.stdout)
+    assert "device: cpu" in proc.stderr
+    fc = pd.read_parquet(out / "forecast.parquet")
+    assert list(fc.columns[:3]) == ["strategy", "step", "forecast"] and len(fc) == 60 * 8
+    summary = pd.read_parquet(out / "summary.parquet")
+    assert sorted(summary["rank"]) == list(range(1, 61))
+    assert summary["forecast_mean"].is_monotonic_decreasing
+    assert summary["holdout_realized_mean"].notna().all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["errors"]) >= {"model", "zero", "trailing_mean", "last_value"}
+    assert metrics["run"]["mode"] == mode and result["metrics"]["holdout"]["periods"] == 8
+    state = load_checkpoint(out / "model.pt")
+    assert state["model_name"] == "dlinear" and state["trainer"]["step"] >= 1
+
+
+def test_bad_input_exits_with_the_bad_input_code_and_names_the_problem(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("No.,week,profit\n1,2020-01-06,1.0\n1,2020-01-06,2.0\n")
+    proc = stratcastd("run", "--data", str(bad), "--model", "dlinear", "--out", str(tmp_path / "o"), *SMALL)
+    assert proc.returncode == ExitCode.BAD_INPUT
+    assert "bad.csv" in proc.stderr and "duplicate" in proc.stderr.lower()
+    proc = stratcastd("run", "--data", str(bad), "--model", "nope", "--out", str(tmp_path / "o"))
+    assert proc.returncode == ExitCode.BAD_INPUT and "known models" in proc.stderr
+
+
+def test_missing_gpu_is_a_clear_bad_input_error(tmp_path, panel_file):
+    proc = stratcastd(
+        "run", "--data", str(panel_file), "--model", "dlinear", "--out", str(tmp_path), "--device", "cuda:7"
+    )
+    assert proc.returncode == ExitCode.BAD_INPUT and "cuda:7" in proc.stderr
+
+
+def test_models_lists_every_model_with_parameters(tmp_path):
+    proc = stratcastd("models", "--json", check_code=ExitCode.OK)
+    data = json.loads(proc.stdout)
+    names = {m["name"] for m in data["models"]}
+    assert {"dlinear", "mlp", "nbeats", "nhits", "lstm", "gru", "tcn", "tide", "patchtst", "itransformer"} <= names
+    assert any(p["name"] == "batch_size" for p in data["train_options"])
+
+
+def test_results_client_prints_the_same_tables_without_torch(tmp_path, panel_file):
+    out = tmp_path / "run"
+    stratcastd(
+        "run",
+        "--data",
+        str(panel_file),
+        "--model",
+        "mlp",
+        "--out",
+        str(out),
+        "--horizon",
+        "6",
+        "--input-size",
+        "12",
+        "--holdout",
+        "6",
+        *SMALL,
+        check_code=ExitCode.OK,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "stratcast.tui.cli", "results", str(out)], capture_output=True, text=True, check=True
+    )
+    assert "trailing mean" in proc.stdout and "best possible" in proc.stdout

@@ -1,0 +1,35 @@
+from stratcast.shared.report import skill_table, table, top_table
+
+
+def test_table_aligns_numbers_right_and_text_left():
+    text = table(["name", "value"], [["a", 1.5], ["bbb", 22.0]])
+    lines = text.splitlines()
+    assert lines[0].startswith("name") and lines[1].startswith("----")
+    assert lines[2] == "a       1.5" and lines[3] == "bbb      22"
+
+
+def test_skill_table_lists_every_method_and_the_best_possible_pick():
+    metrics = {
+        "errors": {
+            "model": {"mae": 1.0, "rmse": 2.0, "total_mae": 3.0},
+            "zero": {"mae": 1.1, "rmse": 2.1, "total_mae": 3.1},
+        },
+        "ranking": {
+            "k": {"top10": 10, "top1pct": 5},
+            "universe_mean": 0.25,
+            "picks": {"model": {"top10": 1.0, "top1pct": 2.0}, "oracle": {"top10": 9.0, "top1pct": 9.5}},
+        },
+    }
+    text = skill_table(metrics)
+    assert "zero forecast" in text and "best possible" in text and "top 5 mean" in text
+    zero_line = next(line for line in text.splitlines() if line.startswith("zero forecast"))
+    assert zero_line.split()[-2:] == ["-", "-"]  # the zero forecast cannot rank
+
+
+def test_top_table_keeps_rank_order_and_limit():
+    rows = [
+        {"rank": i, "strategy": f"s{i}", "forecast_mean": 1.0 / i, "forecast_sum": 2.0, "trailing_mean": 0.1}
+        for i in range(1, 30)
+    ]
+    lines = top_table(rows, limit=3).splitlines()
+    assert len(lines) == 5 and "s1" in lines[2] and "s3" in lines[4]
