@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
-
 from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from torch import Tensor, nn
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,5 +43,5 @@ class DLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Map ``[B, L]`` to ``[B, H, O]``."""
         trend, season = self.decompose(x)
-        out = self.trend(trend) + self.season(season)
+        out: Tensor = self.trend(trend) + self.season(season)
         return out.view(x.shape[0], self.horizon, self.n_outputs)  # [B, H*O] -> [B, H, O]

@@ -11,10 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
 from stratcast.daemon.zoo.base import ModelConfig, describe_fields
 from stratcast.daemon.zoo.dlinear import DLinear, DLinearConfig
+from stratcast.daemon.zoo.gru import GRU, GRUConfig
+from stratcast.daemon.zoo.itransformer import ITransformer, ITransformerConfig
+from stratcast.daemon.zoo.lstm import LSTM, LSTMConfig
+from stratcast.daemon.zoo.mlp import MLP, MLPConfig
+from stratcast.daemon.zoo.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
+from stratcast.daemon.zoo.nhits import NHITS, NHITSConfig
+from stratcast.daemon.zoo.patchtst import PatchTST, PatchTSTConfig
+from stratcast.daemon.zoo.tcn import TCN, TCNConfig
+from stratcast.daemon.zoo.tide import TiDE, TiDEConfig
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,74 @@ REGISTRY: Mapping[str, ModelEntry] = {
             "trend/remainder decomposition with two linear maps",
             "Zeng et al., AAAI 2023",
         ),
+        ModelEntry(
+            "mlp", MLP, MLPConfig, "multilayer perceptron from the window to the horizon", "Zhang et al., IJF 1998"
+        ),
+        ModelEntry(
+            "nbeats",
+            NBEATS,
+            NBEATSConfig,
+            "generic N-BEATS: doubly residual stacks of fully connected blocks",
+            "Oreshkin et al., ICLR 2020",
+        ),
+        ModelEntry(
+            "nbeats-i",
+            NBEATS,
+            NBEATSIConfig,
+            "interpretable N-BEATS: a polynomial trend stack and a Fourier seasonality stack",
+            "Oreshkin et al., ICLR 2020",
+        ),
+        ModelEntry(
+            "nhits",
+            NHITS,
+            NHITSConfig,
+            "N-BEATS-style stacks with multi-rate pooling and interpolated forecasts",
+            "Challu et al., AAAI 2023",
+        ),
+        ModelEntry(
+            "lstm",
+            LSTM,
+            LSTMConfig,
+            "LSTM encoder over the window, MLP decoder to the horizon",
+            "Hochreiter and Schmidhuber, Neural Computation 1997",
+            stackable=False,
+        ),
+        ModelEntry(
+            "gru",
+            GRU,
+            GRUConfig,
+            "GRU encoder over the window, MLP decoder to the horizon",
+            "Cho et al., EMNLP 2014",
+            stackable=False,
+        ),
+        ModelEntry(
+            "tcn",
+            TCN,
+            TCNConfig,
+            "residual causal dilated convolutions with a linear head",
+            "Bai et al., 2018",
+        ),
+        ModelEntry(
+            "tide",
+            TiDE,
+            TiDEConfig,
+            "dense MLP encoder/decoder with a per-step temporal decoder",
+            "Das et al., TMLR 2023",
+        ),
+        ModelEntry(
+            "patchtst",
+            PatchTST,
+            PatchTSTConfig,
+            "Transformer encoder over patches of the window, flatten head",
+            "Nie et al., ICLR 2023",
+        ),
+        ModelEntry(
+            "itransformer",
+            ITransformer,
+            ITransformerConfig,
+            "inverted Transformer over variates derived from the window",
+            "Liu et al., ICLR 2024",
+        ),
     )
 }
 
@@ -72,9 +148,7 @@ def make_config(name: str, overrides: Mapping[str, Any] | None = None, *, tiny: 
     return dataclasses.replace(base, **dict(overrides or {}))
 
 
-def build_model(
-    name: str, config: ModelConfig, *, input_size: int, horizon: int, n_outputs: int = 1
-) -> nn.Module:
+def build_model(name: str, config: ModelConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> nn.Module:
     """Instantiate a registered model for the given shapes."""
     entry = get_entry(name)
     if not isinstance(config, entry.config_cls):

@@ -1,0 +1,80 @@
+"""A small Transformer encoder shared by :mod:`patchtst` and :mod:`itransformer` (private).
+
+Written from ``nn.Linear``, ``nn.LayerNorm`` and a plain ``softmax(q k^T / sqrt(d)) v`` rather than with
+``nn.TransformerEncoderLayer`` (whose inference fast path takes another kernel and misbehaves under
+``torch.func.vmap``) or ``F.scaled_dot_product_attention`` (whose CPU kernel has no ``vmap`` batching rule in
+torch 2.13: it falls back to a per-model loop and warns). The models here attend over a few dozen tokens at most,
+so a fused kernel would buy little. The layer is post-norm, as in "Attention Is All You Need" (Vaswani et al.,
+NeurIPS 2017) and both papers that use it here: ``x = norm(x + attn(x)); x = norm(x + ffn(x))``.
+
+Under ``vmap`` in training mode, dropout needs ``randomness="different"`` (or ``"same"``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from stratcast.daemon.zoo.base import activation
+from torch import Tensor, nn
+
+
+def check_heads(name: str, d_model: int, n_heads: int) -> None:
+    """Reject a model width the heads cannot split evenly."""
+    if d_model % n_heads:
+        raise ValueError(f"{name}.d_model={d_model} must be divisible by n_heads={n_heads}")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention over the token axis, no mask."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = nn.Dropout(dropout)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, N, D]`` to ``[B, N, D]``."""
+        b, n, d = x.shape
+        # [B, N, 3D] -> [B, N, 3, h, D/h] -> [3, B, h, N, D/h]
+        qkv = self.qkv(x).reshape(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [B, h, N, D/h] @ [B, h, D/h, N] -> [B, h, N, N]
+        heads = self.dropout(scores.softmax(dim=-1)) @ v  # [B, h, N, N] @ [B, h, N, D/h] -> [B, h, N, D/h]
+        out: Tensor = self.out(heads.transpose(1, 2).reshape(b, n, d))  # -> [B, N, h, D/h] -> [B, N, D]
+        return out
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm Transformer encoder layer: self-attention, then a position-wise feed-forward network."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, *, dropout: float, act: str) -> None:
+        super().__init__()
+        self.attention = SelfAttention(d_model, n_heads, dropout)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, d_ff), activation(act), nn.Dropout(dropout), nn.Linear(d_ff, d_model)
+        )
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, N, D]`` to ``[B, N, D]``."""
+        x = self.norm1(x + self.dropout(self.attention(x)))
+        out: Tensor = self.norm2(x + self.dropout(self.ffn(x)))
+        return out
+
+
+class Encoder(nn.Module):
+    """``n_layers`` encoder layers in sequence."""
+
+    def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, *, dropout: float, act: str) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            *(EncoderLayer(d_model, n_heads, d_ff, dropout=dropout, act=act) for _ in range(n_layers))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, N, D]`` to ``[B, N, D]``."""
+        out: Tensor = self.layers(x)
+        return out

@@ -1,0 +1,60 @@
+"""The recurrent encoder / MLP decoder shared by :mod:`lstm` and :mod:`gru` (private).
+
+An RNN reads the window one step at a time (each step's input is the value and its nonzero indicator), and an MLP
+maps the last layer's final hidden state to all ``H * O`` outputs at once (a multi-output decoder, which avoids
+feeding predictions back in and so accumulates no error across the horizon).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+from stratcast.daemon.zoo._layers import mlp, to_horizon, value_and_indicator
+from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True, kw_only=True)
+class RNNConfig(ModelConfig):
+    """Architecture of a recurrent encoder with an MLP decoder."""
+
+    hidden_size: int = param(128, lo=1, hi=4096, help="width of the recurrent state")
+    num_layers: int = param(2, lo=1, hi=8, help="stacked recurrent layers")
+    dropout: float = param(0.0, lo=0.0, hi=0.9, help="dropout between recurrent layers and in the decoder")
+    decoder_hidden_size: int = param(128, lo=1, hi=4096, help="width of the decoder MLP's hidden layers")
+    decoder_layers: int = param(2, lo=0, hi=8, help="hidden layers of the decoder MLP (0: one linear map)")
+
+    @classmethod
+    def tiny(cls) -> Self:
+        """One narrow recurrent layer and one narrow decoder layer."""
+        return cls(hidden_size=16, num_layers=1, decoder_hidden_size=16, decoder_layers=1)
+
+
+class RNNForecaster(nn.Module):
+    """Recurrent encoder over the window, MLP decoder from its last hidden state to the horizon."""
+
+    def __init__(
+        self,
+        rnn_cls: type[nn.LSTM | nn.GRU],
+        config: RNNConfig,
+        *,
+        input_size: int,
+        horizon: int,
+        n_outputs: int,
+    ) -> None:
+        super().__init__()
+        check_model_args(input_size, horizon, n_outputs)
+        self.horizon, self.n_outputs = horizon, n_outputs
+        # nn.LSTM/GRU warn when given dropout with one layer: it would apply to nothing.
+        between = config.dropout if config.num_layers > 1 else 0.0
+        self.encoder = rnn_cls(2, config.hidden_size, config.num_layers, batch_first=True, dropout=between)
+        widths = (config.decoder_hidden_size,) * config.decoder_layers
+        self.decoder = mlp(config.hidden_size, widths, act="relu", dropout=config.dropout)
+        self.head = nn.Linear(widths[-1] if widths else config.hidden_size, horizon * n_outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, L]`` to ``[B, H, O]``."""
+        states, _ = self.encoder(value_and_indicator(x))  # [B, L, 2] -> [B, L, hidden]
+        flat: Tensor = self.head(self.decoder(states[:, -1]))  # [B, hidden] -> [B, H*O]
+        return to_horizon(flat, self.horizon, self.n_outputs)

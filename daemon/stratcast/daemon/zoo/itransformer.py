@@ -1,0 +1,87 @@
+"""iTransformer (Liu et al., "Inverted Transformers Are Effective for Time Series Forecasting", ICLR 2024).
+
+The Transformer is inverted: each *variate* is one token, embedded from its whole window by one shared linear
+map, so attention learns how variates relate and the feed-forward network learns each variate's dynamics; a
+linear projection of a variate's final token gives its forecast.
+
+Our input is one univariate series per row, so the variates are derived from the window (our choice, not the
+paper's), four of them, each of length ``L``:
+
+1. the series itself;
+2. its nonzero indicator (a zero usually means the strategy was flat that step);
+3. its cumulative sum over the window divided by ``L`` (the path of the running total, kept at the scale of the
+   series);
+4. its trailing moving average over ``moving_avg`` steps (the first steps average what the window has so far).
+
+Only the first variate is forecast: its output token is projected to the ``H * O`` outputs. There is no
+per-variate instance normalisation (the paper's optional RevIN-style step): the series arrive scaled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import torch
+import torch.nn.functional as F
+from stratcast.daemon.zoo._attention import Encoder, check_heads
+from stratcast.daemon.zoo._layers import to_horizon
+from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True, kw_only=True)
+class ITransformerConfig(ModelConfig):
+    """iTransformer architecture."""
+
+    d_model: int = param(128, lo=1, hi=4096, help="width of the variate tokens (divisible by n_heads)")
+    n_heads: int = param(8, lo=1, hi=64, help="attention heads")
+    d_ff: int = param(256, lo=1, hi=16384, help="hidden width of the feed-forward networks")
+    n_layers: int = param(2, lo=1, hi=24, help="encoder layers")
+    dropout: float = param(0.1, lo=0.0, hi=0.9, help="dropout in the encoder and on the embeddings")
+    activation: str = param("gelu", choices=("gelu", "relu"), help="nonlinearity of the feed-forward networks")
+    moving_avg: int = param(13, lo=1, hi=1001, help="window of the moving-average variate, in steps")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_heads(type(self).__name__, self.d_model, self.n_heads)
+
+    @classmethod
+    def tiny(cls) -> Self:
+        """One narrow layer."""
+        return cls(d_model=16, n_heads=2, d_ff=32, n_layers=1, moving_avg=4)
+
+
+def derived_variates(x: Tensor, moving_avg: int) -> Tensor:
+    """The four variates built from ``x`` [B, L] (see the module docstring), as tokens ``[B, 4, L]``."""
+    length = x.shape[1]
+    indicator = (x != 0).to(x.dtype)
+    running = x.cumsum(dim=1) / length
+    # Trailing mean: pad the front with zeros, sum k steps, divide by how many real steps each sum covered.
+    padded = F.pad(x, (moving_avg - 1, 0))  # [B, L] -> [B, L + k - 1]
+    counts = torch.arange(1, length + 1, dtype=x.dtype, device=x.device).clamp(max=moving_avg)  # [L]
+    trailing = padded.unfold(1, moving_avg, 1).sum(dim=-1) / counts  # [B, L, k] -> [B, L]
+    return torch.stack([x, indicator, running, trailing], dim=1)  # 4 x [B, L] -> [B, 4, L]
+
+
+class ITransformer(nn.Module):
+    """Variates as tokens, a Transformer encoder across them, the first variate's token projected to the horizon."""
+
+    def __init__(self, config: ITransformerConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> None:
+        super().__init__()
+        check_model_args(input_size, horizon, n_outputs)
+        self.horizon, self.n_outputs, self.moving_avg = horizon, n_outputs, config.moving_avg
+        d = config.d_model
+        self.embed = nn.Linear(input_size, d)
+        self.dropout = nn.Dropout(config.dropout)
+        self.encoder = Encoder(
+            config.n_layers, d, config.n_heads, config.d_ff, dropout=config.dropout, act=config.activation
+        )
+        self.project = nn.Linear(d, horizon * n_outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, L]`` to ``[B, H, O]``."""
+        tokens = self.dropout(self.embed(derived_variates(x, self.moving_avg)))  # [B, 4, L] -> [B, 4, D]
+        encoded = self.encoder(tokens)  # [B, 4, D]
+        flat: Tensor = self.project(encoded[:, 0])  # [B, D] -> [B, H*O]
+        return to_horizon(flat, self.horizon, self.n_outputs)

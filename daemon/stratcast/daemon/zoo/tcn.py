@@ -1,0 +1,104 @@
+"""TCN: residual blocks of causal dilated convolutions.
+
+From Bai, Kolter and Koltun, "An Empirical Evaluation of Generic Convolutional and Recurrent Networks for Sequence
+Modeling", arXiv:1803.01271, 2018.
+
+A stack of residual blocks, each two causal dilated 1-D convolutions (optionally weight-normalised, each followed
+by ReLU and dropout) plus a skip connection (a 1x1 convolution where the channel count changes). Level ``i`` has
+dilation ``2^i``, so ``num_levels`` levels of kernel ``k`` see ``1 + 2 (k - 1) (2^levels - 1)`` steps. The input
+has two channels per step (the value and its nonzero indicator); a linear head maps the channels of the last
+``head_steps`` steps to all ``H * O`` outputs.
+
+Weight normalisation (``w = g v / |v|``) is computed in ``forward`` from plain parameters rather than through
+``torch.nn.utils.parametrizations``, so the model stays a plain function of its parameters under ``vmap``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import torch
+import torch.nn.functional as F
+from stratcast.daemon.zoo._layers import to_horizon, value_and_indicator
+from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True, kw_only=True)
+class TCNConfig(ModelConfig):
+    """TCN architecture."""
+
+    channels: int = param(64, lo=1, hi=2048, help="channels of every convolution")
+    num_levels: int = param(6, lo=1, hi=16, help="residual blocks; block i has dilation 2^i")
+    kernel_size: int = param(3, lo=2, hi=64, help="width of each causal convolution")
+    dropout: float = param(0.1, lo=0.0, hi=0.9, help="dropout after each convolution")
+    weight_norm: bool = param(True, choices=(False, True), help="weight-normalise the convolutions")
+    head_steps: int = param(1, lo=1, hi=1024, help="last steps whose channels feed the linear head")
+
+    @classmethod
+    def tiny(cls) -> Self:
+        """Three narrow levels."""
+        return cls(channels=8, num_levels=3, head_steps=2)
+
+
+class CausalConv1d(nn.Module):
+    """A dilated 1-D convolution padded on the left only, so step ``t`` sees steps ``<= t``."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, dilation: int, *, weight_norm: bool) -> None:
+        super().__init__()
+        # The weight is the direction v of weight normalisation; gain g starts at |v| so the initial weights are
+        # nn.Conv1d's.
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation)
+        norm = self.conv.weight.detach().flatten(1).norm(dim=1)  # [C_out, C_in, k] -> [C_out]
+        self.gain = nn.Parameter(norm) if weight_norm else None
+        self.left = (kernel_size - 1) * dilation
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, C_in, L]`` to ``[B, C_out, L]``."""
+        weight = self.conv.weight  # [C_out, C_in, k]
+        if self.gain is not None:
+            norm = weight.flatten(1).norm(dim=1).clamp_min(1e-12)  # [C_out, C_in * k] -> [C_out]
+            weight = weight * (self.gain / norm)[:, None, None]
+        return F.conv1d(F.pad(x, (self.left, 0)), weight, self.conv.bias, dilation=self.conv.dilation)
+
+
+class TemporalBlock(nn.Module):
+    """Two causal dilated convolutions with ReLU and dropout, plus a residual connection."""
+
+    def __init__(self, c_in: int, c_out: int, dilation: int, config: TCNConfig) -> None:
+        super().__init__()
+        k, wn = config.kernel_size, config.weight_norm
+        self.conv1 = CausalConv1d(c_in, c_out, k, dilation, weight_norm=wn)
+        self.conv2 = CausalConv1d(c_out, c_out, k, dilation, weight_norm=wn)
+        self.dropout = nn.Dropout(config.dropout)
+        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, C_in, L]`` to ``[B, C_out, L]``."""
+        out = self.dropout(torch.relu(self.conv1(x)))
+        out = self.dropout(torch.relu(self.conv2(out)))
+        return torch.relu(out + self.skip(x))
+
+
+class TCN(nn.Module):
+    """Residual causal dilated convolutions over the window, a linear head on the last steps."""
+
+    def __init__(self, config: TCNConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> None:
+        super().__init__()
+        check_model_args(input_size, horizon, n_outputs)
+        if config.head_steps > input_size:
+            raise ValueError(f"TCNConfig.head_steps={config.head_steps} exceeds input_size={input_size}")
+        self.horizon, self.n_outputs, self.head_steps = horizon, n_outputs, config.head_steps
+        c = config.channels
+        self.levels = nn.Sequential(
+            *(TemporalBlock(2 if i == 0 else c, c, 2**i, config) for i in range(config.num_levels))
+        )
+        self.head = nn.Linear(c * config.head_steps, horizon * n_outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, L]`` to ``[B, H, O]``."""
+        features = value_and_indicator(x).transpose(1, 2)  # [B, L, 2] -> [B, 2, L]
+        last = self.levels(features)[:, :, -self.head_steps :]  # [B, C, L] -> [B, C, S]
+        flat: Tensor = self.head(last.flatten(1))  # [B, C, S] -> [B, C*S] -> [B, H*O]
+        return to_horizon(flat, self.horizon, self.n_outputs)
