@@ -21,7 +21,7 @@ def test_skill_table_lists_every_method_and_the_best_possible_pick():
         },
     }
     text = skill_table(metrics)
-    assert "zero forecast" in text and "best possible" in text and "top 5 mean" in text
+    assert "zero forecast" in text and "best possible" in text and "top 1% (5) mean" in text
     zero_line = next(line for line in text.splitlines() if line.startswith("zero forecast"))
     assert zero_line.split()[-2:] == ["-", "-"]  # the zero forecast cannot rank
 

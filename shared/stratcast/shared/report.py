@@ -22,7 +22,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A fixed-width text table; numbers right-aligned with 4 significant digits."""
     cells = [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    numeric = [bool(rows) and all(isinstance(r[i], int | float) for r in rows) for i in range(len(headers))]
+    numeric = [bool(rows) and all(_is_number(r[i]) or r[i] == MISSING for r in rows) for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
         parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
@@ -30,6 +30,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(list(headers)), rule, *(line(r) for r in cells)])
+
+
+MISSING = "-"
+"""Shown where a method has no figure (the zero forecast cannot rank)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _fmt(value: Any) -> str:
@@ -43,7 +51,7 @@ def skill_table(metrics: Mapping[str, Any]) -> str:
     errors: Mapping[str, Mapping[str, float]] = metrics["errors"]
     picks: Mapping[str, Mapping[str, float]] = metrics["ranking"]["picks"]
     k = metrics["ranking"]["k"]
-    headers = ["method", "MAE", "RMSE", "total MAE", f"top {k['top10']} mean", f"top {k['top1pct']} mean"]
+    headers = ["method", "MAE", "RMSE", "total MAE", f"top {k['top10']} mean", f"top 1% ({k['top1pct']}) mean"]
     rows = []
     for name in [*errors, "oracle"]:
         err = errors.get(name, {})
@@ -51,11 +59,11 @@ def skill_table(metrics: Mapping[str, Any]) -> str:
         rows.append(
             [
                 METHOD_LABELS.get(name, name),
-                err.get("mae", "-"),
-                err.get("rmse", "-"),
-                err.get("total_mae", "-"),
-                pick.get("top10", "-"),
-                pick.get("top1pct", "-"),
+                err.get("mae", MISSING),
+                err.get("rmse", MISSING),
+                err.get("total_mae", MISSING),
+                pick.get("top10", MISSING),
+                pick.get("top1pct", MISSING),
             ]
         )
     universe = metrics["ranking"]["universe_mean"]
