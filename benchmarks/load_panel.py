@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from stratcast.daemon.engine.data import load_panel
 from stratcast.daemon.engine.demo import make_strategy_panel
 

@@ -2,6 +2,7 @@ import pickle
 
 import pytest
 import torch
+
 from stratcast.daemon.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import stratcast.daemon.engine.data as data_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import stratcast.daemon.engine.data as data_module
 from stratcast.daemon.engine.data import drop_short, load_panel, panel_from_frame, write_panel
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.panel import DataError, Panel

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+
 from stratcast.daemon.engine.demo import make_strategy_panel
 
 SEEDS = [0, 1, 2]

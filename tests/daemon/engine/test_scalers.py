@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
 
 

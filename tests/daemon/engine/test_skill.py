@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from stratcast.daemon.engine import skill
 from stratcast.daemon.engine.forecast import blend_toward_mean, predict
 

@@ -1,4 +1,5 @@
 import pytest
+
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.spec import RunSpec, split_sets
 

@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 import torch
+
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.losses import elementwise_loss, masked_mean, point_forecast
 from stratcast.daemon.engine.trainer import Progress, Trainer

@@ -1,6 +1,7 @@
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
 
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
 from stratcast.daemon.zoo.base import ModelConfig
 from stratcast.daemon.zoo.nbeats import NBEATSConfig
 from stratcast.daemon.zoo.registry import REGISTRY, build_model, describe_models, make_config
-from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
 
 INPUT, HORIZON, BATCH = 32, 8, 16
 NAMES = list(REGISTRY)

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
+
 from stratcast.daemon.engine.panel import DataError, Panel
 
 FillMissing = Literal["error", "zero"]

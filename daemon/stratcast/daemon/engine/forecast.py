@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from stratcast.daemon.engine.trainer import autocast_for
 from torch import Tensor, nn
+
+from stratcast.daemon.engine.trainer import autocast_for
 
 PREDICT_CHUNK = 16_384
 

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor, nn
+
 from stratcast.daemon.engine import skill
 from stratcast.daemon.engine.checkpoint import save_checkpoint, write_json_atomic
 from stratcast.daemon.engine.config import TrainConfig
@@ -39,7 +41,6 @@ from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, Stacke
 from stratcast.daemon.engine.trainer import FitResult, Progress, Trainer
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.zoo.registry import build_model, make_config
-from torch import Tensor, nn
 
 Log = Callable[[str], None]
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.losses import elementwise_loss, masked_mean
 from stratcast.daemon.engine.windows import TrainSampler, WindowBatch
-from torch import Tensor, nn
 
 VAL_CHUNK = 65_536
 PROGRESS_EVERY = 10

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 
-from stratcast.daemon.zoo.base import activation
 from torch import Tensor, nn
+
+from stratcast.daemon.zoo.base import activation
 
 
 def check_heads(name: str, d_model: int, n_heads: int) -> None:

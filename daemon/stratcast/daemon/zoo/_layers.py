@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from stratcast.daemon.zoo.base import activation
 from torch import Tensor, nn
+
+from stratcast.daemon.zoo.base import activation
 
 
 def mlp(in_features: int, widths: tuple[int, ...], *, act: str, dropout: float) -> nn.Sequential:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Self
 
+from torch import Tensor, nn
+
 from stratcast.daemon.zoo._layers import mlp, to_horizon, value_and_indicator
 from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
-from torch import Tensor, nn
 
 
 @dataclass(frozen=True, kw_only=True)

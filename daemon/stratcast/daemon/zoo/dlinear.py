@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
 from torch import Tensor, nn
+
+from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
 
 
 @dataclass(frozen=True, kw_only=True)

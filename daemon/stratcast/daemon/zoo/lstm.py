@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stratcast.daemon.zoo._rnn import RNNConfig, RNNForecaster
 from torch import nn
+
+from stratcast.daemon.zoo._rnn import RNNConfig, RNNForecaster
 
 
 @dataclass(frozen=True, kw_only=True)

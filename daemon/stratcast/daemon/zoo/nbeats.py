@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Self
 
 import torch
+from torch import Tensor, nn
+
 from stratcast.daemon.zoo._layers import mlp
 from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
-from torch import Tensor, nn
 
 STACK_TYPES = ("generic", "trend", "seasonality")
 

@@ -20,9 +20,10 @@ from typing import Self
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from stratcast.daemon.zoo._layers import mlp
 from stratcast.daemon.zoo.base import ACTIVATIONS, ModelConfig, check_model_args, param
-from torch import Tensor, nn
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Self
 
 import torch
+from torch import Tensor, nn
+
 from stratcast.daemon.zoo._attention import Encoder, check_heads
 from stratcast.daemon.zoo._layers import to_horizon
 from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
-from torch import Tensor, nn
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from torch import nn
+
 from stratcast.daemon.zoo.base import ModelConfig, describe_fields
 from stratcast.daemon.zoo.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.gru import GRU, GRUConfig
@@ -22,7 +24,6 @@ from stratcast.daemon.zoo.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.tide import TiDE, TiDEConfig
-from torch import nn
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Self
 
+from torch import Tensor, nn
+
 from stratcast.daemon.zoo._layers import to_horizon
 from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
-from torch import Tensor, nn
 
 
 @dataclass(frozen=True, kw_only=True)
