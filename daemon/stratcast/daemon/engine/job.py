@@ -29,7 +29,6 @@ from torch import Tensor, nn
 
 from stratcast.daemon.engine import skill
 from stratcast.daemon.engine.checkpoint import save_checkpoint, write_json_atomic
-from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.data import drop_short, load_panel
 from stratcast.daemon.engine.device import describe_device, resolve_device
 from stratcast.daemon.engine.forecast import blend_toward_mean, predict
@@ -95,7 +94,7 @@ def run_job(
     metrics.update(run_info(spec, fit, describe_device(device), prep, time.perf_counter() - t0))
     write_json_atomic(out / "metrics.json", metrics)
     save_final(out, spec, trainer, prep)
-    top = summary.head(10).to_dict("records")
+    top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
     return JobResult(out, describe_device(device), fit, metrics, top, list(prep.panel.notes))
 
 
@@ -132,13 +131,11 @@ def make_model(spec: RunSpec, n_series: int) -> nn.Module:
     config = make_config(spec.model, spec.model_params)
 
     def one() -> nn.Module:
-        m = build_model(
-            spec.model, config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs
-        )
+        m = build_model(spec.model, config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs)
         return WindowNorm(m) if cfg.scaler == "revin" else m
 
     if spec.mode == "per-strategy":
-        return StackedModel(one, n_series)
+        return StackedModel(one, n_series, seed=cfg.seed)
     return one()
 
 
@@ -153,10 +150,17 @@ def make_trainer(
     val = validation_windows(prep.windows, prep.split) if prep.split.val_end > prep.split.train_end else None
     cfg = spec.train
     if spec.mode == "per-strategy":
-        sampler = StackedSampler(prep.windows, prep.split.train_end, cfg.seed, cfg.batch_size)
+        sampler = StackedSampler(prep.windows, prep.split.train_end, cfg.seed)
+        assert isinstance(model, StackedModel)
         return StackedTrainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop)
-    sampler = TrainSampler(prep.windows, prep.split.train_end, cfg.seed)
-    return Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop)
+    return Trainer(
+        model,
+        cfg,
+        TrainSampler(prep.windows, prep.split.train_end, cfg.seed),
+        val,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
 
 
 Forecaster = Callable[[Tensor, Tensor], Tensor]
@@ -168,8 +172,10 @@ def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
     quantiles = cfg.quantiles if cfg.loss == "quantile" else None
 
     def run(x: Tensor, rows: Tensor) -> Tensor:
-        if spec.mode == "per-strategy":
-            out = predict_stacked(model, x, rows)
+        if isinstance(model, StackedModel):
+            # every member forecasts its own series: place the rows' inputs at their members
+            full = x.new_zeros(model.n_members, x.shape[1]).index_copy(0, rows, x)
+            out = predict_stacked(model, full)[rows]
         else:
             out = predict(model, x, precision=cfg.precision)
         return prep.scaler.inverse(point_forecast(out, quantiles), rows)
@@ -219,9 +225,7 @@ def forecast_future(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> T
     return blend_toward_mean(fc, recent, cfg.blend_steps)
 
 
-def write_outputs(
-    out: Path, spec: RunSpec, prep: Prepared, future: Tensor, metrics: dict[str, Any]
-) -> pd.DataFrame:
+def write_outputs(out: Path, spec: RunSpec, prep: Prepared, future: Tensor, metrics: dict[str, Any]) -> pd.DataFrame:
     """Write ``forecast.parquet`` and ``summary.parquet``; returns the summary sorted by rank."""
     panel, cfg = prep.panel, spec.train
     fc = future.cpu().double().numpy()
@@ -267,7 +271,8 @@ def strategy_summary(panel: Panel, prep: Prepared, fc: np.ndarray[Any, Any], win
 def future_times(times: np.ndarray[Any, Any], steps: int) -> np.ndarray[Any, Any]:
     """The ``steps`` grid times after the last one, continuing the grid's step."""
     step = times[-1] - times[-2] if len(times) > 1 else 1
-    return times[-1] + step * np.arange(1, steps + 1)
+    out: np.ndarray[Any, Any] = times[-1] + step * np.arange(1, steps + 1)
+    return out
 
 
 def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -316,8 +321,3 @@ def save_final(out: Path, spec: RunSpec, trainer: Trainer, prep: Prepared) -> No
         "ids": [str(i) for i in prep.panel.ids],
     }
     save_checkpoint(out / "model.pt", state)
-
-
-def train_config_from(values: dict[str, Any]) -> TrainConfig:
-    """A :class:`TrainConfig` from a plain dict (as stored in a checkpoint or a run spec)."""
-    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
