@@ -55,12 +55,8 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         default="error",
         help="missing periods: error, or zero (strategy reports: a missing week means no trade)",
     )
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="training option or model parameter"
-    )
-    p.add_argument(
-        "--json", action="store_true", help="print the result as JSON on stdout; progress goes to stderr"
-    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option or model parameter")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout; progress goes to stderr")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,9 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
         from stratcast.daemon.progress import ProgressPrinter
 
         printer = ProgressPrinter(out)
-        result = run_job(
-            spec, log=lambda m: print(m, file=out, flush=True), on_progress=printer, should_stop=stop
-        )
+        result = run_job(spec, log=lambda m: print(m, file=out, flush=True), on_progress=printer, should_stop=stop)
         printer.close()
     except (DataError, DeviceError, ValueError, KeyError) as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
@@ -136,11 +130,7 @@ def make_spec(args: argparse.Namespace) -> Any:
         if getattr(args, opt) is not None:
             base[opt] = getattr(args, opt)
     train, params = split_sets(args.model, args.set, base)
-    holdout = (
-        args.holdout
-        if args.holdout is not None
-        else (train.get("horizon", 52) if args.command == "demo" else 0)
-    )
+    holdout = args.holdout if args.holdout is not None else (train.get("horizon", 52) if args.command == "demo" else 0)
     return RunSpec(
         data=str(data),
         model=args.model,

@@ -74,8 +74,5 @@ def skill_table(metrics: Mapping[str, Any]) -> str:
 
 def top_table(rows: Sequence[Mapping[str, Any]], limit: int = 10) -> str:
     """The best strategies by forecast: rank, id, forecast mean ("Avg Profit") and sum, trailing mean."""
-    body = [
-        [r["rank"], r["strategy"], r["forecast_mean"], r["forecast_sum"], r["trailing_mean"]]
-        for r in rows[:limit]
-    ]
+    body = [[r["rank"], r["strategy"], r["forecast_mean"], r["forecast_sum"], r["trailing_mean"]] for r in rows[:limit]]
     return table(["rank", "strategy", "avg profit", "horizon total", "trailing mean"], body)

@@ -51,9 +51,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint we can trust
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {exc}") from None
     if not isinstance(state, dict) or state.get(SCHEMA_KEY) != CHECKPOINT_SCHEMA:
-        raise CheckpointError(
-            f"checkpoint {path} has schema {state.get(SCHEMA_KEY)!r}, not {CHECKPOINT_SCHEMA}"
-        )
+        raise CheckpointError(f"checkpoint {path} has schema {state.get(SCHEMA_KEY)!r}, not {CHECKPOINT_SCHEMA}")
     return state
 
 

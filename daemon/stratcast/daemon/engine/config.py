@@ -27,9 +27,7 @@ class TrainConfig:
     lr_schedule: str = param("cosine", choices=SCHEDULES, help="learning-rate schedule over max_steps")
     warmup_steps: int = param(0, lo=0, hi=1_000_000, help="linear warm-up steps (cosine, constant)")
     grad_clip: float = param(1.0, lo=0.0, hi=1e6, help="clip the gradient norm to this (0: off)")
-    val_size: int = param(
-        -1, lo=-1, hi=100_000, help="last periods held for validation (-1: horizon, 0: none)"
-    )
+    val_size: int = param(-1, lo=-1, hi=100_000, help="last periods held for validation (-1: horizon, 0: none)")
     val_check_steps: int = param(50, lo=1, hi=1_000_000, help="steps between validation checks")
     early_stop_patience: int = param(
         10, lo=-1, hi=100_000, help="validation checks without improvement before stopping (-1: off)"
@@ -50,9 +48,7 @@ class TrainConfig:
     )
     precision: str = param("auto", choices=PRECISIONS, help="auto: bf16 autocast on CUDA, fp32 elsewhere")
     seed: int = param(0, lo=0, hi=2**32 - 1, help="seed for weights, sampling and dropout")
-    blend_steps: int = param(
-        0, lo=0, hi=10_000, help="blend the first forecast steps toward the recent mean (0: off)"
-    )
+    blend_steps: int = param(0, lo=0, hi=10_000, help="blend the first forecast steps toward the recent mean (0: off)")
     trailing_window: int = param(52, lo=1, hi=100_000, help="periods of the trailing-mean baseline and blend")
     season: int = param(0, lo=0, hi=100_000, help="season length for the seasonal-naive baseline (0: none)")
 

@@ -34,9 +34,7 @@ def resolve_device(spec: str) -> torch.device:
         if count == 0:
             raise DeviceError(f"--device {spec}: no CUDA GPU is visible here; use --device cpu or auto")
         if (dev.index or 0) >= count:
-            raise DeviceError(
-                f"--device {spec}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})"
-            )
+            raise DeviceError(f"--device {spec}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})")
         return torch.device("cuda", dev.index or 0)
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise DeviceError("--device mps: MPS is not available here; use --device cpu or auto")

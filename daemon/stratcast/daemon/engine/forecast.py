@@ -59,9 +59,7 @@ def predict(
     return torch.cat(outs) if outs else x.new_zeros(0)
 
 
-def _forward_fn(
-    model: nn.Module, example: Tensor, precision: str, graphs: bool
-) -> Callable[[Tensor], Tensor]:
+def _forward_fn(model: nn.Module, example: Tensor, precision: str, graphs: bool) -> Callable[[Tensor], Tensor]:
     if graphs:
         return GraphedForward(model, example, precision)
 

@@ -86,13 +86,9 @@ def verdict(metrics: dict[str, Any]) -> list[str]:
             continue
         diff = 100 * (model["rmse"] / max(errors[base]["rmse"], 1e-12) - 1)
         if diff < 0:
-            lines.append(
-                f"The model's RMSE is {-diff:.1f}% lower than the {base.replace('_', ' ')} forecast."
-            )
+            lines.append(f"The model's RMSE is {-diff:.1f}% lower than the {base.replace('_', ' ')} forecast.")
         else:
-            lines.append(
-                f"The model LOSES to the {base.replace('_', ' ')} forecast: its RMSE is {diff:.1f}% higher."
-            )
+            lines.append(f"The model LOSES to the {base.replace('_', ' ')} forecast: its RMSE is {diff:.1f}% higher.")
     if TRAILING in picks:
         m, t = picks[MODEL]["top1pct"], picks[TRAILING]["top1pct"]
         word = "beat" if m > t else "did NOT beat"

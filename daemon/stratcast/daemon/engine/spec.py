@@ -47,9 +47,7 @@ class RunSpec:
             raise ValueError(f"holdout={self.holdout} must be between 0 and horizon={self.train.horizon}")
         entry = get_entry(self.model)
         if self.mode == "per-strategy" and not entry.stackable:
-            raise ValueError(
-                f"model {self.model!r} cannot be stacked for per-strategy mode (it does not vmap)"
-            )
+            raise ValueError(f"model {self.model!r} cannot be stacked for per-strategy mode (it does not vmap)")
         make_config(self.model, self.model_params)  # validates the overrides now, not mid-run
 
 

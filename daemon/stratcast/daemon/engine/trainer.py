@@ -68,9 +68,7 @@ def autocast_for(device: torch.device, precision: str) -> AbstractContextManager
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """The LR schedule named by ``cfg.lr_schedule`` over ``cfg.max_steps``."""
     if cfg.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.learning_rate, total_steps=cfg.max_steps + 1
-        )
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=cfg.max_steps + 1)
     warm, total = cfg.warmup_steps, cfg.max_steps
 
     def factor(step: int) -> float:
@@ -287,6 +285,4 @@ class _Meter:
 
 def slice_batch(batch: WindowBatch, lo: int, hi: int) -> WindowBatch:
     """Rows ``lo:hi`` of a window batch."""
-    return WindowBatch(
-        batch.x[lo:hi], batch.y[lo:hi], batch.mask[lo:hi], batch.rows[lo:hi], batch.origin[lo:hi]
-    )
+    return WindowBatch(batch.x[lo:hi], batch.y[lo:hi], batch.mask[lo:hi], batch.rows[lo:hi], batch.origin[lo:hi])
