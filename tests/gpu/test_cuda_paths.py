@@ -1,0 +1,68 @@
+"""CUDA code paths: bf16 autocast training, fused AdamW, on-device sampling and CUDA-graph prediction."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from stratcast.daemon.engine.config import TrainConfig
+from stratcast.daemon.engine.device import describe_device, resolve_device
+from stratcast.daemon.engine.forecast import predict
+from stratcast.daemon.engine.trainer import Trainer, autocast_for
+from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.zoo.registry import REGISTRY, build_model, make_config
+
+pytestmark = pytest.mark.gpu
+
+
+def cuda_trainer(model_name="nhits", precision="auto"):
+    dev = torch.device("cuda")
+    g = torch.Generator().manual_seed(0)
+    values = torch.sin(torch.arange(120.0) / 4)[None, :] + 0.1 * torch.randn(64, 120, generator=g)
+    cfg = TrainConfig(input_size=24, horizon=8, max_steps=80, batch_size=256, val_check_steps=20, precision=precision)
+    split = Split.make(120, cfg.effective_val_size, 0)
+    windows = PanelWindows(values.to(dev), torch.zeros(64, dtype=torch.long, device=dev), input_size=24, horizon=8)
+    torch.manual_seed(0)
+    net = build_model(model_name, make_config(model_name, tiny=True), input_size=24, horizon=8)
+    sampler = TrainSampler(windows, split.train_end, 0)
+    return Trainer(net, cfg, sampler, validation_windows(windows, split))
+
+
+def test_auto_device_picks_cuda_and_names_it():
+    dev = resolve_device("auto")
+    assert dev.type == "cuda" and "GiB" in describe_device(dev)
+
+
+def test_bf16_training_on_cuda_uses_fused_adamw_and_learns():
+    trainer = cuda_trainer()
+    assert trainer.optimizer.defaults.get("fused") is True
+    before = float(trainer.validation_loss())
+    result = trainer.fit()
+    assert result.best_val_loss < 0.5 * before
+    assert all(p.device.type == "cuda" for p in trainer.model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_cuda_graph_prediction_equals_plain_prediction(name):
+    torch.manual_seed(0)
+    net = build_model(name, make_config(name, tiny=True), input_size=24, horizon=8).cuda().eval()
+    x = torch.randn(5000, 24, device="cuda")
+    graphed = predict(net, x, chunk=1024, graphs=True, precision="fp32")
+    plain = predict(net, x, chunk=1024, graphs=False, precision="fp32")
+    assert torch.allclose(graphed, plain, atol=1e-5)
+
+
+def test_autocast_is_bf16_on_cuda_only_when_asked_or_auto():
+    dev = torch.device("cuda")
+    with autocast_for(dev, "auto"):
+        assert (torch.ones(2, 2, device=dev) @ torch.ones(2, 2, device=dev)).dtype == torch.bfloat16
+    with autocast_for(dev, "fp32"):
+        assert (torch.ones(2, 2, device=dev) @ torch.ones(2, 2, device=dev)).dtype == torch.float32
+
+
+def test_training_on_cuda_is_reproducible_for_a_seed_in_fp32():
+    a, b = cuda_trainer(precision="fp32"), cuda_trainer(precision="fp32")
+    a.cfg = b.cfg = dataclasses.replace(a.cfg, max_steps=20)
+    a.fit(), b.fit()
+    for va, vb in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True):
+        assert torch.allclose(va, vb, atol=1e-5)
