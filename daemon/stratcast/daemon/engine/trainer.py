@@ -99,7 +99,7 @@ class Trainer:
         self.device = sampler.windows.padded.device
         self.model = model.to(self.device)
         self.on_progress, self.should_stop = on_progress, should_stop
-        fused = self.device.type == "cuda"
+        fused = self.device.type in ("cuda", "cpu")  # fused AdamW: one kernel for all parameters (CPU since 2.4)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused
         )
