@@ -63,6 +63,7 @@ def test_run_writes_forecasts_summary_metrics_and_a_safe_checkpoint(tmp_path, pa
     assert summary["holdout_realized_mean"].notna().all()
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["errors"]) >= {"model", "zero", "trailing_mean", "last_value"}
+    assert metrics["best_strategy"]["strategy"] == summary["strategy"][0] and metrics["best_strategy"]["rank"] == 1
     assert metrics["run"]["mode"] == mode and result["metrics"]["holdout"]["periods"] == 8
     state = load_checkpoint(out / "model.pt")
     assert state["model_name"] == "dlinear" and state["trainer"]["step"] >= 1

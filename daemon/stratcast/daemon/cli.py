@@ -175,6 +175,8 @@ def print_result(result: Any, as_json: bool) -> None:
         return
     print(f"\nTop strategies by forecast mean profit per period (outputs in {result.out_dir}):")
     print(top_table(result.top))
+    best = result.metrics["best_strategy"]
+    print(f"Best strategy: {best['strategy']} (forecast {best['forecast_mean']:.4g} per period)")
     if "errors" in result.metrics:
         h = result.metrics["holdout"]
         print(f"\nSkill on the holdout ({h['periods']} periods, {h['strategies']} strategies):")

@@ -92,9 +92,10 @@ def run_job(
     out.mkdir(parents=True, exist_ok=True)
     summary = write_outputs(out, spec, prep, future, metrics)
     metrics.update(run_info(spec, fit, describe_device(device), prep, time.perf_counter() - t0))
+    top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
+    metrics["best_strategy"] = top[0]
     write_json_atomic(out / "metrics.json", metrics)
     save_final(out, spec, trainer, prep)
-    top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
     return JobResult(out, describe_device(device), fit, metrics, top, list(prep.panel.notes))
 
 
