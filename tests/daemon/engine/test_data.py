@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import stratcast.daemon.engine.data as data_module
+import stratcast.daemon.engine._panel_build as panel_build
 from stratcast.daemon.engine.data import drop_short, load_panel, panel_from_frame, write_panel
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.panel import DataError, Panel
@@ -370,7 +370,7 @@ def test_drop_short_with_nothing_left_names_the_longest_series_and_what_to_chang
 @pytest.fixture
 def tiny_blocks(monkeypatch):
     """Place rows a few at a time, so that small files cross many block boundaries."""
-    monkeypatch.setattr(data_module, "_BLOCK", 7)
+    monkeypatch.setattr(panel_build, "_BLOCK", 7)
 
 
 @pytest.mark.usefixtures("tiny_blocks")
@@ -399,7 +399,7 @@ def test_any_cells_in_any_order_and_any_blocks_load_like_a_naive_reference(data)
     frame = pd.DataFrame(
         {"No.": series[order], "t": periods[order], "profit": 100.0 * series[order] + periods[order] + 1}
     )
-    with patch.object(data_module, "_BLOCK", data.draw(st.sampled_from([1, 3, 1 << 20]))):
+    with patch.object(panel_build, "_BLOCK", data.draw(st.sampled_from([1, 3, 1 << 20]))):
         panel = panel_from_frame(frame, fill_missing="zero")
     kept = observed.any(axis=1)
     start = observed.argmax(axis=1)[kept]
