@@ -76,7 +76,10 @@ def main() -> None:
     p.add_argument("--batch-steps", type=int, default=500)
     p.add_argument("--member-steps", type=int, default=200)
     p.add_argument("--sample", type=int, default=20, help="strategies timed in the sequential loop")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = args.data
     if not Path(data).exists():
         data = str(Path(tempfile.mkdtemp()) / "panel.parquet")
