@@ -2,9 +2,10 @@
 
 All three train DLinear (input 104, horizon 52 by default) with the same scaler and no validation, then forecast
 every strategy. Batch mode trains one global model (``--batch-steps`` steps of 1,024 windows). Per-strategy mode
-gives every strategy its own model trained ``--member-steps`` steps of 32 windows: stacked, all members at once;
-sequential, one fresh model per strategy in a Python loop, timed on ``--sample`` strategies and extrapolated to
-all of them. Measured one after the other in one process; the figures that matter are the ratios.
+gives every strategy its own model trained ``--member-steps`` steps of ``--member-batch`` windows (default 32):
+stacked, all members at once; sequential, one fresh model per strategy in a Python loop, timed on ``--sample``
+strategies and extrapolated to all of them. Measured one after the other in one process; the figures that matter
+are the ratios.
 
     .venv/bin/python benchmarks/forecast_all.py [--data ../shared/data/strategies/eurusd_2016_2019_weekly.parquet]
 """
@@ -75,6 +76,7 @@ def main() -> None:
     p.add_argument("--horizon", type=int, default=52)
     p.add_argument("--batch-steps", type=int, default=500)
     p.add_argument("--member-steps", type=int, default=200)
+    p.add_argument("--member-batch", type=int, default=32, help="windows per strategy per step (per-strategy)")
     p.add_argument("--sample", type=int, default=20, help="strategies timed in the sequential loop")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
@@ -87,7 +89,7 @@ def main() -> None:
     device = resolve_device(args.device)
     print(f"device: {describe_device(device)}, torch threads: {torch.get_num_threads()}")
     batch = spec_for(data, "batch", args.batch_steps, 1024, args)
-    stacked = spec_for(data, "per-strategy", args.member_steps, 32, args)
+    stacked = spec_for(data, "per-strategy", args.member_steps, args.member_batch, args)
     prep = prepare(batch, device, lambda m: None)
     n = prep.panel.n_series
     print(f"panel: {n} strategies x {prep.panel.n_times} periods")
