@@ -308,3 +308,18 @@ def test_stacked_validation_groups_windows_by_series() -> None:
     assert grouped.x.shape == (N, 2, L)
     assert torch.equal(grouped.rows, torch.arange(N)[:, None].expand(N, 2))
     assert bool((grouped.origin[:, 0] < grouped.origin[:, 1]).all())
+
+
+def test_stacked_weights_are_stored_in_their_gradients_layout_and_saved_in_the_modules_own() -> None:
+    trainer, model = make_trainer()
+    assert model.layouts  # DLinear's weights were relaid
+    trainer.train_step()
+    for p in model.parameters():
+        assert p.is_contiguous() and p.grad is not None and p.grad.stride() == p.stride()  # no gradient copies
+    single = dlinear().state_dict()
+    state = model.state_dict()
+    assert {k: v.shape[1:] for k, v in state.items()} == {f"members.{k}": v.shape for k, v in single.items()}
+    fresh = StackedModel(dlinear, model.n_members)
+    fresh.load_state_dict(state)
+    x = torch.randn(model.n_members, 3, 12)
+    assert torch.equal(fresh(x), model(x))
