@@ -217,8 +217,7 @@ class StackedSampler(TrainSampler):
 
 def _unflatten(batch: WindowBatch, n: int) -> WindowBatch:
     """Split the leading [N*b] dimension of every field into [N, b]."""
-    fields = (batch.x, batch.y, batch.mask, batch.rows, batch.origin)
-    return WindowBatch(*(t.reshape(n, -1, *t.shape[1:]) for t in fields))  # [N*b, ...] -> [N, b, ...]
+    return batch.map(lambda t: t.reshape(n, -1, *t.shape[1:]))  # [N*b, ...] -> [N, b, ...]
 
 
 def stack_validation(val: WindowBatch, n_members: int) -> WindowBatch:
@@ -234,8 +233,7 @@ def stack_validation(val: WindowBatch, n_members: int) -> WindowBatch:
             f"got between {int(counts.min())} and {int(counts.max())}"
         )
     order = torch.sort(val.rows, stable=True).indices  # series-major, origins in their original order
-    fields = (val.x, val.y, val.mask, val.rows, val.origin)
-    return _unflatten(WindowBatch(*(t[order] for t in fields)), n_members)
+    return _unflatten(val.map(lambda t: t[order]), n_members)
 
 
 class StackedTrainer(Trainer):
@@ -311,7 +309,7 @@ class StackedTrainer(Trainer):
         n_val = self.val.x.shape[1]
         step = max(1, VAL_CHUNK // self.n_members)
         for lo in range(0, n_val, step):
-            part = _slice_windows(self.val, lo, lo + step)
+            part = self.val.map(lambda t: t[:, lo : lo + step])  # noqa: B023 (used at once)
             with autocast_for(self.device, self.cfg.precision):
                 out = self.model(part.x)
             t, c = self.member_losses(out, part)
@@ -351,9 +349,3 @@ class StackedTrainer(Trainer):
 def _member_mask(better: Tensor, like: Tensor) -> Tensor:
     """[N] -> [N, 1, ...] to select whole members of a stacked tensor shaped like ``like``."""
     return better.view(-1, *(1,) * (like.dim() - 1))
-
-
-def _slice_windows(batch: WindowBatch, lo: int, hi: int) -> WindowBatch:
-    """Windows ``lo:hi`` of every member of a grouped batch ([N, V, ...] -> [N, hi - lo, ...])."""
-    fields = (batch.x, batch.y, batch.mask, batch.rows, batch.origin)
-    return WindowBatch(*(t[:, lo:hi] for t in fields))

@@ -138,7 +138,7 @@ class Trainer:
         assert self.val is not None
         total, count = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         for lo in range(0, self.val.x.shape[0], VAL_CHUNK):
-            part = slice_batch(self.val, lo, lo + VAL_CHUNK)
+            part = self.val.map(lambda t: t[lo : lo + VAL_CHUNK])  # noqa: B023 (used at once)
             with autocast_for(self.device, self.cfg.precision):
                 out = self.model(part.x)
             n = part.mask.sum()
@@ -281,8 +281,3 @@ class _Meter:
         rate = (step - self.step) / max(now - self.t, 1e-9)
         self.t, self.step, self.total, self.n = now, step, None, 0
         return mean, rate
-
-
-def slice_batch(batch: WindowBatch, lo: int, hi: int) -> WindowBatch:
-    """Rows ``lo:hi`` of a window batch."""
-    return WindowBatch(batch.x[lo:hi], batch.y[lo:hi], batch.mask[lo:hi], batch.rows[lo:hi], batch.origin[lo:hi])

@@ -18,6 +18,7 @@ starts at ``val_end`` and is never seen in training or early stopping.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,10 @@ class WindowBatch:
     """[B] series index of each window."""
     origin: Tensor
     """[B] first forecast period of each window."""
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> WindowBatch:
+        """The same windows with ``fn`` applied to every field (slicing, reordering, reshaping)."""
+        return WindowBatch(fn(self.x), fn(self.y), fn(self.mask), fn(self.rows), fn(self.origin))
 
 
 class PanelWindows:
@@ -144,6 +149,8 @@ def validation_windows(windows: PanelWindows, split: Split) -> WindowBatch | Non
     ]
     if not batches:
         return None
-    merged = [torch.cat([getattr(b, k) for b in batches]) for k in ("x", "y", "mask", "rows", "origin")]
-    mask = merged[2] & (merged[4][:, None] + torch.arange(windows.horizon, device=merged[2].device) < split.val_end)
-    return WindowBatch(merged[0], torch.where(mask, merged[1], 0.0), mask, merged[3], merged[4])
+    fields = ("x", "y", "mask", "rows", "origin")
+    merged = WindowBatch(*(torch.cat([getattr(b, k) for b in batches]) for k in fields))
+    steps = torch.arange(windows.horizon, device=merged.mask.device)
+    mask = merged.mask & (merged.origin[:, None] + steps < split.val_end)
+    return WindowBatch(merged.x, torch.where(mask, merged.y, 0.0), mask, merged.rows, merged.origin)
