@@ -257,9 +257,9 @@ def fit_and_forecast(series: list[Array], horizon: int, setting: Setting, cfg: T
     split = Split.make(raw.shape[1], 0, 0)
     observed = torch.arange(raw.shape[1])[None, :] >= start[:, None]  # [N, T]
     scaler = fit_scaler(cfg.scaler, raw, observed)
-    # the pads before ``start`` stay 0 in scaled units too (a centring scaler would move them to -loc / scale)
-    scaled = torch.where(observed, scaler.transform(raw), 0.0)
-    windows = PanelWindows(scaled, start, input_size=cfg.input_size, horizon=horizon, pad_start=cfg.pad_start)
+    windows = PanelWindows(
+        scaler.transform(raw), start, input_size=cfg.input_size, horizon=horizon, pad_start=cfg.pad_start
+    )
     model = build_model(
         setting.model, make_config(setting.model, setting.params), input_size=cfg.input_size, horizon=horizon
     )

@@ -78,3 +78,11 @@ def test_sampler_is_uniform_over_all_valid_windows_and_resumes_from_its_state():
 def test_forecast_inputs_are_the_last_periods():
     windows = PanelWindows(positional_panel(2, 10), torch.zeros(2, dtype=torch.long), input_size=4, horizon=2)
     assert windows.forecast_inputs()[1].tolist() == [1007.0, 1008.0, 1009.0, 1010.0]
+
+
+def test_periods_before_a_series_start_read_as_zero_whatever_the_scaled_values():
+    scaled = torch.full((2, 10), -3.0)  # what a centring scaler makes of the zeros before a start
+    windows = PanelWindows(scaled, torch.tensor([0, 4]), input_size=6, horizon=2, pad_start=True)
+    batch = windows.origins_at(6)
+    assert batch is not None
+    assert batch.x[1].tolist() == [0.0, 0.0, 0.0, 0.0, -3.0, -3.0] and (batch.x[0] == -3.0).all()

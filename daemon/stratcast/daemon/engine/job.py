@@ -120,10 +120,9 @@ def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
     t = torch.arange(panel.n_times, device=device)
     fit_mask = (t[None, :] >= start[:, None]) & (t[None, :] < split.train_end)
     scaler = fit_scaler(cfg.scaler, raw, fit_mask)
-    # periods before a series' start stay 0 after scaling (centring scalers would move them to -loc/scale), so
-    # pad_start windows see "no trade" as 0 whatever the scaler
-    scaled = torch.where(t[None, :] >= start[:, None], scaler.transform(raw), 0.0)
-    windows = PanelWindows(scaled, start, input_size=cfg.input_size, horizon=cfg.horizon, pad_start=cfg.pad_start)
+    windows = PanelWindows(
+        scaler.transform(raw), start, input_size=cfg.input_size, horizon=cfg.horizon, pad_start=cfg.pad_start
+    )
     return Prepared(panel, raw, start, split, scaler, windows)
 
 

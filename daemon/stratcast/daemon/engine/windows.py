@@ -69,11 +69,14 @@ class PanelWindows:
     ) -> None:
         self.input_size, self.horizon, self.pad_start = input_size, horizon, pad_start
         self.n_series, self.n_times = scaled.shape
+        self.start = start.to(scaled.device)
+        # periods before a series' start read as 0 (no trade) whatever the scaler did to them: a centring scaler
+        # moves them to -loc / scale, and pad_start windows read them as input
+        before = torch.arange(self.n_times, device=scaled.device)[None, :] < self.start[:, None]  # [N, T]
         # [N, T] -> [N, L + T + H]; the pads are never scored and only read as input with pad_start
-        self.padded = torch.nn.functional.pad(scaled, (input_size, horizon))
+        self.padded = torch.nn.functional.pad(torch.where(before, 0.0, scaled), (input_size, horizon))
         # a view, no copy: [N, L + T + H] -> [N, T + 1, L + H], the window at each origin 0..T
         self.by_origin = self.padded.unfold(1, input_size + horizon, 1)
-        self.start = start.to(scaled.device)
         self.offsets = torch.arange(-input_size, horizon, device=scaled.device)
 
     def earliest_origin(self) -> Tensor:
