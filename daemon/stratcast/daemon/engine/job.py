@@ -78,7 +78,8 @@ def run_job(
     """Run ``spec`` in this process and write its outputs to ``spec.out``."""
     t0 = time.perf_counter()
     device = resolve_device(spec.device)
-    log(f"device: {describe_device(device)}")
+    device_name = describe_device(device)
+    log(f"device: {device_name}")
     torch.manual_seed(spec.train.seed)
     prep = prepare(spec, device, log)
     model = make_model(spec, prep.panel.n_series)
@@ -86,17 +87,17 @@ def run_job(
     fit = trainer.fit()
     log(f"trained {fit.steps} steps in {fit.seconds:.1f}s" + (", stopped early" if fit.stopped_early else ""))
     forecast_fn = forecaster(spec, trainer.model, prep)
-    metrics = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else {}
+    metrics, per_strategy = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = write_outputs(out, spec, prep, future, metrics)
-    metrics.update(run_info(spec, fit, describe_device(device), prep, time.perf_counter() - t0))
+    summary = write_outputs(out, spec, prep, future, per_strategy)
+    metrics.update(run_info(spec, fit, device_name, prep, time.perf_counter() - t0))
     top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
     metrics["best_strategy"] = top[0]
     write_json_atomic(out / "metrics.json", metrics)
     save_final(out, spec, trainer, prep)
-    return JobResult(out, describe_device(device), fit, metrics, top, list(prep.panel.notes))
+    return JobResult(out, device_name, fit, metrics, top, list(prep.panel.notes))
 
 
 def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
@@ -165,6 +166,8 @@ def make_trainer(
 
 
 Forecaster = Callable[[Tensor, Tensor], Tensor]
+PerStrategy = dict[str, np.ndarray[Any, Any]]
+"""Holdout figures per scored strategy: ``rows`` (panel rows) and one array per summary column."""
 
 
 def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
@@ -184,7 +187,7 @@ def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
     return run
 
 
-def evaluate_holdout(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> dict[str, Any]:
+def evaluate_holdout(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> tuple[dict[str, Any], PerStrategy]:
     """Score the model and the baselines on the holdout, from the same origin and on the same strategies."""
     origin, cfg = prep.split.val_end, spec.train
     batch = prep.windows.origins_at(origin)
@@ -207,14 +210,13 @@ def evaluate_holdout(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> 
     metrics = skill.score(realized.cpu(), {k: v.cpu() for k, v in forecasts.items()})
     metrics["verdict"] = skill.verdict(metrics)
     metrics["holdout"] = {"periods": steps, "strategies": int(rows.numel()), "origin": int(origin)}
-    prep_holdout = {
+    per_strategy = {
         "rows": rows.cpu().numpy(),
         "realized_mean": realized.mean(1).cpu().numpy(),
         "forecast_mean": model_fc.mean(1).cpu().numpy(),
         "total_error": (model_fc.sum(1) - realized.sum(1)).cpu().numpy(),
     }
-    metrics["_per_strategy"] = prep_holdout
-    return metrics
+    return metrics, per_strategy
 
 
 def forecast_future(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> Tensor:
@@ -226,7 +228,9 @@ def forecast_future(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> T
     return blend_toward_mean(fc, recent, cfg.blend_steps)
 
 
-def write_outputs(out: Path, spec: RunSpec, prep: Prepared, future: Tensor, metrics: dict[str, Any]) -> pd.DataFrame:
+def write_outputs(
+    out: Path, spec: RunSpec, prep: Prepared, future: Tensor, per_strategy: PerStrategy | None
+) -> pd.DataFrame:
     """Write ``forecast.parquet`` and ``summary.parquet``; returns the summary sorted by rank."""
     panel, cfg = prep.panel, spec.train
     fc = future.cpu().double().numpy()
@@ -237,11 +241,10 @@ def write_outputs(out: Path, spec: RunSpec, prep: Prepared, future: Tensor, metr
     long["time"] = np.tile(future_times(panel.times, h), n)
     _atomic_parquet(long, out / "forecast.parquet")
     summary = strategy_summary(panel, prep, fc, cfg.trailing_window)
-    per = metrics.pop("_per_strategy", None)
-    if per is not None:
+    if per_strategy is not None:
         for key in ("realized_mean", "forecast_mean", "total_error"):
             col = np.full(n, np.nan)
-            col[per["rows"]] = per[key]
+            col[per_strategy["rows"]] = per_strategy[key]
             summary[f"holdout_{key}"] = col
     summary = summary.sort_values("rank").reset_index(drop=True)
     _atomic_parquet(summary, out / "summary.parquet")
