@@ -21,8 +21,8 @@ def baselines(
 ) -> dict[str, Tensor]:
     """Naive forecasts [N, horizon] from the raw panel [N, T] using only periods before ``origin``."""
     n = raw.shape[0]
-    out = {ZERO: raw.new_zeros(n, horizon), TRAILING: trailing_mean(raw, start, origin, trailing_window)}
-    out[TRAILING] = out[TRAILING][:, None].expand(n, horizon)
+    tm = trailing_mean(raw, start, origin, trailing_window)
+    out = {ZERO: raw.new_zeros(n, horizon), TRAILING: tm[:, None].expand(n, horizon)}
     last = raw[:, origin - 1] if origin >= 1 else raw.new_zeros(n)
     out[LAST] = torch.where(start <= origin - 1, last, 0.0)[:, None].expand(n, horizon)
     if season > 0 and origin - season >= 0:
