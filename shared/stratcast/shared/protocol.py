@@ -1,0 +1,454 @@
+"""The wire protocol between ``stratcastd`` and its clients (the ``stratcast`` CLI and TUI).
+
+Two ZeroMQ sockets per daemon, both ``ipc://`` files in the daemon's 0700 runtime folder by default
+(``stratcast.shared.paths``):
+
+* **control** (daemon ``ROUTER``, client ``DEALER``): requests and replies. Every message is **one frame**: a UTF-8
+  JSON object, at most :data:`MAX_FRAME` bytes. A request names its kind in ``"type"`` and carries a
+  client-chosen ``"id"`` string that the reply echoes, so replies can be matched when several are in flight::
+
+      -> {"type": "hello", "id": "1", "protocol": 1, "client": "stratcast 0.1.0"}
+      <- {"type": "reply", "id": "1", "result": {"protocol": 1, "daemon": "0.1.0", "session": "9f...", ...}}
+      -> {"type": "stop_run", "id": "2", "run": 7}
+      <- {"type": "error", "id": "2", "code": "bad_state", "message": "run 7 is queued, not running; ..."}
+
+  **Handshake:** the first request on a connection must be ``hello`` with the client's :data:`PROTOCOL` version;
+  anything else first gets ``handshake_required``, a different version ``version_mismatch``. A frame that is not
+  valid JSON, too large, of an unknown type or with a wrong field gets an ``error`` reply (with ``"id"`` when
+  it could be read) and the connection stays usable.
+* **events** (daemon ``PUB``, client ``SUB``): **two frames**, ``[topic, body]``: the topic in ASCII (one of
+  :data:`TOPICS`) and a JSON :class:`Event`. Every event carries the daemon's ``session`` (new at each daemon
+  start) and a ``seq`` that grows by one per event across all topics, so subscribe to all topics (``b""``) to
+  detect gaps.
+
+**Keeping a live copy (the ZeroMQ guide's Clone pattern).** Subscribe first and buffer events; then send
+``snapshot``: its result holds the full state and the ``seq`` it reflects. Drop buffered events with
+``seq <= snapshot.seq``, apply the rest in order. On a gap (an event's ``seq`` is not the last one plus one) or
+a new ``session``, take a new snapshot. The daemon publishes a ``heartbeat`` event every
+:data:`HEARTBEAT_S` seconds; no event for three heartbeats means the daemon is gone.
+
+No pickle anywhere: JSON only, decoded into the typed structs below (``msgspec``), which validates every field;
+anything else raises :class:`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+PROTOCOL = 1
+"""Version of this protocol; ``hello`` must carry it."""
+MAX_FRAME = 1 << 20
+"""Largest control frame accepted (1 MiB); larger frames are refused before parsing."""
+HEARTBEAT_S = 1.0
+"""Seconds between ``heartbeat`` events."""
+TOPICS = ("run", "progress", "telemetry", "log", "schedule", "oom", "daemon", "heartbeat")
+"""Event topics: a run's record changed; a run's training progress; GPU/host/run memory samples; new log lines of
+a run; a schedule changed or fired; a run recovered from (or died of) an out-of-memory error; daemon notices
+(a GPU without drivers, shutdown); heartbeats."""
+
+RunState = Literal["queued", "held", "running", "succeeded", "failed", "oom-failed", "stopped", "killed", "interrupted"]
+"""A run's lifecycle state. ``stopped`` runs have a checkpoint and can be resumed; ``interrupted`` runs were
+running when the daemon died and are resumed automatically within the restart budget."""
+RUN_STATES: tuple[str, ...] = RunState.__args__  # type: ignore[attr-defined]
+FINAL_STATES = frozenset({"succeeded", "failed", "oom-failed", "killed"})
+"""States a run never leaves by itself (``restart`` starts it again)."""
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid message: too large, not JSON, unknown type, a wrong or missing field.
+
+    ``code`` is the error code sent back; ``request_id`` is the request's ``id`` when it could be read.
+    """
+
+    def __init__(self, message: str, *, code: str = "bad_request", request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+# -- what a run is -------------------------------------------------------------------------------------------
+
+
+class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What to run: the options of ``stratcastd run`` (the daemon validates them before queueing)."""
+
+    data: str
+    """Long-format parquet or CSV file, as a path on the daemon's machine."""
+    model: str = "dlinear"
+    mode: Literal["batch", "per-strategy"] = "batch"
+    horizon: int | None = None
+    """None: the engine's default (52)."""
+    input_size: int | None = None
+    """None: the engine's default for the horizon."""
+    holdout: int = 0
+    device: str = "auto"
+    """Only ``auto``/``cpu`` make sense through the daemon, which assigns GPUs itself."""
+    id_col: str | None = None
+    time_col: str | None = None
+    target_col: str | None = None
+    fill_missing: Literal["error", "zero"] = "error"
+    sets: list[str] = []
+    """``key=value`` training options and model parameters, as ``--set``."""
+
+
+class Placement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How a run is queued and placed."""
+
+    name: str = ""
+    priority: int = 0
+    """Higher runs first; FIFO within a priority."""
+    after: list[int] = []
+    """Run ids that must succeed before this one starts."""
+    gpu: int | None = None
+    """Pin to this GPU index; None: any."""
+    memory_gib: float | None = None
+    """Share a GPU, capped at this much memory (opt-in sharing); None: a GPU of its own."""
+    hold: bool = False
+    """Queue it held: it waits until released."""
+
+
+class RunInfo(msgspec.Struct, kw_only=True):
+    """A run as clients see it."""
+
+    id: int
+    name: str
+    state: RunState
+    reason: str = ""
+    """Why a queued or held run waits, or how a finished run ended."""
+    job: JobSpec
+    placement: Placement
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    device: str | None = None
+    """``cuda:N`` or ``cpu`` while or after running."""
+    pid: int | None = None
+    attempts: int = 0
+    """Worker processes started for this run (resumes and automatic restarts included)."""
+    exit: str = ""
+    """How the last worker ended: ``exit 0``, ``signal SIGSEGV``, ..."""
+    checkpoint: str | None = None
+    """Newest checkpoint file, when one exists."""
+    progress: dict[str, Any] = {}
+    """Last progress report: step, max_steps, epoch, train_loss, val_loss, windows_per_s, eta_s, ..."""
+    memory: dict[str, Any] = {}
+    """Last allocator figures of its worker: allocated, reserved, peak (bytes), oom_count, rss."""
+    schedule: int | None = None
+    """The schedule that enqueued it."""
+    out: str = ""
+    """The run's folder on the daemon's machine."""
+
+
+class ScheduleInfo(msgspec.Struct, kw_only=True):
+    """A cron or interval schedule that enqueues a run."""
+
+    id: int
+    name: str
+    cron: str | None = None
+    """Five-field crontab expression (minute hour day month weekday)."""
+    every_s: int | None = None
+    """Interval in seconds (when not cron)."""
+    timezone: str = "UTC"
+    job: JobSpec
+    placement: Placement
+    paused: bool = False
+    next_run: float | None = None
+    last_run: float | None = None
+    last_run_id: int | None = None
+
+
+# -- requests ------------------------------------------------------------------------------------------------
+
+
+class Request(msgspec.Struct, tag_field="type", kw_only=True, forbid_unknown_fields=True):
+    """Base of every request: ``id`` is echoed in the reply (clients number their requests)."""
+
+    id: str = ""
+
+
+class Hello(Request, tag="hello"):
+    """Must be first on a connection; the result names the daemon, its session and its event endpoint."""
+
+    protocol: int
+    client: str = ""
+
+
+class Snapshot(Request, tag="snapshot"):
+    """Full state (runs, schedules, GPUs, telemetry history) and the event ``seq`` it reflects."""
+
+
+class Status(Request, tag="status"):
+    """Daemon version, session, uptime, queue counts, devices."""
+
+
+class Submit(Request, tag="submit"):
+    """Queue a new run; the result is its :class:`RunInfo`."""
+
+    job: JobSpec
+    placement: Placement = msgspec.field(default_factory=Placement)
+
+
+class ListRuns(Request, tag="list_runs"):
+    """Runs, newest first, optionally only some states."""
+
+    states: list[RunState] = []
+
+
+class RunRequest(Request):
+    """A request about one run."""
+
+    run: int
+
+
+class ShowRun(RunRequest, tag="show_run"):
+    """One run's record, its metrics when finished, and its checkpoints."""
+
+
+class StopRun(RunRequest, tag="stop_run"):
+    """Checkpoint at the next step boundary, then exit; the run becomes ``stopped``. A queued run is held."""
+
+
+class ResumeRun(RunRequest, tag="resume_run"):
+    """Queue a ``stopped`` or ``interrupted`` run again; it continues from its checkpoint."""
+
+
+class HoldRun(RunRequest, tag="hold_run"):
+    """Keep a queued run from starting."""
+
+
+class ReleaseRun(RunRequest, tag="release_run"):
+    """Let a held run start again."""
+
+
+class KillRun(RunRequest, tag="kill_run"):
+    """End a run now (SIGKILL), without a checkpoint."""
+
+
+class RestartRun(RunRequest, tag="restart_run"):
+    """Queue a finished, stopped or killed run again: from its checkpoint, or from scratch."""
+
+    from_scratch: bool = False
+
+
+class RemoveRun(RunRequest, tag="remove_run"):
+    """Forget a run that is not running, and delete its folder."""
+
+
+class SetPriority(RunRequest, tag="set_priority"):
+    """Change a queued run's priority."""
+
+    priority: int
+
+
+class ReadLogs(Request, tag="read_logs"):
+    """Bytes of a run's log from ``offset``; the result has ``text`` and the ``offset`` to ask for next."""
+
+    run: int
+    offset: int = 0
+    limit: int = 65536
+
+
+class ListGpus(Request, tag="list_gpus"):
+    """GPUs with their latest telemetry and the runs on them."""
+
+
+class ListModels(Request, tag="list_models"):
+    """The model registry with each model's parameters, defaults and ranges, and the training options."""
+
+
+class AddSchedule(Request, tag="add_schedule"):
+    """Enqueue ``job`` on a cron expression or every ``every_s`` seconds, in ``timezone``."""
+
+    job: JobSpec
+    name: str = ""
+    cron: str | None = None
+    every_s: int | None = None
+    timezone: str = "UTC"
+    placement: Placement = msgspec.field(default_factory=Placement)
+
+
+class ListSchedules(Request, tag="list_schedules"):
+    """Every schedule."""
+
+
+class ScheduleRequest(Request):
+    """A request about one schedule."""
+
+    schedule: int
+
+
+class RemoveSchedule(ScheduleRequest, tag="remove_schedule"):
+    """Delete a schedule (its runs stay)."""
+
+
+class PauseSchedule(ScheduleRequest, tag="pause_schedule"):
+    """Stop a schedule from firing until resumed."""
+
+
+class ResumeSchedule(ScheduleRequest, tag="resume_schedule"):
+    """Let a paused schedule fire again."""
+
+
+class RunScheduleNow(ScheduleRequest, tag="run_schedule_now"):
+    """Enqueue a schedule's run now, outside its timetable."""
+
+
+class PauseQueue(Request, tag="pause_queue"):
+    """Start no new runs until ``resume_queue`` (running runs go on)."""
+
+
+class ResumeQueue(Request, tag="resume_queue"):
+    """Start queued runs again."""
+
+
+class Shutdown(Request, tag="shutdown"):
+    """Checkpoint and stop running runs, keep the queue, reply, then exit."""
+
+
+AnyRequest = (
+    Hello
+    | Snapshot
+    | Status
+    | Submit
+    | ListRuns
+    | ShowRun
+    | StopRun
+    | ResumeRun
+    | HoldRun
+    | ReleaseRun
+    | KillRun
+    | RestartRun
+    | RemoveRun
+    | SetPriority
+    | ReadLogs
+    | ListGpus
+    | ListModels
+    | AddSchedule
+    | ListSchedules
+    | RemoveSchedule
+    | PauseSchedule
+    | ResumeSchedule
+    | RunScheduleNow
+    | PauseQueue
+    | ResumeQueue
+    | Shutdown
+)
+URGENT = frozenset({"stop_run", "kill_run", "hold_run", "shutdown"})
+"""Requests the daemon answers before any slow request in flight."""
+
+
+# -- replies and events --------------------------------------------------------------------------------------
+
+
+class Reply(msgspec.Struct, tag_field="type", tag="reply", kw_only=True):
+    """A request succeeded; ``result`` depends on the request (documented in docs/protocol.md)."""
+
+    id: str
+    result: Any = None
+
+
+class Error(msgspec.Struct, tag_field="type", tag="error", kw_only=True):
+    """A request failed; ``code`` is stable, ``message`` says what is wrong and what to do."""
+
+    id: str | None
+    code: str
+    message: str
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """One event on the PUB socket."""
+
+    session: str
+    seq: int
+    time: float
+    topic: str
+    data: dict[str, Any] = {}
+
+
+_request_decoder = msgspec.json.Decoder(AnyRequest)
+_reply_decoder = msgspec.json.Decoder(Reply | Error)
+_event_decoder = msgspec.json.Decoder(Event)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    """One JSON frame."""
+    return _encoder.encode(msg)
+
+
+def decode_request(frame: bytes) -> AnyRequest:
+    """Parse a control frame into a request.
+
+    Raises:
+        ProtocolError: for a frame over :data:`MAX_FRAME`, not JSON, of an unknown type or with bad fields.
+    """
+    if len(frame) > MAX_FRAME:
+        raise ProtocolError(f"request of {len(frame)} bytes is over the {MAX_FRAME}-byte limit", code="too_large")
+    try:
+        req: AnyRequest = _request_decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"invalid request: {exc}", request_id=_peek_id(frame)) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"request is not valid JSON: {exc}") from None
+    return req
+
+
+def decode_reply(frame: bytes) -> Reply | Error:
+    """Parse a control reply.
+
+    Raises:
+        ProtocolError: for anything that is not a reply or an error.
+    """
+    try:
+        reply: Reply | Error = _reply_decoder.decode(frame)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ProtocolError(f"invalid reply from the daemon: {exc}") from None
+    return reply
+
+
+def encode_event(event: Event) -> list[bytes]:
+    """``[topic, body]`` frames for the PUB socket."""
+    return [event.topic.encode("ascii"), _encoder.encode(event)]
+
+
+def decode_event(frames: list[bytes]) -> Event:
+    """Parse ``[topic, body]`` frames from the SUB socket.
+
+    Raises:
+        ProtocolError: for a wrong frame count or an invalid body.
+    """
+    if len(frames) != 2:
+        raise ProtocolError(f"an event has 2 frames, got {len(frames)}")
+    try:
+        return _event_decoder.decode(frames[1])
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ProtocolError(f"invalid event: {exc}") from None
+
+
+def to_builtins(obj: Any) -> Any:
+    """Structs (nested) as plain dicts and lists, for ``result`` payloads and ``--json`` output."""
+    return msgspec.to_builtins(obj)
+
+
+def convert(obj: Any, kind: type[Any]) -> Any:
+    """Plain data from a ``result`` back into a struct such as :class:`RunInfo`.
+
+    Raises:
+        ProtocolError: when ``obj`` does not fit ``kind``.
+    """
+    try:
+        return msgspec.convert(obj, kind)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"invalid {kind.__name__}: {exc}") from None
+
+
+def _peek_id(frame: bytes) -> str | None:
+    """The ``id`` of a frame that parsed as JSON but failed validation, when it is a string."""
+    try:
+        obj = msgspec.json.decode(frame)
+    except msgspec.DecodeError:
+        return None
+    value = obj.get("id") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) and len(value) <= 128 else None
