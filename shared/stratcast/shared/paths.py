@@ -4,6 +4,12 @@
 sockets in ``DIR/sock``. Without it, state goes to the XDG state directory (``~/.local/state/stratcast``) and
 sockets to ``$XDG_RUNTIME_DIR/stratcast`` (platformdirs), falling back to the state directory where there is no
 runtime directory. Socket folders are created mode 0700: only the owner can reach the sockets inside.
+
+``--sockets DIR`` (or ``STRATCAST_SOCKETS``) puts the sockets in ``DIR`` instead, whatever decides the state
+folder: the system unit keeps state in ``/var/lib/stratcast`` and sockets in its ``RuntimeDirectory``,
+``/run/stratcast``, and clients of that daemon set ``STRATCAST_SOCKETS=/run/stratcast``. Options beat
+environment variables; at the same level the sockets setting beats the home's ``sock`` folder, so ``--home DIR``
+alone still means ``DIR/sock`` even where ``STRATCAST_SOCKETS`` is set.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 import platformdirs
 
 HOME_ENV = "STRATCAST_HOME"
+SOCKETS_ENV = "STRATCAST_SOCKETS"
 APP = "stratcast"
 MAX_IPC_PATH = 100
 """Unix socket paths are capped at 107 bytes on Linux (``sun_path``); keep a margin."""
@@ -81,13 +88,31 @@ class Home:
         return self
 
 
-def resolve_home(home: str | os.PathLike[str] | None = None) -> Home:
-    """The folders for ``home`` (an option value), else ``$STRATCAST_HOME``, else the XDG defaults."""
-    chosen = home if home is not None else os.environ.get(HOME_ENV) or None
+def resolve_home(home: str | os.PathLike[str] | None = None, sockets: str | os.PathLike[str] | None = None) -> Home:
+    """The folders for the ``home`` and ``sockets`` option values, else the environment, else the XDG defaults.
+
+    State: ``home``, else ``$STRATCAST_HOME``, else the XDG state folder. Sockets: ``sockets``, else ``home/sock``,
+    else ``$STRATCAST_SOCKETS``, else ``$STRATCAST_HOME/sock``, else the XDG runtime folder.
+    """
+    if home is not None:
+        root = _absolute(home)
+        return Home(state=root, sockets=_absolute(sockets) if sockets is not None else root / "sock")
+    sockets = sockets if sockets is not None else os.environ.get(SOCKETS_ENV) or None
+    found = _from_environment()
+    return found if sockets is None else Home(state=found.state, sockets=_absolute(sockets))
+
+
+def _from_environment() -> Home:
+    """``$STRATCAST_HOME`` and its ``sock`` folder, else the XDG defaults."""
+    chosen = os.environ.get(HOME_ENV) or None
     if chosen is not None:
-        root = Path(chosen).expanduser().absolute()
+        root = _absolute(chosen)
         return Home(state=root, sockets=root / "sock")
     state = Path(platformdirs.user_state_dir(APP))
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     sockets = Path(platformdirs.user_runtime_dir(APP)) if runtime else state / "sock"
     return Home(state=state, sockets=sockets)
+
+
+def _absolute(path: str | os.PathLike[str]) -> Path:
+    return Path(path).expanduser().absolute()
