@@ -1,0 +1,113 @@
+"""From one control frame to one reply: decoding, the handshake, the handler, and errors as replies.
+
+Nothing a client sends can take the daemon down: a bad frame, an unknown request, a request in the wrong state
+or a bug in a handler all become an ``error`` reply, and an unauthenticated or malformed payload is never
+logged in full.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from stratcast.daemon.handlers import (
+    add_schedule,
+    hello,
+    hold_run,
+    kill_run,
+    list_gpus,
+    list_models,
+    list_runs,
+    list_schedules,
+    queue,
+    read_logs,
+    release_run,
+    remove_run,
+    remove_schedule,
+    restart_run,
+    resume_run,
+    run_schedule_now,
+    schedule_state,
+    set_priority,
+    show_run,
+    shutdown,
+    snapshot,
+    status,
+    stop_run,
+    submit,
+)
+from stratcast.daemon.handlers.common import HandlerError
+from stratcast.daemon.schedules import ScheduleError
+from stratcast.daemon.store import NotFound
+from stratcast.shared.protocol import Error, Hello, ProtocolError, Reply, Request, decode_request, encode
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+log = logging.getLogger("stratcastd")
+
+Handler = Callable[["Daemon", Any], Awaitable[Any]]
+HANDLERS: dict[str, Handler] = {
+    "hello": hello.handle,
+    "snapshot": snapshot.handle,
+    "status": status.handle,
+    "submit": submit.handle,
+    "list_runs": list_runs.handle,
+    "show_run": show_run.handle,
+    "stop_run": stop_run.handle,
+    "resume_run": resume_run.handle,
+    "hold_run": hold_run.handle,
+    "release_run": release_run.handle,
+    "kill_run": kill_run.handle,
+    "restart_run": restart_run.handle,
+    "remove_run": remove_run.handle,
+    "set_priority": set_priority.handle,
+    "read_logs": read_logs.handle,
+    "list_gpus": list_gpus.handle,
+    "list_models": list_models.handle,
+    "add_schedule": add_schedule.handle,
+    "list_schedules": list_schedules.handle,
+    "remove_schedule": remove_schedule.handle,
+    "pause_schedule": schedule_state.pause,
+    "resume_schedule": schedule_state.resume,
+    "run_schedule_now": run_schedule_now.handle,
+    "pause_queue": queue.pause,
+    "resume_queue": queue.resume,
+    "shutdown": shutdown.handle,
+}
+
+
+async def handle_request(d: Daemon, identity: bytes, frames: list[bytes]) -> None:
+    """Answer one request from ``identity``; every outcome is a reply frame."""
+    if len(frames) != 1:
+        d.reply(
+            identity, encode(Error(id=None, code="bad_request", message=f"a request is 1 frame, got {len(frames)}"))
+        )
+        return
+    try:
+        req = decode_request(frames[0])
+    except ProtocolError as exc:
+        d.reply(identity, encode(Error(id=exc.request_id, code=exc.code, message=str(exc))))
+        return
+    d.reply(identity, encode(await _answer(d, identity, req)))
+
+
+async def _answer(d: Daemon, identity: bytes, req: Request) -> Reply | Error:
+    kind = type(req).__struct_config__.tag
+    if not isinstance(req, Hello) and identity not in d.peers:
+        return Error(id=req.id, code="handshake_required", message="send hello with the protocol version first")
+    try:
+        result = await HANDLERS[str(kind)](d, req)
+    except HandlerError as exc:
+        return Error(id=req.id, code=exc.code, message=str(exc))
+    except NotFound as exc:
+        return Error(id=req.id, code="not_found", message=str(exc).strip("'\""))
+    except ScheduleError as exc:
+        return Error(id=req.id, code="invalid_spec", message=str(exc))
+    except Exception:  # a bug in a handler must not take the daemon down
+        log.exception("request %s failed", kind)
+        return Error(id=req.id, code="internal", message=f"internal error handling {kind}; see the daemon's log")
+    if isinstance(req, Hello):
+        d.greet(identity)
+    return Reply(id=req.id, result=result)

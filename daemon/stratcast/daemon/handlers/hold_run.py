@@ -1,0 +1,18 @@
+"""``hold_run``: keep a queued run from starting."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stratcast.daemon.handlers.common import require
+from stratcast.shared.protocol import HoldRun, to_builtins
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: HoldRun) -> dict[str, Any]:
+    """``queued`` -> ``held``."""
+    run = d.db.get_run(req.run)
+    require(run, ("queued",), "hold")
+    return {"run": to_builtins(d.update_run(run.id, state="held", reason="held"))}

@@ -1,0 +1,20 @@
+"""``list_gpus``: each GPU's latest telemetry, with the daemon's runs named."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stratcast.shared.protocol import ListGpus
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: ListGpus) -> dict[str, Any]:
+    """Latest samples; each process gets the id of the run it belongs to (None: not the daemon's)."""
+    by_pid = {w.proc.pid: run for run, w in d.runner.workers.items()}
+    gpus = []
+    for g in d.telemetry.latest_gpus():
+        procs = [{**p, "run": by_pid.get(p["pid"])} for p in g.get("processes", [])]
+        gpus.append({**g, "processes": procs})
+    return {"gpus": gpus, "notice": d.telemetry.notice}

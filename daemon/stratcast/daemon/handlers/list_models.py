@@ -1,0 +1,23 @@
+"""``list_models``: the model registry and the training options, for the client's forms."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from stratcast.shared.protocol import ListModels
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: ListModels) -> dict[str, Any]:
+    """Each model's parameters, defaults and ranges (as ``stratcastd models --json``)."""
+    from stratcast.daemon.engine.config import describe_train_config
+    from stratcast.daemon.zoo.registry import describe_models
+
+    # through JSON with default=str, exactly as `stratcastd models --json` prints it
+    result: dict[str, Any] = json.loads(
+        json.dumps({"models": describe_models(), "train_options": describe_train_config()}, default=str)
+    )
+    return result

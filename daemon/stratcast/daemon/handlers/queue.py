@@ -1,0 +1,27 @@
+"""``pause_queue`` and ``resume_queue``: start no new runs, or start them again."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stratcast.shared.protocol import PauseQueue, ResumeQueue
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def pause(d: Daemon, req: PauseQueue) -> dict[str, Any]:
+    """Running runs go on; queued ones wait with the reason "queue paused"."""
+    return _set(d, True)
+
+
+async def resume(d: Daemon, req: ResumeQueue) -> dict[str, Any]:
+    """Queued runs may start again."""
+    return _set(d, False)
+
+
+def _set(d: Daemon, paused: bool) -> dict[str, Any]:
+    d.db.set_meta("queue_paused", paused)
+    d.publish("daemon", {"queue_paused": paused})
+    d.kick()
+    return {"queue_paused": paused}

@@ -1,0 +1,18 @@
+"""``release_run``: let a held run start again."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stratcast.daemon.handlers.common import require
+from stratcast.shared.protocol import ReleaseRun, to_builtins
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: ReleaseRun) -> dict[str, Any]:
+    """``held`` -> ``queued``."""
+    run = d.db.get_run(req.run)
+    require(run, ("held",), "release")
+    return {"run": to_builtins(d.update_run(run.id, state="queued", reason="released"))}

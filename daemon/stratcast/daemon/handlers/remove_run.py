@@ -1,0 +1,25 @@
+"""``remove_run``: forget a run that is not running and delete its folder."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from stratcast.daemon.handlers.common import BadState
+from stratcast.shared.protocol import RemoveRun
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: RemoveRun) -> dict[str, Any]:
+    """Delete the record, then the folder (in a thread: it can be large)."""
+    run = d.db.get_run(req.run)
+    if run.state == "running":
+        raise BadState(f"run {run.id} is running: stop or kill it first")
+    d.db.remove_run(run.id)
+    d.publish("run", {"removed": run.id})
+    d.kick()
+    await asyncio.to_thread(shutil.rmtree, run.out, True)
+    return {"removed": run.id}

@@ -1,0 +1,29 @@
+"""``restart_run``: run a finished, stopped, killed or interrupted run again."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stratcast.daemon.handlers.common import require
+from stratcast.shared.protocol import FINAL_STATES, RestartRun, to_builtins
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: RestartRun) -> dict[str, Any]:
+    """Back to ``queued``: from the newest checkpoint, or from scratch (its checkpoints and outputs deleted)."""
+    run = d.db.get_run(req.run)
+    require(run, (*FINAL_STATES, "stopped", "interrupted"), "restart")
+    out = Path(run.out)
+    if req.from_scratch:
+        for sub in ("checkpoints", "out"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    how = "from scratch" if req.from_scratch or not any((out / "checkpoints").glob("*.pt")) else "from its checkpoint"
+    d.db.add_event(run.id, "restarted", {"how": how})
+    fields: dict[str, Any] = {"state": "queued", "reason": f"restarting {how}", "finished": None, "exit": ""}
+    if req.from_scratch:
+        fields.update(progress={}, checkpoint=None)
+    return {"run": to_builtins(d.update_run(run.id, **fields))}

@@ -1,0 +1,19 @@
+"""``resume_run``: queue a stopped or interrupted run again; it continues from its checkpoint."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stratcast.daemon.handlers.common import require
+from stratcast.shared.protocol import ResumeRun, to_builtins
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: ResumeRun) -> dict[str, Any]:
+    """Back to ``queued``; the worker resumes from the newest good checkpoint on whichever device is free."""
+    run = d.db.get_run(req.run)
+    require(run, ("stopped", "interrupted"), "resume")
+    d.db.add_event(run.id, "resumed", {})
+    return {"run": to_builtins(d.update_run(run.id, state="queued", reason="resuming"))}

@@ -1,0 +1,24 @@
+"""``show_run``: one run with its history, checkpoints and (when finished) metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stratcast.shared.protocol import ShowRun, to_builtins
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: ShowRun) -> dict[str, Any]:
+    """The run's record, its events, checkpoint files and ``metrics.json`` when there is one."""
+    run = d.db.get_run(req.run)
+    out = Path(run.out)
+    metrics = None
+    with contextlib.suppress(OSError, ValueError):
+        metrics = json.loads((out / "out" / "metrics.json").read_text())
+    checkpoints = sorted(str(p) for p in (out / "checkpoints").glob("*.pt"))
+    return {"run": to_builtins(run), "events": d.db.events(run.id), "checkpoints": checkpoints, "metrics": metrics}

@@ -1,0 +1,31 @@
+"""``status``: the daemon at a glance."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from stratcast.shared.protocol import Status
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: Status) -> dict[str, Any]:
+    """Version, session, uptime, home, queue counts by state and the devices runs can use."""
+    from stratcast.daemon.server import VERSION
+
+    runs = d.db.list_runs()
+    return {
+        "daemon": VERSION,
+        "session": d.session,
+        "pid": os.getpid(),
+        "uptime_s": time.time() - d.started,
+        "home": str(d.home.state),
+        "queue_paused": bool(d.db.get_meta("queue_paused", False)),
+        "counts": dict(Counter(r.state for r in runs)),
+        "devices": [v.name for v in d.devices(runs)],
+        "notices": list(d.notices),
+    }

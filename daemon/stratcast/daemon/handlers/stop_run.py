@@ -1,0 +1,22 @@
+"""``stop_run``: checkpoint at the next step boundary and exit, freeing the GPU; a queued run is held."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stratcast.daemon.handlers.common import require
+from stratcast.shared.protocol import StopRun, to_builtins
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: StopRun) -> dict[str, Any]:
+    """SIGTERM the worker (it checkpoints and exits: the run becomes ``stopped``); hold a queued run."""
+    run = d.db.get_run(req.run)
+    require(run, ("running", "queued"), "stop")
+    if run.state == "queued":
+        return {"run": to_builtins(d.update_run(run.id, state="held", reason="held (stopped before it started)"))}
+    d.runner.stop(run.id)
+    d.db.add_event(run.id, "stop_requested", {})
+    return {"run": to_builtins(d.update_run(run.id, reason="stopping: checkpointing at the next step"))}

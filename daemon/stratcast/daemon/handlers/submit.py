@@ -1,0 +1,75 @@
+"""``submit``: validate a job (options and data file), then queue it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from stratcast.daemon.handlers.common import InvalidSpec
+from stratcast.shared.protocol import JobSpec, Placement, RunInfo, Submit, to_builtins
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: Submit) -> dict[str, Any]:
+    """Queue the run once its options and data pass the checks a worker would make first."""
+    return {"run": to_builtins(await queue_job(d, req.job, req.placement))}
+
+
+async def queue_job(d: Daemon, job: JobSpec, placement: Placement, *, schedule: int | None = None) -> RunInfo:
+    """Check ``job`` (in a thread: reading the data can take seconds) and add it to the queue.
+
+    Raises:
+        InvalidSpec: naming what is wrong with the options, the data file or the placement.
+    """
+    check_placement(d, placement)
+    async with d.validation:
+        await asyncio.to_thread(check_job, job)
+    run = d.db.add_run(job, placement, runs_dir=d.home.runs, schedule=schedule)
+    run_dir = Path(run.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "job.json").write_bytes(msgspec.json.encode(job))
+    d.db.add_event(run.id, "submitted", {"schedule": schedule})
+    return d.run_changed(run)
+
+
+def check_placement(d: Daemon, placement: Placement) -> None:
+    """Dependencies must name existing runs; a memory cap must be positive."""
+    for dep in placement.after:
+        try:
+            d.db.get_run(dep)
+        except KeyError:
+            raise InvalidSpec(f"--after {dep}: there is no run {dep}") from None
+    if placement.memory_gib is not None and placement.memory_gib <= 0:
+        raise InvalidSpec(f"--memory-gib must be positive, got {placement.memory_gib}")
+
+
+def check_job(job: JobSpec) -> None:
+    """Build the run's spec and load its data as the worker will, so a bad job is refused now, not later.
+
+    Raises:
+        InvalidSpec: with the engine's message (file, column and first offending rows for data errors).
+    """
+    from stratcast.daemon.engine.data import load_panel
+    from stratcast.daemon.engine.panel import DataError
+    from stratcast.daemon.engine.spec import spec_from_job
+
+    if job.device not in ("auto", "cpu"):
+        raise InvalidSpec(f"device {job.device!r}: the daemon assigns GPUs itself; use --gpu N to pin one")
+    if not Path(job.data).is_absolute():
+        raise InvalidSpec(f"data path {job.data!r} must be absolute: the daemon does not share your working folder")
+    try:
+        spec = spec_from_job(job, out="-", device="cpu")
+        load_panel(
+            spec.data,
+            id_col=spec.id_col,
+            time_col=spec.time_col,
+            target_col=spec.target_col,
+            fill_missing=spec.fill_missing,  # type: ignore[arg-type]
+        )
+    except (DataError, ValueError, KeyError, OSError) as exc:
+        raise InvalidSpec(str(exc).strip("'\"")) from None

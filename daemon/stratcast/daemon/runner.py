@@ -1,0 +1,175 @@
+"""Worker processes: one per running run, started, watched and ended here.
+
+Each worker is ``python -m stratcast.daemon.worker RUN_DIR`` with ``CUDA_VISIBLE_DEVICES`` set to its GPU (empty
+on the CPU) and ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``. Its stderr goes to ``RUN_DIR/log.txt``; its
+stdout carries JSON lines (progress, allocator figures, checkpoints), handed to the daemon's callback. A worker
+that crashes, runs out of memory, segfaults or is killed ends its run with that cause; the daemon goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOPPED
+
+MAX_LINE = 1 << 20
+"""Longest stdout line read from a worker; a longer one is skipped (a worker bug, not a reason to crash)."""
+
+OnEvent = Callable[[int, dict[str, Any]], None]
+OnExit = Callable[[int, "Ending"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a worker ended, as a run state and the words for it."""
+
+    state: str
+    reason: str
+    exit: str
+
+
+@dataclass
+class Worker:
+    """A running worker process."""
+
+    run: int
+    proc: asyncio.subprocess.Process
+    device: str
+    stop_requested: bool = False
+    kill_requested: bool = False
+    shutdown: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def classify(code: int, w: Worker) -> Ending:
+    """Map a worker's return code and what was asked of it to the run's final state."""
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        if w.kill_requested:
+            return Ending("killed", "killed on request", name)
+        return Ending("failed", f"the worker died of {name}; see `stratcast logs {w.run}`", name)
+    exit_text = f"exit {code}"
+    if code == EXIT_OK:
+        return Ending("succeeded", "", exit_text)
+    if code == EXIT_STOPPED:
+        if w.shutdown:
+            return Ending(
+                "interrupted", "the daemon shut down; it resumes from its checkpoint at the next start", exit_text
+            )
+        return Ending("stopped", "stopped on request; `stratcast resume` continues from the checkpoint", exit_text)
+    if code == EXIT_OOM:
+        return Ending("oom-failed", f"out of memory; see `stratcast logs {w.run}`", exit_text)
+    if code == EXIT_BAD_INPUT:
+        return Ending("failed", f"bad input; see `stratcast logs {w.run}`", exit_text)
+    return Ending("failed", f"the worker failed ({exit_text}); see `stratcast logs {w.run}`", exit_text)
+
+
+class Runner:
+    """Starts workers and reports their events and endings."""
+
+    def __init__(self, on_event: OnEvent, on_exit: OnExit) -> None:
+        self.on_event, self.on_exit = on_event, on_exit
+        self.workers: dict[int, Worker] = {}
+
+    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> Worker:
+        """Start the worker of ``run`` on ``device`` (``cuda:N`` or ``cpu``); resumes when it has checkpoints."""
+        cmd = [sys.executable, "-m", "stratcast.daemon.worker", str(run_dir)]
+        gpu = device.removeprefix("cuda:") if device.startswith("cuda") else ""
+        cmd += ["--device", "cuda:0" if gpu else "cpu"]
+        if memory_gib is not None and gpu:
+            cmd += ["--memory-gib", str(memory_gib)]
+        if any((run_dir / "checkpoints").glob("*.pt")):
+            cmd.append("--resume")
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        # PCI order makes CUDA number the GPUs as NVML (and so the daemon) does
+        env.update(
+            CUDA_VISIBLE_DEVICES=gpu, CUDA_DEVICE_ORDER="PCI_BUS_ID", PYTORCH_CUDA_ALLOC_CONF="expandable_segments:True"
+        )
+        with open(run_dir / "log.txt", "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+                limit=MAX_LINE,
+            )
+        w = Worker(run, proc, device)
+        self.workers[run] = w
+        w.tasks.append(asyncio.create_task(self._watch(w)))
+        return w
+
+    async def _watch(self, w: Worker) -> None:
+        """Read the worker's events until it exits, then report how it ended."""
+        assert w.proc.stdout is not None
+        while True:
+            try:
+                line = await w.proc.stdout.readline()
+            except ValueError:  # a line over MAX_LINE: skip what is buffered
+                continue
+            if not line:
+                break
+            event = _parse(line)
+            if event is not None:
+                self.on_event(w.run, event)
+        code = await w.proc.wait()
+        self.workers.pop(w.run, None)
+        await self.on_exit(w.run, classify(code, w))
+
+    def stop(self, run: int, *, shutdown: bool = False) -> bool:
+        """Ask a worker to checkpoint and exit (SIGTERM); false when it is not running."""
+        w = self.workers.get(run)
+        if w is None:
+            return False
+        w.stop_requested, w.shutdown = True, w.shutdown or shutdown
+        _signal(w.proc, signal.SIGTERM)
+        return True
+
+    def kill(self, run: int) -> bool:
+        """End a worker now (SIGKILL to its process group); false when it is not running."""
+        w = self.workers.get(run)
+        if w is None:
+            return False
+        w.kill_requested = True
+        _signal(w.proc, signal.SIGKILL, group=True)
+        return True
+
+    async def wait_all(self, timeout: float) -> None:
+        """Wait for every worker to exit (after stops), killing those still alive after ``timeout`` seconds."""
+        tasks = [t for w in self.workers.values() for t in w.tasks]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            for run in list(self.workers):
+                self.kill(run)
+            await asyncio.wait(pending, timeout=10)
+
+
+def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals, *, group: bool = False) -> None:
+    """Send ``sig`` to a worker (or its whole process group); a worker that already exited is fine."""
+    try:
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """One JSON event line from a worker, or None for anything else (never trusted beyond a dict)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None

@@ -1,0 +1,49 @@
+"""``stratcastd serve`` (also ``stratcastd`` with no command): run the daemon in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from stratcast.shared.errors import ExitCode
+from stratcast.shared.paths import HomeError, resolve_home
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``serve``."""
+    p.add_argument("--home", help="folder for this daemon's state and sockets (default: $STRATCAST_HOME or XDG)")
+    p.add_argument("--cpu-slots", type=int, default=1, help="concurrent runs on a machine without GPUs (default 1)")
+    p.add_argument("--telemetry-hz", type=float, default=5.0, help="GPU/host samples per second (4-10)")
+    p.add_argument("--restart-budget", type=int, default=3, help="automatic resumes of an interrupted run")
+    p.add_argument("--min-free-gib", type=float, default=1.0, help="a GPU with less free memory gets no run")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the daemon until shutdown; exit codes: 0 clean, 3 unusable home, 1 another daemon or a crash."""
+    from stratcast.daemon.server import Daemon, DaemonRunning, Options
+    from stratcast.daemon.store import StoreError
+
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    if not 0.5 <= args.telemetry_hz <= 20:
+        print("stratcastd: error: --telemetry-hz must be between 0.5 and 20", file=sys.stderr)
+        return ExitCode.USAGE
+    options = Options(
+        cpu_slots=max(1, args.cpu_slots),
+        telemetry_hz=args.telemetry_hz,
+        restart_budget=args.restart_budget,
+        min_free_gib=args.min_free_gib,
+    )
+    try:
+        asyncio.run(Daemon(resolve_home(args.home), options).serve())
+    except (HomeError, StoreError) as exc:
+        print(f"stratcastd: error: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    except DaemonRunning as exc:
+        print(f"stratcastd: error: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    return ExitCode.OK

@@ -1,0 +1,443 @@
+"""``stratcastd serve``: the daemon's event loop, sockets, events and run lifecycle.
+
+One asyncio loop owns everything: the control ROUTER (each request handled in its own task, slow work in
+threads, so a stop or kill is never queued behind a slow request), the event PUB, the ZAP handler, the admission
+loop that starts queued runs on free devices, the telemetry sampler, the schedule timetable and the workers'
+pipes. Every state change is committed to SQLite before it is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from stratcast.daemon import sdnotify
+from stratcast.daemon.dispatch import handle_request
+from stratcast.daemon.queue import DeviceView, plan
+from stratcast.daemon.runner import Ending, Runner
+from stratcast.daemon.schedules import Timetable
+from stratcast.daemon.store import Store
+from stratcast.daemon.telemetry import Telemetry
+from stratcast.daemon.zap import DOMAIN, serve_zap
+from stratcast.shared.paths import Home
+from stratcast.shared.protocol import HEARTBEAT_S, Event, RunInfo, encode_event, to_builtins
+
+log = logging.getLogger("stratcastd")
+
+VERSION = "0.1.0"
+MAX_PEERS = 10_000
+"""Handshaken client identities remembered (oldest forgotten first)."""
+PROGRESS_SAVE_S = 5.0
+"""Progress is published at once but written to the store at most this often per run."""
+LOG_CHUNK = 64 * 1024
+
+
+class DaemonRunning(RuntimeError):
+    """Another daemon already serves this home."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the daemon runs."""
+
+    cpu_slots: int = 1
+    """Concurrent runs on a machine without GPUs."""
+    telemetry_hz: float = 5.0
+    restart_budget: int = 3
+    """Automatic resumes of an interrupted run before it is left for the user."""
+    stop_timeout_s: float = 240.0
+    """How long shutdown waits for running runs to checkpoint before killing them."""
+    min_free_gib: float = 1.0
+    """A GPU with less free memory than this gets no exclusive run."""
+
+
+class Daemon:
+    """The daemon's state and services; handlers (``stratcast.daemon.handlers``) act on it."""
+
+    def __init__(self, home: Home, options: Options | None = None) -> None:
+        self.home, self.options = home, options or Options()
+        self.session = secrets.token_hex(8)
+        self.started = time.time()
+        self.seq = 0
+        self.store: Store | None = None
+        self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz)
+        self.runner = Runner(self._worker_event, self._worker_exit)
+        self.timetable = Timetable(self._fire_schedule)
+        self.peers: OrderedDict[bytes, float] = OrderedDict()
+        self.notices: list[str] = []
+        self.shutting_down = asyncio.Event()
+        self.force_exit = False
+        self._kick = asyncio.Event()
+        self._saved: dict[int, float] = {}
+        self._log_offsets: dict[int, int] = {}
+        self._requests: set[asyncio.Task[None]] = set()
+        self._memory: dict[int, dict[str, Any]] = {}
+        """Latest allocator figures of each running run's worker."""
+        self._progress: dict[int, dict[str, Any]] = {}
+        """Latest progress of each running run (the store holds one at most PROGRESS_SAVE_S old)."""
+        self.validation = asyncio.Semaphore(2)
+        self.ctx: zmq.asyncio.Context | None = None
+        self.router: zmq.asyncio.Socket | None = None
+        self.pub: zmq.asyncio.Socket | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run until a shutdown request or signal; leave the queue and checkpoints for the next start."""
+        self.home.ensure()
+        with _single_instance(self.home.state / "stratcastd.lock"):
+            self.store = Store(self.home.database)
+            try:
+                await self._serve()
+            finally:
+                self.store.close()
+
+    async def _serve(self) -> None:
+        self._recover()
+        self.ctx = zmq.asyncio.Context()
+        tasks = [asyncio.create_task(serve_zap(self.ctx, {os.getuid()}))]
+        await asyncio.sleep(0)  # the ZAP handler binds before any socket with a domain
+        self._bind()
+        self.timetable.start()
+        for s in self.db.list_schedules():
+            self.timetable.put(s)
+        for loop in (self._control_loop, self._heartbeat_loop, self._telemetry_loop, self._admission_loop):
+            tasks.append(asyncio.create_task(loop()))
+        self._install_signals()
+        sdnotify.notify("READY=1")
+        log.info("stratcastd %s serving %s (session %s)", VERSION, self.home.control, self.session)
+        try:
+            await self.shutting_down.wait()
+            await self._drain()
+        finally:
+            self.timetable.shutdown()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._close_sockets()
+
+    def _bind(self) -> None:
+        """Bind the control and event sockets (ZAP-checked, socket files 0600 in the 0700 folder)."""
+        assert self.ctx is not None
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.pub = self.ctx.socket(zmq.PUB)
+        for sock, endpoint in ((self.router, self.home.control), (self.pub, self.home.events)):
+            sock.zap_domain = DOMAIN
+            sock.linger = 0
+            path = Path(endpoint.removeprefix("ipc://"))
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a stale socket file from a daemon that died (the lock says none runs now)
+            sock.bind(endpoint)
+            path.chmod(0o600)
+        self.pub.sndhwm = 100_000
+
+    def _close_sockets(self) -> None:
+        for sock in (self.router, self.pub):
+            if sock is not None:
+                sock.close(linger=0)
+        for endpoint in (self.home.control, self.home.events):
+            with contextlib.suppress(OSError):
+                Path(endpoint.removeprefix("ipc://")).unlink()
+        if self.ctx is not None:
+            self.ctx.term()
+
+    def _install_signals(self) -> None:
+        """First SIGTERM/SIGINT: graceful shutdown; a second one: kill the workers and exit."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_shutdown)
+
+    def request_shutdown(self) -> None:
+        """Begin a graceful shutdown, or force it when one is under way."""
+        if self.shutting_down.is_set():
+            self.force_exit = True
+            for run in list(self.runner.workers):
+                self.runner.kill(run)
+        self.shutting_down.set()
+
+    async def _drain(self) -> None:
+        """Shutdown: stop running runs with a checkpoint (they resume at the next start), keep the queue."""
+        sdnotify.notify("STOPPING=1")
+        self.publish("daemon", {"shutdown": True})
+        running = list(self.runner.workers)
+        for run in running:
+            self.runner.stop(run, shutdown=True)
+        if running:
+            sdnotify.notify(f"EXTEND_TIMEOUT_USEC={int(self.options.stop_timeout_s * 1e6) + 10_000_000}")
+            await self.runner.wait_all(self.options.stop_timeout_s)
+
+    def _recover(self) -> None:
+        """Runs the last daemon left running are ``interrupted``; requeue those within the restart budget."""
+        for run in self.db.recover(time.time()):
+            self._maybe_requeue(run)
+
+    def _maybe_requeue(self, run: RunInfo) -> None:
+        if run.attempts > self.options.restart_budget:
+            self.db.update_run(run.id, reason=f"interrupted {run.attempts} times; `stratcast resume {run.id}` to retry")
+            return
+        how = "from its last checkpoint" if _has_checkpoint(Path(run.out)) else "from scratch (no checkpoint yet)"
+        self.db.update_run(run.id, state="queued", reason=f"interrupted; resumes {how}")
+        self.db.add_event(run.id, "requeued", {"why": "interrupted", "how": how})
+
+    # -- events ------------------------------------------------------------------------------------------------
+
+    @property
+    def db(self) -> Store:
+        """The open store."""
+        assert self.store is not None, "the daemon is not serving"
+        return self.store
+
+    def publish(self, topic: str, data: dict[str, Any]) -> None:
+        """Publish one event (after the state it describes is committed)."""
+        self.seq += 1
+        if self.pub is None:
+            return
+        event = Event(session=self.session, seq=self.seq, time=time.time(), topic=topic, data=data)
+        with contextlib.suppress(zmq.Again):
+            self.pub.send_multipart(encode_event(event), flags=zmq.NOBLOCK)
+
+    def run_changed(self, run: RunInfo) -> RunInfo:
+        """Announce a run's new record and let the queue reconsider."""
+        self.publish("run", {"run": to_builtins(run)})
+        self.kick()
+        return run
+
+    def update_run(self, run_id: int, **fields: Any) -> RunInfo:
+        """Commit a change to a run, then announce it."""
+        return self.run_changed(self.db.update_run(run_id, **fields))
+
+    def kick(self) -> None:
+        """Ask the admission loop to look at the queue now."""
+        self._kick.set()
+
+    # -- loops -------------------------------------------------------------------------------------------------
+
+    async def _control_loop(self) -> None:
+        assert self.router is not None
+        while True:
+            frames = await self.router.recv_multipart()
+            if len(frames) < 2:
+                continue
+            identity, body = frames[0], frames[1:]
+            task = asyncio.create_task(handle_request(self, identity, body))
+            self._requests.add(task)  # keep a reference until done (the loop holds only weak ones)
+            task.add_done_callback(self._requests.discard)
+
+    def reply(self, identity: bytes, frame: bytes) -> None:
+        """Send one reply frame to a client."""
+        assert self.router is not None
+        with contextlib.suppress(zmq.ZMQError):
+            self.router.send_multipart([identity, frame], flags=zmq.NOBLOCK)
+
+    def greet(self, identity: bytes) -> None:
+        """Remember a client that completed the handshake."""
+        self.peers[identity] = time.time()
+        self.peers.move_to_end(identity)
+        while len(self.peers) > MAX_PEERS:
+            self.peers.popitem(last=False)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        last_ping = 0.0
+        while True:
+            self.publish("heartbeat", {})
+            if interval is not None and time.monotonic() - last_ping >= interval:
+                sdnotify.notify("WATCHDOG=1")
+                last_ping = time.monotonic()
+            await asyncio.sleep(HEARTBEAT_S if interval is None else min(HEARTBEAT_S, interval))
+
+    async def _telemetry_loop(self) -> None:
+        period = 1.0 / self.options.telemetry_hz
+        while True:
+            self.telemetry.watch_pids([w.proc.pid for w in self.runner.workers.values()])
+            payload = await asyncio.to_thread(self.telemetry.sample)
+            payload["runs"] = {str(r): self._memory.get(r, {}) for r in self.runner.workers}
+            self.publish("telemetry", payload)
+            for notice in self.telemetry.take_notices():  # a GPU lost or back: tell clients too
+                self.notices.append(notice)
+                self.publish("daemon", {"notice": notice})
+            self._publish_logs()
+            await asyncio.sleep(period)
+
+    async def _admission_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=2.0)
+            self._kick.clear()
+            if self.shutting_down.is_set():
+                return
+            await self.admit()
+
+    async def admit(self) -> None:
+        """Start what the queue allows now; record why every other queued run waits."""
+        runs = self.db.list_runs(("queued", "held", "running"))
+        paused = bool(self.db.get_meta("queue_paused", False))
+        decision = plan(
+            runs,
+            self.devices(runs),
+            paused=paused,
+            cpu_slots=self.options.cpu_slots,
+            min_free_mib=self.options.min_free_gib * 1024,
+        )
+        by_id = {r.id: r for r in runs}
+        for run_id, reason in decision.reasons.items():
+            if by_id[run_id].reason != reason:
+                self.update_run(run_id, reason=reason)
+        for run_id, device in decision.starts:
+            await self.start_run(by_id[run_id], device)
+
+    def devices(self, runs: list[RunInfo]) -> list[DeviceView]:
+        """The devices runs can go to: the GPUs (NVML) or, without any, the CPU."""
+        running = [r for r in runs if r.state == "running"]
+        ours = {w.proc.pid for w in self.runner.workers.values()}
+        views = []
+        for g in self.telemetry.gpu_views():
+            on = [r for r in running if r.device == f"cuda:{g['index']}"]
+            views.append(
+                DeviceView(
+                    name=f"cuda:{g['index']}",
+                    index=g["index"],
+                    total_mib=g["total_mib"],
+                    free_mib=g["free_mib"],
+                    foreign=tuple(p for p in g["pids"] if p not in ours),
+                    runs=tuple(r.id for r in on),
+                    caps_gib=tuple(r.placement.memory_gib for r in on),
+                )
+            )
+        if views:
+            return views
+        host = self.telemetry.host_memory()
+        return [
+            DeviceView(
+                name="cpu",
+                index=None,
+                total_mib=host[0] / 2**20,
+                free_mib=host[1] / 2**20,
+                runs=tuple(r.id for r in running),
+            )
+        ]
+
+    async def start_run(self, run: RunInfo, device: str) -> None:
+        """Start a worker for ``run`` on ``device``; a failure to start fails the run, not the daemon."""
+        run_dir = Path(run.out)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            w = await self.runner.start(run.id, run_dir, device, run.placement.memory_gib)
+        except OSError as exc:
+            self.update_run(run.id, state="failed", reason=f"could not start its worker: {exc}", finished=time.time())
+            return
+        self._log_offsets.setdefault(run.id, _size(run_dir / "log.txt"))
+        self.db.add_event(run.id, "started", {"device": device, "pid": w.proc.pid})
+        self.update_run(
+            run.id,
+            state="running",
+            reason="",
+            device=device,
+            pid=w.proc.pid,
+            started=time.time(),
+            finished=None,
+            attempts=run.attempts + 1,
+            exit="",
+        )
+
+    # -- workers -----------------------------------------------------------------------------------------------
+
+    def _worker_event(self, run: int, event: dict[str, Any]) -> None:
+        kind = event.pop("event")
+        if kind == "progress":
+            self.publish("progress", {"run": run, **event})
+            self.telemetry.add_run_sample(run, {"kind": "progress", **event})
+            if time.monotonic() - self._saved.get(run, 0.0) >= PROGRESS_SAVE_S:
+                self._saved[run] = time.monotonic()
+                self.db.update_run(run, progress=event)
+            self._progress[run] = event
+        elif kind == "memory":
+            self._memory[run] = event
+            self.telemetry.add_run_sample(run, {"kind": "memory", **event})
+        elif kind == "checkpoint":
+            self.db.add_event(run, "checkpoint", event)
+            self.update_run(run, checkpoint=str(event.get("path", "")))
+        elif kind == "oom":
+            self.db.add_event(run, "oom", event)
+            self.publish("oom", {"run": run, **event})
+
+    async def _worker_exit(self, run: int, ending: Ending) -> None:
+        fields: dict[str, Any] = {"state": ending.state, "reason": ending.reason, "exit": ending.exit, "pid": None}
+        if ending.state != "interrupted":
+            fields["finished"] = time.time()
+        if run in self._progress:
+            fields["progress"] = self._progress.pop(run)
+        if run in self._memory:
+            fields["memory"] = self._memory.pop(run)
+        self._publish_logs()
+        self._log_offsets.pop(run, None)
+        self.db.add_event(run, "ended", {"state": ending.state, "exit": ending.exit})
+        self.update_run(run, **fields)
+
+    def _publish_logs(self) -> None:
+        """New log bytes of running runs, as ``log`` events."""
+        for run, offset in list(self._log_offsets.items()):
+            path = self.home.runs / str(run) / "log.txt"
+            size = _size(path)
+            if size <= offset:
+                continue
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read(min(size - offset, LOG_CHUNK))
+            self._log_offsets[run] = offset + len(chunk)
+            self.publish("log", {"run": run, "text": chunk.decode("utf-8", "replace"), "offset": offset})
+
+    # -- schedules ---------------------------------------------------------------------------------------------
+
+    async def _fire_schedule(self, schedule_id: int) -> None:
+        from stratcast.daemon.handlers.run_schedule_now import enqueue_from_schedule
+
+        await enqueue_from_schedule(self, schedule_id, timed=True)
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    return any((run_dir / "checkpoints").glob("*.pt"))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+@contextlib.contextmanager
+def _single_instance(lock_path: Path) -> Any:
+    """Hold an exclusive lock on ``lock_path`` while serving.
+
+    Raises:
+        DaemonRunning: when another daemon holds it.
+    """
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise DaemonRunning(
+                f"another stratcastd (pid {other or '?'}) already serves {lock_path.parent}; "
+                f"stop it first or use another --home"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
