@@ -1,7 +1,7 @@
 """``stratcastd``: run one forecasting job in the foreground, list the models, or run the demo.
 
 Exit codes (:class:`stratcast.shared.errors.ExitCode`): 0 done, 3 bad input (data or options), 1 other failure,
-130 interrupted, 2 bad command line.
+130 interrupted (a training checkpoint in ``OUT/checkpoints``, no outputs), 2 bad command line.
 """
 
 from __future__ import annotations
@@ -115,39 +115,40 @@ def run_command(args: argparse.Namespace) -> int:
     except (CheckpointError, RuntimeError, OSError) as exc:
         print(f"stratcastd: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.FAILED
+    if result.fit.interrupted:  # the job wrote a training checkpoint instead of outputs, and said where
+        if args.json:
+            print(json.dumps({"out": str(result.out_dir), "stopped": True, "checkpoint": str(result.checkpoint)}))
+        return ExitCode.INTERRUPTED
     print_result(result, args.json)
-    return ExitCode.INTERRUPTED if result.fit.interrupted else ExitCode.OK
+    return ExitCode.OK
 
 
 def make_spec(args: argparse.Namespace) -> Any:
-    """The :class:`RunSpec` for ``run``, or for ``demo`` after writing the demo panel."""
-    from stratcast.daemon.engine.config import TrainConfig
-    from stratcast.daemon.engine.spec import PER_STRATEGY_BATCH, RunSpec, split_sets
+    """The :class:`RunSpec` for ``run``, or for ``demo`` after writing the demo panel (holdout: the horizon)."""
+    import dataclasses
 
-    data = args.data if args.command == "run" else write_demo_panel(args)
-    base: dict[str, Any] = dict(DEMO_DEFAULTS) if args.command == "demo" else {}
-    if args.mode == "per-strategy":
-        base["batch_size"] = PER_STRATEGY_BATCH
-    for opt in ("horizon", "input_size"):
-        if getattr(args, opt) is not None:
-            base[opt] = getattr(args, opt)
-    sets = [*DEMO_MODEL_PARAMS.get(args.model, []), *args.set] if args.command == "demo" else args.set
-    train, params = split_sets(args.model, sets, base)
-    holdout = args.holdout if args.holdout is not None else (train.get("horizon", 52) if args.command == "demo" else 0)
-    return RunSpec(
-        data=str(data),
+    from stratcast.daemon.engine.spec import build_spec
+
+    demo = args.command == "demo"
+    spec = build_spec(
+        data=str(args.data if not demo else write_demo_panel(args)),
         model=args.model,
         out=args.out,
         mode=args.mode,
         device=args.device,
-        holdout=holdout,
+        horizon=args.horizon,
+        input_size=args.input_size,
+        holdout=args.holdout,
         id_col=args.id_col,
         time_col=args.time_col,
         target_col=args.target_col,
         fill_missing=args.fill_missing,
-        train=TrainConfig(**train),
-        model_params=params,
+        sets=[*DEMO_MODEL_PARAMS.get(args.model, []), *args.set] if demo else args.set,
+        base=DEMO_DEFAULTS if demo else None,
     )
+    if demo and args.holdout is None:
+        spec = dataclasses.replace(spec, holdout=spec.train.horizon)
+    return spec
 
 
 DEMO_DEFAULTS = {

@@ -51,6 +51,12 @@ class TrainConfig:
     blend_steps: int = param(0, lo=0, hi=10_000, help="blend the first forecast steps toward the recent mean (0: off)")
     trailing_window: int = param(52, lo=1, hi=100_000, help="periods of the trailing-mean baseline and blend")
     season: int = param(0, lo=0, hi=100_000, help="season length for the seasonal-naive baseline (0: none)")
+    checkpoint_every_steps: int = param(
+        0, lo=0, hi=10_000_000, help="write a resumable checkpoint every this many steps (0: off)"
+    )
+    checkpoint_every_s: float = param(
+        300.0, lo=0.0, hi=1e7, help="write a resumable checkpoint every this many seconds of training (0: off)"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

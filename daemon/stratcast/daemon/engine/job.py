@@ -9,6 +9,11 @@ Outputs in the run folder:
 * ``metrics.json``: the skill table, the training summary and the spec.
 * ``model.pt`` (+ ``model.pt.json`` with its sha256): the final checkpoint, loadable with ``weights_only=True``.
 
+Training checkpoints (``kind: "train"``) go to ``checkpoint_dir/step-00000123.pt`` every
+``checkpoint_every_steps`` steps and/or ``checkpoint_every_s`` seconds, and when a stop request ends training; a
+stopped job writes no outputs. ``run_job(spec, resume_from=path)`` rebuilds the data, model and trainer exactly as
+a fresh run, loads the trainer state and trains on: on CPU the result equals an uninterrupted run bit for bit.
+
 The future forecast comes from the model trained and early-stopped without the holdout, fed the last
 ``input_size`` periods, so the holdout score describes exactly the model that made the forecast.
 """
@@ -16,6 +21,7 @@ The future forecast comes from the model trained and early-stopped without the h
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.engine import skill
-from stratcast.daemon.engine.checkpoint import save_checkpoint, write_json_atomic
+from stratcast.daemon.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    save_rotating,
+    write_json_atomic,
+)
 from stratcast.daemon.engine.data import drop_short, load_panel
 from stratcast.daemon.engine.device import describe_device, resolve_device
 from stratcast.daemon.engine.forecast import blend_toward_mean, predict
@@ -37,23 +49,34 @@ from stratcast.daemon.engine.panel import Panel
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
-from stratcast.daemon.engine.trainer import FitResult, Progress, Trainer
+from stratcast.daemon.engine.trainer import FitResult, Progress, StepHook, Trainer
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.zoo.registry import build_model, make_config
 
 Log = Callable[[str], None]
+OnCheckpoint = Callable[[Path, int], None]
+"""Called with a training checkpoint's path and step once it is safely on disk."""
+CHECKPOINT_DIR = "checkpoints"
+"""Default folder of the training checkpoints, inside the output folder."""
+TRAIN_KIND, FINAL_KIND = "train", "final"
+"""``kind`` of a resumable training checkpoint and of the final ``model.pt``."""
+SCHEDULE_OPTIONS = frozenset({"checkpoint_every_steps", "checkpoint_every_s"})
+"""Training options that do not change what is trained: a resume may use other values."""
 
 
 @dataclass
 class JobResult:
-    """What a finished job produced."""
+    """What a job produced: outputs when it finished, a checkpoint when a stop request ended it."""
 
     out_dir: Path
     device: str
     fit: FitResult
     metrics: dict[str, Any]
+    """``metrics.json``'s content; empty for a stopped job."""
     top: list[dict[str, Any]]
     notes: list[str]
+    checkpoint: Path | None = None
+    """The training checkpoint of a stopped job (``fit.interrupted``), None otherwise."""
 
 
 @dataclass
@@ -74,8 +97,25 @@ def run_job(
     log: Log = print,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume_from: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    on_checkpoint: OnCheckpoint | None = None,
 ) -> JobResult:
-    """Run ``spec`` in this process and write its outputs to ``spec.out``."""
+    """Run ``spec`` in this process and write its outputs to ``spec.out``.
+
+    Args:
+        spec: The job.
+        log: Receives human-readable lines.
+        on_progress: Receives a :class:`Progress` every few steps.
+        should_stop: Asked before every step; when it answers true, training stops, a checkpoint is written and
+            the job returns without outputs (``result.fit.interrupted``, ``result.checkpoint``).
+        resume_from: A training checkpoint of this same spec to continue from.
+        checkpoint_dir: Where training checkpoints go (default ``spec.out/checkpoints``).
+        on_checkpoint: Called after each training checkpoint is written.
+
+    Raises:
+        CheckpointError: when ``resume_from`` is damaged or was written for another spec or data.
+    """
     t0 = time.perf_counter()
     device = resolve_device(spec.device)
     device_name = describe_device(device)
@@ -83,21 +123,33 @@ def run_job(
     torch.manual_seed(spec.train.seed)
     prep = prepare(spec, device, log)
     model = make_model(spec, prep.panel.n_series)
-    trainer = make_trainer(spec, model, prep, on_progress, should_stop)
+    saver = Checkpointer(spec, prep, checkpoint_dir or Path(spec.out) / CHECKPOINT_DIR, on_checkpoint)
+    trainer = make_trainer(spec, model, prep, on_progress, should_stop, on_step=saver.maybe_save)
+    if resume_from is not None:
+        resume(spec, prep, trainer, resume_from, log)
     fit = trainer.fit()
-    log(f"trained {fit.steps} steps in {fit.seconds:.1f}s" + (", stopped early" if fit.stopped_early else ""))
+    if fit.interrupted:
+        path = saver.save(trainer)
+        log(f"stopped at step {fit.steps}/{spec.train.max_steps}; checkpoint {path}")
+        return JobResult(Path(spec.out), device_name, fit, {}, [], list(prep.panel.notes), path)
+    log(f"trained to step {fit.steps} in {fit.seconds:.1f}s" + (", stopped early" if fit.stopped_early else ""))
+    return finish(spec, trainer, prep, fit, device_name, t0)
+
+
+def finish(spec: RunSpec, trainer: Trainer, prep: Prepared, fit: FitResult, device: str, t0: float) -> JobResult:
+    """Score the trained model on the holdout, forecast, and write every output; ``t0`` is the job's start."""
     forecast_fn = forecaster(spec, trainer.model, prep)
     metrics, per_strategy = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = write_outputs(out, spec, prep, future, per_strategy)
-    metrics.update(run_info(spec, fit, device_name, prep, time.perf_counter() - t0))
+    metrics.update(run_info(spec, fit, device, prep, time.perf_counter() - t0))
     top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
     metrics["best_strategy"] = top[0]
     write_json_atomic(out / "metrics.json", metrics)
     save_final(out, spec, trainer, prep)
-    return JobResult(out, device_name, fit, metrics, top, list(prep.panel.notes))
+    return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))
 
 
 def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
@@ -147,22 +199,78 @@ def make_trainer(
     prep: Prepared,
     on_progress: Callable[[Progress], None] | None,
     should_stop: Callable[[], bool] | None,
+    on_step: StepHook | None = None,
 ) -> Trainer:
     """A batch-mode trainer, or a stacked one for per-strategy mode."""
     val = validation_windows(prep.windows, prep.split) if prep.split.val_end > prep.split.train_end else None
     cfg = spec.train
+    trainer: Trainer
     if spec.mode == "per-strategy":
-        sampler = StackedSampler(prep.windows, prep.split.train_end, cfg.seed)
+        stacked = StackedSampler(prep.windows, prep.split.train_end, cfg.seed)
         assert isinstance(model, StackedModel)
-        return StackedTrainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop)
-    return Trainer(
-        model,
-        cfg,
-        TrainSampler(prep.windows, prep.split.train_end, cfg.seed),
-        val,
-        on_progress=on_progress,
-        should_stop=should_stop,
-    )
+        trainer = StackedTrainer(model, cfg, stacked, val, on_progress=on_progress, should_stop=should_stop)
+    else:
+        sampler = TrainSampler(prep.windows, prep.split.train_end, cfg.seed)
+        trainer = Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop)
+    trainer.on_step = on_step
+    return trainer
+
+
+class Checkpointer:
+    """Writes the training checkpoints of one job: on a step or time interval, and when asked."""
+
+    def __init__(self, spec: RunSpec, prep: Prepared, directory: Path, on_saved: OnCheckpoint | None) -> None:
+        self.spec, self.prep, self.directory, self.on_saved = spec, prep, directory, on_saved
+        self.last_time = time.monotonic()
+        self.last: tuple[int, Path] | None = None
+
+    def due(self, step: int) -> bool:
+        """Whether the step or the time interval since the last checkpoint has come round."""
+        every_steps, every_s = self.spec.train.checkpoint_every_steps, self.spec.train.checkpoint_every_s
+        by_steps = every_steps > 0 and step % every_steps == 0
+        return by_steps or (every_s > 0 and time.monotonic() - self.last_time >= every_s)
+
+    def maybe_save(self, trainer: Trainer) -> None:
+        """The trainer's step hook: save when :meth:`due`."""
+        if self.due(trainer.step):
+            self.save(trainer)
+
+    def save(self, trainer: Trainer) -> Path:
+        """Save the trainer's state now (once per step) and return the checkpoint's path."""
+        if self.last is not None and self.last[0] == trainer.step:
+            return self.last[1]
+        state = checkpoint_state(self.spec, trainer, self.prep, TRAIN_KIND)
+        path = save_rotating(self.directory, trainer.step, state)
+        self.last, self.last_time = (trainer.step, path), time.monotonic()
+        if self.on_saved is not None:
+            self.on_saved(path, trainer.step)
+        return path
+
+
+def resume(spec: RunSpec, prep: Prepared, trainer: Trainer, path: Path, log: Log) -> None:
+    """Load the training checkpoint at ``path`` into a freshly built ``trainer``.
+
+    Raises:
+        CheckpointError: when the file is damaged, is not a training checkpoint, or was written for another
+            model, mode, configuration or panel.
+    """
+    state = load_checkpoint(path)
+    expected = checkpoint_state(spec, None, prep, TRAIN_KIND)
+    for key in ("kind", "model_name", "mode", "model_config", "train_config", "ids"):
+        if _comparable(key, state.get(key)) != _comparable(key, expected[key]):
+            raise CheckpointError(
+                f"checkpoint {path} does not belong to this job: its {key} differs (was the job or its data file "
+                "changed?); restart the run from scratch"
+            )
+    trainer.load_state_dict(state["trainer"])
+    log(f"resumed from {path.name} at step {trainer.step}/{spec.train.max_steps}")
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """``value`` as plain JSON data (tuples and lists alike), without the options a resume may change."""
+    if key == "train_config" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in SCHEDULE_OPTIONS}
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 Forecaster = Callable[[Tensor, Tensor], Tensor]
@@ -314,14 +422,18 @@ def run_info(spec: RunSpec, fit: FitResult, device: str, prep: Prepared, seconds
 
 def save_final(out: Path, spec: RunSpec, trainer: Trainer, prep: Prepared) -> None:
     """The final checkpoint: trainer state, scaler and configs, loadable with ``weights_only=True``."""
-    state = {
-        "kind": "final",
+    save_checkpoint(out / "model.pt", checkpoint_state(spec, trainer, prep, FINAL_KIND))
+
+
+def checkpoint_state(spec: RunSpec, trainer: Trainer | None, prep: Prepared, kind: str) -> dict[str, Any]:
+    """A checkpoint's named state (``trainer`` is None when only the identifying fields are wanted)."""
+    return {
+        "kind": kind,
         "model_name": spec.model,
         "mode": spec.mode,
         "model_config": dataclasses.asdict(make_config(spec.model, spec.model_params)),
         "train_config": dataclasses.asdict(spec.train),
-        "trainer": trainer.state_dict(),
+        "trainer": None if trainer is None else trainer.state_dict(),
         "scaler": prep.scaler.state_dict(),
         "ids": [str(i) for i in prep.panel.ids],
     }
-    save_checkpoint(out / "model.pt", state)

@@ -1,4 +1,4 @@
-"""``RunSpec``: one forecasting job (data, model, options), and parsing of ``--set key=value``."""
+"""``RunSpec``: one forecasting job (data, model, options); building it from options or a daemon ``JobSpec``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from stratcast.daemon.engine.config import TrainConfig, parse_value, train_fields
 from stratcast.daemon.zoo.registry import get_entry, make_config
+from stratcast.shared.protocol import JobSpec
 
 MODES = ("batch", "per-strategy")
 PER_STRATEGY_BATCH = 32
@@ -49,6 +50,80 @@ class RunSpec:
         if self.mode == "per-strategy" and not entry.stackable:
             raise ValueError(f"model {self.model!r} cannot be stacked for per-strategy mode (it does not vmap)")
         make_config(self.model, self.model_params)  # validates the overrides now, not mid-run
+
+
+def build_spec(
+    *,
+    data: str,
+    model: str,
+    out: str,
+    mode: str = "batch",
+    device: str = "auto",
+    horizon: int | None = None,
+    input_size: int | None = None,
+    holdout: int | None = None,
+    id_col: str | None = None,
+    time_col: str | None = None,
+    target_col: str | None = None,
+    fill_missing: str = "error",
+    sets: Sequence[str] = (),
+    base: Mapping[str, Any] | None = None,
+) -> RunSpec:
+    """The :class:`RunSpec` for these options, as ``stratcastd run`` and the daemon's workers build it.
+
+    Training options are layered: ``base`` (defaults of the caller, e.g. the demo's), then the per-strategy
+    batch default (:data:`PER_STRATEGY_BATCH`), then ``horizon`` and ``input_size``, then the ``sets`` items.
+    ``None`` leaves an option at the layer below; ``holdout=None`` means no holdout.
+
+    Raises:
+        ValueError: for a malformed or unknown ``--set`` item, or a value out of range.
+        KeyError: for an unknown model name.
+    """
+    layered = dict(base or {})
+    if mode == "per-strategy":
+        layered["batch_size"] = PER_STRATEGY_BATCH
+    for name, value in (("horizon", horizon), ("input_size", input_size)):
+        if value is not None:
+            layered[name] = value
+    train, params = split_sets(model, sets, layered)
+    return RunSpec(
+        data=str(data),
+        model=model,
+        out=str(out),
+        mode=mode,
+        device=device,
+        holdout=0 if holdout is None else holdout,
+        id_col=id_col,
+        time_col=time_col,
+        target_col=target_col,
+        fill_missing=fill_missing,
+        train=TrainConfig(**train),
+        model_params=params,
+    )
+
+
+def spec_from_job(job: JobSpec, out: str, device: str) -> RunSpec:
+    """The :class:`RunSpec` of a daemon job, writing to ``out`` on ``device`` (the worker's, not ``job.device``).
+
+    Raises:
+        ValueError: for a bad option (the message names it).
+        KeyError: for an unknown model name.
+    """
+    return build_spec(
+        data=job.data,
+        model=job.model,
+        out=out,
+        mode=job.mode,
+        device=device,
+        horizon=job.horizon,
+        input_size=job.input_size,
+        holdout=job.holdout,
+        id_col=job.id_col,
+        time_col=job.time_col,
+        target_col=job.target_col,
+        fill_missing=job.fill_missing,
+        sets=job.sets,
+    )
 
 
 def split_sets(

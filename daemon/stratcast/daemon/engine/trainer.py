@@ -3,6 +3,10 @@
 The loop is deliberately plain (one sampled batch of windows per step, one optimizer step). Its hooks
 (:meth:`Trainer.sample`, :meth:`Trainer.batch_loss`, :meth:`Trainer.clip`, :meth:`Trainer.validation_loss`,
 :meth:`Trainer.improved`) are what per-strategy (stacked) training overrides.
+
+Callbacks: ``on_progress`` gets a :class:`Progress` every few steps; ``should_stop`` is asked before every step;
+``on_step`` gets the trainer after every completed step that does not end training (a step boundary: what
+:meth:`Trainer.state_dict` returns there resumes bit-exactly on CPU, so that is where checkpoints are taken).
 """
 
 from __future__ import annotations
@@ -82,6 +86,10 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+StepHook = Callable[["Trainer"], None]
+"""Called with the trainer at a step boundary (see the module docstring)."""
+
+
 class Trainer:
     """Trains one model on windows drawn from a :class:`TrainSampler`."""
 
@@ -94,11 +102,12 @@ class Trainer:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_step: StepHook | None = None,
     ) -> None:
         self.cfg, self.sampler, self.val = cfg, sampler, val
         self.device = sampler.windows.padded.device
         self.model = model.to(self.device)
-        self.on_progress, self.should_stop = on_progress, should_stop
+        self.on_progress, self.should_stop, self.on_step = on_progress, should_stop, on_step
         fused = self.device.type in ("cuda", "cpu")  # fused AdamW: one kernel for all parameters (CPU since 2.4)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused
@@ -187,6 +196,8 @@ class Trainer:
             if self.patience_spent():
                 stopped_early = True
                 break
+            if self.on_step is not None and self.step < cfg.max_steps:
+                self.on_step(self)
         if not interrupted:  # an interrupted run keeps its current weights so it can be resumed exactly
             self.restore_best()
         best = None if self.best_val is None else float(self.best_val.mean())
@@ -248,10 +259,15 @@ class Trainer:
             "best_state": self.best_state,
             "bad_checks": self.bad_checks,
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict`."""
+        """Continue from :meth:`state_dict`, which may have been loaded onto the CPU (tensors move to the device).
+
+        Raises:
+            ValueError: for a state of another version.
+        """
         if state.get("version") != TRAINER_STATE_VERSION:
             raise ValueError(f"trainer state version {state.get('version')} is not {TRAINER_STATE_VERSION}")
         self.model.load_state_dict(state["model"])
@@ -259,8 +275,12 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step, self.best_step, self.bad_checks = state["step"], state["best_step"], state["bad_checks"]
-        self.best_val, self.best_state = state["best_val"], state["best_state"]
-        torch.set_rng_state(state["torch_rng"])
+        best_val, best_state = state["best_val"], state["best_state"]
+        self.best_val = None if best_val is None else best_val.to(self.device)
+        self.best_state = None if best_state is None else {k: v.to(self.device) for k, v in best_state.items()}
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
 
 
 class _Meter:
