@@ -16,5 +16,7 @@ class ExitCode(IntEnum):
     """The command line was wrong (argparse's own code)."""
     BAD_INPUT = 3
     """The data file or an option value was rejected; the message says what to change."""
+    UNAVAILABLE = 69
+    """No daemon answered (``EX_UNAVAILABLE`` of sysexits.h); the message says how to start one."""
     INTERRUPTED = 130
     """Stopped by SIGINT/SIGTERM; a checkpoint was written where one was possible."""

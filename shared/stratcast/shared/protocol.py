@@ -392,6 +392,8 @@ def decode_request(frame: bytes) -> AnyRequest:
         raise ProtocolError(f"invalid request: {exc}", request_id=_peek_id(frame)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"request is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec raises it for deep nesting, even inside a field it would skip
+        raise ProtocolError("request is nested too deeply") from None
     return req
 
 
@@ -403,7 +405,7 @@ def decode_reply(frame: bytes) -> Reply | Error:
     """
     try:
         reply: Reply | Error = _reply_decoder.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError(f"invalid reply from the daemon: {exc}") from None
     return reply
 
@@ -423,7 +425,7 @@ def decode_event(frames: list[bytes]) -> Event:
         raise ProtocolError(f"an event has 2 frames, got {len(frames)}")
     try:
         return _event_decoder.decode(frames[1])
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError(f"invalid event: {exc}") from None
 
 
@@ -448,7 +450,7 @@ def _peek_id(frame: bytes) -> str | None:
     """The ``id`` of a frame that parsed as JSON but failed validation, when it is a string."""
     try:
         obj = msgspec.json.decode(frame)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     value = obj.get("id") if isinstance(obj, dict) else None
     return value if isinstance(value, str) and len(value) <= 128 else None

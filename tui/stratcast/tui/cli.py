@@ -1,4 +1,9 @@
-"""``stratcast``: the client. For now it reads a finished run's folder; the daemon client and TUI build on it.
+"""``stratcast``: the command-line client of ``stratcastd``, and a reader of finished run folders.
+
+Each daemon subcommand sends one request per run id (``stratcast.shared.protocol``) and prints a table, or the
+raw ``result`` with ``--json`` (a list of them for subcommands that take several ids). With no subcommand it
+prints the daemon's status. Exit codes (:class:`ExitCode`): 0 done; 1 the daemon refused a request (its message
+is printed); 2 a bad command line; 3 a run folder that cannot be read; 69 no daemon answers; 130 interrupted.
 
 It never imports torch: results are read from ``metrics.json`` and ``summary.parquet``.
 """
@@ -7,29 +12,756 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from stratcast.shared.client import (
+    Client,
+    CurveKeys,
+    DaemonClient,
+    DaemonUnavailable,
+    Mirror,
+    RequestFailed,
+    follow_events,
+    follow_logs,
+    read_log,
+)
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.report import skill_table, top_table
+from stratcast.shared.paths import resolve_home
+from stratcast.shared.protocol import (
+    RUN_STATES,
+    AddSchedule,
+    AnyRequest,
+    Event,
+    HoldRun,
+    JobSpec,
+    KillRun,
+    ListGpus,
+    ListModels,
+    ListRuns,
+    ListSchedules,
+    PauseQueue,
+    PauseSchedule,
+    Placement,
+    ProtocolError,
+    ReadLogs,
+    ReleaseRun,
+    RemoveRun,
+    RemoveSchedule,
+    RestartRun,
+    ResumeQueue,
+    ResumeRun,
+    ResumeSchedule,
+    RunInfo,
+    RunScheduleNow,
+    SetPriority,
+    ShowRun,
+    Shutdown,
+    Status,
+    StopRun,
+    Submit,
+    to_builtins,
+)
+from stratcast.shared.report import skill_table, table, top_table
+
+MULTI = ("stop", "resume", "hold", "release", "kill", "rm")
+"""Subcommands taking several run ids: one request each; ``--json`` prints a list of results."""
+RUN_ACTIONS: dict[str, tuple[type[StopRun | ResumeRun | HoldRun | ReleaseRun | KillRun | RemoveRun], str]] = {
+    "stop": (StopRun, "checkpoint and stop runs (a queued run is held)"),
+    "resume": (ResumeRun, "queue stopped or interrupted runs again, from their checkpoints"),
+    "hold": (HoldRun, "keep queued runs from starting"),
+    "release": (ReleaseRun, "let held runs start"),
+    "kill": (KillRun, "end runs now, without a checkpoint"),
+    "rm": (RemoveRun, "forget runs that are not running and delete their folders"),
+}
+SCHEDULE_ACTIONS: dict[str, tuple[type[RemoveSchedule | PauseSchedule | ResumeSchedule | RunScheduleNow], str]] = {
+    "rm": (RemoveSchedule, "delete a schedule (its runs stay)"),
+    "pause": (PauseSchedule, "stop a schedule from firing"),
+    "resume": (ResumeSchedule, "let a paused schedule fire again"),
+    "run-now": (RunScheduleNow, "enqueue a schedule's run now"),
+}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+PROGRESS_FIELDS = (
+    ("epoch", "epoch {:.2f}"),
+    ("train_loss", "loss {:.4g}"),
+    ("val_loss", "val {:.4g}"),
+    ("windows_per_s", "{:,.0f} win/s"),
+    ("eta_s", "eta {}"),
+)
+"""Progress fields ``watch`` and ``show`` print, in order, with their formats."""
+
+
+# -- the command line ----------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``stratcast`` command line."""
-    parser = argparse.ArgumentParser(prog="stratcast", description="Inspect stratcast runs.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    show = sub.add_parser("results", help="print a finished run's top strategies and skill table")
-    show.add_argument("run_dir", type=Path, help="the run's output folder (stratcastd run --out)")
-    show.add_argument("--top", type=int, default=10, help="how many strategies to list")
-    show.add_argument("--json", action="store_true", help="print JSON")
+    parser = argparse.ArgumentParser(prog="stratcast", description="Queue, inspect and follow stratcastd runs.")
+    _add_connection_options(parser)
+    parser.set_defaults(key="status", json=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Connection options after the subcommand too; SUPPRESS keeps a value given before it.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _add_connection_options(common, suppress=True)
+    common.add_argument("--json", action="store_true", default=False, help="print the daemon's raw result as JSON")
+    _add_run_commands(sub, common)
+    _add_daemon_commands(sub, common)
+    _add_schedule_commands(sub, common)
+    results = sub.add_parser("results", help="print a finished run's top strategies and skill table (no daemon)")
+    results.add_argument("run_dir", type=Path, help="the run's output folder (stratcastd run --out)")
+    results.add_argument("--top", type=int, default=10, help="how many strategies to list")
+    results.add_argument("--json", action="store_true", help="print JSON")
+    results.set_defaults(key="results")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``stratcast``."""
-    args = build_parser().parse_args(argv)
+def _add_connection_options(p: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    timeout = argparse.SUPPRESS if suppress else 10.0
+    p.add_argument("--home", metavar="DIR", help="the daemon's home (default: $STRATCAST_HOME, else the XDG folders)")
+    p.add_argument("--connect", metavar="ENDPOINT", help="a control endpoint instead of the home's socket")
+    p.add_argument("--timeout", type=_positive_float, default=timeout, metavar="S", help="seconds to wait for a reply")
+    p.add_argument("--server-key", metavar="FILE", help="the daemon's CURVE certificate (tcp:// endpoints)")
+    p.add_argument("--client-key", metavar="FILE", help="this client's secret CURVE certificate (tcp://)")
+
+
+def _add_run_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    submit = _command(sub, common, "submit", "queue a run (the options of `stratcastd run`)")
+    _add_job_options(submit)
+    ls = _command(sub, common, "ls", "list runs, newest first")
+    ls.add_argument("--state", action="extend", nargs="+", choices=RUN_STATES, default=[], help="only these states")
+    _command(sub, common, "show", "one run in full").add_argument("id", type=_run_id)
+    for name, (_, summary) in RUN_ACTIONS.items():
+        action = _command(sub, common, name, summary)
+        action.add_argument("ids", nargs="+", type=_run_id, metavar="ID")
+        if name == "kill":
+            action.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    restart = _command(sub, common, "restart", "queue a finished, stopped or killed run again")
+    restart.add_argument("id", type=_run_id)
+    restart.add_argument("--from-scratch", action="store_true", help="ignore the run's checkpoint")
+    priority = _command(sub, common, "priority", "change a queued run's priority (higher runs first)")
+    priority.add_argument("id", type=_run_id)
+    priority.add_argument("priority", type=int)
+    logs = _command(sub, common, "logs", "print runs' logs")
+    logs.add_argument("ids", nargs="+", type=_run_id, metavar="ID")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until every run has ended")
+    logs.add_argument("--offset", type=_non_negative_int, default=0, help="start at this byte of each log")
+
+
+def _add_daemon_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    _command(sub, common, "gpus", "GPUs with their memory, load and runs")
+    _command(sub, common, "models", "the models with their parameters, defaults and ranges")
+    _command(sub, common, "status", "the daemon's version, uptime and queue")
+    queue = _command(sub, common, "queue", "pause or resume starting queued runs")
+    queue_sub = queue.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, summary in (("pause", "start no new runs"), ("resume", "start queued runs again")):
+        _command(queue_sub, common, action, summary, key=f"queue {action}")
+    _command(sub, common, "shutdown", "checkpoint running runs, keep the queue, and stop the daemon")
+    _command(sub, common, "watch", "print run state changes and progress until interrupted")
+
+
+def _add_schedule_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    schedule = sub.add_parser("schedule", help="runs on a timetable")
+    schedule_sub = schedule.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = _command(schedule_sub, common, "add", "enqueue a run on a cron expression or an interval", key="schedule add")
+    when = add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", type=_cron, metavar="EXPR", help="five crontab fields: minute hour day month weekday")
+    when.add_argument("--every", type=_duration, metavar="DURATION", help="an interval such as 30m, 6h, 7d, 1h30m")
+    add.add_argument("--tz", default="UTC", metavar="ZONE", help="time zone of --cron (default UTC)")
+    _add_job_options(add)
+    _command(schedule_sub, common, "ls", "list schedules", key="schedule ls")
+    for name, (_, summary) in SCHEDULE_ACTIONS.items():
+        _command(schedule_sub, common, name, summary, key=f"schedule {name}").add_argument("id", type=_run_id)
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    name: str,
+    summary: str,
+    *,
+    key: str | None = None,
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=summary, description=summary, parents=[common])
+    p.set_defaults(key=key or name)
+    return p
+
+
+def _add_job_options(p: argparse.ArgumentParser) -> None:
+    """What to run (``stratcastd run``'s options) and how to queue it."""
+    job = p.add_argument_group("job")
+    job.add_argument("--data", required=True, help="long-format parquet or CSV file (made absolute)")
+    job.add_argument("--model", required=True, help="model name (see `stratcast models`)")
+    job.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
+    job.add_argument("--horizon", type=_positive_int, help="periods to forecast (default 52)")
+    job.add_argument("--input-size", type=_positive_int, help="periods each window sees (default 104)")
+    job.add_argument("--holdout", type=_non_negative_int, default=0, help="last periods kept for honest scoring")
+    job.add_argument("--id-col", help="strategy id column (default: No. or unique_id)")
+    job.add_argument("--time-col", help="time column (default: week, ds, date, time or t)")
+    job.add_argument("--target-col", help="value column (default: profit or y)")
+    job.add_argument("--fill-missing", choices=("error", "zero"), default="error", help="missing periods")
+    job.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE", help="option")
+    place = p.add_argument_group("placement")
+    place.add_argument("--name", default="", help="a name for the run (or the schedule)")
+    place.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    place.add_argument("--after", action="append", type=_run_id, default=[], metavar="ID", help="wait for this run")
+    place.add_argument("--gpu", type=_non_negative_int, metavar="N", help="pin to this GPU index")
+    place.add_argument("--memory-gib", type=_positive_float, metavar="X", help="share a GPU, capped at X GiB")
+    place.add_argument("--hold", action="store_true", help="queue it held, until `stratcast release`")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
+    return value
+
+
+_run_id = _non_negative_int
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _key_value(text: str) -> str:
+    if "=" not in text or text.startswith("="):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return text
+
+
+def _duration(text: str) -> int:
+    """``30m``, ``6h``, ``7d``, ``1h30m``, ``90s``, ``2w`` as seconds."""
+    parts = re.findall(r"(\d+)([smhdw])", text)
+    seconds = sum(int(n) * DURATION_UNITS[unit] for n, unit in parts)
+    if not parts or "".join(n + u for n, u in parts) != text or seconds == 0:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 30m, 6h, 7d or 1h30m, got {text!r}")
+    return seconds
+
+
+def _cron(text: str) -> str:
+    if len(text.split()) != 5:
+        raise argparse.ArgumentTypeError(f"expected five crontab fields (minute hour day month weekday), got {text!r}")
+    return " ".join(text.split())
+
+
+# -- requests ------------------------------------------------------------------------------------------------
+
+
+def build_requests(args: argparse.Namespace) -> list[AnyRequest]:
+    """The requests a parsed command line sends, in order."""
+    key: str = args.key
+    if key in RUN_ACTIONS:
+        kind = RUN_ACTIONS[key][0]
+        return [kind(run=run) for run in args.ids]
+    if key.startswith("schedule ") and key.removeprefix("schedule ") in SCHEDULE_ACTIONS:
+        schedule_kind = SCHEDULE_ACTIONS[key.removeprefix("schedule ")][0]
+        return [schedule_kind(schedule=args.id)]
+    if key == "logs":
+        return [ReadLogs(run=run, offset=args.offset) for run in args.ids]
+    return [REQUESTS[key](args)]
+
+
+def job_spec(args: argparse.Namespace) -> JobSpec:
+    """The job of ``submit`` and ``schedule add``; the data path made absolute (the daemon has another cwd)."""
+    return JobSpec(
+        data=os.path.abspath(os.path.expanduser(args.data)),
+        model=args.model,
+        mode=args.mode,
+        horizon=args.horizon,
+        input_size=args.input_size,
+        holdout=args.holdout,
+        id_col=args.id_col,
+        time_col=args.time_col,
+        target_col=args.target_col,
+        fill_missing=args.fill_missing,
+        sets=list(args.set),
+    )
+
+
+def placement(args: argparse.Namespace, *, name: str = "") -> Placement:
+    """How ``submit`` and ``schedule add`` queue their runs."""
+    return Placement(
+        name=name,
+        priority=args.priority,
+        after=list(args.after),
+        gpu=args.gpu,
+        memory_gib=args.memory_gib,
+        hold=args.hold,
+    )
+
+
+def _add_schedule(args: argparse.Namespace) -> AddSchedule:
+    return AddSchedule(
+        job=job_spec(args),
+        name=args.name,
+        cron=args.cron,
+        every_s=args.every,
+        timezone=args.tz,
+        placement=placement(args),
+    )
+
+
+REQUESTS: dict[str, Callable[[argparse.Namespace], AnyRequest]] = {
+    "submit": lambda a: Submit(job=job_spec(a), placement=placement(a, name=a.name)),
+    "ls": lambda a: ListRuns(states=list(a.state)),
+    "show": lambda a: ShowRun(run=a.id),
+    "restart": lambda a: RestartRun(run=a.id, from_scratch=a.from_scratch),
+    "priority": lambda a: SetPriority(run=a.id, priority=a.priority),
+    "gpus": lambda a: ListGpus(),
+    "models": lambda a: ListModels(),
+    "status": lambda a: Status(),
+    "queue pause": lambda a: PauseQueue(),
+    "queue resume": lambda a: ResumeQueue(),
+    "shutdown": lambda a: Shutdown(),
+    "schedule add": _add_schedule,
+    "schedule ls": lambda a: ListSchedules(),
+}
+
+
+# -- running a command ---------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) -> int:
+    """Entry point of ``stratcast``; ``client`` replaces the connection (tests)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.key == "results":
+        return show_results(args)
+    curve = _curve_keys(args, parser)
+    if args.key == "kill" and not _confirm_kill(args.ids, args.yes):
+        print("nothing killed", file=sys.stderr)
+        return ExitCode.FAILED
+    try:
+        if client is not None:
+            return run_command(client, args)
+        endpoint: str | None = args.connect
+        home = None if endpoint else resolve_home(args.home)
+        with Client(home, endpoint=endpoint, timeout_s=args.timeout, curve=curve) as real:
+            return run_command(real, args)
+    except DaemonUnavailable as exc:
+        print(f"stratcast: {exc}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    except (RequestFailed, ProtocolError) as exc:
+        print(f"stratcast: error: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+
+
+def run_command(client: DaemonClient, args: argparse.Namespace) -> int:
+    """Send the command's requests, print what comes back; 1 when the daemon refused any of them."""
+    if args.key == "logs":
+        return _logs(client, args)
+    if args.key == "watch":
+        return _watch(client, args)
+    results: list[Any] = []
+    failed = False
+    for request in build_requests(args):
+        try:
+            result = client.call(request)
+        except RequestFailed as exc:
+            print(f"stratcast: error: {exc.message}", file=sys.stderr)
+            failed = True
+            continue
+        results.append(result)
+        if not args.json:
+            print(RENDER[args.key](result))
+    if args.json:
+        _print_json(results if args.key in MULTI else results[0] if results else None)
+    return ExitCode.FAILED if failed else ExitCode.OK
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _confirm_kill(ids: Sequence[int], yes: bool) -> bool:
+    """Ask on a terminal; scripts (no TTY) and ``--yes`` go ahead."""
+    if yes or not sys.stdin.isatty():
+        return True
+    runs = ", ".join(map(str, ids))
+    try:
+        answer = input(f"kill run{'s' if len(ids) > 1 else ''} {runs} now, without a checkpoint? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in {"y", "yes"}
+
+
+def _curve_keys(args: argparse.Namespace, parser: argparse.ArgumentParser) -> CurveKeys | None:
+    """CURVE keys from ZeroMQ certificate files (``zmq.auth.create_certificates``), for ``tcp://``."""
+    if not args.server_key and not args.client_key:
+        return None
+    if not (args.server_key and args.client_key):
+        parser.error("--server-key and --client-key go together")
+    import zmq.auth
+
+    try:
+        server_public, _ = zmq.auth.load_certificate(args.server_key)
+        public, secret = zmq.auth.load_certificate(args.client_key)
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot read a CURVE certificate: {exc}")
+    if secret is None:
+        parser.error(f"{args.client_key} holds no secret key (use the .key_secret file)")
+    return CurveKeys(server_public=server_public, public=public, secret=secret)
+
+
+# -- logs and watch ------------------------------------------------------------------------------------------
+
+
+def _logs(client: DaemonClient, args: argparse.Namespace) -> int:
+    """Print logs to their current ends, or follow them (``-f``) until every run has ended."""
+    if args.json and not args.follow:
+        _print_json([client.call(request) for request in build_requests(args)])
+        return ExitCode.OK
+    chunks = follow_logs(client, args.ids, offset=args.offset) if args.follow else _read_logs(client, args)
+    writer = LogWriter(sys.stdout, prefix=len(set(args.ids)) > 1)
+    try:
+        for run, text in chunks:
+            if args.json:
+                print(json.dumps({"run": run, "text": text}), flush=True)
+            else:
+                writer.write(run, text)
+    finally:
+        writer.close()
+    return ExitCode.OK
+
+
+def _read_logs(client: DaemonClient, args: argparse.Namespace) -> Iterator[tuple[int, str]]:
+    for run in args.ids:
+        for text, _ in read_log(client, run, args.offset):
+            yield run, text
+
+
+class LogWriter:
+    """Writes log text as it comes; with ``prefix``, whole lines only, each led by its run's id."""
+
+    def __init__(self, stream: TextIO, *, prefix: bool) -> None:
+        self.stream, self.prefix = stream, prefix
+        self.partial: dict[int, str] = {}
+
+    def write(self, run: int, text: str) -> None:
+        """Write ``text`` of ``run``'s log (an unfinished last line waits for the rest, when prefixing)."""
+        if not self.prefix:
+            self.stream.write(text)
+        else:
+            *lines, self.partial[run] = (self.partial.get(run, "") + text).split("\n")
+            self.stream.writelines(f"{run} | {line}\n" for line in lines)
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Write unfinished last lines."""
+        self.stream.writelines(f"{run} | {rest}\n" for run, rest in self.partial.items() if rest)
+        self.partial.clear()
+        self.stream.flush()
+
+
+def _watch(client: DaemonClient, args: argparse.Namespace) -> int:
+    """Print run state changes, progress, OOMs and notices until interrupted or the daemon shuts down."""
+    watcher = Watcher()
+    for event in follow_events(client, watcher.mirror):
+        if not args.json:
+            for line in watcher.lines(event):
+                print(line, flush=True)
+        elif event is not None and event.topic != "heartbeat":
+            print(json.dumps(to_builtins(event)), flush=True)
+        if watcher.mirror.shutting_down:
+            break
+    return ExitCode.OK
+
+
+class Watcher:
+    """Turns a :class:`Mirror`'s events into ``watch``'s lines, remembering each run's last printed state."""
+
+    def __init__(self) -> None:
+        self.mirror = Mirror()
+        self.states: dict[int, str] = {}
+        self.loaded = False
+
+    def lines(self, event: Event | None) -> list[str]:
+        """What to print for one event (None: the mirror was just loaded from a snapshot)."""
+        if event is None:
+            return self._loaded(time.time())
+        data = event.data
+        at = _clock(event.time)
+        if event.topic == "run":
+            run_id = data["run"]["id"] if isinstance(data.get("run"), dict) else data["removed"]
+            return self._changes(event.time, [int(run_id)])
+        if event.topic == "progress":
+            return [f"{at}  run {data.get('run')}  {progress_text(data)}"]
+        if event.topic == "oom":
+            rest = ", ".join(f"{k} {v}" for k, v in data.items() if k != "run")
+            return [f"{at}  run {data.get('run')} ran out of GPU memory: {rest}"]
+        if event.topic == "daemon" and "notice" in data:
+            return [f"{at}  daemon: {data['notice']}"]
+        if event.topic == "daemon" and data.get("shutdown"):
+            return [f"{at}  daemon: shutting down"]
+        return []
+
+    def _loaded(self, now: float) -> list[str]:
+        if self.loaded:  # a re-snapshot after a gap or a daemon restart: print what changed meanwhile
+            return [f"{_clock(now)}  resynchronized (session {self.mirror.session})", *self._changes(now)]
+        self.loaded = True
+        self.states = {run.id: run.state for run in self.mirror.runs.values()}
+        counts: dict[str, int] = {}
+        for state in self.states.values():
+            counts[state] = counts.get(state, 0) + 1
+        summary = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no runs"
+        return [f"{_clock(now)}  watching stratcastd (session {self.mirror.session}): {summary}"]
+
+    def _changes(self, when: float, ids: Sequence[int] | None = None) -> list[str]:
+        """Lines for runs whose state differs from the last printed one."""
+        lines = []
+        for run_id in ids if ids is not None else sorted(set(self.states) | set(self.mirror.runs)):
+            run, old = self.mirror.runs.get(run_id), self.states.get(run_id)
+            if run is None:
+                if self.states.pop(run_id, None) is not None:
+                    lines.append(f"{_clock(when)}  run {run_id} removed")
+            elif run.state != old:
+                self.states[run_id] = run.state
+                lines.append(f"{_clock(when)}  run {run_id} {run.name}: {old or 'new'} -> {_state_text(run)}")
+        return lines
+
+
+# -- rendering -----------------------------------------------------------------------------------------------
+
+
+def progress_text(p: Mapping[str, Any]) -> str:
+    """One line of a progress report (the fields a worker sends; any may be missing)."""
+    parts = []
+    if "step" in p:
+        parts.append(f"step {p['step']}/{p.get('max_steps', '?')}")
+    for key, fmt in PROGRESS_FIELDS:
+        value = p.get(key)
+        if isinstance(value, int | float):
+            parts.append(fmt.format(_duration_text(value) if key == "eta_s" else value))
+    return " ".join(parts) or "-"
+
+
+def _state_text(run: RunInfo) -> str:
+    where = f" on {run.device}" if run.state == "running" and run.device else ""
+    why = f" ({run.reason})" if run.reason else ""
+    return f"{run.state}{where}{why}"
+
+
+def run_line(result: Mapping[str, Any]) -> str:
+    """One run after an action: ``run 7 nightly: stopped (checkpoint at step 400)``."""
+    run = result["run"]
+    name = f" {run['name']}" if run.get("name") else ""
+    why = f" ({run['reason']})" if run.get("reason") else ""
+    return f"run {run['id']}{name}: {run['state']}{why}"
+
+
+def runs_table(result: Mapping[str, Any]) -> str:
+    """``ls``: id, name, state, model, device, progress, age, reason."""
+    rows = []
+    for run in result["runs"]:
+        p = run.get("progress") or {}
+        step = f"{p['step']}/{p.get('max_steps', '?')}" if "step" in p else "-"
+        job = run["job"]
+        rows.append([run["id"], run["name"], run["state"], job["model"], run.get("device") or "-", step])
+        rows[-1] += [_ago(run["created"]), run.get("reason") or ""]
+    if not rows:
+        return "no runs"
+    return table(["id", "name", "state", "model", "device", "step", "age", "reason"], rows)
+
+
+def show_text(result: Mapping[str, Any]) -> str:
+    """``show``: a run's record, progress, checkpoints, metrics and recent events."""
+    run, job, place = result["run"], result["run"]["job"], result["run"]["placement"]
+    after = ", ".join(map(str, place["after"])) or "-"
+    gpu = "any" if place.get("gpu") is None else place["gpu"]
+    memory = "own GPU" if place.get("memory_gib") is None else f"{place['memory_gib']:g} GiB shared"
+    lines = [
+        f"run {run['id']} {run['name']}",
+        f"state       {run['state']}" + (f" ({run['reason']})" if run.get("reason") else ""),
+        f"job         {job['model']} ({job['mode']}) on {job['data']}" + "".join(f" --set {s}" for s in job["sets"]),
+        f"placement   priority {place['priority']}, gpu {gpu}, {memory}, after {after}",
+        f"worker      {run.get('device') or '-'}, pid {run.get('pid') or '-'}, attempts {run['attempts']}, "
+        f"exit {run.get('exit') or '-'}",
+        f"times       created {_when(run['created'])}, started {_when(run.get('started'))}, "
+        f"finished {_when(run.get('finished'))}",
+        f"progress    {progress_text(run.get('progress') or {})}",
+        f"folder      {run.get('out') or '-'}",
+    ]
+    lines += [f"checkpoint  {c}" for c in result.get("checkpoints", [])]
+    metrics = result.get("metrics")
+    if isinstance(metrics, dict) and "errors" in metrics:
+        lines += ["", skill_table(metrics)]
+    events = result.get("events", [])[-10:]
+    lines += ["", "recent events:", *(f"  {_event_text(e)}" for e in events)] if events else []
+    return "\n".join(lines)
+
+
+def _event_text(event: Any) -> str:
+    if isinstance(event, dict) and "time" in event:
+        rest = {k: v for k, v in event.items() if k != "time"}
+        return f"{_when(event['time'])}  {json.dumps(rest, default=str)}"
+    return json.dumps(event, default=str)
+
+
+def gpus_table(result: Mapping[str, Any]) -> str:
+    """``gpus``: index, name, memory, load, temperature, power, runs."""
+    rows = []
+    for g in result["gpus"]:
+        runs = ", ".join(str(p.get("run") or f"pid {p['pid']}") for p in g.get("processes", [])) or "-"
+        memory = f"{_gib(g.get('memory_used'))}/{_gib(g.get('memory_total'))}"
+        rows.append([g["index"], g["name"], memory, _num(g.get("utilization")), _num(g.get("temperature"))])
+        rows[-1] += [_num(g.get("power_w")), runs]
+    text = table(["gpu", "name", "memory GiB", "util %", "temp C", "power W", "runs"], rows) if rows else "no GPUs"
+    return text + (f"\n{result['notice']}" if result.get("notice") else "")
+
+
+def models_text(result: Mapping[str, Any]) -> str:
+    """``models``: each model with its parameters (as ``stratcastd models``)."""
+    blocks = []
+    for m in result["models"]:
+        head = f"{m['name']}: {m['summary']} ({m['paper']}){'' if m['stackable'] else ' [batch mode only]'}"
+        rows = [[p["name"], repr(p["default"]), _range(p), p["help"]] for p in m["params"]]
+        blocks.append(head + "\n  " + table(["parameter", "default", "range", "help"], rows).replace("\n", "\n  "))
+    options = [[p["name"], repr(p["default"]), _range(p), p["help"]] for p in result.get("train_options", [])]
+    if options:
+        body = table(["option", "default", "range", "help"], options).replace("\n", "\n  ")
+        blocks.append("training options (--set KEY=VALUE, as model parameters):\n  " + body)
+    return "\n\n".join(blocks)
+
+
+def _range(p: Mapping[str, Any]) -> str:
+    if p.get("choices"):
+        return "|".join(map(str, p["choices"]))
+    if p.get("lo") is None and p.get("hi") is None:
+        return "-"
+    return f"{'' if p.get('lo') is None else p['lo']}..{'' if p.get('hi') is None else p['hi']}"
+
+
+def schedule_line(result: Mapping[str, Any]) -> str:
+    """One schedule after an action."""
+    s = result["schedule"]
+    paused = ", paused" if s.get("paused") else f", next {_when(s.get('next_run'))}"
+    return f"schedule {s['id']} {s['name']}: {_timetable(s)}{paused}"
+
+
+def schedules_table(result: Mapping[str, Any]) -> str:
+    """``schedule ls``: id, name, timetable, model, next firing, last run."""
+    rows = []
+    for s in result["schedules"]:
+        state = "paused" if s.get("paused") else "active"
+        rows.append([s["id"], s["name"], _timetable(s), s["job"]["model"], state, _when(s.get("next_run"))])
+        rows[-1].append(s.get("last_run_id") or "-")
+    return table(["id", "name", "when", "model", "state", "next", "last run"], rows) if rows else "no schedules"
+
+
+def _timetable(s: Mapping[str, Any]) -> str:
+    zone = s.get("timezone", "UTC")
+    return f"cron {s['cron']} ({zone})" if s.get("cron") else f"every {_interval_text(s.get('every_s') or 0)}"
+
+
+def status_text(result: Mapping[str, Any]) -> str:
+    """``status`` (and no subcommand): version, uptime, queue, devices, notices."""
+    counts = ", ".join(f"{n} {state}" for state, n in result.get("counts", {}).items() if n) or "none"
+    lines = [
+        f"stratcastd {result['daemon']} (pid {result['pid']}, up {_duration_text(result['uptime_s'])}, "
+        f"session {result['session']})",
+        f"home     {result['home']}",
+        f"queue    {'paused (stratcast queue resume)' if result['queue_paused'] else 'running'}",
+        f"runs     {counts}",
+        f"devices  {', '.join(result.get('devices', [])) or 'none'}",
+    ]
+    return "\n".join(lines + [f"notice   {n}" for n in result.get("notices", [])])
+
+
+def _shutdown_text(result: Mapping[str, Any]) -> str:
+    stopping = result.get("stopping", [])
+    if not stopping:
+        return "stratcastd is shutting down"
+    return f"stratcastd is shutting down after checkpointing runs {', '.join(map(str, stopping))}"
+
+
+RENDER: dict[str, Callable[[Any], str]] = {
+    **dict.fromkeys(("submit", "stop", "resume", "hold", "release", "kill", "restart", "priority"), run_line),
+    "schedule run-now": run_line,
+    "ls": runs_table,
+    "show": show_text,
+    "rm": lambda r: f"removed run {r['removed']}",
+    "gpus": gpus_table,
+    "models": models_text,
+    "status": status_text,
+    "queue pause": lambda r: "queue paused: running runs go on, no new ones start",
+    "queue resume": lambda r: "queue running",
+    "shutdown": _shutdown_text,
+    **dict.fromkeys(("schedule add", "schedule pause", "schedule resume"), schedule_line),
+    "schedule ls": schedules_table,
+    "schedule rm": lambda r: f"removed schedule {r['removed']}",
+}
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _ago(ts: float) -> str:
+    return _duration_text(max(0.0, time.time() - ts))
+
+
+def _duration_text(seconds: float) -> str:
+    """``42s``, ``3m 05s``, ``2h 10m``, ``4d 03h``."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def _interval_text(seconds: int) -> str:
+    """An interval as ``--every`` takes it: ``1h30m``, ``7d``."""
+    parts = []
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda kv: -kv[1]):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def _gib(value: Any) -> str:
+    return f"{value / 2**30:.1f}" if isinstance(value, int | float) else "?"
+
+
+def _num(value: Any) -> Any:
+    return value if isinstance(value, int | float) else "-"
+
+
+# -- finished run folders ------------------------------------------------------------------------------------
+
+
+def show_results(args: argparse.Namespace) -> int:
+    """``results``: a finished run folder's top strategies and skill table."""
     try:
         metrics, top = read_results(args.run_dir, args.top)
     except (OSError, ValueError, KeyError) as exc:

@@ -1,0 +1,622 @@
+"""A synchronous client of ``stratcastd`` over plain pyzmq, and a live mirror of the daemon's state.
+
+:class:`Client` speaks the control protocol (``stratcast.shared.protocol``): one ``DEALER`` socket, one request
+in flight, each reply matched by its ``id``. A request that gets no reply within ``timeout_s`` raises
+:class:`DaemonUnavailable` and the socket is thrown away and rebuilt on the next call (the ZeroMQ guide's "lazy
+pirate"), so a late reply can never be taken for the answer to a later request; the new socket shakes hands
+again by itself.
+
+:class:`Mirror` is the Clone pattern without sockets (the TUI drives it from its own ``zmq.asyncio`` loop);
+:func:`follow_events` and :func:`follow_logs` drive it, or the logs, from a :class:`Client`, for ``stratcast
+watch`` and ``stratcast logs -f``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import importlib.metadata
+import itertools
+import math
+import socket
+import time
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, NoReturn, Protocol, Self
+
+import msgspec
+import zmq
+
+from stratcast.shared.paths import Home, resolve_home
+from stratcast.shared.protocol import (
+    HEARTBEAT_S,
+    PROTOCOL,
+    AnyRequest,
+    Error,
+    Event,
+    Hello,
+    ProtocolError,
+    ReadLogs,
+    RunInfo,
+    ScheduleInfo,
+    ShowRun,
+    Snapshot,
+    convert,
+    decode_event,
+    decode_reply,
+    encode,
+)
+
+HEARTBEAT_TIMEOUT_S = 3 * HEARTBEAT_S
+"""No event (heartbeats included) for this long means the daemon is gone."""
+LIVE_STATES = frozenset({"queued", "held", "running"})
+"""States in which a run may still write to its log."""
+HISTORY = 600
+"""Telemetry samples kept per series by a :class:`Mirror` (about two per column of a wide chart)."""
+
+
+def _client_name() -> str:
+    try:
+        return f"stratcast {importlib.metadata.version('stratcast')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "stratcast"
+
+
+CLIENT_NAME = _client_name()
+
+
+class DaemonUnavailable(ConnectionError):
+    """No daemon answers at an endpoint: no socket file, nothing listening, or no reply in time.
+
+    The message says which endpoint and how to start a daemon.
+    """
+
+    def __init__(self, endpoint: str, why: str, home: Home | None = None) -> None:
+        serve = f"stratcastd serve --home {home.state}" if home is not None else "stratcastd serve"
+        super().__init__(
+            f"no stratcast daemon answers at {endpoint} ({why}).\n"
+            f"Start one with `{serve}`, or `systemctl start stratcastd` where it is installed as a service."
+        )
+        self.endpoint = endpoint
+
+
+class RequestFailed(Exception):
+    """The daemon answered a request with an ``error``: ``code`` is stable, ``message`` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class VersionMismatch(RequestFailed):
+    """The daemon speaks another protocol version than this client."""
+
+
+class OutOfSync(Exception):
+    """A :class:`Mirror` missed events (a gap in ``seq``) or the daemon restarted: take a new snapshot."""
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """CURVE keys (Z85 text, as ``zmq.curve_keypair()`` makes them) for a ``tcp://`` daemon."""
+
+    server_public: bytes
+    """The daemon's public key."""
+    public: bytes
+    """This client's public key (the daemon's allow-list must hold it)."""
+    secret: bytes
+    """This client's secret key."""
+
+    def apply(self, sock: zmq.Socket[bytes]) -> None:
+        """Make ``sock`` a CURVE client of the daemon (before ``connect``)."""
+        sock.curve_serverkey = self.server_public
+        sock.curve_publickey = self.public
+        sock.curve_secretkey = self.secret
+
+
+class EventSource(Protocol):
+    """Where events come from: a :class:`Subscriber`, or a fake in tests."""
+
+    def recv(self, timeout_s: float | None = None) -> Event | None:
+        """The next event, or None when ``timeout_s`` passes first."""
+        ...
+
+    def close(self) -> None:
+        """Stop receiving."""
+        ...
+
+
+class DaemonClient(Protocol):
+    """What the CLI needs of a client: :class:`Client`, or a fake in tests."""
+
+    def call(self, request: AnyRequest) -> Any:
+        """Send one request and return its result."""
+        ...
+
+    def subscribe(self, idle_timeout_s: float = HEARTBEAT_TIMEOUT_S) -> EventSource:
+        """Receive every event from now on."""
+        ...
+
+
+class Client:
+    """A synchronous connection to one daemon's control socket.
+
+    Args:
+        home: The daemon's home (its sockets); None: ``$STRATCAST_HOME`` or the default.
+        endpoint: A control endpoint to use instead of the home's (``tcp://host:port`` needs ``curve``).
+        timeout_s: How long to wait for each reply.
+        curve: CURVE keys, for ``tcp://`` endpoints.
+    """
+
+    def __init__(
+        self,
+        home: Home | None = None,
+        *,
+        endpoint: str | None = None,
+        timeout_s: float = 10.0,
+        curve: CurveKeys | None = None,
+    ) -> None:
+        self.home = home if home is not None or endpoint is not None else resolve_home()
+        self.endpoint = endpoint if endpoint is not None else _home(self.home).control
+        self.timeout_s = timeout_s
+        self.curve = curve
+        self.hello: dict[str, Any] = {}
+        """The result of the last handshake: protocol, daemon (version), session, events (endpoint)."""
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self._sock: zmq.Socket[bytes] | None = None
+        self._ids = itertools.count(1)
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def session(self) -> str | None:
+        """The daemon's session (new at each daemon start), once connected."""
+        value = self.hello.get("session")
+        return value if isinstance(value, str) else None
+
+    @property
+    def events(self) -> str:
+        """The daemon's event endpoint, as this client must connect to it."""
+        named = self.hello.get("events")
+        if isinstance(named, str):
+            return _reachable(named, self.endpoint)
+        return _home(self.home).events
+
+    def connect(self) -> dict[str, Any]:
+        """Open a fresh socket and shake hands; the ``hello`` result.
+
+        Raises:
+            DaemonUnavailable: no socket file, nothing listening, or no reply within ``timeout_s``.
+            VersionMismatch: the daemon speaks another protocol version.
+        """
+        self.close()
+        self._probe()
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        if self.curve is not None:
+            self.curve.apply(sock)
+        sock.connect(self.endpoint)
+        self._sock = sock
+        try:
+            result = self._exchange(Hello(protocol=PROTOCOL, client=CLIENT_NAME))
+        except RequestFailed as exc:
+            self.close()
+            if exc.code == "version_mismatch":
+                raise VersionMismatch(exc.code, exc.message) from None
+            raise
+        self.hello = result if isinstance(result, dict) else {}
+        return self.hello
+
+    def call(self, request: AnyRequest) -> Any:
+        """Send ``request`` (its ``id`` is assigned here) and return the reply's ``result``.
+
+        Connects first when needed. A daemon that restarted since the handshake (``handshake_required``) is
+        greeted again and asked once more.
+
+        Raises:
+            DaemonUnavailable: no reply within ``timeout_s`` (the socket is rebuilt on the next call).
+            RequestFailed: the daemon answered with an error.
+            ProtocolError: the reply was not a valid message.
+        """
+        if self._sock is None:
+            self.connect()
+        try:
+            return self._exchange(request)
+        except RequestFailed as exc:
+            if exc.code != "handshake_required" or isinstance(request, Hello):
+                raise
+        self.connect()
+        return self._exchange(request)
+
+    def subscribe(self, idle_timeout_s: float = HEARTBEAT_TIMEOUT_S) -> Subscriber:
+        """A :class:`Subscriber` to every event topic (connects first when needed)."""
+        if self._sock is None:
+            self.connect()
+        return Subscriber(self.events, context=self._ctx, curve=self.curve, idle_timeout_s=idle_timeout_s)
+
+    def close(self) -> None:
+        """Close the socket at once (linger 0); a later call connects again."""
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    def _exchange(self, request: AnyRequest) -> Any:
+        """Send one request on the open socket and wait for its reply, discarding stale ones."""
+        sock = self._sock
+        assert sock is not None, "not connected"
+        rid = str(next(self._ids))
+        try:
+            sock.send(encode(msgspec.structs.replace(request, id=rid)), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self._give_up("cannot send")
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sock.poll(max(1, int(remaining * 1000))):
+                self._give_up(f"no reply within {self.timeout_s:g} s")
+            try:
+                reply = decode_reply(sock.recv())
+            except ProtocolError:
+                self.close()
+                raise
+            if reply.id == rid or (isinstance(reply, Error) and reply.id is None):
+                break  # an error without id answers a frame the daemon could not read: ours
+        if isinstance(reply, Error):
+            raise RequestFailed(reply.code, reply.message)
+        return reply.result
+
+    def _give_up(self, why: str) -> NoReturn:
+        """Drop the socket (lazy pirate: a late reply dies with it) and raise."""
+        self.close()
+        raise DaemonUnavailable(self.endpoint, why, self.home)
+
+    def _probe(self) -> None:
+        """Fail fast on an ``ipc://`` endpoint with no socket file or nothing listening on it."""
+        if not self.endpoint.startswith("ipc://") or self.endpoint.startswith("ipc://@"):
+            return
+        path = self.endpoint.removeprefix("ipc://")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except (FileNotFoundError, NotADirectoryError):
+                why = "no socket file"
+            except ConnectionRefusedError:
+                why = "a stale socket file: nothing listens on it"
+            except PermissionError:
+                why = "permission denied: the socket belongs to another user"
+            except OSError as exc:
+                why = f"cannot connect: {exc.strerror}"
+            else:
+                return
+        raise DaemonUnavailable(self.endpoint, why, self.home)
+
+
+class Subscriber:
+    """A ``SUB`` socket on every topic of the event endpoint, which notices a silent daemon.
+
+    Args:
+        endpoint: The event endpoint.
+        context: The ZeroMQ context to use.
+        curve: CURVE keys, for ``tcp://`` endpoints.
+        idle_timeout_s: No event for this long raises :class:`DaemonUnavailable` (the daemon sends heartbeats).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        curve: CurveKeys | None = None,
+        idle_timeout_s: float = HEARTBEAT_TIMEOUT_S,
+    ) -> None:
+        self.endpoint = endpoint
+        self.idle_timeout_s = idle_timeout_s
+        sock = (context or zmq.Context.instance()).socket(zmq.SUB)
+        sock.linger = 0
+        if curve is not None:
+            curve.apply(sock)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")  # every topic: seq runs across topics, so gaps show
+        sock.connect(endpoint)
+        self._sock: zmq.Socket[bytes] | None = sock
+        self._last = time.monotonic()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def recv(self, timeout_s: float | None = None) -> Event | None:
+        """The next valid event, or None when ``timeout_s`` passes first (None: wait for one).
+
+        Events that queued up while the caller was busy elsewhere count as signs of life.
+
+        Raises:
+            DaemonUnavailable: no event for ``idle_timeout_s``.
+        """
+        assert self._sock is not None, "subscriber closed"
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            now = time.monotonic()
+            wait = self._last + self.idle_timeout_s - now
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            if self._sock.poll(math.ceil(max(0.0, wait) * 1000)):
+                frames = self._sock.recv_multipart()
+                self._last = time.monotonic()
+                with contextlib.suppress(ProtocolError):  # a bad event still used up a seq: the gap will show
+                    return decode_event(frames)
+                continue
+            now = time.monotonic()
+            if now >= self._last + self.idle_timeout_s:
+                raise DaemonUnavailable(self.endpoint, f"no event for {self.idle_timeout_s:g} s")
+            if deadline is not None and now >= deadline:
+                return None
+
+    def close(self) -> None:
+        """Close the socket at once."""
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+
+class Mirror:
+    """A live copy of the daemon's runs, schedules and telemetry: load a snapshot, then apply events in order.
+
+    It owns no socket, so the CLI (:func:`follow_events`) and the TUI (``zmq.asyncio``) drive it alike.
+    """
+
+    def __init__(self) -> None:
+        self.session: str | None = None
+        """The daemon session the mirror reflects; None before the first snapshot."""
+        self.seq = 0
+        """The last event reflected."""
+        self.runs: dict[int, RunInfo] = {}
+        self.schedules: dict[int, ScheduleInfo] = {}
+        self.gpus: list[dict[str, Any]] = []
+        """Latest GPU samples (``list_gpus`` rows)."""
+        self.host: dict[str, Any] = {}
+        """Latest host sample."""
+        self.gpu_history: dict[int, collections.deque[dict[str, Any]]] = {}
+        """GPU samples by index, oldest first, at most :data:`HISTORY` each."""
+        self.host_history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
+        self.run_history: dict[int, collections.deque[dict[str, Any]]] = {}
+        """Each run's samples: ``kind`` progress (a progress report) or memory (allocator figures)."""
+        self.queue_paused = False
+        self.notices: list[str] = []
+        self.shutting_down = False
+
+    def load(self, snapshot: Mapping[str, Any]) -> None:
+        """Replace everything with a ``snapshot`` result."""
+        self.session = snapshot["session"]
+        self.seq = int(snapshot["seq"])
+        self.runs = {r.id: r for r in (convert(r, RunInfo) for r in snapshot.get("runs", []))}
+        self.schedules = {s.id: s for s in (convert(s, ScheduleInfo) for s in snapshot.get("schedules", []))}
+        self.gpus = list(snapshot.get("gpus", []))
+        telemetry = snapshot.get("telemetry", {})
+        self.gpu_history = {int(k): _ring(v) for k, v in telemetry.get("gpus", {}).items()}
+        self.host_history = _ring(telemetry.get("host", []))
+        self.host = self.host_history[-1] if self.host_history else {}
+        self.run_history = {int(k): _ring(v) for k, v in telemetry.get("runs", {}).items()}
+        self.queue_paused = bool(snapshot.get("queue_paused", False))
+        self.notices = list(snapshot.get("notices", []))
+        self.shutting_down = False
+
+    def apply(self, event: Event) -> bool:
+        """Apply one event; False when the loaded snapshot already reflects it.
+
+        Raises:
+            OutOfSync: nothing loaded yet, a new daemon session, or a gap in ``seq``: load a new snapshot.
+        """
+        if self.session is None:
+            raise OutOfSync("no snapshot loaded")
+        if event.session != self.session:
+            raise OutOfSync(f"new daemon session {event.session} (was {self.session})")
+        if event.seq <= self.seq:
+            return False
+        if event.seq != self.seq + 1:
+            raise OutOfSync(f"missed events {self.seq + 1}..{event.seq - 1}")
+        self.seq = event.seq
+        handler = _APPLY.get(event.topic)
+        if handler is not None:
+            handler(self, event)
+        return True
+
+    def _on_run(self, event: Event) -> None:
+        if "removed" in event.data:
+            self.runs.pop(int(event.data["removed"]), None)
+        else:
+            run = convert(event.data["run"], RunInfo)
+            self.runs[run.id] = run
+
+    def _on_progress(self, event: Event) -> None:
+        fields = dict(event.data)
+        run_id = int(fields.pop("run"))
+        self._run_sample(run_id, {"time": event.time, "kind": "progress", **fields})
+        if (run := self.runs.get(run_id)) is not None:
+            run.progress = fields
+
+    def _on_telemetry(self, event: Event) -> None:
+        self.gpus = list(event.data.get("gpus", []))
+        for gpu in self.gpus:
+            self.gpu_history.setdefault(int(gpu["index"]), _ring([])).append({"time": event.time, **gpu})
+        self.host = dict(event.data.get("host", {}))
+        self.host_history.append({"time": event.time, **self.host})
+        for key, memory in event.data.get("runs", {}).items():
+            self._run_sample(int(key), {"time": event.time, "kind": "memory", **memory})
+            if (run := self.runs.get(int(key))) is not None:
+                run.memory = memory
+
+    def _run_sample(self, run_id: int, sample: dict[str, Any]) -> None:
+        """Keep a run's sample as the daemon's history does (``kind``: progress or memory)."""
+        self.run_history.setdefault(run_id, _ring([])).append(sample)
+
+    def _on_schedule(self, event: Event) -> None:
+        if "removed" in event.data:
+            self.schedules.pop(int(event.data["removed"]), None)
+        else:
+            schedule = convert(event.data["schedule"], ScheduleInfo)
+            self.schedules[schedule.id] = schedule
+
+    def _on_daemon(self, event: Event) -> None:
+        if "notice" in event.data:
+            self.notices.append(str(event.data["notice"]))
+        if "queue_paused" in event.data:
+            self.queue_paused = bool(event.data["queue_paused"])
+        if event.data.get("shutdown"):
+            self.shutting_down = True
+
+
+_APPLY = {
+    "run": Mirror._on_run,
+    "progress": Mirror._on_progress,
+    "telemetry": Mirror._on_telemetry,
+    "schedule": Mirror._on_schedule,
+    "daemon": Mirror._on_daemon,
+}
+
+
+def follow_events(
+    client: DaemonClient, mirror: Mirror, *, idle_timeout_s: float = HEARTBEAT_TIMEOUT_S
+) -> Generator[Event | None, None, None]:
+    """Keep ``mirror`` in step with the daemon: yield each event once applied, and None after each snapshot.
+
+    Subscribes first, then snapshots (the Clone pattern); on a gap or a new daemon session it snapshots again.
+    Ends only when the caller stops iterating.
+
+    Raises:
+        DaemonUnavailable: the daemon stopped answering or sent no heartbeat for ``idle_timeout_s``.
+    """
+    source = client.subscribe(idle_timeout_s)
+    try:
+        mirror.load(client.call(Snapshot()))
+        yield None
+        while True:
+            event = source.recv()
+            if event is None:
+                continue
+            try:
+                fresh = mirror.apply(event)
+            except OutOfSync:
+                mirror.load(client.call(Snapshot()))
+                yield None
+                continue
+            if fresh:
+                yield event
+    finally:
+        source.close()
+
+
+def read_log(client: DaemonClient, run: int, offset: int = 0) -> Iterator[tuple[str, int]]:
+    """Chunks of a run's log from ``offset`` to its current end, each with the offset that follows it."""
+    while True:
+        result = client.call(ReadLogs(run=run, offset=offset))
+        text, after, size = result["text"], int(result["offset"]), int(result["size"])
+        if text or after != offset:
+            yield text, after
+        if after <= offset or after >= size:
+            return
+        offset = after
+
+
+def follow_logs(
+    client: DaemonClient, runs: Sequence[int], *, offset: int = 0, idle_timeout_s: float = HEARTBEAT_TIMEOUT_S
+) -> Generator[tuple[int, str], None, None]:
+    """``(run, text)`` from each run's log, as it grows, until every run has left the queued/held/running states.
+
+    ``log`` events only say when to read: the text itself is read by offset (``read_logs``), so a dropped
+    event loses nothing; heartbeats trigger a read too, and a gap in ``seq`` re-checks the runs' states.
+
+    Raises:
+        RequestFailed: a run does not exist.
+        DaemonUnavailable: the daemon stopped answering.
+    """
+    offsets = dict.fromkeys(runs, offset)
+    source = client.subscribe(idle_timeout_s)
+    try:
+        live = _live(client, runs)
+        yield from _read_all(client, runs, offsets)
+        last: tuple[str, int] | None = None
+        while live:
+            event = source.recv()
+            if event is None:
+                continue
+            # the first event too: a run may have ended before the subscription reached the daemon
+            gap = last is None or (event.session, event.seq) != (last[0], last[1] + 1)
+            last = (event.session, event.seq)
+            wake, ended = _wake(event, live)
+            if gap:
+                wake, ended = set(live), live - _live(client, sorted(live), missing_ok=True)
+            live -= ended
+            yield from _read_all(client, sorted(wake | ended), offsets)
+    finally:
+        source.close()
+
+
+def _live(client: DaemonClient, runs: Sequence[int], *, missing_ok: bool = False) -> set[int]:
+    """The runs that may still write to their logs (``missing_ok``: a removed run has ended)."""
+    live = set()
+    for run in runs:
+        try:
+            state = client.call(ShowRun(run=run))["run"]["state"]
+        except RequestFailed as exc:
+            if not (missing_ok and exc.code == "not_found"):
+                raise
+            continue
+        if state in LIVE_STATES:
+            live.add(run)
+    return live
+
+
+def _wake(event: Event, live: set[int]) -> tuple[set[int], set[int]]:
+    """Runs to read after ``event``, and runs that ended with it."""
+    data = event.data
+    if event.topic == "heartbeat":
+        return set(live), set()
+    if event.topic == "log" and data.get("run") in live:
+        return {data["run"]}, set()
+    if event.topic == "run" and isinstance(data.get("run"), dict):
+        run = data["run"]
+        if run.get("id") in live and run.get("state") not in LIVE_STATES:
+            return set(), {run["id"]}
+    if event.topic == "run" and data.get("removed") in live:
+        return set(), {data["removed"]}
+    return set(), set()
+
+
+def _read_all(client: DaemonClient, runs: Sequence[int], offsets: dict[int, int]) -> Iterator[tuple[int, str]]:
+    for run in runs:
+        try:
+            for text, after in read_log(client, run, offsets[run]):
+                offsets[run] = after
+                if text:
+                    yield run, text
+        except RequestFailed as exc:
+            if exc.code != "not_found":  # a queued run has no log yet; a removed one has none any more
+                raise
+
+
+def _ring(samples: Sequence[dict[str, Any]]) -> collections.deque[dict[str, Any]]:
+    return collections.deque(samples, maxlen=HISTORY)
+
+
+def _home(home: Home | None) -> Home:
+    return home if home is not None else resolve_home()
+
+
+def _reachable(events: str, control: str) -> str:
+    """``events`` with a wildcard bind host (``*``, ``0.0.0.0``, ``[::]``) replaced by the control host."""
+    if not events.startswith("tcp://") or not control.startswith("tcp://"):
+        return events
+    host, _, port = events.removeprefix("tcp://").rpartition(":")
+    if host not in {"*", "0.0.0.0", "[::]", "::"}:
+        return events
+    control_host = control.removeprefix("tcp://").rpartition(":")[0]
+    return f"tcp://{control_host}:{port}"

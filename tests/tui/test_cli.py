@@ -1,0 +1,337 @@
+import io
+import json
+from typing import Any
+
+import pytest
+
+from stratcast.shared.client import DaemonUnavailable, RequestFailed
+from stratcast.shared.errors import ExitCode
+from stratcast.shared.protocol import (
+    AddSchedule,
+    Event,
+    HoldRun,
+    JobSpec,
+    KillRun,
+    ListRuns,
+    ListSchedules,
+    PauseQueue,
+    Placement,
+    ReadLogs,
+    ReleaseRun,
+    RemoveRun,
+    RemoveSchedule,
+    RestartRun,
+    ResumeQueue,
+    ResumeRun,
+    RunInfo,
+    RunScheduleNow,
+    SetPriority,
+    ShowRun,
+    Shutdown,
+    Status,
+    StopRun,
+    Submit,
+    to_builtins,
+)
+from stratcast.tui.cli import build_parser, build_requests, main
+
+
+def requests_for(*argv: str):
+    return build_requests(build_parser().parse_args(argv))
+
+
+def run_info(run_id, state="queued", **fields):
+    info = RunInfo(
+        id=run_id, name=f"r{run_id}", state=state, job=JobSpec(data="/d.parquet"), placement=Placement(), created=1.0
+    )
+    return to_builtins(info) | fields
+
+
+STATUS = {
+    "daemon": "0.1.0",
+    "session": "9f00",
+    "pid": 4242,
+    "uptime_s": 3725.0,
+    "home": "/srv/stratcast",
+    "queue_paused": False,
+    "counts": {"running": 1, "queued": 2, "failed": 0},
+    "devices": ["cuda:0"],
+    "notices": [],
+}
+
+
+class FakeSource:
+    def __init__(self, events: list[Event]):
+        self.events = events
+
+    def recv(self, timeout_s=None):
+        if not self.events:
+            raise DaemonUnavailable("ipc:///fake/events", "no more scripted events")
+        return self.events.pop(0)
+
+    def close(self):
+        pass
+
+
+class FakeClient:
+    """Answers from ``results`` (request type -> result, a callable of the request, or a RequestFailed)."""
+
+    def __init__(self, results: dict[str, Any], events: list[Event] | None = None):
+        self.results = results
+        self.events = events or []
+        self.requests: list[Any] = []
+
+    def call(self, request):
+        self.requests.append(request)
+        answer = self.results[type(request).__struct_config__.tag]
+        answer = answer(request) if callable(answer) else answer
+        if isinstance(answer, RequestFailed):
+            raise answer
+        return answer
+
+    def subscribe(self, idle_timeout_s=3.0):
+        return FakeSource(self.events)
+
+
+# -- parsing -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["ls"], [ListRuns()]),
+        (["ls", "--state", "running", "queued", "--state", "held"], [ListRuns(states=["running", "queued", "held"])]),
+        (["show", "7"], [ShowRun(run=7)]),
+        (["stop", "1", "2"], [StopRun(run=1), StopRun(run=2)]),
+        (["resume", "3"], [ResumeRun(run=3)]),
+        (["hold", "3"], [HoldRun(run=3)]),
+        (["release", "3"], [ReleaseRun(run=3)]),
+        (["kill", "4", "5", "--yes"], [KillRun(run=4), KillRun(run=5)]),
+        (["rm", "6"], [RemoveRun(run=6)]),
+        (["restart", "8", "--from-scratch"], [RestartRun(run=8, from_scratch=True)]),
+        (["restart", "8"], [RestartRun(run=8)]),
+        (["priority", "9", "-3"], [SetPriority(run=9, priority=-3)]),
+        (["logs", "1", "2", "--offset", "10"], [ReadLogs(run=1, offset=10), ReadLogs(run=2, offset=10)]),
+        (["status"], [Status()]),
+        ([], [Status()]),
+        (["queue", "pause"], [PauseQueue()]),
+        (["queue", "resume"], [ResumeQueue()]),
+        (["shutdown"], [Shutdown()]),
+        (["schedule", "ls"], [ListSchedules()]),
+        (["schedule", "rm", "2"], [RemoveSchedule(schedule=2)]),
+        (["schedule", "run-now", "2"], [RunScheduleNow(schedule=2)]),
+    ],
+)
+def test_a_command_line_becomes_its_requests(argv, expected):
+    assert requests_for(*argv) == expected
+
+
+def test_submit_carries_every_job_and_placement_option_with_an_absolute_data_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (request,) = requests_for(
+        *["submit", "--data", "panel.parquet", "--model", "nhits", "--mode", "per-strategy", "--horizon", "13"],
+        *["--input-size", "26", "--holdout", "4", "--id-col", "No.", "--time-col", "week", "--target-col", "profit"],
+        *["--fill-missing", "zero", "--set", "max_steps=50", "--set", "lr=0.01", "--name", "weekly"],
+        *["--priority", "5", "--after", "3", "--after", "4", "--gpu", "1", "--memory-gib", "2.5", "--hold"],
+    )
+    job = JobSpec(
+        data=str(tmp_path / "panel.parquet"),
+        model="nhits",
+        mode="per-strategy",
+        horizon=13,
+        input_size=26,
+        holdout=4,
+        id_col="No.",
+        time_col="week",
+        target_col="profit",
+        fill_missing="zero",
+        sets=["max_steps=50", "lr=0.01"],
+    )
+    place = Placement(name="weekly", priority=5, after=[3, 4], gpu=1, memory_gib=2.5, hold=True)
+    assert request == Submit(job=job, placement=place)
+
+
+@pytest.mark.parametrize(
+    ("when", "cron", "every_s"),
+    [
+        (["--every", "30m"], None, 1800),
+        (["--every", "6h"], None, 21600),
+        (["--every", "7d"], None, 604800),
+        (["--every", "1h30m"], None, 5400),
+        (["--cron", "0 6 * * MON"], "0 6 * * MON", None),
+    ],
+)
+def test_schedule_add_takes_a_cron_expression_or_an_interval(when, cron, every_s):
+    argv = ["schedule", "add", *when, "--tz", "Europe/Zurich", "--data", "/d.csv", "--model", "dlinear", "--name", "n"]
+    (request,) = requests_for(*argv)
+    assert request == AddSchedule(
+        job=JobSpec(data="/d.csv", model="dlinear"), name="n", cron=cron, every_s=every_s, timezone="Europe/Zurich"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["schedule", "add", "--every", "5x", "--data", "d", "--model", "m"],
+        ["schedule", "add", "--every", "0m", "--data", "d", "--model", "m"],
+        ["schedule", "add", "--data", "d", "--model", "m"],
+        ["schedule", "add", "--every", "1h", "--cron", "0 * * * *", "--data", "d", "--model", "m"],
+        ["schedule", "add", "--cron", "0 * * *", "--data", "d", "--model", "m"],
+        ["submit", "--data", "d", "--model", "m", "--set", "novalue"],
+        ["submit", "--data", "d", "--model", "m", "--memory-gib", "0"],
+        ["submit", "--model", "m"],
+        ["stop"],
+        ["ls", "--state", "sleeping"],
+        ["priority", "1"],
+        ["queue"],
+        ["frobnicate"],
+    ],
+)
+def test_bad_options_exit_with_code_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv, client=FakeClient({}))
+    assert exit_.value.code == ExitCode.USAGE
+
+
+def test_connection_options_work_before_and_after_the_subcommand():
+    parser = build_parser()
+    before = parser.parse_args(["--home", "/a", "--timeout", "3", "ls"])
+    after = parser.parse_args(["ls", "--home", "/b", "--timeout", "4"])
+    neither = parser.parse_args(["ls"])
+    assert (before.home, before.timeout) == ("/a", 3.0)
+    assert (after.home, after.timeout) == ("/b", 4.0)
+    assert (neither.home, neither.timeout) == (None, 10.0)
+
+
+# -- no daemon -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [[], ["status"], ["ls"], ["logs", "-f", "1"], ["watch"]])
+def test_no_daemon_prints_how_to_start_one_and_exits_69(tmp_path, capsys, argv):
+    code = main(["--home", str(tmp_path), *argv])
+    assert code == ExitCode.UNAVAILABLE
+    assert code == 69
+    err = capsys.readouterr().err
+    assert "no stratcast daemon answers" in err
+    assert f"stratcastd serve --home {tmp_path}" in err
+    assert "systemctl start stratcastd" in err
+
+
+def test_the_home_comes_from_stratcast_home_too(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STRATCAST_HOME", str(tmp_path))
+    assert main(["status"]) == ExitCode.UNAVAILABLE
+    assert str(tmp_path / "sock" / "control") in capsys.readouterr().err
+
+
+# -- output --------------------------------------------------------------------------------------------------
+
+
+def test_json_prints_the_raw_result(capsys):
+    result = {"runs": [run_info(1, "running"), run_info(2)]}
+    client = FakeClient({"list_runs": result})
+    assert main(["ls", "--json"], client=client) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out) == result
+
+
+def test_json_of_a_several_id_command_is_a_list_of_results(capsys):
+    client = FakeClient({"stop_run": lambda r: {"run": run_info(r.run, "stopped")}})
+    assert main(["stop", "1", "2", "--json"], client=client) == ExitCode.OK
+    assert [r["run"]["id"] for r in json.loads(capsys.readouterr().out)] == [1, 2]
+
+
+def test_no_subcommand_prints_the_status(capsys):
+    assert main([], client=FakeClient({"status": STATUS})) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "stratcastd 0.1.0 (pid 4242, up 1h 02m" in out
+    assert "1 running, 2 queued" in out
+
+
+def test_ls_prints_a_table_of_runs(capsys):
+    runs = [run_info(12, "running", device="cuda:0", progress={"step": 40, "max_steps": 100}), run_info(11)]
+    assert main(["ls"], client=FakeClient({"list_runs": {"runs": runs}})) == ExitCode.OK
+    header, _rule, first, second = capsys.readouterr().out.splitlines()
+    assert header.split() == ["id", "name", "state", "model", "device", "step", "age", "reason"]
+    assert first.split()[:6] == ["12", "r12", "running", "dlinear", "cuda:0", "40/100"]
+    assert second.split()[:3] == ["11", "r11", "queued"]
+
+
+def test_a_refused_request_exits_1_with_the_daemons_message_and_the_other_ids_go_on(capsys):
+    def stop(request):
+        if request.run == 1:
+            return RequestFailed("bad_state", "run 1 has finished; nothing to stop")
+        return {"run": run_info(request.run, "stopped")}
+
+    client = FakeClient({"stop_run": stop})
+    assert main(["stop", "1", "2"], client=client) == ExitCode.FAILED
+    captured = capsys.readouterr()
+    assert "run 1 has finished; nothing to stop" in captured.err
+    assert "run 2 r2: stopped" in captured.out
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize(("answer", "code", "sent"), [("n\n", ExitCode.FAILED, 0), ("y\n", ExitCode.OK, 2)])
+def test_kill_asks_on_a_terminal(monkeypatch, capsys, answer, code, sent):
+    monkeypatch.setattr("sys.stdin", FakeTerminal(answer))
+    client = FakeClient({"kill_run": lambda r: {"run": run_info(r.run, "killed")}})
+    assert main(["kill", "1", "2"], client=client) == code
+    assert len(client.requests) == sent
+
+
+def test_kill_off_a_terminal_does_not_ask(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    client = FakeClient({"kill_run": lambda r: {"run": run_info(r.run, "killed")}})
+    assert main(["kill", "3"], client=client) == ExitCode.OK
+    assert client.requests == [KillRun(run=3)]
+
+
+def logs_answer(logs: dict[int, str]):
+    def read(request):
+        text = logs[request.run][request.offset : request.offset + 4]
+        return {"text": text, "offset": request.offset + len(text), "size": len(logs[request.run])}
+
+    return read
+
+
+def test_logs_of_several_runs_prefix_each_line_with_its_run(capsys):
+    client = FakeClient({"read_logs": logs_answer({1: "alpha\nbeta\n", 2: "gamma\ndelta"})})
+    assert main(["logs", "1", "2"], client=client) == ExitCode.OK
+    assert capsys.readouterr().out.splitlines() == ["1 | alpha", "1 | beta", "2 | gamma", "2 | delta"]
+
+
+def test_logs_follow_reads_until_every_run_has_ended(capsys):
+    states = {1: "running", 2: "running"}
+    events = [Event(session="s", seq=i, time=0.0, topic="heartbeat") for i in (1, 2)]
+    for seq, run_id in ((3, 1), (4, 2)):
+        events.append(Event(session="s", seq=seq, time=0.0, topic="run", data={"run": run_info(run_id, "succeeded")}))
+    client = FakeClient(
+        {
+            "show_run": lambda r: {"run": run_info(r.run, states[r.run])},
+            "read_logs": logs_answer({1: "one\n", 2: "two\n"}),
+        },
+        events,
+    )
+    assert main(["logs", "-f", "1", "2"], client=client) == ExitCode.OK
+    assert sorted(capsys.readouterr().out.splitlines()) == ["1 | one", "2 | two"]
+
+
+def test_watch_prints_state_changes_and_progress_until_the_daemon_shuts_down(capsys):
+    snapshot = {"session": "s", "seq": 0, "runs": [run_info(1)], "schedules": []}
+    events = [
+        Event(session="s", seq=1, time=0.0, topic="run", data={"run": run_info(1, "running", device="cuda:0")}),
+        Event(session="s", seq=2, time=0.0, topic="progress", data={"run": 1, "step": 5, "max_steps": 10}),
+        Event(session="s", seq=3, time=0.0, topic="heartbeat"),
+        Event(session="s", seq=4, time=0.0, topic="daemon", data={"shutdown": True}),
+    ]
+    client = FakeClient({"snapshot": snapshot}, events)
+    assert main(["watch"], client=client) == ExitCode.OK
+    lines = [line.split("  ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        "watching stratcastd (session s): 1 queued",
+        "run 1 r1: queued -> running on cuda:0",
+        "run 1  step 5/10",
+        "daemon: shutting down",
+    ]
