@@ -1,0 +1,384 @@
+"""The worker: one run of the daemon in its own process, reporting to the daemon through JSON lines.
+
+Command line::
+
+    python -m stratcast.daemon.worker RUN_DIR [--resume] [--device cpu|cuda:0] [--memory-gib X]
+
+``RUN_DIR`` is made by the daemon and holds ``job.json`` (a :class:`~stratcast.shared.protocol.JobSpec` as JSON);
+the worker writes the outputs to ``RUN_DIR/out/`` and training checkpoints to ``RUN_DIR/checkpoints/``. The daemon
+sets ``CUDA_VISIBLE_DEVICES`` (so the assigned GPU is ``cuda:0``) and
+``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``, and appends the worker's stderr to ``RUN_DIR/log.txt``.
+``--resume`` continues from the newest checkpoint that loads (or starts afresh, saying so in the log);
+``--memory-gib`` caps the worker's CUDA allocator (``torch.cuda.set_per_process_memory_fraction``).
+
+**stderr** is the human log: the job's lines, progress lines, warnings, and on failure a one-line summary
+followed by the full traceback. Stray writes to stdout (a library's ``print``) land there too.
+
+**stdout** carries machine events, one JSON object per line, each flushed as written::
+
+    {"event": "started", "pid": 4242, "device": "cuda:0", "resume": "RUN_DIR/checkpoints/step-00000120.pt"}
+    {"event": "progress", "step": 130, "max_steps": 1000, "epoch": 0.4, "train_loss": 0.21, "val_loss": null,
+     "best_val_loss": 0.19, "windows_per_s": 52000.0, "eta_s": 31.2, "learning_rate": 0.00093}
+    {"event": "memory", "allocated": 1073741824, "reserved": 2147483648, "peak": 1610612736, "oom_count": 0,
+     "rss": 912261120}
+    {"event": "checkpoint", "path": "RUN_DIR/checkpoints/step-00000200.pt", "step": 200}
+    {"event": "finished", "out": "RUN_DIR/out", "metrics": {...the content of metrics.json...}}
+    {"event": "stopped", "path": "RUN_DIR/checkpoints/step-00000214.pt", "step": 214}
+    {"event": "failed", "exit": 3, "error": "DataError: ..."}
+
+``progress`` follows every :class:`~stratcast.daemon.engine.trainer.Progress`; ``memory`` goes with a progress
+report when the last one is at least :data:`MEMORY_EVERY_S` old, and before ``finished``, ``stopped`` and
+``failed`` (CUDA allocator figures in bytes for the worker's device, zeros on the CPU; ``rss`` is the process's
+resident memory); NaN losses are ``null``. ``resume`` is null for a fresh start.
+
+**Signals:** the first SIGTERM or SIGINT asks for a stop: training ends at the next step boundary, a checkpoint is
+written and the worker exits :attr:`WorkerExit.STOPPED`. A second one exits at once with
+:attr:`WorkerExit.FORCED`. If the daemon goes away (the event pipe breaks) the worker stops the same way.
+
+This module imports no torch at import time, so the daemon can import :class:`WorkerExit` cheaply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+from pathlib import Path
+from types import FrameType
+from typing import IO, TYPE_CHECKING, Any
+
+import msgspec
+import psutil
+
+from stratcast.shared.protocol import JobSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from stratcast.daemon.engine.spec import RunSpec
+    from stratcast.daemon.engine.trainer import Progress
+
+JOB_FILE = "job.json"
+OUT_DIR = "out"
+CHECKPOINT_DIR = "checkpoints"
+LOG_FILE = "log.txt"
+"""Where the daemon sends the worker's stderr, inside ``RUN_DIR``."""
+MEMORY_EVERY_S = 0.5
+"""Least time between two ``memory`` events."""
+PROGRESS_LINE_EVERY_S = 5.0
+"""Least time between two progress lines in the log (validation checks always get one)."""
+GIB = 1024**3
+
+
+class WorkerExit(IntEnum):
+    """The worker's exit codes."""
+
+    OK = 0
+    """Finished; the outputs are in ``RUN_DIR/out``."""
+    FAILED = 1
+    """Anything else: a bug, the device, the disk (the log has the traceback)."""
+    USAGE = 2
+    """Bad command line (argparse's code)."""
+    BAD_INPUT = 3
+    """The job's data or options were rejected; the log says what to fix."""
+    STOPPED = 75
+    """A stop request ended training with a checkpoint; ``--resume`` continues (sysexits' EX_TEMPFAIL)."""
+    OUT_OF_MEMORY = 76
+    """The device (or host) ran out of memory."""
+    FORCED = 130
+    """A second stop signal: ended at once, without a new checkpoint."""
+
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = WorkerExit.OK, WorkerExit.FAILED, WorkerExit.BAD_INPUT
+EXIT_STOPPED, EXIT_OOM, EXIT_FORCED = WorkerExit.STOPPED, WorkerExit.OUT_OF_MEMORY, WorkerExit.FORCED
+"""The exit codes as plain constants, for the daemon's runner."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The worker's command line."""
+    p = argparse.ArgumentParser(prog="python -m stratcast.daemon.worker", description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", type=Path, help=f"the run's folder, holding {JOB_FILE}")
+    p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
+    p.add_argument("--device", help="cpu or cuda:N (default: the job's device)")
+    p.add_argument("--memory-gib", type=_positive, help="cap this worker's CUDA memory at this many GiB")
+    return p
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of GiB, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job in ``RUN_DIR`` and return the exit code (see :class:`WorkerExit`)."""
+    args = build_parser().parse_args(argv)
+    events = Events.take_stdout()
+    stop = StopFlag()
+    events.on_broken = stop.request
+    try:
+        return run(args, events, stop)
+    except Exception as exc:  # every failure becomes an exit code, a log entry and a "failed" event
+        return fail(exc, events)
+
+
+def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
+    """Read the job, run it with checkpoints and events, and map how it ended to an exit code."""
+    from stratcast.daemon.engine.device import enable_cpu_huge_pages
+
+    enable_cpu_huge_pages()  # before torch makes its first large allocation
+    from stratcast.daemon.engine.checkpoint import latest_checkpoint
+    from stratcast.daemon.engine.device import resolve_device
+    from stratcast.daemon.engine.job import run_job
+
+    run_dir: Path = args.run_dir
+    job = read_job(run_dir / JOB_FILE)
+    device = resolve_device(args.device or job.device)
+    spec = load_spec(job, run_dir, str(device))
+    resume_from = latest_checkpoint(run_dir / CHECKPOINT_DIR, log=log) if args.resume else None
+    if args.resume and resume_from is None:
+        log(f"no usable checkpoint in {run_dir / CHECKPOINT_DIR}: starting from scratch")
+    events.emit("started", pid=os.getpid(), device=str(device), resume=_str(resume_from))
+    limit_memory(device, args.memory_gib)
+    memory = MemoryReporter(device, events)
+    events.memory = memory
+    result = run_job(
+        spec,
+        log=log,
+        on_progress=ProgressReporter(events, memory),
+        should_stop=stop,
+        resume_from=resume_from,
+        checkpoint_dir=run_dir / CHECKPOINT_DIR,
+        on_checkpoint=events.checkpoint_saved,
+    )
+    memory.report(force=True)
+    if result.fit.interrupted:
+        events.emit("stopped", path=_str(result.checkpoint), step=result.fit.steps)
+        return WorkerExit.STOPPED
+    metrics = json.loads((result.out_dir / "metrics.json").read_text())
+    events.emit("finished", out=str(result.out_dir), metrics=metrics)
+    log(f"finished: outputs in {result.out_dir}")
+    return WorkerExit.OK
+
+
+def read_job(path: Path) -> JobSpec:
+    """The run's :class:`JobSpec`.
+
+    Raises:
+        ValueError: when the file is not a valid job (``msgspec`` names the field).
+    """
+    job: JobSpec = msgspec.json.decode(path.read_bytes(), type=JobSpec)
+    return job
+
+
+def load_spec(job: JobSpec, run_dir: Path, device: str) -> RunSpec:
+    """The engine's spec for ``job``; an unknown model is bad input like any other option.
+
+    Raises:
+        ValueError: for any option the engine rejects.
+    """
+    from stratcast.daemon.engine.spec import spec_from_job
+
+    try:
+        return spec_from_job(job, out=str(run_dir / OUT_DIR), device=device)
+    except KeyError as exc:
+        raise ValueError(exc.args[0] if exc.args else str(exc)) from None
+
+
+def limit_memory(device: torch.device, gib: float | None) -> None:
+    """Cap the CUDA caching allocator of this process at ``gib`` GiB (``--memory-gib``)."""
+    import torch
+
+    if gib is None:
+        return
+    if device.type != "cuda":
+        log(f"--memory-gib caps CUDA memory only; no cap on {device}")
+        return
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = min(1.0, gib * GIB / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    log(f"memory cap: {gib:.2f} GiB of {total / GIB:.1f} GiB on {device} ({fraction:.1%})")
+
+
+def log(message: str) -> None:
+    """One timestamped line of the human log (stderr)."""
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def fail(exc: Exception, events: Events) -> int:
+    """Log how the run failed, send the ``failed`` event, and return the exit code for ``exc``."""
+    code = exit_code_for(exc)
+    summary = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    if code == WorkerExit.BAD_INPUT:
+        log(f"error: {summary}")
+        log("the job's data or options were rejected: fix what the line above names and submit the job again")
+    else:
+        where = _where(exc)
+        what = "out of memory" if code == WorkerExit.OUT_OF_MEMORY else "failed"
+        log(f"{what}: {summary}{where}")
+        traceback.print_exception(exc, file=sys.stderr)
+        sys.stderr.flush()
+    if events.memory is not None:
+        events.memory.report(force=True)
+    events.emit("failed", exit=int(code), error=summary)
+    return code
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at job.py:120 in run_job)``: the innermost stratcast frame of the traceback, else the innermost one."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if f"{os.sep}stratcast{os.sep}" in f.filename]
+    if not frames:
+        return ""
+    frame = (ours or frames)[-1]
+    return f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
+
+
+def exit_code_for(exc: BaseException) -> WorkerExit:
+    """Out of memory (CUDA's error, or the CPU allocator's plain RuntimeError), bad input, or a failure."""
+    if isinstance(exc, MemoryError):
+        return WorkerExit.OUT_OF_MEMORY
+    if isinstance(exc, RuntimeError):
+        torch = sys.modules.get("torch")
+        text = str(exc)
+        if (torch is not None and isinstance(exc, torch.OutOfMemoryError)) or any(
+            needle in text for needle in ("can't allocate memory", "out of memory")
+        ):
+            return WorkerExit.OUT_OF_MEMORY
+        return WorkerExit.FAILED
+    # DataError, DeviceError and msgspec's errors are ValueErrors; a missing job.json is the daemon's fault
+    return WorkerExit.BAD_INPUT if isinstance(exc, ValueError) else WorkerExit.FAILED
+
+
+class Events:
+    """Machine events, one JSON object per line, on what was stdout when the worker started."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream: IO[bytes] | None = stream
+        self.on_broken: Callable[[], None] | None = None
+        """Called once if the reader goes away (the daemon died): the worker then stops with a checkpoint."""
+        self.memory: MemoryReporter | None = None
+        """Set once the device is known, so that a failure can send a last ``memory`` event."""
+        self._encoder = msgspec.json.Encoder()
+
+    @classmethod
+    def take_stdout(cls) -> Events:
+        """Keep stdout for events only: stray writes to fd 1 (print, C libraries) go to stderr from now on."""
+        sys.stdout.flush()
+        stream = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)
+        return cls(stream)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Write one event line and flush it."""
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(self._encoder.encode({"event": event, **fields}) + b"\n")
+            self.stream.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self._broken()
+
+    def checkpoint_saved(self, path: Path, step: int) -> None:
+        """The job's checkpoint callback: a ``checkpoint`` event and a log line."""
+        self.emit("checkpoint", path=str(path), step=step)
+        log(f"checkpoint {path.name}")
+
+    def _broken(self) -> None:
+        stream, self.stream = self.stream, None
+        log("the daemon's event pipe closed: stopping at the next step with a checkpoint")
+        if stream is not None:
+            with contextlib.suppress(OSError):  # what it still buffered has nowhere to go
+                stream.close()
+        if self.on_broken is not None:
+            self.on_broken()
+
+
+class MemoryReporter:
+    """Sends ``memory`` events: the CUDA allocator's figures for ``device`` and the process's RSS."""
+
+    def __init__(self, device: torch.device, events: Events) -> None:
+        self.device, self.events = device, events
+        self.process = psutil.Process()
+        self.last = float("-inf")
+
+    def sample(self) -> dict[str, int]:
+        """Allocated, reserved and peak bytes, OOMs seen (zeros off CUDA), and the resident set size."""
+        import torch
+
+        figures = {"allocated": 0, "reserved": 0, "peak": 0, "oom_count": 0}
+        if self.device.type == "cuda":
+            figures = {
+                "allocated": torch.cuda.memory_allocated(self.device),
+                "reserved": torch.cuda.memory_reserved(self.device),
+                "peak": torch.cuda.max_memory_allocated(self.device),
+                "oom_count": int(torch.cuda.memory_stats(self.device).get("num_ooms", 0)),
+            }
+        return {**figures, "rss": self.process.memory_info().rss}
+
+    def report(self, force: bool = False) -> None:
+        """Send a ``memory`` event unless one went out less than :data:`MEMORY_EVERY_S` ago (``force``: send)."""
+        now = time.monotonic()
+        if force or now - self.last >= MEMORY_EVERY_S:
+            self.last = now
+            self.events.emit("memory", **self.sample())
+
+
+class ProgressReporter:
+    """The job's progress callback: a ``progress`` event, a ``memory`` event, and now and then a log line."""
+
+    def __init__(self, events: Events, memory: MemoryReporter) -> None:
+        self.events, self.memory = events, memory
+        self.last_line = float("-inf")
+
+    def __call__(self, p: Progress) -> None:
+        """Report ``p``."""
+        from stratcast.daemon.progress import describe
+
+        self.events.emit("progress", **dataclasses.asdict(p))
+        self.memory.report()
+        now = time.monotonic()
+        if p.val_loss is not None or p.step == p.max_steps or now - self.last_line >= PROGRESS_LINE_EVERY_S:
+            self.last_line = now
+            log(describe(p))
+
+
+class StopFlag:
+    """SIGTERM/SIGINT ask for a stop at the next step boundary; a second signal ends the worker at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """Record the request (no work in a signal handler); exit now on the second one."""
+        if self.requested:
+            os.write(2, f"second {signal.Signals(signum).name}: exiting now, without a checkpoint\n".encode())
+            os._exit(WorkerExit.FORCED)
+        self.requested = True
+
+    def request(self) -> None:
+        """Ask for a stop from within the worker (the daemon went away)."""
+        self.requested = True
+
+    def __call__(self) -> bool:
+        """Whether a stop was requested."""
+        return self.requested
+
+
+if __name__ == "__main__":
+    sys.exit(main())
