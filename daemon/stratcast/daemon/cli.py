@@ -15,6 +15,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from stratcast.daemon.serve import add_arguments as add_serve_arguments
+from stratcast.daemon.serve import serve
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.report import skill_table, table, top_table
 
@@ -22,7 +24,9 @@ from stratcast.shared.report import skill_table, table, top_table
 def build_parser() -> argparse.ArgumentParser:
     """The ``stratcastd`` command line."""
     parser = argparse.ArgumentParser(prog="stratcastd", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the daemon in the foreground (the default with no command)")
+    add_serve_arguments(serve)
     run = sub.add_parser("run", help="run one forecasting job in the foreground (no server)")
     add_job_arguments(run)
     run.add_argument("--data", required=True, help="long-format parquet or CSV file")
@@ -62,6 +66,10 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stratcastd``."""
     args = build_parser().parse_args(argv)
+    if args.command in (None, "serve"):
+        if args.command is None:  # `stratcastd` alone serves with the defaults
+            args = build_parser().parse_args(["serve"])
+        return serve(args)
     if args.command == "models":
         return list_models(args.json)
     return run_command(args)

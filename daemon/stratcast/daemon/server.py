@@ -279,7 +279,10 @@ class Daemon:
             self._kick.clear()
             if self.shutting_down.is_set():
                 return
-            await self.admit()
+            try:
+                await self.admit()
+            except Exception:  # a bug here must not stop the queue for good: log it and try again
+                log.exception("admission failed")
 
     async def admit(self) -> None:
         """Start what the queue allows now; record why every other queued run waits."""
@@ -327,6 +330,7 @@ class Daemon:
                 total_mib=host[0] / 2**20,
                 free_mib=host[1] / 2**20,
                 runs=tuple(r.id for r in running),
+                caps_gib=tuple(r.placement.memory_gib for r in running),
             )
         ]
 
