@@ -27,6 +27,7 @@ def serve(args: argparse.Namespace) -> int:
     from stratcast.daemon.server import Daemon, DaemonRunning, Options
     from stratcast.daemon.store import StoreError
 
+    os.umask(0o077)  # state, logs and checkpoints readable by the daemon's user only
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
