@@ -1,6 +1,8 @@
 """End to end: ``stratcastd run`` and ``demo`` on small generated panels, as a user runs them."""
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 
@@ -117,3 +119,31 @@ def test_results_client_prints_the_same_tables_without_torch(tmp_path, panel_fil
         [sys.executable, "-m", "stratcast.tui.cli", "results", str(out)], capture_output=True, text=True, check=True
     )
     assert "trailing mean" in proc.stdout and "best possible" in proc.stdout
+
+
+def test_demo_runs_through_a_daemon_of_its_own_and_shuts_it_down(tmp_path):
+    out = tmp_path / "demo"
+    proc = stratcastd(
+        "demo",
+        "--out",
+        str(out),
+        "--model",
+        "dlinear",
+        "--strategies",
+        "30",
+        "--weeks",
+        "120",
+        "--set",
+        "max_steps=30",
+        "--set",
+        "batch_size=128",
+        check_code=ExitCode.OK,
+    )
+    assert "run 1 queued" in proc.stdout
+    assert "Skill on the holdout (26 periods, 30 strategies)" in proc.stdout
+    assert (out / "daemon" / "runs" / "1" / "out" / "forecast.parquet").exists()
+    fd = os.open(out / "daemon" / "stratcastd.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the daemon let go of its home: it exited
+    finally:
+        os.close(fd)

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-run", help="output folder (default: ./demo-run)")
     demo.add_argument("--strategies", type=int, default=1000, help="strategies in the demo panel")
     demo.add_argument("--weeks", type=int, default=260, help="weeks in the demo panel")
+    demo.add_argument("--no-daemon", action="store_true", help="run the job in this process instead of a daemon")
+    demo.add_argument("--keep-daemon", action="store_true", help="leave the demo's daemon running afterwards")
     models = sub.add_parser("models", help="list every model with its parameters, defaults and ranges")
     models.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -72,7 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     if args.command == "models":
         return list_models(args.json)
+    if args.command == "demo" and not args.no_daemon:
+        return demo_through_daemon(args)
     return run_command(args)
+
+
+def demo_through_daemon(args: argparse.Namespace) -> int:
+    """``demo``: the demo job submitted to a daemon of its own (see :mod:`stratcast.daemon.embedded`)."""
+    from stratcast.daemon.embedded import run_demo
+
+    args.horizon = args.horizon or DEMO_DEFAULTS["horizon"]
+    args.input_size = args.input_size or DEMO_DEFAULTS["input_size"]
+    args.holdout = args.horizon if args.holdout is None else args.holdout
+    options = [f"{k}={v}" for k, v in DEMO_DEFAULTS.items() if k not in ("horizon", "input_size")]
+    return run_demo(args, write_demo_panel(args), [*options, *DEMO_MODEL_PARAMS.get(args.model, []), *args.set])
 
 
 def list_models(as_json: bool) -> int:

@@ -15,6 +15,7 @@ from stratcast.shared.paths import HomeError, resolve_home
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``serve``."""
     p.add_argument("--home", help="folder for this daemon's state and sockets (default: $STRATCAST_HOME or XDG)")
+    p.add_argument("--sockets", help="folder for the sockets (default: HOME/sock, or $STRATCAST_SOCKETS)")
     p.add_argument("--cpu-slots", type=int, default=1, help="concurrent runs on a machine without GPUs (default 1)")
     p.add_argument("--telemetry-hz", type=float, default=5.0, help="GPU/host samples per second (4-10)")
     p.add_argument("--restart-budget", type=int, default=3, help="automatic resumes of an interrupted run")
@@ -41,7 +42,7 @@ def serve(args: argparse.Namespace) -> int:
         min_free_gib=args.min_free_gib,
     )
     try:
-        asyncio.run(Daemon(resolve_home(args.home), options).serve())
+        asyncio.run(Daemon(resolve_home(args.home, args.sockets), options).serve())
     except (HomeError, StoreError) as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT

@@ -47,7 +47,7 @@ from stratcast.daemon.engine.forecast import blend_toward_mean, predict
 from stratcast.daemon.engine.losses import point_forecast
 from stratcast.daemon.engine.panel import Panel
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
-from stratcast.daemon.engine.spec import RunSpec
+from stratcast.daemon.engine.spec import RunSpec, required_periods
 from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
 from stratcast.daemon.engine.trainer import FitResult, Progress, StepHook, Trainer
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
@@ -162,8 +162,7 @@ def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
         target_col=spec.target_col,
         fill_missing=spec.fill_missing,  # type: ignore[arg-type]
     )
-    need = (1 if cfg.pad_start else cfg.input_size) + 1 + cfg.effective_val_size + spec.holdout
-    panel = drop_short(panel, need, what="input_size + 1 + val_size + holdout")
+    panel = drop_short(panel, required_periods(spec), what="input_size + 1 + val_size + holdout")
     for note in panel.notes:
         log(f"warning: {note}")
     log(f"panel: {panel.n_series} strategies x {panel.n_times} periods from {panel.source}")

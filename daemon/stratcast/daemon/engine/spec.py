@@ -170,3 +170,9 @@ def _route(key: str, defaults: Mapping[str, Mapping[str, Any]], model: str) -> t
         f"--set {key}: unknown option; training options: {', '.join(sorted(train_fields()))}; "
         f"{model} parameters: {', '.join(sorted(defaults['model'])) or 'none'}"
     )
+
+
+def required_periods(spec: RunSpec) -> int:
+    """Periods a series needs: its input (1 with ``pad_start``), one target, validation and holdout."""
+    cfg = spec.train
+    return (1 if cfg.pad_start else cfg.input_size) + 1 + cfg.effective_val_size + spec.holdout

@@ -54,9 +54,9 @@ def check_job(job: JobSpec) -> None:
     Raises:
         InvalidSpec: with the engine's message (file, column and first offending rows for data errors).
     """
-    from stratcast.daemon.engine.data import load_panel
+    from stratcast.daemon.engine.data import drop_short, load_panel
     from stratcast.daemon.engine.panel import DataError
-    from stratcast.daemon.engine.spec import spec_from_job
+    from stratcast.daemon.engine.spec import required_periods, spec_from_job
 
     if job.device not in ("auto", "cpu"):
         raise InvalidSpec(f"device {job.device!r}: the daemon assigns GPUs itself; use --gpu N to pin one")
@@ -64,12 +64,15 @@ def check_job(job: JobSpec) -> None:
         raise InvalidSpec(f"data path {job.data!r} must be absolute: the daemon does not share your working folder")
     try:
         spec = spec_from_job(job, out="-", device="cpu")
-        load_panel(
+        panel = load_panel(
             spec.data,
             id_col=spec.id_col,
             time_col=spec.time_col,
             target_col=spec.target_col,
             fill_missing=spec.fill_missing,  # type: ignore[arg-type]
         )
+        drop_short(
+            panel, required_periods(spec), what="input_size + 1 + val_size + holdout"
+        )  # an error when no series is left
     except (DataError, ValueError, KeyError, OSError) as exc:
         raise InvalidSpec(str(exc).strip("'\"")) from None

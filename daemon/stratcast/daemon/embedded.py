@@ -1,0 +1,170 @@
+"""``stratcastd demo``: start a daemon of its own, submit the demo job to it, follow it, print the results.
+
+The demo goes through the same path as real use (a daemon serving ``OUT/daemon``, a worker process, events over
+ZeroMQ), so the first command a user runs exercises all of it. A daemon already serving that home is reused and
+left running; one the demo started is shut down at the end (``--keep-daemon`` leaves it up to explore with
+``stratcast --home OUT/daemon ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed, Subscriber
+from stratcast.shared.errors import ExitCode
+from stratcast.shared.paths import MAX_IPC_PATH, Home, resolve_home
+from stratcast.shared.protocol import FINAL_STATES, JobSpec, ReadLogs, Shutdown, StopRun, Submit
+
+STARTUP_S = 60.0
+PRINT_EVERY_S = 2.0
+
+
+def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
+    """Serve, submit, follow, print; the exit code says how the run ended."""
+    home = demo_home(Path(args.out) / "daemon")
+    daemon = None if _answers(home) else start_daemon(home)
+    job = JobSpec(
+        data=str(data.absolute()),
+        model=args.model,
+        mode=args.mode,
+        horizon=args.horizon,
+        input_size=args.input_size,
+        holdout=args.holdout,
+        sets=sets,
+    )
+    try:
+        with Client(home) as client, client.subscribe(idle_timeout_s=30.0) as events:
+            run = client.call(Submit(job=job))["run"]
+            print(f"daemon: {client.hello.get('daemon')} at {home.control}; run {run['id']} queued", flush=True)
+            try:
+                final = follow(events, run["id"])
+            except KeyboardInterrupt:
+                client.call(StopRun(run=run["id"]))
+                print(f"\nstopping run {run['id']} (it checkpoints; `stratcast resume {run['id']}` continues it)")
+                return ExitCode.INTERRUPTED
+            if final["state"] != "succeeded":
+                print(f"run {run['id']} {final['state']}: {final['reason']}", file=sys.stderr)
+                print(client.call(ReadLogs(run=run["id"], limit=8192))["text"][-4000:], file=sys.stderr)
+                return ExitCode.FAILED
+            print_results(Path(final["out"]) / "out")
+            return ExitCode.OK
+    except RequestFailed as exc:
+        print(f"stratcastd demo: the daemon refused the demo job: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    except DaemonUnavailable as exc:
+        print(f"stratcastd demo: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    finally:
+        if daemon is not None and not args.keep_daemon:
+            stop_daemon(home, daemon)
+        elif daemon is not None:
+            print(f"the daemon keeps running (pid {daemon.pid}): `stratcast --home {home.state} status`")
+
+
+def demo_home(state: Path) -> Home:
+    """The demo daemon's home; its sockets go to a short temporary folder when ``state`` is deep."""
+    home = resolve_home(state)
+    if len(str(home.sockets / "control")) > MAX_IPC_PATH:
+        home = resolve_home(state, sockets=tempfile.mkdtemp(prefix="sc-"))
+    return home
+
+
+def start_daemon(home: Home) -> subprocess.Popen[bytes]:
+    """Start ``stratcastd serve`` for ``home`` (its log in ``HOME/daemon.log``) and wait until it answers.
+
+    Raises:
+        DaemonUnavailable: when it exits or does not answer within :data:`STARTUP_S`.
+    """
+    home.state.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "stratcast.daemon.cli", "serve", "--home", str(home.state)]
+    cmd += ["--sockets", str(home.sockets)]
+    with open(home.state / "daemon.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DaemonUnavailable(home.control, f"the daemon exited with {proc.returncode}; see {log.name}")
+        if _answers(home):
+            return proc
+        time.sleep(0.2)
+    proc.kill()
+    raise DaemonUnavailable(home.control, f"the daemon did not answer within {STARTUP_S:g} s")
+
+
+def stop_daemon(home: Home, proc: subprocess.Popen[bytes]) -> None:
+    """Ask the daemon to shut down and wait for it (kill it if it hangs)."""
+    try:
+        with Client(home, timeout_s=5.0) as client:
+            client.call(Shutdown())
+        proc.wait(timeout=60)
+    except (DaemonUnavailable, RequestFailed, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+
+
+def _answers(home: Home) -> bool:
+    if not Path(home.control.removeprefix("ipc://")).exists():
+        return False
+    try:
+        with Client(home, timeout_s=1.0):
+            return True
+    except (DaemonUnavailable, RequestFailed):
+        return False
+
+
+def follow(events: Subscriber, run: int) -> dict[str, Any]:
+    """Print the run's progress every few seconds until it ends; its final record."""
+    last_print = 0.0
+    while True:
+        event = events.recv(timeout_s=1.0)
+        if event is None:
+            continue
+        data = event.data
+        if event.topic == "progress" and data.get("run") == run and time.monotonic() - last_print >= PRINT_EVERY_S:
+            last_print = time.monotonic()
+            print(progress_line(data), flush=True)
+        elif event.topic == "run" and data.get("run", {}).get("id") == run:
+            info: dict[str, Any] = data["run"]
+            if info["state"] in FINAL_STATES or info["state"] in ("stopped", "interrupted"):
+                return info
+
+
+def progress_line(p: dict[str, Any]) -> str:
+    """``step 120/600  loss 0.412  val 0.398  12,000 win/s  eta 31s``."""
+    parts = [f"step {p.get('step')}/{p.get('max_steps')}"]
+    if p.get("train_loss") is not None:
+        parts.append(f"loss {p['train_loss']:.4g}")
+    if p.get("val_loss") is not None:
+        parts.append(f"val {p['val_loss']:.4g}")
+    if p.get("windows_per_s"):
+        parts.append(f"{p['windows_per_s']:,.0f} win/s")
+    if p.get("eta_s") is not None:
+        parts.append(f"eta {p['eta_s']:.0f}s")
+    return "  ".join(parts)
+
+
+def print_results(out: Path) -> None:
+    """The top strategies and the skill table from a finished run's folder."""
+    import pandas as pd
+
+    from stratcast.shared.report import skill_table, top_table
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    top = pd.read_parquet(out / "summary.parquet").head(10).to_dict("records")
+    print(f"\nTop strategies by forecast mean profit per period (outputs in {out}):")
+    print(top_table([{str(k): v for k, v in r.items()} for r in top]))
+    best = metrics["best_strategy"]
+    print(f"Best strategy: {best['strategy']} (forecast {best['forecast_mean']:.4g} per period)")
+    if "errors" in metrics:
+        h = metrics["holdout"]
+        print(f"\nSkill on the holdout ({h['periods']} periods, {h['strategies']} strategies):")
+        print(skill_table(metrics))
+        for line in metrics["verdict"]:
+            print(f"- {line}")
