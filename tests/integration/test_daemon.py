@@ -215,3 +215,49 @@ def test_random_frames_on_the_live_socket_never_break_the_daemon(daemon, frame):
     finally:
         sock.close()
     assert daemon.alive()
+
+
+def free_port_pair() -> int:
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        with socket.socket() as b:
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free consecutive ports")
+
+
+def test_tcp_admits_only_listed_curve_clients(short_home, tmp_path):
+    import zmq.auth
+
+    from stratcast.daemon.channels import make_keys
+    from stratcast.shared.client import CurveKeys, DaemonUnavailable
+
+    server_cert, client_cert = make_keys(tmp_path / "curve", "alice")
+    port = free_port_pair()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    daemon = DaemonProcess(short_home, "--tcp", endpoint, "--curve-dir", str(tmp_path / "curve")).start()
+    try:
+        server_public, _ = zmq.auth.load_certificate(server_cert)
+        public, secret = zmq.auth.load_certificate(client_cert)
+        keys = CurveKeys(server_public=server_public, public=public, secret=secret)
+        with Client(endpoint=endpoint, curve=keys, timeout_s=10) as client:
+            assert client.hello["events"] == f"tcp://127.0.0.1:{port + 1}"
+            assert "counts" in client.call(Status())
+            with client.subscribe() as events:
+                assert events.recv(timeout_s=5) is not None  # heartbeats arrive over CURVE too
+        stranger_public, stranger_secret = zmq.curve_keypair()
+        stranger = CurveKeys(server_public=server_public, public=stranger_public, secret=stranger_secret)
+        with pytest.raises(DaemonUnavailable):
+            Client(endpoint=endpoint, curve=stranger, timeout_s=2).connect()
+        with pytest.raises(DaemonUnavailable):
+            Client(endpoint=endpoint, timeout_s=2).connect()  # plain TCP, no CURVE
+        assert daemon.alive()
+    finally:
+        daemon.stop()

@@ -16,7 +16,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from stratcast.daemon.serve import add_arguments as add_serve_arguments
-from stratcast.daemon.serve import serve
+from stratcast.daemon.serve import add_keys_arguments, make_keys, serve
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.report import skill_table, table, top_table
 
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the daemon in the foreground (the default with no command)")
     add_serve_arguments(serve)
+    keys = sub.add_parser("keys", help="create CURVE certificates for serving over TCP (--tcp)")
+    add_keys_arguments(keys)
     run = sub.add_parser("run", help="run one forecasting job in the foreground (no server)")
     add_job_arguments(run)
     run.add_argument("--data", required=True, help="long-format parquet or CSV file")
@@ -72,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:  # `stratcastd` alone serves with the defaults
             args = build_parser().parse_args(["serve"])
         return serve(args)
+    if args.command == "keys":
+        return make_keys(args)
     if args.command == "models":
         return list_models(args.json)
     if args.command == "demo" and not args.no_daemon:

@@ -7,10 +7,14 @@ logged in full.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import zmq
+
+from stratcast.daemon.channels import Channel
 from stratcast.daemon.handlers import (
     add_schedule,
     hello,
@@ -78,24 +82,29 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-async def handle_request(d: Daemon, identity: bytes, frames: list[bytes]) -> None:
-    """Answer one request from ``identity``; every outcome is a reply frame."""
+async def handle_request(d: Daemon, channel: Channel, identity: bytes, frames: list[bytes]) -> None:
+    """Answer one request from ``identity`` on ``channel``; every outcome is a reply frame."""
     if len(frames) != 1:
-        d.reply(
-            identity, encode(Error(id=None, code="bad_request", message=f"a request is 1 frame, got {len(frames)}"))
-        )
+        error = Error(id=None, code="bad_request", message=f"a request is 1 frame, got {len(frames)}")
+        _send(channel, identity, error)
         return
     try:
         req = decode_request(frames[0])
     except ProtocolError as exc:
-        d.reply(identity, encode(Error(id=exc.request_id, code=exc.code, message=str(exc))))
+        _send(channel, identity, Error(id=exc.request_id, code=exc.code, message=str(exc)))
         return
-    d.reply(identity, encode(await _answer(d, identity, req)))
+    _send(channel, identity, await _answer(d, channel, identity, req))
 
 
-async def _answer(d: Daemon, identity: bytes, req: Request) -> Reply | Error:
+def _send(channel: Channel, identity: bytes, reply: Reply | Error) -> None:
+    with contextlib.suppress(zmq.ZMQError):  # a client gone before its reply is not the daemon's problem
+        channel.router.send_multipart([identity, encode(reply)], flags=zmq.NOBLOCK)
+
+
+async def _answer(d: Daemon, channel: Channel, identity: bytes, req: Request) -> Reply | Error:
     kind = type(req).__struct_config__.tag
-    if not isinstance(req, Hello) and identity not in d.peers:
+    peer = (channel.name, identity)
+    if not isinstance(req, Hello) and peer not in d.peers:
         return Error(id=req.id, code="handshake_required", message="send hello with the protocol version first")
     try:
         result = await HANDLERS[str(kind)](d, req)
@@ -109,5 +118,6 @@ async def _answer(d: Daemon, identity: bytes, req: Request) -> Reply | Error:
         log.exception("request %s failed", kind)
         return Error(id=req.id, code="internal", message=f"internal error handling {kind}; see the daemon's log")
     if isinstance(req, Hello):
-        d.greet(identity)
+        d.greet(peer)
+        result["events"] = channel.events  # the event endpoint of the transport this client came in on
     return Reply(id=req.id, result=result)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.paths import HomeError, resolve_home
@@ -20,11 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--telemetry-hz", type=float, default=5.0, help="GPU/host samples per second (4-10)")
     p.add_argument("--restart-budget", type=int, default=3, help="automatic resumes of an interrupted run")
     p.add_argument("--min-free-gib", type=float, default=1.0, help="a GPU with less free memory gets no run")
+    p.add_argument("--allow-uid", type=int, action="append", default=[], help="also admit this UID on ipc")
+    p.add_argument("--tcp", metavar="tcp://HOST:PORT", help="also serve over TCP (events on PORT+1); needs --curve-dir")
+    p.add_argument("--curve-dir", type=Path, help="CURVE certificates for --tcp (see `stratcastd keys`)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run the daemon until shutdown; exit codes: 0 clean, 3 unusable home, 1 another daemon or a crash."""
+    from stratcast.daemon.channels import ChannelError
     from stratcast.daemon.server import Daemon, DaemonRunning, Options
     from stratcast.daemon.store import StoreError
 
@@ -35,18 +40,41 @@ def serve(args: argparse.Namespace) -> int:
     if not 0.5 <= args.telemetry_hz <= 20:
         print("stratcastd: error: --telemetry-hz must be between 0.5 and 20", file=sys.stderr)
         return ExitCode.USAGE
+    if (args.tcp is None) != (args.curve_dir is None):
+        print("stratcastd: error: --tcp and --curve-dir go together (TCP is CURVE-only)", file=sys.stderr)
+        return ExitCode.USAGE
     options = Options(
         cpu_slots=max(1, args.cpu_slots),
         telemetry_hz=args.telemetry_hz,
         restart_budget=args.restart_budget,
         min_free_gib=args.min_free_gib,
+        uids=tuple(args.allow_uid),
+        tcp=args.tcp,
+        curve_dir=args.curve_dir,
     )
     try:
         asyncio.run(Daemon(resolve_home(args.home, args.sockets), options).serve())
-    except (HomeError, StoreError) as exc:
+    except (HomeError, StoreError, ChannelError) as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except DaemonRunning as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def add_keys_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``keys``."""
+    p.add_argument("--curve-dir", type=Path, required=True, help="folder of the daemon's CURVE certificates")
+    p.add_argument("--client", required=True, help="name of the client certificate to create")
+
+
+def make_keys(args: argparse.Namespace) -> int:
+    """Create the daemon's certificate (once) and a client's; say which files go to the client."""
+    from stratcast.daemon.channels import make_keys as create
+
+    server, client = create(args.curve_dir, args.client)
+    print(f"client {args.client!r} is allowed; give the client these two files:")
+    print(f"  {server}   (the daemon's public certificate: stratcast --server-key)")
+    print(f"  {client}   (the client's secret certificate: stratcast --client-key; keep it private)")
     return ExitCode.OK

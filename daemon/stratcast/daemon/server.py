@@ -25,13 +25,14 @@ import zmq
 import zmq.asyncio
 
 from stratcast.daemon import sdnotify
+from stratcast.daemon.channels import Channel, open_ipc, open_tcp
 from stratcast.daemon.dispatch import handle_request
 from stratcast.daemon.queue import DeviceView, plan
 from stratcast.daemon.runner import Ending, Runner
 from stratcast.daemon.schedules import Timetable
 from stratcast.daemon.store import Store
 from stratcast.daemon.telemetry import Telemetry
-from stratcast.daemon.zap import DOMAIN, serve_zap
+from stratcast.daemon.zap import serve_zap
 from stratcast.shared.paths import Home
 from stratcast.shared.protocol import HEARTBEAT_S, Event, RunInfo, encode_event, to_builtins
 
@@ -62,6 +63,12 @@ class Options:
     """How long shutdown waits for running runs to checkpoint before killing them."""
     min_free_gib: float = 1.0
     """A GPU with less free memory than this gets no exclusive run."""
+    uids: tuple[int, ...] = ()
+    """Further UIDs admitted on the ipc sockets (the daemon's own always is)."""
+    tcp: str | None = None
+    """``tcp://HOST:PORT`` to also serve over TCP (events on PORT+1), CURVE only; None: ipc only."""
+    curve_dir: Path | None = None
+    """The daemon's CURVE certificate and the client allow-list (``stratcastd keys``), for ``tcp``."""
 
 
 class Daemon:
@@ -76,7 +83,7 @@ class Daemon:
         self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz)
         self.runner = Runner(self._worker_event, self._worker_exit)
         self.timetable = Timetable(self._fire_schedule)
-        self.peers: OrderedDict[bytes, float] = OrderedDict()
+        self.peers: OrderedDict[tuple[str, bytes], float] = OrderedDict()
         self.notices: list[str] = []
         self.shutting_down = asyncio.Event()
         self.force_exit = False
@@ -90,8 +97,7 @@ class Daemon:
         """Latest progress of each running run (the store holds one at most PROGRESS_SAVE_S old)."""
         self.validation = asyncio.Semaphore(2)
         self.ctx: zmq.asyncio.Context | None = None
-        self.router: zmq.asyncio.Socket | None = None
-        self.pub: zmq.asyncio.Socket | None = None
+        self.channels: list[Channel] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -108,13 +114,20 @@ class Daemon:
     async def _serve(self) -> None:
         self._recover()
         self.ctx = zmq.asyncio.Context()
-        tasks = [asyncio.create_task(serve_zap(self.ctx, {os.getuid()}))]
-        await asyncio.sleep(0)  # the ZAP handler binds before any socket with a domain
-        self._bind()
+        keys: set[bytes] = set()
+        self.channels = [open_ipc(self.ctx, self.home)]
+        if self.options.tcp is not None:
+            assert self.options.curve_dir is not None, "--tcp needs --curve-dir"
+            tcp, keys = open_tcp(self.ctx, self.options.tcp, self.options.curve_dir)
+            self.channels.append(tcp)
+        # the ZAP handler must be bound before the first connection arrives: start it before any other await
+        tasks = [asyncio.create_task(serve_zap(self.ctx, {os.getuid(), *self.options.uids}, keys))]
         self.timetable.start()
         for s in self.db.list_schedules():
             self.timetable.put(s)
-        for loop in (self._control_loop, self._heartbeat_loop, self._telemetry_loop, self._admission_loop):
+        for channel in self.channels:
+            tasks.append(asyncio.create_task(self._control_loop(channel)))
+        for loop in (self._heartbeat_loop, self._telemetry_loop, self._admission_loop):
             tasks.append(asyncio.create_task(loop()))
         self._install_signals()
         sdnotify.notify("READY=1")
@@ -129,28 +142,9 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
             self._close_sockets()
 
-    def _bind(self) -> None:
-        """Bind the control and event sockets (ZAP-checked, socket files 0600 in the 0700 folder)."""
-        assert self.ctx is not None
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.pub = self.ctx.socket(zmq.PUB)
-        for sock, endpoint in ((self.router, self.home.control), (self.pub, self.home.events)):
-            sock.zap_domain = DOMAIN
-            sock.linger = 0
-            path = Path(endpoint.removeprefix("ipc://"))
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # a stale socket file from a daemon that died (the lock says none runs now)
-            sock.bind(endpoint)
-            path.chmod(0o600)
-        self.pub.sndhwm = 100_000
-
     def _close_sockets(self) -> None:
-        for sock in (self.router, self.pub):
-            if sock is not None:
-                sock.close(linger=0)
-        for endpoint in (self.home.control, self.home.events):
-            with contextlib.suppress(OSError):
-                Path(endpoint.removeprefix("ipc://")).unlink()
+        for channel in self.channels:
+            channel.close()
         if self.ctx is not None:
             self.ctx.term()
 
@@ -203,11 +197,10 @@ class Daemon:
     def publish(self, topic: str, data: dict[str, Any]) -> None:
         """Publish one event (after the state it describes is committed)."""
         self.seq += 1
-        if self.pub is None:
-            return
-        event = Event(session=self.session, seq=self.seq, time=time.time(), topic=topic, data=data)
-        with contextlib.suppress(zmq.Again):
-            self.pub.send_multipart(encode_event(event), flags=zmq.NOBLOCK)
+        frames = encode_event(Event(session=self.session, seq=self.seq, time=time.time(), topic=topic, data=data))
+        for channel in self.channels:
+            with contextlib.suppress(zmq.Again):
+                channel.pub.send_multipart(frames, flags=zmq.NOBLOCK)
 
     def run_changed(self, run: RunInfo) -> RunInfo:
         """Announce a run's new record and let the queue reconsider."""
@@ -225,27 +218,20 @@ class Daemon:
 
     # -- loops -------------------------------------------------------------------------------------------------
 
-    async def _control_loop(self) -> None:
-        assert self.router is not None
+    async def _control_loop(self, channel: Channel) -> None:
         while True:
-            frames = await self.router.recv_multipart()
+            frames = await channel.router.recv_multipart()
             if len(frames) < 2:
                 continue
             identity, body = frames[0], frames[1:]
-            task = asyncio.create_task(handle_request(self, identity, body))
+            task = asyncio.create_task(handle_request(self, channel, identity, body))
             self._requests.add(task)  # keep a reference until done (the loop holds only weak ones)
             task.add_done_callback(self._requests.discard)
 
-    def reply(self, identity: bytes, frame: bytes) -> None:
-        """Send one reply frame to a client."""
-        assert self.router is not None
-        with contextlib.suppress(zmq.ZMQError):
-            self.router.send_multipart([identity, frame], flags=zmq.NOBLOCK)
-
-    def greet(self, identity: bytes) -> None:
-        """Remember a client that completed the handshake."""
-        self.peers[identity] = time.time()
-        self.peers.move_to_end(identity)
+    def greet(self, peer: tuple[str, bytes]) -> None:
+        """Remember a client (channel name, identity) that completed the handshake."""
+        self.peers[peer] = time.time()
+        self.peers.move_to_end(peer)
         while len(self.peers) > MAX_PEERS:
             self.peers.popitem(last=False)
 
