@@ -129,14 +129,15 @@ def test_stop_checkpoints_and_resume_continues_from_the_checkpoint(daemon, panel
         assert "resum" in client.call(ReadLogs(run=run))["text"].lower()
 
 
-def test_a_worker_killed_by_a_signal_fails_its_run_and_the_daemon_goes_on(daemon, panel):
+def test_workers_killed_by_signals_fail_their_runs_with_the_cause_and_the_daemon_goes_on(daemon, panel):
     with Client(daemon.home) as client:
-        run = client.call(Submit(job=job(panel, 200_000)))["run"]["id"]
-        pid = wait_for(client, run, ("running",))["pid"]
-        os.kill(pid, signal.SIGSEGV)
-        failed = wait_for(client, run, ("failed",))
-        assert "SIGSEGV" in failed["exit"] and "SIGSEGV" in failed["reason"]
-        assert client.call(Status())["counts"]["failed"] == 1
+        for sig in (signal.SIGSEGV, signal.SIGKILL):
+            run = client.call(Submit(job=job(panel, 200_000)))["run"]["id"]
+            pid = wait_for(client, run, ("running",))["pid"]
+            os.kill(pid, sig)
+            failed = wait_for(client, run, ("failed",))
+            assert sig.name in failed["exit"] and sig.name in failed["reason"]
+        assert client.call(Status())["counts"]["failed"] == 2
 
 
 def test_kill9_of_the_daemon_keeps_the_queue_and_resumes_interrupted_runs(short_home, panel):
