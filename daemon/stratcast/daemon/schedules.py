@@ -43,7 +43,7 @@ def make_trigger(cron: str | None, every_s: int | None, timezone: str) -> BaseTr
         raise ScheduleError(f"unknown time zone {timezone!r}; use an IANA name such as Europe/London or UTC") from None
     if cron is not None:
         try:
-            return CronTrigger.from_crontab(cron, timezone=tz)
+            return _crontab(cron, tz)
         except ValueError as exc:
             raise ScheduleError(
                 f"bad cron expression {cron!r} ({exc}); use five fields: min hour day month weekday"
@@ -52,6 +52,50 @@ def make_trigger(cron: str | None, every_s: int | None, timezone: str) -> BaseTr
     if every_s < 1:
         raise ScheduleError(f"interval must be at least 1 second, got {every_s}")
     return IntervalTrigger(seconds=every_s, timezone=tz)
+
+
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""Crontab weekday numbers (0 and 7 are Sunday) as names: APScheduler numbers weekdays from Monday = 0, so
+``CronTrigger.from_crontab("0 22 * * 0")`` would fire on Mondays."""
+
+
+def _crontab(expr: str, tz: ZoneInfo) -> CronTrigger:
+    """A trigger for a five-field crontab expression with crontab's own weekday numbering."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields, got {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekdays(weekday), timezone=tz)
+
+
+def _weekdays(field: str) -> str:
+    """Translate a crontab weekday field (``0``, ``1-5``, ``*/2``, ``mon,3``) into APScheduler's names."""
+    out = []
+    for item in field.split(","):
+        base, _, step = item.partition("/")
+        if step:
+            lo, hi = (0, 6) if base == "*" else _bounds(base)
+            out += [WEEKDAYS[d] for d in range(lo, hi + 1, int(step))]
+        elif base == "*" or not any(c.isdigit() for c in base):
+            out.append(base)  # every day, or names APScheduler reads as they are
+        elif "-" in base:  # spelled out: APScheduler's ranges run Monday to Sunday, crontab's from Sunday
+            lo, hi = _bounds(base)
+            out += [WEEKDAYS[d] for d in range(lo, hi + 1)]
+        else:
+            out.append(WEEKDAYS[_day(base)])
+    return ",".join(out)
+
+
+def _bounds(text: str) -> tuple[int, int]:
+    lo, _, hi = text.partition("-")
+    return _day(lo), _day(hi or lo)
+
+
+def _day(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 7:
+        raise ValueError(f"weekday {value} is not between 0 and 7")
+    return value
 
 
 def first_fire(trigger: BaseTrigger, now: float) -> float | None:
