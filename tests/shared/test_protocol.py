@@ -46,6 +46,12 @@ json_values = st.recursive(
 def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     """Values of a message field's type (every type protocol.py uses)."""
     origin = get_origin(tp)
+    if origin is typing.Annotated:  # an int with msgspec.Meta bounds
+        base, *metas = get_args(tp)
+        meta = next(m for m in metas if isinstance(m, msgspec.Meta))
+        assert base is int
+        lo = meta.ge if meta.ge is not None else -(2**63)
+        return st.integers(lo, meta.le if meta.le is not None else 2**63 - 1)
     if tp is Any:
         return json_values
     if tp is type(None):
@@ -73,7 +79,7 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
 
 def struct_of(cls: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
     """Instances of ``cls`` with every field drawn, optional ones included."""
-    hints = typing.get_type_hints(cls, vars(protocol))
+    hints = typing.get_type_hints(cls, vars(protocol), include_extras=True)
     fields = {f.name: strategy_for(hints[f.name]) for f in msgspec.structs.fields(cls)}
     return st.builds(cls, **fields)
 

@@ -33,7 +33,7 @@ anything else raises :class:`ProtocolError`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -47,6 +47,10 @@ TOPICS = ("run", "progress", "telemetry", "log", "schedule", "oom", "daemon", "h
 """Event topics: a run's record changed; a run's training progress; GPU/host/run memory samples; new log lines of
 a run; a schedule changed or fired; a run recovered from (or died of) an out-of-memory error; daemon notices
 (a GPU without drivers, shutdown); heartbeats."""
+
+Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""A run or schedule id: what SQLite's INTEGER holds."""
+Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 
 RunState = Literal["queued", "held", "running", "succeeded", "failed", "oom-failed", "stopped", "killed", "interrupted"]
 """A run's lifecycle state. ``stopped`` runs have a checkpoint and can be resumed; ``interrupted`` runs were
@@ -97,9 +101,9 @@ class Placement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How a run is queued and placed."""
 
     name: str = ""
-    priority: int = 0
+    priority: Priority = 0
     """Higher runs first; FIFO within a priority."""
-    after: list[int] = []
+    after: list[Id] = []
     """Run ids that must succeed before this one starts."""
     gpu: int | None = None
     """Pin to this GPU index; None: any."""
@@ -199,7 +203,7 @@ class ListRuns(Request, tag="list_runs"):
 class RunRequest(Request):
     """A request about one run."""
 
-    run: int
+    run: Id
 
 
 class ShowRun(RunRequest, tag="show_run"):
@@ -239,15 +243,15 @@ class RemoveRun(RunRequest, tag="remove_run"):
 class SetPriority(RunRequest, tag="set_priority"):
     """Change a queued run's priority."""
 
-    priority: int
+    priority: Priority
 
 
 class ReadLogs(Request, tag="read_logs"):
     """Bytes of a run's log from ``offset``; the result has ``text`` and the ``offset`` to ask for next."""
 
-    run: int
-    offset: int = 0
-    limit: int = 65536
+    run: Id
+    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1 << 20)] = 65536
 
 
 class ListGpus(Request, tag="list_gpus"):
@@ -276,7 +280,7 @@ class ListSchedules(Request, tag="list_schedules"):
 class ScheduleRequest(Request):
     """A request about one schedule."""
 
-    schedule: int
+    schedule: Id
 
 
 class RemoveSchedule(ScheduleRequest, tag="remove_schedule"):
