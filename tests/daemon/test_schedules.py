@@ -58,7 +58,15 @@ def test_times_missed_while_down_fire_once_and_paused_schedules_never():
 
 @pytest.mark.parametrize(
     ("field", "names"),
-    [("0", "sun"), ("7", "sun"), ("1-5", "mon,tue,wed,thu,fri"), ("0-1", "sun,mon"), ("*/2", "sun,tue,thu,sat"), ("mon,3", "mon,wed"), ("*", "*")],
+    [
+        ("0", "sun"),
+        ("7", "sun"),
+        ("1-5", "mon,tue,wed,thu,fri"),
+        ("0-1", "sun,mon"),
+        ("*/2", "sun,tue,thu,sat"),
+        ("mon,3", "mon,wed"),
+        ("*", "*"),
+    ],
 )
 def test_crontab_weekdays_count_from_sunday(field, names):
     from stratcast.daemon.schedules import _weekdays
