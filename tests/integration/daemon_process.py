@@ -78,7 +78,7 @@ def wait_ready(endpoint: str, timeout: float, daemon: Any = None) -> None:
         AssertionError: when it does not answer within ``timeout`` seconds or its process exits.
     """
     deadline = time.monotonic() + timeout
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     while time.monotonic() < deadline:
         if daemon is not None and not daemon.alive():
             raise AssertionError(f"daemon exited with {daemon.proc.returncode}; log:\n{daemon.output()}")

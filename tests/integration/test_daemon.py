@@ -20,6 +20,7 @@ from stratcast.shared.client import Client, RequestFailed
 from stratcast.shared.protocol import (
     PROTOCOL,
     AddSchedule,
+    Error,
     Hello,
     JobSpec,
     KillRun,
@@ -70,7 +71,7 @@ def job(panel: str, steps: int, *extra: str) -> JobSpec:
     return JobSpec(data=panel, model="dlinear", horizon=4, input_size=8, device="cpu", sets=sets)
 
 
-def wait_for(client: Client, run: int, states: tuple[str, ...], timeout: float = WAIT_S) -> dict:
+def wait_for(client: Client, run: int, states: tuple[str, ...], timeout: float = WAIT_S):
     deadline = time.monotonic() + timeout
     info = {}
     while time.monotonic() < deadline:
@@ -97,7 +98,7 @@ def test_a_submitted_run_succeeds_and_streams_progress(daemon, panel):
     assert (Path(info["out"]) / "out" / "forecast.parquet").exists()
 
 
-def next_progress(events, run: int, timeout: float = WAIT_S) -> dict:
+def next_progress(events, run: int, timeout: float = WAIT_S):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         event = events.recv(timeout_s=1.0)
@@ -165,7 +166,7 @@ def test_kill9_of_the_daemon_keeps_the_queue_and_resumes_interrupted_runs(short_
 
 
 def test_bad_messages_get_error_replies_and_the_daemon_keeps_serving(daemon):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.linger = 0
     sock.connect(daemon.home.control)
     try:
@@ -180,9 +181,11 @@ def test_bad_messages_get_error_replies_and_the_daemon_keeps_serving(daemon):
             sock.send(frame)
             assert sock.poll(10_000), f"no reply to {frame[:40]!r}"
             reply = decode_reply(sock.recv())
-            assert getattr(reply, "code", None) == code, reply
+            assert isinstance(reply, Error) and reply.code == code, reply
         sock.send_multipart([b"a", b"b"])
-        assert sock.poll(10_000) and decode_reply(sock.recv()).code == "bad_request"
+        assert sock.poll(10_000)
+        reply = decode_reply(sock.recv())
+        assert isinstance(reply, Error) and reply.code == "bad_request"
     finally:
         sock.close()
     with Client(daemon.home) as client:
@@ -206,7 +209,7 @@ def test_sockets_are_reachable_by_the_owner_only(daemon):
     )
 )
 def test_random_frames_on_the_live_socket_never_break_the_daemon(daemon, frame):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.linger = 0
     sock.connect(daemon.home.control)
     try:
@@ -218,7 +221,7 @@ def test_random_frames_on_the_live_socket_never_break_the_daemon(daemon, frame):
     assert daemon.alive()
 
 
-def free_port_pair() -> int:
+def free_port_pair():
     import socket
 
     for _ in range(50):
@@ -247,6 +250,7 @@ def test_tcp_admits_only_listed_curve_clients(short_home, tmp_path):
     try:
         server_public, _ = zmq.auth.load_certificate(server_cert)
         public, secret = zmq.auth.load_certificate(client_cert)
+        assert secret is not None
         keys = CurveKeys(server_public=server_public, public=public, secret=secret)
         with Client(endpoint=endpoint, curve=keys, timeout_s=10) as client:
             assert client.hello["events"] == f"tcp://127.0.0.1:{port + 1}"

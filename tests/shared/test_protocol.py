@@ -50,8 +50,8 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
         base, *metas = get_args(tp)
         meta = next(m for m in metas if isinstance(m, msgspec.Meta))
         assert base is int
-        lo = meta.ge if meta.ge is not None else -(2**63)
-        return st.integers(lo, meta.le if meta.le is not None else 2**63 - 1)
+        lo = int(meta.ge) if meta.ge is not None else -(2**63)
+        return st.integers(lo, int(meta.le) if meta.le is not None else 2**63 - 1)
     if tp is Any:
         return json_values
     if tp is type(None):
