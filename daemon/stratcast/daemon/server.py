@@ -130,6 +130,8 @@ class Daemon:
         for loop in (self._heartbeat_loop, self._telemetry_loop, self._admission_loop):
             tasks.append(asyncio.create_task(loop()))
         self._install_signals()
+        # import the engine (torch, pandas: ~1.5 s) now, not inside the first submit's validation
+        tasks.append(asyncio.create_task(asyncio.to_thread(_warm_imports)))
         sdnotify.notify("READY=1")
         log.info("stratcastd %s serving %s (session %s)", VERSION, self.home.control, self.session)
         try:
@@ -396,6 +398,12 @@ class Daemon:
         from stratcast.daemon.handlers.run_schedule_now import enqueue_from_schedule
 
         await enqueue_from_schedule(self, schedule_id, timed=True)
+
+
+def _warm_imports() -> None:
+    """Import what validating a job needs (the daemon never touches a GPU itself: importing torch does not)."""
+    import stratcast.daemon.engine.data
+    import stratcast.daemon.engine.spec  # noqa: F401
 
 
 def _has_checkpoint(run_dir: Path) -> bool:

@@ -339,9 +339,6 @@ AnyRequest = (
     | ResumeQueue
     | Shutdown
 )
-URGENT = frozenset({"stop_run", "kill_run", "hold_run", "shutdown"})
-"""Requests the daemon answers before any slow request in flight."""
-
 
 # -- replies and events --------------------------------------------------------------------------------------
 
