@@ -128,7 +128,7 @@ def test_not_found_is_a_key_error_that_says_how_to_list(store, tmp_path):
     for call in (lambda: store.update_run(7, state="held"), lambda: store.remove_run(7)):
         with pytest.raises(NotFound, match="no run 7"):
             call()
-    with pytest.raises(NotFound, match="no schedule 3; `stratcast schedules` lists them"):
+    with pytest.raises(NotFound, match="no schedule 3; `stratcast schedule ls` lists them"):
         store.get_schedule(3)
 
 

@@ -84,7 +84,7 @@ class NotFound(KeyError):
         self.id = id
 
     def __str__(self) -> str:
-        lister = "`stratcast ls` lists runs" if self.kind == "run" else f"`stratcast {self.kind}s` lists them"
+        lister = "`stratcast ls` lists runs" if self.kind == "run" else f"`stratcast {self.kind} ls` lists them"
         return f"no {self.kind} {self.id}; {lister}"
 
 
