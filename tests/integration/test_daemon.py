@@ -98,13 +98,19 @@ def test_a_submitted_run_succeeds_and_streams_progress(daemon, panel):
     assert (Path(info["out"]) / "out" / "forecast.parquet").exists()
 
 
-def next_progress(events, run: int, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
+def first_progress_of_attempt(events, run: int, attempt: int, timeout: float = WAIT_S):
+    """The first progress event of the given attempt (events before it started are skipped)."""
+    deadline, started = time.monotonic() + timeout, False
     while time.monotonic() < deadline:
         event = events.recv(timeout_s=1.0)
-        if event is not None and event.topic == "progress" and event.data["run"] == run:
+        if event is None:
+            continue
+        info = event.data.get("run")
+        if event.topic == "run" and isinstance(info, dict) and info["id"] == run and info["attempts"] == attempt:
+            started = True
+        elif started and event.topic == "progress" and event.data["run"] == run:
             return event.data
-    raise AssertionError(f"no progress from run {run} in {timeout}s")
+    raise AssertionError(f"no progress from attempt {attempt} of run {run} in {timeout}s")
 
 
 def test_stop_checkpoints_and_resume_continues_from_the_checkpoint(daemon, panel):
@@ -122,8 +128,9 @@ def test_stop_checkpoints_and_resume_continues_from_the_checkpoint(daemon, panel
         client.call(ResumeRun(run=run))
         again = wait_for(client, run, ("running",))
         assert again["attempts"] == 2
-        first = next_progress(events, run)
-        assert step < first["step"] < step + 50  # continued from the checkpoint, not from step 0
+        first = first_progress_of_attempt(events, run, 2)
+        log = client.call(ReadLogs(run=run))["text"]
+        assert step < first["step"] < step + 50, log  # continued from the checkpoint, not from step 0
         client.call(KillRun(run=run))
         killed = wait_for(client, run, ("killed",))
         assert killed["progress"].get("step", 0) >= step
