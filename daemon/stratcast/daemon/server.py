@@ -273,25 +273,39 @@ class Daemon:
                 log.exception("admission failed")
 
     async def admit(self) -> None:
-        """Start what the queue allows now; record why every other queued run waits."""
+        """Start what the queue allows now; record why every other queued run waits.
+
+        Runs that asked for ``device: cpu`` are planned against the CPU's slots; the rest against the GPUs, or
+        the CPU where there are none.
+        """
         runs = self.db.list_runs(("queued", "held", "running"))
         paused = bool(self.db.get_meta("queue_paused", False))
-        decision = plan(
-            runs,
-            self.devices(runs),
-            paused=paused,
-            cpu_slots=self.options.cpu_slots,
-            min_free_mib=self.options.min_free_gib * 1024,
-        )
+        gpus = self.gpu_devices(runs)
+        on_cpu = [r for r in runs if not gpus or r.job.device == "cpu"]
+        groups = [(on_cpu, [self.cpu_device(on_cpu)])]
+        if gpus:
+            groups.append(([r for r in runs if r.job.device != "cpu"], gpus))
         by_id = {r.id: r for r in runs}
-        for run_id, reason in decision.reasons.items():
-            if by_id[run_id].reason != reason:
-                self.update_run(run_id, reason=reason)
-        for run_id, device in decision.starts:
-            await self.start_run(by_id[run_id], device)
+        for group, devices in groups:
+            decision = plan(
+                group,
+                devices,
+                paused=paused,
+                cpu_slots=self.options.cpu_slots,
+                min_free_mib=self.options.min_free_gib * 1024,
+            )
+            for run_id, reason in decision.reasons.items():
+                if by_id[run_id].reason != reason:
+                    self.update_run(run_id, reason=reason)
+            for run_id, device in decision.starts:
+                await self.start_run(by_id[run_id], device)
 
     def devices(self, runs: list[RunInfo]) -> list[DeviceView]:
-        """The devices runs can go to: the GPUs (NVML) or, without any, the CPU."""
+        """The devices runs can go to: the GPUs (NVML) and the CPU."""
+        return [*self.gpu_devices(runs), self.cpu_device(runs)]
+
+    def gpu_devices(self, runs: list[RunInfo]) -> list[DeviceView]:
+        """The GPUs NVML sees, with the daemon's runs on each and the processes it does not own."""
         running = [r for r in runs if r.state == "running"]
         ours = {w.proc.pid for w in self.runner.workers.values()}
         views = []
@@ -308,19 +322,20 @@ class Daemon:
                     caps_gib=tuple(r.placement.memory_gib for r in on),
                 )
             )
-        if views:
-            return views
-        host = self.telemetry.host_memory()
-        return [
-            DeviceView(
-                name="cpu",
-                index=None,
-                total_mib=host[0] / 2**20,
-                free_mib=host[1] / 2**20,
-                runs=tuple(r.id for r in running),
-                caps_gib=tuple(r.placement.memory_gib for r in running),
-            )
-        ]
+        return views
+
+    def cpu_device(self, runs: list[RunInfo]) -> DeviceView:
+        """The CPU, with the runs of ``runs`` running on it."""
+        on = [r for r in runs if r.state == "running" and r.device == "cpu"]
+        total, available = self.telemetry.host_memory()
+        return DeviceView(
+            name="cpu",
+            index=None,
+            total_mib=total / 2**20,
+            free_mib=available / 2**20,
+            runs=tuple(r.id for r in on),
+            caps_gib=tuple(r.placement.memory_gib for r in on),
+        )
 
     async def start_run(self, run: RunInfo, device: str) -> None:
         """Start a worker for ``run`` on ``device``; a failure to start fails the run, not the daemon."""

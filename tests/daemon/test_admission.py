@@ -1,0 +1,82 @@
+"""The daemon's admission step with a fake GPU: which device each queued run is started on, and why others wait."""
+
+import asyncio
+
+from stratcast.daemon.server import Daemon
+from stratcast.daemon.store import Store
+from stratcast.shared.paths import resolve_home
+from stratcast.shared.protocol import JobSpec, Placement
+
+GIB_MIB = 1024
+
+
+class FakeTelemetry:
+    def __init__(self, gpus):
+        self.gpus = gpus
+
+    def gpu_views(self):
+        return self.gpus
+
+    def host_memory(self):
+        return 16 * 2**30, 8 * 2**30
+
+
+class FakeWorker:
+    def __init__(self, pid):
+        self.pid = pid
+
+
+class FakeRunner:
+    def __init__(self):
+        self.started: list[tuple[int, str, float | None]] = []
+        self.workers: dict = {}
+
+    async def start(self, run, run_dir, device, memory_gib):
+        self.started.append((run, device, memory_gib))
+        worker = type("W", (), {"proc": FakeWorker(1000 + run)})()
+        self.workers[run] = worker
+        return worker
+
+
+def daemon_with(tmp_path, gpus) -> Daemon:
+    d = Daemon(resolve_home(tmp_path / "home"))
+    d.home.ensure()
+    d.store = Store(d.home.database)
+    d.telemetry = FakeTelemetry(gpus)  # type: ignore[assignment]
+    d.runner = FakeRunner()  # type: ignore[assignment]
+    return d
+
+
+def gpu(index, free_gib=70.0, pids=()):
+    return {"index": index, "name": "H100", "total_mib": 80 * GIB_MIB, "free_mib": free_gib * GIB_MIB, "pids": pids}
+
+
+def submit(d: Daemon, device="auto", **placement):
+    return d.db.add_run(JobSpec(data="/x.parquet", device=device), Placement(**placement), runs_dir=d.home.runs)
+
+
+def test_cpu_jobs_go_to_the_cpu_and_the_rest_to_free_gpus(tmp_path):
+    d = daemon_with(tmp_path, [gpu(0), gpu(1, pids=(4242,))])
+    a, b, c = submit(d), submit(d, device="cpu"), submit(d)
+    asyncio.run(d.admit())
+    assert d.runner.started == [(b.id, "cpu", None), (a.id, "cuda:0", None)]
+    assert d.db.get_run(a.id).state == "running" and d.db.get_run(a.id).device == "cuda:0"
+    waiting = d.db.get_run(c.id)
+    assert waiting.state == "queued"
+    assert "run 1" in waiting.reason and "4242" in waiting.reason  # GPU 0 busy, GPU 1 not ours
+
+
+def test_sharing_runs_share_a_gpu_under_their_caps(tmp_path):
+    d = daemon_with(tmp_path, [gpu(0, free_gib=30.0)])
+    runs = [submit(d, memory_gib=12.0) for _ in range(3)]
+    asyncio.run(d.admit())
+    assert [(r, dev) for r, dev, _ in d.runner.started] == [(runs[0].id, "cuda:0"), (runs[1].id, "cuda:0")]
+    assert "memory" in d.db.get_run(runs[2].id).reason
+
+
+def test_without_gpus_runs_wait_for_a_cpu_slot(tmp_path):
+    d = daemon_with(tmp_path, [])
+    first, second = submit(d), submit(d)
+    asyncio.run(d.admit())
+    assert d.runner.started == [(first.id, "cpu", None)]
+    assert "CPU busy" in d.db.get_run(second.id).reason
