@@ -29,7 +29,7 @@ class FakeWorker:
 class FakeRunner:
     def __init__(self):
         self.started: list[tuple[int, str, float | None]] = []
-        self.workers: dict = {}
+        self.workers: dict[int, object] = {}
 
     async def start(self, run, run_dir, device, memory_gib):
         self.started.append((run, device, memory_gib))
@@ -38,13 +38,14 @@ class FakeRunner:
         return worker
 
 
-def daemon_with(tmp_path, gpus) -> Daemon:
+def daemon_with(tmp_path, gpus) -> tuple[Daemon, FakeRunner]:
     d = Daemon(resolve_home(tmp_path / "home"))
     d.home.ensure()
     d.store = Store(d.home.database)
+    runner = FakeRunner()
     d.telemetry = FakeTelemetry(gpus)  # type: ignore[assignment]
-    d.runner = FakeRunner()  # type: ignore[assignment]
-    return d
+    d.runner = runner  # type: ignore[assignment]
+    return d, runner
 
 
 def gpu(index, free_gib=70.0, pids=()):
@@ -56,10 +57,10 @@ def submit(d: Daemon, device="auto", **placement):
 
 
 def test_cpu_jobs_go_to_the_cpu_and_the_rest_to_free_gpus(tmp_path):
-    d = daemon_with(tmp_path, [gpu(0), gpu(1, pids=(4242,))])
+    d, runner = daemon_with(tmp_path, [gpu(0), gpu(1, pids=(4242,))])
     a, b, c = submit(d), submit(d, device="cpu"), submit(d)
     asyncio.run(d.admit())
-    assert d.runner.started == [(b.id, "cpu", None), (a.id, "cuda:0", None)]
+    assert runner.started == [(b.id, "cpu", None), (a.id, "cuda:0", None)]
     assert d.db.get_run(a.id).state == "running" and d.db.get_run(a.id).device == "cuda:0"
     waiting = d.db.get_run(c.id)
     assert waiting.state == "queued"
@@ -67,16 +68,16 @@ def test_cpu_jobs_go_to_the_cpu_and_the_rest_to_free_gpus(tmp_path):
 
 
 def test_sharing_runs_share_a_gpu_under_their_caps(tmp_path):
-    d = daemon_with(tmp_path, [gpu(0, free_gib=30.0)])
+    d, runner = daemon_with(tmp_path, [gpu(0, free_gib=30.0)])
     runs = [submit(d, memory_gib=12.0) for _ in range(3)]
     asyncio.run(d.admit())
-    assert [(r, dev) for r, dev, _ in d.runner.started] == [(runs[0].id, "cuda:0"), (runs[1].id, "cuda:0")]
+    assert [(r, dev) for r, dev, _ in runner.started] == [(runs[0].id, "cuda:0"), (runs[1].id, "cuda:0")]
     assert "memory" in d.db.get_run(runs[2].id).reason
 
 
 def test_without_gpus_runs_wait_for_a_cpu_slot(tmp_path):
-    d = daemon_with(tmp_path, [])
+    d, runner = daemon_with(tmp_path, [])
     first, second = submit(d), submit(d)
     asyncio.run(d.admit())
-    assert d.runner.started == [(first.id, "cpu", None)]
+    assert runner.started == [(first.id, "cpu", None)]
     assert "CPU busy" in d.db.get_run(second.id).reason
