@@ -123,14 +123,15 @@ def test_stop_checkpoints_and_resume_continues_from_the_checkpoint(daemon, panel
         client.call(StopRun(run=run))
         stopped = wait_for(client, run, ("stopped", "failed"))
         assert stopped["state"] == "stopped", stopped
-        assert client.call(ShowRun(run=run))["checkpoints"]
-        step = stopped["progress"].get("step", 0)
+        checkpoints = client.call(ShowRun(run=run))["checkpoints"]
+        step = int(Path(checkpoints[-1]).stem.removeprefix("step-"))  # the newest: where the stop saved it
+        assert stopped["progress"]["step"] == step
         client.call(ResumeRun(run=run))
         again = wait_for(client, run, ("running",))
         assert again["attempts"] == 2
         first = first_progress_of_attempt(events, run, 2)
         log = client.call(ReadLogs(run=run))["text"]
-        assert step < first["step"] < step + 50, log  # continued from the checkpoint, not from step 0
+        assert step < first["step"] <= step + 10, log  # continued from the checkpoint, not from step 0
         client.call(KillRun(run=run))
         killed = wait_for(client, run, ("killed",))
         assert killed["progress"].get("step", 0) >= step

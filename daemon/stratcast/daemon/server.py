@@ -377,6 +377,10 @@ class Daemon:
         elif kind == "checkpoint":
             self.db.add_event(run, "checkpoint", event)
             self.update_run(run, checkpoint=str(event.get("path", "")))
+        elif kind == "stopped":  # progress events are throttled: record the step the run really stopped at
+            self._progress[run] = {**self._progress.get(run, {}), "step": event.get("step")}
+            self.db.add_event(run, "checkpoint", event)
+            self.update_run(run, checkpoint=str(event.get("path", "")))
         elif kind == "oom":
             self.db.add_event(run, "oom", event)
             self.publish("oom", {"run": run, **event})
