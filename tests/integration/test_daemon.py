@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
@@ -154,7 +155,7 @@ def test_kill9_of_the_daemon_keeps_the_queue_and_resumes_interrupted_runs(short_
     try:
         with Client(daemon.home) as client:
             running = client.call(Submit(job=job(panel, 200_000)))["run"]["id"]
-            wait_for(client, running, ("running",))
+            old_worker = wait_for(client, running, ("running",))["pid"]
             held = client.call(Submit(job=job(panel, 10), placement=Placement(hold=True)))["run"]["id"]
             client.call(AddSchedule(job=job(panel, 10), cron="0 22 * * 0", timezone="Europe/London"))
         daemon.kill9()
@@ -162,6 +163,7 @@ def test_kill9_of_the_daemon_keeps_the_queue_and_resumes_interrupted_runs(short_
         with Client(daemon.home) as client:
             again = wait_for(client, running, ("running",))
             assert again["attempts"] == 2
+            assert again["pid"] != old_worker and not alive(old_worker)  # never two workers on one run
             assert client.call(ShowRun(run=held))["run"]["state"] == "held"
             schedules = client.call(ListSchedules())["schedules"]
             assert [s["timezone"] for s in schedules] == ["Europe/London"]
@@ -227,6 +229,13 @@ def test_random_frames_on_the_live_socket_never_break_the_daemon(daemon, frame):
     finally:
         sock.close()
     assert daemon.alive()
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def free_port_pair():

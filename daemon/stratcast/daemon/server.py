@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import zmq
 import zmq.asyncio
 
@@ -176,8 +177,14 @@ class Daemon:
             await self.runner.wait_all(self.options.stop_timeout_s)
 
     def _recover(self) -> None:
-        """Runs the last daemon left running are ``interrupted``; requeue those within the restart budget."""
+        """Runs the last daemon left running are ``interrupted``; requeue those within the restart budget.
+
+        A worker that outlived its daemon is stopped first (it checkpoints on SIGTERM), so two workers never
+        write one run's folder.
+        """
         for run in self.db.recover(time.time()):
+            if run.pid is not None:
+                _end_orphan(run.pid, self.options.stop_timeout_s)
             self._maybe_requeue(run)
 
     def _maybe_requeue(self, run: RunInfo) -> None:
@@ -417,6 +424,21 @@ class Daemon:
         from stratcast.daemon.handlers.run_schedule_now import enqueue_from_schedule
 
         await enqueue_from_schedule(self, schedule_id, timed=True)
+
+
+def _end_orphan(pid: int, timeout: float) -> None:
+    """SIGTERM a worker left by a dead daemon (only if ``pid`` still is a stratcast worker), SIGKILL it if it hangs."""
+    try:
+        proc = psutil.Process(pid)
+        if "stratcast.daemon.worker" not in " ".join(proc.cmdline()):
+            return  # the pid was reused by something else
+        log.warning("stopping worker %d left running by the previous daemon", pid)
+        proc.terminate()
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        proc.kill()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
 
 
 def _warm_imports() -> None:
