@@ -1,0 +1,240 @@
+"""How ``stratcast`` prints the daemon's results: tables and lines for people (``--json`` prints them raw)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from stratcast.shared.protocol import (
+    RunInfo,
+)
+from stratcast.shared.report import skill_table, table
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+"""Units of ``--every`` durations, in seconds."""
+PROGRESS_FIELDS = (
+    ("epoch", "epoch {:.2f}"),
+    ("train_loss", "loss {:.4g}"),
+    ("val_loss", "val {:.4g}"),
+    ("windows_per_s", "{:,.0f} win/s"),
+    ("eta_s", "eta {}"),
+)
+"""Progress fields ``watch`` and ``show`` print, in order, with their formats."""
+
+
+# -- rendering -----------------------------------------------------------------------------------------------
+
+
+def progress_text(p: Mapping[str, Any]) -> str:
+    """One line of a progress report (the fields a worker sends; any may be missing)."""
+    parts = []
+    if "step" in p:
+        parts.append(f"step {p['step']}/{p.get('max_steps', '?')}")
+    for key, fmt in PROGRESS_FIELDS:
+        value = p.get(key)
+        if isinstance(value, int | float):
+            parts.append(fmt.format(_duration_text(value) if key == "eta_s" else value))
+    return " ".join(parts) or "-"
+
+
+def state_text(run: RunInfo) -> str:
+    """A run's state with its device while running and its reason, e.g. ``queued (GPU 0 busy with run 3)``."""
+    where = f" on {run.device}" if run.state == "running" and run.device else ""
+    why = f" ({run.reason})" if run.reason else ""
+    return f"{run.state}{where}{why}"
+
+
+def run_line(result: Mapping[str, Any]) -> str:
+    """One run after an action: ``run 7 nightly: stopped (checkpoint at step 400)``."""
+    run = result["run"]
+    name = f" {run['name']}" if run.get("name") else ""
+    why = f" ({run['reason']})" if run.get("reason") else ""
+    return f"run {run['id']}{name}: {run['state']}{why}"
+
+
+def runs_table(result: Mapping[str, Any]) -> str:
+    """``ls``: id, name, state, model, device, progress, age, reason."""
+    rows = []
+    for run in result["runs"]:
+        p = run.get("progress") or {}
+        step = f"{p['step']}/{p.get('max_steps', '?')}" if "step" in p else "-"
+        job = run["job"]
+        rows.append([run["id"], run["name"], run["state"], job["model"], run.get("device") or "-", step])
+        rows[-1] += [_ago(run["created"]), run.get("reason") or ""]
+    if not rows:
+        return "no runs"
+    return table(["id", "name", "state", "model", "device", "step", "age", "reason"], rows)
+
+
+def show_text(result: Mapping[str, Any]) -> str:
+    """``show``: a run's record, progress, checkpoints, metrics and recent events."""
+    run, job, place = result["run"], result["run"]["job"], result["run"]["placement"]
+    after = ", ".join(map(str, place["after"])) or "-"
+    gpu = "any" if place.get("gpu") is None else place["gpu"]
+    memory = "own GPU" if place.get("memory_gib") is None else f"{place['memory_gib']:g} GiB shared"
+    lines = [
+        f"run {run['id']} {run['name']}",
+        f"state       {run['state']}" + (f" ({run['reason']})" if run.get("reason") else ""),
+        f"job         {job['model']} ({job['mode']}) on {job['data']}" + "".join(f" --set {s}" for s in job["sets"]),
+        f"placement   priority {place['priority']}, gpu {gpu}, {memory}, after {after}",
+        f"worker      {run.get('device') or '-'}, pid {run.get('pid') or '-'}, attempts {run['attempts']}, "
+        f"exit {run.get('exit') or '-'}",
+        f"times       created {_when(run['created'])}, started {_when(run.get('started'))}, "
+        f"finished {_when(run.get('finished'))}",
+        f"progress    {progress_text(run.get('progress') or {})}",
+        f"folder      {run.get('out') or '-'}",
+    ]
+    lines += [f"checkpoint  {c}" for c in result.get("checkpoints", [])]
+    metrics = result.get("metrics")
+    if isinstance(metrics, dict) and "errors" in metrics:
+        lines += ["", skill_table(metrics)]
+    events = result.get("events", [])[-10:]
+    lines += ["", "recent events:", *(f"  {_event_text(e)}" for e in events)] if events else []
+    return "\n".join(lines)
+
+
+def _event_text(event: Any) -> str:
+    if isinstance(event, dict) and "time" in event:
+        rest = {k: v for k, v in event.items() if k != "time"}
+        return f"{_when(event['time'])}  {json.dumps(rest, default=str)}"
+    return json.dumps(event, default=str)
+
+
+def gpus_table(result: Mapping[str, Any]) -> str:
+    """``gpus``: index, name, memory, load, temperature, power, runs."""
+    rows = []
+    for g in result["gpus"]:
+        runs = ", ".join(str(p.get("run") or f"pid {p['pid']}") for p in g.get("processes", [])) or "-"
+        memory = f"{_gib(g.get('memory_used'))}/{_gib(g.get('memory_total'))}"
+        rows.append([g["index"], g["name"], memory, _num(g.get("utilization")), _num(g.get("temperature"))])
+        rows[-1] += [_num(g.get("power_w")), runs]
+    text = table(["gpu", "name", "memory GiB", "util %", "temp C", "power W", "runs"], rows) if rows else "no GPUs"
+    return text + (f"\n{result['notice']}" if result.get("notice") else "")
+
+
+def models_text(result: Mapping[str, Any]) -> str:
+    """``models``: each model with its parameters (as ``stratcastd models``)."""
+    blocks = []
+    for m in result["models"]:
+        head = f"{m['name']}: {m['summary']} ({m['paper']}){'' if m['stackable'] else ' [batch mode only]'}"
+        rows = [[p["name"], repr(p["default"]), _range(p), p["help"]] for p in m["params"]]
+        blocks.append(head + "\n  " + table(["parameter", "default", "range", "help"], rows).replace("\n", "\n  "))
+    options = [[p["name"], repr(p["default"]), _range(p), p["help"]] for p in result.get("train_options", [])]
+    if options:
+        body = table(["option", "default", "range", "help"], options).replace("\n", "\n  ")
+        blocks.append("training options (--set KEY=VALUE, as model parameters):\n  " + body)
+    return "\n\n".join(blocks)
+
+
+def _range(p: Mapping[str, Any]) -> str:
+    if p.get("choices"):
+        return "|".join(map(str, p["choices"]))
+    if p.get("lo") is None and p.get("hi") is None:
+        return "-"
+    return f"{'' if p.get('lo') is None else p['lo']}..{'' if p.get('hi') is None else p['hi']}"
+
+
+def schedule_line(result: Mapping[str, Any]) -> str:
+    """One schedule after an action."""
+    s = result["schedule"]
+    paused = ", paused" if s.get("paused") else f", next {_when(s.get('next_run'))}"
+    return f"schedule {s['id']} {s['name']}: {_timetable(s)}{paused}"
+
+
+def schedules_table(result: Mapping[str, Any]) -> str:
+    """``schedule ls``: id, name, timetable, model, next firing, last run."""
+    rows = []
+    for s in result["schedules"]:
+        state = "paused" if s.get("paused") else "active"
+        rows.append([s["id"], s["name"], _timetable(s), s["job"]["model"], state, _when(s.get("next_run"))])
+        rows[-1].append(s.get("last_run_id") or "-")
+    return table(["id", "name", "when", "model", "state", "next", "last run"], rows) if rows else "no schedules"
+
+
+def _timetable(s: Mapping[str, Any]) -> str:
+    zone = s.get("timezone", "UTC")
+    return f"cron {s['cron']} ({zone})" if s.get("cron") else f"every {_interval_text(s.get('every_s') or 0)}"
+
+
+def status_text(result: Mapping[str, Any]) -> str:
+    """``status`` (and no subcommand): version, uptime, queue, devices, notices."""
+    counts = ", ".join(f"{n} {state}" for state, n in result.get("counts", {}).items() if n) or "none"
+    lines = [
+        f"stratcastd {result['daemon']} (pid {result['pid']}, up {_duration_text(result['uptime_s'])}, "
+        f"session {result['session']})",
+        f"home     {result['home']}",
+        f"queue    {'paused (stratcast queue resume)' if result['queue_paused'] else 'running'}",
+        f"runs     {counts}",
+        f"devices  {', '.join(result.get('devices', [])) or 'none'}",
+    ]
+    return "\n".join(lines + [f"notice   {n}" for n in result.get("notices", [])])
+
+
+def _shutdown_text(result: Mapping[str, Any]) -> str:
+    stopping = result.get("stopping", [])
+    if not stopping:
+        return "stratcastd is shutting down"
+    return f"stratcastd is shutting down after checkpointing runs {', '.join(map(str, stopping))}"
+
+
+RENDER: dict[str, Callable[[Any], str]] = {
+    **dict.fromkeys(("submit", "stop", "resume", "hold", "release", "kill", "restart", "priority"), run_line),
+    "schedule run-now": run_line,
+    "ls": runs_table,
+    "show": show_text,
+    "rm": lambda r: f"removed run {r['removed']}",
+    "gpus": gpus_table,
+    "models": models_text,
+    "status": status_text,
+    "queue pause": lambda r: "queue paused: running runs go on, no new ones start",
+    "queue resume": lambda r: "queue running",
+    "shutdown": _shutdown_text,
+    **dict.fromkeys(("schedule add", "schedule pause", "schedule resume"), schedule_line),
+    "schedule ls": schedules_table,
+    "schedule rm": lambda r: f"removed schedule {r['removed']}",
+}
+
+
+def clock(ts: float) -> str:
+    """Local wall-clock time of an epoch timestamp, ``HH:MM:SS``."""
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _ago(ts: float) -> str:
+    return _duration_text(max(0.0, time.time() - ts))
+
+
+def _duration_text(seconds: float) -> str:
+    """``42s``, ``3m 05s``, ``2h 10m``, ``4d 03h``."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def _interval_text(seconds: int) -> str:
+    """An interval as ``--every`` takes it: ``1h30m``, ``7d``."""
+    parts = []
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda kv: -kv[1]):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def _gib(value: Any) -> str:
+    return f"{value / 2**30:.1f}" if isinstance(value, int | float) else "?"
+
+
+def _num(value: Any) -> Any:
+    return value if isinstance(value, int | float) else "-"
