@@ -50,7 +50,8 @@ import zmq
 
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.telemetry import GpuProcess, GpuSample, HostSample
-from stratcast.shared.client import Client, DaemonUnavailable, Mirror, OutOfSync, Subscriber
+from stratcast.shared.client import Client, DaemonUnavailable, OutOfSync, Subscriber
+from stratcast.shared.mirror import Mirror
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import (
     FINAL_STATES,

@@ -11,14 +11,12 @@ from stratcast.shared.client import (
     Client,
     CurveKeys,
     DaemonUnavailable,
-    Mirror,
     OutOfSync,
     RequestFailed,
     Subscriber,
     VersionMismatch,
-    follow_events,
-    follow_logs,
 )
+from stratcast.shared.mirror import Mirror, follow_events, follow_logs
 from stratcast.shared.paths import Home
 from stratcast.shared.protocol import (
     PROTOCOL,

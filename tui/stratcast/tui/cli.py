@@ -20,18 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from stratcast.shared.client import (
-    Client,
-    CurveKeys,
-    DaemonClient,
-    DaemonUnavailable,
-    Mirror,
-    RequestFailed,
-    follow_events,
-    follow_logs,
-    read_log,
-)
+from stratcast.shared.client import Client, CurveKeys, DaemonClient, DaemonUnavailable, RequestFailed
 from stratcast.shared.errors import ExitCode
+from stratcast.shared.mirror import Mirror, follow_events, follow_logs, read_log
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import (
     RUN_STATES,
