@@ -46,7 +46,7 @@ def test_a_run_goes_to_a_gpu_reports_allocator_memory_and_resumes_there(gpu_daem
         info = wait_state(client, run, ("running",))
         assert info["device"].startswith("cuda:")
         deadline = time.monotonic() + 120
-        memory: dict = {}
+        memory: dict[str, float] = {}
         while time.monotonic() < deadline and not memory.get("allocated"):
             history = client.call(Snapshot())["telemetry"]["runs"].get(str(run), [])
             memory = next((s for s in reversed(history) if s.get("kind") == "memory"), {})
