@@ -36,8 +36,8 @@ from torch import nn
 MIB = 1 << 20
 DEFAULT_RESERVE = 256 * MIB
 """Bytes kept back from the budget for cuDNN workspaces, allocator fragmentation and the CUDA graph pool."""
-MAX_PROBES = 6
-"""Upward probes at most (a ``start`` far below the answer would otherwise double for ever)."""
+MAX_PROBES = 12
+"""Upward probes at most (4096x ``start``); doubling also stops at ``max_micro_batch``."""
 MAX_CONFIRMS = 3
 """Confirmation steps at most before falling back to the largest probe that fitted."""
 BF16_PER_SAMPLE = 0.49
