@@ -22,6 +22,9 @@ followed by the full traceback. Stray writes to stdout (a library's ``print``) l
     {"event": "memory", "allocated": 1073741824, "reserved": 2147483648, "peak": 1610612736, "oom_count": 0,
      "rss": 912261120}
     {"event": "checkpoint", "path": "RUN_DIR/checkpoints/step-00000200.pt", "step": 200}
+    {"event": "oom", "time": 1763900000.5, "step": 201, "phase": "forward/backward", "old_micro_batch": 1024,
+     "new_micro_batch": 512, "allocated": 7516192768, "reserved": 8053063680, "rss": 912261120,
+     "error": "CUDA out of memory. Tried to allocate ..."}
     {"event": "finished", "out": "RUN_DIR/out", "metrics": {...the content of metrics.json...}}
     {"event": "stopped", "path": "RUN_DIR/checkpoints/step-00000214.pt", "step": 214}
     {"event": "failed", "exit": 3, "error": "DataError: ..."}
@@ -30,7 +33,10 @@ followed by the full traceback. Stray writes to stdout (a library's ``print``) l
 :data:`PROGRESS_EVENT_EVERY_S` (always for validation checks and the last step); ``memory`` goes with a progress
 report when the last one is at least :data:`MEMORY_EVERY_S` old, and before ``finished``, ``stopped`` and
 ``failed`` (CUDA allocator figures in bytes for the worker's device, zeros on the CPU; ``rss`` is the process's
-resident memory); NaN losses are ``null``. ``resume`` is null for a fresh start.
+resident memory); NaN losses are ``null``. ``resume`` is null for a fresh start. ``oom`` reports every
+out-of-memory error (an :class:`~stratcast.daemon.engine.oom.OomEvent`): a ``forward/backward`` one is retried
+with ``new_micro_batch`` (0: nothing smaller was left, the run ends), an ``optimizer`` one ends the run so it
+resumes from its last checkpoint; both endings exit :attr:`WorkerExit.OUT_OF_MEMORY` after a ``failed`` event.
 
 **Signals:** the first SIGTERM or SIGINT asks for a stop: training ends at the next step boundary, a checkpoint is
 written and the worker exits :attr:`WorkerExit.STOPPED`. A second one exits at once with
@@ -164,6 +170,7 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
         resume_from=resume_from,
         checkpoint_dir=run_dir / CHECKPOINT_DIR,
         on_checkpoint=events.checkpoint_saved,
+        on_oom=events.oom,
     )
     memory.report(force=True)
     if result.fit.interrupted:
@@ -301,6 +308,14 @@ class Events:
         """The job's checkpoint callback: a ``checkpoint`` event and a log line."""
         self.emit("checkpoint", path=str(path), step=step)
         log(f"checkpoint {path.name}")
+
+    def oom(self, event: Any) -> None:
+        """The job's OOM callback: an ``oom`` event and a log line."""
+        self.emit("oom", **dataclasses.asdict(event))
+        then = "giving up" if event.new_micro_batch == 0 else f"retrying with micro-batch {event.new_micro_batch}"
+        if event.phase == "optimizer":
+            then = "rolling back to the last checkpoint"
+        log(f"out of memory at step {event.step} ({event.phase}, micro-batch {event.old_micro_batch}): {then}")
 
     def _broken(self) -> None:
         stream, self.stream = self.stream, None

@@ -22,6 +22,16 @@ class TrainConfig:
     horizon: int = param(52, lo=1, hi=10_000, help="periods forecast ahead")
     max_steps: int = param(1000, lo=1, hi=10_000_000, help="optimizer steps at most")
     batch_size: int = param(1024, lo=1, hi=10_000_000, help="windows per optimizer step")
+    micro_batch_size: int = param(
+        0,
+        lo=0,
+        hi=10_000_000,
+        help="windows per forward/backward pass (0: the whole batch); gradients accumulate over a step's "
+        "micro-batches, so the optimisation does not change (per strategy in per-strategy mode)",
+    )
+    oom_grow_after: int = param(
+        200, lo=1, hi=10_000_000, help="steps without running out of memory before a halved micro-batch doubles back"
+    )
     learning_rate: float = param(1e-3, lo=1e-7, hi=10.0, help="peak learning rate of AdamW")
     weight_decay: float = param(0.0, lo=0.0, hi=1.0, help="AdamW decoupled weight decay")
     lr_schedule: str = param("cosine", choices=SCHEDULES, help="learning-rate schedule over max_steps")

@@ -14,6 +14,12 @@ Training checkpoints (``kind: "train"``) go to ``checkpoint_dir/step-00000123.pt
 stopped job writes no outputs. ``run_job(spec, resume_from=path)`` rebuilds the data, model and trainer exactly as
 a fresh run, loads the trainer state and trains on: on CPU the result equals an uninterrupted run bit for bit.
 
+Out of memory (see :mod:`stratcast.daemon.engine.oom`): an OOM in a forward or backward pass is retried in place
+with a smaller micro-batch and reported to ``on_oom``; when not even one window fits the job raises
+:class:`~stratcast.daemon.engine.oom.OutOfMemory` with the memory levers; an OOM in the optimizer step raises
+:class:`~stratcast.daemon.engine.oom.OptimizerStepOutOfMemory` naming the checkpoint the run rolls back to (a
+resume continues from it). Both subclass ``MemoryError``: the worker exits with its out-of-memory code.
+
 The future forecast comes from the model trained and early-stopped without the holdout, fed the last
 ``input_size`` periods, so the holdout score describes exactly the model that made the forecast.
 """
@@ -45,6 +51,7 @@ from stratcast.daemon.engine.data import drop_short, load_panel
 from stratcast.daemon.engine.device import describe_device, resolve_device
 from stratcast.daemon.engine.forecast import blend_toward_mean, predict
 from stratcast.daemon.engine.losses import point_forecast
+from stratcast.daemon.engine.oom import OomHook, OptimizerStepOutOfMemory
 from stratcast.daemon.engine.panel import Panel
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
 from stratcast.daemon.engine.spec import RunSpec, required_periods
@@ -60,8 +67,9 @@ CHECKPOINT_DIR = "checkpoints"
 """Default folder of the training checkpoints, inside the output folder."""
 TRAIN_KIND, FINAL_KIND = "train", "final"
 """``kind`` of a resumable training checkpoint and of the final ``model.pt``."""
-SCHEDULE_OPTIONS = frozenset({"checkpoint_every_steps", "checkpoint_every_s"})
-"""Training options that do not change what is trained: a resume may use other values."""
+SCHEDULE_OPTIONS = frozenset({"checkpoint_every_steps", "checkpoint_every_s", "micro_batch_size", "oom_grow_after"})
+"""Training options that do not change what is trained: a resume may use other values (another micro-batch
+accumulates the same gradient, to float tolerance)."""
 
 
 @dataclass
@@ -100,6 +108,7 @@ def run_job(
     resume_from: Path | None = None,
     checkpoint_dir: Path | None = None,
     on_checkpoint: OnCheckpoint | None = None,
+    on_oom: OomHook | None = None,
 ) -> JobResult:
     """Run ``spec`` in this process and write its outputs to ``spec.out``.
 
@@ -112,9 +121,13 @@ def run_job(
         resume_from: A training checkpoint of this same spec to continue from.
         checkpoint_dir: Where training checkpoints go (default ``spec.out/checkpoints``).
         on_checkpoint: Called after each training checkpoint is written.
+        on_oom: Receives an :class:`~stratcast.daemon.engine.oom.OomEvent` for every out-of-memory error.
 
     Raises:
         CheckpointError: when ``resume_from`` is damaged or was written for another spec or data.
+        OutOfMemory: when not even a micro-batch of one window fits (the message proposes the levers).
+        OptimizerStepOutOfMemory: when the optimizer step ran out of memory (the message names the checkpoint to
+            resume from).
     """
     t0 = time.perf_counter()
     device = resolve_device(spec.device)
@@ -125,9 +138,13 @@ def run_job(
     model = make_model(spec, prep.panel.n_series)
     saver = Checkpointer(spec, prep, checkpoint_dir or Path(spec.out) / CHECKPOINT_DIR, on_checkpoint)
     trainer = make_trainer(spec, model, prep, on_progress, should_stop, on_step=saver.maybe_save)
+    trainer.on_oom = on_oom
     if resume_from is not None:
         resume(spec, prep, trainer, resume_from, log)
-    fit = trainer.fit()
+    try:
+        fit = trainer.fit()
+    except OptimizerStepOutOfMemory as exc:
+        raise OptimizerStepOutOfMemory(f"{exc}; {saver.rollback_note(resume_from)}") from None
     if fit.interrupted:
         path = saver.save(trainer)
         log(f"stopped at step {fit.steps}/{spec.train.max_steps}; checkpoint {path}")
@@ -233,6 +250,14 @@ class Checkpointer:
         """The trainer's step hook: save when :meth:`due`."""
         if self.due(trainer.step):
             self.save(trainer)
+
+    def rollback_note(self, resumed_from: Path | None) -> str:
+        """Which checkpoint a run that must roll back continues from when resumed."""
+        if self.last is not None:
+            return f"resume the run to continue from {self.last[1]} (step {self.last[0]})"
+        if resumed_from is not None:
+            return f"resume the run to continue from {resumed_from}"
+        return "no checkpoint was written yet: the run starts again from scratch"
 
     def save(self, trainer: Trainer) -> Path:
         """Save the trainer's state now (once per step) and return the checkpoint's path."""

@@ -243,6 +243,10 @@ class StackedTrainer(Trainer):
     every series, ``N * batch_size`` in all. ``val`` is the flat output of ``validation_windows`` (one window per
     series per origin); it is grouped by series. Validation losses are per member, [N]; each member keeps its
     own best weights, and training stops early once no member has improved for ``early_stop_patience`` checks.
+
+    ``cfg.micro_batch_size`` is per strategy too: micro-batches cut the ``b`` windows of every member (the [N, b]
+    batch along ``b``), and each member's loss share is divided by that member's count of scored targets in the
+    whole step, so each member's accumulated gradient is its unsplit one (to float tolerance, as in batch mode).
     """
 
     def __init__(
@@ -262,6 +266,7 @@ class StackedTrainer(Trainer):
         model.to(sampler.windows.padded.device).match_grad_layout(sampler.windows.input_size)
         super().__init__(model, cfg, sampler, grouped, on_progress=on_progress, should_stop=should_stop)
         self.n_members = n
+        self.split_dim = 1  # micro-batches cut each member's windows: [N, b, ...] -> [N, m, ...]
         self.best_steps = torch.full((n,), -1, dtype=torch.long, device=self.device)
         """[N] step of each member's best validation loss (-1 before the first check)."""
 
@@ -280,6 +285,15 @@ class StackedTrainer(Trainer):
         err = elementwise_loss(c.loss, out.float(), batch.y, delta=c.huber_delta, quantiles=c.quantiles)
         weights = batch.mask.to(err.dtype)  # [N, b, H]
         return (err * weights).sum(dim=(1, 2)), weights.sum(dim=(1, 2))
+
+    def target_count(self, batch: WindowBatch) -> Tensor:
+        """[N] scored targets of each member in the step's windows [N, b, H]."""
+        return batch.mask.to(torch.float32).sum(dim=(1, 2))
+
+    def micro_loss(self, out: Tensor, part: WindowBatch, count: Tensor) -> Tensor:
+        """Sum over members of each member's loss sum in this micro-batch over its step ``count`` [N]."""
+        total, _ = self.member_losses(out, part)
+        return (total / count.clamp(min=1)).sum()
 
     def batch_loss(self, out: Tensor, batch: WindowBatch) -> Tensor:
         """Sum over members of each member's masked mean loss: member ``i`` gets exactly its own gradient."""

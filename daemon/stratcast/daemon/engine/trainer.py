@@ -1,16 +1,30 @@
 """The trainer: AdamW, an LR schedule, gradient clipping, early stopping that restores the best weights.
 
 The loop is deliberately plain (one sampled batch of windows per step, one optimizer step). Its hooks
-(:meth:`Trainer.sample`, :meth:`Trainer.batch_loss`, :meth:`Trainer.clip`, :meth:`Trainer.validation_loss`,
-:meth:`Trainer.improved`) are what per-strategy (stacked) training overrides.
+(:meth:`Trainer.sample`, :meth:`Trainer.batch_loss`, :meth:`Trainer.target_count`, :meth:`Trainer.micro_loss`,
+:meth:`Trainer.clip`, :meth:`Trainer.validation_loss`, :meth:`Trainer.improved`) are what per-strategy (stacked)
+training overrides.
+
+Micro-batches: a step draws its ``batch_size`` windows once and runs them as micro-batches of
+``micro_batch_size`` (0: all at once) whose gradients accumulate. Each micro-batch's loss is its masked loss
+*sum* divided by the whole step's count of scored targets, so every output element gets exactly the gradient it
+gets in an unsplit step and the accumulated gradient is the unsplit step's gradient. It is not bitwise the same:
+a weight gradient is a sum over the batch's windows (a matmul over the batch dimension), and summing it per
+micro-batch and then across micro-batches rounds differently; the weights agree to float tolerance. A run with a
+fixed micro-batch is bitwise reproducible, and an OOM retry (see :mod:`stratcast.daemon.engine.oom`) gives bitwise
+the step the smaller micro-batch gives. With dropout, micro-batches draw their masks in another order
+(statistically equivalent, not the same numbers).
 
 Callbacks: ``on_progress`` gets a :class:`Progress` every few steps; ``should_stop`` is asked before every step;
 ``on_step`` gets the trainer after every completed step that does not end training (a step boundary: what
-:meth:`Trainer.state_dict` returns there resumes bit-exactly on CPU, so that is where checkpoints are taken).
+:meth:`Trainer.state_dict` returns there resumes bit-exactly on CPU, so that is where checkpoints are taken);
+``on_oom`` (an attribute, like ``on_step``) gets an :class:`~stratcast.daemon.engine.oom.OomEvent` for every
+out-of-memory error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +37,19 @@ from torch import Tensor, nn
 
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.losses import elementwise_loss, masked_mean
+from stratcast.daemon.engine.oom import (
+    MicroBatchPlan,
+    OomEvent,
+    OomHook,
+    OptimizerStepOutOfMemory,
+    OutOfMemory,
+    fault_limit,
+    inject_fault,
+    is_oom,
+    levers_message,
+    memory_now,
+    release_memory,
+)
 from stratcast.daemon.engine.windows import TrainSampler, WindowBatch
 
 VAL_CHUNK = 65_536
@@ -118,6 +145,12 @@ class Trainer:
         self.best_step: int | None = None
         self.best_state: dict[str, Tensor] | None = None
         self.bad_checks = 0
+        self.micro = MicroBatchPlan(min(cfg.micro_batch_size or cfg.batch_size, cfg.batch_size), cfg.oom_grow_after)
+        """The micro-batch in use (halved on an OOM, grown back later)."""
+        self.split_dim = 0
+        """The dimension of a step's windows that micro-batches cut (1 for stacked [N, b, ...] batches)."""
+        self.fault_limit = fault_limit()
+        self.on_oom: OomHook | None = None
 
     # -- hooks -------------------------------------------------------------------------------------------------
 
@@ -135,6 +168,16 @@ class Trainer:
         c = self.cfg
         err = elementwise_loss(c.loss, out.float(), batch.y, delta=c.huber_delta, quantiles=c.quantiles)
         return masked_mean(err, batch.mask)
+
+    def target_count(self, batch: WindowBatch) -> Tensor:
+        """The number of scored targets in a step's windows: the denominator of the step's mean loss."""
+        return batch.mask.to(torch.float32).sum()
+
+    def micro_loss(self, out: Tensor, part: WindowBatch, count: Tensor) -> Tensor:
+        """A micro-batch's share of the step's loss: its masked loss sum over the step's ``count`` targets."""
+        c = self.cfg
+        err = elementwise_loss(c.loss, out.float(), part.y, delta=c.huber_delta, quantiles=c.quantiles)
+        return (err * part.mask.to(err.dtype)).sum() / count.clamp(min=1)
 
     def clip(self) -> None:
         """Clip the gradient norm to ``grad_clip``."""
@@ -166,19 +209,98 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------------------
 
     def train_step(self) -> Tensor:
-        """One optimizer step; returns the (detached) loss without synchronising the device."""
+        """One optimizer step over ``batch_size`` windows in micro-batches; returns the detached loss, unsynced.
+
+        An OOM in a micro-batch's forward or backward pass restores the RNG states and sampler position of the
+        step's start, halves the micro-batch and runs the same step again (see :meth:`try_accumulate`).
+        """
         self.model.train()
-        batch = self.sample()
-        with autocast_for(self.device, self.cfg.precision):
-            out = self.model(batch.x)
-        loss = self.batch_loss(out, batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
+        start = self.rng_state()
+        while (loss := self.try_accumulate()) is None:
+            self.load_rng_state(start)  # the retry draws the same windows
         self.clip()
-        self.optimizer.step()
+        self.optimizer_step()
         self.scheduler.step()
         self.step += 1
-        return loss.detach()
+        self.micro.step_done()
+        return loss
+
+    def accumulate(self) -> Tensor:
+        """Draw the step's windows once and accumulate their gradient over micro-batches; returns the loss."""
+        batch = self.sample()
+        count = self.target_count(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for part in split(batch, self.micro.current, self.split_dim):
+            with autocast_for(self.device, self.cfg.precision):
+                out = self.model(part.x)
+            inject_fault(out, part.x.shape[self.split_dim], self.fault_limit)
+            loss = self.micro_loss(out, part, count)
+            loss.backward()  # type: ignore[no-untyped-call]
+            total += loss.detach()
+        return total
+
+    def try_accumulate(self) -> Tensor | None:
+        """:meth:`accumulate`, or None after an OOM, cleaned up and with the micro-batch halved.
+
+        Raises:
+            OutOfMemory: when the micro-batch was 1 already.
+        """
+        try:
+            return self.accumulate()
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            error, memory = str(exc), memory_now(self.device)
+        # cleaned up outside the except block: its traceback held the failing frames' tensors until here
+        self.optimizer.zero_grad(set_to_none=True)
+        release_memory(self.device)
+        old = self.micro.current
+        new = self.micro.shrink()
+        self.report_oom(OomEvent(time.time(), self.step + 1, "forward/backward", old, new or 0, *memory, error))
+        if new is None:
+            raise OutOfMemory(levers_message(self.step + 1, self.cfg.batch_size, self.cfg.precision))
+        return None
+
+    def optimizer_step(self) -> None:
+        """``optimizer.step()``; an OOM there cannot be retried (parameters may be half updated).
+
+        Raises:
+            OptimizerStepOutOfMemory: on an OOM, after reporting it: the run must roll back to a checkpoint.
+        """
+        try:
+            self.optimizer.step()
+            return
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            error, memory = str(exc), memory_now(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        release_memory(self.device)
+        now = self.micro.current
+        self.report_oom(OomEvent(time.time(), self.step + 1, "optimizer", now, now, *memory, error))
+        raise OptimizerStepOutOfMemory(
+            f"out of memory in the optimizer step of step {self.step + 1}: the weights may be half updated, so the "
+            "run must roll back to its last checkpoint"
+        )
+
+    def report_oom(self, event: OomEvent) -> None:
+        """Send ``event`` (its error cut to the first line) to ``on_oom``."""
+        first = event.error.splitlines()[0] if event.error else "out of memory"
+        if self.on_oom is not None:
+            self.on_oom(dataclasses.replace(event, error=first))
+
+    def rng_state(self) -> dict[str, Any]:
+        """The global RNG states and the sampler position, taken at a step's start."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"torch": torch.get_rng_state(), "cuda": cuda, "sampler": self.sampler.state_dict()}
+
+    def load_rng_state(self, state: dict[str, Any]) -> None:
+        """Go back to :meth:`rng_state`."""
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] is not None:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+        self.sampler.load_state_dict(state["sampler"])
 
     def fit(self) -> FitResult:
         """Train until ``max_steps``, early stopping or a stop request; restore the best weights."""
@@ -260,10 +382,14 @@ class Trainer:
             "bad_checks": self.bad_checks,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "micro_batch": self.micro.current,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`, which may have been loaded onto the CPU (tensors move to the device).
+
+        The micro-batch in use when the state was saved (``micro_batch``) is not restored: a resume may find other
+        free memory, so it starts from the configured micro-batch (the optimisation is the same either way).
 
         Raises:
             ValueError: for a state of another version.
@@ -281,6 +407,18 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+
+
+def split(batch: WindowBatch, size: int, dim: int) -> list[WindowBatch]:
+    """``batch`` cut along ``dim`` into micro-batches of ``size`` windows (views, in order; the last may be short)."""
+    n = batch.x.shape[dim]
+    if size >= n:
+        return [batch]
+    return [batch.map(_narrow(dim, lo, min(size, n - lo))) for lo in range(0, n, size)]
+
+
+def _narrow(dim: int, start: int, length: int) -> Callable[[Tensor], Tensor]:
+    return lambda t: t.narrow(dim, start, length)
 
 
 class _Meter:

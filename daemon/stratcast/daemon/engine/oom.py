@@ -1,0 +1,168 @@
+"""Out-of-memory recovery in place: halve the micro-batch, retry the same step, grow back later.
+
+A training step always covers ``batch_size`` windows (the effective batch). It runs as micro-batches of
+:attr:`MicroBatchPlan.current` windows whose gradients accumulate, so the micro-batch can change without
+changing the optimisation. When the forward or backward pass of a micro-batch runs out of memory
+(``torch.OutOfMemoryError`` on CUDA, the CPU allocator's plain ``RuntimeError`` "can't allocate memory", or
+Python's ``MemoryError``) the trainer:
+
+1. leaves the ``except`` block first (the exception's traceback keeps the failing frames' tensors alive), then
+   drops the gradients and empties the CUDA cache;
+2. restores the global RNG states and the sampler position taken at the step's start, so the retried step draws
+   the same windows;
+3. halves the micro-batch (:meth:`MicroBatchPlan.shrink`) and retries the same step; at micro-batch 1 it raises
+   :class:`OutOfMemory`, whose message proposes the memory levers;
+4. after ``oom_grow_after`` steps without an OOM doubles the micro-batch again, up to the configured size.
+
+Every OOM is reported as an :class:`OomEvent` (the worker sends it as an ``oom`` event line). An OOM inside the
+optimizer step cannot be retried (the optimizer may have updated some parameters already): it raises
+:class:`OptimizerStepOutOfMemory`, and the job ends so that the run resumes from its last checkpoint.
+
+**Testing aid** (off unless set): with the environment variable ``STRATCAST_FAULT_OOM_ABOVE=N``, every
+micro-batch of more than ``N`` windows (per strategy in per-strategy mode) raises the CPU allocator's
+out-of-memory error from inside its backward pass, after the forward pass has allocated its activations. It
+lets the recovery path run on a CPU honestly (same exception type, raised from inside autograd); ``N=0`` means
+nothing fits. It is read when a trainer is built. Never set it in production.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+import torch
+from torch import Tensor
+
+FAULT_ENV = "STRATCAST_FAULT_OOM_ABOVE"
+"""Environment variable of the fault-injection testing aid (see the module docstring)."""
+CPU_OOM_TEXT = "can't allocate memory"
+"""What the CPU allocator's ``RuntimeError`` says when an allocation fails."""
+
+
+class OutOfMemory(MemoryError):
+    """Not even a micro-batch of one window fits; the message proposes the memory levers."""
+
+
+class OptimizerStepOutOfMemory(MemoryError):
+    """The optimizer step ran out of memory: the step cannot be retried, the run rolls back to a checkpoint."""
+
+
+@dataclass(frozen=True)
+class OomEvent:
+    """One out-of-memory error during training, and what the trainer did about it."""
+
+    time: float
+    """Unix time of the error."""
+    step: int
+    """The step that failed (1-based: the first step is 1)."""
+    phase: str
+    """``forward/backward`` (retried with :attr:`new_micro_batch`) or ``optimizer`` (not retried)."""
+    old_micro_batch: int
+    new_micro_batch: int
+    """The micro-batch the step is retried with; 0 when there is none left to try (the run ends)."""
+    allocated: int
+    """Bytes the CUDA allocator had handed out at the error (0 off CUDA)."""
+    reserved: int
+    """Bytes the CUDA allocator held at the error (0 off CUDA)."""
+    rss: int
+    """The process's resident memory in bytes at the error."""
+    error: str
+    """The error's first line."""
+
+
+OomHook = Callable[[OomEvent], None]
+"""Receives every :class:`OomEvent`."""
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure that a smaller micro-batch may avoid."""
+    if isinstance(exc, OutOfMemory | OptimizerStepOutOfMemory):
+        return False
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and CPU_OOM_TEXT in str(exc)
+
+
+def memory_now(device: torch.device) -> tuple[int, int, int]:
+    """(allocated, reserved, rss) in bytes right now; the CUDA figures are 0 off CUDA."""
+    rss = psutil.Process().memory_info().rss
+    if device.type != "cuda":
+        return 0, 0, rss
+    return torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device), rss
+
+
+def release_memory(device: torch.device) -> None:
+    """Give cached blocks back after an OOM (call it outside the ``except`` block, references dropped)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def levers_message(step: int, batch_size: int, precision: str) -> str:
+    """The final error's text: what ran out, and the levers that lower memory per window."""
+    bf16 = "" if precision == "bf16" else "set precision=bf16 (about half the activation memory); "
+    return (
+        f"out of memory at step {step} even with a micro-batch of 1 window (batch_size={batch_size} kept as the "
+        f"effective batch): {bf16}turn on activation checkpointing where the model supports it (about a third "
+        "less, a third slower); use a smaller model (fewer or narrower layers) or a smaller input_size; or lower "
+        "batch_size"
+    )
+
+
+@dataclass
+class MicroBatchPlan:
+    """The micro-batch in use: halved on an OOM, doubled back after ``grow_after`` steps without one."""
+
+    configured: int
+    """The micro-batch asked for (never more than the batch)."""
+    grow_after: int
+    """Steps without an OOM before doubling back."""
+    current: int = 0
+    """The micro-batch in use (0 until set: the configured one)."""
+    stable: int = 0
+    """Steps since the last OOM or the last growth."""
+
+    def __post_init__(self) -> None:
+        self.current = self.current or self.configured
+
+    def shrink(self) -> int | None:
+        """Halve the micro-batch after an OOM and return it; None when it was already 1."""
+        self.stable = 0
+        if self.current <= 1:
+            return None
+        self.current //= 2
+        return self.current
+
+    def step_done(self) -> None:
+        """Count a step that ran without an OOM; grow back toward :attr:`configured` when due."""
+        self.stable += 1
+        if self.current < self.configured and self.stable >= self.grow_after:
+            self.current, self.stable = min(self.configured, self.current * 2), 0
+
+
+def fault_limit() -> int | None:
+    """The testing aid's limit from :data:`FAULT_ENV`, or None when it is unset.
+
+    Raises:
+        ValueError: when the variable is set to something other than a non-negative integer.
+    """
+    raw = os.environ.get(FAULT_ENV)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"{FAULT_ENV} must be a non-negative number of windows, got {raw!r}")
+    return int(raw)
+
+
+def inject_fault(out: Tensor, windows: int, limit: int | None) -> None:
+    """With the testing aid on and more than ``limit`` windows, make ``out``'s backward pass fail as an OOM."""
+    if limit is None or windows <= limit or not out.requires_grad:
+        return
+
+    def fail(grad: Tensor) -> Tensor:
+        raise RuntimeError(
+            f"DefaultCPUAllocator: {CPU_OOM_TEXT}: injected by {FAULT_ENV}={limit} for a micro-batch of {windows}"
+        )
+
+    out.register_hook(fail)  # type: ignore[no-untyped-call]

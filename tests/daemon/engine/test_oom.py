@@ -1,0 +1,137 @@
+"""OOM recovery in place, driven by the ``STRATCAST_FAULT_OOM_ABOVE`` testing aid on the CPU."""
+
+import pytest
+import torch
+
+from stratcast.daemon.engine.checkpoint import load_checkpoint
+from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.job import run_job
+from stratcast.daemon.engine.oom import (
+    FAULT_ENV,
+    MicroBatchPlan,
+    OomEvent,
+    OptimizerStepOutOfMemory,
+    OutOfMemory,
+    fault_limit,
+    is_oom,
+)
+from stratcast.daemon.engine.spec import build_spec
+
+# dropout on: a retried step must also restore the global RNG to draw the same masks as an unfailed run
+SETS = ["max_steps=30", "batch_size=32", "val_check_steps=5", "hidden_size=16", "num_layers=2", "dropout=0.2"]
+
+
+@pytest.fixture(scope="module")
+def panel_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "panel.parquet"
+    make_strategy_panel(8, 50, seed=2).to_parquet(path, index=False)
+    return path
+
+
+def spec_for(panel_file, out, mode="batch", extra=()):
+    return build_spec(
+        data=str(panel_file),
+        model="mlp",
+        out=str(out),
+        mode=mode,
+        device="cpu",
+        horizon=4,
+        input_size=8,
+        holdout=4,
+        sets=[*SETS, *extra],
+    )
+
+
+def weights(out):
+    return load_checkpoint(out / "model.pt")["trainer"]["model"]
+
+
+@pytest.mark.parametrize("mode", ["batch", "per-strategy"])
+def test_a_run_that_runs_out_of_memory_recovers_with_the_weights_of_the_smaller_micro_batch(
+    tmp_path, panel_file, mode, monkeypatch
+):
+    run_job(spec_for(panel_file, tmp_path / "fits", mode, ["micro_batch_size=8"]), log=lambda m: None)
+    monkeypatch.setenv(FAULT_ENV, "8")
+    events: list[OomEvent] = []
+    spec = spec_for(panel_file, tmp_path / "capped", mode, ["oom_grow_after=10"])
+    result = run_job(spec, log=lambda m: None, on_oom=events.append)
+    assert result.fit.steps == 30
+    # 32 -> 16 -> 8 at step 1; after 10 steps without an OOM it grows to 16, fails, and halves back to 8
+    assert [(e.step, e.old_micro_batch, e.new_micro_batch) for e in events] == [
+        (1, 32, 16),
+        (1, 16, 8),
+        (11, 16, 8),
+        (21, 16, 8),
+    ]
+    assert all(e.phase == "forward/backward" and e.rss > 0 and "can't allocate memory" in e.error for e in events)
+    a, b = weights(tmp_path / "fits"), weights(tmp_path / "capped")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fits = (tmp_path / "fits" / "forecast.parquet").read_bytes()
+    assert fits == (tmp_path / "capped" / "forecast.parquet").read_bytes()
+
+
+def test_when_nothing_fits_the_run_ends_proposing_the_memory_levers(tmp_path, panel_file, monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "0")
+    events: list[OomEvent] = []
+    with pytest.raises(OutOfMemory, match="micro-batch of 1 window") as info:
+        run_job(spec_for(panel_file, tmp_path / "o"), log=lambda m: None, on_oom=events.append)
+    for lever in ("precision=bf16", "activation checkpointing", "smaller model", "input_size", "batch_size"):
+        assert lever in str(info.value)
+    assert [e.new_micro_batch for e in events] == [16, 8, 4, 2, 1, 0]
+
+
+def test_an_oom_in_the_optimizer_step_is_not_retried_and_names_the_checkpoint(tmp_path, panel_file, monkeypatch):
+    calls = []
+
+    def step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self, *args, **kwargs)
+
+    real_step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    events: list[OomEvent] = []
+    spec = spec_for(panel_file, tmp_path / "o", extra=["checkpoint_every_steps=5"])
+    with pytest.raises(OptimizerStepOutOfMemory, match=r"step-00000005\.pt") as info:
+        run_job(spec, log=lambda m: None, on_oom=events.append)
+    assert isinstance(info.value, MemoryError)
+    assert [(e.phase, e.step, e.error) for e in events] == [
+        ("optimizer", 7, "CUDA out of memory. Tried to allocate 2.00 GiB")
+    ]
+
+
+def test_errors_other_than_ooms_are_not_caught(tmp_path, panel_file, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", boom)
+    with pytest.raises(RuntimeError, match="shapes"):
+        run_job(spec_for(panel_file, tmp_path / "o"), log=lambda m: None)
+
+
+def test_what_counts_as_an_oom():
+    assert is_oom(torch.OutOfMemoryError("CUDA out of memory"))
+    assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
+    assert is_oom(MemoryError())
+    assert not is_oom(RuntimeError("size mismatch"))
+    assert not is_oom(OutOfMemory("levers")) and not is_oom(OptimizerStepOutOfMemory("roll back"))
+
+
+def test_the_plan_halves_and_grows_back_to_the_configured_micro_batch():
+    plan = MicroBatchPlan(12, grow_after=2)
+    assert (plan.shrink(), plan.shrink(), plan.shrink()) == (6, 3, 1)
+    assert plan.shrink() is None
+    for _ in range(8):
+        plan.step_done()
+    assert plan.current == 12  # 1 -> 2 -> 4 -> 8 -> 12, never above the configured size
+
+
+def test_the_fault_limit_is_off_unless_set_and_rejects_junk(monkeypatch):
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+    assert fault_limit() is None
+    monkeypatch.setenv(FAULT_ENV, "64")
+    assert fault_limit() == 64
+    monkeypatch.setenv(FAULT_ENV, "-1")
+    with pytest.raises(ValueError, match=FAULT_ENV):
+        fault_limit()
