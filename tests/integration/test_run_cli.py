@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -147,3 +148,58 @@ def test_demo_runs_through_a_daemon_of_its_own_and_shuts_it_down(tmp_path):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the daemon let go of its home: it exited
     finally:
         os.close(fd)
+
+
+def run_args(panel_file, out):
+    return ["run", "--data", str(panel_file), "--model", "dlinear", "--out", str(out), "--horizon", "8"]
+
+
+LONG = ["--input-size", "24", "--holdout", "8", "--device", "cpu", "--json"]
+LONG_SETS = ["max_steps=600", "batch_size=64", "val_check_steps=50", "early_stop_patience=-1"]
+
+
+def long_run(panel_file, out):
+    return [*run_args(panel_file, out), *LONG, *(a for s in LONG_SETS for a in ("--set", s))]
+
+
+def test_sigterm_then_resume_writes_the_forecast_of_an_uninterrupted_run_bit_for_bit(tmp_path, panel_file):
+    stratcastd(*long_run(panel_file, tmp_path / "straight"), check_code=ExitCode.OK)
+    out = tmp_path / "stopped"
+    cmd = [sys.executable, "-m", "stratcast.daemon.cli", *long_run(panel_file, out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the first validation line: training is under way
+        if line.startswith("step "):
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert f"stratcastd run --resume {out}" in err and not (out / "forecast.parquet").exists()
+    stopped_at = load_checkpoint(sorted((out / "checkpoints").glob("step-*.pt"))[-1])["trainer"]["step"]
+    assert 0 < stopped_at < 600
+    proc2 = stratcastd("run", "--resume", str(out), "--json", check_code=ExitCode.OK)
+    assert f"resumed from step-{stopped_at:08d}.pt at step {stopped_at}/600" in proc2.stderr
+    a = pd.read_parquet(tmp_path / "straight" / "forecast.parquet")
+    b = pd.read_parquet(out / "forecast.parquet")
+    assert a.equals(b)
+    assert (tmp_path / "straight" / "forecast.parquet").read_bytes() == (out / "forecast.parquet").read_bytes()
+
+
+def test_resume_refuses_a_folder_without_a_spec_or_a_checkpoint(tmp_path, panel_file):
+    proc = stratcastd("run", "--resume", str(tmp_path), check_code=ExitCode.BAD_INPUT)
+    assert "spec.json" in proc.stderr and "not a resumable run folder" in proc.stderr
+    out = tmp_path / "done"
+    stratcastd(*run_args(panel_file, out), "--input-size", "24", *SMALL, check_code=ExitCode.OK)
+    proc = stratcastd("run", "--resume", str(out), check_code=ExitCode.BAD_INPUT)
+    assert "no usable checkpoint" in proc.stderr
+    proc = stratcastd("run", "--resume", str(out), "--model", "mlp", check_code=ExitCode.USAGE)
+    assert "drop --model" in proc.stderr
+
+
+def test_a_run_where_nothing_fits_exits_76_proposing_the_memory_levers(tmp_path, panel_file):
+    cmd = [sys.executable, "-m", "stratcast.daemon.cli", *run_args(panel_file, tmp_path / "o"), "--input-size", "24"]
+    env = {**os.environ, "STRATCAST_FAULT_OOM_ABOVE": "0"}
+    proc = subprocess.run([*cmd, *SMALL], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 76, proc.stderr
+    assert "out of memory at step 1 (forward/backward, micro-batch 128): retrying with micro-batch 64" in proc.stdout
+    assert "stratcastd: out of memory:" in proc.stderr and "precision=bf16" in proc.stderr

@@ -1,7 +1,13 @@
 """``stratcastd``: run one forecasting job in the foreground, list the models, or run the demo.
 
 Exit codes (:class:`stratcast.shared.errors.ExitCode`): 0 done, 3 bad input (data or options), 1 other failure,
-130 interrupted (a training checkpoint in ``OUT/checkpoints``, no outputs), 2 bad command line.
+130 interrupted (a training checkpoint in ``OUT/checkpoints``, no outputs), 2 bad command line, and 76 out of
+memory (the worker's code: not even a micro-batch of one window fits, or the optimizer step ran out of memory).
+
+``run`` records its spec in ``OUT/spec.json``; ``stratcastd run --resume OUT`` continues an interrupted run from
+the newest good checkpoint in ``OUT/checkpoints`` (on CPU the outputs equal an uninterrupted run's bit for bit).
+A resume may change the device and, with ``--set``, the options that do not change what is trained (the
+checkpoint interval, ``micro_batch_size``, ``oom_grow_after``).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -31,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_arguments(keys)
     run = sub.add_parser("run", help="run one forecasting job in the foreground (no server)")
     add_job_arguments(run)
-    run.add_argument("--data", required=True, help="long-format parquet or CSV file")
-    run.add_argument("--model", required=True, help="model name (see `stratcastd models`)")
-    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--data", help="long-format parquet or CSV file (required unless --resume)")
+    run.add_argument("--model", help="model name (see `stratcastd models`; required unless --resume)")
+    run.add_argument("--out", help="output folder (required unless --resume)")
+    run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its newest checkpoint")
     demo = sub.add_parser("demo", help="generate a demo strategy panel and forecast it")
     add_job_arguments(demo)
     demo.add_argument("--model", default="nhits", help="model name (default: nhits)")
@@ -80,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_models(args.json)
     if args.command == "demo" and not args.no_daemon:
         return demo_through_daemon(args)
+    if args.command == "run":
+        given = [f"--{k}" for k in ("data", "model", "out") if getattr(args, k)]
+        if args.resume and given:
+            build_parser().error(f"--resume continues the run as it was started: drop {', '.join(given)}")
+        if not args.resume and len(given) < 3:
+            build_parser().error("run needs --data, --model and --out (or --resume DIR)")
     return run_command(args)
 
 
@@ -128,26 +141,84 @@ def run_command(args: argparse.Namespace) -> int:
 
     out: TextIO = sys.stderr if args.json else sys.stdout
     stop = StopFlag()
+
+    def log(message: str) -> None:
+        print(message, file=out, flush=True)
+
     try:
-        spec = make_spec(args)
-        from stratcast.daemon.engine.job import run_job
+        spec, resume_from = resume_spec(args, log) if getattr(args, "resume", None) else (make_spec(args), None)
+        from stratcast.daemon.engine.job import run_job, write_spec
         from stratcast.daemon.progress import ProgressPrinter
 
+        write_spec(Path(spec.out), spec)
         printer = ProgressPrinter(out)
-        result = run_job(spec, log=lambda m: print(m, file=out, flush=True), on_progress=printer, should_stop=stop)
+        result = run_job(
+            spec, log=log, on_progress=printer, should_stop=stop, resume_from=resume_from, on_oom=OomPrinter(log)
+        )
         printer.close()
     except (DataError, DeviceError, ValueError, KeyError) as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    except MemoryError as exc:
+        print(f"stratcastd: out of memory: {exc}", file=sys.stderr)
+        return OUT_OF_MEMORY
     except (CheckpointError, RuntimeError, OSError) as exc:
         print(f"stratcastd: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     if result.fit.interrupted:  # the job wrote a training checkpoint instead of outputs, and said where
         if args.json:
             print(json.dumps({"out": str(result.out_dir), "stopped": True, "checkpoint": str(result.checkpoint)}))
+        print(f"continue with: stratcastd run --resume {result.out_dir}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     print_result(result, args.json)
     return ExitCode.OK
+
+
+OUT_OF_MEMORY = 76
+"""Exit code when the run ran out of memory (the worker's :attr:`~stratcast.daemon.worker.WorkerExit.OUT_OF_MEMORY`)."""
+
+
+def resume_spec(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any, Path]:
+    """The spec recorded in ``--resume DIR`` (with ``--device`` and schedule ``--set`` items) and its checkpoint.
+
+    Raises:
+        ValueError: when DIR has no ``spec.json`` or no usable checkpoint, or a ``--set`` item would change what
+            is trained.
+    """
+    import dataclasses
+
+    from stratcast.daemon.engine.checkpoint import latest_checkpoint
+    from stratcast.daemon.engine.config import parse_value
+    from stratcast.daemon.engine.job import CHECKPOINT_DIR, SCHEDULE_OPTIONS, read_spec
+
+    folder = Path(args.resume)
+    spec = read_spec(folder)
+    changes = {}
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        if key not in SCHEDULE_OPTIONS:
+            raise ValueError(f"--set {key} would change what is trained; a resume accepts {sorted(SCHEDULE_OPTIONS)}")
+        changes[key] = parse_value(raw, getattr(spec.train, key))
+    device = spec.device if args.device == "auto" else args.device
+    spec = dataclasses.replace(spec, device=device, train=dataclasses.replace(spec.train, **changes))
+    checkpoint = latest_checkpoint(folder / CHECKPOINT_DIR, log=log)
+    if checkpoint is None:
+        raise ValueError(f"{folder / CHECKPOINT_DIR} holds no usable checkpoint: nothing to resume")
+    return spec, checkpoint
+
+
+class OomPrinter:
+    """The ``on_oom`` callback of a foreground run: one line per out-of-memory error."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+
+    def __call__(self, event: Any) -> None:
+        """Say what ran out and what happens next."""
+        then = f"retrying with micro-batch {event.new_micro_batch}" if event.new_micro_batch else "giving up"
+        if event.phase == "optimizer":
+            then = "the run rolls back to its last checkpoint"
+        self.log(f"out of memory at step {event.step} ({event.phase}, micro-batch {event.old_micro_batch}): {then}")
 
 
 def make_spec(args: argparse.Namespace) -> Any:

@@ -1,5 +1,11 @@
 """OOM recovery in place, driven by the ``STRATCAST_FAULT_OOM_ABOVE`` testing aid on the CPU."""
 
+import json
+import os
+import subprocess
+import sys
+
+import msgspec
 import pytest
 import torch
 
@@ -16,6 +22,8 @@ from stratcast.daemon.engine.oom import (
     is_oom,
 )
 from stratcast.daemon.engine.spec import build_spec
+from stratcast.daemon.worker import WorkerExit
+from stratcast.shared.protocol import JobSpec
 
 # dropout on: a retried step must also restore the global RNG to draw the same masks as an unfailed run
 SETS = ["max_steps=30", "batch_size=32", "val_check_steps=5", "hidden_size=16", "num_layers=2", "dropout=0.2"]
@@ -135,3 +143,32 @@ def test_the_fault_limit_is_off_unless_set_and_rejects_junk(monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "-1")
     with pytest.raises(ValueError, match=FAULT_ENV):
         fault_limit()
+
+
+def run_worker(run_dir, data, fault):
+    run_dir.mkdir(parents=True)
+    sets = ["max_steps=12", "batch_size=32", "val_check_steps=4"]
+    job = JobSpec(data=str(data), model="dlinear", horizon=4, input_size=8, holdout=4, sets=sets)
+    (run_dir / "job.json").write_bytes(msgspec.json.encode(job))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", FAULT_ENV: str(fault)}
+    cmd = [sys.executable, "-m", "stratcast.daemon.worker", str(run_dir), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
+    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr.decode()
+
+
+def test_the_worker_sends_oom_events_and_finishes_after_recovering(tmp_path, panel_file):
+    code, events, log = run_worker(tmp_path / "run", panel_file, fault=8)
+    assert code == WorkerExit.OK, log
+    ooms = [e for e in events if e["event"] == "oom"]
+    assert [(e["step"], e["old_micro_batch"], e["new_micro_batch"]) for e in ooms] == [(1, 32, 16), (1, 16, 8)]
+    assert set(ooms[0]) >= {"time", "phase", "allocated", "reserved", "rss", "error"}
+    assert "out of memory at step 1 (forward/backward, micro-batch 32): retrying with micro-batch 16" in log
+    assert events[-1]["event"] == "finished"
+
+
+def test_the_worker_exits_with_its_oom_code_when_nothing_fits(tmp_path, panel_file):
+    code, events, log = run_worker(tmp_path / "run", panel_file, fault=0)
+    assert code == WorkerExit.OUT_OF_MEMORY and int(code) == 76, log
+    assert [e["new_micro_batch"] for e in events if e["event"] == "oom"] == [16, 8, 4, 2, 1, 0]
+    assert events[-1]["event"] == "failed" and events[-1]["exit"] == 76
+    assert "precision=bf16" in events[-1]["error"] and "out of memory: OutOfMemory" in log

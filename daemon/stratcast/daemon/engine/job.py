@@ -47,6 +47,7 @@ from stratcast.daemon.engine.checkpoint import (
     save_rotating,
     write_json_atomic,
 )
+from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.data import drop_short, load_panel
 from stratcast.daemon.engine.device import describe_device, resolve_device
 from stratcast.daemon.engine.forecast import blend_toward_mean, predict
@@ -67,6 +68,9 @@ CHECKPOINT_DIR = "checkpoints"
 """Default folder of the training checkpoints, inside the output folder."""
 TRAIN_KIND, FINAL_KIND = "train", "final"
 """``kind`` of a resumable training checkpoint and of the final ``model.pt``."""
+SPEC_FILE = "spec.json"
+"""The job's spec as JSON, written into the output folder when a foreground run starts (``stratcastd run``)."""
+SPEC_FILE_VERSION = 1
 SCHEDULE_OPTIONS = frozenset({"checkpoint_every_steps", "checkpoint_every_s", "micro_batch_size", "oom_grow_after"})
 """Training options that do not change what is trained: a resume may use other values (another micro-batch
 accumulates the same gradient, to float tolerance)."""
@@ -288,6 +292,31 @@ def resume(spec: RunSpec, prep: Prepared, trainer: Trainer, path: Path, log: Log
             )
     trainer.load_state_dict(state["trainer"])
     log(f"resumed from {path.name} at step {trainer.step}/{spec.train.max_steps}")
+
+
+def write_spec(out: Path, spec: RunSpec) -> None:
+    """Record ``spec`` in ``out/spec.json`` so that ``stratcastd run --resume out`` can rebuild the job."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / SPEC_FILE, {"version": SPEC_FILE_VERSION, "spec": dataclasses.asdict(spec)})
+
+
+def read_spec(out: Path) -> RunSpec:
+    """The spec :func:`write_spec` recorded in ``out``, with ``out`` as its output folder (it may have moved).
+
+    Raises:
+        ValueError: when ``out`` holds no readable ``spec.json`` of this version.
+    """
+    path = out / SPEC_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{out} is not a resumable run folder: cannot read {SPEC_FILE} ({exc})") from None
+    if not isinstance(data, dict) or data.get("version") != SPEC_FILE_VERSION:
+        raise ValueError(f"{path} is not a version {SPEC_FILE_VERSION} run spec")
+    fields: dict[str, Any] = dict(data["spec"])
+    train: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.pop("train").items()}
+    params: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.pop("model_params").items()}
+    return RunSpec(**{**fields, "out": str(out)}, train=TrainConfig(**train), model_params=params)
 
 
 def _comparable(key: str, value: Any) -> Any:
