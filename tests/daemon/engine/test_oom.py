@@ -9,7 +9,7 @@ import msgspec
 import pytest
 import torch
 
-from stratcast.daemon.engine.checkpoint import load_checkpoint
+from stratcast.daemon.engine.checkpoint import list_checkpoints, load_checkpoint, save_rotating
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.job import run_job
 from stratcast.daemon.engine.oom import (
@@ -172,3 +172,36 @@ def test_the_worker_exits_with_its_oom_code_when_nothing_fits(tmp_path, panel_fi
     assert [e["new_micro_batch"] for e in events if e["event"] == "oom"] == [16, 8, 4, 2, 1, 0]
     assert events[-1]["event"] == "failed" and events[-1]["exit"] == 76
     assert "precision=bf16" in events[-1]["error"] and "out of memory: OutOfMemory" in log
+
+
+# -- checkpoints: what a rollback or a resume on another machine continues from ---------------------------------
+
+
+def test_rotation_keeps_the_newest_and_the_best_checkpoint(tmp_path):
+    losses = {1: 0.9, 2: 0.4, 3: 0.7, 4: None, 5: 0.8, 6: 0.6}
+    for step, loss in losses.items():
+        save_rotating(tmp_path, step, {"x": torch.tensor(step)}, keep=2, val_loss=loss)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [6, 5, 2]  # newest two, and step 2 the best
+    save_rotating(tmp_path, 7, {"x": torch.tensor(7)}, keep=3, val_loss=0.1)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [7, 6, 5]  # step 7 is the new best
+    with pytest.raises(ValueError, match="keep=1"):
+        save_rotating(tmp_path, 8, {}, keep=1)
+
+
+def test_a_resume_with_another_micro_batch_ends_with_the_same_weights(tmp_path, panel_file, monkeypatch):
+    """Stopped with micro-batch 8 (16 OOMed), resumed configured at 32 with room for 8: bitwise the 8 run."""
+    run_job(spec_for(panel_file, tmp_path / "fits", extra=["micro_batch_size=8"]), log=lambda m: None)
+    monkeypatch.setenv(FAULT_ENV, "8")
+    out = tmp_path / "moved"
+    steps = iter(range(1000))
+    stopped = run_job(
+        spec_for(panel_file, out, extra=["micro_batch_size=16"]),
+        log=lambda m: None,
+        should_stop=lambda: next(steps) == 13,  # asked before every step: stops after 13
+    )
+    assert stopped.checkpoint is not None and load_checkpoint(stopped.checkpoint)["trainer"]["micro_batch"] == 8
+    events: list[OomEvent] = []
+    run_job(spec_for(panel_file, out), log=lambda m: None, resume_from=stopped.checkpoint, on_oom=events.append)
+    assert [(e.step, e.old_micro_batch, e.new_micro_batch) for e in events] == [(14, 32, 16), (14, 16, 8)]
+    a, b = weights(tmp_path / "fits"), weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,15 +1,17 @@
 """Writing and reading checkpoints safely: temp file, fsync, atomic rename, sha256 manifest, weights-only load.
 
 Training checkpoints of a run live in one folder as ``step-00000123.pt`` (+ ``step-00000123.pt.json``, the
-manifest with its sha256); :func:`save_rotating` keeps the newest :data:`KEEP` and :func:`latest_checkpoint`
-finds the newest one that still loads, so a file torn by a crash or a full disk costs one interval of training,
-not the run.
+manifest with its sha256, step and the validation loss of the check before it); :func:`save_rotating` keeps the
+newest :data:`KEEP` plus the one with the best validation loss (never deleted by rotation), and
+:func:`latest_checkpoint` finds the newest one that still loads, so a file torn by a crash or a full disk costs one
+interval of training, not the run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Callable
@@ -21,7 +23,8 @@ import torch
 CHECKPOINT_SCHEMA = 1
 SCHEMA_KEY = "schema"
 KEEP = 2
-"""Training checkpoints kept per run: the newest and the one before it, in case the newest is damaged."""
+"""Newest training checkpoints kept per run (at least 2: the one before the newest, in case the newest is damaged),
+besides the best one by validation loss."""
 _STEP_FILE = re.compile(r"step-(\d+)\.pt")
 
 
@@ -29,8 +32,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or of an unknown schema."""
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> str:
-    """Write ``state`` to ``path`` atomically and record its sha256 in ``path.json``; returns the digest."""
+def save_checkpoint(path: Path, state: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
+    """Write ``state`` to ``path`` atomically; record its sha256 and ``meta`` in ``path.json``; returns the digest."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
@@ -39,7 +42,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> str:
         os.fsync(fh.fileno())
     digest = _sha256(tmp)
     os.replace(tmp, path)
-    _write_json(path.with_suffix(path.suffix + ".json"), {"file": path.name, "sha256": digest})
+    _write_json(path.with_suffix(path.suffix + ".json"), {"file": path.name, "sha256": digest, **(meta or {})})
     _fsync_dir(path.parent)
     return digest
 
@@ -90,21 +93,49 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
-def save_rotating(directory: Path, step: int, state: dict[str, Any], keep: int = KEEP) -> Path:
-    """Save the training checkpoint of ``step``, then delete all but it and the ``keep - 1`` newest before it.
+def save_rotating(
+    directory: Path, step: int, state: dict[str, Any], keep: int = KEEP, val_loss: float | None = None
+) -> Path:
+    """Save the training checkpoint of ``step``; delete all but it, the ``keep - 1`` newest before it and the best.
 
-    Checkpoints of later steps are deleted too: they belong to an abandoned attempt (a resume from an older file
-    because the newer one was damaged, or a restart from scratch).
+    ``val_loss`` (the latest validation loss, None before the first check) goes into the manifest; the best is
+    the checkpoint with the lowest one, and rotation never deletes it. Checkpoints of later steps are deleted
+    too: they belong to an abandoned attempt (a resume from an older file because the newer one was damaged, or a
+    restart from scratch).
+
+    Raises:
+        ValueError: for ``keep < 2``.
     """
+    if keep < 2:
+        raise ValueError(f"keep the newest 2 checkpoints at least (the newest may be damaged), got keep={keep}")
     path = checkpoint_path(directory, step)
-    save_checkpoint(path, state)
-    older = [p for s, p in list_checkpoints(directory) if s < step][: keep - 1]
+    save_checkpoint(path, state, {"step": step, "val_loss": val_loss})
+    current = [p for s, p in list_checkpoints(directory) if s <= step]  # newest first
+    kept = set(current[:keep])
+    best = best_checkpoint(current)
+    if best is not None:
+        kept.add(best)
     for _, p in list_checkpoints(directory):
-        if p != path and p not in older:
+        if p not in kept:
             _remove_checkpoint(p)
     for stale in directory.glob(".step-*.tmp"):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
     return path
+
+
+def best_checkpoint(paths: list[Path]) -> Path | None:
+    """The checkpoint among ``paths`` whose manifest records the lowest finite validation loss (the newest on ties)."""
+    scored = [(loss, -i, p) for i, p in enumerate(paths) if (loss := manifest_val_loss(p)) is not None]
+    return min(scored)[2] if scored else None
+
+
+def manifest_val_loss(path: Path) -> float | None:
+    """The validation loss the manifest of ``path`` records; None when it records none or is unreadable."""
+    try:
+        value = json.loads(path.with_suffix(path.suffix + ".json").read_text()).get("val_loss")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def latest_checkpoint(directory: Path, log: Callable[[str], None] | None = None) -> Path | None:

@@ -268,7 +268,7 @@ class Checkpointer:
         if self.last is not None and self.last[0] == trainer.step:
             return self.last[1]
         state = checkpoint_state(self.spec, trainer, self.prep, TRAIN_KIND)
-        path = save_rotating(self.directory, trainer.step, state)
+        path = save_rotating(self.directory, trainer.step, state, val_loss=trainer.last_val)
         self.last, self.last_time = (trainer.step, path), time.monotonic()
         if self.on_saved is not None:
             self.on_saved(path, trainer.step)

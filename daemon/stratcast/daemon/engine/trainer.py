@@ -145,6 +145,8 @@ class Trainer:
         self.best_step: int | None = None
         self.best_state: dict[str, Tensor] | None = None
         self.bad_checks = 0
+        self.last_val: float | None = None
+        """The latest validation loss (the members' mean in per-strategy mode): how good a checkpoint is."""
         self.micro = MicroBatchPlan(min(cfg.micro_batch_size or cfg.batch_size, cfg.batch_size), cfg.oom_grow_after)
         """The micro-batch in use (halved on an OOM, grown back later)."""
         self.split_dim = 0
@@ -332,6 +334,7 @@ class Trainer:
             return None
         self.model.eval()
         val = self.validation_loss()
+        self.last_val = float(val.mean())
         self.bad_checks = 0 if self.improved(val) else self.bad_checks + 1
         return val
 
@@ -383,6 +386,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "micro_batch": self.micro.current,
+            "last_val": self.last_val,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -402,6 +406,7 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         self.step, self.best_step, self.bad_checks = state["step"], state["best_step"], state["bad_checks"]
         best_val, best_state = state["best_val"], state["best_state"]
+        self.last_val = state.get("last_val")
         self.best_val = None if best_val is None else best_val.to(self.device)
         self.best_state = None if best_state is None else {k: v.to(self.device) for k, v in best_state.items()}
         torch.set_rng_state(state["torch_rng"].cpu())
