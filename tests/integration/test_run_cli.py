@@ -203,3 +203,22 @@ def test_a_run_where_nothing_fits_exits_76_proposing_the_memory_levers(tmp_path,
     assert proc.returncode == 76, proc.stderr
     assert "out of memory at step 1 (forward/backward, micro-batch 128): retrying with micro-batch 64" in proc.stdout
     assert "stratcastd: out of memory:" in proc.stderr and "precision=bf16" in proc.stderr
+
+
+def test_the_recorded_spec_round_trips_tuples_and_per_strategy_options(tmp_path, panel_file):
+    from stratcast.daemon.engine.job import read_spec, write_spec
+    from stratcast.daemon.engine.spec import build_spec
+
+    spec = build_spec(
+        data=str(panel_file),
+        model="nhits",
+        out=str(tmp_path),
+        mode="per-strategy",
+        device="cpu",
+        horizon=4,
+        input_size=8,
+        holdout=4,
+        sets=["mlp_units=16,16", "loss=quantile", "quantiles=0.2,0.5,0.8", "micro_batch_size=4"],
+    )
+    write_spec(tmp_path, spec)
+    assert read_spec(tmp_path) == spec
