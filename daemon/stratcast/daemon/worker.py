@@ -60,7 +60,7 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 import psutil
@@ -402,5 +402,18 @@ class StopFlag:
         return self.requested
 
 
+def exit_now(code: int) -> NoReturn:
+    """Flush and leave without the interpreter's teardown.
+
+    Everything a worker keeps is on disk by now (checkpoints and outputs are fsynced, events flushed line by
+    line); tearing down an interpreter that has used torch took 0.66 s, time in which a stopped run would still
+    hold its GPU.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
