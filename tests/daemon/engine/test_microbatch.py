@@ -11,35 +11,22 @@ import pytest
 import torch
 
 from stratcast.daemon.engine.checkpoint import load_checkpoint
-from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.spec import build_spec
 from stratcast.daemon.engine.trainer import split
 from stratcast.daemon.engine.windows import WindowBatch
+from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 
-# no dropout: with dropout the micro-batches draw their masks in another order (equivalent, not equal)
-SETS = ["max_steps=30", "batch_size=32", "val_check_steps=5", "hidden_size=16", "num_layers=2", "dropout=0.0"]
+DROPOUT = 0.0
+"""No dropout: with dropout the micro-batches draw their masks in another order (equivalent, not equal)."""
 
 
 @pytest.fixture(scope="module")
 def panel_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "panel.parquet"
-    make_strategy_panel(8, 50, seed=2).to_parquet(path, index=False)
-    return path
+    return write_small_panel(tmp_path_factory.mktemp("data") / "panel.parquet")
 
 
 def train(panel_file, out, mode="batch", extra=()):
-    spec = build_spec(
-        data=str(panel_file),
-        model="mlp",
-        out=str(out),
-        mode=mode,
-        device="cpu",
-        horizon=4,
-        input_size=8,
-        holdout=4,
-        sets=[*SETS, *extra],
-    )
+    spec = mlp_spec(panel_file, out, mode, extra, dropout=DROPOUT)
     run_job(spec, log=lambda m: None)
     return load_checkpoint(out / "model.pt")["trainer"]
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from stratcast.daemon.engine.checkpoint import list_checkpoints, load_checkpoint, save_rotating
-from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.job import run_job
 from stratcast.daemon.engine.oom import (
     FAULT_ENV,
@@ -21,33 +20,21 @@ from stratcast.daemon.engine.oom import (
     fault_limit,
     is_oom,
 )
-from stratcast.daemon.engine.spec import build_spec
 from stratcast.daemon.worker import WorkerExit
 from stratcast.shared.protocol import JobSpec
+from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 
-# dropout on: a retried step must also restore the global RNG to draw the same masks as an unfailed run
-SETS = ["max_steps=30", "batch_size=32", "val_check_steps=5", "hidden_size=16", "num_layers=2", "dropout=0.2"]
+DROPOUT = 0.2
+"""dropout on: a retried step must also restore the global RNG to draw the same masks as an unfailed run."""
 
 
 @pytest.fixture(scope="module")
 def panel_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "panel.parquet"
-    make_strategy_panel(8, 50, seed=2).to_parquet(path, index=False)
-    return path
+    return write_small_panel(tmp_path_factory.mktemp("data") / "panel.parquet")
 
 
 def spec_for(panel_file, out, mode="batch", extra=()):
-    return build_spec(
-        data=str(panel_file),
-        model="mlp",
-        out=str(out),
-        mode=mode,
-        device="cpu",
-        horizon=4,
-        input_size=8,
-        holdout=4,
-        sets=[*SETS, *extra],
-    )
+    return mlp_spec(panel_file, out, mode, extra, dropout=DROPOUT)
 
 
 def weights(out):

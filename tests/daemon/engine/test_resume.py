@@ -12,34 +12,22 @@ from stratcast.daemon.engine.checkpoint import (
     save_checkpoint,
     save_rotating,
 )
-from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.job import run_job
 from stratcast.daemon.engine.spec import PER_STRATEGY_BATCH, build_spec, spec_from_job
 from stratcast.shared.protocol import JobSpec
+from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 
-# mlp with dropout: resuming exactly needs the global RNG state as well as the sampler's
-SETS = ["max_steps=30", "batch_size=32", "val_check_steps=5", "hidden_size=16", "num_layers=2", "dropout=0.2"]
+DROPOUT = 0.2
+"""mlp with dropout: resuming exactly needs the global RNG state as well as the sampler's."""
 
 
 @pytest.fixture(scope="module")
 def panel_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "panel.parquet"
-    make_strategy_panel(8, 50, seed=2).to_parquet(path, index=False)
-    return path
+    return write_small_panel(tmp_path_factory.mktemp("data") / "panel.parquet")
 
 
 def job_spec(panel_file, out, mode="batch", extra=()):
-    return build_spec(
-        data=str(panel_file),
-        model="mlp",
-        out=str(out),
-        mode=mode,
-        device="cpu",
-        horizon=4,
-        input_size=8,
-        holdout=4,
-        sets=[*SETS, *extra],
-    )
+    return mlp_spec(panel_file, out, mode, extra, dropout=DROPOUT)
 
 
 class StopAfter:
