@@ -26,7 +26,6 @@ import argparse
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from stratcast.daemon.embedded import start_daemon, stop_daemon
 from stratcast.daemon.engine.checkpoint import latest_checkpoint, load_checkpoint, save_rotating
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.demo import make_strategy_panel
@@ -54,7 +54,7 @@ from stratcast.daemon.engine.job import (
 )
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer
-from stratcast.shared.client import Client, DaemonUnavailable, Subscriber
+from stratcast.shared.client import Client, Subscriber
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import JobSpec, KillRun, ResumeRun, ShowRun, StopRun, Submit
 
@@ -219,38 +219,16 @@ class Cycle:
 
 @contextmanager
 def running_daemon(home: Path) -> Iterator[Client]:
-    """A ``stratcastd serve`` on ``home`` and a connected client; SIGTERM and wait at the end."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "STRATCAST_HOME"}
-    cmd = [sys.executable, "-m", "stratcast.daemon.cli", "serve", "--home", str(home)]
-    with open(home / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    client: Client | None = None
+    """A ``stratcastd serve`` on ``home`` and a connected client; shut down and waited for at the end."""
+    where = resolve_home(home)
+    proc = start_daemon(where, {k: v for k, v in os.environ.items() if k != "STRATCAST_HOME"})
+    client = Client(where, timeout_s=120.0)
     try:
-        client = connect(home, proc)
+        client.connect()
         yield client
     finally:
-        if client is not None:
-            client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def connect(home: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> Client:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        client = Client(resolve_home(home), timeout_s=120.0)
-        try:
-            client.connect()
-            return client
-        except DaemonUnavailable:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"the daemon did not start; see {home / 'daemon.log'}")
-            time.sleep(0.1)
+        client.close()
+        stop_daemon(where, proc)
 
 
 def wait_event(events: Subscriber, match: Callable[[str, dict[str, object]], bool], what: str) -> float:

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,9 +47,10 @@ import msgspec
 import psutil
 import zmq
 
+from stratcast.daemon.embedded import start_daemon, stop_daemon
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.telemetry import GpuProcess, GpuSample, HostSample
-from stratcast.shared.client import Client, DaemonUnavailable, OutOfSync, Subscriber
+from stratcast.shared.client import Client, OutOfSync, Subscriber
 from stratcast.shared.mirror import Mirror
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import (
@@ -277,38 +277,16 @@ def _cpu(proc: psutil.Process) -> float:
 
 @contextmanager
 def running_daemon(home: Path, env: dict[str, str]) -> Iterator[tuple[psutil.Process, Client]]:
-    """A ``stratcastd serve`` on ``home`` and a connected client; SIGTERM and wait at the end."""
-    home.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "stratcast.daemon.cli", "serve", "--home", str(home)]
-    with open(home / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    client: Client | None = None
+    """A ``stratcastd serve`` on ``home`` and a connected client; shut down and waited for at the end."""
+    where = resolve_home(home)
+    proc = start_daemon(where, env)
+    client = Client(where, timeout_s=CLIENT_TIMEOUT_S)
     try:
-        client = connect(home, proc)
+        client.connect()
         yield psutil.Process(proc.pid), client
     finally:
-        if client is not None:
-            client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def connect(home: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> Client:
-    """A client of the daemon at ``home``, once it answers ``hello``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        client = Client(resolve_home(home), timeout_s=CLIENT_TIMEOUT_S)
-        try:
-            client.connect()
-            return client
-        except DaemonUnavailable:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"the daemon did not start; see {home / 'daemon.log'}")
-            time.sleep(0.1)
+        client.close()
+        stop_daemon(where, proc)
 
 
 def report_overhead(args: argparse.Namespace, fg: list[RunFigures], dm: list[RunFigures]) -> None:

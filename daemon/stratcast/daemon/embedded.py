@@ -76,8 +76,10 @@ def demo_home(state: Path) -> Home:
     return home
 
 
-def start_daemon(home: Home) -> subprocess.Popen[bytes]:
+def start_daemon(home: Home, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``stratcastd serve`` for ``home`` (its log in ``HOME/daemon.log``) and wait until it answers.
+
+    ``env``: the daemon's environment (None: this process's).
 
     Raises:
         DaemonUnavailable: when it exits or does not answer within :data:`STARTUP_S`.
@@ -86,7 +88,7 @@ def start_daemon(home: Home) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "stratcast.daemon.cli", "serve", "--home", str(home.state)]
     cmd += ["--sockets", str(home.sockets)]
     with open(home.state / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
