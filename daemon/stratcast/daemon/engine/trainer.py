@@ -254,15 +254,21 @@ class Trainer:
             if not is_oom(exc):
                 raise
             error, memory = str(exc), memory_now(self.device)
-        # cleaned up outside the except block: its traceback held the failing frames' tensors until here
-        self.optimizer.zero_grad(set_to_none=True)
-        release_memory(self.device)
         old = self.micro.current
         new = self.micro.shrink()
-        self.report_oom(OomEvent(time.time(), self.step + 1, "forward/backward", old, new or 0, *memory, error))
+        self.clean_up_oom(OomEvent(time.time(), self.step + 1, "forward/backward", old, new or 0, *memory, error))
         if new is None:
             raise OutOfMemory(levers_message(self.step + 1, self.cfg.batch_size, self.cfg.precision))
         return None
+
+    def clean_up_oom(self, event: OomEvent) -> None:
+        """Drop the gradients, give cached memory back and report ``event``.
+
+        Called after the ``except`` block is left: its traceback held the failing frames' tensors until then.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        release_memory(self.device)
+        self.report_oom(event)
 
     def optimizer_step(self) -> None:
         """``optimizer.step()``; an OOM there cannot be retried (parameters may be half updated).
@@ -277,10 +283,8 @@ class Trainer:
             if not is_oom(exc):
                 raise
             error, memory = str(exc), memory_now(self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        release_memory(self.device)
         now = self.micro.current
-        self.report_oom(OomEvent(time.time(), self.step + 1, "optimizer", now, now, *memory, error))
+        self.clean_up_oom(OomEvent(time.time(), self.step + 1, "optimizer", now, now, *memory, error))
         raise OptimizerStepOutOfMemory(
             f"out of memory in the optimizer step of step {self.step + 1}: the weights may be half updated, so the "
             "run must roll back to its last checkpoint"
