@@ -43,10 +43,10 @@ MAX_FRAME = 1 << 20
 """Largest control frame accepted (1 MiB); larger frames are refused before parsing."""
 HEARTBEAT_S = 1.0
 """Seconds between ``heartbeat`` events."""
-TOPICS = ("run", "progress", "telemetry", "log", "schedule", "oom", "daemon", "heartbeat")
+TOPICS = ("run", "progress", "telemetry", "log", "schedule", "oom", "plan", "daemon", "heartbeat")
 """Event topics: a run's record changed; a run's training progress; GPU/host/run memory samples; new log lines of
-a run; a schedule changed or fired; a run recovered from (or died of) an out-of-memory error; daemon notices
-(a GPU without drivers, shutdown); heartbeats."""
+a run; a schedule changed or fired; a run recovered from (or died of) an out-of-memory error; a run's memory plan
+(chosen micro-batch, probes, budget); daemon notices (a GPU without drivers, shutdown); heartbeats."""
 
 Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 """A run or schedule id: what SQLite's INTEGER holds."""
@@ -254,6 +254,38 @@ class ReadLogs(Request, tag="read_logs"):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1 << 20)] = 65536
 
 
+class ReadHistory(RunRequest, tag="read_history"):
+    """A run's whole training history (progress, allocator figures, memory plans, OOMs, checkpoints).
+
+    Each series is thinned evenly to at most ``points`` samples (the first and last always kept), so a week-long
+    run's curves cost the same as a minute's.
+    """
+
+    points: Annotated[int, msgspec.Meta(ge=10, le=5000)] = 500
+
+
+class ReadResults(RunRequest, tag="read_results"):
+    """A finished run's metrics (skill table, training summary) and its ``top`` strategies with their forecasts."""
+
+    top: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+
+
+class ExportResults(RunRequest, tag="export_results"):
+    """Write a finished run's results to ``path`` on the daemon's machine (absolute; not over an existing file)."""
+
+    path: str
+    what: Literal["summary", "forecast"] = "summary"
+    """``summary``: one row per strategy; ``forecast``: one row per strategy and step."""
+    format: Literal["parquet", "csv"] | None = None
+    """None: from the path's suffix (``.csv``, else parquet)."""
+
+
+class CheckData(Request, tag="check_data"):
+    """Check a job's options and data as ``submit`` would, queue nothing, and describe the panel."""
+
+    job: JobSpec
+
+
 class ListGpus(Request, tag="list_gpus"):
     """GPUs with their latest telemetry and the runs on them."""
 
@@ -327,6 +359,10 @@ AnyRequest = (
     | RemoveRun
     | SetPriority
     | ReadLogs
+    | ReadHistory
+    | ReadResults
+    | ExportResults
+    | CheckData
     | ListGpus
     | ListModels
     | AddSchedule
