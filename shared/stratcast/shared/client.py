@@ -174,7 +174,7 @@ class Client:
         """The daemon's event endpoint, as this client must connect to it."""
         named = self.hello.get("events")
         if isinstance(named, str):
-            return _reachable(named, self.endpoint)
+            return reachable_events(named, self.endpoint)
         return _home(self.home).events
 
     def connect(self) -> dict[str, Any]:
@@ -266,24 +266,7 @@ class Client:
         raise DaemonUnavailable(self.endpoint, why, self.home)
 
     def _probe(self) -> None:
-        """Fail fast on an ``ipc://`` endpoint with no socket file or nothing listening on it."""
-        if not self.endpoint.startswith("ipc://") or self.endpoint.startswith("ipc://@"):
-            return
-        path = self.endpoint.removeprefix("ipc://")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(path)
-            except (FileNotFoundError, NotADirectoryError):
-                why = "no socket file"
-            except ConnectionRefusedError:
-                why = "a stale socket file: nothing listens on it"
-            except PermissionError:
-                why = "permission denied: the socket belongs to another user"
-            except OSError as exc:
-                why = f"cannot connect: {exc.strerror}"
-            else:
-                return
-        raise DaemonUnavailable(self.endpoint, why, self.home)
+        probe_endpoint(self.endpoint, self.home)
 
 
 class Subscriber:
@@ -359,7 +342,7 @@ def _home(home: Home | None) -> Home:
     return home if home is not None else resolve_home()
 
 
-def _reachable(events: str, control: str) -> str:
+def reachable_events(events: str, control: str) -> str:
     """``events`` with a wildcard bind host (``*``, ``0.0.0.0``, ``[::]``) replaced by the control host."""
     if not events.startswith("tcp://") or not control.startswith("tcp://"):
         return events
@@ -368,3 +351,28 @@ def _reachable(events: str, control: str) -> str:
         return events
     control_host = control.removeprefix("tcp://").rpartition(":")[0]
     return f"tcp://{control_host}:{port}"
+
+
+def probe_endpoint(endpoint: str, home: Home | None = None) -> None:
+    """Fail fast on an ``ipc://`` endpoint with no socket file or nothing listening on it.
+
+    Raises:
+        DaemonUnavailable: saying which of these it is.
+    """
+    if not endpoint.startswith("ipc://") or endpoint.startswith("ipc://@"):
+        return
+    path = endpoint.removeprefix("ipc://")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except (FileNotFoundError, NotADirectoryError):
+            why = "no socket file"
+        except ConnectionRefusedError:
+            why = "a stale socket file: nothing listens on it"
+        except PermissionError:
+            why = "permission denied: the socket belongs to another user"
+        except OSError as exc:
+            why = f"cannot connect: {exc.strerror}"
+        else:
+            return
+    raise DaemonUnavailable(endpoint, why, home)

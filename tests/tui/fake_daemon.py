@@ -1,0 +1,217 @@
+"""A fake daemon for the TUI's tests: a deterministic snapshot, events fed by the test, requests recorded.
+
+``FakeLink`` implements :class:`stratcast.tui.link.Link`. Its state is a real :class:`Mirror` loaded from
+:func:`demo_snapshot`; :meth:`FakeLink.feed` applies events in order exactly as the real link does; requests are
+answered by ``handlers`` (by request type tag) and recorded in ``calls``. Everything depends only on ``T0``, so
+screens render identically on every run (SVG snapshots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from stratcast.shared.client import RequestFailed
+from stratcast.shared.mirror import Mirror
+from stratcast.shared.protocol import AnyRequest, Event, to_builtins
+
+T0 = 1_763_900_000.0
+"""The fake's "now": 2025-11-23 12:13:20 UTC."""
+GIB = 2**30
+SESSION = "fake-session"
+
+
+def frozen_clock() -> float:
+    """The clock the TUI gets in tests."""
+    return T0
+
+
+def job(model: str = "nhits", **fields: Any) -> dict[str, Any]:
+    return {"data": "/data/eurusd.parquet", "model": model, "horizon": 52, "holdout": 26, **fields}
+
+
+def run(run_id: int, state: str, *, name: str = "", model: str = "nhits", **fields: Any) -> dict[str, Any]:
+    record = {
+        "id": run_id,
+        "name": name,
+        "state": state,
+        "job": job(model),
+        "placement": {"name": name},
+        "created": T0 - 3600 + run_id * 60,
+        "out": f"/home/q/.local/state/stratcast/runs/{run_id}",
+    }
+    record.update(fields)
+    return record
+
+
+def progress(step: int, max_steps: int = 1000, *, micro_batch: int = 512) -> dict[str, Any]:
+    """A progress report as a worker sends it, deterministic in ``step``."""
+    loss = 0.9 * math.exp(-step / 300) + 0.1
+    return {
+        "step": step,
+        "max_steps": max_steps,
+        "epoch": step / 125,
+        "train_loss": round(loss, 5),
+        "val_loss": round(loss * 1.1, 5) if step % 100 == 0 else None,
+        "best_val_loss": round(loss * 1.1, 5),
+        "windows_per_s": 51234.0,
+        "eta_s": (max_steps - step) * 0.12,
+        "learning_rate": 0.001,
+        "micro_batch": micro_batch,
+    }
+
+
+def demo_runs() -> list[dict[str, Any]]:
+    """Runs in every interesting state, with their reasons."""
+    memory = {"allocated": 30 * GIB, "reserved": 34 * GIB, "peak": 41 * GIB, "oom_count": 1, "rss": 2 * GIB}
+    return [
+        run(
+            1,
+            "running",
+            name="eurusd-nhits",
+            device="cuda:0",
+            pid=4242,
+            started=T0 - 600,
+            attempts=1,
+            progress=progress(420),
+            memory=memory,
+        ),
+        run(2, "queued", name="eurusd-tide", model="tide", reason="GPU 0 busy with run 1"),
+        run(
+            3,
+            "succeeded",
+            name="nightly",
+            model="dlinear",
+            started=T0 - 3000,
+            finished=T0 - 2400,
+            progress=progress(1000),
+            memory={"peak": 3 * GIB},
+        ),
+        run(
+            4,
+            "stopped",
+            name="big-patchtst",
+            model="patchtst",
+            started=T0 - 2000,
+            progress=progress(300),
+            reason="stopped on request; `stratcast resume` continues from the checkpoint",
+        ),
+        run(5, "held", name="later", model="nbeats", reason="held"),
+        run(
+            6,
+            "oom-failed",
+            name="too-big",
+            model="itransformer",
+            started=T0 - 1500,
+            finished=T0 - 1400,
+            reason="out of memory; see `stratcast logs 6`",
+        ),
+    ]
+
+
+def gpu(index: int, t: float, *, used: float, util: int, pids: list[tuple[int, float]]) -> dict[str, Any]:
+    return {
+        "time": t,
+        "index": index,
+        "name": "NVIDIA H100 80GB HBM3",
+        "uuid": f"GPU-{index}",
+        "memory_used": int(used * GIB),
+        "memory_total": int(79.6 * GIB),
+        "utilization": util,
+        "temperature": 61 - 20 * index,
+        "power_w": 312.0 - 250 * index,
+        "power_limit_w": 700.0,
+        "processes": [{"pid": pid, "used": int(u * GIB)} for pid, u in pids],
+    }
+
+
+def gpu_samples(t: float, i: int) -> list[dict[str, Any]]:
+    wave = math.sin(i / 9)
+    return [
+        gpu(0, t, used=36 + 4 * wave, util=int(80 + 15 * wave), pids=[(4242, 35.5)]),
+        gpu(1, t, used=1.2, util=0, pids=[(999, 1.0)]),
+    ]
+
+
+def host_sample(t: float, i: int) -> dict[str, Any]:
+    return {
+        "time": t,
+        "cpu_percent": 30 + 10 * math.sin(i / 7),
+        "memory_used": 40 * GIB,
+        "memory_total": 128 * GIB,
+        "daemon_rss": GIB // 8,
+        "workers_rss": {"4242": 2 * GIB},
+    }
+
+
+def demo_snapshot(*, gpus: bool = True, samples: int = 120) -> dict[str, Any]:
+    """A snapshot as the daemon sends it: runs, two GPUs (or none) with ``samples`` of history at 5 Hz."""
+    times = [T0 - (samples - i) * 0.2 for i in range(samples)]
+    gpu_history: dict[str, list[dict[str, Any]]] = {"0": [], "1": []}
+    for i, t in enumerate(times):
+        for g in gpu_samples(t, i):
+            gpu_history[str(g["index"])].append(g)
+    run_history = [{"time": T0 - 60 + s, "kind": "progress", **progress(360 + s)} for s in range(60)]
+    return {
+        "session": SESSION,
+        "seq": 100,
+        "runs": demo_runs(),
+        "schedules": [],
+        "gpus": gpu_samples(T0, samples) if gpus else [],
+        "telemetry": {
+            "gpus": gpu_history if gpus else {},
+            "host": [host_sample(t, i) for i, t in enumerate(times)],
+            "runs": {"1": run_history},
+        },
+        "queue_paused": False,
+        "notices": [],
+    }
+
+
+class FakeLink:
+    """A :class:`~stratcast.tui.link.Link` over a fake daemon (see the module docstring)."""
+
+    def __init__(self, snapshot: dict[str, Any] | None = None) -> None:
+        self.mirror = Mirror()
+        self.mirror.load(snapshot if snapshot is not None else demo_snapshot())
+        self.state = "live"
+        self.detail = ""
+        self.version = 1
+        self.calls: list[AnyRequest] = []
+        self.handlers: dict[str, Callable[[Any], Any]] = {}
+        """Answers by request tag (``"stop_run"``); an answer that is an Exception is raised."""
+        self._stopped = asyncio.Event()
+
+    async def call(self, request: AnyRequest) -> Any:
+        self.calls.append(request)
+        tag = type(request).__struct_config__.tag
+        handler = self.handlers.get(str(tag))
+        if handler is None:
+            return {"run": to_builtins(self.mirror.runs[request.run])} if hasattr(request, "run") else {}
+        answer = handler(request)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def run(self) -> None:
+        await self._stopped.wait()
+
+    def feed(self, topic: str, data: dict[str, Any]) -> Event:
+        """Apply one event with the next ``seq`` (as the real link does) and return it."""
+        event = Event(session=SESSION, seq=self.mirror.seq + 1, time=T0, topic=topic, data=data)
+        self.mirror.apply(event)
+        self.version += 1
+        return event
+
+    def set_run(self, run_id: int, **fields: Any) -> None:
+        """Change a run as the daemon would announce it (a ``run`` event)."""
+        record = msgspec.structs.replace(self.mirror.runs[run_id], **fields)
+        self.feed("run", {"run": to_builtins(record)})
+
+    def refuse(self, tag: str, message: str, code: str = "bad_state") -> None:
+        """Make requests of kind ``tag`` fail with ``message``."""
+        self.handlers[tag] = lambda _request: RequestFailed(code, message)

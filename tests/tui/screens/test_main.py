@@ -1,0 +1,98 @@
+import asyncio
+
+from stratcast.shared.protocol import KillRun, SetPriority, StopRun
+from stratcast.tui.app import StratcastApp
+from stratcast.tui.widgets.runs import RunsTable
+from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock, progress
+
+
+def run_app(link, body, size=(120, 36)):
+    async def go():
+        app = StratcastApp(link, clock=frozen_clock)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await body(app, pilot)
+
+    asyncio.run(go())
+
+
+def table_text(app) -> str:
+    table = app.screen.query_one(RunsTable)
+    return "\n".join(" ".join(str(c) for c in table.get_row_at(i)) for i in range(table.row_count))
+
+
+def test_main_screen_lists_every_run_with_its_wait_reason():
+    async def body(app, pilot):
+        text = table_text(app)
+        assert "queued GPU 0 busy" in text
+        assert app.screen.query_one(RunsTable).row_count == 6
+        assert "eurusd-nhits" in text and "oom-failed" in text
+        table = app.screen.query_one(RunsTable)
+        table.move_cursor(row=table._order.index(2))
+        await pilot.pause()
+        assert "queued: GPU 0 busy with run 1" in str(app.screen.query_one("#detail").render())
+
+    run_app(FakeLink(), body)
+
+
+def test_progress_events_update_the_row_at_the_next_repaint():
+    async def body(app, pilot):
+        app.link.feed("progress", {"run": 1, **progress(777)})
+        await pilot.pause(0.5)
+        assert "777" in table_text(app)
+
+    run_app(FakeLink(), body)
+
+
+def test_stop_key_sends_stop_for_the_selected_run():
+    async def body(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        table.move_cursor(row=table._order.index(1))
+        await pilot.press("s")
+        await pilot.pause()
+        assert [c.run for c in app.link.calls if isinstance(c, StopRun)] == [1]
+
+    run_app(FakeLink(), body)
+
+
+def test_kill_needs_confirmation():
+    async def body(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        table.move_cursor(row=table._order.index(1))
+        await pilot.press("k")
+        await pilot.pause()
+        await pilot.press("n")
+        await pilot.pause()
+        assert not any(isinstance(c, KillRun) for c in app.link.calls)
+        await pilot.press("k")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert [c.run for c in app.link.calls if isinstance(c, KillRun)] == [1]
+
+    run_app(FakeLink(), body)
+
+
+def test_priority_prompt_refuses_a_non_number_then_sends_the_number():
+    async def body(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        table.move_cursor(row=table._order.index(2))
+        await pilot.press("p")
+        await pilot.pause()
+        await pilot.press("ctrl+a", "ctrl+k", *"high", "enter")
+        await pilot.pause()
+        assert not any(isinstance(c, SetPriority) for c in app.link.calls)
+        await pilot.press("ctrl+a", "ctrl+k", "5", "enter")
+        await pilot.pause()
+        assert [(c.run, c.priority) for c in app.link.calls if isinstance(c, SetPriority)] == [(2, 5)]
+
+    run_app(FakeLink(), body)
+
+
+def test_cpu_only_daemon_shows_the_host_panel():
+    async def body(app, pilot):
+        await pilot.pause(0.3)
+        text = " ".join(str(s.render()) for s in app.screen.query("DeviceCard Static"))
+        assert "CPU" in text and "RAM" in text
+
+    run_app(FakeLink(demo_snapshot(gpus=False)), body)

@@ -1,0 +1,258 @@
+"""The main screen: the GPU panel over the runs table, with every run action on a key."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from stratcast.shared.protocol import (
+    AnyRequest,
+    ExportResults,
+    HoldRun,
+    KillRun,
+    ReleaseRun,
+    RemoveRun,
+    RestartRun,
+    ResumeRun,
+    SetPriority,
+    StopRun,
+)
+from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog
+from stratcast.tui.widgets.gpu import DevicePanel
+from stratcast.tui.widgets.runs import RunsTable
+
+if TYPE_CHECKING:
+    from stratcast.tui.app import StratcastApp
+    from stratcast.tui.link import Link
+
+LINK_STYLES = {"live": "green", "connecting": "yellow", "reconnecting": "bold yellow"}
+
+
+def status_line(link: Link) -> Text:
+    """``● live · daemon 0.1.0 · 2 running · 3 queued · queue paused`` (or why the link is down)."""
+    m = link.mirror
+    line = Text("● ", style=LINK_STYLES[link.state]) + Text(link.state, style=LINK_STYLES[link.state])
+    if link.state != "live" and link.detail:
+        line.append(f" ({link.detail.splitlines()[0]})", style="dim")
+    counts: dict[str, int] = {}
+    for run in m.runs.values():
+        counts[run.state] = counts.get(run.state, 0) + 1
+    for state in ("running", "queued", "held", "stopped", "failed", "oom-failed"):
+        if counts.get(state):
+            line.append(f" · {counts[state]} {state}")
+    if m.queue_paused:
+        line.append(" · queue paused", style="bold magenta")
+    if m.notices:
+        line.append(f" · {m.notices[-1]}", style="yellow")
+    return line
+
+
+class MainScreen(Screen[None]):
+    """GPUs (or the host) on top, runs below; ``enter`` opens a run."""
+
+    BINDINGS = [
+        Binding("n", "new_run", "New"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("h", "hold", "Hold/release"),
+        Binding("k", "kill", "Kill"),
+        Binding("R", "restart", "Restart"),
+        Binding("x,delete", "remove", "Remove"),
+        Binding("p", "priority", "Priority"),
+        Binding("e", "export", "Export"),
+        Binding("c", "schedules", "Schedules"),
+        Binding("slash", "filter", "Filter"),
+        Binding("o", "sort", "Sort"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status")
+        yield DevicePanel()
+        yield RunsTable(id="runs")
+        yield Static(id="detail")
+        yield Input(placeholder="filter: words, or state:running, model:nhits", id="filter", classes="-hidden")
+        yield Footer()
+
+    @property
+    def stratcast(self) -> StratcastApp:
+        """The app, typed."""
+        from stratcast.tui.app import StratcastApp
+
+        assert isinstance(self.app, StratcastApp)
+        return self.app
+
+    def on_resize(self) -> None:
+        # short terminals (80x24) get two-row history charts so the runs table keeps most of the screen
+        self.query_one(DevicePanel).set_class(self.size.height < 32, "-compact")
+
+    def on_mount(self) -> None:
+        self.query_one(RunsTable).focus()
+        self.refresh_from(self.stratcast.link)
+
+    def refresh_from(self, link: Link) -> None:
+        """Repaint from the link's mirror (called by the app at its fixed rate, when something changed)."""
+        self.query_one("#status", Static).update(status_line(link))
+        self.query_one(DevicePanel).show(link.mirror)
+        self.query_one(RunsTable).show(link.mirror.runs.values())
+        self._show_detail()
+
+    @on(DataTable.RowHighlighted)
+    def _show_detail(self) -> None:
+        """The selected run's full state and reason, under the table."""
+        run_id = self.query_one(RunsTable).selected_run
+        run = self.stratcast.link.mirror.runs.get(run_id) if run_id is not None else None
+        text = Text()
+        if run is not None:
+            text.append(f"run {run.id} {run.name} ", style="bold")
+            text.append(f"{run.job.model} · {run.state}")
+            if run.reason:
+                text.append(f": {run.reason}")
+            if run.exit:
+                text.append(f" · {run.exit}", style="dim")
+        self.query_one("#detail", Static).update(text)
+
+    # -- selection and opening ---------------------------------------------------------------------------------
+
+    def _selected(self) -> int | None:
+        run = self.query_one(RunsTable).selected_run
+        if run is None:
+            self.notify("no run selected", severity="warning")
+        return run
+
+    @on(DataTable.RowSelected)
+    def _open(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.stratcast.open_run(int(event.row_key.value))
+
+    # -- actions -------------------------------------------------------------------------------------------------
+
+    def _send(self, request: AnyRequest, done: str) -> None:
+        self.stratcast.send(request, done)
+
+    def action_stop(self) -> None:
+        """Checkpoint the selected run and free its device."""
+        if (run := self._selected()) is not None:
+            self._send(StopRun(run=run), f"stopping run {run}")
+
+    def action_resume(self) -> None:
+        """Queue the selected stopped run again from its checkpoint."""
+        if (run := self._selected()) is not None:
+            self._send(ResumeRun(run=run), f"resumed run {run}")
+
+    def action_hold(self) -> None:
+        """Hold the selected queued run, or release a held one."""
+        if (run := self._selected()) is None:
+            return
+        held = self.stratcast.link.mirror.runs[run].state == "held"
+        self._send(ReleaseRun(run=run) if held else HoldRun(run=run), f"{'released' if held else 'held'} run {run}")
+
+    @work
+    async def action_kill(self) -> None:
+        """End the selected run now, without a checkpoint, after confirmation."""
+        if (run := self._selected()) is None:
+            return
+        if await self.app.push_screen_wait(ConfirmDialog(f"Kill run {run} now, without a checkpoint?", yes="Kill")):
+            self._send(KillRun(run=run), f"killed run {run}")
+
+    @work
+    async def action_restart(self) -> None:
+        """Start the selected run again (from its checkpoint when it has one)."""
+        if (run := self._selected()) is None:
+            return
+        question = f"Restart run {run}? It continues from its last checkpoint when it has one."
+        if await self.app.push_screen_wait(ConfirmDialog(question, yes="Restart")):
+            self._send(RestartRun(run=run), f"restarted run {run}")
+
+    @work
+    async def action_remove(self) -> None:
+        """Forget the selected run and delete its folder, after confirmation."""
+        if (run := self._selected()) is None:
+            return
+        if await self.app.push_screen_wait(ConfirmDialog(f"Remove run {run} and delete its folder?", yes="Remove")):
+            self._send(RemoveRun(run=run), f"removed run {run}")
+
+    @work
+    async def action_priority(self) -> None:
+        """Change the selected run's priority (higher starts first)."""
+        if (run := self._selected()) is None:
+            return
+        current = self.stratcast.link.mirror.runs[run].placement.priority
+        answer = await self.app.push_screen_wait(
+            PromptDialog(f"Priority of run {run} (higher starts first):", value=str(current), check=_integer)
+        )
+        if answer is not None:
+            self._send(SetPriority(run=run, priority=int(answer)), f"run {run} has priority {answer}")
+
+    @work
+    async def action_export(self) -> None:
+        """Write the selected run's results to a parquet or CSV file on the daemon's machine."""
+        if (run := self._selected()) is None:
+            return
+        answer = await self.app.push_screen_wait(
+            PromptDialog(f"Export run {run}'s results to (absolute path, .parquet or .csv):", check=_absolute)
+        )
+        if answer is not None:
+            self._send(ExportResults(run=run, path=answer), f"exported run {run} to {answer}")
+
+    def action_new_run(self) -> None:
+        """Open the new-run form."""
+        self.stratcast.open_new_run()
+
+    def action_schedules(self) -> None:
+        """Open the schedules screen."""
+        self.stratcast.open_schedules()
+
+    def action_filter(self) -> None:
+        """Show the filter box."""
+        box = self.query_one("#filter", Input)
+        box.remove_class("-hidden")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Clear and hide the filter box."""
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.add_class("-hidden")
+        self._set_filter("")
+
+    def action_sort(self) -> None:
+        """Sort by the next column."""
+        table = self.query_one(RunsTable)
+        self.notify(f"sorted by {table.cycle_sort()}", timeout=2)
+        table.show(self.stratcast.link.mirror.runs.values())
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.query_one(RunsTable).focus()
+
+    def _set_filter(self, text: str) -> None:
+        table = self.query_one(RunsTable)
+        table.query_text = text
+        table.show(self.stratcast.link.mirror.runs.values())
+        if not text:
+            table.focus()
+
+
+def _integer(text: str) -> str | None:
+    try:
+        int(text)
+    except ValueError:
+        return f"{text!r} is not a whole number"
+    return None
+
+
+def _absolute(text: str) -> str | None:
+    if not text.startswith("/"):
+        return "give an absolute path: the file is written on the daemon's machine"
+    return None
