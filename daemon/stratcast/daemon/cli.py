@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--weeks", type=int, default=260, help="weeks in the demo panel")
     demo.add_argument("--no-daemon", action="store_true", help="run the job in this process instead of a daemon")
     demo.add_argument("--keep-daemon", action="store_true", help="leave the demo's daemon running afterwards")
+    demo.add_argument("--no-tui", action="store_true", help="print progress lines even on a terminal")
     models = sub.add_parser("models", help="list every model with its parameters, defaults and ranges")
     models.add_argument("--json", action="store_true", help="print JSON")
     return parser

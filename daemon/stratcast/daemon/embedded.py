@@ -1,9 +1,11 @@
 """``stratcastd demo``: start a daemon of its own, submit the demo job to it, follow it, print the results.
 
 The demo goes through the same path as real use (a daemon serving ``OUT/daemon``, a worker process, events over
-ZeroMQ), so the first command a user runs exercises all of it. A daemon already serving that home is reused and
-left running; one the demo started is shut down at the end (``--keep-daemon`` leaves it up to explore with
-``stratcast --home OUT/daemon ...``).
+ZeroMQ), so the first command a user runs exercises all of it. On a terminal it follows the run in the terminal
+UI (``stratcast tui``, started as its own process: the daemon package never imports the TUI); when the UI is
+quit before the run ends, and without a terminal, it prints plain progress lines instead. A daemon already
+serving that home is reused and left running; one the demo started is shut down at the end (``--keep-daemon``
+leaves it up to explore with ``stratcast --home OUT/daemon ...``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed, Subscriber
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.paths import MAX_IPC_PATH, Home, resolve_home
-from stratcast.shared.protocol import FINAL_STATES, JobSpec, ReadLogs, Shutdown, StopRun, Submit
+from stratcast.shared.protocol import FINAL_STATES, JobSpec, ReadLogs, ShowRun, Shutdown, StopRun, Submit
 
 STARTUP_S = 60.0
 PRINT_EVERY_S = 2.0
@@ -40,11 +42,13 @@ def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
         sets=sets,
     )
     try:
-        with Client(home) as client, client.subscribe(idle_timeout_s=30.0) as events:
+        with Client(home) as client:
             run = client.call(Submit(job=job))["run"]
             print(f"daemon: {client.hello.get('daemon')} at {home.control}; run {run['id']} queued", flush=True)
             try:
-                final = follow(events, run["id"])
+                if _wants_tui(args):
+                    open_tui(home, run["id"])
+                final = _follow_to_end(client, run["id"])
             except KeyboardInterrupt:
                 client.call(StopRun(run=run["id"]))
                 print(f"\nstopping run {run['id']} (it checkpoints; `stratcast resume {run['id']}` continues it)")
@@ -66,6 +70,25 @@ def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
             stop_daemon(home, daemon)
         elif daemon is not None:
             print(f"the daemon keeps running (pid {daemon.pid}): `stratcast --home {home.state} status`")
+
+
+def _wants_tui(args: argparse.Namespace) -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty() and not getattr(args, "no_tui", False)
+
+
+def open_tui(home: Home, run: int) -> None:
+    """Run ``stratcast tui`` on the demo's daemon, opened on ``run``, until the user quits it."""
+    cmd = [sys.executable, "-m", "stratcast.tui.cli", "tui", "--connect", home.control, "--run", str(run)]
+    subprocess.run(cmd, check=False)
+
+
+def _follow_to_end(client: Client, run: int) -> dict[str, Any]:
+    """The run's final record, printing progress lines while it is still live."""
+    with client.subscribe(idle_timeout_s=30.0) as events:  # before the look, so the ending cannot slip between
+        info: dict[str, Any] = client.call(ShowRun(run=run))["run"]
+        if info["state"] in FINAL_STATES or info["state"] in ("stopped", "interrupted"):
+            return info
+        return follow(events, run)
 
 
 def demo_home(state: Path) -> Home:
