@@ -2,8 +2,9 @@
 
 Each daemon subcommand sends one request per run id (``stratcast.shared.protocol``) and prints a table, or the
 raw ``result`` with ``--json`` (a list of them for subcommands that take several ids). With no subcommand it
-prints the daemon's status. Exit codes (:class:`ExitCode`): 0 done; 1 the daemon refused a request (its message
-is printed); 2 a bad command line; 3 a run folder that cannot be read; 69 no daemon answers; 130 interrupted.
+opens the terminal UI (``stratcast tui``) on a terminal and prints the daemon's status otherwise. Exit codes
+(:class:`ExitCode`): 0 done; 1 the daemon refused a request (its message is printed); 2 a bad command line; 3 a
+run folder that cannot be read; 69 no daemon answers; 130 interrupted.
 
 It never imports torch: results are read from ``metrics.json`` and ``summary.parquet``.
 """
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--top", type=int, default=10, help="how many strategies to list")
     results.add_argument("--json", action="store_true", help="print JSON")
     results.set_defaults(key="results")
+    tui = sub.add_parser(
+        "tui", parents=[common], help="open the terminal UI (what `stratcast` alone does on a terminal)"
+    )
+    tui.add_argument("--run", type=int, metavar="ID", help="open this run's screen first")
+    tui.add_argument("--fps", type=_positive_float, default=5.0, help="repaints per second, at most 10 (default 5)")
+    tui.set_defaults(key="tui")
     return parser
 
 
@@ -331,6 +338,10 @@ def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) 
     if args.key == "results":
         return show_results(args)
     curve = _curve_keys(args, parser)
+    if args.key == "tui" or (args.command is None and client is None and sys.stdout.isatty()):
+        from stratcast.tui.launch import launch
+
+        return launch(args, curve)
     if args.key == "kill" and not _confirm_kill(args.ids, args.yes):
         print("nothing killed", file=sys.stderr)
         return ExitCode.FAILED
