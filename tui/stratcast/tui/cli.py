@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from stratcast.shared.client import Client, CurveKeys, DaemonClient, DaemonUnavailable, RequestFailed
 from stratcast.shared.errors import ExitCode
@@ -59,8 +58,10 @@ from stratcast.shared.protocol import (
     to_builtins,
 )
 from stratcast.shared.report import skill_table, top_table
-from stratcast.tui.render import DURATION_UNITS, RENDER, clock, progress_text, state_text
+from stratcast.tui import validate
+from stratcast.tui.render import RENDER, clock, progress_text, state_text
 
+T = TypeVar("T")
 MULTI = ("stop", "resume", "hold", "release", "kill", "rm")
 """Subcommands taking several run ids: one request each; ``--json`` prints a list of results."""
 RUN_ACTIONS: dict[str, tuple[type[StopRun | ResumeRun | HoldRun | ReleaseRun | KillRun | RemoveRun], str]] = {
@@ -241,17 +242,19 @@ def _key_value(text: str) -> str:
 
 def _duration(text: str) -> int:
     """``30m``, ``6h``, ``7d``, ``1h30m``, ``90s``, ``2w`` as seconds."""
-    parts = re.findall(r"(\d+)([smhdw])", text)
-    seconds = sum(int(n) * DURATION_UNITS[unit] for n, unit in parts)
-    if not parts or "".join(n + u for n, u in parts) != text or seconds == 0:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 30m, 6h, 7d or 1h30m, got {text!r}")
-    return seconds
+    return _argument(validate.duration_seconds, text)
 
 
 def _cron(text: str) -> str:
-    if len(text.split()) != 5:
-        raise argparse.ArgumentTypeError(f"expected five crontab fields (minute hour day month weekday), got {text!r}")
-    return " ".join(text.split())
+    return _argument(validate.cron_expression, text)
+
+
+def _argument(check: Callable[[str], T], text: str) -> T:
+    """``check(text)``, its ValueError made an argparse error (argparse would hide the message)."""
+    try:
+        return check(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # -- requests ------------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def schedules_table(result: Mapping[str, Any]) -> str:
 
 def _timetable(s: Mapping[str, Any]) -> str:
     zone = s.get("timezone", "UTC")
-    return f"cron {s['cron']} ({zone})" if s.get("cron") else f"every {_interval_text(s.get('every_s') or 0)}"
+    return f"cron {s['cron']} ({zone})" if s.get("cron") else f"every {interval_text(s.get('every_s') or 0)}"
 
 
 def status_text(result: Mapping[str, Any]) -> str:
@@ -222,7 +222,7 @@ def _duration_text(seconds: float) -> str:
     return f"{s // 86400}d {s % 86400 // 3600:02d}h"
 
 
-def _interval_text(seconds: int) -> str:
+def interval_text(seconds: int) -> str:
     """An interval as ``--every`` takes it: ``1h30m``, ``7d``."""
     parts = []
     for unit, size in sorted(DURATION_UNITS.items(), key=lambda kv: -kv[1]):

@@ -59,6 +59,7 @@ from stratcast.daemon.engine.spec import RunSpec, required_periods
 from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
 from stratcast.daemon.engine.trainer import FitResult, Progress, StepHook, Trainer
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.zoo.base import set_activation_checkpointing
 from stratcast.daemon.zoo.registry import build_model, make_config
 
 Log = Callable[[str], None]
@@ -71,9 +72,11 @@ TRAIN_KIND, FINAL_KIND = "train", "final"
 SPEC_FILE = "spec.json"
 """The job's spec as JSON, written into the output folder when a foreground run starts (``stratcastd run``)."""
 SPEC_FILE_VERSION = 1
-SCHEDULE_OPTIONS = frozenset({"checkpoint_every_steps", "checkpoint_every_s", "micro_batch_size", "oom_grow_after"})
+SCHEDULE_OPTIONS = frozenset(
+    {"checkpoint_every_steps", "checkpoint_every_s", "micro_batch_size", "oom_grow_after", "activation_checkpointing"}
+)
 """Training options that do not change what is trained: a resume may use other values (another micro-batch
-accumulates the same gradient, to float tolerance)."""
+accumulates the same gradient, to float tolerance; activation checkpointing recomputes the same activations)."""
 
 
 @dataclass
@@ -206,6 +209,8 @@ def make_model(spec: RunSpec, n_series: int) -> nn.Module:
 
     def one() -> nn.Module:
         m = build_model(spec.model, config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs)
+        if cfg.activation_checkpointing:
+            set_activation_checkpointing(m, True)
         return WindowNorm(m) if cfg.scaler == "revin" else m
 
     if spec.mode == "per-strategy":

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratcast.daemon.engine.config import TrainConfig, parse_value, train_fields
-from stratcast.daemon.zoo.registry import get_entry, make_config
+from stratcast.daemon.zoo.registry import check_checkpointing, get_entry, make_config
 from stratcast.shared.protocol import JobSpec
 
 MODES = ("batch", "per-strategy")
@@ -49,6 +49,8 @@ class RunSpec:
         entry = get_entry(self.model)
         if self.mode == "per-strategy" and not entry.stackable:
             raise ValueError(f"model {self.model!r} cannot be stacked for per-strategy mode (it does not vmap)")
+        if self.train.activation_checkpointing:
+            check_checkpointing(self.model, self.mode)
         make_config(self.model, self.model_params)  # validates the overrides now, not mid-run
 
 

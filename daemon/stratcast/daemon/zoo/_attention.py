@@ -16,7 +16,7 @@ import math
 
 from torch import Tensor, nn
 
-from stratcast.daemon.zoo.base import activation
+from stratcast.daemon.zoo.base import Checkpointable, activation
 
 
 def check_heads(name: str, d_model: int, n_heads: int) -> None:
@@ -66,8 +66,8 @@ class EncoderLayer(nn.Module):
         return out
 
 
-class Encoder(nn.Module):
-    """``n_layers`` encoder layers in sequence."""
+class Encoder(Checkpointable):
+    """``n_layers`` encoder layers in sequence; activation checkpointing applies layer by layer."""
 
     def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, *, dropout: float, act: str) -> None:
         super().__init__()
@@ -77,5 +77,6 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``[B, N, D]`` to ``[B, N, D]``."""
-        out: Tensor = self.layers(x)
-        return out
+        for layer in self.layers:
+            x = self.run_block(layer, x)
+        return x

@@ -9,6 +9,13 @@ Contract for a zoo model ``X`` in ``x.py``:
 * ``X(nn.Module)``: ``X(config, input_size=L, horizon=H, n_outputs=O)``; ``forward(x)`` maps ``[B, L]`` (one
   window of one scaled series per row) to ``[B, H, O]`` (``O`` is 1 for point losses, the number of quantiles for
   the quantile loss).
+
+Activation checkpointing (the ``activation_checkpointing`` training option) is offered by models built from
+blocks: such a model (or the block stack inside it) subclasses :class:`Checkpointable` and calls each block
+through :meth:`Checkpointable.run_block`, and its registry entry says ``checkpointing=True``. A checkpointed block
+keeps only its inputs in the forward pass and recomputes its activations in the backward pass: about a third less
+activation memory for about a third more time (NOTES.md). The results are the same; ``torch.utils.checkpoint``
+restores the RNG state for the recomputation, so dropout draws the same masks again.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 def param(
@@ -112,3 +121,40 @@ def activation(name: str) -> nn.Module:
 
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
+
+
+class Checkpointable(nn.Module):
+    """A module whose blocks may run with activation checkpointing (off until :func:`set_activation_checkpointing`).
+
+    Not under ``torch.func.vmap``: the recomputation in the backward pass runs outside the vmapped function, so
+    per-strategy (stacked) training cannot use it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.activation_checkpointing = False
+        """Recompute each block's activations in the backward pass instead of keeping them."""
+
+    def run_block(self, block: nn.Module, *args: Any) -> Any:
+        """``block(*args)``, checkpointed when switched on, in training mode and with gradients enabled."""
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+
+def supports_activation_checkpointing(model: nn.Module) -> bool:
+    """Whether ``model`` (or a module inside it, through wrappers) has checkpointable blocks."""
+    return any(isinstance(m, Checkpointable) for m in model.modules())
+
+
+def set_activation_checkpointing(model: nn.Module, on: bool) -> None:
+    """Switch activation checkpointing on or off in every :class:`Checkpointable` module inside ``model``.
+
+    Raises:
+        ValueError: when ``on`` and ``model`` has no checkpointable blocks.
+    """
+    found = [m for m in model.modules() if isinstance(m, Checkpointable)]
+    if on and not found:
+        raise ValueError(f"{type(model).__name__} has no blocks that activation checkpointing could apply to")
+    for m in found:
+        m.activation_checkpointing = on

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import mlp
-from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.base import Checkpointable, ModelConfig, check_model_args, param
 
 STACK_TYPES = ("generic", "trend", "seasonality")
 
@@ -133,8 +133,11 @@ class NBEATSBlock(nn.Module):
         return backcast, forecast
 
 
-class NBEATS(nn.Module):
-    """Stacks of blocks, each removing its backcast from the window and adding its forecast to the output."""
+class NBEATS(Checkpointable):
+    """Stacks of blocks, each removing its backcast from the window and adding its forecast to the output.
+
+    Activation checkpointing (:class:`Checkpointable`) applies block by block (a shared block at each use).
+    """
 
     def __init__(self, config: NBEATSConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> None:
         super().__init__()
@@ -163,7 +166,7 @@ class NBEATS(nn.Module):
         """Map ``[B, L]`` to ``[B, H, O]``."""
         residual, forecasts = x, []
         for index in self.schedule:
-            backcast, forecast = self.blocks[index](residual)
+            backcast, forecast = self.run_block(self.blocks[index], residual)
             forecasts.append(forecast)
             if backcast is not None:
                 residual = residual - backcast

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import mlp
-from stratcast.daemon.zoo.base import ACTIVATIONS, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.base import ACTIVATIONS, Checkpointable, ModelConfig, check_model_args, param
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,8 +96,11 @@ class NHITSBlock(nn.Module):
         return backcast, curve.transpose(1, 2)  # [B, O, H] -> [B, H, O]
 
 
-class NHITS(nn.Module):
-    """Stacks of N-HiTS blocks from the coarsest sampling rate to the finest, residual between blocks."""
+class NHITS(Checkpointable):
+    """Stacks of N-HiTS blocks from the coarsest sampling rate to the finest, residual between blocks.
+
+    Activation checkpointing (:class:`Checkpointable`) applies block by block.
+    """
 
     def __init__(self, config: NHITSConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> None:
         super().__init__()
@@ -124,7 +127,7 @@ class NHITS(nn.Module):
         """Map ``[B, L]`` to ``[B, H, O]``."""
         residual, forecasts = x, []
         for block in self.blocks:
-            backcast, forecast = block(residual)
+            backcast, forecast = self.run_block(block, residual)
             forecasts.append(forecast)
             if backcast is not None:
                 residual = residual - backcast

@@ -42,6 +42,8 @@ class ModelEntry:
     """The paper it is implemented from."""
     stackable: bool = True
     """Whether it runs under ``torch.func.vmap`` and so in per-strategy (stacked) mode."""
+    checkpointing: bool = False
+    """Whether the ``activation_checkpointing`` training option applies (its blocks are ``Checkpointable``)."""
 
 
 REGISTRY: Mapping[str, ModelEntry] = {
@@ -63,6 +65,7 @@ REGISTRY: Mapping[str, ModelEntry] = {
             NBEATSConfig,
             "generic N-BEATS: doubly residual stacks of fully connected blocks",
             "Oreshkin et al., ICLR 2020",
+            checkpointing=True,
         ),
         ModelEntry(
             "nbeats-i",
@@ -70,6 +73,7 @@ REGISTRY: Mapping[str, ModelEntry] = {
             NBEATSIConfig,
             "interpretable N-BEATS: a polynomial trend stack and a Fourier seasonality stack",
             "Oreshkin et al., ICLR 2020",
+            checkpointing=True,
         ),
         ModelEntry(
             "nhits",
@@ -77,6 +81,7 @@ REGISTRY: Mapping[str, ModelEntry] = {
             NHITSConfig,
             "N-BEATS-style stacks with multi-rate pooling and interpolated forecasts",
             "Challu et al., AAAI 2023",
+            checkpointing=True,
         ),
         ModelEntry(
             "lstm",
@@ -100,6 +105,7 @@ REGISTRY: Mapping[str, ModelEntry] = {
             TCNConfig,
             "residual causal dilated convolutions with a linear head",
             "Bai et al., 2018",
+            checkpointing=True,
         ),
         ModelEntry(
             "tide",
@@ -107,6 +113,7 @@ REGISTRY: Mapping[str, ModelEntry] = {
             TiDEConfig,
             "dense MLP encoder/decoder with a per-step temporal decoder",
             "Das et al., TMLR 2023",
+            checkpointing=True,
         ),
         ModelEntry(
             "patchtst",
@@ -114,6 +121,7 @@ REGISTRY: Mapping[str, ModelEntry] = {
             PatchTSTConfig,
             "Transformer encoder over patches of the window, flatten head",
             "Nie et al., ICLR 2023",
+            checkpointing=True,
         ),
         ModelEntry(
             "itransformer",
@@ -121,6 +129,7 @@ REGISTRY: Mapping[str, ModelEntry] = {
             ITransformerConfig,
             "inverted Transformer over variates derived from the window",
             "Liu et al., ICLR 2024",
+            checkpointing=True,
         ),
     )
 }
@@ -136,6 +145,30 @@ def get_entry(name: str) -> ModelEntry:
         return REGISTRY[name.lower()]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}") from None
+
+
+def checkpointing_models() -> list[str]:
+    """Names of the models the ``activation_checkpointing`` training option applies to."""
+    return [name for name, e in REGISTRY.items() if e.checkpointing]
+
+
+def check_checkpointing(name: str, mode: str) -> None:
+    """Reject ``activation_checkpointing`` for a model (or mode) it does not apply to.
+
+    Raises:
+        ValueError: naming the model and the models that support it, or per-strategy mode.
+    """
+    entry = get_entry(name)
+    if not entry.checkpointing:
+        raise ValueError(
+            f"activation_checkpointing does not apply to model {entry.name!r} (it has no checkpointable blocks); "
+            f"models that support it: {', '.join(checkpointing_models())}"
+        )
+    if mode == "per-strategy":
+        raise ValueError(
+            "activation_checkpointing does not apply in per-strategy mode: torch.utils.checkpoint cannot recompute "
+            "inside the stacked (vmapped) forward pass; use batch mode or lower batch_size"
+        )
 
 
 def make_config(name: str, overrides: Mapping[str, Any] | None = None, *, tiny: bool = False) -> ModelConfig:
@@ -165,6 +198,7 @@ def describe_models() -> list[dict[str, Any]]:
             "summary": e.summary,
             "paper": e.paper,
             "stackable": e.stackable,
+            "checkpointing": e.checkpointing,
             "params": describe_fields(e.config_cls),
         }
         for e in REGISTRY.values()

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import to_horizon, value_and_indicator
-from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.base import Checkpointable, ModelConfig, check_model_args, param
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,8 +82,11 @@ class TemporalBlock(nn.Module):
         return torch.relu(out + self.skip(x))
 
 
-class TCN(nn.Module):
-    """Residual causal dilated convolutions over the window, a linear head on the last steps."""
+class TCN(Checkpointable):
+    """Residual causal dilated convolutions over the window, a linear head on the last steps.
+
+    Activation checkpointing (:class:`Checkpointable`) applies level by level.
+    """
 
     def __init__(self, config: TCNConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> None:
         super().__init__()
@@ -100,6 +103,8 @@ class TCN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Map ``[B, L]`` to ``[B, H, O]``."""
         features = value_and_indicator(x).transpose(1, 2)  # [B, L, 2] -> [B, 2, L]
-        last = self.levels(features)[:, :, -self.head_steps :]  # [B, C, L] -> [B, C, S]
+        for level in self.levels:
+            features = self.run_block(level, features)  # [B, C_in, L] -> [B, C, L]
+        last = features[:, :, -self.head_steps :]  # [B, C, L] -> [B, C, S]
         flat: Tensor = self.head(last.flatten(1))  # [B, C, S] -> [B, C*S] -> [B, H*O]
         return to_horizon(flat, self.horizon, self.n_outputs)

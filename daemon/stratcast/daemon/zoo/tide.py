@@ -18,7 +18,7 @@ from typing import Self
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import to_horizon
-from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.base import Checkpointable, ModelConfig, check_model_args, param
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,8 +62,11 @@ class ResidualBlock(nn.Module):
         return out
 
 
-class TiDE(nn.Module):
-    """Dense encoder, dense decoder, per-step temporal decoder, plus a global linear residual."""
+class TiDE(Checkpointable):
+    """Dense encoder, dense decoder, per-step temporal decoder, plus a global linear residual.
+
+    Activation checkpointing (:class:`Checkpointable`) applies residual block by residual block.
+    """
 
     def __init__(self, config: TiDEConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> None:
         super().__init__()
@@ -82,6 +85,9 @@ class TiDE(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``[B, L]`` to ``[B, H, O]``."""
-        decoded = self.decoder(self.encoder(x)).reshape(x.shape[0], self.horizon, -1)  # [B, H*p] -> [B, H, p]
-        out: Tensor = self.temporal(decoded)  # [B, H, p] -> [B, H, O]
+        hidden = x
+        for block in (*self.encoder, *self.decoder):
+            hidden = self.run_block(block, hidden)
+        decoded = hidden.reshape(x.shape[0], self.horizon, -1)  # [B, H*p] -> [B, H, p]
+        out: Tensor = self.run_block(self.temporal, decoded)  # [B, H, p] -> [B, H, O]
         return out + to_horizon(self.residual(x), self.horizon, self.n_outputs)
