@@ -91,6 +91,7 @@ class MainScreen(Screen[None]):
     def on_resize(self) -> None:
         # short terminals (80x24) get two-row history charts so the runs table keeps most of the screen
         self.query_one(DevicePanel).set_class(self.size.height < 32, "-compact")
+        self.call_after_refresh(self.refresh_from, self.stratcast.link)  # the table fits its new width
 
     def on_mount(self) -> None:
         self.query_one(RunsTable).focus()

@@ -9,13 +9,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
-from stratcast.tui.widgets.chart import BrailleChart
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
 from stratcast.shared.mirror import Mirror
 from stratcast.shared.protocol import RunInfo
+from stratcast.tui.widgets.chart import BrailleChart
 
 GIB = 2**30
 MEMORY_STYLE = "cyan"
@@ -114,15 +114,15 @@ class DeviceCard(Vertical):
         if self.index is None:
             summary.update(host_summary(mirror.host))
             history = list(mirror.host_history)
-            chart.set_series("cpu %", [s.get("cpu_percent") for s in history], style=UTIL_STYLE)
-            chart.set_series("ram %", [_percent(s, "memory_used", "memory_total") for s in history], style=MEMORY_STYLE)
+            chart.set_series("cpu", [s.get("cpu_percent") for s in history], style=UTIL_STYLE)
+            chart.set_series("ram", [_percent(s, "memory_used", "memory_total") for s in history], style=MEMORY_STYLE)
             return
         gpu = next((g for g in mirror.gpus if g.get("index") == self.index), {"index": self.index, "name": "gone"})
         summary.update(gpu_summary(gpu))
         self.query_one("#processes", Static).update(processes_line(gpu, runs_by_pid))
         history = list(mirror.gpu_history.get(self.index, ()))
-        chart.set_series("mem %", [_percent(s, "memory_used", "memory_total") for s in history], style=MEMORY_STYLE)
-        chart.set_series("util %", [s.get("utilization") for s in history], style=UTIL_STYLE)
+        chart.set_series("mem", [_percent(s, "memory_used", "memory_total") for s in history], style=MEMORY_STYLE)
+        chart.set_series("util", [s.get("utilization") for s in history], style=UTIL_STYLE)
 
 
 def _percent(sample: Mapping[str, Any], used: str, total: str) -> float | None:

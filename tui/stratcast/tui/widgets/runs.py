@@ -148,6 +148,9 @@ class RunsTable(DataTable[str | Text]):
         for column in COLUMNS:
             self.add_column(column.header, key=column.key)
 
+    def on_resize(self) -> None:
+        self._order = []  # the wait reasons' width follows the table's: rebuild on the next show
+
     @property
     def selected_run(self) -> int | None:
         """The id of the run under the cursor."""
@@ -188,7 +191,7 @@ class RunsTable(DataTable[str | Text]):
             old = self._rows.get(run.id)
             for column, value, before in zip(COLUMNS, cells, old or (), strict=False):
                 if value != before:
-                    self.update_cell(str(run.id), column.key, value)
+                    self.update_cell(str(run.id), column.key, value, update_width=True)
             self._rows[run.id] = cells
 
     def cycle_sort(self) -> str:

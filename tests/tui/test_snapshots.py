@@ -1,0 +1,48 @@
+"""SVG snapshots of each screen on the fake daemon (``pytest --snapshot-update`` accepts new looks).
+
+Times come from the fake's fixed clock and are shown in UTC; the repaint timer and the link never change the
+fake's state on their own, so every screenshot is the same on every run.
+"""
+
+import time
+
+import pytest
+
+from stratcast.tui.app import StratcastApp
+from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def app(link=None, **kwargs):
+    return StratcastApp(link or FakeLink(), clock=frozen_clock, **kwargs)
+
+
+def test_main_screen_on_a_two_gpu_server(snap_compare):
+    assert snap_compare(app(), terminal_size=(120, 36))
+
+
+def test_main_screen_fits_80x24(snap_compare):
+    assert snap_compare(app(), terminal_size=(80, 24))
+
+
+def test_main_screen_without_gpus_shows_the_host(snap_compare):
+    assert snap_compare(app(FakeLink(demo_snapshot(gpus=False))), terminal_size=(120, 36))
+
+
+def test_main_screen_while_reconnecting(snap_compare):
+    link = FakeLink()
+    link.state = "reconnecting"
+    link.detail = "no stratcast daemon answers at ipc:///run/user/1000/stratcast/control (no event for 3 s)."
+    assert snap_compare(app(link), terminal_size=(120, 36))
+
+
+def test_kill_confirmation(snap_compare):
+    assert snap_compare(app(), terminal_size=(120, 36), press=["k"])
