@@ -28,6 +28,7 @@ import zmq.asyncio
 from stratcast.daemon import sdnotify
 from stratcast.daemon.channels import Channel, open_ipc, open_tcp
 from stratcast.daemon.dispatch import handle_request
+from stratcast.daemon.history import SERIES, HistoryWriter
 from stratcast.daemon.queue import DeviceView, plan
 from stratcast.daemon.runner import Ending, Runner
 from stratcast.daemon.schedules import Timetable
@@ -83,6 +84,7 @@ class Daemon:
         self.store: Store | None = None
         self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz)
         self.runner = Runner(self._worker_event, self._worker_exit)
+        self.history = HistoryWriter(home.runs)
         self.timetable = Timetable(self._fire_schedule)
         self.peers: OrderedDict[tuple[str, bytes], float] = OrderedDict()
         self.notices: list[str] = []
@@ -140,6 +142,7 @@ class Daemon:
             await self._drain()
         finally:
             self.timetable.shutdown()
+            self.history.close_all()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -371,6 +374,8 @@ class Daemon:
 
     def _worker_event(self, run: int, event: dict[str, Any]) -> None:
         kind = event.pop("event")
+        if kind in SERIES:
+            self.history.append(run, kind, event)
         if kind == "progress":
             self.publish("progress", {"run": run, **event})
             self.telemetry.add_run_sample(run, {"kind": "progress", **event})
@@ -388,9 +393,9 @@ class Daemon:
             self._progress[run] = {**self._progress.get(run, {}), "step": event.get("step")}
             self.db.add_event(run, "checkpoint", event)
             self.update_run(run, checkpoint=str(event.get("path", "")))
-        elif kind == "oom":
-            self.db.add_event(run, "oom", event)
-            self.publish("oom", {"run": run, **event})
+        elif kind in ("oom", "plan"):
+            self.db.add_event(run, kind, event)
+            self.publish(kind, {"run": run, **event})
 
     async def _worker_exit(self, run: int, ending: Ending) -> None:
         fields: dict[str, Any] = {"state": ending.state, "reason": ending.reason, "exit": ending.exit, "pid": None}
@@ -402,6 +407,7 @@ class Daemon:
             fields["memory"] = self._memory.pop(run)
         self._publish_logs()
         self._log_offsets.pop(run, None)
+        self.history.close(run)
         self.db.add_event(run, "ended", {"state": ending.state, "exit": ending.exit})
         self.update_run(run, **fields)
 

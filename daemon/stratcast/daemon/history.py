@@ -1,0 +1,201 @@
+"""A run's training history: its progress reports, allocator figures, memory plans, OOMs and checkpoints.
+
+The daemon appends one JSON line per worker event to ``RUN_DIR/history.jsonl`` (:class:`HistoryWriter`): the
+event's fields, its ``kind`` (the worker's event name) and ``time`` (the worker's when the event has one, else the
+daemon's clock on arrival). The file is only ever appended to, so it outlives daemon restarts and resumes;
+``restart_run`` deletes it when a run starts again from step 0.
+
+:func:`read_history` reads it back in one pass and in O(points) memory, each series thinned evenly, so a week of
+progress reports (three million lines at five a second) comes back as small as a minute's. A line torn by a crash
+mid-write, or any other line that is not a JSON object with a known ``kind``, is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+log = logging.getLogger("stratcastd")
+
+HISTORY_FILE = "history.jsonl"
+"""The history's name inside the run folder."""
+SERIES = {
+    "progress": "progress",
+    "memory": "memory",
+    "oom": "ooms",
+    "plan": "plans",
+    "checkpoint": "checkpoints",
+    "stopped": "checkpoints",
+}
+"""Worker event kinds the history records, and the series of :func:`read_history`'s result each goes to."""
+
+Sample = dict[str, Any]
+Numbered = tuple[int, Sample]
+"""A sample with its line number, so series thinned apart can be merged back in file order."""
+
+_encoder = msgspec.json.Encoder()
+
+
+class HistoryWriter:
+    """Appends worker events to their runs' history files, keeping one handle open per running run."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.runs_dir = runs_dir
+        self._files: dict[int, IO[bytes]] = {}
+        self._failed: set[int] = set()
+        """Runs whose history could not be written (logged once, not at every event)."""
+
+    def append(self, run: int, kind: str, event: Mapping[str, Any]) -> None:
+        """Write ``event`` of ``run`` as one line and flush it; a disk error is logged, never raised."""
+        line = _encoder.encode({"time": time.time(), **event, "kind": kind}) + b"\n"
+        try:
+            f = self._files.get(run) or self._open(run)
+            f.write(line)
+            f.flush()
+        except OSError as exc:  # a full disk must not stop the daemon from following the run
+            if run not in self._failed:
+                log.warning("run %d: cannot write its history: %s", run, exc)
+            self._failed.add(run)
+            self.close(run)
+
+    def close(self, run: int) -> None:
+        """Close ``run``'s file (its worker ended); the next event opens it again."""
+        f = self._files.pop(run, None)
+        if f is not None:
+            f.close()
+
+    def close_all(self) -> None:
+        """Close every open file (the daemon is stopping)."""
+        for run in list(self._files):
+            self.close(run)
+
+    def _open(self, run: int) -> IO[bytes]:
+        path = self.runs_dir / str(run) / HISTORY_FILE
+        torn = _ends_torn(path)
+        f = open(path, "ab")  # noqa: SIM115 (kept open while the run runs, closed by close())
+        if torn:  # end the line a crash left unfinished, so that only it is lost, not the next one too
+            f.write(b"\n")
+        self._files[run] = f
+        return f
+
+
+def _ends_torn(path: Path) -> bool:
+    """Whether ``path`` ends in an unfinished line (false for a missing or empty file)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False
+
+
+# -- reading -------------------------------------------------------------------------------------------------
+
+
+class Thinner:
+    """Evenly spaced samples of a stream of unknown length, in O(points) memory.
+
+    Every ``stride``-th sample is kept; once ``2 * points`` are kept every other one is dropped and the stride
+    doubles, so those kept stay evenly spaced. The first and the last sample are always among the result.
+    """
+
+    def __init__(self, points: int) -> None:
+        self.points = max(points, 1)
+        self.stride = 1
+        self.seen = 0
+        self.kept: list[Numbered] = []
+        self.last: Numbered | None = None
+
+    def add(self, item: Numbered) -> None:
+        """Offer the next sample of the stream."""
+        if self.seen % self.stride == 0:
+            self.kept.append(item)
+            if len(self.kept) >= 2 * self.points:
+                del self.kept[1::2]
+                self.stride *= 2
+        self.seen += 1
+        self.last = item
+
+    def result(self, points: int) -> list[Numbered]:
+        """At most ``points`` (no more than the ``points`` given at creation) samples, evenly spaced."""
+        kept = self.kept
+        if self.last is not None and kept[-1] is not self.last:
+            kept = [*kept, self.last]
+        return evenly(kept, points)
+
+
+def evenly(items: list[Numbered], k: int) -> list[Numbered]:
+    """``k`` of ``items`` at even spacing, the first and the last among them (all of them when not more)."""
+    n = len(items)
+    if n <= k:
+        return list(items)
+    if k <= 1:
+        return items[-1:] if k == 1 else []
+    return [items[round(i * (n - 1) / (k - 1))] for i in range(k)]
+
+
+def read_history(path: Path, points: int) -> dict[str, Any]:
+    """``path``'s series, each thinned to at most ``points`` samples (see :func:`thin_progress` for progress).
+
+    Returns:
+        ``{"progress", "memory", "ooms", "plans", "checkpoints": [sample], "thinned": bool}``, samples as
+        written without ``kind``; a checkpoint sample has ``stopped``: whether a stop wrote it. Empty lists
+        when there is no file yet.
+
+    Raises:
+        OSError: the file exists but cannot be read.
+    """
+    try:
+        with open(path, "rb") as lines:
+            thinners = _collect(lines, points)
+    except FileNotFoundError:
+        thinners = _collect([], points)
+    seen = sum(t.seen for t in thinners.values())
+    val, train = thinners.pop("val"), thinners.pop("train")
+    result: dict[str, Any] = {"progress": [s for _, s in thin_progress(val, train, points)]}
+    result |= {name: [s for _, s in t.result(points)] for name, t in thinners.items()}
+    result["thinned"] = seen > sum(len(v) for v in result.values())
+    return result
+
+
+def _collect(lines: Iterable[bytes], points: int) -> dict[str, Thinner]:
+    """Each line's sample offered to its series' thinner; progress goes to ``val`` or ``train``."""
+    thinners = {name: Thinner(points) for name in ("val", "train", "memory", "ooms", "plans", "checkpoints")}
+    for number, line in enumerate(lines):
+        kind, sample = _parse(line)
+        if kind == "progress":
+            thinners["train" if sample.get("val_loss") is None else "val"].add((number, sample))
+        elif kind is not None:
+            thinners[SERIES[kind]].add((number, sample))
+    return thinners
+
+
+def thin_progress(val: Thinner, train: Thinner, points: int) -> list[Numbered]:
+    """At most ``points`` progress samples in file order, validation samples first in line.
+
+    Validation reports are rare and each is a point of the validation curve: all of them are kept when they
+    fit beside the first and last training reports; training reports fill the rest of the ``points``.
+    """
+    vals = val.result(points - min(train.seen, 2))
+    trains = train.result(points - len(vals))
+    return sorted([*vals, *trains], key=lambda item: item[0])
+
+
+def _parse(line: bytes) -> tuple[str | None, Sample]:
+    """A line's kind (None for a line to skip) and its fields without the kind."""
+    try:
+        obj = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return None, {}
+    if not isinstance(obj, dict) or obj.get("kind") not in SERIES:
+        return None, {}
+    kind = obj.pop("kind")
+    if SERIES[kind] == "checkpoints":
+        obj["stopped"] = kind == "stopped"
+    return kind, obj

@@ -1,0 +1,197 @@
+"""A run's history file: what the daemon appends for each worker event, and how read_history thins it."""
+
+import asyncio
+import itertools
+import json
+
+import pytest
+
+from stratcast.daemon.handlers import restart_run
+from stratcast.daemon.history import HISTORY_FILE, HistoryWriter, Thinner, evenly, read_history
+from stratcast.daemon.runner import Ending
+from stratcast.daemon.server import Daemon
+from stratcast.daemon.store import Store
+from stratcast.shared.paths import resolve_home
+from stratcast.shared.protocol import JobSpec, Placement, RestartRun
+
+
+def write_lines(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def progress(step, val_loss=None):
+    return {
+        "kind": "progress",
+        "time": 1000.0 + step,
+        "step": step,
+        "train_loss": 1.0 / (step + 1),
+        "val_loss": val_loss,
+    }
+
+
+def steps(samples):
+    return [s["step"] for s in samples]
+
+
+def test_evenly_keeps_the_first_and_the_last_and_spaces_the_rest_evenly():
+    items = [(i, {"i": i}) for i in range(101)]
+    assert [i for i, _ in evenly(items, 5)] == [0, 25, 50, 75, 100]
+    assert evenly(items[:3], 5) == items[:3]
+
+
+def test_a_thinner_keeps_a_long_stream_evenly_in_bounded_memory():
+    thinner = Thinner(50)
+    for i in range(100_000):
+        thinner.add((i, {}))
+        assert len(thinner.kept) < 100
+    kept = [i for i, _ in thinner.result(50)]
+    gaps = {b - a for a, b in itertools.pairwise(kept)}
+    assert len(kept) == 50
+    assert (kept[0], kept[-1]) == (0, 99_999)
+    assert max(gaps) <= 2 * min(gaps) + 1, gaps
+
+
+def test_progress_is_thinned_around_every_validation_sample(tmp_path):
+    path = tmp_path / HISTORY_FILE
+    write_lines(path, [progress(s, val_loss=0.5 if s % 500 == 250 else None) for s in range(10_000)])
+    history = read_history(path, 50)
+    got = history["progress"]
+    assert len(got) == 50
+    assert history["thinned"] is True
+    assert steps(got) == sorted(steps(got))
+    assert (got[0]["step"], got[-1]["step"]) == (0, 9_999)
+    assert [s["step"] for s in got if s["val_loss"] is not None] == list(range(250, 10_000, 500))
+    assert all("kind" not in s for s in got)
+
+
+def test_too_many_validation_samples_are_thinned_too(tmp_path):
+    path = tmp_path / HISTORY_FILE
+    write_lines(path, [progress(s, val_loss=0.5 if s % 2 else None) for s in range(1000)])
+    got = read_history(path, 20)["progress"]
+    assert len(got) == 20
+    assert (got[0]["step"], got[-1]["step"]) == (0, 999)
+    assert sum(s["val_loss"] is not None for s in got) == 18
+
+
+def test_a_short_history_comes_back_whole_sorted_into_its_series(tmp_path):
+    path = tmp_path / HISTORY_FILE
+    records = [
+        {"kind": "plan", "time": 1.0, "micro_batch": 256, "source": "probe"},
+        progress(0),
+        {"kind": "memory", "time": 2.0, "peak": 123},
+        {"kind": "checkpoint", "time": 3.0, "path": "/r/c1.pt", "step": 10},
+        {"kind": "oom", "time": 4.0, "step": 11, "new_micro_batch": 128},
+        {"kind": "stopped", "time": 5.0, "path": "/r/c2.pt", "step": 12},
+    ]
+    write_lines(path, records)
+    history = read_history(path, 10)
+    assert history == {
+        "progress": [{"time": 1000.0, "step": 0, "train_loss": 1.0, "val_loss": None}],
+        "memory": [{"time": 2.0, "peak": 123}],
+        "ooms": [{"time": 4.0, "step": 11, "new_micro_batch": 128}],
+        "plans": [{"time": 1.0, "micro_batch": 256, "source": "probe"}],
+        "checkpoints": [
+            {"time": 3.0, "path": "/r/c1.pt", "step": 10, "stopped": False},
+            {"time": 5.0, "path": "/r/c2.pt", "step": 12, "stopped": True},
+        ],
+        "thinned": False,
+    }
+
+
+def test_bad_lines_and_a_torn_last_line_are_skipped(tmp_path):
+    path = tmp_path / HISTORY_FILE
+    write_lines(path, [progress(0), progress(1)])
+    with open(path, "a") as f:
+        f.write("not json\n[1, 2]\n" + json.dumps({"kind": "weather", "rain": 1}) + "\n\n")
+        f.write(json.dumps(progress(2)) + "\n" + json.dumps(progress(3))[:20])
+    assert steps(read_history(path, 10)["progress"]) == [0, 1, 2]
+
+
+def test_no_history_file_gives_empty_series(tmp_path):
+    history = read_history(tmp_path / HISTORY_FILE, 10)
+    assert history == {"progress": [], "memory": [], "ooms": [], "plans": [], "checkpoints": [], "thinned": False}
+
+
+def test_the_writer_appends_across_restarts_and_ends_a_torn_line_first(tmp_path):
+    (tmp_path / "7").mkdir()
+    path = tmp_path / "7" / HISTORY_FILE
+    first = HistoryWriter(tmp_path)
+    first.append(7, "progress", {"step": 1, "val_loss": None})
+    first.close_all()
+    with open(path, "ab") as f:  # a daemon killed in the middle of a line
+        f.write(b'{"time": 1.0, "step": 2, "val')
+    second = HistoryWriter(tmp_path)
+    second.append(7, "progress", {"step": 3, "val_loss": None, "time": 42.0})
+    second.close(7)
+    assert steps(read_history(path, 10)["progress"]) == [1, 3]
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 3
+    assert json.loads(lines[-1]) == {"time": 42.0, "step": 3, "val_loss": None, "kind": "progress"}
+
+
+def test_a_writer_that_cannot_write_logs_and_goes_on(tmp_path, caplog):
+    writer = HistoryWriter(tmp_path / "missing")
+    writer.append(1, "progress", {"step": 1})
+    writer.append(1, "progress", {"step": 2})
+    assert len([r for r in caplog.records if "cannot write its history" in r.message]) == 1
+
+
+@pytest.fixture
+def daemon_with_run(tmp_path):
+    d = Daemon(resolve_home(tmp_path / "home"))
+    d.home.ensure()
+    d.store = Store(d.home.database)
+    run = d.db.add_run(JobSpec(data="/x.parquet"), Placement(), runs_dir=d.home.runs)
+    (d.home.runs / str(run.id)).mkdir()
+    published = []
+    d.publish = lambda topic, data: published.append((topic, data))  # type: ignore[method-assign]
+    yield d, run.id, published
+    d.history.close_all()
+    d.db.close()
+
+
+def test_worker_events_go_to_the_history_and_a_plan_is_also_an_event_and_published(daemon_with_run):
+    d, run, published = daemon_with_run
+    plan = {"micro_batch": 256, "batch_size": 1024, "budget": None, "probes": [{"micro_batch": 64, "peak": 9}]}
+    d._worker_event(run, {"event": "plan", **plan, "source": "cpu", "levers": [], "device": "cpu"})
+    d._worker_event(run, {"event": "progress", "step": 5, "max_steps": 10, "val_loss": None})
+    d._worker_event(run, {"event": "memory", "allocated": 0, "peak": 7})
+    d._worker_event(run, {"event": "checkpoint", "path": "/c.pt", "step": 5})
+    d._worker_event(run, {"event": "started", "pid": 1})
+    history = read_history(d.home.runs / str(run) / HISTORY_FILE, 10)
+    assert history["plans"][0]["micro_batch"] == 256
+    assert [s["step"] for s in history["progress"]] == [5]
+    assert history["memory"][0]["peak"] == 7
+    assert history["checkpoints"][0]["path"] == "/c.pt"
+    assert all(
+        isinstance(s["time"], float) for key in ("progress", "memory", "plans", "checkpoints") for s in history[key]
+    )
+    assert ("plan", {"run": run, **plan, "source": "cpu", "levers": [], "device": "cpu"}) in published
+    assert [e["kind"] for e in d.db.events(run)].count("plan") == 1
+
+
+def test_a_worker_exit_closes_its_runs_history_and_a_later_event_appends(daemon_with_run):
+    d, run, _ = daemon_with_run
+    d._worker_event(run, {"event": "progress", "step": 1, "val_loss": None})
+    asyncio.run(d._worker_exit(run, Ending(state="stopped", reason="", exit="exit 0")))
+    assert run not in d.history._files
+    d._worker_event(run, {"event": "progress", "step": 2, "val_loss": None})
+    assert steps(read_history(d.home.runs / str(run) / HISTORY_FILE, 10)["progress"]) == [1, 2]
+
+
+def restart(d, run, *, from_scratch):
+    d.db.update_run(run, state="succeeded")
+    return asyncio.run(restart_run.handle(d, RestartRun(run=run, from_scratch=from_scratch)))
+
+
+def test_a_restart_from_scratch_starts_a_fresh_history_and_one_from_a_checkpoint_appends(daemon_with_run):
+    d, run, _ = daemon_with_run
+    run_dir = d.home.runs / str(run)
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "step-00000010.pt").write_bytes(b"")
+    d._worker_event(run, {"event": "progress", "step": 10, "val_loss": None})
+    d.history.close(run)
+    restart(d, run, from_scratch=False)
+    assert (run_dir / HISTORY_FILE).exists()
+    restart(d, run, from_scratch=True)
+    assert not (run_dir / HISTORY_FILE).exists()
