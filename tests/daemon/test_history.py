@@ -4,6 +4,7 @@ import asyncio
 import itertools
 import json
 
+import msgspec
 import pytest
 
 from stratcast.daemon.handlers import restart_run
@@ -15,8 +16,20 @@ from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import JobSpec, Placement, RestartRun
 
 
-def write_lines(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+@pytest.fixture(params=["writer", "other"])
+def write_lines(request):
+    """Writes records as HistoryWriter does (compact, kind last) or as another tool might (spaced, kind first)."""
+
+    def write(path, records):
+        if request.param == "writer":
+            lines = [
+                msgspec.json.encode({k: v for k, v in r.items() if k != "kind"} | {"kind": r["kind"]}) for r in records
+            ]
+        else:
+            lines = [json.dumps(r).encode() for r in records]
+        path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+    return write
 
 
 def progress(step, val_loss=None):
@@ -26,6 +39,7 @@ def progress(step, val_loss=None):
         "step": step,
         "train_loss": 1.0 / (step + 1),
         "val_loss": val_loss,
+        "best_val_loss": None,
     }
 
 
@@ -51,7 +65,7 @@ def test_a_thinner_keeps_a_long_stream_evenly_in_bounded_memory():
     assert max(gaps) <= 2 * min(gaps) + 1, gaps
 
 
-def test_progress_is_thinned_around_every_validation_sample(tmp_path):
+def test_progress_is_thinned_around_every_validation_sample(tmp_path, write_lines):
     path = tmp_path / HISTORY_FILE
     write_lines(path, [progress(s, val_loss=0.5 if s % 500 == 250 else None) for s in range(10_000)])
     history = read_history(path, 50)
@@ -64,7 +78,7 @@ def test_progress_is_thinned_around_every_validation_sample(tmp_path):
     assert all("kind" not in s for s in got)
 
 
-def test_too_many_validation_samples_are_thinned_too(tmp_path):
+def test_too_many_validation_samples_are_thinned_too(tmp_path, write_lines):
     path = tmp_path / HISTORY_FILE
     write_lines(path, [progress(s, val_loss=0.5 if s % 2 else None) for s in range(1000)])
     got = read_history(path, 20)["progress"]
@@ -73,7 +87,7 @@ def test_too_many_validation_samples_are_thinned_too(tmp_path):
     assert sum(s["val_loss"] is not None for s in got) == 18
 
 
-def test_a_short_history_comes_back_whole_sorted_into_its_series(tmp_path):
+def test_a_short_history_comes_back_whole_sorted_into_its_series(tmp_path, write_lines):
     path = tmp_path / HISTORY_FILE
     records = [
         {"kind": "plan", "time": 1.0, "micro_batch": 256, "source": "probe"},
@@ -86,7 +100,7 @@ def test_a_short_history_comes_back_whole_sorted_into_its_series(tmp_path):
     write_lines(path, records)
     history = read_history(path, 10)
     assert history == {
-        "progress": [{"time": 1000.0, "step": 0, "train_loss": 1.0, "val_loss": None}],
+        "progress": [{"time": 1000.0, "step": 0, "train_loss": 1.0, "val_loss": None, "best_val_loss": None}],
         "memory": [{"time": 2.0, "peak": 123}],
         "ooms": [{"time": 4.0, "step": 11, "new_micro_batch": 128}],
         "plans": [{"time": 1.0, "micro_batch": 256, "source": "probe"}],
@@ -98,7 +112,7 @@ def test_a_short_history_comes_back_whole_sorted_into_its_series(tmp_path):
     }
 
 
-def test_bad_lines_and_a_torn_last_line_are_skipped(tmp_path):
+def test_bad_lines_and_a_torn_last_line_are_skipped(tmp_path, write_lines):
     path = tmp_path / HISTORY_FILE
     write_lines(path, [progress(0), progress(1)])
     with open(path, "a") as f:

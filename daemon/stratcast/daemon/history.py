@@ -36,10 +36,12 @@ SERIES = {
 """Worker event kinds the history records, and the series of :func:`read_history`'s result each goes to."""
 
 Sample = dict[str, Any]
-Numbered = tuple[int, Sample]
-"""A sample with its line number, so series thinned apart can be merged back in file order."""
+Numbered = tuple[int, Any]
+"""A sample (or its line, not parsed yet) with its line number, so thinned series can be merged in file order."""
 
 _encoder = msgspec.json.Encoder()
+_TAILS = {b',"kind":"%s"}' % kind.encode(): "train" if kind == "progress" else SERIES[kind] for kind in SERIES}
+"""How the lines :class:`HistoryWriter` writes end, by series (progress is sorted into val and train apart)."""
 
 
 class HistoryWriter:
@@ -123,7 +125,7 @@ class Thinner:
         self.last = item
 
     def result(self, points: int) -> list[Numbered]:
-        """At most ``points`` (no more than the ``points`` given at creation) samples, evenly spaced."""
+        """At most ``points`` (no more than the ``points`` given at creation) items, evenly spaced."""
         kept = self.kept
         if self.last is not None and kept[-1] is not self.last:
             kept = [*kept, self.last]
@@ -158,22 +160,44 @@ def read_history(path: Path, points: int) -> dict[str, Any]:
         thinners = _collect([], points)
     seen = sum(t.seen for t in thinners.values())
     val, train = thinners.pop("val"), thinners.pop("train")
-    result: dict[str, Any] = {"progress": [s for _, s in thin_progress(val, train, points)]}
-    result |= {name: [s for _, s in t.result(points)] for name, t in thinners.items()}
+    result: dict[str, Any] = {"progress": _samples(thin_progress(val, train, points))}
+    result |= {name: _samples(t.result(points)) for name, t in thinners.items()}
     result["thinned"] = seen > sum(len(v) for v in result.values())
     return result
 
 
 def _collect(lines: Iterable[bytes], points: int) -> dict[str, Thinner]:
-    """Each line's sample offered to its series' thinner; progress goes to ``val`` or ``train``."""
+    """Each line offered to its series' thinner (progress to ``val`` or ``train``), unparsed where possible.
+
+    Parsing is most of the cost of a long history and most lines are thinned away, so a line is sorted by its
+    end, where :class:`HistoryWriter` puts ``kind``, and parsed only if kept; a line that ends otherwise (written
+    by something else) is parsed at once.
+    """
     thinners = {name: Thinner(points) for name in ("val", "train", "memory", "ooms", "plans", "checkpoints")}
     for number, line in enumerate(lines):
-        kind, sample = _parse(line)
-        if kind == "progress":
-            thinners["train" if sample.get("val_loss") is None else "val"].add((number, sample))
-        elif kind is not None:
-            thinners[SERIES[kind]].add((number, sample))
+        item: bytes | Sample = line
+        name = _TAILS.get(line[line.rfind(b',"kind":') :].rstrip())
+        if name is None:
+            kind, item = _parse(line)
+            if kind is None:
+                continue
+            name = _series(kind, item)
+        elif name == "train" and b'"val_loss":null' not in line and b'"val_loss"' in line:
+            name = "val"
+        thinners[name].add((number, item))
     return thinners
+
+
+def _series(kind: str, sample: Sample) -> str:
+    if kind == "progress":
+        return "train" if sample.get("val_loss") is None else "val"
+    return SERIES[kind]
+
+
+def _samples(items: list[Numbered]) -> list[Sample]:
+    """The samples of thinned items, parsing the lines kept unparsed (dropping any that turn out bad)."""
+    samples = [item if isinstance(item, dict) else _parse(item)[1] for _, item in items]
+    return [s for s in samples if s]
 
 
 def thin_progress(val: Thinner, train: Thinner, points: int) -> list[Numbered]:
