@@ -29,6 +29,7 @@ from stratcast.shared.protocol import (
     ListSchedules,
     PauseSchedule,
     Placement,
+    ReadHistory,
     ReadLogs,
     ResumeRun,
     ShowRun,
@@ -137,6 +138,11 @@ def test_stop_checkpoints_and_resume_continues_from_the_checkpoint(daemon, panel
         killed = wait_for(client, run, ("killed",))
         assert killed["progress"].get("step", 0) >= step
         assert "resum" in client.call(ReadLogs(run=run))["text"].lower()
+        history = client.call(ReadHistory(run=run, points=5000))
+        stops = [c for c in history["checkpoints"] if c["stopped"]]
+        assert [c["step"] for c in stops] == [step]
+        resumed = [p["step"] for p in history["progress"] if p["time"] > stops[0]["time"]]
+        assert resumed and resumed == sorted(resumed) and resumed[0] > step  # appended after the stop
 
 
 def test_workers_killed_by_signals_fail_their_runs_with_the_cause_and_the_daemon_goes_on(daemon, panel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,20 @@ from stratcast.daemon.handlers.common import InvalidSpec
 from stratcast.shared.protocol import JobSpec, Placement, RunInfo, Submit, to_builtins
 
 if TYPE_CHECKING:
+    from stratcast.daemon.engine.panel import Panel
     from stratcast.daemon.server import Daemon
+
+
+@dataclass(frozen=True)
+class CheckedJob:
+    """What :func:`check_job` loaded: the panel a worker would train on and what it was checked against."""
+
+    panel: Panel
+    """The data with the series too short to train on dropped (``panel.notes`` lists them)."""
+    loaded: int
+    """Strategies in the file, before dropping."""
+    required: int
+    """Periods a series needs: ``input_size + 1 + val_size + holdout``."""
 
 
 async def handle(d: Daemon, req: Submit) -> dict[str, Any]:
@@ -48,8 +62,11 @@ def check_placement(d: Daemon, placement: Placement) -> None:
         raise InvalidSpec(f"--memory-gib must be positive, got {placement.memory_gib}")
 
 
-def check_job(job: JobSpec) -> None:
+def check_job(job: JobSpec) -> CheckedJob:
     """Build the run's spec and load its data as the worker will, so a bad job is refused now, not later.
+
+    Returns:
+        The loaded panel, for ``check_data`` to describe.
 
     Raises:
         InvalidSpec: with the engine's message (file, column and first offending rows for data errors).
@@ -71,8 +88,8 @@ def check_job(job: JobSpec) -> None:
             target_col=spec.target_col,
             fill_missing=spec.fill_missing,  # type: ignore[arg-type]
         )
-        drop_short(
-            panel, required_periods(spec), what="input_size + 1 + val_size + holdout"
-        )  # an error when no series is left
+        required = required_periods(spec)
+        kept = drop_short(panel, required, what="input_size + 1 + val_size + holdout")  # an error when none is left
     except (DataError, ValueError, KeyError, OSError) as exc:
         raise InvalidSpec(str(exc).strip("'\"")) from None
+    return CheckedJob(panel=kept, loaded=panel.n_series, required=required)

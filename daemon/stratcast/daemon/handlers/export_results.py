@@ -1,0 +1,24 @@
+"""``export_results``: write a finished run's summary or forecast table to a new file, as parquet or CSV."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stratcast.daemon.results import OUT_DIR, TABLES, ResultsMissing, export, no_results
+from stratcast.shared.protocol import ExportResults
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: ExportResults) -> dict[str, Any]:
+    """Copy ``summary.parquet`` or ``forecast.parquet`` to ``req.path`` (in a thread), never over a file."""
+    run = d.db.get_run(req.run)
+    src = Path(run.out) / OUT_DIR / TABLES[req.what]
+    try:
+        written = await asyncio.to_thread(export, src, req.path, req.format)
+    except ResultsMissing as exc:
+        raise no_results(run, exc) from None
+    return {**written, "what": req.what}

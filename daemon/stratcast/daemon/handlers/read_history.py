@@ -1,0 +1,24 @@
+"""``read_history``: a run's training history, each series thinned to the points asked for."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stratcast.daemon.handlers.common import HandlerError
+from stratcast.daemon.history import HISTORY_FILE, read_history
+from stratcast.shared.protocol import ReadHistory
+
+if TYPE_CHECKING:
+    from stratcast.daemon.server import Daemon
+
+
+async def handle(d: Daemon, req: ReadHistory) -> dict[str, Any]:
+    """The run's ``history.jsonl`` read in a thread (empty series when the run has not reported yet)."""
+    run = d.db.get_run(req.run)
+    path = Path(run.out) / HISTORY_FILE
+    try:
+        return await asyncio.to_thread(read_history, path, req.points)
+    except OSError as exc:
+        raise HandlerError(f"cannot read run {run.id}'s history {path}: {exc.strerror or exc}") from None

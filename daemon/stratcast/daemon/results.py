@@ -1,0 +1,155 @@
+"""A finished run's results: ``metrics.json``, the best strategies with their forecasts, and table exports.
+
+The files are those :mod:`stratcast.daemon.engine.job` writes into ``RUN_DIR/out``. Everything here blocks (run it
+in a thread) and imports pyarrow only when called, so importing the handlers stays cheap at daemon start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from stratcast.daemon.handlers.common import BadState, HandlerError
+from stratcast.shared.protocol import RunInfo
+
+OUT_DIR = "out"
+"""The results' folder inside the run folder."""
+METRICS, SUMMARY, FORECAST = "metrics.json", "summary.parquet", "forecast.parquet"
+TABLES = {"summary": SUMMARY, "forecast": FORECAST}
+"""The result tables ``export_results`` can write, by the names it takes."""
+
+
+class ResultsMissing(Exception):
+    """A result file is missing or unreadable; the message names it."""
+
+
+class ExportRefused(HandlerError):
+    """The export's path is not one the daemon will write to, or writing it failed; the message says why."""
+
+
+def no_results(run: RunInfo, why: ResultsMissing) -> BadState:
+    """The error for a request on ``run``'s results when there are none (``why`` names the missing file)."""
+    if run.state == "succeeded":
+        return BadState(f"run {run.id} has no readable results: {why}")
+    return BadState(f"run {run.id} has no results: it is {run.state}, and a run writes them when it succeeds ({why})")
+
+
+def read_results(out: Path, top: int) -> dict[str, Any]:
+    """``metrics.json``, the ``top`` best-ranked strategies of ``summary.parquet``, each with its ``forecast``.
+
+    Returns:
+        ``{"metrics": object, "top": [summary row + "forecast": [float | None] in step order], "horizon": int}``
+        with NaN and infinities as None.
+
+    Raises:
+        ResultsMissing: a file is missing or unreadable.
+    """
+    with _reading(out / METRICS):
+        metrics = json.loads((out / METRICS).read_text())
+    rows = top_strategies(out / SUMMARY, top)
+    forecasts = read_forecasts(out / FORECAST, [row["strategy"] for row in rows])
+    for row in rows:
+        row["forecast"] = forecasts.get(row["strategy"], [])
+    horizon = max((len(f) for f in forecasts.values()), default=0)
+    return {"metrics": metrics, "top": rows, "horizon": horizon}
+
+
+def top_strategies(path: Path, top: int) -> list[dict[str, Any]]:
+    """The rows of ``summary.parquet`` ranked 1 to ``top``, best first (only those rows are read)."""
+    import pyarrow.parquet as pq
+
+    with _reading(path):
+        table = pq.read_table(path, filters=[("rank", "<=", top)])
+    rows = sorted(table.to_pylist(), key=lambda row: row["rank"])[:top]
+    return [{key: _finite(value) for key, value in row.items()} for row in rows]
+
+
+def read_forecasts(path: Path, strategies: list[Any]) -> dict[Any, list[float | None]]:
+    """Each of ``strategies``' forecasts from ``forecast.parquet``, in step order (only their rows are read)."""
+    import pyarrow.parquet as pq
+
+    if not strategies:
+        return {}
+    with _reading(path):
+        table = pq.read_table(path, columns=["strategy", "step", "forecast"], filters=[("strategy", "in", strategies)])
+    steps: dict[Any, list[tuple[int, float | None]]] = {}
+    for strategy, step, value in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
+        steps.setdefault(strategy, []).append((step, _finite(value)))
+    return {strategy: [value for _, value in sorted(pairs)] for strategy, pairs in steps.items()}
+
+
+def export(src: Path, path: str, fmt: str | None) -> dict[str, Any]:
+    """Write the result table ``src`` to ``path`` as parquet or CSV (None: CSV for a ``.csv`` name, else parquet).
+
+    The table goes to a temporary file in the destination's folder first and is renamed into place, so a failed
+    export leaves nothing behind.
+
+    Returns:
+        ``{"path", "rows", "format"}``.
+
+    Raises:
+        ExportRefused: ``path`` is relative, exists, or its folder does not; or writing failed (the OS error).
+        ResultsMissing: ``src`` is missing or unreadable.
+    """
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    dest = destination(path)
+    fmt = fmt or ("csv" if dest.suffix.lower() == ".csv" else "parquet")
+    with _reading(src):
+        table = pq.read_table(src)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        (pa_csv.write_csv if fmt == "csv" else pq.write_table)(table, str(tmp))
+        os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ExportRefused(f"cannot write {dest}: {exc.strerror or exc}") from None
+    return {"path": str(dest), "rows": table.num_rows, "format": fmt}
+
+
+def destination(path: str) -> Path:
+    """``path`` as a new file to export to.
+
+    Raises:
+        ExportRefused: ``path`` is relative, already exists, or its folder does not exist.
+    """
+    dest = Path(path)
+    if not dest.is_absolute():
+        raise ExportRefused(f"{path!r} is a relative path: give an absolute path on the daemon's machine")
+    if dest.exists() or dest.is_symlink():
+        raise ExportRefused(f"{dest} already exists: choose another name, such as {_free_name(dest)}")
+    if not dest.parent.is_dir():
+        raise ExportRefused(f"{dest.parent} is not a folder: create it first, or choose another path")
+    return dest
+
+
+def _free_name(path: Path) -> Path:
+    """``NAME-2.EXT``, ``NAME-3.EXT``, ...: the first that does not exist."""
+    n = 2
+    while (candidate := path.with_name(f"{path.stem}-{n}{path.suffix}")).exists():
+        n += 1
+    return candidate
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as None: JSON has neither."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a failure to read ``path`` into :class:`ResultsMissing` naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ResultsMissing(f"{path} does not exist") from None
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid and json's JSONDecodeError are ValueErrors
+        raise ResultsMissing(f"cannot read {path}: {exc}") from None

@@ -1,0 +1,62 @@
+"""Reading and exporting a run's results without a daemon: NaN as None, only the top rows, clear write errors."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from stratcast.daemon.results import ExportRefused, ResultsMissing, export, read_results
+
+
+@pytest.fixture
+def out(tmp_path):
+    """Results of 3 strategies over 2 steps, strategy "b" too short to score (NaN)."""
+    summary = pd.DataFrame(
+        {"strategy": ["a", "b", "c"], "rank": [2, 1, 3], "forecast_mean": [1.0, 2.0, 0.5], "score": [0.1, math.nan, 0]}
+    )
+    summary.to_parquet(tmp_path / "summary.parquet", index=False)
+    forecast = pd.DataFrame(
+        {
+            "strategy": ["a", "a", "b", "b", "c", "c"],
+            "step": [2, 1, 1, 2, 1, 2],
+            "forecast": [1.5, 0.5, 2, math.inf, 0, 1],
+        }
+    )
+    forecast.to_parquet(tmp_path / "forecast.parquet", index=False)
+    (tmp_path / "metrics.json").write_text(json.dumps({"run": {"steps": 7}}))
+    return tmp_path
+
+
+def test_the_top_strategies_come_best_first_with_forecasts_in_step_order_and_nan_as_none(out):
+    result = read_results(out, 2)
+    assert result == {
+        "metrics": {"run": {"steps": 7}},
+        "top": [
+            {"strategy": "b", "rank": 1, "forecast_mean": 2.0, "score": None, "forecast": [2.0, None]},
+            {"strategy": "a", "rank": 2, "forecast_mean": 1.0, "score": 0.1, "forecast": [0.5, 1.5]},
+        ],
+        "horizon": 2,
+    }
+
+
+def test_a_missing_result_file_is_named(out):
+    (out / "forecast.parquet").unlink()
+    with pytest.raises(ResultsMissing, match=r"forecast\.parquet does not exist"):
+        read_results(out, 2)
+
+
+def test_an_existing_file_gets_a_free_name_suggested(out, tmp_path):
+    for name in ("top.csv", "top-2.csv"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(ExportRefused, match=r"top\.csv already exists: choose another name, such as .*top-3\.csv"):
+        export(out / "summary.parquet", str(tmp_path / "top.csv"), None)
+
+
+def test_a_failed_write_names_the_path_and_the_os_error_and_leaves_nothing_behind(out, tmp_path):
+    dest = tmp_path / "exports"
+    dest.mkdir()
+    long_name = "x" * 240 + ".csv"  # fits, but its temporary sibling's name is over the 255-byte limit
+    with pytest.raises(ExportRefused, match=rf"cannot write {dest / long_name}: .*too long"):
+        export(out / "summary.parquet", str(dest / long_name), None)
+    assert list(dest.iterdir()) == []
