@@ -8,7 +8,9 @@ from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import (
     AddSchedule,
+    CheckData,
     Event,
+    ExportResults,
     HoldRun,
     JobSpec,
     KillRun,
@@ -120,6 +122,11 @@ class FakeClient:
         (["schedule", "ls"], [ListSchedules()]),
         (["schedule", "rm", "2"], [RemoveSchedule(schedule=2)]),
         (["schedule", "run-now", "2"], [RunScheduleNow(schedule=2)]),
+        (["export", "7", "/srv/s.csv"], [ExportResults(run=7, path="/srv/s.csv")]),
+        (
+            ["export", "7", "/srv/f.out", "--what", "forecast", "--format", "csv"],
+            [ExportResults(run=7, path="/srv/f.out", what="forecast", format="csv")],
+        ),
     ],
 )
 def test_a_command_line_becomes_its_requests(argv, expected):
@@ -151,6 +158,15 @@ def test_submit_carries_every_job_and_placement_option_with_an_absolute_data_pat
     assert request == Submit(job=job, placement=place)
 
 
+def test_export_and_check_make_their_paths_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (export,) = requests_for("export", "3", "out/top.csv")
+    (check,) = requests_for("check", "--data", "panel.csv", "--model", "mlp", "--holdout", "4", "--set", "lr=0.1")
+    assert export == ExportResults(run=3, path=str(tmp_path / "out" / "top.csv"))
+    job = JobSpec(data=str(tmp_path / "panel.csv"), model="mlp", holdout=4, sets=["lr=0.1"])
+    assert check == CheckData(job=job)
+
+
 @pytest.mark.parametrize(
     ("when", "cron", "every_s"),
     [
@@ -180,6 +196,9 @@ def test_schedule_add_takes_a_cron_expression_or_an_interval(when, cron, every_s
         ["submit", "--data", "d", "--model", "m", "--set", "novalue"],
         ["submit", "--data", "d", "--model", "m", "--memory-gib", "0"],
         ["submit", "--model", "m"],
+        ["check", "--data", "d", "--model", "m", "--priority", "3"],
+        ["export", "1"],
+        ["export", "1", "/x.csv", "--format", "xlsx"],
         ["stop"],
         ["ls", "--state", "sleeping"],
         ["priority", "1"],
@@ -266,6 +285,45 @@ def test_a_refused_request_exits_1_with_the_daemons_message_and_the_other_ids_go
     captured = capsys.readouterr()
     assert "run 1 has finished; nothing to stop" in captured.err
     assert "run 2 r2: stopped" in captured.out
+
+
+def test_export_says_what_it_wrote_where(capsys):
+    written = {"path": "/srv/top.csv", "rows": 1234, "format": "csv", "what": "summary"}
+    assert main(["export", "7", "/srv/top.csv"], client=FakeClient({"export_results": written})) == ExitCode.OK
+    assert capsys.readouterr().out == "wrote 1,234 summary rows to /srv/top.csv (csv)\n"
+
+
+def test_check_prints_the_panel_and_its_notes(capsys):
+    described = {
+        "data": "/srv/panel.parquet",
+        "columns": {"id": "No.", "time": "week", "target": "profit"},
+        "strategies": 11,
+        "dropped": 1,
+        "periods": 40,
+        "first": "2016-01-04",
+        "last": "2016-10-03",
+        "observations": 440,
+        "zero_share": 0.25,
+        "filled": 0,
+        "required_periods": 17,
+        "notes": ["skipped 1 series shorter than input_size + 1 + val_size + holdout = 17: 12"],
+    }
+    argv = ["check", "--data", "/srv/panel.parquet", "--model", "dlinear"]
+    assert main(argv, client=FakeClient({"check_data": described})) == ExitCode.OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "data        /srv/panel.parquet (columns No., week, profit)"
+    assert out[1] == "strategies  11 kept, 1 dropped as too short"
+    assert out[2] == "periods     40, 2016-01-04 to 2016-10-03 (a strategy needs 17)"
+    assert out[3] == "zeros       25.0% of 440 values"
+    assert out[4].startswith("note        skipped 1 series")
+    assert out[-1] == "submit would accept this job"
+
+
+def test_check_of_a_bad_file_exits_1_with_the_daemons_message(capsys):
+    refused = RequestFailed("invalid_spec", "/srv/bad.csv: column profit, row 2: 'lots' is not a number")
+    argv = ["check", "--data", "/srv/bad.csv", "--model", "dlinear"]
+    assert main(argv, client=FakeClient({"check_data": refused})) == ExitCode.FAILED
+    assert "'lots' is not a number" in capsys.readouterr().err
 
 
 class FakeTerminal(io.StringIO):

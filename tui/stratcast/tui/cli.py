@@ -28,7 +28,9 @@ from stratcast.shared.protocol import (
     RUN_STATES,
     AddSchedule,
     AnyRequest,
+    CheckData,
     Event,
+    ExportResults,
     HoldRun,
     JobSpec,
     KillRun,
@@ -142,6 +144,14 @@ def _add_run_commands(
     logs.add_argument("ids", nargs="+", type=_run_id, metavar="ID")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until every run has ended")
     logs.add_argument("--offset", type=_non_negative_int, default=0, help="start at this byte of each log")
+    export = _command(sub, common, "export", "write a finished run's results to a new file on the daemon's machine")
+    export.add_argument("id", type=_run_id)
+    export.add_argument("path", help="the file to write (made absolute; it must not exist)")
+    export.add_argument("--what", choices=("summary", "forecast"), default="summary", help="which table")
+    export.add_argument("--format", choices=("parquet", "csv"), help="default: csv for a .csv name, else parquet")
+    _add_job_options(
+        _command(sub, common, "check", "check a job and its data as submit would, queue nothing"), queue=False
+    )
 
 
 def _add_daemon_commands(
@@ -187,8 +197,8 @@ def _command(
     return p
 
 
-def _add_job_options(p: argparse.ArgumentParser) -> None:
-    """What to run (``stratcastd run``'s options) and how to queue it."""
+def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
+    """What to run (``stratcastd run``'s options) and, with ``queue``, how to queue it."""
     job = p.add_argument_group("job")
     job.add_argument("--data", required=True, help="long-format parquet or CSV file (made absolute)")
     job.add_argument("--model", required=True, help="model name (see `stratcast models`)")
@@ -201,6 +211,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     job.add_argument("--target-col", help="value column (default: profit or y)")
     job.add_argument("--fill-missing", choices=("error", "zero"), default="error", help="missing periods")
     job.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE", help="option")
+    if not queue:
+        return
     place = p.add_argument_group("placement")
     place.add_argument("--name", default="", help="a name for the run (or the schedule)")
     place.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
@@ -275,9 +287,9 @@ def build_requests(args: argparse.Namespace) -> list[AnyRequest]:
 
 
 def job_spec(args: argparse.Namespace) -> JobSpec:
-    """The job of ``submit`` and ``schedule add``; the data path made absolute (the daemon has another cwd)."""
+    """The job of ``submit``, ``check`` and ``schedule add``; the data path made absolute (see :func:`absolute`)."""
     return JobSpec(
-        data=os.path.abspath(os.path.expanduser(args.data)),
+        data=absolute(args.data),
         model=args.model,
         mode=args.mode,
         horizon=args.horizon,
@@ -289,6 +301,11 @@ def job_spec(args: argparse.Namespace) -> JobSpec:
         fill_missing=args.fill_missing,
         sets=list(args.set),
     )
+
+
+def absolute(path: str) -> str:
+    """``path`` with ``~`` expanded, made absolute: the daemon has another working folder."""
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def placement(args: argparse.Namespace, *, name: str = "") -> Placement:
@@ -319,6 +336,8 @@ REQUESTS: dict[str, Callable[[argparse.Namespace], AnyRequest]] = {
     "ls": lambda a: ListRuns(states=list(a.state)),
     "show": lambda a: ShowRun(run=a.id),
     "restart": lambda a: RestartRun(run=a.id, from_scratch=a.from_scratch),
+    "export": lambda a: ExportResults(run=a.id, path=absolute(a.path), what=a.what, format=a.format),
+    "check": lambda a: CheckData(job=job_spec(a)),
     "priority": lambda a: SetPriority(run=a.id, priority=a.priority),
     "gpus": lambda a: ListGpus(),
     "models": lambda a: ListModels(),

@@ -172,6 +172,22 @@ def status_text(result: Mapping[str, Any]) -> str:
     return "\n".join(lines + [f"notice   {n}" for n in result.get("notices", [])])
 
 
+def check_text(result: Mapping[str, Any]) -> str:
+    """``check``: the panel a job would train on, as the daemon read it."""
+    cols = result["columns"]
+    dropped = f", {result['dropped']} dropped as too short" if result["dropped"] else ""
+    filled = f", {result['filled']:,} of them filled in" if result["filled"] else ""
+    lines = [
+        f"data        {result['data']} (columns {cols['id']}, {cols['time']}, {cols['target']})",
+        f"strategies  {result['strategies']:,} kept{dropped}",
+        f"periods     {result['periods']:,}, {result['first']} to {result['last']} "
+        f"(a strategy needs {result['required_periods']})",
+        f"zeros       {result['zero_share']:.1%} of {result['observations']:,} values{filled}",
+    ]
+    lines += [f"note        {note}" for note in result.get("notes", [])]
+    return "\n".join([*lines, "submit would accept this job"])
+
+
 def _shutdown_text(result: Mapping[str, Any]) -> str:
     stopping = result.get("stopping", [])
     if not stopping:
@@ -192,6 +208,8 @@ RENDER: dict[str, Callable[[Any], str]] = {
     "queue resume": lambda r: "queue running",
     "shutdown": _shutdown_text,
     **dict.fromkeys(("schedule add", "schedule pause", "schedule resume"), schedule_line),
+    "export": lambda r: f"wrote {r['rows']:,} {r['what']} rows to {r['path']} ({r['format']})",
+    "check": check_text,
     "schedule ls": schedules_table,
     "schedule rm": lambda r: f"removed schedule {r['removed']}",
 }
