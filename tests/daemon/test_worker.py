@@ -21,6 +21,7 @@ from stratcast.shared.protocol import JobSpec
 # long enough (a few seconds) that a signal sent after the first progress event lands mid-training
 LONG = ["max_steps=1000", "batch_size=64", "val_check_steps=50", "early_stop_patience=-1"]
 PROGRESS_KEYS = {"step", "max_steps", "epoch", "train_loss", "val_loss", "best_val_loss", "windows_per_s", "eta_s"}
+PROGRESS_KEYS |= {"learning_rate", "micro_batch"}
 MEMORY_KEYS = {"allocated", "reserved", "peak", "oom_count", "rss"}
 
 
@@ -180,6 +181,23 @@ def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path, panel_file):
     run_dir = make_run_dir(tmp_path / "run", panel_file, ["max_steps=20", "batch_size=32"])
     code, events = run_worker(run_dir, "--resume")
     assert code == WorkerExit.OK and events[0]["resume"] is None
+    # the memory plan comes before training; on a CPU nothing is measured
+    assert events[1] == {
+        "event": "plan",
+        "micro_batch": 32,
+        "batch_size": 32,
+        "budget": None,
+        "predicted_peak": None,
+        "measured_peak": None,
+        "probes": [],
+        "oom_probes": [],
+        "source": "cpu",
+        "levers": [],
+        "device": "cpu",
+        "seconds": 0.0,
+    }
+    assert events[-1]["metrics"]["memory_plan"] == {k: v for k, v in events[1].items() if k != "event"}
+    assert {e["micro_batch"] for e in events if e["event"] == "progress"} == {32}
     assert "no usable checkpoint" in log_text(run_dir) and "starting from scratch" in log_text(run_dir)
 
 

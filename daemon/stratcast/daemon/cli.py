@@ -7,7 +7,7 @@ memory (the worker's code: not even a micro-batch of one window fits, or the opt
 ``run`` records its spec in ``OUT/spec.json``; ``stratcastd run --resume OUT`` continues an interrupted run from
 the newest good checkpoint in ``OUT/checkpoints`` (on CPU the outputs equal an uninterrupted run's bit for bit).
 A resume may change the device and, with ``--set``, the options that do not change what is trained (the
-checkpoint interval, ``micro_batch_size``, ``oom_grow_after``).
+checkpoint interval, ``micro_batch_size``, ``oom_grow_after``, ``activation_checkpointing``).
 """
 
 from __future__ import annotations
@@ -149,12 +149,19 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         spec, resume_from = resume_spec(args, log) if getattr(args, "resume", None) else (make_spec(args), None)
         from stratcast.daemon.engine.job import run_job, write_spec
+        from stratcast.daemon.engine.runplan import default_plan_cache
         from stratcast.daemon.progress import ProgressPrinter
 
         write_spec(Path(spec.out), spec)
         printer = ProgressPrinter(out)
         result = run_job(
-            spec, log=log, on_progress=printer, should_stop=stop, resume_from=resume_from, on_oom=OomPrinter(log)
+            spec,
+            log=log,
+            on_progress=printer,
+            should_stop=stop,
+            resume_from=resume_from,
+            on_oom=OomPrinter(log),
+            plan_cache=default_plan_cache(),
         )
         printer.close()
     except (DataError, DeviceError, ValueError, KeyError) as exc:

@@ -2,14 +2,16 @@
 
 Command line::
 
-    python -m stratcast.daemon.worker RUN_DIR [--resume] [--device cpu|cuda:0] [--memory-gib X]
+    python -m stratcast.daemon.worker RUN_DIR [--resume] [--device cpu|cuda:0] [--memory-gib X] [--plan-cache PATH]
 
 ``RUN_DIR`` is made by the daemon and holds ``job.json`` (a :class:`~stratcast.shared.protocol.JobSpec` as JSON);
 the worker writes the outputs to ``RUN_DIR/out/`` and training checkpoints to ``RUN_DIR/checkpoints/``. The daemon
 sets ``CUDA_VISIBLE_DEVICES`` (so the assigned GPU is ``cuda:0``) and
 ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``, and appends the worker's stderr to ``RUN_DIR/log.txt``.
 ``--resume`` continues from the newest checkpoint that loads (or starts afresh, saying so in the log);
-``--memory-gib`` caps the worker's CUDA allocator (``torch.cuda.set_per_process_memory_fraction``).
+``--memory-gib`` caps the worker's CUDA allocator (``torch.cuda.set_per_process_memory_fraction``);
+``--plan-cache`` names the memory plan cache file (default: ``$STRATCAST_PLAN_CACHE``, else
+``memory-plans.json`` in the daemon's state folder, see :mod:`stratcast.daemon.engine.runplan`).
 
 **stderr** is the human log: the job's lines, progress lines, warnings, and on failure a one-line summary
 followed by the full traceback. Stray writes to stdout (a library's ``print``) land there too.
@@ -17,8 +19,11 @@ followed by the full traceback. Stray writes to stdout (a library's ``print``) l
 **stdout** carries machine events, one JSON object per line, each flushed as written::
 
     {"event": "started", "pid": 4242, "device": "cuda:0", "resume": "RUN_DIR/checkpoints/step-00000120.pt"}
+    {"event": "plan", "micro_batch": 512, "batch_size": 1024, "budget": 7247757312, "predicted_peak": 6012954214,
+     "measured_peak": 6006243328, "probes": [{"micro_batch": 256, "peak": 3154116608}, ...], "oom_probes": [],
+     "source": "probe", "levers": ["Batch 1024 is predicted at ...", ...], "device": "cuda:0", "seconds": 0.8}
     {"event": "progress", "step": 130, "max_steps": 1000, "epoch": 0.4, "train_loss": 0.21, "val_loss": null,
-     "best_val_loss": 0.19, "windows_per_s": 52000.0, "eta_s": 31.2, "learning_rate": 0.00093}
+     "best_val_loss": 0.19, "windows_per_s": 52000.0, "eta_s": 31.2, "learning_rate": 0.00093, "micro_batch": 512}
     {"event": "memory", "allocated": 1073741824, "reserved": 2147483648, "peak": 1610612736, "oom_count": 0,
      "rss": 912261120}
     {"event": "checkpoint", "path": "RUN_DIR/checkpoints/step-00000200.pt", "step": 200}
@@ -29,10 +34,18 @@ followed by the full traceback. Stray writes to stdout (a library's ``print``) l
     {"event": "stopped", "path": "RUN_DIR/checkpoints/step-00000214.pt", "step": 214}
     {"event": "failed", "exit": 3, "error": "DataError: ..."}
 
-``progress`` follows a :class:`~stratcast.daemon.engine.trainer.Progress` at most every
-:data:`PROGRESS_EVENT_EVERY_S` (always for validation checks and the last step); ``memory`` goes with a progress
-report when the last one is at least :data:`MEMORY_EVERY_S` old, and before ``finished``, ``stopped`` and
-``failed`` (CUDA allocator figures in bytes for the worker's device, zeros on the CPU; ``rss`` is the process's
+``plan`` is the run's memory plan (a :class:`~stratcast.daemon.engine.runplan.RunPlan`), sent once before
+training, on every start and resume: ``source`` is ``probe`` (measured now), ``cache`` (a plan measured before for
+the same model, shapes, precision, GPU and torch), ``cpu`` (no CUDA: the whole batch, nothing measured) or
+``fixed`` (``micro_batch_size`` was set); ``budget``, the peaks and ``probes`` (bytes) are null or empty for the
+last two; ``oom_probes`` lists the micro-batches whose probe ran out of memory; ``levers`` says whether bf16
+autocast or activation checkpointing would make the whole batch fit. ``micro_batch`` 0 means nothing fits: a
+``failed`` event with the out-of-memory exit follows. ``progress`` follows a
+:class:`~stratcast.daemon.engine.trainer.Progress` at most every :data:`PROGRESS_EVENT_EVERY_S` (always for
+validation checks and the last step); its ``micro_batch`` is the one in use (halved after an OOM, grown back
+later). ``memory`` goes with a progress report when the last one is at least :data:`MEMORY_EVERY_S` old, and
+before ``finished``, ``stopped`` and ``failed`` (CUDA allocator figures in bytes for the worker's device, zeros on
+the CPU; ``peak`` is since the start of the latest training step, which resets it; ``rss`` is the process's
 resident memory); NaN losses are ``null``. ``resume`` is null for a fresh start. ``oom`` reports every
 out-of-memory error (an :class:`~stratcast.daemon.engine.oom.OomEvent`): a ``forward/backward`` one is retried
 with ``new_micro_batch`` (0: nothing smaller was left, the run ends), an ``optimizer`` one ends the run so it
@@ -120,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
     p.add_argument("--device", help="cpu or cuda:N (default: the job's device)")
     p.add_argument("--memory-gib", type=_positive, help="cap this worker's CUDA memory at this many GiB")
+    p.add_argument(
+        "--plan-cache", type=Path, help="memory plan cache file (default: $STRATCAST_PLAN_CACHE or the state folder's)"
+    )
     return p
 
 
@@ -150,6 +166,7 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     from stratcast.daemon.engine.checkpoint import latest_checkpoint
     from stratcast.daemon.engine.device import resolve_device
     from stratcast.daemon.engine.job import run_job
+    from stratcast.daemon.engine.runplan import default_plan_cache
 
     run_dir: Path = args.run_dir
     job = read_job(run_dir / JOB_FILE)
@@ -171,6 +188,8 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
         checkpoint_dir=run_dir / CHECKPOINT_DIR,
         on_checkpoint=events.checkpoint_saved,
         on_oom=events.oom,
+        on_plan=events.plan,
+        plan_cache=args.plan_cache or default_plan_cache(),
     )
     memory.report(force=True)
     if result.fit.interrupted:
@@ -308,6 +327,10 @@ class Events:
         """The job's checkpoint callback: a ``checkpoint`` event and a log line."""
         self.emit("checkpoint", path=str(path), step=step)
         log(f"checkpoint {path.name}")
+
+    def plan(self, plan: Any) -> None:
+        """The job's plan callback: a ``plan`` event (the job logs the plan itself)."""
+        self.emit("plan", **plan.to_dict())
 
     def oom(self, event: Any) -> None:
         """The job's OOM callback: an ``oom`` event and a log line."""

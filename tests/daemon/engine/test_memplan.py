@@ -249,6 +249,13 @@ def test_levers_skip_levers_already_on_and_report_a_batch_that_fits():
     assert "No probe succeeded" in levers(((8, None),), requested=8, budget_bytes=MIB)[0]
 
 
+def test_levers_say_when_the_model_has_no_activation_checkpointing():
+    text = levers(PROBES, requested=1024, budget_bytes=700 * MIB, checkpointable=False)
+    assert len(text) == 3 and text[1].startswith("Bf16 autocast (about -49% per sample) would make it fit")
+    assert text[2] == "Activation checkpointing is not available for this model."
+    assert not any("with activation checkpointing" in line for line in text)
+
+
 # --- PlanCache -----------------------------------------------------------------------------------------------------
 
 
@@ -293,6 +300,7 @@ def test_cache_round_trip(tmp_path):
         {"gpu_name": "NVIDIA A100"},
         {"torch_version": "2.12.0"},
         {"activation_checkpointing": True},
+        {"extra": {"mode": "per-strategy"}},
     ],
 )
 def test_cache_key_changes_with_everything_that_changes_memory(tmp_path, change):

@@ -19,6 +19,7 @@ from stratcast.daemon.engine.oom import (
     OutOfMemory,
     fault_limit,
     is_oom,
+    levers_message,
 )
 from stratcast.daemon.worker import WorkerExit
 from stratcast.shared.protocol import JobSpec
@@ -73,6 +74,15 @@ def test_when_nothing_fits_the_run_ends_proposing_the_memory_levers(tmp_path, pa
     for lever in ("precision=bf16", "activation checkpointing", "smaller model", "input_size", "batch_size"):
         assert lever in str(info.value)
     assert [e.new_micro_batch for e in events] == [16, 8, 4, 2, 1, 0]
+
+
+def test_the_levers_message_proposes_only_the_levers_that_apply():
+    on_cpu = levers_message(3, 64, "auto")
+    assert "precision=bf16" in on_cpu and "set activation_checkpointing=true" in on_cpu
+    unsupported = levers_message(3, 64, "bf16", checkpointable=False)
+    assert "precision=bf16" not in unsupported and "activation checkpointing is not available" in unsupported
+    both_on = levers_message(3, 64, "bf16", checkpointing=True)
+    assert "bf16" not in both_on and "checkpointing" not in both_on and "smaller model" in both_on
 
 
 def test_an_oom_in_the_optimizer_step_is_not_retried_and_names_the_checkpoint(tmp_path, panel_file, monkeypatch):

@@ -6,13 +6,18 @@ Outputs in the run folder:
 * ``summary.parquet``: one row per strategy: ``forecast_sum``, ``forecast_mean`` ("Avg Profit"), ``rank``,
   ``trailing_mean`` (realized mean of the last ``trailing_window`` periods), ``zero_share``, and with a holdout the
   strategy's own skill inputs (holdout realized and forecast means, error of the holdout total).
-* ``metrics.json``: the skill table, the training summary and the spec.
+* ``metrics.json``: the skill table, the training summary, the spec and the memory plan (``memory_plan``).
 * ``model.pt`` (+ ``model.pt.json`` with its sha256): the final checkpoint, loadable with ``weights_only=True``.
 
 Training checkpoints (``kind: "train"``) go to ``checkpoint_dir/step-00000123.pt`` every
 ``checkpoint_every_steps`` steps and/or ``checkpoint_every_s`` seconds, and when a stop request ends training; a
 stopped job writes no outputs. ``run_job(spec, resume_from=path)`` rebuilds the data, model and trainer exactly as
 a fresh run, loads the trainer state and trains on: on CPU the result equals an uninterrupted run bit for bit.
+
+Memory plan (see :mod:`stratcast.daemon.engine.runplan`): before training, and again on a resume, the job chooses
+the micro-batch (on CUDA by measuring a few real steps, or from the plan cache), logs it and hands the
+:class:`~stratcast.daemon.engine.runplan.RunPlan` to ``on_plan``; the plan goes into ``metrics.json`` and every
+checkpoint (``memory_plan``).
 
 Out of memory (see :mod:`stratcast.daemon.engine.oom`): an OOM in a forward or backward pass is retried in place
 with a smaller micro-batch and reported to ``on_oom``; when not even one window fits the job raises
@@ -52,8 +57,10 @@ from stratcast.daemon.engine.data import drop_short, load_panel
 from stratcast.daemon.engine.device import describe_device, resolve_device
 from stratcast.daemon.engine.forecast import blend_toward_mean, predict
 from stratcast.daemon.engine.losses import point_forecast
-from stratcast.daemon.engine.oom import OomHook, OptimizerStepOutOfMemory
+from stratcast.daemon.engine.memplan import PlanCache
+from stratcast.daemon.engine.oom import OomHook, OptimizerStepOutOfMemory, OutOfMemory
 from stratcast.daemon.engine.panel import Panel
+from stratcast.daemon.engine.runplan import RunPlan, plan_run
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
 from stratcast.daemon.engine.spec import RunSpec, required_periods
 from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
@@ -65,6 +72,8 @@ from stratcast.daemon.zoo.registry import build_model, make_config
 Log = Callable[[str], None]
 OnCheckpoint = Callable[[Path, int], None]
 """Called with a training checkpoint's path and step once it is safely on disk."""
+OnPlan = Callable[[RunPlan], None]
+"""Called with the run's memory plan before training starts."""
 CHECKPOINT_DIR = "checkpoints"
 """Default folder of the training checkpoints, inside the output folder."""
 TRAIN_KIND, FINAL_KIND = "train", "final"
@@ -116,6 +125,8 @@ def run_job(
     checkpoint_dir: Path | None = None,
     on_checkpoint: OnCheckpoint | None = None,
     on_oom: OomHook | None = None,
+    on_plan: OnPlan | None = None,
+    plan_cache: Path | None = None,
 ) -> JobResult:
     """Run ``spec`` in this process and write its outputs to ``spec.out``.
 
@@ -129,10 +140,15 @@ def run_job(
         checkpoint_dir: Where training checkpoints go (default ``spec.out/checkpoints``).
         on_checkpoint: Called after each training checkpoint is written.
         on_oom: Receives an :class:`~stratcast.daemon.engine.oom.OomEvent` for every out-of-memory error.
+        on_plan: Receives the :class:`~stratcast.daemon.engine.runplan.RunPlan` before training starts (also when
+            nothing fits, before the job raises ``OutOfMemory``).
+        plan_cache: The memory plan cache file (None: no cache; see
+            :func:`~stratcast.daemon.engine.runplan.default_plan_cache`).
 
     Raises:
         CheckpointError: when ``resume_from`` is damaged or was written for another spec or data.
-        OutOfMemory: when not even a micro-batch of one window fits (the message proposes the levers).
+        OutOfMemory: when not even a micro-batch of one window fits, while planning or training (the message
+            proposes the levers).
         OptimizerStepOutOfMemory: when the optimizer step ran out of memory (the message names the checkpoint to
             resume from).
     """
@@ -148,6 +164,8 @@ def run_job(
     trainer.on_oom = on_oom
     if resume_from is not None:
         resume(spec, prep, trainer, resume_from, log)
+    plan = plan_memory(spec, trainer, prep, plan_cache, log, on_plan)
+    saver.plan = plan.to_dict()
     try:
         fit = trainer.fit()
     except OptimizerStepOutOfMemory as exc:
@@ -157,10 +175,38 @@ def run_job(
         log(f"stopped at step {fit.steps}/{spec.train.max_steps}; checkpoint {path}")
         return JobResult(Path(spec.out), device_name, fit, {}, [], list(prep.panel.notes), path)
     log(f"trained to step {fit.steps} in {fit.seconds:.1f}s" + (", stopped early" if fit.stopped_early else ""))
-    return finish(spec, trainer, prep, fit, device_name, t0)
+    return finish(spec, trainer, prep, fit, device_name, t0, plan)
 
 
-def finish(spec: RunSpec, trainer: Trainer, prep: Prepared, fit: FitResult, device: str, t0: float) -> JobResult:
+def plan_memory(
+    spec: RunSpec, trainer: Trainer, prep: Prepared, cache: Path | None, log: Log, on_plan: OnPlan | None
+) -> RunPlan:
+    """Choose the micro-batch ``trainer`` starts with, report the plan, and set it.
+
+    Raises:
+        OutOfMemory: when not even a micro-batch of one window fits.
+    """
+    plan = plan_run(
+        trainer,
+        spec,
+        cache=None if cache is None else PlanCache(cache),
+        panel_shape=(prep.panel.n_series, prep.panel.n_times),
+    )
+    log(plan.describe())
+    if plan.micro_batch < spec.train.batch_size or not plan.fits:
+        for line in plan.levers:
+            log(f"  {line}")
+    if on_plan is not None:
+        on_plan(plan)
+    if not plan.fits:
+        raise OutOfMemory(f"{trainer.levers_message(trainer.step + 1)} (the memory plan: {plan.describe()})")
+    trainer.set_micro_batch(plan.micro_batch)
+    return plan
+
+
+def finish(
+    spec: RunSpec, trainer: Trainer, prep: Prepared, fit: FitResult, device: str, t0: float, plan: RunPlan
+) -> JobResult:
     """Score the trained model on the holdout, forecast, and write every output; ``t0`` is the job's start."""
     forecast_fn = forecaster(spec, trainer.model, prep)
     metrics, per_strategy = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else ({}, None)
@@ -171,8 +217,9 @@ def finish(spec: RunSpec, trainer: Trainer, prep: Prepared, fit: FitResult, devi
     metrics.update(run_info(spec, fit, device, prep, time.perf_counter() - t0))
     top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
     metrics["best_strategy"] = top[0]
+    metrics["memory_plan"] = plan.to_dict()
     write_json_atomic(out / "metrics.json", metrics)
-    save_final(out, spec, trainer, prep)
+    save_final(out, spec, trainer, prep, plan)
     return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))
 
 
@@ -248,6 +295,8 @@ class Checkpointer:
         self.spec, self.prep, self.directory, self.on_saved = spec, prep, directory, on_saved
         self.last_time = time.monotonic()
         self.last: tuple[int, Path] | None = None
+        self.plan: dict[str, Any] | None = None
+        """The run's memory plan (:meth:`RunPlan.to_dict`), recorded in every checkpoint."""
 
     def due(self, step: int) -> bool:
         """Whether the step or the time interval since the last checkpoint has come round."""
@@ -272,7 +321,7 @@ class Checkpointer:
         """Save the trainer's state now (once per step) and return the checkpoint's path."""
         if self.last is not None and self.last[0] == trainer.step:
             return self.last[1]
-        state = checkpoint_state(self.spec, trainer, self.prep, TRAIN_KIND)
+        state = checkpoint_state(self.spec, trainer, self.prep, TRAIN_KIND, self.plan)
         path = save_rotating(self.directory, trainer.step, state, val_loss=trainer.last_val)
         self.last, self.last_time = (trainer.step, path), time.monotonic()
         if self.on_saved is not None:
@@ -478,13 +527,19 @@ def run_info(spec: RunSpec, fit: FitResult, device: str, prep: Prepared, seconds
     }
 
 
-def save_final(out: Path, spec: RunSpec, trainer: Trainer, prep: Prepared) -> None:
-    """The final checkpoint: trainer state, scaler and configs, loadable with ``weights_only=True``."""
-    save_checkpoint(out / "model.pt", checkpoint_state(spec, trainer, prep, FINAL_KIND))
+def save_final(out: Path, spec: RunSpec, trainer: Trainer, prep: Prepared, plan: RunPlan) -> None:
+    """The final checkpoint: trainer state, scaler, configs and memory plan, loadable with ``weights_only=True``."""
+    save_checkpoint(out / "model.pt", checkpoint_state(spec, trainer, prep, FINAL_KIND, plan.to_dict()))
 
 
-def checkpoint_state(spec: RunSpec, trainer: Trainer | None, prep: Prepared, kind: str) -> dict[str, Any]:
-    """A checkpoint's named state (``trainer`` is None when only the identifying fields are wanted)."""
+def checkpoint_state(
+    spec: RunSpec, trainer: Trainer | None, prep: Prepared, kind: str, plan: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A checkpoint's named state (``trainer`` is None when only the identifying fields are wanted).
+
+    ``memory_plan`` is the plan the run trained under (:meth:`RunPlan.to_dict`): a record, not restored on a
+    resume, which plans again for its own device.
+    """
     return {
         "kind": kind,
         "model_name": spec.model,
@@ -494,4 +549,5 @@ def checkpoint_state(spec: RunSpec, trainer: Trainer | None, prep: Prepared, kin
         "trainer": None if trainer is None else trainer.state_dict(),
         "scaler": prep.scaler.state_dict(),
         "ids": [str(i) for i in prep.panel.ids],
+        "memory_plan": plan,
     }

@@ -313,6 +313,7 @@ def levers(
     budget_bytes: int,
     bf16: bool = False,
     checkpointing: bool = False,
+    checkpointable: bool = True,
 ) -> list[str]:
     """Say, in sentences, whether bf16 autocast or activation checkpointing would make ``requested`` fit.
 
@@ -325,6 +326,7 @@ def levers(
         budget_bytes: The budget.
         bf16: bf16 autocast is already on (not proposed again).
         checkpointing: Activation checkpointing is already on (not proposed again).
+        checkpointable: The model supports activation checkpointing; when not, the answer says so instead.
     """
     ok = _fitting(probes)
     if not ok:
@@ -344,7 +346,7 @@ def levers(
     options = []
     if not bf16:
         options.append(("bf16 autocast", BF16_PER_SAMPLE))
-    if not checkpointing:
+    if not checkpointing and checkpointable:
         options.append(("activation checkpointing", CHECKPOINTING_PER_SAMPLE))
     if len(options) == 2:
         both = 1.0 - (1.0 - BF16_PER_SAMPLE) * (1.0 - CHECKPOINTING_PER_SAMPLE)
@@ -353,6 +355,8 @@ def levers(
         p = peak(saving)
         verdict = "would make it fit" if p <= budget_bytes else "would not be enough"
         out.append(f"{name[0].upper()}{name[1:]} (about -{saving:.0%} per sample) {verdict}: predicted {mib(p)}.")
+    if not checkpointing and not checkpointable:
+        out.append("Activation checkpointing is not available for this model.")
     return out
 
 
@@ -459,8 +463,13 @@ def plan_key(
     gpu_name: str,
     torch_version: str = torch.__version__,
     activation_checkpointing: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
-    """Return the cache key: a sha256 of everything that changes a step's peak memory."""
+    """Return the cache key: a sha256 of everything that changes a step's peak memory.
+
+    ``extra`` holds whatever else the caller knows to change it (the training mode, the panel's shape on the
+    device, the scaler's wrapper); JSON-serialisable values.
+    """
     parts = {
         "model": model_name,
         "config": dict(model_config),
@@ -472,6 +481,7 @@ def plan_key(
         "gpu": gpu_name,
         "torch": torch_version,
         "checkpointing": activation_checkpointing,
+        "extra": dict(extra or {}),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -12,7 +12,9 @@ Python's ``MemoryError``) the trainer:
    the same windows;
 3. halves the micro-batch (:meth:`MicroBatchPlan.shrink`) and retries the same step; at micro-batch 1 it raises
    :class:`OutOfMemory`, whose message proposes the memory levers;
-4. after ``oom_grow_after`` steps without an OOM doubles the micro-batch again, up to the configured size.
+4. after ``oom_grow_after`` steps without an OOM doubles the micro-batch again, up to the configured size (the
+   planned one on CUDA), if there is room: on CUDA the trainer predicts the doubled step's peak from the last
+   step's and grows only when it fits the memory budget (see :meth:`MicroBatchPlan.step_done`).
 
 Every OOM is reported as an :class:`OomEvent` (the worker sends it as an ``oom`` event line). An OOM inside the
 optimizer step cannot be retried (the optimizer may have updated some parameters already): it raises
@@ -99,15 +101,33 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def levers_message(step: int, batch_size: int, precision: str) -> str:
-    """The final error's text: what ran out, and the levers that lower memory per window."""
+def levers_message(
+    step: int, batch_size: int, precision: str, *, checkpointing: bool = False, checkpointable: bool = True
+) -> str:
+    """The final error's text: what ran out, and the levers that lower memory per window.
+
+    Args:
+        step: The step that failed.
+        batch_size: The configured batch.
+        precision: The ``precision`` option (bf16 is not proposed when it is on).
+        checkpointing: Activation checkpointing is on already (not proposed again).
+        checkpointable: The model supports activation checkpointing (in this mode).
+    """
     bf16 = "" if precision == "bf16" else "set precision=bf16 (about half the activation memory); "
+    ckpt = "set activation_checkpointing=true (about a third less, a third slower); "
+    if checkpointing:
+        ckpt = ""
+    elif not checkpointable:
+        ckpt = "(activation checkpointing is not available for this model or mode); "
     return (
         f"out of memory at step {step} even with a micro-batch of 1 window (batch_size={batch_size} kept as the "
-        f"effective batch): {bf16}turn on activation checkpointing where the model supports it (about a third "
-        "less, a third slower); use a smaller model (fewer or narrower layers) or a smaller input_size; or lower "
-        "batch_size"
+        f"effective batch): {bf16}{ckpt}use a smaller model (fewer or narrower layers) or a smaller input_size; or "
+        "lower batch_size"
     )
+
+
+Room = Callable[[int], bool]
+"""Whether a micro-batch of the given size would fit the memory now (asked before growing back)."""
 
 
 @dataclass
@@ -115,7 +135,7 @@ class MicroBatchPlan:
     """The micro-batch in use: halved on an OOM, doubled back after ``grow_after`` steps without one."""
 
     configured: int
-    """The micro-batch asked for (never more than the batch)."""
+    """The micro-batch asked for or planned (never more than the batch): the ceiling of growing back."""
     grow_after: int
     """Steps without an OOM before doubling back."""
     current: int = 0
@@ -134,11 +154,18 @@ class MicroBatchPlan:
         self.current //= 2
         return self.current
 
-    def step_done(self) -> None:
-        """Count a step that ran without an OOM; grow back toward :attr:`configured` when due."""
+    def step_done(self, room: Room | None = None) -> None:
+        """Count a step that ran without an OOM; grow back toward :attr:`configured` when due and there is room.
+
+        ``room`` (None: always) is asked about the doubled size once growing is due; while it says no, the
+        micro-batch stays and the question is asked again after the next step.
+        """
         self.stable += 1
-        if self.current < self.configured and self.stable >= self.grow_after:
-            self.current, self.stable = min(self.configured, self.current * 2), 0
+        if self.current >= self.configured or self.stable < self.grow_after:
+            return
+        bigger = min(self.configured, self.current * 2)
+        if room is None or room(bigger):
+            self.current, self.stable = bigger, 0
 
 
 def fault_limit() -> int | None:

@@ -266,6 +266,7 @@ class StackedTrainer(Trainer):
         model.to(sampler.windows.padded.device).match_grad_layout(sampler.windows.input_size)
         super().__init__(model, cfg, sampler, grouped, on_progress=on_progress, should_stop=should_stop)
         self.n_members = n
+        self.checkpointable = False  # torch.utils.checkpoint cannot recompute inside the vmapped forward
         self.split_dim = 1  # micro-batches cut each member's windows: [N, b, ...] -> [N, m, ...]
         self.best_steps = torch.full((n,), -1, dtype=torch.long, device=self.device)
         """[N] step of each member's best validation loss (-1 before the first check)."""

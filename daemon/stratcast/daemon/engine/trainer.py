@@ -15,6 +15,12 @@ fixed micro-batch is bitwise reproducible, and an OOM retry (see :mod:`stratcast
 the step the smaller micro-batch gives. With dropout, micro-batches draw their masks in another order
 (statistically equivalent, not the same numbers).
 
+Memory: the micro-batch starts at ``micro_batch_size``, or where :meth:`Trainer.set_micro_batch` puts it (the
+job's memory plan, see :mod:`stratcast.daemon.engine.runplan`). On CUDA every step's peak is measured
+(``max_memory_allocated``, reset at the step's start) and a halved micro-batch grows back only when the doubled
+step is predicted to fit (:meth:`Trainer.room_to_grow`); :meth:`Trainer.probe_step` is the real step the memory
+planner measures.
+
 Callbacks: ``on_progress`` gets a :class:`Progress` every few steps; ``should_stop`` is asked before every step;
 ``on_step`` gets the trainer after every completed step that does not end training (a step boundary: what
 :meth:`Trainer.state_dict` returns there resumes bit-exactly on CPU, so that is where checkpoints are taken);
@@ -36,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.engine.config import TrainConfig
+from stratcast.daemon.engine.devmem import DeviceMemory, device_memory, peak_budget
 from stratcast.daemon.engine.losses import elementwise_loss, masked_mean
 from stratcast.daemon.engine.oom import (
     MicroBatchPlan,
@@ -51,6 +58,7 @@ from stratcast.daemon.engine.oom import (
     release_memory,
 )
 from stratcast.daemon.engine.windows import TrainSampler, WindowBatch
+from stratcast.daemon.zoo.base import supports_activation_checkpointing
 
 VAL_CHUNK = 65_536
 PROGRESS_EVERY = 10
@@ -72,6 +80,8 @@ class Progress:
     windows_per_s: float
     eta_s: float
     learning_rate: float
+    micro_batch: int
+    """The micro-batch in use (windows per forward/backward pass; per strategy in per-strategy mode)."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +98,14 @@ class FitResult:
     seconds: float
 
 
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """Whether training runs under bf16 autocast: on CUDA for ``auto`` or ``bf16``, elsewhere only for ``bf16``."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
 def autocast_for(device: torch.device, precision: str) -> AbstractContextManager[Any]:
     """bf16 autocast on CUDA (``auto`` or ``bf16``) and on CPU only when asked; otherwise nothing."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
+    if not uses_bf16(device, precision):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
@@ -153,6 +167,12 @@ class Trainer:
         """The dimension of a step's windows that micro-batches cut (1 for stacked [N, b, ...] batches)."""
         self.fault_limit = fault_limit()
         self.on_oom: OomHook | None = None
+        self.memory: DeviceMemory | None = device_memory(self.device)
+        """Allocator figures (None off CUDA): each step's peak decides whether a halved micro-batch grows back."""
+        self.last_peak: tuple[int, int] | None = None
+        """(bytes allocated at the start, peak bytes) of the last step's successful attempt, on CUDA."""
+        self.checkpointable = supports_activation_checkpointing(model)
+        """Whether the model has blocks activation checkpointing applies to (for the levers message)."""
 
     # -- hooks -------------------------------------------------------------------------------------------------
 
@@ -218,14 +238,67 @@ class Trainer:
         """
         self.model.train()
         start = self.rng_state()
-        while (loss := self.try_accumulate()) is None:
+        while True:
+            base = self.start_peak()
+            if (loss := self.try_accumulate()) is not None:
+                break
             self.load_rng_state(start)  # the retry draws the same windows
         self.clip()
         self.optimizer_step()
         self.scheduler.step()
         self.step += 1
-        self.micro.step_done()
+        if self.memory is not None:
+            self.last_peak = (base, self.memory.peak())
+        self.micro.step_done(self.room_to_grow)
         return loss
+
+    def start_peak(self) -> int:
+        """Start measuring a step's peak; returns the bytes allocated now (0 off CUDA)."""
+        if self.memory is None:
+            return 0
+        self.memory.reset_peak()
+        return self.memory.allocated()
+
+    def room_to_grow(self, bigger: int) -> bool:
+        """Whether a step at micro-batch ``bigger`` is predicted to fit the memory budget (always true off CUDA).
+
+        The last step's transient memory (its peak less what was allocated at its start: activations, gradients,
+        the drawn windows) is scaled by ``bigger / current``, which overestimates it (only the activations grow
+        with the micro-batch), and added to the peak; the sum must fit
+        :func:`~stratcast.daemon.engine.devmem.peak_budget` as it is now.
+        """
+        if self.memory is None or self.last_peak is None:
+            return True
+        base, peak = self.last_peak
+        now = self.micro.current
+        predicted = peak + (peak - base) * (bigger - now) / now
+        return predicted <= peak_budget(self.memory)
+
+    def set_micro_batch(self, micro_batch: int) -> None:
+        """Start from ``micro_batch`` (the memory plan's choice), which is also the ceiling of growing back."""
+        if not 1 <= micro_batch <= self.cfg.batch_size:
+            raise ValueError(f"micro-batch {micro_batch} is not between 1 and batch_size={self.cfg.batch_size}")
+        self.micro = MicroBatchPlan(micro_batch, self.cfg.oom_grow_after)
+
+    def probe_step(self, micro_batch: int) -> None:
+        """One real optimizer step whose forward and backward pass run ``micro_batch`` windows (for the planner).
+
+        It draws a step's windows as :meth:`accumulate` does, puts the sampler back, and trains on the first
+        micro-batch of them (the fault-injection testing aid applies). The weights, optimizer state and global RNG
+        change: the caller (:class:`~stratcast.daemon.engine.memplan.CudaProbe`) restores them.
+        """
+        position = self.sampler.state_dict()
+        self.model.train()
+        batch = self.sample()
+        self.sampler.load_state_dict(position)
+        part = split(batch, micro_batch, self.split_dim)[0]
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast_for(self.device, self.cfg.precision):
+            out = self.model(part.x)
+        inject_fault(out, part.x.shape[self.split_dim], self.fault_limit)
+        self.micro_loss(out, part, self.target_count(part)).backward()  # type: ignore[no-untyped-call]
+        self.clip()
+        self.optimizer.step()
 
     def accumulate(self) -> Tensor:
         """Draw the step's windows once and accumulate their gradient over micro-batches; returns the loss."""
@@ -258,8 +331,19 @@ class Trainer:
         new = self.micro.shrink()
         self.clean_up_oom(OomEvent(time.time(), self.step + 1, "forward/backward", old, new or 0, *memory, error))
         if new is None:
-            raise OutOfMemory(levers_message(self.step + 1, self.cfg.batch_size, self.cfg.precision))
+            raise OutOfMemory(self.levers_message(self.step + 1))
         return None
+
+    def levers_message(self, step: int) -> str:
+        """The out-of-memory message proposing the levers that apply to this run."""
+        c = self.cfg
+        return levers_message(
+            step,
+            c.batch_size,
+            c.precision,
+            checkpointing=c.activation_checkpointing,
+            checkpointable=self.checkpointable,
+        )
 
     def clean_up_oom(self, event: OomEvent) -> None:
         """Drop the gradients, give cached memory back and report ``event``.
@@ -371,6 +455,7 @@ class Trainer:
                 windows_per_s=rate * self.windows_per_step,
                 eta_s=remaining / max(rate * self.windows_per_step, 1e-9),
                 learning_rate=float(self.optimizer.param_groups[0]["lr"]),
+                micro_batch=self.micro.current,
             )
         )
 
@@ -397,7 +482,8 @@ class Trainer:
         """Continue from :meth:`state_dict`, which may have been loaded onto the CPU (tensors move to the device).
 
         The micro-batch in use when the state was saved (``micro_batch``) is not restored: a resume may find other
-        free memory, so it starts from the configured micro-batch (the optimisation is the same either way).
+        free memory, so it starts from the configured micro-batch or the one the job plans for this device (the
+        optimisation is the same either way).
 
         Raises:
             ValueError: for a state of another version.
