@@ -376,13 +376,27 @@ def test_logs_follow_reads_until_every_run_has_ended(capsys):
     assert sorted(capsys.readouterr().out.splitlines()) == ["1 | one", "2 | two"]
 
 
-def test_watch_prints_state_changes_and_progress_until_the_daemon_shuts_down(capsys):
+PLAN = {
+    "micro_batch": 256,
+    "batch_size": 1024,
+    "budget": 60 * 2**30,
+    "predicted_peak": 4 * 2**30,
+    "measured_peak": 3 * 2**30,
+    "probes": [{"micro_batch": 64, "peak": 2**30}],
+    "source": "probe",
+    "levers": [],
+    "device": "cuda:0",
+}
+
+
+def test_watch_prints_state_changes_progress_and_plans_until_the_daemon_shuts_down(capsys):
     snapshot = {"session": "s", "seq": 0, "runs": [run_info(1)], "schedules": []}
     events = [
         Event(session="s", seq=1, time=0.0, topic="run", data={"run": run_info(1, "running", device="cuda:0")}),
         Event(session="s", seq=2, time=0.0, topic="progress", data={"run": 1, "step": 5, "max_steps": 10}),
         Event(session="s", seq=3, time=0.0, topic="heartbeat"),
-        Event(session="s", seq=4, time=0.0, topic="daemon", data={"shutdown": True}),
+        Event(session="s", seq=4, time=0.0, topic="plan", data={"run": 1, **PLAN}),
+        Event(session="s", seq=5, time=0.0, topic="daemon", data={"shutdown": True}),
     ]
     client = FakeClient({"snapshot": snapshot}, events)
     assert main(["watch"], client=client) == ExitCode.OK
@@ -391,5 +405,6 @@ def test_watch_prints_state_changes_and_progress_until_the_daemon_shuts_down(cap
         "watching stratcastd (session s): 1 queued",
         "run 1 r1: queued -> running on cuda:0",
         "run 1  step 5/10",
+        "run 1 memory plan: micro-batch 256 of 1024 (probe) on cuda:0, peak 3.0 of 60.0 GiB",
         "daemon: shutting down",
     ]

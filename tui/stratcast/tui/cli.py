@@ -15,21 +15,19 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from stratcast.shared.client import Client, CurveKeys, DaemonClient, DaemonUnavailable, RequestFailed
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.mirror import Mirror, follow_events, follow_logs, read_log
+from stratcast.shared.mirror import follow_events, follow_logs, read_log
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import (
     RUN_STATES,
     AddSchedule,
     AnyRequest,
     CheckData,
-    Event,
     ExportResults,
     HoldRun,
     JobSpec,
@@ -61,7 +59,7 @@ from stratcast.shared.protocol import (
 )
 from stratcast.shared.report import skill_table, top_table
 from stratcast.tui import validate
-from stratcast.tui.render import RENDER, clock, progress_text, state_text
+from stratcast.tui.render import RENDER, Watcher
 
 T = TypeVar("T")
 MULTI = ("stop", "resume", "hold", "release", "kill", "rm")
@@ -503,59 +501,6 @@ def _watch(client: DaemonClient, args: argparse.Namespace) -> int:
         if watcher.mirror.shutting_down:
             break
     return ExitCode.OK
-
-
-class Watcher:
-    """Turns a :class:`Mirror`'s events into ``watch``'s lines, remembering each run's last printed state."""
-
-    def __init__(self) -> None:
-        self.mirror = Mirror()
-        self.states: dict[int, str] = {}
-        self.loaded = False
-
-    def lines(self, event: Event | None) -> list[str]:
-        """What to print for one event (None: the mirror was just loaded from a snapshot)."""
-        if event is None:
-            return self._loaded(time.time())
-        data = event.data
-        at = clock(event.time)
-        if event.topic == "run":
-            run_id = data["run"]["id"] if isinstance(data.get("run"), dict) else data["removed"]
-            return self._changes(event.time, [int(run_id)])
-        if event.topic == "progress":
-            return [f"{at}  run {data.get('run')}  {progress_text(data)}"]
-        if event.topic == "oom":
-            rest = ", ".join(f"{k} {v}" for k, v in data.items() if k != "run")
-            return [f"{at}  run {data.get('run')} ran out of GPU memory: {rest}"]
-        if event.topic == "daemon" and "notice" in data:
-            return [f"{at}  daemon: {data['notice']}"]
-        if event.topic == "daemon" and data.get("shutdown"):
-            return [f"{at}  daemon: shutting down"]
-        return []
-
-    def _loaded(self, now: float) -> list[str]:
-        if self.loaded:  # a re-snapshot after a gap or a daemon restart: print what changed meanwhile
-            return [f"{clock(now)}  resynchronized (session {self.mirror.session})", *self._changes(now)]
-        self.loaded = True
-        self.states = {run.id: run.state for run in self.mirror.runs.values()}
-        counts: dict[str, int] = {}
-        for state in self.states.values():
-            counts[state] = counts.get(state, 0) + 1
-        summary = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no runs"
-        return [f"{clock(now)}  watching stratcastd (session {self.mirror.session}): {summary}"]
-
-    def _changes(self, when: float, ids: Sequence[int] | None = None) -> list[str]:
-        """Lines for runs whose state differs from the last printed one."""
-        lines = []
-        for run_id in ids if ids is not None else sorted(set(self.states) | set(self.mirror.runs)):
-            run, old = self.mirror.runs.get(run_id), self.states.get(run_id)
-            if run is None:
-                if self.states.pop(run_id, None) is not None:
-                    lines.append(f"{clock(when)}  run {run_id} removed")
-            elif run.state != old:
-                self.states[run_id] = run.state
-                lines.append(f"{clock(when)}  run {run_id} {run.name}: {old or 'new'} -> {state_text(run)}")
-        return lines
 
 
 # -- finished run folders ------------------------------------------------------------------------------------

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from stratcast.shared.protocol import (
-    RunInfo,
-)
+from stratcast.shared.mirror import Mirror
+from stratcast.shared.protocol import Event, RunInfo
 from stratcast.shared.report import skill_table, table
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -256,3 +255,71 @@ def _gib(value: Any) -> str:
 
 def _num(value: Any) -> Any:
     return value if isinstance(value, int | float) else "-"
+
+
+# -- watch ---------------------------------------------------------------------------------------------------
+
+
+def plan_text(plan: Mapping[str, Any]) -> str:
+    """A memory plan in a line: ``micro-batch 256 of 1024 (probe) on cuda:0, peak 3.2 of 70.0 GiB``."""
+    text = f"micro-batch {plan.get('micro_batch')} of {plan.get('batch_size')} ({plan.get('source')})"
+    text += f" on {plan.get('device')}"
+    peak, budget = plan.get("measured_peak") or plan.get("predicted_peak"), plan.get("budget")
+    if isinstance(peak, int | float) and isinstance(budget, int | float):
+        text += f", peak {_gib(peak)} of {_gib(budget)} GiB"
+    return text
+
+
+class Watcher:
+    """Turns a :class:`Mirror`'s events into ``watch``'s lines, remembering each run's last printed state."""
+
+    def __init__(self) -> None:
+        self.mirror = Mirror()
+        self.states: dict[int, str] = {}
+        self.loaded = False
+
+    def lines(self, event: Event | None) -> list[str]:
+        """What to print for one event (None: the mirror was just loaded from a snapshot)."""
+        if event is None:
+            return self._loaded(time.time())
+        data = event.data
+        at = clock(event.time)
+        if event.topic == "run":
+            run_id = data["run"]["id"] if isinstance(data.get("run"), dict) else data["removed"]
+            return self._changes(event.time, [int(run_id)])
+        if event.topic == "progress":
+            return [f"{at}  run {data.get('run')}  {progress_text(data)}"]
+        if event.topic == "plan":
+            return [f"{at}  run {data.get('run')} memory plan: {plan_text(data)}"]
+        if event.topic == "oom":
+            rest = ", ".join(f"{k} {v}" for k, v in data.items() if k != "run")
+            return [f"{at}  run {data.get('run')} ran out of GPU memory: {rest}"]
+        if event.topic == "daemon" and "notice" in data:
+            return [f"{at}  daemon: {data['notice']}"]
+        if event.topic == "daemon" and data.get("shutdown"):
+            return [f"{at}  daemon: shutting down"]
+        return []
+
+    def _loaded(self, now: float) -> list[str]:
+        if self.loaded:  # a re-snapshot after a gap or a daemon restart: print what changed meanwhile
+            return [f"{clock(now)}  resynchronized (session {self.mirror.session})", *self._changes(now)]
+        self.loaded = True
+        self.states = {run.id: run.state for run in self.mirror.runs.values()}
+        counts: dict[str, int] = {}
+        for state in self.states.values():
+            counts[state] = counts.get(state, 0) + 1
+        summary = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no runs"
+        return [f"{clock(now)}  watching stratcastd (session {self.mirror.session}): {summary}"]
+
+    def _changes(self, when: float, ids: Sequence[int] | None = None) -> list[str]:
+        """Lines for runs whose state differs from the last printed one."""
+        lines = []
+        for run_id in ids if ids is not None else sorted(set(self.states) | set(self.mirror.runs)):
+            run, old = self.mirror.runs.get(run_id), self.states.get(run_id)
+            if run is None:
+                if self.states.pop(run_id, None) is not None:
+                    lines.append(f"{clock(when)}  run {run_id} removed")
+            elif run.state != old:
+                self.states[run_id] = run.state
+                lines.append(f"{clock(when)}  run {run_id} {run.name}: {old or 'new'} -> {state_text(run)}")
+        return lines
