@@ -57,10 +57,9 @@ from stratcast.daemon.engine.data import drop_short, load_panel
 from stratcast.daemon.engine.device import describe_device, resolve_device
 from stratcast.daemon.engine.forecast import blend_toward_mean, predict
 from stratcast.daemon.engine.losses import point_forecast
-from stratcast.daemon.engine.memplan import PlanCache
-from stratcast.daemon.engine.oom import OomHook, OptimizerStepOutOfMemory, OutOfMemory
+from stratcast.daemon.engine.oom import OomHook, OptimizerStepOutOfMemory
 from stratcast.daemon.engine.panel import Panel
-from stratcast.daemon.engine.runplan import RunPlan, plan_run
+from stratcast.daemon.engine.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
 from stratcast.daemon.engine.spec import RunSpec, required_periods
 from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
@@ -72,8 +71,6 @@ from stratcast.daemon.zoo.registry import build_model, make_config
 Log = Callable[[str], None]
 OnCheckpoint = Callable[[Path, int], None]
 """Called with a training checkpoint's path and step once it is safely on disk."""
-OnPlan = Callable[[RunPlan], None]
-"""Called with the run's memory plan before training starts."""
 CHECKPOINT_DIR = "checkpoints"
 """Default folder of the training checkpoints, inside the output folder."""
 TRAIN_KIND, FINAL_KIND = "train", "final"
@@ -164,7 +161,8 @@ def run_job(
     trainer.on_oom = on_oom
     if resume_from is not None:
         resume(spec, prep, trainer, resume_from, log)
-    plan = plan_memory(spec, trainer, prep, plan_cache, log, on_plan)
+    shape = (prep.panel.n_series, prep.panel.n_times)
+    plan = start_plan(trainer, spec, cache=plan_cache, panel_shape=shape, log=log, on_plan=on_plan)
     saver.plan = plan.to_dict()
     try:
         fit = trainer.fit()
@@ -176,32 +174,6 @@ def run_job(
         return JobResult(Path(spec.out), device_name, fit, {}, [], list(prep.panel.notes), path)
     log(f"trained to step {fit.steps} in {fit.seconds:.1f}s" + (", stopped early" if fit.stopped_early else ""))
     return finish(spec, trainer, prep, fit, device_name, t0, plan)
-
-
-def plan_memory(
-    spec: RunSpec, trainer: Trainer, prep: Prepared, cache: Path | None, log: Log, on_plan: OnPlan | None
-) -> RunPlan:
-    """Choose the micro-batch ``trainer`` starts with, report the plan, and set it.
-
-    Raises:
-        OutOfMemory: when not even a micro-batch of one window fits.
-    """
-    plan = plan_run(
-        trainer,
-        spec,
-        cache=None if cache is None else PlanCache(cache),
-        panel_shape=(prep.panel.n_series, prep.panel.n_times),
-    )
-    log(plan.describe())
-    if plan.micro_batch < spec.train.batch_size or not plan.fits:
-        for line in plan.levers:
-            log(f"  {line}")
-    if on_plan is not None:
-        on_plan(plan)
-    if not plan.fits:
-        raise OutOfMemory(f"{trainer.levers_message(trainer.step + 1)} (the memory plan: {plan.describe()})")
-    trainer.set_micro_batch(plan.micro_batch)
-    return plan
 
 
 def finish(

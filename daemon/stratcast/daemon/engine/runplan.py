@@ -1,6 +1,7 @@
 """A run's memory plan: the micro-batch its training starts with, and how that was chosen.
 
-:func:`plan_run` is called by the job once the trainer is built (and resumed), before training:
+:func:`start_plan` is called by the job once the trainer is built (and resumed), before training; it logs the
+plan, hands it to ``on_plan`` and sets the trainer's micro-batch. The plan itself is :func:`plan_run`'s:
 
 * ``micro_batch_size`` set by the user: that micro-batch, nothing measured (``source: "fixed"``);
 * no CUDA device (CPU, MPS): the whole batch, nothing measured (``source: "cpu"``);
@@ -27,6 +28,7 @@ import dataclasses
 import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from stratcast.daemon.engine.memplan import (
     plan_key,
     plan_micro_batch,
 )
+from stratcast.daemon.engine.oom import OutOfMemory
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer, uses_bf16
 from stratcast.daemon.zoo.registry import make_config
@@ -121,6 +124,37 @@ class RunPlan:
     def n_probes(self) -> int:
         """Steps measured, out-of-memory ones included."""
         return len(self.probes) + len(self.oom_probes)
+
+
+OnPlan = Callable[[RunPlan], None]
+"""Called with the run's memory plan before training starts."""
+
+
+def start_plan(
+    trainer: Trainer,
+    spec: RunSpec,
+    *,
+    cache: Path | None,
+    panel_shape: tuple[int, int],
+    log: Callable[[str], None],
+    on_plan: OnPlan | None,
+) -> RunPlan:
+    """Plan the micro-batch ``trainer`` starts with (:func:`plan_run`), log and report the plan, and set it.
+
+    Raises:
+        OutOfMemory: when not even a micro-batch of one window fits (after reporting the plan).
+    """
+    plan = plan_run(trainer, spec, cache=None if cache is None else PlanCache(cache), panel_shape=panel_shape)
+    log(plan.describe())
+    if plan.micro_batch < spec.train.batch_size or not plan.fits:
+        for line in plan.levers:
+            log(f"  {line}")
+    if on_plan is not None:
+        on_plan(plan)
+    if not plan.fits:
+        raise OutOfMemory(f"{trainer.levers_message(trainer.step + 1)} (the memory plan: {plan.describe()})")
+    trainer.set_micro_batch(plan.micro_batch)
+    return plan
 
 
 def default_plan_cache() -> Path | None:
