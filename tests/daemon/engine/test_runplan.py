@@ -65,8 +65,8 @@ def gpu(monkeypatch):
     handle.remove()
 
 
-def spec_for(panel_file, out, extra=()):
-    return mlp_spec(panel_file, out, extra=extra, dropout=0.2)
+def spec_for(panel_file, out, extra=(), mode="batch"):
+    return mlp_spec(panel_file, out, mode, extra, dropout=0.2)
 
 
 def run(spec, **kwargs):
@@ -121,6 +121,15 @@ def test_probing_chooses_the_largest_micro_batch_that_fits_and_leaves_no_trace(t
     assert result.metrics["memory_plan"]["probes"][0] == {"micro_batch": 8, "peak": 180 * MIB}
     # the probes ran real steps of this trainer; the weights are those of a run set to 19 from the start
     run_job(spec_for(panel_file, tmp_path / "set", ["max_steps=10", "micro_batch_size=19"]), log=lambda m: None)
+    a, b = weights(tmp_path / "planned"), weights(tmp_path / "set")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_per_strategy_probing_plans_windows_per_strategy_and_leaves_no_trace(tmp_path, panel_file, gpu):
+    _, plans, _ = run(spec_for(panel_file, tmp_path / "planned", ["max_steps=6"], mode="per-strategy"))
+    assert [(p.source, p.micro_batch) for p in plans] == [("probe", 19)]  # each member sees [m, L] under vmap
+    extra = ["max_steps=6", "micro_batch_size=19"]
+    run_job(spec_for(panel_file, tmp_path / "set", extra, mode="per-strategy"), log=lambda m: None)
     a, b = weights(tmp_path / "planned"), weights(tmp_path / "set")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
