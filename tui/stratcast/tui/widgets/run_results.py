@@ -1,0 +1,102 @@
+"""The run screen's results tab: the verdict, the skill table against the baselines, the top strategies.
+
+The tables are the CLI's (:mod:`stratcast.shared.report`); the top strategies get a sparkline of their forecast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from stratcast.shared.report import skill_table, table
+from stratcast.tui.render import duration_text
+from stratcast.tui.run_history import number
+from stratcast.tui.widgets.chart import BARS, sparkline
+
+SPARK_WIDTH = 16
+"""Characters per forecast sparkline."""
+
+
+def summary_text(metrics: Mapping[str, Any]) -> Text:
+    """The verdict and the training summary of ``metrics.json``."""
+    text = Text()
+    if verdict := metrics.get("verdict"):
+        text.append(f"{verdict}\n", style="bold")
+    run: Mapping[str, Any] = metrics.get("run") or {}
+    parts = []
+    if (steps := run.get("steps")) is not None:
+        parts.append(f"{steps} steps")
+    if (best := number(run.get("best_val_loss"))) is not None:
+        parts.append(f"best val loss {best:.4g} at step {run.get('best_step', '?')}")
+    if (seconds := number(run.get("train_seconds"))) is not None:
+        parts.append(f"trained {duration_text(seconds)}")
+    if run.get("stopped_early"):
+        parts.append("stopped early")
+    if run.get("device"):
+        parts.append(f"on {run['device']}")
+    text.append(" · ".join(parts))
+    holdout: Mapping[str, Any] = metrics.get("holdout") or {}
+    if holdout:
+        text.append(f"\nholdout: {holdout.get('periods', '?')} periods of {holdout.get('strategies', '?')} strategies")
+    return text
+
+
+def skill_text(metrics: Mapping[str, Any]) -> Text:
+    """The skill table (model and baselines on the holdout), or why there is none."""
+    try:
+        return Text(skill_table(metrics))
+    except (KeyError, TypeError):
+        return Text("metrics.json has no skill table (the run had no holdout)", style="dim")
+
+
+def top_text(rows: Sequence[Mapping[str, Any]], width: int = SPARK_WIDTH) -> Text:
+    """The best strategies by forecast, each with a sparkline of its forecast over the horizon."""
+    if not rows:
+        return Text("no strategies", style="dim")
+    body = [
+        [
+            r.get("rank", "?"),
+            r.get("strategy", "?"),
+            r.get("forecast_mean", "-"),
+            r.get("forecast_sum", "-"),
+            r.get("trailing_mean", "-"),
+            sparkline(r.get("forecast") or [], width),
+        ]
+        for r in rows
+    ]
+    text = Text(table(["rank", "strategy", "avg profit", "horizon total", "trailing mean", "forecast"], body))
+    text.highlight_regex(f"[{BARS}]+", "cyan")
+    return text
+
+
+class Results(VerticalScroll):
+    """The results of a succeeded run, or what stands in for them (not finished, reading, the daemon's error)."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="summary")
+        for id_, title in (("skill", "skill against the baselines"), ("top", "top strategies")):
+            box = Static(id=id_, classes="box")
+            box.border_title = title
+            yield box
+
+    def say(self, message: str, style: str = "dim") -> None:
+        """Show ``message`` instead of results."""
+        self.query_one("#summary", Static).update(Text(message, style=style))
+        for box in ("#skill", "#top"):
+            self.query_one(box).display = False
+
+    def show(self, result: Mapping[str, Any]) -> None:
+        """Show a ``read_results`` result."""
+        metrics: Mapping[str, Any] = result.get("metrics") or {}
+        self.query_one("#summary", Static).update(summary_text(metrics))
+        self.query_one("#skill", Static).update(skill_text(metrics))
+        top = self.query_one("#top", Static)
+        top.update(top_text(result.get("top") or []))
+        top.border_title = f"top strategies (forecast over {result.get('horizon', '?')} periods)"
+        for box in ("#skill", "#top"):
+            self.query_one(box).display = True
