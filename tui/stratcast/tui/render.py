@@ -34,7 +34,7 @@ def progress_text(p: Mapping[str, Any]) -> str:
     for key, fmt in PROGRESS_FIELDS:
         value = p.get(key)
         if isinstance(value, int | float):
-            parts.append(fmt.format(_duration_text(value) if key == "eta_s" else value))
+            parts.append(fmt.format(duration_text(value) if key == "eta_s" else value))
     return " ".join(parts) or "-"
 
 
@@ -161,7 +161,7 @@ def status_text(result: Mapping[str, Any]) -> str:
     """``status`` (and no subcommand): version, uptime, queue, devices, notices."""
     counts = ", ".join(f"{n} {state}" for state, n in result.get("counts", {}).items() if n) or "none"
     lines = [
-        f"stratcastd {result['daemon']} (pid {result['pid']}, up {_duration_text(result['uptime_s'])}, "
+        f"stratcastd {result['daemon']} (pid {result['pid']}, up {duration_text(result['uptime_s'])}, "
         f"session {result['session']})",
         f"home     {result['home']}",
         f"queue    {'paused (stratcast queue resume)' if result['queue_paused'] else 'running'}",
@@ -224,10 +224,10 @@ def _when(ts: float | None) -> str:
 
 
 def _ago(ts: float) -> str:
-    return _duration_text(max(0.0, time.time() - ts))
+    return duration_text(max(0.0, time.time() - ts))
 
 
-def _duration_text(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     """``42s``, ``3m 05s``, ``2h 10m``, ``4d 03h``."""
     s = int(seconds)
     if s < 60:
