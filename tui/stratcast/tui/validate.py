@@ -6,8 +6,10 @@ function returns the parsed value or raises :class:`ValueError` whose message is
 
 from __future__ import annotations
 
+import math
 import re
 import zoneinfo
+from typing import TypeVar
 
 from stratcast.tui.render import DURATION_UNITS
 
@@ -19,6 +21,7 @@ CRON_FIELDS = (
     ("weekday", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
 )
 """The five crontab fields: name, lowest and highest number, and the names allowed instead of numbers."""
+N = TypeVar("N", int, float)
 _CRON_ITEM = re.compile(r"(?P<base>\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>\d+))?")
 
 
@@ -37,6 +40,8 @@ def cron_expression(text: str) -> str:
     The daemon reads weekdays as crontab does (0 and 7 are Sunday).
     """
     fields = text.split()
+    if not fields:
+        raise ValueError("give five crontab fields: minute hour day month weekday, such as 0 6 * * 1")
     if len(fields) != 5:
         raise ValueError(f"expected five crontab fields (minute hour day month weekday), got {text!r}")
     for field, (name, lo, hi, names) in zip(fields, CRON_FIELDS, strict=True):
@@ -91,3 +96,33 @@ def absolute_path(text: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"{path!r} is not absolute: give the full path on the daemon's machine")
     return path
+
+
+def whole_number(text: str, *, lo: float | None = None, hi: float | None = None) -> int:
+    """An integer, within ``lo`` and ``hi`` when given."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text.strip()!r}") from None
+    return _within(value, lo, hi)
+
+
+def number(text: str, *, lo: float | None = None, hi: float | None = None) -> float:
+    """A finite number, within ``lo`` and ``hi`` when given."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got {text.strip()!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {text.strip()!r}")
+    return _within(value, lo, hi)
+
+
+def _within(value: N, lo: float | None, hi: float | None) -> N:
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        raise ValueError(f"expected {lo:g} to {hi:g}, got {value:g}")
+    if lo is not None and value < lo:
+        raise ValueError(f"expected {lo:g} or more, got {value:g}")
+    if hi is not None and value > hi:
+        raise ValueError(f"expected at most {hi:g}, got {value:g}")
+    return value
