@@ -217,6 +217,142 @@ class FakeLink:
         self.handlers[tag] = lambda _request: RequestFailed(code, message)
 
 
+# -- the run screen's reads (show_run, read_history, read_results, read_logs) ---------------------------------
+
+
+def demo_history(steps: int = 420, *, oom_step: int | None = 200) -> dict[str, Any]:
+    """A ``read_history`` result for run 1: a progress report every 10 steps (validation every 100), memory every
+    10 s, one plan (budget 70 GiB), an OOM at ``oom_step`` (micro-batch 1024 -> 512) and checkpoints every 200."""
+    t0 = T0 - 600
+
+    def at(step: int) -> float:
+        return t0 + step
+
+    probes = [{"micro_batch": m, "peak": int(m * 0.08 * GIB)} for m in (64, 128, 256, 512)]
+    plan = {
+        "time": t0,
+        "micro_batch": 1024,
+        "batch_size": 1024,
+        "budget": 70 * GIB,
+        "predicted_peak": int(69 * GIB),
+        "measured_peak": None,
+        "probes": [*probes, {"micro_batch": 1024, "peak": None}],
+        "source": "planner",
+        "levers": ["a smaller input_size cuts activation memory"],
+        "device": "cuda:0",
+    }
+    ooms: list[dict[str, Any]] = []
+    if oom_step is not None:
+        ooms.append(
+            {
+                "time": at(oom_step),
+                "step": oom_step,
+                "phase": "forward/backward",
+                "old_micro_batch": 1024,
+                "new_micro_batch": 512,
+                "allocated": 62 * GIB,
+                "reserved": 71 * GIB,
+                "rss": 3 * GIB,
+                "error": "CUDA out of memory. Tried to allocate 8.00 GiB",
+            }
+        )
+    memory: list[dict[str, Any]] = [
+        {"time": at(s), "allocated": 30 * GIB, "reserved": 34 * GIB, "peak": 41 * GIB, "oom_count": 0, "rss": GIB}
+        for s in range(0, steps + 1, 10)
+    ]
+    for sample in memory:
+        sample["oom_count"] = sum(1 for o in ooms if o["time"] <= sample["time"])
+    checkpoints = [
+        {"time": at(s), "step": s, "path": f"/runs/1/checkpoints/step-{s:06d}.pt", "stopped": False}
+        for s in range(200, steps + 1, 200)
+    ]
+    return {
+        "progress": [{"time": at(s), **progress(s)} for s in range(0, steps + 1, 10)],
+        "memory": memory,
+        "ooms": ooms,
+        "plans": [plan],
+        "checkpoints": checkpoints,
+        "thinned": False,
+    }
+
+
+def demo_metrics() -> dict[str, Any]:
+    """``metrics.json`` of a succeeded run: the skill table's keys, the training summary and the spec."""
+    errors = {
+        "model": {"mae": 0.812, "rmse": 1.31, "total_mae": 12.4},
+        "zero": {"mae": 0.95, "rmse": 1.52, "total_mae": 15.1},
+        "trailing_mean": {"mae": 0.88, "rmse": 1.41, "total_mae": 13.9},
+    }
+    picks = {"model": {"top10": 0.41, "top1pct": 0.52}, "trailing_mean": {"top10": 0.22, "top1pct": 0.3}}
+    ranking = {"k": {"top10": 10, "top1pct": 3}, "picks": {**picks, "oracle": {"top10": 1.9}}, "universe_mean": 0.01}
+    train = {"max_steps": 1000, "batch_size": 1024, "learning_rate": 0.001}
+    summary = {"model": "dlinear", "device": "cpu", "steps": 1000, "best_step": 900, "best_val_loss": 0.1234}
+    return {
+        "errors": errors,
+        "ranking": ranking,
+        "verdict": "the model beats every baseline on MAE and on its top picks",
+        "holdout": {"periods": 26, "strategies": 300, "origin": 100},
+        "run": {**summary, "stopped_early": False, "train_seconds": 600.0},
+        "spec": {"data": "/data/eurusd.parquet", "holdout": 26, "train": train, "model_params": {"input_size": 104}},
+    }
+
+
+def demo_results(top: int = 5) -> dict[str, Any]:
+    """A ``read_results`` result: :func:`demo_metrics` and ``top`` strategies with 52-period forecasts."""
+    rows = [
+        {
+            "strategy": f"S{100 + r}",
+            "rank": r,
+            "forecast_mean": 1.0 / r,
+            "forecast_sum": 52.0 / r,
+            "trailing_mean": 0.5 / r,
+            "zero_share": 0.1,
+            "forecast": [math.sin(i / 4 + r) / r for i in range(52)],
+        }
+        for r in range(1, top + 1)
+    ]
+    return {"metrics": demo_metrics(), "top": rows, "horizon": 52}
+
+
+def serve_runs(link: FakeLink) -> dict[int, str]:
+    """Answer the run screen's reads on ``link``; the logs by run (append to one to grow it) are returned.
+
+    Run 1 has :func:`demo_history`; run 3 (succeeded) has :func:`demo_results`; other runs refuse ``read_results``
+    as the daemon does, and have an empty history.
+    """
+    logs = {1: "".join(f"step {s} loss {progress(s)['train_loss']}\n" for s in range(0, 421, 10)), 3: "done\n"}
+
+    def show_run(request: Any) -> dict[str, Any]:
+        run = link.mirror.runs[request.run]
+        events = [{"id": 1, "time": run.created, "run": run.id, "kind": "submitted", "data": {}}]
+        finished = run.state == "succeeded"
+        files = [f"/runs/{run.id}/checkpoints/step-000400.pt"] if run.id == 1 else []
+        return {
+            "run": to_builtins(run),
+            "events": events,
+            "checkpoints": files,
+            "metrics": demo_metrics() if finished else None,
+        }
+
+    def read_history(request: Any) -> dict[str, Any]:
+        empty = {"progress": [], "memory": [], "ooms": [], "plans": [], "checkpoints": [], "thinned": False}
+        return demo_history() if request.run == 1 else empty
+
+    def read_results(request: Any) -> Any:
+        run = link.mirror.runs[request.run]
+        if run.state != "succeeded":
+            return RequestFailed("bad_state", f"run {run.id} has no results: it is {run.state}")
+        return demo_results(min(request.top, 5))
+
+    def read_logs(request: Any) -> dict[str, Any]:
+        data = logs.get(request.run, "").encode()
+        chunk = data[request.offset : request.offset + request.limit]
+        return {"text": chunk.decode(), "offset": request.offset + len(chunk), "size": len(data)}
+
+    link.handlers.update(show_run=show_run, read_history=read_history, read_results=read_results, read_logs=read_logs)
+    return logs
+
+
 # -- the new-run form's and the schedules screen's answers (list_models, check_data, schedules) ---------------
 
 
