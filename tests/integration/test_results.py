@@ -98,6 +98,7 @@ def test_read_history_of_a_finished_run_holds_its_progress_and_checkpoints(clien
     assert [c["step"] for c in history["checkpoints"]] == [15, 30]
     assert not any(c["stopped"] for c in history["checkpoints"])
     assert history["memory"] and all("time" in m for m in history["memory"])
+    assert [(p["source"], p["micro_batch"]) for p in history["plans"]] == [("cpu", 32)]  # the whole batch
 
 
 def test_export_writes_csv_or_parquet_as_the_name_says(client, finished, tmp_path):
