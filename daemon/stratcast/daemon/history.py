@@ -13,6 +13,7 @@ mid-write, or any other line that is not a JSON object with a known ``kind``, is
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -44,18 +45,31 @@ _TAILS = {b',"kind":"%s"}' % kind.encode(): "train" if kind == "progress" else S
 """How the lines :class:`HistoryWriter` writes end, by series (progress is sorted into val and train apart)."""
 
 
+SPACING_S = {"progress": 1.0, "memory": 2.0}
+"""Least seconds between two kept samples of these kinds: a day's run stays near 130,000 lines, which
+``read_history`` reads in well under a second (progress with a validation loss, and the last step, are always
+kept; clients fill the newest seconds from live events)."""
+
+
 class HistoryWriter:
     """Appends worker events to their runs' history files, keeping one handle open per running run."""
 
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = runs_dir
         self._files: dict[int, IO[bytes]] = {}
+        self._last: dict[tuple[int, str], float] = {}
         self._failed: set[int] = set()
         """Runs whose history could not be written (logged once, not at every event)."""
 
     def append(self, run: int, kind: str, event: Mapping[str, Any]) -> None:
-        """Write ``event`` of ``run`` as one line and flush it; a disk error is logged, never raised."""
-        line = _encoder.encode({"time": time.time(), **event, "kind": kind}) + b"\n"
+        """Write ``event`` of ``run`` as one line and flush it; a disk error is logged, never raised.
+
+        Samples closer than :data:`SPACING_S` to the previous one kept of their kind are skipped.
+        """
+        now = time.time()
+        if not self._keep(run, kind, event, now):
+            return
+        line = _encoder.encode({"time": now, **event, "kind": kind}) + b"\n"
         try:
             f = self._files.get(run) or self._open(run)
             f.write(line)
@@ -66,8 +80,19 @@ class HistoryWriter:
             self._failed.add(run)
             self.close(run)
 
+    def _keep(self, run: int, kind: str, event: Mapping[str, Any], now: float) -> bool:
+        spacing = SPACING_S.get(kind)
+        if spacing is None or event.get("val_loss") is not None or event.get("step") == event.get("max_steps", -1):
+            return True
+        if now - self._last.get((run, kind), -math.inf) < spacing:
+            return False
+        self._last[run, kind] = now
+        return True
+
     def close(self, run: int) -> None:
         """Close ``run``'s file (its worker ended); the next event opens it again."""
+        self._last.pop((run, "progress"), None)
+        self._last.pop((run, "memory"), None)
         f = self._files.pop(run, None)
         if f is not None:
             f.close()

@@ -78,8 +78,8 @@ class RunScreen(Screen[None]):
         Binding("l", "log_scale", "Log y"),
         *(Binding(str(i), f"tab('{tab}')", tab.title(), show=False) for i, tab in enumerate(TABS, 1)),
     ]
-    HISTORY_EVERY_S = 5.0
-    """Seconds between history reads while the run runs."""
+    HISTORY_EVERY_S = 15.0
+    """Seconds between history reads while the run runs (the daemon reads the whole file; live samples fill in)."""
     LOG_EVERY_S = 1.0
     """Seconds between log reads while the run runs."""
     HISTORY_POINTS = 500
