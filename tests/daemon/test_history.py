@@ -143,6 +143,20 @@ def test_the_writer_appends_across_restarts_and_ends_a_torn_line_first(tmp_path)
     assert json.loads(lines[-1]) == {"time": 42.0, "step": 3, "val_loss": None, "kind": "progress"}
 
 
+def test_the_writer_spaces_progress_and_memory_but_keeps_validation_and_the_last_step(tmp_path):
+    (tmp_path / "3").mkdir()
+    writer = HistoryWriter(tmp_path)
+    for step in range(1, 11):  # ten reports within a few milliseconds
+        writer.append(3, "progress", {"step": step, "max_steps": 10, "val_loss": 0.5 if step == 6 else None})
+        writer.append(3, "memory", {"allocated": step})
+    writer.append(3, "oom", {"step": 4})
+    writer.close(3)
+    history = read_history(tmp_path / "3" / HISTORY_FILE, 100)
+    assert steps(history["progress"]) == [1, 6, 10]
+    assert [m["allocated"] for m in history["memory"]] == [1]
+    assert len(history["ooms"]) == 1
+
+
 def test_a_writer_that_cannot_write_logs_and_goes_on(tmp_path, caplog):
     writer = HistoryWriter(tmp_path / "missing")
     writer.append(1, "progress", {"step": 1})
