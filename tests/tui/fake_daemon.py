@@ -18,6 +18,7 @@ import msgspec
 from stratcast.shared.client import RequestFailed
 from stratcast.shared.mirror import Mirror
 from stratcast.shared.protocol import AnyRequest, Event, to_builtins
+from stratcast.tui.link import LinkState
 
 T0 = 1_763_900_000.0
 """The fake's "now": 2025-11-23 12:13:20 UTC."""
@@ -178,7 +179,7 @@ class FakeLink:
     def __init__(self, snapshot: dict[str, Any] | None = None) -> None:
         self.mirror = Mirror()
         self.mirror.load(snapshot if snapshot is not None else demo_snapshot())
-        self.state = "live"
+        self.state: LinkState = "live"
         self.detail = ""
         self.version = 1
         self.calls: list[AnyRequest] = []

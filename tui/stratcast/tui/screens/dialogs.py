@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -70,3 +71,16 @@ class PromptDialog(ModalScreen[str | None]):
     def action_cancel(self) -> None:
         """Close without a value."""
         self.dismiss(None)
+
+
+def problem(validator: Callable[[str], Any]) -> Callable[[str], str | None]:
+    """A :class:`PromptDialog` check from a validator of :mod:`stratcast.tui.validate` (which raises ValueError)."""
+
+    def check(text: str) -> str | None:
+        try:
+            validator(text)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    return check

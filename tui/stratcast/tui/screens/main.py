@@ -23,7 +23,8 @@ from stratcast.shared.protocol import (
     SetPriority,
     StopRun,
 )
-from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog
+from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog, problem
+from stratcast.tui.validate import absolute_path, whole_number
 from stratcast.tui.widgets.gpu import DevicePanel
 from stratcast.tui.widgets.runs import RunsTable
 
@@ -186,7 +187,9 @@ class MainScreen(Screen[None]):
             return
         current = self.stratcast.link.mirror.runs[run].placement.priority
         answer = await self.app.push_screen_wait(
-            PromptDialog(f"Priority of run {run} (higher starts first):", value=str(current), check=_integer)
+            PromptDialog(
+                f"Priority of run {run} (higher starts first):", value=str(current), check=problem(whole_number)
+            )
         )
         if answer is not None:
             self._send(SetPriority(run=run, priority=int(answer)), f"run {run} has priority {answer}")
@@ -197,7 +200,9 @@ class MainScreen(Screen[None]):
         if (run := self._selected()) is None:
             return
         answer = await self.app.push_screen_wait(
-            PromptDialog(f"Export run {run}'s results to (absolute path, .parquet or .csv):", check=_absolute)
+            PromptDialog(
+                f"Export run {run}'s results to (absolute path, .parquet or .csv):", check=problem(absolute_path)
+            )
         )
         if answer is not None:
             self._send(ExportResults(run=run, path=answer), f"exported run {run} to {answer}")
@@ -243,17 +248,3 @@ class MainScreen(Screen[None]):
         table.show(self.stratcast.link.mirror.runs.values())
         if not text:
             table.focus()
-
-
-def _integer(text: str) -> str | None:
-    try:
-        int(text)
-    except ValueError:
-        return f"{text!r} is not a whole number"
-    return None
-
-
-def _absolute(text: str) -> str | None:
-    if not text.startswith("/"):
-        return "give an absolute path: the file is written on the daemon's machine"
-    return None

@@ -44,7 +44,8 @@ from stratcast.shared.protocol import (
 )
 from stratcast.tui.render import progress_text
 from stratcast.tui.run_history import RunHistory
-from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog
+from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog, problem
+from stratcast.tui.validate import absolute_path
 from stratcast.tui.widgets.run_config import RunConfig, record_fields
 from stratcast.tui.widgets.run_curves import Curves, LossChart
 from stratcast.tui.widgets.run_memory import MemoryDetails, gib
@@ -145,8 +146,8 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._mounted = True
-        for problem in self.query(".problem"):
-            problem.display = False
+        for note in self.query(".problem"):
+            note.display = False
         self.refresh_from(self.stratcast.link)
         self.fetch("show")
         self.fetch("history")
@@ -365,7 +366,7 @@ class RunScreen(Screen[None]):
     async def action_export(self) -> None:
         """Write the run's results table to a parquet or CSV file on the daemon's machine."""
         question = f"Export run {self.run_id}'s results to (absolute path, .parquet or .csv):"
-        answer = await self.app.push_screen_wait(PromptDialog(question, check=_absolute))
+        answer = await self.app.push_screen_wait(PromptDialog(question, check=problem(absolute_path)))
         if answer is not None:
             self._send(ExportResults(run=self.run_id, path=answer), f"exported run {self.run_id} to {answer}")
 
@@ -390,9 +391,3 @@ def title_text(run_id: int, run: RunInfo | None) -> Text:
     if peak := run.memory.get("peak"):
         text.append(f" · peak {gib(peak)}")
     return text
-
-
-def _absolute(text: str) -> str | None:
-    if not text.startswith("/"):
-        return "give an absolute path: the file is written on the daemon's machine"
-    return None
