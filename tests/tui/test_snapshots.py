@@ -7,9 +7,10 @@ fake's state on their own, so every screenshot is the same on every run.
 import time
 
 import pytest
+from textual.widgets import Input
 
 from stratcast.tui.app import StratcastApp
-from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock
+from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock, schedule, serve_models
 
 
 @pytest.fixture(autouse=True)
@@ -46,3 +47,26 @@ def test_main_screen_while_reconnecting(snap_compare):
 
 def test_kill_confirmation(snap_compare):
     assert snap_compare(app(), terminal_size=(120, 36), press=["k"])
+
+
+def test_new_run_form(snap_compare):
+    async def open_form(pilot):
+        await pilot.press("n")
+        await pilot.pause(0.5)  # the model list arrives from the daemon
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False  # a blinking cursor would make the picture depend on the moment
+        await pilot.pause()
+
+    assert snap_compare(app(serve_models(FakeLink())), terminal_size=(120, 36), run_before=open_form)
+
+
+def test_schedules_screen(snap_compare):
+    link = FakeLink()
+    link.feed("schedule", {"schedule": schedule(1, "weekly-eurusd", cron="0 22 * * 0", timezone="Europe/London")})
+    link.feed("schedule", {"schedule": schedule(2, "daily-audjpy", model="nhits", every_s=86400, paused=True)})
+
+    async def open_schedules(pilot):
+        await pilot.press("c")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app(link), terminal_size=(120, 36), run_before=open_schedules)

@@ -59,7 +59,7 @@ def schedule_cells(s: ScheduleInfo, now: float) -> tuple[Cell, ...]:
     state = Text("paused", style="magenta") if s.paused else Text("active", style="green")
     name = s.name if len(s.name) <= 20 else s.name[:19] + "…"
     data = os.path.basename(s.job.data) or s.job.data
-    next_run = until_text(s.next_run, now)
+    next_run = "-" if s.paused else until_text(s.next_run, now)
     return str(s.id), name, state, next_run, last_run_text(s, now), timetable_text(s), s.job.model, data
 
 
