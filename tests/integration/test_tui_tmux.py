@@ -1,9 +1,10 @@
 """The real TUI in tmux against a real daemon: start a run, see progress, stop it, resume it, see it finish.
 
 Each test starts ``stratcast tui`` in a private tmux server (``tmux -L sc-test-PID``, no config, no status bar, a
-120x36 window), presses keys with ``send-keys`` and reads the screen with ``capture-pane``. The daemon is a real
-``stratcastd serve`` subprocess (CPU, one slot) with torch on one thread: a tiny model on two threads of a loaded
-2-core machine runs 30x slower than on one. Failures print the pane as it last was.
+120x36 window), presses keys with ``send-keys`` and reads the screen with ``capture-pane``. The run is queued
+through the new-run form (``n``), its fields found by the hint line that names the focused one. The daemon is a
+real ``stratcastd serve`` subprocess (CPU, one slot) with torch on one thread: a tiny model on two threads of a
+loaded 2-core machine ran 50x slower than on one. Failures print the pane as it last was.
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None,
 
 WAIT_S = 60.0
 """Longest wait for anything to show on screen (a loaded 2-core machine imports torch in 5-10 s)."""
-STEPS = 10_000
-"""Training steps of the run: 5-10 s on one core, long enough to stop it mid-way after its first progress."""
+STEPS = 6000
+"""Training steps of the run: 3-10 s on one core, long enough to stop it mid-way after its first progress."""
+SETS = {"max_steps": STEPS, "batch_size": 32, "val_size": 0}
+"""The job's training options (a DLinear of horizon 4 and input size 8 on 8 strategies x 50 periods)."""
+HINTS = {
+    "max_steps": "optimizer steps at most",
+    "batch_size": "windows per optimizer step",
+    "val_size": "last periods held for validation",
+}
+"""How the form's hint line begins when each training option has the focus (the daemon's help texts)."""
 SIZE = (120, 36)
+EXITED = re.compile(r"^\[stratcast tui exited (\d+)\]$", re.MULTILINE)
 
 
 class TmuxTui:
@@ -46,15 +56,19 @@ class TmuxTui:
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True, check=True, timeout=20).stdout
 
     def start(self, home: Path, *extra: str) -> TmuxTui:
-        """Open the TUI on ``home``; the pane stays after the TUI exits, to read its exit status."""
+        """Open the TUI on ``home``; a shell around it prints its exit status, and the pane stays to show it.
+
+        (tmux's own ``pane_dead_status`` is not to be relied on: tmux 3.3 left the exited TUI a zombie at times.)
+        """
         width, height = SIZE
         tui = [sys.executable, "-m", "stratcast.tui.cli", "tui", "--home", str(home), *extra]
         term = ["env", "TERM=xterm-256color", f"COLUMNS={width}", f"LINES={height}"]
+        command = f'{shlex.join(term + tui)}; echo "[stratcast tui exited $?]"'
         # start-server first so the options hold before the TUI can exit
         self.tmux(
             *("start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";"),
-            *("set-option", "-g", "status", "off", ";"),
-            *("new-session", "-d", "-s", "tui", "-x", str(width), "-y", str(height), shlex.join(term + tui)),
+            *("set-option", "-g", "status", "off", ";", "set-option", "-g", "default-shell", "/bin/sh", ";"),
+            *("new-session", "-d", "-s", "tui", "-x", str(width), "-y", str(height), command),
         )
         return self
 
@@ -67,19 +81,65 @@ class TmuxTui:
 
     def exit_status(self) -> int | None:
         """The TUI's exit status once it has exited, else None."""
-        dead, status = self.tmux("display-message", "-p", "-t", "tui", "#{pane_dead}:#{pane_dead_status}").split(":")
-        return int(status) if dead == "1" and status.strip().isdigit() else None  # the status comes just after
+        exited = EXITED.search(self.screen(history=True))
+        return int(exited[1]) if exited else None
 
-    def wait(self, check: Callable[[str], object], what: str, timeout: float = WAIT_S) -> str:
-        """Poll the screen until ``check`` holds; the screen it held on."""
+    def type(self, text: str) -> None:
+        self.tmux("send-keys", "-t", "tui", "-l", text)
+
+    def wait(self, check: Callable[[str], object], what: str, timeout: float = WAIT_S, *, fail: bool = True) -> str:
+        """Poll the screen until ``check`` holds; the screen it held on (the last one when not ``fail``).
+
+        Raises:
+            AssertionError: at the timeout (when ``fail``), or at once when the TUI has exited.
+        """
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
             if check(screen):
                 return screen
+            if self.exit_status() is not None:
+                raise AssertionError(
+                    f"the TUI exited, waiting for: {what}\n--- the pane ---\n{self.screen(history=True)}"
+                )
             if time.monotonic() > deadline:
+                if not fail:
+                    return screen
                 raise AssertionError(f"not on screen after {timeout:.0f}s: {what}\n--- the pane ---\n{screen}")
-            time.sleep(0.2)
+            time.sleep(0.1)
+
+    def tab_to(self, hint: str, presses: int = 40) -> None:
+        """Press Tab until the form's hint line (the focused field's help) starts with ``hint``.
+
+        Keys are handled in order but late on a loaded machine, so each Tab waits for the hint to change (two
+        neighbours may share one: then it goes on after a while).
+        """
+        screen = self.screen()
+        for _ in range(presses):
+            if form_hint(screen).startswith(hint):
+                return
+            before = form_hint(screen)
+            self.press("Tab")
+            screen = self.wait(lambda s: form_hint(s) != before, "", timeout=2.0, fail=False)  # noqa: B023
+        raise AssertionError(f"no field with the hint {hint!r} in {presses} tabs\n--- the pane ---\n{screen}")
+
+    def settle(self, timeout: float = 3.0) -> str:
+        """Wait until the screen has not changed for 0.3 s (a scroll in flight), at most ``timeout``; the screen."""
+        screen, deadline = self.screen(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            screen, before = self.screen(), screen
+            if screen == before:
+                break
+        return screen
+
+    def repaint(self) -> str:
+        """Make the TUI paint the whole screen again (a resize and back); the screen after it."""
+        width, height = SIZE
+        self.tmux("resize-window", "-t", "tui", "-x", str(width), "-y", str(height - 1))
+        self.settle()
+        self.tmux("resize-window", "-t", "tui", "-x", str(width), "-y", str(height))
+        return self.settle()
 
     def wait_exit(self, timeout: float = 30.0) -> int:
         deadline = time.monotonic() + timeout
@@ -124,6 +184,12 @@ def row(run: int, state: str, **cells: str) -> Callable[[str], bool]:
     return check
 
 
+def form_hint(screen: str) -> str:
+    """The new-run form's hint line, above the footer: the focused field's help."""
+    lines = screen.rstrip("\n").splitlines()
+    return lines[-2].strip() if len(lines) >= 2 else ""
+
+
 def status_line(text: str) -> Callable[[str], bool]:
     """A check that the first line of the screen (the main screen's status line) contains ``text``."""
     return lambda screen: text in screen.splitlines()[0] if screen.strip() else False
@@ -161,17 +227,66 @@ def tui() -> Iterator[TmuxTui]:
 
 
 def submit(home: Path, panel: Path, *extra: str) -> int:
-    """Queue the tiny MLP run with the CLI; its id."""
-    sets = [f"max_steps={STEPS}", "batch_size=32", "val_size=0", "hidden_size=16", "num_layers=2"]
-    job = ["--data", str(panel), "--model", "mlp", "--horizon", "4", "--input-size", "8", "--name", "tmux"]
-    out = stratcast("submit", "--home", str(home), "--json", *job, *[f"--set={s}" for s in sets], *extra)
+    """Queue the job with the CLI; its run id."""
+    job = ["--data", str(panel), "--model", "dlinear", "--horizon", "4", "--input-size", "8"]
+    out = stratcast("submit", "--home", str(home), "--json", *job, *[f"--set={k}={v}" for k, v in SETS.items()], *extra)
     return int(json.loads(out)["run"]["id"])
+
+
+def submit_with_the_form(tui: TmuxTui, panel: Path) -> None:
+    """Queue the job through the new-run form (``n``): DLinear is its first model; fields found by their help."""
+    tui.press("n")
+    tui.wait(lambda s: "training options (" in s and "moving_avg" in s, "the form with the daemon's models")
+    tui.type(str(panel))  # the data file has the focus
+    tui.wait(lambda s: str(panel) in s, "the data file typed")
+    fill_in(tui, "periods to forecast", "horizon", "4", clear=False)
+    fill_in(tui, "periods each window sees", "input size", "8", clear=False)
+    device = "auto: a GPU when"
+    tui.tab_to(device)  # the training options' title is next
+    tui.press("Tab")
+    tui.wait(lambda s: not form_hint(s).startswith(device), "the training options' title focused")
+    tui.press("Enter")
+    tui.wait(lambda s: "max_steps" in s, "the training options shown")
+    for name, value in SETS.items():
+        fill_in(tui, HINTS[name], name, str(value))
+    tui.press("C-s")
+
+
+def fill_in(tui: TmuxTui, hint: str, label: str, value: str, *, clear: bool = True) -> None:
+    """Focus the field with this hint, replace its text, and see it on screen (so every key was handled).
+
+    Two Textual hazards are stepped around (seen now and then on a loaded 2-core machine): a binding's action
+    (``ctrl+u`` clears an input) can run after printable keys sent just behind it, clearing them too; and, after
+    the training options are shown, a focused input can paint its text one or two rows above its place (over the
+    options' title or the device field) while its own row keeps the old text, until the whole screen is painted
+    again. So it clears, sees the field cleared, types, and when the value does not show, repaints the screen to
+    look again, then tries again. Without ``clear`` (an empty input, showing its placeholder) it only types.
+    """
+    tui.tab_to(hint)
+    cell = re.compile(rf"^ *{re.escape(label)}(?: +(.*?))? *$", re.MULTILINE)
+
+    def shown(screen: str) -> str | None:
+        found = cell.search(screen)
+        return found[1] or "" if found else None
+
+    for attempt in range(3):
+        before = shown(tui.settle())
+        if clear or attempt:
+            tui.press("End", "C-u")
+            tui.wait(lambda s: shown(s) != before, f"{label} cleared", timeout=2.0, fail=False)  # noqa: B023
+        tui.type(value)
+        screen = tui.wait(lambda s: shown(s) == value, f"{label} {value} in the form", timeout=3.0, fail=False)
+        if shown(screen) == value or shown(tui.repaint()) == value:
+            return
+    raise AssertionError(f"could not set {label} to {value}\n--- the pane ---\n{tui.screen()}")
 
 
 def test_start_a_run_see_progress_stop_it_resume_it_and_see_it_finish(daemon, tui, short_home):
     tui.start(short_home)
     tui.wait(status_line("● live"), "the status line saying live")
-    run = submit(short_home, write_small_panel(short_home / "panel.parquet"))
+    submit_with_the_form(tui, write_small_panel(short_home / "panel.parquet"))
+    tui.wait(lambda s: runs_table(s), "a run in the runs table")
+    (run,) = runs_table(tui.screen())
     running = tui.wait(row(run, "running", **{"%": r"\d+", "Step": r"\d+"}), "the run running with a % and a step")
     assert "1 running" in running.splitlines()[0]
 
@@ -185,6 +300,8 @@ def test_start_a_run_see_progress_stop_it_resume_it_and_see_it_finish(daemon, tu
 
     shown = json.loads(stratcast("show", "--home", str(short_home), str(run), "--json"))
     info, events = shown["run"], shown["events"]
+    assert (info["job"]["model"], info["job"]["horizon"], info["job"]["input_size"]) == ("dlinear", 4, 8)
+    assert {f"{k}={v}" for k, v in SETS.items()} <= set(info["job"]["sets"]), info["job"]  # as typed in the form
     assert (info["state"], info["attempts"], info["progress"]["step"]) == ("succeeded", 2, STEPS)
     kinds = [e["kind"] for e in events]
     assert kinds.count("started") == 2 and "resumed" in kinds, kinds
@@ -200,7 +317,7 @@ def test_start_a_run_see_progress_stop_it_resume_it_and_see_it_finish(daemon, tu
 def test_with_no_daemon_the_tui_exits_69_and_says_how_to_start_one(tui, short_home):
     tui.start(short_home)
     assert tui.wait_exit() == 69
-    screen = tui.screen(history=True)  # tmux's "Pane is dead" line can scroll the first line off
+    screen = tui.screen(history=True)
     assert "no stratcast daemon answers" in screen, screen
     assert f"stratcastd serve --home {short_home}" in screen, screen
 
