@@ -181,8 +181,13 @@ class Tmux:
         return psutil.Process(int(self("display-message", "-p", "#{pid}")))
 
     def kill_server(self) -> None:
-        """End the server and every session."""
+        """End the server and every session, and remove its socket (tmux 3.3 leaves it behind)."""
+        try:
+            path = self("display-message", "-p", "#{socket_path}").strip()
+        except subprocess.CalledProcessError:  # no server
+            return
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], env=self.env, capture_output=True, check=False)
+        Path(path).unlink(missing_ok=True)
 
     def wait(
         self, name: str, check: Callable[[str], bool], what: str, timeout: float = WAIT_S, *, fail: bool = True

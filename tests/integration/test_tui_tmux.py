@@ -150,9 +150,13 @@ class TmuxTui:
         return status
 
     def close(self) -> None:
-        subprocess.run(
-            ["tmux", "-L", self.socket, "kill-server"], env=self.env, capture_output=True, check=False, timeout=20
-        )
+        """Kill the server and remove its socket (tmux 3.3 leaves it behind)."""
+        try:
+            path = self.tmux("display-message", "-p", "#{socket_path}").strip()
+        except subprocess.CalledProcessError:  # no server
+            return
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], env=self.env, capture_output=True, timeout=20)
+        Path(path).unlink(missing_ok=True)
 
 
 def runs_table(screen: str) -> dict[int, dict[str, str]]:
