@@ -35,11 +35,20 @@ def test_main_screen_lists_every_run_with_its_wait_reason():
     run_app(FakeLink(), body)
 
 
-def test_progress_events_update_the_row_at_the_next_repaint():
+def test_progress_shows_within_a_second_and_a_state_change_at_the_next_repaint():
     async def body(app, pilot):
+        await pilot.pause(1.1)
+        app.link.feed("progress", {"run": 1, **progress(600)})
+        await pilot.pause(0.3)
+        assert "600" in table_text(app)
         app.link.feed("progress", {"run": 1, **progress(777)})
-        await pilot.pause(0.5)
+        await pilot.pause(0.3)
+        assert "777" not in table_text(app), "progress figures alone wait for the table's 1 s update"
+        await pilot.pause(1.0)
         assert "777" in table_text(app)
+        app.link.set_run(2, state="running", reason="", device="cuda:1")
+        await pilot.pause(0.4)
+        assert "eurusd-tide tide running" in table_text(app)
 
     run_app(FakeLink(), body)
 

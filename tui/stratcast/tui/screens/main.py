@@ -95,8 +95,11 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self.refresh_from, self.stratcast.link)  # the table fits its new width
 
     def on_mount(self) -> None:
-        self.query_one(RunsTable).focus()
+        table = self.query_one(RunsTable)
+        table.focus()
         self.refresh_from(self.stratcast.link)
+        # progress figures the table held back (see RunsTable.show) appear even when no further event comes
+        self.set_interval(table.values_every_s, lambda: table.show(self.stratcast.link.mirror.runs.values()))
 
     def refresh_from(self, link: Link) -> None:
         """Repaint from the link's mirror (called by the app at its fixed rate, when something changed)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -143,6 +145,10 @@ class RunsTable(DataTable[str | Text]):
         """The filter (see :func:`matches`)."""
         self._rows: dict[int, tuple[str | Text, ...]] = {}
         self._order: list[int] = []
+        self._states: list[tuple[str, str]] = []
+        self._values_at = -math.inf
+        self.values_every_s = 1.0
+        """Least seconds between updates that change only progress figures."""
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -159,15 +165,26 @@ class RunsTable(DataTable[str | Text]):
         return self._order[self.cursor_row]
 
     def show(self, runs: Iterable[RunInfo]) -> None:
-        """Bring the table in line with ``runs``: changed cells only, the cursor kept on the same run."""
+        """Bring the table in line with ``runs``: changed cells only, the cursor kept on the same run.
+
+        Rows added, removed, moved or changing state show at once; changes of progress figures alone (step, loss,
+        ETA) at most every :attr:`values_every_s`: Textual's DataTable renders every visible cell again after any
+        change, so repainting a full table at the app's rate cost more than the whole rest of the screen.
+        """
         column = BY_KEY[self.sort_key]
         shown = sorted((r for r in runs if matches(r, self.query_text)), key=column.sort, reverse=self.reverse)
         order = [r.id for r in shown]
+        states = [(r.state, r.reason) for r in shown]
         selected = self.selected_run
+        now = time.monotonic()
         if order != self._order:
             self._rebuild(shown)
-        else:
+        elif states != self._states or now - self._values_at >= self.values_every_s:
             self._update(shown)
+        else:
+            return
+        self._values_at = now
+        self._states = states
         self._order = order
         if selected in order:
             self.move_cursor(row=order.index(selected), animate=False, scroll=False)
@@ -191,7 +208,7 @@ class RunsTable(DataTable[str | Text]):
             old = self._rows.get(run.id)
             for column, value, before in zip(COLUMNS, cells, old or (), strict=False):
                 if value != before:
-                    self.update_cell(str(run.id), column.key, value, update_width=True)
+                    self.update_cell(str(run.id), column.key, value, update_width=column.key == "state")
             self._rows[run.id] = cells
 
     def cycle_sort(self) -> str:
