@@ -380,6 +380,9 @@ def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) 
         return ExitCode.FAILED
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # `stratcast show --json | head`: the reader left; no traceback at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.FAILED
 
 
 def run_command(client: DaemonClient, args: argparse.Namespace) -> int:
