@@ -174,7 +174,7 @@ class RunsTable(DataTable[str | Text]):
         column = BY_KEY[self.sort_key]
         shown = sorted((r for r in runs if matches(r, self.query_text)), key=column.sort, reverse=self.reverse)
         order = [r.id for r in shown]
-        states = [(r.state, r.reason) for r in shown]
+        states: list[tuple[str, str]] = [(r.state, r.reason) for r in shown]
         selected = self.selected_run
         now = time.monotonic()
         if order != self._order:
