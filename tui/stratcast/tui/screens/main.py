@@ -99,7 +99,7 @@ class MainScreen(Screen[None]):
         table.focus()
         self.refresh_from(self.stratcast.link)
         # progress figures the table held back (see RunsTable.show) appear even when no further event comes
-        self.set_interval(table.values_every_s, lambda: table.show(self.stratcast.link.mirror.runs.values()))
+        self.set_interval(table.values_every_s / 2, lambda: table.show(self.stratcast.link.mirror.runs.values()))
 
     def refresh_from(self, link: Link) -> None:
         """Repaint from the link's mirror (called by the app at its fixed rate, when something changed)."""

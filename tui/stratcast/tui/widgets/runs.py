@@ -208,7 +208,7 @@ class RunsTable(DataTable[str | Text]):
             old = self._rows.get(run.id)
             for column, value, before in zip(COLUMNS, cells, old or (), strict=False):
                 if value != before:
-                    self.update_cell(str(run.id), column.key, value, update_width=column.key == "state")
+                    self.update_cell(str(run.id), column.key, value, update_width=True)
             self._rows[run.id] = cells
 
     def cycle_sort(self) -> str:
