@@ -4,22 +4,13 @@ Times come from the fake's fixed clock and are shown in UTC; the repaint timer a
 fake's state on their own, so every screenshot is the same on every run.
 """
 
-import time
-
 import pytest
 from textual.widgets import Input
 
 from stratcast.tui.app import StratcastApp
 from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock, schedule, serve_models
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 def app(link=None, **kwargs):

@@ -16,6 +16,11 @@ def run_app(link, body, size=(120, 36)):
     asyncio.run(go())
 
 
+def select(app, run_id):
+    table = app.screen.query_one(RunsTable)
+    table.move_cursor(row=table._order.index(run_id))
+
+
 def table_text(app) -> str:
     table = app.screen.query_one(RunsTable)
     return "\n".join(" ".join(str(c) for c in table.get_row_at(i)) for i in range(table.row_count))
@@ -27,8 +32,7 @@ def test_main_screen_lists_every_run_with_its_wait_reason():
         assert "queued GPU 0 busy" in text
         assert app.screen.query_one(RunsTable).row_count == 6
         assert "eurusd-nhits" in text and "oom-failed" in text
-        table = app.screen.query_one(RunsTable)
-        table.move_cursor(row=table._order.index(2))
+        select(app, 2)
         await pilot.pause()
         assert "queued: GPU 0 busy with run 1" in str(app.screen.query_one("#detail").render())
 
@@ -55,8 +59,7 @@ def test_progress_shows_within_a_second_and_a_state_change_at_the_next_repaint()
 
 def test_stop_key_sends_stop_for_the_selected_run():
     async def body(app, pilot):
-        table = app.screen.query_one(RunsTable)
-        table.move_cursor(row=table._order.index(1))
+        select(app, 1)
         await pilot.press("s")
         await pilot.pause()
         assert [c.run for c in app.link.calls if isinstance(c, StopRun)] == [1]
@@ -66,8 +69,7 @@ def test_stop_key_sends_stop_for_the_selected_run():
 
 def test_kill_needs_confirmation():
     async def body(app, pilot):
-        table = app.screen.query_one(RunsTable)
-        table.move_cursor(row=table._order.index(1))
+        select(app, 1)
         await pilot.press("k")
         await pilot.pause()
         await pilot.press("n")
@@ -84,8 +86,7 @@ def test_kill_needs_confirmation():
 
 def test_priority_prompt_refuses_a_non_number_then_sends_the_number():
     async def body(app, pilot):
-        table = app.screen.query_one(RunsTable)
-        table.move_cursor(row=table._order.index(2))
+        select(app, 2)
         await pilot.press("p")
         await pilot.pause()
         await pilot.press("ctrl+a", "ctrl+k", *"high", "enter")

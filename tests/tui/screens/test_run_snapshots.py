@@ -3,22 +3,13 @@
 Times are shown in UTC from the fake's fixed data; each snapshot is taken once the screen's reads are done.
 """
 
-import time
-
 import pytest
 
 from stratcast.tui.app import StratcastApp
 from tests.tui.fake_daemon import frozen_clock
 from tests.tui.screens.test_run import served, settle
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 def app(run):
