@@ -8,28 +8,19 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from stratcast.shared.protocol import (
-    AnyRequest,
-    ExportResults,
-    HoldRun,
-    KillRun,
-    ReleaseRun,
     RemoveRun,
-    RestartRun,
-    ResumeRun,
     SetPriority,
-    StopRun,
 )
 from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog, problem
-from stratcast.tui.validate import absolute_path, whole_number
+from stratcast.tui.screens.run_actions import RunActionScreen
+from stratcast.tui.validate import whole_number
 from stratcast.tui.widgets.gpu import DevicePanel
 from stratcast.tui.widgets.runs import RunsTable
 
 if TYPE_CHECKING:
-    from stratcast.tui.app import StratcastApp
     from stratcast.tui.link import Link
 
 LINK_STYLES = {"live": "green", "connecting": "yellow", "reconnecting": "bold yellow"}
@@ -54,7 +45,7 @@ def status_line(link: Link) -> Text:
     return line
 
 
-class MainScreen(Screen[None]):
+class MainScreen(RunActionScreen):
     """GPUs (or the host) on top, runs below; ``enter`` opens a run."""
 
     BINDINGS = [
@@ -80,14 +71,6 @@ class MainScreen(Screen[None]):
         yield Static(id="detail")
         yield Input(placeholder="filter: words, or state:running, model:nhits", id="filter", classes="-hidden")
         yield Footer()
-
-    @property
-    def stratcast(self) -> StratcastApp:
-        """The app, typed."""
-        from stratcast.tui.app import StratcastApp
-
-        assert isinstance(self.app, StratcastApp)
-        return self.app
 
     def on_resize(self) -> None:
         # short terminals (80x24) get two-row history charts so the runs table keeps most of the screen
@@ -125,7 +108,7 @@ class MainScreen(Screen[None]):
 
     # -- selection and opening ---------------------------------------------------------------------------------
 
-    def _selected(self) -> int | None:
+    def _target(self) -> int | None:
         run = self.query_one(RunsTable).selected_run
         if run is None:
             self.notify("no run selected", severity="warning")
@@ -138,47 +121,10 @@ class MainScreen(Screen[None]):
 
     # -- actions -------------------------------------------------------------------------------------------------
 
-    def _send(self, request: AnyRequest, done: str) -> None:
-        self.stratcast.send(request, done)
-
-    def action_stop(self) -> None:
-        """Checkpoint the selected run and free its device."""
-        if (run := self._selected()) is not None:
-            self._send(StopRun(run=run), f"stopping run {run}")
-
-    def action_resume(self) -> None:
-        """Queue the selected stopped run again from its checkpoint."""
-        if (run := self._selected()) is not None:
-            self._send(ResumeRun(run=run), f"resumed run {run}")
-
-    def action_hold(self) -> None:
-        """Hold the selected queued run, or release a held one."""
-        if (run := self._selected()) is None:
-            return
-        held = self.stratcast.link.mirror.runs[run].state == "held"
-        self._send(ReleaseRun(run=run) if held else HoldRun(run=run), f"{'released' if held else 'held'} run {run}")
-
-    @work
-    async def action_kill(self) -> None:
-        """End the selected run now, without a checkpoint, after confirmation."""
-        if (run := self._selected()) is None:
-            return
-        if await self.app.push_screen_wait(ConfirmDialog(f"Kill run {run} now, without a checkpoint?", yes="Kill")):
-            self._send(KillRun(run=run), f"killed run {run}")
-
-    @work
-    async def action_restart(self) -> None:
-        """Start the selected run again (from its checkpoint when it has one)."""
-        if (run := self._selected()) is None:
-            return
-        question = f"Restart run {run}? It continues from its last checkpoint when it has one."
-        if await self.app.push_screen_wait(ConfirmDialog(question, yes="Restart")):
-            self._send(RestartRun(run=run), f"restarted run {run}")
-
     @work
     async def action_remove(self) -> None:
         """Forget the selected run and delete its folder, after confirmation."""
-        if (run := self._selected()) is None:
+        if (run := self._target()) is None:
             return
         if await self.app.push_screen_wait(ConfirmDialog(f"Remove run {run} and delete its folder?", yes="Remove")):
             self._send(RemoveRun(run=run), f"removed run {run}")
@@ -186,7 +132,7 @@ class MainScreen(Screen[None]):
     @work
     async def action_priority(self) -> None:
         """Change the selected run's priority (higher starts first)."""
-        if (run := self._selected()) is None:
+        if (run := self._target()) is None:
             return
         current = self.stratcast.link.mirror.runs[run].placement.priority
         answer = await self.app.push_screen_wait(
@@ -196,19 +142,6 @@ class MainScreen(Screen[None]):
         )
         if answer is not None:
             self._send(SetPriority(run=run, priority=int(answer)), f"run {run} has priority {answer}")
-
-    @work
-    async def action_export(self) -> None:
-        """Write the selected run's results to a parquet or CSV file on the daemon's machine."""
-        if (run := self._selected()) is None:
-            return
-        answer = await self.app.push_screen_wait(
-            PromptDialog(
-                f"Export run {run}'s results to (absolute path, .parquet or .csv):", check=problem(absolute_path)
-            )
-        )
-        if answer is not None:
-            self._send(ExportResults(run=run, path=answer), f"exported run {run} to {answer}")
 
     def action_new_run(self) -> None:
         """Open the new-run form."""

@@ -22,30 +22,21 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import (
     AnyRequest,
-    ExportResults,
-    HoldRun,
-    KillRun,
     ProtocolError,
     ReadHistory,
     ReadLogs,
     ReadResults,
-    ReleaseRun,
-    RestartRun,
-    ResumeRun,
     RunInfo,
     ShowRun,
-    StopRun,
 )
 from stratcast.tui.render import progress_text
 from stratcast.tui.run_history import RunHistory
-from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog, problem
-from stratcast.tui.validate import absolute_path
+from stratcast.tui.screens.run_actions import RunActionScreen
 from stratcast.tui.widgets.run_config import RunConfig, record_fields
 from stratcast.tui.widgets.run_curves import Curves, LossChart
 from stratcast.tui.widgets.run_memory import MemoryDetails, gib
@@ -53,7 +44,6 @@ from stratcast.tui.widgets.run_results import Results
 from stratcast.tui.widgets.runs import STATE_STYLES
 
 if TYPE_CHECKING:
-    from stratcast.tui.app import StratcastApp
     from stratcast.tui.link import Link
 
 Read = Literal["show", "history", "log", "results"]
@@ -64,7 +54,7 @@ TABS = ("curves", "memory", "log", "results", "config")
 """The tabs, in order; keys 1 to 5 show them."""
 
 
-class RunScreen(Screen[None]):
+class RunScreen(RunActionScreen):
     """One run (see the module docstring); ``escape`` goes back to the main screen."""
 
     CSS_PATH = "run.tcss"
@@ -135,14 +125,6 @@ class RunScreen(Screen[None]):
                 yield Static(classes="problem problem-show")
                 yield RunConfig()
         yield Footer()
-
-    @property
-    def stratcast(self) -> StratcastApp:
-        """The app, typed."""
-        from stratcast.tui.app import StratcastApp
-
-        assert isinstance(self.app, StratcastApp)
-        return self.app
 
     def on_mount(self) -> None:
         self._mounted = True
@@ -316,8 +298,8 @@ class RunScreen(Screen[None]):
 
     # -- actions -------------------------------------------------------------------------------------------------
 
-    def _send(self, request: AnyRequest, done: str) -> None:
-        self.stratcast.send(request, done)
+    def _target(self) -> int:
+        return self.run_id
 
     def action_back(self) -> None:
         """Back to the main screen."""
@@ -332,43 +314,6 @@ class RunScreen(Screen[None]):
         chart = self.query_one(LossChart)
         chart.log_y = not chart.log_y
         chart.border_title = f"loss ({'log' if chart.log_y else 'linear'}; l to switch)"
-
-    def action_stop(self) -> None:
-        """Checkpoint the run and free its device (a queued run is held)."""
-        self._send(StopRun(run=self.run_id), f"stopping run {self.run_id}")
-
-    def action_resume(self) -> None:
-        """Queue the stopped run again from its checkpoint."""
-        self._send(ResumeRun(run=self.run_id), f"resumed run {self.run_id}")
-
-    def action_hold(self) -> None:
-        """Hold the queued run, or release it when held."""
-        run = self.stratcast.link.mirror.runs.get(self.run_id)
-        held = run is not None and run.state == "held"
-        request = ReleaseRun(run=self.run_id) if held else HoldRun(run=self.run_id)
-        self._send(request, f"{'released' if held else 'held'} run {self.run_id}")
-
-    @work
-    async def action_kill(self) -> None:
-        """End the run now, without a checkpoint, after confirmation."""
-        question = f"Kill run {self.run_id} now, without a checkpoint?"
-        if await self.app.push_screen_wait(ConfirmDialog(question, yes="Kill")):
-            self._send(KillRun(run=self.run_id), f"killed run {self.run_id}")
-
-    @work
-    async def action_restart(self) -> None:
-        """Start the run again (from its checkpoint when it has one), after confirmation."""
-        question = f"Restart run {self.run_id}? It continues from its last checkpoint when it has one."
-        if await self.app.push_screen_wait(ConfirmDialog(question, yes="Restart")):
-            self._send(RestartRun(run=self.run_id), f"restarted run {self.run_id}")
-
-    @work
-    async def action_export(self) -> None:
-        """Write the run's results table to a parquet or CSV file on the daemon's machine."""
-        question = f"Export run {self.run_id}'s results to (absolute path, .parquet or .csv):"
-        answer = await self.app.push_screen_wait(PromptDialog(question, check=problem(absolute_path)))
-        if answer is not None:
-            self._send(ExportResults(run=self.run_id, path=answer), f"exported run {self.run_id} to {answer}")
 
 
 def title_text(run_id: int, run: RunInfo | None) -> Text:
