@@ -1,4 +1,6 @@
 import asyncio
+import math
+import time
 
 from stratcast.shared.protocol import KillRun, SetPriority, StopRun
 from stratcast.tui.app import StratcastApp
@@ -39,20 +41,24 @@ def test_main_screen_lists_every_run_with_its_wait_reason():
     run_app(FakeLink(), body)
 
 
-def test_progress_shows_within_a_second_and_a_state_change_at_the_next_repaint():
+def test_progress_figures_wait_for_the_tables_interval_but_a_state_change_shows_at_once():
     async def body(app, pilot):
-        await pilot.pause(1.1)
-        app.link.feed("progress", {"run": 1, **progress(600)})
-        await pilot.pause(0.3)
-        assert "600" in table_text(app)
+        table = app.screen.query_one(RunsTable)
+        table.values_every_s = 3600.0  # the clock decides nothing below: the test sets when figures are due
+        table._values_at = time.monotonic()
         app.link.feed("progress", {"run": 1, **progress(777)})
-        await pilot.pause(0.3)
-        assert "777" not in table_text(app), "progress figures alone wait for the table's 1 s update"
-        await pilot.pause(2.0)  # within 1.5 s; the margin is for loaded machines
+        await pilot.pause(0.6)  # a repaint and the table's own check both ran
+        assert "777" not in table_text(app), "progress figures alone wait for the table's interval"
+        table._values_at = -math.inf  # the interval has passed
+        await pilot.pause(0.6)
         assert "777" in table_text(app)
+        table._values_at = time.monotonic()
+        app.link.feed("progress", {"run": 1, **progress(888)})
         app.link.set_run(2, state="running", reason="", device="cuda:1")
         await pilot.pause(0.4)
-        assert "eurusd-tide tide running" in table_text(app)
+        text = table_text(app)
+        assert "eurusd-tide tide running" in text
+        assert "888" in text, "a state change brings the other rows' figures along"
 
     run_app(FakeLink(), body)
 
