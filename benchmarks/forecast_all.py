@@ -22,7 +22,7 @@ from torch import Tensor
 
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.device import describe_device, enable_cpu_huge_pages, resolve_device
+from stratcast.daemon.engine.device import describe_device, resolve_device, tune_cpu_allocator
 from stratcast.daemon.engine.forecast import predict
 from stratcast.daemon.engine.job import Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.spec import RunSpec
@@ -80,7 +80,7 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=20, help="strategies timed in the sequential loop")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
-    enable_cpu_huge_pages()
+    tune_cpu_allocator()
     if args.threads:
         torch.set_num_threads(args.threads)
     data = args.data

@@ -135,10 +135,10 @@ def _range(p: dict[str, Any]) -> str:
 def run_command(args: argparse.Namespace) -> int:
     """``run`` and ``demo``: build the spec, run the job, print the results; map errors to exit codes."""
     from stratcast.daemon.engine.checkpoint import CheckpointError
-    from stratcast.daemon.engine.device import DeviceError, enable_cpu_huge_pages
+    from stratcast.daemon.engine.device import DeviceError, tune_cpu_allocator
     from stratcast.daemon.engine.panel import DataError
 
-    enable_cpu_huge_pages()
+    tune_cpu_allocator()
 
     out: TextIO = sys.stderr if args.json else sys.stdout
     stop = StopFlag()

@@ -160,9 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     """Read the job, run it with checkpoints and events, and map how it ended to an exit code."""
-    from stratcast.daemon.engine.device import enable_cpu_huge_pages
+    from stratcast.daemon.engine.device import tune_cpu_allocator
 
-    enable_cpu_huge_pages()  # before torch makes its first large allocation
+    tune_cpu_allocator()  # before torch makes its first large allocation
     from stratcast.daemon.engine.checkpoint import latest_checkpoint
     from stratcast.daemon.engine.device import resolve_device
     from stratcast.daemon.engine.job import run_job

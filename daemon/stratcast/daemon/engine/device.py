@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 
 import torch
 
 GIB = 1024**3
 THP_ENV = "THP_MEM_ALLOC_ENABLE"
+GLIBC_MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
 
 
-def enable_cpu_huge_pages() -> None:
-    """Ask torch's CPU allocator to back large tensors with transparent huge pages (unless the user chose).
+def tune_cpu_allocator() -> bool:
+    """Make large CPU tensors cheap to allocate again and again; true when freed memory now stays in the process.
 
-    Without them every fresh CPU tensor above 32 MiB is a new ``mmap`` that faults in 4 KiB pages: a stacked
-    per-strategy step at 6,000 members allocates its ~130 MiB weight gradients afresh each step, and the faults
-    cost a third of the step (measured on 2 cores, see docs/benchmarks.md). torch reads the variable at its first
-    large allocation, so call this before building models or panels. No effect on CUDA or where the kernel
-    disables THP.
+    A training step frees and allocates the same large tensors every step (a stacked per-strategy step at 6,000
+    members: ~1 GiB of windows, activations and ~130 MiB weight gradients). glibc serves every allocation above
+    32 MiB with a fresh ``mmap`` and unmaps it on free, so each step's tensors fault their pages in again and the
+    kernel zeroes them: a fresh 130 MiB fill costs 8x a reused one, and page faults were about a third of a
+    stacked step (measured on 2 cores, see docs/benchmarks.md). Two remedies, each left alone where the user chose:
+
+    - torch's CPU allocator backs large tensors with transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``; torch
+      reads it at its first large allocation, so call this before building models or panels);
+    - glibc's ``malloc`` keeps large blocks in its heap (``mallopt``: no ``mmap``, no trimming), so a freed tensor's
+      pages are reused by the next one. The process keeps its peak heap until it exits, which suits a worker that
+      runs one job. Skipped where ``MALLOC_MMAP_MAX_``/``MALLOC_TRIM_THRESHOLD_`` are set or libc is not glibc.
     """
     os.environ.setdefault(THP_ENV, "1")
+    if sys.platform != "linux" or any(name in os.environ for name in GLIBC_MALLOC_ENV):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 class DeviceError(ValueError):
