@@ -216,6 +216,26 @@ def test_stacked_steps_update_each_member_as_if_it_trained_alone() -> None:
         assert_same_state(model.member_state_dict(i), single.state_dict(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+def test_clipping_scales_only_the_members_over_the_limit(device_type: str) -> None:
+    trainer, model = make_trainer(grad_clip=1.0)
+    trainer.device = torch.device(device_type)  # the CUDA path scales every row; its tensors stay on the CPU here
+    params = list(model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    scale = torch.linspace(0.01, 0.5, N)  # [N]: members from well under to well over the limit
+    grads = [torch.randn(p.shape, generator=gen) * scale.view(-1, *(1,) * (p.dim() - 1)) for p in params]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    before = torch.cat([g.flatten(1) for g in grads], dim=1)  # [N, P]
+    norms = before.norm(dim=1)
+    assert bool((norms < 1).any()) and bool((norms > 1).any())
+    trainer.clip()
+    after = torch.cat([g.flatten(1) for g in grads], dim=1)  # clipped in place
+    expected = before * (1.0 / (norms + 1e-6)).clamp(max=1.0)[:, None]
+    torch.testing.assert_close(after, expected)
+    torch.testing.assert_close(after[norms < 1], before[norms < 1], rtol=0, atol=0)  # untouched, bit for bit
+
+
 def test_validation_loss_is_each_members_loss_on_its_own_series() -> None:
     trainer, model = make_trainer()
     val = trainer.validation_loss()
