@@ -198,6 +198,17 @@ def test_worker_events_go_to_the_history_and_a_plan_is_also_an_event_and_publish
     assert [e["kind"] for e in d.db.events(run)].count("plan") == 1
 
 
+def test_a_stop_records_its_checkpoint_once(daemon_with_run):
+    d, run, _ = daemon_with_run
+    d._worker_event(run, {"event": "checkpoint", "path": "/c1.pt", "step": 5})
+    d._worker_event(run, {"event": "checkpoint", "path": "/c2.pt", "step": 8})  # saved by the stop
+    d._worker_event(run, {"event": "stopped", "path": "/c2.pt", "step": 8})
+    d._worker_event(run, {"event": "stopped", "path": "/c3.pt", "step": 9})  # a stop whose save sent no event
+    paths = [e["data"]["path"] for e in d.db.events(run) if e["kind"] == "checkpoint"]
+    assert paths == ["/c1.pt", "/c2.pt", "/c3.pt"]
+    assert d.db.get_run(run).checkpoint == "/c3.pt"
+
+
 def test_a_worker_exit_closes_its_runs_history_and_a_later_event_appends(daemon_with_run):
     d, run, _ = daemon_with_run
     d._worker_event(run, {"event": "progress", "step": 1, "val_loss": None})

@@ -391,8 +391,10 @@ class Daemon:
             self.update_run(run, checkpoint=str(event.get("path", "")))
         elif kind == "stopped":  # progress events are throttled: record the step the run really stopped at
             self._progress[run] = {**self._progress.get(run, {}), "step": event.get("step")}
-            self.db.add_event(run, "checkpoint", event)
-            self.update_run(run, checkpoint=str(event.get("path", "")))
+            path = str(event.get("path", ""))
+            if path != self.db.get_run(run).checkpoint:  # the stop's checkpoint came as its own event already
+                self.db.add_event(run, "checkpoint", event)
+            self.update_run(run, checkpoint=path)
         elif kind in ("oom", "plan"):
             self.db.add_event(run, kind, event)
             self.publish(kind, {"run": run, **event})
