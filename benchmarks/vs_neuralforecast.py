@@ -326,7 +326,7 @@ def stratcast_worker(job: dict[str, Any]) -> dict[str, Any]:
     from stratcast.daemon.engine.config import TrainConfig
     from stratcast.daemon.engine.job import forecast_future, forecaster, make_model, make_trainer, prepare
     from stratcast.daemon.engine.spec import RunSpec
-    from stratcast.daemon.engine.trainer import Progress
+    from stratcast.daemon.engine.trainparts import Progress
 
     imported = time.perf_counter()
     train = TrainConfig(

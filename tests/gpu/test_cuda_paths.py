@@ -8,7 +8,8 @@ import torch
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.device import describe_device, resolve_device
 from stratcast.daemon.engine.forecast import predict
-from stratcast.daemon.engine.trainer import Trainer, autocast_for
+from stratcast.daemon.engine.trainer import Trainer
+from stratcast.daemon.engine.trainparts import autocast_for
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.zoo.registry import REGISTRY, build_model, make_config
 

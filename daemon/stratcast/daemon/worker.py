@@ -41,7 +41,7 @@ the same model, shapes, precision, GPU and torch), ``cpu`` (no CUDA: the whole b
 last two; ``oom_probes`` lists the micro-batches whose probe ran out of memory; ``levers`` says whether bf16
 autocast or activation checkpointing would make the whole batch fit. ``micro_batch`` 0 means nothing fits: a
 ``failed`` event with the out-of-memory exit follows. ``progress`` follows a
-:class:`~stratcast.daemon.engine.trainer.Progress` at most every :data:`PROGRESS_EVENT_EVERY_S` (always for
+:class:`~stratcast.daemon.engine.trainparts.Progress` at most every :data:`PROGRESS_EVENT_EVERY_S` (always for
 validation checks and the last step); its ``micro_batch`` is the one in use (halved after an OOM, grown back
 later). ``memory`` goes with a progress report when the last one is at least :data:`MEMORY_EVERY_S` old, and
 before ``finished``, ``stopped`` and ``failed`` (CUDA allocator figures in bytes for the worker's device, zeros on
@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     import torch
 
     from stratcast.daemon.engine.spec import RunSpec
-    from stratcast.daemon.engine.trainer import Progress
+    from stratcast.daemon.engine.trainparts import Progress
 
 JOB_FILE = "job.json"
 OUT_DIR = "out"

@@ -12,7 +12,7 @@ import torch
 
 from stratcast.daemon.engine.checkpoint import load_checkpoint
 from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.trainer import split
+from stratcast.daemon.engine.trainparts import split
 from stratcast.daemon.engine.windows import WindowBatch
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 

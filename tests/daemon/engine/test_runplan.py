@@ -16,7 +16,7 @@ from stratcast.daemon.engine.job import make_model, make_trainer, prepare, run_j
 from stratcast.daemon.engine.memplan import MIB
 from stratcast.daemon.engine.oom import FAULT_ENV, MicroBatchPlan, OutOfMemory
 from stratcast.daemon.engine.runplan import PLAN_CACHE_ENV, RunPlan, default_plan_cache
-from stratcast.daemon.engine.trainer import Progress
+from stratcast.daemon.engine.trainparts import Progress
 from stratcast.daemon.zoo.mlp import MLP
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 

@@ -5,7 +5,8 @@ import torch
 
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.losses import elementwise_loss, masked_mean, point_forecast
-from stratcast.daemon.engine.trainer import Progress, Trainer
+from stratcast.daemon.engine.trainer import Trainer
+from stratcast.daemon.engine.trainparts import Progress
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.zoo.registry import build_model, make_config
 

@@ -63,7 +63,8 @@ from stratcast.daemon.engine.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
 from stratcast.daemon.engine.spec import RunSpec, required_periods
 from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
-from stratcast.daemon.engine.trainer import FitResult, Progress, StepHook, Trainer
+from stratcast.daemon.engine.trainer import StepHook, Trainer
+from stratcast.daemon.engine.trainparts import FitResult, Progress
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.zoo.base import set_activation_checkpointing
 from stratcast.daemon.zoo.registry import build_model, make_config

@@ -46,7 +46,8 @@ from stratcast.daemon.engine.memplan import (
 )
 from stratcast.daemon.engine.oom import OutOfMemory
 from stratcast.daemon.engine.spec import RunSpec
-from stratcast.daemon.engine.trainer import Trainer, uses_bf16
+from stratcast.daemon.engine.trainer import Trainer
+from stratcast.daemon.engine.trainparts import uses_bf16
 from stratcast.daemon.zoo.registry import make_config
 from stratcast.shared.paths import resolve_home
 

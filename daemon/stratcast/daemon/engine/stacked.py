@@ -22,7 +22,8 @@ from torch.func import functional_call, vmap
 
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.losses import elementwise_loss
-from stratcast.daemon.engine.trainer import VAL_CHUNK, Progress, Trainer, autocast_for
+from stratcast.daemon.engine.trainer import VAL_CHUNK, Trainer
+from stratcast.daemon.engine.trainparts import Progress, autocast_for
 from stratcast.daemon.engine.windows import PanelWindows, TrainSampler, WindowBatch
 
 MEMBER_SEED_BITS = 62

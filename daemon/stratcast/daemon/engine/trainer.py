@@ -21,21 +21,22 @@ job's memory plan, see :mod:`stratcast.daemon.engine.runplan`). On CUDA every st
 step is predicted to fit (:meth:`Trainer.room_to_grow`); :meth:`Trainer.probe_step` is the real step the memory
 planner measures.
 
-Callbacks: ``on_progress`` gets a :class:`Progress` every few steps; ``should_stop`` is asked before every step;
-``on_step`` gets the trainer after every completed step that does not end training (a step boundary: what
-:meth:`Trainer.state_dict` returns there resumes bit-exactly on CPU, so that is where checkpoints are taken);
-``on_oom`` (an attribute, like ``on_step``) gets an :class:`~stratcast.daemon.engine.oom.OomEvent` for every
-out-of-memory error.
+Callbacks: ``on_progress`` gets a :class:`~stratcast.daemon.engine.trainparts.Progress` every few steps;
+``should_stop`` is asked before every step; ``on_step`` gets the trainer after every completed step that does not
+end training (a step boundary: what :meth:`Trainer.state_dict` returns there resumes bit-exactly on CPU, so that
+is where checkpoints are taken); ``on_oom`` (an attribute, like ``on_step``) gets an
+:class:`~stratcast.daemon.engine.oom.OomEvent` for every out-of-memory error.
+
+The report dataclasses (``Progress``, ``FitResult``), the loss meter and the stateless helpers the step uses
+(bf16 autocast, the LR schedule, the micro-batch cut :func:`~stratcast.daemon.engine.trainparts.split`) are in
+:mod:`stratcast.daemon.engine.trainparts`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -57,74 +58,13 @@ from stratcast.daemon.engine.oom import (
     memory_now,
     release_memory,
 )
+from stratcast.daemon.engine.trainparts import FitResult, LossMeter, Progress, autocast_for, make_scheduler, split
 from stratcast.daemon.engine.windows import TrainSampler, WindowBatch
 from stratcast.daemon.zoo.base import supports_activation_checkpointing
 
 VAL_CHUNK = 65_536
 PROGRESS_EVERY = 10
 TRAINER_STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress report, sent every few steps and at every validation check."""
-
-    step: int
-    max_steps: int
-    epoch: float
-    """Training windows seen divided by the number of distinct training windows."""
-    train_loss: float
-    """Mean training loss since the previous report."""
-    val_loss: float | None
-    best_val_loss: float | None
-    windows_per_s: float
-    eta_s: float
-    learning_rate: float
-    micro_batch: int
-    """The micro-batch in use (windows per forward/backward pass; per strategy in per-strategy mode)."""
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """What :meth:`Trainer.fit` did."""
-
-    steps: int
-    best_val_loss: float | None
-    best_step: int | None
-    stopped_early: bool
-    """Early stopping ended the run before ``max_steps``."""
-    interrupted: bool
-    """A stop request ended the run; the weights are the current ones (``best_state`` holds the best)."""
-    seconds: float
-
-
-def uses_bf16(device: torch.device, precision: str) -> bool:
-    """Whether training runs under bf16 autocast: on CUDA for ``auto`` or ``bf16``, elsewhere only for ``bf16``."""
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
-
-
-def autocast_for(device: torch.device, precision: str) -> AbstractContextManager[Any]:
-    """bf16 autocast on CUDA (``auto`` or ``bf16``) and on CPU only when asked; otherwise nothing."""
-    if not uses_bf16(device, precision):
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """The LR schedule named by ``cfg.lr_schedule`` over ``cfg.max_steps``."""
-    if cfg.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=cfg.max_steps + 1)
-    warm, total = cfg.warmup_steps, cfg.max_steps
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if cfg.lr_schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 StepHook = Callable[["Trainer"], None]
@@ -395,7 +335,7 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train until ``max_steps``, early stopping or a stop request; restore the best weights."""
         cfg, t0 = self.cfg, time.perf_counter()
-        meter = _Meter(t0, self.step)
+        meter = LossMeter(t0, self.step)
         stopped_early = interrupted = False
         while self.step < cfg.max_steps:
             if self.should_stop is not None and self.should_stop():
@@ -438,8 +378,8 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
 
-    def report(self, meter: _Meter, val: Tensor | None) -> None:
-        """Send a :class:`Progress` to the callback."""
+    def report(self, meter: LossMeter, val: Tensor | None) -> None:
+        """Send a :class:`~stratcast.daemon.engine.trainparts.Progress` to the callback."""
         if self.on_progress is None:
             return
         train_loss, rate = meter.flush(self.step)
@@ -502,35 +442,3 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
-
-
-def split(batch: WindowBatch, size: int, dim: int) -> list[WindowBatch]:
-    """``batch`` cut along ``dim`` into micro-batches of ``size`` windows (views, in order; the last may be short)."""
-    n = batch.x.shape[dim]
-    if size >= n:
-        return [batch]
-    return [batch.map(_narrow(dim, lo, min(size, n - lo))) for lo in range(0, n, size)]
-
-
-def _narrow(dim: int, start: int, length: int) -> Callable[[Tensor], Tensor]:
-    return lambda t: t.narrow(dim, start, length)
-
-
-class _Meter:
-    """Accumulates training losses on the device and reads them out only at report time."""
-
-    def __init__(self, t0: float, step: int) -> None:
-        self.t, self.step, self.n = t0, step, 0
-        self.total: Tensor | None = None
-
-    def add(self, loss: Tensor) -> None:
-        self.total = loss if self.total is None else self.total + loss
-        self.n += 1
-
-    def flush(self, step: int) -> tuple[float, float]:
-        """Mean loss since the last flush, and steps per second."""
-        now = time.perf_counter()
-        mean = float(self.total.mean()) / max(self.n, 1) if self.total is not None else float("nan")
-        rate = (step - self.step) / max(now - self.t, 1e-9)
-        self.t, self.step, self.total, self.n = now, step, None, 0
-        return mean, rate

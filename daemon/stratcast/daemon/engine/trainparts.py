@@ -1,0 +1,120 @@
+"""The trainer's parts that hold no trainer state: its reports and the helpers its step uses.
+
+- What :class:`~stratcast.daemon.engine.trainer.Trainer` reports: a :class:`Progress` every few steps, a
+  :class:`FitResult` at the end, and the :class:`LossMeter` that keeps the training losses on the device between
+  reports.
+- Precision: :func:`uses_bf16` and :func:`autocast_for` (bf16 autocast on CUDA for ``auto``, elsewhere only when
+  asked), shared by training, validation, forecasting and the memory planner.
+- The LR schedule (:func:`make_scheduler`) and the micro-batch cut (:func:`split`: a step's windows as views, in
+  order).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from stratcast.daemon.engine.config import TrainConfig
+from stratcast.daemon.engine.windows import WindowBatch
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report, sent every few steps and at every validation check."""
+
+    step: int
+    max_steps: int
+    epoch: float
+    """Training windows seen divided by the number of distinct training windows."""
+    train_loss: float
+    """Mean training loss since the previous report."""
+    val_loss: float | None
+    best_val_loss: float | None
+    windows_per_s: float
+    eta_s: float
+    learning_rate: float
+    micro_batch: int
+    """The micro-batch in use (windows per forward/backward pass; per strategy in per-strategy mode)."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :meth:`~stratcast.daemon.engine.trainer.Trainer.fit` did."""
+
+    steps: int
+    best_val_loss: float | None
+    best_step: int | None
+    stopped_early: bool
+    """Early stopping ended the run before ``max_steps``."""
+    interrupted: bool
+    """A stop request ended the run; the weights are the current ones (``best_state`` holds the best)."""
+    seconds: float
+
+
+class LossMeter:
+    """Accumulates training losses on the device and reads them out only at report time."""
+
+    def __init__(self, t0: float, step: int) -> None:
+        self.t, self.step, self.n = t0, step, 0
+        self.total: Tensor | None = None
+
+    def add(self, loss: Tensor) -> None:
+        """Add one step's detached loss (kept on the device, not read)."""
+        self.total = loss if self.total is None else self.total + loss
+        self.n += 1
+
+    def flush(self, step: int) -> tuple[float, float]:
+        """Mean loss since the last flush, and steps per second."""
+        now = time.perf_counter()
+        mean = float(self.total.mean()) / max(self.n, 1) if self.total is not None else float("nan")
+        rate = (step - self.step) / max(now - self.t, 1e-9)
+        self.t, self.step, self.total, self.n = now, step, None, 0
+        return mean, rate
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """Whether training runs under bf16 autocast: on CUDA for ``auto`` or ``bf16``, elsewhere only for ``bf16``."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def autocast_for(device: torch.device, precision: str) -> AbstractContextManager[Any]:
+    """bf16 autocast on CUDA (``auto`` or ``bf16``) and on CPU only when asked; otherwise nothing."""
+    if not uses_bf16(device, precision):
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The LR schedule named by ``cfg.lr_schedule`` over ``cfg.max_steps``."""
+    if cfg.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=cfg.max_steps + 1)
+    warm, total = cfg.warmup_steps, cfg.max_steps
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def split(batch: WindowBatch, size: int, dim: int) -> list[WindowBatch]:
+    """``batch`` cut along ``dim`` into micro-batches of ``size`` windows (views, in order; the last may be short)."""
+    n = batch.x.shape[dim]
+    if size >= n:
+        return [batch]
+    return [batch.map(_narrow(dim, lo, min(size, n - lo))) for lo in range(0, n, size)]
+
+
+def _narrow(dim: int, start: int, length: int) -> Callable[[Tensor], Tensor]:
+    return lambda t: t.narrow(dim, start, length)
