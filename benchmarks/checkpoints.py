@@ -40,18 +40,11 @@ import psutil
 import torch
 
 from stratcast.daemon.embedded import start_daemon, stop_daemon
+from stratcast.daemon.engine.build import Prepared, make_model, make_trainer, prepare
 from stratcast.daemon.engine.checkpoint import latest_checkpoint, load_checkpoint, save_rotating
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.job import (
-    TRAIN_KIND,
-    Checkpointer,
-    Prepared,
-    checkpoint_state,
-    make_model,
-    make_trainer,
-    prepare,
-)
+from stratcast.daemon.engine.job import TRAIN_KIND, Checkpointer, checkpoint_state
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.shared.client import Client, Subscriber

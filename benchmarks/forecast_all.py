@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from stratcast.daemon.engine.build import Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.device import describe_device, resolve_device, tune_cpu_allocator
 from stratcast.daemon.engine.forecast import predict
-from stratcast.daemon.engine.job import Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.windows import PanelWindows, TrainSampler

@@ -323,8 +323,9 @@ def stratcast_worker(job: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
+    from stratcast.daemon.engine.build import forecaster, make_model, make_trainer, prepare
     from stratcast.daemon.engine.config import TrainConfig
-    from stratcast.daemon.engine.job import forecast_future, forecaster, make_model, make_trainer, prepare
+    from stratcast.daemon.engine.job import forecast_future
     from stratcast.daemon.engine.spec import RunSpec
     from stratcast.daemon.engine.trainparts import Progress
 

@@ -1,8 +1,8 @@
 import torch
 
+from stratcast.daemon.engine.build import prepare
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.job import prepare
 from stratcast.daemon.engine.spec import RunSpec
 
 

@@ -11,8 +11,9 @@ import torch
 from torch.nn.modules.module import register_module_forward_pre_hook
 
 from stratcast.daemon.engine import trainer as trainer_module
+from stratcast.daemon.engine.build import make_model, make_trainer, prepare
 from stratcast.daemon.engine.checkpoint import load_checkpoint
-from stratcast.daemon.engine.job import make_model, make_trainer, prepare, run_job
+from stratcast.daemon.engine.job import run_job
 from stratcast.daemon.engine.memplan import MIB
 from stratcast.daemon.engine.oom import FAULT_ENV, MicroBatchPlan, OutOfMemory
 from stratcast.daemon.engine.runplan import PLAN_CACHE_ENV, RunPlan, default_plan_cache

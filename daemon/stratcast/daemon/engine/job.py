@@ -12,7 +12,8 @@ Outputs in the run folder:
 Training checkpoints (``kind: "train"``) go to ``checkpoint_dir/step-00000123.pt`` every
 ``checkpoint_every_steps`` steps and/or ``checkpoint_every_s`` seconds, and when a stop request ends training; a
 stopped job writes no outputs. ``run_job(spec, resume_from=path)`` rebuilds the data, model and trainer exactly as
-a fresh run, loads the trainer state and trains on: on CPU the result equals an uninterrupted run bit for bit.
+a fresh run (see :mod:`stratcast.daemon.engine.build`), loads the trainer state and trains on: on CPU the result
+equals an uninterrupted run bit for bit.
 
 Memory plan (see :mod:`stratcast.daemon.engine.runplan`): before training, and again on a resume, the job chooses
 the micro-batch (on CUDA by measuring a few real steps, or from the plan cache), logs it and hands the
@@ -42,9 +43,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from stratcast.daemon.engine import skill
+from stratcast.daemon.engine.build import Forecaster, Log, Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -53,23 +55,16 @@ from stratcast.daemon.engine.checkpoint import (
     write_json_atomic,
 )
 from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.data import drop_short, load_panel
 from stratcast.daemon.engine.device import describe_device, resolve_device
-from stratcast.daemon.engine.forecast import blend_toward_mean, predict
-from stratcast.daemon.engine.losses import point_forecast
+from stratcast.daemon.engine.forecast import blend_toward_mean
 from stratcast.daemon.engine.oom import OomHook, OptimizerStepOutOfMemory
 from stratcast.daemon.engine.panel import Panel
 from stratcast.daemon.engine.runplan import OnPlan, RunPlan, start_plan
-from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
-from stratcast.daemon.engine.spec import RunSpec, required_periods
-from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
-from stratcast.daemon.engine.trainer import StepHook, Trainer
+from stratcast.daemon.engine.spec import RunSpec
+from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import FitResult, Progress
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
-from stratcast.daemon.zoo.base import set_activation_checkpointing
-from stratcast.daemon.zoo.registry import build_model, make_config
+from stratcast.daemon.zoo.registry import make_config
 
-Log = Callable[[str], None]
 OnCheckpoint = Callable[[Path, int], None]
 """Called with a training checkpoint's path and step once it is safely on disk."""
 CHECKPOINT_DIR = "checkpoints"
@@ -99,18 +94,6 @@ class JobResult:
     notes: list[str]
     checkpoint: Path | None = None
     """The training checkpoint of a stopped job (``fit.interrupted``), None otherwise."""
-
-
-@dataclass
-class Prepared:
-    """The panel on the device, split and scaled."""
-
-    panel: Panel
-    raw: Tensor
-    start: Tensor
-    split: Split
-    scaler: SeriesScaler
-    windows: PanelWindows
 
 
 def run_job(
@@ -194,71 +177,6 @@ def finish(
     write_json_atomic(out / "metrics.json", metrics)
     save_final(out, spec, trainer, prep, plan)
     return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))
-
-
-def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
-    """Load the panel, drop series too short to train on, split it and fit the scaler on the training part."""
-    cfg = spec.train
-    panel = load_panel(
-        spec.data,
-        id_col=spec.id_col,
-        time_col=spec.time_col,
-        target_col=spec.target_col,
-        fill_missing=spec.fill_missing,  # type: ignore[arg-type]
-    )
-    panel = drop_short(panel, required_periods(spec), what="input_size + 1 + val_size + holdout")
-    for note in panel.notes:
-        log(f"warning: {note}")
-    log(f"panel: {panel.n_series} strategies x {panel.n_times} periods from {panel.source}")
-    raw = torch.from_numpy(panel.values).to(device)
-    start = torch.from_numpy(panel.start).to(device)
-    split = Split.make(panel.n_times, cfg.effective_val_size, spec.holdout)
-    t = torch.arange(panel.n_times, device=device)
-    fit_mask = (t[None, :] >= start[:, None]) & (t[None, :] < split.train_end)
-    scaler = fit_scaler(cfg.scaler, raw, fit_mask)
-    windows = PanelWindows(
-        scaler.transform(raw), start, input_size=cfg.input_size, horizon=cfg.horizon, pad_start=cfg.pad_start
-    )
-    return Prepared(panel, raw, start, split, scaler, windows)
-
-
-def make_model(spec: RunSpec, n_series: int) -> nn.Module:
-    """The zoo model (wrapped for per-window normalisation, stacked for per-strategy mode)."""
-    cfg = spec.train
-    config = make_config(spec.model, spec.model_params)
-
-    def one() -> nn.Module:
-        m = build_model(spec.model, config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs)
-        if cfg.activation_checkpointing:
-            set_activation_checkpointing(m, True)
-        return WindowNorm(m) if cfg.scaler == "revin" else m
-
-    if spec.mode == "per-strategy":
-        return StackedModel(one, n_series, seed=cfg.seed)
-    return one()
-
-
-def make_trainer(
-    spec: RunSpec,
-    model: nn.Module,
-    prep: Prepared,
-    on_progress: Callable[[Progress], None] | None,
-    should_stop: Callable[[], bool] | None,
-    on_step: StepHook | None = None,
-) -> Trainer:
-    """A batch-mode trainer, or a stacked one for per-strategy mode."""
-    val = validation_windows(prep.windows, prep.split) if prep.split.val_end > prep.split.train_end else None
-    cfg = spec.train
-    trainer: Trainer
-    if spec.mode == "per-strategy":
-        stacked = StackedSampler(prep.windows, prep.split.train_end, cfg.seed)
-        assert isinstance(model, StackedModel)
-        trainer = StackedTrainer(model, cfg, stacked, val, on_progress=on_progress, should_stop=should_stop)
-    else:
-        sampler = TrainSampler(prep.windows, prep.split.train_end, cfg.seed)
-        trainer = Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop)
-    trainer.on_step = on_step
-    return trainer
 
 
 class Checkpointer:
@@ -353,26 +271,8 @@ def _comparable(key: str, value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-Forecaster = Callable[[Tensor, Tensor], Tensor]
 PerStrategy = dict[str, np.ndarray[Any, Any]]
 """Holdout figures per scored strategy: ``rows`` (panel rows) and one array per summary column."""
-
-
-def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
-    """A function mapping (scaled inputs [M, L], their series rows [M]) to raw point forecasts [M, H]."""
-    cfg = spec.train
-    quantiles = cfg.quantiles if cfg.loss == "quantile" else None
-
-    def run(x: Tensor, rows: Tensor) -> Tensor:
-        if isinstance(model, StackedModel):
-            # every member forecasts its own series: place the rows' inputs at their members
-            full = x.new_zeros(model.n_members, x.shape[1]).index_copy(0, rows, x)
-            out = predict_stacked(model, full)[rows]
-        else:
-            out = predict(model, x, precision=cfg.precision)
-        return prep.scaler.inverse(point_forecast(out, quantiles), rows)
-
-    return run
 
 
 def evaluate_holdout(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> tuple[dict[str, Any], PerStrategy]:

@@ -1,0 +1,123 @@
+"""The pieces of one forecasting job, built from its spec: the prepared panel, the model, the trainer, the forecaster.
+
+:mod:`stratcast.daemon.engine.job` builds a run from these (a resume rebuilds them exactly as a fresh run); the
+benchmarks build them directly to time or forecast without writing a job's outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from stratcast.daemon.engine.data import drop_short, load_panel
+from stratcast.daemon.engine.forecast import predict
+from stratcast.daemon.engine.losses import point_forecast
+from stratcast.daemon.engine.panel import Panel
+from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
+from stratcast.daemon.engine.spec import RunSpec, required_periods
+from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
+from stratcast.daemon.engine.trainer import StepHook, Trainer
+from stratcast.daemon.engine.trainparts import Progress
+from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.zoo.base import set_activation_checkpointing
+from stratcast.daemon.zoo.registry import build_model, make_config
+
+Log = Callable[[str], None]
+Forecaster = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class Prepared:
+    """The panel on the device, split and scaled."""
+
+    panel: Panel
+    raw: Tensor
+    start: Tensor
+    split: Split
+    scaler: SeriesScaler
+    windows: PanelWindows
+
+
+def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
+    """Load the panel, drop series too short to train on, split it and fit the scaler on the training part."""
+    cfg = spec.train
+    panel = load_panel(
+        spec.data,
+        id_col=spec.id_col,
+        time_col=spec.time_col,
+        target_col=spec.target_col,
+        fill_missing=spec.fill_missing,  # type: ignore[arg-type]
+    )
+    panel = drop_short(panel, required_periods(spec), what="input_size + 1 + val_size + holdout")
+    for note in panel.notes:
+        log(f"warning: {note}")
+    log(f"panel: {panel.n_series} strategies x {panel.n_times} periods from {panel.source}")
+    raw = torch.from_numpy(panel.values).to(device)
+    start = torch.from_numpy(panel.start).to(device)
+    split = Split.make(panel.n_times, cfg.effective_val_size, spec.holdout)
+    t = torch.arange(panel.n_times, device=device)
+    fit_mask = (t[None, :] >= start[:, None]) & (t[None, :] < split.train_end)
+    scaler = fit_scaler(cfg.scaler, raw, fit_mask)
+    windows = PanelWindows(
+        scaler.transform(raw), start, input_size=cfg.input_size, horizon=cfg.horizon, pad_start=cfg.pad_start
+    )
+    return Prepared(panel, raw, start, split, scaler, windows)
+
+
+def make_model(spec: RunSpec, n_series: int) -> nn.Module:
+    """The zoo model (wrapped for per-window normalisation, stacked for per-strategy mode)."""
+    cfg = spec.train
+    config = make_config(spec.model, spec.model_params)
+
+    def one() -> nn.Module:
+        m = build_model(spec.model, config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs)
+        if cfg.activation_checkpointing:
+            set_activation_checkpointing(m, True)
+        return WindowNorm(m) if cfg.scaler == "revin" else m
+
+    if spec.mode == "per-strategy":
+        return StackedModel(one, n_series, seed=cfg.seed)
+    return one()
+
+
+def make_trainer(
+    spec: RunSpec,
+    model: nn.Module,
+    prep: Prepared,
+    on_progress: Callable[[Progress], None] | None,
+    should_stop: Callable[[], bool] | None,
+    on_step: StepHook | None = None,
+) -> Trainer:
+    """A batch-mode trainer, or a stacked one for per-strategy mode."""
+    val = validation_windows(prep.windows, prep.split) if prep.split.val_end > prep.split.train_end else None
+    cfg = spec.train
+    trainer: Trainer
+    if spec.mode == "per-strategy":
+        stacked = StackedSampler(prep.windows, prep.split.train_end, cfg.seed)
+        assert isinstance(model, StackedModel)
+        trainer = StackedTrainer(model, cfg, stacked, val, on_progress=on_progress, should_stop=should_stop)
+    else:
+        sampler = TrainSampler(prep.windows, prep.split.train_end, cfg.seed)
+        trainer = Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop)
+    trainer.on_step = on_step
+    return trainer
+
+
+def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
+    """A function mapping (scaled inputs [M, L], their series rows [M]) to raw point forecasts [M, H]."""
+    cfg = spec.train
+    quantiles = cfg.quantiles if cfg.loss == "quantile" else None
+
+    def run(x: Tensor, rows: Tensor) -> Tensor:
+        if isinstance(model, StackedModel):
+            # every member forecasts its own series: place the rows' inputs at their members
+            full = x.new_zeros(model.n_members, x.shape[1]).index_copy(0, rows, x)
+            out = predict_stacked(model, full)[rows]
+        else:
+            out = predict(model, x, precision=cfg.precision)
+        return prep.scaler.inverse(point_forecast(out, quantiles), rows)
+
+    return run
