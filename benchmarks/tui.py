@@ -53,7 +53,7 @@ from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed
 from stratcast.shared.paths import Home, resolve_home
 from stratcast.shared.protocol import JobSpec, KillRun, ListRuns, Placement, Submit
-from stratcast.tui.cli import build_parser
+from stratcast.tui.command_line import build_parser
 
 SIZE = (120, 36)
 """The terminal: the size the TUI's tests use."""

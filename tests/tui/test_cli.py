@@ -35,7 +35,8 @@ from stratcast.shared.protocol import (
     Submit,
     to_builtins,
 )
-from stratcast.tui.cli import build_parser, build_requests, main
+from stratcast.tui.cli import main
+from stratcast.tui.command_line import build_parser, build_requests
 
 
 def requests_for(*argv: str):

@@ -1,0 +1,332 @@
+"""The ``stratcast`` command line: its parser, and the daemon requests a parsed command line sends.
+
+:func:`build_parser` declares every subcommand and option; :func:`build_requests` turns the parsed arguments into
+``stratcast.shared.protocol`` requests, one per run id for subcommands that take several. Nothing here talks to
+the daemon or prints: ``stratcast.tui.cli`` sends the requests and prints the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from stratcast.shared.protocol import (
+    RUN_STATES,
+    AddSchedule,
+    AnyRequest,
+    CheckData,
+    ExportResults,
+    HoldRun,
+    JobSpec,
+    KillRun,
+    ListGpus,
+    ListModels,
+    ListRuns,
+    ListSchedules,
+    PauseQueue,
+    PauseSchedule,
+    Placement,
+    ReadLogs,
+    ReleaseRun,
+    RemoveRun,
+    RemoveSchedule,
+    RestartRun,
+    ResumeQueue,
+    ResumeRun,
+    ResumeSchedule,
+    RunScheduleNow,
+    SetPriority,
+    ShowRun,
+    Shutdown,
+    Status,
+    StopRun,
+    Submit,
+)
+from stratcast.tui import validate
+
+T = TypeVar("T")
+RUN_ACTIONS: dict[str, tuple[type[StopRun | ResumeRun | HoldRun | ReleaseRun | KillRun | RemoveRun], str]] = {
+    "stop": (StopRun, "checkpoint and stop runs (a queued run is held)"),
+    "resume": (ResumeRun, "queue stopped or interrupted runs again, from their checkpoints"),
+    "hold": (HoldRun, "keep queued runs from starting"),
+    "release": (ReleaseRun, "let held runs start"),
+    "kill": (KillRun, "end runs now, without a checkpoint"),
+    "rm": (RemoveRun, "forget runs that are not running and delete their folders"),
+}
+SCHEDULE_ACTIONS: dict[str, tuple[type[RemoveSchedule | PauseSchedule | ResumeSchedule | RunScheduleNow], str]] = {
+    "rm": (RemoveSchedule, "delete a schedule (its runs stay)"),
+    "pause": (PauseSchedule, "stop a schedule from firing"),
+    "resume": (ResumeSchedule, "let a paused schedule fire again"),
+    "run-now": (RunScheduleNow, "enqueue a schedule's run now"),
+}
+
+
+# -- the command line ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``stratcast`` command line."""
+    parser = argparse.ArgumentParser(prog="stratcast", description="Queue, inspect and follow stratcastd runs.")
+    _add_connection_options(parser)
+    parser.set_defaults(key="status", json=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Connection options after the subcommand too; SUPPRESS keeps a value given before it.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _add_connection_options(common, suppress=True)
+    common.add_argument("--json", action="store_true", default=False, help="print the daemon's raw result as JSON")
+    _add_run_commands(sub, common)
+    _add_daemon_commands(sub, common)
+    _add_schedule_commands(sub, common)
+    results = sub.add_parser("results", help="print a finished run's top strategies and skill table (no daemon)")
+    results.add_argument("run_dir", type=Path, help="the run's output folder (stratcastd run --out)")
+    results.add_argument("--top", type=int, default=10, help="how many strategies to list")
+    results.add_argument("--json", action="store_true", help="print JSON")
+    results.set_defaults(key="results")
+    tui = sub.add_parser(
+        "tui", parents=[common], help="open the terminal UI (what `stratcast` alone does on a terminal)"
+    )
+    tui.add_argument("--run", type=int, metavar="ID", help="open this run's screen first")
+    tui.add_argument("--fps", type=_positive_float, default=5.0, help="repaints per second, at most 10 (default 5)")
+    tui.set_defaults(key="tui")
+    return parser
+
+
+def _add_connection_options(p: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    timeout = argparse.SUPPRESS if suppress else 10.0
+    p.add_argument("--home", metavar="DIR", help="the daemon's home (default: $STRATCAST_HOME, else the XDG folders)")
+    p.add_argument("--connect", metavar="ENDPOINT", help="a control endpoint instead of the home's socket")
+    p.add_argument("--timeout", type=_positive_float, default=timeout, metavar="S", help="seconds to wait for a reply")
+    p.add_argument("--server-key", metavar="FILE", help="the daemon's CURVE certificate (tcp:// endpoints)")
+    p.add_argument("--client-key", metavar="FILE", help="this client's secret CURVE certificate (tcp://)")
+
+
+def _add_run_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    submit = _command(sub, common, "submit", "queue a run (the options of `stratcastd run`)")
+    _add_job_options(submit)
+    ls = _command(sub, common, "ls", "list runs, newest first")
+    ls.add_argument("--state", action="extend", nargs="+", choices=RUN_STATES, default=[], help="only these states")
+    _command(sub, common, "show", "one run in full").add_argument("id", type=_run_id)
+    for name, (_, summary) in RUN_ACTIONS.items():
+        action = _command(sub, common, name, summary)
+        action.add_argument("ids", nargs="+", type=_run_id, metavar="ID")
+        if name == "kill":
+            action.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    restart = _command(sub, common, "restart", "queue a finished, stopped or killed run again")
+    restart.add_argument("id", type=_run_id)
+    restart.add_argument("--from-scratch", action="store_true", help="ignore the run's checkpoint")
+    priority = _command(sub, common, "priority", "change a queued run's priority (higher runs first)")
+    priority.add_argument("id", type=_run_id)
+    priority.add_argument("priority", type=int)
+    logs = _command(sub, common, "logs", "print runs' logs")
+    logs.add_argument("ids", nargs="+", type=_run_id, metavar="ID")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until every run has ended")
+    logs.add_argument("--offset", type=_non_negative_int, default=0, help="start at this byte of each log")
+    export = _command(sub, common, "export", "write a finished run's results to a new file on the daemon's machine")
+    export.add_argument("id", type=_run_id)
+    export.add_argument("path", help="the file to write (made absolute; it must not exist)")
+    export.add_argument("--what", choices=("summary", "forecast"), default="summary", help="which table")
+    export.add_argument("--format", choices=("parquet", "csv"), help="default: csv for a .csv name, else parquet")
+    _add_job_options(
+        _command(sub, common, "check", "check a job and its data as submit would, queue nothing"), queue=False
+    )
+
+
+def _add_daemon_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    _command(sub, common, "gpus", "GPUs with their memory, load and runs")
+    _command(sub, common, "models", "the models with their parameters, defaults and ranges")
+    _command(sub, common, "status", "the daemon's version, uptime and queue")
+    queue = _command(sub, common, "queue", "pause or resume starting queued runs")
+    queue_sub = queue.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, summary in (("pause", "start no new runs"), ("resume", "start queued runs again")):
+        _command(queue_sub, common, action, summary, key=f"queue {action}")
+    _command(sub, common, "shutdown", "checkpoint running runs, keep the queue, and stop the daemon")
+    _command(sub, common, "watch", "print run state changes and progress until interrupted")
+
+
+def _add_schedule_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    schedule = sub.add_parser("schedule", help="runs on a timetable")
+    schedule_sub = schedule.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = _command(schedule_sub, common, "add", "enqueue a run on a cron expression or an interval", key="schedule add")
+    when = add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", type=_cron, metavar="EXPR", help="five crontab fields: minute hour day month weekday")
+    when.add_argument("--every", type=_duration, metavar="DURATION", help="an interval such as 30m, 6h, 7d, 1h30m")
+    add.add_argument("--tz", default="UTC", metavar="ZONE", help="time zone of --cron (default UTC)")
+    _add_job_options(add)
+    _command(schedule_sub, common, "ls", "list schedules", key="schedule ls")
+    for name, (_, summary) in SCHEDULE_ACTIONS.items():
+        _command(schedule_sub, common, name, summary, key=f"schedule {name}").add_argument("id", type=_run_id)
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    name: str,
+    summary: str,
+    *,
+    key: str | None = None,
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=summary, description=summary, parents=[common])
+    p.set_defaults(key=key or name)
+    return p
+
+
+def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
+    """What to run (``stratcastd run``'s options) and, with ``queue``, how to queue it."""
+    job = p.add_argument_group("job")
+    job.add_argument("--data", required=True, help="long-format parquet or CSV file (made absolute)")
+    job.add_argument("--model", required=True, help="model name (see `stratcast models`)")
+    job.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
+    job.add_argument("--horizon", type=_positive_int, help="periods to forecast (default 52)")
+    job.add_argument("--input-size", type=_positive_int, help="periods each window sees (default 104)")
+    job.add_argument("--holdout", type=_non_negative_int, default=0, help="last periods kept for honest scoring")
+    job.add_argument("--id-col", help="strategy id column (default: No. or unique_id)")
+    job.add_argument("--time-col", help="time column (default: week, ds, date, time or t)")
+    job.add_argument("--target-col", help="value column (default: profit or y)")
+    job.add_argument("--fill-missing", choices=("error", "zero"), default="error", help="missing periods")
+    job.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE", help="option")
+    if not queue:
+        return
+    place = p.add_argument_group("placement")
+    place.add_argument("--name", default="", help="a name for the run (or the schedule)")
+    place.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    place.add_argument("--after", action="append", type=_run_id, default=[], metavar="ID", help="wait for this run")
+    place.add_argument("--gpu", type=_non_negative_int, metavar="N", help="pin to this GPU index")
+    place.add_argument("--memory-gib", type=_positive_float, metavar="X", help="share a GPU, capped at X GiB")
+    place.add_argument("--hold", action="store_true", help="queue it held, until `stratcast release`")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
+    return value
+
+
+_run_id = _non_negative_int
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _key_value(text: str) -> str:
+    if "=" not in text or text.startswith("="):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return text
+
+
+def _duration(text: str) -> int:
+    """``30m``, ``6h``, ``7d``, ``1h30m``, ``90s``, ``2w`` as seconds."""
+    return _argument(validate.duration_seconds, text)
+
+
+def _cron(text: str) -> str:
+    return _argument(validate.cron_expression, text)
+
+
+def _argument(check: Callable[[str], T], text: str) -> T:
+    """``check(text)``, its ValueError made an argparse error (argparse would hide the message)."""
+    try:
+        return check(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# -- requests ------------------------------------------------------------------------------------------------
+
+
+def build_requests(args: argparse.Namespace) -> list[AnyRequest]:
+    """The requests a parsed command line sends, in order."""
+    key: str = args.key
+    if key in RUN_ACTIONS:
+        kind = RUN_ACTIONS[key][0]
+        return [kind(run=run) for run in args.ids]
+    if key.startswith("schedule ") and key.removeprefix("schedule ") in SCHEDULE_ACTIONS:
+        schedule_kind = SCHEDULE_ACTIONS[key.removeprefix("schedule ")][0]
+        return [schedule_kind(schedule=args.id)]
+    if key == "logs":
+        return [ReadLogs(run=run, offset=args.offset) for run in args.ids]
+    return [REQUESTS[key](args)]
+
+
+def job_spec(args: argparse.Namespace) -> JobSpec:
+    """The job of ``submit``, ``check`` and ``schedule add``; the data path made absolute (see :func:`absolute`)."""
+    return JobSpec(
+        data=absolute(args.data),
+        model=args.model,
+        mode=args.mode,
+        horizon=args.horizon,
+        input_size=args.input_size,
+        holdout=args.holdout,
+        id_col=args.id_col,
+        time_col=args.time_col,
+        target_col=args.target_col,
+        fill_missing=args.fill_missing,
+        sets=list(args.set),
+    )
+
+
+def absolute(path: str) -> str:
+    """``path`` with ``~`` expanded, made absolute: the daemon has another working folder."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def placement(args: argparse.Namespace, *, name: str = "") -> Placement:
+    """How ``submit`` and ``schedule add`` queue their runs."""
+    return Placement(
+        name=name,
+        priority=args.priority,
+        after=list(args.after),
+        gpu=args.gpu,
+        memory_gib=args.memory_gib,
+        hold=args.hold,
+    )
+
+
+def _add_schedule(args: argparse.Namespace) -> AddSchedule:
+    return AddSchedule(
+        job=job_spec(args),
+        name=args.name,
+        cron=args.cron,
+        every_s=args.every,
+        timezone=args.tz,
+        placement=placement(args),
+    )
+
+
+REQUESTS: dict[str, Callable[[argparse.Namespace], AnyRequest]] = {
+    "submit": lambda a: Submit(job=job_spec(a), placement=placement(a, name=a.name)),
+    "ls": lambda a: ListRuns(states=list(a.state)),
+    "show": lambda a: ShowRun(run=a.id),
+    "restart": lambda a: RestartRun(run=a.id, from_scratch=a.from_scratch),
+    "export": lambda a: ExportResults(run=a.id, path=absolute(a.path), what=a.what, format=a.format),
+    "check": lambda a: CheckData(job=job_spec(a)),
+    "priority": lambda a: SetPriority(run=a.id, priority=a.priority),
+    "gpus": lambda a: ListGpus(),
+    "models": lambda a: ListModels(),
+    "status": lambda a: Status(),
+    "queue pause": lambda a: PauseQueue(),
+    "queue resume": lambda a: ResumeQueue(),
+    "shutdown": lambda a: Shutdown(),
+    "schedule add": _add_schedule,
+    "schedule ls": lambda a: ListSchedules(),
+}
