@@ -9,8 +9,9 @@ import torch
 
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.devmem import CudaMemory, peak_budget
-from stratcast.daemon.engine.memplan import CudaProbe, PlanCache
+from stratcast.daemon.engine.memplan import CudaProbe
 from stratcast.daemon.engine.oom import OomEvent
+from stratcast.daemon.engine.plancache import PlanCache
 from stratcast.daemon.engine.runplan import plan_run
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer

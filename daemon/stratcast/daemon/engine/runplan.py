@@ -34,17 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from stratcast.daemon.engine.devmem import DeviceMemory, peak_budget
-from stratcast.daemon.engine.memplan import (
-    MIB,
-    CudaProbe,
-    MemoryPlan,
-    PlanCache,
-    PlanCacheWarning,
-    levers,
-    plan_key,
-    plan_micro_batch,
-)
+from stratcast.daemon.engine.memplan import MIB, CudaProbe, MemoryPlan, levers, plan_micro_batch
 from stratcast.daemon.engine.oom import OutOfMemory
+from stratcast.daemon.engine.plancache import PlanCache, PlanCacheWarning, plan_key
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import uses_bf16
