@@ -315,15 +315,11 @@ class StackedTrainer(Trainer):
         norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])
         total = torch.linalg.vector_norm(norms, dim=0)
         coef = (self.cfg.grad_clip / (total + 1e-6)).clamp(max=1.0)  # as clip_grad_norm_ computes it
-        if self.device.type == "cpu":
-            # a few dozen of 6,000 members clip after the first steps: scale only their rows, not every gradient
-            # (finding them costs no device sync on the CPU)
-            over = torch.nonzero(coef < 1).flatten()
-            for g in grads:
-                g[over] *= coef[over].view(-1, *(1,) * (g.dim() - 1))  # [M] -> [M, 1, ...]
-            return
+        # on the CPU only the members over the limit (a few dozen of 6,000 after the first steps) are scaled:
+        # finding them costs no device sync there; elsewhere every row is (by at most 1)
+        rows: Tensor | slice = torch.nonzero(coef < 1).flatten() if self.device.type == "cpu" else slice(None)
         for g in grads:
-            g.mul_(coef.view(-1, *(1,) * (g.dim() - 1)))  # [N] -> [N, 1, ...]
+            g[rows] *= coef[rows].view(-1, *(1,) * (g.dim() - 1))  # [M] -> [M, 1, ...]
 
     @torch.no_grad()
     def validation_loss(self) -> Tensor:
