@@ -41,9 +41,12 @@ class Prepared:
     windows: PanelWindows
 
 
-def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
-    """Load the panel, drop series too short to train on, split it and fit the scaler on the training part."""
-    cfg = spec.train
+def load_trainable(spec: RunSpec) -> tuple[Panel, Panel]:
+    """The spec's panel as loaded, and without the series too short to train on (a note lists them).
+
+    Raises:
+        DataError: for a bad file, or when no series is long enough.
+    """
     panel = load_panel(
         spec.data,
         id_col=spec.id_col,
@@ -51,7 +54,13 @@ def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
         target_col=spec.target_col,
         fill_missing=spec.fill_missing,  # type: ignore[arg-type]
     )
-    panel = drop_short(panel, required_periods(spec), what="input_size + 1 + val_size + holdout")
+    return panel, drop_short(panel, required_periods(spec), what="input_size + 1 + val_size + holdout")
+
+
+def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
+    """Load the panel, drop series too short to train on, split it and fit the scaler on the training part."""
+    cfg = spec.train
+    _, panel = load_trainable(spec)
     for note in panel.notes:
         log(f"warning: {note}")
     log(f"panel: {panel.n_series} strategies x {panel.n_times} periods from {panel.source}")

@@ -71,7 +71,7 @@ def check_job(job: JobSpec) -> CheckedJob:
     Raises:
         InvalidSpec: with the engine's message (file, column and first offending rows for data errors).
     """
-    from stratcast.daemon.engine.data import drop_short, load_panel
+    from stratcast.daemon.engine.build import load_trainable
     from stratcast.daemon.engine.panel import DataError
     from stratcast.daemon.engine.spec import required_periods, spec_from_job
 
@@ -81,15 +81,7 @@ def check_job(job: JobSpec) -> CheckedJob:
         raise InvalidSpec(f"data path {job.data!r} must be absolute: the daemon does not share your working folder")
     try:
         spec = spec_from_job(job, out="-", device="cpu")
-        panel = load_panel(
-            spec.data,
-            id_col=spec.id_col,
-            time_col=spec.time_col,
-            target_col=spec.target_col,
-            fill_missing=spec.fill_missing,  # type: ignore[arg-type]
-        )
-        required = required_periods(spec)
-        kept = drop_short(panel, required, what="input_size + 1 + val_size + holdout")  # an error when none is left
+        panel, kept = load_trainable(spec)  # an error when no series is long enough
     except (DataError, ValueError, KeyError, OSError) as exc:
         raise InvalidSpec(str(exc).strip("'\"")) from None
-    return CheckedJob(panel=kept, loaded=panel.n_series, required=required)
+    return CheckedJob(panel=kept, loaded=panel.n_series, required=required_periods(spec))
