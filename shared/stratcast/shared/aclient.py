@@ -9,47 +9,36 @@ Sockets must be made inside the running loop, so make the client there (Textual:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from typing import Any
 
-import msgspec
 import zmq
 import zmq.asyncio
 
 from stratcast.shared.client import (
     CLIENT_NAME,
     HEARTBEAT_TIMEOUT_S,
+    ClientBase,
     CurveKeys,
     DaemonUnavailable,
     RequestFailed,
     VersionMismatch,
     probe_endpoint,
-    reachable_events,
 )
-from stratcast.shared.paths import Home, resolve_home
+from stratcast.shared.paths import Home
 from stratcast.shared.protocol import (
     PROTOCOL,
     AnyRequest,
-    Error,
     Event,
     Hello,
     ProtocolError,
     decode_event,
     decode_reply,
-    encode,
 )
 
 
-class AsyncClient:
-    """An asyncio connection to one daemon's control socket.
-
-    Args:
-        home: The daemon's home (its sockets); None: ``$STRATCAST_HOME`` or the default.
-        endpoint: A control endpoint to use instead of the home's (``tcp://host:port`` needs ``curve``).
-        timeout_s: How long to wait for each reply.
-        curve: CURVE keys, for ``tcp://`` endpoints.
-    """
+class AsyncClient(ClientBase):
+    """An asyncio connection to one daemon's control socket (arguments: :class:`ClientBase`)."""
 
     def __init__(
         self,
@@ -59,24 +48,10 @@ class AsyncClient:
         timeout_s: float = 10.0,
         curve: CurveKeys | None = None,
     ) -> None:
-        self.home = home if home is not None or endpoint is not None else resolve_home()
-        self.endpoint = endpoint if endpoint is not None else (self.home or resolve_home()).control
-        self.timeout_s = timeout_s
-        self.curve = curve
-        self.hello: dict[str, Any] = {}
-        """The result of the last handshake: protocol, daemon (version), session, events (endpoint)."""
+        super().__init__(home, endpoint=endpoint, timeout_s=timeout_s, curve=curve)
         self._ctx = zmq.asyncio.Context.instance()
         self._sock: zmq.asyncio.Socket | None = None
-        self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
-
-    @property
-    def events(self) -> str:
-        """The daemon's event endpoint, as this client must connect to it."""
-        named = self.hello.get("events")
-        if isinstance(named, str):
-            return reachable_events(named, self.endpoint)
-        return (self.home or resolve_home()).events
 
     async def connect(self) -> dict[str, Any]:
         """Open a fresh socket and shake hands; the ``hello`` result.
@@ -133,14 +108,13 @@ class AsyncClient:
             if exc.code == "version_mismatch":
                 raise VersionMismatch(exc.code, exc.message) from None
             raise
-        self.hello = result if isinstance(result, dict) else {}
-        return self.hello
+        return self._greeted(result)
 
     async def _exchange(self, request: AnyRequest) -> Any:
         sock = self._sock
         assert sock is not None, "not connected"
-        rid = str(next(self._ids))
-        await sock.send(encode(msgspec.structs.replace(request, id=rid)))
+        rid, frame = self._frame(request)
+        await sock.send(frame)
         deadline = time.monotonic() + self.timeout_s
         while True:
             remaining = deadline - time.monotonic()
@@ -152,11 +126,8 @@ class AsyncClient:
             except ProtocolError:
                 self.close()
                 raise
-            if reply.id == rid or (isinstance(reply, Error) and reply.id is None):
-                break
-        if isinstance(reply, Error):
-            raise RequestFailed(reply.code, reply.message)
-        return reply.result
+            if self._answers(reply, rid):
+                return self._result(reply)
 
 
 class AsyncSubscriber:

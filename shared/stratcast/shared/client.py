@@ -35,6 +35,7 @@ from stratcast.shared.protocol import (
     Event,
     Hello,
     ProtocolError,
+    Reply,
     decode_event,
     decode_reply,
     encode,
@@ -128,8 +129,10 @@ class DaemonClient(Protocol):
         ...
 
 
-class Client:
-    """A synchronous connection to one daemon's control socket.
+class ClientBase:
+    """What the synchronous :class:`Client` and the asyncio ``AsyncClient`` share (their socket I/O is their own).
+
+    Where the daemon is, the handshake's result, request ids, and how a reply answers a request.
 
     Args:
         home: The daemon's home (its sockets); None: ``$STRATCAST_HOME`` or the default.
@@ -152,16 +155,7 @@ class Client:
         self.curve = curve
         self.hello: dict[str, Any] = {}
         """The result of the last handshake: protocol, daemon (version), session, events (endpoint)."""
-        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-        self._sock: zmq.Socket[bytes] | None = None
         self._ids = itertools.count(1)
-
-    def __enter__(self) -> Self:
-        self.connect()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
     @property
     def session(self) -> str | None:
@@ -176,6 +170,55 @@ class Client:
         if isinstance(named, str):
             return reachable_events(named, self.endpoint)
         return _home(self.home).events
+
+    def _frame(self, request: AnyRequest) -> tuple[str, bytes]:
+        """A fresh request id and ``request`` encoded with it."""
+        rid = str(next(self._ids))
+        return rid, encode(msgspec.structs.replace(request, id=rid))
+
+    @staticmethod
+    def _answers(reply: Reply | Error, rid: str) -> bool:
+        """Whether ``reply`` answers request ``rid`` (others are stale replies to abandoned requests)."""
+        return reply.id == rid or (isinstance(reply, Error) and reply.id is None)  # no id: a frame it could not read
+
+    @staticmethod
+    def _result(reply: Reply | Error) -> Any:
+        """The reply's result.
+
+        Raises:
+            RequestFailed: the daemon answered with an error.
+        """
+        if isinstance(reply, Error):
+            raise RequestFailed(reply.code, reply.message)
+        return reply.result
+
+    def _greeted(self, result: Any) -> dict[str, Any]:
+        """Keep the handshake's ``result`` as :attr:`hello`."""
+        self.hello = result if isinstance(result, dict) else {}
+        return self.hello
+
+
+class Client(ClientBase):
+    """A synchronous connection to one daemon's control socket (arguments: :class:`ClientBase`)."""
+
+    def __init__(
+        self,
+        home: Home | None = None,
+        *,
+        endpoint: str | None = None,
+        timeout_s: float = 10.0,
+        curve: CurveKeys | None = None,
+    ) -> None:
+        super().__init__(home, endpoint=endpoint, timeout_s=timeout_s, curve=curve)
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self._sock: zmq.Socket[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
 
     def connect(self) -> dict[str, Any]:
         """Open a fresh socket and shake hands; the ``hello`` result.
@@ -199,8 +242,7 @@ class Client:
             if exc.code == "version_mismatch":
                 raise VersionMismatch(exc.code, exc.message) from None
             raise
-        self.hello = result if isinstance(result, dict) else {}
-        return self.hello
+        return self._greeted(result)
 
     def call(self, request: AnyRequest) -> Any:
         """Send ``request`` (its ``id`` is assigned here) and return the reply's ``result``.
@@ -239,9 +281,9 @@ class Client:
         """Send one request on the open socket and wait for its reply, discarding stale ones."""
         sock = self._sock
         assert sock is not None, "not connected"
-        rid = str(next(self._ids))
+        rid, frame = self._frame(request)
         try:
-            sock.send(encode(msgspec.structs.replace(request, id=rid)), flags=zmq.NOBLOCK)
+            sock.send(frame, flags=zmq.NOBLOCK)
         except zmq.Again:
             self._give_up("cannot send")
         deadline = time.monotonic() + self.timeout_s
@@ -254,11 +296,8 @@ class Client:
             except ProtocolError:
                 self.close()
                 raise
-            if reply.id == rid or (isinstance(reply, Error) and reply.id is None):
-                break  # an error without id answers a frame the daemon could not read: ours
-        if isinstance(reply, Error):
-            raise RequestFailed(reply.code, reply.message)
-        return reply.result
+            if self._answers(reply, rid):
+                return self._result(reply)
 
     def _give_up(self, why: str) -> NoReturn:
         """Drop the socket (lazy pirate: a late reply dies with it) and raise."""
