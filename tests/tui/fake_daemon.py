@@ -17,7 +17,7 @@ import msgspec
 
 from stratcast.shared.client import RequestFailed
 from stratcast.shared.mirror import Mirror
-from stratcast.shared.protocol import AnyRequest, Event, to_builtins
+from stratcast.shared.protocol import AnyRequest, Event, KillRun, to_builtins
 from stratcast.tui.link import LinkState
 
 T0 = 1_763_900_000.0
@@ -432,3 +432,17 @@ def schedule(schedule_id: int, name: str, *, model: str = "dlinear", **fields: A
         "next_run": T0 + 3 * 3600 + 600,
     }
     return record | fields
+
+
+async def kill_declined_then_confirmed(link: FakeLink, pilot: Any) -> list[int]:
+    """Press ``k`` and decline (nothing may be sent), then ``k`` and confirm; the runs a ``KillRun`` went to."""
+    await pilot.press("k")
+    await pilot.pause()
+    await pilot.press("n")
+    await pilot.pause()
+    assert not any(isinstance(c, KillRun) for c in link.calls)
+    await pilot.press("k")
+    await pilot.pause()
+    await pilot.press("y")
+    await pilot.pause()
+    return [c.run for c in link.calls if isinstance(c, KillRun)]

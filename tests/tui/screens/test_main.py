@@ -2,10 +2,10 @@ import asyncio
 import math
 import time
 
-from stratcast.shared.protocol import KillRun, SetPriority, StopRun
+from stratcast.shared.protocol import SetPriority, StopRun
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.widgets.runs import RunsTable
-from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock, progress
+from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock, kill_declined_then_confirmed, progress
 
 
 def run_app(link, body, size=(120, 36)):
@@ -76,16 +76,7 @@ def test_stop_key_sends_stop_for_the_selected_run():
 def test_kill_needs_confirmation():
     async def body(app, pilot):
         select(app, 1)
-        await pilot.press("k")
-        await pilot.pause()
-        await pilot.press("n")
-        await pilot.pause()
-        assert not any(isinstance(c, KillRun) for c in app.link.calls)
-        await pilot.press("k")
-        await pilot.pause()
-        await pilot.press("y")
-        await pilot.pause()
-        assert [c.run for c in app.link.calls if isinstance(c, KillRun)] == [1]
+        assert await kill_declined_then_confirmed(app.link, pilot) == [1]
 
     run_app(FakeLink(), body)
 

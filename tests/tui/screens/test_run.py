@@ -2,7 +2,7 @@ import asyncio
 
 from textual.widgets import Log, Static
 
-from stratcast.shared.protocol import KillRun, ReadHistory, ReadLogs, ReadResults, StopRun
+from stratcast.shared.protocol import ReadHistory, ReadLogs, ReadResults, StopRun
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.screens.main import MainScreen
 from stratcast.tui.screens.run import RunScreen
@@ -10,7 +10,16 @@ from stratcast.tui.widgets.chart import sparkline
 from stratcast.tui.widgets.run_curves import LossChart, MemoryChart
 from stratcast.tui.widgets.run_results import Results
 from stratcast.tui.widgets.runs import RunsTable
-from tests.tui.fake_daemon import GIB, T0, FakeLink, demo_results, frozen_clock, progress, serve_runs
+from tests.tui.fake_daemon import (
+    GIB,
+    T0,
+    FakeLink,
+    demo_results,
+    frozen_clock,
+    kill_declined_then_confirmed,
+    progress,
+    serve_runs,
+)
 
 
 def open_run(link, body, run=1, size=(120, 36)):
@@ -210,16 +219,7 @@ def test_stop_sends_stop_run_for_this_run_and_kill_needs_confirmation():
         await pilot.press("s")
         await pilot.pause()
         assert [c.run for c in app.link.calls if isinstance(c, StopRun)] == [1]
-        await pilot.press("k")
-        await pilot.pause()
-        await pilot.press("n")
-        await pilot.pause()
-        assert not any(isinstance(c, KillRun) for c in app.link.calls)
-        await pilot.press("k")
-        await pilot.pause()
-        await pilot.press("y")
-        await pilot.pause()
-        assert [c.run for c in app.link.calls if isinstance(c, KillRun)] == [1]
+        assert await kill_declined_then_confirmed(app.link, pilot) == [1]
         assert isinstance(app.screen, RunScreen)
 
     open_run(served()[0], body)
