@@ -126,3 +126,22 @@ def test_with_no_schedules_keys_say_so_and_escape_goes_back():
         assert isinstance(app.screen, MainScreen)
 
     run_schedules(body)
+
+
+def test_a_repaint_before_a_pushed_screen_is_mounted_waits_for_it():
+    link = FakeLink()
+    link.feed("schedule", {"schedule": WEEKLY})
+
+    async def go():
+        app = StratcastApp(cast("Link", link), clock=frozen_clock)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            app.push_screen(SchedulesScreen())
+            assert isinstance(app.screen, SchedulesScreen) and not app.screen.is_mounted
+            paints = app.paints
+            app.repaint(force=True)  # the timer's tick before the screen has its widgets
+            assert app.paints == paints
+            await pilot.pause()
+            assert rows(app)[0].startswith("1 | weekly-dlinear")
+
+    asyncio.run(go())

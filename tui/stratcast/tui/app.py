@@ -67,6 +67,8 @@ class StratcastApp(App[None]):
         """Repaint the current screen when the link changed since the last repaint."""
         if not force and self.link.version == self._painted:
             return
+        if not self.screen.is_mounted:
+            return  # a screen just pushed has no widgets yet: it paints itself on mount, this tick comes again
         self._painted = self.link.version
         refresh: Callable[[Link], None] | None = getattr(self.screen, "refresh_from", None)
         if refresh is not None:
