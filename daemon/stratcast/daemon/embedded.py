@@ -31,7 +31,7 @@ PRINT_EVERY_S = 2.0
 def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
     """Serve, submit, follow, print; the exit code says how the run ended."""
     home = demo_home(Path(args.out) / "daemon")
-    daemon = None if _answers(home) else start_daemon(home)
+    daemon = None if answers(home) else start_daemon(home)
     job = JobSpec(
         data=str(data.absolute()),
         model=args.model,
@@ -116,7 +116,7 @@ def start_daemon(home: Home, env: dict[str, str] | None = None) -> subprocess.Po
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise DaemonUnavailable(home.control, f"the daemon exited with {proc.returncode}; see {log.name}")
-        if _answers(home):
+        if answers(home):
             return proc
         time.sleep(0.2)
     proc.kill()
@@ -134,7 +134,8 @@ def stop_daemon(home: Home, proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _answers(home: Home) -> bool:
+def answers(home: Home) -> bool:
+    """Whether a daemon serves ``home`` and completes the handshake within a second."""
     if not Path(home.control.removeprefix("ipc://")).exists():
         return False
     try:

@@ -7,10 +7,11 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.paths import HomeError, resolve_home
+from stratcast.shared.paths import Home, HomeError, resolve_home
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,6 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tcp", metavar="tcp://HOST:PORT", help="also serve over TCP (events on PORT+1); needs --curve-dir")
     p.add_argument("--curve-dir", type=Path, help="CURVE certificates for --tcp (see `stratcastd keys`)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="serve in the background and return once the daemon answers (its log in HOME/daemon.log)",
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -43,6 +49,8 @@ def serve(args: argparse.Namespace) -> int:
     if (args.tcp is None) != (args.curve_dir is None):
         print("stratcastd: error: --tcp and --curve-dir go together (TCP is CURVE-only)", file=sys.stderr)
         return ExitCode.USAGE
+    if args.detach:
+        return detach(args)
     options = Options(
         cpu_slots=max(1, args.cpu_slots),
         telemetry_hz=args.telemetry_hz,
@@ -61,6 +69,61 @@ def serve(args: argparse.Namespace) -> int:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     return ExitCode.OK
+
+
+def detach(args: argparse.Namespace) -> int:
+    """Fork a daemon into its own session (output to ``HOME/daemon.log``); return once it answers or has failed.
+
+    The parent waits for the daemon to answer a handshake, so the next command of a script finds it serving
+    (``stratcastd serve &`` returns at once, and a client started right after it finds no socket yet).
+    """
+    try:
+        home = resolve_home(args.home, args.sockets)
+    except HomeError as exc:
+        print(f"stratcastd: error: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    try:
+        home.state.mkdir(parents=True, exist_ok=True)
+        log_path = home.state / "daemon.log"
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        print(f"stratcastd: error: cannot write the daemon's log in {home.state}: {exc.strerror}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the daemon: a session of its own, no terminal, output to the log
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        code: int = ExitCode.FAILED
+        try:
+            code = serve(argparse.Namespace(**{**vars(args), "detach": False}))
+        finally:  # never return into the parent's code path, whatever happened
+            os._exit(code)
+    os.close(log_fd)
+    return _await_detached(home, pid, log_path)
+
+
+def _await_detached(home: Home, pid: int, log_path: Path) -> int:
+    """Wait until the forked daemon answers (0) or exits (its code, with the log's last lines)."""
+    from stratcast.daemon.embedded import STARTUP_S, answers
+
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            print(f"stratcastd: the daemon exited at start ({log_path}):", *tail, sep="\n  ", file=sys.stderr)
+            return os.waitstatus_to_exitcode(status) or ExitCode.FAILED
+        if answers(home):
+            print(f"stratcastd serving {home.state} (pid {pid}; log {log_path}); `stratcast shutdown` stops it")
+            return ExitCode.OK
+        time.sleep(0.2)
+    print(f"stratcastd: the daemon (pid {pid}) did not answer within {STARTUP_S:g} s; see {log_path}", file=sys.stderr)
+    return ExitCode.FAILED
 
 
 def add_keys_arguments(p: argparse.ArgumentParser) -> None:
