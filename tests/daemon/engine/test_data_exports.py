@@ -60,6 +60,17 @@ def test_thousands_separators_next_to_decimal_commas_are_read(tmp_path):
     assert load_panel(path).values.tolist() == [[1234.5, -12.25], [0.0, -2000000.75]]
 
 
+def test_thousands_separators_next_to_decimal_points_are_read(tmp_path):
+    path = write_lines(tmp_path / "report.csv", "No.;week;profit", "1;2016-01-04;1,234.5", "1;2016-01-11;-12.25")
+    assert load_panel(path).values.tolist() == [[1234.5, -12.25]]
+
+
+def test_a_date_format_that_is_no_format_is_reported_as_such(tmp_path):
+    _, export = clean_and_export(tmp_path)
+    with pytest.raises(DataError, match=r"--date-format '%Q' is not a date format"):
+        load_panel(export, date_format="%Q")
+
+
 def test_day_first_dates_are_detected_and_the_assumption_is_noted(tmp_path):
     _, export = clean_and_export(tmp_path)
     (note,) = load_panel(export).notes
