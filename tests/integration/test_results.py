@@ -14,6 +14,7 @@ from stratcast.daemon.engine.data import load_panel
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.panel import DataError
 from stratcast.shared.client import Client, RequestFailed
+from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import (
     CheckData,
     ExportResults,
@@ -25,6 +26,8 @@ from stratcast.shared.protocol import (
     RemoveRun,
     Submit,
 )
+from stratcast.tui.cli import main
+from tests.daemon.engine.trading_exports import write_export
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.test_daemon import wait_for
 
@@ -163,6 +166,16 @@ def test_check_data_describes_the_panel_and_queues_nothing(client, panel):
     frame = pd.read_parquet(panel)
     assert zero_share == pytest.approx((frame[frame["No."] != 12]["profit"] == 0).mean())
     assert len(notes) == 1 and "skipped 1 series" in notes[0] and ": 12" in notes[0]
+
+
+def test_stratcast_check_accepts_a_semicolon_export_with_day_first_dates(client, panel, tmp_path, capsys):
+    export = write_export(pd.read_parquet(panel), tmp_path / "export.csv")
+    argv = ["check", "--data", str(export), "--model", "dlinear", "--horizon", "4", "--input-size", "8"]
+    assert main([*argv, "--holdout", "4", "--dayfirst"], client=client) == ExitCode.OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"data        {export} (columns No., Week, Profit)"
+    assert out[2] == "periods     40, 2016-01-04 to 2016-10-03 (a strategy needs 17)"
+    assert out[-1] == "submit would accept this job"
 
 
 def test_check_data_reports_a_bad_file_with_the_engines_message(client, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from stratcast.daemon.engine.checkpoint import load_checkpoint
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.shared.errors import ExitCode
+from tests.daemon.engine.trading_exports import write_export
 
 SMALL = ["--set", "max_steps=40", "--set", "batch_size=128", "--set", "val_check_steps=10", "--device", "cpu"]
 
@@ -80,6 +81,19 @@ def test_bad_input_exits_with_the_bad_input_code_and_names_the_problem(tmp_path)
     assert "bad.csv" in proc.stderr and "duplicate" in proc.stderr.lower()
     proc = stratcastd("run", "--data", str(bad), "--model", "nope", "--out", str(tmp_path / "o"))
     assert proc.returncode == ExitCode.BAD_INPUT and "known models" in proc.stderr
+
+
+def test_a_semicolon_export_with_decimal_commas_forecasts_like_the_clean_parquet(tmp_path, panel_file):
+    export = write_export(pd.read_parquet(panel_file), tmp_path / "export.csv")
+    job = ["--model", "dlinear", "--horizon", "8", "--input-size", "24", "--holdout", "8", *SMALL]
+    stratcastd("run", "--data", str(panel_file), "--out", str(tmp_path / "clean"), *job, check_code=ExitCode.OK)
+    proc = stratcastd(
+        *["run", "--data", str(export), "--out", str(tmp_path / "export"), "--date-format", "%d.%m.%Y", *job],
+        check_code=ExitCode.OK,
+    )
+    assert "panel: 60 strategies x 90 periods" in proc.stdout
+    clean = pd.read_parquet(tmp_path / "clean" / "forecast.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "export" / "forecast.parquet"), clean)
 
 
 def test_missing_gpu_is_a_clear_bad_input_error(tmp_path, panel_file):

@@ -173,6 +173,12 @@ def test_an_unknown_type_and_an_unknown_field_are_bad_requests():
         assert err.value.code == "bad_request"
 
 
+def test_a_job_from_before_the_date_options_decodes_with_inferred_dates():
+    request = decode_request(b'{"type": "check_data", "id": "1", "job": {"data": "/srv/r.csv", "model": "mlp"}}')
+    assert isinstance(request, protocol.CheckData)
+    assert (request.job.date_format, request.job.dayfirst) == (None, False)
+
+
 @FAST
 @given(
     session=st.text(min_size=1, max_size=16),

@@ -168,6 +168,14 @@ def test_export_and_check_make_their_paths_absolute(tmp_path, monkeypatch):
     assert check == CheckData(job=job)
 
 
+def test_submit_and_check_carry_the_date_format_and_day_first_options():
+    argv = ["--data", "/srv/export.csv", "--model", "mlp", "--date-format", "%d.%m.%Y", "--dayfirst"]
+    (submit,) = requests_for("submit", *argv)
+    (check,) = requests_for("check", *argv)
+    job = JobSpec(data="/srv/export.csv", model="mlp", date_format="%d.%m.%Y", dayfirst=True)
+    assert submit.job == job and check == CheckData(job=job)
+
+
 @pytest.mark.parametrize(
     ("when", "cron", "every_s"),
     [

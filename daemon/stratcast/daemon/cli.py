@@ -71,6 +71,8 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         default="error",
         help="missing periods: error, or zero (strategy reports: a missing week means no trade)",
     )
+    p.add_argument("--date-format", help="how text dates are written, such as %%d.%%m.%%Y (default: inferred)")
+    p.add_argument("--dayfirst", action="store_true", help="read dates such as 04/01/2016 day first")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option or model parameter")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout; progress goes to stderr")
 
@@ -249,6 +251,8 @@ def make_spec(args: argparse.Namespace) -> Any:
         time_col=args.time_col,
         target_col=args.target_col,
         fill_missing=args.fill_missing,
+        date_format=args.date_format,
+        dayfirst=args.dayfirst,
         sets=[*DEMO_MODEL_PARAMS.get(args.model, []), *args.set] if demo else args.set,
         base=DEMO_DEFAULTS if demo else None,
     )

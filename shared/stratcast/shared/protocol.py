@@ -93,6 +93,10 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     time_col: str | None = None
     target_col: str | None = None
     fill_missing: Literal["error", "zero"] = "error"
+    date_format: str | None = None
+    """How text dates are written (``%d.%m.%Y``); None: ISO, or day/month order inferred from the values."""
+    dayfirst: bool = False
+    """Read ambiguous dates such as ``04/01/2016`` day first."""
     sets: list[str] = []
     """``key=value`` training options and model parameters, as ``--set``."""
 

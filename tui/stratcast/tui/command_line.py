@@ -192,6 +192,8 @@ def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
     job.add_argument("--time-col", help="time column (default: week, ds, date, time or t)")
     job.add_argument("--target-col", help="value column (default: profit or y)")
     job.add_argument("--fill-missing", choices=("error", "zero"), default="error", help="missing periods")
+    job.add_argument("--date-format", help="how text dates are written, such as %%d.%%m.%%Y (default: inferred)")
+    job.add_argument("--dayfirst", action="store_true", help="read dates such as 04/01/2016 day first")
     job.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE", help="option")
     if not queue:
         return
@@ -281,6 +283,8 @@ def job_spec(args: argparse.Namespace) -> JobSpec:
         time_col=args.time_col,
         target_col=args.target_col,
         fill_missing=args.fill_missing,
+        date_format=args.date_format,
+        dayfirst=args.dayfirst,
         sets=list(args.set),
     )
 

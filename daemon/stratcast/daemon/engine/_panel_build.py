@@ -12,6 +12,7 @@ what to do.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from stratcast.daemon.engine._dates import TextFormat, parse_dates, show_date
 from stratcast.daemon.engine.panel import DataError, Panel
 
 FillMissing = Literal["error", "zero"]
@@ -47,7 +49,7 @@ class Columns:
     target: str
 
 
-def build_panel(table: pa.Table, cols: Columns, source: str, fill_missing: FillMissing) -> Panel:
+def build_panel(table: pa.Table, cols: Columns, source: str, fill_missing: FillMissing, formats: TextFormat) -> Panel:
     """Check ``table`` and lay it out as a panel on its inferred time grid.
 
     Args:
@@ -55,13 +57,14 @@ def build_panel(table: pa.Table, cols: Columns, source: str, fill_missing: FillM
         cols: Which columns hold the id, the time and the target.
         source: What messages call the data.
         fill_missing: ``"error"`` rejects series with missing periods, ``"zero"`` fills them with 0.
+        formats: How numbers and dates written as text are read.
 
     Raises:
         DataError: The table is empty or not a regular panel.
     """
     if fill_missing not in ("error", "zero"):
         raise ValueError(f"fill_missing must be 'error' or 'zero', not {fill_missing!r}")
-    where = _Where(source, cols, table)
+    where = _Where(source, cols, table, formats)
     if table.num_rows == 0:
         raise DataError(f"{source}: no rows; expected one row per (strategy, period).")
     values = _target_values(where)
@@ -84,6 +87,7 @@ def build_panel(table: pa.Table, cols: Columns, source: str, fill_missing: FillM
         id_col=cols.id,
         time_col=cols.time,
         target_col=cols.target,
+        notes=(times.note,) if times.note else (),
     )
 
 
@@ -97,6 +101,7 @@ class _Where:
     source: str
     cols: Columns
     table: pa.Table
+    formats: TextFormat
 
     def column(self, name: str) -> pa.ChunkedArray:
         """The column ``name``, dictionaries decoded, once no row of it lacks a value."""
@@ -172,12 +177,22 @@ def _target_values(where: _Where) -> NDArray[np.float32]:
 def _parse_numbers(where: _Where, col: pa.ChunkedArray) -> pa.Array:
     """Numbers written as strings, parsed once per distinct string."""
     distinct = pc.unique(col)
-    parsed = pd.to_numeric(pd.Series(distinct.to_pylist(), dtype=object), errors="coerce").to_numpy(np.float64)
+    parsed = _to_numbers(pd.Series(distinct.to_pylist(), dtype=object), where.formats.decimal)
     bad = np.isnan(parsed)
     if bad.any():
         rows = _rows_with(col, distinct, bad)
         where.fail_rows(where.cols.target, "with non-numeric values", rows, "Store numbers only.")
     return pa.array(parsed[_numpy(pc.index_in(col, value_set=distinct), np.int64)])
+
+
+def _to_numbers(text: pd.Series, decimal: str) -> NDArray[np.float64]:
+    """Numbers as written in the file's locale (``1.234,5`` with decimal commas, ``1,234.5`` otherwise)."""
+    thousands = "[. \u00a0']" if decimal == "," else "[, \u00a0']"
+    grouped = rf"\s*[+-]?(?:\d{{1,3}}(?:{thousands}\d{{3}})+|\d+)(?:{re.escape(decimal)}\d+)?(?:[eE][+-]?\d+)?\s*"
+    local = text.str.fullmatch(grouped).fillna(False).astype(bool)
+    plain = text[local].str.replace(thousands, "", regex=True).str.replace(decimal, ".", regex=False)
+    numbers = pd.to_numeric(text.where(~local, plain), errors="coerce")
+    return np.asarray(numbers, np.float64)
 
 
 def _distinct_ids(where: _Where) -> tuple[pa.ChunkedArray, pa.Array]:
@@ -195,10 +210,28 @@ class _Times:
     distinct: pa.Array
     ticks: NDArray[np.int64]
     dates: bool
+    note: str | None = None
+    """What date order was assumed, for the user."""
+    guessed: bool = False
+    """Whether the distinct values are dates read from text in a format not known to be right."""
 
     def rows_where(self, chosen: NDArray[np.bool_]) -> NDArray[np.int64]:
         """Indices of the rows whose time is a distinct value where ``chosen`` is true."""
         return _rows_with(self.column, self.distinct, chosen)
+
+    def format_hint(self, chosen: NDArray[np.bool_]) -> str:
+        """Two of the chosen text dates as read, when their format may explain a bad grid; else ''."""
+        if not self.guessed:
+            return ""
+        # pc.unique keeps the order of first appearance: these are the first chosen dates in the file.
+        shown = [
+            f"{self.distinct[i].as_py().strip()} -> {show_date(pd.Timestamp(int(self.ticks[i])))}"
+            for i in np.flatnonzero(chosen)[:2]
+        ]
+        return (
+            f" The date format may be the cause: {', '.join(shown)}; if these are not the dates meant, pass "
+            "--date-format (such as %d.%m.%Y) or --dayfirst."
+        )
 
 
 def _distinct_times(where: _Where) -> _Times:
@@ -242,13 +275,20 @@ def _parse_times(where: _Where, col: pa.ChunkedArray, distinct: pa.Array) -> _Ti
         return _Times(col, distinct, distinct.cast(pa.int64()).to_numpy(), False)
     except pa.ArrowInvalid:
         pass
-    text = pd.Series(distinct.to_pylist(), dtype=object)
-    parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-    bad = parsed.isna().to_numpy()
+    fmt = where.formats.date_format
+    try:
+        dates = parse_dates(pd.Series(distinct.to_pylist(), dtype=object), where.formats, where.cols.time)
+    except ValueError as exc:
+        raise DataError(f"{where.source}: --date-format {fmt!r} is not a date format ({exc}).") from None
+    bad = dates.stamps.isna().to_numpy()
     if bad.any():
-        fix = "Write dates as YYYY-MM-DD (or integer positions)."
-        where.fail_rows(where.cols.time, "with times that are not dates", _rows_with(col, distinct, bad), fix)
-    return _Times(col, distinct, parsed.dt.tz_localize(None).to_numpy("datetime64[ns]").view(np.int64), True)
+        rows = _rows_with(col, distinct, bad)
+        if fmt is not None:
+            where.fail_rows(where.cols.time, f"with times not written as {fmt}", rows, "Check --date-format.")
+        fix = "Write dates as YYYY-MM-DD, or pass --date-format (such as %d.%m.%Y) to say how they are written."
+        where.fail_rows(where.cols.time, "with times that are not dates", rows, fix)
+    ticks = dates.stamps.dt.tz_localize(None).to_numpy("datetime64[ns]").view(np.int64)
+    return _Times(col, distinct, ticks, True, dates.note, dates.guessed)
 
 
 # --- the grid and the dense panel ---------------------------------------------------------------------------
@@ -293,7 +333,7 @@ def _infer_grid(where: _Where, times: _Times) -> _Grid:
     if off.any():
         fix = "Every time must be the first one plus a whole number of steps; fix or remove these rows."
         problem = f"off the regular time grid ({grid.describe()}, the most common gap)"
-        where.fail_rows(where.cols.time, problem, times.rows_where(off), fix)
+        where.fail_rows(where.cols.time, problem, times.rows_where(off), fix + times.format_hint(off))
     if grid.size > 2 * len(ticks):
         # The times on the smaller side of the widest gap are the likely strays.
         cut = int(np.argmax(np.diff(ticks))) + 1
@@ -302,7 +342,8 @@ def _infer_grid(where: _Where, times: _Times) -> _Grid:
             f"at stray times: the time grid ({grid.describe()}) would have {grid.size} periods but only "
             f"{len(ticks)} distinct times occur"
         )
-        where.fail_rows(where.cols.time, problem, times.rows_where(strays), "Fix or remove these rows.")
+        fix = "Fix or remove these rows." + times.format_hint(strays)
+        where.fail_rows(where.cols.time, problem, times.rows_where(strays), fix)
     return grid
 
 

@@ -53,6 +53,8 @@ def load_trainable(spec: RunSpec) -> tuple[Panel, Panel]:
         time_col=spec.time_col,
         target_col=spec.target_col,
         fill_missing=spec.fill_missing,  # type: ignore[arg-type]
+        date_format=spec.date_format,
+        dayfirst=spec.dayfirst,
     )
     return panel, drop_short(panel, required_periods(spec), what="input_size + 1 + val_size + holdout")
 

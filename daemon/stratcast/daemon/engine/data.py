@@ -4,8 +4,11 @@ Input is long format, one row per (series, period), with three columns found by 
 
 * id: ``No.`` or ``unique_id`` (``--id-col``), ints or strings;
 * time: ``week``, ``ds``, ``date``, ``time`` or ``t`` (``--time-col``), dates/timestamps (date strings are
-  parsed) or integer positions;
+  parsed, see :mod:`stratcast.daemon.engine._dates`) or integer positions;
 * target: ``profit`` or ``y`` (``--target-col``), numbers.
+
+Names are matched exactly, else in any case (``Week``, ``Profit``). A CSV file may be separated by commas,
+semicolons or tabs and write decimal commas, as trading tools export (:mod:`stratcast.daemon.engine._csv`).
 
 The times must lie on one regular grid. Its step is the most common difference between consecutive distinct
 times (7 days for weekly reports, 1 for integer positions) and it runs from the first time in the file to the
@@ -26,9 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from stratcast.daemon.engine._csv import read_csv
+from stratcast.daemon.engine._dates import TextFormat
 from stratcast.daemon.engine._panel_build import Columns, FillMissing, build_panel
 from stratcast.daemon.engine.panel import DataError, Panel
 
@@ -61,6 +65,8 @@ def load_panel(
     time_col: str | None = None,
     target_col: str | None = None,
     fill_missing: FillMissing = "error",
+    date_format: str | None = None,
+    dayfirst: bool = False,
 ) -> Panel:
     """Read a long-format parquet (``.parquet``, ``.pq``) or CSV (``.csv``, ``.csv.gz``) file into a panel.
 
@@ -70,6 +76,9 @@ def load_panel(
         time_col: The time column; found among :data:`TIME_ALIASES` when not given.
         target_col: The value column; found among :data:`TARGET_ALIASES` when not given.
         fill_missing: ``"error"`` rejects series with missing periods, ``"zero"`` fills them with 0.
+        date_format: How text dates are written (``%d.%m.%Y``); None: ISO, or the day/month order read off the
+            values (a note says which was taken).
+        dayfirst: Read dates such as ``04/01/2016`` day first.
 
     Returns:
         The panel, ids sorted, its ``source`` the path.
@@ -78,8 +87,8 @@ def load_panel(
         DataError: The file is missing, unreadable or empty, or its data is not a regular panel.
     """
     path = Path(path)
-    table, cols = _read_table(path, id_col, time_col, target_col)
-    return build_panel(table, cols, str(path), fill_missing)
+    table, cols, decimal = _read_table(path, id_col, time_col, target_col)
+    return build_panel(table, cols, str(path), fill_missing, TextFormat(decimal, date_format, dayfirst))
 
 
 def panel_from_frame(
@@ -89,6 +98,8 @@ def panel_from_frame(
     time_col: str | None = None,
     target_col: str | None = None,
     fill_missing: FillMissing = "error",
+    date_format: str | None = None,
+    dayfirst: bool = False,
     source: str = "<frame>",
 ) -> Panel:
     """Build a panel from a long-format pandas DataFrame or pyarrow Table; see :func:`load_panel`.
@@ -99,6 +110,8 @@ def panel_from_frame(
         time_col: The time column; found among :data:`TIME_ALIASES` when not given.
         target_col: The value column; found among :data:`TARGET_ALIASES` when not given.
         fill_missing: ``"error"`` rejects series with missing periods, ``"zero"`` fills them with 0.
+        date_format: How text dates are written; see :func:`load_panel`.
+        dayfirst: Read dates such as ``04/01/2016`` day first.
         source: What messages call the data.
 
     Raises:
@@ -106,7 +119,8 @@ def panel_from_frame(
     """
     names = [str(c) for c in (frame.column_names if isinstance(frame, pa.Table) else frame.columns)]
     cols = _resolve_columns(names, id_col, time_col, target_col, source)
-    return build_panel(_as_table(frame, cols), cols, source, fill_missing)
+    formats = TextFormat(date_format=date_format, dayfirst=dayfirst)
+    return build_panel(_as_table(frame, cols), cols, source, fill_missing, formats)
 
 
 def drop_short(panel: Panel, min_length: int, *, what: str) -> Panel:
@@ -160,14 +174,16 @@ def write_panel(panel: Panel, path: str | Path) -> None:
 
 def _read_table(
     path: Path, id_col: str | None, time_col: str | None, target_col: str | None
-) -> tuple[pa.Table, Columns]:
+) -> tuple[pa.Table, Columns, str]:
+    """The table, its columns and the decimal mark of numbers written as text."""
     kind = _file_kind(path)
     try:
         if kind == "csv":
-            table = pa_csv.read_csv(path)
-            return table, _resolve_columns(table.column_names, id_col, time_col, target_col, str(path))
+            table, dialect = read_csv(path)
+            cols = _resolve_columns(table.column_names, id_col, time_col, target_col, str(path))
+            return table, cols, dialect.decimal
         cols = _resolve_columns(pq.read_schema(path).names, id_col, time_col, target_col, str(path))
-        return pq.read_table(path, columns=[cols.id, cols.time, cols.target], memory_map=True), cols
+        return pq.read_table(path, columns=[cols.id, cols.time, cols.target], memory_map=True), cols, "."
     except (pa.ArrowException, OSError) as exc:
         hint = "every line needs as many fields as the header" if kind == "csv" else "it may be truncated"
         raise DataError(
@@ -210,6 +226,9 @@ def _pick(present: list[str], given: str | None, aliases: tuple[str, ...], role:
             return given
         raise DataError(f"{source}: no column {given!r} (from {flag}); the columns present are {listing}.")
     found = [a for a in aliases if a in present]
+    if not found:  # tools capitalise: Week, Profit
+        lowered = {a.lower() for a in aliases}
+        found = [c for c in present if c.lower() in lowered]
     if len(found) == 1:
         return found[0]
     if not found:

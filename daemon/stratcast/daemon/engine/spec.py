@@ -35,6 +35,10 @@ class RunSpec:
     time_col: str | None = None
     target_col: str | None = None
     fill_missing: str = "error"
+    date_format: str | None = None
+    """How text dates are written (``%d.%m.%Y``); None: ISO, or day/month order inferred from the values."""
+    dayfirst: bool = False
+    """Read ambiguous dates such as ``04/01/2016`` day first."""
     train: TrainConfig = field(default_factory=TrainConfig)
     model_params: Mapping[str, Any] = field(default_factory=dict)
     """Architecture overrides, validated against the model's config."""
@@ -68,6 +72,8 @@ def build_spec(
     time_col: str | None = None,
     target_col: str | None = None,
     fill_missing: str = "error",
+    date_format: str | None = None,
+    dayfirst: bool = False,
     sets: Sequence[str] = (),
     base: Mapping[str, Any] | None = None,
 ) -> RunSpec:
@@ -99,6 +105,8 @@ def build_spec(
         time_col=time_col,
         target_col=target_col,
         fill_missing=fill_missing,
+        date_format=date_format,
+        dayfirst=dayfirst,
         train=TrainConfig(**train),
         model_params=params,
     )
@@ -124,6 +132,8 @@ def spec_from_job(job: JobSpec, out: str, device: str) -> RunSpec:
         time_col=job.time_col,
         target_col=job.target_col,
         fill_missing=job.fill_missing,
+        date_format=job.date_format,
+        dayfirst=job.dayfirst,
         sets=job.sets,
     )
 
