@@ -458,7 +458,8 @@ def test_show_prints_the_runs_events_as_lines_in_words(capsys):
         {"id": 2, "time": 2.0, "run": 7, "kind": "started", "data": {"device": "cuda:0", "pid": 4242}},
         {"id": 3, "time": 3.0, "run": 7, "kind": "checkpoint", "data": {"step": 150, "path": "/r/7/step.pt"}},
         {"id": 4, "time": 4.0, "run": 7, "kind": "ended", "data": {"state": "succeeded", "exit": "exit 0"}},
-        {"id": 5, "time": 5.0, "run": 7, "kind": "new_kind", "data": {"top_value": 3, "what": ["a", "b"]}},
+        {"id": 5, "time": 5.0, "run": 7, "kind": "new_kind", "data": {"top_value": 3, "what": ["a", "b"], "e": ""}},
+        {"id": 6, "time": 6.0, "run": 7, "kind": "state", "data": {"from": "queued", "to": "running", "reason": ""}},
     ]
     shown = {"run": run_info(7, "succeeded"), "events": events, "checkpoints": [], "metrics": None}
     assert main(["show", "7"], client=FakeClient({"show_run": shown})) == ExitCode.OK
@@ -470,5 +471,6 @@ def test_show_prints_the_runs_events_as_lines_in_words(capsys):
     assert lines[2].split()[2:] == ["checkpoint", "at", "step", "150:", "/r/7/step.pt"]
     assert lines[3].split()[2:] == ["ended", "succeeded", "(exit", "0)"]
     assert lines[4].split()[2:] == ["new", "kind:", "top", "value", "3,", "what", "a,", "b"]
+    assert lines[5].split()[2:] == ["state", "queued", "->", "running"]
     assert main(["show", "7", "--json"], client=FakeClient({"show_run": shown})) == ExitCode.OK
     assert json.loads(capsys.readouterr().out)["events"] == events

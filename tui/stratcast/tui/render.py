@@ -116,9 +116,12 @@ def event_text(event: Mapping[str, Any]) -> str:
         return f"submitted by schedule {data['schedule']}"
     if kind == "plan":
         return f"memory plan: {plan_text(data)}"
+    if kind == "state":
+        reason = f" ({data['reason']})" if data.get("reason") else ""
+        return f"state {data.get('from') or 'new'} -> {data.get('to')}{reason}"
     if kind in EVENT_WORDS:
         return EVENT_WORDS[kind].format_map(_Blank({k: _words(v) for k, v in data.items()}))
-    fields = ", ".join(f"{k.replace('_', ' ')} {_words(v)}" for k, v in data.items())
+    fields = ", ".join(f"{k.replace('_', ' ')} {_words(v)}" for k, v in data.items() if v != "")
     return f"{kind.replace('_', ' ')}: {fields}" if fields else kind.replace("_", " ")
 
 
