@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -236,3 +237,40 @@ def test_the_recorded_spec_round_trips_tuples_and_per_strategy_options(tmp_path,
     )
     write_spec(tmp_path, spec)
     assert read_spec(tmp_path) == spec
+
+
+def test_a_missing_data_file_is_reported_before_torch_is_imported(tmp_path):
+    code = (
+        "import sys\n"
+        "from stratcast.daemon.cli import main\n"
+        f"argv = ['run', '--data', '/nonexistent.parquet', '--model', 'dlinear', '--out', {str(tmp_path / 'o')!r}]\n"
+        "code = main(argv)\n"
+        "print('torch' in sys.modules)\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == ExitCode.BAD_INPUT
+    assert proc.stdout.strip() == "False"
+    assert proc.stderr.strip() == "stratcastd: error: /nonexistent.parquet: no such file. Check the path."
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_run_that_fails_on_its_input_leaves_no_output_folder_but_keeps_one_that_was_there(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all" * 10)
+    proc = stratcastd("run", "--data", str(bad), "--model", "dlinear", "--out", str(tmp_path / "new"), *SMALL)
+    assert proc.returncode == ExitCode.BAD_INPUT and "cannot read it as parquet" in proc.stderr
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+    stratcastd("run", "--data", str(bad), "--model", "dlinear", "--out", str(tmp_path / "old"), *SMALL)
+    assert (tmp_path / "old" / "notes.txt").read_text() == "mine"
+
+
+def test_models_text_lists_the_training_options_and_demo_help_its_own_defaults():
+    out = stratcastd("models", check_code=ExitCode.OK).stdout
+    assert "training options" in out and "max_steps" in out and "learning_rate" in out
+    assert re.search(r"^ +quantiles +0.1,0.5,0.9 ", out, flags=re.MULTILINE)  # as --set takes it, not a tuple
+    help_text = " ".join(stratcastd("demo", "--help", check_code=ExitCode.OK).stdout.split())
+    assert "(default 26)" in help_text and "(default 52)" in help_text and "max_steps=600" in help_text
+    assert "nhits: mlp_units=128,128" in help_text

@@ -19,6 +19,7 @@ from stratcast.shared.protocol import (
     PauseQueue,
     Placement,
     ReadLogs,
+    ReadResults,
     ReleaseRun,
     RemoveRun,
     RemoveSchedule,
@@ -328,10 +329,10 @@ def test_check_prints_the_panel_and_its_notes(capsys):
     assert out[-1] == "submit would accept this job"
 
 
-def test_check_of_a_bad_file_exits_1_with_the_daemons_message(capsys):
+def test_check_of_a_bad_file_exits_3_with_the_daemons_message(capsys):
     refused = RequestFailed("invalid_spec", "/srv/bad.csv: column profit, row 2: 'lots' is not a number")
     argv = ["check", "--data", "/srv/bad.csv", "--model", "dlinear"]
-    assert main(argv, client=FakeClient({"check_data": refused})) == ExitCode.FAILED
+    assert main(argv, client=FakeClient({"check_data": refused})) == ExitCode.BAD_INPUT
     assert "'lots' is not a number" in capsys.readouterr().err
 
 
@@ -417,3 +418,67 @@ def test_watch_prints_state_changes_progress_and_plans_until_the_daemon_shuts_do
         "run 1 memory plan: micro-batch 256 of 1024 (probe) on cuda:0, peak 3.0 of 60.0 GiB",
         "daemon: shutting down",
     ]
+
+
+# -- discoverability and plain messages ----------------------------------------------------------------------
+
+
+def test_submit_takes_the_device_as_the_form_does():
+    (request,) = requests_for("submit", "--data", "/d.parquet", "--model", "m", "--device", "cpu")
+    assert request.job.device == "cpu"
+    (request,) = requests_for("submit", "--data", "/d.parquet", "--model", "m")
+    assert request.job.device == "auto"
+
+
+def test_a_non_numeric_count_is_a_usage_error_in_plain_words(capsys):
+    with pytest.raises(SystemExit):
+        main(["submit", "--data", "d", "--model", "m", "--horizon", "abc"], client=FakeClient({}))
+    err = capsys.readouterr().err
+    assert "expected a positive whole number, got abc" in err and "_positive_int" not in err
+
+
+def test_results_of_an_unfinished_run_folder_says_so_in_plain_words(tmp_path, capsys):
+    assert main(["results", str(tmp_path)]) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"{tmp_path} has no results" in err and "metrics.json" in err
+    assert "Errno" not in err and "No such file" not in err
+
+
+FINISHED = {
+    "metrics": {"best_strategy": {"strategy": 4, "forecast_mean": 2.5}},
+    "top": [{"rank": 1, "strategy": 4, "forecast_mean": 2.5, "forecast_sum": 5.0, "trailing_mean": 1.0}],
+    "horizon": 2,
+}
+
+
+def test_results_of_a_run_id_are_asked_of_the_daemon(capsys):
+    client = FakeClient({"read_results": FINISHED})
+    assert main(["results", "7", "--top", "3"], client=client) == ExitCode.OK
+    assert client.requests == [ReadResults(run=7, top=3)]
+    assert capsys.readouterr().out.splitlines()[2].split()[:2] == ["1", "4"]
+    assert main(["results", "7", "--json"], client=client) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["top"][0]["strategy"] == 4
+
+
+def test_show_prints_the_runs_events_as_lines_in_words(capsys):
+    events = [
+        {"id": 1, "time": 1.0, "run": 7, "kind": "submitted", "data": {"schedule": None}},
+        {"id": 2, "time": 2.0, "run": 7, "kind": "started", "data": {"device": "cuda:0", "pid": 4242}},
+        {"id": 3, "time": 3.0, "run": 7, "kind": "checkpoint", "data": {"step": 150, "path": "/r/7/step.pt"}},
+        {"id": 4, "time": 4.0, "run": 7, "kind": "ended", "data": {"state": "succeeded", "exit": "exit 0"}},
+        {"id": 5, "time": 5.0, "run": 7, "kind": "new_kind", "data": {"top_value": 3, "what": ["a", "b"], "e": ""}},
+        {"id": 6, "time": 6.0, "run": 7, "kind": "state", "data": {"from": "queued", "to": "running", "reason": ""}},
+    ]
+    shown = {"run": run_info(7, "succeeded"), "events": events, "checkpoints": [], "metrics": None}
+    assert main(["show", "7"], client=FakeClient({"show_run": shown})) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "{" not in out and "[" not in out and "None" not in out
+    lines = out.split("events:\n")[1].splitlines()
+    assert lines[0].split()[2:] == ["submitted"]
+    assert lines[1].split()[2:] == ["started", "on", "cuda:0,", "pid", "4242"]
+    assert lines[2].split()[2:] == ["checkpoint", "at", "step", "150:", "/r/7/step.pt"]
+    assert lines[3].split()[2:] == ["ended", "succeeded", "(exit", "0)"]
+    assert lines[4].split()[2:] == ["new", "kind:", "top", "value", "3,", "what", "a,", "b"]
+    assert lines[5].split()[2:] == ["state", "queued", "->", "running"]
+    assert main(["show", "7", "--json"], client=FakeClient({"show_run": shown})) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["events"] == events

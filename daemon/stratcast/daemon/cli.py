@@ -1,8 +1,8 @@
 """``stratcastd``: run one forecasting job in the foreground, list the models, or run the demo.
 
-Exit codes (:class:`stratcast.shared.errors.ExitCode`): 0 done, 3 bad input (data or options), 1 other failure,
-130 interrupted (a training checkpoint in ``OUT/checkpoints``, no outputs), 2 bad command line, and 76 out of
-memory (the worker's code: not even a micro-batch of one window fits, or the optimizer step ran out of memory).
+Exit codes (:class:`stratcast.shared.errors.ExitCode`, the README's table): 0 done, 3 bad input (data or options),
+1 other failure, 130 interrupted (a training checkpoint in ``OUT/checkpoints``, no outputs), 2 bad command line,
+and 76 out of memory. A run that fails before its first checkpoint removes the output folder it created.
 
 ``run`` records its spec in ``OUT/spec.json``; ``stratcastd run --resume OUT`` continues an interrupted run from
 the newest good checkpoint in ``OUT/checkpoints`` (on CPU the outputs equal an uninterrupted run's bit for bit).
@@ -14,22 +14,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 from stratcast.daemon.serve import add_arguments as add_serve_arguments
 from stratcast.daemon.serve import add_keys_arguments, make_keys, serve
+from stratcast.shared.cli import add_completion_command, add_version, completion_script, key_value
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.report import skill_table, table, top_table
+from stratcast.shared.report import models_text, skill_table, top_table
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``stratcastd`` command line."""
     parser = argparse.ArgumentParser(prog="stratcastd", description=__doc__.splitlines()[0])
+    add_version(parser)
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the daemon in the foreground (the default with no command)")
     add_serve_arguments(serve)
@@ -41,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="model name (see `stratcastd models`; required unless --resume)")
     run.add_argument("--out", help="output folder (required unless --resume)")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its newest checkpoint")
-    demo = sub.add_parser("demo", help="generate a demo strategy panel and forecast it")
-    add_job_arguments(demo)
+    demo = sub.add_parser("demo", help="generate a demo strategy panel and forecast it", epilog=_demo_epilog())
+    add_job_arguments(demo, horizon=DEMO_DEFAULTS["horizon"], input_size=DEMO_DEFAULTS["input_size"])
     demo.add_argument("--model", default="nhits", help="model name (default: nhits)")
     demo.add_argument("--out", default="demo-run", help="output folder (default: ./demo-run)")
     demo.add_argument("--strategies", type=int, default=1000, help="strategies in the demo panel")
@@ -52,14 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-tui", action="store_true", help="print progress lines even on a terminal")
     models = sub.add_parser("models", help="list every model with its parameters, defaults and ranges")
     models.add_argument("--json", action="store_true", help="print JSON")
+    add_completion_command(sub, parser.prog)
     return parser
 
 
-def add_job_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``run`` and ``demo``."""
-    p.add_argument("--horizon", type=int, default=None, help="periods to forecast (default 52)")
-    p.add_argument("--input-size", type=int, default=None, help="periods each window sees (default 104)")
-    p.add_argument("--holdout", type=int, default=None, help="last periods kept for honest scoring")
+def add_job_arguments(p: argparse.ArgumentParser, *, horizon: int = 52, input_size: int = 104) -> None:
+    """Options shared by ``run`` and ``demo`` (``horizon``, ``input_size``: the defaults their help names)."""
+    holdout = "none" if p.prog.endswith(" run") else "the horizon"
+    p.add_argument("--horizon", type=int, default=None, help=f"periods to forecast (default {horizon})")
+    p.add_argument("--input-size", type=int, default=None, help=f"periods each window sees (default {input_size})")
+    p.add_argument(
+        "--holdout", type=int, default=None, help=f"last periods kept for honest scoring (default {holdout})"
+    )
     p.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     p.add_argument("--id-col", help="strategy id column (default: No. or unique_id)")
@@ -73,13 +80,24 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--date-format", help="how text dates are written, such as %%d.%%m.%%Y (default: inferred)")
     p.add_argument("--dayfirst", action="store_true", help="read dates such as 04/01/2016 day first")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option or model parameter")
+    p.add_argument(
+        "--set",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="training option or model parameter",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout; progress goes to stderr")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stratcastd``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "completion":
+        print(completion_script(parser, args.shell), end="")
+        return ExitCode.OK
     if args.command in (None, "serve"):
         if args.command is None:  # `stratcastd` alone serves with the defaults
             args = build_parser().parse_args(["serve"])
@@ -96,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().error(f"--resume continues the run as it was started: drop {', '.join(given)}")
         if not args.resume and len(given) < 3:
             build_parser().error("run needs --data, --model and --out (or --resume DIR)")
+        if args.data and not Path(args.data).is_file():  # said before the seconds that importing torch takes
+            print(f"stratcastd: error: {args.data}: no such file. Check the path.", file=sys.stderr)
+            return ExitCode.BAD_INPUT
     return run_command(args)
 
 
@@ -115,23 +136,9 @@ def list_models(as_json: bool) -> int:
     from stratcast.daemon.engine.config import describe_train_config
     from stratcast.daemon.zoo.registry import describe_models
 
-    models = describe_models()
-    if as_json:
-        print(json.dumps({"models": models, "train_options": describe_train_config()}, indent=2, default=str))
-        return ExitCode.OK
-    for m in models:
-        print(f"{m['name']}: {m['summary']} ({m['paper']}){'' if m['stackable'] else ' [batch mode only]'}")
-        rows = [[p["name"], repr(p["default"]), _range(p), p["help"]] for p in m["params"]]
-        print("  " + table(["parameter", "default", "range", "help"], rows).replace("\n", "\n  ") + "\n")
+    described = {"models": describe_models(), "train_options": describe_train_config()}
+    print(json.dumps(described, indent=2, default=str) if as_json else models_text(described))
     return ExitCode.OK
-
-
-def _range(p: dict[str, Any]) -> str:
-    if p["choices"]:
-        return "|".join(map(str, p["choices"]))
-    if p["lo"] is None and p["hi"] is None:
-        return "-"
-    return f"{p['lo'] if p['lo'] is not None else ''}..{p['hi'] if p['hi'] is not None else ''}"
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -139,23 +146,18 @@ def run_command(args: argparse.Namespace) -> int:
     from stratcast.daemon.engine.checkpoint import CheckpointError
     from stratcast.daemon.engine.device import DeviceError, tune_cpu_allocator
     from stratcast.daemon.engine.panel import DataError
+    from stratcast.daemon.progress import ProgressPrinter
 
     tune_cpu_allocator()
-
-    out: TextIO = sys.stderr if args.json else sys.stdout
-    stop = StopFlag()
-
-    def log(message: str) -> None:
-        print(message, file=out, flush=True)
-
+    printer = ProgressPrinter(sys.stderr if args.json else sys.stdout)
+    log, stop = printer.log, StopFlag()
+    made = None if getattr(args, "resume", None) or Path(args.out).exists() else Path(args.out)
     try:
         spec, resume_from = resume_spec(args, log) if getattr(args, "resume", None) else (make_spec(args), None)
         from stratcast.daemon.engine.job import run_job, write_spec
         from stratcast.daemon.engine.runplan import default_plan_cache
-        from stratcast.daemon.progress import ProgressPrinter
 
         write_spec(Path(spec.out), spec)
-        printer = ProgressPrinter(out)
         result = run_job(
             spec,
             log=log,
@@ -167,14 +169,11 @@ def run_command(args: argparse.Namespace) -> int:
         )
         printer.close()
     except (DataError, DeviceError, ValueError, KeyError) as exc:
-        print(f"stratcastd: error: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+        return failed(printer, made, f"error: {exc}", ExitCode.BAD_INPUT)
     except MemoryError as exc:
-        print(f"stratcastd: out of memory: {exc}", file=sys.stderr)
-        return OUT_OF_MEMORY
+        return failed(printer, made, f"out of memory: {exc}", ExitCode.OUT_OF_MEMORY)
     except (CheckpointError, RuntimeError, OSError) as exc:
-        print(f"stratcastd: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ExitCode.FAILED
+        return failed(printer, made, f"failed: {plain(exc)}", ExitCode.FAILED)
     if result.fit.interrupted:  # the job wrote a training checkpoint instead of outputs, and said where
         if args.json:
             print(json.dumps({"out": str(result.out_dir), "stopped": True, "checkpoint": str(result.checkpoint)}))
@@ -184,8 +183,22 @@ def run_command(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-OUT_OF_MEMORY = 76
-"""Exit code when the run ran out of memory (the worker's :attr:`~stratcast.daemon.worker.WorkerExit.OUT_OF_MEMORY`)."""
+def plain(exc: BaseException) -> str:
+    """An error's message without Python's decoration (``[Errno 28] ...: 'path'`` becomes ``path: ...``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+def failed(printer: Any, made: Path | None, message: str, code: ExitCode) -> ExitCode:
+    """Say why the run failed; remove the output folder it ``made`` unless a checkpoint there can resume it."""
+    from stratcast.daemon.engine.job import CHECKPOINT_DIR
+
+    printer.close()
+    print(f"stratcastd: {message}", file=sys.stderr)
+    if made is not None and made.is_dir() and not any((made / CHECKPOINT_DIR).glob("*.pt")):
+        shutil.rmtree(made, ignore_errors=True)
+    return code
 
 
 def resume_spec(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Any, Path]:
@@ -207,7 +220,8 @@ def resume_spec(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[A
     for item in args.set:
         key, _, raw = item.partition("=")
         if key not in SCHEDULE_OPTIONS:
-            raise ValueError(f"--set {key} would change what is trained; a resume accepts {sorted(SCHEDULE_OPTIONS)}")
+            accepted = ", ".join(sorted(SCHEDULE_OPTIONS))
+            raise ValueError(f"--set {key} would change what is trained; a resume accepts {accepted}")
         changes[key] = parse_value(raw, getattr(spec.train, key))
     device = spec.device if args.device == "auto" else args.device
     spec = dataclasses.replace(spec, device=device, train=dataclasses.replace(spec.train, **changes))
@@ -261,7 +275,7 @@ def make_spec(args: argparse.Namespace) -> Any:
     return spec
 
 
-DEMO_DEFAULTS = {
+DEMO_DEFAULTS: dict[str, Any] = {
     "input_size": 52,
     "horizon": 26,
     "max_steps": 600,
@@ -272,6 +286,13 @@ DEMO_DEFAULTS = {
 DEMO_MODEL_PARAMS = {"nhits": ["mlp_units=128,128"]}
 """A smaller N-HiTS than its default: the demo's weekly profits carry little signal for a large network."""
 """The demo is sized to finish in well under a minute on two CPU cores."""
+
+
+def _demo_epilog() -> str:
+    """What the demo sets on top of the engine's defaults, for ``demo --help``."""
+    options = ", ".join(f"{k}={v}" for k, v in DEMO_DEFAULTS.items() if k not in ("horizon", "input_size"))
+    models = "; ".join(f"{m}: {', '.join(sets)}" for m, sets in DEMO_MODEL_PARAMS.items())
+    return f"The demo sets {options} (--set overrides them) and, per model, {models}."
 
 
 def write_demo_panel(args: argparse.Namespace) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed, Subscriber
-from stratcast.shared.errors import ExitCode
+from stratcast.shared.errors import ExitCode, refusal_exit_code
 from stratcast.shared.paths import MAX_IPC_PATH, Home, resolve_home
 from stratcast.shared.protocol import FINAL_STATES, JobSpec, ReadLogs, ShowRun, Shutdown, StopRun, Submit
 
@@ -61,10 +61,10 @@ def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
             return ExitCode.OK
     except RequestFailed as exc:
         print(f"stratcastd demo: the daemon refused the demo job: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+        return refusal_exit_code(exc.code)
     except DaemonUnavailable as exc:
         print(f"stratcastd demo: {exc}", file=sys.stderr)
-        return ExitCode.FAILED
+        return ExitCode.UNAVAILABLE
     finally:
         if daemon is not None and not args.keep_daemon:
             stop_daemon(home, daemon)

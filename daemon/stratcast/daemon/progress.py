@@ -32,11 +32,17 @@ class ProgressPrinter:
             print(text, file=self.stream, flush=True)
             self.last_line = now
 
+    def log(self, message: str) -> None:
+        """Print a line of its own, after the bar's (a redrawn bar has no line end until the next output)."""
+        self.close()
+        print(message, file=self.stream, flush=True)
+
     def close(self) -> None:
-        """End the bar's line."""
+        """End the bar's line; the next progress report draws a new bar below."""
         if self.drawn:
             self.stream.write("\n")
             self.stream.flush()
+            self.drawn = False
 
 
 def describe(p: Progress) -> str:

@@ -14,7 +14,6 @@ watch`` and ``stratcast logs -f``.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import itertools
 import math
 import socket
@@ -26,6 +25,7 @@ from typing import Any, NoReturn, Protocol, Self
 import msgspec
 import zmq
 
+from stratcast.shared.cli import version
 from stratcast.shared.paths import Home, resolve_home
 from stratcast.shared.protocol import (
     HEARTBEAT_S,
@@ -45,14 +45,7 @@ HEARTBEAT_TIMEOUT_S = 3 * HEARTBEAT_S
 """No event (heartbeats included) for this long means the daemon is gone."""
 
 
-def _client_name() -> str:
-    try:
-        return f"stratcast {importlib.metadata.version('stratcast')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "stratcast"
-
-
-CLIENT_NAME = _client_name()
+CLIENT_NAME = f"stratcast {version()}"
 
 
 class DaemonUnavailable(ConnectionError):

@@ -18,5 +18,15 @@ class ExitCode(IntEnum):
     """The data file or an option value was rejected; the message says what to change."""
     UNAVAILABLE = 69
     """No daemon answered (``EX_UNAVAILABLE`` of sysexits.h); the message says how to start one."""
+    OUT_OF_MEMORY = 76
+    """``stratcastd run``: not even a micro-batch of one window fits, or the optimizer step ran out of memory."""
     INTERRUPTED = 130
     """Stopped by SIGINT/SIGTERM; a checkpoint was written where one was possible."""
+
+
+def refusal_exit_code(error_code: str) -> ExitCode:
+    """The exit code for a request the daemon refused with ``error_code`` (docs/protocol.md's error codes).
+
+    ``invalid_spec`` is the daemon's bad input (the job or its data, as ``stratcastd run`` would reject them).
+    """
+    return ExitCode.BAD_INPUT if error_code == "invalid_spec" else ExitCode.FAILED

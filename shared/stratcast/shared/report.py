@@ -76,3 +76,31 @@ def top_table(rows: Sequence[Mapping[str, Any]], limit: int = 10) -> str:
     """The best strategies by forecast: rank, id, forecast mean ("Avg Profit") and sum, trailing mean."""
     body = [[r["rank"], r["strategy"], r["forecast_mean"], r["forecast_sum"], r["trailing_mean"]] for r in rows[:limit]]
     return table(["rank", "strategy", "avg profit", "horizon total", "trailing mean"], body)
+
+
+def models_text(result: Mapping[str, Any]) -> str:
+    """``stratcast models`` and ``stratcastd models``: each model's parameters, then the training options."""
+    blocks = []
+    for m in result["models"]:
+        head = f"{m['name']}: {m['summary']} ({m['paper']}){'' if m['stackable'] else ' [batch mode only]'}"
+        rows = [[p["name"], _default(p["default"]), _range(p), p["help"]] for p in m["params"]]
+        blocks.append(head + "\n  " + table(["parameter", "default", "range", "help"], rows).replace("\n", "\n  "))
+    options = [[p["name"], _default(p["default"]), _range(p), p["help"]] for p in result.get("train_options", [])]
+    if options:
+        body = table(["option", "default", "range", "help"], options).replace("\n", "\n  ")
+        blocks.append("training options (--set KEY=VALUE, as model parameters):\n  " + body)
+    return "\n\n".join(blocks)
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value)) or "-"  # as --set takes it
+    return "-" if value is None else str(value)
+
+
+def _range(p: Mapping[str, Any]) -> str:
+    if p.get("choices"):
+        return "|".join(map(str, p["choices"]))
+    if p.get("lo") is None and p.get("hi") is None:
+        return "-"
+    return f"{'' if p.get('lo') is None else p['lo']}..{'' if p.get('hi') is None else p['hi']}"

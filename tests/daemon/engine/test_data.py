@@ -229,7 +229,8 @@ def test_a_malformed_csv_is_reported(tmp_path):
 def test_a_corrupt_parquet_file_is_reported(tmp_path):
     path = tmp_path / "report.parquet"
     path.write_bytes(b"not parquet at all" * 10)
-    rejects(path, "cannot read it as parquet")
+    message = rejects(path, "cannot read it as parquet")
+    assert ".." not in message
 
 
 def test_a_corrupt_gzip_is_reported(tmp_path):
@@ -268,7 +269,8 @@ def test_nan_and_infinite_values_are_rejected_with_the_first_offending_rows(tmp_
     path = save(frame, tmp_path)
     # pandas writes NaN as a null, which reads as a missing value.
     problem = "without a value" if np.isnan(bad) else "NaN or infinite"
-    rejects(path, "column 'profit'", problem, "No.=2, week=2016-01-18")
+    message = rejects(path, "column 'profit'", problem, "No.=2, week=2016-01-18")
+    assert "None" not in message
 
 
 def test_values_beyond_float32_are_rejected_as_infinite(tmp_path):
@@ -283,7 +285,7 @@ def test_null_ids_and_times_are_rejected_with_the_first_offending_rows(tmp_path,
     frame[column] = frame[column].astype(object)
     frame.loc[3, column] = None
     path = save(frame, tmp_path)
-    rejects(path, f"column {column!r}", "without a value", f"{column}=None", "profit=13.0")
+    rejects(path, f"column {column!r}", "without a value", f"{column}=(empty)", "profit=13.0")
 
 
 def test_a_time_off_the_grid_is_rejected_with_the_offending_rows(tmp_path):

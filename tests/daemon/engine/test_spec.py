@@ -32,3 +32,21 @@ def test_spec_rejects_bad_values_before_the_run_starts():
         TrainConfig(learning_rate=-1.0)
     with pytest.raises(ValueError, match="scaler"):
         TrainConfig(scaler="minmax")
+
+
+@pytest.mark.parametrize(
+    ("items", "model", "needle"),
+    [
+        (["max_steps=abc"], "dlinear", "max_steps=abc: expected a whole number, got abc"),
+        (["learning_rate=fast"], "dlinear", "learning_rate=fast: expected a number, got fast"),
+        (["loss=nope"], "dlinear", "loss='nope' is not one of mse, mae, huber, quantile"),
+        ([], "prophet", "unknown model 'prophet'; known models: "),
+    ],
+)
+def test_a_bad_option_is_named_in_plain_words(items, model, needle):
+    with pytest.raises((ValueError, KeyError)) as info:
+        train, params = split_sets(model, items)
+        RunSpec(data="x", model=model, out="o", train=TrainConfig(**train), model_params=params)
+    message = str(info.value)
+    assert needle in message, message
+    assert not message.startswith(("'", '"')) and "[" not in message and "TrainConfig" not in message

@@ -3,8 +3,9 @@
 Each daemon subcommand sends one request per run id (built by ``stratcast.tui.command_line``, which also holds
 the parser) and prints a table, or the raw ``result`` with ``--json`` (a list of them for subcommands that take
 several ids). With no subcommand it opens the terminal UI (``stratcast tui``) on a terminal and prints the
-daemon's status otherwise. Exit codes (:class:`ExitCode`): 0 done; 1 the daemon refused a request (its message is
-printed); 2 a bad command line; 3 a run folder that cannot be read; 69 no daemon answers; 130 interrupted.
+daemon's status otherwise. Exit codes (:class:`ExitCode`, the README's table): 0 done; 1 the daemon refused a
+request (its message is printed); 2 a bad command line; 3 the daemon refused the job or its data as invalid, or a
+run folder without results; 69 no daemon answers; 130 interrupted.
 
 It never imports torch: results are read from ``metrics.json`` and ``summary.parquet``.
 """
@@ -19,8 +20,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from stratcast.shared.cli import completion_script
 from stratcast.shared.client import Client, CurveKeys, DaemonClient, DaemonUnavailable, RequestFailed
-from stratcast.shared.errors import ExitCode
+from stratcast.shared.errors import ExitCode, refusal_exit_code
 from stratcast.shared.mirror import follow_events, follow_logs, read_log
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import ProtocolError, to_builtins
@@ -39,7 +41,10 @@ def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) 
     """Entry point of ``stratcast``; ``client`` replaces the connection (tests)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.key == "results":
+    if args.key == "completion":
+        print(completion_script(parser, args.shell), end="")
+        return ExitCode.OK
+    if args.key == "results" and isinstance(args.run, Path):
         return show_results(args)
     curve = _curve_keys(args, parser)
     if args.key == "tui" or (args.command is None and client is None and sys.stdout.isatty()):
@@ -61,7 +66,7 @@ def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) 
         return ExitCode.UNAVAILABLE
     except (RequestFailed, ProtocolError) as exc:
         print(f"stratcast: error: {exc}", file=sys.stderr)
-        return ExitCode.FAILED
+        return refusal_exit_code(exc.code)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `stratcast show --json | head`: the reader left; no traceback at exit either
@@ -70,26 +75,26 @@ def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) 
 
 
 def run_command(client: DaemonClient, args: argparse.Namespace) -> int:
-    """Send the command's requests, print what comes back; 1 when the daemon refused any of them."""
+    """Send the command's requests, print what comes back; the code of a refusal when there was one."""
     if args.key == "logs":
         return _logs(client, args)
     if args.key == "watch":
         return _watch(client, args)
     results: list[Any] = []
-    failed = False
+    code = ExitCode.OK
     for request in build_requests(args):
         try:
             result = client.call(request)
         except RequestFailed as exc:
             print(f"stratcast: error: {exc.message}", file=sys.stderr)
-            failed = True
+            code = refusal_exit_code(exc.code)
             continue
         results.append(result)
         if not args.json:
-            print(RENDER[args.key](result))
+            print(RENDER[args.key](result) if args.key != "results" else results_text(result, args.top))
     if args.json:
         _print_json(results if args.key in MULTI else results[0] if results else None)
-    return ExitCode.FAILED if failed else ExitCode.OK
+    return code
 
 
 def _print_json(value: Any) -> None:
@@ -194,22 +199,34 @@ def _watch(client: DaemonClient, args: argparse.Namespace) -> int:
 
 
 def show_results(args: argparse.Namespace) -> int:
-    """``results``: a finished run folder's top strategies and skill table."""
+    """``results DIR``: a finished run folder's top strategies and skill table."""
+    folder: Path = args.run
+    if not (folder / "metrics.json").is_file():
+        print(
+            f"stratcast: error: {folder} has no results: no metrics.json in it (a run writes its results when it "
+            "succeeds; `stratcast results ID` asks the daemon for a run's)",
+            file=sys.stderr,
+        )
+        return ExitCode.BAD_INPUT
     try:
-        metrics, top = read_results(args.run_dir, args.top)
+        metrics, top = read_results(folder, args.top)
     except (OSError, ValueError, KeyError) as exc:
-        print(f"stratcast: error: {args.run_dir} is not a finished run folder: {exc}", file=sys.stderr)
+        print(f"stratcast: error: {folder} holds unreadable results ({type(exc).__name__}: {exc})", file=sys.stderr)
         return ExitCode.BAD_INPUT
     if args.json:
-        print(json.dumps({"metrics": metrics, "top": top}, indent=2, default=str))
+        _print_json({"metrics": metrics, "top": top})
     else:
-        print(top_table(top, args.top))
-        if "errors" in metrics:
-            print()
-            print(skill_table(metrics))
-            for line in metrics.get("verdict", []):
-                print(f"- {line}")
+        print(results_text({"metrics": metrics, "top": top}, args.top))
     return ExitCode.OK
+
+
+def results_text(result: dict[str, Any], limit: int) -> str:
+    """The top strategies, then the skill table and its verdict when the run had a holdout."""
+    metrics = result["metrics"]
+    lines = [top_table(result["top"], limit)]
+    if "errors" in metrics:
+        lines += ["", skill_table(metrics), *(f"- {line}" for line in metrics.get("verdict", []))]
+    return "\n".join(lines)
 
 
 def read_results(run_dir: Path, limit: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from stratcast.shared.cli import add_completion_command, add_version, key_value
 from stratcast.shared.protocol import (
     RUN_STATES,
     AddSchedule,
@@ -30,6 +31,7 @@ from stratcast.shared.protocol import (
     PauseSchedule,
     Placement,
     ReadLogs,
+    ReadResults,
     ReleaseRun,
     RemoveRun,
     RemoveSchedule,
@@ -70,6 +72,7 @@ SCHEDULE_ACTIONS: dict[str, tuple[type[RemoveSchedule | PauseSchedule | ResumeSc
 def build_parser() -> argparse.ArgumentParser:
     """The ``stratcast`` command line."""
     parser = argparse.ArgumentParser(prog="stratcast", description="Queue, inspect and follow stratcastd runs.")
+    add_version(parser)
     _add_connection_options(parser)
     parser.set_defaults(key="status", json=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -80,10 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub, common)
     _add_daemon_commands(sub, common)
     _add_schedule_commands(sub, common)
-    results = sub.add_parser("results", help="print a finished run's top strategies and skill table (no daemon)")
-    results.add_argument("run_dir", type=Path, help="the run's output folder (stratcastd run --out)")
+    results = sub.add_parser("results", help="print a finished run's top strategies and skill table", parents=[common])
+    results.add_argument("run", type=_run_or_folder, metavar="ID|DIR", help="a run id, or a run's output folder")
     results.add_argument("--top", type=int, default=10, help="how many strategies to list")
-    results.add_argument("--json", action="store_true", help="print JSON")
     results.set_defaults(key="results")
     tui = sub.add_parser(
         "tui", parents=[common], help="open the terminal UI (what `stratcast` alone does on a terminal)"
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_argument("--run", type=int, metavar="ID", help="open this run's screen first")
     tui.add_argument("--fps", type=_positive_float, default=5.0, help="repaints per second, at most 10 (default 5)")
     tui.set_defaults(key="tui")
+    add_completion_command(sub, parser.prog)
     return parser
 
 
@@ -194,7 +197,8 @@ def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
     job.add_argument("--fill-missing", choices=("error", "zero"), default="error", help="missing periods")
     job.add_argument("--date-format", help="how text dates are written, such as %%d.%%m.%%Y (default: inferred)")
     job.add_argument("--dayfirst", action="store_true", help="read dates such as 04/01/2016 day first")
-    job.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE", help="option")
+    job.add_argument("--device", choices=("auto", "cpu"), default="auto", help="auto, or cpu (GPUs: --gpu N)")
+    job.add_argument("--set", action="append", type=key_value, default=[], metavar="KEY=VALUE", help="option")
     if not queue:
         return
     place = p.add_argument_group("placement")
@@ -207,33 +211,43 @@ def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
     return value
 
 
+def _whole_number(text: str) -> int:
+    """``int(text)``; argparse would report a failure as an "invalid _positive_int value"."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}") from None
+
+
 _run_id = _non_negative_int
 
 
+def _run_or_folder(text: str) -> int | Path:
+    """``results``' argument: digits are a run id (``./7`` names a folder called 7), anything else a folder."""
+    return int(text) if text.isdigit() else Path(text)
+
+
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
-
-
-def _key_value(text: str) -> str:
-    if "=" not in text or text.startswith("="):
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return text
 
 
 def _duration(text: str) -> int:
@@ -285,6 +299,7 @@ def job_spec(args: argparse.Namespace) -> JobSpec:
         fill_missing=args.fill_missing,
         date_format=args.date_format,
         dayfirst=args.dayfirst,
+        device=args.device,
         sets=list(args.set),
     )
 
@@ -327,6 +342,7 @@ REQUESTS: dict[str, Callable[[argparse.Namespace], AnyRequest]] = {
     "priority": lambda a: SetPriority(run=a.id, priority=a.priority),
     "gpus": lambda a: ListGpus(),
     "models": lambda a: ListModels(),
+    "results": lambda a: ReadResults(run=a.run, top=a.top),
     "status": lambda a: Status(),
     "queue pause": lambda a: PauseQueue(),
     "queue resume": lambda a: ResumeQueue(),

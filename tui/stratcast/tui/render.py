@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from stratcast.shared.mirror import Mirror
 from stratcast.shared.protocol import Event, RunInfo
-from stratcast.shared.report import skill_table, table
+from stratcast.shared.report import models_text, skill_table, table
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 """Units of ``--every`` durations, in seconds."""
@@ -89,16 +88,56 @@ def show_text(result: Mapping[str, Any]) -> str:
     metrics = result.get("metrics")
     if isinstance(metrics, dict) and "errors" in metrics:
         lines += ["", skill_table(metrics)]
-    events = result.get("events", [])[-10:]
-    lines += ["", "recent events:", *(f"  {_event_text(e)}" for e in events)] if events else []
+    events = result.get("events", [])
+    lines += ["", "events:", *(f"  {_when(e.get('time'))}  {event_text(e)}" for e in events)] if events else []
     return "\n".join(lines)
 
 
-def _event_text(event: Any) -> str:
-    if isinstance(event, dict) and "time" in event:
-        rest = {k: v for k, v in event.items() if k != "time"}
-        return f"{_when(event['time'])}  {json.dumps(rest, default=str)}"
-    return json.dumps(event, default=str)
+EVENT_WORDS = {
+    "submitted": "submitted",
+    "started": "started on {device}, pid {pid}",
+    "checkpoint": "checkpoint at step {step}: {path}",
+    "stop_requested": "stop requested",
+    "kill_requested": "kill requested",
+    "resumed": "resume requested",
+    "restarted": "restarted ({how})",
+    "requeued": "requeued: {why}, {how}",
+    "ended": "ended {state} ({exit})",
+    "oom": "out of memory at step {step} ({phase}): micro-batch {old_micro_batch}, then {new_micro_batch}",
+    "schedule_skipped": "schedule {schedule} skipped a run: this one had not ended",
+}
+"""A run event (``show``) in words by its kind; other kinds list their fields."""
+
+
+def event_text(event: Mapping[str, Any]) -> str:
+    """One stored run event in words: ``started on cuda:0, pid 4242``; ``kind: field value, ...`` otherwise."""
+    kind, data = str(event.get("kind")), event.get("data") or {}
+    if kind == "submitted" and data.get("schedule") is not None:
+        return f"submitted by schedule {data['schedule']}"
+    if kind == "plan":
+        return f"memory plan: {plan_text(data)}"
+    if kind == "state":
+        reason = f" ({data['reason']})" if data.get("reason") else ""
+        return f"state {data.get('from') or 'new'} -> {data.get('to')}{reason}"
+    if kind in EVENT_WORDS:
+        return EVENT_WORDS[kind].format_map(_Blank({k: _words(v) for k, v in data.items()}))
+    fields = ", ".join(f"{k.replace('_', ' ')} {_words(v)}" for k, v in data.items() if v != "")
+    return f"{kind.replace('_', ' ')}: {fields}" if fields else kind.replace("_", " ")
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def _words(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(_words, value)) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k.replace('_', ' ')} {_words(v)}" for k, v in value.items()) or "-"
+    return str(value)
 
 
 def gpus_table(result: Mapping[str, Any]) -> str:
@@ -111,28 +150,6 @@ def gpus_table(result: Mapping[str, Any]) -> str:
         rows[-1] += [_num(g.get("power_w")), runs]
     text = table(["gpu", "name", "memory GiB", "util %", "temp C", "power W", "runs"], rows) if rows else "no GPUs"
     return text + (f"\n{result['notice']}" if result.get("notice") else "")
-
-
-def models_text(result: Mapping[str, Any]) -> str:
-    """``models``: each model with its parameters (as ``stratcastd models``)."""
-    blocks = []
-    for m in result["models"]:
-        head = f"{m['name']}: {m['summary']} ({m['paper']}){'' if m['stackable'] else ' [batch mode only]'}"
-        rows = [[p["name"], repr(p["default"]), _range(p), p["help"]] for p in m["params"]]
-        blocks.append(head + "\n  " + table(["parameter", "default", "range", "help"], rows).replace("\n", "\n  "))
-    options = [[p["name"], repr(p["default"]), _range(p), p["help"]] for p in result.get("train_options", [])]
-    if options:
-        body = table(["option", "default", "range", "help"], options).replace("\n", "\n  ")
-        blocks.append("training options (--set KEY=VALUE, as model parameters):\n  " + body)
-    return "\n\n".join(blocks)
-
-
-def _range(p: Mapping[str, Any]) -> str:
-    if p.get("choices"):
-        return "|".join(map(str, p["choices"]))
-    if p.get("lo") is None and p.get("hi") is None:
-        return "-"
-    return f"{'' if p.get('lo') is None else p['lo']}..{'' if p.get('hi') is None else p['hi']}"
 
 
 def schedule_line(result: Mapping[str, Any]) -> str:

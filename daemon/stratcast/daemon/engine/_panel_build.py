@@ -127,6 +127,8 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 
 def _show(value: object) -> str:
+    if value is None:  # a null cell (pandas writes NaN as one)
+        return "(empty)"
     if isinstance(value, dt.datetime) and value.time() == dt.time() and value.tzinfo is None:
         return value.date().isoformat()
     if isinstance(value, dt.date):

@@ -114,8 +114,8 @@ def parse_value(raw: str, default: Any) -> Any:
     if isinstance(default, tuple):
         inner = default[0] if default else 0.0
         return tuple(parse_value(p.strip(), inner) for p in raw.strip("()[] ").split(",") if p.strip())
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
-    return raw
+    kind = int if isinstance(default, int) else float if isinstance(default, float) else str
+    try:
+        return kind(raw)
+    except ValueError:  # int()'s own message names Python's literal syntax, not the option
+        raise ValueError(f"expected {'a whole number' if kind is int else 'a number'}, got {raw}") from None

@@ -187,7 +187,7 @@ def _read_table(
     except (pa.ArrowException, OSError) as exc:
         hint = "every line needs as many fields as the header" if kind == "csv" else "it may be truncated"
         raise DataError(
-            f"{path}: cannot read it as {kind}: {exc}. Check that it is a valid {kind} file ({hint})."
+            f"{path}: cannot read it as {kind}: {str(exc).rstrip('.')}. Check that it is a valid {kind} file ({hint})."
         ) from exc
 
 

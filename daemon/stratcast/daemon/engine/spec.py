@@ -45,9 +45,9 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {list(MODES)}")
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.fill_missing not in ("error", "zero"):
-            raise ValueError(f"fill_missing {self.fill_missing!r} is not one of ['error', 'zero']")
+            raise ValueError(f"fill_missing {self.fill_missing!r} is not one of error, zero")
         if not 0 <= self.holdout <= self.train.horizon:
             raise ValueError(f"holdout={self.holdout} must be between 0 and horizon={self.train.horizon}")
         entry = get_entry(self.model)
@@ -162,7 +162,7 @@ def split_sets(
         try:
             out[target][name] = parse_value(raw.strip(), defaults[target][name])
         except ValueError as exc:
-            raise ValueError(f"--set {item!r}: {exc}") from None
+            raise ValueError(f"--set {item}: {exc}") from None
     return out["train"], out["model"]
 
 

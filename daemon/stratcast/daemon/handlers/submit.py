@@ -83,5 +83,5 @@ def check_job(job: JobSpec) -> CheckedJob:
         spec = spec_from_job(job, out="-", device="cpu")
         panel, kept = load_trainable(spec)  # an error when no series is long enough
     except (DataError, ValueError, KeyError, OSError) as exc:
-        raise InvalidSpec(str(exc).strip("'\"")) from None
+        raise InvalidSpec(str(exc)) from None
     return CheckedJob(panel=kept, loaded=panel.n_series, required=required_periods(spec))

@@ -54,9 +54,9 @@ def check_fields(obj: Any) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
-        name = f"{type(obj).__name__}.{f.name}"
+        name = f.name
         if choices is not None and value not in choices:
-            raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
+            raise ValueError(f"{name}={value!r} is not one of {', '.join(map(str, choices))}")
         values = value if isinstance(value, tuple) else (value,)
         for v in values:
             if isinstance(v, bool) or not isinstance(v, int | float):

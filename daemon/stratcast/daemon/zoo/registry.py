@@ -135,16 +135,23 @@ REGISTRY: Mapping[str, ModelEntry] = {
 }
 
 
+class UnknownModel(KeyError):
+    """No model of that name; a KeyError whose text is its message (a plain KeyError prints it quoted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def get_entry(name: str) -> ModelEntry:
     """Look a model up by name.
 
     Raises:
-        KeyError: with the list of known names.
+        UnknownModel: with the list of known names.
     """
     try:
         return REGISTRY[name.lower()]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}") from None
+        raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}") from None
 
 
 def checkpointing_models() -> list[str]:

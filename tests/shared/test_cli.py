@@ -1,0 +1,56 @@
+import argparse
+import importlib.metadata
+import shutil
+import subprocess
+
+import pytest
+
+from stratcast.daemon.cli import build_parser as daemon_parser
+from stratcast.shared.cli import completion_script, version
+from stratcast.tui.command_line import build_parser as client_parser
+
+needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def complete(parser: argparse.ArgumentParser, *words: str) -> list[str]:
+    """What the generated bash completion offers for the command line ``words`` (the last one being typed)."""
+    prog = parser.prog
+    script = completion_script(parser, "bash")
+    line = " ".join(f"'{w}'" for w in (prog, *words))
+    probe = f"{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words)}; _{prog}; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    out = subprocess.run(["bash", "--norc", "--noprofile", "-c", probe], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+@needs_bash
+def test_the_bash_completion_of_stratcast_offers_subcommands_nested_commands_and_options():
+    parser = client_parser()
+    assert {"submit", "show", "schedule", "completion"} <= set(complete(parser, ""))
+    assert complete(parser, "sub") == ["submit"]
+    assert {"--data", "--model", "--device", "--json"} <= set(complete(parser, "submit", "--"))
+    assert set(complete(parser, "schedule", "")) == {"add", "ls", "rm", "pause", "resume", "run-now"}
+    assert {"--cron", "--every"} <= set(complete(parser, "schedule", "add", "--"))
+
+
+@needs_bash
+def test_the_bash_completion_offers_an_options_choices_and_nothing_of_its_own_for_a_free_value():
+    parser = daemon_parser()
+    assert complete(parser, "run", "--mode", "") == ["batch", "per-strategy"]
+    assert complete(parser, "completion", "") == ["bash", "zsh"]
+    assert complete(parser, "run", "--data", "") == []  # the shell's own file completion takes over
+    assert {"run", "demo", "models", "serve"} <= set(complete(parser, ""))
+    assert {"--resume", "--out"} <= set(complete(parser, "run", "--"))
+
+
+def test_the_zsh_completion_is_the_bash_one_through_bashcompinit():
+    script = completion_script(client_parser(), "zsh")
+    assert "bashcompinit" in script and "complete -o default -F _stratcast stratcast" in script
+
+
+@pytest.mark.parametrize("main", ["stratcast.daemon.cli", "stratcast.tui.cli"])
+def test_both_commands_print_the_package_version(main, capsys):
+    module = __import__(main, fromlist=["main"])
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.split()[-1] == importlib.metadata.version("stratcast") == version()
