@@ -95,6 +95,8 @@ def show_text(result: Mapping[str, Any]) -> str:
 
 
 def _event_text(event: Any) -> str:
+    if isinstance(event, dict) and event.get("kind") == "warning" and isinstance(event.get("data"), dict):
+        return f"{_when(event.get('time'))}  warning: {event['data'].get('message', '')}"
     if isinstance(event, dict) and "time" in event:
         rest = {k: v for k, v in event.items() if k != "time"}
         return f"{_when(event['time'])}  {json.dumps(rest, default=str)}"
@@ -294,6 +296,8 @@ class Watcher:
         if event.topic == "oom":
             rest = ", ".join(f"{k} {v}" for k, v in data.items() if k != "run")
             return [f"{at}  run {data.get('run')} ran out of GPU memory: {rest}"]
+        if event.topic == "warning":
+            return [f"{at}  run {data.get('run')} warning: {data.get('message', '')}"]
         if event.topic == "daemon" and "notice" in data:
             return [f"{at}  daemon: {data['notice']}"]
         if event.topic == "daemon" and data.get("shutdown"):
