@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from stratcast.daemon.serve import add_arguments as add_serve_arguments
 from stratcast.daemon.serve import add_keys_arguments, make_keys, serve
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.report import skill_table, table, top_table
+from stratcast.shared.report import skill_table, table, top_table, trailing_window
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,7 +293,7 @@ def print_result(result: Any, as_json: bool) -> None:
         print(json.dumps(payload, indent=2, default=str))
         return
     print(f"\nTop strategies by forecast mean profit per period (outputs in {result.out_dir}):")
-    print(top_table(result.top))
+    print(top_table(result.top, window=trailing_window(result.metrics)))
     best = result.metrics["best_strategy"]
     print(f"Best strategy: {best['strategy']} (forecast {best['forecast_mean']:.4g} per period)")
     if "errors" in result.metrics:

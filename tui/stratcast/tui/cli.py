@@ -24,7 +24,7 @@ from stratcast.shared.errors import ExitCode
 from stratcast.shared.mirror import follow_events, follow_logs, read_log
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import ProtocolError, to_builtins
-from stratcast.shared.report import skill_table, top_table
+from stratcast.shared.report import skill_table, top_table, trailing_window
 from stratcast.tui.command_line import build_parser, build_requests
 from stratcast.tui.render import RENDER, Watcher
 
@@ -203,7 +203,7 @@ def show_results(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"metrics": metrics, "top": top}, indent=2, default=str))
     else:
-        print(top_table(top, args.top))
+        print(top_table(top, args.top, window=trailing_window(metrics)))
         if "errors" in metrics:
             print()
             print(skill_table(metrics))
