@@ -68,7 +68,7 @@ def run_block(index: int, text: str, data: Path, timeout: float, quick_start: bo
             )
             code, out = done.returncode, done.stdout + done.stderr
         except subprocess.TimeoutExpired as exc:
-            code, out = 124, f"timed out after {timeout:.0f} s\n{exc.stdout or ''}{exc.stderr or ''}"
+            code, out = 124, f"timed out after {timeout:.0f} s\n{_text(exc.stdout)}{_text(exc.stderr)}"
         finally:
             _stop_daemons(env)
         took = time.monotonic() - started
@@ -77,6 +77,10 @@ def run_block(index: int, text: str, data: Path, timeout: float, quick_start: bo
     if code != 0:
         print("    " + "\n    ".join(out.strip().splitlines()[-25:]))
     return code == 0
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def _stop_daemons(env: dict[str, str]) -> None:

@@ -234,3 +234,13 @@ def test_a_restart_from_scratch_starts_a_fresh_history_and_one_from_a_checkpoint
     assert (run_dir / HISTORY_FILE).exists()
     restart(d, run, from_scratch=True)
     assert not (run_dir / HISTORY_FILE).exists()
+
+
+def test_a_worker_warning_is_kept_in_the_runs_events_and_published(daemon_with_run):
+    d, run, published = daemon_with_run
+    d._worker_event(run, {"event": "warning", "kind": "loss", "message": "use loss=mse"})
+    assert [(e["kind"], e["data"]) for e in d.db.events(run)][-1] == (
+        "warning",
+        {"kind": "loss", "message": "use loss=mse"},
+    )
+    assert ("warning", {"run": run, "kind": "loss", "message": "use loss=mse"}) in published

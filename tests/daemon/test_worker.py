@@ -1,5 +1,6 @@
 """The worker as the daemon runs it: a real subprocess on a run folder, JSON events on stdout, a log on stderr."""
 
+import io
 import json
 import os
 import shutil
@@ -12,10 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
+from stratcast.daemon.engine.advice import RunWarning
 from stratcast.daemon.engine.checkpoint import list_checkpoints, load_checkpoint
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.panel import DataError
-from stratcast.daemon.worker import WorkerExit, exit_code_for
+from stratcast.daemon.worker import Events, WorkerExit, exit_code_for
 from stratcast.shared.protocol import JobSpec
 
 # long enough (a few seconds) that a signal sent after the first progress event lands mid-training
@@ -244,3 +246,9 @@ def test_on_cuda_the_worker_reports_allocator_memory_honours_its_cap_and_resumes
     memory = [e for e in events if e["event"] == "memory"]
     assert memory[-1]["peak"] > 0 and memory[-1]["reserved"] >= memory[-1]["allocated"] and memory[-1]["oom_count"] == 0
     assert pd.read_parquet(run_dir / "out" / "forecast.parquet")["forecast"].notna().all()
+
+
+def test_a_worker_warning_is_one_event_line_with_its_kind_and_message():
+    stream = io.BytesIO()
+    Events(stream).warning(RunWarning("loss", "use loss=mse"))
+    assert json.loads(stream.getvalue()) == {"event": "warning", "kind": "loss", "message": "use loss=mse"}

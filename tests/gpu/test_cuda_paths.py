@@ -21,7 +21,7 @@ def cuda_trainer(model_name="nhits", precision="auto"):
     g = torch.Generator().manual_seed(0)
     values = torch.sin(torch.arange(120.0) / 4)[None, :] + 0.1 * torch.randn(64, 120, generator=g)
     cfg = TrainConfig(input_size=24, horizon=8, max_steps=80, batch_size=256, val_check_steps=20, precision=precision)
-    split = Split.make(120, cfg.effective_val_size, 0)
+    split = Split.make(120, cfg.effective_val_size(120, 0), 0)
     windows = PanelWindows(values.to(dev), torch.zeros(64, dtype=torch.long, device=dev), input_size=24, horizon=8)
     torch.manual_seed(0)
     net = build_model(model_name, make_config(model_name, tiny=True), input_size=24, horizon=8)

@@ -1,4 +1,4 @@
-from stratcast.shared.report import skill_table, table, top_table
+from stratcast.shared.report import skill_table, table, top_table, trailing_window
 
 
 def test_table_aligns_numbers_right_and_text_left():
@@ -33,3 +33,30 @@ def test_top_table_keeps_rank_order_and_limit():
     ]
     lines = top_table(rows, limit=3).splitlines()
     assert len(lines) == 5 and "s1" in lines[2] and "s3" in lines[4]
+
+
+def ranked(trailing):
+    return [
+        {"rank": i, "strategy": f"s{i}", "forecast_mean": 1.0, "forecast_sum": 52.0, "trailing_mean": t}
+        for i, t in enumerate(trailing, 1)
+    ]
+
+
+def test_the_top_table_says_when_most_top_picks_lost_money_over_their_trailing_window():
+    rows = ranked([-1.0] * 7 + [2.0] * 3 + [-5.0] * 5)
+    last = top_table(rows, window=52).splitlines()[-1]
+    assert (
+        last
+        == "7 of the top 10 lost money over their last 52 periods (trailing mean < 0): the model bets on a turnaround"
+    )
+    assert top_table(rows, limit=3).splitlines()[-1].startswith("3 of the top 3 lost money over their trailing window")
+
+
+def test_the_top_table_says_nothing_when_half_or_fewer_top_picks_lost_money():
+    text = top_table(ranked([-1.0] * 5 + [0.0] * 5), window=52)
+    assert "lost money" not in text and len(text.splitlines()) == 12
+
+
+def test_the_trailing_window_comes_from_the_runs_spec():
+    assert trailing_window({"spec": {"train": {"trailing_window": 26}}}) == 26
+    assert trailing_window({}) is None

@@ -93,3 +93,12 @@ def test_top_strategies_get_a_forecast_sparkline_each():
     lines = top_text(rows, width=8).plain.splitlines()
     assert len(lines) == 5 and lines[0].endswith("forecast")
     assert all(len(line.split()[-1]) == 8 for line in lines[2:])
+
+
+def test_top_strategies_that_mostly_lost_money_say_the_bet_the_model_makes():
+    rows = [{**row, "trailing_mean": -1.0} for row in demo_results(3)["top"]]
+    last = top_text(rows, width=8, window=52).plain.splitlines()[-1]
+    assert (
+        last
+        == "3 of the top 3 lost money over their last 52 periods (trailing mean < 0): the model bets on a turnaround"
+    )

@@ -26,7 +26,7 @@ from stratcast.daemon.serve import add_arguments as add_serve_arguments
 from stratcast.daemon.serve import add_keys_arguments, make_keys, serve
 from stratcast.shared.cli import add_completion_command, add_version, completion_script, key_value
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.report import models_text, skill_table, top_table
+from stratcast.shared.report import models_text, results_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,16 +317,8 @@ def print_result(result: Any, as_json: bool) -> None:
         }
         print(json.dumps(payload, indent=2, default=str))
         return
-    print(f"\nTop strategies by forecast mean profit per period (outputs in {result.out_dir}):")
-    print(top_table(result.top))
-    best = result.metrics["best_strategy"]
-    print(f"Best strategy: {best['strategy']} (forecast {best['forecast_mean']:.4g} per period)")
-    if "errors" in result.metrics:
-        h = result.metrics["holdout"]
-        print(f"\nSkill on the holdout ({h['periods']} periods, {h['strategies']} strategies):")
-        print(skill_table(result.metrics))
-        for line in result.metrics["verdict"]:
-            print(f"- {line}")
+    print()
+    print(results_text(result.metrics, result.top, where=str(result.out_dir)))
 
 
 class StopFlag:

@@ -180,17 +180,9 @@ def print_results(out: Path) -> None:
     """The top strategies and the skill table from a finished run's folder."""
     import pandas as pd
 
-    from stratcast.shared.report import skill_table, top_table
+    from stratcast.shared.report import results_text
 
     metrics = json.loads((out / "metrics.json").read_text())
     top = pd.read_parquet(out / "summary.parquet").head(10).to_dict("records")
-    print(f"\nTop strategies by forecast mean profit per period (outputs in {out}):")
-    print(top_table([{str(k): v for k, v in r.items()} for r in top]))
-    best = metrics["best_strategy"]
-    print(f"Best strategy: {best['strategy']} (forecast {best['forecast_mean']:.4g} per period)")
-    if "errors" in metrics:
-        h = metrics["holdout"]
-        print(f"\nSkill on the holdout ({h['periods']} periods, {h['strategies']} strategies):")
-        print(skill_table(metrics))
-        for line in metrics["verdict"]:
-            print(f"- {line}")
+    print()
+    print(results_text(metrics, [{str(k): v for k, v in r.items()} for r in top], where=str(out)))

@@ -395,7 +395,7 @@ class Daemon:
             if path != self.db.get_run(run).checkpoint:  # the stop's checkpoint came as its own event already
                 self.db.add_event(run, "checkpoint", event)
             self.update_run(run, checkpoint=path)
-        elif kind in ("oom", "plan"):
+        elif kind in ("oom", "plan", "warning"):
             self.db.add_event(run, kind, event)
             self.publish(kind, {"run": run, **event})
 

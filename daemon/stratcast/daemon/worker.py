@@ -189,6 +189,7 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
         on_checkpoint=events.checkpoint_saved,
         on_oom=events.oom,
         on_plan=events.plan,
+        on_warning=events.warning,
         plan_cache=args.plan_cache or default_plan_cache(),
     )
     memory.report(force=True)
@@ -331,6 +332,10 @@ class Events:
     def plan(self, plan: Any) -> None:
         """The job's plan callback: a ``plan`` event (the job logs the plan itself)."""
         self.emit("plan", **plan.to_dict())
+
+    def warning(self, warning: Any) -> None:
+        """The job's warning callback: a ``warning`` event with its ``kind`` and ``message`` (the job logs it)."""
+        self.emit("warning", **dataclasses.asdict(warning))
 
     def oom(self, event: Any) -> None:
         """The job's OOM callback: an ``oom`` event and a log line."""

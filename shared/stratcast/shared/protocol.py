@@ -43,10 +43,11 @@ MAX_FRAME = 1 << 20
 """Largest control frame accepted (1 MiB); larger frames are refused before parsing."""
 HEARTBEAT_S = 1.0
 """Seconds between ``heartbeat`` events."""
-TOPICS = ("run", "progress", "telemetry", "log", "schedule", "oom", "plan", "daemon", "heartbeat")
+TOPICS = ("run", "progress", "telemetry", "log", "schedule", "oom", "plan", "warning", "daemon", "heartbeat")
 """Event topics: a run's record changed; a run's training progress; GPU/host/run memory samples; new log lines of
 a run; a schedule changed or fired; a run recovered from (or died of) an out-of-memory error; a run's memory plan
-(chosen micro-batch, probes, budget); daemon notices (a GPU without drivers, shutdown); heartbeats."""
+(chosen micro-batch, probes, budget); a run's warning (a ``kind`` and a ``message``); daemon notices (a GPU without
+drivers, shutdown); heartbeats."""
 
 Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 """A run or schedule id: what SQLite's INTEGER holds."""

@@ -72,10 +72,54 @@ def skill_table(metrics: Mapping[str, Any]) -> str:
     return table(headers, rows) + "\n" + foot
 
 
-def top_table(rows: Sequence[Mapping[str, Any]], limit: int = 10) -> str:
-    """The best strategies by forecast: rank, id, forecast mean ("Avg Profit") and sum, trailing mean."""
-    body = [[r["rank"], r["strategy"], r["forecast_mean"], r["forecast_sum"], r["trailing_mean"]] for r in rows[:limit]]
-    return table(["rank", "strategy", "avg profit", "horizon total", "trailing mean"], body)
+def top_table(rows: Sequence[Mapping[str, Any]], limit: int = 10, *, window: int | None = None) -> str:
+    """The best strategies by forecast: rank, id, forecast mean ("Avg Profit") and sum, trailing mean.
+
+    A line under the table says when most of them lost money over their trailing ``window`` (see :func:`bet_line`).
+    """
+    shown = rows[:limit]
+    body = [[r["rank"], r["strategy"], r["forecast_mean"], r["forecast_sum"], r["trailing_mean"]] for r in shown]
+    text = table(["rank", "strategy", "avg profit", "horizon total", "trailing mean"], body)
+    line = bet_line(shown, window)
+    return text if line is None else f"{text}\n{line}"
+
+
+def bet_line(rows: Sequence[Mapping[str, Any]], window: int | None = None) -> str | None:
+    """The bet the ranking makes when most of ``rows`` have a negative trailing mean (None otherwise).
+
+    A model that ranks last year's losers first bets on a turnaround; the user should see that bet.
+    """
+    losers = sum(1 for r in rows if _is_number(r.get("trailing_mean")) and r["trailing_mean"] < 0)
+    if 2 * losers <= len(rows):
+        return None
+    over = "their trailing window" if window is None else f"their last {window} periods"
+    return f"{losers} of the top {len(rows)} lost money over {over} (trailing mean < 0): the model bets on a turnaround"
+
+
+def trailing_window(metrics: Mapping[str, Any]) -> int | None:
+    """The periods of a run's trailing mean, from its ``metrics.json`` spec (None when it does not say)."""
+    window = metrics.get("spec", {}).get("train", {}).get("trailing_window")
+    return window if isinstance(window, int) else None
+
+
+def results_text(metrics: Mapping[str, Any], top: Sequence[Mapping[str, Any]], limit: int = 10, where: str = "") -> str:
+    """A finished run as every printer shows it: the top strategies, the best one, the skill table and verdict.
+
+    ``top`` holds ``summary.parquet`` rows by rank; ``where`` names the run's outputs in the heading. Without a
+    holdout there is no verdict, so the run's warnings (which the verdict repeats) are listed instead.
+    """
+    outputs = f" (outputs in {where})" if where else ""
+    lines = [f"Top strategies by forecast mean profit per period{outputs}:"]
+    lines.append(top_table(top, limit, window=trailing_window(metrics)))
+    if best := metrics.get("best_strategy"):
+        lines.append(f"Best strategy: {best['strategy']} (forecast {best['forecast_mean']:.4g} per period)")
+    if "errors" in metrics:
+        h = metrics["holdout"]
+        lines += ["", f"Skill on the holdout ({h['periods']} periods, {h['strategies']} strategies):"]
+        lines += [skill_table(metrics), *(f"- {line}" for line in metrics.get("verdict", []))]
+    else:
+        lines += [f"- warning: {w['message']}" for w in metrics.get("warnings", [])]
+    return "\n".join(lines)
 
 
 def models_text(result: Mapping[str, Any]) -> str:

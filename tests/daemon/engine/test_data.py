@@ -362,7 +362,7 @@ def test_drop_short_with_nothing_left_names_the_longest_series_and_what_to_chang
     with pytest.raises(DataError) as info:
         drop_short(short_panel([3, 7, 5]), 8, what="input_size + horizon")
     message = str(info.value)
-    for needle in ("report.parquet", "input_size + horizon = 8", "No.=2", "has 7", "--input-size", "--horizon"):
+    for needle in ("report.parquet", "needs 8 periods (input_size + horizon)", "No.=2", "has 7", "--input-size"):
         assert needle in message, message
 
 

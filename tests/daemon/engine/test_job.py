@@ -1,8 +1,10 @@
+import pytest
 import torch
 
 from stratcast.daemon.engine.build import prepare
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.panel import DataError
 from stratcast.daemon.engine.spec import RunSpec
 
 
@@ -19,3 +21,36 @@ def test_periods_before_a_series_start_stay_zero_after_a_centring_scaler(tmp_pat
     assert first > 0 and float(prep.scaler.loc[row]) != 0.0
     scaled = prep.windows.padded[row, train.input_size : train.input_size + prep.panel.n_times]
     assert torch.all(scaled[:first] == 0) and torch.any(scaled[first:] != 0)
+
+
+def write_panel_file(tmp_path, n_series: int, n_times: int):
+    path = tmp_path / "p.parquet"
+    make_strategy_panel(n_series, n_times, seed=0).to_parquet(path, index=False)
+    return str(path)
+
+
+def test_a_history_one_period_short_of_the_horizon_validates_on_one_period_less_and_says_why(tmp_path):
+    lines: list[str] = []
+    train = TrainConfig(input_size=8, horizon=4)
+    spec = RunSpec(data=write_panel_file(tmp_path, 3, 16), model="dlinear", out="-", holdout=4, train=train)
+    prep = prepare(spec, torch.device("cpu"), lines.append)
+    assert (prep.split.train_end, prep.split.val_end) == (9, 12)
+    assert prep.panel.n_series == 3
+    assert (
+        "validation: last 3 periods (horizon 4 does not fit: 16 periods = 8 input + 1 + 3 validation + 4 holdout)"
+        in lines
+    )
+
+
+def test_a_history_too_short_for_any_validation_names_every_lever_with_its_numbers(tmp_path):
+    train = TrainConfig(input_size=8, horizon=8)
+    spec = RunSpec(data=write_panel_file(tmp_path, 3, 16), model="dlinear", out="-", holdout=8, train=train)
+    with pytest.raises(DataError) as info:
+        prepare(spec, torch.device("cpu"), lambda m: None)
+    message = str(info.value)
+    for needle in (
+        "needs 19 periods (input_size 8 + 1 + val_size 2 + holdout 8)",
+        "has 16",
+        "lower --input-size, --horizon or --holdout, or --set val_size=N",
+    ):
+        assert needle in message, message

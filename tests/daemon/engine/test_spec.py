@@ -50,3 +50,20 @@ def test_a_bad_option_is_named_in_plain_words(items, model, needle):
     message = str(info.value)
     assert needle in message, message
     assert not message.startswith(("'", '"')) and "[" not in message and "TrainConfig" not in message
+
+
+def test_the_default_validation_shrinks_to_fit_a_208_period_history():
+    cfg = TrainConfig(input_size=104, horizon=52)
+    assert cfg.effective_val_size(208, holdout=52) == 51  # 104 input + 1 + 51 validation + 52 holdout
+    assert cfg.effective_val_size(209, holdout=52) == 52  # the horizon when it fits
+    assert cfg.effective_val_size(400, holdout=0) == 52
+
+
+def test_the_default_validation_never_shrinks_below_a_quarter_of_the_horizon():
+    cfg = TrainConfig(input_size=104, horizon=52)
+    assert cfg.effective_val_size(160, holdout=52) == 13
+
+
+def test_an_explicit_val_size_is_never_changed():
+    assert TrainConfig(input_size=104, horizon=52, val_size=52).effective_val_size(208, holdout=52) == 52
+    assert TrainConfig(input_size=104, horizon=52, val_size=0).effective_val_size(300, holdout=52) == 0

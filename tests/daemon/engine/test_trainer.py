@@ -22,7 +22,7 @@ def seasonal_panel(n=16, t=80, seed=0):
 
 def make_trainer(cfg=CFG, values=None, progress=None, stop=None, model="dlinear"):
     values = seasonal_panel() if values is None else values
-    split = Split.make(values.shape[1], cfg.effective_val_size, 0)
+    split = Split.make(values.shape[1], cfg.effective_val_size(values.shape[1], 0), 0)
     windows = PanelWindows(values, torch.zeros(values.shape[0], dtype=torch.long), input_size=12, horizon=4)
     torch.manual_seed(cfg.seed)
     net = build_model(model, make_config(model, tiny=True), input_size=12, horizon=4, n_outputs=cfg.n_outputs)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -86,3 +87,32 @@ def test_periods_before_a_series_start_read_as_zero_whatever_the_scaled_values()
     batch = windows.origins_at(6)
     assert batch is not None
     assert batch.x[1].tolist() == [0.0, 0.0, 0.0, 0.0, -3.0, -3.0] and (batch.x[0] == -3.0).all()
+
+
+def test_a_validation_part_shorter_than_the_horizon_scores_its_own_periods_only():
+    values = positional_panel(3, 40)
+    split = Split.make(40, 3, 5)  # train_end 32, val_end 35; the horizon (4) is longer than the validation part
+    windows = PanelWindows(values, torch.tensor([0, 0, 30]), input_size=6, horizon=4)
+    val = validation_windows(windows, split)
+    assert val is not None
+    assert val.rows.tolist() == [0, 1] and val.origin.tolist() == [32, 32]  # series 2 has too little input
+    assert val.mask.tolist() == [[True, True, True, False]] * 2
+    assert val.y.tolist() == [[33.0, 34.0, 35.0, 0.0], [1033.0, 1034.0, 1035.0, 0.0]]
+    assert val.x[1].tolist() == [1027.0, 1028.0, 1029.0, 1030.0, 1031.0, 1032.0]
+
+
+def test_a_split_without_training_periods_names_the_levers_with_the_numbers():
+    with pytest.raises(ValueError) as info:
+        Split.make(100, 52, 52)
+    message = str(info.value)
+    assert "val_size 52 + holdout 52 leave no training periods of 100" in message, message
+    assert "lower --input-size, --horizon or --holdout, or --set val_size=N" in message, message
+
+
+def test_a_sampler_without_training_windows_names_the_levers_with_the_numbers():
+    windows = PanelWindows(positional_panel(2, 20), torch.zeros(2, dtype=torch.long), input_size=12, horizon=4)
+    with pytest.raises(ValueError) as info:
+        TrainSampler(windows, 10, seed=0)
+    message = str(info.value)
+    assert "input_size 12 + 1 periods before the validation part, which starts at period 10" in message, message
+    assert "lower --input-size, --horizon or --holdout, or --set val_size=N" in message, message

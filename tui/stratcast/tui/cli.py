@@ -26,7 +26,7 @@ from stratcast.shared.errors import ExitCode, refusal_exit_code
 from stratcast.shared.mirror import follow_events, follow_logs, read_log
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import ProtocolError, to_builtins
-from stratcast.shared.report import skill_table, top_table
+from stratcast.shared.report import results_text
 from stratcast.tui.command_line import build_parser, build_requests
 from stratcast.tui.render import RENDER, Watcher
 
@@ -91,7 +91,7 @@ def run_command(client: DaemonClient, args: argparse.Namespace) -> int:
             continue
         results.append(result)
         if not args.json:
-            print(RENDER[args.key](result) if args.key != "results" else results_text(result, args.top))
+            print(RENDER[args.key](result) if args.key != "results" else _results(result, args.top))
     if args.json:
         _print_json(results if args.key in MULTI else results[0] if results else None)
     return code
@@ -216,17 +216,13 @@ def show_results(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"metrics": metrics, "top": top})
     else:
-        print(results_text({"metrics": metrics, "top": top}, args.top))
+        print(results_text(metrics, top, args.top, where=str(folder)))
     return ExitCode.OK
 
 
-def results_text(result: dict[str, Any], limit: int) -> str:
-    """The top strategies, then the skill table and its verdict when the run had a holdout."""
-    metrics = result["metrics"]
-    lines = [top_table(result["top"], limit)]
-    if "errors" in metrics:
-        lines += ["", skill_table(metrics), *(f"- {line}" for line in metrics.get("verdict", []))]
-    return "\n".join(lines)
+def _results(result: dict[str, Any], limit: int) -> str:
+    """The daemon's ``read_results`` reply, as ``results DIR`` prints a folder."""
+    return results_text(result["metrics"], result["top"], limit, where=str(result.get("out", "")))
 
 
 def read_results(run_dir: Path, limit: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -105,6 +105,7 @@ EVENT_WORDS = {
     "ended": "ended {state} ({exit})",
     "oom": "out of memory at step {step} ({phase}): micro-batch {old_micro_batch}, then {new_micro_batch}",
     "schedule_skipped": "schedule {schedule} skipped a run: this one had not ended",
+    "warning": "warning: {message}",
 }
 """A run event (``show``) in words by its kind; other kinds list their fields."""
 
@@ -311,6 +312,8 @@ class Watcher:
         if event.topic == "oom":
             rest = ", ".join(f"{k} {v}" for k, v in data.items() if k != "run")
             return [f"{at}  run {data.get('run')} ran out of GPU memory: {rest}"]
+        if event.topic == "warning":
+            return [f"{at}  run {data.get('run')} warning: {data.get('message', '')}"]
         if event.topic == "daemon" and "notice" in data:
             return [f"{at}  daemon: {data['notice']}"]
         if event.topic == "daemon" and data.get("shutdown"):

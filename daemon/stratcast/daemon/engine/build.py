@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from stratcast.daemon.engine.config import LEVERS
 from stratcast.daemon.engine.data import drop_short, load_panel
 from stratcast.daemon.engine.forecast import predict
 from stratcast.daemon.engine.losses import point_forecast
 from stratcast.daemon.engine.panel import Panel
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
-from stratcast.daemon.engine.spec import RunSpec, required_periods
+from stratcast.daemon.engine.spec import Needs, RunSpec, needs, validation_note
 from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
 from stratcast.daemon.engine.trainer import StepHook, Trainer
 from stratcast.daemon.engine.trainparts import Progress
@@ -41,11 +42,23 @@ class Prepared:
     windows: PanelWindows
 
 
-def load_trainable(spec: RunSpec) -> tuple[Panel, Panel]:
-    """The spec's panel as loaded, and without the series too short to train on (a note lists them).
+@dataclass(frozen=True)
+class Trainable:
+    """A spec's panel as loaded, without the series too short to train on, and what a series needs."""
+
+    loaded: Panel
+    panel: Panel
+    """The series long enough to train on (``panel.notes`` lists the others)."""
+    needs: Needs
+    longest: int
+    """Periods of the longest series, which chose the validation size."""
+
+
+def load_trainable(spec: RunSpec) -> Trainable:
+    """Load the spec's panel, choose the validation size for its history, and drop the series too short.
 
     Raises:
-        DataError: for a bad file, or when no series is long enough.
+        DataError: for a bad file, or when no series is long enough (the message names the levers).
     """
     panel = load_panel(
         spec.data,
@@ -56,19 +69,24 @@ def load_trainable(spec: RunSpec) -> tuple[Panel, Panel]:
         date_format=spec.date_format,
         dayfirst=spec.dayfirst,
     )
-    return panel, drop_short(panel, required_periods(spec), what="input_size + 1 + val_size + holdout")
+    longest = int(panel.lengths.max())
+    need = needs(spec, longest)
+    kept = drop_short(panel, need.total, what=need.parts(), levers=LEVERS)
+    return Trainable(panel, kept, need, longest)
 
 
 def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
     """Load the panel, drop series too short to train on, split it and fit the scaler on the training part."""
     cfg = spec.train
-    _, panel = load_trainable(spec)
+    trainable = load_trainable(spec)
+    panel = trainable.panel
     for note in panel.notes:
         log(f"warning: {note}")
     log(f"panel: {panel.n_series} strategies x {panel.n_times} periods from {panel.source}")
+    log(validation_note(spec, trainable.needs, trainable.longest))
     raw = torch.from_numpy(panel.values).to(device)
     start = torch.from_numpy(panel.start).to(device)
-    split = Split.make(panel.n_times, cfg.effective_val_size, spec.holdout)
+    split = Split.make(panel.n_times, trainable.needs.val, spec.holdout)
     t = torch.arange(panel.n_times, device=device)
     fit_mask = (t[None, :] >= start[:, None]) & (t[None, :] < split.train_end)
     scaler = fit_scaler(cfg.scaler, raw, fit_mask)

@@ -12,6 +12,8 @@ SCALERS = ("robust", "robust-centered", "standard", "identity", "revin")
 LOSSES = ("mse", "mae", "huber", "quantile")
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+LEVERS = "lower --input-size, --horizon or --holdout, or --set val_size=N (0: no validation)"
+"""What shortens the history a job needs, for the messages that refuse a too-short one."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +39,12 @@ class TrainConfig:
     lr_schedule: str = param("cosine", choices=SCHEDULES, help="learning-rate schedule over max_steps")
     warmup_steps: int = param(0, lo=0, hi=1_000_000, help="linear warm-up steps (cosine, constant)")
     grad_clip: float = param(1.0, lo=0.0, hi=1e6, help="clip the gradient norm to this (0: off)")
-    val_size: int = param(-1, lo=-1, hi=100_000, help="last periods held for validation (-1: horizon, 0: none)")
+    val_size: int = param(
+        -1,
+        lo=-1,
+        hi=100_000,
+        help="last periods held for validation (-1: the horizon, or what a short history allows; 0: none)",
+    )
     val_check_steps: int = param(50, lo=1, hi=1_000_000, help="steps between validation checks")
     early_stop_patience: int = param(
         10, lo=-1, hi=100_000, help="validation checks without improvement before stopping (-1: off)"
@@ -79,9 +86,29 @@ class TrainConfig:
             raise ValueError(f"quantile loss needs 0.5 among quantiles, got {self.quantiles}")
 
     @property
-    def effective_val_size(self) -> int:
-        """Validation periods after resolving ``-1`` to the horizon."""
-        return self.horizon if self.val_size < 0 else self.val_size
+    def min_input(self) -> int:
+        """Input periods a training window needs: ``input_size``, or one with ``pad_start``."""
+        return 1 if self.pad_start else self.input_size
+
+    @property
+    def min_val_size(self) -> int:
+        """The fewest periods the default validation shrinks to: a quarter of the horizon (at least one).
+
+        Early stopping on fewer would judge the model on its first few forecast steps only; a history that short
+        is refused with the levers instead (``--set val_size=N`` chooses any size, 0 none).
+        """
+        return max(1, -(-self.horizon // 4))
+
+    def effective_val_size(self, periods: int, holdout: int) -> int:
+        """Validation periods for a history of ``periods`` (the longest series) ahead of a ``holdout``.
+
+        An explicit ``val_size`` is kept. The default (-1) is the horizon when it fits, else as many periods as
+        leave ``min_input + 1`` training periods before them, but never fewer than :attr:`min_val_size`.
+        """
+        if self.val_size >= 0:
+            return self.val_size
+        fits = periods - self.min_input - 1 - holdout
+        return self.horizon if fits >= self.horizon else max(fits, self.min_val_size)
 
     @property
     def n_outputs(self) -> int:

@@ -123,13 +123,16 @@ def panel_from_frame(
     return build_panel(_as_table(frame, cols), cols, source, fill_missing, formats)
 
 
-def drop_short(panel: Panel, min_length: int, *, what: str) -> Panel:
+def drop_short(
+    panel: Panel, min_length: int, *, what: str, levers: str = "pass a smaller --input-size or --horizon"
+) -> Panel:
     """Drop the series with fewer than ``min_length`` periods, recording a note that lists them.
 
     Args:
         panel: The panel.
         min_length: The fewest periods a series may have.
-        what: How ``min_length`` came about, for messages (``"input_size + horizon"``).
+        what: How ``min_length`` came about, for messages (``"input_size 104 + 1 + val_size 52 + holdout 52"``).
+        levers: What the user can change when no series is long enough.
 
     Raises:
         DataError: No series is long enough.
@@ -141,9 +144,8 @@ def drop_short(panel: Panel, min_length: int, *, what: str) -> Panel:
     if not keep.any():
         longest = int(np.argmax(lengths))
         raise DataError(
-            f"{panel.source}: no series has the {what} = {min_length} periods needed; the longest "
-            f"({panel.id_col}={panel.ids[longest]}) has {lengths[longest]}. "
-            "Pass a smaller --input-size or --horizon."
+            f"{panel.source}: a series needs {min_length} periods ({what}), the longest "
+            f"({panel.id_col}={panel.ids[longest]}) has {lengths[longest]}: {levers}"
         )
     dropped = panel.ids[~keep]
     listed = ", ".join(str(i) for i in dropped[:10]) + (", ..." if len(dropped) > 10 else "")

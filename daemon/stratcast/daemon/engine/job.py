@@ -6,7 +6,8 @@ Outputs in the run folder:
 * ``summary.parquet``: one row per strategy: ``forecast_sum``, ``forecast_mean`` ("Avg Profit"), ``rank``,
   ``trailing_mean`` (realized mean of the last ``trailing_window`` periods), ``zero_share``, and with a holdout the
   strategy's own skill inputs (holdout realized and forecast means, error of the holdout total).
-* ``metrics.json``: the skill table, the training summary, the spec and the memory plan (``memory_plan``).
+* ``metrics.json``: the skill table, the verdict (skill sentences, then the run's warnings), the warnings
+  (``{"kind", "message"}``), the training summary, the spec and the memory plan (``memory_plan``).
 * ``model.pt`` (+ ``model.pt.json`` with its sha256): the final checkpoint, loadable with ``weights_only=True``.
 
 Training checkpoints (``kind: "train"``) go to ``checkpoint_dir/step-00000123.pt`` every
@@ -35,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ import torch
 from torch import Tensor
 
 from stratcast.daemon.engine import skill
+from stratcast.daemon.engine.advice import OnWarning, RunWarning, Warnings, early_best_warning, loss_warning
 from stratcast.daemon.engine.build import Forecaster, Log, Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.checkpoint import (
     CheckpointError,
@@ -108,6 +110,7 @@ def run_job(
     on_oom: OomHook | None = None,
     on_plan: OnPlan | None = None,
     plan_cache: Path | None = None,
+    on_warning: OnWarning | None = None,
 ) -> JobResult:
     """Run ``spec`` in this process and write its outputs to ``spec.out``.
 
@@ -125,6 +128,8 @@ def run_job(
             nothing fits, before the job raises ``OutOfMemory``).
         plan_cache: The memory plan cache file (None: no cache; see
             :func:`~stratcast.daemon.engine.runplan.default_plan_cache`).
+        on_warning: Receives each :class:`~stratcast.daemon.engine.advice.RunWarning` (it is logged too, and
+            repeated in the verdict of ``metrics.json``).
 
     Raises:
         CheckpointError: when ``resume_from`` is damaged or was written for another spec or data.
@@ -139,6 +144,8 @@ def run_job(
     log(f"device: {device_name}")
     torch.manual_seed(spec.train.seed)
     prep = prepare(spec, device, log)
+    warnings = Warnings(log, on_warning)
+    warnings.add(loss_warning(spec.train, prep.panel.zero_share))
     model = make_model(spec, prep.panel.n_series)
     saver = Checkpointer(spec, prep, checkpoint_dir or Path(spec.out) / CHECKPOINT_DIR, on_checkpoint)
     trainer = make_trainer(spec, model, prep, on_progress, should_stop, on_step=saver.maybe_save)
@@ -157,13 +164,24 @@ def run_job(
         log(f"stopped at step {fit.steps}/{spec.train.max_steps}; checkpoint {path}")
         return JobResult(Path(spec.out), device_name, fit, {}, [], list(prep.panel.notes), path)
     log(f"trained to step {fit.steps} in {fit.seconds:.1f}s" + (", stopped early" if fit.stopped_early else ""))
-    return finish(spec, trainer, prep, fit, device_name, t0, plan)
+    warnings.add(early_best_warning(fit, spec.train))
+    return finish(spec, trainer, prep, fit, device_name, t0, plan, warnings.given)
 
 
 def finish(
-    spec: RunSpec, trainer: Trainer, prep: Prepared, fit: FitResult, device: str, t0: float, plan: RunPlan
+    spec: RunSpec,
+    trainer: Trainer,
+    prep: Prepared,
+    fit: FitResult,
+    device: str,
+    t0: float,
+    plan: RunPlan,
+    warnings: Sequence[RunWarning] = (),
 ) -> JobResult:
-    """Score the trained model on the holdout, forecast, and write every output; ``t0`` is the job's start."""
+    """Score the trained model on the holdout, forecast, and write every output; ``t0`` is the job's start.
+
+    The verdict repeats the ``warnings`` after the skill sentences, so every printer of the verdict shows them.
+    """
     forecast_fn = forecaster(spec, trainer.model, prep)
     metrics, per_strategy = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
@@ -174,6 +192,8 @@ def finish(
     top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
     metrics["best_strategy"] = top[0]
     metrics["memory_plan"] = plan.to_dict()
+    metrics["verdict"] = [*metrics.get("verdict", []), *(w.message for w in warnings)]
+    metrics["warnings"] = [dataclasses.asdict(w) for w in warnings]
     write_json_atomic(out / "metrics.json", metrics)
     save_final(out, spec, trainer, prep, plan)
     return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))

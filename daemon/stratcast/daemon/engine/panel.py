@@ -61,6 +61,12 @@ class Panel:
         """[N] number of observed periods per series."""
         return (self.n_times - self.start).astype(np.int64)
 
+    @property
+    def zero_share(self) -> float:
+        """Share of zeros among the observed periods (from each series' first period on)."""
+        observed = np.arange(self.n_times)[None, :] >= self.start[:, None]  # [N, T]
+        return float(((self.values == 0) & observed).sum() / max(int(observed.sum()), 1))
+
     def select(self, rows: NDArray[np.bool_], note: str | None = None) -> Panel:
         """A panel with only the rows where ``rows`` is true, optionally recording a note."""
         notes = (*self.notes, note) if note else self.notes

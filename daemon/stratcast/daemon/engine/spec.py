@@ -184,7 +184,41 @@ def _route(key: str, defaults: Mapping[str, Mapping[str, Any]], model: str) -> t
     )
 
 
-def required_periods(spec: RunSpec) -> int:
-    """Periods a series needs: its input (1 with ``pad_start``), one target, validation and holdout."""
+@dataclass(frozen=True)
+class Needs:
+    """The periods each series needs, part by part, with the validation size chosen for the history."""
+
+    input: int
+    """Input periods (1 with ``pad_start``)."""
+    val: int
+    holdout: int
+
+    @property
+    def total(self) -> int:
+        """Input, one training target, validation and holdout."""
+        return self.input + 1 + self.val + self.holdout
+
+    def parts(self) -> str:
+        """``input_size 104 + 1 + val_size 52 + holdout 52``, for messages."""
+        return f"input_size {self.input} + 1 + val_size {self.val} + holdout {self.holdout}"
+
+
+def needs(spec: RunSpec, longest: int) -> Needs:
+    """What a series needs for ``spec`` when the longest series has ``longest`` periods."""
     cfg = spec.train
-    return (1 if cfg.pad_start else cfg.input_size) + 1 + cfg.effective_val_size + spec.holdout
+    return Needs(cfg.min_input, cfg.effective_val_size(longest, spec.holdout), spec.holdout)
+
+
+def validation_note(spec: RunSpec, need: Needs, longest: int) -> str:
+    """One log line: the validation periods chosen and why."""
+    cfg = spec.train
+    if need.val == 0:
+        return "validation: off (val_size=0): no early stopping, training runs max_steps"
+    if cfg.val_size >= 0:
+        return f"validation: last {need.val} periods (val_size={cfg.val_size})"
+    if need.val == cfg.horizon:
+        return f"validation: last {need.val} periods (the horizon)"
+    return (
+        f"validation: last {need.val} periods (horizon {cfg.horizon} does not fit: {longest} periods = "
+        f"{need.input} input + 1 + {need.val} validation + {need.holdout} holdout)"
+    )

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from stratcast.daemon.engine.config import LEVERS
+
 
 @dataclass(frozen=True)
 class Split:
@@ -37,7 +39,9 @@ class Split:
     def make(cls, n_times: int, val_size: int, holdout: int) -> Split:
         """Split ``n_times`` periods into train, the last ``val_size`` before the holdout, and the holdout."""
         if holdout < 0 or val_size < 0 or val_size + holdout >= n_times:
-            raise ValueError(f"val_size={val_size} + holdout={holdout} leaves no training periods out of {n_times}")
+            raise ValueError(
+                f"val_size {val_size} + holdout {holdout} leave no training periods of {n_times}: {LEVERS}"
+            )
         return cls(n_times - holdout - val_size, n_times - holdout, n_times)
 
 
@@ -116,9 +120,8 @@ class TrainSampler:
         self.total = int(self.cum[-1]) if self.cum.numel() else 0
         if self.total == 0:
             raise ValueError(
-                f"no training window fits: every series needs more than input_size={windows.input_size} "
-                f"periods before the validation part (period {train_end}); lower --input-size, val_size or "
-                "holdout, or set pad_start=true"
+                f"no training window fits: a series needs input_size {windows.input_size} + 1 periods before the "
+                f"validation part, which starts at period {train_end}: {LEVERS}, or --set pad_start=true"
             )
         self.generator = torch.Generator(device=windows.padded.device)
         self.generator.manual_seed(seed)

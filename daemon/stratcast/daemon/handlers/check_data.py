@@ -26,13 +26,8 @@ def describe_job(job: JobSpec) -> dict[str, Any]:
     Raises:
         InvalidSpec: with the engine's message, as ``submit``.
     """
-    import numpy as np
-
     checked = check_job(job)
     panel = checked.panel
-    observed = np.arange(panel.n_times)[None, :] >= panel.start[:, None]  # [N, T] from each series' first period
-    cells = int(observed.sum())
-    zeros = int(((panel.values == 0) & observed).sum())
     return {
         "data": panel.source,
         "columns": {"id": panel.id_col, "time": panel.time_col, "target": panel.target_col},
@@ -41,8 +36,8 @@ def describe_job(job: JobSpec) -> dict[str, Any]:
         "periods": panel.n_times,
         "first": time_text(panel.times[0]),
         "last": time_text(panel.times[-1]),
-        "observations": cells,
-        "zero_share": zeros / max(cells, 1),
+        "observations": int(panel.lengths.sum()),
+        "zero_share": panel.zero_share,
         "filled": panel.filled,
         "required_periods": checked.required,
         "notes": list(panel.notes),

@@ -26,7 +26,7 @@ class CheckedJob:
     loaded: int
     """Strategies in the file, before dropping."""
     required: int
-    """Periods a series needs: ``input_size + 1 + val_size + holdout``."""
+    """Periods a series needs: ``input_size + 1 + val_size + holdout`` (val_size as chosen for the history)."""
 
 
 async def handle(d: Daemon, req: Submit) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def check_job(job: JobSpec) -> CheckedJob:
     """
     from stratcast.daemon.engine.build import load_trainable
     from stratcast.daemon.engine.panel import DataError
-    from stratcast.daemon.engine.spec import required_periods, spec_from_job
+    from stratcast.daemon.engine.spec import spec_from_job
 
     if job.device not in ("auto", "cpu"):
         raise InvalidSpec(f"device {job.device!r}: the daemon assigns GPUs itself; use --gpu N to pin one")
@@ -81,7 +81,7 @@ def check_job(job: JobSpec) -> CheckedJob:
         raise InvalidSpec(f"data path {job.data!r} must be absolute: the daemon does not share your working folder")
     try:
         spec = spec_from_job(job, out="-", device="cpu")
-        panel, kept = load_trainable(spec)  # an error when no series is long enough
+        trainable = load_trainable(spec)  # an error when no series is long enough
     except (DataError, ValueError, KeyError, OSError) as exc:
         raise InvalidSpec(str(exc)) from None
-    return CheckedJob(panel=kept, loaded=panel.n_series, required=required_periods(spec))
+    return CheckedJob(panel=trainable.panel, loaded=trainable.loaded.n_series, required=trainable.needs.total)

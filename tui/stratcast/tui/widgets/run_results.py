@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from stratcast.shared.report import skill_table, table
+from stratcast.shared.report import bet_line, skill_table, table, trailing_window
 from stratcast.tui.render import duration_text
 from stratcast.tui.run_history import number
 from stratcast.tui.widgets.chart import BARS, sparkline
@@ -54,8 +54,12 @@ def skill_text(metrics: Mapping[str, Any]) -> Text:
         return Text("metrics.json has no skill table (the run had no holdout)", style="dim")
 
 
-def top_text(rows: Sequence[Mapping[str, Any]], width: int = SPARK_WIDTH) -> Text:
-    """The best strategies by forecast, each with a sparkline of its forecast over the horizon."""
+def top_text(rows: Sequence[Mapping[str, Any]], width: int = SPARK_WIDTH, window: int | None = None) -> Text:
+    """The best strategies by forecast, each with a sparkline of its forecast over the horizon.
+
+    A line under them says the bet they make when most lost money over their trailing ``window``
+    (:func:`~stratcast.shared.report.bet_line`).
+    """
     if not rows:
         return Text("no strategies", style="dim")
     body = [
@@ -71,6 +75,8 @@ def top_text(rows: Sequence[Mapping[str, Any]], width: int = SPARK_WIDTH) -> Tex
     ]
     text = Text(table(["rank", "strategy", "avg profit", "horizon total", "trailing mean", "forecast"], body))
     text.highlight_regex(f"[{BARS}]+", "cyan")
+    if line := bet_line(rows, window):
+        text.append(f"\n{line}", style="bold")
     return text
 
 
@@ -96,7 +102,7 @@ class Results(VerticalScroll):
         self.query_one("#summary", Static).update(summary_text(metrics))
         self.query_one("#skill", Static).update(skill_text(metrics))
         top = self.query_one("#top", Static)
-        top.update(top_text(result.get("top") or []))
+        top.update(top_text(result.get("top") or [], window=trailing_window(metrics)))
         top.border_title = f"top strategies (forecast over {result.get('horizon', '?')} periods)"
         for box in ("#skill", "#top"):
             self.query_one(box).display = True

@@ -1,0 +1,68 @@
+"""Warnings a run gives where the README gives one.
+
+Each is structured (a kind and a message) for the log, the run's events and the verdict in ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stratcast.daemon.engine.config import TrainConfig
+from stratcast.daemon.engine.trainparts import FitResult
+
+ZERO_HEAVY = 0.3
+"""Share of zero periods from which a median loss collapses the forecast toward 0 (README, "Scaling and losses")."""
+
+
+@dataclass(frozen=True)
+class RunWarning:
+    """Something about a run the user should act on; it does not stop the run."""
+
+    kind: str
+    """What it is about, for programs: ``loss`` or ``early-best``."""
+    message: str
+    """One plain sentence that says what to do."""
+
+
+OnWarning = Callable[[RunWarning], None]
+"""Receives each warning as the job gives it."""
+
+
+def loss_warning(cfg: TrainConfig, zero_share: float) -> RunWarning | None:
+    """A warning when ``mae`` or ``quantile`` trains on a panel with at least :data:`ZERO_HEAVY` zeros."""
+    if cfg.loss not in ("mae", "quantile") or zero_share < ZERO_HEAVY:
+        return None
+    return RunWarning(
+        "loss",
+        f"loss={cfg.loss} on a panel that is {zero_share:.0%} zeros: its median forecast collapses toward 0 and "
+        "cannot rank strategies by expected profit; use loss=mse (the default) or loss=huber",
+    )
+
+
+def early_best_warning(fit: FitResult, cfg: TrainConfig) -> RunWarning | None:
+    """A warning when the validation loss was best at its first check and never improved after it."""
+    if fit.best_step is None or fit.best_step != cfg.val_check_steps or fit.steps <= fit.best_step:
+        return None
+    return RunWarning(
+        "early-best",
+        f"the validation loss never improved after its first check (best at step {fit.best_step} of {fit.steps}: "
+        "consider fewer steps or a lower learning rate)",
+    )
+
+
+class Warnings:
+    """A run's warnings so far: each is logged and handed to ``on_warning`` as it comes."""
+
+    def __init__(self, log: Callable[[str], None], on_warning: OnWarning | None) -> None:
+        self.log, self.on_warning = log, on_warning
+        self.given: list[RunWarning] = []
+
+    def add(self, warning: RunWarning | None) -> None:
+        """Give ``warning`` (None: nothing to warn about)."""
+        if warning is None:
+            return
+        self.given.append(warning)
+        self.log(f"warning: {warning.message}")
+        if self.on_warning is not None:
+            self.on_warning(warning)
