@@ -1,4 +1,4 @@
-from stratcast.shared.report import skill_table, table, top_table, trailing_window
+from stratcast.shared.report import results_text, skill_table, table, top_table, trailing_window
 
 
 def test_table_aligns_numbers_right_and_text_left():
@@ -60,3 +60,16 @@ def test_the_top_table_says_nothing_when_half_or_fewer_top_picks_lost_money():
 def test_the_trailing_window_comes_from_the_runs_spec():
     assert trailing_window({"spec": {"train": {"trailing_window": 26}}}) == 26
     assert trailing_window({}) is None
+
+
+def test_results_without_a_holdout_list_the_runs_warnings_with_the_picks():
+    top = [{"rank": 1, "strategy": 9, "forecast_mean": 0.5, "forecast_sum": 1.0, "trailing_mean": -2.0}]
+    metrics = {
+        "best_strategy": {"strategy": 9, "forecast_mean": 0.5},
+        "warnings": [{"kind": "loss", "message": "loss=mae on a panel with 40% zeros"}],
+    }
+    text = results_text(metrics, top, where="/runs/7/out")
+    assert "outputs in /runs/7/out" in text
+    assert "Best strategy: 9" in text
+    assert "- warning: loss=mae on a panel with 40% zeros" in text
+    assert "1 of the top 1 lost money" in text
