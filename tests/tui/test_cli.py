@@ -484,3 +484,29 @@ def test_show_prints_the_runs_events_as_lines_in_words(capsys):
     assert lines[5].split()[2:] == ["state", "queued", "->", "running"]
     assert main(["show", "7", "--json"], client=FakeClient({"show_run": shown})) == ExitCode.OK
     assert json.loads(capsys.readouterr().out)["events"] == events
+
+
+def test_stop_waits_until_a_running_run_has_checkpointed_and_stopped(capsys):
+    stopped = run_info(1, "stopped", reason="stopped at step 157")
+    events = [
+        Event(session="s", seq=1, time=0.0, topic="heartbeat"),
+        Event(session="s", seq=2, time=0.0, topic="run", data={"run": run_info(2, "succeeded")}),
+        Event(session="s", seq=3, time=0.0, topic="run", data={"run": stopped}),
+    ]
+    client = FakeClient(
+        {
+            "stop_run": lambda r: {"run": run_info(r.run, "running", reason="stopping: checkpointing")},
+            "show_run": lambda r: {"run": run_info(r.run, "running")},
+        },
+        events=events,
+    )
+    assert main(["stop", "1"], client=client) == ExitCode.OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "run 1 r1: stopped (stopped at step 157)"
+    assert not events  # it read up to the run's own change of state
+
+
+def test_stop_no_wait_returns_once_the_stop_is_asked(capsys):
+    client = FakeClient({"stop_run": lambda r: {"run": run_info(r.run, "running", reason="stopping")}})
+    assert main(["stop", "1", "--no-wait"], client=client) == ExitCode.OK
+    assert capsys.readouterr().out.strip() == "run 1 r1: running (stopping)"

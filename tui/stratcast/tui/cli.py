@@ -25,10 +25,10 @@ from stratcast.shared.client import Client, CurveKeys, DaemonClient, DaemonUnava
 from stratcast.shared.errors import ExitCode, refusal_exit_code
 from stratcast.shared.mirror import follow_events, follow_logs, read_log
 from stratcast.shared.paths import resolve_home
-from stratcast.shared.protocol import ProtocolError, to_builtins
+from stratcast.shared.protocol import ProtocolError, ShowRun, to_builtins
 from stratcast.shared.report import results_text
 from stratcast.tui.command_line import build_parser, build_requests
-from stratcast.tui.render import RENDER, Watcher
+from stratcast.tui.render import RENDER, Watcher, run_line
 
 MULTI = ("stop", "resume", "hold", "release", "kill", "rm")
 """Subcommands taking several run ids: one request each; ``--json`` prints a list of results."""
@@ -92,9 +92,45 @@ def run_command(client: DaemonClient, args: argparse.Namespace) -> int:
         results.append(result)
         if not args.json:
             print(RENDER[args.key](result) if args.key != "results" else _results(result, args.top))
+    if args.key == "stop" and not args.no_wait:
+        await_stopped(client, [r["run"]["id"] for r in results if r["run"]["state"] == "running"], quiet=args.json)
     if args.json:
         _print_json(results if args.key in MULTI else results[0] if results else None)
     return code
+
+
+def await_stopped(client: DaemonClient, ids: Sequence[int], *, quiet: bool = False) -> None:
+    """Wait until each of ``ids`` has left ``running`` (a stop checkpoints at the next step), saying how it ended.
+
+    So ``stratcast stop 1 && stratcast resume 1`` works as written: the resume finds the run stopped.
+    """
+    waiting = set(ids)
+    if not waiting:
+        return
+    if not quiet:
+        print(f"waiting for {_runs(sorted(waiting))} to checkpoint and stop (--no-wait returns at once)", flush=True)
+    source = client.subscribe()
+    try:  # look after subscribing: a run that stopped in between is seen here, one that stops later as an event
+        for run in sorted(waiting):
+            _settle(waiting, client.call(ShowRun(run=run))["run"], quiet)
+        while waiting:
+            event = source.recv(timeout_s=1.0)
+            if event is not None and event.topic == "run":
+                _settle(waiting, event.data["run"], quiet)
+    finally:
+        source.close()
+
+
+def _settle(waiting: set[int], run: dict[str, Any], quiet: bool) -> None:
+    """Drop ``run`` from ``waiting`` once it is no longer running, printing its line."""
+    if run["id"] in waiting and run["state"] != "running":
+        waiting.discard(run["id"])
+        if not quiet:
+            print(run_line({"run": run}), flush=True)
+
+
+def _runs(ids: Sequence[int]) -> str:
+    return f"run {ids[0]}" if len(ids) == 1 else "runs " + ", ".join(map(str, ids))
 
 
 def _print_json(value: Any) -> None:

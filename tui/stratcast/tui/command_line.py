@@ -52,7 +52,7 @@ from stratcast.tui import validate
 T = TypeVar("T")
 RUN_ACTIONS: dict[str, tuple[type[StopRun | ResumeRun | HoldRun | ReleaseRun | KillRun | RemoveRun], str]] = {
     "stop": (StopRun, "checkpoint and stop runs (a queued run is held)"),
-    "resume": (ResumeRun, "queue stopped or interrupted runs again, from their checkpoints"),
+    "resume": (ResumeRun, "queue stopped, interrupted or held runs again, from their checkpoints"),
     "hold": (HoldRun, "keep queued runs from starting"),
     "release": (ReleaseRun, "let held runs start"),
     "kill": (KillRun, "end runs now, without a checkpoint"),
@@ -119,6 +119,10 @@ def _add_run_commands(
         action.add_argument("ids", nargs="+", type=_run_id, metavar="ID")
         if name == "kill":
             action.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+        if name == "stop":
+            action.add_argument(
+                "--no-wait", action="store_true", help="return at once instead of when the runs have checkpointed"
+            )
     restart = _command(sub, common, "restart", "queue a finished, stopped or killed run again")
     restart.add_argument("id", type=_run_id)
     restart.add_argument("--from-scratch", action="store_true", help="ignore the run's checkpoint")

@@ -1,4 +1,4 @@
-"""``resume_run``: queue a stopped or interrupted run again; it continues from its checkpoint."""
+"""``resume_run``: queue a stopped, interrupted or held run again; it continues from its checkpoint."""
 
 from __future__ import annotations
 
@@ -12,8 +12,13 @@ if TYPE_CHECKING:
 
 
 async def handle(d: Daemon, req: ResumeRun) -> dict[str, Any]:
-    """Back to ``queued``; the worker resumes from the newest good checkpoint on whichever device is free."""
+    """Back to ``queued``; the worker resumes from the newest good checkpoint on whichever device is free.
+
+    A held run (``stop`` of a queued run holds it) is released: resume undoes a stop whenever it came.
+    """
     run = d.db.get_run(req.run)
-    require(run, ("stopped", "interrupted"), "resume")
+    require(run, ("stopped", "interrupted", "held"), "resume")
+    if run.state == "held":
+        return {"run": to_builtins(d.update_run(run.id, state="queued", reason="released"))}
     d.db.add_event(run.id, "resumed", {})
     return {"run": to_builtins(d.update_run(run.id, state="queued", reason="resuming"))}
