@@ -128,10 +128,29 @@ def test_a_succeeded_run_shows_the_skill_table_and_forecast_sparklines():
         first = demo_results()["top"][0]
         assert f"S101               1             52            0.5  {sparkline(first['forecast'], 16)}" in top
         assert "S105" in top
-        assert "the model beats every baseline" in text_of(screen, "#summary")
+        assert "The model's RMSE is 13.8% lower than the zero forecast." in text_of(screen, "#summary")
         assert screen.query_one(Results).query_one("#top").display
 
     open_run(served()[0], body, run=3)
+
+
+def test_the_verdict_shows_each_of_its_sentences_as_a_line_of_text():
+    link, _ = served()
+    sentences = [
+        "The model LOSES to the zero forecast: its RMSE is 2.1% higher.",
+        "Warning: loss=mae on a panel that is 80% zeros teaches the model to forecast zero.",
+        "The top picks' trailing means are mostly negative.",
+    ]
+    results = demo_results()
+    results["metrics"]["verdict"] = sentences
+    link.handlers["read_results"] = lambda _request: results
+
+    async def body(app, screen, pilot):
+        lines = text_of(screen, "#summary").splitlines()
+        assert lines[:3] == sentences
+        assert not any("[" in line or "'" in line[:1] for line in lines)
+
+    open_run(link, body, run=3)
 
 
 def test_a_failing_read_results_shows_its_message_in_the_results_tab():
