@@ -1,6 +1,6 @@
 import asyncio
 
-from textual.widgets import Log, Static
+from textual.widgets import Log, Static, TabbedContent
 
 from stratcast.shared.protocol import ReadHistory, ReadLogs, ReadResults, StopRun
 from stratcast.tui.app import StratcastApp
@@ -177,6 +177,28 @@ def test_results_are_read_when_the_run_succeeds_with_its_history_once_more():
         assert "S101" in text_of(screen, "#top")
 
     open_run(served()[0], body)
+
+
+def test_a_watched_run_that_succeeds_switches_to_its_results_with_a_notification():
+    async def body(app, screen, pilot):
+        tabs = screen.query_one(TabbedContent)
+        assert tabs.active == "curves"
+        app.link.set_run(1, state="succeeded")
+        await pilot.pause(0.4)
+        await settle(app, pilot)
+        assert tabs.active == "results"
+        assert any("run 1 succeeded" in n.message and "Results" in n.message for n in app._notifications)
+        assert "S101" in text_of(screen, "#top")
+
+    open_run(served()[0], body)
+
+
+def test_a_run_that_had_succeeded_before_it_was_opened_opens_on_its_curves():
+    async def body(app, screen, pilot):
+        assert screen.query_one(TabbedContent).active == "curves"
+        assert not list(app._notifications)
+
+    open_run(served()[0], body, run=3)
 
 
 def test_a_failing_history_read_is_shown_in_the_curves_tab_and_tried_again():
