@@ -14,6 +14,7 @@ from tests.tui.fake_daemon import (
     GIB,
     T0,
     FakeLink,
+    demo_history,
     demo_results,
     frozen_clock,
     kill_declined_then_confirmed,
@@ -199,6 +200,33 @@ def test_a_run_that_had_succeeded_before_it_was_opened_opens_on_its_curves():
         assert not list(app._notifications)
 
     open_run(served()[0], body, run=3)
+
+
+def memory_axis(chart):
+    """The memory chart's tick labels, top to bottom, and its legend's figures."""
+    lines = [chart.render_line(y).text for y in range(chart.size.height)]
+    ticks = [line.split("┤")[0].strip() for line in lines[1:] if "┤" in line]
+    return ticks, lines[0]
+
+
+def test_the_memory_axis_starts_at_zero_with_small_figures_in_mib():
+    # a fixed 0 bottom on a 13-row chart: 0.32 GiB once labelled the bottom -5.55e-17G
+    link, _ = served()
+
+    async def body(app, screen, pilot):
+        for rss_gib, unit in ((0.01, "M"), (0.32, "M"), (2.56, "G")):
+            history = demo_history()
+            history["memory"] = [{"time": T0 - 60 + s, "rss": rss_gib * GIB} for s in range(0, 60, 10)]
+            history["plans"] = []  # no budget line: the range is the data's
+            link.handlers["read_history"] = lambda _request, history=history: history
+            screen.fetch("history")
+            await settle(app, pilot)
+            ticks, legend = memory_axis(screen.query_one(MemoryChart))
+            assert ticks[-1] == "0G", ticks
+            assert all(t.endswith(unit) and "e" not in t for t in ticks[:-1]), ticks
+            assert f"rss {rss_gib * (1024 if unit == 'M' else 1):.3g}{unit}" in legend
+
+    open_run(link, body)
 
 
 def test_a_failing_history_read_is_shown_in_the_curves_tab_and_tried_again():
