@@ -4,7 +4,7 @@ import time
 
 from textual.widgets.data_table import ColumnKey
 
-from stratcast.shared.protocol import SetPriority, StopRun
+from stratcast.shared.protocol import RUN_STATES, SetPriority, StopRun
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.widgets.runs import RunsTable
 from tests.tui.fake_daemon import (
@@ -13,6 +13,7 @@ from tests.tui.fake_daemon import (
     frozen_clock,
     kill_declined_then_confirmed,
     progress,
+    run,
 )
 
 
@@ -140,3 +141,16 @@ def test_the_state_column_narrows_to_the_width_left_after_a_resize():
         assert visible_width(table) <= table.scrollable_content_region.width
 
     run_app(FakeLink(), body, size=(160, 36))
+
+
+def test_the_header_counts_runs_in_every_state_the_protocol_defines():
+    snapshot = demo_snapshot()
+    taken = {r["state"] for r in snapshot["runs"]}
+    snapshot["runs"] += [run(10 + i, state) for i, state in enumerate(s for s in RUN_STATES if s not in taken)]
+
+    async def body(app, pilot):
+        header = str(app.screen.query_one("#status").render())
+        for state in RUN_STATES:
+            assert f"1 {state}" in header, state
+
+    run_app(FakeLink(snapshot), body, size=(200, 36))
