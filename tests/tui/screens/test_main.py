@@ -154,3 +154,17 @@ def test_the_header_counts_runs_in_every_state_the_protocol_defines():
             assert f"1 {state}" in header, state
 
     run_app(FakeLink(snapshot), body, size=(200, 36))
+
+
+def test_a_figure_that_outgrows_its_column_rebuilds_the_table_instead_of_pushing_columns_off_screen():
+    async def body(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        table._values_at = -math.inf
+        app.link.feed("progress", {"run": 1, **progress(421), "train_loss": 123456.7})
+        await pilot.pause(0.6)
+        assert "1.235e+05" in table_text(app)
+        assert table.columns[ColumnKey("loss")].width >= len("1.235e+05")  # shown whole, not cut to "1.235e"
+        assert "ETA" in [str(column.label) for column in table.ordered_columns]
+        assert visible_width(table) <= table.scrollable_content_region.width
+
+    run_app(FakeLink(), body, size=(80, 24))
