@@ -26,6 +26,7 @@ from stratcast.daemon.serve import add_arguments as add_serve_arguments
 from stratcast.daemon.serve import add_keys_arguments, make_keys, serve
 from stratcast.shared.cli import add_completion_command, add_version, completion_script, key_value
 from stratcast.shared.errors import ExitCode
+from stratcast.shared.protocol import DEFAULT_MODEL
 from stratcast.shared.report import models_text, results_text
 
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its newest checkpoint")
     demo = sub.add_parser("demo", help="generate a demo strategy panel and forecast it", epilog=_demo_epilog())
     add_job_arguments(demo, horizon=DEMO_DEFAULTS["horizon"], input_size=DEMO_DEFAULTS["input_size"])
-    demo.add_argument("--model", default="nhits", help="model name (default: nhits)")
+    demo.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
     demo.add_argument("--out", default="demo-run", help="output folder (default: ./demo-run)")
     demo.add_argument("--strategies", type=int, default=1000, help="strategies in the demo panel")
     demo.add_argument("--weeks", type=int, default=260, help="weeks in the demo panel")

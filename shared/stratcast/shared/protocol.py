@@ -76,6 +76,10 @@ class ProtocolError(ValueError):
 # -- what a run is -------------------------------------------------------------------------------------------
 
 
+DEFAULT_MODEL = "nhits"
+"""The model people start with: ``stratcastd demo``'s default and the first choice of the TUI's new-run form."""
+
+
 class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What to run: the options of ``stratcastd run`` (the daemon validates them before queueing)."""
 

@@ -2,10 +2,19 @@ import asyncio
 import math
 import time
 
-from stratcast.shared.protocol import SetPriority, StopRun
+from textual.widgets.data_table import ColumnKey
+
+from stratcast.shared.protocol import RUN_STATES, SetPriority, StopRun
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.widgets.runs import RunsTable
-from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock, kill_declined_then_confirmed, progress
+from tests.tui.fake_daemon import (
+    FakeLink,
+    demo_snapshot,
+    frozen_clock,
+    kill_declined_then_confirmed,
+    progress,
+    run,
+)
 
 
 def run_app(link, body, size=(120, 36)):
@@ -38,7 +47,7 @@ def test_main_screen_lists_every_run_with_its_wait_reason():
         await pilot.pause()
         assert "queued: GPU 0 busy with run 1" in str(app.screen.query_one("#detail").render())
 
-    run_app(FakeLink(), body)
+    run_app(FakeLink(), body, size=(160, 36))  # the reasons get the width the other columns leave
 
 
 def test_progress_figures_wait_for_the_tables_interval_but_a_state_change_shows_at_once():
@@ -103,3 +112,59 @@ def test_cpu_only_daemon_shows_the_host_panel():
         assert "CPU" in text and "RAM" in text
 
     run_app(FakeLink(demo_snapshot(gpus=False)), body)
+
+
+def visible_width(table):
+    return sum(column.get_render_width(table) for column in table.ordered_columns)
+
+
+def test_at_80x24_the_runs_table_keeps_state_progress_loss_and_eta_within_the_screen():
+    async def body(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        keys = [column.key.value for column in table.ordered_columns]
+        assert {"id", "state", "pct", "loss", "eta"} <= set(keys)
+        assert visible_width(table) <= table.scrollable_content_region.width
+        assert "1m 09s" in table_text(app)  # run 1's ETA
+
+    run_app(FakeLink(), body, size=(80, 24))
+
+
+def test_the_state_column_narrows_to_the_width_left_after_a_resize():
+    async def body(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        assert "queued GPU 0 busy with run 1" in table_text(app)
+        wide = table.columns[ColumnKey("state")].get_render_width(table)
+        await pilot.resize_terminal(100, 36)
+        await pilot.pause(0.3)
+        state = table.columns[ColumnKey("state")].get_render_width(table)
+        assert state < wide
+        assert visible_width(table) <= table.scrollable_content_region.width
+
+    run_app(FakeLink(), body, size=(160, 36))
+
+
+def test_the_header_counts_runs_in_every_state_the_protocol_defines():
+    snapshot = demo_snapshot()
+    taken = {r["state"] for r in snapshot["runs"]}
+    snapshot["runs"] += [run(10 + i, state) for i, state in enumerate(s for s in RUN_STATES if s not in taken)]
+
+    async def body(app, pilot):
+        header = str(app.screen.query_one("#status").render())
+        for state in RUN_STATES:
+            assert f"1 {state}" in header, state
+
+    run_app(FakeLink(snapshot), body, size=(200, 36))
+
+
+def test_a_figure_that_outgrows_its_column_rebuilds_the_table_instead_of_pushing_columns_off_screen():
+    async def body(app, pilot):
+        table = app.screen.query_one(RunsTable)
+        table._values_at = -math.inf
+        app.link.feed("progress", {"run": 1, **progress(421), "train_loss": 123456.7})
+        await pilot.pause(0.6)
+        assert "1.235e+05" in table_text(app)
+        assert table.columns[ColumnKey("loss")].width >= len("1.235e+05")  # shown whole, not cut to "1.235e"
+        assert "ETA" in [str(column.label) for column in table.ordered_columns]
+        assert visible_width(table) <= table.scrollable_content_region.width
+
+    run_app(FakeLink(), body, size=(80, 24))

@@ -51,19 +51,19 @@ def notices(app) -> list[str]:
     return [n.message for n in app._notifications]
 
 
-def test_the_model_select_lists_the_daemons_models_and_shows_the_chosen_ones_parameters_with_defaults():
+def test_the_model_select_lists_the_daemons_models_starts_on_the_demos_and_shows_each_ones_parameter_defaults():
     async def body(app, pilot):
         screen = app.screen
         select = screen.query_one("#model", Select)
         assert [value for _, value in select._options if value is not Select.NULL] == ["dlinear", "nhits", "lstm"]
-        assert select.value == "dlinear"
-        assert screen.query_one("#param-moving_avg", Input).value == "25"
-        select.value = "nhits"
-        await pilot.pause()
-        assert not screen.query("#param-moving_avg")
+        assert select.value == "nhits"  # what `stratcastd demo` trains by default
         assert screen.query_one("#param-mlp_units", Input).value == "512,512"
         assert screen.query_one("#param-dropout", Input).value == "0.0"
         assert screen.query_one("#param-activation", Select).value == "relu"
+        select.value = "dlinear"
+        await pilot.pause()
+        assert not screen.query("#param-mlp_units")
+        assert screen.query_one("#param-moving_avg", Input).value == "25"
         assert not screen.query("#train-learning_rate")  # mounted when first shown
         screen.query_one("#train-box").collapsed = False
         await pilot.pause()
@@ -147,7 +147,7 @@ def test_with_a_timetable_add_schedule_is_sent_instead_of_submit(texts, cron, ev
         assert not sent(app, Submit)
         (added,) = sent(app, AddSchedule)
         assert added == AddSchedule(
-            job=JobSpec(data=DATA, model="dlinear"),
+            job=JobSpec(data=DATA, model="nhits"),
             name="weekly",
             cron=cron,
             every_s=every_s,

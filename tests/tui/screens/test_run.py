@@ -1,6 +1,6 @@
 import asyncio
 
-from textual.widgets import Log, Static
+from textual.widgets import Log, Static, TabbedContent
 
 from stratcast.shared.protocol import ReadHistory, ReadLogs, ReadResults, StopRun
 from stratcast.tui.app import StratcastApp
@@ -14,6 +14,7 @@ from tests.tui.fake_daemon import (
     GIB,
     T0,
     FakeLink,
+    demo_history,
     demo_results,
     frozen_clock,
     kill_declined_then_confirmed,
@@ -128,10 +129,29 @@ def test_a_succeeded_run_shows_the_skill_table_and_forecast_sparklines():
         first = demo_results()["top"][0]
         assert f"S101               1             52            0.5  {sparkline(first['forecast'], 16)}" in top
         assert "S105" in top
-        assert "the model beats every baseline" in text_of(screen, "#summary")
+        assert "The model's RMSE is 13.8% lower than the zero forecast." in text_of(screen, "#summary")
         assert screen.query_one(Results).query_one("#top").display
 
     open_run(served()[0], body, run=3)
+
+
+def test_the_verdict_shows_each_of_its_sentences_as_a_line_of_text():
+    link, _ = served()
+    sentences = [
+        "The model LOSES to the zero forecast: its RMSE is 2.1% higher.",
+        "Warning: loss=mae on a panel that is 80% zeros teaches the model to forecast zero.",
+        "The top picks' trailing means are mostly negative.",
+    ]
+    results = demo_results()
+    results["metrics"]["verdict"] = sentences
+    link.handlers["read_results"] = lambda _request: results
+
+    async def body(app, screen, pilot):
+        lines = text_of(screen, "#summary").splitlines()
+        assert lines[:3] == sentences
+        assert not any("[" in line or "'" in line[:1] for line in lines)
+
+    open_run(link, body, run=3)
 
 
 def test_a_failing_read_results_shows_its_message_in_the_results_tab():
@@ -158,6 +178,55 @@ def test_results_are_read_when_the_run_succeeds_with_its_history_once_more():
         assert "S101" in text_of(screen, "#top")
 
     open_run(served()[0], body)
+
+
+def test_a_watched_run_that_succeeds_switches_to_its_results_with_a_notification():
+    async def body(app, screen, pilot):
+        tabs = screen.query_one(TabbedContent)
+        assert tabs.active == "curves"
+        app.link.set_run(1, state="succeeded")
+        await pilot.pause(0.4)
+        await settle(app, pilot)
+        assert tabs.active == "results"
+        assert any("run 1 succeeded" in n.message and "Results" in n.message for n in app._notifications)
+        assert "S101" in text_of(screen, "#top")
+
+    open_run(served()[0], body)
+
+
+def test_a_run_that_had_succeeded_before_it_was_opened_opens_on_its_curves():
+    async def body(app, screen, pilot):
+        assert screen.query_one(TabbedContent).active == "curves"
+        assert not list(app._notifications)
+
+    open_run(served()[0], body, run=3)
+
+
+def memory_axis(chart):
+    """The memory chart's tick labels, top to bottom, and its legend's figures."""
+    lines = [chart.render_line(y).text for y in range(chart.size.height)]
+    ticks = [line.split("┤")[0].strip() for line in lines[1:] if "┤" in line]
+    return ticks, lines[0]
+
+
+def test_the_memory_axis_starts_at_zero_with_small_figures_in_mib():
+    # a fixed 0 bottom on a 13-row chart: 0.32 GiB once labelled the bottom -5.55e-17G
+    link, _ = served()
+
+    async def body(app, screen, pilot):
+        for rss_gib, unit in ((0.01, "M"), (0.32, "M"), (2.56, "G")):
+            history = demo_history()
+            history["memory"] = [{"time": T0 - 60 + s, "rss": rss_gib * GIB} for s in range(0, 60, 10)]
+            history["plans"] = []  # no budget line: the range is the data's
+            link.handlers["read_history"] = lambda _request, history=history: history
+            screen.fetch("history")
+            await settle(app, pilot)
+            ticks, legend = memory_axis(screen.query_one(MemoryChart))
+            assert ticks[-1] == "0G", ticks
+            assert all(t.endswith(unit) and "e" not in t for t in ticks[:-1]), ticks
+            assert f"rss {rss_gib * (1024 if unit == 'M' else 1):.3g}{unit}" in legend
+
+    open_run(link, body)
 
 
 def test_a_failing_history_read_is_shown_in_the_curves_tab_and_tried_again():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -11,6 +12,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
 from stratcast.shared.protocol import (
+    RUN_STATES,
     RemoveRun,
     SetPriority,
 )
@@ -27,17 +29,15 @@ LINK_STYLES = {"live": "green", "connecting": "yellow", "reconnecting": "bold ye
 
 
 def status_line(link: Link) -> Text:
-    """``● live · daemon 0.1.0 · 2 running · 3 queued · queue paused`` (or why the link is down)."""
+    """``● live · 2 queued, 1 running, 4 succeeded · queue paused``: runs in each state (or why the link is down)."""
     m = link.mirror
     line = Text("● ", style=LINK_STYLES[link.state]) + Text(link.state, style=LINK_STYLES[link.state])
     if link.state != "live" and link.detail:
         line.append(f" ({link.detail.splitlines()[0]})", style="dim")
-    counts: dict[str, int] = {}
-    for run in m.runs.values():
-        counts[run.state] = counts.get(run.state, 0) + 1
-    for state in ("running", "queued", "held", "stopped", "failed", "oom-failed"):
-        if counts.get(state):
-            line.append(f" · {counts[state]} {state}")
+    counts = Counter[str](run.state for run in m.runs.values())
+    states = [f"{counts[state]} {state}" for state in RUN_STATES if counts[state]]
+    if states:
+        line.append(" · " + ", ".join(states))  # commas: every state's count fits 80 columns more often
     if m.queue_paused:
         line.append(" · queue paused", style="bold magenta")
     if m.notices:

@@ -22,15 +22,13 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Collapsible, Footer, Input, Select, Static
 
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
-from stratcast.shared.protocol import AddSchedule, CheckData, JobSpec, ListModels, Placement, Submit
+from stratcast.shared.protocol import DEFAULT_MODEL, AddSchedule, CheckData, JobSpec, ListModels, Placement, Submit
 from stratcast.tui.job_form import JOB_FIELDS, FormProblems, ModelInfo, Param, Timetable, read_form, read_models
 from stratcast.tui.widgets.form import Field
 
 if TYPE_CHECKING:
     from stratcast.tui.app import StratcastApp
 
-DEFAULT_MODEL = "dlinear"
-"""The model chosen first (``JobSpec``'s default), when the daemon has it."""
 REPEAT = [("no: run once, now", "none"), ("on a cron expression", "cron"), ("every interval", "every")]
 
 

@@ -177,11 +177,13 @@ class RunScreen(RunActionScreen):
             self.fetch("history")
         if run.state != "queued" and run.state != "held":
             self.fetch("log")
-        results = self.query_one(Results)
-        if run.state == "succeeded":
-            self.fetch("results")
-        else:
-            results.say(f"results appear here when the run succeeds; it is {run.state}")
+        if run.state != "succeeded":
+            self.query_one(Results).say(f"results appear here when the run succeeds; it is {run.state}")
+            return
+        self.fetch("results")
+        if not first:  # it finished while watched: show what it found (a run opened finished opens on its curves)
+            self.action_tab("results")
+            self.notify(f"run {run.id} succeeded: its results are in the Results tab (4)", title="run finished")
 
     def _show_details(self) -> None:
         metrics = self.shown.get("metrics")

@@ -214,7 +214,9 @@ class _YScale:
 
     def value(self, dot: float) -> float:
         """The data value (not in log units) at a dot row."""
-        y = self.hi - dot * (self.hi - self.lo) / max(1, self.dots - 1)
+        # weights rather than hi - dot * step, so the bottom row is lo itself (0, not -5.55e-17)
+        t = dot / max(1, self.dots - 1)
+        y = self.hi * (1 - t) + self.lo * t
         return 10**y if self.log else y
 
 

@@ -21,8 +21,11 @@ MEMORY_STYLES = {"allocated": "green", "reserved": "bright_blue", "peak": "yello
 
 
 def gib_label(value: float) -> str:
-    """A GiB figure for tick labels and the legend: ``41.2G``, ``0.35G``."""
-    return f"{value:.3g}G"
+    """A GiB figure for tick labels and the legend: ``41.2G``, under 1 GiB in MiB (``358M``), never below ``0G``."""
+    mib = value * 1024
+    if mib >= 999.5:  # 1000M and up would print as 1e+03M
+        return f"{value:.3g}G"
+    return f"{mib:.3g}M" if mib >= 0.5 else "0G"
 
 
 class LossChart(BrailleChart):

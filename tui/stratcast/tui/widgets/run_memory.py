@@ -15,11 +15,12 @@ from textual.widgets import Static
 from stratcast.shared.report import table
 from stratcast.tui.render import clock
 from stratcast.tui.run_history import GIB, Plan, RunHistory, number
+from stratcast.tui.widgets.run_curves import gib_label
 
 
 def gib(value: float | None) -> str:
-    """Bytes as ``41.2G``; ``-`` when unknown."""
-    return "-" if value is None else f"{value / GIB:.3g}G"
+    """Bytes as the memory chart labels GiB (``41.2G``, ``358M``); ``-`` when unknown."""
+    return "-" if value is None else gib_label(value / GIB)
 
 
 def plan_text(plan: Plan | None, plans: int = 1) -> Text:

@@ -25,8 +25,8 @@ SPARK_WIDTH = 16
 def summary_text(metrics: Mapping[str, Any]) -> Text:
     """The verdict and the training summary of ``metrics.json``."""
     text = Text()
-    if verdict := metrics.get("verdict"):
-        text.append(f"{verdict}\n", style="bold")
+    for sentence in verdict_lines(metrics.get("verdict")):
+        text.append(f"{sentence}\n", style="bold")
     run: Mapping[str, Any] = metrics.get("run") or {}
     parts = []
     if (steps := run.get("steps")) is not None:
@@ -44,6 +44,12 @@ def summary_text(metrics: Mapping[str, Any]) -> Text:
     if holdout:
         text.append(f"\nholdout: {holdout.get('periods', '?')} periods of {holdout.get('strategies', '?')} strategies")
     return text
+
+
+def verdict_lines(verdict: Any) -> list[str]:
+    """The verdict's sentences: ``metrics.json`` holds a list of them (a single string in older runs)."""
+    sentences = [verdict] if isinstance(verdict, str) else verdict if isinstance(verdict, list) else []
+    return [s for s in sentences if isinstance(s, str) and s]
 
 
 def skill_text(metrics: Mapping[str, Any]) -> Text:

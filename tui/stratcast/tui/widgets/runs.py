@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
-from stratcast.shared.protocol import RunInfo
+from stratcast.shared.protocol import RUN_STATES, RunInfo
 from stratcast.tui.render import clock, duration_text
 
 STATE_STYLES = {
@@ -30,10 +31,12 @@ STATE_STYLES = {
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its key, header, how to show a run, and how to sort by it."""
+    """One column: its key, header, least width, how to show a run, and how to sort by it."""
 
     key: str
     header: str
+    width: int
+    """Cells kept for its values when choosing the columns that fit, so figures that grow later still fit."""
     cell: Callable[[RunInfo], str | Text]
     sort: Callable[[RunInfo], Any]
 
@@ -62,6 +65,10 @@ def state_cell(run: RunInfo, reason_width: int = 32) -> Text:
     return text
 
 
+def _cell_len(cell: str | Text) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
+
+
 def _name(run: RunInfo) -> str:
     name = run.name or "-"
     return name if len(name) <= 18 else name[:17] + "…"
@@ -88,28 +95,31 @@ def _key(value: Any) -> tuple[bool, Any]:
     return (value is None, value if value is not None else 0)
 
 
+def _progress(field: str, fmt: str = "{:.4g}") -> tuple[Callable[[RunInfo], str], Callable[[RunInfo], Any]]:
+    """The cell and the sort key of one progress figure."""
+    return lambda r: _num(r.progress.get(field), fmt), lambda r: _key(r.progress.get(field))
+
+
 COLUMNS = (
-    Column("id", "ID", lambda r: str(r.id), lambda r: r.id),
-    Column("name", "Name", _name, lambda r: r.name),
-    Column("model", "Model", lambda r: r.job.model, lambda r: r.job.model),
-    Column("state", "State", state_cell, lambda r: r.state),
-    Column("pct", "%", lambda r: _num(_percent(r), "{:.0f}"), lambda r: _key(_percent(r))),
-    Column("step", "Step", lambda r: _num(r.progress.get("step"), "{}"), lambda r: _key(r.progress.get("step"))),
-    Column(
-        "epoch", "Epoch", lambda r: _num(r.progress.get("epoch"), "{:.1f}"), lambda r: _key(r.progress.get("epoch"))
-    ),
-    Column("loss", "Loss", lambda r: _num(r.progress.get("train_loss")), lambda r: _key(r.progress.get("train_loss"))),
-    Column("val", "Val", lambda r: _num(r.progress.get("val_loss")), lambda r: _key(r.progress.get("val_loss"))),
-    Column(
-        "mb", "µB", lambda r: _num(r.progress.get("micro_batch"), "{}"), lambda r: _key(r.progress.get("micro_batch"))
-    ),
-    Column("gpu", "GPU", _gpu, _gpu),
-    Column("peak", "Peak", _peak, lambda r: _key(r.memory.get("peak") or r.memory.get("rss"))),
-    Column("eta", "ETA", _eta, lambda r: _key(r.progress.get("eta_s"))),
-    Column("started", "Started", lambda r: clock(r.started) if r.started else "-", lambda r: _key(r.started)),
+    Column("id", "ID", 2, lambda r: str(r.id), lambda r: r.id),
+    Column("name", "Name", 4, _name, lambda r: r.name),
+    Column("model", "Model", 5, lambda r: r.job.model, lambda r: r.job.model),
+    Column("state", "State", max(map(len, RUN_STATES)), state_cell, lambda r: r.state),
+    Column("pct", "%", 3, lambda r: _num(_percent(r), "{:.0f}"), lambda r: _key(_percent(r))),
+    Column("step", "Step", 5, *_progress("step", "{}")),
+    Column("epoch", "Epoch", 5, *_progress("epoch", "{:.1f}")),
+    Column("loss", "Loss", 6, *_progress("train_loss")),
+    Column("val", "Val", 6, *_progress("val_loss")),
+    Column("mb", "µB", 4, *_progress("micro_batch", "{}")),
+    Column("gpu", "GPU", 3, _gpu, _gpu),
+    Column("peak", "Peak", 6, _peak, lambda r: _key(r.memory.get("peak") or r.memory.get("rss"))),
+    Column("eta", "ETA", 6, _eta, lambda r: _key(r.progress.get("eta_s"))),
+    Column("started", "Started", 8, lambda r: clock(r.started) if r.started else "-", lambda r: _key(r.started)),
 )
 """The table's columns, in order (``µB``: the current micro-batch)."""
 BY_KEY = {c.key: c for c in COLUMNS}
+KEEP = ("id", "name", "state", "pct", "loss", "eta", "model", "step", "val", "peak", "gpu", "mb", "epoch", "started")
+"""Column keys, most needed first: a table too narrow for all drops from the end those that do not fit."""
 
 
 def matches(run: RunInfo, query: str) -> bool:
@@ -144,18 +154,21 @@ class RunsTable(DataTable[str | Text]):
         self.query_text = ""
         """The filter (see :func:`matches`)."""
         self._rows: dict[int, tuple[str | Text, ...]] = {}
+        self._columns: tuple[Column, ...] = ()
+        """The columns shown: those of :data:`KEEP` that fit the width (see :meth:`_fit`)."""
+        self._widths: dict[str, int] = {}
+        """Each shown column's width (without padding), by key."""
+        self._reason_width = 0
         self._order: list[int] = []
+        self._stale = True
+        """Whether the next show rebuilds the table (columns and rows) even if the runs' order is the same."""
         self._states: list[tuple[str, str]] = []
         self._values_at = -math.inf
         self.values_every_s = 1.0
         """Least seconds between updates that change only progress figures."""
 
-    def on_mount(self) -> None:
-        for column in COLUMNS:
-            self.add_column(column.header, key=column.key)
-
     def on_resize(self) -> None:
-        self._order = []  # the wait reasons' width follows the table's: rebuild on the next show
+        self._stale = True  # the columns shown and the wait reasons' width follow the table's
 
     @property
     def selected_run(self) -> int | None:
@@ -177,10 +190,11 @@ class RunsTable(DataTable[str | Text]):
         states: list[tuple[str, str]] = [(r.state, r.reason) for r in shown]
         selected = self.selected_run
         now = time.monotonic()
-        if order != self._order:
+        if self._stale or order != self._order:
             self._rebuild(shown)
         elif states != self._states or now - self._values_at >= self.values_every_s:
-            self._update(shown)
+            if not self._update(shown):
+                self._rebuild(shown)
         else:
             return
         self._values_at = now
@@ -190,32 +204,64 @@ class RunsTable(DataTable[str | Text]):
             self.move_cursor(row=order.index(selected), animate=False, scroll=False)
 
     def _cells(self, run: RunInfo) -> tuple[str | Text, ...]:
-        # the wait reason gets the width left over by the other columns (about 100 characters)
-        reason_width = min(40, self.size.width - 100)
-        return tuple(state_cell(run, reason_width) if c.key == "state" else c.cell(run) for c in COLUMNS)
+        return tuple(state_cell(run, self._reason_width) if c.key == "state" else c.cell(run) for c in self._columns)
+
+    def _fit(self, runs: list[RunInfo]) -> None:
+        """Choose the columns that fit and their widths, most needed first (:data:`KEEP`); the reasons get the rest.
+
+        The widths are fixed (not Textual's auto width): a figure that outgrows its column rebuilds the table (see
+        :meth:`_update`) rather than pushing the columns after it off the screen.
+        """
+        room = self.size.width - self.styles.scrollbar_size_vertical  # as if the rows overflowed
+        widths: dict[str, int] = {}
+        for key in KEEP:
+            width = self._width(BY_KEY[key], runs, 0)
+            if width + 2 * self.cell_padding <= room:
+                widths[key] = width
+                room -= width + 2 * self.cell_padding
+        self._columns = tuple(c for c in COLUMNS if c.key in widths)
+        self._reason_width = min(40, room - 1)  # less the space between a state and its reason
+        if "state" in widths:
+            widths["state"] = self._width(BY_KEY["state"], runs, self._reason_width)
+        self._widths = widths
+
+    @staticmethod
+    def _width(column: Column, runs: list[RunInfo], reason_width: int) -> int:
+        """The cells ``column`` needs: its widest value (states with ``reason_width`` of reason), header or width."""
+        cells = (state_cell(r, reason_width) if column.key == "state" else column.cell(r) for r in runs)
+        return max(max(map(_cell_len, cells), default=0), column.width, cell_len(column.header))
 
     def _rebuild(self, runs: list[RunInfo]) -> None:
-        self.clear()
+        self._fit(runs)
+        self._stale = False
+        self.clear(columns=True)
+        for column in self._columns:
+            self.add_column(column.header, key=column.key, width=self._widths[column.key])
         self._rows = {}
         for run in runs:
             cells = self._cells(run)
             self.add_row(*cells, key=str(run.id))
             self._rows[run.id] = cells
 
-    def _update(self, runs: list[RunInfo]) -> None:
-        for run in runs:
-            cells = self._cells(run)
-            old = self._rows.get(run.id)
-            for column, value, before in zip(COLUMNS, cells, old or (), strict=False):
+    def _update(self, runs: list[RunInfo]) -> bool:
+        """Change the cells that changed; False, changing none, when a value outgrew its column."""
+        rows = {run.id: self._cells(run) for run in runs}
+        for cells in rows.values():
+            if any(_cell_len(v) > self._widths[c.key] for c, v in zip(self._columns, cells, strict=True)):
+                return False
+        for run_id, cells in rows.items():
+            for column, value, before in zip(self._columns, cells, self._rows.get(run_id, ()), strict=False):
                 if value != before:
-                    self.update_cell(str(run.id), column.key, value, update_width=True)
-            self._rows[run.id] = cells
+                    self.update_cell(str(run_id), column.key, value)
+            self._rows[run_id] = cells
+        return True
 
     def cycle_sort(self) -> str:
-        """Sort by the next column (descending, then ascending); the new column's header."""
-        keys = [c.key for c in COLUMNS]
-        if not self.reverse:
-            self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+        """Sort by the next column shown (descending, then ascending); the new column's header."""
+        keys = [c.key for c in self._columns or COLUMNS]
+        if not self.reverse or self.sort_key not in keys:  # a column the table no longer shows: the next shown
+            at = keys.index(self.sort_key) if self.sort_key in keys else -1
+            self.sort_key, self.reverse = keys[(at + 1) % len(keys)], False
         self.reverse = not self.reverse
-        self._order = []  # rebuild on the next show
+        self._stale = True
         return f"{BY_KEY[self.sort_key].header} {'↓' if self.reverse else '↑'}"
