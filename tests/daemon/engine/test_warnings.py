@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from stratcast.daemon.engine.advice import RunWarning, early_best_warning, loss_warning
+from stratcast.daemon.engine.advice import RunWarning, early_best_warning, loss_warning, windows_warning
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.job import run_job
 from stratcast.daemon.engine.trainparts import FitResult
@@ -24,6 +24,19 @@ def test_a_median_loss_on_a_panel_a_third_zeros_warns_and_names_the_losses_to_us
 @pytest.mark.parametrize(("loss", "zeros"), [("mse", 0.6), ("huber", 0.6), ("mae", 0.29)])
 def test_no_loss_warning_for_mse_huber_or_a_panel_with_few_zeros(loss, zeros):
     assert loss_warning(TrainConfig(loss=loss), zero_share=zeros) is None
+
+
+def test_a_training_part_with_one_window_per_strategy_warns_and_names_the_levers():
+    # the README's recipe on 208 weeks: 208 - 52 holdout - 51 validation = 105 periods, input 104
+    warning = windows_warning(TrainConfig(input_size=104, horizon=52), train_periods=105)
+    assert warning is not None and warning.kind == "few-windows"
+    assert "only 1 window per strategy (105 periods before validation, input_size 104)" in warning.message
+    assert "--input-size" in warning.message and "pad_start=true" in warning.message
+
+
+def test_no_windows_warning_with_room_for_many_windows_or_padded_starts():
+    assert windows_warning(TrainConfig(input_size=52, horizon=52), train_periods=104) is None
+    assert windows_warning(TrainConfig(input_size=104, horizon=52, pad_start=True), train_periods=105) is None
 
 
 def test_a_validation_loss_best_at_its_first_check_says_so():

@@ -13,6 +13,8 @@ from stratcast.daemon.engine.trainparts import FitResult
 
 ZERO_HEAVY = 0.3
 """Share of zero periods from which a median loss collapses the forecast toward 0 (README, "Scaling and losses")."""
+FEW_WINDOWS = 8
+"""Training windows per strategy below which a model can learn each one by heart."""
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class RunWarning:
     """Something about a run the user should act on; it does not stop the run."""
 
     kind: str
-    """What it is about, for programs: ``loss`` or ``early-best``."""
+    """What it is about, for programs: ``loss``, ``few-windows`` or ``early-best``."""
     message: str
     """One plain sentence that says what to do."""
 
@@ -37,6 +39,23 @@ def loss_warning(cfg: TrainConfig, zero_share: float) -> RunWarning | None:
         "loss",
         f"loss={cfg.loss} on a panel that is {zero_share:.0%} zeros: its median forecast collapses toward 0 and "
         "cannot rank strategies by expected profit; use loss=mse (the default) or loss=huber",
+    )
+
+
+def windows_warning(cfg: TrainConfig, train_periods: int) -> RunWarning | None:
+    """A warning when the training part leaves each strategy fewer than :data:`FEW_WINDOWS` window origins.
+
+    ``train_periods``: the longest series' periods before validation. A window needs ``min_input`` periods of
+    history before its first forecast period, so the origins are ``train_periods - min_input``.
+    """
+    origins = train_periods - cfg.min_input
+    if origins >= FEW_WINDOWS:
+        return None
+    return RunWarning(
+        "few-windows",
+        f"training sees only {origins} window{'s' if origins != 1 else ''} per strategy ({train_periods} periods "
+        f"before validation, input_size {cfg.input_size}): the model can learn them by heart; lower --input-size "
+        "(each period less gives every strategy one more window) or --set pad_start=true",
     )
 
 

@@ -47,7 +47,14 @@ import torch
 from torch import Tensor
 
 from stratcast.daemon.engine import skill
-from stratcast.daemon.engine.advice import OnWarning, RunWarning, Warnings, early_best_warning, loss_warning
+from stratcast.daemon.engine.advice import (
+    OnWarning,
+    RunWarning,
+    Warnings,
+    early_best_warning,
+    loss_warning,
+    windows_warning,
+)
 from stratcast.daemon.engine.build import Forecaster, Log, Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.checkpoint import (
     CheckpointError,
@@ -146,6 +153,7 @@ def run_job(
     prep = prepare(spec, device, log)
     warnings = Warnings(log, on_warning)
     warnings.add(loss_warning(spec.train, prep.panel.zero_share))
+    warnings.add(windows_warning(spec.train, prep.split.train_end))
     model = make_model(spec, prep.panel.n_series)
     saver = Checkpointer(spec, prep, checkpoint_dir or Path(spec.out) / CHECKPOINT_DIR, on_checkpoint)
     trainer = make_trainer(spec, model, prep, on_progress, should_stop, on_step=saver.maybe_save)
