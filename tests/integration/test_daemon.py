@@ -100,6 +100,17 @@ def test_a_submitted_run_succeeds_and_streams_progress(daemon, panel):
     assert (Path(info["out"]) / "out" / "forecast.parquet").exists()
 
 
+def test_a_run_after_another_starts_once_that_one_succeeded(daemon, panel):
+    with Client(daemon.home) as client:
+        first = client.call(Submit(job=job(panel, 300)))["run"]["id"]
+        second = client.call(Submit(job=job(panel, 20), placement=Placement(after=[first])))["run"]["id"]
+        assert client.call(ShowRun(run=second))["run"]["state"] == "queued"
+        done = wait_for(client, second, ("succeeded", "failed"))
+        assert done["state"] == "succeeded", done
+        before = client.call(ShowRun(run=first))["run"]
+        assert before["state"] == "succeeded" and done["started"] >= before["finished"]
+
+
 def first_progress_of_attempt(events, run: int, attempt: int, timeout: float = WAIT_S):
     """The first progress event of the given attempt (events before it started are skipped)."""
     deadline, started = time.monotonic() + timeout, False

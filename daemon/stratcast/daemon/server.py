@@ -296,6 +296,7 @@ class Daemon:
         if gpus:
             groups.append(([r for r in runs if r.job.device != "cpu"], gpus))
         by_id = {r.id: r for r in runs}
+        dependencies = [*runs, *self._finished_dependencies(runs)]  # a group's runs may wait for another's
         for group, devices in groups:
             decision = plan(
                 group,
@@ -303,12 +304,18 @@ class Daemon:
                 paused=paused,
                 cpu_slots=self.options.cpu_slots,
                 min_free_mib=self.options.min_free_gib * 1024,
+                dependencies=dependencies,
             )
             for run_id, reason in decision.reasons.items():
                 if by_id[run_id].reason != reason:
                     self.update_run(run_id, reason=reason)
             for run_id, device in decision.starts:
                 await self.start_run(by_id[run_id], device)
+
+    def _finished_dependencies(self, runs: list[RunInfo]) -> list[RunInfo]:
+        """The runs that queued runs of ``runs`` wait for and ``runs`` lacks: read by id, not every finished run."""
+        known = {r.id for r in runs}
+        return self.db.get_runs({dep for r in runs if r.state == "queued" for dep in r.placement.after} - known)
 
     def devices(self, runs: list[RunInfo]) -> list[DeviceView]:
         """The devices runs can go to: the GPUs (NVML) and the CPU."""

@@ -169,6 +169,16 @@ class Store:
             rows = db.execute(query + " ORDER BY id DESC", args).fetchall()
         return [_run_from_row(row) for row in rows]
 
+    def get_runs(self, run_ids: Collection[int]) -> list[RunInfo]:
+        """The runs of ``run_ids`` that exist, newest first (removed ones are left out)."""
+        ids = sorted(set(run_ids))
+        if not ids:
+            return []
+        with self._tx() as db:
+            query = f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id DESC"
+            rows = db.execute(query, ids).fetchall()
+        return [_run_from_row(row) for row in rows]
+
     def update_run(self, run_id: int, *, now: float | None = None, **fields: Any) -> RunInfo:
         """Change some fields of a run and return it; a change of ``state`` is also recorded as an event.
 
