@@ -252,6 +252,16 @@ class Store:
             ).fetchall()
         return [{**dict(row), "data": msgspec.json.decode(row["data"])} for row in rows]
 
+    def count_events(self, run: int, kind: str, **data: str) -> int:
+        """How many events of ``kind`` ``run`` has whose data holds each of ``data``'s values."""
+        query, args = "SELECT COUNT(*) FROM events WHERE run = ? AND kind = ?", [run, kind]
+        for key, value in data.items():
+            query += " AND json_extract(data, ?) = ?"
+            args += [f"$.{key}", value]
+        with self._tx() as db:
+            count: int = db.execute(query, args).fetchone()[0]
+        return count
+
     # -- schedules -------------------------------------------------------------------------------------------
 
     def add_schedule(
