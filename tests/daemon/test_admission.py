@@ -81,3 +81,32 @@ def test_without_gpus_runs_wait_for_a_cpu_slot(tmp_path):
     asyncio.run(d.admit())
     assert runner.started == [(first.id, "cpu", None)]
     assert "CPU busy" in d.db.get_run(second.id).reason
+
+
+def test_a_succeeded_dependency_releases_the_run(tmp_path):
+    d, runner = daemon_with(tmp_path, [])
+    first = submit(d)
+    second = submit(d, after=[first.id])
+    d.db.update_run(first.id, state="succeeded")
+    asyncio.run(d.admit())
+    assert runner.started == [(second.id, "cpu", None)]
+
+
+def test_a_cpu_run_after_a_gpu_run_waits_for_it_by_name(tmp_path):
+    d, runner = daemon_with(tmp_path, [gpu(0, pids=(4242,))])
+    on_gpu = submit(d)
+    on_cpu = submit(d, device="cpu", after=[on_gpu.id])
+    asyncio.run(d.admit())
+    assert runner.started == []
+    assert d.db.get_run(on_cpu.id).reason == f"waiting for run {on_gpu.id} (queued)"
+
+
+def test_a_removed_dependency_holds_the_run_and_says_it_was_removed(tmp_path):
+    d, runner = daemon_with(tmp_path, [])
+    first = submit(d)
+    second = submit(d, after=[first.id])
+    d.db.update_run(first.id, state="failed")
+    d.db.remove_run(first.id)
+    asyncio.run(d.admit())
+    assert runner.started == []
+    assert d.db.get_run(second.id).reason == f"run {first.id} was removed, so this run cannot start: remove this run"

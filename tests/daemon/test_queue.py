@@ -66,9 +66,22 @@ def test_a_run_after_a_failed_dependency_says_it_can_never_start(state, what):
     assert result.reasons == {5: f"run 3 {what}, so this run cannot start: remove it or restart run 3"}
 
 
-def test_a_run_after_a_missing_dependency_says_to_remove_it():
+def test_a_run_after_a_removed_dependency_says_it_was_removed():
     result = make_plan([run(5, after=[3])], [gpu(0)])
-    assert result.reasons == {5: "run 3 does not exist, so this run cannot start: remove this run"}
+    assert result.reasons == {5: "run 3 was removed, so this run cannot start: remove this run"}
+
+
+def test_a_run_after_a_dependency_that_never_existed_says_to_remove_it():
+    result = make_plan([run(5, after=[7])], [gpu(0)])
+    assert result.reasons == {5: "run 7 does not exist, so this run cannot start: remove this run"}
+
+
+def test_dependencies_given_apart_from_the_runs_to_plan_are_judged_too():
+    dependencies = [run(3, "succeeded"), run(4, "queued")]
+    result = plan(
+        [run(5, after=[3]), run(6, after=[4])], [gpu(0)], paused=False, cpu_slots=1, dependencies=dependencies
+    )
+    assert result == Plan(starts=[(5, "cuda:0")], reasons={6: "waiting for run 4 (queued)"})
 
 
 # -- order -----------------------------------------------------------------------------------------------------

@@ -119,6 +119,14 @@ def test_list_runs_is_newest_first_and_filters_by_state(store, tmp_path):
         store.list_runs(["done"])
 
 
+def test_get_runs_returns_the_runs_asked_for_that_still_exist(store, tmp_path):
+    runs = [add(store, tmp_path) for _ in range(4)]
+    store.remove_run(runs[1].id)
+    found = store.get_runs([runs[0].id, runs[1].id, runs[3].id, runs[3].id])
+    assert [r.id for r in found] == [runs[3].id, runs[0].id]
+    assert store.get_runs([]) == []
+
+
 def test_not_found_is_a_key_error_that_says_how_to_list(store, tmp_path):
     with pytest.raises(KeyError) as err:
         store.get_run(7)

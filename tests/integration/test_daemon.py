@@ -33,6 +33,7 @@ from stratcast.shared.protocol import (
     ReadLogs,
     ResumeRun,
     ShowRun,
+    Shutdown,
     Status,
     StopRun,
     Submit,
@@ -44,6 +45,8 @@ from tests.integration.daemon_process import DaemonProcess
 pytestmark = pytest.mark.slow
 
 WAIT_S = 120.0
+SHUTDOWN_STEPS = 3000
+"""Long enough to shut the daemon down while the run trains, short enough to finish after the restart."""
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +101,17 @@ def test_a_submitted_run_succeeds_and_streams_progress(daemon, panel):
             topics.add(event.topic)
         assert {"run", "progress", "heartbeat", "telemetry"} <= topics
     assert (Path(info["out"]) / "out" / "forecast.parquet").exists()
+
+
+def test_a_run_after_another_starts_once_that_one_succeeded(daemon, panel):
+    with Client(daemon.home) as client:
+        first = client.call(Submit(job=job(panel, 300)))["run"]["id"]
+        second = client.call(Submit(job=job(panel, 20), placement=Placement(after=[first])))["run"]["id"]
+        assert client.call(ShowRun(run=second))["run"]["state"] == "queued"
+        done = wait_for(client, second, ("succeeded", "failed"))
+        assert done["state"] == "succeeded", done
+        before = client.call(ShowRun(run=first))["run"]
+        assert before["state"] == "succeeded" and done["started"] >= before["finished"]
 
 
 def first_progress_of_attempt(events, run: int, attempt: int, timeout: float = WAIT_S):
@@ -177,6 +191,35 @@ def test_kill9_of_the_daemon_keeps_the_queue_and_resumes_interrupted_runs(short_
             client.call(PauseSchedule(schedule=schedules[0]["id"]))
             client.call(KillRun(run=running))
             wait_for(client, running, ("killed",))
+    finally:
+        daemon.stop()
+
+
+def test_a_run_stopped_by_a_shutdown_resumes_from_its_checkpoint_at_the_next_start(short_home, panel):
+    daemon = DaemonProcess(short_home).start()
+    try:
+        with Client(daemon.home) as client:
+            run = client.call(Submit(job=job(panel, SHUTDOWN_STEPS)))["run"]["id"]
+            wait_for(client, run, ("running",))
+            deadline = time.monotonic() + WAIT_S
+            while not client.call(ShowRun(run=run))["checkpoints"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.call(Shutdown())["stopping"] == [run]
+        assert daemon.proc is not None and daemon.proc.wait(WAIT_S) == 0
+        daemon.start()
+        with Client(daemon.home) as client:
+            done = wait_for(client, run, ("succeeded", "failed", "interrupted"))
+            log = client.call(ReadLogs(run=run))["text"]
+            assert done["state"] == "succeeded", log
+            assert done["attempts"] == 2 and "resumed from step-" in log
+            events = client.call(ShowRun(run=run))["events"]
+            changes = [(e["data"].get("from"), e["data"]["to"]) for e in events if e["kind"] == "state"]
+            assert changes[-4:] == [
+                ("running", "interrupted"),
+                ("interrupted", "queued"),
+                ("queued", "running"),
+                ("running", "succeeded"),
+            ]
     finally:
         daemon.stop()
 

@@ -160,6 +160,20 @@ def test_submit_carries_every_job_and_placement_option_with_an_absolute_data_pat
     assert request == Submit(job=job, placement=place)
 
 
+def test_after_takes_several_ids_repeated_or_comma_separated():
+    (request,) = requests_for(
+        "submit", "--data", "/d.csv", "--model", "m", "--after", "3,4", "--after", "5", "--after", "3"
+    )
+    assert isinstance(request, Submit)
+    assert request.placement.after == [3, 4, 5]
+
+
+def test_the_help_of_after_says_it_takes_several_ids(capsys):
+    with pytest.raises(SystemExit):
+        main(["submit", "--help"], client=FakeClient({}))
+    assert "--after 3,4" in " ".join(capsys.readouterr().out.split())
+
+
 def test_export_and_check_make_their_paths_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (export,) = requests_for("export", "3", "out/top.csv")
@@ -205,6 +219,8 @@ def test_schedule_add_takes_a_cron_expression_or_an_interval(when, cron, every_s
         ["schedule", "add", "--cron", "0 * * *", "--data", "d", "--model", "m"],
         ["submit", "--data", "d", "--model", "m", "--set", "novalue"],
         ["submit", "--data", "d", "--model", "m", "--memory-gib", "0"],
+        ["submit", "--data", "d", "--model", "m", "--after", "3,x"],
+        ["submit", "--data", "d", "--model", "m", "--after", "3,"],
         ["submit", "--model", "m"],
         ["check", "--data", "d", "--model", "m", "--priority", "3"],
         ["export", "1"],

@@ -8,9 +8,9 @@ Policy, in the order the checks are made:
 
 1. ``held`` runs wait ("held"). Only ``queued`` runs are considered, by priority (higher first), then FIFO
    (``created``, then id).
-2. A run whose dependency (``placement.after``) failed, ran out of memory, was killed or no longer exists can
-   never start: its reason says so and what to do. Then, if the queue is paused, every run waits for that.
-   Then a run waits for dependencies that have not succeeded yet.
+2. A run whose dependency (``placement.after``) failed, ran out of memory, was killed or was removed can never
+   start: its reason says so and what to do (pueue's rule). Then, if the queue is paused, every run waits for
+   that. Then a run waits for dependencies that have not succeeded yet; once all have, it is placed.
 3. **GPU machines** (``devices`` holds GPUs). A run needs a GPU without processes that stratcastd does not own.
    An *exclusive* run (``memory_gib`` None) needs a GPU with none of the daemon's runs and at least
    ``min_free_mib`` free. A *sharing* run (``memory_gib`` set) may join a GPU whose runs all have caps, when
@@ -126,22 +126,26 @@ def plan(
     paused: bool,
     cpu_slots: int,
     min_free_mib: float = 1024,
+    dependencies: Sequence[RunInfo] = (),
 ) -> Plan:
     """Decide which queued runs start now, on which device, and why every other queued or held run waits.
 
     Args:
-        runs: Every run the daemon knows (any states; finished ones are needed to judge dependencies).
+        runs: The runs to plan (any states: only queued and held ones are planned, the others may be
+            dependencies).
         devices: The GPUs of the machine, or a single view with ``index`` None on a machine without GPUs.
         paused: The queue is paused: nothing starts.
         cpu_slots: How many runs may run at once on a CPU-only machine.
         min_free_mib: Free memory an exclusive run needs on its GPU.
+        dependencies: Further runs that runs of ``runs`` wait for (finished, or planned against other devices):
+            only their states are read.
 
     Raises:
         ValueError: when ``cpu_slots`` is below 1.
     """
     if cpu_slots < 1:
         raise ValueError(f"cpu_slots must be at least 1, got {cpu_slots}")
-    by_id = {run.id: run for run in runs}
+    by_id = {run.id: run for run in [*dependencies, *runs]}
     slots = _slots(devices)
     starts: list[tuple[int, str]] = []
     reasons = {run.id: "held" for run in runs if run.state == "held"}
@@ -175,8 +179,9 @@ def _waits_before_placement(run: RunInfo, by_id: Mapping[int, RunInfo], paused: 
     """Why ``run`` waits whatever the devices: a broken dependency, a paused queue, a pending dependency."""
     for dep in run.placement.after:
         other = by_id.get(dep)
-        if other is None:
-            return f"run {dep} does not exist, so this run cannot start: remove this run"
+        if other is None:  # ids are never reused: one lower than the run's own existed when it was queued
+            what = "was removed" if dep < run.id else "does not exist"
+            return f"run {dep} {what}, so this run cannot start: remove this run"
         if other.state in _BROKEN:
             return f"run {dep} {_BROKEN[other.state]}, so this run cannot start: remove it or restart run {dep}"
     if paused:

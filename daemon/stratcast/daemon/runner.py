@@ -23,6 +23,9 @@ from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOP
 MAX_LINE = 1 << 20
 """Longest stdout line read from a worker; a longer one is skipped (a worker bug, not a reason to crash)."""
 
+SHUTDOWN_REASON = "the daemon shut down; it resumes from its checkpoint at the next start"
+"""Reason of a run that a daemon shutdown stopped: the next daemon start queues such runs again."""
+
 OnEvent = Callable[[int, dict[str, Any]], None]
 OnExit = Callable[[int, "Ending"], Awaitable[None]]
 
@@ -53,6 +56,8 @@ def classify(code: int, w: Worker) -> Ending:
     """Map a worker's return code and what was asked of it to the run's final state."""
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        if w.kill_requested and w.shutdown:  # it did not checkpoint in time: resume it, as after a crash
+            return Ending("interrupted", SHUTDOWN_REASON, name)
         if w.kill_requested:
             return Ending("killed", "killed on request", name)
         return Ending("failed", f"the worker died of {name}; see `stratcast logs {w.run}`", name)
@@ -61,9 +66,7 @@ def classify(code: int, w: Worker) -> Ending:
         return Ending("succeeded", "", exit_text)
     if code == EXIT_STOPPED:
         if w.shutdown:
-            return Ending(
-                "interrupted", "the daemon shut down; it resumes from its checkpoint at the next start", exit_text
-            )
+            return Ending("interrupted", SHUTDOWN_REASON, exit_text)
         return Ending("stopped", "stopped on request; `stratcast resume` continues from the checkpoint", exit_text)
     if code == EXIT_OOM:
         return Ending("oom-failed", f"out of memory; see `stratcast logs {w.run}`", exit_text)
@@ -134,12 +137,15 @@ class Runner:
         _signal(w.proc, signal.SIGTERM)
         return True
 
-    def kill(self, run: int) -> bool:
-        """End a worker now (SIGKILL to its process group); false when it is not running."""
+    def kill(self, run: int, *, shutdown: bool = False) -> bool:
+        """End a worker now (SIGKILL to its process group); false when it is not running.
+
+        A kill on request (``shutdown`` false) ends the run for good, even while the daemon shuts down.
+        """
         w = self.workers.get(run)
         if w is None:
             return False
-        w.kill_requested = True
+        w.kill_requested, w.shutdown = True, shutdown
         _signal(w.proc, signal.SIGKILL, group=True)
         return True
 
@@ -151,7 +157,7 @@ class Runner:
         _done, pending = await asyncio.wait(tasks, timeout=timeout)
         if pending:
             for run in list(self.workers):
-                self.kill(run)
+                self.kill(run, shutdown=True)
             await asyncio.wait(pending, timeout=10)
 
 

@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sockets", help="folder for the sockets (default: HOME/sock, or $STRATCAST_SOCKETS)")
     p.add_argument("--cpu-slots", type=int, default=1, help="concurrent runs on a machine without GPUs (default 1)")
     p.add_argument("--telemetry-hz", type=float, default=5.0, help="GPU/host samples per second (4-10)")
-    p.add_argument("--restart-budget", type=int, default=3, help="automatic resumes of an interrupted run")
+    p.add_argument("--restart-budget", type=int, default=3, help="automatic resumes of a run after daemon crashes")
     p.add_argument("--min-free-gib", type=float, default=1.0, help="a GPU with less free memory gets no run")
     p.add_argument("--allow-uid", type=int, action="append", default=[], help="also admit this UID on ipc")
     p.add_argument("--tcp", metavar="tcp://HOST:PORT", help="also serve over TCP (events on PORT+1); needs --curve-dir")

@@ -30,7 +30,7 @@ from stratcast.daemon.channels import Channel, open_ipc, open_tcp
 from stratcast.daemon.dispatch import handle_request
 from stratcast.daemon.history import SERIES, HistoryWriter
 from stratcast.daemon.queue import DeviceView, plan
-from stratcast.daemon.runner import Ending, Runner
+from stratcast.daemon.runner import SHUTDOWN_REASON, Ending, Runner
 from stratcast.daemon.schedules import Timetable
 from stratcast.daemon.store import Store
 from stratcast.daemon.telemetry import Telemetry
@@ -60,7 +60,7 @@ class Options:
     """Concurrent runs on a machine without GPUs."""
     telemetry_hz: float = 5.0
     restart_budget: int = 3
-    """Automatic resumes of an interrupted run before it is left for the user."""
+    """Automatic resumes of a run after daemon crashes before it is left for the user (shutdowns do not count)."""
     stop_timeout_s: float = 240.0
     """How long shutdown waits for running runs to checkpoint before killing them."""
     min_free_gib: float = 1.0
@@ -165,7 +165,7 @@ class Daemon:
         if self.shutting_down.is_set():
             self.force_exit = True
             for run in list(self.runner.workers):
-                self.runner.kill(run)
+                self.runner.kill(run, shutdown=True)
         self.shutting_down.set()
 
     async def _drain(self) -> None:
@@ -180,23 +180,32 @@ class Daemon:
             await self.runner.wait_all(self.options.stop_timeout_s)
 
     def _recover(self) -> None:
-        """Runs the last daemon left running are ``interrupted``; requeue those within the restart budget.
+        """Queue again the runs the last daemon stopped at its shutdown, and those it left running (a crash).
 
-        A worker that outlived its daemon is stopped first (it checkpoints on SIGTERM), so two workers never
-        write one run's folder.
+        Runs left running are ``interrupted``; those within the restart budget are requeued. A worker that
+        outlived its daemon is stopped first (it checkpoints on SIGTERM), so two workers never write one run's
+        folder. A shutdown is not a crash: its runs are always requeued and do not use up the budget.
         """
+        for run in self.db.list_runs(("interrupted",)):
+            if run.reason == SHUTDOWN_REASON:
+                self._requeue(run, "shutdown", "the daemon shut down")
         for run in self.db.recover(time.time()):
             if run.pid is not None:
                 _end_orphan(run.pid, self.options.stop_timeout_s)
             self._maybe_requeue(run)
 
     def _maybe_requeue(self, run: RunInfo) -> None:
-        if run.attempts > self.options.restart_budget:
-            self.db.update_run(run.id, reason=f"interrupted {run.attempts} times; `stratcast resume {run.id}` to retry")
+        crashes = self.db.count_events(run.id, "requeued", why="interrupted") + 1
+        if crashes > self.options.restart_budget:
+            self.db.update_run(run.id, reason=f"interrupted {crashes} times; `stratcast resume {run.id}` to retry")
             return
+        self._requeue(run, "interrupted", "interrupted")
+
+    def _requeue(self, run: RunInfo, why: str, what: str) -> None:
+        """Queue ``run`` again, to resume from its checkpoint; ``why`` is recorded, ``what`` opens its reason."""
         how = "from its last checkpoint" if _has_checkpoint(Path(run.out)) else "from scratch (no checkpoint yet)"
-        self.db.update_run(run.id, state="queued", reason=f"interrupted; resumes {how}")
-        self.db.add_event(run.id, "requeued", {"why": "interrupted", "how": how})
+        self.db.update_run(run.id, state="queued", reason=f"{what}; resumes {how}")
+        self.db.add_event(run.id, "requeued", {"why": why, "how": how})
 
     # -- events ------------------------------------------------------------------------------------------------
 
@@ -296,6 +305,7 @@ class Daemon:
         if gpus:
             groups.append(([r for r in runs if r.job.device != "cpu"], gpus))
         by_id = {r.id: r for r in runs}
+        dependencies = [*runs, *self._finished_dependencies(runs)]  # a group's runs may wait for another's
         for group, devices in groups:
             decision = plan(
                 group,
@@ -303,12 +313,18 @@ class Daemon:
                 paused=paused,
                 cpu_slots=self.options.cpu_slots,
                 min_free_mib=self.options.min_free_gib * 1024,
+                dependencies=dependencies,
             )
             for run_id, reason in decision.reasons.items():
                 if by_id[run_id].reason != reason:
                     self.update_run(run_id, reason=reason)
             for run_id, device in decision.starts:
                 await self.start_run(by_id[run_id], device)
+
+    def _finished_dependencies(self, runs: list[RunInfo]) -> list[RunInfo]:
+        """The runs that queued runs of ``runs`` wait for and ``runs`` lacks: read by id, not every finished run."""
+        known = {r.id for r in runs}
+        return self.db.get_runs({dep for r in runs if r.state == "queued" for dep in r.placement.after} - known)
 
     def devices(self, runs: list[RunInfo]) -> list[DeviceView]:
         """The devices runs can go to: the GPUs (NVML) and the CPU."""

@@ -169,6 +169,16 @@ class Store:
             rows = db.execute(query + " ORDER BY id DESC", args).fetchall()
         return [_run_from_row(row) for row in rows]
 
+    def get_runs(self, run_ids: Collection[int]) -> list[RunInfo]:
+        """The runs of ``run_ids`` that exist, newest first (removed ones are left out)."""
+        ids = sorted(set(run_ids))
+        if not ids:
+            return []
+        with self._tx() as db:
+            query = f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id DESC"
+            rows = db.execute(query, ids).fetchall()
+        return [_run_from_row(row) for row in rows]
+
     def update_run(self, run_id: int, *, now: float | None = None, **fields: Any) -> RunInfo:
         """Change some fields of a run and return it; a change of ``state`` is also recorded as an event.
 
@@ -241,6 +251,16 @@ class Store:
                 (run, limit),
             ).fetchall()
         return [{**dict(row), "data": msgspec.json.decode(row["data"])} for row in rows]
+
+    def count_events(self, run: int, kind: str, **data: str) -> int:
+        """How many events of ``kind`` ``run`` has whose data holds each of ``data``'s values."""
+        query, args = "SELECT COUNT(*) FROM events WHERE run = ? AND kind = ?", [run, kind]
+        for key, value in data.items():
+            query += " AND json_extract(data, ?) = ?"
+            args += [f"$.{key}", value]
+        with self._tx() as db:
+            count: int = db.execute(query, args).fetchone()[0]
+        return count
 
     # -- schedules -------------------------------------------------------------------------------------------
 

@@ -69,6 +69,33 @@ def test_resume_after_stop_gives_identical_weights_and_forecasts(tmp_path, panel
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_a_stopped_and_resumed_job_reports_the_training_time_of_every_segment(tmp_path, panel_file):
+    spec = job_spec(panel_file, tmp_path / "out")
+    first = run_job(spec, log=lambda m: None, should_stop=StopAfter(5))
+    second = run_job(spec, log=lambda m: None, should_stop=StopAfter(8), resume_from=first.checkpoint)
+    lines: list[str] = []
+    last = run_job(spec, log=lines.append, resume_from=second.checkpoint)
+    segments = [first.fit.seconds, second.fit.seconds, last.fit.seconds]
+    run = last.metrics["run"]
+    assert run["train_segment_seconds"] == segments
+    assert run["train_seconds"] == pytest.approx(sum(segments)) and run["train_seconds"] > last.fit.seconds
+    assert f"trained to step 30 in {sum(segments):.1f}s over 3 segments" in lines
+
+
+def test_a_checkpoint_taken_while_training_records_the_training_time_so_far(tmp_path, panel_file):
+    result = run_job(job_spec(panel_file, tmp_path / "out", extra=["checkpoint_every_steps=10"]), log=lambda m: None)
+    path = latest_checkpoint(tmp_path / "out" / "checkpoints")
+    assert path is not None and path.name == "step-00000020.pt"
+    (seconds,) = load_checkpoint(path)["trainer"]["segment_seconds"]
+    assert 0 < seconds < result.fit.seconds
+
+
+def test_a_job_trained_in_one_go_has_one_segment(tmp_path, panel_file):
+    result = run_job(job_spec(panel_file, tmp_path / "out"), log=lambda m: None)
+    assert result.metrics["run"]["train_segment_seconds"] == [result.fit.seconds]
+    assert result.metrics["run"]["train_seconds"] == result.fit.seconds
+
+
 def test_periodic_checkpoints_keep_the_newest_two_and_none_at_the_last_step(tmp_path, panel_file):
     saved = []
     spec = job_spec(panel_file, tmp_path / "out", extra=["checkpoint_every_steps=4"])

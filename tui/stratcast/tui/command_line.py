@@ -208,7 +208,15 @@ def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
     place = p.add_argument_group("placement")
     place.add_argument("--name", default="", help="a name for the run (or the schedule)")
     place.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
-    place.add_argument("--after", action="append", type=_run_id, default=[], metavar="ID", help="wait for this run")
+    place.add_argument(
+        "--after",
+        action="extend",
+        type=_run_ids,
+        default=[],
+        metavar="ID",
+        help="start only once this run succeeded; several: --after 3,4 or --after 3 --after 4 (a failed, killed or "
+        "removed one holds this run)",
+    )
     place.add_argument("--gpu", type=_non_negative_int, metavar="N", help="pin to this GPU index")
     place.add_argument("--memory-gib", type=_positive_float, metavar="X", help="share a GPU, capped at X GiB")
     place.add_argument("--hold", action="store_true", help="queue it held, until `stratcast release`")
@@ -242,6 +250,14 @@ _run_id = _non_negative_int
 def _run_or_folder(text: str) -> int | Path:
     """``results``' argument: digits are a run id (``./7`` names a folder called 7), anything else a folder."""
     return int(text) if text.isdigit() else Path(text)
+
+
+def _run_ids(text: str) -> list[int]:
+    """``3`` or ``3,4``: one or more run ids."""
+    try:
+        return [_run_id(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected run ids such as 3 or 3,4, got {text!r}") from None
 
 
 def _positive_float(text: str) -> float:
@@ -318,7 +334,7 @@ def placement(args: argparse.Namespace, *, name: str = "") -> Placement:
     return Placement(
         name=name,
         priority=args.priority,
-        after=list(args.after),
+        after=list(dict.fromkeys(args.after)),  # one id given twice is one dependency
         gpu=args.gpu,
         memory_gib=args.memory_gib,
         hold=args.hold,

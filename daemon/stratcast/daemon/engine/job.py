@@ -171,9 +171,16 @@ def run_job(
         path = saver.save(trainer)
         log(f"stopped at step {fit.steps}/{spec.train.max_steps}; checkpoint {path}")
         return JobResult(Path(spec.out), device_name, fit, {}, [], list(prep.panel.notes), path)
-    log(f"trained to step {fit.steps} in {fit.seconds:.1f}s" + (", stopped early" if fit.stopped_early else ""))
+    log(trained_line(fit))
     warnings.add(early_best_warning(fit, spec.train))
     return finish(spec, trainer, prep, fit, device_name, t0, plan, warnings.given)
+
+
+def trained_line(fit: FitResult) -> str:
+    """``trained to step 600 in 41.0s over 2 segments, stopped early``: the run's training time, all segments."""
+    segments = f" over {len(fit.segment_seconds)} segments" if fit.earlier_seconds else ""
+    early = ", stopped early" if fit.stopped_early else ""
+    return f"trained to step {fit.steps} in {fit.train_seconds:.1f}s{segments}{early}"
 
 
 def finish(
@@ -415,7 +422,8 @@ def run_info(spec: RunSpec, fit: FitResult, device: str, prep: Prepared, seconds
             "best_val_loss": fit.best_val_loss,
             "stopped_early": fit.stopped_early,
             "interrupted": fit.interrupted,
-            "train_seconds": fit.seconds,
+            "train_seconds": fit.train_seconds,
+            "train_segment_seconds": fit.segment_seconds,
             "total_seconds": seconds,
             "notes": list(prep.panel.notes),
         },

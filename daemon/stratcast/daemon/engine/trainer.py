@@ -113,6 +113,10 @@ class Trainer:
         """(bytes allocated at the start, peak bytes) of the last step's successful attempt, on CUDA."""
         self.checkpointable = supports_activation_checkpointing(model)
         """Whether the model has blocks activation checkpointing applies to (for the levers message)."""
+        self.earlier_seconds: list[float] = []
+        """Training time of each earlier segment (fit, or run stopped and resumed), oldest first."""
+        self.fit_clock: tuple[float, float | None] | None = None
+        """``perf_counter`` at the start and end (None while it runs) of the latest fit; None before any."""
 
     # -- hooks -------------------------------------------------------------------------------------------------
 
@@ -335,6 +339,7 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train until ``max_steps``, early stopping or a stop request; restore the best weights."""
         cfg, t0 = self.cfg, time.perf_counter()
+        self.earlier_seconds, self.fit_clock = self.segment_seconds(), (t0, None)
         meter = LossMeter(t0, self.step)
         stopped_early = interrupted = False
         while self.step < cfg.max_steps:
@@ -353,8 +358,16 @@ class Trainer:
         if not interrupted:  # an interrupted run keeps its current weights so it can be resumed exactly
             self.restore_best()
         best = None if self.best_val is None else float(self.best_val.mean())
-        seconds = time.perf_counter() - t0
-        return FitResult(self.step, best, self.best_step, stopped_early, interrupted, seconds)
+        self.fit_clock = (t0, time.perf_counter())
+        *earlier, seconds = self.segment_seconds()
+        return FitResult(self.step, best, self.best_step, stopped_early, interrupted, seconds, tuple(earlier))
+
+    def segment_seconds(self) -> list[float]:
+        """Training time of every segment so far: the earlier ones, then the latest fit's (up to now, if it runs)."""
+        if self.fit_clock is None:
+            return list(self.earlier_seconds)
+        start, end = self.fit_clock
+        return [*self.earlier_seconds, (time.perf_counter() if end is None else end) - start]
 
     def check(self) -> Tensor | None:
         """Run a validation check, updating early stopping; None without validation windows."""
@@ -416,6 +429,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "micro_batch": self.micro.current,
             "last_val": self.last_val,
+            "segment_seconds": self.segment_seconds(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -437,6 +451,8 @@ class Trainer:
         self.step, self.best_step, self.bad_checks = state["step"], state["best_step"], state["bad_checks"]
         best_val, best_state = state["best_val"], state["best_state"]
         self.last_val = state.get("last_val")
+        self.earlier_seconds = [float(s) for s in state.get("segment_seconds", [])]  # absent before they were kept
+        self.fit_clock = None
         self.best_val = None if best_val is None else best_val.to(self.device)
         self.best_state = None if best_state is None else {k: v.to(self.device) for k, v in best_state.items()}
         torch.set_rng_state(state["torch_rng"].cpu())

@@ -56,6 +56,19 @@ class FitResult:
     interrupted: bool
     """A stop request ended the run; the weights are the current ones (``best_state`` holds the best)."""
     seconds: float
+    """Training time of this fit (the run's last segment)."""
+    earlier_seconds: tuple[float, ...] = ()
+    """Training time of each earlier segment of a resumed run (from its checkpoint), oldest first."""
+
+    @property
+    def segment_seconds(self) -> list[float]:
+        """Training time of every segment of the run, this fit's last."""
+        return [*self.earlier_seconds, self.seconds]
+
+    @property
+    def train_seconds(self) -> float:
+        """The run's training time over all its segments."""
+        return sum(self.segment_seconds)
 
 
 class LossMeter:

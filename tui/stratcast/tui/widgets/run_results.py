@@ -34,7 +34,8 @@ def summary_text(metrics: Mapping[str, Any]) -> Text:
     if (best := number(run.get("best_val_loss"))) is not None:
         parts.append(f"best val loss {best:.4g} at step {run.get('best_step', '?')}")
     if (seconds := number(run.get("train_seconds"))) is not None:
-        parts.append(f"trained {duration_text(seconds)}")
+        segments = len(run.get("train_segment_seconds") or [])  # absent in runs written before segments were kept
+        parts.append(f"trained {duration_text(seconds)}" + (f" over {segments} segments" if segments > 1 else ""))
     if run.get("stopped_early"):
         parts.append("stopped early")
     if run.get("device"):
