@@ -238,9 +238,9 @@ def submit(home: Path, panel: Path, *extra: str) -> int:
 
 
 def submit_with_the_form(tui: TmuxTui, panel: Path) -> None:
-    """Queue the job through the new-run form (``n``): DLinear is its first model; fields found by their help."""
+    """Queue the job through the new-run form (``n``): N-HiTS (the demo's model) is its default; fields by help."""
     tui.press("n")
-    tui.wait(lambda s: "training options (" in s and "moving_avg" in s, "the form with the daemon's models")
+    tui.wait(lambda s: "training options (" in s and "n_pool_kernel" in s, "the form with the daemon's models")
     tui.type(str(panel))  # the data file has the focus
     tui.wait(lambda s: str(panel) in s, "the data file typed")
     fill_in(tui, "periods to forecast", "horizon", "4", clear=False)
@@ -304,7 +304,7 @@ def test_start_a_run_see_progress_stop_it_resume_it_and_see_it_finish(daemon, tu
 
     shown = json.loads(stratcast("show", "--home", str(short_home), str(run), "--json"))
     info, events = shown["run"], shown["events"]
-    assert (info["job"]["model"], info["job"]["horizon"], info["job"]["input_size"]) == ("dlinear", 4, 8)
+    assert (info["job"]["model"], info["job"]["horizon"], info["job"]["input_size"]) == ("nhits", 4, 8)
     assert {f"{k}={v}" for k, v in SETS.items()} <= set(info["job"]["sets"]), info["job"]  # as typed in the form
     assert (info["state"], info["attempts"], info["progress"]["step"]) == ("succeeded", 2, STEPS)
     kinds = [e["kind"] for e in events]
