@@ -89,6 +89,9 @@ def detach(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"stratcastd: error: cannot write the daemon's log in {home.state}: {exc.strerror}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    if (other := _serving_pid(home)) is not None:
+        print(f"stratcastd: error: another stratcastd (pid {other}) already serves {home.state}", file=sys.stderr)
+        return ExitCode.FAILED
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -109,7 +112,7 @@ def detach(args: argparse.Namespace) -> int:
 
 def _await_detached(home: Home, pid: int, log_path: Path) -> int:
     """Wait until the forked daemon answers (0) or exits (its code, with the log's last lines)."""
-    from stratcast.daemon.embedded import STARTUP_S, answers
+    from stratcast.daemon.embedded import STARTUP_S
 
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
@@ -118,12 +121,27 @@ def _await_detached(home: Home, pid: int, log_path: Path) -> int:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
             print(f"stratcastd: the daemon exited at start ({log_path}):", *tail, sep="\n  ", file=sys.stderr)
             return os.waitstatus_to_exitcode(status) or ExitCode.FAILED
-        if answers(home):
+        if _serving_pid(home) == pid:
             print(f"stratcastd serving {home.state} (pid {pid}; log {log_path}); `stratcast shutdown` stops it")
             return ExitCode.OK
         time.sleep(0.2)
     print(f"stratcastd: the daemon (pid {pid}) did not answer within {STARTUP_S:g} s; see {log_path}", file=sys.stderr)
     return ExitCode.FAILED
+
+
+def _serving_pid(home: Home) -> int | None:
+    """The pid of the daemon that answers at ``home``, or None when none does."""
+    from stratcast.daemon.embedded import answers
+    from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed
+    from stratcast.shared.protocol import Status
+
+    if not answers(home):
+        return None
+    try:
+        with Client(home, timeout_s=2.0) as client:
+            return int(client.call(Status())["pid"])
+    except (DaemonUnavailable, RequestFailed):
+        return None
 
 
 def add_keys_arguments(p: argparse.ArgumentParser) -> None:
