@@ -66,3 +66,26 @@ def test_bad_input_exits_3_from_both_commands_in_plain_words(tmp_path, capsys):
 
 def test_a_refusal_other_than_bad_input_exits_1(capsys):
     assert stratcast(["show", "9"], client=Refusing("not_found", "no run 9")) == ExitCode.FAILED
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["submit", "--data", "d", "--model", "m", "--priority", "high"],
+        ["priority", "3", "x"],
+        ["results", "7", "--top", "ten"],
+    ],
+)
+def test_a_number_option_given_words_is_a_usage_error_in_plain_words(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        stratcast(argv, client=Refusing("x", "x"))
+    assert exit_.value.code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "expected a" in err and "invalid int value" not in err
+
+
+def test_the_daemon_commands_number_options_given_words_are_usage_errors_in_plain_words():
+    for args in (("run", "--horizon", "abc"), ("demo", "--weeks", "many"), ("serve", "--cpu-slots", "two")):
+        proc = stratcastd(*args)
+        assert proc.returncode == ExitCode.USAGE, args
+        assert "expected a" in proc.stderr and "invalid int value" not in proc.stderr, proc.stderr

@@ -24,7 +24,14 @@ from typing import Any
 
 from stratcast.daemon.serve import add_arguments as add_serve_arguments
 from stratcast.daemon.serve import add_keys_arguments, make_keys, serve
-from stratcast.shared.cli import add_completion_command, add_version, completion_script, key_value
+from stratcast.shared.cli import (
+    add_completion_command,
+    add_version,
+    completion_script,
+    key_value,
+    non_negative_int,
+    positive_int,
+)
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import DEFAULT_MODEL
 from stratcast.shared.report import models_text, results_text
@@ -49,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_arguments(demo, horizon=DEMO_DEFAULTS["horizon"], input_size=DEMO_DEFAULTS["input_size"])
     demo.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
     demo.add_argument("--out", default="demo-run", help="output folder (default: ./demo-run)")
-    demo.add_argument("--strategies", type=int, default=1000, help="strategies in the demo panel")
-    demo.add_argument("--weeks", type=int, default=260, help="weeks in the demo panel")
+    demo.add_argument("--strategies", type=positive_int, default=1000, help="strategies in the demo panel")
+    demo.add_argument("--weeks", type=positive_int, default=260, help="weeks in the demo panel")
     demo.add_argument("--no-daemon", action="store_true", help="run the job in this process instead of a daemon")
     demo.add_argument("--keep-daemon", action="store_true", help="leave the demo's daemon running afterwards")
     demo.add_argument("--no-tui", action="store_true", help="print progress lines even on a terminal")
@@ -63,10 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
 def add_job_arguments(p: argparse.ArgumentParser, *, horizon: int = 52, input_size: int = 104) -> None:
     """Options shared by ``run`` and ``demo`` (``horizon``, ``input_size``: the defaults their help names)."""
     holdout = "none" if p.prog.endswith(" run") else "the horizon"
-    p.add_argument("--horizon", type=int, default=None, help=f"periods to forecast (default {horizon})")
-    p.add_argument("--input-size", type=int, default=None, help=f"periods each window sees (default {input_size})")
+    p.add_argument("--horizon", type=positive_int, default=None, help=f"periods to forecast (default {horizon})")
     p.add_argument(
-        "--holdout", type=int, default=None, help=f"last periods kept for honest scoring (default {holdout})"
+        "--input-size", type=positive_int, default=None, help=f"periods each window sees (default {input_size})"
+    )
+    p.add_argument(
+        "--holdout",
+        type=non_negative_int,
+        default=None,
+        help=f"last periods kept for honest scoring (default {holdout})",
     )
     p.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")

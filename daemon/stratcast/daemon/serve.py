@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from stratcast.shared.cli import non_negative_int, positive_float, positive_int
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.paths import Home, HomeError, resolve_home
 
@@ -18,11 +19,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``serve``."""
     p.add_argument("--home", help="folder for this daemon's state and sockets (default: $STRATCAST_HOME or XDG)")
     p.add_argument("--sockets", help="folder for the sockets (default: HOME/sock, or $STRATCAST_SOCKETS)")
-    p.add_argument("--cpu-slots", type=int, default=1, help="concurrent runs on a machine without GPUs (default 1)")
-    p.add_argument("--telemetry-hz", type=float, default=5.0, help="GPU/host samples per second (4-10)")
-    p.add_argument("--restart-budget", type=int, default=3, help="automatic resumes of a run after daemon crashes")
-    p.add_argument("--min-free-gib", type=float, default=1.0, help="a GPU with less free memory gets no run")
-    p.add_argument("--allow-uid", type=int, action="append", default=[], help="also admit this UID on ipc")
+    p.add_argument(
+        "--cpu-slots", type=positive_int, default=1, help="concurrent runs on a machine without GPUs (default 1)"
+    )
+    p.add_argument("--telemetry-hz", type=positive_float, default=5.0, help="GPU/host samples per second (4-10)")
+    p.add_argument(
+        "--restart-budget", type=non_negative_int, default=3, help="automatic resumes of a run after daemon crashes"
+    )
+    p.add_argument("--min-free-gib", type=positive_float, default=1.0, help="a GPU with less free memory gets no run")
+    p.add_argument("--allow-uid", type=non_negative_int, action="append", default=[], help="also admit this UID on ipc")
     p.add_argument("--tcp", metavar="tcp://HOST:PORT", help="also serve over TCP (events on PORT+1); needs --curve-dir")
     p.add_argument("--curve-dir", type=Path, help="CURVE certificates for --tcp (see `stratcastd keys`)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 SHELLS = ("bash", "zsh")
 
@@ -43,6 +43,42 @@ def key_value(text: str) -> str:
     if "=" not in text or text.startswith("="):
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text}")
     return text
+
+
+def whole_number(text: str) -> int:
+    """An integer option (argparse alone would say "invalid int value: 'x'")."""
+    return _int(text, "a whole number", lambda _: True)
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    return _int(text, "a positive whole number", lambda value: value >= 1)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number of at least 0."""
+    return _int(text, "0 or more", lambda value: value >= 0)
+
+
+def _int(text: str, what: str, allowed: Callable[[int], bool]) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not allowed(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
 
 
 def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from stratcast.shared.cli import add_completion_command, add_version, key_value
+from stratcast.shared.cli import (
+    add_completion_command,
+    add_version,
+    key_value,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    whole_number,
+)
 from stratcast.shared.protocol import (
     RUN_STATES,
     AddSchedule,
@@ -85,13 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schedule_commands(sub, common)
     results = sub.add_parser("results", help="print a finished run's top strategies and skill table", parents=[common])
     results.add_argument("run", type=_run_or_folder, metavar="ID|DIR", help="a run id, or a run's output folder")
-    results.add_argument("--top", type=int, default=10, help="how many strategies to list")
+    results.add_argument("--top", type=positive_int, default=10, help="how many strategies to list")
     results.set_defaults(key="results")
     tui = sub.add_parser(
         "tui", parents=[common], help="open the terminal UI (what `stratcast` alone does on a terminal)"
     )
-    tui.add_argument("--run", type=int, metavar="ID", help="open this run's screen first")
-    tui.add_argument("--fps", type=_positive_float, default=5.0, help="repaints per second, at most 10 (default 5)")
+    tui.add_argument("--run", type=non_negative_int, metavar="ID", help="open this run's screen first")
+    tui.add_argument("--fps", type=positive_float, default=5.0, help="repaints per second, at most 10 (default 5)")
     tui.set_defaults(key="tui")
     add_completion_command(sub, parser.prog)
     return parser
@@ -101,7 +109,7 @@ def _add_connection_options(p: argparse.ArgumentParser, *, suppress: bool = Fals
     timeout = argparse.SUPPRESS if suppress else 10.0
     p.add_argument("--home", metavar="DIR", help="the daemon's home (default: $STRATCAST_HOME, else the XDG folders)")
     p.add_argument("--connect", metavar="ENDPOINT", help="a control endpoint instead of the home's socket")
-    p.add_argument("--timeout", type=_positive_float, default=timeout, metavar="S", help="seconds to wait for a reply")
+    p.add_argument("--timeout", type=positive_float, default=timeout, metavar="S", help="seconds to wait for a reply")
     p.add_argument("--server-key", metavar="FILE", help="the daemon's CURVE certificate (tcp:// endpoints)")
     p.add_argument("--client-key", metavar="FILE", help="this client's secret CURVE certificate (tcp://)")
 
@@ -128,11 +136,11 @@ def _add_run_commands(
     restart.add_argument("--from-scratch", action="store_true", help="ignore the run's checkpoint")
     priority = _command(sub, common, "priority", "change a queued run's priority (higher runs first)")
     priority.add_argument("id", type=_run_id)
-    priority.add_argument("priority", type=int)
+    priority.add_argument("priority", type=whole_number)
     logs = _command(sub, common, "logs", "print runs' logs")
     logs.add_argument("ids", nargs="+", type=_run_id, metavar="ID")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until every run has ended")
-    logs.add_argument("--offset", type=_non_negative_int, default=0, help="start at this byte of each log")
+    logs.add_argument("--offset", type=non_negative_int, default=0, help="start at this byte of each log")
     export = _command(sub, common, "export", "write a finished run's results to a new file on the daemon's machine")
     export.add_argument("id", type=_run_id)
     export.add_argument("path", help="the file to write (made absolute; it must not exist)")
@@ -192,9 +200,9 @@ def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
     job.add_argument("--data", required=True, help="long-format parquet or CSV file (made absolute)")
     job.add_argument("--model", required=True, help="model name (see `stratcast models`)")
     job.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
-    job.add_argument("--horizon", type=_positive_int, help="periods to forecast (default 52)")
-    job.add_argument("--input-size", type=_positive_int, help="periods each window sees (default 104)")
-    job.add_argument("--holdout", type=_non_negative_int, default=0, help="last periods kept for honest scoring")
+    job.add_argument("--horizon", type=positive_int, help="periods to forecast (default 52)")
+    job.add_argument("--input-size", type=positive_int, help="periods each window sees (default 104)")
+    job.add_argument("--holdout", type=non_negative_int, default=0, help="last periods kept for honest scoring")
     job.add_argument("--id-col", help="strategy id column (default: No. or unique_id)")
     job.add_argument("--time-col", help="time column (default: week, ds, date, time or t)")
     job.add_argument("--target-col", help="value column (default: profit or y)")
@@ -207,7 +215,7 @@ def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
         return
     place = p.add_argument_group("placement")
     place.add_argument("--name", default="", help="a name for the run (or the schedule)")
-    place.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    place.add_argument("--priority", type=whole_number, default=0, help="higher runs first (default 0)")
     place.add_argument(
         "--after",
         action="extend",
@@ -217,34 +225,12 @@ def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
         help="start only once this run succeeded; several: --after 3,4 or --after 3 --after 4 (a failed, killed or "
         "removed one holds this run)",
     )
-    place.add_argument("--gpu", type=_non_negative_int, metavar="N", help="pin to this GPU index")
-    place.add_argument("--memory-gib", type=_positive_float, metavar="X", help="share a GPU, capped at X GiB")
+    place.add_argument("--gpu", type=non_negative_int, metavar="N", help="pin to this GPU index")
+    place.add_argument("--memory-gib", type=positive_float, metavar="X", help="share a GPU, capped at X GiB")
     place.add_argument("--hold", action="store_true", help="queue it held, until `stratcast release`")
 
 
-def _positive_int(text: str) -> int:
-    value = _whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
-    return value
-
-
-def _whole_number(text: str) -> int:
-    """``int(text)``; argparse would report a failure as an "invalid _positive_int value"."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}") from None
-
-
-_run_id = _non_negative_int
+_run_id = non_negative_int
 
 
 def _run_or_folder(text: str) -> int | Path:
@@ -258,16 +244,6 @@ def _run_ids(text: str) -> list[int]:
         return [_run_id(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected run ids such as 3 or 3,4, got {text!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def _duration(text: str) -> int:
