@@ -130,9 +130,16 @@ def test_a_reference_line_outside_a_fixed_range_is_not_drawn():
 # -- y range and log scale ------------------------------------------------------------------------------------
 
 
+def test_the_headroom_never_takes_the_axis_of_data_that_are_all_zero_or_more_below_zero():
+    # a loss curve falling toward 0 was labelled down to -0.0226
+    lo, hi = y_range([0.585, 0.3, 0.005], None, None)
+    assert lo == 0.0 and hi > 0.585
+    assert y_range([0.0, 10.0], None, None)[0] == 0.0
+
+
 def test_an_automatic_range_has_headroom_and_a_constant_series_gets_a_band():
-    lo, hi = y_range([0.0, 10.0], None, None)
-    assert lo == pytest.approx(-0.5) and hi == pytest.approx(10.5)
+    lo, hi = y_range([-2.0, 10.0], None, None)
+    assert lo == pytest.approx(-2.6) and hi == pytest.approx(10.6)
     assert y_range([0.0, 10.0], 0.0, 16.0) == (0.0, 16.0)
     lo, hi = y_range([4.0, 4.0], None, None)
     assert lo < 4.0 < hi

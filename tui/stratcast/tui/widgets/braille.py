@@ -225,8 +225,8 @@ def y_range(
 ) -> tuple[float, float]:
     """The plotted y range, in plot units (log10 when ``log_y``).
 
-    Fixed ends are as given, automatic ones at the data's min/max with ``HEADROOM``. The range is never empty: a
-    constant series gets a band around it.
+    Fixed ends are as given, automatic ones at the data's min/max with ``HEADROOM``, which never takes the axis of
+    data that are all >= 0 (losses, memory) below 0. The range is never empty: a constant series gets a band around it.
     """
     data = list(values)
     fixed_lo = None if y_min is None or (log_y and y_min <= 0) else (math.log10(y_min) if log_y else y_min)
@@ -234,7 +234,8 @@ def y_range(
     lo = min(data, default=0.0) if fixed_lo is None else fixed_lo
     hi = max(data, default=1.0) if fixed_hi is None else fixed_hi
     pad = (hi - lo) * HEADROOM if hi > lo else (abs(hi) * 0.1 or 1.0)
-    lo = lo - pad if fixed_lo is None else lo
+    if fixed_lo is None:
+        lo = max(lo - pad, 0.0) if not log_y and lo >= 0 else lo - pad
     hi = hi + pad if fixed_hi is None else hi
     if hi <= lo:  # a fixed end on the far side of all the data
         hi = lo + (abs(lo) * 0.1 or 1.0)
