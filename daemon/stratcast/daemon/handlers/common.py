@@ -32,5 +32,6 @@ def require(run: RunInfo, states: Collection[str], action: str) -> None:
         BadState: naming the run's state and the states that allow ``action``.
     """
     if run.state not in states:
-        allowed = ", ".join(sorted(states))
-        raise BadState(f"cannot {action} run {run.id}: it is {run.state} (only {allowed} runs can)")
+        *others, last = sorted(states)
+        allowed = f"{', '.join(others)} or {last}" if others else last
+        raise BadState(f"cannot {action} run {run.id}: it is {run.state}; {action} works on {allowed} runs")
