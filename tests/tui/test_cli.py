@@ -526,3 +526,16 @@ def test_stop_no_wait_returns_once_the_stop_is_asked(capsys):
     client = FakeClient({"stop_run": lambda r: {"run": run_info(r.run, "running", reason="stopping")}})
     assert main(["stop", "1", "--no-wait"], client=client) == ExitCode.OK
     assert capsys.readouterr().out.strip() == "run 1 r1: running (stopping)"
+
+
+@pytest.mark.parametrize(
+    ("stopping", "said"),
+    [
+        ([], "stratcastd is shutting down"),
+        ([3], "stratcastd is shutting down after checkpointing run 3 (the next start resumes them)"),
+        ([3, 4], "stratcastd is shutting down after checkpointing runs 3, 4 (the next start resumes them)"),
+    ],
+)
+def test_shutdown_says_which_runs_it_checkpoints_for_the_next_start(stopping, said, capsys):
+    assert main(["shutdown"], client=FakeClient({"shutdown": {"stopping": stopping}})) == ExitCode.OK
+    assert capsys.readouterr().out.strip() == said

@@ -209,7 +209,8 @@ def _shutdown_text(result: Mapping[str, Any]) -> str:
     stopping = result.get("stopping", [])
     if not stopping:
         return "stratcastd is shutting down"
-    return f"stratcastd is shutting down after checkpointing runs {', '.join(map(str, stopping))}"
+    runs = f"run {stopping[0]}" if len(stopping) == 1 else f"runs {', '.join(map(str, stopping))}"
+    return f"stratcastd is shutting down after checkpointing {runs} (the next start resumes them)"
 
 
 RENDER: dict[str, Callable[[Any], str]] = {
