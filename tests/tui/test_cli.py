@@ -453,8 +453,17 @@ def test_a_non_numeric_count_is_a_usage_error_in_plain_words(capsys):
     assert "expected a positive whole number, got abc" in err and "_positive_int" not in err
 
 
-def test_results_of_an_unfinished_run_folder_says_so_in_plain_words(tmp_path, capsys):
-    assert main(["results", str(tmp_path)]) == ExitCode.BAD_INPUT
+def test_results_of_no_folder_is_bad_input_in_plain_words(tmp_path, capsys):
+    assert main(["results", str(tmp_path / "nope")]) == ExitCode.BAD_INPUT
+    assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
+
+
+def test_results_of_an_unfinished_run_folder_says_so_in_plain_words_with_the_code_of_an_unfinished_run_id(
+    tmp_path, capsys
+):
+    assert main(["results", str(tmp_path)]) == ExitCode.FAILED
+    refused = FakeClient({"read_results": RequestFailed("bad_state", "run 4 has no results: it is held")})
+    assert main(["results", "4"], client=refused) == ExitCode.FAILED
     err = capsys.readouterr().err
     assert f"{tmp_path} has no results" in err and "metrics.json" in err
     assert "Errno" not in err and "No such file" not in err

@@ -237,13 +237,16 @@ def _watch(client: DaemonClient, args: argparse.Namespace) -> int:
 def show_results(args: argparse.Namespace) -> int:
     """``results DIR``: a finished run folder's top strategies and skill table."""
     folder: Path = args.run
-    if not (folder / "metrics.json").is_file():
+    if not folder.is_dir():
+        print(f"stratcast: error: {folder}: no such folder (give a run's output folder, or its id)", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    if not (folder / "metrics.json").is_file():  # a run that has not succeeded: as the daemon says of its id
         print(
             f"stratcast: error: {folder} has no results: no metrics.json in it (a run writes its results when it "
             "succeeds; `stratcast results ID` asks the daemon for a run's)",
             file=sys.stderr,
         )
-        return ExitCode.BAD_INPUT
+        return ExitCode.FAILED
     try:
         metrics, top = read_results(folder, args.top)
     except (OSError, ValueError, KeyError) as exc:
