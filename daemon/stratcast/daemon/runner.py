@@ -13,12 +13,13 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOPPED
+from stratcast.shared.paths import HOME_ENV
 
 MAX_LINE = 1 << 20
 """Longest stdout line read from a worker; a longer one is skipped (a worker bug, not a reason to crash)."""
@@ -52,6 +53,22 @@ class Worker:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
+def worker_env(environ: Mapping[str, str], gpu: str, home: Path | None) -> dict[str, str]:
+    """A worker's environment: the daemon's without systemd's variables, on ``gpu`` ('' for none), in ``home``.
+
+    The home makes a worker of a daemon started with ``--home`` use that home's memory plan cache, not the default
+    state folder's.
+    """
+    env = {k: v for k, v in environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    # PCI order makes CUDA number the GPUs as NVML (and so the daemon) does
+    env.update(
+        CUDA_VISIBLE_DEVICES=gpu, CUDA_DEVICE_ORDER="PCI_BUS_ID", PYTORCH_CUDA_ALLOC_CONF="expandable_segments:True"
+    )
+    if home is not None:
+        env[HOME_ENV] = str(home)
+    return env
+
+
 def classify(code: int, w: Worker) -> Ending:
     """Map a worker's return code and what was asked of it to the run's final state."""
     if code < 0:
@@ -78,8 +95,10 @@ def classify(code: int, w: Worker) -> Ending:
 class Runner:
     """Starts workers and reports their events and endings."""
 
-    def __init__(self, on_event: OnEvent, on_exit: OnExit) -> None:
+    def __init__(self, on_event: OnEvent, on_exit: OnExit, home: Path | None = None) -> None:
         self.on_event, self.on_exit = on_event, on_exit
+        self.home = home
+        """The daemon's state folder, the workers' home (their memory plan cache); None: their environment's."""
         self.workers: dict[int, Worker] = {}
 
     async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> Worker:
@@ -91,11 +110,7 @@ class Runner:
             cmd += ["--memory-gib", str(memory_gib)]
         if any((run_dir / "checkpoints").glob("*.pt")):
             cmd.append("--resume")
-        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-        # PCI order makes CUDA number the GPUs as NVML (and so the daemon) does
-        env.update(
-            CUDA_VISIBLE_DEVICES=gpu, CUDA_DEVICE_ORDER="PCI_BUS_ID", PYTORCH_CUDA_ALLOC_CONF="expandable_segments:True"
-        )
+        env = worker_env(os.environ, gpu, self.home)
         with open(run_dir / "log.txt", "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 *cmd,

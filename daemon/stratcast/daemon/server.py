@@ -83,7 +83,7 @@ class Daemon:
         self.seq = 0
         self.store: Store | None = None
         self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz)
-        self.runner = Runner(self._worker_event, self._worker_exit)
+        self.runner = Runner(self._worker_event, self._worker_exit, home.state)
         self.history = HistoryWriter(home.runs)
         self.timetable = Timetable(self._fire_schedule)
         self.peers: OrderedDict[tuple[str, bytes], float] = OrderedDict()
