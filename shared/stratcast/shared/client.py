@@ -1,4 +1,4 @@
-"""A synchronous client of ``stratcastd`` over plain pyzmq, and a live mirror of the daemon's state.
+"""A synchronous client of ``stratcastd`` over plain pyzmq.
 
 :class:`Client` speaks the control protocol (``stratcast.shared.protocol``): one ``DEALER`` socket, one request
 in flight, each reply matched by its ``id``. A request that gets no reply within ``timeout_s`` raises
@@ -6,9 +6,9 @@ in flight, each reply matched by its ``id``. A request that gets no reply within
 pirate"), so a late reply can never be taken for the answer to a later request; the new socket shakes hands
 again by itself.
 
-:class:`Mirror` is the Clone pattern without sockets (the TUI drives it from its own ``zmq.asyncio`` loop);
-:func:`follow_events` and :func:`follow_logs` drive it, or the logs, from a :class:`Client`, for ``stratcast
-watch`` and ``stratcast logs -f``.
+The live mirror of the daemon's state (:class:`~stratcast.shared.mirror.Mirror`, the Clone pattern without
+sockets) and the loops that drive it or the logs from a client (``stratcast watch``, ``stratcast logs -f``) are in
+``stratcast.shared.mirror``.
 """
 
 from __future__ import annotations
