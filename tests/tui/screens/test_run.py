@@ -307,3 +307,15 @@ def test_charts_stack_on_a_small_terminal_and_stand_side_by_side_over_the_log_on
         assert "step 420 loss 0.32194" in peek.lines
 
     open_run(served()[0], body, size=(80, 24))
+
+
+def test_a_watched_run_that_fails_switches_to_its_log_with_the_reason():
+    async def body(app, screen, pilot):
+        app.link.set_run(1, state="failed", reason="the worker died of SIGSEGV")
+        await pilot.pause(0.4)
+        await settle(app, pilot)
+        assert screen.query_one(TabbedContent).active == "log"
+        messages = [n.message for n in app._notifications]
+        assert any("run 1 failed: the worker died of SIGSEGV" in m and "Log" in m for m in messages), messages
+
+    open_run(served()[0], body)

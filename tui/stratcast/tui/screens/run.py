@@ -54,6 +54,10 @@ TABS = ("curves", "memory", "log", "results", "config")
 """The tabs, in order; keys 1 to 5 show them."""
 
 
+FAILED_STATES = ("failed", "oom-failed", "killed")
+"""Endings a watched run is shown its log for."""
+
+
 class RunScreen(RunActionScreen):
     """One run (see the module docstring); ``escape`` goes back to the main screen."""
 
@@ -179,6 +183,10 @@ class RunScreen(RunActionScreen):
             self.fetch("log")
         if run.state != "succeeded":
             self.query_one(Results).say(f"results appear here when the run succeeds; it is {run.state}")
+            if not first and run.state in FAILED_STATES:  # it failed while watched: show why
+                self.action_tab("log")
+                why = f": {run.reason}" if run.reason else ""
+                self.notify(f"run {run.id} {run.state}{why}; its log is in the Log tab (3)", severity="error")
             return
         self.fetch("results")
         if not first:  # it finished while watched: show what it found (a run opened finished opens on its curves)
