@@ -56,6 +56,17 @@ def test_a_run_that_crashed_more_often_than_the_budget_allows_is_left_for_the_us
     assert (left.state, left.reason) == ("interrupted", f"interrupted 4 times; `stratcast resume {run.id}` to retry")
 
 
+def test_a_resume_by_the_user_gives_a_run_a_fresh_restart_budget(tmp_path):
+    d = stopped_daemon(tmp_path)
+    run = submit(d, state="running", attempts=5)
+    for _ in range(d.options.restart_budget):
+        d.db.add_event(run.id, "requeued", {"why": "interrupted", "how": "from its last checkpoint"})
+    d.db.add_event(run.id, "resumed", {})  # the user resumed it after the budget ran out
+    d._recover()
+    assert d.db.get_run(run.id).state == "queued"
+    assert requeues(d, run.id)[-1] == "interrupted"
+
+
 def test_a_worker_the_shutdown_had_to_kill_is_interrupted_not_killed():
     by_shutdown = Worker(1, None, "cpu", kill_requested=True, shutdown=True)  # type: ignore[arg-type]
     by_user = Worker(2, None, "cpu", kill_requested=True)  # type: ignore[arg-type]

@@ -195,7 +195,8 @@ class Daemon:
             self._maybe_requeue(run)
 
     def _maybe_requeue(self, run: RunInfo) -> None:
-        crashes = self.db.count_events(run.id, "requeued", why="interrupted") + 1
+        # crashes since the user last resumed or restarted the run: a resume gives it a fresh budget
+        crashes = self.db.count_events(run.id, "requeued", since=("resumed", "restarted"), why="interrupted") + 1
         if crashes > self.options.restart_budget:
             self.db.update_run(run.id, reason=f"interrupted {crashes} times; `stratcast resume {run.id}` to retry")
             return

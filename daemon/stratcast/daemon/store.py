@@ -252,9 +252,16 @@ class Store:
             ).fetchall()
         return [{**dict(row), "data": msgspec.json.decode(row["data"])} for row in rows]
 
-    def count_events(self, run: int, kind: str, **data: str) -> int:
-        """How many events of ``kind`` ``run`` has whose data holds each of ``data``'s values."""
+    def count_events(self, run: int, kind: str, *, since: Collection[str] = (), **data: str) -> int:
+        """How many events of ``kind`` ``run`` has whose data holds each of ``data``'s values.
+
+        ``since``: count only those after the run's last event of one of these kinds.
+        """
         query, args = "SELECT COUNT(*) FROM events WHERE run = ? AND kind = ?", [run, kind]
+        if since:
+            marks = ", ".join("?" * len(since))
+            query += f" AND id > COALESCE((SELECT MAX(id) FROM events WHERE run = ? AND kind IN ({marks})), 0)"
+            args += [run, *since]
         for key, value in data.items():
             query += " AND json_extract(data, ?) = ?"
             args += [f"$.{key}", value]
