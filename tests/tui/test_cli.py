@@ -7,6 +7,7 @@ import pytest
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import (
+    DEFAULT_MODEL,
     AddSchedule,
     CheckData,
     Event,
@@ -181,6 +182,13 @@ def test_export_and_check_make_their_paths_absolute(tmp_path, monkeypatch):
     assert export == ExportResults(run=3, path=str(tmp_path / "out" / "top.csv"))
     job = JobSpec(data=str(tmp_path / "panel.csv"), model="mlp", holdout=4, sets=["lr=0.1"])
     assert check == CheckData(job=job)
+
+
+def test_check_needs_no_model_and_checks_for_the_demos():
+    (check,) = requests_for("check", "--data", "/srv/panel.parquet")
+    assert check.job.model == DEFAULT_MODEL
+    with pytest.raises(SystemExit):
+        requests_for("submit", "--data", "/srv/panel.parquet")  # a run needs its model named
 
 
 def test_submit_and_check_carry_the_date_format_and_day_first_options():

@@ -23,6 +23,7 @@ from stratcast.shared.cli import (
     whole_number,
 )
 from stratcast.shared.protocol import (
+    DEFAULT_MODEL,
     RUN_STATES,
     AddSchedule,
     AnyRequest,
@@ -198,7 +199,10 @@ def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
     """What to run (``stratcastd run``'s options) and, with ``queue``, how to queue it."""
     job = p.add_argument_group("job")
     job.add_argument("--data", required=True, help="long-format parquet or CSV file (made absolute)")
-    job.add_argument("--model", required=True, help="model name (see `stratcast models`)")
+    if queue:
+        job.add_argument("--model", required=True, help="model name (see `stratcast models`)")
+    else:  # a data check needs a model only for the periods a series needs
+        job.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
     job.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
     job.add_argument("--horizon", type=positive_int, help="periods to forecast (default 52)")
     job.add_argument("--input-size", type=positive_int, help="periods each window sees (default 104)")
