@@ -50,6 +50,7 @@ from stratcast.daemon.engine.trainer import Trainer
 from stratcast.shared.client import Client, Subscriber
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import JobSpec, KillRun, ResumeRun, ShowRun, StopRun, Submit
+from stratcast.shared.runfiles import RunFolder
 
 WEEKS = 208
 DEFAULT_INTERVAL_S = 300.0
@@ -138,7 +139,7 @@ def cost(args: argparse.Namespace, model: str, panel: str, out: Path) -> Cost:
     spec = make_spec(model, panel, out, 20)
     prep, trainer = build(spec)
     warm = trainer.fit()  # the optimizer holds its moments from here on, as in every checkpoint after step 1
-    directory = out / "checkpoints"
+    directory = RunFolder(out).checkpoints
     saves, loads = [], []
     for i in range(args.saves):
         t0 = time.perf_counter()
@@ -164,7 +165,7 @@ def slowdown(
         for every in (args.every, 0) if i % 2 == 0 else (0, args.every):
             spec = make_spec(model, panel, out / f"run{i}-{every}", steps, every)
             prep, trainer = build(spec)
-            saver = Checkpointer(spec, prep, Path(spec.out) / "checkpoints", None)
+            saver = Checkpointer(spec, prep, RunFolder(Path(spec.out)).checkpoints, None)
             trainer.on_step = saver.maybe_save
             (with_s if every else without_s).append(trainer.fit().seconds)
     return with_s, without_s

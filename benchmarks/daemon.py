@@ -71,6 +71,7 @@ from stratcast.shared.protocol import (
     encode_event,
     to_builtins,
 )
+from stratcast.shared.runfiles import Outputs, RunFolder
 
 WEEKS = 208
 TARGET = 1.03
@@ -255,7 +256,7 @@ def foreground(job: JobSpec, out: Path, env: dict[str, str], steps: int) -> RunF
 
 
 def figures_from(out: Path, wall: float, load: float) -> RunFigures:
-    run = json.loads((out / "metrics.json").read_text())["run"]
+    run = json.loads(Outputs(out).metrics.read_text())["run"]
     return RunFigures(wall, run["train_seconds"], run["total_seconds"], load)
 
 
@@ -264,8 +265,8 @@ def through_daemon(job: JobSpec, follower: Follower, daemon: psutil.Process) -> 
     load, cpu0, own0 = os.getloadavg()[0], _cpu(daemon), time.process_time()
     run, wall = follower.submit(job)
     if run.state != "succeeded":
-        sys.exit(f"run {run.id} ended {run.state}: {run.reason}; see {run.out}/log.txt")
-    figures = figures_from(Path(run.out) / "out", wall, load)
+        sys.exit(f"run {run.id} ended {run.state}: {run.reason}; see {RunFolder(Path(run.out)).log}")
+    figures = figures_from(RunFolder(Path(run.out)).out.path, wall, load)
     figures.daemon_cpu_s, figures.client_cpu_s = _cpu(daemon) - cpu0, time.process_time() - own0
     return figures
 

@@ -251,7 +251,7 @@ def serving(state: Path, *, slots: int, telemetry_hz: float) -> Iterator[Home]:
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
     options = ["--cpu-slots", str(slots), "--telemetry-hz", str(telemetry_hz)]
     cmd = ["nice", "-n", "10", sys.executable, "-m", "stratcast.daemon.cli", "serve", "--home", str(state), *options]
-    with open(state / "daemon.log", "ab") as log:
+    with open(home.daemon_log, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_ready(home, proc)
@@ -265,7 +265,7 @@ def wait_ready(home: Home, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the daemon exited with {proc.returncode}; see {home.state / 'daemon.log'}")
+            raise RuntimeError(f"the daemon exited with {proc.returncode}; see {home.daemon_log}")
         try:
             with Client(home, timeout_s=1.0):
                 return

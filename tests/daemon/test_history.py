@@ -8,12 +8,13 @@ import msgspec
 import pytest
 
 from stratcast.daemon.handlers import restart_run
-from stratcast.daemon.history import HISTORY_FILE, HistoryWriter, Thinner, evenly, read_history
+from stratcast.daemon.history import HistoryWriter, Thinner, evenly, read_history
 from stratcast.daemon.runner import Ending
 from stratcast.daemon.server import Daemon
 from stratcast.daemon.store import Store
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import JobSpec, Placement, RestartRun
+from stratcast.shared.runfiles import HISTORY
 
 
 @pytest.fixture(params=["writer", "other"])
@@ -66,7 +67,7 @@ def test_a_thinner_keeps_a_long_stream_evenly_in_bounded_memory():
 
 
 def test_progress_is_thinned_around_every_validation_sample(tmp_path, write_lines):
-    path = tmp_path / HISTORY_FILE
+    path = tmp_path / HISTORY
     write_lines(path, [progress(s, val_loss=0.5 if s % 500 == 250 else None) for s in range(10_000)])
     history = read_history(path, 50)
     got = history["progress"]
@@ -79,7 +80,7 @@ def test_progress_is_thinned_around_every_validation_sample(tmp_path, write_line
 
 
 def test_too_many_validation_samples_are_thinned_too(tmp_path, write_lines):
-    path = tmp_path / HISTORY_FILE
+    path = tmp_path / HISTORY
     write_lines(path, [progress(s, val_loss=0.5 if s % 2 else None) for s in range(1000)])
     got = read_history(path, 20)["progress"]
     assert len(got) == 20
@@ -88,7 +89,7 @@ def test_too_many_validation_samples_are_thinned_too(tmp_path, write_lines):
 
 
 def test_a_short_history_comes_back_whole_sorted_into_its_series(tmp_path, write_lines):
-    path = tmp_path / HISTORY_FILE
+    path = tmp_path / HISTORY
     records = [
         {"kind": "plan", "time": 1.0, "micro_batch": 256, "source": "probe"},
         progress(0),
@@ -113,7 +114,7 @@ def test_a_short_history_comes_back_whole_sorted_into_its_series(tmp_path, write
 
 
 def test_bad_lines_and_a_torn_last_line_are_skipped(tmp_path, write_lines):
-    path = tmp_path / HISTORY_FILE
+    path = tmp_path / HISTORY
     write_lines(path, [progress(0), progress(1)])
     with open(path, "a") as f:
         f.write("not json\n[1, 2]\n" + json.dumps({"kind": "weather", "rain": 1}) + "\n\n")
@@ -122,13 +123,13 @@ def test_bad_lines_and_a_torn_last_line_are_skipped(tmp_path, write_lines):
 
 
 def test_no_history_file_gives_empty_series(tmp_path):
-    history = read_history(tmp_path / HISTORY_FILE, 10)
+    history = read_history(tmp_path / HISTORY, 10)
     assert history == {"progress": [], "memory": [], "ooms": [], "plans": [], "checkpoints": [], "thinned": False}
 
 
 def test_the_writer_appends_across_restarts_and_ends_a_torn_line_first(tmp_path):
     (tmp_path / "7").mkdir()
-    path = tmp_path / "7" / HISTORY_FILE
+    path = tmp_path / "7" / HISTORY
     first = HistoryWriter(tmp_path)
     first.append(7, "progress", {"step": 1, "val_loss": None})
     first.close_all()
@@ -151,7 +152,7 @@ def test_the_writer_spaces_progress_and_memory_but_keeps_validation_and_the_last
         writer.append(3, "memory", {"allocated": step})
     writer.append(3, "oom", {"step": 4})
     writer.close(3)
-    history = read_history(tmp_path / "3" / HISTORY_FILE, 100)
+    history = read_history(tmp_path / "3" / HISTORY, 100)
     assert steps(history["progress"]) == [1, 6, 10]
     assert [m["allocated"] for m in history["memory"]] == [1]
     assert len(history["ooms"]) == 1
@@ -186,7 +187,7 @@ def test_worker_events_go_to_the_history_and_a_plan_is_also_an_event_and_publish
     d._worker_event(run, {"event": "memory", "allocated": 0, "peak": 7})
     d._worker_event(run, {"event": "checkpoint", "path": "/c.pt", "step": 5})
     d._worker_event(run, {"event": "started", "pid": 1})
-    history = read_history(d.home.runs / str(run) / HISTORY_FILE, 10)
+    history = read_history(d.home.runs / str(run) / HISTORY, 10)
     assert history["plans"][0]["micro_batch"] == 256
     assert [s["step"] for s in history["progress"]] == [5]
     assert history["memory"][0]["peak"] == 7
@@ -215,7 +216,7 @@ def test_a_worker_exit_closes_its_runs_history_and_a_later_event_appends(daemon_
     asyncio.run(d._worker_exit(run, Ending(state="stopped", reason="", exit="exit 0")))
     assert run not in d.history._files
     d._worker_event(run, {"event": "progress", "step": 2, "val_loss": None})
-    assert steps(read_history(d.home.runs / str(run) / HISTORY_FILE, 10)["progress"]) == [1, 2]
+    assert steps(read_history(d.home.runs / str(run) / HISTORY, 10)["progress"]) == [1, 2]
 
 
 def restart(d, run, *, from_scratch):
@@ -231,9 +232,9 @@ def test_a_restart_from_scratch_starts_a_fresh_history_and_one_from_a_checkpoint
     d._worker_event(run, {"event": "progress", "step": 10, "val_loss": None})
     d.history.close(run)
     restart(d, run, from_scratch=False)
-    assert (run_dir / HISTORY_FILE).exists()
+    assert (run_dir / HISTORY).exists()
     restart(d, run, from_scratch=True)
-    assert not (run_dir / HISTORY_FILE).exists()
+    assert not (run_dir / HISTORY).exists()
 
 
 def test_a_worker_warning_is_kept_in_the_runs_events_and_published(daemon_with_run):

@@ -35,6 +35,7 @@ from stratcast.shared.cli import (
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import DEFAULT_MODEL
 from stratcast.shared.report import models_text, results_text
+from stratcast.shared.runfiles import RunFolder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,11 +206,9 @@ def plain(exc: BaseException) -> str:
 
 def failed(printer: Any, made: Path | None, message: str, code: ExitCode) -> ExitCode:
     """Say why the run failed; remove the output folder it ``made`` unless a checkpoint there can resume it."""
-    from stratcast.daemon.engine.job import CHECKPOINT_DIR
-
     printer.close()
     print(f"stratcastd: {message}", file=sys.stderr)
-    if made is not None and made.is_dir() and not any((made / CHECKPOINT_DIR).glob("*.pt")):
+    if made is not None and made.is_dir() and not RunFolder(made).has_checkpoint():
         shutil.rmtree(made, ignore_errors=True)
     return code
 
@@ -225,7 +224,7 @@ def resume_spec(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[A
 
     from stratcast.daemon.engine.checkpoint import latest_checkpoint
     from stratcast.daemon.engine.config import parse_value
-    from stratcast.daemon.engine.job import CHECKPOINT_DIR, SCHEDULE_OPTIONS, read_spec
+    from stratcast.daemon.engine.job import SCHEDULE_OPTIONS, read_spec
 
     folder = Path(args.resume)
     spec = read_spec(folder)
@@ -238,9 +237,9 @@ def resume_spec(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[A
         changes[key] = parse_value(raw, getattr(spec.train, key))
     device = spec.device if args.device == "auto" else args.device
     spec = dataclasses.replace(spec, device=device, train=dataclasses.replace(spec.train, **changes))
-    checkpoint = latest_checkpoint(folder / CHECKPOINT_DIR, log=log)
+    checkpoint = latest_checkpoint(RunFolder(folder).checkpoints, log=log)
     if checkpoint is None:
-        raise ValueError(f"{folder / CHECKPOINT_DIR} holds no usable checkpoint: nothing to resume")
+        raise ValueError(f"{RunFolder(folder).checkpoints} holds no usable checkpoint: nothing to resume")
     return spec, checkpoint
 
 

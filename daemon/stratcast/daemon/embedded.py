@@ -23,6 +23,7 @@ from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed, Su
 from stratcast.shared.errors import ExitCode, refusal_exit_code
 from stratcast.shared.paths import MAX_IPC_PATH, Home, resolve_home
 from stratcast.shared.protocol import FINAL_STATES, JobSpec, ReadLogs, ShowRun, Shutdown, StopRun, Submit
+from stratcast.shared.runfiles import Outputs, RunFolder
 
 STARTUP_S = 60.0
 PRINT_EVERY_S = 2.0
@@ -57,7 +58,7 @@ def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
                 print(f"run {run['id']} {final['state']}: {final['reason']}", file=sys.stderr)
                 print(client.call(ReadLogs(run=run["id"], limit=8192))["text"][-4000:], file=sys.stderr)
                 return ExitCode.FAILED
-            print_results(Path(final["out"]) / "out")
+            print_results(RunFolder(Path(final["out"])).out.path)
             return ExitCode.OK
     except RequestFailed as exc:
         print(f"stratcastd demo: the daemon refused the demo job: {exc}", file=sys.stderr)
@@ -94,7 +95,7 @@ def _follow_to_end(client: Client, run: int) -> dict[str, Any]:
 def demo_home(state: Path) -> Home:
     """The demo daemon's home; its sockets go to a short temporary folder when ``state`` is deep."""
     home = resolve_home(state)
-    if len(str(home.sockets / "control")) > MAX_IPC_PATH:
+    if len(str(home.control_socket)) > MAX_IPC_PATH:
         home = resolve_home(state, sockets=tempfile.mkdtemp(prefix="sc-"))
     return home
 
@@ -110,7 +111,7 @@ def start_daemon(home: Home, env: dict[str, str] | None = None) -> subprocess.Po
     home.state.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "stratcast.daemon.cli", "serve", "--home", str(home.state)]
     cmd += ["--sockets", str(home.sockets)]
-    with open(home.state / "daemon.log", "ab") as log:
+    with open(home.daemon_log, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
@@ -182,7 +183,7 @@ def print_results(out: Path) -> None:
 
     from stratcast.shared.report import results_text
 
-    metrics = json.loads((out / "metrics.json").read_text())
-    top = pd.read_parquet(out / "summary.parquet").head(10).to_dict("records")
+    metrics = json.loads(Outputs(out).metrics.read_text())
+    top = pd.read_parquet(Outputs(out).summary).head(10).to_dict("records")
     print()
     print(results_text(metrics, [{str(k): v for k, v in r.items()} for r in top], where=str(out)))

@@ -22,10 +22,10 @@ from typing import IO, Any
 
 import msgspec
 
+from stratcast.shared.runfiles import RunFolder
+
 log = logging.getLogger("stratcastd")
 
-HISTORY_FILE = "history.jsonl"
-"""The history's name inside the run folder."""
 SERIES = {
     "progress": "progress",
     "memory": "memory",
@@ -103,7 +103,7 @@ class HistoryWriter:
             self.close(run)
 
     def _open(self, run: int) -> IO[bytes]:
-        path = self.runs_dir / str(run) / HISTORY_FILE
+        path = RunFolder(self.runs_dir / str(run)).history
         torn = _ends_torn(path)
         f = open(path, "ab")  # noqa: SIM115 (kept open while the run runs, closed by close())
         if torn:  # end the line a crash left unfinished, so that only it is lost, not the next one too

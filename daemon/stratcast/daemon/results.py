@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from stratcast.daemon.handlers.common import BadState, HandlerError
+from stratcast.shared import runfiles
 from stratcast.shared.protocol import RunInfo
+from stratcast.shared.runfiles import Outputs
 
-OUT_DIR = "out"
-"""The results' folder inside the run folder."""
-METRICS, SUMMARY, FORECAST = "metrics.json", "summary.parquet", "forecast.parquet"
-TABLES = {"summary": SUMMARY, "forecast": FORECAST}
+TABLES = {"summary": runfiles.SUMMARY, "forecast": runfiles.FORECAST}
 """The result tables ``export_results`` can write, by the names it takes."""
 
 
@@ -50,10 +49,11 @@ def read_results(out: Path, top: int) -> dict[str, Any]:
     Raises:
         ResultsMissing: a file is missing or unreadable.
     """
-    with _reading(out / METRICS):
-        metrics = json.loads((out / METRICS).read_text())
-    rows = top_strategies(out / SUMMARY, top)
-    forecasts = read_forecasts(out / FORECAST, [row["strategy"] for row in rows])
+    files = Outputs(out)
+    with _reading(files.metrics):
+        metrics = json.loads(files.metrics.read_text())
+    rows = top_strategies(files.summary, top)
+    forecasts = read_forecasts(files.forecast, [row["strategy"] for row in rows])
     for row in rows:
         row["forecast"] = forecasts.get(row["strategy"], [])
     horizon = max((len(f) for f in forecasts.values()), default=0)

@@ -20,6 +20,7 @@ from typing import Any
 
 from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOPPED
 from stratcast.shared.paths import HOME_ENV
+from stratcast.shared.runfiles import RunFolder
 
 MAX_LINE = 1 << 20
 """Longest stdout line read from a worker; a longer one is skipped (a worker bug, not a reason to crash)."""
@@ -108,10 +109,10 @@ class Runner:
         cmd += ["--device", "cuda:0" if gpu else "cpu"]
         if memory_gib is not None and gpu:
             cmd += ["--memory-gib", str(memory_gib)]
-        if any((run_dir / "checkpoints").glob("*.pt")):
+        if RunFolder(run_dir).has_checkpoint():
             cmd.append("--resume")
         env = worker_env(os.environ, gpu, self.home)
-        with open(run_dir / "log.txt", "ab") as log:
+        with open(RunFolder(run_dir).log, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
                 stdin=asyncio.subprocess.DEVNULL,

@@ -89,7 +89,7 @@ def detach(args: argparse.Namespace) -> int:
         return ExitCode.BAD_INPUT
     try:
         home.state.mkdir(parents=True, exist_ok=True)
-        log_path = home.state / "daemon.log"
+        log_path = home.daemon_log
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     except OSError as exc:
         print(f"stratcastd: error: cannot write the daemon's log in {home.state}: {exc.strerror}", file=sys.stderr)

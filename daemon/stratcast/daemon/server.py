@@ -37,6 +37,7 @@ from stratcast.daemon.telemetry import Telemetry
 from stratcast.daemon.zap import serve_zap
 from stratcast.shared.paths import Home
 from stratcast.shared.protocol import HEARTBEAT_S, Event, RunInfo, encode_event, to_builtins
+from stratcast.shared.runfiles import RunFolder
 
 log = logging.getLogger("stratcastd")
 
@@ -107,7 +108,7 @@ class Daemon:
     async def serve(self) -> None:
         """Run until a shutdown request or signal; leave the queue and checkpoints for the next start."""
         self.home.ensure()
-        with _single_instance(self.home.state / "stratcastd.lock"):
+        with _single_instance(self.home.lock):
             self.store = Store(self.home.database)
             try:
                 await self._serve()
@@ -204,7 +205,11 @@ class Daemon:
 
     def _requeue(self, run: RunInfo, why: str, what: str) -> None:
         """Queue ``run`` again, to resume from its checkpoint; ``why`` is recorded, ``what`` opens its reason."""
-        how = "from its last checkpoint" if _has_checkpoint(Path(run.out)) else "from scratch (no checkpoint yet)"
+        how = (
+            "from its last checkpoint"
+            if RunFolder(Path(run.out)).has_checkpoint()
+            else "from scratch (no checkpoint yet)"
+        )
         self.db.update_run(run.id, state="queued", reason=f"{what}; resumes {how}")
         self.db.add_event(run.id, "requeued", {"why": why, "how": how})
 
@@ -373,7 +378,7 @@ class Daemon:
         except OSError as exc:
             self.update_run(run.id, state="failed", reason=f"could not start its worker: {exc}", finished=time.time())
             return
-        self._log_offsets.setdefault(run.id, _size(run_dir / "log.txt"))
+        self._log_offsets.setdefault(run.id, _size(RunFolder(run_dir).log))
         self.db.add_event(run.id, "started", {"device": device, "pid": w.proc.pid})
         self.update_run(
             run.id,
@@ -433,7 +438,7 @@ class Daemon:
     def _publish_logs(self) -> None:
         """New log bytes of running runs, as ``log`` events."""
         for run, offset in list(self._log_offsets.items()):
-            path = self.home.runs / str(run) / "log.txt"
+            path = RunFolder(self.home.runs / str(run)).log
             size = _size(path)
             if size <= offset:
                 continue
@@ -470,10 +475,6 @@ def _warm_imports() -> None:
     """Import what validating a job needs (the daemon never touches a GPU itself: importing torch does not)."""
     import stratcast.daemon.engine.data
     import stratcast.daemon.engine.spec  # noqa: F401
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    return any((run_dir / "checkpoints").glob("*.pt"))
 
 
 def _size(path: Path) -> int:

@@ -78,7 +78,9 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import msgspec
 import psutil
 
+from stratcast.shared import runfiles
 from stratcast.shared.protocol import JobSpec
+from stratcast.shared.runfiles import Outputs, RunFolder
 
 if TYPE_CHECKING:
     import torch
@@ -86,11 +88,6 @@ if TYPE_CHECKING:
     from stratcast.daemon.engine.spec import RunSpec
     from stratcast.daemon.engine.trainparts import Progress
 
-JOB_FILE = "job.json"
-OUT_DIR = "out"
-CHECKPOINT_DIR = "checkpoints"
-LOG_FILE = "log.txt"
-"""Where the daemon sends the worker's stderr, inside ``RUN_DIR``."""
 MEMORY_EVERY_S = 0.5
 """Least time between two ``memory`` events."""
 PROGRESS_EVENT_EVERY_S = 0.2
@@ -129,7 +126,7 @@ EXIT_STOPPED, EXIT_OOM, EXIT_FORCED = WorkerExit.STOPPED, WorkerExit.OUT_OF_MEMO
 def build_parser() -> argparse.ArgumentParser:
     """The worker's command line."""
     p = argparse.ArgumentParser(prog="python -m stratcast.daemon.worker", description=__doc__.splitlines()[0])
-    p.add_argument("run_dir", type=Path, help=f"the run's folder, holding {JOB_FILE}")
+    p.add_argument("run_dir", type=Path, help=f"the run's folder, holding {runfiles.JOB}")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
     p.add_argument("--device", help="cpu or cuda:N (default: the job's device)")
     p.add_argument("--memory-gib", type=_positive, help="cap this worker's CUDA memory at this many GiB")
@@ -169,12 +166,12 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     from stratcast.daemon.engine.runplan import default_plan_cache
 
     run_dir: Path = args.run_dir
-    job = read_job(run_dir / JOB_FILE)
+    job = read_job(RunFolder(run_dir).job)
     device = resolve_device(args.device or job.device)
     spec = load_spec(job, run_dir, str(device))
-    resume_from = latest_checkpoint(run_dir / CHECKPOINT_DIR, log=log) if args.resume else None
+    resume_from = latest_checkpoint(RunFolder(run_dir).checkpoints, log=log) if args.resume else None
     if args.resume and resume_from is None:
-        log(f"no usable checkpoint in {run_dir / CHECKPOINT_DIR}: starting from scratch")
+        log(f"no usable checkpoint in {RunFolder(run_dir).checkpoints}: starting from scratch")
     events.emit("started", pid=os.getpid(), device=str(device), resume=_str(resume_from))
     limit_memory(device, args.memory_gib)
     memory = MemoryReporter(device, events)
@@ -185,7 +182,7 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
         on_progress=ProgressReporter(events, memory),
         should_stop=stop,
         resume_from=resume_from,
-        checkpoint_dir=run_dir / CHECKPOINT_DIR,
+        checkpoint_dir=RunFolder(run_dir).checkpoints,
         on_checkpoint=events.checkpoint_saved,
         on_oom=events.oom,
         on_plan=events.plan,
@@ -196,7 +193,7 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     if result.fit.interrupted:
         events.emit("stopped", path=_str(result.checkpoint), step=result.fit.steps)
         return WorkerExit.STOPPED
-    metrics = json.loads((result.out_dir / "metrics.json").read_text())
+    metrics = json.loads(Outputs(result.out_dir).metrics.read_text())
     events.emit("finished", out=str(result.out_dir), metrics=metrics)
     log(f"finished: outputs in {result.out_dir}")
     return WorkerExit.OK
@@ -221,7 +218,7 @@ def load_spec(job: JobSpec, run_dir: Path, device: str) -> RunSpec:
     from stratcast.daemon.engine.spec import spec_from_job
 
     try:
-        return spec_from_job(job, out=str(run_dir / OUT_DIR), device=device)
+        return spec_from_job(job, out=str(RunFolder(run_dir).out.path), device=device)
     except KeyError as exc:
         raise ValueError(exc.args[0] if exc.args else str(exc)) from None
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import platformdirs
 
+from stratcast.shared import runfiles
+
 HOME_ENV = "STRATCAST_HOME"
 SOCKETS_ENV = "STRATCAST_SOCKETS"
 APP = "stratcast"
@@ -43,22 +45,42 @@ class Home:
     @property
     def control(self) -> str:
         """Endpoint of the control (ROUTER) socket."""
-        return f"ipc://{self.sockets / 'control'}"
+        return f"ipc://{self.control_socket}"
 
     @property
     def events(self) -> str:
         """Endpoint of the event (PUB) socket."""
-        return f"ipc://{self.sockets / 'events'}"
+        return f"ipc://{self.sockets / runfiles.EVENTS}"
 
     @property
     def runs(self) -> Path:
         """Folder holding one subfolder per run."""
-        return self.state / "runs"
+        return self.state / runfiles.RUNS
 
     @property
     def database(self) -> Path:
         """The SQLite state file."""
-        return self.state / "stratcast.db"
+        return self.state / runfiles.DATABASE
+
+    @property
+    def control_socket(self) -> Path:
+        """The control socket's file (its path length is capped)."""
+        return self.sockets / runfiles.CONTROL
+
+    @property
+    def lock(self) -> Path:
+        """The lock file the serving daemon holds: one daemon per home."""
+        return self.state / runfiles.LOCK
+
+    @property
+    def daemon_log(self) -> Path:
+        """A background daemon's output."""
+        return self.state / runfiles.DAEMON_LOG
+
+    @property
+    def plan_cache(self) -> Path:
+        """The memory plan cache of workers and foreground runs."""
+        return self.state / runfiles.PLAN_CACHE
 
     def ensure(self) -> Home:
         """Create the folders (sockets 0700, checked) and return self.
@@ -79,10 +101,10 @@ class Home:
                 f"socket folder {self.sockets} has mode {mode:o}: other users could reach the daemon; "
                 f"run `chmod 700 {self.sockets}` or use another --home"
             )
-        longest = len(str(self.sockets / "control"))
+        longest = len(str(self.control_socket))
         if longest > MAX_IPC_PATH:
             raise HomeError(
-                f"socket path {self.sockets / 'control'} is {longest} bytes, over the {MAX_IPC_PATH}-byte limit "
+                f"socket path {self.control_socket} is {longest} bytes, over the {MAX_IPC_PATH}-byte limit "
                 f"of unix sockets; use a shorter --home"
             )
         return self
@@ -96,7 +118,7 @@ def resolve_home(home: str | os.PathLike[str] | None = None, sockets: str | os.P
     """
     if home is not None:
         root = _absolute(home)
-        return Home(state=root, sockets=_absolute(sockets) if sockets is not None else root / "sock")
+        return Home(state=root, sockets=_absolute(sockets) if sockets is not None else root / runfiles.SOCKETS)
     sockets = sockets if sockets is not None else os.environ.get(SOCKETS_ENV) or None
     found = _from_environment()
     return found if sockets is None else Home(state=found.state, sockets=_absolute(sockets))
@@ -107,10 +129,10 @@ def _from_environment() -> Home:
     chosen = os.environ.get(HOME_ENV) or None
     if chosen is not None:
         root = _absolute(chosen)
-        return Home(state=root, sockets=root / "sock")
+        return Home(state=root, sockets=root / runfiles.SOCKETS)
     state = Path(platformdirs.user_state_dir(APP))
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    sockets = Path(platformdirs.user_runtime_dir(APP)) if runtime else state / "sock"
+    sockets = Path(platformdirs.user_runtime_dir(APP)) if runtime else state / runfiles.SOCKETS
     return Home(state=state, sockets=sockets)
 
 

@@ -27,6 +27,7 @@ from stratcast.shared.mirror import follow_events, follow_logs, read_log
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import ProtocolError, ShowRun, to_builtins
 from stratcast.shared.report import results_text
+from stratcast.shared.runfiles import METRICS, Outputs
 from stratcast.tui.command_line import build_parser, build_requests
 from stratcast.tui.render import RENDER, Watcher, run_line
 
@@ -240,9 +241,9 @@ def show_results(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"stratcast: error: {folder}: no such folder (give a run's output folder, or its id)", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    if not (folder / "metrics.json").is_file():  # a run that has not succeeded: as the daemon says of its id
+    if not Outputs(folder).metrics.is_file():  # a run that has not succeeded: as the daemon says of its id
         print(
-            f"stratcast: error: {folder} has no results: no metrics.json in it (a run writes its results when it "
+            f"stratcast: error: {folder} has no results: no {METRICS} in it (a run writes its results when it "
             "succeeds; `stratcast results ID` asks the daemon for a run's)",
             file=sys.stderr,
         )
@@ -268,8 +269,8 @@ def read_results(run_dir: Path, limit: int) -> tuple[dict[str, Any], list[dict[s
     """``metrics.json`` and the first ``limit`` rows of ``summary.parquet`` by rank."""
     import pyarrow.parquet as pq
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    summary = pq.read_table(run_dir / "summary.parquet").to_pylist()
+    metrics = json.loads(Outputs(run_dir).metrics.read_text())
+    summary = pq.read_table(Outputs(run_dir).summary).to_pylist()
     summary.sort(key=lambda r: r["rank"])
     return metrics, summary[:limit]
 

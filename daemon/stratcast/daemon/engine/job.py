@@ -73,15 +73,13 @@ from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import FitResult, Progress
 from stratcast.daemon.zoo.registry import make_config
+from stratcast.shared import runfiles
+from stratcast.shared.runfiles import Outputs, RunFolder
 
 OnCheckpoint = Callable[[Path, int], None]
 """Called with a training checkpoint's path and step once it is safely on disk."""
-CHECKPOINT_DIR = "checkpoints"
-"""Default folder of the training checkpoints, inside the output folder."""
 TRAIN_KIND, FINAL_KIND = "train", "final"
 """``kind`` of a resumable training checkpoint and of the final ``model.pt``."""
-SPEC_FILE = "spec.json"
-"""The job's spec as JSON, written into the output folder when a foreground run starts (``stratcastd run``)."""
 SPEC_FILE_VERSION = 1
 SCHEDULE_OPTIONS = frozenset(
     {"checkpoint_every_steps", "checkpoint_every_s", "micro_batch_size", "oom_grow_after", "activation_checkpointing"}
@@ -155,7 +153,7 @@ def run_job(
     warnings.add(loss_warning(spec.train, prep.panel.zero_share))
     warnings.add(windows_warning(spec.train, prep.split.train_end))
     model = make_model(spec, prep.panel.n_series)
-    saver = Checkpointer(spec, prep, checkpoint_dir or Path(spec.out) / CHECKPOINT_DIR, on_checkpoint)
+    saver = Checkpointer(spec, prep, checkpoint_dir or RunFolder(Path(spec.out)).checkpoints, on_checkpoint)
     trainer = make_trainer(spec, model, prep, on_progress, should_stop, on_step=saver.maybe_save)
     trainer.on_oom = on_oom
     if resume_from is not None:
@@ -209,7 +207,7 @@ def finish(
     metrics["memory_plan"] = plan.to_dict()
     metrics["verdict"] = [*metrics.get("verdict", []), *(w.message for w in warnings)]
     metrics["warnings"] = [dataclasses.asdict(w) for w in warnings]
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(Outputs(out).metrics, metrics)
     save_final(out, spec, trainer, prep, plan)
     return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))
 
@@ -277,7 +275,7 @@ def resume(spec: RunSpec, prep: Prepared, trainer: Trainer, path: Path, log: Log
 def write_spec(out: Path, spec: RunSpec) -> None:
     """Record ``spec`` in ``out/spec.json`` so that ``stratcastd run --resume out`` can rebuild the job."""
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / SPEC_FILE, {"version": SPEC_FILE_VERSION, "spec": dataclasses.asdict(spec)})
+    write_json_atomic(RunFolder(out).spec, {"version": SPEC_FILE_VERSION, "spec": dataclasses.asdict(spec)})
 
 
 def read_spec(out: Path) -> RunSpec:
@@ -286,11 +284,11 @@ def read_spec(out: Path) -> RunSpec:
     Raises:
         ValueError: when ``out`` holds no readable ``spec.json`` of this version.
     """
-    path = out / SPEC_FILE
+    path = RunFolder(out).spec
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{out} is not a resumable run folder: cannot read {SPEC_FILE} ({exc})") from None
+        raise ValueError(f"{out} is not a resumable run folder: cannot read {runfiles.SPEC} ({exc})") from None
     if not isinstance(data, dict) or data.get("version") != SPEC_FILE_VERSION:
         raise ValueError(f"{path} is not a version {SPEC_FILE_VERSION} run spec")
     fields: dict[str, Any] = dict(data["spec"])
@@ -362,7 +360,7 @@ def write_outputs(
         {"strategy": np.repeat(panel.ids, h), "step": np.tile(np.arange(1, h + 1), n), "forecast": fc.ravel()}
     )
     long["time"] = np.tile(future_times(panel.times, h), n)
-    _atomic_parquet(long, out / "forecast.parquet")
+    _atomic_parquet(long, Outputs(out).forecast)
     summary = strategy_summary(panel, prep, fc, cfg.trailing_window)
     if per_strategy is not None:
         for key in ("realized_mean", "forecast_mean", "total_error"):
@@ -370,7 +368,7 @@ def write_outputs(
             col[per_strategy["rows"]] = per_strategy[key]
             summary[f"holdout_{key}"] = col
     summary = summary.sort_values("rank").reset_index(drop=True)
-    _atomic_parquet(summary, out / "summary.parquet")
+    _atomic_parquet(summary, Outputs(out).summary)
     return summary
 
 
@@ -438,7 +436,7 @@ def run_info(spec: RunSpec, fit: FitResult, device: str, prep: Prepared, seconds
 
 def save_final(out: Path, spec: RunSpec, trainer: Trainer, prep: Prepared, plan: RunPlan) -> None:
     """The final checkpoint: trainer state, scaler, configs and memory plan, loadable with ``weights_only=True``."""
-    save_checkpoint(out / "model.pt", checkpoint_state(spec, trainer, prep, FINAL_KIND, plan.to_dict()))
+    save_checkpoint(Outputs(out).model, checkpoint_state(spec, trainer, prep, FINAL_KIND, plan.to_dict()))
 
 
 def checkpoint_state(

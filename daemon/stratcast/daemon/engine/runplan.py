@@ -45,8 +45,6 @@ from stratcast.shared.paths import resolve_home
 
 PLAN_CACHE_ENV = "STRATCAST_PLAN_CACHE"
 """Environment variable naming the plan cache file (empty: no cache)."""
-PLAN_CACHE_FILE = "memory-plans.json"
-"""The plan cache's name in the daemon's state folder."""
 PROBE_START_DIVISOR = 4
 """Probing starts at ``batch_size // 4``: two doublings reach the whole batch, and a first probe that small
 rarely runs out of memory."""
@@ -155,7 +153,7 @@ def default_plan_cache() -> Path | None:
     chosen = os.environ.get(PLAN_CACHE_ENV)
     if chosen is not None:
         return Path(chosen).expanduser() if chosen else None
-    return resolve_home().state / PLAN_CACHE_FILE
+    return resolve_home().plan_cache
 
 
 def plan_run(trainer: Trainer, spec: RunSpec, *, cache: PlanCache | None, panel_shape: tuple[int, int]) -> RunPlan:

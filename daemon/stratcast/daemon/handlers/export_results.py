@@ -6,8 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stratcast.daemon.results import OUT_DIR, TABLES, ResultsMissing, export, no_results
+from stratcast.daemon.results import TABLES, ResultsMissing, export, no_results
 from stratcast.shared.protocol import ExportResults
+from stratcast.shared.runfiles import RunFolder
 
 if TYPE_CHECKING:
     from stratcast.daemon.server import Daemon
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 async def handle(d: Daemon, req: ExportResults) -> dict[str, Any]:
     """Copy ``summary.parquet`` or ``forecast.parquet`` to ``req.path`` (in a thread), never over a file."""
     run = d.db.get_run(req.run)
-    src = Path(run.out) / OUT_DIR / TABLES[req.what]
+    src = RunFolder(Path(run.out)).out.path / TABLES[req.what]
     try:
         written = await asyncio.to_thread(export, src, req.path, req.format)
     except ResultsMissing as exc:

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stratcast.daemon.handlers.common import HandlerError
-from stratcast.daemon.history import HISTORY_FILE, read_history
+from stratcast.daemon.history import read_history
 from stratcast.shared.protocol import ReadHistory
+from stratcast.shared.runfiles import RunFolder
 
 if TYPE_CHECKING:
     from stratcast.daemon.server import Daemon
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 async def handle(d: Daemon, req: ReadHistory) -> dict[str, Any]:
     """The run's ``history.jsonl`` read in a thread (empty series when the run has not reported yet)."""
     run = d.db.get_run(req.run)
-    path = Path(run.out) / HISTORY_FILE
+    path = RunFolder(Path(run.out)).history
     try:
         return await asyncio.to_thread(read_history, path, req.points)
     except OSError as exc:

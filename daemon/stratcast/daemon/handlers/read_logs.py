@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratcast.daemon.handlers.common import HandlerError
 from stratcast.shared.protocol import ReadLogs
+from stratcast.shared.runfiles import RunFolder
 
 if TYPE_CHECKING:
     from stratcast.daemon.server import Daemon
@@ -20,7 +21,7 @@ async def handle(d: Daemon, req: ReadLogs) -> dict[str, Any]:
     run = d.db.get_run(req.run)
     if req.offset < 0 or not 0 < req.limit <= MAX_LIMIT:
         raise HandlerError(f"offset must be >= 0 and limit between 1 and {MAX_LIMIT}")
-    return await asyncio.to_thread(_read, Path(run.out) / "log.txt", req.offset, req.limit)
+    return await asyncio.to_thread(_read, RunFolder(Path(run.out)).log, req.offset, req.limit)
 
 
 def _read(path: Path, offset: int, limit: int) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stratcast.daemon.results import OUT_DIR, ResultsMissing, no_results, read_results
+from stratcast.daemon.results import ResultsMissing, no_results, read_results
 from stratcast.shared.protocol import ReadResults
+from stratcast.shared.runfiles import RunFolder
 
 if TYPE_CHECKING:
     from stratcast.daemon.server import Daemon
@@ -17,6 +18,6 @@ async def handle(d: Daemon, req: ReadResults) -> dict[str, Any]:
     """``metrics.json`` and the ``top`` strategies of the run's results, read in a thread."""
     run = d.db.get_run(req.run)
     try:
-        return await asyncio.to_thread(read_results, Path(run.out) / OUT_DIR, req.top)
+        return await asyncio.to_thread(read_results, RunFolder(Path(run.out)).out.path, req.top)
     except ResultsMissing as exc:
         raise no_results(run, exc) from None

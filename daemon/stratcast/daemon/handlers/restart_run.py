@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stratcast.daemon.handlers.common import require
-from stratcast.daemon.history import HISTORY_FILE
 from stratcast.shared.protocol import FINAL_STATES, RestartRun, to_builtins
+from stratcast.shared.runfiles import RunFolder
 
 if TYPE_CHECKING:
     from stratcast.daemon.server import Daemon
@@ -18,13 +18,13 @@ async def handle(d: Daemon, req: RestartRun) -> dict[str, Any]:
     """Back to ``queued``: from the newest checkpoint, or from scratch (checkpoints, outputs and history deleted)."""
     run = d.db.get_run(req.run)
     require(run, (*FINAL_STATES, "stopped", "interrupted"), "restart")
-    out = Path(run.out)
+    folder = RunFolder(Path(run.out))
     if req.from_scratch:
-        for sub in ("checkpoints", "out"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    how = "from scratch" if req.from_scratch or not any((out / "checkpoints").glob("*.pt")) else "from its checkpoint"
+        for sub in (folder.checkpoints, folder.out.path):
+            shutil.rmtree(sub, ignore_errors=True)
+    how = "from scratch" if req.from_scratch or not folder.has_checkpoint() else "from its checkpoint"
     if how == "from scratch":  # training starts at step 0 again: the old curves would only confuse the new ones
-        (out / HISTORY_FILE).unlink(missing_ok=True)
+        folder.history.unlink(missing_ok=True)
     d.db.add_event(run.id, "restarted", {"how": how})
     fields: dict[str, Any] = {"state": "queued", "reason": f"restarting {how}", "finished": None, "exit": ""}
     if req.from_scratch:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stratcast.shared.protocol import ShowRun, to_builtins
+from stratcast.shared.runfiles import RunFolder
 
 if TYPE_CHECKING:
     from stratcast.daemon.server import Daemon
@@ -16,9 +17,9 @@ if TYPE_CHECKING:
 async def handle(d: Daemon, req: ShowRun) -> dict[str, Any]:
     """The run's record, its events, checkpoint files and ``metrics.json`` when there is one."""
     run = d.db.get_run(req.run)
-    out = Path(run.out)
+    folder = RunFolder(Path(run.out))
     metrics = None
     with contextlib.suppress(OSError, ValueError):
-        metrics = json.loads((out / "out" / "metrics.json").read_text())
-    checkpoints = sorted(str(p) for p in (out / "checkpoints").glob("*.pt"))
+        metrics = json.loads(folder.out.metrics.read_text())
+    checkpoints = [str(p) for p in folder.checkpoint_files()]
     return {"run": to_builtins(run), "events": d.db.events(run.id), "checkpoints": checkpoints, "metrics": metrics}

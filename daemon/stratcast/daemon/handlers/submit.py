@@ -11,6 +11,7 @@ import msgspec
 
 from stratcast.daemon.handlers.common import InvalidSpec
 from stratcast.shared.protocol import JobSpec, Placement, RunInfo, Submit, to_builtins
+from stratcast.shared.runfiles import RunFolder
 
 if TYPE_CHECKING:
     from stratcast.daemon.engine.panel import Panel
@@ -44,9 +45,9 @@ async def queue_job(d: Daemon, job: JobSpec, placement: Placement, *, schedule: 
     async with d.validation:
         await asyncio.to_thread(check_job, job)
     run = d.db.add_run(job, placement, runs_dir=d.home.runs, schedule=schedule)
-    run_dir = Path(run.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "job.json").write_bytes(msgspec.json.encode(job))
+    folder = RunFolder(Path(run.out))
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.job.write_bytes(msgspec.json.encode(job))
     d.db.add_event(run.id, "submitted", {"schedule": schedule})
     return d.run_changed(run)
 
