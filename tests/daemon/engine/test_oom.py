@@ -4,11 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import msgspec
 import pytest
 import torch
 
+from stratcast.daemon.engine import oom
 from stratcast.daemon.engine.checkpoint import list_checkpoints, load_checkpoint, save_rotating
 from stratcast.daemon.engine.job import run_job
 from stratcast.daemon.engine.oom import (
@@ -121,6 +123,12 @@ def test_what_counts_as_an_oom():
     assert is_oom(MemoryError())
     assert not is_oom(RuntimeError("size mismatch"))
     assert not is_oom(OutOfMemory("levers")) and not is_oom(OptimizerStepOutOfMemory("roll back"))
+
+
+def test_one_function_in_the_daemon_says_what_counts_as_an_oom():
+    daemon = Path(oom.__file__).parents[1]
+    defining = [p.relative_to(daemon) for p in sorted(daemon.rglob("*.py")) if "def is_oom(" in p.read_text()]
+    assert defining == [Path("engine/oom.py")]
 
 
 def test_the_plan_halves_and_grows_back_to_the_configured_micro_batch():

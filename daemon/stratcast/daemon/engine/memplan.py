@@ -10,7 +10,8 @@ planner therefore:
 3. confirms the chosen size with one real step, stepping down (refitting on the failed point) until one fits.
 
 A probe that runs out of memory (``torch.OutOfMemoryError``, or the CPU allocator's "can't allocate memory"
-``RuntimeError``) counts as "does not fit"; any other error propagates. :func:`lightning_search` is Lightning's
+``RuntimeError``, told apart from other errors by :func:`~stratcast.daemon.engine.oom.is_oom`) counts as "does not
+fit"; any other error propagates. :func:`lightning_search` is Lightning's
 doubling-then-bisect search, kept for the benchmark.
 :class:`~stratcast.daemon.engine.plancache.PlanCache` keeps plans in a JSON file so repeated runs and tuning
 trials skip probing.
@@ -27,6 +28,8 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+
+from stratcast.daemon.engine.oom import is_oom
 
 MIB = 1 << 20
 DEFAULT_RESERVE = 256 * MIB
@@ -52,13 +55,6 @@ class MemoryProbe(Protocol):
     def measure(self, micro_batch: int) -> int:
         """Return the peak bytes of one training step at ``micro_batch``, leaving no trace."""
         ...
-
-
-def is_oom(exc: BaseException) -> bool:
-    """Whether ``exc`` is an out-of-memory error (CUDA's, or the CPU allocator's plain ``RuntimeError``)."""
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
 def budget_bytes(free: int, *, margin: float = 0.1, reserve: int = DEFAULT_RESERVE) -> int:
