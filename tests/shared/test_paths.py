@@ -105,3 +105,10 @@ def test_system_unit_layout_fits_the_socket_limit():
     home = resolve_home("/var/lib/stratcast", "/run/stratcast")
     assert (home.state, home.sockets) == (Path("/var/lib/stratcast"), Path("/run/stratcast"))
     assert home.control == "ipc:///run/stratcast/control"
+
+
+def test_a_home_names_its_lock_daemon_log_plan_cache_and_control_socket(tmp_path):
+    home = resolve_home(tmp_path)
+    assert (home.lock, home.daemon_log) == (tmp_path / "stratcastd.lock", tmp_path / "daemon.log")
+    assert home.plan_cache == tmp_path / "memory-plans.json"
+    assert home.control_socket == tmp_path / "sock" / "control"
