@@ -11,7 +11,7 @@ from stratcast.daemon.engine.forecast import predict
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import autocast_for
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
-from stratcast.daemon.zoo.registry import REGISTRY, build_model, make_config
+from stratcast.daemon.zoo.catalog import REGISTRY, build_model, make_config
 
 pytestmark = pytest.mark.gpu
 

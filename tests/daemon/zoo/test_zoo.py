@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from stratcast.daemon.zoo.base import ModelConfig, set_activation_checkpointing, supports_activation_checkpointing
+from stratcast.daemon.zoo.catalog import REGISTRY, build_model, describe_models, make_config
 from stratcast.daemon.zoo.nbeats import NBEATSConfig
-from stratcast.daemon.zoo.registry import REGISTRY, build_model, describe_models, make_config
 
 INPUT, HORIZON, BATCH = 32, 8, 16
 NAMES = list(REGISTRY)

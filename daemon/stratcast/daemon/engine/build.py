@@ -24,7 +24,7 @@ from stratcast.daemon.engine.trainer import StepHook, Trainer
 from stratcast.daemon.engine.trainparts import Progress
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.zoo.base import set_activation_checkpointing
-from stratcast.daemon.zoo.registry import build_model, make_config
+from stratcast.daemon.zoo.catalog import build_model, make_config
 
 Log = Callable[[str], None]
 Forecaster = Callable[[Tensor, Tensor], Tensor]

@@ -72,7 +72,7 @@ from stratcast.daemon.engine.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import FitResult, Progress
-from stratcast.daemon.zoo.registry import make_config
+from stratcast.daemon.zoo.catalog import make_config
 
 OnCheckpoint = Callable[[Path, int], None]
 """Called with a training checkpoint's path and step once it is safely on disk."""

@@ -40,7 +40,7 @@ from stratcast.daemon.engine.plancache import PlanCache, PlanCacheWarning, plan_
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import uses_bf16
-from stratcast.daemon.zoo.registry import make_config
+from stratcast.daemon.zoo.catalog import make_config
 from stratcast.shared.paths import resolve_home
 
 PLAN_CACHE_ENV = "STRATCAST_PLAN_CACHE"

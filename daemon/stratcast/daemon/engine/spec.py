@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratcast.daemon.engine.config import TrainConfig, parse_value, train_fields
-from stratcast.daemon.zoo.registry import check_checkpointing, get_entry, make_config
+from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
 from stratcast.shared.protocol import JobSpec
 
 MODES = ("batch", "per-strategy")
