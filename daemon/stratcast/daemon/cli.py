@@ -145,7 +145,7 @@ def demo_through_daemon(args: argparse.Namespace) -> int:
 
 
 def list_models(as_json: bool) -> int:
-    """Print the registry with each model's parameters."""
+    """Print the model catalog with each model's parameters."""
     from stratcast.daemon.engine.config import describe_train_config
     from stratcast.daemon.zoo.catalog import describe_models
 

@@ -23,7 +23,7 @@ class RunSpec:
     data: str
     """Long-format parquet or CSV file."""
     model: str
-    """Registered model name (``stratcastd models``)."""
+    """Model name from the catalog (``stratcastd models``)."""
     out: str
     """Output folder."""
     mode: str = "batch"

@@ -1,4 +1,4 @@
-"""``list_models``: the model registry and the training options, for the client's forms."""
+"""``list_models``: the model catalog and the training options, for the client's forms."""
 
 from __future__ import annotations
 

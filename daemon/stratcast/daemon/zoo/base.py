@@ -12,7 +12,7 @@ Contract for a zoo model ``X`` in ``x.py``:
 
 Activation checkpointing (the ``activation_checkpointing`` training option) is offered by models built from
 blocks: such a model (or the block stack inside it) subclasses :class:`Checkpointable` and calls each block
-through :meth:`Checkpointable.run_block`, and its registry entry says ``checkpointing=True``. A checkpointed block
+through :meth:`Checkpointable.run_block`, and its catalog entry says ``checkpointing=True``. A checkpointed block
 keeps only its inputs in the forward pass and recomputes its activations in the backward pass: about a third less
 activation memory for about a third more time (NOTES.md). The results are the same; ``torch.utils.checkpoint``
 restores the RNG state for the recomputation, so dropout draws the same masks again.

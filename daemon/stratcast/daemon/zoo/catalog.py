@@ -1,4 +1,4 @@
-"""The explicit model registry: every zoo model, its config class and what it is for.
+"""The model catalog: every zoo model, its config class and what it is for.
 
 Models are listed here by hand (never discovered by scanning a folder), so a typo fails at import and the list a
 user sees is the list that was reviewed.
@@ -28,7 +28,7 @@ from stratcast.daemon.zoo.tide import TiDE, TiDEConfig
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One registered model."""
+    """One model of the catalog."""
 
     name: str
     """Name used on the command line and in run specs (lower case)."""
@@ -46,7 +46,7 @@ class ModelEntry:
     """Whether the ``activation_checkpointing`` training option applies (its blocks are ``Checkpointable``)."""
 
 
-REGISTRY: Mapping[str, ModelEntry] = {
+CATALOG: Mapping[str, ModelEntry] = {
     e.name: e
     for e in (
         ModelEntry(
@@ -149,14 +149,14 @@ def get_entry(name: str) -> ModelEntry:
         UnknownModel: with the list of known names.
     """
     try:
-        return REGISTRY[name.lower()]
+        return CATALOG[name.lower()]
     except KeyError:
-        raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}") from None
+        raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(sorted(CATALOG))}") from None
 
 
 def checkpointing_models() -> list[str]:
     """Names of the models the ``activation_checkpointing`` training option applies to."""
-    return [name for name, e in REGISTRY.items() if e.checkpointing]
+    return [name for name, e in CATALOG.items() if e.checkpointing]
 
 
 def check_checkpointing(name: str, mode: str) -> None:
@@ -190,7 +190,7 @@ def make_config(name: str, overrides: Mapping[str, Any] | None = None, *, tiny: 
 
 
 def build_model(name: str, config: ModelConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> nn.Module:
-    """Instantiate a registered model for the given shapes."""
+    """Instantiate a catalog model for the given shapes."""
     entry = get_entry(name)
     if not isinstance(config, entry.config_cls):
         raise TypeError(f"{name} needs a {entry.config_cls.__name__}, got {type(config).__name__}")
@@ -208,5 +208,5 @@ def describe_models() -> list[dict[str, Any]]:
             "checkpointing": e.checkpointing,
             "params": describe_fields(e.config_cls),
         }
-        for e in REGISTRY.values()
+        for e in CATALOG.values()
     ]
