@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
@@ -44,7 +45,13 @@ class ModelEntry:
     """Whether it runs under ``torch.func.vmap`` and so in per-strategy (stacked) mode."""
     checkpointing: bool = False
     """Whether the ``activation_checkpointing`` training option applies (its blocks are ``Checkpointable``)."""
+    train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Training options this model trains better with than ``TrainConfig``'s defaults; a user's ``--set`` wins."""
 
+
+TRANSFORMER_TRAINING: Mapping[str, Any] = MappingProxyType({"learning_rate": 1e-4})
+"""The papers' reference scripts train both Transformers at 1e-4 (neuralforecast's PatchTST too): attention is less
+stable at the 1e-3 that suits the MLP-style models."""
 
 CATALOG: Mapping[str, ModelEntry] = {
     e.name: e
@@ -122,6 +129,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Transformer encoder over patches of the window, flatten head",
             "Nie et al., ICLR 2023",
             checkpointing=True,
+            train_defaults=TRANSFORMER_TRAINING,
         ),
         ModelEntry(
             "itransformer",
@@ -130,6 +138,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "inverted Transformer over variates derived from the window",
             "Liu et al., ICLR 2024",
             checkpointing=True,
+            train_defaults=TRANSFORMER_TRAINING,
         ),
     )
 }
@@ -198,7 +207,7 @@ def build_model(name: str, config: ModelConfig, *, input_size: int, horizon: int
 
 
 def describe_models() -> list[dict[str, Any]]:
-    """Every model with its parameters, defaults and ranges, as plain data for ``stratcastd models``."""
+    """Every model with its parameters (defaults, ranges, search spaces) and training defaults, as plain data."""
     return [
         {
             "name": e.name,
@@ -206,6 +215,7 @@ def describe_models() -> list[dict[str, Any]]:
             "paper": e.paper,
             "stackable": e.stackable,
             "checkpointing": e.checkpointing,
+            "train_defaults": dict(e.train_defaults),
             "params": describe_fields(e.config_cls),
         }
         for e in CATALOG.values()
