@@ -28,7 +28,7 @@ from stratcast.daemon.engine.forecast import predict
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.windows import PanelWindows, TrainSampler
-from stratcast.daemon.zoo.registry import build_model, make_config
+from stratcast.daemon.zoo.catalog import build_model, make_config
 
 DEFAULT_DATA = "../shared/data/strategies/eurusd_2016_2019_weekly.parquet"
 

@@ -35,7 +35,7 @@ from stratcast.daemon.engine.losses import point_forecast
 from stratcast.daemon.engine.scalers import WindowNorm, fit_scaler
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler
-from stratcast.daemon.zoo.registry import build_model, make_config
+from stratcast.daemon.zoo.catalog import build_model, make_config
 
 Array = NDArray[np.float64]
 REPO = Path(__file__).resolve().parents[1]

@@ -108,7 +108,7 @@ def real_model(args: argparse.Namespace) -> None:
     if not torch.cuda.is_available():
         print("\nno CUDA device: the real-model comparison is skipped (synthetic curves only)")
         return
-    from stratcast.daemon.zoo.registry import build_model, make_config
+    from stratcast.daemon.zoo.catalog import build_model, make_config
 
     dev = torch.device("cuda")
     torch.manual_seed(0)

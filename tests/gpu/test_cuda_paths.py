@@ -11,7 +11,7 @@ from stratcast.daemon.engine.forecast import predict
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import autocast_for
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
-from stratcast.daemon.zoo.registry import REGISTRY, build_model, make_config
+from stratcast.daemon.zoo.catalog import CATALOG, build_model, make_config
 
 pytestmark = pytest.mark.gpu
 
@@ -43,7 +43,7 @@ def test_bf16_training_on_cuda_uses_fused_adamw_and_learns():
     assert all(p.device.type == "cuda" for p in trainer.model.parameters())
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(CATALOG))
 def test_cuda_graph_prediction_equals_plain_prediction(name):
     torch.manual_seed(0)
     net = build_model(name, make_config(name, tiny=True), input_size=24, horizon=8).cuda().eval()

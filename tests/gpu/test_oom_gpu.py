@@ -11,7 +11,7 @@ from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.oom import OomEvent
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler
-from stratcast.daemon.zoo.registry import build_model, make_config
+from stratcast.daemon.zoo.catalog import build_model, make_config
 
 pytestmark = pytest.mark.gpu
 DEV = torch.device("cuda")

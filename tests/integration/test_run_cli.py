@@ -112,6 +112,16 @@ def test_models_lists_every_model_with_parameters(tmp_path):
     assert any(p["name"] == "batch_size" for p in data["train_options"])
 
 
+def test_models_json_shows_each_search_space_and_each_models_training_defaults():
+    data = json.loads(stratcastd("models", "--json", check_code=ExitCode.OK).stdout)
+    models = {m["name"]: m for m in data["models"]}
+    widths = {p["name"]: p["search"] for p in models["mlp"]["params"]}["hidden_size"]
+    assert widths["kind"] == "categorical" and 1024 in widths["choices"]
+    assert models["patchtst"]["train_defaults"] == {"learning_rate": 0.0001}
+    options = {p["name"]: p["search"] for p in data["train_options"]}
+    assert options["learning_rate"]["log"] is True and options["max_steps"] is None
+
+
 def test_results_client_prints_the_same_tables_without_torch(tmp_path, panel_file):
     out = tmp_path / "run"
     stratcastd(

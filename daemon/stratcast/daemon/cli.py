@@ -146,9 +146,9 @@ def demo_through_daemon(args: argparse.Namespace) -> int:
 
 
 def list_models(as_json: bool) -> int:
-    """Print the registry with each model's parameters."""
+    """Print the model catalog with each model's parameters."""
     from stratcast.daemon.engine.config import describe_train_config
-    from stratcast.daemon.zoo.registry import describe_models
+    from stratcast.daemon.zoo.catalog import describe_models
 
     described = {"models": describe_models(), "train_options": describe_train_config()}
     print(json.dumps(described, indent=2, default=str) if as_json else models_text(described))

@@ -300,7 +300,7 @@ class ListGpus(Request, tag="list_gpus"):
 
 
 class ListModels(Request, tag="list_models"):
-    """The model registry with each model's parameters, defaults and ranges, and the training options."""
+    """The model catalog with each model's parameters, defaults and ranges, and the training options."""
 
 
 class AddSchedule(Request, tag="add_schedule"):

@@ -4,8 +4,9 @@ import torch
 from stratcast.daemon.engine.build import prepare
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.job import run_job
 from stratcast.daemon.engine.panel import DataError
-from stratcast.daemon.engine.spec import RunSpec
+from stratcast.daemon.engine.spec import RunSpec, build_spec
 
 
 def test_periods_before_a_series_start_stay_zero_after_a_centring_scaler(tmp_path):
@@ -54,3 +55,17 @@ def test_a_history_too_short_for_any_validation_names_every_lever_with_its_numbe
         "lower --input-size, --horizon or --holdout, or --set val_size=N",
     ):
         assert needle in message, message
+
+
+def test_a_run_logs_the_training_defaults_its_model_brings(tmp_path):
+    lines: list[str] = []
+    sets = ["max_steps=2", "batch_size=8", *(f"{k}={v}" for k, v in TINY_PATCHTST.items())]
+    spec = build_spec(
+        data=write_panel_file(tmp_path, 3, 30), model="patchtst", out=str(tmp_path / "run"), device="cpu",
+        horizon=4, input_size=8, sets=sets,
+    )  # fmt: skip
+    run_job(spec, log=lines.append)
+    assert "training defaults for patchtst: learning_rate=0.0001" in lines
+
+
+TINY_PATCHTST = {"patch_len": 4, "stride": 2, "d_model": 8, "n_heads": 2, "d_ff": 8, "n_layers": 1}

@@ -15,7 +15,7 @@ from stratcast.daemon.engine.memplan import (
     lightning_search,
     plan_micro_batch,
 )
-from stratcast.daemon.zoo.registry import build_model, make_config
+from stratcast.daemon.zoo.catalog import build_model, make_config
 
 # --- synthetic memory curves: peak bytes of one step at micro-batch m -------------------------------------------
 

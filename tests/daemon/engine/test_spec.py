@@ -1,7 +1,10 @@
 import pytest
 
 from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.spec import RunSpec, split_sets
+from stratcast.daemon.engine.spec import RunSpec, build_spec, spec_from_job, split_sets, train_defaults_note
+from stratcast.daemon.zoo.mlp import MLPConfig
+from stratcast.daemon.zoo.nbeats import NBEATSIConfig
+from stratcast.shared.protocol import JobSpec
 
 
 def test_set_items_are_routed_to_training_or_model_and_typed():
@@ -67,3 +70,30 @@ def test_the_default_validation_never_shrinks_below_a_quarter_of_the_horizon():
 def test_an_explicit_val_size_is_never_changed():
     assert TrainConfig(input_size=104, horizon=52, val_size=52).effective_val_size(208, holdout=52) == 52
     assert TrainConfig(input_size=104, horizon=52, val_size=0).effective_val_size(300, holdout=52) == 0
+
+
+def test_a_spec_builds_its_model_config_from_the_model_defaults_and_its_overrides():
+    spec = build_spec(data="x", model="mlp", out="o", sets=["hidden_size=64", "dropout=0.1", "max_steps=5"])
+    assert spec.model_config() == MLPConfig(hidden_size=64, dropout=0.1)
+    assert build_spec(data="x", model="nbeats-i", out="o").model_config() == NBEATSIConfig()
+
+
+def test_a_model_trains_with_its_catalog_training_defaults_and_says_so():
+    spec = build_spec(data="x", model="patchtst", out="o")
+    assert spec.train.learning_rate == 1e-4
+    assert train_defaults_note(spec) == "training defaults for patchtst: learning_rate=0.0001"
+    other = build_spec(data="x", model="dlinear", out="o")
+    assert other.train.learning_rate == TrainConfig().learning_rate
+    assert train_defaults_note(other) is None
+
+
+@pytest.mark.parametrize("item", ["learning_rate=0.003", "train.learning_rate=0.003"])
+def test_a_users_set_wins_over_the_models_training_defaults(item):
+    spec = build_spec(data="x", model="itransformer", out="o", sets=[item])
+    assert spec.train.learning_rate == 0.003
+    assert train_defaults_note(spec) is None
+
+
+def test_a_daemon_job_gets_the_models_training_defaults_too():
+    job = JobSpec(data="/d.parquet", model="patchtst", sets=["max_steps=5"])
+    assert spec_from_job(job, "o", "cpu").train.learning_rate == 1e-4

@@ -20,7 +20,7 @@ from stratcast.daemon.engine.stacked import (
 )
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, WindowBatch, validation_windows
-from stratcast.daemon.zoo.registry import build_model, make_config
+from stratcast.daemon.zoo.catalog import build_model, make_config
 
 N, T, L, H, B = 8, 60, 12, 6, 4
 SPLIT = Split.make(T, val_size=H, holdout=H)  # train_end 48, val_end 54

@@ -8,7 +8,7 @@ from stratcast.daemon.engine.losses import elementwise_loss, masked_mean, point_
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import Progress
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
-from stratcast.daemon.zoo.registry import build_model, make_config
+from stratcast.daemon.zoo.catalog import build_model, make_config
 
 CFG = TrainConfig(input_size=12, horizon=4, max_steps=60, batch_size=64, learning_rate=1e-2, val_check_steps=10, seed=3)
 

@@ -1,4 +1,4 @@
-"""One harness over every registered model: shapes, gradients, learning, persistence, determinism, vmap."""
+"""One harness over every catalog model: shapes, gradients, learning, persistence, determinism, vmap."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from stratcast.daemon.zoo.base import ModelConfig, set_activation_checkpointing, supports_activation_checkpointing
+from stratcast.daemon.zoo.catalog import CATALOG, build_model, describe_models, make_config
 from stratcast.daemon.zoo.nbeats import NBEATSConfig
-from stratcast.daemon.zoo.registry import REGISTRY, build_model, describe_models, make_config
 
 INPUT, HORIZON, BATCH = 32, 8, 16
-NAMES = list(REGISTRY)
-STACKABLE = [name for name, entry in REGISTRY.items() if entry.stackable]
+NAMES = list(CATALOG)
+STACKABLE = [name for name, entry in CATALOG.items() if entry.stackable]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -63,8 +63,8 @@ def sine_batch(seed: int = 0) -> tuple[Tensor, Tensor]:
     return series[:, :INPUT], series[:, INPUT:, None]  # [B, L], [B, H, 1]
 
 
-def test_registry_names_are_unique_lower_case_and_match_their_entries():
-    names = [entry.name for entry in REGISTRY.values()]
+def test_catalog_names_are_unique_lower_case_and_match_their_entries():
+    names = [entry.name for entry in CATALOG.values()]
     assert names == NAMES
     assert len(set(names)) == len(names)
     assert all(name == name.lower() and " " not in name for name in names)
@@ -72,7 +72,7 @@ def test_registry_names_are_unique_lower_case_and_match_their_entries():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tiny_config_is_a_small_instance_of_the_entry_config(name):
-    entry = REGISTRY[name]
+    entry = CATALOG[name]
     config = entry.config_cls.tiny()
     assert type(config) is entry.config_cls
     model = build(name)
@@ -81,7 +81,7 @@ def test_tiny_config_is_a_small_instance_of_the_entry_config(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_parameter_has_help_and_a_range_or_choices(name):
-    for field in dataclasses.fields(REGISTRY[name].config_cls):
+    for field in dataclasses.fields(CATALOG[name].config_cls):
         meta = field.metadata
         assert len(meta.get("help", "")) > 10, field.name
         if isinstance(field.default, tuple) and all(isinstance(v, str) for v in field.default):
@@ -172,7 +172,7 @@ def test_stackable_models_run_under_vmap(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_config_rejects_out_of_range_values(name):
-    base = REGISTRY[name].config_cls.tiny()
+    base = CATALOG[name].config_cls.tiny()
     for field in dataclasses.fields(base):
         for bad in _out_of_range(field.metadata, getattr(base, field.name)):
             with pytest.raises(ValueError, match=field.name):
@@ -202,16 +202,16 @@ def test_nbeats_rejects_unknown_stack_types():
 def test_describe_models_lists_every_model_with_its_parameters():
     described = {model["name"]: model for model in describe_models()}
     assert list(described) == NAMES
-    for name, entry in REGISTRY.items():
+    for name, entry in CATALOG.items():
         params = [p["name"] for p in described[name]["params"]]
         assert params == [f.name for f in dataclasses.fields(entry.config_cls)]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_activation_checkpointing_is_offered_as_registered_and_changes_no_result(name):
+def test_activation_checkpointing_is_offered_as_the_catalog_says_and_changes_no_result(name):
     model = build(name, n_outputs=3)
-    assert supports_activation_checkpointing(model) == REGISTRY[name].checkpointing
-    if not REGISTRY[name].checkpointing:
+    assert supports_activation_checkpointing(model) == CATALOG[name].checkpointing
+    if not CATALOG[name].checkpointing:
         with pytest.raises(ValueError, match="no blocks"):
             set_activation_checkpointing(model, True)
         return

@@ -122,7 +122,7 @@ class Param:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One model of the daemon's registry."""
+    """One model of the daemon's model catalog."""
 
     name: str
     summary: str = ""

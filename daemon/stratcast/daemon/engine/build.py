@@ -24,7 +24,7 @@ from stratcast.daemon.engine.trainer import StepHook, Trainer
 from stratcast.daemon.engine.trainparts import Progress
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.zoo.base import set_activation_checkpointing
-from stratcast.daemon.zoo.registry import build_model, make_config
+from stratcast.daemon.zoo.catalog import build_model
 
 Log = Callable[[str], None]
 Forecaster = Callable[[Tensor, Tensor], Tensor]
@@ -99,7 +99,7 @@ def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
 def make_model(spec: RunSpec, n_series: int) -> nn.Module:
     """The zoo model (wrapped for per-window normalisation, stacked for per-strategy mode)."""
     cfg = spec.train
-    config = make_config(spec.model, spec.model_params)
+    config = spec.model_config()
 
     def one() -> nn.Module:
         m = build_model(spec.model, config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs)

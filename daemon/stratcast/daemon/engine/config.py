@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratcast.daemon.zoo.base import check_fields, describe_fields, param
+from stratcast.daemon.zoo.search import among, floats
 
 SCALERS = ("robust", "robust-centered", "standard", "identity", "revin")
 LOSSES = ("mse", "mae", "huber", "quantile")
@@ -18,12 +19,18 @@ LEVERS = "lower --input-size, --horizon or --holdout, or --set val_size=N (0: no
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Training options shared by every model (names follow the forecasting field's conventions)."""
+    """Training options shared by every model (names follow the forecasting field's conventions).
+
+    Options that shape learning carry a tuner's search space. The rest carry none: what the user decides (the
+    horizon, the history a window sees, the seed), budgets (``max_steps``) and how memory is used.
+    """
 
     input_size: int = param(104, lo=1, hi=100_000, help="periods of history each window sees")
     horizon: int = param(52, lo=1, hi=10_000, help="periods forecast ahead")
     max_steps: int = param(1000, lo=1, hi=10_000_000, help="optimizer steps at most")
-    batch_size: int = param(1024, lo=1, hi=10_000_000, help="windows per optimizer step")
+    batch_size: int = param(
+        1024, lo=1, hi=10_000_000, search=among(256, 512, 1024, 2048), help="windows per optimizer step"
+    )
     micro_batch_size: int = param(
         0,
         lo=0,
@@ -34,11 +41,21 @@ class TrainConfig:
     oom_grow_after: int = param(
         200, lo=1, hi=10_000_000, help="steps without running out of memory before a halved micro-batch doubles back"
     )
-    learning_rate: float = param(1e-3, lo=1e-7, hi=10.0, help="peak learning rate of AdamW")
-    weight_decay: float = param(0.0, lo=0.0, hi=1.0, help="AdamW decoupled weight decay")
-    lr_schedule: str = param("cosine", choices=SCHEDULES, help="learning-rate schedule over max_steps")
-    warmup_steps: int = param(0, lo=0, hi=1_000_000, help="linear warm-up steps (cosine, constant)")
-    grad_clip: float = param(1.0, lo=0.0, hi=1e6, help="clip the gradient norm to this (0: off)")
+    learning_rate: float = param(
+        1e-3, lo=1e-7, hi=10.0, search=floats(1e-4, 1e-2, log=True), help="peak learning rate of AdamW"
+    )
+    weight_decay: float = param(
+        0.0, lo=0.0, hi=1.0, search=among(0.0, 1e-4, 1e-3, 1e-2), help="AdamW decoupled weight decay"
+    )
+    lr_schedule: str = param(
+        "cosine", choices=SCHEDULES, search=among(*SCHEDULES), help="learning-rate schedule over max_steps"
+    )
+    warmup_steps: int = param(
+        0, lo=0, hi=1_000_000, search=among(0, 50, 100, 200), help="linear warm-up steps (cosine, constant)"
+    )
+    grad_clip: float = param(
+        1.0, lo=0.0, hi=1e6, search=among(0.0, 0.5, 1.0, 5.0), help="clip the gradient norm to this (0: off)"
+    )
     val_size: int = param(
         -1,
         lo=-1,
@@ -52,11 +69,19 @@ class TrainConfig:
     scaler: str = param(
         "robust",
         choices=SCALERS,
+        search=among("robust", "robust-centered", "standard", "revin"),
         help="per-series scaling: robust (IQR of non-zero values, zeros stay 0), robust-centered, standard, "
         "identity, or revin (per window)",
     )
-    loss: str = param("mse", choices=LOSSES, help="training loss; mae collapses to 0 on zero-heavy panels")
-    huber_delta: float = param(1.0, lo=1e-6, hi=1e6, help="Huber loss threshold (in scaled units)")
+    loss: str = param(
+        "mse",
+        choices=LOSSES,
+        search=among("mse", "huber"),
+        help="training loss; mae collapses to 0 on zero-heavy panels",
+    )
+    huber_delta: float = param(
+        1.0, lo=1e-6, hi=1e6, search=floats(0.1, 10.0, log=True), help="Huber loss threshold (in scaled units)"
+    )
     quantiles: tuple[float, ...] = param(
         (0.1, 0.5, 0.9), lo=0.0, hi=1.0, help="levels for the quantile loss; the point forecast is the median"
     )

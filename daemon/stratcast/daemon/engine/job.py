@@ -69,10 +69,9 @@ from stratcast.daemon.engine.forecast import blend_toward_mean
 from stratcast.daemon.engine.oom import OomHook, OptimizerStepOutOfMemory
 from stratcast.daemon.engine.panel import Panel
 from stratcast.daemon.engine.runplan import OnPlan, RunPlan, start_plan
-from stratcast.daemon.engine.spec import RunSpec
+from stratcast.daemon.engine.spec import RunSpec, train_defaults_note
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import FitResult, Progress
-from stratcast.daemon.zoo.registry import make_config
 from stratcast.shared import runfiles
 from stratcast.shared.runfiles import Outputs, RunFolder
 
@@ -147,6 +146,8 @@ def run_job(
     device = resolve_device(spec.device)
     device_name = describe_device(device)
     log(f"device: {device_name}")
+    if note := train_defaults_note(spec):
+        log(note)
     torch.manual_seed(spec.train.seed)
     prep = prepare(spec, device, log)
     warnings = Warnings(log, on_warning)
@@ -451,7 +452,7 @@ def checkpoint_state(
         "kind": kind,
         "model_name": spec.model,
         "mode": spec.mode,
-        "model_config": dataclasses.asdict(make_config(spec.model, spec.model_params)),
+        "model_config": dataclasses.asdict(spec.model_config()),
         "train_config": dataclasses.asdict(spec.train),
         "trainer": None if trainer is None else trainer.state_dict(),
         "scaler": prep.scaler.state_dict(),

@@ -40,7 +40,6 @@ from stratcast.daemon.engine.plancache import PlanCache, PlanCacheWarning, plan_
 from stratcast.daemon.engine.spec import RunSpec
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.trainparts import uses_bf16
-from stratcast.daemon.zoo.registry import make_config
 from stratcast.shared.paths import resolve_home
 
 PLAN_CACHE_ENV = "STRATCAST_PLAN_CACHE"
@@ -199,7 +198,7 @@ def _cache_key(trainer: Trainer, spec: RunSpec, memory: DeviceMemory, panel_shap
     cfg = trainer.cfg
     return plan_key(
         model_name=spec.model,
-        model_config=dataclasses.asdict(make_config(spec.model, spec.model_params)),
+        model_config=dataclasses.asdict(spec.model_config()),
         input_size=cfg.input_size,
         horizon=cfg.horizon,
         n_outputs=cfg.n_outputs,

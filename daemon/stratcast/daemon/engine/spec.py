@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratcast.daemon.engine.config import TrainConfig, parse_value, train_fields
-from stratcast.daemon.zoo.registry import check_checkpointing, get_entry, make_config
+from stratcast.daemon.zoo.base import ModelConfig
+from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
 from stratcast.shared.protocol import JobSpec
 
 MODES = ("batch", "per-strategy")
@@ -23,7 +24,7 @@ class RunSpec:
     data: str
     """Long-format parquet or CSV file."""
     model: str
-    """Registered model name (``stratcastd models``)."""
+    """Model name from the catalog (``stratcastd models``)."""
     out: str
     """Output folder."""
     mode: str = "batch"
@@ -55,7 +56,11 @@ class RunSpec:
             raise ValueError(f"model {self.model!r} cannot be stacked for per-strategy mode (it does not vmap)")
         if self.train.activation_checkpointing:
             check_checkpointing(self.model, self.mode)
-        make_config(self.model, self.model_params)  # validates the overrides now, not mid-run
+        self.model_config()  # validates the overrides now, not mid-run
+
+    def model_config(self) -> ModelConfig:
+        """The model's architecture: its config's defaults with :attr:`model_params` applied, validated."""
+        return make_config(self.model, self.model_params)
 
 
 def build_spec(
@@ -79,15 +84,16 @@ def build_spec(
 ) -> RunSpec:
     """The :class:`RunSpec` for these options, as ``stratcastd run`` and the daemon's workers build it.
 
-    Training options are layered: ``base`` (defaults of the caller, e.g. the demo's), then the per-strategy
-    batch default (:data:`PER_STRATEGY_BATCH`), then ``horizon`` and ``input_size``, then the ``sets`` items.
+    Training options are layered: the model's catalog ``train_defaults``, then ``base`` (defaults of the caller,
+    e.g. the demo's), then the per-strategy batch default (:data:`PER_STRATEGY_BATCH`), then ``horizon`` and
+    ``input_size``, then the ``sets`` items.
     ``None`` leaves an option at the layer below; ``holdout=None`` means no holdout.
 
     Raises:
         ValueError: for a malformed or unknown ``--set`` item, or a value out of range.
         KeyError: for an unknown model name.
     """
-    layered = dict(base or {})
+    layered = {**get_entry(model).train_defaults, **(base or {})}
     if mode == "per-strategy":
         layered["batch_size"] = PER_STRATEGY_BATCH
     for name, value in (("horizon", horizon), ("input_size", input_size)):
@@ -110,6 +116,15 @@ def build_spec(
         train=TrainConfig(**train),
         model_params=params,
     )
+
+
+def train_defaults_note(spec: RunSpec) -> str | None:
+    """One log line naming the model's catalog training defaults the run uses (None when it uses none)."""
+    entry = get_entry(spec.model)
+    used = {k: v for k, v in entry.train_defaults.items() if getattr(spec.train, k) == v}
+    if not used:
+        return None
+    return f"training defaults for {entry.name}: {', '.join(f'{k}={v}' for k, v in used.items())}"
 
 
 def spec_from_job(job: JobSpec, out: str, device: str) -> RunSpec:

@@ -1,4 +1,4 @@
-"""``list_models``: the model registry and the training options, for the client's forms."""
+"""``list_models``: the model catalog and the training options, for the client's forms."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 async def handle(d: Daemon, req: ListModels) -> dict[str, Any]:
     """Each model's parameters, defaults and ranges (as ``stratcastd models --json``)."""
     from stratcast.daemon.engine.config import describe_train_config
-    from stratcast.daemon.zoo.registry import describe_models
+    from stratcast.daemon.zoo.catalog import describe_models
 
     # through JSON with default=str, exactly as `stratcastd models --json` prints it
     result: dict[str, Any] = json.loads(

@@ -14,17 +14,24 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import mlp, to_horizon, value_and_indicator
 from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.search import among, floats, ints
 
 
 @dataclass(frozen=True, kw_only=True)
 class RNNConfig(ModelConfig):
     """Architecture of a recurrent encoder with an MLP decoder."""
 
-    hidden_size: int = param(128, lo=1, hi=4096, help="width of the recurrent state")
-    num_layers: int = param(2, lo=1, hi=8, help="stacked recurrent layers")
-    dropout: float = param(0.0, lo=0.0, hi=0.9, help="dropout between recurrent layers and in the decoder")
-    decoder_hidden_size: int = param(128, lo=1, hi=4096, help="width of the decoder MLP's hidden layers")
-    decoder_layers: int = param(2, lo=0, hi=8, help="hidden layers of the decoder MLP (0: one linear map)")
+    hidden_size: int = param(128, lo=1, hi=4096, search=among(32, 64, 128, 256), help="width of the recurrent state")
+    num_layers: int = param(2, lo=1, hi=8, search=ints(1, 3), help="stacked recurrent layers")
+    dropout: float = param(
+        0.0, lo=0.0, hi=0.9, search=floats(0.0, 0.5), help="dropout between recurrent layers and in the decoder"
+    )
+    decoder_hidden_size: int = param(
+        128, lo=1, hi=4096, search=among(32, 64, 128, 256), help="width of the decoder MLP's hidden layers"
+    )
+    decoder_layers: int = param(
+        2, lo=0, hi=8, search=ints(0, 3), help="hidden layers of the decoder MLP (0: one linear map)"
+    )
 
     @classmethod
     def tiny(cls) -> Self:

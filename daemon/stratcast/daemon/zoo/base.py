@@ -12,7 +12,7 @@ Contract for a zoo model ``X`` in ``x.py``:
 
 Activation checkpointing (the ``activation_checkpointing`` training option) is offered by models built from
 blocks: such a model (or the block stack inside it) subclasses :class:`Checkpointable` and calls each block
-through :meth:`Checkpointable.run_block`, and its registry entry says ``checkpointing=True``. A checkpointed block
+through :meth:`Checkpointable.run_block`, and its catalog entry says ``checkpointing=True``. A checkpointed block
 keeps only its inputs in the forward pass and recomputes its activations in the backward pass: about a third less
 activation memory for about a third more time (NOTES.md). The results are the same; ``torch.utils.checkpoint``
 restores the RNG state for the recomputation, so dropout draws the same masks again.
@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from stratcast.daemon.zoo.search import Search
+
 
 def param(
     default: Any,
@@ -37,12 +39,34 @@ def param(
     lo: float | None = None,
     hi: float | None = None,
     choices: tuple[Any, ...] | None = None,
+    search: Search | None = None,
 ) -> Any:
-    """Declare a config field with its default, valid range (inclusive) or choices, and a help line."""
-    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices}
+    """Declare a config field: its default, valid range (inclusive) or choices, help line, and tuner search space.
+
+    ``search`` says where a tuner should look (within the valid values); None: a tuner leaves the field alone.
+
+    Raises:
+        TypeError: for a mutable default.
+        ValueError: for a search space that reaches outside the valid values or does not fit the field's type.
+    """
     if isinstance(default, list | dict | set):
         raise TypeError("config defaults must be immutable; use a tuple")
+    if search is not None:
+        _check_search(search, default, lo, hi, choices)
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "search": search}
     return dataclasses.field(default=default, metadata=meta)
+
+
+def _check_search(search: Search, default: Any, lo: float | None, hi: float | None, choices: Any) -> None:
+    """Refuse a search space that a field could not hold: values outside its range or choices, or another type."""
+    fits = type(default) is int if search.kind == "int" else type(default) is float
+    if search.kind == "categorical":
+        fits = all(type(c) is type(default) for c in search.values())
+    if not fits:
+        raise ValueError(f"search space {search} does not fit a field whose default is {default!r}")
+    for value in search.values():
+        if problem := value_problem("search", value, lo, hi, choices):
+            raise ValueError(f"search space reaches outside the valid values: {problem}")
 
 
 def check_fields(obj: Any) -> None:
@@ -52,27 +76,32 @@ def check_fields(obj: Any) -> None:
         ValueError: naming the field, the value and what is allowed.
     """
     for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
-        name = f.name
-        if choices is not None and value not in choices:
-            raise ValueError(f"{name}={value!r} is not one of {', '.join(map(str, choices))}")
-        values = value if isinstance(value, tuple) else (value,)
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                continue
-            if not math.isfinite(v):
-                raise ValueError(f"{name}={value!r} must be finite")
-            if lo is not None and v < lo:
-                raise ValueError(f"{name}={value!r} is below its minimum {lo}")
-            if hi is not None and v > hi:
-                raise ValueError(f"{name}={value!r} is above its maximum {hi}")
+        meta = f.metadata
+        if problem := value_problem(f.name, getattr(obj, f.name), meta.get("lo"), meta.get("hi"), meta.get("choices")):
+            raise ValueError(problem)
+
+
+def value_problem(name: str, value: Any, lo: float | None, hi: float | None, choices: Any) -> str | None:
+    """What is wrong with ``name=value`` for a range (each number of a tuple) or choices; None when it is valid."""
+    if choices is not None and value not in choices:
+        return f"{name}={value!r} is not one of {', '.join(map(str, choices))}"
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if not math.isfinite(v):
+            return f"{name}={value!r} must be finite"
+        if lo is not None and v < lo:
+            return f"{name}={value!r} is below its minimum {lo}"
+        if hi is not None and v > hi:
+            return f"{name}={value!r} is above its maximum {hi}"
+    return None
 
 
 def describe_fields(cls: type[Any]) -> list[dict[str, Any]]:
-    """Describe a config class's fields (name, type, default, range, choices, help) as plain data."""
+    """Describe a config class's fields (name, type, default, range, choices, help, search space) as plain data."""
     out = []
     for f in dataclasses.fields(cls):
+        search: Search | None = f.metadata.get("search")
         out.append(
             {
                 "name": f.name,
@@ -82,6 +111,7 @@ def describe_fields(cls: type[Any]) -> list[dict[str, Any]]:
                 "hi": f.metadata.get("hi"),
                 "choices": list(f.metadata["choices"]) if f.metadata.get("choices") else None,
                 "help": f.metadata.get("help", ""),
+                "search": None if search is None else search.to_dict(),
             }
         )
     return out

@@ -20,13 +20,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.search import ints
 
 
 @dataclass(frozen=True, kw_only=True)
 class DLinearConfig(ModelConfig):
     """DLinear architecture."""
 
-    moving_avg: int = param(25, lo=1, hi=1001, help="moving-average window that extracts the trend (odd)")
+    moving_avg: int = param(
+        25, lo=1, hi=1001, search=ints(5, 53, step=4), help="moving-average window that extracts the trend (odd)"
+    )
 
 
 class DLinear(nn.Module):

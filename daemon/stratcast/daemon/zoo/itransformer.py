@@ -29,19 +29,30 @@ from torch import Tensor, nn
 from stratcast.daemon.zoo._attention import Encoder, check_heads
 from stratcast.daemon.zoo._layers import to_horizon
 from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.search import among, floats, ints
 
 
 @dataclass(frozen=True, kw_only=True)
 class ITransformerConfig(ModelConfig):
     """iTransformer architecture."""
 
-    d_model: int = param(128, lo=1, hi=4096, help="width of the variate tokens (divisible by n_heads)")
-    n_heads: int = param(8, lo=1, hi=64, help="attention heads")
-    d_ff: int = param(256, lo=1, hi=16384, help="hidden width of the feed-forward networks")
-    n_layers: int = param(2, lo=1, hi=24, help="encoder layers")
-    dropout: float = param(0.1, lo=0.0, hi=0.9, help="dropout in the encoder and on the embeddings")
-    activation: str = param("gelu", choices=("gelu", "relu"), help="nonlinearity of the feed-forward networks")
-    moving_avg: int = param(13, lo=1, hi=1001, help="window of the moving-average variate, in steps")
+    d_model: int = param(
+        128, lo=1, hi=4096, search=among(64, 128, 256, 512), help="width of the variate tokens (divisible by n_heads)"
+    )
+    n_heads: int = param(8, lo=1, hi=64, search=among(4, 8, 16), help="attention heads")
+    d_ff: int = param(
+        256, lo=1, hi=16384, search=among(128, 256, 512, 1024), help="hidden width of the feed-forward networks"
+    )
+    n_layers: int = param(2, lo=1, hi=24, search=ints(1, 4), help="encoder layers")
+    dropout: float = param(
+        0.1, lo=0.0, hi=0.9, search=floats(0.0, 0.4), help="dropout in the encoder and on the embeddings"
+    )
+    activation: str = param(
+        "gelu", choices=("gelu", "relu"), search=among("gelu", "relu"), help="nonlinearity of the feed-forward networks"
+    )
+    moving_avg: int = param(
+        13, lo=1, hi=1001, search=ints(3, 27, step=2), help="window of the moving-average variate, in steps"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

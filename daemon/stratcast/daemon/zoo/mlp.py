@@ -14,16 +14,21 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import mlp, to_horizon
 from stratcast.daemon.zoo.base import ACTIVATIONS, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.search import among, floats, ints
 
 
 @dataclass(frozen=True, kw_only=True)
 class MLPConfig(ModelConfig):
     """MLP architecture."""
 
-    hidden_size: int = param(1024, lo=1, hi=16384, help="width of every hidden layer")
-    num_layers: int = param(2, lo=1, hi=32, help="number of hidden layers")
-    dropout: float = param(0.0, lo=0.0, hi=0.9, help="dropout after each hidden layer")
-    activation: str = param("relu", choices=ACTIVATIONS, help="nonlinearity of the hidden layers")
+    hidden_size: int = param(
+        1024, lo=1, hi=16384, search=among(128, 256, 512, 1024, 2048), help="width of every hidden layer"
+    )
+    num_layers: int = param(2, lo=1, hi=32, search=ints(1, 4), help="number of hidden layers")
+    dropout: float = param(0.0, lo=0.0, hi=0.9, search=floats(0.0, 0.5), help="dropout after each hidden layer")
+    activation: str = param(
+        "relu", choices=ACTIVATIONS, search=among(*ACTIVATIONS), help="nonlinearity of the hidden layers"
+    )
 
     @classmethod
     def tiny(cls) -> Self:

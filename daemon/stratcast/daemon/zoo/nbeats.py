@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import mlp
 from stratcast.daemon.zoo.base import Checkpointable, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.search import among, ints
 
 STACK_TYPES = ("generic", "trend", "seasonality")
 
@@ -39,10 +40,14 @@ class NBEATSConfig(ModelConfig):
     stack_types: tuple[str, ...] = param(
         ("generic",), help="kind of each stack, in order; each one of generic, trend, seasonality"
     )
-    n_blocks: int = param(3, lo=1, hi=64, help="blocks in each stack")
-    num_layers: int = param(4, lo=1, hi=16, help="fully connected layers in each block")
-    layer_width: int = param(512, lo=1, hi=8192, help="width of each block's fully connected layers")
-    share_weights: bool = param(False, choices=(False, True), help="the blocks of a stack share one set of weights")
+    n_blocks: int = param(3, lo=1, hi=64, search=ints(1, 5), help="blocks in each stack")
+    num_layers: int = param(4, lo=1, hi=16, search=ints(2, 4), help="fully connected layers in each block")
+    layer_width: int = param(
+        512, lo=1, hi=8192, search=among(128, 256, 512, 1024), help="width of each block's fully connected layers"
+    )
+    share_weights: bool = param(
+        False, choices=(False, True), search=among(False, True), help="the blocks of a stack share one set of weights"
+    )
     trend_degree: int = param(3, lo=0, hi=8, help="degree of the trend stacks' polynomial basis")
     n_harmonics: int = param(
         12, lo=1, hi=512, help="Fourier harmonics of the seasonality stacks' basis (periods H/1 .. H/k)"
@@ -70,7 +75,18 @@ class NBEATSIConfig(NBEATSConfig):
     stack_types: tuple[str, ...] = param(
         ("trend", "seasonality"), help="kind of each stack, in order; each one of generic, trend, seasonality"
     )
-    share_weights: bool = param(True, choices=(False, True), help="the blocks of a stack share one set of weights")
+    share_weights: bool = param(
+        True, choices=(False, True), search=among(False, True), help="the blocks of a stack share one set of weights"
+    )
+    # searched here only: the generic model has no trend or seasonality stack for them to shape
+    trend_degree: int = param(3, lo=0, hi=8, search=ints(1, 4), help="degree of the trend stacks' polynomial basis")
+    n_harmonics: int = param(
+        12,
+        lo=1,
+        hi=512,
+        search=ints(2, 26, step=4),
+        help="Fourier harmonics of the seasonality stacks' basis (periods H/1 .. H/k)",
+    )
 
     @classmethod
     def tiny(cls) -> Self:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import mlp
 from stratcast.daemon.zoo.base import ACTIVATIONS, Checkpointable, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.search import among, floats, ints
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,17 +32,36 @@ class NHITSConfig(ModelConfig):
     """N-HiTS architecture; one stack per entry of ``n_pool_kernel_size``."""
 
     n_pool_kernel_size: tuple[int, ...] = param(
-        (4, 2, 1), lo=1, hi=512, help="max-pool kernel (and stride) applied to the window, one per stack"
+        (4, 2, 1),
+        lo=1,
+        hi=512,
+        search=among((2, 2, 1), (4, 2, 1), (8, 4, 1), (16, 8, 1)),
+        help="max-pool kernel (and stride) applied to the window, one per stack",
     )
     n_freq_downsample: tuple[int, ...] = param(
-        (12, 4, 1), lo=1, hi=1024, help="horizon steps per forecast coefficient, one per stack"
+        (12, 4, 1),
+        lo=1,
+        hi=1024,
+        search=among((4, 2, 1), (12, 4, 1), (26, 13, 1), (52, 13, 1)),
+        help="horizon steps per forecast coefficient, one per stack",
     )
-    n_blocks: int = param(1, lo=1, hi=32, help="blocks in each stack")
-    mlp_units: tuple[int, ...] = param((512, 512), lo=1, hi=8192, help="widths of each block's hidden layers")
-    dropout: float = param(0.0, lo=0.0, hi=0.9, help="dropout after each hidden layer")
-    activation: str = param("relu", choices=ACTIVATIONS, help="nonlinearity of the hidden layers")
+    n_blocks: int = param(1, lo=1, hi=32, search=ints(1, 3), help="blocks in each stack")
+    mlp_units: tuple[int, ...] = param(
+        (512, 512),
+        lo=1,
+        hi=8192,
+        search=among((128, 128), (256, 256), (512, 512), (1024, 1024)),
+        help="widths of each block's hidden layers",
+    )
+    dropout: float = param(0.0, lo=0.0, hi=0.9, search=floats(0.0, 0.5), help="dropout after each hidden layer")
+    activation: str = param(
+        "relu", choices=ACTIVATIONS, search=among(*ACTIVATIONS), help="nonlinearity of the hidden layers"
+    )
     interpolation: str = param(
-        "linear", choices=("linear", "nearest"), help="how forecast coefficients are spread over the horizon"
+        "linear",
+        choices=("linear", "nearest"),
+        search=among("linear", "nearest"),
+        help="how forecast coefficients are spread over the horizon",
     )
 
     def __post_init__(self) -> None:

@@ -21,21 +21,30 @@ from torch import Tensor, nn
 from stratcast.daemon.zoo._attention import Encoder, check_heads
 from stratcast.daemon.zoo._layers import to_horizon
 from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.search import among, floats, ints
 
 
 @dataclass(frozen=True, kw_only=True)
 class PatchTSTConfig(ModelConfig):
     """PatchTST architecture."""
 
-    patch_len: int = param(16, lo=1, hi=512, help="steps per patch")
-    stride: int = param(8, lo=1, hi=512, help="steps between the starts of consecutive patches")
-    d_model: int = param(128, lo=1, hi=4096, help="width of the patch embeddings (divisible by n_heads)")
-    n_heads: int = param(16, lo=1, hi=64, help="attention heads")
-    d_ff: int = param(256, lo=1, hi=16384, help="hidden width of the feed-forward networks")
-    n_layers: int = param(3, lo=1, hi=24, help="encoder layers")
-    dropout: float = param(0.2, lo=0.0, hi=0.9, help="dropout in the encoder and on the embeddings")
-    head_dropout: float = param(0.0, lo=0.0, hi=0.9, help="dropout before the flatten head")
-    activation: str = param("gelu", choices=("gelu", "relu"), help="nonlinearity of the feed-forward networks")
+    patch_len: int = param(16, lo=1, hi=512, search=among(8, 13, 16, 26), help="steps per patch")
+    stride: int = param(8, lo=1, hi=512, search=among(4, 8), help="steps between the starts of consecutive patches")
+    d_model: int = param(
+        128, lo=1, hi=4096, search=among(64, 128, 256), help="width of the patch embeddings (divisible by n_heads)"
+    )
+    n_heads: int = param(16, lo=1, hi=64, search=among(4, 8, 16), help="attention heads")
+    d_ff: int = param(
+        256, lo=1, hi=16384, search=among(128, 256, 512), help="hidden width of the feed-forward networks"
+    )
+    n_layers: int = param(3, lo=1, hi=24, search=ints(1, 4), help="encoder layers")
+    dropout: float = param(
+        0.2, lo=0.0, hi=0.9, search=floats(0.0, 0.4), help="dropout in the encoder and on the embeddings"
+    )
+    head_dropout: float = param(0.0, lo=0.0, hi=0.9, search=floats(0.0, 0.4), help="dropout before the flatten head")
+    activation: str = param(
+        "gelu", choices=("gelu", "relu"), search=among("gelu", "relu"), help="nonlinearity of the feed-forward networks"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -24,18 +24,23 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import to_horizon, value_and_indicator
 from stratcast.daemon.zoo.base import Checkpointable, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.search import among, floats, ints
 
 
 @dataclass(frozen=True, kw_only=True)
 class TCNConfig(ModelConfig):
     """TCN architecture."""
 
-    channels: int = param(64, lo=1, hi=2048, help="channels of every convolution")
-    num_levels: int = param(6, lo=1, hi=16, help="residual blocks; block i has dilation 2^i")
-    kernel_size: int = param(3, lo=2, hi=64, help="width of each causal convolution")
-    dropout: float = param(0.1, lo=0.0, hi=0.9, help="dropout after each convolution")
-    weight_norm: bool = param(True, choices=(False, True), help="weight-normalise the convolutions")
-    head_steps: int = param(1, lo=1, hi=1024, help="last steps whose channels feed the linear head")
+    channels: int = param(64, lo=1, hi=2048, search=among(16, 32, 64, 128), help="channels of every convolution")
+    num_levels: int = param(6, lo=1, hi=16, search=ints(3, 7), help="residual blocks; block i has dilation 2^i")
+    kernel_size: int = param(3, lo=2, hi=64, search=ints(2, 7), help="width of each causal convolution")
+    dropout: float = param(0.1, lo=0.0, hi=0.9, search=floats(0.0, 0.5), help="dropout after each convolution")
+    weight_norm: bool = param(
+        True, choices=(False, True), search=among(False, True), help="weight-normalise the convolutions"
+    )
+    head_steps: int = param(
+        1, lo=1, hi=1024, search=among(1, 2, 4, 8), help="last steps whose channels feed the linear head"
+    )
 
     @classmethod
     def tiny(cls) -> Self:

@@ -19,19 +19,30 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo._layers import to_horizon
 from stratcast.daemon.zoo.base import Checkpointable, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.search import among, floats, ints
 
 
 @dataclass(frozen=True, kw_only=True)
 class TiDEConfig(ModelConfig):
     """TiDE architecture."""
 
-    hidden_size: int = param(256, lo=1, hi=8192, help="width of the dense encoder's and decoder's blocks")
-    num_encoder_layers: int = param(2, lo=1, hi=16, help="residual blocks in the dense encoder")
-    num_decoder_layers: int = param(2, lo=1, hi=16, help="residual blocks in the dense decoder")
-    decoder_output_dim: int = param(16, lo=1, hi=512, help="size of the decoded vector for each horizon step")
-    temporal_decoder_hidden: int = param(64, lo=1, hi=4096, help="width of the per-step temporal decoder")
-    dropout: float = param(0.1, lo=0.0, hi=0.9, help="dropout at the end of each residual block")
-    layer_norm: bool = param(True, choices=(False, True), help="layer norm after each residual block")
+    hidden_size: int = param(
+        256, lo=1, hi=8192, search=among(128, 256, 512, 1024), help="width of the dense encoder's and decoder's blocks"
+    )
+    num_encoder_layers: int = param(2, lo=1, hi=16, search=ints(1, 3), help="residual blocks in the dense encoder")
+    num_decoder_layers: int = param(2, lo=1, hi=16, search=ints(1, 3), help="residual blocks in the dense decoder")
+    decoder_output_dim: int = param(
+        16, lo=1, hi=512, search=among(4, 8, 16, 32), help="size of the decoded vector for each horizon step"
+    )
+    temporal_decoder_hidden: int = param(
+        64, lo=1, hi=4096, search=among(32, 64, 128), help="width of the per-step temporal decoder"
+    )
+    dropout: float = param(
+        0.1, lo=0.0, hi=0.9, search=floats(0.0, 0.5), help="dropout at the end of each residual block"
+    )
+    layer_norm: bool = param(
+        True, choices=(False, True), search=among(False, True), help="layer norm after each residual block"
+    )
 
     @classmethod
     def tiny(cls) -> Self:
