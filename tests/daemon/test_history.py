@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import json
+from typing import Any
 
 import msgspec
 import pytest
@@ -15,6 +16,8 @@ from stratcast.daemon.events import (
     RunStopped,
     WarningGiven,
     WorkerStarted,
+    decode_event,
+    encode_event,
 )
 from stratcast.daemon.handlers import restart_run
 from stratcast.daemon.history import HISTORY_FILE, HistoryWriter, Thinner, evenly, read_history
@@ -23,6 +26,7 @@ from stratcast.daemon.server import Daemon
 from stratcast.daemon.store import Store
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import JobSpec, Placement, RestartRun
+from tests.daemon.test_worker_events import EVERY_KIND
 
 
 @pytest.fixture(params=["writer", "other"])
@@ -174,7 +178,13 @@ def test_a_writer_that_cannot_write_logs_and_goes_on(tmp_path, caplog):
 
 
 def progress_event(step, max_steps=100):
-    fields = {"epoch": 0.1, "train_loss": 0.5, "val_loss": None, "best_val_loss": None, "windows_per_s": 9.0}
+    fields: dict[str, Any] = {
+        "epoch": 0.1,
+        "train_loss": 0.5,
+        "val_loss": None,
+        "best_val_loss": None,
+        "windows_per_s": 9.0,
+    }
     fields |= {"eta_s": 1.0, "learning_rate": 0.001, "micro_batch": 8}
     return ProgressReported(step=step, max_steps=max_steps, **fields)
 
@@ -195,7 +205,13 @@ def daemon_with_run(tmp_path):
 
 def test_worker_events_go_to_the_history_and_a_plan_is_also_an_event_and_published(daemon_with_run):
     d, run, published = daemon_with_run
-    plan = {"micro_batch": 256, "batch_size": 1024, "budget": None, "predicted_peak": None, "measured_peak": None}
+    plan: dict[str, Any] = {
+        "micro_batch": 256,
+        "batch_size": 1024,
+        "budget": None,
+        "predicted_peak": None,
+        "measured_peak": None,
+    }
     plan |= {"probes": [{"micro_batch": 64, "peak": 9}], "oom_probes": [], "source": "cpu", "levers": []}
     plan |= {"device": "cpu", "seconds": 0.0}
     d._worker_event(run, msgspec.convert(plan, PlanChosen))
@@ -261,3 +277,25 @@ def test_a_worker_warning_is_kept_in_the_runs_events_and_published(daemon_with_r
         {"kind": "loss", "message": "use loss=mse"},
     )
     assert ("warning", {"run": run, "kind": "loss", "message": "use loss=mse"}) in published
+
+
+def test_the_daemon_keeps_and_publishes_each_worker_event_with_exactly_the_fields_of_its_line(daemon_with_run):
+    d, run, published = daemon_with_run
+    lines = [encode_event(event) for event in EVERY_KIND]
+    for line in lines:
+        d._worker_event(run, decode_event(line))
+    fields = {json.loads(line)["event"]: {k: v for k, v in json.loads(line).items() if k != "event"} for line in lines}
+    relayed = [(topic, data) for topic, data in published if topic != "run"]  # not the run's own updates
+    assert relayed == [(kind, {"run": run, **fields[kind]}) for kind in ("plan", "progress", "oom", "warning")]
+    stored = {e["kind"]: e["data"] for e in d.db.events(run)}
+    assert {kind: stored[kind] for kind in ("plan", "oom", "warning")} == {
+        k: fields[k] for k in ("plan", "oom", "warning")
+    }
+    assert [e["data"] for e in d.db.events(run) if e["kind"] == "checkpoint"] == [
+        fields["checkpoint"],
+        fields["stopped"],
+    ]
+    history = read_history(d.home.runs / str(run) / HISTORY_FILE, 10)
+    assert {k: v for k, v in history["progress"][0].items() if k != "time"} == fields["progress"]
+    assert {k: v for k, v in history["memory"][0].items() if k != "time"} == fields["memory"]
+    assert history["ooms"][0] == fields["oom"]  # an OOM keeps its own time

@@ -18,6 +18,7 @@ from stratcast.daemon.events import (
     RunFinished,
     RunStopped,
     WarningGiven,
+    WorkerEvent,
     WorkerStarted,
     decode_event,
     encode_event,
@@ -37,7 +38,7 @@ PROGRESS = ProgressReported(
     learning_rate=0.001,
     micro_batch=32,
 )
-EVERY_KIND = [
+EVERY_KIND: list[WorkerEvent] = [
     WorkerStarted(pid=42, device="cpu", resume=None),
     PlanChosen(
         micro_batch=256,
