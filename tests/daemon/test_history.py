@@ -3,10 +3,22 @@
 import asyncio
 import itertools
 import json
+from typing import Any
 
 import msgspec
 import pytest
 
+from stratcast.daemon.events import (
+    CheckpointSaved,
+    MemorySampled,
+    PlanChosen,
+    ProgressReported,
+    RunStopped,
+    WarningGiven,
+    WorkerStarted,
+    decode_event,
+    encode_event,
+)
 from stratcast.daemon.handlers import restart_run
 from stratcast.daemon.history import HistoryWriter, Thinner, evenly, read_history
 from stratcast.daemon.runner import Ending
@@ -15,6 +27,7 @@ from stratcast.daemon.store import Store
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import JobSpec, Placement, RestartRun
 from stratcast.shared.runfiles import HISTORY
+from tests.daemon.test_worker_events import EVERY_KIND
 
 
 @pytest.fixture(params=["writer", "other"])
@@ -165,6 +178,18 @@ def test_a_writer_that_cannot_write_logs_and_goes_on(tmp_path, caplog):
     assert len([r for r in caplog.records if "cannot write its history" in r.message]) == 1
 
 
+def progress_event(step, max_steps=100):
+    fields: dict[str, Any] = {
+        "epoch": 0.1,
+        "train_loss": 0.5,
+        "val_loss": None,
+        "best_val_loss": None,
+        "windows_per_s": 9.0,
+    }
+    fields |= {"eta_s": 1.0, "learning_rate": 0.001, "micro_batch": 8}
+    return ProgressReported(step=step, max_steps=max_steps, **fields)
+
+
 @pytest.fixture
 def daemon_with_run(tmp_path):
     d = Daemon(resolve_home(tmp_path / "home"))
@@ -181,12 +206,20 @@ def daemon_with_run(tmp_path):
 
 def test_worker_events_go_to_the_history_and_a_plan_is_also_an_event_and_published(daemon_with_run):
     d, run, published = daemon_with_run
-    plan = {"micro_batch": 256, "batch_size": 1024, "budget": None, "probes": [{"micro_batch": 64, "peak": 9}]}
-    d._worker_event(run, {"event": "plan", **plan, "source": "cpu", "levers": [], "device": "cpu"})
-    d._worker_event(run, {"event": "progress", "step": 5, "max_steps": 10, "val_loss": None})
-    d._worker_event(run, {"event": "memory", "allocated": 0, "peak": 7})
-    d._worker_event(run, {"event": "checkpoint", "path": "/c.pt", "step": 5})
-    d._worker_event(run, {"event": "started", "pid": 1})
+    plan: dict[str, Any] = {
+        "micro_batch": 256,
+        "batch_size": 1024,
+        "budget": None,
+        "predicted_peak": None,
+        "measured_peak": None,
+    }
+    plan |= {"probes": [{"micro_batch": 64, "peak": 9}], "oom_probes": [], "source": "cpu", "levers": []}
+    plan |= {"device": "cpu", "seconds": 0.0}
+    d._worker_event(run, msgspec.convert(plan, PlanChosen))
+    d._worker_event(run, progress_event(5, max_steps=10))
+    d._worker_event(run, MemorySampled(allocated=0, reserved=0, peak=7, oom_count=0, rss=1))
+    d._worker_event(run, CheckpointSaved(path="/c.pt", step=5))
+    d._worker_event(run, WorkerStarted(pid=1, device="cpu", resume=None))
     history = read_history(d.home.runs / str(run) / HISTORY, 10)
     assert history["plans"][0]["micro_batch"] == 256
     assert [s["step"] for s in history["progress"]] == [5]
@@ -195,16 +228,16 @@ def test_worker_events_go_to_the_history_and_a_plan_is_also_an_event_and_publish
     assert all(
         isinstance(s["time"], float) for key in ("progress", "memory", "plans", "checkpoints") for s in history[key]
     )
-    assert ("plan", {"run": run, **plan, "source": "cpu", "levers": [], "device": "cpu"}) in published
+    assert ("plan", {"run": run, **plan}) in published
     assert [e["kind"] for e in d.db.events(run)].count("plan") == 1
 
 
 def test_a_stop_records_its_checkpoint_once(daemon_with_run):
     d, run, _ = daemon_with_run
-    d._worker_event(run, {"event": "checkpoint", "path": "/c1.pt", "step": 5})
-    d._worker_event(run, {"event": "checkpoint", "path": "/c2.pt", "step": 8})  # saved by the stop
-    d._worker_event(run, {"event": "stopped", "path": "/c2.pt", "step": 8})
-    d._worker_event(run, {"event": "stopped", "path": "/c3.pt", "step": 9})  # a stop whose save sent no event
+    d._worker_event(run, CheckpointSaved(path="/c1.pt", step=5))
+    d._worker_event(run, CheckpointSaved(path="/c2.pt", step=8))  # saved by the stop
+    d._worker_event(run, RunStopped(path="/c2.pt", step=8))
+    d._worker_event(run, RunStopped(path="/c3.pt", step=9))  # a stop whose save sent no event
     paths = [e["data"]["path"] for e in d.db.events(run) if e["kind"] == "checkpoint"]
     assert paths == ["/c1.pt", "/c2.pt", "/c3.pt"]
     assert d.db.get_run(run).checkpoint == "/c3.pt"
@@ -212,10 +245,10 @@ def test_a_stop_records_its_checkpoint_once(daemon_with_run):
 
 def test_a_worker_exit_closes_its_runs_history_and_a_later_event_appends(daemon_with_run):
     d, run, _ = daemon_with_run
-    d._worker_event(run, {"event": "progress", "step": 1, "val_loss": None})
+    d._worker_event(run, progress_event(1))
     asyncio.run(d._worker_exit(run, Ending(state="stopped", reason="", exit="exit 0")))
     assert run not in d.history._files
-    d._worker_event(run, {"event": "progress", "step": 2, "val_loss": None})
+    d._worker_event(run, progress_event(2))
     assert steps(read_history(d.home.runs / str(run) / HISTORY, 10)["progress"]) == [1, 2]
 
 
@@ -229,7 +262,7 @@ def test_a_restart_from_scratch_starts_a_fresh_history_and_one_from_a_checkpoint
     run_dir = d.home.runs / str(run)
     (run_dir / "checkpoints").mkdir()
     (run_dir / "checkpoints" / "step-00000010.pt").write_bytes(b"")
-    d._worker_event(run, {"event": "progress", "step": 10, "val_loss": None})
+    d._worker_event(run, progress_event(10))
     d.history.close(run)
     restart(d, run, from_scratch=False)
     assert (run_dir / HISTORY).exists()
@@ -239,9 +272,31 @@ def test_a_restart_from_scratch_starts_a_fresh_history_and_one_from_a_checkpoint
 
 def test_a_worker_warning_is_kept_in_the_runs_events_and_published(daemon_with_run):
     d, run, published = daemon_with_run
-    d._worker_event(run, {"event": "warning", "kind": "loss", "message": "use loss=mse"})
+    d._worker_event(run, WarningGiven(kind="loss", message="use loss=mse"))
     assert [(e["kind"], e["data"]) for e in d.db.events(run)][-1] == (
         "warning",
         {"kind": "loss", "message": "use loss=mse"},
     )
     assert ("warning", {"run": run, "kind": "loss", "message": "use loss=mse"}) in published
+
+
+def test_the_daemon_keeps_and_publishes_each_worker_event_with_exactly_the_fields_of_its_line(daemon_with_run):
+    d, run, published = daemon_with_run
+    lines = [encode_event(event) for event in EVERY_KIND]
+    for line in lines:
+        d._worker_event(run, decode_event(line))
+    fields = {json.loads(line)["event"]: {k: v for k, v in json.loads(line).items() if k != "event"} for line in lines}
+    relayed = [(topic, data) for topic, data in published if topic != "run"]  # not the run's own updates
+    assert relayed == [(kind, {"run": run, **fields[kind]}) for kind in ("plan", "progress", "oom", "warning")]
+    stored = {e["kind"]: e["data"] for e in d.db.events(run)}
+    assert {kind: stored[kind] for kind in ("plan", "oom", "warning")} == {
+        k: fields[k] for k in ("plan", "oom", "warning")
+    }
+    assert [e["data"] for e in d.db.events(run) if e["kind"] == "checkpoint"] == [
+        fields["checkpoint"],
+        fields["stopped"],
+    ]
+    history = read_history(d.home.runs / str(run) / HISTORY, 10)
+    assert {k: v for k, v in history["progress"][0].items() if k != "time"} == fields["progress"]
+    assert {k: v for k, v in history["memory"][0].items() if k != "time"} == fields["memory"]
+    assert history["ooms"][0] == fields["oom"]  # an OOM keeps its own time

@@ -17,6 +17,7 @@ from stratcast.daemon.engine.advice import RunWarning
 from stratcast.daemon.engine.checkpoint import list_checkpoints, load_checkpoint
 from stratcast.daemon.engine.demo import make_strategy_panel
 from stratcast.daemon.engine.panel import DataError
+from stratcast.daemon.events import decode_event, event_fields
 from stratcast.daemon.worker import Events, WorkerExit, exit_code_for
 from stratcast.shared.protocol import JobSpec
 
@@ -55,10 +56,17 @@ def start_worker(run_dir, *args, device="cpu"):
         )
 
 
+def parse(line):
+    """The event of a worker's line as JSON, checked to be one the daemon reads with the same fields."""
+    event = json.loads(line)
+    assert event_fields(decode_event(line)) == {k: v for k, v in event.items() if k != "event"}
+    return event
+
+
 def run_worker(run_dir, *args, device="cpu"):
     proc = start_worker(run_dir, *args, device=device)
     out, _ = proc.communicate(timeout=300)
-    return proc.returncode, [json.loads(line) for line in out.splitlines()]
+    return proc.returncode, [parse(line) for line in out.splitlines()]
 
 
 def signal_after_first_progress(run_dir, *signals, device="cpu"):
@@ -66,12 +74,12 @@ def signal_after_first_progress(run_dir, *signals, device="cpu"):
     assert proc.stdout is not None
     events = []
     for line in proc.stdout:
-        events.append(json.loads(line))
+        events.append(parse(line))
         if events[-1]["event"] == "progress":
             for sig in signals:
                 proc.send_signal(sig)
             break
-    events += [json.loads(line) for line in proc.stdout]
+    events += [parse(line) for line in proc.stdout]
     proc.stdout.close()
     return proc.wait(timeout=120), events
 

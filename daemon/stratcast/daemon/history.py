@@ -38,11 +38,9 @@ SERIES = {
 
 Sample = dict[str, Any]
 Numbered = tuple[int, Any]
-"""A sample (or its line, not parsed yet) with its line number, so thinned series can be merged in file order."""
+"""An item thinned (a line, not parsed yet) with its line number, so thinned series can be merged in file order."""
 
 _encoder = msgspec.json.Encoder()
-_TAILS = {b',"kind":"%s"}' % kind.encode(): "train" if kind == "progress" else SERIES[kind] for kind in SERIES}
-"""How the lines :class:`HistoryWriter` writes end, by series (progress is sorted into val and train apart)."""
 
 
 SPACING_S = {"progress": 1.0, "memory": 2.0}
@@ -191,37 +189,39 @@ def read_history(path: Path, points: int) -> dict[str, Any]:
     return result
 
 
-def _collect(lines: Iterable[bytes], points: int) -> dict[str, Thinner]:
-    """Each line offered to its series' thinner (progress to ``val`` or ``train``), unparsed where possible.
+class _Head(msgspec.Struct):
+    """What sorts a line into its series: its kind and, for progress, whether it has a validation loss."""
 
-    Parsing is most of the cost of a long history and most lines are thinned away, so a line is sorted by its
-    end, where :class:`HistoryWriter` puts ``kind``, and parsed only if kept; a line that ends otherwise (written
-    by something else) is parsed at once.
+    kind: str = ""
+    val_loss: float | None = None
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+
+
+def _collect(lines: Iterable[bytes], points: int) -> dict[str, Thinner]:
+    """Each line offered, unparsed, to its series' thinner (progress to ``val`` or ``train``).
+
+    Parsing is most of the cost of a long history and most lines are thinned away, so a line is first read for
+    its :class:`_Head` only (msgspec skips the other fields without building them, about as fast as searching
+    the bytes) and parsed in full only if kept.
     """
     thinners = {name: Thinner(points) for name in ("val", "train", "memory", "ooms", "plans", "checkpoints")}
     for number, line in enumerate(lines):
-        item: bytes | Sample = line
-        name = _TAILS.get(line[line.rfind(b',"kind":') :].rstrip())
-        if name is None:
-            kind, item = _parse(line)
-            if kind is None:
-                continue
-            name = _series(kind, item)
-        elif name == "train" and b'"val_loss":null' not in line and b'"val_loss"' in line:
-            name = "val"
-        thinners[name].add((number, item))
+        try:
+            head = _head_decoder.decode(line)
+        except msgspec.DecodeError:  # torn by a crash, or not a history line
+            continue
+        if head.kind == "progress":
+            thinners["train" if head.val_loss is None else "val"].add((number, line))
+        elif head.kind in SERIES:
+            thinners[SERIES[head.kind]].add((number, line))
     return thinners
 
 
-def _series(kind: str, sample: Sample) -> str:
-    if kind == "progress":
-        return "train" if sample.get("val_loss") is None else "val"
-    return SERIES[kind]
-
-
 def _samples(items: list[Numbered]) -> list[Sample]:
-    """The samples of thinned items, parsing the lines kept unparsed (dropping any that turn out bad)."""
-    samples = [item if isinstance(item, dict) else _parse(item)[1] for _, item in items]
+    """The samples of thinned lines, parsed (dropping any that turn out bad)."""
+    samples = [_parse(line)[1] for _, line in items]
     return [s for s in samples if s]
 
 

@@ -2,25 +2,30 @@
 
 Each worker is ``python -m stratcast.daemon.worker RUN_DIR`` with ``CUDA_VISIBLE_DEVICES`` set to its GPU (empty
 on the CPU) and ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``. Its stderr goes to ``RUN_DIR/log.txt``; its
-stdout carries JSON lines (progress, allocator figures, checkpoints), handed to the daemon's callback. A worker
-that crashes, runs out of memory, segfaults or is killed ends its run with that cause; the daemon goes on.
+stdout carries its events (:mod:`stratcast.daemon.events`), one JSON line each, decoded here and handed to the
+daemon's callback typed; a line that is not a valid event is logged with its run and skipped. A worker that
+crashes, runs out of memory, segfaults or is killed ends its run with that cause; the daemon goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+import msgspec
+
+from stratcast.daemon.events import WorkerEvent, decode_event
 from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOPPED
 from stratcast.shared.paths import HOME_ENV
 from stratcast.shared.runfiles import RunFolder
+
+log = logging.getLogger("stratcastd")
 
 MAX_LINE = 1 << 20
 """Longest stdout line read from a worker; a longer one is skipped (a worker bug, not a reason to crash)."""
@@ -28,7 +33,7 @@ MAX_LINE = 1 << 20
 SHUTDOWN_REASON = "the daemon shut down; it resumes from its checkpoint at the next start"
 """Reason of a run that a daemon shutdown stopped: the next daemon start queues such runs again."""
 
-OnEvent = Callable[[int, dict[str, Any]], None]
+OnEvent = Callable[[int, WorkerEvent], None]
 OnExit = Callable[[int, "Ending"], Awaitable[None]]
 
 
@@ -134,10 +139,11 @@ class Runner:
             try:
                 line = await w.proc.stdout.readline()
             except ValueError:  # a line over MAX_LINE: skip what is buffered
+                log.warning("run %d: skipped a worker event line over %d bytes", w.run, MAX_LINE)
                 continue
             if not line:
                 break
-            event = _parse(line)
+            event = _parse(w.run, line)
             if event is not None:
                 self.on_event(w.run, event)
         code = await w.proc.wait()
@@ -188,10 +194,10 @@ def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals, *, group: boo
         pass
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
-    """One JSON event line from a worker, or None for anything else (never trusted beyond a dict)."""
+def _parse(run: int, line: bytes) -> WorkerEvent | None:
+    """The event of one line from ``run``'s worker, or None (logged) for a line that is not a valid event."""
     try:
-        event = json.loads(line)
-    except ValueError:
+        return decode_event(line)
+    except msgspec.DecodeError as exc:  # a worker bug: the run goes on, so does the daemon
+        log.warning("run %d: skipped a worker event line that is not a valid event (%s): %.200r", run, exc, line)
         return None
-    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import psutil
 import zmq
@@ -28,6 +28,21 @@ import zmq.asyncio
 from stratcast.daemon import sdnotify
 from stratcast.daemon.channels import Channel, open_ipc, open_tcp
 from stratcast.daemon.dispatch import handle_request
+from stratcast.daemon.events import (
+    CheckpointSaved,
+    MemorySampled,
+    PlanChosen,
+    ProgressReported,
+    RanOutOfMemory,
+    RunFailed,
+    RunFinished,
+    RunStopped,
+    WarningGiven,
+    WorkerEvent,
+    WorkerStarted,
+    event_fields,
+    event_kind,
+)
 from stratcast.daemon.history import SERIES, HistoryWriter
 from stratcast.daemon.queue import DeviceView, plan
 from stratcast.daemon.runner import SHUTDOWN_REASON, Ending, Runner
@@ -394,32 +409,39 @@ class Daemon:
 
     # -- workers -----------------------------------------------------------------------------------------------
 
-    def _worker_event(self, run: int, event: dict[str, Any]) -> None:
-        kind = event.pop("event")
+    def _worker_event(self, run: int, event: WorkerEvent) -> None:
+        kind, fields = event_kind(event), event_fields(event)
         if kind in SERIES:
-            self.history.append(run, kind, event)
-        if kind == "progress":
-            self.publish("progress", {"run": run, **event})
-            self.telemetry.add_run_sample(run, {"kind": "progress", **event})
-            if time.monotonic() - self._saved.get(run, 0.0) >= PROGRESS_SAVE_S:
-                self._saved[run] = time.monotonic()
-                self.db.update_run(run, progress=event)
-            self._progress[run] = event
-        elif kind == "memory":
-            self._memory[run] = event
-            self.telemetry.add_run_sample(run, {"kind": "memory", **event})
-        elif kind == "checkpoint":
-            self.db.add_event(run, "checkpoint", event)
-            self.update_run(run, checkpoint=str(event.get("path", "")))
-        elif kind == "stopped":  # progress events are throttled: record the step the run really stopped at
-            self._progress[run] = {**self._progress.get(run, {}), "step": event.get("step")}
-            path = str(event.get("path", ""))
-            if path != self.db.get_run(run).checkpoint:  # the stop's checkpoint came as its own event already
-                self.db.add_event(run, "checkpoint", event)
-            self.update_run(run, checkpoint=path)
-        elif kind in ("oom", "plan", "warning"):
-            self.db.add_event(run, kind, event)
-            self.publish(kind, {"run": run, **event})
+            self.history.append(run, kind, fields)
+        match event:
+            case ProgressReported():
+                self._progress_reported(run, fields)
+            case MemorySampled():
+                self._memory[run] = fields
+                self.telemetry.add_run_sample(run, {"kind": "memory", **fields})
+            case CheckpointSaved(path=path):
+                self.db.add_event(run, "checkpoint", fields)
+                self.update_run(run, checkpoint=path)
+            case RunStopped(path=path, step=step):  # progress is throttled: record the step the run really stopped at
+                self._progress[run] = {**self._progress.get(run, {}), "step": step}
+                if path != self.db.get_run(run).checkpoint:  # the stop's checkpoint came as its own event already
+                    self.db.add_event(run, "checkpoint", fields)
+                self.update_run(run, checkpoint=path)
+            case RanOutOfMemory() | PlanChosen() | WarningGiven():
+                self.db.add_event(run, kind, fields)
+                self.publish(kind, {"run": run, **fields})
+            case WorkerStarted() | RunFinished() | RunFailed():
+                pass  # the daemon records a start and an ending itself, from the process
+            case _:
+                assert_never(event)  # mypy: a new event kind must be handled here
+
+    def _progress_reported(self, run: int, fields: dict[str, Any]) -> None:
+        self.publish("progress", {"run": run, **fields})
+        self.telemetry.add_run_sample(run, {"kind": "progress", **fields})
+        if time.monotonic() - self._saved.get(run, 0.0) >= PROGRESS_SAVE_S:
+            self._saved[run] = time.monotonic()
+            self.db.update_run(run, progress=fields)
+        self._progress[run] = fields
 
     async def _worker_exit(self, run: int, ending: Ending) -> None:
         fields: dict[str, Any] = {"state": ending.state, "reason": ending.reason, "exit": ending.exit, "pid": None}

@@ -16,40 +16,17 @@ sets ``CUDA_VISIBLE_DEVICES`` (so the assigned GPU is ``cuda:0``) and
 **stderr** is the human log: the job's lines, progress lines, warnings, and on failure a one-line summary
 followed by the full traceback. Stray writes to stdout (a library's ``print``) land there too.
 
-**stdout** carries machine events, one JSON object per line, each flushed as written::
+**stdout** carries machine events (:mod:`stratcast.daemon.events`), one JSON line each, flushed as written:
+``started``, ``plan``, ``progress``, ``memory``, ``checkpoint``, ``oom``, ``warning``, then one of ``finished``,
+``stopped`` or ``failed``.
 
-    {"event": "started", "pid": 4242, "device": "cuda:0", "resume": "RUN_DIR/checkpoints/step-00000120.pt"}
-    {"event": "plan", "micro_batch": 512, "batch_size": 1024, "budget": 7247757312, "predicted_peak": 6012954214,
-     "measured_peak": 6006243328, "probes": [{"micro_batch": 256, "peak": 3154116608}, ...], "oom_probes": [],
-     "source": "probe", "levers": ["Batch 1024 is predicted at ...", ...], "device": "cuda:0", "seconds": 0.8}
-    {"event": "progress", "step": 130, "max_steps": 1000, "epoch": 0.4, "train_loss": 0.21, "val_loss": null,
-     "best_val_loss": 0.19, "windows_per_s": 52000.0, "eta_s": 31.2, "learning_rate": 0.00093, "micro_batch": 512}
-    {"event": "memory", "allocated": 1073741824, "reserved": 2147483648, "peak": 1610612736, "oom_count": 0,
-     "rss": 912261120}
-    {"event": "checkpoint", "path": "RUN_DIR/checkpoints/step-00000200.pt", "step": 200}
-    {"event": "oom", "time": 1763900000.5, "step": 201, "phase": "forward/backward", "old_micro_batch": 1024,
-     "new_micro_batch": 512, "allocated": 7516192768, "reserved": 8053063680, "rss": 912261120,
-     "error": "CUDA out of memory. Tried to allocate ..."}
-    {"event": "finished", "out": "RUN_DIR/out", "metrics": {...the content of metrics.json...}}
-    {"event": "stopped", "path": "RUN_DIR/checkpoints/step-00000214.pt", "step": 214}
-    {"event": "failed", "exit": 3, "error": "DataError: ..."}
-
-``plan`` is the run's memory plan (a :class:`~stratcast.daemon.engine.runplan.RunPlan`), sent once before
-training, on every start and resume: ``source`` is ``probe`` (measured now), ``cache`` (a plan measured before for
-the same model, shapes, precision, GPU and torch), ``cpu`` (no CUDA: the whole batch, nothing measured) or
-``fixed`` (``micro_batch_size`` was set); ``budget``, the peaks and ``probes`` (bytes) are null or empty for the
-last two; ``oom_probes`` lists the micro-batches whose probe ran out of memory; ``levers`` says whether bf16
-autocast or activation checkpointing would make the whole batch fit. ``micro_batch`` 0 means nothing fits: a
+``plan`` is sent once before training, on every start and resume; when its ``micro_batch`` is 0 (nothing fits) a
 ``failed`` event with the out-of-memory exit follows. ``progress`` follows a
 :class:`~stratcast.daemon.engine.trainparts.Progress` at most every :data:`PROGRESS_EVENT_EVERY_S` (always for
-validation checks and the last step); its ``micro_batch`` is the one in use (halved after an OOM, grown back
-later). ``memory`` goes with a progress report when the last one is at least :data:`MEMORY_EVERY_S` old, and
-before ``finished``, ``stopped`` and ``failed`` (CUDA allocator figures in bytes for the worker's device, zeros on
-the CPU; ``peak`` is since the start of the latest training step, which resets it; ``rss`` is the process's
-resident memory); NaN losses are ``null``. ``resume`` is null for a fresh start. ``oom`` reports every
-out-of-memory error (an :class:`~stratcast.daemon.engine.oom.OomEvent`): a ``forward/backward`` one is retried
-with ``new_micro_batch`` (0: nothing smaller was left, the run ends), an ``optimizer`` one ends the run so it
-resumes from its last checkpoint; both endings exit :attr:`WorkerExit.OUT_OF_MEMORY` after a ``failed`` event.
+validation checks and the last step). ``memory`` goes with a progress report when the last one is at least
+:data:`MEMORY_EVERY_S` old, and before ``finished``, ``stopped`` and ``failed``. ``oom`` reports every
+out-of-memory error; when the run cannot go on (nothing smaller to retry with, or the optimizer step ran out) the
+worker exits :attr:`WorkerExit.OUT_OF_MEMORY` after a ``failed`` event.
 
 **Signals:** the first SIGTERM or SIGINT asks for a stop: training ends at the next step boundary, a checkpoint is
 written and the worker exits :attr:`WorkerExit.STOPPED`. A second one exits at once with
@@ -62,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -73,11 +49,25 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 import msgspec
 import psutil
 
+from stratcast.daemon.events import (
+    CheckpointSaved,
+    MemorySampled,
+    PlanChosen,
+    ProgressReported,
+    RanOutOfMemory,
+    RunFailed,
+    RunFinished,
+    RunStopped,
+    WarningGiven,
+    WorkerEvent,
+    WorkerStarted,
+    encode_event,
+)
 from stratcast.shared import runfiles
 from stratcast.shared.protocol import JobSpec
 from stratcast.shared.runfiles import Outputs, RunFolder
@@ -85,6 +75,9 @@ from stratcast.shared.runfiles import Outputs, RunFolder
 if TYPE_CHECKING:
     import torch
 
+    from stratcast.daemon.engine.advice import RunWarning
+    from stratcast.daemon.engine.oom import OomEvent
+    from stratcast.daemon.engine.runplan import RunPlan
     from stratcast.daemon.engine.spec import RunSpec
     from stratcast.daemon.engine.trainparts import Progress
 
@@ -172,7 +165,7 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     resume_from = latest_checkpoint(RunFolder(run_dir).checkpoints, log=log) if args.resume else None
     if args.resume and resume_from is None:
         log(f"no usable checkpoint in {RunFolder(run_dir).checkpoints}: starting from scratch")
-    events.emit("started", pid=os.getpid(), device=str(device), resume=_str(resume_from))
+    events.emit(WorkerStarted(pid=os.getpid(), device=str(device), resume=_str(resume_from)))
     limit_memory(device, args.memory_gib)
     memory = MemoryReporter(device, events)
     events.memory = memory
@@ -191,10 +184,10 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     )
     memory.report(force=True)
     if result.fit.interrupted:
-        events.emit("stopped", path=_str(result.checkpoint), step=result.fit.steps)
+        events.emit(RunStopped(path=str(result.checkpoint), step=result.fit.steps))
         return WorkerExit.STOPPED
     metrics = json.loads(Outputs(result.out_dir).metrics.read_text())
-    events.emit("finished", out=str(result.out_dir), metrics=metrics)
+    events.emit(RunFinished(out=str(result.out_dir), metrics=metrics))
     log(f"finished: outputs in {result.out_dir}")
     return WorkerExit.OK
 
@@ -262,7 +255,7 @@ def fail(exc: Exception, events: Events) -> int:
         sys.stderr.flush()
     if events.memory is not None:
         events.memory.report(force=True)
-    events.emit("failed", exit=int(code), error=summary)
+    events.emit(RunFailed(exit=int(code), error=summary))
     return code
 
 
@@ -301,7 +294,6 @@ class Events:
         """Called once if the reader goes away (the daemon died): the worker then stops with a checkpoint."""
         self.memory: MemoryReporter | None = None
         """Set once the device is known, so that a failure can send a last ``memory`` event."""
-        self._encoder = msgspec.json.Encoder()
 
     @classmethod
     def take_stdout(cls) -> Events:
@@ -311,32 +303,32 @@ class Events:
         os.dup2(2, 1)
         return cls(stream)
 
-    def emit(self, event: str, **fields: Any) -> None:
+    def emit(self, event: WorkerEvent) -> None:
         """Write one event line and flush it."""
         if self.stream is None:
             return
         try:
-            self.stream.write(self._encoder.encode({"event": event, **fields}) + b"\n")
+            self.stream.write(encode_event(event))
             self.stream.flush()
         except (BrokenPipeError, ConnectionResetError):
             self._broken()
 
     def checkpoint_saved(self, path: Path, step: int) -> None:
         """The job's checkpoint callback: a ``checkpoint`` event and a log line."""
-        self.emit("checkpoint", path=str(path), step=step)
+        self.emit(CheckpointSaved(path=str(path), step=step))
         log(f"checkpoint {path.name}")
 
-    def plan(self, plan: Any) -> None:
+    def plan(self, plan: RunPlan) -> None:
         """The job's plan callback: a ``plan`` event (the job logs the plan itself)."""
-        self.emit("plan", **plan.to_dict())
+        self.emit(msgspec.convert(plan.to_dict(), PlanChosen))
 
-    def warning(self, warning: Any) -> None:
+    def warning(self, warning: RunWarning) -> None:
         """The job's warning callback: a ``warning`` event with its ``kind`` and ``message`` (the job logs it)."""
-        self.emit("warning", **dataclasses.asdict(warning))
+        self.emit(msgspec.convert(warning, WarningGiven, from_attributes=True))
 
-    def oom(self, event: Any) -> None:
+    def oom(self, event: OomEvent) -> None:
         """The job's OOM callback: an ``oom`` event and a log line."""
-        self.emit("oom", **dataclasses.asdict(event))
+        self.emit(msgspec.convert(event, RanOutOfMemory, from_attributes=True))
         then = "giving up" if event.new_micro_batch == 0 else f"retrying with micro-batch {event.new_micro_batch}"
         if event.phase == "optimizer":
             then = "rolling back to the last checkpoint"
@@ -360,7 +352,7 @@ class MemoryReporter:
         self.process = psutil.Process()
         self.last = float("-inf")
 
-    def sample(self) -> dict[str, int]:
+    def sample(self) -> MemorySampled:
         """Allocated, reserved and peak bytes, OOMs seen (zeros off CUDA), and the resident set size."""
         import torch
 
@@ -372,14 +364,14 @@ class MemoryReporter:
                 "peak": torch.cuda.max_memory_allocated(self.device),
                 "oom_count": int(torch.cuda.memory_stats(self.device).get("num_ooms", 0)),
             }
-        return {**figures, "rss": self.process.memory_info().rss}
+        return MemorySampled(**figures, rss=self.process.memory_info().rss)
 
     def report(self, force: bool = False) -> None:
         """Send a ``memory`` event unless one went out less than :data:`MEMORY_EVERY_S` ago (``force``: send)."""
         now = time.monotonic()
         if force or now - self.last >= MEMORY_EVERY_S:
             self.last = now
-            self.events.emit("memory", **self.sample())
+            self.events.emit(self.sample())
 
 
 class ProgressReporter:
@@ -396,7 +388,7 @@ class ProgressReporter:
         now = time.monotonic()
         if p.val_loss is not None or p.step == p.max_steps or now - self.last_event >= PROGRESS_EVENT_EVERY_S:
             self.last_event = now
-            self.events.emit("progress", **dataclasses.asdict(p))
+            self.events.emit(msgspec.convert(p, ProgressReported, from_attributes=True))
             self.memory.report()
         if p.val_loss is not None or p.step == p.max_steps or now - self.last_line >= PROGRESS_LINE_EVERY_S:
             self.last_line = now

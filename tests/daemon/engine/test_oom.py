@@ -1,6 +1,5 @@
 """OOM recovery in place, driven by the ``STRATCAST_FAULT_OOM_ABOVE`` testing aid on the CPU."""
 
-import json
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from stratcast.daemon.engine.oom import (
 from stratcast.daemon.worker import WorkerExit
 from stratcast.shared.protocol import JobSpec
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
+from tests.daemon.test_worker import parse
 
 DROPOUT = 0.2
 """dropout on: a retried step must also restore the global RNG to draw the same masks as an unfailed run."""
@@ -158,7 +158,7 @@ def run_worker(run_dir, data, fault):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", FAULT_ENV: str(fault)}
     cmd = [sys.executable, "-m", "stratcast.daemon.worker", str(run_dir), "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
-    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr.decode()
+    return proc.returncode, [parse(line) for line in proc.stdout.splitlines()], proc.stderr.decode()
 
 
 def test_the_worker_sends_oom_events_and_finishes_after_recovering(tmp_path, panel_file):
