@@ -90,14 +90,14 @@ def test_a_nan_loss_goes_as_null_and_comes_back_as_none():
     assert isinstance(event, ProgressReported) and event.train_loss is None
 
 
-async def watch(lines: list[bytes], run: int):
+async def watch(lines: list[bytes], run: int, on_event=None):
     """The events a runner hands on from a process that writes ``lines``, and how that process ended."""
     got, ended = [], []
 
     async def on_exit(run, ending):
         ended.append((run, ending.state))
 
-    runner = Runner(lambda run, event: got.append((run, event)), on_exit)
+    runner = Runner(on_event or (lambda run, event: got.append((run, event))), on_exit)
     script = f"import sys; sys.stdout.buffer.write(bytes.fromhex({b''.join(lines).hex()!r}))"
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE)
     await runner._watch(Worker(run, proc, "cpu"))
@@ -119,3 +119,19 @@ def test_a_bad_worker_line_is_logged_with_its_run_and_skipped_and_the_lines_afte
     assert ended == [(7, "succeeded")]
     skipped = [r.getMessage() for r in caplog.records if "run 7" in r.getMessage()]
     assert len(skipped) == len(bad) and all("skipped" in message for message in skipped)
+
+
+def test_a_failure_handling_one_event_is_logged_and_the_runs_ending_still_recorded(caplog):
+    seen = []
+
+    def on_event(run, event):
+        seen.append(event)
+        if isinstance(event, ProgressReported):
+            raise KeyError("a bug in the daemon's handling")
+
+    lines = [encode_event(PROGRESS), encode_event(CheckpointSaved(path="/c.pt", step=10))]
+    with caplog.at_level(logging.ERROR, logger="stratcastd"):
+        _, ended = asyncio.run(watch(lines, run=7, on_event=on_event))
+    assert seen == [PROGRESS, CheckpointSaved(path="/c.pt", step=10)]
+    assert ended == [(7, "succeeded")]
+    assert any("run 7" in r.getMessage() and "ProgressReported" in r.getMessage() for r in caplog.records)

@@ -144,8 +144,12 @@ class Runner:
             if not line:
                 break
             event = _parse(w.run, line)
-            if event is not None:
+            if event is None:
+                continue
+            try:
                 self.on_event(w.run, event)
+            except Exception:  # a bug in handling one event must not lose the run's ending: log it, read on
+                log.exception("run %d: handling its worker's %s event failed", w.run, type(event).__name__)
         code = await w.proc.wait()
         self.workers.pop(w.run, None)
         await self.on_exit(w.run, classify(code, w))
