@@ -1,4 +1,4 @@
-from stratcast.shared.report import results_text, skill_table, table, top_table, trailing_window
+from stratcast.shared.report import models_text, results_text, skill_table, table, top_table, trailing_window
 
 
 def test_table_aligns_numbers_right_and_text_left():
@@ -73,3 +73,14 @@ def test_results_without_a_holdout_list_the_runs_warnings_with_the_picks():
     assert "Best strategy: 9" in text
     assert "- warning: loss=mae on a panel with 40% zeros" in text
     assert "1 of the top 1 lost money" in text
+
+
+def test_a_models_heading_names_its_own_training_defaults_and_only_when_it_has_some():
+    def model(name, train_defaults):
+        return {"name": name, "summary": "s", "paper": "p", "stackable": True, "train_defaults": train_defaults}
+
+    lr = {"name": "learning_rate", "default": 0.001, "lo": None, "hi": None, "help": "peak learning rate"}
+    models = [model("patchtst", {"learning_rate": 0.0001}) | {"params": []}, model("dlinear", {}) | {"params": []}]
+    lines = models_text({"models": models, "train_options": [lr]}).splitlines()
+    assert lines[0] == "patchtst: s (p) (training defaults: learning_rate=0.0001)"
+    assert next(line for line in lines if line.startswith("dlinear")) == "dlinear: s (p)"

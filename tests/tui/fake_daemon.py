@@ -361,7 +361,10 @@ def serve_runs(link: FakeLink) -> dict[int, str]:
 
 
 def demo_models() -> dict[str, Any]:
-    """A ``list_models`` result in the daemon's shape: three models (one batch-only) and six training options."""
+    """A ``list_models`` result in the daemon's shape: three models (one batch-only) and six training options.
+
+    ``lstm`` trains at ``learning_rate`` 1e-4 by default (its ``train_defaults``), the others at the option's 1e-3.
+    """
 
     def param(name: str, kind: str, default: Any, **fields: Any) -> dict[str, Any]:
         return {"name": name, "type": kind, "default": default, "lo": None, "hi": None, "choices": None} | fields
@@ -389,10 +392,11 @@ def demo_models() -> dict[str, Any]:
         param("loss", "str", "mse", choices=["mse", "mae", "huber", "quantile"], help="training loss"),
         param("pad_start", "bool", False, choices=[False, True], help="windows before a series' start"),
     ]
+    train_defaults = {"lstm": {"learning_rate": 0.0001}}
     return {
         "models": [
             {"name": name, "summary": f"{name} model", "paper": "Someone et al., 2024", "stackable": stackable}
-            | {"checkpointing": False, "params": params}
+            | {"checkpointing": False, "train_defaults": train_defaults.get(name, {}), "params": params}
             for name, stackable, params in models
         ],
         "train_options": train,

@@ -71,3 +71,12 @@ def test_problems_of_the_job_the_placement_and_the_timetable_come_together():
 def test_a_cron_timetable_carries_its_time_zone():
     texts = {**BASE, "repeat": "cron", "cron": " 0  6 * * 1 ", "timezone": "Asia/Tokyo"}
     assert read_form(texts, MODELS["dlinear"], TRAIN)[2] == Timetable(cron="0 6 * * 1", timezone="Asia/Tokyo")
+
+
+def test_a_models_own_training_defaults_replace_the_options_and_decide_what_is_sent():
+    lstm = MODELS["lstm"]
+    assert {p.name: p.default for p in lstm.train_options(TRAIN)}["learning_rate"] == 0.0001
+    assert {p.name: p.default for p in MODELS["dlinear"].train_options(TRAIN)}["learning_rate"] == 0.001
+    texts = {**BASE, "train-learning_rate": "0.001", "train-max_steps": "1000"}
+    assert read_form(texts, lstm, TRAIN)[0].sets == ["learning_rate=0.001"]
+    assert read_form(texts, MODELS["dlinear"], TRAIN)[0].sets == []

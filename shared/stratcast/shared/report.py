@@ -123,10 +123,15 @@ def results_text(metrics: Mapping[str, Any], top: Sequence[Mapping[str, Any]], l
 
 
 def models_text(result: Mapping[str, Any]) -> str:
-    """``stratcast models`` and ``stratcastd models``: each model's parameters, then the training options."""
+    """``stratcast models`` and ``stratcastd models``: each model's parameters, then the training options.
+
+    A model's heading names the training options it trains with in place of their defaults (its ``train_defaults``).
+    """
     blocks = []
     for m in result["models"]:
-        head = f"{m['name']}: {m['summary']} ({m['paper']}){'' if m['stackable'] else ' [batch mode only]'}"
+        own = ", ".join(f"{k}={_default(v)}" for k, v in (m.get("train_defaults") or {}).items())
+        head = f"{m['name']}: {m['summary']} ({m['paper']}){f' (training defaults: {own})' if own else ''}"
+        head += "" if m["stackable"] else " [batch mode only]"
         rows = [[p["name"], _default(p["default"]), _range(p), p["help"]] for p in m["params"]]
         blocks.append(head + "\n  " + table(["parameter", "default", "range", "help"], rows).replace("\n", "\n  "))
     options = [[p["name"], _default(p["default"]), _range(p), p["help"]] for p in result.get("train_options", [])]

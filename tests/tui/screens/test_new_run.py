@@ -208,3 +208,55 @@ def test_escape_leaves_without_sending_and_the_form_fits_80_by_24():
         assert [type(c) for c in app.link.calls] == [ListModels]
 
     run_form(body, size=(80, 24))
+
+
+async def show_training_options(screen, pilot, model):
+    screen.query_one("#model", Select).value = model
+    screen.query_one("#train-box").collapsed = False
+    await pilot.pause()
+
+
+def test_the_training_options_show_the_chosen_models_own_defaults():
+    async def body(app, pilot):
+        screen = app.screen
+        await show_training_options(screen, pilot, "lstm")  # lstm trains at 1e-4 (its train_defaults)
+        assert screen.query_one("#train-learning_rate", Input).value == "0.0001"
+        assert "(default 0.0001," in screen.query_one("#field-train-learning_rate", Field).help
+        assert screen.query_one("#train-max_steps", Input).value == "1000"  # not in its train_defaults
+
+    run_form(body)
+
+
+def test_changing_the_model_updates_untouched_training_fields_and_keeps_the_ones_typed_in():
+    async def body(app, pilot):
+        screen = app.screen
+        await show_training_options(screen, pilot, "nhits")
+        fill(screen, **{"train-max_steps": "500"})
+        screen.query_one("#model", Select).value = "lstm"
+        await pilot.pause()
+        assert screen.query_one("#train-learning_rate", Input).value == "0.0001"
+        assert screen.query_one("#train-max_steps", Input).value == "500"
+        screen.query_one("#model", Select).value = "dlinear"
+        await pilot.pause()
+        assert screen.query_one("#train-learning_rate", Input).value == "0.001"
+        assert "(default 0.001," in screen.query_one("#field-train-learning_rate", Field).help
+        fill(screen, **{"train-learning_rate": "0.01"})
+        screen.query_one("#model", Select).value = "lstm"
+        await pilot.pause()
+        assert screen.query_one("#train-learning_rate", Input).value == "0.01"
+
+    run_form(body)
+
+
+@pytest.mark.parametrize(("text", "sets"), [("0.001", ["learning_rate=0.001"]), ("1e-4", [])])
+def test_a_training_option_is_sent_when_it_differs_from_what_the_chosen_model_would_train_with(text, sets):
+    async def body(app, pilot):
+        screen = app.screen
+        await show_training_options(screen, pilot, "lstm")
+        fill(screen, data=DATA, **{"train-learning_rate": text})  # 0.001: the trainer's default, not lstm's
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        (submit,) = sent(app, Submit)
+        assert submit.job == JobSpec(data=DATA, model="lstm", sets=sets)
+
+    run_form(body)

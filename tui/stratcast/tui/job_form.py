@@ -3,11 +3,15 @@
 The form knows models only from the daemon's ``list_models`` reply (:func:`read_models`); each parameter there
 has a type name, a default, perhaps a range or choices, and help. Parameters are shown prefilled with their
 defaults and only the changed ones are sent, as ``--set key=value`` items (``sets``), so a run records exactly
-what its author chose. Every field is checked here, before anything is sent; the daemon checks again.
+what its author chose. A model may train with defaults of its own (its ``train_defaults``, e.g. a lower learning
+rate): the training options are shown with, and compared against, the chosen model's defaults
+(:meth:`ModelInfo.train_options`), which are what the run would use. Every field is checked here, before anything
+is sent; the daemon checks again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -130,12 +134,21 @@ class ModelInfo:
     stackable: bool = True
     """False: batch mode only (no per-strategy training)."""
     params: tuple[Param, ...] = ()
+    train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Training options this model trains with unless the job sets them, in place of the options' own defaults."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> ModelInfo:
         """From one entry of ``models``."""
         params = tuple(Param.from_wire(p) for p in m.get("params", []))
-        return cls(m["name"], m.get("summary", ""), m.get("paper", ""), bool(m.get("stackable", True)), params)
+        stackable = bool(m.get("stackable", True))
+        defaults = dict(m.get("train_defaults") or {})
+        return cls(m["name"], m.get("summary", ""), m.get("paper", ""), stackable, params, defaults)
+
+    def train_options(self, train: Sequence[Param]) -> list[Param]:
+        """The training options with the defaults a run of this model would use (its ``train_defaults`` win)."""
+        own = self.train_defaults
+        return [dataclasses.replace(p, default=own[p.name]) if p.name in own else p for p in train]
 
 
 def read_models(result: Mapping[str, Any]) -> tuple[dict[str, ModelInfo], list[Param]]:
@@ -202,7 +215,8 @@ def _job(r: _Reader, model: ModelInfo | None, train: Sequence[Param]) -> JobSpec
     horizon = r.take("horizon", lambda t: validate.whole_number(t, lo=1), optional=True)
     input_size = r.take("input_size", lambda t: validate.whole_number(t, lo=1), optional=True)
     holdout = r.take("holdout", lambda t: validate.whole_number(t, lo=0), optional=True)
-    sets = _sets(r, model.params if model else (), [p for p in train if p.name not in JOB_FIELDS])
+    options = model.train_options(train) if model else train
+    sets = _sets(r, model.params if model else (), [p for p in options if p.name not in JOB_FIELDS])
     if r.problems or data is None or model is None:
         return None
     return JobSpec(

@@ -48,8 +48,13 @@ def param_field(prefix: str, p: Param) -> Field:
         control = _select(key, [(p.text(c), p.text(c)) for c in p.choices], p.default_text)
     else:
         control = _input(key, p.default_text)
+    return Field(f"  {p.name}", control, help=param_help(p))
+
+
+def param_help(p: Param) -> str:
+    """A parameter's help with its default and range, for the hint line."""
     limits = f", {p.range_text}" if p.range_text else ""
-    return Field(f"  {p.name}", control, help=f"{p.help} (default {p.default_text}{limits})")
+    return f"{p.help} (default {p.default_text}{limits})"
 
 
 def check_summary(result: Mapping[str, Any]) -> Text:
@@ -85,6 +90,8 @@ class NewRunScreen(Screen[None]):
         self.schedule = schedule
         self.models: dict[str, ModelInfo] = {}
         self.train_options: list[Param] = []
+        self.shown_train: list[Param] = []
+        """The training options as their mounted fields show them: with the defaults of the model chosen then."""
         self.checked: JobSpec | None = None
         """The last job the daemon's data check accepted; submitting it again needs no new check."""
         self.busy = False
@@ -190,8 +197,33 @@ class NewRunScreen(Screen[None]):
         """Mount the training options' fields when first shown (a long list: the form opens faster without)."""
         box = self.query_one("#train", Vertical)
         if not box.children:
-            options = [p for p in self.train_options if p.name not in JOB_FIELDS]
-            await box.mount_all(param_field("train", p) for p in options)
+            self.shown_train = self._train_fields_for(self.models.get(self.query_one("#field-model", Field).text))
+            await box.mount_all(param_field("train", p) for p in self.shown_train)
+
+    def _train_fields_for(self, model: ModelInfo | None) -> list[Param]:
+        """The training options the form asks for, with the defaults a run of ``model`` would use."""
+        options = model.train_options(self.train_options) if model else self.train_options
+        return [p for p in options if p.name not in JOB_FIELDS]
+
+    def _follow_train_defaults(self, model: ModelInfo) -> None:
+        """Show ``model``'s training defaults in the mounted fields still at the old default; typed ones stay."""
+        new = self._train_fields_for(model)
+        for old, p in zip(self.shown_train, new, strict=True):
+            if old.default_text == p.default_text:
+                continue
+            field = self.query_one(f"#field-train-{p.name}", Field)
+            field.help = param_help(p)
+            control = field.control
+            if self._untouched(old, field.text) and isinstance(control, Input | Select):
+                control.value = p.default_text
+        self.shown_train = new
+
+    @staticmethod
+    def _untouched(p: Param, text: str) -> bool:
+        try:
+            return not p.changed(text)
+        except ValueError:  # text that is no value at all was typed in
+            return False
 
     @on(Select.Changed, "#model")
     async def _model_changed(self, event: Select.Changed) -> None:
@@ -206,6 +238,8 @@ class NewRunScreen(Screen[None]):
         about.append("" if model.stackable else " · batch mode only", style="yellow")
         self.query_one("#model-about", Static).update(about)
         await box.mount_all(param_field("param", p) for p in model.params)
+        if self.shown_train:
+            self._follow_train_defaults(model)
 
     # -- schedule ------------------------------------------------------------------------------------------------
 
