@@ -28,19 +28,10 @@ STARTUP_S = 60.0
 PRINT_EVERY_S = 2.0
 
 
-def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
-    """Serve, submit, follow, print; the exit code says how the run ended."""
+def run_demo(args: argparse.Namespace, job: JobSpec) -> int:
+    """Serve, submit ``job``, follow, print; the exit code says how the run ended."""
     home = demo_home(Path(args.out) / "daemon")
     daemon = None if answers(home) else start_daemon(home)
-    job = JobSpec(
-        data=str(data.absolute()),
-        model=args.model,
-        mode=args.mode,
-        horizon=args.horizon,
-        input_size=args.input_size,
-        holdout=args.holdout,
-        sets=sets,
-    )
     try:
         with Client(home) as client:
             run = client.call(Submit(job=job))["run"]
