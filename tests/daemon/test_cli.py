@@ -1,9 +1,15 @@
 """``stratcastd``'s command line: options of ``serve`` without the word, the demo's device."""
 
+import contextlib
+import json
+from typing import ClassVar
+
+import pandas as pd
 import pytest
 
-from stratcast.daemon import cli
+from stratcast.daemon import cli, embedded
 from stratcast.shared.errors import ExitCode
+from stratcast.shared.protocol import ShowRun, Submit
 
 
 @pytest.fixture
@@ -51,3 +57,44 @@ def test_the_demo_through_a_daemon_refuses_a_gpu_device_naming_no_daemon(tmp_pat
     assert exit_.value.code == ExitCode.USAGE
     assert "--no-daemon" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
+
+
+class FinishingClient:
+    """A demo daemon whose run has already succeeded, with its outputs in ``run_dir``."""
+
+    run_dir = None
+    hello: ClassVar[dict[str, str]] = {"daemon": "0.0"}
+
+    def __init__(self, home, timeout_s=None):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def subscribe(self, idle_timeout_s=None):
+        return contextlib.nullcontext()
+
+    def call(self, request):
+        if isinstance(request, Submit):
+            return {"run": {"id": 1}}
+        assert isinstance(request, ShowRun)
+        return {"run": {"id": 1, "state": "succeeded", "device": "cpu", "out": str(self.run_dir)}}
+
+
+def test_the_demo_through_its_daemon_prints_only_json_on_stdout_with_json(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run" / "out"
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text(json.dumps({"mase": 0.9}))
+    pd.DataFrame({"No.": [7], "score": [1.5]}).to_parquet(out / "summary.parquet")
+    FinishingClient.run_dir = tmp_path / "run"
+    monkeypatch.setattr(embedded, "answers", lambda home: True)
+    monkeypatch.setattr(embedded, "Client", FinishingClient)
+    argv = ["demo", "--out", str(tmp_path / "demo"), "--strategies", "3", "--weeks", "40", "--json"]
+    assert cli.main(argv) == ExitCode.OK
+    said = capsys.readouterr()
+    result = json.loads(said.out)
+    assert result == {"out": str(out), "device": "cpu", "metrics": {"mase": 0.9}, "top": [{"No.": 7, "score": 1.5}]}
+    assert "run 1 queued" in said.err

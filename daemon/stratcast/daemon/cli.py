@@ -173,7 +173,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(json.dumps({"out": str(result.out_dir), "stopped": True, "checkpoint": str(result.checkpoint)}))
         print(f"continue with: stratcastd run --resume {result.out_dir}", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    print_result(result, args.json)
+    print_result(result.out_dir, result.device, result.metrics, result.top, args.json)
     return ExitCode.OK
 
 
@@ -274,7 +274,8 @@ def _demo_epilog() -> str:
     """What the demo sets on top of the engine's defaults, for ``demo --help``."""
     options = ", ".join(f"{k}={v}" for k, v in DEMO_OPTIONS.items())
     models = "; ".join(f"{m}: {', '.join(sets)}" for m, sets in DEMO_MODEL_PARAMS.items())
-    return f"The demo sets {options} (--set overrides them) and, per model, {models}."
+    devices = "Its daemon takes --device auto or cpu; other devices need --no-daemon."
+    return f"The demo sets {options} (--set overrides them) and, per model, {models}. {devices}"
 
 
 def write_demo_panel(args: argparse.Namespace) -> Path:
@@ -288,19 +289,14 @@ def write_demo_panel(args: argparse.Namespace) -> Path:
     return path
 
 
-def print_result(result: Any, as_json: bool) -> None:
+def print_result(out: Path, device: str | None, metrics: Any, top: list[dict[str, Any]], as_json: bool) -> None:
     """The top strategies and the skill table, or one JSON object."""
     if as_json:
-        payload = {
-            "out": str(result.out_dir),
-            "device": result.device,
-            "metrics": result.metrics,
-            "top": result.top,
-        }
+        payload = {"out": str(out), "device": device, "metrics": metrics, "top": top}
         print(json.dumps(payload, indent=2, default=str))
         return
     print()
-    print(results_text(result.metrics, result.top, where=str(result.out_dir)))
+    print(results_text(metrics, top, where=str(out)))
 
 
 class StopFlag:
