@@ -22,18 +22,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import msgspec
+
 from stratcast.daemon.serve import add_arguments as add_serve_arguments
 from stratcast.daemon.serve import add_keys_arguments, make_keys, serve
 from stratcast.shared.cli import (
     add_completion_command,
     add_version,
     completion_script,
-    key_value,
-    non_negative_int,
     positive_int,
 )
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.protocol import DEFAULT_MODEL
+from stratcast.shared.jobargs import DAEMON_DEVICES, add_job_options, job_from_args
+from stratcast.shared.protocol import DEFAULT_MODEL, JobSpec
 from stratcast.shared.report import models_text, results_text
 from stratcast.shared.runfiles import RunFolder
 
@@ -43,84 +44,61 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stratcastd", description=__doc__.splitlines()[0])
     add_version(parser)
     sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="run the daemon in the foreground (the default with no command)")
+    serve = sub.add_parser(
+        "serve", help="run the daemon in the foreground (the default: `stratcastd --home DIR` serves)"
+    )
     add_serve_arguments(serve)
     keys = sub.add_parser("keys", help="create CURVE certificates for serving over TCP (--tcp)")
     add_keys_arguments(keys)
     run = sub.add_parser("run", help="run one forecasting job in the foreground (no server)")
-    add_job_arguments(run)
-    run.add_argument("--data", help="long-format parquet or CSV file (required unless --resume)")
-    run.add_argument("--model", help="model name (see `stratcastd models`; required unless --resume)")
+    add_job_options(run, program=parser.prog, unless="--resume")
     run.add_argument("--out", help="output folder (required unless --resume)")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its newest checkpoint")
     demo = sub.add_parser("demo", help="generate a demo strategy panel and forecast it", epilog=_demo_epilog())
-    add_job_arguments(demo, horizon=DEMO_DEFAULTS["horizon"], input_size=DEMO_DEFAULTS["input_size"])
-    demo.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
+    add_job_options(
+        demo,
+        program=parser.prog,
+        data=False,
+        model=DEFAULT_MODEL,
+        horizon=DEMO_HORIZON,
+        input_size=DEMO_INPUT_SIZE,
+        holdout="the horizon",
+    )
     demo.add_argument("--out", default="demo-run", help="output folder (default: ./demo-run)")
     demo.add_argument("--strategies", type=positive_int, default=1000, help="strategies in the demo panel")
     demo.add_argument("--weeks", type=positive_int, default=260, help="weeks in the demo panel")
     demo.add_argument("--no-daemon", action="store_true", help="run the job in this process instead of a daemon")
     demo.add_argument("--keep-daemon", action="store_true", help="leave the demo's daemon running afterwards")
     demo.add_argument("--no-tui", action="store_true", help="print progress lines even on a terminal")
+    for job in (run, demo):
+        job.add_argument(
+            "--json", action="store_true", help="print the result as JSON on stdout; progress goes to stderr"
+        )
     models = sub.add_parser("models", help="list every model with its parameters, defaults and ranges")
     models.add_argument("--json", action="store_true", help="print JSON")
     add_completion_command(sub, parser.prog)
     return parser
 
 
-def add_job_arguments(p: argparse.ArgumentParser, *, horizon: int = 52, input_size: int = 104) -> None:
-    """Options shared by ``run`` and ``demo`` (``horizon``, ``input_size``: the defaults their help names)."""
-    holdout = "none" if p.prog.endswith(" run") else "the horizon"
-    p.add_argument("--horizon", type=positive_int, default=None, help=f"periods to forecast (default {horizon})")
-    p.add_argument(
-        "--input-size", type=positive_int, default=None, help=f"periods each window sees (default {input_size})"
-    )
-    p.add_argument(
-        "--holdout",
-        type=non_negative_int,
-        default=None,
-        help=f"last periods kept for honest scoring (default {holdout})",
-    )
-    p.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    p.add_argument("--id-col", help="strategy id column (default: No. or unique_id)")
-    p.add_argument("--time-col", help="time column (default: week, ds, date, time or t)")
-    p.add_argument("--target-col", help="value column (default: profit or y)")
-    p.add_argument(
-        "--fill-missing",
-        choices=("error", "zero"),
-        default="error",
-        help="missing periods: error, or zero (strategy reports: a missing week means no trade)",
-    )
-    p.add_argument("--date-format", help="how text dates are written, such as %%d.%%m.%%Y (default: inferred)")
-    p.add_argument("--dayfirst", action="store_true", help="read dates such as 04/01/2016 day first")
-    p.add_argument(
-        "--set",
-        action="append",
-        type=key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="training option or model parameter",
-    )
-    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout; progress goes to stderr")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stratcastd``."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_command(sys.argv[1:] if argv is None else argv))
     if args.command == "completion":
         print(completion_script(parser, args.shell), end="")
         return ExitCode.OK
-    if args.command in (None, "serve"):
-        if args.command is None:  # `stratcastd` alone serves with the defaults
-            args = build_parser().parse_args(["serve"])
+    if args.command == "serve":
         return serve(args)
     if args.command == "keys":
         return make_keys(args)
     if args.command == "models":
         return list_models(args.json)
     if args.command == "demo" and not args.no_daemon:
+        if args.device not in DAEMON_DEVICES:  # the daemon places runs on its GPUs itself
+            parser.error(
+                f"--device {args.device}: the demo's daemon takes auto or cpu (it places runs on its GPUs itself); "
+                f"add --no-daemon to run on {args.device} in this process"
+            )
         return demo_through_daemon(args)
     if args.command == "run":
         given = [f"--{k}" for k in ("data", "model", "out") if getattr(args, k)]
@@ -134,15 +112,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(args)
 
 
+def with_command(argv: Sequence[str]) -> list[str]:
+    """``argv``, with ``serve`` first when it names no command: ``stratcastd --home DIR`` serves, as ``stratcastd``."""
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        return ["serve", *argv]
+    return list(argv)
+
+
 def demo_through_daemon(args: argparse.Namespace) -> int:
     """``demo``: the demo job submitted to a daemon of its own (see :mod:`stratcast.daemon.embedded`)."""
     from stratcast.daemon.embedded import run_demo
 
-    args.horizon = args.horizon or DEMO_DEFAULTS["horizon"]
-    args.input_size = args.input_size or DEMO_DEFAULTS["input_size"]
-    args.holdout = args.horizon if args.holdout is None else args.holdout
-    options = [f"{k}={v}" for k, v in DEMO_DEFAULTS.items() if k not in ("horizon", "input_size")]
-    return run_demo(args, write_demo_panel(args), [*options, *DEMO_MODEL_PARAMS.get(args.model, []), *args.set])
+    return run_demo(args, demo_job(args))
 
 
 def list_models(as_json: bool) -> int:
@@ -193,7 +174,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(json.dumps({"out": str(result.out_dir), "stopped": True, "checkpoint": str(result.checkpoint)}))
         print(f"continue with: stratcastd run --resume {result.out_dir}", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    print_result(result, args.json)
+    print_result(result.out_dir, result.device, result.metrics, result.top, args.json)
     return ExitCode.OK
 
 
@@ -258,53 +239,42 @@ class OomPrinter:
 
 
 def make_spec(args: argparse.Namespace) -> Any:
-    """The :class:`RunSpec` for ``run``, or for ``demo`` after writing the demo panel (holdout: the horizon)."""
-    import dataclasses
+    """The :class:`RunSpec` of ``run``, or of ``demo`` after writing the demo panel: as a daemon's worker builds it."""
+    from stratcast.daemon.engine.spec import spec_from_job
 
-    from stratcast.daemon.engine.spec import build_spec
+    job = demo_job(args) if args.command == "demo" else job_from_args(args)
+    return spec_from_job(job, out=args.out, device=args.device)
 
-    demo = args.command == "demo"
-    spec = build_spec(
-        data=str(args.data if not demo else write_demo_panel(args)),
-        model=args.model,
-        out=args.out,
-        mode=args.mode,
-        device=args.device,
-        horizon=args.horizon,
-        input_size=args.input_size,
-        holdout=args.holdout,
-        id_col=args.id_col,
-        time_col=args.time_col,
-        target_col=args.target_col,
-        fill_missing=args.fill_missing,
-        date_format=args.date_format,
-        dayfirst=args.dayfirst,
-        sets=[*DEMO_MODEL_PARAMS.get(args.model, []), *args.set] if demo else args.set,
-        base=DEMO_DEFAULTS if demo else None,
+
+def demo_job(args: argparse.Namespace) -> JobSpec:
+    """The demo's job, after writing its panel: the options given over the demo's defaults."""
+    job = job_from_args(args, data=write_demo_panel(args))
+    horizon = args.horizon or DEMO_HORIZON
+    options = {k: v for k, v in DEMO_OPTIONS.items() if k != "batch_size" or args.mode == "batch"}
+    return msgspec.structs.replace(
+        job,
+        horizon=horizon,
+        input_size=args.input_size or DEMO_INPUT_SIZE,
+        holdout=horizon if args.holdout is None else args.holdout,
+        sets=[*(f"{k}={v}" for k, v in options.items()), *DEMO_MODEL_PARAMS.get(args.model, []), *job.sets],
     )
-    if demo and args.holdout is None:
-        spec = dataclasses.replace(spec, holdout=spec.train.horizon)
-    return spec
 
 
-DEMO_DEFAULTS: dict[str, Any] = {
-    "input_size": 52,
-    "horizon": 26,
-    "max_steps": 600,
-    "batch_size": 2048,
-    "val_check_steps": 25,
-    "loss": "huber",
-}
+DEMO_HORIZON = 26
+DEMO_INPUT_SIZE = 52
+DEMO_OPTIONS: dict[str, Any] = {"max_steps": 600, "batch_size": 2048, "val_check_steps": 25, "loss": "huber"}
+"""The demo is sized to finish in well under a minute on two CPU cores. Per strategy ``batch_size`` counts
+windows of each strategy, and the per-strategy default (32) stays."""
 DEMO_MODEL_PARAMS = {"nhits": ["mlp_units=128,128"]}
 """A smaller N-HiTS than its default: the demo's weekly profits carry little signal for a large network."""
-"""The demo is sized to finish in well under a minute on two CPU cores."""
 
 
 def _demo_epilog() -> str:
     """What the demo sets on top of the engine's defaults, for ``demo --help``."""
-    options = ", ".join(f"{k}={v}" for k, v in DEMO_DEFAULTS.items() if k not in ("horizon", "input_size"))
+    options = ", ".join(f"{k}={v}" for k, v in DEMO_OPTIONS.items())
     models = "; ".join(f"{m}: {', '.join(sets)}" for m, sets in DEMO_MODEL_PARAMS.items())
-    return f"The demo sets {options} (--set overrides them) and, per model, {models}."
+    devices = "Its daemon takes --device auto or cpu; other devices need --no-daemon."
+    return f"The demo sets {options} (--set overrides them) and, per model, {models}. {devices}"
 
 
 def write_demo_panel(args: argparse.Namespace) -> Path:
@@ -318,19 +288,14 @@ def write_demo_panel(args: argparse.Namespace) -> Path:
     return path
 
 
-def print_result(result: Any, as_json: bool) -> None:
+def print_result(out: Path, device: str | None, metrics: Any, top: list[dict[str, Any]], as_json: bool) -> None:
     """The top strategies and the skill table, or one JSON object."""
     if as_json:
-        payload = {
-            "out": str(result.out_dir),
-            "device": result.device,
-            "metrics": result.metrics,
-            "top": result.top,
-        }
+        payload = {"out": str(out), "device": device, "metrics": metrics, "top": top}
         print(json.dumps(payload, indent=2, default=str))
         return
     print()
-    print(results_text(result.metrics, result.top, where=str(result.out_dir)))
+    print(results_text(metrics, top, where=str(out)))
 
 
 class StopFlag:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed, Subscriber
 from stratcast.shared.errors import ExitCode, refusal_exit_code
@@ -29,27 +29,19 @@ STARTUP_S = 60.0
 PRINT_EVERY_S = 2.0
 
 
-def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
-    """Serve, submit, follow, print; the exit code says how the run ended."""
+def run_demo(args: argparse.Namespace, job: JobSpec) -> int:
+    """Serve, submit ``job``, follow, print; the exit code says how the run ended."""
     home = demo_home(Path(args.out) / "daemon")
     daemon = None if answers(home) else start_daemon(home)
-    job = JobSpec(
-        data=str(data.absolute()),
-        model=args.model,
-        mode=args.mode,
-        horizon=args.horizon,
-        input_size=args.input_size,
-        holdout=args.holdout,
-        sets=sets,
-    )
     try:
         with Client(home) as client:
             run = client.call(Submit(job=job))["run"]
-            print(f"daemon: {client.hello.get('daemon')} at {home.control}; run {run['id']} queued", flush=True)
+            say = f"daemon: {client.hello.get('daemon')} at {home.control}; run {run['id']} queued"
+            print(say, file=_progress(args), flush=True)
             try:
                 if _wants_tui(args):
                     open_tui(home, run["id"])
-                final = _follow_to_end(client, run["id"])
+                final = _follow_to_end(client, run["id"], _progress(args))
             except KeyboardInterrupt:
                 client.call(StopRun(run=run["id"]))
                 print(f"\nstopping run {run['id']} (it checkpoints; `stratcast resume {run['id']}` continues it)")
@@ -58,7 +50,7 @@ def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
                 print(f"run {run['id']} {final['state']}: {final['reason']}", file=sys.stderr)
                 print(client.call(ReadLogs(run=run["id"], limit=8192))["text"][-4000:], file=sys.stderr)
                 return ExitCode.FAILED
-            print_results(RunFolder(Path(final["out"])).out.path)
+            print_results(RunFolder(Path(final["out"])).out.path, final.get("device"), args.json)
             return ExitCode.OK
     except RequestFailed as exc:
         print(f"stratcastd demo: the daemon refused the demo job: {exc}", file=sys.stderr)
@@ -74,7 +66,12 @@ def run_demo(args: argparse.Namespace, data: Path, sets: list[str]) -> int:
 
 
 def _wants_tui(args: argparse.Namespace) -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty() and not getattr(args, "no_tui", False)
+    return sys.stdin.isatty() and sys.stdout.isatty() and not (args.no_tui or args.json)
+
+
+def _progress(args: argparse.Namespace) -> TextIO:
+    """Where progress lines go: stderr when stdout carries the JSON result."""
+    return sys.stderr if args.json else sys.stdout
 
 
 def open_tui(home: Home, run: int) -> None:
@@ -83,13 +80,13 @@ def open_tui(home: Home, run: int) -> None:
     subprocess.run(cmd, check=False)
 
 
-def _follow_to_end(client: Client, run: int) -> dict[str, Any]:
+def _follow_to_end(client: Client, run: int, to: TextIO) -> dict[str, Any]:
     """The run's final record, printing progress lines while it is still live."""
     with client.subscribe(idle_timeout_s=30.0) as events:  # before the look, so the ending cannot slip between
         info: dict[str, Any] = client.call(ShowRun(run=run))["run"]
         if info["state"] in FINAL_STATES or info["state"] in ("stopped", "interrupted"):
             return info
-        return follow(events, run)
+        return follow(events, run, to)
 
 
 def demo_home(state: Path) -> Home:
@@ -146,8 +143,8 @@ def answers(home: Home) -> bool:
         return False
 
 
-def follow(events: Subscriber, run: int) -> dict[str, Any]:
-    """Print the run's progress every few seconds until it ends; its final record."""
+def follow(events: Subscriber, run: int, to: TextIO) -> dict[str, Any]:
+    """Print the run's progress to ``to`` every few seconds until it ends; its final record."""
     last_print = 0.0
     while True:
         event = events.recv(timeout_s=1.0)
@@ -156,7 +153,7 @@ def follow(events: Subscriber, run: int) -> dict[str, Any]:
         data = event.data
         if event.topic == "progress" and data.get("run") == run and time.monotonic() - last_print >= PRINT_EVERY_S:
             last_print = time.monotonic()
-            print(progress_line(data), flush=True)
+            print(progress_line(data), file=to, flush=True)
         elif event.topic == "run" and data.get("run", {}).get("id") == run:
             info: dict[str, Any] = data["run"]
             if info["state"] in FINAL_STATES or info["state"] in ("stopped", "interrupted"):
@@ -177,13 +174,12 @@ def progress_line(p: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def print_results(out: Path) -> None:
-    """The top strategies and the skill table from a finished run's folder."""
+def print_results(out: Path, device: str | None, as_json: bool) -> None:
+    """The top strategies and the skill table (or one JSON object) from a finished run's folder."""
     import pandas as pd
 
-    from stratcast.shared.report import results_text
+    from stratcast.daemon.cli import print_result
 
     metrics = json.loads(Outputs(out).metrics.read_text())
     top = pd.read_parquet(Outputs(out).summary).head(10).to_dict("records")
-    print()
-    print(results_text(metrics, [{str(k): v for k, v in r.items()} for r in top], where=str(out)))
+    print_result(out, device, metrics, [{str(k): v for k, v in r.items()} for r in top], as_json)

@@ -8,7 +8,6 @@ the daemon or prints: ``stratcast.tui.cli`` sends the requests and prints the re
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -16,12 +15,12 @@ from typing import TypeVar
 from stratcast.shared.cli import (
     add_completion_command,
     add_version,
-    key_value,
     non_negative_int,
     positive_float,
     positive_int,
     whole_number,
 )
+from stratcast.shared.jobargs import absolute, add_job_options, job_from_args
 from stratcast.shared.protocol import (
     DEFAULT_MODEL,
     RUN_STATES,
@@ -30,7 +29,6 @@ from stratcast.shared.protocol import (
     CheckData,
     ExportResults,
     HoldRun,
-    JobSpec,
     KillRun,
     ListGpus,
     ListModels,
@@ -197,24 +195,8 @@ def _command(
 
 def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
     """What to run (``stratcastd run``'s options) and, with ``queue``, how to queue it."""
-    job = p.add_argument_group("job")
-    job.add_argument("--data", required=True, help="long-format parquet or CSV file (made absolute)")
-    if queue:
-        job.add_argument("--model", required=True, help="model name (see `stratcast models`)")
-    else:  # a data check needs a model only for the periods a series needs
-        job.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default: {DEFAULT_MODEL})")
-    job.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
-    job.add_argument("--horizon", type=positive_int, help="periods to forecast (default 52)")
-    job.add_argument("--input-size", type=positive_int, help="periods each window sees (default 104)")
-    job.add_argument("--holdout", type=non_negative_int, default=0, help="last periods kept for honest scoring")
-    job.add_argument("--id-col", help="strategy id column (default: No. or unique_id)")
-    job.add_argument("--time-col", help="time column (default: week, ds, date, time or t)")
-    job.add_argument("--target-col", help="value column (default: profit or y)")
-    job.add_argument("--fill-missing", choices=("error", "zero"), default="error", help="missing periods")
-    job.add_argument("--date-format", help="how text dates are written, such as %%d.%%m.%%Y (default: inferred)")
-    job.add_argument("--dayfirst", action="store_true", help="read dates such as 04/01/2016 day first")
-    job.add_argument("--device", choices=("auto", "cpu"), default="auto", help="auto, or cpu (GPUs: --gpu N)")
-    job.add_argument("--set", action="append", type=key_value, default=[], metavar="KEY=VALUE", help="option")
+    job = p.add_argument_group("job")  # a data check needs a model only for the periods a series needs
+    add_job_options(job, program="stratcast", model=None if queue else DEFAULT_MODEL, placed=True)
     if not queue:
         return
     place = p.add_argument_group("placement")
@@ -284,31 +266,6 @@ def build_requests(args: argparse.Namespace) -> list[AnyRequest]:
     return [REQUESTS[key](args)]
 
 
-def job_spec(args: argparse.Namespace) -> JobSpec:
-    """The job of ``submit``, ``check`` and ``schedule add``; the data path made absolute (see :func:`absolute`)."""
-    return JobSpec(
-        data=absolute(args.data),
-        model=args.model,
-        mode=args.mode,
-        horizon=args.horizon,
-        input_size=args.input_size,
-        holdout=args.holdout,
-        id_col=args.id_col,
-        time_col=args.time_col,
-        target_col=args.target_col,
-        fill_missing=args.fill_missing,
-        date_format=args.date_format,
-        dayfirst=args.dayfirst,
-        device=args.device,
-        sets=list(args.set),
-    )
-
-
-def absolute(path: str) -> str:
-    """``path`` with ``~`` expanded, made absolute: the daemon has another working folder."""
-    return os.path.abspath(os.path.expanduser(path))
-
-
 def placement(args: argparse.Namespace, *, name: str = "") -> Placement:
     """How ``submit`` and ``schedule add`` queue their runs."""
     return Placement(
@@ -323,7 +280,7 @@ def placement(args: argparse.Namespace, *, name: str = "") -> Placement:
 
 def _add_schedule(args: argparse.Namespace) -> AddSchedule:
     return AddSchedule(
-        job=job_spec(args),
+        job=job_from_args(args),
         name=args.name,
         cron=args.cron,
         every_s=args.every,
@@ -333,12 +290,12 @@ def _add_schedule(args: argparse.Namespace) -> AddSchedule:
 
 
 REQUESTS: dict[str, Callable[[argparse.Namespace], AnyRequest]] = {
-    "submit": lambda a: Submit(job=job_spec(a), placement=placement(a, name=a.name)),
+    "submit": lambda a: Submit(job=job_from_args(a), placement=placement(a, name=a.name)),
     "ls": lambda a: ListRuns(states=list(a.state)),
     "show": lambda a: ShowRun(run=a.id),
     "restart": lambda a: RestartRun(run=a.id, from_scratch=a.from_scratch),
     "export": lambda a: ExportResults(run=a.id, path=absolute(a.path), what=a.what, format=a.format),
-    "check": lambda a: CheckData(job=job_spec(a)),
+    "check": lambda a: CheckData(job=job_from_args(a)),
     "priority": lambda a: SetPriority(run=a.id, priority=a.priority),
     "gpus": lambda a: ListGpus(),
     "models": lambda a: ListModels(),

@@ -1,0 +1,115 @@
+"""A job's command-line options, declared once, and the one mapping of parsed options onto a :class:`JobSpec`.
+
+``stratcastd run`` and ``demo``, ``stratcast submit``, ``check`` and ``schedule add`` all call
+:func:`add_job_options`; what differs between them (whether ``--data`` and ``--model`` are needed, the defaults
+their help names, which devices a daemon accepts) are its keyword arguments. Options only one command has
+(``--out``, ``--resume``, placement, ``--json``) stay with that command. :func:`job_from_args` turns the parsed
+options into the job; the daemon (and ``stratcastd run``, through the same ``spec_from_job``) builds the run's
+spec from that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from stratcast.shared.cli import key_value, non_negative_int, positive_int
+from stratcast.shared.protocol import JobSpec
+
+DAEMON_DEVICES = ("auto", "cpu")
+"""The devices a job sent to a daemon may name: the daemon places runs on its GPUs itself (``--gpu N``)."""
+
+
+def add_job_options(
+    parser: argparse._ActionsContainer,
+    *,
+    program: str,
+    data: bool = True,
+    model: str | None = None,
+    unless: str | None = None,
+    horizon: int = 52,
+    input_size: int = 104,
+    holdout: str = "none",
+    placed: bool = False,
+) -> None:
+    """Add the job options to ``parser`` (a parser or an argument group).
+
+    Args:
+        parser: where the options go.
+        program: the program whose ``models`` command ``--model``'s help names.
+        data: whether there is a ``--data`` option (the demo makes its own panel).
+        model: ``--model``'s default; None: the command needs one.
+        unless: an option that stands in for ``--data`` and ``--model`` (``run``'s ``--resume``); they are then
+            not required by the parser and the command checks them itself.
+        horizon: the horizon the command uses when ``--horizon`` is not given, for its help.
+        input_size: the same for ``--input-size``.
+        holdout: what the command holds out when ``--holdout`` is not given, in words, for its help.
+        placed: whether a daemon places the run, so that ``--device`` is one of :data:`DAEMON_DEVICES`.
+    """
+    needed = f"; required unless {unless}" if unless else ""
+    if data:
+        where = f"required unless {unless}" if unless else "made absolute"
+        parser.add_argument("--data", required=not unless, help=f"long-format parquet or CSV file ({where})")
+    if model:
+        parser.add_argument("--model", default=model, help=f"model name (default: {model})")
+    else:
+        parser.add_argument("--model", required=not unless, help=f"model name (see `{program} models`{needed})")
+    parser.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
+    parser.add_argument("--horizon", type=positive_int, help=f"periods to forecast (default {horizon})")
+    parser.add_argument("--input-size", type=positive_int, help=f"periods each window sees (default {input_size})")
+    parser.add_argument(
+        "--holdout", type=non_negative_int, help=f"last periods kept for honest scoring (default {holdout})"
+    )
+    parser.add_argument("--id-col", help="strategy id column (default: No. or unique_id)")
+    parser.add_argument("--time-col", help="time column (default: week, ds, date, time or t)")
+    parser.add_argument("--target-col", help="value column (default: profit or y)")
+    parser.add_argument(
+        "--fill-missing",
+        choices=("error", "zero"),
+        default="error",
+        help="missing periods: error, or zero (strategy reports: a missing week means no trade)",
+    )
+    parser.add_argument("--date-format", help="how text dates are written, such as %%d.%%m.%%Y (default: inferred)")
+    parser.add_argument("--dayfirst", action="store_true", help="read dates such as 04/01/2016 day first")
+    if placed:
+        parser.add_argument("--device", choices=DAEMON_DEVICES, default="auto", help="auto, or cpu (GPUs: --gpu N)")
+    else:
+        parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument(
+        "--set",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="training option or model parameter",
+    )
+
+
+def job_from_args(args: argparse.Namespace, *, data: str | Path | None = None) -> JobSpec:
+    """The job of parsed job options (``data``: instead of ``--data``), its data path made absolute.
+
+    The path is absolute because a daemon has another working folder, and a foreground run records it for
+    ``--resume`` from anywhere. No ``--holdout`` holds nothing out.
+    """
+    return JobSpec(
+        data=absolute(str(args.data if data is None else data)),
+        model=args.model,
+        mode=args.mode,
+        horizon=args.horizon,
+        input_size=args.input_size,
+        holdout=0 if args.holdout is None else args.holdout,
+        id_col=args.id_col,
+        time_col=args.time_col,
+        target_col=args.target_col,
+        fill_missing=args.fill_missing,
+        date_format=args.date_format,
+        dayfirst=args.dayfirst,
+        device=args.device,
+        sets=list(args.set),
+    )
+
+
+def absolute(path: str) -> str:
+    """``path`` with ``~`` expanded, made absolute: the daemon has another working folder."""
+    return os.path.abspath(os.path.expanduser(path))
