@@ -73,3 +73,12 @@ def test_results_without_a_holdout_list_the_runs_warnings_with_the_picks():
     assert "Best strategy: 9" in text
     assert "- warning: loss=mae on a panel with 40% zeros" in text
     assert "1 of the top 1 lost money" in text
+
+
+def test_the_top_table_flags_strategies_that_stopped_before_the_panels_end():
+    rows = ranked([1.0] * 3)
+    rows[1]["ended_early"] = True
+    lines = top_table(rows).splitlines()
+    assert "s2 *" in lines[3] and "s1 *" not in lines[2] and "*" not in lines[4]
+    assert lines[-1].startswith("* stopped before the panel's end")
+    assert "*" not in top_table(ranked([1.0] * 3))
