@@ -40,6 +40,15 @@ def test_the_top_strategies_come_best_first_with_forecasts_in_step_order_and_nan
     }
 
 
+def test_a_strategys_last_period_comes_as_iso_text_that_encodes_as_json(out):
+    summary = pd.read_parquet(out / "summary.parquet")
+    summary["last_period"] = pd.to_datetime(["2019-12-30 00:00", "2019-12-23 00:00", "2019-12-30 12:00"])
+    summary.to_parquet(out / "summary.parquet", index=False)
+    top = read_results(out, 3)["top"]
+    assert [row["last_period"] for row in top] == ["2019-12-23", "2019-12-30", "2019-12-30T12:00:00"]
+    json.dumps(top)
+
+
 def test_a_missing_result_file_is_named(out):
     (out / "forecast.parquet").unlink()
     with pytest.raises(ResultsMissing, match=r"forecast\.parquet does not exist"):

@@ -84,3 +84,12 @@ def test_a_models_heading_names_its_own_training_defaults_and_only_when_it_has_s
     lines = models_text({"models": models, "train_options": [lr]}).splitlines()
     assert lines[0] == "patchtst: s (p) (training defaults: learning_rate=0.0001)"
     assert next(line for line in lines if line.startswith("dlinear")) == "dlinear: s (p)"
+
+
+def test_the_top_table_flags_strategies_that_stopped_before_the_panels_end():
+    rows = ranked([1.0] * 3)
+    rows[1]["ended_early"] = True
+    lines = top_table(rows).splitlines()
+    assert "s2 *" in lines[3] and "s1 *" not in lines[2] and "*" not in lines[4]
+    assert lines[-1].startswith("* stopped before the panel's end")
+    assert "*" not in top_table(ranked([1.0] * 3))

@@ -7,6 +7,7 @@ in a thread) and imports pyarrow only when called, so importing the handlers sta
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import math
 import os
@@ -140,7 +141,9 @@ def _free_name(path: Path) -> Path:
 
 
 def _finite(value: Any) -> Any:
-    """NaN and infinities as None: JSON has neither."""
+    """NaN and infinities as None (JSON has neither), times as ISO text (a date alone at midnight)."""
+    if isinstance(value, dt.datetime):  # a strategy's ``last_period`` (pandas' Timestamp is one too)
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 

@@ -75,13 +75,26 @@ def skill_table(metrics: Mapping[str, Any]) -> str:
 def top_table(rows: Sequence[Mapping[str, Any]], limit: int = 10, *, window: int | None = None) -> str:
     """The best strategies by forecast: rank, id, forecast mean ("Avg Profit") and sum, trailing mean.
 
-    A line under the table says when most of them lost money over their trailing ``window`` (see :func:`bet_line`).
+    A strategy that stopped before the panel's end (``ended_early``) is marked ``*`` with a footnote: its forecast
+    follows its own last period. A line under the table says when most of them lost money over their trailing
+    ``window`` (see :func:`bet_line`).
     """
     shown = rows[:limit]
-    body = [[r["rank"], r["strategy"], r["forecast_mean"], r["forecast_sum"], r["trailing_mean"]] for r in shown]
-    text = table(["rank", "strategy", "avg profit", "horizon total", "trailing mean"], body)
-    line = bet_line(shown, window)
-    return text if line is None else f"{text}\n{line}"
+    body = [[r["rank"], _flagged(r), r["forecast_mean"], r["forecast_sum"], r["trailing_mean"]] for r in shown]
+    lines = [table(["rank", "strategy", "avg profit", "horizon total", "trailing mean"], body)]
+    if any(r.get("ended_early") for r in shown):
+        lines.append(STOPPED_NOTE)
+    if line := bet_line(shown, window):
+        lines.append(line)
+    return "\n".join(lines)
+
+
+STOPPED_NOTE = "* stopped before the panel's end: its forecast follows its own last period (last_period)"
+"""The footnote of the strategies :func:`top_table` marks ``*``."""
+
+
+def _flagged(row: Mapping[str, Any]) -> Any:
+    return f"{row['strategy']} *" if row.get("ended_early") else row["strategy"]
 
 
 def bet_line(rows: Sequence[Mapping[str, Any]], window: int | None = None) -> str | None:

@@ -301,9 +301,33 @@ def test_a_gap_is_rejected_with_a_hint_to_fill_with_zero(tmp_path):
     assert "a missing week means no trade" in message
 
 
-def test_a_series_that_stops_early_is_rejected_without_fill(tmp_path):
+def test_a_series_that_stops_early_ends_there_without_fill(tmp_path):
     frame = weekly().drop(index=[10, 11])  # No. 3 stops after week 1
-    rejects(save(frame, tmp_path), "column 'week'", "No.=3, week=2016-01-18 missing", "--fill-missing zero")
+    panel = load_panel(save(frame, tmp_path))
+    assert panel.end.tolist() == [4, 4, 2] and panel.lengths.tolist() == [4, 4, 2]
+    assert panel.ended_early.tolist() == [False, False, True]
+    assert panel.values[2].tolist() == [30, 31, 0, 0] and panel.filled == 0
+    assert panel.last_times[2] == np.datetime64(week(1))
+
+
+def test_a_gap_before_an_early_end_is_still_rejected_without_fill(tmp_path):
+    frame = weekly(3, 6).drop(index=[13, 16, 17])  # No. 3: week 1 missing, stops after week 3
+    rejects(save(frame, tmp_path), "column 'week'", "1 series with missing periods", "No.=3, week=2016-01-11 missing")
+
+
+def test_integer_positions_counted_per_series_end_each_series_at_its_own_last_observation(tmp_path):
+    frame = pd.DataFrame({"unique_id": ["a"] * 4 + ["b"] * 2, "t": [0, 1, 2, 3, 0, 1], "y": range(6)})
+    panel = load_panel(save(frame, tmp_path))
+    assert panel.own_positions and panel.end.tolist() == [4, 2]
+    assert not panel.ended_early.any() and panel.last_times.tolist() == [3, 1]
+
+
+def test_integer_positions_on_a_shared_clock_keep_a_late_start_and_an_early_end(tmp_path):
+    frame = pd.DataFrame({"unique_id": ["a"] * 3 + ["b"] * 2 + ["c"] * 2, "t": [0, 1, 2, 1, 2, 0, 1], "y": range(7)})
+    panel = load_panel(save(frame, tmp_path))
+    assert not panel.own_positions
+    assert panel.start.tolist() == [0, 1, 0] and panel.end.tolist() == [3, 3, 2]
+    assert panel.ended_early.tolist() == [False, False, True]
 
 
 def test_a_stray_time_far_off_is_rejected_rather_than_filled(tmp_path):
@@ -312,18 +336,18 @@ def test_a_stray_time_far_off_is_rejected_rather_than_filled(tmp_path):
     rejects(save(frame, tmp_path), "column 'week'", "stray", "No.=1, week=2099-01-05", fill_missing="zero")
 
 
-def test_fill_missing_zero_fills_gaps_and_tails_but_not_leading_periods(tmp_path):
+def test_fill_missing_zero_fills_gaps_but_neither_leading_nor_trailing_periods(tmp_path):
     frame = weekly(3, 6)
     frame = frame[~((frame["No."] == 1) & frame["week"].isin([week(1), week(2)]))]  # 2 gaps
-    frame = frame[~((frame["No."] == 2) & (frame["week"] >= week(4)))]  # stops 2 weeks early
+    frame = frame[~((frame["No."] == 2) & (frame["week"] >= week(4)))]  # stops 2 weeks early: not filled
     frame = frame[~((frame["No."] == 3) & (frame["week"] < week(3)))]  # starts late: not filled
     panel = load_panel(save(frame, tmp_path), fill_missing="zero")
-    assert panel.filled == 4
-    assert panel.start.tolist() == [0, 0, 3]
+    assert panel.filled == 2
+    assert panel.start.tolist() == [0, 0, 3] and panel.end.tolist() == [6, 4, 6]
     assert panel.values[0].tolist() == [10, 0, 0, 13, 14, 15]
     assert panel.values[1].tolist() == [20, 21, 22, 23, 0, 0]
     assert panel.values[2].tolist() == [0, 0, 0, 33, 34, 35]
-    assert panel.lengths.tolist() == [6, 6, 3]
+    assert panel.lengths.tolist() == [6, 4, 3]
 
 
 # --- drop_short --------------------------------------------------------------------------------------------
@@ -336,6 +360,7 @@ def short_panel(lengths: list[int], n_times: int = 10) -> Panel:
         times=np.arange(n_times),
         values=np.zeros((n, n_times), np.float32),
         start=n_times - np.asarray(lengths, np.int64),
+        end=np.full(n, n_times, np.int64),
         source="report.parquet",
     )
 
@@ -405,8 +430,10 @@ def test_any_cells_in_any_order_and_any_blocks_load_like_a_naive_reference(data)
         panel = panel_from_frame(frame, fill_missing="zero")
     kept = observed.any(axis=1)
     start = observed.argmax(axis=1)[kept]
+    end = t - observed[:, ::-1].argmax(axis=1)[kept]
     expected = np.where(observed, 100.0 * np.arange(n)[:, None] + np.arange(t) + 1, 0.0)[kept]
     assert panel.ids.tolist() == np.flatnonzero(kept).tolist()
     np.testing.assert_array_equal(panel.values, expected)
     np.testing.assert_array_equal(panel.start, start)
-    assert panel.filled == int(((t - start) - observed[kept].sum(axis=1)).sum())
+    np.testing.assert_array_equal(panel.end, end)
+    assert panel.filled == int(((end - start) - observed[kept].sum(axis=1)).sum())

@@ -35,7 +35,7 @@ def test_a_history_one_period_short_of_the_horizon_validates_on_one_period_less_
     train = TrainConfig(input_size=8, horizon=4)
     spec = RunSpec(data=write_panel_file(tmp_path, 3, 16), model="dlinear", out="-", holdout=4, train=train)
     prep = prepare(spec, torch.device("cpu"), lines.append)
-    assert (prep.split.train_end, prep.split.val_end) == (9, 12)
+    assert (prep.split.train_end.tolist(), prep.split.val_end.tolist()) == ([9] * 3, [12] * 3)
     assert prep.panel.n_series == 3
     assert (
         "validation: last 3 periods (horizon 4 does not fit: 16 periods = 8 input + 1 + 3 validation + 4 holdout)"

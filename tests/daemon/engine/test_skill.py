@@ -54,3 +54,12 @@ def test_chunked_prediction_equals_one_forward_pass():
     with torch.no_grad():
         whole = model(x)
     assert torch.allclose(predict(model, x, chunk=300), whole)
+
+
+def test_baselines_of_each_series_use_only_the_periods_before_its_own_origin():
+    raw = torch.arange(1.0, 21.0).reshape(2, 10)  # row 0: 1..10, row 1: 11..20
+    start = torch.tensor([0, 2])
+    b = skill.baselines(raw, start, origin=torch.tensor([8, 6]), horizon=3, trailing_window=4, season=3)
+    assert b["trailing_mean"][:, 0].tolist() == pytest.approx([(5 + 6 + 7 + 8) / 4, (13 + 14 + 15 + 16) / 4])
+    assert b["last_value"][:, 0].tolist() == [8.0, 16.0]
+    assert b["seasonal_naive"].tolist() == [[6.0, 7.0, 8.0], [14.0, 15.0, 16.0]]

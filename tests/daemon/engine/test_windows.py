@@ -116,3 +116,52 @@ def test_a_sampler_without_training_windows_names_the_levers_with_the_numbers():
     message = str(info.value)
     assert "input_size 12 + 1 periods before the validation part, which starts at period 10" in message, message
     assert "lower --input-size, --horizon or --holdout, or --set val_size=N" in message, message
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    input_size=st.integers(1, 6),
+    horizon=st.integers(1, 6),
+    val=st.integers(0, 5),
+    holdout=st.integers(0, 5),
+    pad=st.booleans(),
+    ends=st.lists(st.integers(0, 12), min_size=4, max_size=4),
+    starts=st.lists(st.integers(0, 5), min_size=4, max_size=4),
+)
+def test_no_window_reads_or_scores_a_period_after_its_series_end(input_size, horizon, val, holdout, pad, ends, starts):
+    t = 40
+    end = t - torch.tensor(ends)
+    start = torch.tensor(starts)
+    split = Split.make(end, val, holdout)
+    windows = PanelWindows(
+        positional_panel(4, t), start, end=end, input_size=input_size, horizon=horizon, pad_start=pad
+    )
+
+    def own(i: int, periods: torch.Tensor) -> torch.Tensor:
+        inside = (periods >= start[i]) & (periods < end[i])
+        return torch.where(inside, 1000 * i + periods + 1, 0).float()
+
+    batches = [TrainSampler(windows, split.train_end, 0).sample(64)]
+    if (val_batch := validation_windows(windows, split)) is not None:
+        batches.append(val_batch)
+    for b in batches:
+        for k in range(b.rows.numel()):
+            i, o = int(b.rows[k]), int(b.origin[k])
+            assert torch.equal(b.x[k], own(i, torch.arange(o - input_size, o)))  # 0 past the end, never data
+            scored = torch.arange(o, o + horizon)[b.mask[k]]
+            assert (scored < end[i] - holdout).all()
+            assert torch.equal(b.y[k][b.mask[k]], own(i, scored))
+    inputs = windows.forecast_inputs()
+    for i in range(4):
+        assert torch.equal(inputs[i], own(i, torch.arange(int(end[i]) - input_size, int(end[i]))))
+
+
+def test_validation_is_the_val_size_periods_before_each_series_holdout():
+    end = torch.tensor([40, 31])
+    split = Split.make(end, 6, 5)
+    windows = PanelWindows(positional_panel(2, 40), torch.zeros(2, dtype=torch.long), end=end, input_size=4, horizon=4)
+    val = validation_windows(windows, split)
+    assert val is not None
+    assert sorted(zip(val.rows.tolist(), val.origin.tolist(), strict=True)) == [(0, 29), (0, 33), (1, 20), (1, 24)]
+    scored = {i: (val.origin[:, None] + torch.arange(4))[val.mask & (val.rows == i)[:, None]].tolist() for i in (0, 1)}
+    assert scored == {0: list(range(29, 35)), 1: list(range(20, 26))}

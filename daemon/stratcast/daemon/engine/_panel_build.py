@@ -74,14 +74,17 @@ def build_panel(table: pa.Table, cols: Columns, source: str, fill_missing: FillM
     layout = _Layout(id_column, ids, times, (times.ticks - grid.first) // grid.step, grid.size)
     if layout.in_order():
         # The common case, a complete panel sorted by id, then time: the values already are the panel.
-        dense, start, missing = values.reshape(len(ids), grid.size), np.zeros(len(ids), np.int64), 0
+        start, end = np.zeros(len(ids), np.int64), np.full(len(ids), grid.size, np.int64)
+        dense, missing = values.reshape(len(ids), grid.size), 0
     else:
-        dense, start, missing = _scatter(where, layout, values, grid, fill_missing)
+        dense, start, end, missing = _scatter(where, layout, values, grid, fill_missing)
     return Panel(
         ids=ids.to_numpy(zero_copy_only=False),
         times=grid.times(),
         values=dense,
         start=start,
+        end=end,
+        own_positions=_own_positions(grid, start, end),
         source=source,
         filled=missing,
         id_col=cols.id,
@@ -389,10 +392,26 @@ class _Layout:
         return out
 
 
+def _own_positions(grid: _Grid, start: NDArray[np.int64], end: NDArray[np.int64]) -> bool:
+    """Whether integer times count each series' own periods rather than a clock shared by every series.
+
+    Integer times that every series starts at the same first value but that end apart are read as per-series
+    positions: the layout of the M4 files (each series' ``t`` counts from 0, the series are of different
+    lengths) and of any export that numbers each series' periods. On a shared clock some series would start
+    late. The choice changes no number (windows, validation, holdout and forecast are taken from each series'
+    own end, and its forecast times follow its own last position); it says that the series end at their own last
+    observation, so none is reported as stopped early.
+    """
+    return not grid.dates and bool((start == 0).all()) and bool((end < grid.size).any())
+
+
 def _scatter(
     where: _Where, layout: _Layout, values: NDArray[np.float32], grid: _Grid, fill_missing: FillMissing
-) -> tuple[NDArray[np.float32], NDArray[np.int64], int]:
-    """The dense [N, T] values, each series' start and the number of missing cells, checking as it goes."""
+) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.int64], int]:
+    """The dense [N, T] values, each series' start and end, and the number of missing cells, checking as it goes.
+
+    A series runs from its first observation to its last; only the periods missing in between count as missing.
+    """
     shape = (len(layout.ids), grid.size)
     dense = np.zeros(shape[0] * shape[1], np.float32)
     observed = np.zeros(shape[0] * shape[1], np.bool_)
@@ -403,10 +422,11 @@ def _scatter(
         _fail_duplicates(where, layout.cells())
     observed = observed.reshape(shape)
     start = observed.argmax(axis=1).astype(np.int64)
-    missing = (shape[1] - start) - np.count_nonzero(observed, axis=1)
+    end = shape[1] - observed[:, ::-1].argmax(axis=1).astype(np.int64)
+    missing = (end - start) - np.count_nonzero(observed, axis=1)
     if fill_missing == "error" and missing.any():
-        _fail_gaps(where, layout.ids, observed, start, grid)
-    return dense.reshape(shape), start, int(missing.sum())
+        _fail_gaps(where, layout.ids, observed, start, missing, grid)
+    return dense.reshape(shape), start, end, int(missing.sum())
 
 
 def _fail_duplicates(where: _Where, cells: NDArray[np.int64]) -> NoReturn:
@@ -418,17 +438,20 @@ def _fail_duplicates(where: _Where, cells: NDArray[np.int64]) -> NoReturn:
 
 
 def _fail_gaps(
-    where: _Where, ids: pa.Array, observed: NDArray[np.bool_], start: NDArray[np.int64], grid: _Grid
+    where: _Where,
+    ids: pa.Array,
+    observed: NDArray[np.bool_],
+    start: NDArray[np.int64],
+    missing: NDArray[np.int64],
+    grid: _Grid,
 ) -> NoReturn:
-    # A series is complete when every period from its start to the end of the grid is present.
-    after_start = np.arange(grid.size)[None, :] >= start[:, None]
-    incomplete = np.flatnonzero((after_start & ~observed).any(axis=1))
+    incomplete = np.flatnonzero(missing)
     examples = []
     for i in incomplete[:_SHOWN]:
         hole = int(start[i] + np.argmin(observed[i, start[i] :]))
         examples.append(f"{where.cols.id}={_show(ids[i].as_py())}, {where.cols.time}={grid.label(hole)} missing")
     problem = (
         f"{_count(len(incomplete), 'series', 'series')} with missing periods on the time grid "
-        f"({grid.describe()}): gaps, or an end before the grid's"
+        f"({grid.describe()}) between their first and last"
     )
     where.fail(where.cols.time, problem, examples, len(incomplete), _FILL_HINT)

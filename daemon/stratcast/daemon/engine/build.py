@@ -83,17 +83,40 @@ def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
     for note in panel.notes:
         log(f"warning: {note}")
     log(f"panel: {panel.n_series} strategies x {panel.n_times} periods from {panel.source}")
+    if ragged := ragged_note(panel):
+        log(ragged)
     log(validation_note(spec, trainable.needs, trainable.longest))
     raw = torch.from_numpy(panel.values).to(device)
     start = torch.from_numpy(panel.start).to(device)
-    split = Split.make(panel.n_times, trainable.needs.val, spec.holdout)
+    split = Split.make(torch.from_numpy(panel.end).to(device), trainable.needs.val, spec.holdout)
     t = torch.arange(panel.n_times, device=device)
-    fit_mask = (t[None, :] >= start[:, None]) & (t[None, :] < split.train_end)
+    fit_mask = (t[None, :] >= start[:, None]) & (t[None, :] < split.train_end[:, None])  # each series' own training
     scaler = fit_scaler(cfg.scaler, raw, fit_mask)
     windows = PanelWindows(
-        scaler.transform(raw), start, input_size=cfg.input_size, horizon=cfg.horizon, pad_start=cfg.pad_start
+        scaler.transform(raw),
+        start,
+        end=split.end,
+        input_size=cfg.input_size,
+        horizon=cfg.horizon,
+        pad_start=cfg.pad_start,
     )
     return Prepared(panel, raw, start, split, scaler, windows)
+
+
+def ragged_note(panel: Panel) -> str | None:
+    """A log line on how the series' ends were read, when they differ (None when every series ends together)."""
+    if panel.own_positions:
+        return (
+            f"time: {panel.time_col} read as each series' own positions (every series starts at the same one and "
+            "they end apart): each series is split and forecast from its own last observation"
+        )
+    early = int(panel.ended_early.sum())
+    if not early:
+        return None
+    return (
+        f"time: {early} of {panel.n_series} strategies stopped before the panel's last period: each is split and "
+        "forecast from its own last period"
+    )
 
 
 def make_model(spec: RunSpec, n_series: int) -> nn.Module:
@@ -121,7 +144,7 @@ def make_trainer(
     on_step: StepHook | None = None,
 ) -> Trainer:
     """A batch-mode trainer, or a stacked one for per-strategy mode."""
-    val = validation_windows(prep.windows, prep.split) if prep.split.val_end > prep.split.train_end else None
+    val = validation_windows(prep.windows, prep.split) if prep.split.val_size else None
     cfg = spec.train
     trainer: Trainer
     if spec.mode == "per-strategy":

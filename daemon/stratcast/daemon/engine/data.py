@@ -12,9 +12,11 @@ semicolons or tabs and write decimal commas, as trading tools export (:mod:`stra
 
 The times must lie on one regular grid. Its step is the most common difference between consecutive distinct
 times (7 days for weekly reports, 1 for integer positions) and it runs from the first time in the file to the
-last. Each series starts at its own first observation (``Panel.start``) and must have a row for every period
-after that to the end of the grid; ``fill_missing="zero"`` (``--fill-missing zero``) fills the holes with 0
-instead, the documented choice for strategy reports, where a missing week means no trade.
+last. Each series runs from its own first observation (``Panel.start``) to its own last (``Panel.end``): a
+strategy may start late or stop trading (a ragged panel), and the periods outside its own are not data. It must
+have a row for every period in between; ``fill_missing="zero"`` (``--fill-missing zero``) fills the holes with 0
+instead, the documented choice for strategy reports, where a missing week means no trade. Integer times that
+every series starts at the same value are each series' own positions (the M4 files): see ``Panel.own_positions``.
 
 This module reads files and finds the columns; :mod:`stratcast.daemon.engine._panel_build` checks the data,
 infers the grid and lays out the dense panel, vectorised, with no Python per row. Every rejection is a
@@ -156,10 +158,9 @@ def drop_short(
 def write_panel(panel: Panel, path: str | Path) -> None:
     """Write a panel to long-format parquet, one row per observed (series, period); see :func:`load_panel`.
 
-    Periods before a series' start are not written; filled periods are, as 0.
+    Periods outside a series' own are not written; filled periods are, as 0.
     """
-    # [N, T] mask of the periods each series covers.
-    covered = np.arange(panel.n_times)[None, :] >= panel.start[:, None]
+    covered = panel.periods()  # [N, T]
     positions = np.broadcast_to(np.arange(panel.n_times), covered.shape)[covered]
     table = pa.table(
         {

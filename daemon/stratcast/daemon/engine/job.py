@@ -2,10 +2,11 @@
 
 Outputs in the run folder:
 
-* ``forecast.parquet``: ``strategy, step, forecast`` (plus ``time`` when the grid has dates or positions).
+* ``forecast.parquet``: ``strategy, step, forecast, time`` (each strategy's forecast follows its own last period).
 * ``summary.parquet``: one row per strategy: ``forecast_sum``, ``forecast_mean`` ("Avg Profit"), ``rank``,
-  ``trailing_mean`` (realized mean of the last ``trailing_window`` periods), ``zero_share``, and with a holdout the
-  strategy's own skill inputs (holdout realized and forecast means, error of the holdout total).
+  ``trailing_mean`` (realized mean of the last ``trailing_window`` periods), ``zero_share``, ``observed_periods``,
+  ``last_period`` (the time of its last period), ``ended_early`` (it stopped before the panel's last period), and
+  with a holdout the strategy's own skill inputs (holdout realized and forecast means, error of the holdout total).
 * ``metrics.json``: the skill table, the verdict (skill sentences, then the run's warnings), the warnings
   (``{"kind", "message"}``), the training summary, the spec and the memory plan (``memory_plan``).
 * ``model.pt`` (+ ``model.pt.json`` with its sha256): the final checkpoint, loadable with ``weights_only=True``.
@@ -29,6 +30,10 @@ resume continues from it). Both subclass ``MemoryError``: the worker exits with 
 
 The future forecast comes from the model trained and early-stopped without the holdout, fed the last
 ``input_size`` periods, so the holdout score describes exactly the model that made the forecast.
+
+Ragged panels: every part of a strategy is its own (see :mod:`stratcast.daemon.engine.windows`): its scaler fits
+on its own training part, its holdout is its own last ``holdout`` periods and its forecast starts after its own
+last period.
 """
 
 from __future__ import annotations
@@ -152,7 +157,7 @@ def run_job(
     prep = prepare(spec, device, log)
     warnings = Warnings(log, on_warning)
     warnings.add(loss_warning(spec.train, prep.panel.zero_share))
-    warnings.add(windows_warning(spec.train, prep.split.train_end))
+    warnings.add(windows_warning(spec.train, int(prep.split.train_end.max())))
     model = make_model(spec, prep.panel.n_series)
     saver = Checkpointer(spec, prep, checkpoint_dir or RunFolder(Path(spec.out)).checkpoints, on_checkpoint)
     trainer = make_trainer(spec, model, prep, on_progress, should_stop, on_step=saver.maybe_save)
@@ -310,12 +315,16 @@ PerStrategy = dict[str, np.ndarray[Any, Any]]
 
 
 def evaluate_holdout(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> tuple[dict[str, Any], PerStrategy]:
-    """Score the model and the baselines on the holdout, from the same origin and on the same strategies."""
-    origin, cfg = prep.split.val_end, spec.train
-    batch = prep.windows.origins_at(origin)
+    """Score the model and the baselines on the holdout, from the same origins and on the same strategies.
+
+    A strategy's holdout is its own last ``holdout`` periods, forecast from its own ``val_end``.
+    """
+    cfg = spec.train
+    batch = prep.windows.origins_at(prep.split.val_end)
     if batch is None:
         raise ValueError("no strategy has enough history before the holdout to be scored")
     rows, steps = batch.rows, spec.holdout
+    origin = batch.origin  # [M] each scored strategy's first holdout period
     model_fc = forecast_fn(batch.x, rows)[:, :steps]
     recent = skill.trailing_mean(prep.raw[rows], prep.start[rows], origin, cfg.trailing_window)
     model_fc = blend_toward_mean(model_fc, recent, cfg.blend_steps)
@@ -327,11 +336,12 @@ def evaluate_holdout(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> 
         trailing_window=cfg.trailing_window,
         season=cfg.season,
     )
-    realized = prep.raw[rows, origin : origin + steps]
+    realized = prep.raw[rows].gather(1, origin[:, None] + torch.arange(steps, device=origin.device))  # [M, steps]
     forecasts = {skill.MODEL: model_fc, **base}
     metrics = skill.score(realized.cpu(), {k: v.cpu() for k, v in forecasts.items()})
     metrics["verdict"] = skill.verdict(metrics)
-    metrics["holdout"] = {"periods": steps, "strategies": int(rows.numel()), "origin": int(origin)}
+    # "origin": the latest strategy's (on a rectangular panel, every strategy's)
+    metrics["holdout"] = {"periods": steps, "strategies": int(rows.numel()), "origin": int(origin.max())}
     per_strategy = {
         "rows": rows.cpu().numpy(),
         "realized_mean": realized.mean(1).cpu().numpy(),
@@ -342,11 +352,11 @@ def evaluate_holdout(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> 
 
 
 def forecast_future(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> Tensor:
-    """Raw point forecasts [N, H] past the end of the grid for every strategy."""
+    """Raw point forecasts [N, H] past each strategy's own last period."""
     cfg = spec.train
     rows = torch.arange(prep.panel.n_series, device=prep.raw.device)
     fc = forecast_fn(prep.windows.forecast_inputs(), rows)
-    recent = skill.trailing_mean(prep.raw, prep.start, prep.panel.n_times, cfg.trailing_window)
+    recent = skill.trailing_mean(prep.raw, prep.start, prep.split.end, cfg.trailing_window)
     return blend_toward_mean(fc, recent, cfg.blend_steps)
 
 
@@ -360,7 +370,7 @@ def write_outputs(
     long = pd.DataFrame(
         {"strategy": np.repeat(panel.ids, h), "step": np.tile(np.arange(1, h + 1), n), "forecast": fc.ravel()}
     )
-    long["time"] = np.tile(future_times(panel.times, h), n)
+    long["time"] = future_times(panel, h).ravel()
     _atomic_parquet(long, Outputs(out).forecast)
     summary = strategy_summary(panel, prep, fc, cfg.trailing_window)
     if per_strategy is not None:
@@ -374,9 +384,12 @@ def write_outputs(
 
 
 def strategy_summary(panel: Panel, prep: Prepared, fc: np.ndarray[Any, Any], window: int) -> pd.DataFrame:
-    """One row per strategy: forecast sum and mean, rank by forecast, trailing mean, zero share."""
-    trailing = skill.trailing_mean(prep.raw, prep.start, panel.n_times, window).cpu().double().numpy()
-    observed = np.arange(panel.n_times)[None, :] >= panel.start[:, None]
+    """One row per strategy: forecast sum and mean, rank by forecast, trailing mean, zero share, last period.
+
+    ``ended_early`` says whether the strategy's last period is before the panel's.
+    """
+    trailing = skill.trailing_mean(prep.raw, prep.start, prep.split.end, window).cpu().double().numpy()
+    observed = panel.periods()
     zero_share = ((panel.values == 0) & observed).sum(1) / np.maximum(observed.sum(1), 1)
     mean = fc.mean(1)
     rank = np.empty(len(mean), dtype=np.int64)
@@ -390,14 +403,18 @@ def strategy_summary(panel: Panel, prep: Prepared, fc: np.ndarray[Any, Any], win
             "trailing_mean": trailing,
             "zero_share": zero_share,
             "observed_periods": panel.lengths,
+            "last_period": panel.last_times,
+            "ended_early": panel.ended_early,
         }
     )
 
 
-def future_times(times: np.ndarray[Any, Any], steps: int) -> np.ndarray[Any, Any]:
-    """The ``steps`` grid times after the last one, continuing the grid's step."""
+def future_times(panel: Panel, steps: int) -> np.ndarray[Any, Any]:
+    """[N, steps] the grid times after each series' last period, continuing the grid's step."""
+    times: np.ndarray[Any, Any] = panel.times
     step = times[-1] - times[-2] if len(times) > 1 else 1
-    out: np.ndarray[Any, Any] = times[-1] + step * np.arange(1, steps + 1)
+    last: np.ndarray[Any, Any] = panel.last_times
+    out: np.ndarray[Any, Any] = last[:, None] + step * np.arange(1, steps + 1)
     return out
 
 

@@ -14,10 +14,10 @@ class DataError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Panel:
-    """A panel of series on a common regular grid.
+    """A panel of series on a common regular grid; a series may start late and end early (a ragged panel).
 
-    ``values[i, t]`` is series ``i`` at ``times[t]``; before ``start[i]`` (the series' first observation) values
-    are 0 and never used as data. Every series runs to the last time of the grid.
+    ``values[i, t]`` is series ``i`` at ``times[t]`` for ``start[i] <= t < end[i]``; outside its periods a series'
+    values are 0 and never used as data (a strategy that stopped trading has no periods after its end, not zeros).
     """
 
     ids: NDArray[np.generic]
@@ -28,6 +28,8 @@ class Panel:
     """[N, T] float32, finite everywhere."""
     start: NDArray[np.int64]
     """[N] index of each series' first observation."""
+    end: NDArray[np.int64]
+    """[N] index just past each series' last observation (``n_times`` for a series that runs to the grid's end)."""
     source: str = "<memory>"
     """Where the panel came from, for messages."""
     filled: int = 0
@@ -37,13 +39,16 @@ class Panel:
     target_col: str = "profit"
     notes: tuple[str, ...] = field(default=())
     """Warnings raised while loading (skipped series and the like), shown to the user."""
+    own_positions: bool = False
+    """Whether the times are each series' own integer positions (every series counts from the same first one,
+    as in the M4 files), so the series all end at their own last observation and none stopped early."""
 
     def __post_init__(self) -> None:
         n, t = self.values.shape
-        if self.ids.shape != (n,) or self.times.shape != (t,) or self.start.shape != (n,):
+        if self.ids.shape != (n,) or self.times.shape != (t,) or self.start.shape != (n,) or self.end.shape != (n,):
             raise ValueError(
                 f"panel shapes disagree: values {self.values.shape}, ids {self.ids.shape}, "
-                f"times {self.times.shape}, start {self.start.shape}"
+                f"times {self.times.shape}, start {self.start.shape}, end {self.end.shape}"
             )
 
     @property
@@ -58,14 +63,29 @@ class Panel:
 
     @property
     def lengths(self) -> NDArray[np.int64]:
-        """[N] number of observed periods per series."""
-        return (self.n_times - self.start).astype(np.int64)
+        """[N] number of periods per series, from its first to its last (filled gaps included)."""
+        return (self.end - self.start).astype(np.int64)
+
+    @property
+    def ended_early(self) -> NDArray[np.bool_]:
+        """[N] whether a series stopped before the panel's last period (never with :attr:`own_positions`)."""
+        return (self.end < self.n_times) & (not self.own_positions)
+
+    @property
+    def last_times(self) -> NDArray[np.generic]:
+        """[N] the time of each series' last period: its forecast follows on from there."""
+        return self.times[self.end - 1]
+
+    def periods(self) -> NDArray[np.bool_]:
+        """[N, T] true at each series' own periods, from its first to its last."""
+        t = np.arange(self.n_times)[None, :]
+        return (t >= self.start[:, None]) & (t < self.end[:, None])
 
     @property
     def zero_share(self) -> float:
-        """Share of zeros among the observed periods (from each series' first period on)."""
-        observed = np.arange(self.n_times)[None, :] >= self.start[:, None]  # [N, T]
-        return float(((self.values == 0) & observed).sum() / max(int(observed.sum()), 1))
+        """Share of zeros among the series' own periods."""
+        periods = self.periods()
+        return float(((self.values == 0) & periods).sum() / max(int(periods.sum()), 1))
 
     def select(self, rows: NDArray[np.bool_], note: str | None = None) -> Panel:
         """A panel with only the rows where ``rows`` is true, optionally recording a note."""
@@ -75,10 +95,12 @@ class Panel:
             times=self.times,
             values=self.values[rows],
             start=self.start[rows],
+            end=self.end[rows],
             source=self.source,
             filled=self.filled,
             id_col=self.id_col,
             time_col=self.time_col,
             target_col=self.target_col,
             notes=notes,
+            own_positions=self.own_positions,
         )

@@ -17,25 +17,31 @@ ZERO, TRAILING, LAST, SEASONAL, MODEL = "zero", "trailing_mean", "last_value", "
 
 
 def baselines(
-    raw: Tensor, start: Tensor, origin: int, horizon: int, *, trailing_window: int, season: int = 0
+    raw: Tensor, start: Tensor, origin: int | Tensor, horizon: int, *, trailing_window: int, season: int = 0
 ) -> dict[str, Tensor]:
-    """Naive forecasts [N, horizon] from the raw panel [N, T] using only periods before ``origin``."""
+    """Naive forecasts [N, horizon] from the raw panel [N, T] using only periods before ``origin``.
+
+    ``origin`` is one period for every series, or [N] one per series (each series' own).
+    """
     n = raw.shape[0]
+    origin = torch.as_tensor(origin, device=raw.device).expand(n)  # [N]
     tm = trailing_mean(raw, start, origin, trailing_window)
     out = {ZERO: raw.new_zeros(n, horizon), TRAILING: tm[:, None].expand(n, horizon)}
-    last = raw[:, origin - 1] if origin >= 1 else raw.new_zeros(n)
+    last = raw.gather(1, (origin - 1).clamp(min=0)[:, None])[:, 0]  # [N] each series' period before its origin
     out[LAST] = torch.where(start <= origin - 1, last, 0.0)[:, None].expand(n, horizon)
-    if season > 0 and origin - season >= 0:
-        idx = origin - season + torch.arange(horizon, device=raw.device) % season  # [H] periods a season back
-        seasonal = raw[:, idx]
-        out[SEASONAL] = torch.where(start[:, None] <= idx[None, :], seasonal, 0.0)
+    if season > 0 and bool((origin - season >= 0).any()):
+        # [N, H] periods a season back from each series' origin
+        idx = (origin - season)[:, None] + torch.arange(horizon, device=raw.device) % season
+        seasonal = raw.gather(1, idx.clamp(min=0))
+        out[SEASONAL] = torch.where(start[:, None] <= idx, seasonal, 0.0)
     return out
 
 
-def trailing_mean(raw: Tensor, start: Tensor, origin: int, window: int) -> Tensor:
+def trailing_mean(raw: Tensor, start: Tensor, origin: int | Tensor, window: int) -> Tensor:
     """[N] mean of each series' observed periods in ``[origin - window, origin)`` (0 when there are none)."""
-    t = torch.arange(raw.shape[1], device=raw.device)
-    inside = (t[None, :] >= torch.clamp(start, min=origin - window)[:, None]) & (t[None, :] < origin)
+    origin = torch.as_tensor(origin, device=raw.device).expand(raw.shape[0])[:, None]  # [N, 1]
+    t = torch.arange(raw.shape[1], device=raw.device)[None, :]
+    inside = (t >= torch.maximum(start[:, None], origin - window)) & (t < origin)
     count = inside.sum(1).clamp(min=1)
     return torch.where(inside, raw, 0.0).sum(1) / count
 

@@ -196,14 +196,16 @@ class StackedSampler(TrainSampler):
         ValueError: when a series has no valid training origin (drop such series before stacking).
     """
 
-    def __init__(self, windows: PanelWindows, train_end: int, seed: int) -> None:
+    def __init__(self, windows: PanelWindows, train_end: int | Tensor, seed: int) -> None:
+        """Sample each series' windows whose targets lie before ``train_end`` (one for every series, or one each)."""
         super().__init__(windows, train_end, seed)
         empty = torch.nonzero(self.count == 0).flatten()
         if empty.numel():
             raise ValueError(
                 f"{empty.numel()} series have no training window (rows {empty[:5].tolist()}...): a stacked "
                 f"ensemble trains one member per series, so drop series with fewer than "
-                f"input_size={windows.input_size} periods before the validation part (period {train_end})"
+                f"input_size={windows.input_size} periods before their validation part (period "
+                f"{int(self.train_end[empty[0]])} for row {int(empty[0])})"
             )
 
     def sample(self, batch_size: int) -> WindowBatch:
@@ -214,7 +216,8 @@ class StackedSampler(TrainSampler):
         offset = (u * self.count[:, None]).long().clamp(max=self.count[:, None] - 1)  # [N, b]
         origin = self.lo[:, None] + offset  # [N, b]
         rows = torch.arange(n, device=dev)[:, None].expand(n, batch_size)  # [N] -> [N, b]
-        flat = self.windows.gather(rows.reshape(-1), origin.reshape(-1), self.train_end)  # [N, b] -> [N*b]
+        flat_rows = rows.reshape(-1)  # [N, b] -> [N*b]
+        flat = self.windows.gather(flat_rows, origin.reshape(-1), self.train_end[flat_rows])
         return _unflatten(flat, n)
 
 

@@ -5,15 +5,16 @@ The whole scaled panel lives on the device as one tensor, padded with ``input_si
 origins uniformly over every valid (series, origin) pair with one ``searchsorted`` and gathers them: no per-step
 host-to-device copy, no DataLoader.
 
-Time split, for a grid of ``T`` periods::
+Time split of each series, counted back from its own end (a ragged panel's series end apart)::
 
     [ ... train ... | val_size | holdout ]
-    0          train_end    val_end      T
+    start      train_end    val_end     end
 
 A window with origin ``o`` (the first forecast period) reads inputs ``[o - input_size, o)`` and targets
 ``[o, o + horizon)``. Training windows need ``o <= train_end - 1`` and mask out every target at or after
 ``train_end``; validation windows start at ``train_end`` and score targets before ``val_end``; the holdout window
-starts at ``val_end`` and is never seen in training or early stopping.
+starts at ``val_end`` and is never seen in training or early stopping. Periods outside ``[start, end)`` read as 0
+and are never scored. On a rectangular panel every series ends at the grid's ``T``.
 """
 
 from __future__ import annotations
@@ -27,22 +28,38 @@ from torch import Tensor
 from stratcast.daemon.engine.config import LEVERS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Split:
-    """Where training, validation and holdout periods end on the grid."""
+    """Where each series' training and validation parts end, counted back from its own end.
 
-    train_end: int
-    val_end: int
-    n_times: int
+    A series' last ``holdout`` periods are its holdout and the ``val_size`` before them its validation.
+    """
+
+    end: Tensor
+    """[N] (or one 0-d value for every series) index just past each series' last period."""
+    val_size: int
+    holdout: int
 
     @classmethod
-    def make(cls, n_times: int, val_size: int, holdout: int) -> Split:
-        """Split ``n_times`` periods into train, the last ``val_size`` before the holdout, and the holdout."""
-        if holdout < 0 or val_size < 0 or val_size + holdout >= n_times:
+    def make(cls, end: int | Tensor, val_size: int, holdout: int) -> Split:
+        """Split the periods up to ``end`` (one for every series, or [N] one each) into train, validation, holdout."""
+        ends = torch.as_tensor(end)
+        shortest = int(ends.min())
+        if holdout < 0 or val_size < 0 or val_size + holdout >= shortest:
             raise ValueError(
-                f"val_size {val_size} + holdout {holdout} leave no training periods of {n_times}: {LEVERS}"
+                f"val_size {val_size} + holdout {holdout} leave no training periods of {shortest}: {LEVERS}"
             )
-        return cls(n_times - holdout - val_size, n_times - holdout, n_times)
+        return cls(ends, val_size, holdout)
+
+    @property
+    def val_end(self) -> Tensor:
+        """[N] first holdout period of each series."""
+        return self.end - self.holdout
+
+    @property
+    def train_end(self) -> Tensor:
+        """[N] first validation period of each series."""
+        return self.val_end - self.val_size
 
 
 @dataclass(frozen=True)
@@ -69,16 +86,26 @@ class PanelWindows:
     """The scaled panel on the device and the window arithmetic over it."""
 
     def __init__(
-        self, scaled: Tensor, start: Tensor, *, input_size: int, horizon: int, pad_start: bool = False
+        self,
+        scaled: Tensor,
+        start: Tensor,
+        *,
+        input_size: int,
+        horizon: int,
+        pad_start: bool = False,
+        end: Tensor | None = None,
     ) -> None:
         self.input_size, self.horizon, self.pad_start = input_size, horizon, pad_start
         self.n_series, self.n_times = scaled.shape
         self.start = start.to(scaled.device)
-        # periods before a series' start read as 0 (no trade) whatever the scaler did to them: a centring scaler
-        # moves them to -loc / scale, and pad_start windows read them as input
-        before = torch.arange(self.n_times, device=scaled.device)[None, :] < self.start[:, None]  # [N, T]
+        self.end = torch.full_like(self.start, self.n_times) if end is None else end.to(scaled.device)
+        # periods outside a series' own read as 0 whatever the scaler did to them: a centring scaler moves them to
+        # -loc / scale; pad_start windows read those before the start as input (no trade), and no window reads
+        # those after the end (a stopped series' periods are not data)
+        t = torch.arange(self.n_times, device=scaled.device)[None, :]
+        outside = (t < self.start[:, None]) | (t >= self.end[:, None])  # [N, T]
         # [N, T] -> [N, L + T + H]; the pads are never scored and only read as input with pad_start
-        self.padded = torch.nn.functional.pad(torch.where(before, 0.0, scaled), (input_size, horizon))
+        self.padded = torch.nn.functional.pad(torch.where(outside, 0.0, scaled), (input_size, horizon))
         # a view, no copy: [N, L + T + H] -> [N, T + 1, L + H], the window at each origin 0..T
         self.by_origin = self.padded.unfold(1, input_size + horizon, 1)
         self.offsets = torch.arange(-input_size, horizon, device=scaled.device)
@@ -87,41 +114,54 @@ class PanelWindows:
         """[N] first origin whose inputs are all observed (or that has one observed input, with pad_start)."""
         return self.start + (1 if self.pad_start else self.input_size)
 
-    def gather(self, rows: Tensor, origin: Tensor, end: int) -> WindowBatch:
-        """Cut windows at ``origin`` for series ``rows``, masking targets at or after ``end``."""
+    def gather(self, rows: Tensor, origin: Tensor, end: Tensor) -> WindowBatch:
+        """Cut windows at ``origin`` for series ``rows``, masking targets at or after ``end`` (one per window)."""
         # [B, L + H]; one (row, origin) lookup per window copies it whole, about 4x faster on a CPU than
         # gathering B x (L + H) single elements
         window = self.by_origin[rows, origin]
         target_t = origin[:, None] + self.offsets[self.input_size :]  # [B, H]
-        mask = target_t < end
+        mask = target_t < end[:, None]
         y = torch.where(mask, window[:, self.input_size :], 0.0)
         return WindowBatch(window[:, : self.input_size], y, mask, rows, origin)
 
-    def origins_at(self, origin: int) -> WindowBatch | None:
-        """One window per series whose inputs allow a forecast from ``origin`` (None when there is none)."""
+    def origins_at(self, origin: int | Tensor, end: Tensor | None = None) -> WindowBatch | None:
+        """One window per series whose inputs allow a forecast from ``origin`` (None when there is none).
+
+        Args:
+            origin: The first forecast period: one for every series, or [N] one each.
+            end: [N] where each series' scored targets stop (default: its own end).
+        """
+        origin = torch.as_tensor(origin, device=self.start.device).expand_as(self.start)
+        end = self.end if end is None else end
         rows = torch.nonzero(self.earliest_origin() <= origin).flatten()
         if rows.numel() == 0:
             return None
-        return self.gather(rows, torch.full_like(rows, origin), self.n_times)
+        return self.gather(rows, origin[rows], end[rows])
 
     def forecast_inputs(self) -> Tensor:
-        """[N, L] the last ``input_size`` periods of every series: the inputs of the forecast past the grid."""
-        return self.padded[:, self.n_times : self.n_times + self.input_size]
+        """[N, L] the last ``input_size`` periods of every series: the inputs of its forecast past its own end."""
+        # grid period p is padded column p + L: the inputs [end - L, end) are columns [end, end + L)
+        cols = self.end[:, None] + torch.arange(self.input_size, device=self.end.device)  # [N, L]
+        return self.padded.gather(1, cols)
 
 
 class TrainSampler:
     """Uniform sampling of training windows by index, reproducible from its generator state."""
 
-    def __init__(self, windows: PanelWindows, train_end: int, seed: int) -> None:
-        self.windows, self.train_end = windows, train_end
+    def __init__(self, windows: PanelWindows, train_end: int | Tensor, seed: int) -> None:
+        """Sample the windows whose targets lie before ``train_end``: one value for every series, or one each."""
+        self.windows = windows
         self.lo = windows.earliest_origin()
-        self.count = (train_end - self.lo).clamp(min=0)  # [N] valid origins per series
+        self.train_end = torch.as_tensor(train_end, device=self.lo.device).expand_as(self.lo)  # [N]
+        self.count = (self.train_end - self.lo).clamp(min=0)  # [N] valid origins per series
         self.cum = torch.cumsum(self.count, 0)
         self.total = int(self.cum[-1]) if self.cum.numel() else 0
         if self.total == 0:
             raise ValueError(
                 f"no training window fits: a series needs input_size {windows.input_size} + 1 periods before the "
-                f"validation part, which starts at period {train_end}: {LEVERS}, or --set pad_start=true"
+                f"validation part, which starts at period {int(self.train_end.max())}"
+                f"{'' if bool((self.train_end == self.train_end.max()).all()) else ' at the latest'}: {LEVERS}, "
+                "or --set pad_start=true"
             )
         self.generator = torch.Generator(device=windows.padded.device)
         self.generator.manual_seed(seed)
@@ -137,7 +177,7 @@ class TrainSampler:
         u = torch.randint(0, self.total, (batch_size,), generator=self.generator, device=dev)
         rows = torch.searchsorted(self.cum, u, right=True)
         offset = u - (self.cum[rows] - self.count[rows])
-        return self.windows.gather(rows, self.lo[rows] + offset, self.train_end)
+        return self.windows.gather(rows, self.lo[rows] + offset, self.train_end[rows])
 
     def state_dict(self) -> dict[str, Tensor]:
         """The generator state: the sampler's position."""
@@ -149,14 +189,15 @@ class TrainSampler:
 
 
 def validation_windows(windows: PanelWindows, split: Split) -> WindowBatch | None:
-    """Windows scoring the validation part: origins every ``horizon`` periods from ``train_end``."""
+    """Windows scoring each series' validation part: origins every ``horizon`` periods from its ``train_end``."""
+    train_end = split.train_end.to(windows.start.device).expand_as(windows.start)  # [N]
+    val_end = train_end + split.val_size
     batches = [
-        b for o in range(split.train_end, split.val_end, windows.horizon) if (b := windows.origins_at(o)) is not None
+        b
+        for k in range(0, split.val_size, windows.horizon)
+        if (b := windows.origins_at(train_end + k, val_end)) is not None
     ]
     if not batches:
         return None
     fields = ("x", "y", "mask", "rows", "origin")
-    merged = WindowBatch(*(torch.cat([getattr(b, k) for b in batches]) for k in fields))
-    steps = torch.arange(windows.horizon, device=merged.mask.device)
-    mask = merged.mask & (merged.origin[:, None] + steps < split.val_end)
-    return WindowBatch(merged.x, torch.where(mask, merged.y, 0.0), mask, merged.rows, merged.origin)
+    return WindowBatch(*(torch.cat([getattr(b, k) for b in batches]) for k in fields))
