@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import zmq
 
@@ -46,16 +46,14 @@ from stratcast.daemon.handlers import (
     submit,
 )
 from stratcast.daemon.handlers.common import HandlerError
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.schedules import ScheduleError
 from stratcast.daemon.store import NotFound
 from stratcast.shared.protocol import Error, Hello, ProtocolError, Reply, Request, decode_request, encode
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
-
 log = logging.getLogger("stratcastd")
 
-Handler = Callable[["Daemon", Any], Awaitable[Any]]
+Handler = Callable[[DaemonContext, Any], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {
     "hello": hello.handle,
     "snapshot": snapshot.handle,
@@ -90,7 +88,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-async def handle_request(d: Daemon, channel: Channel, identity: bytes, frames: list[bytes]) -> None:
+async def handle_request(d: DaemonContext, channel: Channel, identity: bytes, frames: list[bytes]) -> None:
     """Answer one request from ``identity`` on ``channel``; every outcome is a reply frame."""
     if len(frames) != 1:
         error = Error(id=None, code="bad_request", message=f"a request is 1 frame, got {len(frames)}")
@@ -109,7 +107,7 @@ def _send(channel: Channel, identity: bytes, reply: Reply | Error) -> None:
         channel.router.send_multipart([identity, encode(reply)], flags=zmq.NOBLOCK)
 
 
-async def _answer(d: Daemon, channel: Channel, identity: bytes, req: Request) -> Reply | Error:
+async def _answer(d: DaemonContext, channel: Channel, identity: bytes, req: Request) -> Reply | Error:
     kind = type(req).__struct_config__.tag
     peer = (channel.name, identity)
     if not isinstance(req, Hello) and peer not in d.peers:

@@ -50,13 +50,13 @@ from stratcast.daemon.schedules import Timetable
 from stratcast.daemon.store import Store
 from stratcast.daemon.telemetry import Telemetry
 from stratcast.daemon.zap import serve_zap
+from stratcast.shared.cli import version
 from stratcast.shared.paths import Home
 from stratcast.shared.protocol import HEARTBEAT_S, Event, RunInfo, encode_event, to_builtins
 from stratcast.shared.runfiles import RunFolder
 
 log = logging.getLogger("stratcastd")
 
-VERSION = "0.1.0"
 MAX_PEERS = 10_000
 """Handshaken client identities remembered (oldest forgotten first)."""
 PROGRESS_SAVE_S = 5.0
@@ -90,7 +90,7 @@ class Options:
 
 
 class Daemon:
-    """The daemon's state and services; handlers (``stratcast.daemon.handlers``) act on it."""
+    """The daemon's state and services; handlers act on it as a ``DaemonContext`` (``handlers/context.py``)."""
 
     def __init__(self, home: Home, options: Options | None = None) -> None:
         self.home, self.options = home, options or Options()
@@ -152,7 +152,7 @@ class Daemon:
         # import the engine (torch, pandas: ~1.5 s) now, not inside the first submit's validation
         tasks.append(asyncio.create_task(asyncio.to_thread(_warm_imports)))
         sdnotify.notify("READY=1")
-        log.info("stratcastd %s serving %s (session %s)", VERSION, self.home.control, self.session)
+        log.info("stratcastd %s serving %s (session %s)", version(), self.home.control, self.session)
         try:
             await self.shutting_down.wait()
             await self._drain()

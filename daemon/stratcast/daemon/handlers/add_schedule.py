@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.handlers.submit import check_job, check_placement
 from stratcast.daemon.schedules import first_fire, make_trigger
 from stratcast.shared.protocol import AddSchedule, to_builtins
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: AddSchedule) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: AddSchedule) -> dict[str, Any]:
     """Validate the timetable and the job, store the schedule, then start timing it."""
     trigger = make_trigger(req.cron, req.every_s, req.timezone)
     check_placement(d, req.placement)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.handlers.submit import check_job
 from stratcast.shared.protocol import CheckData, JobSpec
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: CheckData) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: CheckData) -> dict[str, Any]:
     """The panel's figures once the job passes ``submit``'s checks (one of two validations at a time)."""
     async with d.validation:
         return await asyncio.to_thread(describe_job, req.job)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.results import TABLES, ResultsMissing, export, no_results
 from stratcast.shared.protocol import ExportResults
 from stratcast.shared.runfiles import RunFolder
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: ExportResults) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: ExportResults) -> dict[str, Any]:
     """Copy ``summary.parquet`` or ``forecast.parquet`` to ``req.path`` (in a thread), never over a file."""
     run = d.db.get_run(req.run)
     src = RunFolder(Path(run.out)).out.path / TABLES[req.what]

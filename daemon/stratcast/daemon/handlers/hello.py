@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import HandlerError
+from stratcast.daemon.handlers.context import DaemonContext
+from stratcast.shared.cli import version
 from stratcast.shared.protocol import PROTOCOL, Hello
-
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
 
 class VersionMismatch(HandlerError):
@@ -17,13 +16,11 @@ class VersionMismatch(HandlerError):
     code = "version_mismatch"
 
 
-async def handle(d: Daemon, req: Hello) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: Hello) -> dict[str, Any]:
     """Check the client's protocol version; name the daemon, its session and its event endpoint."""
-    from stratcast.daemon.server import VERSION
-
     if req.protocol != PROTOCOL:
         raise VersionMismatch(
             f"this daemon speaks protocol {PROTOCOL}, the client {req.protocol}: use a client of the same "
-            f"stratcast version ({VERSION})"
+            f"stratcast version ({version()})"
         )
-    return {"protocol": PROTOCOL, "daemon": VERSION, "session": d.session, "events": d.home.events}
+    return {"protocol": PROTOCOL, "daemon": version(), "session": d.session, "events": d.home.events}

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import require
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import HoldRun, to_builtins
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: HoldRun) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: HoldRun) -> dict[str, Any]:
     """``queued`` -> ``held``."""
     run = d.db.get_run(req.run)
     require(run, ("queued",), "hold")

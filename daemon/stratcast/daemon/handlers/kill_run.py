@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import require
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import KillRun, to_builtins
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: KillRun) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: KillRun) -> dict[str, Any]:
     """SIGKILL a running worker (the run ends ``killed`` when it exits); a waiting run is killed at once."""
     run = d.db.get_run(req.run)
     require(run, ("running", "queued", "held", "stopped", "interrupted"), "kill")

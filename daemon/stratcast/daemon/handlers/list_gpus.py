@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import ListGpus
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: ListGpus) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: ListGpus) -> dict[str, Any]:
     """Latest samples; each process gets the id of the run it belongs to (None: not the daemon's)."""
     by_pid = {w.proc.pid: run for run, w in d.runner.workers.items()}
     gpus = []

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import ListModels
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: ListModels) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: ListModels) -> dict[str, Any]:
     """Each model's parameters, defaults and ranges (as ``stratcastd models --json``)."""
     from stratcast.daemon.engine.config import describe_train_config
     from stratcast.daemon.zoo.catalog import describe_models

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import PauseQueue, ResumeQueue
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def pause(d: Daemon, req: PauseQueue) -> dict[str, Any]:
+async def pause(d: DaemonContext, req: PauseQueue) -> dict[str, Any]:
     """Running runs go on; queued ones wait with the reason "queue paused"."""
     return _set(d, True)
 
 
-async def resume(d: Daemon, req: ResumeQueue) -> dict[str, Any]:
+async def resume(d: DaemonContext, req: ResumeQueue) -> dict[str, Any]:
     """Queued runs may start again."""
     return _set(d, False)
 
 
-def _set(d: Daemon, paused: bool) -> dict[str, Any]:
+def _set(d: DaemonContext, paused: bool) -> dict[str, Any]:
     d.db.set_meta("queue_paused", paused)
     d.publish("daemon", {"queue_paused": paused})
     d.kick()

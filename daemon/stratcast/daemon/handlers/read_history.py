@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import HandlerError
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.history import read_history
 from stratcast.shared.protocol import ReadHistory
 from stratcast.shared.runfiles import RunFolder
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: ReadHistory) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: ReadHistory) -> dict[str, Any]:
     """The run's ``history.jsonl`` read in a thread (empty series when the run has not reported yet)."""
     run = d.db.get_run(req.run)
     path = RunFolder(Path(run.out)).history

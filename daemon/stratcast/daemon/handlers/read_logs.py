@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import HandlerError
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import ReadLogs
 from stratcast.shared.runfiles import RunFolder
-
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
 MAX_LIMIT = 1 << 20
 
 
-async def handle(d: Daemon, req: ReadLogs) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: ReadLogs) -> dict[str, Any]:
     """Up to ``limit`` bytes from ``offset`` (read in a thread), the next offset and the file's size."""
     run = d.db.get_run(req.run)
     if req.offset < 0 or not 0 < req.limit <= MAX_LIMIT:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.results import ResultsMissing, no_results, read_results
 from stratcast.shared.protocol import ReadResults
 from stratcast.shared.runfiles import RunFolder
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: ReadResults) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: ReadResults) -> dict[str, Any]:
     """``metrics.json`` and the ``top`` strategies of the run's results, read in a thread."""
     run = d.db.get_run(req.run)
     try:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import BadState
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import RemoveRun
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: RemoveRun) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: RemoveRun) -> dict[str, Any]:
     """Delete the record, then the folder (in a thread: it can be large)."""
     run = d.db.get_run(req.run)
     if run.state == "running":

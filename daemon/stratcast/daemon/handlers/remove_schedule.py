@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import RemoveSchedule
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: RemoveSchedule) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: RemoveSchedule) -> dict[str, Any]:
     """Stop timing it, then forget it."""
     d.db.get_schedule(req.schedule)
     d.timetable.remove(req.schedule)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import require
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import FINAL_STATES, RestartRun, to_builtins
 from stratcast.shared.runfiles import RunFolder
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: RestartRun) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: RestartRun) -> dict[str, Any]:
     """Back to ``queued``: from the newest checkpoint, or from scratch (checkpoints, outputs and history deleted)."""
     run = d.db.get_run(req.run)
     require(run, (*FINAL_STATES, "stopped", "interrupted"), "restart")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import require
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import ResumeRun, to_builtins
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: ResumeRun) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: ResumeRun) -> dict[str, Any]:
     """Back to ``queued``; the worker resumes from the newest good checkpoint on whichever device is free.
 
     A held run (``stop`` of a queued run holds it) is released: resume undoes a stop whenever it came.

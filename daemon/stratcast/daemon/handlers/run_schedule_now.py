@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import BadState, HandlerError
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.handlers.submit import queue_job
 from stratcast.shared.protocol import RunInfo, RunScheduleNow, to_builtins
-
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
 log = logging.getLogger("stratcastd")
 
 
-async def handle(d: Daemon, req: RunScheduleNow) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: RunScheduleNow) -> dict[str, Any]:
     """Enqueue now, outside the timetable."""
     run = await enqueue_from_schedule(d, req.schedule, timed=False)
     return {"run": to_builtins(run)}
 
 
-async def enqueue_from_schedule(d: Daemon, schedule_id: int, *, timed: bool) -> RunInfo | None:
+async def enqueue_from_schedule(d: DaemonContext, schedule_id: int, *, timed: bool) -> RunInfo | None:
     """Queue the schedule's job unless its previous run still waits or runs.
 
     A timed fire that cannot enqueue is recorded and skipped (the timetable goes on); ``run_schedule_now``
@@ -55,7 +53,7 @@ async def enqueue_from_schedule(d: Daemon, schedule_id: int, *, timed: bool) -> 
     return run
 
 
-def _after_fire(d: Daemon, schedule_id: int, *, run_id: int | None = None, skipped: str = "") -> None:
+def _after_fire(d: DaemonContext, schedule_id: int, *, run_id: int | None = None, skipped: str = "") -> None:
     fields: dict[str, Any] = {"last_run": time.time(), "next_run": d.timetable.next_run(schedule_id)}
     if run_id is not None:
         fields["last_run_id"] = run_id

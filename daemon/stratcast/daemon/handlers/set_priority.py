@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from stratcast.daemon.handlers.common import require
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import SetPriority, to_builtins
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: SetPriority) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: SetPriority) -> dict[str, Any]:
     """Only queued and held runs have a priority that still matters."""
     run = d.db.get_run(req.run)
     require(run, ("queued", "held"), "reprioritise")

@@ -5,16 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import ShowRun, to_builtins
 from stratcast.shared.runfiles import RunFolder
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: ShowRun) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: ShowRun) -> dict[str, Any]:
     """The run's record, its events, checkpoint files and ``metrics.json`` when there is one."""
     run = d.db.get_run(req.run)
     folder = RunFolder(Path(run.out))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import Snapshot, to_builtins
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: Snapshot) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: Snapshot) -> dict[str, Any]:
     """Runs, schedules, GPUs and the telemetry history, all taken at ``seq`` (no await in between)."""
     return {
         "session": d.session,

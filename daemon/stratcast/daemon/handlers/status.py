@@ -5,21 +5,18 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stratcast.daemon.handlers.context import DaemonContext
+from stratcast.shared.cli import version
 from stratcast.shared.protocol import Status
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: Status) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: Status) -> dict[str, Any]:
     """Version, session, uptime, home, queue counts by state and the devices runs can use."""
-    from stratcast.daemon.server import VERSION
-
     runs = d.db.list_runs()
     return {
-        "daemon": VERSION,
+        "daemon": version(),
         "session": d.session,
         "pid": os.getpid(),
         "uptime_s": time.time() - d.started,

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratcast.daemon.handlers.common import require
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import StopRun, to_builtins
 
-if TYPE_CHECKING:
-    from stratcast.daemon.server import Daemon
 
-
-async def handle(d: Daemon, req: StopRun) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: StopRun) -> dict[str, Any]:
     """SIGTERM the worker (it checkpoints and exits: the run becomes ``stopped``); hold a queued run."""
     run = d.db.get_run(req.run)
     require(run, ("running", "queued"), "stop")

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from stratcast.daemon.handlers.common import InvalidSpec
+from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import JobSpec, Placement, RunInfo, Submit, to_builtins
 from stratcast.shared.runfiles import RunFolder
 
 if TYPE_CHECKING:
     from stratcast.daemon.engine.panel import Panel
-    from stratcast.daemon.server import Daemon
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,12 @@ class CheckedJob:
     """Periods a series needs: ``input_size + 1 + val_size + holdout`` (val_size as chosen for the history)."""
 
 
-async def handle(d: Daemon, req: Submit) -> dict[str, Any]:
+async def handle(d: DaemonContext, req: Submit) -> dict[str, Any]:
     """Queue the run once its options and data pass the checks a worker would make first."""
     return {"run": to_builtins(await queue_job(d, req.job, req.placement))}
 
 
-async def queue_job(d: Daemon, job: JobSpec, placement: Placement, *, schedule: int | None = None) -> RunInfo:
+async def queue_job(d: DaemonContext, job: JobSpec, placement: Placement, *, schedule: int | None = None) -> RunInfo:
     """Check ``job`` (in a thread: reading the data can take seconds) and add it to the queue.
 
     Raises:
@@ -52,7 +52,7 @@ async def queue_job(d: Daemon, job: JobSpec, placement: Placement, *, schedule: 
     return d.run_changed(run)
 
 
-def check_placement(d: Daemon, placement: Placement) -> None:
+def check_placement(d: DaemonContext, placement: Placement) -> None:
     """Dependencies must name existing runs; a memory cap must be positive."""
     for dep in placement.after:
         try:
