@@ -93,7 +93,9 @@ class StackedModel(nn.Module):
         :meth:`forward` hands the module a permuted view. Values are unchanged. Call before building an optimizer.
         """
         params = dict(self.members.named_parameters())
-        probe = next(iter(params.values())).new_zeros(self.n_members, 1, input_size)
+        first = next(iter(params.values()))
+        # windows are real: a complex first parameter (a spectral weight) gives the probe its real dtype
+        probe = first.new_zeros(self.n_members, 1, input_size, dtype=first.dtype.to_real())
         with torch.random.fork_rng(devices=[]):
             grads = torch.autograd.grad(self(probe).sum(), list(params.values()), allow_unused=True)
         for (name, p), g in zip(params.items(), grads, strict=True):

@@ -58,7 +58,15 @@ from stratcast.daemon.engine.oom import (
     memory_now,
     release_memory,
 )
-from stratcast.daemon.engine.trainparts import FitResult, LossMeter, Progress, autocast_for, make_scheduler, split
+from stratcast.daemon.engine.trainparts import (
+    FitResult,
+    LossMeter,
+    Progress,
+    autocast_for,
+    make_optimizer,
+    make_scheduler,
+    split,
+)
 from stratcast.daemon.engine.windows import TrainSampler, WindowBatch
 from stratcast.daemon.zoo.base import supports_activation_checkpointing
 
@@ -89,10 +97,7 @@ class Trainer:
         self.device = sampler.windows.padded.device
         self.model = model.to(self.device)
         self.on_progress, self.should_stop, self.on_step = on_progress, should_stop, on_step
-        fused = self.device.type in ("cuda", "cpu")  # fused AdamW: one kernel for all parameters (CPU since 2.4)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused
-        )
+        self.optimizer = make_optimizer(self.model.parameters(), cfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.step = 0
         self.best_val: Tensor | None = None

@@ -5,7 +5,8 @@
   reports.
 - Precision: :func:`uses_bf16` and :func:`autocast_for` (bf16 autocast on CUDA for ``auto``, elsewhere only when
   asked), shared by training, validation, forecasting and the memory planner.
-- The LR schedule (:func:`make_scheduler`) and the micro-batch cut (:func:`split`: a step's windows as views, in
+- The optimizer (:func:`make_optimizer`: AdamW, fused for real parameters) and the LR schedule
+  (:func:`make_scheduler`), and the micro-batch cut (:func:`split`: a step's windows as views, in
   order).
 """
 
@@ -13,13 +14,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from stratcast.daemon.engine.config import TrainConfig
 from stratcast.daemon.engine.windows import WindowBatch
@@ -102,6 +103,25 @@ def autocast_for(device: torch.device, precision: str) -> AbstractContextManager
     if not uses_bf16(device, precision):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over ``params``, fused (one kernel for all parameters; on the CPU since torch 2.4) on CUDA and CPU.
+
+    Fused AdamW takes real floating-point parameters only (torch 2.13 raises on complex ones), so complex
+    parameters (the frequency-domain weights of FITS or FEDformer) get a second group that leaves the choice to
+    torch (``fused=None``: foreach on CUDA, a loop on the CPU). Those kernels update a complex tensor as its real
+    and imaginary parts (``view_as_real``): the same decoupled weight decay, and moments per part. A model without
+    complex parameters gets the one group it always had, so its steps and optimizer state are unchanged.
+    """
+    params = list(params)
+    real = [p for p in params if not p.is_complex()]
+    spectral = [p for p in params if p.is_complex()]
+    groups: list[dict[str, Any]] = [{"params": real}] if real else []
+    if spectral:
+        groups.append({"params": spectral, "fused": None})
+    fused = device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
