@@ -9,7 +9,7 @@ import torch
 from stratcast.daemon.engine.build import prepare
 from stratcast.daemon.engine.data import load_panel
 from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.job import run_job
+from stratcast.daemon.engine.job import read_spec, run_job, write_spec
 from stratcast.daemon.engine.spec import build_spec, choose_from_data
 
 
@@ -75,3 +75,9 @@ def test_a_run_records_the_choice_in_its_metrics(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["spec"]["train"]["scaler"], metrics["spec"]["train"]["loss"]) == ("revin", "mae")
     assert metrics["spec"]["chosen_from_data"].startswith("scaler: revin, loss: mae (level series")
+
+
+def test_a_resumed_spec_still_leaves_the_same_options_to_the_data(tmp_path):
+    spec = spec_for(write(tmp_path, level_frame()), "loss=huber", out=str(tmp_path / "run"))
+    write_spec(tmp_path / "run", spec)
+    assert read_spec(tmp_path / "run").from_data == ("scaler",) == spec.from_data
