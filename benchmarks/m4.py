@@ -1,6 +1,8 @@
 """M4 Weekly and Hourly: single N-BEATS and N-HiTS models trained with stratcast's engine, scored as in M4.
 
 Run: ``.venv/bin/python benchmarks/m4.py [--data-dir DIR] [--quick] [--validate] [--seed S]``.
+Score a ``stratcastd run`` of an M4 training file instead: ``.venv/bin/python benchmarks/m4.py --score-run OUT``
+(the frequency is the one whose horizon the run forecast).
 
 Each model is trained once (one fixed seed, no ensemble) on the training part of every series and forecasts the
 test period, which no training or model choice ever sees. The settings below were chosen with ``--validate``,
@@ -302,6 +304,25 @@ def check_naive2(data_dir: Path, freq: Frequency, ids: list[str], series: list[A
     return got
 
 
+def score_run(args: argparse.Namespace) -> None:
+    """Score the ``forecast.parquet`` of a ``stratcastd run`` folder on the test period of its M4 frequency."""
+    frame = pd.read_parquet(args.score_run / "forecast.parquet")
+    steps = int(frame["step"].max())
+    freq = next((f for f in FREQUENCIES.values() if f.horizon == steps), None)
+    if freq is None:
+        raise SystemExit(f"{args.score_run}: a {steps}-step forecast matches no M4 frequency's horizon")
+    ids, series, test = load(args.data_dir, freq)
+    naive2_scores = check_naive2(args.data_dir, freq, ids, series, test)
+    wide = frame.pivot(index="strategy", columns="step", values="forecast")
+    forecast = wide.reindex(index=ids, columns=range(1, steps + 1)).to_numpy(np.float64)
+    if np.isnan(forecast).any():
+        raise SystemExit(f"{args.score_run}: the forecast does not cover every {freq.key} series and step")
+    got = score(test, forecast, mase_scales(series, freq.season), (naive2_scores.smape, naive2_scores.mase))
+    rows = [Row("Naive2 (official)", naive2_scores), Row(f"run {args.score_run.name}", got)]
+    rows += [Row(method, Scores(*values)) for method, values in freq.published.items()]
+    print_table(f"M4 {freq.key.capitalize()}, horizon {freq.horizon}, test", rows)
+
+
 def run_frequency(args: argparse.Namespace, freq: Frequency) -> list[Row]:
     """Train and score every model on one frequency; the rows of its table."""
     ids, series, test = load(args.data_dir, freq)
@@ -390,11 +411,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="override the windows per step")
     parser.add_argument("--learning-rate", type=float, help="override the peak learning rate")
     parser.add_argument("--model-set", nargs="*", metavar="KEY=VALUE", help="override architecture parameters")
+    parser.add_argument("--score-run", type=Path, metavar="OUT", help="score a stratcastd run folder, train nothing")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    if args.score_run:
+        score_run(args)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     began = time.perf_counter()

@@ -18,7 +18,7 @@ from stratcast.daemon.engine.forecast import predict
 from stratcast.daemon.engine.losses import point_forecast
 from stratcast.daemon.engine.panel import Panel
 from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
-from stratcast.daemon.engine.spec import Needs, RunSpec, needs, validation_note
+from stratcast.daemon.engine.spec import Needs, RunSpec, choose_from_data, needs, validation_note
 from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
 from stratcast.daemon.engine.trainer import StepHook, Trainer
 from stratcast.daemon.engine.trainparts import Progress
@@ -32,8 +32,12 @@ Forecaster = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass
 class Prepared:
-    """The panel on the device, split and scaled."""
+    """The panel on the device, split and scaled, and the spec with its options chosen from the panel."""
 
+    spec: RunSpec
+    """The job's spec with :func:`~stratcast.daemon.engine.spec.choose_from_data` applied: build from this one."""
+    chosen: str | None
+    """Why the options left to the data were chosen as they were (None when none was)."""
     panel: Panel
     raw: Tensor
     start: Tensor
@@ -76,16 +80,22 @@ def load_trainable(spec: RunSpec) -> Trainable:
 
 
 def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
-    """Load the panel, drop series too short to train on, split it and fit the scaler on the training part."""
-    cfg = spec.train
+    """Load the panel, drop series too short, choose the options left to the data, split, fit the scaler.
+
+    The scaler fits on each series' training part only.
+    """
     trainable = load_trainable(spec)
     panel = trainable.panel
+    spec, chosen = choose_from_data(spec, panel)
+    cfg = spec.train
     for note in panel.notes:
         log(f"warning: {note}")
     log(f"panel: {panel.n_series} strategies x {panel.n_times} periods from {panel.source}")
     if ragged := ragged_note(panel):
         log(ragged)
     log(validation_note(spec, trainable.needs, trainable.longest))
+    if chosen:
+        log(chosen)
     raw = torch.from_numpy(panel.values).to(device)
     start = torch.from_numpy(panel.start).to(device)
     split = Split.make(torch.from_numpy(panel.end).to(device), trainable.needs.val, spec.holdout)
@@ -100,7 +110,7 @@ def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
         horizon=cfg.horizon,
         pad_start=cfg.pad_start,
     )
-    return Prepared(panel, raw, start, split, scaler, windows)
+    return Prepared(spec, chosen, panel, raw, start, split, scaler, windows)
 
 
 def ragged_note(panel: Panel) -> str | None:

@@ -71,13 +71,14 @@ class TrainConfig:
         choices=SCALERS,
         search=among("robust", "robust-centered", "standard", "revin"),
         help="per-series scaling: robust (IQR of non-zero values, zeros stay 0), robust-centered, standard, "
-        "identity, or revin (per window)",
+        "identity, or revin (per window); unset, chosen from the data: revin for level series, else robust",
     )
     loss: str = param(
         "mse",
         choices=LOSSES,
         search=among("mse", "huber"),
-        help="training loss; mae collapses to 0 on zero-heavy panels",
+        help="training loss; mae collapses to 0 on zero-heavy panels; unset, chosen from the data: mae for level "
+        "series, else mse",
     )
     huber_delta: float = param(
         1.0, lo=1e-6, hi=1e6, search=floats(0.1, 10.0, log=True), help="Huber loss threshold (in scaled units)"

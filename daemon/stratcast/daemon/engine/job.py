@@ -155,6 +155,7 @@ def run_job(
         log(note)
     torch.manual_seed(spec.train.seed)
     prep = prepare(spec, device, log)
+    spec = prep.spec  # with the scaler and loss chosen from the data where nobody set them
     warnings = Warnings(log, on_warning)
     warnings.add(loss_warning(spec.train, prep.panel.zero_share))
     warnings.add(windows_warning(spec.train, int(prep.split.train_end.max())))
@@ -300,6 +301,7 @@ def read_spec(out: Path) -> RunSpec:
     fields: dict[str, Any] = dict(data["spec"])
     train: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.pop("train").items()}
     params: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.pop("model_params").items()}
+    fields["from_data"] = tuple(fields.get("from_data", ()))  # absent from older spec files: nothing chosen
     return RunSpec(**{**fields, "out": str(out)}, train=TrainConfig(**train), model_params=params)
 
 
@@ -448,6 +450,7 @@ def run_info(spec: RunSpec, fit: FitResult, device: str, prep: Prepared, seconds
             "holdout": spec.holdout,
             "train": dataclasses.asdict(spec.train),
             "model_params": dict(spec.model_params),
+            "chosen_from_data": prep.chosen,
         },
     }
 

@@ -7,7 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from stratcast.daemon.engine.config import TrainConfig, parse_value, train_fields
+from stratcast.daemon.engine.panel import Panel
 from stratcast.daemon.zoo.base import ModelConfig
 from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
 from stratcast.shared.protocol import JobSpec
@@ -15,6 +18,16 @@ from stratcast.shared.protocol import JobSpec
 MODES = ("batch", "per-strategy")
 PER_STRATEGY_BATCH = 32
 """Default windows per strategy per step in per-strategy mode (``batch_size`` there counts per strategy)."""
+DATA_CHOSEN = ("scaler", "loss")
+"""Training options that, when nobody sets them, are chosen from the panel (:func:`choose_from_data`)."""
+LEVEL_CHOICE = {"scaler": "revin", "loss": "mae"}
+"""For level series (M4-like): per-window normalisation and MAE scored best on M4 Weekly (benchmarks/m4.py)."""
+PROFIT_CHOICE = {"scaler": "robust", "loss": "mse"}
+"""For every other panel, profit-like ones first: zeros stay 0 and the forecast is a mean, not a median."""
+LEVEL_MAX_ZEROS = 0.01
+LEVEL_MIN_RATIO = 3.0
+"""A level series' mean absolute value is at least this many times its mean absolute change (M4 Weekly's
+series: 34 at the median, 2.9 at the least; weekly strategy profits: about 0.6)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +56,8 @@ class RunSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     model_params: Mapping[str, Any] = field(default_factory=dict)
     """Architecture overrides, validated against the model's config."""
+    from_data: tuple[str, ...] = ()
+    """Training options (of :data:`DATA_CHOSEN`) nobody set: chosen from the panel once it is loaded."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -56,6 +71,8 @@ class RunSpec:
             raise ValueError(f"model {self.model!r} cannot be stacked for per-strategy mode (it does not vmap)")
         if self.train.activation_checkpointing:
             check_checkpointing(self.model, self.mode)
+        if unknown := set(self.from_data) - set(DATA_CHOSEN):
+            raise ValueError(f"from_data: {', '.join(sorted(unknown))} cannot be chosen from the data")
         self.model_config()  # validates the overrides now, not mid-run
 
     def model_config(self) -> ModelConfig:
@@ -100,6 +117,7 @@ def build_spec(
         if value is not None:
             layered[name] = value
     train, params = split_sets(model, sets, layered)
+    given = set(layered) | set(split_sets(model, sets)[0])
     return RunSpec(
         data=str(data),
         model=model,
@@ -115,7 +133,39 @@ def build_spec(
         dayfirst=dayfirst,
         train=TrainConfig(**train),
         model_params=params,
+        from_data=tuple(k for k in DATA_CHOSEN if k not in given),
     )
+
+
+def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
+    """``spec`` with its :attr:`~RunSpec.from_data` options chosen from ``panel``, and a log line saying why.
+
+    Level series (few zeros, all positive, a level large against the changes, like M4's) get
+    :data:`LEVEL_CHOICE`; every other panel, zero-heavy signed profits first, keeps :data:`PROFIT_CHOICE`.
+    The line is None when nothing was left to choose.
+    """
+    if not spec.from_data:
+        return spec, None
+    level, why = panel_kind(panel)
+    chosen: dict[str, Any] = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in spec.from_data}
+    train = dataclasses.replace(spec.train, **chosen)
+    others = " or ".join(f"--set {k}=..." for k in spec.from_data)
+    note = f"{', '.join(f'{k}: {v}' for k, v in chosen.items())} ({why}; {others} chooses otherwise)"
+    return dataclasses.replace(spec, train=train, from_data=()), note
+
+
+def panel_kind(panel: Panel) -> tuple[bool, str]:
+    """Whether ``panel`` holds level series, and the figures that say so, in words."""
+    own = panel.periods()
+    values = np.where(own, panel.values, np.nan).astype(np.float64)
+    zeros, positive = panel.zero_share, bool(np.nanmin(values) > 0)
+    change = np.nanmean(np.abs(np.diff(values, axis=1)), axis=1)  # NaN for a one-period series
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = float(np.nanmedian(np.nanmean(np.abs(values), axis=1) / change))
+    level = zeros <= LEVEL_MAX_ZEROS and positive and ratio >= LEVEL_MIN_RATIO
+    signs = "all positive" if positive else "values of both signs" if np.nanmax(values) > 0 else "none positive"
+    kind = "level series" if level else "profit-like panel" if zeros > LEVEL_MAX_ZEROS else "not level series"
+    return level, f"{kind}: {zeros:.1%} zeros, {signs}, level {ratio:.1f}x the typical change"
 
 
 def train_defaults_note(spec: RunSpec) -> str | None:

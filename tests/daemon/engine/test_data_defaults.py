@@ -1,0 +1,83 @@
+"""Scaler and loss chosen from the panel when the user leaves them at their defaults."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from stratcast.daemon.engine.build import prepare
+from stratcast.daemon.engine.data import load_panel
+from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.job import read_spec, run_job, write_spec
+from stratcast.daemon.engine.spec import build_spec, choose_from_data
+
+
+def level_frame(n_series: int = 4, n_times: int = 40) -> pd.DataFrame:
+    """An M4-like long frame: positive levels around 1,000 that move by about 1% a period, series of own lengths."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n_series):
+        length = n_times - 3 * i
+        y = 1000 * (1 + i) * np.exp(np.cumsum(rng.normal(0, 0.01, length)))
+        rows.append(pd.DataFrame({"unique_id": f"W{i + 1}", "t": np.arange(length), "y": y}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def write(tmp_path, frame: pd.DataFrame) -> str:
+    path = tmp_path / "panel.parquet"
+    frame.to_parquet(path, index=False)
+    return str(path)
+
+
+def spec_for(path: str, *sets: str, out: str = "-"):
+    return build_spec(data=path, model="dlinear", out=out, horizon=4, input_size=8, device="cpu", sets=sets)
+
+
+def test_a_zero_heavy_signed_panel_keeps_robust_scaling_and_mse(tmp_path):
+    path = write(tmp_path, make_strategy_panel(6, 60, seed=0))
+    chosen, note = choose_from_data(spec_for(path), load_panel(path))
+    assert (chosen.train.scaler, chosen.train.loss) == ("robust", "mse")
+    assert note is not None and note.startswith("scaler: robust, loss: mse (") and "both signs" in note
+
+
+def test_a_level_series_panel_gets_per_window_scaling_and_mae(tmp_path):
+    path = write(tmp_path, level_frame())
+    chosen, note = choose_from_data(spec_for(path), load_panel(path))
+    assert (chosen.train.scaler, chosen.train.loss) == ("revin", "mae")
+    assert note is not None and note.startswith("scaler: revin, loss: mae (level series: 0.0% zeros, all positive")
+
+
+def test_a_set_scaler_wins_over_the_data_and_only_the_loss_is_chosen(tmp_path):
+    path = write(tmp_path, level_frame())
+    chosen, note = choose_from_data(spec_for(path, "scaler=robust"), load_panel(path))
+    assert (chosen.train.scaler, chosen.train.loss) == ("robust", "mae")
+    assert note is not None and note.startswith("loss: mae (level series")
+
+
+def test_a_spec_with_both_options_set_chooses_nothing(tmp_path):
+    path = write(tmp_path, level_frame())
+    spec = spec_for(path, "train.scaler=standard", "loss=huber")
+    assert choose_from_data(spec, load_panel(path)) == (spec, None)
+
+
+def test_prepare_fits_the_chosen_scaler_and_logs_why(tmp_path):
+    lines: list[str] = []
+    prep = prepare(spec_for(write(tmp_path, level_frame())), torch.device("cpu"), lines.append)
+    assert (prep.spec.train.scaler, prep.scaler.kind, prep.spec.train.loss) == ("revin", "revin", "mae")
+    assert any(line.startswith("scaler: revin, loss: mae (level series") for line in lines)
+
+
+def test_a_run_records_the_choice_in_its_metrics(tmp_path):
+    out = tmp_path / "run"
+    spec = spec_for(write(tmp_path, level_frame()), "max_steps=2", "batch_size=8", out=str(out))
+    run_job(spec, log=lambda line: None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["spec"]["train"]["scaler"], metrics["spec"]["train"]["loss"]) == ("revin", "mae")
+    assert metrics["spec"]["chosen_from_data"].startswith("scaler: revin, loss: mae (level series")
+
+
+def test_a_resumed_spec_still_leaves_the_same_options_to_the_data(tmp_path):
+    spec = spec_for(write(tmp_path, level_frame()), "loss=huber", out=str(tmp_path / "run"))
+    write_spec(tmp_path / "run", spec)
+    assert read_spec(tmp_path / "run").from_data == ("scaler",) == spec.from_data
