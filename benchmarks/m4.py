@@ -38,6 +38,7 @@ from stratcast.daemon.engine.scalers import WindowNorm, fit_scaler
 from stratcast.daemon.engine.trainer import Trainer
 from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler
 from stratcast.daemon.zoo.catalog import build_model, make_config
+from stratcast.shared.runfiles import Outputs
 
 Array = NDArray[np.float64]
 REPO = Path(__file__).resolve().parents[1]
@@ -306,7 +307,7 @@ def check_naive2(data_dir: Path, freq: Frequency, ids: list[str], series: list[A
 
 def score_run(args: argparse.Namespace) -> None:
     """Score the ``forecast.parquet`` of a ``stratcastd run`` folder on the test period of its M4 frequency."""
-    frame = pd.read_parquet(args.score_run / "forecast.parquet")
+    frame = pd.read_parquet(Outputs(args.score_run).forecast)
     steps = int(frame["step"].max())
     freq = next((f for f in FREQUENCIES.values() if f.horizon == steps), None)
     if freq is None:
