@@ -106,10 +106,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().error(f"--resume continues the run as it was started: drop {', '.join(given)}")
         if not args.resume and len(given) < 3:
             build_parser().error("run needs --data, --model and --out (or --resume DIR)")
-        if args.data and not Path(args.data).is_file():  # said before the seconds that importing torch takes
-            print(f"stratcastd: error: {args.data}: no such file. Check the path.", file=sys.stderr)
+        if args.data and (problem := _data_file_problem(Path(args.data))):  # before importing torch takes seconds
+            print(f"stratcastd: error: {problem}", file=sys.stderr)
             return ExitCode.BAD_INPUT
     return run_command(args)
+
+
+def _data_file_problem(path: Path) -> str | None:
+    """What is wrong with the data file's path, as the engine would say it (None when nothing is)."""
+    from stratcast.daemon.engine.data import file_kind
+    from stratcast.daemon.engine.panel import DataError
+
+    try:
+        file_kind(path)
+    except DataError as exc:
+        return str(exc)
+    return None
 
 
 def with_command(argv: Sequence[str]) -> list[str]:

@@ -179,7 +179,7 @@ def _read_table(
     path: Path, id_col: str | None, time_col: str | None, target_col: str | None
 ) -> tuple[pa.Table, Columns, str]:
     """The table, its columns and the decimal mark of numbers written as text."""
-    kind = _file_kind(path)
+    kind = file_kind(path)
     try:
         if kind == "csv":
             table, dialect = read_csv(path)
@@ -194,7 +194,12 @@ def _read_table(
         ) from exc
 
 
-def _file_kind(path: Path) -> str:
+def file_kind(path: Path) -> str:
+    """``parquet`` or ``csv`` by the file's name (torch-free: ``stratcastd run`` asks it before importing torch).
+
+    Raises:
+        DataError: the file does not exist, its name says neither kind, or it is empty.
+    """
     if not path.is_file():
         raise DataError(f"{path}: no such file. Check the path.")
     name = path.name.lower()
