@@ -11,6 +11,7 @@ import msgspec
 
 from stratcast.daemon.handlers.common import InvalidSpec
 from stratcast.daemon.handlers.context import DaemonContext
+from stratcast.shared.jobargs import DAEMON_DEVICES
 from stratcast.shared.protocol import JobSpec, Placement, RunInfo, Submit, to_builtins
 from stratcast.shared.runfiles import RunFolder
 
@@ -76,7 +77,7 @@ def check_job(job: JobSpec) -> CheckedJob:
     from stratcast.daemon.engine.panel import DataError
     from stratcast.daemon.engine.spec import spec_from_job
 
-    if job.device not in ("auto", "cpu"):
+    if job.device not in DAEMON_DEVICES:
         raise InvalidSpec(f"device {job.device!r}: the daemon assigns GPUs itself; use --gpu N to pin one")
     if not Path(job.data).is_absolute():
         raise InvalidSpec(f"data path {job.data!r} must be absolute: the daemon does not share your working folder")
