@@ -135,12 +135,11 @@ def _await_detached(home: Home, pid: int, log_path: Path) -> int:
 
 
 def _serving_pid(home: Home) -> int | None:
-    """The pid of the daemon that answers at ``home``, or None when none does."""
-    from stratcast.daemon.embedded import answers
+    """The pid of the daemon that answers at ``home``, or None when none does (one connection, one request)."""
     from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed
     from stratcast.shared.protocol import Status
 
-    if not answers(home):
+    if not Path(home.control.removeprefix("ipc://")).exists():  # no socket: nothing to wait a second for
         return None
     try:
         with Client(home, timeout_s=2.0) as client:

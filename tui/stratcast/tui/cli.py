@@ -29,7 +29,7 @@ from stratcast.shared.protocol import ProtocolError, ShowRun, to_builtins
 from stratcast.shared.report import results_text
 from stratcast.shared.runfiles import METRICS, Outputs
 from stratcast.tui.command_line import build_parser, build_requests
-from stratcast.tui.render import RENDER, Watcher, run_line
+from stratcast.tui.render import RENDER, Watcher, run_line, runs_phrase
 
 MULTI = ("stop", "resume", "hold", "release", "kill", "rm")
 """Subcommands taking several run ids: one request each; ``--json`` prints a list of results."""
@@ -109,7 +109,9 @@ def await_stopped(client: DaemonClient, ids: Sequence[int], *, quiet: bool = Fal
     if not waiting:
         return
     if not quiet:
-        print(f"waiting for {_runs(sorted(waiting))} to checkpoint and stop (--no-wait returns at once)", flush=True)
+        print(
+            f"waiting for {runs_phrase(sorted(waiting))} to checkpoint and stop (--no-wait returns at once)", flush=True
+        )
     source = client.subscribe()
     try:  # look after subscribing: a run that stopped in between is seen here, one that stops later as an event
         for run in sorted(waiting):
@@ -128,10 +130,6 @@ def _settle(waiting: set[int], run: dict[str, Any], quiet: bool) -> None:
         waiting.discard(run["id"])
         if not quiet:
             print(run_line({"run": run}), flush=True)
-
-
-def _runs(ids: Sequence[int]) -> str:
-    return f"run {ids[0]}" if len(ids) == 1 else "runs " + ", ".join(map(str, ids))
 
 
 def _print_json(value: Any) -> None:

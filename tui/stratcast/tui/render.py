@@ -209,8 +209,12 @@ def _shutdown_text(result: Mapping[str, Any]) -> str:
     stopping = result.get("stopping", [])
     if not stopping:
         return "stratcastd is shutting down"
-    runs = f"run {stopping[0]}" if len(stopping) == 1 else f"runs {', '.join(map(str, stopping))}"
-    return f"stratcastd is shutting down after checkpointing {runs} (the next start resumes them)"
+    return f"stratcastd is shutting down after checkpointing {runs_phrase(stopping)} (the next start resumes them)"
+
+
+def runs_phrase(ids: Sequence[int]) -> str:
+    """``run 3`` or ``runs 3, 4``."""
+    return f"run {ids[0]}" if len(ids) == 1 else "runs " + ", ".join(map(str, ids))
 
 
 RENDER: dict[str, Callable[[Any], str]] = {
