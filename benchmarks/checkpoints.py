@@ -40,13 +40,13 @@ import psutil
 import torch
 
 from stratcast.daemon.embedded import start_daemon, stop_daemon
-from stratcast.daemon.engine.build import Prepared, make_model, make_trainer, prepare
-from stratcast.daemon.engine.checkpoint import latest_checkpoint, load_checkpoint, save_rotating
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.job import TRAIN_KIND, Checkpointer, checkpoint_state
-from stratcast.daemon.engine.spec import RunSpec
-from stratcast.daemon.engine.trainer import Trainer
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run.job import TRAIN_KIND, Checkpointer, checkpoint_state
+from stratcast.daemon.engine.spec.build import Prepared, make_model, make_trainer, prepare
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.spec.runspec import RunSpec
+from stratcast.daemon.engine.training.checkpoint import latest_checkpoint, load_checkpoint, save_rotating
+from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.shared.client import Client, Subscriber
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import JobSpec, KillRun, ResumeRun, ShowRun, StopRun, Submit
@@ -304,7 +304,7 @@ def resume_parts(model: str, panel: str, root: Path, checkpoints: Path) -> dict[
     """The resume's parts measured apart, from the checkpoint of the last cycle (a copy: the daemon owns it)."""
     directory = root / f"parts-{model}"
     shutil.copytree(checkpoints, directory)
-    code = "import time, torch, stratcast.daemon.engine.job, stratcast.daemon.worker; print(time.time())"
+    code = "import time, torch, stratcast.daemon.engine.run.job, stratcast.daemon.worker; print(time.time())"
     t0 = time.time()
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     startup = float(done.stdout) - t0  # to the imports done, not to the exit
@@ -328,7 +328,7 @@ def resume_parts(model: str, panel: str, root: Path, checkpoints: Path) -> dict[
 
 
 EXIT_PROBE = """
-import time, torch, stratcast.daemon.engine.job, stratcast.daemon.worker
+import time, torch, stratcast.daemon.engine.run.job, stratcast.daemon.worker
 x = torch.randn(1000, 1000, requires_grad=True)
 (x @ x).sum().backward()
 print(time.time(), flush=True)

@@ -48,7 +48,7 @@ import psutil
 import zmq
 
 from stratcast.daemon.embedded import start_daemon, stop_daemon
-from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.telemetry import GpuProcess, GpuSample, HostSample
 from stratcast.shared.client import Client, OutOfSync, Subscriber
 from stratcast.shared.mirror import Mirror

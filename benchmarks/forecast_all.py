@@ -20,14 +20,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from stratcast.daemon.engine.build import Prepared, forecaster, make_model, make_trainer, prepare
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.device import describe_device, resolve_device, tune_cpu_allocator
-from stratcast.daemon.engine.forecast import predict
-from stratcast.daemon.engine.spec import RunSpec
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.windows import PanelWindows, TrainSampler
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.data.windows import PanelWindows, TrainSampler
+from stratcast.daemon.engine.memory.device import describe_device, resolve_device, tune_cpu_allocator
+from stratcast.daemon.engine.prediction.forecast import predict
+from stratcast.daemon.engine.spec.build import Prepared, forecaster, make_model, make_trainer, prepare
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.spec.runspec import RunSpec
+from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import build_model, make_config
 
 DEFAULT_DATA = "../shared/data/strategies/eurusd_2016_2019_weekly.parquet"

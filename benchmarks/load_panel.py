@@ -17,8 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stratcast.daemon.engine.data import load_panel
-from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.data.load import load_panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 
 
 def best_of(repeats: int, work: Callable[[], object]) -> tuple[float, float]:

@@ -31,12 +31,12 @@ import pandas as pd
 import torch
 from numpy.typing import NDArray
 
-from stratcast.daemon.engine.config import TrainConfig, parse_value
-from stratcast.daemon.engine.forecast import predict
-from stratcast.daemon.engine.losses import point_forecast
-from stratcast.daemon.engine.scalers import WindowNorm, fit_scaler
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler
+from stratcast.daemon.engine.data.scalers import WindowNorm, fit_scaler
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler
+from stratcast.daemon.engine.prediction.forecast import predict
+from stratcast.daemon.engine.spec.config import TrainConfig, parse_value
+from stratcast.daemon.engine.training.losses import point_forecast
+from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import build_model, make_config
 from stratcast.shared.runfiles import Outputs
 

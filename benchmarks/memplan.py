@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from stratcast.daemon.engine.memplan import (
+from stratcast.daemon.engine.memory.planner import (
     MIB,
     CudaProbe,
     Measure,

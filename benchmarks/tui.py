@@ -49,7 +49,7 @@ from pathlib import Path
 import psutil
 
 from stratcast.daemon.embedded import stop_daemon
-from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed
 from stratcast.shared.paths import Home, resolve_home
 from stratcast.shared.protocol import JobSpec, KillRun, ListRuns, Placement, Submit

@@ -323,11 +323,11 @@ def stratcast_worker(job: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from stratcast.daemon.engine.build import forecaster, make_model, make_trainer, prepare
-    from stratcast.daemon.engine.config import TrainConfig
-    from stratcast.daemon.engine.job import forecast_future
-    from stratcast.daemon.engine.spec import RunSpec
-    from stratcast.daemon.engine.trainparts import Progress
+    from stratcast.daemon.engine.run.job import forecast_future
+    from stratcast.daemon.engine.spec.build import forecaster, make_model, make_trainer, prepare
+    from stratcast.daemon.engine.spec.config import TrainConfig
+    from stratcast.daemon.engine.spec.runspec import RunSpec
+    from stratcast.daemon.engine.training.trainparts import Progress
 
     imported = time.perf_counter()
     train = TrainConfig(

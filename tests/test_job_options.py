@@ -8,7 +8,7 @@ import pytest
 
 from stratcast.daemon import cli as stratcastd
 from stratcast.daemon import embedded
-from stratcast.daemon.engine.spec import spec_from_job
+from stratcast.daemon.engine.spec.runspec import spec_from_job
 from stratcast.shared.client import RequestFailed
 from stratcast.shared.protocol import JobSpec, Submit
 from stratcast.tui.command_line import build_parser as stratcast_parser

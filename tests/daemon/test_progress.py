@@ -1,6 +1,6 @@
 import io
 
-from stratcast.daemon.engine.trainparts import Progress
+from stratcast.daemon.engine.training.trainparts import Progress
 from stratcast.daemon.progress import ProgressPrinter
 
 

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from stratcast.daemon.engine.advice import RunWarning
-from stratcast.daemon.engine.checkpoint import list_checkpoints, load_checkpoint
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.panel import DataError
+from stratcast.daemon.engine.data.panel import DataError
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run.advice import RunWarning
+from stratcast.daemon.engine.training.checkpoint import list_checkpoints, load_checkpoint
 from stratcast.daemon.events import decode_event, event_fields
 from stratcast.daemon.worker import Events, WorkerExit, exit_code_for
 from stratcast.shared.protocol import JobSpec

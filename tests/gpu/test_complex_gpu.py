@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
-from stratcast.daemon.zoo._fourier import irfft, rfft
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.engine.training.trainer import Trainer
+from stratcast.daemon.zoo.blocks.fourier import irfft, rfft
 from tests.daemon.engine.test_complex import H, L, SpectralLinear, T, seasonal_panel, train_config
 
 pytestmark = pytest.mark.gpu

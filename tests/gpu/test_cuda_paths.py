@@ -5,12 +5,12 @@ import dataclasses
 import pytest
 import torch
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.device import describe_device, resolve_device
-from stratcast.daemon.engine.forecast import predict
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.trainparts import autocast_for
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.engine.memory.device import describe_device, resolve_device
+from stratcast.daemon.engine.prediction.forecast import predict
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.training.trainer import Trainer
+from stratcast.daemon.engine.training.trainparts import autocast_for
 from stratcast.daemon.zoo.catalog import CATALOG, build_model, make_config
 
 pytestmark = pytest.mark.gpu

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.shared.client import Client
 from stratcast.shared.protocol import JobSpec, KillRun, ListGpus, ResumeRun, ShowRun, Snapshot, StopRun, Submit
 from tests.integration.daemon_process import DaemonProcess

@@ -7,10 +7,10 @@ sits between the peak of a small micro-batch and the peak of the whole batch wha
 import pytest
 import torch
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.oom import OomEvent
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler
+from stratcast.daemon.engine.memory.oom import OomEvent
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import build_model, make_config
 
 pytestmark = pytest.mark.gpu

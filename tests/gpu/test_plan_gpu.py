@@ -7,15 +7,15 @@ falls between the peak of a small micro-batch and that of the whole batch, whate
 import pytest
 import torch
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.devmem import CudaMemory, peak_budget
-from stratcast.daemon.engine.memplan import CudaProbe
-from stratcast.daemon.engine.oom import OomEvent
-from stratcast.daemon.engine.plancache import PlanCache
-from stratcast.daemon.engine.runplan import plan_run
-from stratcast.daemon.engine.spec import RunSpec
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler
+from stratcast.daemon.engine.memory.devmem import CudaMemory, peak_budget
+from stratcast.daemon.engine.memory.oom import OomEvent
+from stratcast.daemon.engine.memory.plancache import PlanCache
+from stratcast.daemon.engine.memory.planner import CudaProbe
+from stratcast.daemon.engine.memory.runplan import plan_run
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.spec.runspec import RunSpec
+from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import build_model, make_config
 
 pytestmark = pytest.mark.gpu

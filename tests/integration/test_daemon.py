@@ -16,7 +16,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.shared.client import Client, RequestFailed
 from stratcast.shared.protocol import (
     PROTOCOL,

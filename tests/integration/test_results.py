@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stratcast.daemon.engine.data import load_panel
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.panel import DataError
+from stratcast.daemon.engine.data.load import load_panel
+from stratcast.daemon.engine.data.panel import DataError
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.shared.client import Client, RequestFailed
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import (

@@ -11,8 +11,8 @@ import sys
 import pandas as pd
 import pytest
 
-from stratcast.daemon.engine.checkpoint import load_checkpoint
-from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.training.checkpoint import load_checkpoint
 from stratcast.shared.errors import ExitCode
 from tests.daemon.engine.trading_exports import write_export
 
@@ -231,8 +231,8 @@ def test_a_run_where_nothing_fits_exits_76_proposing_the_memory_levers(tmp_path,
 
 
 def test_the_recorded_spec_round_trips_tuples_and_per_strategy_options(tmp_path, panel_file):
-    from stratcast.daemon.engine.job import read_spec, write_spec
-    from stratcast.daemon.engine.spec import build_spec
+    from stratcast.daemon.engine.run.job import read_spec, write_spec
+    from stratcast.daemon.engine.spec.runspec import build_spec
 
     spec = build_spec(
         data=str(panel_file),

@@ -114,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _data_file_problem(path: Path) -> str | None:
     """What is wrong with the data file's path, as the engine would say it (None when nothing is)."""
-    from stratcast.daemon.engine.data import file_kind
-    from stratcast.daemon.engine.panel import DataError
+    from stratcast.daemon.engine.data.load import file_kind
+    from stratcast.daemon.engine.data.panel import DataError
 
     try:
         file_kind(path)
@@ -140,7 +140,7 @@ def demo_through_daemon(args: argparse.Namespace) -> int:
 
 def list_models(as_json: bool) -> int:
     """Print the model catalog with each model's parameters."""
-    from stratcast.daemon.engine.config import describe_train_config
+    from stratcast.daemon.engine.spec.config import describe_train_config
     from stratcast.daemon.zoo.catalog import describe_models
 
     described = {"models": describe_models(), "train_options": describe_train_config()}
@@ -150,9 +150,9 @@ def list_models(as_json: bool) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """``run`` and ``demo``: build the spec, run the job, print the results; map errors to exit codes."""
-    from stratcast.daemon.engine.checkpoint import CheckpointError
-    from stratcast.daemon.engine.device import DeviceError, tune_cpu_allocator
-    from stratcast.daemon.engine.panel import DataError
+    from stratcast.daemon.engine.data.panel import DataError
+    from stratcast.daemon.engine.memory.device import DeviceError, tune_cpu_allocator
+    from stratcast.daemon.engine.training.checkpoint import CheckpointError
     from stratcast.daemon.progress import ProgressPrinter
 
     tune_cpu_allocator()
@@ -161,8 +161,8 @@ def run_command(args: argparse.Namespace) -> int:
     made = None if getattr(args, "resume", None) or Path(args.out).exists() else Path(args.out)
     try:
         spec, resume_from = resume_spec(args, log) if getattr(args, "resume", None) else (make_spec(args), None)
-        from stratcast.daemon.engine.job import run_job, write_spec
-        from stratcast.daemon.engine.runplan import default_plan_cache
+        from stratcast.daemon.engine.memory.runplan import default_plan_cache
+        from stratcast.daemon.engine.run.job import run_job, write_spec
 
         write_spec(Path(spec.out), spec)
         result = run_job(
@@ -215,9 +215,9 @@ def resume_spec(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[A
     """
     import dataclasses
 
-    from stratcast.daemon.engine.checkpoint import latest_checkpoint
-    from stratcast.daemon.engine.config import parse_value
-    from stratcast.daemon.engine.job import SCHEDULE_OPTIONS, read_spec
+    from stratcast.daemon.engine.run.job import SCHEDULE_OPTIONS, read_spec
+    from stratcast.daemon.engine.spec.config import parse_value
+    from stratcast.daemon.engine.training.checkpoint import latest_checkpoint
 
     folder = Path(args.resume)
     spec = read_spec(folder)
@@ -252,7 +252,7 @@ class OomPrinter:
 
 def make_spec(args: argparse.Namespace) -> Any:
     """The :class:`RunSpec` of ``run``, or of ``demo`` after writing the demo panel: as a daemon's worker builds it."""
-    from stratcast.daemon.engine.spec import spec_from_job
+    from stratcast.daemon.engine.spec.runspec import spec_from_job
 
     job = demo_job(args) if args.command == "demo" else job_from_args(args)
     return spec_from_job(job, out=args.out, device=args.device)
@@ -291,7 +291,7 @@ def _demo_epilog() -> str:
 
 def write_demo_panel(args: argparse.Namespace) -> Path:
     """Generate the demo strategy panel into the output folder."""
-    from stratcast.daemon.engine.demo import make_strategy_panel
+    from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

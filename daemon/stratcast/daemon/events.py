@@ -58,7 +58,7 @@ class ProbeMeasured(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PlanChosen(_Event, tag="plan", frozen=True):
-    """The run's memory plan (a :class:`~stratcast.daemon.engine.runplan.RunPlan`), sent on every start and resume.
+    """The run's memory plan (a runplan ``RunPlan``), sent on every start and resume.
 
     Its sequences are lists, so that :func:`event_fields` gives what a JSON reader of the line would.
 
@@ -83,7 +83,7 @@ class PlanChosen(_Event, tag="plan", frozen=True):
 
 
 class ProgressReported(_Event, tag="progress", frozen=True):
-    """A training progress report (a :class:`~stratcast.daemon.engine.trainparts.Progress`)."""
+    """A training progress report (a :class:`~stratcast.daemon.engine.training.trainparts.Progress`)."""
 
     step: int
     max_steps: int
@@ -119,7 +119,7 @@ class CheckpointSaved(_Event, tag="checkpoint", frozen=True):
 
 
 class RanOutOfMemory(_Event, tag="oom", frozen=True):
-    """An out-of-memory error (an :class:`~stratcast.daemon.engine.oom.OomEvent`) and what training did about it.
+    """An out-of-memory error (an :class:`~stratcast.daemon.engine.memory.oom.OomEvent`) and what training did about it.
 
     A ``forward/backward`` one is retried with ``new_micro_batch`` (0: nothing smaller was left, the run ends); an
     ``optimizer`` one ends the run so that it resumes from its last checkpoint.
@@ -137,7 +137,7 @@ class RanOutOfMemory(_Event, tag="oom", frozen=True):
 
 
 class WarningGiven(_Event, tag="warning", frozen=True):
-    """Something about the run the user should act on (a :class:`~stratcast.daemon.engine.advice.RunWarning`)."""
+    """Something about the run the user should act on (a :class:`~stratcast.daemon.engine.run.advice.RunWarning`)."""
 
     kind: str
     message: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from stratcast.daemon.engine.trainparts import Progress
+from stratcast.daemon.engine.training.trainparts import Progress
 
 LINE_EVERY_S = 5.0
 

@@ -1,6 +1,6 @@
 """A finished run's results: ``metrics.json``, the best strategies with their forecasts, and table exports.
 
-The files are those :mod:`stratcast.daemon.engine.job` writes into ``RUN_DIR/out``. Everything here blocks (run it
+The files are those :mod:`stratcast.daemon.engine.run.job` writes into ``RUN_DIR/out``. Everything here blocks (run it
 in a thread) and imports pyarrow only when called, so importing the handlers stays cheap at daemon start.
 """
 

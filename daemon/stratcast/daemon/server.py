@@ -495,8 +495,8 @@ def _end_orphan(pid: int, timeout: float) -> None:
 
 def _warm_imports() -> None:
     """Import what validating a job needs (the daemon never touches a GPU itself: importing torch does not)."""
-    import stratcast.daemon.engine.data
-    import stratcast.daemon.engine.spec  # noqa: F401
+    import stratcast.daemon.engine.data.load
+    import stratcast.daemon.engine.spec.runspec  # noqa: F401
 
 
 def _size(path: Path) -> int:

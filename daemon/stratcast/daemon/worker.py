@@ -11,7 +11,7 @@ sets ``CUDA_VISIBLE_DEVICES`` (so the assigned GPU is ``cuda:0``) and
 ``--resume`` continues from the newest checkpoint that loads (or starts afresh, saying so in the log);
 ``--memory-gib`` caps the worker's CUDA allocator (``torch.cuda.set_per_process_memory_fraction``);
 ``--plan-cache`` names the memory plan cache file (default: ``$STRATCAST_PLAN_CACHE``, else
-``memory-plans.json`` in the daemon's state folder, see :mod:`stratcast.daemon.engine.runplan`).
+``memory-plans.json`` in the daemon's state folder, see :mod:`stratcast.daemon.engine.memory.runplan`).
 
 **stderr** is the human log: the job's lines, progress lines, warnings, and on failure a one-line summary
 followed by the full traceback. Stray writes to stdout (a library's ``print``) land there too.
@@ -22,7 +22,7 @@ followed by the full traceback. Stray writes to stdout (a library's ``print``) l
 
 ``plan`` is sent once before training, on every start and resume; when its ``micro_batch`` is 0 (nothing fits) a
 ``failed`` event with the out-of-memory exit follows. ``progress`` follows a
-:class:`~stratcast.daemon.engine.trainparts.Progress` at most every :data:`PROGRESS_EVENT_EVERY_S` (always for
+:class:`~stratcast.daemon.engine.training.trainparts.Progress` at most every :data:`PROGRESS_EVENT_EVERY_S` (always for
 validation checks and the last step). ``memory`` goes with a progress report when the last one is at least
 :data:`MEMORY_EVERY_S` old, and before ``finished``, ``stopped`` and ``failed``. ``oom`` reports every
 out-of-memory error; when the run cannot go on (nothing smaller to retry with, or the optimizer step ran out) the
@@ -75,11 +75,11 @@ from stratcast.shared.runfiles import Outputs, RunFolder
 if TYPE_CHECKING:
     import torch
 
-    from stratcast.daemon.engine.advice import RunWarning
-    from stratcast.daemon.engine.oom import OomEvent
-    from stratcast.daemon.engine.runplan import RunPlan
-    from stratcast.daemon.engine.spec import RunSpec
-    from stratcast.daemon.engine.trainparts import Progress
+    from stratcast.daemon.engine.memory.oom import OomEvent
+    from stratcast.daemon.engine.memory.runplan import RunPlan
+    from stratcast.daemon.engine.run.advice import RunWarning
+    from stratcast.daemon.engine.spec.runspec import RunSpec
+    from stratcast.daemon.engine.training.trainparts import Progress
 
 MEMORY_EVERY_S = 0.5
 """Least time between two ``memory`` events."""
@@ -150,13 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     """Read the job, run it with checkpoints and events, and map how it ended to an exit code."""
-    from stratcast.daemon.engine.device import tune_cpu_allocator
+    from stratcast.daemon.engine.memory.device import tune_cpu_allocator
 
     tune_cpu_allocator()  # before torch makes its first large allocation
-    from stratcast.daemon.engine.checkpoint import latest_checkpoint
-    from stratcast.daemon.engine.device import resolve_device
-    from stratcast.daemon.engine.job import run_job
-    from stratcast.daemon.engine.runplan import default_plan_cache
+    from stratcast.daemon.engine.memory.device import resolve_device
+    from stratcast.daemon.engine.memory.runplan import default_plan_cache
+    from stratcast.daemon.engine.run.job import run_job
+    from stratcast.daemon.engine.training.checkpoint import latest_checkpoint
 
     run_dir: Path = args.run_dir
     job = read_job(RunFolder(run_dir).job)
@@ -208,7 +208,7 @@ def load_spec(job: JobSpec, run_dir: Path, device: str) -> RunSpec:
     Raises:
         ValueError: for any option the engine rejects.
     """
-    from stratcast.daemon.engine.spec import spec_from_job
+    from stratcast.daemon.engine.spec.runspec import spec_from_job
 
     try:
         return spec_from_job(job, out=str(RunFolder(run_dir).out.path), device=device)

@@ -3,8 +3,8 @@
 from pathlib import Path
 from typing import Any
 
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.spec import build_spec
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.spec.runspec import build_spec
 
 MLP_SETS = ["max_steps=30", "batch_size=32", "val_check_steps=5", "hidden_size=16", "num_layers=2"]
 

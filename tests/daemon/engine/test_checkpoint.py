@@ -3,7 +3,7 @@ import pickle
 import pytest
 import torch
 
-from stratcast.daemon.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stratcast.daemon.engine.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_checkpoint_round_trips_and_leaves_no_temp_file(tmp_path):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from stratcast.daemon.engine.checkpoint import load_checkpoint
-from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.spec import build_spec
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.spec.runspec import build_spec
+from stratcast.daemon.engine.training.checkpoint import load_checkpoint
 from tests.daemon.engine.small_jobs import write_small_panel
 
 NHITS_SETS = ["max_steps=10", "batch_size=32", "val_check_steps=5", "mlp_units=16,16", "dropout=0.2"]

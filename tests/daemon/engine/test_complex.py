@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
-from stratcast.daemon.zoo._fourier import irfft, rfft
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer
+from stratcast.daemon.engine.training.trainer import Trainer
+from stratcast.daemon.zoo.blocks.fourier import irfft, rfft
 from stratcast.daemon.zoo.catalog import build_model, make_config
 
 L, H, N, T = 24, 8, 6, 80

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import stratcast.daemon.engine._panel_build as panel_build
-from stratcast.daemon.engine.data import drop_short, load_panel, panel_from_frame, write_panel
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.panel import DataError, Panel
+import stratcast.daemon.engine.data._panel_build as panel_build
+from stratcast.daemon.engine.data.load import drop_short, load_panel, panel_from_frame, write_panel
+from stratcast.daemon.engine.data.panel import DataError, Panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 
 MONDAY = pd.Timestamp("2016-01-04")
 

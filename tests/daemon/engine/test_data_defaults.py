@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stratcast.daemon.engine.build import prepare
-from stratcast.daemon.engine.data import load_panel
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.job import read_spec, run_job, write_spec
-from stratcast.daemon.engine.spec import build_spec, choose_from_data
+from stratcast.daemon.engine.data.load import load_panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run.job import read_spec, run_job, write_spec
+from stratcast.daemon.engine.spec.build import prepare
+from stratcast.daemon.engine.spec.runspec import build_spec, choose_from_data
 
 
 def level_frame(n_series: int = 4, n_times: int = 40) -> pd.DataFrame:

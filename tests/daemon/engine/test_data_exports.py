@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stratcast.daemon.engine.data import load_panel
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.panel import DataError, Panel
+from stratcast.daemon.engine.data.load import load_panel
+from stratcast.daemon.engine.data.panel import DataError, Panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from tests.daemon.engine.trading_exports import write_export
 
 

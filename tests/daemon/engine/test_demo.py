@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stratcast.daemon.engine.demo import make_strategy_panel
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 
 SEEDS = [0, 1, 2]
 

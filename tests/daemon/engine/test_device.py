@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from stratcast.daemon.engine.device import THP_ENV, DeviceError, resolve_device, tune_cpu_allocator
+from stratcast.daemon.engine.memory.device import THP_ENV, DeviceError, resolve_device, tune_cpu_allocator
 
 
 def test_huge_pages_are_turned_on_unless_the_user_chose(monkeypatch):
@@ -21,7 +21,7 @@ def test_huge_pages_are_turned_on_unless_the_user_chose(monkeypatch):
 # resident pages after freeing a 256 MiB tensor, in a fresh interpreter, with the allocator tuned or not
 FREED_RSS = """
 import sys, torch
-from stratcast.daemon.engine.device import tune_cpu_allocator
+from stratcast.daemon.engine.memory.device import tune_cpu_allocator
 tuned = tune_cpu_allocator() if sys.argv[1] == "tune" else False
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from stratcast.daemon.engine.build import prepare
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.panel import DataError
-from stratcast.daemon.engine.spec import RunSpec, build_spec
+from stratcast.daemon.engine.data.panel import DataError
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.spec.build import prepare
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.spec.runspec import RunSpec, build_spec
 
 
 def test_periods_before_a_series_start_stay_zero_after_a_centring_scaler(tmp_path):

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from stratcast.daemon.engine.memplan import (
+from stratcast.daemon.engine.memory.planner import (
     MIB,
     CudaProbe,
     MemoryPlan,

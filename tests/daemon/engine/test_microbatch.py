@@ -10,10 +10,10 @@ reproducible, which is what the OOM tests rely on.
 import pytest
 import torch
 
-from stratcast.daemon.engine.checkpoint import load_checkpoint
-from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.trainparts import split
-from stratcast.daemon.engine.windows import WindowBatch
+from stratcast.daemon.engine.data.windows import WindowBatch
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.training.checkpoint import load_checkpoint
+from stratcast.daemon.engine.training.trainparts import split
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 
 DROPOUT = 0.0

@@ -9,10 +9,8 @@ import msgspec
 import pytest
 import torch
 
-from stratcast.daemon.engine import oom
-from stratcast.daemon.engine.checkpoint import list_checkpoints, load_checkpoint, save_rotating
-from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.oom import (
+from stratcast.daemon.engine.memory import oom
+from stratcast.daemon.engine.memory.oom import (
     FAULT_ENV,
     MicroBatchPlan,
     OomEvent,
@@ -22,6 +20,8 @@ from stratcast.daemon.engine.oom import (
     is_oom,
     levers_message,
 )
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_rotating
 from stratcast.daemon.worker import WorkerExit
 from stratcast.shared.protocol import JobSpec
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
@@ -128,7 +128,7 @@ def test_what_counts_as_an_oom():
 def test_one_function_in_the_daemon_says_what_counts_as_an_oom():
     daemon = Path(oom.__file__).parents[1]
     defining = [p.relative_to(daemon) for p in sorted(daemon.rglob("*.py")) if "def is_oom(" in p.read_text()]
-    assert defining == [Path("engine/oom.py")]
+    assert defining == [Path("engine/memory/oom.py")]
 
 
 def test_the_plan_halves_and_grows_back_to_the_configured_micro_batch():

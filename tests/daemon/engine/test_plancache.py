@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from stratcast.daemon.engine.memplan import MIB, plan_micro_batch
-from stratcast.daemon.engine.plancache import PlanCache, PlanCacheWarning, plan_key
+from stratcast.daemon.engine.memory.plancache import PlanCache, PlanCacheWarning, plan_key
+from stratcast.daemon.engine.memory.planner import MIB, plan_micro_batch
 
 
 def linear(m):

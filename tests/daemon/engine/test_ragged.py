@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.spec import build_spec
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.spec.runspec import build_spec
 
 H, HOLDOUT = 4, 4
 SETS = ["max_steps=10", "batch_size=16", "val_check_steps=5", "season=4"]

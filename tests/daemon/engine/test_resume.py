@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from stratcast.daemon.engine.checkpoint import (
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.spec.runspec import PER_STRATEGY_BATCH, build_spec, spec_from_job
+from stratcast.daemon.engine.training.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,
@@ -12,8 +14,6 @@ from stratcast.daemon.engine.checkpoint import (
     save_checkpoint,
     save_rotating,
 )
-from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.spec import PER_STRATEGY_BATCH, build_spec, spec_from_job
 from stratcast.shared.protocol import JobSpec
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 

@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch.nn.modules.module import register_module_forward_pre_hook
 
-from stratcast.daemon.engine import trainer as trainer_module
-from stratcast.daemon.engine.build import make_model, make_trainer, prepare
-from stratcast.daemon.engine.checkpoint import load_checkpoint
-from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.memplan import MIB
-from stratcast.daemon.engine.oom import FAULT_ENV, MicroBatchPlan, OutOfMemory
-from stratcast.daemon.engine.runplan import PLAN_CACHE_ENV, RunPlan, default_plan_cache
-from stratcast.daemon.engine.trainparts import Progress
-from stratcast.daemon.zoo.mlp import MLP
+from stratcast.daemon.engine.memory.oom import FAULT_ENV, MicroBatchPlan, OutOfMemory
+from stratcast.daemon.engine.memory.planner import MIB
+from stratcast.daemon.engine.memory.runplan import PLAN_CACHE_ENV, RunPlan, default_plan_cache
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.spec.build import make_model, make_trainer, prepare
+from stratcast.daemon.engine.training import trainer as trainer_module
+from stratcast.daemon.engine.training.checkpoint import load_checkpoint
+from stratcast.daemon.engine.training.trainparts import Progress
+from stratcast.daemon.zoo.models.mlp import MLP
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 
 FIXED, PER_WINDOW = 100 * MIB, 10 * MIB

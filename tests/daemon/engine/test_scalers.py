@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
+from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_scaler
 
 
 def zero_heavy(seed: int = 0, n: int = 6, t: int = 80) -> torch.Tensor:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from stratcast.daemon.engine import skill
-from stratcast.daemon.engine.forecast import blend_toward_mean, predict
+from stratcast.daemon.engine.evaluation import skill
+from stratcast.daemon.engine.prediction.forecast import blend_toward_mean, predict
 
 
 def test_baselines_use_only_periods_before_the_origin():

@@ -1,9 +1,9 @@
 import pytest
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.spec import RunSpec, build_spec, spec_from_job, split_sets, train_defaults_note
-from stratcast.daemon.zoo.mlp import MLPConfig
-from stratcast.daemon.zoo.nbeats import NBEATSIConfig
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.spec.runspec import RunSpec, build_spec, spec_from_job, split_sets, train_defaults_note
+from stratcast.daemon.zoo.models.mlp import MLPConfig
+from stratcast.daemon.zoo.models.nbeats import NBEATSIConfig
 from stratcast.shared.protocol import JobSpec
 
 

@@ -9,17 +9,17 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.losses import elementwise_loss, masked_mean
-from stratcast.daemon.engine.stacked import (
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler, WindowBatch, validation_windows
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.training.losses import elementwise_loss, masked_mean
+from stratcast.daemon.engine.training.stacked import (
     StackedModel,
     StackedSampler,
     StackedTrainer,
     predict_stacked,
     stack_validation,
 )
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, WindowBatch, validation_windows
+from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import build_model, make_config
 
 N, T, L, H, B = 8, 60, 12, 6, 4

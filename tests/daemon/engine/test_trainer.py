@@ -3,11 +3,11 @@ import dataclasses
 import pytest
 import torch
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.losses import elementwise_loss, masked_mean, point_forecast
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.trainparts import Progress
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.training.losses import elementwise_loss, masked_mean, point_forecast
+from stratcast.daemon.engine.training.trainer import Trainer
+from stratcast.daemon.engine.training.trainparts import Progress
 from stratcast.daemon.zoo.catalog import build_model, make_config
 
 CFG = TrainConfig(input_size=12, horizon=4, max_steps=60, batch_size=64, learning_rate=1e-2, val_check_steps=10, seed=3)

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from stratcast.daemon.engine.advice import RunWarning, early_best_warning, loss_warning, windows_warning
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.job import run_job
-from stratcast.daemon.engine.trainparts import FitResult
+from stratcast.daemon.engine.run.advice import RunWarning, early_best_warning, loss_warning, windows_warning
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.training.trainparts import FitResult
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 
 

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler, validation_windows
 
 
 def positional_panel(n: int, t: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stratcast.daemon.zoo.dlinear import DLinear, DLinearConfig
+from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 
 
 def both_paths(model: DLinear, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

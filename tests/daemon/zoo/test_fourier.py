@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from stratcast.daemon.zoo._fourier import irfft, rfft
+from stratcast.daemon.zoo.blocks.fourier import irfft, rfft
 
 
 def windows() -> torch.Tensor:

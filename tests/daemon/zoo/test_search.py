@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from stratcast.daemon.engine.config import TrainConfig, describe_train_config
-from stratcast.daemon.zoo.base import param, value_problem
+from stratcast.daemon.engine.spec.config import TrainConfig, describe_train_config
 from stratcast.daemon.zoo.catalog import CATALOG, describe_models
+from stratcast.daemon.zoo.contract import param, value_problem
 from stratcast.daemon.zoo.search import Search, among, floats, ints
 
 CONFIGS = [TrainConfig, *(entry.config_cls for entry in CATALOG.values())]

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from stratcast.daemon.zoo.base import ModelConfig, set_activation_checkpointing, supports_activation_checkpointing
 from stratcast.daemon.zoo.catalog import CATALOG, build_model, describe_models, make_config
-from stratcast.daemon.zoo.nbeats import NBEATSConfig
+from stratcast.daemon.zoo.contract import ModelConfig, set_activation_checkpointing, supports_activation_checkpointing
+from stratcast.daemon.zoo.models.nbeats import NBEATSConfig
 
 INPUT, HORIZON, BATCH = 32, 8, 16
 NAMES = list(CATALOG)

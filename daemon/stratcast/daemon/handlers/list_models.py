@@ -11,7 +11,7 @@ from stratcast.shared.protocol import ListModels
 
 async def handle(d: DaemonContext, req: ListModels) -> dict[str, Any]:
     """Each model's parameters, defaults and ranges (as ``stratcastd models --json``)."""
-    from stratcast.daemon.engine.config import describe_train_config
+    from stratcast.daemon.engine.spec.config import describe_train_config
     from stratcast.daemon.zoo.catalog import describe_models
 
     # through JSON with default=str, exactly as `stratcastd models --json` prints it

@@ -16,7 +16,7 @@ from stratcast.shared.protocol import JobSpec, Placement, RunInfo, Submit, to_bu
 from stratcast.shared.runfiles import RunFolder
 
 if TYPE_CHECKING:
-    from stratcast.daemon.engine.panel import Panel
+    from stratcast.daemon.engine.data.panel import Panel
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,9 @@ def check_job(job: JobSpec) -> CheckedJob:
     Raises:
         InvalidSpec: with the engine's message (file, column and first offending rows for data errors).
     """
-    from stratcast.daemon.engine.build import load_trainable
-    from stratcast.daemon.engine.panel import DataError
-    from stratcast.daemon.engine.spec import spec_from_job
+    from stratcast.daemon.engine.data.panel import DataError
+    from stratcast.daemon.engine.spec.build import load_trainable
+    from stratcast.daemon.engine.spec.runspec import spec_from_job
 
     if job.device not in DAEMON_DEVICES:
         raise InvalidSpec(f"device {job.device!r}: the daemon assigns GPUs itself; use --gpu N to pin one")

@@ -14,17 +14,17 @@ from typing import Any
 
 from torch import nn
 
-from stratcast.daemon.zoo.base import ModelConfig, describe_fields
-from stratcast.daemon.zoo.dlinear import DLinear, DLinearConfig
-from stratcast.daemon.zoo.gru import GRU, GRUConfig
-from stratcast.daemon.zoo.itransformer import ITransformer, ITransformerConfig
-from stratcast.daemon.zoo.lstm import LSTM, LSTMConfig
-from stratcast.daemon.zoo.mlp import MLP, MLPConfig
-from stratcast.daemon.zoo.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
-from stratcast.daemon.zoo.nhits import NHITS, NHITSConfig
-from stratcast.daemon.zoo.patchtst import PatchTST, PatchTSTConfig
-from stratcast.daemon.zoo.tcn import TCN, TCNConfig
-from stratcast.daemon.zoo.tide import TiDE, TiDEConfig
+from stratcast.daemon.zoo.contract import ModelConfig, describe_fields
+from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
+from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
+from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerConfig
+from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
+from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
+from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
+from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
+from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
+from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
+from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """``Search``: how a tuner should search one config field, declared beside (and inside) what is valid.
 
-A field's validity range (``lo``/``hi`` or ``choices`` of :func:`~stratcast.daemon.zoo.base.param`) says what a
+A field's validity range (``lo``/``hi`` or ``choices`` of :func:`~stratcast.daemon.zoo.contract.param`) says what a
 user may set; its search space says where a tuner should look: usually a much smaller box (a width of 64 to 1024,
 not 1 to 16384), on a log scale where the order of magnitude matters. ``stratcastd models --json`` shows it as
 plain data; the three kinds map onto a tuner's integer, float and categorical suggestions.

@@ -1,6 +1,6 @@
 """A long-format Arrow table to a dense :class:`Panel`: checking the values, inferring the time grid, placing rows.
 
-:mod:`stratcast.daemon.engine.data` reads files and finds the columns, then calls :func:`build_panel`.
+:mod:`stratcast.daemon.engine.data.load` reads files and finds the columns, then calls :func:`build_panel`.
 
 The build is vectorised end to end: ids and times are factorised with Arrow hash kernels (only the distinct
 times are parsed and placed on the grid), and values are scattered into a dense ``[N, T]`` float32 array, or
@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-from stratcast.daemon.engine._dates import TextFormat, parse_dates, show_date
-from stratcast.daemon.engine.panel import DataError, Panel
+from stratcast.daemon.engine.data._dates import TextFormat, parse_dates, show_date
+from stratcast.daemon.engine.data.panel import DataError, Panel
 
 FillMissing = Literal["error", "zero"]
 

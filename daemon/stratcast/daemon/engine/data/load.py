@@ -4,11 +4,11 @@ Input is long format, one row per (series, period), with three columns found by 
 
 * id: ``No.`` or ``unique_id`` (``--id-col``), ints or strings;
 * time: ``week``, ``ds``, ``date``, ``time`` or ``t`` (``--time-col``), dates/timestamps (date strings are
-  parsed, see :mod:`stratcast.daemon.engine._dates`) or integer positions;
+  parsed, see :mod:`stratcast.daemon.engine.data._dates`) or integer positions;
 * target: ``profit`` or ``y`` (``--target-col``), numbers.
 
 Names are matched exactly, else in any case (``Week``, ``Profit``). A CSV file may be separated by commas,
-semicolons or tabs and write decimal commas, as trading tools export (:mod:`stratcast.daemon.engine._csv`).
+semicolons or tabs and write decimal commas, as trading tools export (:mod:`stratcast.daemon.engine.data._csv`).
 
 The times must lie on one regular grid. Its step is the most common difference between consecutive distinct
 times (7 days for weekly reports, 1 for integer positions) and it runs from the first time in the file to the
@@ -18,7 +18,7 @@ have a row for every period in between; ``fill_missing="zero"`` (``--fill-missin
 instead, the documented choice for strategy reports, where a missing week means no trade. Integer times that
 every series starts at the same value are each series' own positions (the M4 files): see ``Panel.own_positions``.
 
-This module reads files and finds the columns; :mod:`stratcast.daemon.engine._panel_build` checks the data,
+This module reads files and finds the columns; :mod:`stratcast.daemon.engine.data._panel_build` checks the data,
 infers the grid and lays out the dense panel, vectorised, with no Python per row. Every rejection is a
 :class:`DataError` naming the file, the column, the first offending rows as values and what to do.
 """
@@ -33,10 +33,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stratcast.daemon.engine._csv import read_csv
-from stratcast.daemon.engine._dates import TextFormat
-from stratcast.daemon.engine._panel_build import Columns, FillMissing, build_panel
-from stratcast.daemon.engine.panel import DataError, Panel
+from stratcast.daemon.engine.data._csv import read_csv
+from stratcast.daemon.engine.data._dates import TextFormat
+from stratcast.daemon.engine.data._panel_build import Columns, FillMissing, build_panel
+from stratcast.daemon.engine.data.panel import DataError, Panel
 
 __all__ = [
     "ID_ALIASES",

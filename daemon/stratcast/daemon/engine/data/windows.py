@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stratcast.daemon.engine.config import LEVERS
+from stratcast.daemon.engine.spec.config import LEVERS
 
 
 @dataclass(frozen=True, eq=False)

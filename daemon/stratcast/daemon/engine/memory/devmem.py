@@ -6,7 +6,7 @@ not check memory (:func:`device_memory` returns None).
 
 The figures are the allocator's *allocated* bytes (tensors), which is what ``max_memory_allocated`` measures as a
 peak. The bytes a step may reach are :func:`peak_budget`: what is allocated now plus the budget of what is still
-available (:func:`~stratcast.daemon.engine.memplan.budget_bytes`: less a margin and a fixed reserve).
+available (:func:`~stratcast.daemon.engine.memory.planner.budget_bytes`: less a margin and a fixed reserve).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Protocol
 
 import torch
 
-from stratcast.daemon.engine.memplan import DEFAULT_RESERVE, budget_bytes
+from stratcast.daemon.engine.memory.planner import DEFAULT_RESERVE, budget_bytes
 
 MARGIN = 0.1
 """Share of the available memory a plan leaves unused, for growth the probes did not see."""

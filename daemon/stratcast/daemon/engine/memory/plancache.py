@@ -2,7 +2,7 @@
 
 :func:`plan_key` hashes everything that changes a training step's peak memory (model and config, shapes, batch,
 precision, GPU, torch version, activation checkpointing, and whatever else the caller names). :class:`PlanCache`
-maps those keys to plans (:class:`~stratcast.daemon.engine.memplan.MemoryPlan`) and hands one back only while the
+maps those keys to plans (:class:`~stratcast.daemon.engine.memory.planner.MemoryPlan`) and hands one back only while the
 budget is within :data:`BUDGET_TOLERANCE` of the one it was planned for and its measured peak still fits. The
 file is written atomically; one that cannot be read is ignored with a :class:`PlanCacheWarning`.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from stratcast.daemon.engine.memplan import MemoryPlan
+from stratcast.daemon.engine.memory.planner import MemoryPlan
 
 
 class PlanCacheWarning(UserWarning):

@@ -10,10 +10,11 @@ planner therefore:
 3. confirms the chosen size with one real step, stepping down (refitting on the failed point) until one fits.
 
 A probe that runs out of memory (``torch.OutOfMemoryError``, or the CPU allocator's "can't allocate memory"
-``RuntimeError``, told apart from other errors by :func:`~stratcast.daemon.engine.oom.is_oom`) counts as "does not
+``RuntimeError``, told apart from other errors by
+:func:`~stratcast.daemon.engine.memory.oom.is_oom`) counts as "does not
 fit"; any other error propagates. :func:`lightning_search` is Lightning's
 doubling-then-bisect search, kept for the benchmark.
-:class:`~stratcast.daemon.engine.plancache.PlanCache` keeps plans in a JSON file so repeated runs and tuning
+:class:`~stratcast.daemon.engine.memory.plancache.PlanCache` keeps plans in a JSON file so repeated runs and tuning
 trials skip probing.
 """
 
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from stratcast.daemon.engine.oom import is_oom
+from stratcast.daemon.engine.memory.oom import is_oom
 
 MIB = 1 << 20
 DEFAULT_RESERVE = 256 * MIB

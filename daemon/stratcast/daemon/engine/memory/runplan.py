@@ -7,15 +7,16 @@ plan, hands it to ``on_plan`` and sets the trainer's micro-batch. The plan itsel
 * no CUDA device (CPU, MPS): the whole batch, nothing measured (``source: "cpu"``);
 * CUDA: a plan from the plan cache when one was made for the same model, shapes, precision, GPU and torch version
   and a budget within 5% (``source: "cache"``); otherwise the memory planner
-  (:func:`~stratcast.daemon.engine.memplan.plan_micro_batch`) measures real steps of this very trainer
-  (:meth:`~stratcast.daemon.engine.trainer.Trainer.probe_step`, put back afterwards by
-  :class:`~stratcast.daemon.engine.memplan.CudaProbe`) from ``batch_size / 4`` upward and confirms its choice with
+  (:func:`~stratcast.daemon.engine.memory.planner.plan_micro_batch`) measures real steps of this very trainer
+  (:meth:`~stratcast.daemon.engine.training.trainer.Trainer.probe_step`, put back afterwards by
+  :class:`~stratcast.daemon.engine.memory.planner.CudaProbe`) from ``batch_size / 4`` upward and confirms its choice
+  with
   one step (``source: "probe"``), and the plan is cached.
 
-The budget is :func:`~stratcast.daemon.engine.devmem.peak_budget`: the bytes allocated now plus 90% of what is
+The budget is :func:`~stratcast.daemon.engine.memory.devmem.peak_budget`: the bytes allocated now plus 90% of what is
 still available less a 256 MiB reserve. A resume plans again (the device or its free memory may have changed); the
 micro-batch recorded in a checkpoint does not bind it. When not even a micro-batch of 1 fits, the plan has
-``micro_batch`` 0 and the job ends with :class:`~stratcast.daemon.engine.oom.OutOfMemory`.
+``micro_batch`` 0 and the job ends with :class:`~stratcast.daemon.engine.memory.oom.OutOfMemory`.
 
 The plan cache is one JSON file, ``memory-plans.json`` in the daemon's state folder (``$STRATCAST_HOME``, else
 the XDG state folder), shared by all runs and tuning trials of that daemon and by foreground runs;
@@ -33,13 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stratcast.daemon.engine.devmem import DeviceMemory, peak_budget
-from stratcast.daemon.engine.memplan import MIB, CudaProbe, MemoryPlan, levers, plan_micro_batch
-from stratcast.daemon.engine.oom import OutOfMemory
-from stratcast.daemon.engine.plancache import PlanCache, PlanCacheWarning, plan_key
-from stratcast.daemon.engine.spec import RunSpec
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.trainparts import uses_bf16
+from stratcast.daemon.engine.memory.devmem import DeviceMemory, peak_budget
+from stratcast.daemon.engine.memory.oom import OutOfMemory
+from stratcast.daemon.engine.memory.plancache import PlanCache, PlanCacheWarning, plan_key
+from stratcast.daemon.engine.memory.planner import MIB, CudaProbe, MemoryPlan, levers, plan_micro_batch
+from stratcast.daemon.engine.spec.runspec import RunSpec
+from stratcast.daemon.engine.training.trainer import Trainer
+from stratcast.daemon.engine.training.trainparts import uses_bf16
 from stratcast.shared.paths import resolve_home
 
 PLAN_CACHE_ENV = "STRATCAST_PLAN_CACHE"

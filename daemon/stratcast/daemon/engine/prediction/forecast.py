@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.engine.trainparts import autocast_for
+from stratcast.daemon.engine.training.trainparts import autocast_for
 
 PREDICT_CHUNK = 16_384
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.trainparts import FitResult
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.training.trainparts import FitResult
 
 ZERO_HEAVY = 0.3
 """Share of zero periods from which a median loss collapses the forecast toward 0 (README, "Scaling and losses")."""

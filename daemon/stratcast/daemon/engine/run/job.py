@@ -14,24 +14,24 @@ Outputs in the run folder:
 Training checkpoints (``kind: "train"``) go to ``checkpoint_dir/step-00000123.pt`` every
 ``checkpoint_every_steps`` steps and/or ``checkpoint_every_s`` seconds, and when a stop request ends training; a
 stopped job writes no outputs. ``run_job(spec, resume_from=path)`` rebuilds the data, model and trainer exactly as
-a fresh run (see :mod:`stratcast.daemon.engine.build`), loads the trainer state and trains on: on CPU the result
+a fresh run (see :mod:`stratcast.daemon.engine.spec.build`), loads the trainer state and trains on: on CPU the result
 equals an uninterrupted run bit for bit.
 
-Memory plan (see :mod:`stratcast.daemon.engine.runplan`): before training, and again on a resume, the job chooses
+Memory plan (see :mod:`stratcast.daemon.engine.memory.runplan`): before training, and again on a resume, the job chooses
 the micro-batch (on CUDA by measuring a few real steps, or from the plan cache), logs it and hands the
-:class:`~stratcast.daemon.engine.runplan.RunPlan` to ``on_plan``; the plan goes into ``metrics.json`` and every
+:class:`~stratcast.daemon.engine.memory.runplan.RunPlan` to ``on_plan``; the plan goes into ``metrics.json`` and every
 checkpoint (``memory_plan``).
 
-Out of memory (see :mod:`stratcast.daemon.engine.oom`): an OOM in a forward or backward pass is retried in place
+Out of memory (see :mod:`stratcast.daemon.engine.memory.oom`): an OOM in a forward or backward pass is retried in place
 with a smaller micro-batch and reported to ``on_oom``; when not even one window fits the job raises
-:class:`~stratcast.daemon.engine.oom.OutOfMemory` with the memory levers; an OOM in the optimizer step raises
-:class:`~stratcast.daemon.engine.oom.OptimizerStepOutOfMemory` naming the checkpoint the run rolls back to (a
+:class:`~stratcast.daemon.engine.memory.oom.OutOfMemory` with the memory levers; an OOM in the optimizer step raises
+:class:`~stratcast.daemon.engine.memory.oom.OptimizerStepOutOfMemory` naming the checkpoint the run rolls back to (a
 resume continues from it). Both subclass ``MemoryError``: the worker exits with its out-of-memory code.
 
 The future forecast comes from the model trained and early-stopped without the holdout, fed the last
 ``input_size`` periods, so the holdout score describes exactly the model that made the forecast.
 
-Ragged panels: every part of a strategy is its own (see :mod:`stratcast.daemon.engine.windows`): its scaler fits
+Ragged panels: every part of a strategy is its own (see :mod:`stratcast.daemon.engine.data.windows`): its scaler fits
 on its own training part, its holdout is its own last ``holdout`` periods and its forecast starts after its own
 last period.
 """
@@ -51,8 +51,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from stratcast.daemon.engine import skill
-from stratcast.daemon.engine.advice import (
+from stratcast.daemon.engine.data.panel import Panel
+from stratcast.daemon.engine.evaluation import skill
+from stratcast.daemon.engine.memory.device import describe_device, resolve_device
+from stratcast.daemon.engine.memory.oom import OomHook, OptimizerStepOutOfMemory
+from stratcast.daemon.engine.memory.runplan import OnPlan, RunPlan, start_plan
+from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
+from stratcast.daemon.engine.run.advice import (
     OnWarning,
     RunWarning,
     Warnings,
@@ -60,23 +65,18 @@ from stratcast.daemon.engine.advice import (
     loss_warning,
     windows_warning,
 )
-from stratcast.daemon.engine.build import Forecaster, Log, Prepared, forecaster, make_model, make_trainer, prepare
-from stratcast.daemon.engine.checkpoint import (
+from stratcast.daemon.engine.spec.build import Forecaster, Log, Prepared, forecaster, make_model, make_trainer, prepare
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
+from stratcast.daemon.engine.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
     save_rotating,
     write_json_atomic,
 )
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.device import describe_device, resolve_device
-from stratcast.daemon.engine.forecast import blend_toward_mean
-from stratcast.daemon.engine.oom import OomHook, OptimizerStepOutOfMemory
-from stratcast.daemon.engine.panel import Panel
-from stratcast.daemon.engine.runplan import OnPlan, RunPlan, start_plan
-from stratcast.daemon.engine.spec import RunSpec, train_defaults_note
-from stratcast.daemon.engine.trainer import Trainer
-from stratcast.daemon.engine.trainparts import FitResult, Progress
+from stratcast.daemon.engine.training.trainer import Trainer
+from stratcast.daemon.engine.training.trainparts import FitResult, Progress
 from stratcast.shared import runfiles
 from stratcast.shared.runfiles import Outputs, RunFolder
 
@@ -132,12 +132,12 @@ def run_job(
         resume_from: A training checkpoint of this same spec to continue from.
         checkpoint_dir: Where training checkpoints go (default ``spec.out/checkpoints``).
         on_checkpoint: Called after each training checkpoint is written.
-        on_oom: Receives an :class:`~stratcast.daemon.engine.oom.OomEvent` for every out-of-memory error.
-        on_plan: Receives the :class:`~stratcast.daemon.engine.runplan.RunPlan` before training starts (also when
+        on_oom: Receives an :class:`~stratcast.daemon.engine.memory.oom.OomEvent` for every out-of-memory error.
+        on_plan: Receives the :class:`~stratcast.daemon.engine.memory.runplan.RunPlan` before training starts (also when
             nothing fits, before the job raises ``OutOfMemory``).
         plan_cache: The memory plan cache file (None: no cache; see
-            :func:`~stratcast.daemon.engine.runplan.default_plan_cache`).
-        on_warning: Receives each :class:`~stratcast.daemon.engine.advice.RunWarning` (it is logged too, and
+            :func:`~stratcast.daemon.engine.memory.runplan.default_plan_cache`).
+        on_warning: Receives each :class:`~stratcast.daemon.engine.run.advice.RunWarning` (it is logged too, and
             repeated in the verdict of ``metrics.json``).
 
     Raises:

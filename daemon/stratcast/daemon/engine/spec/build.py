@@ -1,6 +1,6 @@
 """The pieces of one forecasting job, built from its spec: the prepared panel, the model, the trainer, the forecaster.
 
-:mod:`stratcast.daemon.engine.job` builds a run from these (a resume rebuilds them exactly as a fresh run); the
+:mod:`stratcast.daemon.engine.run.job` builds a run from these (a resume rebuilds them exactly as a fresh run); the
 benchmarks build them directly to time or forecast without writing a job's outputs.
 """
 
@@ -12,19 +12,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.engine.config import LEVERS
-from stratcast.daemon.engine.data import drop_short, load_panel
-from stratcast.daemon.engine.forecast import predict
-from stratcast.daemon.engine.losses import point_forecast
-from stratcast.daemon.engine.panel import Panel
-from stratcast.daemon.engine.scalers import SeriesScaler, WindowNorm, fit_scaler
-from stratcast.daemon.engine.spec import Needs, RunSpec, choose_from_data, needs, validation_note
-from stratcast.daemon.engine.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
-from stratcast.daemon.engine.trainer import StepHook, Trainer
-from stratcast.daemon.engine.trainparts import Progress
-from stratcast.daemon.engine.windows import PanelWindows, Split, TrainSampler, validation_windows
-from stratcast.daemon.zoo.base import set_activation_checkpointing
+from stratcast.daemon.engine.data.load import drop_short, load_panel
+from stratcast.daemon.engine.data.panel import Panel
+from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_scaler
+from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.engine.prediction.forecast import predict
+from stratcast.daemon.engine.spec.config import LEVERS
+from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
+from stratcast.daemon.engine.training.losses import point_forecast
+from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
+from stratcast.daemon.engine.training.trainer import StepHook, Trainer
+from stratcast.daemon.engine.training.trainparts import Progress
 from stratcast.daemon.zoo.catalog import build_model
+from stratcast.daemon.zoo.contract import set_activation_checkpointing
 
 Log = Callable[[str], None]
 Forecaster = Callable[[Tensor, Tensor], Tensor]
@@ -35,7 +35,7 @@ class Prepared:
     """The panel on the device, split and scaled, and the spec with its options chosen from the panel."""
 
     spec: RunSpec
-    """The job's spec with :func:`~stratcast.daemon.engine.spec.choose_from_data` applied: build from this one."""
+    """The job's spec with :func:`~stratcast.daemon.engine.spec.runspec.choose_from_data` applied: build from it."""
     chosen: str | None
     """Why the options left to the data were chosen as they were (None when none was)."""
     panel: Panel

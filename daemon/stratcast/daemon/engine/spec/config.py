@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from stratcast.daemon.zoo.base import check_fields, describe_fields, param
+from stratcast.daemon.zoo.contract import check_fields, describe_fields, param
 from stratcast.daemon.zoo.search import among, floats
 
 SCALERS = ("robust", "robust-centered", "standard", "identity", "revin")

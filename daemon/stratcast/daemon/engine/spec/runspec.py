@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from stratcast.daemon.engine.config import TrainConfig, parse_value, train_fields
-from stratcast.daemon.engine.panel import Panel
-from stratcast.daemon.zoo.base import ModelConfig
+from stratcast.daemon.engine.data.panel import Panel
+from stratcast.daemon.engine.spec.config import TrainConfig, parse_value, train_fields
 from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
+from stratcast.daemon.zoo.contract import ModelConfig
 from stratcast.shared.protocol import JobSpec
 
 MODES = ("batch", "per-strategy")

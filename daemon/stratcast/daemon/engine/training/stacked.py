@@ -20,11 +20,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.losses import elementwise_loss
-from stratcast.daemon.engine.trainer import VAL_CHUNK, Trainer
-from stratcast.daemon.engine.trainparts import Progress, autocast_for
-from stratcast.daemon.engine.windows import PanelWindows, TrainSampler, WindowBatch
+from stratcast.daemon.engine.data.windows import PanelWindows, TrainSampler, WindowBatch
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.training.losses import elementwise_loss
+from stratcast.daemon.engine.training.trainer import VAL_CHUNK, Trainer
+from stratcast.daemon.engine.training.trainparts import Progress, autocast_for
 
 MEMBER_SEED_BITS = 62
 

@@ -11,25 +11,26 @@ Micro-batches: a step draws its ``batch_size`` windows once and runs them as mic
 gets in an unsplit step and the accumulated gradient is the unsplit step's gradient. It is not bitwise the same:
 a weight gradient is a sum over the batch's windows (a matmul over the batch dimension), and summing it per
 micro-batch and then across micro-batches rounds differently; the weights agree to float tolerance. A run with a
-fixed micro-batch is bitwise reproducible, and an OOM retry (see :mod:`stratcast.daemon.engine.oom`) gives bitwise
+fixed micro-batch is bitwise reproducible, and an OOM retry (see :mod:`stratcast.daemon.engine.memory.oom`) gives
+bitwise
 the step the smaller micro-batch gives. With dropout, micro-batches draw their masks in another order
 (statistically equivalent, not the same numbers).
 
 Memory: the micro-batch starts at ``micro_batch_size``, or where :meth:`Trainer.set_micro_batch` puts it (the
-job's memory plan, see :mod:`stratcast.daemon.engine.runplan`). On CUDA every step's peak is measured
+job's memory plan, see :mod:`stratcast.daemon.engine.memory.runplan`). On CUDA every step's peak is measured
 (``max_memory_allocated``, reset at the step's start) and a halved micro-batch grows back only when the doubled
 step is predicted to fit (:meth:`Trainer.room_to_grow`); :meth:`Trainer.probe_step` is the real step the memory
 planner measures.
 
-Callbacks: ``on_progress`` gets a :class:`~stratcast.daemon.engine.trainparts.Progress` every few steps;
+Callbacks: ``on_progress`` gets a :class:`~stratcast.daemon.engine.training.trainparts.Progress` every few steps;
 ``should_stop`` is asked before every step; ``on_step`` gets the trainer after every completed step that does not
 end training (a step boundary: what :meth:`Trainer.state_dict` returns there resumes bit-exactly on CPU, so that
 is where checkpoints are taken); ``on_oom`` (an attribute, like ``on_step``) gets an
-:class:`~stratcast.daemon.engine.oom.OomEvent` for every out-of-memory error.
+:class:`~stratcast.daemon.engine.memory.oom.OomEvent` for every out-of-memory error.
 
 The report dataclasses (``Progress``, ``FitResult``), the loss meter and the stateless helpers the step uses
-(bf16 autocast, the LR schedule, the micro-batch cut :func:`~stratcast.daemon.engine.trainparts.split`) are in
-:mod:`stratcast.daemon.engine.trainparts`.
+(bf16 autocast, the LR schedule, the micro-batch cut :func:`~stratcast.daemon.engine.training.trainparts.split`) are in
+:mod:`stratcast.daemon.engine.training.trainparts`.
 """
 
 from __future__ import annotations
@@ -42,10 +43,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.devmem import DeviceMemory, device_memory, peak_budget
-from stratcast.daemon.engine.losses import elementwise_loss, masked_mean
-from stratcast.daemon.engine.oom import (
+from stratcast.daemon.engine.data.windows import TrainSampler, WindowBatch
+from stratcast.daemon.engine.memory.devmem import DeviceMemory, device_memory, peak_budget
+from stratcast.daemon.engine.memory.oom import (
     MicroBatchPlan,
     OomEvent,
     OomHook,
@@ -58,7 +58,9 @@ from stratcast.daemon.engine.oom import (
     memory_now,
     release_memory,
 )
-from stratcast.daemon.engine.trainparts import (
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.training.losses import elementwise_loss, masked_mean
+from stratcast.daemon.engine.training.trainparts import (
     FitResult,
     LossMeter,
     Progress,
@@ -67,8 +69,7 @@ from stratcast.daemon.engine.trainparts import (
     make_scheduler,
     split,
 )
-from stratcast.daemon.engine.windows import TrainSampler, WindowBatch
-from stratcast.daemon.zoo.base import supports_activation_checkpointing
+from stratcast.daemon.zoo.contract import supports_activation_checkpointing
 
 VAL_CHUNK = 65_536
 PROGRESS_EVERY = 10
@@ -214,7 +215,7 @@ class Trainer:
         The last step's transient memory (its peak less what was allocated at its start: activations, gradients,
         the drawn windows) is scaled by ``bigger / current``, which overestimates it (only the activations grow
         with the micro-batch), and added to the peak; the sum must fit
-        :func:`~stratcast.daemon.engine.devmem.peak_budget` as it is now.
+        :func:`~stratcast.daemon.engine.memory.devmem.peak_budget` as it is now.
         """
         if self.memory is None or self.last_peak is None:
             return True
@@ -234,7 +235,7 @@ class Trainer:
 
         It draws a step's windows as :meth:`accumulate` does, puts the sampler back, and trains on the first
         micro-batch of them (the fault-injection testing aid applies). The weights, optimizer state and global RNG
-        change: the caller (:class:`~stratcast.daemon.engine.memplan.CudaProbe`) restores them.
+        change: the caller (:class:`~stratcast.daemon.engine.memory.planner.CudaProbe`) restores them.
         """
         position = self.sampler.state_dict()
         self.model.train()
@@ -397,7 +398,7 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
 
     def report(self, meter: LossMeter, val: Tensor | None) -> None:
-        """Send a :class:`~stratcast.daemon.engine.trainparts.Progress` to the callback."""
+        """Send a :class:`~stratcast.daemon.engine.training.trainparts.Progress` to the callback."""
         if self.on_progress is None:
             return
         train_loss, rate = meter.flush(self.step)

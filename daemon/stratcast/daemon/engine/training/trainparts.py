@@ -1,6 +1,6 @@
 """The trainer's parts that hold no trainer state: its reports and the helpers its step uses.
 
-- What :class:`~stratcast.daemon.engine.trainer.Trainer` reports: a :class:`Progress` every few steps, a
+- What :class:`~stratcast.daemon.engine.training.trainer.Trainer` reports: a :class:`Progress` every few steps, a
   :class:`FitResult` at the end, and the :class:`LossMeter` that keeps the training losses on the device between
   reports.
 - Precision: :func:`uses_bf16` and :func:`autocast_for` (bf16 autocast on CUDA for ``auto``, elsewhere only when
@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.engine.config import TrainConfig
-from stratcast.daemon.engine.windows import WindowBatch
+from stratcast.daemon.engine.data.windows import WindowBatch
+from stratcast.daemon.engine.spec.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class FitResult:
-    """What :meth:`~stratcast.daemon.engine.trainer.Trainer.fit` did."""
+    """What :meth:`~stratcast.daemon.engine.training.trainer.Trainer.fit` did."""
 
     steps: int
     best_val_loss: float | None

@@ -16,7 +16,7 @@ import math
 
 from torch import Tensor, nn
 
-from stratcast.daemon.zoo.base import Checkpointable, activation
+from stratcast.daemon.zoo.contract import Checkpointable, activation
 
 
 def check_heads(name: str, d_model: int, n_heads: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.zoo.base import activation
+from stratcast.daemon.zoo.contract import activation
 
 
 def mlp(in_features: int, widths: tuple[int, ...], *, act: str, dropout: float) -> nn.Sequential:

@@ -12,8 +12,8 @@ from typing import Self
 
 from torch import Tensor, nn
 
-from stratcast.daemon.zoo._layers import mlp, to_horizon, value_and_indicator
-from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.blocks.layers import mlp, to_horizon, value_and_indicator
+from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
 

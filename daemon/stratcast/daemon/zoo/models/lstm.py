@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from stratcast.daemon.zoo._rnn import RNNConfig, RNNForecaster
+from stratcast.daemon.zoo.blocks.rnn import RNNConfig, RNNForecaster
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,8 +26,8 @@ from typing import Self
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.zoo._layers import mlp
-from stratcast.daemon.zoo.base import Checkpointable, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.blocks.layers import mlp
+from stratcast.daemon.zoo.contract import Checkpointable, ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, ints
 
 STACK_TYPES = ("generic", "trend", "seasonality")

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stratcast.daemon.zoo._layers import mlp
-from stratcast.daemon.zoo.base import ACTIVATIONS, Checkpointable, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.blocks.layers import mlp
+from stratcast.daemon.zoo.contract import ACTIVATIONS, Checkpointable, ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
 

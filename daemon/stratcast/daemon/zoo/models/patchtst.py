@@ -18,9 +18,9 @@ from typing import Self
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.zoo._attention import Encoder, check_heads
-from stratcast.daemon.zoo._layers import to_horizon
-from stratcast.daemon.zoo.base import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.blocks.attention import Encoder, check_heads
+from stratcast.daemon.zoo.blocks.layers import to_horizon
+from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
 

@@ -17,8 +17,8 @@ from typing import Self
 
 from torch import Tensor, nn
 
-from stratcast.daemon.zoo._layers import to_horizon
-from stratcast.daemon.zoo.base import Checkpointable, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.blocks.layers import to_horizon
+from stratcast.daemon.zoo.contract import Checkpointable, ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
 
