@@ -41,8 +41,8 @@ import torch
 
 from stratcast.daemon.embedded import start_daemon, stop_daemon
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run.build import Prepared, make_model, make_trainer, prepare
 from stratcast.daemon.engine.run.job import TRAIN_KIND, Checkpointer, checkpoint_state
-from stratcast.daemon.engine.spec.build import Prepared, make_model, make_trainer, prepare
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.daemon.engine.training.checkpoint import latest_checkpoint, load_checkpoint, save_rotating

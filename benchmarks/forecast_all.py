@@ -24,7 +24,7 @@ from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.engine.data.windows import PanelWindows, TrainSampler
 from stratcast.daemon.engine.memory.device import describe_device, resolve_device, tune_cpu_allocator
 from stratcast.daemon.engine.prediction.forecast import predict
-from stratcast.daemon.engine.spec.build import Prepared, forecaster, make_model, make_trainer, prepare
+from stratcast.daemon.engine.run.build import Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.daemon.engine.training.trainer import Trainer

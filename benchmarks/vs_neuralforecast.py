@@ -323,8 +323,8 @@ def stratcast_worker(job: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
+    from stratcast.daemon.engine.run.build import forecaster, make_model, make_trainer, prepare
     from stratcast.daemon.engine.run.job import forecast_future
-    from stratcast.daemon.engine.spec.build import forecaster, make_model, make_trainer, prepare
     from stratcast.daemon.engine.spec.config import TrainConfig
     from stratcast.daemon.engine.spec.runspec import RunSpec
     from stratcast.daemon.engine.training.trainparts import Progress

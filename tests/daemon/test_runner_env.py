@@ -11,7 +11,7 @@ def test_a_workers_home_is_its_daemons_whatever_the_daemons_environment_says(tmp
     env = worker_env(environ, "1", tmp_path / "home")
     assert "NOTIFY_SOCKET" not in env and env["CUDA_VISIBLE_DEVICES"] == "1"
     # the worker finds its memory plan cache through its home: the daemon's, not the default state folder
-    code = "from stratcast.daemon.engine.memory.runplan import default_plan_cache; print(default_plan_cache())"
+    code = "from stratcast.daemon.engine.run.runplan import default_plan_cache; print(default_plan_cache())"
     env = worker_env({"PATH": "/usr/bin", "PYTHONPATH": ":".join(sys.path)}, "", tmp_path / "home")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(tmp_path / "home" / "memory-plans.json")

@@ -12,7 +12,7 @@ from stratcast.daemon.engine.memory.devmem import CudaMemory, peak_budget
 from stratcast.daemon.engine.memory.oom import OomEvent
 from stratcast.daemon.engine.memory.plancache import PlanCache
 from stratcast.daemon.engine.memory.planner import CudaProbe
-from stratcast.daemon.engine.memory.runplan import plan_run
+from stratcast.daemon.engine.run.runplan import plan_run
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.daemon.engine.training.trainer import Trainer

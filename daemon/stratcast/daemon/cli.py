@@ -161,8 +161,8 @@ def run_command(args: argparse.Namespace) -> int:
     made = None if getattr(args, "resume", None) or Path(args.out).exists() else Path(args.out)
     try:
         spec, resume_from = resume_spec(args, log) if getattr(args, "resume", None) else (make_spec(args), None)
-        from stratcast.daemon.engine.memory.runplan import default_plan_cache
         from stratcast.daemon.engine.run.job import run_job, write_spec
+        from stratcast.daemon.engine.run.runplan import default_plan_cache
 
         write_spec(Path(spec.out), spec)
         result = run_job(

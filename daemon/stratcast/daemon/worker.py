@@ -11,7 +11,7 @@ sets ``CUDA_VISIBLE_DEVICES`` (so the assigned GPU is ``cuda:0``) and
 ``--resume`` continues from the newest checkpoint that loads (or starts afresh, saying so in the log);
 ``--memory-gib`` caps the worker's CUDA allocator (``torch.cuda.set_per_process_memory_fraction``);
 ``--plan-cache`` names the memory plan cache file (default: ``$STRATCAST_PLAN_CACHE``, else
-``memory-plans.json`` in the daemon's state folder, see :mod:`stratcast.daemon.engine.memory.runplan`).
+``memory-plans.json`` in the daemon's state folder, see :mod:`stratcast.daemon.engine.run.runplan`).
 
 **stderr** is the human log: the job's lines, progress lines, warnings, and on failure a one-line summary
 followed by the full traceback. Stray writes to stdout (a library's ``print``) land there too.
@@ -76,8 +76,8 @@ if TYPE_CHECKING:
     import torch
 
     from stratcast.daemon.engine.memory.oom import OomEvent
-    from stratcast.daemon.engine.memory.runplan import RunPlan
     from stratcast.daemon.engine.run.advice import RunWarning
+    from stratcast.daemon.engine.run.runplan import RunPlan
     from stratcast.daemon.engine.spec.runspec import RunSpec
     from stratcast.daemon.engine.training.trainparts import Progress
 
@@ -154,8 +154,8 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
 
     tune_cpu_allocator()  # before torch makes its first large allocation
     from stratcast.daemon.engine.memory.device import resolve_device
-    from stratcast.daemon.engine.memory.runplan import default_plan_cache
     from stratcast.daemon.engine.run.job import run_job
+    from stratcast.daemon.engine.run.runplan import default_plan_cache
     from stratcast.daemon.engine.training.checkpoint import latest_checkpoint
 
     run_dir: Path = args.run_dir

@@ -8,8 +8,8 @@ import torch
 
 from stratcast.daemon.engine.data.load import load_panel
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run.build import prepare
 from stratcast.daemon.engine.run.job import read_spec, run_job, write_spec
-from stratcast.daemon.engine.spec.build import prepare
 from stratcast.daemon.engine.spec.runspec import build_spec, choose_from_data
 
 

@@ -3,8 +3,8 @@ import torch
 
 from stratcast.daemon.engine.data.panel import DataError
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run.build import prepare
 from stratcast.daemon.engine.run.job import run_job
-from stratcast.daemon.engine.spec.build import prepare
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.spec.runspec import RunSpec, build_spec
 

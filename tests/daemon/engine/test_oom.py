@@ -126,7 +126,7 @@ def test_what_counts_as_an_oom():
 
 
 def test_one_function_in_the_daemon_says_what_counts_as_an_oom():
-    daemon = Path(oom.__file__).parents[1]
+    daemon = Path(oom.__file__).parents[2]
     defining = [p.relative_to(daemon) for p in sorted(daemon.rglob("*.py")) if "def is_oom(" in p.read_text()]
     assert defining == [Path("engine/memory/oom.py")]
 

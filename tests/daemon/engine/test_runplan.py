@@ -12,9 +12,9 @@ from torch.nn.modules.module import register_module_forward_pre_hook
 
 from stratcast.daemon.engine.memory.oom import FAULT_ENV, MicroBatchPlan, OutOfMemory
 from stratcast.daemon.engine.memory.planner import MIB
-from stratcast.daemon.engine.memory.runplan import PLAN_CACHE_ENV, RunPlan, default_plan_cache
+from stratcast.daemon.engine.run.build import make_model, make_trainer, prepare
 from stratcast.daemon.engine.run.job import run_job
-from stratcast.daemon.engine.spec.build import make_model, make_trainer, prepare
+from stratcast.daemon.engine.run.runplan import PLAN_CACHE_ENV, RunPlan, default_plan_cache
 from stratcast.daemon.engine.training import trainer as trainer_module
 from stratcast.daemon.engine.training.checkpoint import load_checkpoint
 from stratcast.daemon.engine.training.trainparts import Progress

@@ -74,7 +74,7 @@ def check_job(job: JobSpec) -> CheckedJob:
         InvalidSpec: with the engine's message (file, column and first offending rows for data errors).
     """
     from stratcast.daemon.engine.data.panel import DataError
-    from stratcast.daemon.engine.spec.build import load_trainable
+    from stratcast.daemon.engine.run.build import load_trainable
     from stratcast.daemon.engine.spec.runspec import spec_from_job
 
     if job.device not in DAEMON_DEVICES:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stratcast.daemon.engine.spec.config import LEVERS
+LEVERS = "lower --input-size, --horizon or --holdout, or --set val_size=N (0: no validation)"
+"""What shortens the history a job needs, for the messages that refuse a too-short one."""
 
 
 @dataclass(frozen=True, eq=False)

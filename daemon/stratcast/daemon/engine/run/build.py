@@ -15,9 +15,8 @@ from torch import Tensor, nn
 from stratcast.daemon.engine.data.load import drop_short, load_panel
 from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_scaler
-from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler, validation_windows
+from stratcast.daemon.engine.data.windows import LEVERS, PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.engine.prediction.forecast import predict
-from stratcast.daemon.engine.spec.config import LEVERS
 from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
 from stratcast.daemon.engine.training.losses import point_forecast
 from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked

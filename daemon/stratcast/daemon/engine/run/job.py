@@ -14,12 +14,12 @@ Outputs in the run folder:
 Training checkpoints (``kind: "train"``) go to ``checkpoint_dir/step-00000123.pt`` every
 ``checkpoint_every_steps`` steps and/or ``checkpoint_every_s`` seconds, and when a stop request ends training; a
 stopped job writes no outputs. ``run_job(spec, resume_from=path)`` rebuilds the data, model and trainer exactly as
-a fresh run (see :mod:`stratcast.daemon.engine.spec.build`), loads the trainer state and trains on: on CPU the result
+a fresh run (see :mod:`stratcast.daemon.engine.run.build`), loads the trainer state and trains on: on CPU the result
 equals an uninterrupted run bit for bit.
 
-Memory plan (see :mod:`stratcast.daemon.engine.memory.runplan`): before training, and again on a resume, the job chooses
+Memory plan (see :mod:`stratcast.daemon.engine.run.runplan`): before training, and again on a resume, the job chooses
 the micro-batch (on CUDA by measuring a few real steps, or from the plan cache), logs it and hands the
-:class:`~stratcast.daemon.engine.memory.runplan.RunPlan` to ``on_plan``; the plan goes into ``metrics.json`` and every
+:class:`~stratcast.daemon.engine.run.runplan.RunPlan` to ``on_plan``; the plan goes into ``metrics.json`` and every
 checkpoint (``memory_plan``).
 
 Out of memory (see :mod:`stratcast.daemon.engine.memory.oom`): an OOM in a forward or backward pass is retried in place
@@ -55,7 +55,6 @@ from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.evaluation import skill
 from stratcast.daemon.engine.memory.device import describe_device, resolve_device
 from stratcast.daemon.engine.memory.oom import OomHook, OptimizerStepOutOfMemory
-from stratcast.daemon.engine.memory.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
 from stratcast.daemon.engine.run.advice import (
     OnWarning,
@@ -65,7 +64,8 @@ from stratcast.daemon.engine.run.advice import (
     loss_warning,
     windows_warning,
 )
-from stratcast.daemon.engine.spec.build import Forecaster, Log, Prepared, forecaster, make_model, make_trainer, prepare
+from stratcast.daemon.engine.run.build import Forecaster, Log, Prepared, forecaster, make_model, make_trainer, prepare
+from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
 from stratcast.daemon.engine.training.checkpoint import (
@@ -133,10 +133,10 @@ def run_job(
         checkpoint_dir: Where training checkpoints go (default ``spec.out/checkpoints``).
         on_checkpoint: Called after each training checkpoint is written.
         on_oom: Receives an :class:`~stratcast.daemon.engine.memory.oom.OomEvent` for every out-of-memory error.
-        on_plan: Receives the :class:`~stratcast.daemon.engine.memory.runplan.RunPlan` before training starts (also when
+        on_plan: Receives the :class:`~stratcast.daemon.engine.run.runplan.RunPlan` before training starts (also when
             nothing fits, before the job raises ``OutOfMemory``).
         plan_cache: The memory plan cache file (None: no cache; see
-            :func:`~stratcast.daemon.engine.memory.runplan.default_plan_cache`).
+            :func:`~stratcast.daemon.engine.run.runplan.default_plan_cache`).
         on_warning: Receives each :class:`~stratcast.daemon.engine.run.advice.RunWarning` (it is logged too, and
             repeated in the verdict of ``metrics.json``).
 

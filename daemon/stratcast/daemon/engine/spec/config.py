@@ -13,8 +13,6 @@ SCALERS = ("robust", "robust-centered", "standard", "identity", "revin")
 LOSSES = ("mse", "mae", "huber", "quantile")
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
-LEVERS = "lower --input-size, --horizon or --holdout, or --set val_size=N (0: no validation)"
-"""What shortens the history a job needs, for the messages that refuse a too-short one."""
 
 
 @dataclass(frozen=True, kw_only=True)

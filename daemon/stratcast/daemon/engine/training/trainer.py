@@ -17,7 +17,7 @@ the step the smaller micro-batch gives. With dropout, micro-batches draw their m
 (statistically equivalent, not the same numbers).
 
 Memory: the micro-batch starts at ``micro_batch_size``, or where :meth:`Trainer.set_micro_batch` puts it (the
-job's memory plan, see :mod:`stratcast.daemon.engine.memory.runplan`). On CUDA every step's peak is measured
+job's memory plan, see :mod:`stratcast.daemon.engine.run.runplan`). On CUDA every step's peak is measured
 (``max_memory_allocated``, reset at the step's start) and a halved micro-batch grows back only when the doubled
 step is predicted to fit (:meth:`Trainer.room_to_grow`); :meth:`Trainer.probe_step` is the real step the memory
 planner measures.
