@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from stratcast.daemon.engine.run.job import run_job
-from stratcast.daemon.engine.spec.runspec import PER_STRATEGY_BATCH, build_spec, spec_from_job
+from stratcast.daemon.engine.spec.config import PER_STRATEGY_BATCH
+from stratcast.daemon.engine.spec.runspec import build_spec, spec_from_job
 from stratcast.daemon.engine.training.checkpoint import (
     CheckpointError,
     latest_checkpoint,

@@ -13,6 +13,8 @@ SCALERS = ("robust", "robust-centered", "standard", "identity", "revin")
 LOSSES = ("mse", "mae", "huber", "quantile")
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+PER_STRATEGY_BATCH = 32
+"""Windows per strategy per step in per-strategy mode when ``batch_size`` is not set (1,024 is for one global model)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +29,11 @@ class TrainConfig:
     horizon: int = param(52, lo=1, hi=10_000, help="periods forecast ahead")
     max_steps: int = param(1000, lo=1, hi=10_000_000, help="optimizer steps at most")
     batch_size: int = param(
-        1024, lo=1, hi=10_000_000, search=among(256, 512, 1024, 2048), help="windows per optimizer step"
+        1024,
+        lo=1,
+        hi=10_000_000,
+        search=among(256, 512, 1024, 2048),
+        help=f"windows per optimizer step; per strategy in per-strategy mode, where unset it is {PER_STRATEGY_BATCH}",
     )
     micro_batch_size: int = param(
         0,

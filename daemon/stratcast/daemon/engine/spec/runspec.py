@@ -10,14 +10,12 @@ from typing import Any
 import numpy as np
 
 from stratcast.daemon.engine.data.panel import Panel
-from stratcast.daemon.engine.spec.config import TrainConfig, parse_value, train_fields
+from stratcast.daemon.engine.spec.config import PER_STRATEGY_BATCH, TrainConfig, parse_value, train_fields
 from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
 from stratcast.daemon.zoo.contract import ModelConfig
 from stratcast.shared.protocol import JobSpec
 
 MODES = ("batch", "per-strategy")
-PER_STRATEGY_BATCH = 32
-"""Default windows per strategy per step in per-strategy mode (``batch_size`` there counts per strategy)."""
 DATA_CHOSEN = ("scaler", "loss")
 """Training options that, when nobody sets them, are chosen from the panel (:func:`choose_from_data`)."""
 LEVEL_CHOICE = {"scaler": "revin", "loss": "mae"}
