@@ -1,7 +1,7 @@
 """Checkpoints: what one costs against training time, and how long a stop and a resume take through the daemon.
 
 1. **Cost.** A real training checkpoint of each model (the trainer after a few steps on a generated panel, the
-   state ``run_job`` writes: ``job.checkpoint_state`` + ``checkpoint.save_rotating``, fsync and sha256 included):
+   state ``run_job`` writes: ``checkpoint_state`` + ``checkpoint.save_rotating``, fsync and sha256 included):
    its size, the median of ``--saves`` saves (the state gathered and written), the median of ``latest_checkpoint``
    (find, verify the digest, load ``weights_only``), and the share of training time a save takes at the default
    interval (``checkpoint_every_s`` = 300 s) and at a tight one (30 s). Then the measured slowdown: the same
@@ -42,7 +42,7 @@ import torch
 from stratcast.daemon.embedded import start_daemon, stop_daemon
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.engine.run.build import Prepared, make_model, make_trainer, prepare
-from stratcast.daemon.engine.run.job import TRAIN_KIND, Checkpointer, checkpoint_state
+from stratcast.daemon.engine.run.checkpoints import TRAIN_KIND, Checkpointer, checkpoint_state
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.daemon.engine.training.checkpoint import latest_checkpoint, load_checkpoint, save_rotating

@@ -324,7 +324,7 @@ def stratcast_worker(job: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
 
     from stratcast.daemon.engine.run.build import forecaster, make_model, make_trainer, prepare
-    from stratcast.daemon.engine.run.job import forecast_future
+    from stratcast.daemon.engine.run.outputs import forecast_future
     from stratcast.daemon.engine.spec.config import TrainConfig
     from stratcast.daemon.engine.spec.runspec import RunSpec
     from stratcast.daemon.engine.training.trainparts import Progress

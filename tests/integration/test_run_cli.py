@@ -231,8 +231,8 @@ def test_a_run_where_nothing_fits_exits_76_proposing_the_memory_levers(tmp_path,
 
 
 def test_the_recorded_spec_round_trips_tuples_and_per_strategy_options(tmp_path, panel_file):
-    from stratcast.daemon.engine.run.job import read_spec, write_spec
     from stratcast.daemon.engine.spec.runspec import build_spec
+    from stratcast.daemon.engine.spec.specfile import read_spec, write_spec
 
     spec = build_spec(
         data=str(panel_file),

@@ -161,8 +161,9 @@ def run_command(args: argparse.Namespace) -> int:
     made = None if getattr(args, "resume", None) or Path(args.out).exists() else Path(args.out)
     try:
         spec, resume_from = resume_spec(args, log) if getattr(args, "resume", None) else (make_spec(args), None)
-        from stratcast.daemon.engine.run.job import run_job, write_spec
+        from stratcast.daemon.engine.run.job import run_job
         from stratcast.daemon.engine.run.runplan import default_plan_cache
+        from stratcast.daemon.engine.spec.specfile import write_spec
 
         write_spec(Path(spec.out), spec)
         result = run_job(
@@ -215,8 +216,8 @@ def resume_spec(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[A
     """
     import dataclasses
 
-    from stratcast.daemon.engine.run.job import SCHEDULE_OPTIONS, read_spec
     from stratcast.daemon.engine.spec.config import parse_value
+    from stratcast.daemon.engine.spec.specfile import SCHEDULE_OPTIONS, read_spec
     from stratcast.daemon.engine.training.checkpoint import latest_checkpoint
 
     folder = Path(args.resume)

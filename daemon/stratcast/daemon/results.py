@@ -1,7 +1,7 @@
 """A finished run's results: ``metrics.json``, the best strategies with their forecasts, and table exports.
 
-The files are those :mod:`stratcast.daemon.engine.run.job` writes into ``RUN_DIR/out``. Everything here blocks (run it
-in a thread) and imports pyarrow only when called, so importing the handlers stays cheap at daemon start.
+The files are those :mod:`stratcast.daemon.engine.run.outputs` writes into ``RUN_DIR/out``. Everything here blocks
+(run it in a thread) and imports pyarrow only when called, so importing the handlers stays cheap at daemon start.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ import torch
 from stratcast.daemon.engine.data.load import load_panel
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.engine.run.build import prepare
-from stratcast.daemon.engine.run.job import read_spec, run_job, write_spec
+from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import build_spec, choose_from_data
+from stratcast.daemon.engine.spec.specfile import read_spec, write_spec
 
 
 def level_frame(n_series: int = 4, n_times: int = 40) -> pd.DataFrame:

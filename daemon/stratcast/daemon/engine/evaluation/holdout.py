@@ -1,0 +1,83 @@
+"""The trained model and the naive baselines scored on the holdout, from the same origins and strategies.
+
+A strategy's holdout is its own last ``holdout`` periods, forecast from its own ``val_end`` (see
+:mod:`stratcast.daemon.engine.data.windows`); the scores and the verdict come from
+:mod:`stratcast.daemon.engine.evaluation.skill`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from stratcast.daemon.engine.data.windows import PanelWindows, Split
+from stratcast.daemon.engine.evaluation import skill
+from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
+from stratcast.daemon.engine.spec.runspec import RunSpec
+
+PerStrategy = dict[str, np.ndarray[Any, Any]]
+"""Holdout figures per scored strategy: ``rows`` (panel rows) and one array per summary column."""
+
+
+class HoldoutPanel(Protocol):
+    """The prepared panel as the holdout reads it (a run's ``Prepared`` is one)."""
+
+    @property
+    def raw(self) -> Tensor:
+        """[N, T] the panel's raw values on the device."""
+
+    @property
+    def start(self) -> Tensor:
+        """[N] each series' first period."""
+
+    @property
+    def split(self) -> Split:
+        """Where each series' training, validation and holdout parts end."""
+
+    @property
+    def windows(self) -> PanelWindows:
+        """The scaled panel's windows."""
+
+
+def evaluate_holdout(
+    spec: RunSpec, prep: HoldoutPanel, forecast_fn: Callable[[Tensor, Tensor], Tensor]
+) -> tuple[dict[str, Any], PerStrategy]:
+    """Score the model and the baselines on the holdout, from the same origins and on the same strategies.
+
+    ``forecast_fn`` maps (scaled inputs [M, L], their series rows [M]) to raw point forecasts [M, H].
+    A strategy's holdout is its own last ``holdout`` periods, forecast from its own ``val_end``.
+    """
+    cfg = spec.train
+    batch = prep.windows.origins_at(prep.split.val_end)
+    if batch is None:
+        raise ValueError("no strategy has enough history before the holdout to be scored")
+    rows, steps = batch.rows, spec.holdout
+    origin = batch.origin  # [M] each scored strategy's first holdout period
+    model_fc = forecast_fn(batch.x, rows)[:, :steps]
+    recent = skill.trailing_mean(prep.raw[rows], prep.start[rows], origin, cfg.trailing_window)
+    model_fc = blend_toward_mean(model_fc, recent, cfg.blend_steps)
+    base = skill.baselines(
+        prep.raw[rows],
+        prep.start[rows],
+        origin,
+        steps,
+        trailing_window=cfg.trailing_window,
+        season=cfg.season,
+    )
+    realized = prep.raw[rows].gather(1, origin[:, None] + torch.arange(steps, device=origin.device))  # [M, steps]
+    forecasts = {skill.MODEL: model_fc, **base}
+    metrics = skill.score(realized.cpu(), {k: v.cpu() for k, v in forecasts.items()})
+    metrics["verdict"] = skill.verdict(metrics)
+    # "origin": the latest strategy's (on a rectangular panel, every strategy's)
+    metrics["holdout"] = {"periods": steps, "strategies": int(rows.numel()), "origin": int(origin.max())}
+    per_strategy = {
+        "rows": rows.cpu().numpy(),
+        "realized_mean": realized.mean(1).cpu().numpy(),
+        "forecast_mean": model_fc.mean(1).cpu().numpy(),
+        "total_error": (model_fc.sum(1) - realized.sum(1)).cpu().numpy(),
+    }
+    return metrics, per_strategy

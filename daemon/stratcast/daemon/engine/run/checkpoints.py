@@ -1,0 +1,127 @@
+"""When and what a job checkpoints: its training checkpoints, the resume from one, and the final ``model.pt``.
+
+The file format (temp file, fsync, sha256 manifest, rotation, ``weights_only`` load) is
+:mod:`stratcast.daemon.engine.training.checkpoint`'s; this module decides what goes in a checkpoint and when.
+
+Training checkpoints (``kind: "train"``) go to ``checkpoint_dir/step-00000123.pt`` every
+``checkpoint_every_steps`` steps and/or ``checkpoint_every_s`` seconds, and when a stop request ends training. A
+resume rebuilds the data, model and trainer exactly as a fresh run (see :mod:`stratcast.daemon.engine.run.build`)
+and loads the trainer state: on CPU the result equals an uninterrupted run bit for bit. The final checkpoint
+(``kind: "final"``, ``out/model.pt``) holds the trained model, its scaler and configs, loadable with
+``weights_only=True``. Every checkpoint records the memory plan the run trained under (``memory_plan``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stratcast.daemon.engine.run.build import Log, Prepared
+from stratcast.daemon.engine.run.runplan import RunPlan
+from stratcast.daemon.engine.spec.runspec import RunSpec
+from stratcast.daemon.engine.spec.specfile import SCHEDULE_OPTIONS
+from stratcast.daemon.engine.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_rotating
+from stratcast.daemon.engine.training.trainer import Trainer
+from stratcast.shared.runfiles import Outputs
+
+OnCheckpoint = Callable[[Path, int], None]
+"""Called with a training checkpoint's path and step once it is safely on disk."""
+TRAIN_KIND, FINAL_KIND = "train", "final"
+"""``kind`` of a resumable training checkpoint and of the final ``model.pt``."""
+
+
+class Checkpointer:
+    """Writes the training checkpoints of one job: on a step or time interval, and when asked."""
+
+    def __init__(self, spec: RunSpec, prep: Prepared, directory: Path, on_saved: OnCheckpoint | None) -> None:
+        self.spec, self.prep, self.directory, self.on_saved = spec, prep, directory, on_saved
+        self.last_time = time.monotonic()
+        self.last: tuple[int, Path] | None = None
+        self.plan: dict[str, Any] | None = None
+        """The run's memory plan (:meth:`RunPlan.to_dict`), recorded in every checkpoint."""
+
+    def due(self, step: int) -> bool:
+        """Whether the step or the time interval since the last checkpoint has come round."""
+        every_steps, every_s = self.spec.train.checkpoint_every_steps, self.spec.train.checkpoint_every_s
+        by_steps = every_steps > 0 and step % every_steps == 0
+        return by_steps or (every_s > 0 and time.monotonic() - self.last_time >= every_s)
+
+    def maybe_save(self, trainer: Trainer) -> None:
+        """The trainer's step hook: save when :meth:`due`."""
+        if self.due(trainer.step):
+            self.save(trainer)
+
+    def rollback_note(self, resumed_from: Path | None) -> str:
+        """Which checkpoint a run that must roll back continues from when resumed."""
+        if self.last is not None:
+            return f"resume the run to continue from {self.last[1]} (step {self.last[0]})"
+        if resumed_from is not None:
+            return f"resume the run to continue from {resumed_from}"
+        return "no checkpoint was written yet: the run starts again from scratch"
+
+    def save(self, trainer: Trainer) -> Path:
+        """Save the trainer's state now (once per step) and return the checkpoint's path."""
+        if self.last is not None and self.last[0] == trainer.step:
+            return self.last[1]
+        state = checkpoint_state(self.spec, trainer, self.prep, TRAIN_KIND, self.plan)
+        path = save_rotating(self.directory, trainer.step, state, val_loss=trainer.last_val)
+        self.last, self.last_time = (trainer.step, path), time.monotonic()
+        if self.on_saved is not None:
+            self.on_saved(path, trainer.step)
+        return path
+
+
+def resume(spec: RunSpec, prep: Prepared, trainer: Trainer, path: Path, log: Log) -> None:
+    """Load the training checkpoint at ``path`` into a freshly built ``trainer``.
+
+    Raises:
+        CheckpointError: when the file is damaged, is not a training checkpoint, or was written for another
+            model, mode, configuration or panel.
+    """
+    state = load_checkpoint(path)
+    expected = checkpoint_state(spec, None, prep, TRAIN_KIND)
+    for key in ("kind", "model_name", "mode", "model_config", "train_config", "ids"):
+        if _comparable(key, state.get(key)) != _comparable(key, expected[key]):
+            raise CheckpointError(
+                f"checkpoint {path} does not belong to this job: its {key} differs (was the job or its data file "
+                "changed?); restart the run from scratch"
+            )
+    trainer.load_state_dict(state["trainer"])
+    log(f"resumed from {path.name} at step {trainer.step}/{spec.train.max_steps}")
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """``value`` as plain JSON data (tuples and lists alike), without the options a resume may change."""
+    if key == "train_config" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in SCHEDULE_OPTIONS}
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def save_final(out: Path, spec: RunSpec, trainer: Trainer, prep: Prepared, plan: RunPlan) -> None:
+    """The final checkpoint: trainer state, scaler, configs and memory plan, loadable with ``weights_only=True``."""
+    save_checkpoint(Outputs(out).model, checkpoint_state(spec, trainer, prep, FINAL_KIND, plan.to_dict()))
+
+
+def checkpoint_state(
+    spec: RunSpec, trainer: Trainer | None, prep: Prepared, kind: str, plan: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A checkpoint's named state (``trainer`` is None when only the identifying fields are wanted).
+
+    ``memory_plan`` is the plan the run trained under (:meth:`RunPlan.to_dict`): a record, not restored on a
+    resume, which plans again for its own device.
+    """
+    return {
+        "kind": kind,
+        "model_name": spec.model,
+        "mode": spec.mode,
+        "model_config": dataclasses.asdict(spec.model_config()),
+        "train_config": dataclasses.asdict(spec.train),
+        "trainer": None if trainer is None else trainer.state_dict(),
+        "scaler": prep.scaler.state_dict(),
+        "ids": [str(i) for i in prep.panel.ids],
+        "memory_plan": plan,
+    }
