@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from stratcast.daemon.store import INTERRUPTED_REASON, SCHEMA_VERSION, NotFound, Store, StoreError
+from stratcast.daemon.statedb import SCHEMA_VERSION, StoreError
+from stratcast.daemon.store import INTERRUPTED_REASON, NotFound, Store
 from stratcast.shared.protocol import JobSpec, Placement
 
 

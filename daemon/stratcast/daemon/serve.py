@@ -42,7 +42,7 @@ def serve(args: argparse.Namespace) -> int:
     """Run the daemon until shutdown; exit codes: 0 clean, 3 unusable home, 1 another daemon or a crash."""
     from stratcast.daemon.channels import ChannelError
     from stratcast.daemon.server import Daemon, DaemonRunning, Options
-    from stratcast.daemon.store import StoreError
+    from stratcast.daemon.statedb import StoreError
 
     os.umask(0o077)  # state, logs and checkpoints readable by the daemon's user only
     logging.basicConfig(

@@ -1,73 +1,45 @@
-"""The daemon's durable state: runs, schedules, their event history and daemon settings, in one SQLite file.
+"""The daemon's durable state: runs, schedules, their event history and daemon settings.
 
-The file is opened in WAL mode with ``synchronous=FULL``: every mutating method commits before it returns, and a
-commit is on disk when it returns, so the daemon may announce a state change as soon as the call is back. Four
-tables:
+:class:`Store` is what the daemon and its handlers call: add, read, change and remove runs and schedules, append
+and count a run's events, keep settings, and :meth:`Store.recover` after a crash. Every mutating method commits
+before it returns, and a commit is on disk when it returns, so the daemon may announce a state change as soon as
+the call is back. The file under it (tables, pragmas, schema version, transactions, rows to protocol structs) is
+:mod:`stratcast.daemon.statedb`'s.
 
-* ``runs``: one row per run (:class:`~stratcast.shared.protocol.RunInfo`); ids come from ``AUTOINCREMENT`` and
-  are never reused, even after a run is removed.
-* ``schedules``: one row per schedule (:class:`~stratcast.shared.protocol.ScheduleInfo`).
-* ``events``: an append-only history per run (state changes, OOMs, checkpoints), removed with its run.
-* ``meta``: JSON values by key: ``schema_version``, ``queue_paused``, ...
-
-Structured columns (a run's job, placement, progress, memory; an event's data) hold JSON written and read with
-msgspec, and every row read back is validated into its protocol struct.
-
-The daemon uses the store from its event-loop thread; the connection is opened with ``check_same_thread=False``
-and every call holds one lock, so a thread executor may read (or write) too.
+The daemon uses the store from its event-loop thread; every call holds one lock, so a thread executor may read
+(or write) too.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
-from stratcast.shared.protocol import RUN_STATES, JobSpec, Placement, RunInfo, ScheduleInfo
+from stratcast.daemon.statedb import (
+    RUN_COLUMNS,
+    RUN_JSON,
+    SCHEDULE_COLUMNS,
+    SCHEDULE_JSON,
+    StateFile,
+    check_fields,
+    check_states,
+    encode,
+    rowid,
+    run_from_row,
+    schedule_from_row,
+    update_row,
+    validated,
+    write_meta,
+)
+from stratcast.shared.protocol import JobSpec, Placement, RunInfo, ScheduleInfo
 
-SCHEMA_VERSION = 1
-"""Version of the table layout below; a file with a newer one is refused."""
 INTERRUPTED_REASON = "the daemon stopped while it ran"
 """Reason given to runs that :meth:`Store.recover` marks ``interrupted``."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS schedules (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, cron TEXT, every_s INTEGER,
-    timezone TEXT NOT NULL, job TEXT NOT NULL, placement TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0,
-    next_run REAL, last_run REAL, last_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
-    job TEXT NOT NULL, placement TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL,
-    device TEXT, pid INTEGER, attempts INTEGER NOT NULL, exit TEXT NOT NULL, checkpoint TEXT,
-    progress TEXT NOT NULL, memory TEXT NOT NULL,
-    schedule INTEGER REFERENCES schedules(id) ON DELETE SET NULL, out TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL,
-    run INTEGER REFERENCES runs(id) ON DELETE CASCADE, kind TEXT NOT NULL, data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_run ON events(run, id);
-"""
-_RUN_COLUMNS = tuple(f for f in RunInfo.__struct_fields__ if f != "id")
-_SCHEDULE_COLUMNS = tuple(f for f in ScheduleInfo.__struct_fields__ if f != "id")
-_RUN_JSON = frozenset({"job", "placement", "progress", "memory"})
-_SCHEDULE_JSON = frozenset({"job", "placement"})
-_encoder = msgspec.json.Encoder()
-_T = TypeVar("_T")
-
-
-class StoreError(RuntimeError):
-    """The state file cannot be used: unreadable, corrupt, or written by a newer stratcastd."""
 
 
 class NotFound(KeyError):
@@ -88,7 +60,7 @@ class NotFound(KeyError):
         return f"no {self.kind} {self.id}; {lister}"
 
 
-class Store:
+class Store(StateFile):
     """Runs, schedules, events and settings of one daemon, durable at every commit.
 
     Args:
@@ -98,21 +70,6 @@ class Store:
         StoreError: when the file cannot be opened, is not a stratcast database, is corrupt, or has a newer
             schema than this code knows. The daemon never deletes the file; the message says what to do.
     """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._closed = False
-        try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        self._db.row_factory = sqlite3.Row
-        try:
-            self._open()
-        except BaseException:
-            self._db.close()
-            raise
 
     # -- runs ------------------------------------------------------------------------------------------------
 
@@ -138,9 +95,9 @@ class Store:
             cur = db.execute(
                 "INSERT INTO runs (name, state, reason, job, placement, created, attempts, exit, progress, memory,"
                 " schedule, out) VALUES ('', ?, '', ?, ?, ?, 0, '', '{}', '{}', ?, '')",
-                (state, _encoder.encode(job), _encoder.encode(placement), created, schedule),
+                (state, encode(job), encode(placement), created, schedule),
             )
-            run_id = _rowid(cur)
+            run_id = rowid(cur)
             name = placement.name or f"{job.model}-{run_id}"
             db.execute("UPDATE runs SET name = ?, out = ? WHERE id = ?", (name, str(runs_dir / str(run_id)), run_id))
             self._event(db, run_id, "state", {"to": state}, created)
@@ -161,13 +118,13 @@ class Store:
         Raises:
             ValueError: for a state that does not exist.
         """
-        _check_states(states)
+        check_states(states)
         query, args = "SELECT * FROM runs", list(states)
         if args:
             query += f" WHERE state IN ({', '.join('?' * len(args))})"
         with self._tx() as db:
             rows = db.execute(query + " ORDER BY id DESC", args).fetchall()
-        return [_run_from_row(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     def get_runs(self, run_ids: Collection[int]) -> list[RunInfo]:
         """The runs of ``run_ids`` that exist, newest first (removed ones are left out)."""
@@ -177,7 +134,7 @@ class Store:
         with self._tx() as db:
             query = f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id DESC"
             rows = db.execute(query, ids).fetchall()
-        return [_run_from_row(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     def update_run(self, run_id: int, *, now: float | None = None, **fields: Any) -> RunInfo:
         """Change some fields of a run and return it; a change of ``state`` is also recorded as an event.
@@ -191,11 +148,11 @@ class Store:
             NotFound: when there is no such run.
             ValueError: for an unknown field, an unknown state, or a value of the wrong type.
         """
-        _check_fields(fields, _RUN_COLUMNS, "run")
+        check_fields(fields, RUN_COLUMNS, "run")
         with self._tx() as db:
             old = self._run(db, run_id)
-            new = _validated(msgspec.structs.replace(old, **fields), RunInfo)
-            _update(db, "runs", run_id, {name: getattr(new, name) for name in fields}, _RUN_JSON)
+            new = validated(msgspec.structs.replace(old, **fields), RunInfo)
+            update_row(db, "runs", run_id, {name: getattr(new, name) for name in fields}, RUN_JSON)
             if new.state != old.state:
                 change = {"from": old.state, "to": new.state, "reason": new.reason}
                 self._event(db, run_id, "state", change, time.time() if now is None else now)
@@ -287,9 +244,9 @@ class Store:
             cur = db.execute(
                 "INSERT INTO schedules (name, cron, every_s, timezone, job, placement, next_run)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, cron, every_s, timezone, _encoder.encode(job), _encoder.encode(placement), next_run),
+                (name, cron, every_s, timezone, encode(job), encode(placement), next_run),
             )
-            return self._schedule(db, _rowid(cur))
+            return self._schedule(db, rowid(cur))
 
     def get_schedule(self, schedule_id: int) -> ScheduleInfo:
         """The schedule ``schedule_id``.
@@ -304,7 +261,7 @@ class Store:
         """Every schedule, oldest first."""
         with self._tx() as db:
             rows = db.execute("SELECT * FROM schedules ORDER BY id").fetchall()
-        return [_schedule_from_row(row) for row in rows]
+        return [schedule_from_row(row) for row in rows]
 
     def update_schedule(self, schedule_id: int, **fields: Any) -> ScheduleInfo:
         """Change some fields of a schedule and return it.
@@ -313,10 +270,10 @@ class Store:
             NotFound: when there is no such schedule.
             ValueError: for an unknown field or a value of the wrong type.
         """
-        _check_fields(fields, _SCHEDULE_COLUMNS, "schedule")
+        check_fields(fields, SCHEDULE_COLUMNS, "schedule")
         with self._tx() as db:
-            new = _validated(msgspec.structs.replace(self._schedule(db, schedule_id), **fields), ScheduleInfo)
-            _update(db, "schedules", schedule_id, {name: getattr(new, name) for name in fields}, _SCHEDULE_JSON)
+            new = validated(msgspec.structs.replace(self._schedule(db, schedule_id), **fields), ScheduleInfo)
+            update_row(db, "schedules", schedule_id, {name: getattr(new, name) for name in fields}, SCHEDULE_JSON)
             return new
 
     def remove_schedule(self, schedule_id: int) -> None:
@@ -346,104 +303,21 @@ class Store:
         if key == "schema_version":
             raise ValueError("schema_version is managed by the store and cannot be set")
         with self._tx() as db:
-            _set_meta(db, key, value)
-
-    # -- lifetime --------------------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the file (every change is already committed); closing twice is harmless."""
-        with self._lock:
-            self._db.close()
-            self._closed = True
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+            write_meta(db, key, value)
 
     # -- internals -------------------------------------------------------------------------------------------
-
-    def _open(self) -> None:
-        """Set the pragmas, check what the file holds, create the tables of a new file."""
-        with self._tx(begin=False) as db:
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"state database {self.path} cannot use WAL mode (got {mode!r})")
-            db.execute("PRAGMA synchronous = FULL")
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA busy_timeout = 5000")
-        with self._tx() as db:
-            version = self._schema_version(db)
-            if version is None:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    db.execute(statement)
-                _set_meta(db, "schema_version", SCHEMA_VERSION)
-
-    def _schema_version(self, db: sqlite3.Connection) -> int | None:
-        """The file's schema version; None for an empty file."""
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
-            return None
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
-        if row is None:
-            raise StoreError(
-                f"{self.path} is an SQLite file but not a stratcast state database; move it away or use another --home"
-            )
-        version = int(msgspec.json.decode(row[0]))
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"state database {self.path} has schema version {version}, newer than this stratcastd knows "
-                f"({SCHEMA_VERSION}); upgrade stratcast, or move the file away to start with an empty state"
-            )
-        return version
-
-    @contextmanager
-    def _tx(self, *, begin: bool = True) -> Iterator[sqlite3.Connection]:
-        """Hold the lock for one transaction: commit on success, roll back on error.
-
-        A constraint violation (such as a link to a missing schedule) becomes a ValueError; other SQLite failures
-        become a :class:`StoreError` naming the file.
-        """
-        with self._lock:
-            if self._closed:
-                raise StoreError(f"state database {self.path} is closed")
-            try:
-                if begin:
-                    self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.rollback()
-                    raise
-                if self._db.in_transaction:
-                    self._db.commit()
-            except sqlite3.IntegrityError as exc:
-                raise ValueError(f"the change breaks a rule of the state database: {exc}") from None
-            except sqlite3.Error as exc:
-                raise self._error(exc) from None
-
-    def _error(self, exc: sqlite3.Error) -> StoreError:
-        """A StoreError for an SQLite failure on this file, saying what to do."""
-        if isinstance(exc, sqlite3.OperationalError):
-            return StoreError(f"cannot use the state database {self.path}: {exc}")
-        return StoreError(
-            f"state database {self.path} is unreadable ({exc}); stratcastd never deletes it: "
-            f"move it away (e.g. `mv {self.path} {self.path}.broken`) and start again with an empty state"
-        )
 
     def _run(self, db: sqlite3.Connection, run_id: int) -> RunInfo:
         row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFound("run", run_id)
-        return _run_from_row(row)
+        return run_from_row(row)
 
     def _schedule(self, db: sqlite3.Connection, schedule_id: int) -> ScheduleInfo:
         row = db.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
         if row is None:
             raise NotFound("schedule", schedule_id)
-        return _schedule_from_row(row)
+        return schedule_from_row(row)
 
     @staticmethod
     def _require(db: sqlite3.Connection, kind: str, row_id: int) -> None:
@@ -453,68 +327,4 @@ class Store:
 
     @staticmethod
     def _event(db: sqlite3.Connection, run: int | None, kind: str, data: dict[str, Any], when: float) -> None:
-        db.execute(
-            "INSERT INTO events (time, run, kind, data) VALUES (?, ?, ?, ?)", (when, run, kind, _encoder.encode(data))
-        )
-
-
-def _run_from_row(row: sqlite3.Row) -> RunInfo:
-    """A validated RunInfo from a ``runs`` row."""
-    return _validated(_decode_row(row, _RUN_JSON), RunInfo)
-
-
-def _schedule_from_row(row: sqlite3.Row) -> ScheduleInfo:
-    """A validated ScheduleInfo from a ``schedules`` row (``paused`` is stored as 0/1)."""
-    data = _decode_row(row, _SCHEDULE_JSON)
-    data["paused"] = bool(data["paused"])
-    return _validated(data, ScheduleInfo)
-
-
-def _decode_row(row: sqlite3.Row, json_columns: frozenset[str]) -> dict[str, Any]:
-    return {key: msgspec.json.decode(row[key]) if key in json_columns else row[key] for key in row.keys()}  # noqa: SIM118
-
-
-def _validated(obj: Any, kind: type[_T]) -> _T:
-    """``obj`` (plain data or a struct) checked against ``kind``; a mismatch is a ValueError."""
-    try:
-        return msgspec.convert(msgspec.to_builtins(obj), kind)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid {kind.__name__}: {exc}") from None
-
-
-def _update(
-    db: sqlite3.Connection, table: str, row_id: int, values: dict[str, Any], json_columns: frozenset[str]
-) -> None:
-    """``UPDATE`` the given columns (names already checked against the table's fields)."""
-    if not values:
-        return
-    encoded = [_encoder.encode(v) if k in json_columns else v for k, v in values.items()]
-    assignments = ", ".join(f'"{k}" = ?' for k in values)
-    db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*encoded, row_id])
-
-
-def _set_meta(db: sqlite3.Connection, key: str, value: Any) -> None:
-    db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, _encoder.encode(value)),
-    )
-
-
-def _check_fields(fields: dict[str, Any], allowed: tuple[str, ...], kind: str) -> None:
-    unknown = sorted(set(fields) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown {kind} field(s) {', '.join(unknown)}; fields: {', '.join(allowed)}")
-    if "state" in fields:
-        _check_states([fields["state"]])
-
-
-def _check_states(states: Collection[str]) -> None:
-    bad = [s for s in states if s not in RUN_STATES]
-    if bad:
-        raise ValueError(f"unknown run state(s) {', '.join(map(str, bad))}; states: {', '.join(RUN_STATES)}")
-
-
-def _rowid(cur: sqlite3.Cursor) -> int:
-    row_id = cur.lastrowid
-    assert row_id is not None  # an INSERT always sets it
-    return row_id
+        db.execute("INSERT INTO events (time, run, kind, data) VALUES (?, ?, ?, ?)", (when, run, kind, encode(data)))
