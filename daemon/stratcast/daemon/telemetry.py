@@ -462,7 +462,7 @@ class Telemetry:
         return memory.total, memory.available
 
     def take_notices(self) -> list[str]:
-        """Notices to publish once as ``daemon`` events: no driver (at first), GPUs lost or back."""
+        """Notices to publish once as ``notice`` events: no driver (at first), GPUs lost or back."""
         return _drain(self._pending) + (self.nvml.take_notices() if self.nvml is not None else [])
 
     def close(self) -> None:

@@ -1,6 +1,9 @@
-"""The worker's events: what a worker tells its daemon, one JSON line each on the worker's stdout.
+"""Events: one msgspec tagged union of everything that happened, for the worker's lines and the daemon's PUB socket.
 
-Each line is one :data:`WorkerEvent`, a msgspec tagged union whose tag, under ``event``, names the kind::
+Every event is a past-tense struct whose tag, under ``event``, names its kind. The kinds come in two groups of one
+family:
+
+* **What a worker reports** (:data:`WorkerEvent`), one JSON line each on the worker's stdout::
 
     {"event": "started", "pid": 4242, "device": "cuda:0", "resume": "RUN_DIR/checkpoints/step-00000120.pt"}
     {"event": "plan", "micro_batch": 512, "batch_size": 1024, "budget": 7247757312, "predicted_peak": 6012954214,
@@ -19,12 +22,19 @@ Each line is one :data:`WorkerEvent`, a msgspec tagged union whose tag, under ``
     {"event": "stopped", "path": "RUN_DIR/checkpoints/step-00000214.pt", "step": 214}
     {"event": "failed", "exit": 3, "error": "DataError: ..."}
 
-The worker writes them with :func:`encode_event`; the daemon's runner reads each line with :func:`decode_event`
-(fields it does not know are ignored, so a newer worker's extra fields do not break an older daemon). When each
-event is sent is the worker's business (:mod:`stratcast.daemon.worker`). NaN losses travel as ``null``.
+  The worker writes them with :func:`encode_line`; the daemon's runner reads each line with :func:`decode_line`
+  (fields it does not know are ignored, so a newer worker's extra fields do not break an older daemon; a line
+  that is no worker event, a daemon-only kind included, is refused). NaN losses travel as ``null``.
 
-These lines stay inside the daemon: what clients see are the daemon's own PUB events
-(:mod:`stratcast.shared.protocol`). This module imports no torch, so the daemon reads events cheaply.
+* **What the daemon publishes** (:data:`AnyEvent`, worker events it relays included): each published event is
+  the ``data`` of an :class:`Event` envelope that adds the daemon's ``session``, a ``seq`` that grows by one per
+  event, the daemon's ``time`` and the ``run`` it is about. Its ZeroMQ topic is its tag (:func:`event_kind`)::
+
+    [b"progress", {"session": "9f2c41d07a1b33e0", "seq": 1234, "time": 1718000000.25, "run": 7,
+                   "data": {"event": "progress", "step": 130, "max_steps": 1000, ...}}]
+
+docs/protocol.md lists every kind with its fields. This module imports no torch: worker, daemon and clients share
+it.
 """
 
 from __future__ import annotations
@@ -33,9 +43,11 @@ from typing import Any
 
 import msgspec
 
+from stratcast.shared.protocol import ProtocolError, RunInfo, ScheduleInfo
+
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
-    """Base of the worker's events: the tag field is ``event``, as in the lines the worker always wrote.
+    """Base of every event: the tag field is ``event``, as in the lines the worker always wrote.
 
     (Each event says ``frozen=True`` again: mypy does not see that a msgspec Struct inherits it.)
     """
@@ -58,7 +70,7 @@ class ProbeMeasured(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PlanChosen(_Event, tag="plan", frozen=True):
-    """The run's memory plan (a :class:`~stratcast.daemon.engine.runplan.RunPlan`), sent on every start and resume.
+    """The run's memory plan (the engine's ``RunPlan``), sent on every start and resume.
 
     Its sequences are lists, so that :func:`event_fields` gives what a JSON reader of the line would.
 
@@ -83,7 +95,7 @@ class PlanChosen(_Event, tag="plan", frozen=True):
 
 
 class ProgressReported(_Event, tag="progress", frozen=True):
-    """A training progress report (a :class:`~stratcast.daemon.engine.trainparts.Progress`)."""
+    """A training progress report (the engine's ``Progress``)."""
 
     step: int
     max_steps: int
@@ -119,7 +131,7 @@ class CheckpointSaved(_Event, tag="checkpoint", frozen=True):
 
 
 class RanOutOfMemory(_Event, tag="oom", frozen=True):
-    """An out-of-memory error (an :class:`~stratcast.daemon.engine.oom.OomEvent`) and what training did about it.
+    """An out-of-memory error (the engine's ``OomEvent``) and what training did about it.
 
     A ``forward/backward`` one is retried with ``new_micro_batch`` (0: nothing smaller was left, the run ends); an
     ``optimizer`` one ends the run so that it resumes from its last checkpoint.
@@ -137,7 +149,7 @@ class RanOutOfMemory(_Event, tag="oom", frozen=True):
 
 
 class WarningGiven(_Event, tag="warning", frozen=True):
-    """Something about the run the user should act on (a :class:`~stratcast.daemon.engine.advice.RunWarning`)."""
+    """Something about the run the user should act on (the engine's ``RunWarning``)."""
 
     kind: str
     message: str
@@ -159,11 +171,76 @@ class RunStopped(_Event, tag="stopped", frozen=True):
 
 
 class RunFailed(_Event, tag="failed", frozen=True):
-    """The run failed; the worker exits with ``exit`` (a :class:`~stratcast.daemon.worker.WorkerExit`)."""
+    """The run failed; the worker exits with ``exit`` (the worker's ``WorkerExit``)."""
 
     exit: int
     error: str
     """The error's first line."""
+
+
+# -- what only the daemon publishes -------------------------------------------------------------------------
+
+
+class RunUpdated(_Event, tag="run", frozen=True):
+    """A run was created or its record changed (state, reason, progress saved, checkpoint, ...)."""
+
+    run: RunInfo
+
+
+class RunRemoved(_Event, tag="run_removed", frozen=True):
+    """The envelope's run was forgotten and its folder deleted."""
+
+
+class LogAppended(_Event, tag="log", frozen=True):
+    """New text of a running run's log; ``offset`` is where ``text`` starts (a hint: read with ``read_logs``)."""
+
+    text: str
+    offset: int
+
+
+class TelemetrySampled(_Event, tag="telemetry", frozen=True):
+    """GPU, host and worker memory readings, a few times a second."""
+
+    gpus: list[dict[str, Any]]
+    """One GPU sample each (docs/protocol.md, GPU)."""
+    host: dict[str, Any]
+    """The machine, the daemon and its workers: ``cpu_percent``, ``memory_used``, ``daemon_rss``, ..."""
+    runs: dict[int, MemorySampled] = {}
+    """The latest allocator figures of each running run's worker, by run id (runs that sent none are absent)."""
+
+
+class ScheduleUpdated(_Event, tag="schedule", frozen=True):
+    """A schedule was added or changed (paused, resumed, fired)."""
+
+    schedule: ScheduleInfo
+
+
+class ScheduleRemoved(_Event, tag="schedule_removed", frozen=True):
+    """A schedule was deleted (its runs stay)."""
+
+    schedule: int
+
+
+class NoticeGiven(_Event, tag="notice", frozen=True):
+    """Something about the daemon for people to read: a GPU lost or back, no driver, a schedule's run skipped."""
+
+    message: str
+
+
+class QueuePaused(_Event, tag="queue_paused", frozen=True):
+    """The queue starts no new runs until resumed (running runs go on)."""
+
+
+class QueueResumed(_Event, tag="queue_resumed", frozen=True):
+    """The queue starts queued runs again."""
+
+
+class ShutdownStarted(_Event, tag="shutdown", frozen=True):
+    """The daemon is checkpointing its running runs and will exit; the queue is kept for its next start."""
+
+
+class HeartbeatSent(_Event, tag="heartbeat", frozen=True):
+    """The daemon is alive: one every ``HEARTBEAT_S`` seconds; none for three means it is gone."""
 
 
 WorkerEvent = (
@@ -178,34 +255,100 @@ WorkerEvent = (
     | RunStopped
     | RunFailed
 )
-"""Everything a worker tells its daemon."""
+"""What a worker may tell its daemon."""
+
+AnyEvent = (
+    WorkerEvent
+    | RunUpdated
+    | RunRemoved
+    | LogAppended
+    | TelemetrySampled
+    | ScheduleUpdated
+    | ScheduleRemoved
+    | NoticeGiven
+    | QueuePaused
+    | QueueResumed
+    | ShutdownStarted
+    | HeartbeatSent
+)
+"""Every event: the worker's and the daemon's own. The daemon relays ``plan``, ``progress``, ``oom`` and
+``warning`` from its workers and publishes the rest of the worker's kinds only through their effect on the run."""
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """One event on the PUB socket: the envelope that numbers events, around the event itself."""
+
+    session: str
+    """The daemon's session, new at each daemon start."""
+    seq: int
+    """One more than the previous event's, across all kinds: a gap means events were lost."""
+    time: float
+    """The daemon's Unix time when it published the event."""
+    run: int | None = None
+    """The run the event is about; None for daemon-wide events."""
+    data: AnyEvent
+
+    @property
+    def topic(self) -> str:
+        """The event's ZeroMQ topic: its kind."""
+        return event_kind(self.data)
+
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(WorkerEvent)
+_line_decoder = msgspec.json.Decoder(WorkerEvent)
+_event_decoder = msgspec.json.Decoder(Event)
 
 
-def encode_event(event: WorkerEvent) -> bytes:
-    """``event`` as one JSON line, newline included."""
+def encode_line(event: WorkerEvent) -> bytes:
+    """``event`` as one JSON line of a worker, newline included."""
     return _encoder.encode(event) + b"\n"
 
 
-def decode_event(line: bytes) -> WorkerEvent:
-    """The event of one line.
+def decode_line(line: bytes) -> WorkerEvent:
+    """The event of one worker line.
 
     Raises:
-        msgspec.DecodeError: when the line is not JSON, or not an event of a known kind with valid fields
+        msgspec.DecodeError: when the line is not JSON, or not a worker event of a known kind with valid fields
             (:class:`msgspec.ValidationError` is a subclass).
     """
-    return _decoder.decode(line)
+    return _line_decoder.decode(line)
 
 
-def event_kind(event: WorkerEvent) -> str:
-    """The event's tag: ``progress``, ``plan``, ... (the name it has in the run's history and events)."""
+def encode_event(event: Event) -> list[bytes]:
+    """``[topic, body]`` frames for the PUB socket."""
+    return [event.topic.encode("ascii"), _encoder.encode(event)]
+
+
+def decode_event(frames: list[bytes]) -> Event:
+    """Parse ``[topic, body]`` frames from the SUB socket.
+
+    Raises:
+        ProtocolError: for a wrong frame count or an invalid body (an event of an unknown kind included).
+    """
+    if len(frames) != 2:
+        raise ProtocolError(f"an event has 2 frames, got {len(frames)}")
+    try:
+        return _event_decoder.decode(frames[1])
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+        raise ProtocolError(f"invalid event: {exc}") from None
+
+
+def event_kind(event: AnyEvent) -> str:
+    """The event's tag: ``progress``, ``plan``, ... (its topic, and its name in the run's history and events)."""
     return str(event.__struct_config__.tag)
 
 
-def event_fields(event: WorkerEvent) -> dict[str, Any]:
-    """The event's fields as plain JSON values, without its tag: what the daemon stores and publishes."""
+def event_fields(event: AnyEvent) -> dict[str, Any]:
+    """The event's fields as plain JSON values, without its tag: what the daemon stores."""
     fields: dict[str, Any] = msgspec.to_builtins(event)
     del fields["event"]
     return fields
+
+
+def event_types() -> tuple[type[_Event], ...]:
+    """Every kind of :data:`AnyEvent`, in the union's order."""
+    return AnyEvent.__args__
+
+
+TOPICS: tuple[str, ...] = tuple(str(t.__struct_config__.tag) for t in event_types())
+"""Every event topic (each kind's tag)."""
