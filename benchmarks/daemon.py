@@ -48,12 +48,14 @@ import zmq
 
 from stratcast.daemon.embedded import start_daemon, stop_daemon
 from stratcast.daemon.engine.demo import make_strategy_panel
-from stratcast.daemon.telemetry import GpuProcess, GpuSample, HostSample
 from stratcast.shared.client import Client, OutOfSync, Subscriber
 from stratcast.shared.events import (
     AnyEvent,
     Event,
+    GpuProcess,
+    GpuSample,
     HeartbeatSent,
+    HostSample,
     MemorySampled,
     ProgressReported,
     TelemetrySampled,
@@ -572,7 +574,7 @@ def telemetry_data(now: float) -> TelemetrySampled:
             power_w=612.5,
             power_limit_w=700.0,
             processes=[GpuProcess(pid=40_000 + i, used=60_129_542_144), GpuProcess(pid=50_000 + i, used=None)],
-        ).to_dict()
+        )
         for i in range(BURST_GPUS)
     ]
     host = HostSample(
@@ -582,7 +584,7 @@ def telemetry_data(now: float) -> TelemetrySampled:
         memory_total=135_000_000_000,
         daemon_rss=95_000_000,
         workers_rss={40_000 + i: 3_100_000_000 for i in range(BURST_GPUS)},
-    ).to_dict()
+    )
     memory = MemorySampled(
         allocated=60_000_000_000, reserved=61_000_000_000, peak=60_500_000_000, oom_count=0, rss=3_100_000_000
     )

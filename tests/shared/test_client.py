@@ -19,7 +19,9 @@ from stratcast.shared.client import (
 from stratcast.shared.events import (
     AnyEvent,
     Event,
+    GpuSample,
     HeartbeatSent,
+    HostSample,
     LogAppended,
     MemorySampled,
     NoticeGiven,
@@ -350,6 +352,15 @@ def progress(step: int, max_steps: int) -> ProgressReported:
     )
 
 
+def gpu_sample(index: int, utilization: int) -> GpuSample:
+    none: dict[str, Any] = dict.fromkeys(("memory_used", "memory_total", "temperature", "power_w", "power_limit_w"))
+    return GpuSample(time=100.0, index=index, name="H100", uuid="GPU-1", utilization=utilization, **none)
+
+
+def host_sample(cpu_percent: float) -> HostSample:
+    return HostSample(time=100.0, cpu_percent=cpu_percent, memory_used=1, memory_total=2, daemon_rss=3)
+
+
 def loaded_mirror() -> Mirror:
     mirror = Mirror()
     mirror.load(
@@ -372,7 +383,7 @@ def test_mirror_applies_run_progress_and_telemetry_events_in_order():
     assert mirror.apply(event(6, RunUpdated(run=run_record(2, "running", device="cuda:1")), run=2))
     assert mirror.apply(event(7, progress(10, 100), run=2))
     memory = MemorySampled(allocated=1, reserved=2, peak=3, oom_count=0, rss=4)
-    telemetry = TelemetrySampled(gpus=[{"index": 0, "utilization": 90}], host={"cpu": 20}, runs={2: memory})
+    telemetry = TelemetrySampled(gpus=[gpu_sample(0, 90)], host=host_sample(20.0), runs={2: memory})
     assert mirror.apply(event(8, telemetry))
     assert mirror.apply(event(9, RunRemoved(), run=1))
     assert mirror.apply(event(10, NoticeGiven(message="GPU 1 has no driver")))
@@ -383,7 +394,7 @@ def test_mirror_applies_run_progress_and_telemetry_events_in_order():
     assert mirror.runs[2].memory == {"allocated": 1, "reserved": 2, "peak": 3, "oom_count": 0, "rss": 4}
     assert [s["utilization"] for s in mirror.gpu_history[0]] == [50, 90]
     assert [s["kind"] for s in mirror.run_history[2]] == ["progress", "memory"]
-    assert mirror.host == {"cpu": 20}
+    assert mirror.host == host_sample(20.0).to_dict() and mirror.host["cpu_percent"] == 20.0
     assert mirror.notices == ["GPU 1 has no driver"]
 
 

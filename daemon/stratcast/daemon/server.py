@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
 
+import msgspec
 import zmq
 import zmq.asyncio
 
@@ -50,7 +51,6 @@ from stratcast.shared.events import (
     RunStopped,
     RunUpdated,
     ShutdownStarted,
-    TelemetrySampled,
     WarningGiven,
     WorkerEvent,
     WorkerStarted,
@@ -303,7 +303,7 @@ class Daemon:
             self.telemetry.watch_pids([w.proc.pid for w in self.runner.workers.values()])
             sample = await asyncio.to_thread(self.telemetry.sample)
             runs = {r: self._memory[r] for r in self.runner.workers if r in self._memory}
-            self.publish(TelemetrySampled(gpus=sample["gpus"], host=sample["host"], runs=runs))
+            self.publish(msgspec.structs.replace(sample, runs=runs))
             for notice in self.telemetry.take_notices():  # a GPU lost or back: tell clients too
                 self.notices.append(notice)
                 self.publish(NoticeGiven(message=notice))

@@ -198,13 +198,76 @@ class LogAppended(_Event, tag="log", frozen=True):
     offset: int
 
 
+# -- readings that telemetry events carry ---------------------------------------------------------------------
+
+
+class GpuProcess(msgspec.Struct, frozen=True, kw_only=True):
+    """A process holding memory on a GPU, as NVML sees it (a host PID)."""
+
+    pid: int
+    used: int | None
+    """Bytes of GPU memory; None where the driver does not say."""
+
+
+class GpuSample(msgspec.Struct, frozen=True, kw_only=True):
+    """One reading of one GPU; a field the GPU does not support is None."""
+
+    time: float
+    """Unix time of the sample."""
+    index: int
+    """NVML index (PCI bus order: workers need ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` to agree)."""
+    name: str
+    uuid: str
+    memory_used: int | None
+    """Bytes in use (NVML's v1 figure: total minus free, reserved memory included)."""
+    memory_total: int | None
+    """Bytes."""
+    utilization: int | None
+    """Percent of the last sample period in which a kernel ran."""
+    temperature: int | None
+    """Degrees Celsius."""
+    power_w: float | None
+    power_limit_w: float | None
+    """The enforced power limit."""
+    processes: list[GpuProcess] = []
+    """Compute and graphics processes on the GPU, by PID (a list, not a tuple: ``to_dict`` keeps tuples)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sample as plain JSON-ready data."""
+        return _to_dict(self)
+
+
+class HostSample(msgspec.Struct, frozen=True, kw_only=True):
+    """One reading of the machine, the daemon and its workers."""
+
+    time: float
+    cpu_percent: float
+    """Busy share of all cores since the previous sample, 0 to 100."""
+    memory_used: int
+    """Bytes not available to new processes (total minus available)."""
+    memory_total: int
+    daemon_rss: int
+    """Resident bytes of the daemon process."""
+    workers_rss: dict[int, int] = {}
+    """Resident bytes of each watched worker, by PID."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sample as plain JSON-ready data (PIDs as string keys)."""
+        return _to_dict(self)
+
+
+def _to_dict(sample: msgspec.Struct) -> dict[str, Any]:
+    """A reading as plain JSON-ready data, map keys as strings (as they come out of JSON)."""
+    as_dict: dict[str, Any] = msgspec.to_builtins(sample, str_keys=True)
+    return as_dict
+
+
 class TelemetrySampled(_Event, tag="telemetry", frozen=True):
     """GPU, host and worker memory readings, a few times a second."""
 
-    gpus: list[dict[str, Any]]
-    """One GPU sample each (docs/protocol.md, GPU)."""
-    host: dict[str, Any]
-    """The machine, the daemon and its workers: ``cpu_percent``, ``memory_used``, ``daemon_rss``, ..."""
+    gpus: list[GpuSample]
+    """One reading of each GPU that answered (none without a driver)."""
+    host: HostSample
     runs: dict[int, MemorySampled] = {}
     """The latest allocator figures of each running run's worker, by run id (runs that sent none are absent)."""
 

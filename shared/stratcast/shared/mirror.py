@@ -142,11 +142,11 @@ class Mirror:
             run.progress = fields
 
     def _on_telemetry(self, when: float, sample: TelemetrySampled) -> None:
-        self.gpus = sample.gpus
-        for gpu in self.gpus:
-            self.gpu_history.setdefault(int(gpu["index"]), _ring([])).append({"time": when, **gpu})
-        self.host = sample.host
-        self.host_history.append({"time": when, **self.host})
+        self.gpus = [gpu.to_dict() for gpu in sample.gpus]
+        for gpu, as_dict in zip(sample.gpus, self.gpus, strict=True):
+            self.gpu_history.setdefault(gpu.index, _ring([])).append(as_dict)
+        self.host = sample.host.to_dict()
+        self.host_history.append(self.host)
         for run_id, memory in sample.runs.items():
             fields = event_fields(memory)
             self._run_sample(run_id, {"time": when, "kind": "memory", **fields})

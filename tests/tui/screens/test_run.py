@@ -2,7 +2,7 @@ import asyncio
 
 from textual.widgets import Log, Static, TabbedContent
 
-from stratcast.shared.events import MemorySampled, ProgressReported, TelemetrySampled
+from stratcast.shared.events import HostSample, MemorySampled, ProgressReported, TelemetrySampled
 from stratcast.shared.protocol import ReadHistory, ReadLogs, ReadResults, StopRun
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.screens.main import MainScreen
@@ -111,7 +111,8 @@ def test_an_oom_in_the_history_is_marked_and_listed_and_one_seen_live_reads_the_
         assert "step-000200.pt" in checkpoints and "step-000400.pt" in checkpoints
         reads = sum(isinstance(c, ReadHistory) for c in app.link.calls)
         memory = MemorySampled(allocated=30 * GIB, reserved=34 * GIB, peak=41 * GIB, oom_count=2, rss=2 * GIB)
-        app.link.feed(TelemetrySampled(gpus=[], host={}, runs={1: memory}))
+        host = HostSample(time=T0, cpu_percent=5.0, memory_used=GIB, memory_total=8 * GIB, daemon_rss=GIB)
+        app.link.feed(TelemetrySampled(gpus=[], host=host, runs={1: memory}))
         await pilot.pause(0.4)
         await settle(app, pilot)
         assert sum(isinstance(c, ReadHistory) for c in app.link.calls) == reads + 1  # once, though it still lists 1
