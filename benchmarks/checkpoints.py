@@ -48,6 +48,7 @@ from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.daemon.engine.training.checkpoint import latest_checkpoint, load_checkpoint, save_rotating
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.shared.client import Client, Subscriber
+from stratcast.shared.events import Event, ProgressReported, RunUpdated
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import JobSpec, KillRun, ResumeRun, ShowRun, StopRun, Submit
 from stratcast.shared.runfiles import RunFolder
@@ -225,37 +226,33 @@ def running_daemon(home: Path) -> Iterator[Client]:
         stop_daemon(where, proc)
 
 
-def wait_event(events: Subscriber, match: Callable[[str, dict[str, object]], bool], what: str) -> float:
+def wait_event(events: Subscriber, match: Callable[[Event], bool], what: str) -> float:
     """Receive events until one matches; the ``perf_counter`` time it arrived."""
     return wait_data(events, match, what)[0]
 
 
-def wait_data(
-    events: Subscriber, match: Callable[[str, dict[str, object]], bool], what: str
-) -> tuple[float, dict[str, object]]:
-    """Receive events until one matches; the ``perf_counter`` time it arrived and its data."""
+def wait_data(events: Subscriber, match: Callable[[Event], bool], what: str) -> tuple[float, Event]:
+    """Receive events until one matches; the ``perf_counter`` time it arrived and the event."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         event = events.recv(timeout_s=1.0)
-        if event is not None and match(event.topic, event.data):
-            return time.perf_counter(), event.data
+        if event is not None and match(event):
+            return time.perf_counter(), event
     sys.exit(f"no event: {what} in {WAIT_S:.0f} s")
 
 
-def run_is(run: int, **fields: object) -> Callable[[str, dict[str, object]], bool]:
-    def match(topic: str, data: dict[str, object]) -> bool:
-        info = data.get("run")
-        if topic != "run" or not isinstance(info, dict) or info.get("id") != run:
+def run_is(run: int, **fields: object) -> Callable[[Event], bool]:
+    def match(event: Event) -> bool:
+        if not isinstance(event.data, RunUpdated) or event.data.run.id != run:
             return False
-        return all(info.get(k) == v for k, v in fields.items())
+        return all(getattr(event.data.run, k) == v for k, v in fields.items())
 
     return match
 
 
-def progress_of(run: int, at_least: int = 0) -> Callable[[str, dict[str, object]], bool]:
-    def match(topic: str, data: dict[str, object]) -> bool:
-        step = data.get("step")
-        return topic == "progress" and data.get("run") == run and isinstance(step, int) and step >= at_least
+def progress_of(run: int, at_least: int = 0) -> Callable[[Event], bool]:
+    def match(event: Event) -> bool:
+        return isinstance(event.data, ProgressReported) and event.run == run and event.data.step >= at_least
 
     return match
 
@@ -277,7 +274,8 @@ def stop_resume(args: argparse.Namespace, client: Client, events: Subscriber, mo
     client.call(ResumeRun(run=run))
     spawn_s = wait_event(events, run_is(run, attempts=2), f"run {run} attempt 2") - t0
     first_at, first = wait_data(events, progress_of(run), f"progress of run {run} attempt 2")
-    first_s, first_step = first_at - t0, int(str(first["step"]))
+    assert isinstance(first.data, ProgressReported)
+    first_s, first_step = first_at - t0, first.data.step
     client.call(KillRun(run=run))
     wait_event(events, run_is(run, state="killed"), f"run {run} killed")
     directory = Path(shown["checkpoints"][-1]).parent
@@ -291,12 +289,12 @@ def stopped_times(events: Subscriber, run: int, checkpoint: object, t0: float) -
     """Seconds from ``t0`` to the ``run`` event naming the stop's checkpoint, and to the one saying ``stopped``."""
     saved = math.nan
     while True:
-        at, data = wait_data(events, run_is(run), f"run {run} stopped")
-        info = data["run"]
-        assert isinstance(info, dict)
-        if math.isnan(saved) and info.get("checkpoint") not in (None, checkpoint):
+        at, event = wait_data(events, run_is(run), f"run {run} stopped")
+        assert isinstance(event.data, RunUpdated)
+        info = event.data.run
+        if math.isnan(saved) and info.checkpoint not in (None, checkpoint):
             saved = at - t0  # the worker's "stopped" event: checkpoint on disk, the process about to exit
-        if info.get("state") == "stopped":
+        if info.state == "stopped":
             return saved, at - t0
 
 

@@ -41,7 +41,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import psutil
@@ -49,14 +48,24 @@ import zmq
 
 from stratcast.daemon.embedded import start_daemon, stop_daemon
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
-from stratcast.daemon.telemetry import GpuProcess, GpuSample, HostSample
 from stratcast.shared.client import Client, OutOfSync, Subscriber
+from stratcast.shared.events import (
+    AnyEvent,
+    Event,
+    GpuProcess,
+    GpuSample,
+    HeartbeatSent,
+    HostSample,
+    MemorySampled,
+    ProgressReported,
+    TelemetrySampled,
+    encode_event,
+)
 from stratcast.shared.mirror import Mirror
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import (
     FINAL_STATES,
     AnyRequest,
-    Event,
     HoldRun,
     JobSpec,
     KillRun,
@@ -68,7 +77,6 @@ from stratcast.shared.protocol import (
     Snapshot,
     Status,
     Submit,
-    encode_event,
     to_builtins,
 )
 from stratcast.shared.runfiles import Outputs, RunFolder
@@ -407,7 +415,7 @@ def wait_for_progress(follower: Follower, run_id: int) -> None:
         event = follower.events.recv(timeout_s=1.0)
         if event is not None:
             follower.apply(event)
-            if event.topic == "progress" and event.data.get("run") == run_id:
+            if isinstance(event.data, ProgressReported) and event.run == run_id:
                 return
     sys.exit(f"run {run_id} sent no progress")
 
@@ -507,7 +515,7 @@ def publish(
     pub = ctx.socket(zmq.PUB)
     pub.sndhwm = 0
     pub.bind(endpoint)
-    warm = encode_event(Event(session=BURST_SESSION, seq=0, time=time.time(), topic="heartbeat"))
+    warm = encode_event(Event(session=BURST_SESSION, seq=0, time=time.time(), data=HeartbeatSent()))
     while not ready.wait(0.01):
         pub.send_multipart(warm)
     for f in frames:
@@ -528,28 +536,30 @@ def burst_frames(n: int, progress_share: float, session: str) -> list[list[bytes
     telemetry = telemetry_data(now)
     for seq in range(1, n + 1):
         is_progress = math.floor(seq * progress_share) > math.floor((seq - 1) * progress_share)
-        topic, data = ("progress", progress_data(seq)) if is_progress else ("telemetry", telemetry)
-        frames.append(encode_event(Event(session=session, seq=seq, time=now, topic=topic, data=data)))
+        data: AnyEvent = progress_data(seq) if is_progress else telemetry
+        frames.append(
+            encode_event(Event(session=session, seq=seq, time=now, run=1 if is_progress else None, data=data))
+        )
     return frames
 
 
-def progress_data(step: int) -> dict[str, Any]:
-    """A progress report as the daemon publishes it (the worker's ``Progress`` fields and the run)."""
-    return {
-        "run": 1,
-        "step": step * 10,
-        "max_steps": 10_000_000,
-        "epoch": step * 0.013,
-        "train_loss": 0.2134 + 1e-6 * step,
-        "val_loss": None,
-        "best_val_loss": 0.1987,
-        "windows_per_s": 51234.5,
-        "eta_s": 3121.7,
-        "learning_rate": 0.000934,
-    }
+def progress_data(step: int) -> ProgressReported:
+    """A progress report as the daemon publishes it (run 1's, in the envelope)."""
+    return ProgressReported(
+        step=step * 10,
+        max_steps=10_000_000,
+        epoch=step * 0.013,
+        train_loss=0.2134 + 1e-6 * step,
+        val_loss=None,
+        best_val_loss=0.1987,
+        windows_per_s=51234.5,
+        eta_s=3121.7,
+        learning_rate=0.000934,
+        micro_batch=512,
+    )
 
 
-def telemetry_data(now: float) -> dict[str, Any]:
+def telemetry_data(now: float) -> TelemetrySampled:
     """A telemetry payload as the daemon's sampler makes it, with :data:`BURST_GPUS` busy GPUs and one run."""
     gpus = [
         GpuSample(
@@ -564,7 +574,7 @@ def telemetry_data(now: float) -> dict[str, Any]:
             power_w=612.5,
             power_limit_w=700.0,
             processes=[GpuProcess(pid=40_000 + i, used=60_129_542_144), GpuProcess(pid=50_000 + i, used=None)],
-        ).to_dict()
+        )
         for i in range(BURST_GPUS)
     ]
     host = HostSample(
@@ -574,9 +584,11 @@ def telemetry_data(now: float) -> dict[str, Any]:
         memory_total=135_000_000_000,
         daemon_rss=95_000_000,
         workers_rss={40_000 + i: 3_100_000_000 for i in range(BURST_GPUS)},
-    ).to_dict()
-    memory = {"allocated": 60_000_000_000, "reserved": 61_000_000_000, "peak": 60_500_000_000, "oom_count": 0}
-    return {"gpus": gpus, "host": host, "runs": {"1": {**memory, "rss": 3_100_000_000}}}
+    )
+    memory = MemorySampled(
+        allocated=60_000_000_000, reserved=61_000_000_000, peak=60_500_000_000, oom_count=0, rss=3_100_000_000
+    )
+    return TelemetrySampled(gpus=gpus, host=host, runs={1: memory})
 
 
 if __name__ == "__main__":

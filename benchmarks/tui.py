@@ -51,6 +51,7 @@ import psutil
 from stratcast.daemon.embedded import stop_daemon
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed
+from stratcast.shared.events import ProgressReported
 from stratcast.shared.paths import Home, resolve_home
 from stratcast.shared.protocol import JobSpec, KillRun, ListRuns, Placement, Submit
 from stratcast.tui.command_line import build_parser
@@ -281,8 +282,8 @@ def start_runs(home: Home, job: JobSpec, count: int) -> None:
         deadline = time.monotonic() + WAIT_S
         while ids and time.monotonic() < deadline:
             event = events.recv(timeout_s=1.0)
-            if event is not None and event.topic == "progress":
-                ids.discard(event.data["run"])
+            if event is not None and isinstance(event.data, ProgressReported):
+                ids.discard(event.run)
         if ids:
             raise RuntimeError(f"runs {sorted(ids)} sent no progress in {WAIT_S:g} s")
 

@@ -8,26 +8,32 @@ from typing import Any
 import msgspec
 import pytest
 
-from stratcast.daemon.events import (
-    CheckpointSaved,
-    MemorySampled,
-    PlanChosen,
-    ProgressReported,
-    RunStopped,
-    WarningGiven,
-    WorkerStarted,
-    decode_event,
-    encode_event,
-)
 from stratcast.daemon.handlers import restart_run
 from stratcast.daemon.history import HistoryWriter, Thinner, evenly, read_history
 from stratcast.daemon.runner import Ending
 from stratcast.daemon.server import Daemon
 from stratcast.daemon.store import Store
+from stratcast.shared.events import (
+    CheckpointSaved,
+    MemorySampled,
+    PlanChosen,
+    ProgressReported,
+    RanOutOfMemory,
+    RunStopped,
+    RunUpdated,
+    WarningGiven,
+    WorkerStarted,
+    decode_line,
+    encode_line,
+    event_fields,
+    event_kind,
+)
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import JobSpec, Placement, RestartRun
 from stratcast.shared.runfiles import HISTORY
 from tests.daemon.test_worker_events import EVERY_KIND
+
+OOM = next(e for e in EVERY_KIND if isinstance(e, RanOutOfMemory))
 
 
 @pytest.fixture(params=["writer", "other"])
@@ -140,30 +146,49 @@ def test_no_history_file_gives_empty_series(tmp_path):
     assert history == {"progress": [], "memory": [], "ooms": [], "plans": [], "checkpoints": [], "thinned": False}
 
 
+def progress_event(step, max_steps=100, val_loss=None):
+    fields: dict[str, Any] = {
+        "epoch": 0.1,
+        "train_loss": 0.5,
+        "val_loss": val_loss,
+        "best_val_loss": None,
+        "windows_per_s": 9.0,
+    }
+    fields |= {"eta_s": 1.0, "learning_rate": 0.001, "micro_batch": 8}
+    return ProgressReported(step=step, max_steps=max_steps, **fields)
+
+
+def memory_event(allocated):
+    return MemorySampled(allocated=allocated, reserved=0, peak=0, oom_count=0, rss=0)
+
+
 def test_the_writer_appends_across_restarts_and_ends_a_torn_line_first(tmp_path):
     (tmp_path / "7").mkdir()
     path = tmp_path / "7" / HISTORY
     first = HistoryWriter(tmp_path)
-    first.append(7, "progress", {"step": 1, "val_loss": None})
+    first.append(7, progress_event(1))
     first.close_all()
     with open(path, "ab") as f:  # a daemon killed in the middle of a line
         f.write(b'{"time": 1.0, "step": 2, "val')
     second = HistoryWriter(tmp_path)
-    second.append(7, "progress", {"step": 3, "val_loss": None, "time": 42.0})
+    second.append(7, progress_event(3))
     second.close(7)
     assert steps(read_history(path, 10)["progress"]) == [1, 3]
     lines = path.read_bytes().splitlines()
     assert len(lines) == 3
-    assert json.loads(lines[-1]) == {"time": 42.0, "step": 3, "val_loss": None, "kind": "progress"}
+    last = json.loads(lines[-1])
+    assert last.pop("kind") == "progress" and isinstance(last.pop("time"), float)
+    assert last == event_fields(progress_event(3))  # the event's fields, its kind under "kind", not "event"
 
 
 def test_the_writer_spaces_progress_and_memory_but_keeps_validation_and_the_last_step(tmp_path):
     (tmp_path / "3").mkdir()
     writer = HistoryWriter(tmp_path)
     for step in range(1, 11):  # ten reports within a few milliseconds
-        writer.append(3, "progress", {"step": step, "max_steps": 10, "val_loss": 0.5 if step == 6 else None})
-        writer.append(3, "memory", {"allocated": step})
-    writer.append(3, "oom", {"step": 4})
+        writer.append(3, progress_event(step, max_steps=10, val_loss=0.5 if step == 6 else None))
+        writer.append(3, memory_event(step))
+        writer.append(3, WarningGiven(kind="loss", message="not a series: not written"))
+    writer.append(3, OOM)
     writer.close(3)
     history = read_history(tmp_path / "3" / HISTORY, 100)
     assert steps(history["progress"]) == [1, 6, 10]
@@ -173,21 +198,9 @@ def test_the_writer_spaces_progress_and_memory_but_keeps_validation_and_the_last
 
 def test_a_writer_that_cannot_write_logs_and_goes_on(tmp_path, caplog):
     writer = HistoryWriter(tmp_path / "missing")
-    writer.append(1, "progress", {"step": 1})
-    writer.append(1, "progress", {"step": 2})
+    writer.append(1, progress_event(1, max_steps=2))
+    writer.append(1, progress_event(2, max_steps=2))
     assert len([r for r in caplog.records if "cannot write its history" in r.message]) == 1
-
-
-def progress_event(step, max_steps=100):
-    fields: dict[str, Any] = {
-        "epoch": 0.1,
-        "train_loss": 0.5,
-        "val_loss": None,
-        "best_val_loss": None,
-        "windows_per_s": 9.0,
-    }
-    fields |= {"eta_s": 1.0, "learning_rate": 0.001, "micro_batch": 8}
-    return ProgressReported(step=step, max_steps=max_steps, **fields)
 
 
 @pytest.fixture
@@ -198,7 +211,7 @@ def daemon_with_run(tmp_path):
     run = d.db.add_run(JobSpec(data="/x.parquet"), Placement(), runs_dir=d.home.runs)
     (d.home.runs / str(run.id)).mkdir()
     published = []
-    d.publish = lambda topic, data: published.append((topic, data))  # type: ignore[method-assign]
+    d.publish = lambda event, run=None: published.append((event, run))  # type: ignore[method-assign]
     yield d, run.id, published
     d.history.close_all()
     d.db.close()
@@ -215,7 +228,8 @@ def test_worker_events_go_to_the_history_and_a_plan_is_also_an_event_and_publish
     }
     plan |= {"probes": [{"micro_batch": 64, "peak": 9}], "oom_probes": [], "source": "cpu", "levers": []}
     plan |= {"device": "cpu", "seconds": 0.0}
-    d._worker_event(run, msgspec.convert(plan, PlanChosen))
+    chosen = msgspec.convert(plan, PlanChosen)
+    d._worker_event(run, chosen)
     d._worker_event(run, progress_event(5, max_steps=10))
     d._worker_event(run, MemorySampled(allocated=0, reserved=0, peak=7, oom_count=0, rss=1))
     d._worker_event(run, CheckpointSaved(path="/c.pt", step=5))
@@ -228,7 +242,7 @@ def test_worker_events_go_to_the_history_and_a_plan_is_also_an_event_and_publish
     assert all(
         isinstance(s["time"], float) for key in ("progress", "memory", "plans", "checkpoints") for s in history[key]
     )
-    assert ("plan", {"run": run, **plan}) in published
+    assert (chosen, run) in published
     assert [e["kind"] for e in d.db.events(run)].count("plan") == 1
 
 
@@ -277,17 +291,18 @@ def test_a_worker_warning_is_kept_in_the_runs_events_and_published(daemon_with_r
         "warning",
         {"kind": "loss", "message": "use loss=mse"},
     )
-    assert ("warning", {"run": run, "kind": "loss", "message": "use loss=mse"}) in published
+    assert (WarningGiven(kind="loss", message="use loss=mse"), run) in published
 
 
 def test_the_daemon_keeps_and_publishes_each_worker_event_with_exactly_the_fields_of_its_line(daemon_with_run):
     d, run, published = daemon_with_run
-    lines = [encode_event(event) for event in EVERY_KIND]
+    lines = [encode_line(event) for event in EVERY_KIND]
     for line in lines:
-        d._worker_event(run, decode_event(line))
+        d._worker_event(run, decode_line(line))
     fields = {json.loads(line)["event"]: {k: v for k, v in json.loads(line).items() if k != "event"} for line in lines}
-    relayed = [(topic, data) for topic, data in published if topic != "run"]  # not the run's own updates
-    assert relayed == [(kind, {"run": run, **fields[kind]}) for kind in ("plan", "progress", "oom", "warning")]
+    relayed = [(e, r) for e, r in published if not isinstance(e, RunUpdated)]  # not the run's own updates
+    assert [(event_kind(e), r) for e, r in relayed] == [(k, run) for k in ("plan", "progress", "oom", "warning")]
+    assert all(e in EVERY_KIND for e, _ in relayed)  # relayed as the worker sent them
     stored = {e["kind"]: e["data"] for e in d.db.events(run)}
     assert {kind: stored[kind] for kind in ("plan", "oom", "warning")} == {
         k: fields[k] for k in ("plan", "oom", "warning")

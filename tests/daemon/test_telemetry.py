@@ -7,11 +7,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import msgspec
 import psutil
 import pynvml  # type: ignore[import-untyped]
 import pytest
 
-from stratcast.daemon.telemetry import MIB, GpuProcess, Nvml, Telemetry, gpu_views
+from stratcast.daemon.telemetry import MIB, Nvml, Telemetry, gpu_views
+from stratcast.shared.events import GpuProcess, TelemetrySampled
 
 GIB = 1 << 30
 
@@ -165,18 +167,17 @@ def test_telemetry_without_a_driver_still_samples_the_host_and_gives_its_notice_
     driver.install(monkeypatch)
     telemetry = Telemetry(nvml="auto")
     payload = telemetry.sample()
-    assert payload["gpus"] == []
-    host = payload["host"]
-    assert set(host) == {"time", "cpu_percent", "memory_used", "memory_total", "daemon_rss", "workers_rss"}
-    assert 0 < host["memory_used"] <= host["memory_total"]
-    assert host["daemon_rss"] > 0
+    assert payload.gpus == []
+    host = payload.host
+    assert 0 < host.memory_used <= host.memory_total
+    assert host.daemon_rss > 0
     assert telemetry.notice is not None and "Driver Not Loaded" in telemetry.notice
     assert telemetry.take_notices() == [telemetry.notice]
     assert telemetry.take_notices() == []
     assert telemetry.gpu_views() == []
     assert telemetry.latest_gpus() == []
     total, available = telemetry.host_memory()
-    assert 0 < available <= total == host["memory_total"]
+    assert 0 < available <= total == host.memory_total
 
 
 # -- host ----------------------------------------------------------------------------------------------------
@@ -188,13 +189,13 @@ def test_watched_workers_report_their_rss_and_are_forgotten_once_they_exit(monke
     try:
         telemetry = Telemetry(nvml=None)
         telemetry.watch_pids([worker.pid, os.getppid()])
-        assert set(telemetry.sample()["host"]["workers_rss"]) == {str(worker.pid), str(os.getppid())}
+        assert set(telemetry.sample().host.workers_rss) == {worker.pid, os.getppid()}
     finally:
         worker.kill()
         worker.wait()
-    assert set(telemetry.sample()["host"]["workers_rss"]) == {str(os.getppid())}
+    assert set(telemetry.sample().host.workers_rss) == {os.getppid()}
     telemetry.watch_pids([])
-    assert telemetry.sample()["host"]["workers_rss"] == {}
+    assert telemetry.sample().host.workers_rss == {}
 
 
 # -- ring buffers --------------------------------------------------------------------------------------------
@@ -279,10 +280,10 @@ def test_process_lists_temperature_and_power_limit_are_read_at_most_once_a_secon
 
 def test_a_gpu_falling_off_the_bus_is_skipped_with_one_notice(fake):
     telemetry = Telemetry(nvml=open_fake(), clock=Clock())
-    assert [gpu["index"] for gpu in telemetry.sample()["gpus"]] == [0, 1]
+    assert [gpu.index for gpu in telemetry.sample().gpus] == [0, 1]
     fake.gpus[1].broken = pynvml.NVMLError_GpuIsLost
     for _ in range(3):
-        assert [gpu["index"] for gpu in telemetry.sample()["gpus"]] == [0]
+        assert [gpu.index for gpu in telemetry.sample().gpus] == [0]
     assert telemetry.take_notices() == ["GPU 1 (NVIDIA H100 80GB HBM3) fell off the bus (NVML: GPU is lost): not used"]
     assert telemetry.take_notices() == []
     assert fake.calls["nvmlDeviceGetMemoryInfo", 1] == 2  # never asked again after it was lost
@@ -324,7 +325,7 @@ def test_history_and_payloads_are_plain_json(fake):
     clock.now += 0.2
     telemetry.sample()
     history = telemetry.history()
-    assert json.loads(json.dumps(payload)) == payload
+    assert msgspec.json.decode(msgspec.json.encode(payload), type=TelemetrySampled) == payload
     assert json.loads(json.dumps(history)) == history
     assert set(history) == {"gpus", "host", "runs"}
     assert [len(history["gpus"][key]) for key in ("0", "1")] == [2, 2]

@@ -17,8 +17,8 @@ from stratcast.daemon.engine.data.panel import DataError
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.engine.run.advice import RunWarning
 from stratcast.daemon.engine.training.checkpoint import list_checkpoints, load_checkpoint
-from stratcast.daemon.events import decode_event, event_fields
 from stratcast.daemon.worker import Events, WorkerExit, exit_code_for
+from stratcast.shared.events import decode_line, event_fields
 from stratcast.shared.protocol import JobSpec
 
 # long enough (a few seconds) that a signal sent after the first progress event lands mid-training
@@ -59,7 +59,7 @@ def start_worker(run_dir, *args, device="cpu"):
 def parse(line):
     """The event of a worker's line as JSON, checked to be one the daemon reads with the same fields."""
     event = json.loads(line)
-    assert event_fields(decode_event(line)) == {k: v for k, v in event.items() if k != "event"}
+    assert event_fields(decode_line(line)) == {k: v for k, v in event.items() if k != "event"}
     return event
 
 

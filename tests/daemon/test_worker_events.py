@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from stratcast.daemon.events import (
+from stratcast.daemon.runner import Runner, Worker
+from stratcast.shared.events import (
     CheckpointSaved,
     MemorySampled,
     PlanChosen,
@@ -20,11 +21,10 @@ from stratcast.daemon.events import (
     WarningGiven,
     WorkerEvent,
     WorkerStarted,
-    decode_event,
-    encode_event,
+    decode_line,
+    encode_line,
     event_fields,
 )
-from stratcast.daemon.runner import Runner, Worker
 
 PROGRESS = ProgressReported(
     step=10,
@@ -76,17 +76,17 @@ EVERY_KIND: list[WorkerEvent] = [
 
 @pytest.mark.parametrize("event", EVERY_KIND, ids=lambda e: type(e).__name__)
 def test_every_worker_event_comes_back_from_its_line_as_it_was_sent(event):
-    line = encode_event(event)
+    line = encode_line(event)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
-    assert decode_event(line) == event
+    assert decode_line(line) == event
     # the line keeps the format the worker always wrote: the event's name under "event", then its fields
     assert json.loads(line) == {"event": type(event).__struct_config__.tag, **event_fields(event)}
 
 
 def test_a_nan_loss_goes_as_null_and_comes_back_as_none():
-    line = encode_event(ProgressReported(**{**event_fields(PROGRESS), "train_loss": float("nan")}))
+    line = encode_line(ProgressReported(**{**event_fields(PROGRESS), "train_loss": float("nan")}))
     assert json.loads(line)["train_loss"] is None
-    event = decode_event(line)
+    event = decode_line(line)
     assert isinstance(event, ProgressReported) and event.train_loss is None
 
 
@@ -111,8 +111,10 @@ def test_a_bad_worker_line_is_logged_with_its_run_and_skipped_and_the_lines_afte
         b'{"event": "exploded", "step": 1}\n',
         b'{"event": "progress", "step": "ten"}\n',
         b'{"step": 10}\n',
+        b'{"event": "heartbeat"}\n',  # a kind only the daemon publishes
+        b'{"event": "run_removed"}\n',
     ]
-    good = [encode_event(PROGRESS), encode_event(CheckpointSaved(path="/c.pt", step=10))]
+    good = [encode_line(PROGRESS), encode_line(CheckpointSaved(path="/c.pt", step=10))]
     with caplog.at_level(logging.WARNING, logger="stratcastd"):
         got, ended = asyncio.run(watch([good[0], *bad, good[1]], run=7))
     assert got == [(7, PROGRESS), (7, CheckpointSaved(path="/c.pt", step=10))]
@@ -129,7 +131,7 @@ def test_a_failure_handling_one_event_is_logged_and_the_runs_ending_still_record
         if isinstance(event, ProgressReported):
             raise KeyError("a bug in the daemon's handling")
 
-    lines = [encode_event(PROGRESS), encode_event(CheckpointSaved(path="/c.pt", step=10))]
+    lines = [encode_line(PROGRESS), encode_line(CheckpointSaved(path="/c.pt", step=10))]
     with caplog.at_level(logging.ERROR, logger="stratcastd"):
         _, ended = asyncio.run(watch(lines, run=7, on_event=on_event))
     assert seen == [PROGRESS, CheckpointSaved(path="/c.pt", step=10)]

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.shared.client import Client, RequestFailed
+from stratcast.shared.events import ProgressReported, RunUpdated
 from stratcast.shared.protocol import (
     PROTOCOL,
     AddSchedule,
@@ -121,10 +122,11 @@ def first_progress_of_attempt(events, run: int, attempt: int, timeout: float = W
         event = events.recv(timeout_s=1.0)
         if event is None:
             continue
-        info = event.data.get("run")
-        if event.topic == "run" and isinstance(info, dict) and info["id"] == run and info["attempts"] == attempt:
+        if event.run != run:
+            continue
+        if isinstance(event.data, RunUpdated) and event.data.run.attempts == attempt:
             started = True
-        elif started and event.topic == "progress" and event.data["run"] == run:
+        elif started and isinstance(event.data, ProgressReported):
             return event.data
     raise AssertionError(f"no progress from attempt {attempt} of run {run} in {timeout}s")
 
@@ -147,7 +149,7 @@ def test_stop_checkpoints_and_resume_continues_from_the_checkpoint(daemon, panel
         assert again["attempts"] == 2
         first = first_progress_of_attempt(events, run, 2)
         log = client.call(ReadLogs(run=run))["text"]
-        assert step < first["step"] <= step + 10, log  # continued from the checkpoint, not from step 0
+        assert step < first.step <= step + 10, log  # continued from the checkpoint, not from step 0
         client.call(KillRun(run=run))
         killed = wait_for(client, run, ("killed",))
         assert killed["progress"].get("step", 0) >= step

@@ -16,12 +16,27 @@ from stratcast.shared.client import (
     Subscriber,
     VersionMismatch,
 )
+from stratcast.shared.events import (
+    AnyEvent,
+    Event,
+    GpuSample,
+    HeartbeatSent,
+    HostSample,
+    LogAppended,
+    MemorySampled,
+    NoticeGiven,
+    ProgressReported,
+    RunRemoved,
+    RunUpdated,
+    TelemetrySampled,
+    encode_event,
+    event_fields,
+)
 from stratcast.shared.mirror import Mirror, follow_events, follow_logs
 from stratcast.shared.paths import Home
 from stratcast.shared.protocol import (
     PROTOCOL,
     Error,
-    Event,
     Hello,
     JobSpec,
     ListRuns,
@@ -30,9 +45,9 @@ from stratcast.shared.protocol import (
     RunInfo,
     Snapshot,
     Status,
+    convert,
     decode_request,
     encode,
-    encode_event,
     to_builtins,
 )
 
@@ -44,6 +59,12 @@ def run_info(run_id, state="queued", **fields):
         id=run_id, name=f"r{run_id}", state=state, job=JobSpec(data="/d.parquet"), placement=Placement(), created=1.0
     )
     return to_builtins(info) | fields
+
+
+def run_record(run_id, state="queued", **fields) -> RunInfo:
+    """:func:`run_info` as the struct a ``run`` event carries."""
+    record: RunInfo = convert(run_info(run_id, state, **fields), RunInfo)
+    return record
 
 
 class FakeDaemon:
@@ -81,10 +102,10 @@ class FakeDaemon:
         self._stop.set()
         self._thread.join(5)
 
-    def publish(self, topic: str, data: dict[str, Any] | None = None, *, seq: int | None = None) -> None:
-        """Queue an event; ``seq`` forces its number (to make a gap)."""
+    def publish(self, data: AnyEvent, run: int | None = None, *, seq: int | None = None) -> None:
+        """Queue an event about ``run``; ``seq`` forces its number (to make a gap)."""
         with self._lock:
-            self._outbox.append((0.0, "event", (topic, data or {}, seq)))
+            self._outbox.append((0.0, "event", (data, run, seq)))
 
     def restart(self, session: str) -> None:
         """A new daemon session: seq starts again, nobody is greeted."""
@@ -113,7 +134,7 @@ class FakeDaemon:
                     self._answer(identity, frame)
                 self._flush(router, pub)
                 if self.heartbeat_s is not None and time.monotonic() >= next_beat:
-                    self._send_event(pub, "heartbeat", {}, None)
+                    self._send_event(pub, HeartbeatSent(), None, None)
                     next_beat = time.monotonic() + self.heartbeat_s
         finally:
             router.close(0)
@@ -178,10 +199,10 @@ class FakeDaemon:
                 self.session, self.seq = payload, 0
                 self.greeted.clear()
 
-    def _send_event(self, pub, topic: str, data: dict[str, Any], seq: int | None) -> None:
+    def _send_event(self, pub, data: AnyEvent, run: int | None, seq: int | None) -> None:
         self.seq = self.seq + 1 if seq is None else seq
         pub.send_multipart(
-            encode_event(Event(session=self.session, seq=self.seq, time=time.time(), topic=topic, data=data))
+            encode_event(Event(session=self.session, seq=self.seq, time=time.time(), run=run, data=data))
         )
 
 
@@ -312,8 +333,32 @@ def test_recv_returns_none_when_its_own_timeout_passes_first(daemon, client):
 # -- the mirror ----------------------------------------------------------------------------------------------
 
 
-def event(seq: int, topic: str = "heartbeat", data=None, session: str = "s1") -> Event:
-    return Event(session=session, seq=seq, time=100.0, topic=topic, data=data or {})
+def event(seq: int, data: AnyEvent | None = None, run: int | None = None, session: str = "s1") -> Event:
+    return Event(session=session, seq=seq, time=100.0, run=run, data=data or HeartbeatSent())
+
+
+def progress(step: int, max_steps: int) -> ProgressReported:
+    return ProgressReported(
+        step=step,
+        max_steps=max_steps,
+        epoch=0.1,
+        train_loss=0.5,
+        val_loss=None,
+        best_val_loss=None,
+        windows_per_s=9.0,
+        eta_s=1.0,
+        learning_rate=0.001,
+        micro_batch=8,
+    )
+
+
+def gpu_sample(index: int, utilization: int) -> GpuSample:
+    none: dict[str, Any] = dict.fromkeys(("memory_used", "memory_total", "temperature", "power_w", "power_limit_w"))
+    return GpuSample(time=100.0, index=index, name="H100", uuid="GPU-1", utilization=utilization, **none)
+
+
+def host_sample(cpu_percent: float) -> HostSample:
+    return HostSample(time=100.0, cpu_percent=cpu_percent, memory_used=1, memory_total=2, daemon_rss=3)
 
 
 def loaded_mirror() -> Mirror:
@@ -335,26 +380,27 @@ def loaded_mirror() -> Mirror:
 
 def test_mirror_applies_run_progress_and_telemetry_events_in_order():
     mirror = loaded_mirror()
-    assert mirror.apply(event(6, "run", {"run": run_info(2, "running", device="cuda:1")}))
-    assert mirror.apply(event(7, "progress", {"run": 2, "step": 10, "max_steps": 100}))
-    telemetry = {"gpus": [{"index": 0, "utilization": 90}], "host": {"cpu": 20}, "runs": {"2": {"allocated": 1}}}
-    assert mirror.apply(event(8, "telemetry", telemetry))
-    assert mirror.apply(event(9, "run", {"removed": 1}))
-    assert mirror.apply(event(10, "daemon", {"notice": "GPU 1 has no driver"}))
+    assert mirror.apply(event(6, RunUpdated(run=run_record(2, "running", device="cuda:1")), run=2))
+    assert mirror.apply(event(7, progress(10, 100), run=2))
+    memory = MemorySampled(allocated=1, reserved=2, peak=3, oom_count=0, rss=4)
+    telemetry = TelemetrySampled(gpus=[gpu_sample(0, 90)], host=host_sample(20.0), runs={2: memory})
+    assert mirror.apply(event(8, telemetry))
+    assert mirror.apply(event(9, RunRemoved(), run=1))
+    assert mirror.apply(event(10, NoticeGiven(message="GPU 1 has no driver")))
     assert mirror.seq == 10
     assert set(mirror.runs) == {2}
     assert mirror.runs[2].state == "running"
-    assert mirror.runs[2].progress == {"step": 10, "max_steps": 100}
-    assert mirror.runs[2].memory == {"allocated": 1}
+    assert mirror.runs[2].progress == event_fields(progress(10, 100))
+    assert mirror.runs[2].memory == {"allocated": 1, "reserved": 2, "peak": 3, "oom_count": 0, "rss": 4}
     assert [s["utilization"] for s in mirror.gpu_history[0]] == [50, 90]
     assert [s["kind"] for s in mirror.run_history[2]] == ["progress", "memory"]
-    assert mirror.host == {"cpu": 20}
+    assert mirror.host == host_sample(20.0).to_dict() and mirror.host["cpu_percent"] == 20.0
     assert mirror.notices == ["GPU 1 has no driver"]
 
 
 def test_mirror_ignores_events_the_snapshot_already_reflects():
     mirror = loaded_mirror()
-    assert not mirror.apply(event(5, "run", {"removed": 1}))
+    assert not mirror.apply(event(5, RunRemoved(), run=1))
     assert set(mirror.runs) == {1, 2}
 
 
@@ -386,17 +432,17 @@ def until(events, predicate, limit: int = 200):
     return seen
 
 
-def is_topic(topic: str):
-    return lambda item: item is not None and item.topic == topic
+def is_kind(kind: type):
+    return lambda item: item is not None and isinstance(item.data, kind)
 
 
 def test_follow_events_takes_a_new_snapshot_when_the_daemon_restarts(daemon, client):
     daemon.runs[1] = run_info(1)
     mirror = Mirror()
     events = follow_events(client, mirror, idle_timeout_s=2)
-    until(events, is_topic("heartbeat"))  # subscribed for sure: later events cannot be lost to a slow join
-    daemon.publish("run", {"run": run_info(1, "running")})
-    until(events, is_topic("run"))
+    until(events, is_kind(HeartbeatSent))  # subscribed for sure: later events cannot be lost to a slow join
+    daemon.publish(RunUpdated(run=run_record(1, "running")), 1)
+    until(events, is_kind(RunUpdated))
     assert mirror.runs[1].state == "running"
     daemon.runs = {2: run_info(2)}
     daemon.restart("s2")
@@ -411,10 +457,10 @@ def test_follow_events_takes_a_new_snapshot_when_the_daemon_restarts(daemon, cli
 def test_follow_events_takes_a_new_snapshot_after_a_gap(daemon, client):
     mirror = Mirror()
     events = follow_events(client, mirror, idle_timeout_s=2)
-    until(events, is_topic("heartbeat"))
+    until(events, is_kind(HeartbeatSent))
     snapshots = sum(isinstance(r, Snapshot) for _, r in daemon.requests)
     daemon.runs[3] = run_info(3, "running")
-    daemon.publish("run", {"run": run_info(3, "running")}, seq=daemon.seq + 5)
+    daemon.publish(RunUpdated(run=run_record(3, "running")), 3, seq=daemon.seq + 5)
     seen = until(events, lambda item: item is None)
     assert seen[-1] is None
     assert 3 in mirror.runs
@@ -435,12 +481,12 @@ def test_follow_logs_reads_new_text_until_every_run_has_ended(daemon, home):
     consumer.start()
     time.sleep(0.2)
     daemon.logs[1] += "more\n"
-    daemon.publish("log", {"run": 1, "text": "more\n", "offset": 4})
+    daemon.publish(LogAppended(text="more\n", offset=4), 1)
     time.sleep(0.1)
     for run_id in (1, 2):
         daemon.logs[run_id] += "done\n"
         daemon.runs[run_id] = run_info(run_id, "succeeded")
-        daemon.publish("run", {"run": daemon.runs[run_id]})
+        daemon.publish(RunUpdated(run=convert(daemon.runs[run_id], RunInfo)), run_id)
     consumer.join(5)
     assert not consumer.is_alive()
     assert "".join(text for run, text in chunks if run == 1) == "one\nmore\ndone\n"

@@ -1,4 +1,5 @@
 import contextlib
+import sys
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -9,20 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stratcast.shared import protocol
+from stratcast.shared.events import Event, HeartbeatSent, decode_event, encode_event, event_kind, event_types
 from stratcast.shared.protocol import (
     MAX_FRAME,
-    TOPICS,
     AnyRequest,
     Error,
-    Event,
     ProtocolError,
     Reply,
     Request,
-    decode_event,
     decode_reply,
     decode_request,
     encode,
-    encode_event,
 )
 
 REQUEST_TYPES: list[type[Request]] = list(get_args(AnyRequest))
@@ -71,7 +69,10 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     if origin is list:
         return st.lists(strategy_for(get_args(tp)[0]), max_size=4)
     if origin is dict:
-        return st.dictionaries(st.text(max_size=8), strategy_for(get_args(tp)[1]), max_size=4)
+        key, value = get_args(tp)
+        return st.dictionaries(
+            strategy_for(key) if key is not str else st.text(max_size=8), strategy_for(value), max_size=4
+        )
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         return struct_of(tp)
     raise NotImplementedError(tp)
@@ -79,7 +80,7 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
 
 def struct_of(cls: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
     """Instances of ``cls`` with every field drawn, optional ones included."""
-    hints = typing.get_type_hints(cls, vars(protocol), include_extras=True)
+    hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]), include_extras=True)
     fields = {f.name: strategy_for(hints[f.name]) for f in msgspec.structs.fields(cls)}
     return st.builds(cls, **fields)
 
@@ -179,18 +180,19 @@ def test_a_job_from_before_the_date_options_decodes_with_inferred_dates():
     assert (request.job.date_format, request.job.dayfirst) == (None, False)
 
 
+@pytest.mark.parametrize("kind", event_types(), ids=lambda k: k.__name__)
 @FAST
 @given(
+    data=st.data(),
     session=st.text(min_size=1, max_size=16),
     seq=st.integers(0, 2**63 - 1),
     time=st.floats(0, 4e9),
-    topic=st.sampled_from(TOPICS),
-    data=st.dictionaries(st.text(max_size=8), json_values, max_size=5),
+    run=st.none() | st.integers(0, 2**63 - 1),
 )
-def test_events_round_trip(session, seq, time, topic, data):
-    event = Event(session=session, seq=seq, time=time, topic=topic, data=data)
+def test_every_event_kind_round_trips_under_its_own_topic(kind, data, session, seq, time, run):
+    event = Event(session=session, seq=seq, time=time, run=run, data=data.draw(struct_of(kind)))
     frames = encode_event(event)
-    assert frames[0] == topic.encode()
+    assert frames[0] == event_kind(event.data).encode()
     assert decode_event(frames) == event
 
 
@@ -202,6 +204,6 @@ def test_replies_and_errors_round_trip(reply):
 
 @pytest.mark.parametrize("count", [0, 1, 3])
 def test_an_event_is_exactly_two_frames(count):
-    event = Event(session="s", seq=1, time=0.0, topic="heartbeat")
+    event = Event(session="s", seq=1, time=0.0, data=HeartbeatSent())
     with pytest.raises(ProtocolError):
         decode_event([b"heartbeat", encode(event), b"extra"][:count])

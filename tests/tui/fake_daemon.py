@@ -16,8 +16,9 @@ from typing import Any
 import msgspec
 
 from stratcast.shared.client import RequestFailed
+from stratcast.shared.events import AnyEvent, Event, RunUpdated, ScheduleUpdated
 from stratcast.shared.mirror import Mirror
-from stratcast.shared.protocol import AnyRequest, Event, KillRun, to_builtins
+from stratcast.shared.protocol import AnyRequest, KillRun, ScheduleInfo, to_builtins
 from stratcast.tui.link import LinkState
 
 T0 = 1_763_900_000.0
@@ -201,9 +202,9 @@ class FakeLink:
     async def run(self) -> None:
         await self._stopped.wait()
 
-    def feed(self, topic: str, data: dict[str, Any]) -> Event:
-        """Apply one event with the next ``seq`` (as the real link does) and return it."""
-        event = Event(session=SESSION, seq=self.mirror.seq + 1, time=T0, topic=topic, data=data)
+    def feed(self, data: AnyEvent, run: int | None = None) -> Event:
+        """Apply one event about ``run`` with the next ``seq`` (as the real link does) and return it."""
+        event = Event(session=SESSION, seq=self.mirror.seq + 1, time=T0, run=run, data=data)
         self.mirror.apply(event)
         self.version += 1
         return event
@@ -211,7 +212,7 @@ class FakeLink:
     def set_run(self, run_id: int, **fields: Any) -> None:
         """Change a run as the daemon would announce it (a ``run`` event)."""
         record = msgspec.structs.replace(self.mirror.runs[run_id], **fields)
-        self.feed("run", {"run": to_builtins(record)})
+        self.feed(RunUpdated(run=record), run_id)
 
     def refuse(self, tag: str, message: str, code: str = "bad_state") -> None:
         """Make requests of kind ``tag`` fail with ``message``."""
@@ -439,6 +440,11 @@ def schedule(schedule_id: int, name: str, *, model: str = "dlinear", **fields: A
         "next_run": T0 + 3 * 3600 + 600,
     }
     return record | fields
+
+
+def schedule_updated(record: dict[str, Any]) -> ScheduleUpdated:
+    """A ``schedule`` event about a :func:`schedule` record."""
+    return ScheduleUpdated(schedule=msgspec.convert(record, ScheduleInfo))
 
 
 async def kill_declined_then_confirmed(link: FakeLink, pilot: Any) -> list[int]:

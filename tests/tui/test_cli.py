@@ -2,15 +2,16 @@ import io
 import json
 from typing import Any
 
+import msgspec
 import pytest
 
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.errors import ExitCode
+from stratcast.shared.events import Event, HeartbeatSent, PlanChosen, ProgressReported, RunUpdated, ShutdownStarted
 from stratcast.shared.protocol import (
     DEFAULT_MODEL,
     AddSchedule,
     CheckData,
-    Event,
     ExportResults,
     HoldRun,
     JobSpec,
@@ -35,6 +36,7 @@ from stratcast.shared.protocol import (
     Status,
     StopRun,
     Submit,
+    convert,
     to_builtins,
 )
 from stratcast.tui.cli import main
@@ -50,6 +52,20 @@ def run_info(run_id, state="queued", **fields):
         id=run_id, name=f"r{run_id}", state=state, job=JobSpec(data="/d.parquet"), placement=Placement(), created=1.0
     )
     return to_builtins(info) | fields
+
+
+def run_updated(seq, run_id, state, **fields):
+    """The ``run`` event with :func:`run_info`'s record."""
+    return Event(session="s", seq=seq, time=0.0, run=run_id, data=RunUpdated(run=run_record(run_id, state, **fields)))
+
+
+def run_record(run_id, state, **fields):
+    record: RunInfo = convert(run_info(run_id, state, **fields), RunInfo)
+    return record
+
+
+def heartbeat(seq):
+    return Event(session="s", seq=seq, time=0.0, data=HeartbeatSent())
 
 
 STATUS = {
@@ -396,9 +412,9 @@ def test_logs_of_several_runs_prefix_each_line_with_its_run(capsys):
 
 def test_logs_follow_reads_until_every_run_has_ended(capsys):
     states = {1: "running", 2: "running"}
-    events = [Event(session="s", seq=i, time=0.0, topic="heartbeat") for i in (1, 2)]
+    events = [heartbeat(i) for i in (1, 2)]
     for seq, run_id in ((3, 1), (4, 2)):
-        events.append(Event(session="s", seq=seq, time=0.0, topic="run", data={"run": run_info(run_id, "succeeded")}))
+        events.append(run_updated(seq, run_id, "succeeded"))
     client = FakeClient(
         {
             "show_run": lambda r: {"run": run_info(r.run, states[r.run])},
@@ -417,20 +433,34 @@ PLAN = {
     "predicted_peak": 4 * 2**30,
     "measured_peak": 3 * 2**30,
     "probes": [{"micro_batch": 64, "peak": 2**30}],
+    "oom_probes": [],
     "source": "probe",
     "levers": [],
     "device": "cuda:0",
+    "seconds": 0.5,
 }
+PROGRESS = ProgressReported(
+    step=5,
+    max_steps=10,
+    epoch=0.5,
+    train_loss=0.25,
+    val_loss=None,
+    best_val_loss=None,
+    windows_per_s=1000.0,
+    eta_s=3.0,
+    learning_rate=0.001,
+    micro_batch=256,
+)
 
 
 def test_watch_prints_state_changes_progress_and_plans_until_the_daemon_shuts_down(capsys):
     snapshot = {"session": "s", "seq": 0, "runs": [run_info(1)], "schedules": []}
     events = [
-        Event(session="s", seq=1, time=0.0, topic="run", data={"run": run_info(1, "running", device="cuda:0")}),
-        Event(session="s", seq=2, time=0.0, topic="progress", data={"run": 1, "step": 5, "max_steps": 10}),
-        Event(session="s", seq=3, time=0.0, topic="heartbeat"),
-        Event(session="s", seq=4, time=0.0, topic="plan", data={"run": 1, **PLAN}),
-        Event(session="s", seq=5, time=0.0, topic="daemon", data={"shutdown": True}),
+        run_updated(1, 1, "running", device="cuda:0"),
+        Event(session="s", seq=2, time=0.0, run=1, data=PROGRESS),
+        heartbeat(3),
+        Event(session="s", seq=4, time=0.0, run=1, data=msgspec.convert(PLAN, PlanChosen)),
+        Event(session="s", seq=5, time=0.0, data=ShutdownStarted()),
     ]
     client = FakeClient({"snapshot": snapshot}, events)
     assert main(["watch"], client=client) == ExitCode.OK
@@ -438,7 +468,7 @@ def test_watch_prints_state_changes_progress_and_plans_until_the_daemon_shuts_do
     assert lines == [
         "watching stratcastd (session s): 1 queued",
         "run 1 r1: queued -> running on cuda:0",
-        "run 1  step 5/10",
+        "run 1  step 5/10 epoch 0.50 loss 0.25 1,000 win/s eta 3s",
         "run 1 memory plan: micro-batch 256 of 1024 (probe) on cuda:0, peak 3.0 of 60.0 GiB",
         "daemon: shutting down",
     ]
@@ -522,9 +552,9 @@ def test_show_prints_the_runs_events_as_lines_in_words(capsys):
 def test_stop_waits_until_a_running_run_has_checkpointed_and_stopped(capsys):
     stopped = run_info(1, "stopped", reason="stopped at step 157")
     events = [
-        Event(session="s", seq=1, time=0.0, topic="heartbeat"),
-        Event(session="s", seq=2, time=0.0, topic="run", data={"run": run_info(2, "succeeded")}),
-        Event(session="s", seq=3, time=0.0, topic="run", data={"run": stopped}),
+        heartbeat(1),
+        run_updated(2, 2, "succeeded"),
+        Event(session="s", seq=3, time=0.0, run=1, data=RunUpdated(run=convert(stopped, RunInfo))),
     ]
     client = FakeClient(
         {

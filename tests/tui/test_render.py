@@ -1,4 +1,4 @@
-from stratcast.shared.protocol import TOPICS, Event
+from stratcast.shared.events import Event, WarningGiven
 from stratcast.tui.render import Watcher, show_text
 
 
@@ -23,7 +23,6 @@ def test_show_prints_a_warning_event_as_its_message():
 
 
 def test_watch_prints_a_runs_warning():
-    assert "warning" in TOPICS
-    event = Event(session="s", seq=1, time=0.0, topic="warning", data={"run": 4, "kind": "loss", "message": "m"})
+    event = Event(session="s", seq=1, time=0.0, run=4, data=WarningGiven(kind="loss", message="m"))
     (line,) = Watcher().lines(event)
     assert line.endswith("run 4 warning: m")

@@ -8,7 +8,7 @@ import pytest
 from textual.widgets import Input
 
 from stratcast.tui.app import StratcastApp
-from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock, schedule, serve_models
+from tests.tui.fake_daemon import FakeLink, demo_snapshot, frozen_clock, schedule, schedule_updated, serve_models
 
 pytestmark = pytest.mark.usefixtures("utc")
 
@@ -53,8 +53,8 @@ def test_new_run_form(snap_compare):
 
 def test_schedules_screen(snap_compare):
     link = FakeLink()
-    link.feed("schedule", {"schedule": schedule(1, "weekly-eurusd", cron="0 22 * * 0", timezone="Europe/London")})
-    link.feed("schedule", {"schedule": schedule(2, "daily-audjpy", model="nhits", every_s=86400, paused=True)})
+    link.feed(schedule_updated(schedule(1, "weekly-eurusd", cron="0 22 * * 0", timezone="Europe/London")))
+    link.feed(schedule_updated(schedule(2, "daily-audjpy", model="nhits", every_s=86400, paused=True)))
 
     async def open_schedules(pilot):
         await pilot.press("c")

@@ -21,8 +21,18 @@ from typing import Any, TextIO
 
 from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed, Subscriber
 from stratcast.shared.errors import ExitCode, refusal_exit_code
+from stratcast.shared.events import ProgressReported, RunUpdated
 from stratcast.shared.paths import MAX_IPC_PATH, Home, resolve_home
-from stratcast.shared.protocol import FINAL_STATES, JobSpec, ReadLogs, ShowRun, Shutdown, StopRun, Submit
+from stratcast.shared.protocol import (
+    FINAL_STATES,
+    JobSpec,
+    ReadLogs,
+    ShowRun,
+    Shutdown,
+    StopRun,
+    Submit,
+    to_builtins,
+)
 from stratcast.shared.runfiles import Outputs, RunFolder
 
 STARTUP_S = 60.0
@@ -148,29 +158,27 @@ def follow(events: Subscriber, run: int, to: TextIO) -> dict[str, Any]:
     last_print = 0.0
     while True:
         event = events.recv(timeout_s=1.0)
-        if event is None:
+        if event is None or event.run != run:
             continue
-        data = event.data
-        if event.topic == "progress" and data.get("run") == run and time.monotonic() - last_print >= PRINT_EVERY_S:
-            last_print = time.monotonic()
-            print(progress_line(data), file=to, flush=True)
-        elif event.topic == "run" and data.get("run", {}).get("id") == run:
-            info: dict[str, Any] = data["run"]
-            if info["state"] in FINAL_STATES or info["state"] in ("stopped", "interrupted"):
-                return info
+        match event.data:
+            case ProgressReported() as progress if time.monotonic() - last_print >= PRINT_EVERY_S:
+                last_print = time.monotonic()
+                print(progress_line(progress), file=to, flush=True)
+            case RunUpdated(run=info) if info.state in FINAL_STATES or info.state in ("stopped", "interrupted"):
+                record: dict[str, Any] = to_builtins(info)
+                return record
 
 
-def progress_line(p: dict[str, Any]) -> str:
+def progress_line(p: ProgressReported) -> str:
     """``step 120/600  loss 0.412  val 0.398  12,000 win/s  eta 31s``."""
-    parts = [f"step {p.get('step')}/{p.get('max_steps')}"]
-    if p.get("train_loss") is not None:
-        parts.append(f"loss {p['train_loss']:.4g}")
-    if p.get("val_loss") is not None:
-        parts.append(f"val {p['val_loss']:.4g}")
-    if p.get("windows_per_s"):
-        parts.append(f"{p['windows_per_s']:,.0f} win/s")
-    if p.get("eta_s") is not None:
-        parts.append(f"eta {p['eta_s']:.0f}s")
+    parts = [f"step {p.step}/{p.max_steps}"]
+    if p.train_loss is not None:
+        parts.append(f"loss {p.train_loss:.4g}")
+    if p.val_loss is not None:
+        parts.append(f"val {p.val_loss:.4g}")
+    if p.windows_per_s:
+        parts.append(f"{p.windows_per_s:,.0f} win/s")
+    parts.append(f"eta {p.eta_s:.0f}s")
     return "  ".join(parts)
 
 

@@ -16,12 +16,13 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
 
+from stratcast.shared.events import ProgressReported, WorkerEvent, event_fields, event_kind
 from stratcast.shared.runfiles import RunFolder
 
 log = logging.getLogger("stratcastd")
@@ -59,15 +60,16 @@ class HistoryWriter:
         self._failed: set[int] = set()
         """Runs whose history could not be written (logged once, not at every event)."""
 
-    def append(self, run: int, kind: str, event: Mapping[str, Any]) -> None:
+    def append(self, run: int, event: WorkerEvent) -> None:
         """Write ``event`` of ``run`` as one line and flush it; a disk error is logged, never raised.
 
-        Samples closer than :data:`SPACING_S` to the previous one kept of their kind are skipped.
+        Only the kinds of :data:`SERIES` are written, and samples closer than :data:`SPACING_S` to the previous one
+        kept of their kind are skipped.
         """
-        now = time.time()
-        if not self._keep(run, kind, event, now):
+        now, kind = time.time(), event_kind(event)
+        if kind not in SERIES or not self._keep(run, kind, event, now):
             return
-        line = _encoder.encode({"time": now, **event, "kind": kind}) + b"\n"
+        line = _encoder.encode({"time": now, **event_fields(event), "kind": kind}) + b"\n"
         try:
             f = self._files.get(run) or self._open(run)
             f.write(line)
@@ -78,9 +80,11 @@ class HistoryWriter:
             self._failed.add(run)
             self.close(run)
 
-    def _keep(self, run: int, kind: str, event: Mapping[str, Any], now: float) -> bool:
+    def _keep(self, run: int, kind: str, event: WorkerEvent, now: float) -> bool:
         spacing = SPACING_S.get(kind)
-        if spacing is None or event.get("val_loss") is not None or event.get("step") == event.get("max_steps", -1):
+        if spacing is None or (
+            isinstance(event, ProgressReported) and (event.val_loss is not None or event.step == event.max_steps)
+        ):
             return True
         if now - self._last.get((run, kind), -math.inf) < spacing:
             return False

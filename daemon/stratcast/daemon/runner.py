@@ -2,7 +2,7 @@
 
 Each worker is ``python -m stratcast.daemon.worker RUN_DIR`` with ``CUDA_VISIBLE_DEVICES`` set to its GPU (empty
 on the CPU) and ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``. Its stderr goes to ``RUN_DIR/log.txt``; its
-stdout carries its events (:mod:`stratcast.daemon.events`), one JSON line each, decoded here and handed to the
+stdout carries its events (:mod:`stratcast.shared.events`), one JSON line each, decoded here and handed to the
 daemon's callback typed; a line that is not a valid event is logged with its run and skipped. A worker that
 crashes, runs out of memory, segfaults or is killed ends its run with that cause; the daemon goes on.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import msgspec
 
-from stratcast.daemon.events import WorkerEvent, decode_event
 from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOPPED
+from stratcast.shared.events import WorkerEvent, decode_line
 from stratcast.shared.paths import HOME_ENV
 from stratcast.shared.runfiles import RunFolder
 
@@ -201,7 +201,7 @@ def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals, *, group: boo
 def _parse(run: int, line: bytes) -> WorkerEvent | None:
     """The event of one line from ``run``'s worker, or None (logged) for a line that is not a valid event."""
     try:
-        return decode_event(line)
+        return decode_line(line)
     except msgspec.DecodeError as exc:  # a worker bug: the run goes on, so does the daemon
         log.warning("run %d: skipped a worker event line that is not a valid event (%s): %.200r", run, exc, line)
         return None

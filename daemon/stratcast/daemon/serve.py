@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace) -> int:
     """Run the daemon until shutdown; exit codes: 0 clean, 3 unusable home, 1 another daemon or a crash."""
     from stratcast.daemon.channels import ChannelError
-    from stratcast.daemon.server import Daemon, DaemonRunning, Options
+    from stratcast.daemon.instance import DaemonRunning
+    from stratcast.daemon.server import Daemon, Options
     from stratcast.daemon.statedb import StoreError
 
     os.umask(0o077)  # state, logs and checkpoints readable by the daemon's user only

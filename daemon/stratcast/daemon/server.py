@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -21,29 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
 
-import psutil
+import msgspec
 import zmq
 import zmq.asyncio
 
 from stratcast.daemon import sdnotify
 from stratcast.daemon.channels import Channel, open_ipc, open_tcp
 from stratcast.daemon.dispatch import handle_request
-from stratcast.daemon.events import (
-    CheckpointSaved,
-    MemorySampled,
-    PlanChosen,
-    ProgressReported,
-    RanOutOfMemory,
-    RunFailed,
-    RunFinished,
-    RunStopped,
-    WarningGiven,
-    WorkerEvent,
-    WorkerStarted,
-    event_fields,
-    event_kind,
-)
-from stratcast.daemon.history import SERIES, HistoryWriter
+from stratcast.daemon.history import HistoryWriter
+from stratcast.daemon.instance import end_orphan, single_instance
+from stratcast.daemon.publisher import LogTail, Publisher
 from stratcast.daemon.queue import DeviceView, plan
 from stratcast.daemon.runner import SHUTDOWN_REASON, Ending, Runner
 from stratcast.daemon.schedules import Timetable
@@ -51,8 +37,28 @@ from stratcast.daemon.store import Store
 from stratcast.daemon.telemetry import Telemetry
 from stratcast.daemon.zap import serve_zap
 from stratcast.shared.cli import version
+from stratcast.shared.events import (
+    AnyEvent,
+    CheckpointSaved,
+    HeartbeatSent,
+    MemorySampled,
+    NoticeGiven,
+    PlanChosen,
+    ProgressReported,
+    RanOutOfMemory,
+    RunFailed,
+    RunFinished,
+    RunStopped,
+    RunUpdated,
+    ShutdownStarted,
+    WarningGiven,
+    WorkerEvent,
+    WorkerStarted,
+    event_fields,
+    event_kind,
+)
 from stratcast.shared.paths import Home
-from stratcast.shared.protocol import HEARTBEAT_S, Event, RunInfo, encode_event, to_builtins
+from stratcast.shared.protocol import HEARTBEAT_S, RunInfo
 from stratcast.shared.runfiles import RunFolder
 
 log = logging.getLogger("stratcastd")
@@ -61,11 +67,6 @@ MAX_PEERS = 10_000
 """Handshaken client identities remembered (oldest forgotten first)."""
 PROGRESS_SAVE_S = 5.0
 """Progress is published at once but written to the store at most this often per run."""
-LOG_CHUNK = 64 * 1024
-
-
-class DaemonRunning(RuntimeError):
-    """Another daemon already serves this home."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,8 @@ class Daemon:
 
     def __init__(self, home: Home, options: Options | None = None) -> None:
         self.home, self.options = home, options or Options()
-        self.session = secrets.token_hex(8)
+        self.publisher = Publisher(secrets.token_hex(8))
         self.started = time.time()
-        self.seq = 0
         self.store: Store | None = None
         self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz)
         self.runner = Runner(self._worker_event, self._worker_exit, home.state)
@@ -108,33 +108,47 @@ class Daemon:
         self.force_exit = False
         self._kick = asyncio.Event()
         self._saved: dict[int, float] = {}
-        self._log_offsets: dict[int, int] = {}
+        self.logs = LogTail(home.runs, self.publish)
         self._requests: set[asyncio.Task[None]] = set()
-        self._memory: dict[int, dict[str, Any]] = {}
+        self._memory: dict[int, MemorySampled] = {}
         """Latest allocator figures of each running run's worker."""
         self._progress: dict[int, dict[str, Any]] = {}
         """Latest progress of each running run (the store holds one at most PROGRESS_SAVE_S old)."""
         self.validation = asyncio.Semaphore(2)
         self.ctx: zmq.asyncio.Context | None = None
-        self.channels: list[Channel] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Run until a shutdown request or signal; leave the queue and checkpoints for the next start."""
         self.home.ensure()
-        with _single_instance(self.home.lock):
+        with single_instance(self.home.lock):
             self.store = Store(self.home.database)
             try:
                 await self._serve()
             finally:
                 self.store.close()
 
+    @property
+    def session(self) -> str:
+        """This daemon process's id: clients see a restart as a new session."""
+        return self.publisher.session
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last published event."""
+        return self.publisher.seq
+
+    @property
+    def channels(self) -> list[Channel]:
+        """The open channels (ipc, and tcp when configured)."""
+        return self.publisher.channels
+
     async def _serve(self) -> None:
         self._recover()
         self.ctx = zmq.asyncio.Context()
         keys: set[bytes] = set()
-        self.channels = [open_ipc(self.ctx, self.home)]
+        self.publisher.channels = [open_ipc(self.ctx, self.home)]
         if self.options.tcp is not None:
             assert self.options.curve_dir is not None, "--tcp needs --curve-dir"
             tcp, keys = open_tcp(self.ctx, self.options.tcp, self.options.curve_dir)
@@ -187,7 +201,7 @@ class Daemon:
     async def _drain(self) -> None:
         """Shutdown: stop running runs with a checkpoint (they resume at the next start), keep the queue."""
         sdnotify.notify("STOPPING=1")
-        self.publish("daemon", {"shutdown": True})
+        self.publish(ShutdownStarted())
         running = list(self.runner.workers)
         for run in running:
             self.runner.stop(run, shutdown=True)
@@ -207,7 +221,7 @@ class Daemon:
                 self._requeue(run, "shutdown", "the daemon shut down")
         for run in self.db.recover(time.time()):
             if run.pid is not None:
-                _end_orphan(run.pid, self.options.stop_timeout_s)
+                end_orphan(run.pid, self.options.stop_timeout_s)
             self._maybe_requeue(run)
 
     def _maybe_requeue(self, run: RunInfo) -> None:
@@ -236,17 +250,13 @@ class Daemon:
         assert self.store is not None, "the daemon is not serving"
         return self.store
 
-    def publish(self, topic: str, data: dict[str, Any]) -> None:
-        """Publish one event (after the state it describes is committed)."""
-        self.seq += 1
-        frames = encode_event(Event(session=self.session, seq=self.seq, time=time.time(), topic=topic, data=data))
-        for channel in self.channels:
-            with contextlib.suppress(zmq.Again):
-                channel.pub.send_multipart(frames, flags=zmq.NOBLOCK)
+    def publish(self, event: AnyEvent, run: int | None = None) -> None:
+        """Publish ``event`` about ``run`` (None: the daemon), after the state it describes is committed."""
+        self.publisher.publish(event, run)
 
     def run_changed(self, run: RunInfo) -> RunInfo:
         """Announce a run's new record and let the queue reconsider."""
-        self.publish("run", {"run": to_builtins(run)})
+        self.publish(RunUpdated(run=run), run.id)
         self.kick()
         return run
 
@@ -281,7 +291,7 @@ class Daemon:
         interval = sdnotify.watchdog_interval()
         last_ping = 0.0
         while True:
-            self.publish("heartbeat", {})
+            self.publish(HeartbeatSent())
             if interval is not None and time.monotonic() - last_ping >= interval:
                 sdnotify.notify("WATCHDOG=1")
                 last_ping = time.monotonic()
@@ -291,13 +301,13 @@ class Daemon:
         period = 1.0 / self.options.telemetry_hz
         while True:
             self.telemetry.watch_pids([w.proc.pid for w in self.runner.workers.values()])
-            payload = await asyncio.to_thread(self.telemetry.sample)
-            payload["runs"] = {str(r): self._memory.get(r, {}) for r in self.runner.workers}
-            self.publish("telemetry", payload)
+            sample = await asyncio.to_thread(self.telemetry.sample)
+            runs = {r: self._memory[r] for r in self.runner.workers if r in self._memory}
+            self.publish(msgspec.structs.replace(sample, runs=runs))
             for notice in self.telemetry.take_notices():  # a GPU lost or back: tell clients too
                 self.notices.append(notice)
-                self.publish("daemon", {"notice": notice})
-            self._publish_logs()
+                self.publish(NoticeGiven(message=notice))
+            self.logs.publish_new()
             await asyncio.sleep(period)
 
     async def _admission_loop(self) -> None:
@@ -393,7 +403,7 @@ class Daemon:
         except OSError as exc:
             self.update_run(run.id, state="failed", reason=f"could not start its worker: {exc}", finished=time.time())
             return
-        self._log_offsets.setdefault(run.id, _size(RunFolder(run_dir).log))
+        self.logs.follow(run.id)
         self.db.add_event(run.id, "started", {"device": device, "pid": w.proc.pid})
         self.update_run(
             run.id,
@@ -411,13 +421,12 @@ class Daemon:
 
     def _worker_event(self, run: int, event: WorkerEvent) -> None:
         kind, fields = event_kind(event), event_fields(event)
-        if kind in SERIES:
-            self.history.append(run, kind, fields)
+        self.history.append(run, event)
         match event:
             case ProgressReported():
-                self._progress_reported(run, fields)
+                self._progress_reported(run, event, fields)
             case MemorySampled():
-                self._memory[run] = fields
+                self._memory[run] = event
                 self.telemetry.add_run_sample(run, {"kind": "memory", **fields})
             case CheckpointSaved(path=path):
                 self.db.add_event(run, "checkpoint", fields)
@@ -429,14 +438,14 @@ class Daemon:
                 self.update_run(run, checkpoint=path)
             case RanOutOfMemory() | PlanChosen() | WarningGiven():
                 self.db.add_event(run, kind, fields)
-                self.publish(kind, {"run": run, **fields})
+                self.publish(event, run)
             case WorkerStarted() | RunFinished() | RunFailed():
                 pass  # the daemon records a start and an ending itself, from the process
             case _:
                 assert_never(event)  # mypy: a new event kind must be handled here
 
-    def _progress_reported(self, run: int, fields: dict[str, Any]) -> None:
-        self.publish("progress", {"run": run, **fields})
+    def _progress_reported(self, run: int, event: ProgressReported, fields: dict[str, Any]) -> None:
+        self.publish(event, run)
         self.telemetry.add_run_sample(run, {"kind": "progress", **fields})
         if time.monotonic() - self._saved.get(run, 0.0) >= PROGRESS_SAVE_S:
             self._saved[run] = time.monotonic()
@@ -450,25 +459,12 @@ class Daemon:
         if run in self._progress:
             fields["progress"] = self._progress.pop(run)
         if run in self._memory:
-            fields["memory"] = self._memory.pop(run)
-        self._publish_logs()
-        self._log_offsets.pop(run, None)
+            fields["memory"] = event_fields(self._memory.pop(run))
+        self.logs.publish_new()
+        self.logs.forget(run)
         self.history.close(run)
         self.db.add_event(run, "ended", {"state": ending.state, "exit": ending.exit})
         self.update_run(run, **fields)
-
-    def _publish_logs(self) -> None:
-        """New log bytes of running runs, as ``log`` events."""
-        for run, offset in list(self._log_offsets.items()):
-            path = RunFolder(self.home.runs / str(run)).log
-            size = _size(path)
-            if size <= offset:
-                continue
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read(min(size - offset, LOG_CHUNK))
-            self._log_offsets[run] = offset + len(chunk)
-            self.publish("log", {"run": run, "text": chunk.decode("utf-8", "replace"), "offset": offset})
 
     # -- schedules ---------------------------------------------------------------------------------------------
 
@@ -478,53 +474,7 @@ class Daemon:
         await enqueue_from_schedule(self, schedule_id, timed=True)
 
 
-def _end_orphan(pid: int, timeout: float) -> None:
-    """SIGTERM a worker left by a dead daemon (only if ``pid`` still is a stratcast worker), SIGKILL it if it hangs."""
-    try:
-        proc = psutil.Process(pid)
-        if "stratcast.daemon.worker" not in " ".join(proc.cmdline()):
-            return  # the pid was reused by something else
-        log.warning("stopping worker %d left running by the previous daemon", pid)
-        proc.terminate()
-        proc.wait(timeout)
-    except psutil.TimeoutExpired:
-        proc.kill()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        pass
-
-
 def _warm_imports() -> None:
     """Import what validating a job needs (the daemon never touches a GPU itself: importing torch does not)."""
     import stratcast.daemon.engine.data.load
     import stratcast.daemon.engine.spec.runspec  # noqa: F401
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-@contextlib.contextmanager
-def _single_instance(lock_path: Path) -> Any:
-    """Hold an exclusive lock on ``lock_path`` while serving.
-
-    Raises:
-        DaemonRunning: when another daemon holds it.
-    """
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            raise DaemonRunning(
-                f"another stratcastd (pid {other or '?'}) already serves {lock_path.parent}; "
-                f"stop it first or use another --home"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)

@@ -1,9 +1,9 @@
 """GPU and host telemetry: NVML and psutil samples, kept for the last minutes in ring buffers.
 
 The daemon calls :meth:`Telemetry.sample` from its event loop every ``1 / rate_hz`` seconds and publishes the
-returned payload as a ``telemetry`` event; :meth:`Telemetry.history` fills the snapshot reply and
-:meth:`Telemetry.gpu_views` feeds admission. Every payload is plain JSON-ready data; map keys are strings (GPU
-indices, run ids, PIDs), as they come out of JSON on the client's side.
+``telemetry`` event it returns (typed readings of :mod:`stratcast.shared.events`); :meth:`Telemetry.history`
+fills the snapshot reply and :meth:`Telemetry.gpu_views` feeds admission. The history is plain JSON-ready data;
+map keys are strings (GPU indices, run ids, PIDs), as they come out of JSON on the client's side.
 
 Cost. NVML calls take the driver's global lock, which the training processes need too, and the process lists
 are the slow ones (``nvmlDeviceGetGraphicsRunningProcesses`` measured 4.5 ms against 12 us for the memory info
@@ -25,11 +25,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypedDict, TypeVar, cast
+from typing import Any, ClassVar, Generic, Literal, TypedDict, TypeVar
 
-import msgspec
 import psutil
 import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no type information
+
+from stratcast.shared.events import GpuProcess, GpuSample, HostSample, TelemetrySampled
 
 log = logging.getLogger(__name__)
 
@@ -41,61 +42,6 @@ _NO_DRIVER = (pynvml.NVMLError_LibraryNotFound, pynvml.NVMLError_DriverNotLoaded
 T = TypeVar("T")
 
 
-class GpuProcess(msgspec.Struct, frozen=True, kw_only=True):
-    """A process holding memory on a GPU, as NVML sees it (a host PID)."""
-
-    pid: int
-    used: int | None
-    """Bytes of GPU memory; None where the driver does not say."""
-
-
-class GpuSample(msgspec.Struct, frozen=True, kw_only=True):
-    """One reading of one GPU; a field the GPU does not support is None."""
-
-    time: float
-    """Unix time of the sample."""
-    index: int
-    """NVML index (PCI bus order: workers need ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` to agree)."""
-    name: str
-    uuid: str
-    memory_used: int | None
-    """Bytes in use (NVML's v1 figure: total minus free, reserved memory included)."""
-    memory_total: int | None
-    """Bytes."""
-    utilization: int | None
-    """Percent of the last sample period in which a kernel ran."""
-    temperature: int | None
-    """Degrees Celsius."""
-    power_w: float | None
-    power_limit_w: float | None
-    """The enforced power limit."""
-    processes: list[GpuProcess] = []
-    """Compute and graphics processes on the GPU, by PID (a list, not a tuple: ``to_dict`` keeps tuples)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The sample as plain JSON-ready data."""
-        return _to_dict(self)
-
-
-class HostSample(msgspec.Struct, frozen=True, kw_only=True):
-    """One reading of the machine, the daemon and its workers."""
-
-    time: float
-    cpu_percent: float
-    """Busy share of all cores since the previous sample, 0 to 100."""
-    memory_used: int
-    """Bytes not available to new processes (total minus available)."""
-    memory_total: int
-    daemon_rss: int
-    """Resident bytes of the daemon process."""
-    workers_rss: dict[int, int] = {}
-    """Resident bytes of each watched worker, by PID."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The sample as plain JSON-ready data (PIDs as string keys)."""
-        return _to_dict(self)
-
-
 class GpuView(TypedDict):
     """What admission needs to know about one GPU (plain data); the daemon maps ``pids`` to its own runs."""
 
@@ -105,10 +51,6 @@ class GpuView(TypedDict):
     free_mib: int
     """0 when NVML cannot say: such a GPU is never free."""
     pids: list[int]
-
-
-def _to_dict(sample: msgspec.Struct) -> dict[str, Any]:
-    return cast(dict[str, Any], msgspec.to_builtins(sample, str_keys=True))
 
 
 # -- NVML ----------------------------------------------------------------------------------------------------
@@ -404,22 +346,20 @@ class Telemetry:
         """Seconds between samples."""
         return 1 / self.rate_hz
 
-    def sample(self) -> dict[str, Any]:
-        """Sample every GPU and the host, keep the samples, and return the ``telemetry`` event payload.
+    def sample(self) -> TelemetrySampled:
+        """Sample every GPU and the host, keep the samples, and return them as a ``telemetry`` event.
 
-        Returns:
-            ``{"gpus": [GpuSample dicts], "host": HostSample dict}``. Kept as they are in the history: do not
-            mutate them.
+        The event's ``runs`` is empty: the workers' own allocator figures are the daemon's to add.
         """
         now = self.clock()
         gpus = self.nvml.sample(now) if self.nvml is not None else []
-        gpu_dicts, host = [gpu.to_dict() for gpu in gpus], self._host.sample(now).to_dict()
+        host = self._host.sample(now)
         with self._lock:
-            for gpu, as_dict in zip(gpus, gpu_dicts, strict=True):
-                self._gpu_rings.setdefault(gpu.index, self._ring()).add(now, as_dict)
-            self._host_ring.add(now, host)
+            for gpu in gpus:
+                self._gpu_rings.setdefault(gpu.index, self._ring()).add(now, gpu.to_dict())
+            self._host_ring.add(now, host.to_dict())
             self._latest = gpus
-        return {"gpus": gpu_dicts, "host": host}
+        return TelemetrySampled(gpus=gpus, host=host)
 
     def add_run_sample(self, run_id: int, data: Mapping[str, Any]) -> None:
         """Keep a worker's report (allocator figures, progress), stamped with ``time`` unless it has one."""
@@ -462,7 +402,7 @@ class Telemetry:
         return memory.total, memory.available
 
     def take_notices(self) -> list[str]:
-        """Notices to publish once as ``daemon`` events: no driver (at first), GPUs lost or back."""
+        """Notices to publish once as ``notice`` events: no driver (at first), GPUs lost or back."""
         return _drain(self._pending) + (self.nvml.take_notices() if self.nvml is not None else [])
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ sets ``CUDA_VISIBLE_DEVICES`` (so the assigned GPU is ``cuda:0``) and
 **stderr** is the human log: the job's lines, progress lines, warnings, and on failure a one-line summary
 followed by the full traceback. Stray writes to stdout (a library's ``print``) land there too.
 
-**stdout** carries machine events (:mod:`stratcast.daemon.events`), one JSON line each, flushed as written:
+**stdout** carries machine events (:mod:`stratcast.shared.events`), one JSON line each, flushed as written:
 ``started``, ``plan``, ``progress``, ``memory``, ``checkpoint``, ``oom``, ``warning``, then one of ``finished``,
 ``stopped`` or ``failed``.
 
@@ -54,7 +54,8 @@ from typing import IO, TYPE_CHECKING, NoReturn
 import msgspec
 import psutil
 
-from stratcast.daemon.events import (
+from stratcast.shared import runfiles
+from stratcast.shared.events import (
     CheckpointSaved,
     MemorySampled,
     PlanChosen,
@@ -66,9 +67,8 @@ from stratcast.daemon.events import (
     WarningGiven,
     WorkerEvent,
     WorkerStarted,
-    encode_event,
+    encode_line,
 )
-from stratcast.shared import runfiles
 from stratcast.shared.protocol import JobSpec
 from stratcast.shared.runfiles import Outputs, RunFolder
 
@@ -308,7 +308,7 @@ class Events:
         if self.stream is None:
             return
         try:
-            self.stream.write(encode_event(event))
+            self.stream.write(encode_line(event))
             self.stream.flush()
         except (BrokenPipeError, ConnectionResetError):
             self._broken()

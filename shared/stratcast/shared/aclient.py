@@ -25,14 +25,13 @@ from stratcast.shared.client import (
     VersionMismatch,
     probe_endpoint,
 )
+from stratcast.shared.events import Event, decode_event
 from stratcast.shared.paths import Home
 from stratcast.shared.protocol import (
     PROTOCOL,
     AnyRequest,
-    Event,
     Hello,
     ProtocolError,
-    decode_event,
     decode_reply,
 )
 

@@ -26,17 +26,16 @@ import msgspec
 import zmq
 
 from stratcast.shared.cli import version
+from stratcast.shared.events import Event, decode_event
 from stratcast.shared.paths import Home, resolve_home
 from stratcast.shared.protocol import (
     HEARTBEAT_S,
     PROTOCOL,
     AnyRequest,
     Error,
-    Event,
     Hello,
     ProtocolError,
     Reply,
-    decode_event,
     decode_reply,
     encode,
 )

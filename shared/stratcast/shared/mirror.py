@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, assert_never
 
 from stratcast.shared.client import HEARTBEAT_TIMEOUT_S, DaemonClient, OutOfSync, RequestFailed
-from stratcast.shared.protocol import (
+from stratcast.shared.events import (
+    CheckpointSaved,
     Event,
+    HeartbeatSent,
+    LogAppended,
+    MemorySampled,
+    NoticeGiven,
+    PlanChosen,
+    ProgressReported,
+    QueuePaused,
+    QueueResumed,
+    RanOutOfMemory,
+    RunFailed,
+    RunFinished,
+    RunRemoved,
+    RunStopped,
+    RunUpdated,
+    ScheduleRemoved,
+    ScheduleUpdated,
+    ShutdownStarted,
+    TelemetrySampled,
+    WarningGiven,
+    WorkerStarted,
+    event_fields,
+)
+from stratcast.shared.protocol import (
     ReadLogs,
     RunInfo,
     ScheduleInfo,
@@ -80,63 +104,69 @@ class Mirror:
         if event.seq != self.seq + 1:
             raise OutOfSync(f"missed events {self.seq + 1}..{event.seq - 1}")
         self.seq = event.seq
-        handler = _APPLY.get(event.topic)
-        if handler is not None:
-            handler(self, event)
+        self._apply(event)
         return True
 
-    def _on_run(self, event: Event) -> None:
-        if "removed" in event.data:
-            self.runs.pop(int(event.data["removed"]), None)
-        else:
-            run = convert(event.data["run"], RunInfo)
-            self.runs[run.id] = run
+    def _apply(self, event: Event) -> None:
+        """Change the copy as ``event`` says."""
+        match event.data:
+            case RunUpdated(run=run):
+                self.runs[run.id] = run
+            case RunRemoved():
+                self.runs.pop(_run_of(event), None)
+            case ProgressReported() as progress:
+                self._on_progress(_run_of(event), event.time, progress)
+            case TelemetrySampled() as sample:
+                self._on_telemetry(event.time, sample)
+            case ScheduleUpdated(schedule=schedule):
+                self.schedules[schedule.id] = schedule
+            case ScheduleRemoved(schedule=schedule_id):
+                self.schedules.pop(schedule_id, None)
+            case NoticeGiven(message=message):
+                self.notices.append(message)
+            case QueuePaused() | QueueResumed():
+                self.queue_paused = isinstance(event.data, QueuePaused)
+            case ShutdownStarted():
+                self.shutting_down = True
+            case HeartbeatSent() | LogAppended() | PlanChosen() | RanOutOfMemory() | WarningGiven():
+                pass  # nothing kept: the runs' records change by their own events
+            case WorkerStarted() | MemorySampled() | CheckpointSaved() | RunFinished() | RunStopped() | RunFailed():
+                pass  # a worker's own report: the daemon publishes its effect on the run instead
+            case _:
+                assert_never(event.data)  # mypy: a new event kind must be handled here
 
-    def _on_progress(self, event: Event) -> None:
-        fields = dict(event.data)
-        run_id = int(fields.pop("run"))
-        self._run_sample(run_id, {"time": event.time, "kind": "progress", **fields})
+    def _on_progress(self, run_id: int, when: float, progress: ProgressReported) -> None:
+        fields = event_fields(progress)
+        self._run_sample(run_id, {"time": when, "kind": "progress", **fields})
         if (run := self.runs.get(run_id)) is not None:
             run.progress = fields
 
-    def _on_telemetry(self, event: Event) -> None:
-        self.gpus = list(event.data.get("gpus", []))
-        for gpu in self.gpus:
-            self.gpu_history.setdefault(int(gpu["index"]), _ring([])).append({"time": event.time, **gpu})
-        self.host = dict(event.data.get("host", {}))
-        self.host_history.append({"time": event.time, **self.host})
-        for key, memory in event.data.get("runs", {}).items():
-            self._run_sample(int(key), {"time": event.time, "kind": "memory", **memory})
-            if (run := self.runs.get(int(key))) is not None:
-                run.memory = memory
+    def _on_telemetry(self, when: float, sample: TelemetrySampled) -> None:
+        self.gpus = [gpu.to_dict() for gpu in sample.gpus]
+        for gpu, as_dict in zip(sample.gpus, self.gpus, strict=True):
+            self.gpu_history.setdefault(gpu.index, _ring([])).append(as_dict)
+        self.host = sample.host.to_dict()
+        self.host_history.append(self.host)
+        for run_id, memory in sample.runs.items():
+            fields = event_fields(memory)
+            self._run_sample(run_id, {"time": when, "kind": "memory", **fields})
+            if (run := self.runs.get(run_id)) is not None:
+                run.memory = fields
 
     def _run_sample(self, run_id: int, sample: dict[str, Any]) -> None:
         """Keep a run's sample as the daemon's history does (``kind``: progress or memory)."""
         self.run_history.setdefault(run_id, _ring([])).append(sample)
 
-    def _on_schedule(self, event: Event) -> None:
-        if "removed" in event.data:
-            self.schedules.pop(int(event.data["removed"]), None)
-        else:
-            schedule = convert(event.data["schedule"], ScheduleInfo)
-            self.schedules[schedule.id] = schedule
 
-    def _on_daemon(self, event: Event) -> None:
-        if "notice" in event.data:
-            self.notices.append(str(event.data["notice"]))
-        if "queue_paused" in event.data:
-            self.queue_paused = bool(event.data["queue_paused"])
-        if event.data.get("shutdown"):
-            self.shutting_down = True
+def _run_of(event: Event) -> int:
+    """The run an event about one run is about.
 
-
-_APPLY = {
-    "run": Mirror._on_run,
-    "progress": Mirror._on_progress,
-    "telemetry": Mirror._on_telemetry,
-    "schedule": Mirror._on_schedule,
-    "daemon": Mirror._on_daemon,
-}
+    Raises:
+        OutOfSync: the daemon sent such an event without its run (a bug): take a new snapshot.
+    """
+    if event.run is None:
+        raise OutOfSync(f"a {event.topic} event without its run")
+    return event.run
 
 
 def follow_events(
@@ -233,17 +263,15 @@ def _live(client: DaemonClient, runs: Sequence[int], *, missing_ok: bool = False
 
 def _wake(event: Event, live: set[int]) -> tuple[set[int], set[int]]:
     """Runs to read after ``event``, and runs that ended with it."""
-    data = event.data
-    if event.topic == "heartbeat":
-        return set(live), set()
-    if event.topic == "log" and data.get("run") in live:
-        return {data["run"]}, set()
-    if event.topic == "run" and isinstance(data.get("run"), dict):
-        run = data["run"]
-        if run.get("id") in live and run.get("state") not in LIVE_STATES:
-            return set(), {run["id"]}
-    if event.topic == "run" and data.get("removed") in live:
-        return set(), {data["removed"]}
+    match event.data:
+        case HeartbeatSent():
+            return set(live), set()
+        case LogAppended() if event.run in live:
+            return {event.run}, set()
+        case RunUpdated(run=run) if run.id in live and run.state not in LIVE_STATES:
+            return set(), {run.id}
+        case RunRemoved() if event.run in live:
+            return set(), {event.run}
     return set(), set()
 
 

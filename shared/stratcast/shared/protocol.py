@@ -7,8 +7,8 @@ Two ZeroMQ sockets per daemon, both ``ipc://`` files in the daemon's 0700 runtim
   JSON object, at most :data:`MAX_FRAME` bytes. A request names its kind in ``"type"`` and carries a
   client-chosen ``"id"`` string that the reply echoes, so replies can be matched when several are in flight::
 
-      -> {"type": "hello", "id": "1", "protocol": 1, "client": "stratcast 0.1.0"}
-      <- {"type": "reply", "id": "1", "result": {"protocol": 1, "daemon": "0.1.0", "session": "9f...", ...}}
+      -> {"type": "hello", "id": "1", "protocol": 2, "client": "stratcast 0.1.0"}
+      <- {"type": "reply", "id": "1", "result": {"protocol": 2, "daemon": "0.1.0", "session": "9f...", ...}}
       -> {"type": "stop_run", "id": "2", "run": 7}
       <- {"type": "error", "id": "2", "code": "bad_state", "message": "run 7 is queued, not running; ..."}
 
@@ -16,10 +16,10 @@ Two ZeroMQ sockets per daemon, both ``ipc://`` files in the daemon's 0700 runtim
   anything else first gets ``handshake_required``, a different version ``version_mismatch``. A frame that is not
   valid JSON, too large, of an unknown type or with a wrong field gets an ``error`` reply (with ``"id"`` when
   it could be read) and the connection stays usable.
-* **events** (daemon ``PUB``, client ``SUB``): **two frames**, ``[topic, body]``: the topic in ASCII (one of
-  :data:`TOPICS`) and a JSON :class:`Event`. Every event carries the daemon's ``session`` (new at each daemon
-  start) and a ``seq`` that grows by one per event across all topics, so subscribe to all topics (``b""``) to
-  detect gaps.
+* **events** (daemon ``PUB``, client ``SUB``): **two frames**, ``[topic, body]``: the topic in ASCII (the event's
+  kind) and a JSON :class:`~stratcast.shared.events.Event` whose ``data`` is one typed event of
+  :mod:`stratcast.shared.events`. Every event carries the daemon's ``session`` (new at each daemon start) and a
+  ``seq`` that grows by one per event across all topics, so subscribe to all topics (``b""``) to detect gaps.
 
 **Keeping a live copy (the ZeroMQ guide's Clone pattern).** Subscribe first and buffer events; then send
 ``snapshot``: its result holds the full state and the ``seq`` it reflects. Drop buffered events with
@@ -37,18 +37,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-PROTOCOL = 1
-"""Version of this protocol; ``hello`` must carry it."""
+PROTOCOL = 2
+"""Version of this protocol; ``hello`` must carry it. 2: events are typed (:mod:`stratcast.shared.events`), each
+in an envelope's ``data`` under its kind, with the run's id in the envelope (1: untyped ``data`` dicts)."""
 MAX_FRAME = 1 << 20
 """Largest control frame accepted (1 MiB); larger frames are refused before parsing."""
 HEARTBEAT_S = 1.0
 """Seconds between ``heartbeat`` events."""
-TOPICS = ("run", "progress", "telemetry", "log", "schedule", "oom", "plan", "warning", "daemon", "heartbeat")
-"""Event topics: a run's record changed; a run's training progress; GPU/host/run memory samples; new log lines of
-a run; a schedule changed or fired; a run recovered from (or died of) an out-of-memory error; a run's memory plan
-(chosen micro-batch, probes, budget); a run's warning (a ``kind`` and a ``message``); daemon notices (a GPU without
-drivers, shutdown); heartbeats."""
-
 Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 """A run or schedule id: what SQLite's INTEGER holds."""
 Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
@@ -385,7 +380,7 @@ AnyRequest = (
     | Shutdown
 )
 
-# -- replies and events --------------------------------------------------------------------------------------
+# -- replies --------------------------------------------------------------------------------------------
 
 
 class Reply(msgspec.Struct, tag_field="type", tag="reply", kw_only=True):
@@ -403,19 +398,8 @@ class Error(msgspec.Struct, tag_field="type", tag="error", kw_only=True):
     message: str
 
 
-class Event(msgspec.Struct, kw_only=True):
-    """One event on the PUB socket."""
-
-    session: str
-    seq: int
-    time: float
-    topic: str
-    data: dict[str, Any] = {}
-
-
 _request_decoder = msgspec.json.Decoder(AnyRequest)
 _reply_decoder = msgspec.json.Decoder(Reply | Error)
-_event_decoder = msgspec.json.Decoder(Event)
 _encoder = msgspec.json.Encoder()
 
 
@@ -454,25 +438,6 @@ def decode_reply(frame: bytes) -> Reply | Error:
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
         raise ProtocolError(f"invalid reply from the daemon: {exc}") from None
     return reply
-
-
-def encode_event(event: Event) -> list[bytes]:
-    """``[topic, body]`` frames for the PUB socket."""
-    return [event.topic.encode("ascii"), _encoder.encode(event)]
-
-
-def decode_event(frames: list[bytes]) -> Event:
-    """Parse ``[topic, body]`` frames from the SUB socket.
-
-    Raises:
-        ProtocolError: for a wrong frame count or an invalid body.
-    """
-    if len(frames) != 2:
-        raise ProtocolError(f"an event has 2 frames, got {len(frames)}")
-    try:
-        return _event_decoder.decode(frames[1])
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
-        raise ProtocolError(f"invalid event: {exc}") from None
 
 
 def to_builtins(obj: Any) -> Any:

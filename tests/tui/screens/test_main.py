@@ -4,6 +4,7 @@ import time
 
 from textual.widgets.data_table import ColumnKey
 
+from stratcast.shared.events import ProgressReported
 from stratcast.shared.protocol import RUN_STATES, SetPriority, StopRun
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.widgets.runs import RunsTable
@@ -55,14 +56,14 @@ def test_progress_figures_wait_for_the_tables_interval_but_a_state_change_shows_
         table = app.screen.query_one(RunsTable)
         table.values_every_s = 3600.0  # the clock decides nothing below: the test sets when figures are due
         table._values_at = time.monotonic()
-        app.link.feed("progress", {"run": 1, **progress(777)})
+        app.link.feed(ProgressReported(**progress(777)), 1)
         await pilot.pause(0.6)  # a repaint and the table's own check both ran
         assert "777" not in table_text(app), "progress figures alone wait for the table's interval"
         table._values_at = -math.inf  # the interval has passed
         await pilot.pause(0.6)
         assert "777" in table_text(app)
         table._values_at = time.monotonic()
-        app.link.feed("progress", {"run": 1, **progress(888)})
+        app.link.feed(ProgressReported(**progress(888)), 1)
         app.link.set_run(2, state="running", reason="", device="cuda:1")
         await pilot.pause(0.4)
         text = table_text(app)
@@ -160,7 +161,7 @@ def test_a_figure_that_outgrows_its_column_rebuilds_the_table_instead_of_pushing
     async def body(app, pilot):
         table = app.screen.query_one(RunsTable)
         table._values_at = -math.inf
-        app.link.feed("progress", {"run": 1, **progress(421), "train_loss": 123456.7})
+        app.link.feed(ProgressReported(**(progress(421) | {"train_loss": 123456.7})), 1)
         await pilot.pause(0.6)
         assert "1.235e+05" in table_text(app)
         assert table.columns[ColumnKey("loss")].width >= len("1.235e+05")  # shown whole, not cut to "1.235e"

@@ -2,6 +2,7 @@ import asyncio
 
 from textual.widgets import Log, Static, TabbedContent
 
+from stratcast.shared.events import HostSample, MemorySampled, ProgressReported, TelemetrySampled
 from stratcast.shared.protocol import ReadHistory, ReadLogs, ReadResults, StopRun
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.screens.main import MainScreen
@@ -83,7 +84,7 @@ def test_loss_curves_come_from_the_history_move_with_live_progress_and_switch_to
         assert len(train.x) == 36 + 61
         assert val.x == (0, 100, 200, 300, 400)
         assert val.values[-1] == progress(400)["val_loss"]
-        app.link.feed("progress", {"run": 1, **progress(421)})
+        app.link.feed(ProgressReported(**progress(421)), 1)
         await pilot.pause(0.4)  # the app repaints at 5 Hz
         assert chart.series[0].x[-1] == 421
         assert chart.series[0].values[-1] == progress(421)["train_loss"]
@@ -109,8 +110,9 @@ def test_an_oom_in_the_history_is_marked_and_listed_and_one_seen_live_reads_the_
         checkpoints = text_of(screen, "#checkpoints")
         assert "step-000200.pt" in checkpoints and "step-000400.pt" in checkpoints
         reads = sum(isinstance(c, ReadHistory) for c in app.link.calls)
-        memory = {"allocated": 30 * GIB, "reserved": 34 * GIB, "peak": 41 * GIB, "oom_count": 2}
-        app.link.feed("telemetry", {"gpus": [], "host": {}, "runs": {"1": memory}})
+        memory = MemorySampled(allocated=30 * GIB, reserved=34 * GIB, peak=41 * GIB, oom_count=2, rss=2 * GIB)
+        host = HostSample(time=T0, cpu_percent=5.0, memory_used=GIB, memory_total=8 * GIB, daemon_rss=GIB)
+        app.link.feed(TelemetrySampled(gpus=[], host=host, runs={1: memory}))
         await pilot.pause(0.4)
         await settle(app, pilot)
         assert sum(isinstance(c, ReadHistory) for c in app.link.calls) == reads + 1  # once, though it still lists 1

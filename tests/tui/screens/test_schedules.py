@@ -3,12 +3,13 @@ from typing import cast
 
 from textual.widgets import DataTable
 
+from stratcast.shared.events import ScheduleRemoved
 from stratcast.shared.protocol import PauseSchedule, RemoveSchedule, ResumeSchedule, RunScheduleNow
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.link import Link
 from stratcast.tui.screens.main import MainScreen
 from stratcast.tui.screens.schedules import SchedulesScreen
-from tests.tui.fake_daemon import T0, FakeLink, frozen_clock, schedule
+from tests.tui.fake_daemon import T0, FakeLink, frozen_clock, schedule, schedule_updated
 
 WEEKLY = schedule(1, "weekly-dlinear", cron="0 6 * * 1", timezone="Europe/Zurich", last_run=T0 - 7500, last_run_id=3)
 NIGHTLY = schedule(2, "nightly-nhits", model="nhits", every_s=86400, paused=True, next_run=None)
@@ -18,7 +19,7 @@ def run_schedules(body, *schedules):
     """Feed ``schedules`` to a fake daemon, open the schedules screen from the main screen (``c``), run ``body``."""
     link = FakeLink()
     for s in schedules:
-        link.feed("schedule", {"schedule": s})
+        link.feed(schedule_updated(s))
 
     async def go():
         app = StratcastApp(cast("Link", link), clock=frozen_clock)  # FakeLink.state is a plain str
@@ -57,8 +58,8 @@ def test_events_update_rows_in_place_and_the_cursor_stays_on_its_schedule():
     async def body(app, pilot):
         table = app.screen.query_one("#schedules", DataTable)
         table.move_cursor(row=1)
-        app.link.feed("schedule", {"schedule": {**WEEKLY, "paused": True, "next_run": None}})
-        app.link.feed("schedule", {"schedule": schedule(3, "hourly", every_s=3600)})
+        app.link.feed(schedule_updated({**WEEKLY, "paused": True, "next_run": None}))
+        app.link.feed(schedule_updated(schedule(3, "hourly", every_s=3600)))
         await pilot.pause(0.5)  # the app repaints at its own rate
         assert [r.split(" | ")[:3] for r in rows(app)] == [
             ["1", "weekly-dlinear", "paused"],
@@ -66,7 +67,7 @@ def test_events_update_rows_in_place_and_the_cursor_stays_on_its_schedule():
             ["3", "hourly", "active"],
         ]
         assert table.cursor_row == 1
-        app.link.feed("schedule", {"removed": 1})
+        app.link.feed(ScheduleRemoved(schedule=1))
         await pilot.pause(0.5)
         assert [r.split(" | ")[0] for r in rows(app)] == ["2", "3"]
         assert table.cursor_row == 0  # still schedule 2
@@ -130,7 +131,7 @@ def test_with_no_schedules_keys_say_so_and_escape_goes_back():
 
 def test_a_repaint_before_a_pushed_screen_is_mounted_waits_for_it():
     link = FakeLink()
-    link.feed("schedule", {"schedule": WEEKLY})
+    link.feed(schedule_updated(WEEKLY))
 
     async def go():
         app = StratcastApp(cast("Link", link), clock=frozen_clock)

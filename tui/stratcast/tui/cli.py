@@ -23,9 +23,10 @@ from typing import Any, TextIO
 from stratcast.shared.cli import completion_script
 from stratcast.shared.client import Client, CurveKeys, DaemonClient, DaemonUnavailable, RequestFailed
 from stratcast.shared.errors import ExitCode, refusal_exit_code
+from stratcast.shared.events import HeartbeatSent, RunUpdated
 from stratcast.shared.mirror import follow_events, follow_logs, read_log
 from stratcast.shared.paths import resolve_home
-from stratcast.shared.protocol import ProtocolError, ShowRun, to_builtins
+from stratcast.shared.protocol import ProtocolError, RunInfo, ShowRun, convert, to_builtins
 from stratcast.shared.report import results_text
 from stratcast.shared.runfiles import METRICS, Outputs
 from stratcast.tui.command_line import build_parser, build_requests
@@ -115,21 +116,21 @@ def await_stopped(client: DaemonClient, ids: Sequence[int], *, quiet: bool = Fal
     source = client.subscribe()
     try:  # look after subscribing: a run that stopped in between is seen here, one that stops later as an event
         for run in sorted(waiting):
-            _settle(waiting, client.call(ShowRun(run=run))["run"], quiet)
+            _settle(waiting, convert(client.call(ShowRun(run=run))["run"], RunInfo), quiet)
         while waiting:
             event = source.recv(timeout_s=1.0)
-            if event is not None and event.topic == "run":
-                _settle(waiting, event.data["run"], quiet)
+            if event is not None and isinstance(event.data, RunUpdated):
+                _settle(waiting, event.data.run, quiet)
     finally:
         source.close()
 
 
-def _settle(waiting: set[int], run: dict[str, Any], quiet: bool) -> None:
+def _settle(waiting: set[int], run: RunInfo, quiet: bool) -> None:
     """Drop ``run`` from ``waiting`` once it is no longer running, printing its line."""
-    if run["id"] in waiting and run["state"] != "running":
-        waiting.discard(run["id"])
+    if run.id in waiting and run.state != "running":
+        waiting.discard(run.id)
         if not quiet:
-            print(run_line({"run": run}), flush=True)
+            print(run_line({"run": to_builtins(run)}), flush=True)
 
 
 def _print_json(value: Any) -> None:
@@ -223,7 +224,7 @@ def _watch(client: DaemonClient, args: argparse.Namespace) -> int:
         if not args.json:
             for line in watcher.lines(event):
                 print(line, flush=True)
-        elif event is not None and event.topic != "heartbeat":
+        elif event is not None and not isinstance(event.data, HeartbeatSent):
             print(json.dumps(to_builtins(event)), flush=True)
         if watcher.mirror.shutting_down:
             break

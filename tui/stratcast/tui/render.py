@@ -6,8 +6,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from stratcast.shared.events import (
+    Event,
+    NoticeGiven,
+    PlanChosen,
+    ProgressReported,
+    RanOutOfMemory,
+    RunRemoved,
+    RunUpdated,
+    ShutdownStarted,
+    WarningGiven,
+    event_fields,
+)
 from stratcast.shared.mirror import Mirror
-from stratcast.shared.protocol import Event, RunInfo
+from stratcast.shared.protocol import RunInfo
 from stratcast.shared.report import models_text, skill_table, table
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -305,24 +317,25 @@ class Watcher:
         """What to print for one event (None: the mirror was just loaded from a snapshot)."""
         if event is None:
             return self._loaded(time.time())
-        data = event.data
-        at = clock(event.time)
-        if event.topic == "run":
-            run_id = data["run"]["id"] if isinstance(data.get("run"), dict) else data["removed"]
-            return self._changes(event.time, [int(run_id)])
-        if event.topic == "progress":
-            return [f"{at}  run {data.get('run')}  {progress_text(data)}"]
-        if event.topic == "plan":
-            return [f"{at}  run {data.get('run')} memory plan: {plan_text(data)}"]
-        if event.topic == "oom":
-            rest = ", ".join(f"{k} {v}" for k, v in data.items() if k != "run")
-            return [f"{at}  run {data.get('run')} ran out of GPU memory: {rest}"]
-        if event.topic == "warning":
-            return [f"{at}  run {data.get('run')} warning: {data.get('message', '')}"]
-        if event.topic == "daemon" and "notice" in data:
-            return [f"{at}  daemon: {data['notice']}"]
-        if event.topic == "daemon" and data.get("shutdown"):
-            return [f"{at}  daemon: shutting down"]
+        at, run = clock(event.time), f"run {event.run}"
+        match event.data:
+            case RunUpdated(run=info):
+                return self._changes(event.time, [info.id])
+            case RunRemoved() if event.run is not None:
+                return self._changes(event.time, [event.run])
+            case ProgressReported() as progress:
+                return [f"{at}  {run}  {progress_text(event_fields(progress))}"]
+            case PlanChosen() as plan:
+                return [f"{at}  {run} memory plan: {plan_text(event_fields(plan))}"]
+            case RanOutOfMemory() as oom:
+                rest = ", ".join(f"{k} {v}" for k, v in event_fields(oom).items())
+                return [f"{at}  {run} ran out of GPU memory: {rest}"]
+            case WarningGiven(message=message):
+                return [f"{at}  {run} warning: {message}"]
+            case NoticeGiven(message=message):
+                return [f"{at}  daemon: {message}"]
+            case ShutdownStarted():
+                return [f"{at}  daemon: shutting down"]
         return []
 
     def _loaded(self, now: float) -> list[str]:

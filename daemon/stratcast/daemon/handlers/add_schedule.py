@@ -9,6 +9,7 @@ from typing import Any
 from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.handlers.submit import check_job, check_placement
 from stratcast.daemon.schedules import first_fire, make_trigger
+from stratcast.shared.events import ScheduleUpdated
 from stratcast.shared.protocol import AddSchedule, to_builtins
 
 
@@ -28,5 +29,5 @@ async def handle(d: DaemonContext, req: AddSchedule) -> dict[str, Any]:
         next_run=first_fire(trigger, time.time()),
     )
     d.timetable.put(s)
-    d.publish("schedule", {"schedule": to_builtins(s)})
+    d.publish(ScheduleUpdated(schedule=s))
     return {"schedule": to_builtins(s)}

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from stratcast.daemon.schedules import Timetable
     from stratcast.daemon.store import Store
     from stratcast.daemon.telemetry import Telemetry
+    from stratcast.shared.events import AnyEvent
     from stratcast.shared.paths import Home
     from stratcast.shared.protocol import RunInfo
 
@@ -86,8 +87,8 @@ class DaemonContext(Protocol):
     def greet(self, peer: tuple[str, bytes]) -> None:
         """Remember a client that completed the handshake."""
 
-    def publish(self, topic: str, data: dict[str, Any]) -> None:
-        """Publish one event (after the state it describes is committed)."""
+    def publish(self, event: AnyEvent, run: int | None = None) -> None:
+        """Publish ``event`` about ``run`` (None: the daemon), after the state it describes is committed."""
 
     def run_changed(self, run: RunInfo) -> RunInfo:
         """Announce a run's new record and let the queue reconsider."""

@@ -19,8 +19,13 @@ class VersionMismatch(HandlerError):
 async def handle(d: DaemonContext, req: Hello) -> dict[str, Any]:
     """Check the client's protocol version; name the daemon, its session and its event endpoint."""
     if req.protocol != PROTOCOL:
-        raise VersionMismatch(
-            f"this daemon speaks protocol {PROTOCOL}, the client {req.protocol}: use a client of the same "
-            f"stratcast version ({version()})"
-        )
+        raise VersionMismatch(_mismatch(req.protocol))
     return {"protocol": PROTOCOL, "daemon": version(), "session": d.session, "events": d.home.events}
+
+
+def _mismatch(client: int) -> str:
+    """What a client speaking protocol ``client`` is told: both versions, and which side to upgrade."""
+    versions = f"this daemon (stratcast {version()}) speaks protocol {PROTOCOL}, the client protocol {client}"
+    if client < PROTOCOL:
+        return f"{versions}: the client is older; upgrade it to stratcast {version()} (pip install -U stratcast)"
+    return f"{versions}: the client is newer; upgrade the daemon (pip install -U stratcast), then restart stratcastd"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stratcast.daemon.handlers.context import DaemonContext
+from stratcast.shared.events import QueuePaused, QueueResumed
 from stratcast.shared.protocol import PauseQueue, ResumeQueue
 
 
@@ -20,6 +21,6 @@ async def resume(d: DaemonContext, req: ResumeQueue) -> dict[str, Any]:
 
 def _set(d: DaemonContext, paused: bool) -> dict[str, Any]:
     d.db.set_meta("queue_paused", paused)
-    d.publish("daemon", {"queue_paused": paused})
+    d.publish(QueuePaused() if paused else QueueResumed())
     d.kick()
     return {"queue_paused": paused}

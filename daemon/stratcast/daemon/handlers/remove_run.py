@@ -8,6 +8,7 @@ from typing import Any
 
 from stratcast.daemon.handlers.common import BadState
 from stratcast.daemon.handlers.context import DaemonContext
+from stratcast.shared.events import RunRemoved
 from stratcast.shared.protocol import RemoveRun
 
 
@@ -17,7 +18,7 @@ async def handle(d: DaemonContext, req: RemoveRun) -> dict[str, Any]:
     if run.state == "running":
         raise BadState(f"run {run.id} is running: stop or kill it first")
     d.db.remove_run(run.id)
-    d.publish("run", {"removed": run.id})
+    d.publish(RunRemoved(), run.id)
     d.kick()
     await asyncio.to_thread(shutil.rmtree, run.out, True)
     return {"removed": run.id}

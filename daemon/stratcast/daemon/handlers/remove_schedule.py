@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stratcast.daemon.handlers.context import DaemonContext
+from stratcast.shared.events import ScheduleRemoved
 from stratcast.shared.protocol import RemoveSchedule
 
 
@@ -13,5 +14,5 @@ async def handle(d: DaemonContext, req: RemoveSchedule) -> dict[str, Any]:
     d.db.get_schedule(req.schedule)
     d.timetable.remove(req.schedule)
     d.db.remove_schedule(req.schedule)
-    d.publish("schedule", {"removed": req.schedule})
+    d.publish(ScheduleRemoved(schedule=req.schedule))
     return {"removed": req.schedule}

@@ -9,6 +9,7 @@ from typing import Any
 from stratcast.daemon.handlers.common import BadState, HandlerError
 from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.handlers.submit import queue_job
+from stratcast.shared.events import NoticeGiven, ScheduleUpdated
 from stratcast.shared.protocol import RunInfo, RunScheduleNow, to_builtins
 
 log = logging.getLogger("stratcastd")
@@ -60,5 +61,5 @@ def _after_fire(d: DaemonContext, schedule_id: int, *, run_id: int | None = None
     s = d.db.update_schedule(schedule_id, **fields)
     if skipped:
         log.warning(skipped)
-        d.publish("daemon", {"notice": skipped})
-    d.publish("schedule", {"schedule": to_builtins(s)})
+        d.publish(NoticeGiven(message=skipped))
+    d.publish(ScheduleUpdated(schedule=s))

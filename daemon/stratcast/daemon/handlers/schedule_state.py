@@ -7,6 +7,7 @@ from typing import Any
 
 from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.daemon.schedules import first_fire, make_trigger
+from stratcast.shared.events import ScheduleUpdated
 from stratcast.shared.protocol import PauseSchedule, ResumeSchedule, ScheduleInfo, to_builtins
 
 
@@ -24,5 +25,5 @@ async def resume(d: DaemonContext, req: ResumeSchedule) -> dict[str, Any]:
 
 def _set(d: DaemonContext, s: ScheduleInfo) -> dict[str, Any]:
     d.timetable.put(s)
-    d.publish("schedule", {"schedule": to_builtins(s)})
+    d.publish(ScheduleUpdated(schedule=s))
     return {"schedule": to_builtins(s)}
