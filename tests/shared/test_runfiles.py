@@ -75,6 +75,8 @@ def test_no_source_file_but_runfiles_spells_a_run_folder_or_home_name():
         str(path.relative_to(ROOT)): names
         for root in SOURCES
         for path in sorted(root.rglob("*.py"))
-        if path != NAMES_MODULE and (names := _spelled_names(path))
+        if not any(part.startswith(".") for part in path.relative_to(ROOT).parts)  # virtual envs, caches
+        and path != NAMES_MODULE
+        and (names := _spelled_names(path))
     }
     assert spelled == {}
