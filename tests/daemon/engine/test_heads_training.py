@@ -63,7 +63,8 @@ class NoisyLinear(nn.Module):
     def training_loss(self, x: Tensor, y: Tensor) -> Tensor:
         self.calls += 1
         noisy = y + torch.randn_like(y)
-        return (self.net(torch.cat([x, noisy], dim=-1)) - y).square()
+        err: Tensor = (self.net(torch.cat([x, noisy], dim=-1)) - y).square()
+        return err
 
     def sample(self, x: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
         noise = torch.randn((n, *x.shape[:-1], self.horizon), generator=generator)
