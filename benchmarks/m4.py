@@ -35,7 +35,6 @@ from stratcast.daemon.engine.data.scalers import WindowNorm, fit_scaler
 from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler
 from stratcast.daemon.engine.prediction.forecast import predict
 from stratcast.daemon.engine.spec.config import TrainConfig, parse_value
-from stratcast.daemon.engine.training.losses import point_forecast
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import build_model, make_config
 from stratcast.shared.runfiles import Outputs
@@ -271,7 +270,7 @@ def fit_and_forecast(series: list[Array], horizon: int, setting: Setting, cfg: T
     trainer = Trainer(model, cfg, TrainSampler(windows, split.train_end, cfg.seed), None)
     fit = trainer.fit()
     out = predict(trainer.model, windows.forecast_inputs(), precision=cfg.precision)
-    forecast = scaler.inverse(point_forecast(out, None)).double().numpy()
+    forecast = scaler.inverse(trainer.head.mean(out)).double().numpy()
     return forecast, fit.seconds
 
 

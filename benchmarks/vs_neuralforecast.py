@@ -374,7 +374,7 @@ def stratcast_worker(job: dict[str, Any]) -> dict[str, Any]:
     def one_step() -> None:
         trainer.model.train()
         batch = trainer.sample()
-        trainer.batch_loss(trainer.model(batch.x), batch).backward()
+        trainer.batch_loss(trainer.elementwise_loss(batch), batch).backward()
 
     return {
         "steps_per_s": steps_per_s(marks),

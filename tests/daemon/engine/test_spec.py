@@ -42,7 +42,7 @@ def test_spec_rejects_bad_values_before_the_run_starts():
     [
         (["max_steps=abc"], "dlinear", "max_steps=abc: expected a whole number, got abc"),
         (["learning_rate=fast"], "dlinear", "learning_rate=fast: expected a number, got fast"),
-        (["loss=nope"], "dlinear", "loss='nope' is not one of mse, mae, huber, quantile"),
+        (["loss=nope"], "dlinear", "loss='nope' is not one of mse, mae, huber, quantile, gaussian, student-t, hurdle"),
         ([], "prophet", "unknown model 'prophet'; known models: "),
     ],
 )

@@ -18,7 +18,6 @@ from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_s
 from stratcast.daemon.engine.data.windows import LEVERS, PanelWindows, Split, TrainSampler, validation_windows
 from stratcast.daemon.engine.prediction.forecast import predict
 from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
-from stratcast.daemon.engine.training.losses import point_forecast
 from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
 from stratcast.daemon.engine.training.trainer import StepHook, Trainer
 from stratcast.daemon.engine.training.trainparts import Progress
@@ -168,9 +167,12 @@ def make_trainer(
 
 
 def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
-    """A function mapping (scaled inputs [M, L], their series rows [M]) to raw point forecasts [M, H]."""
+    """A function mapping (scaled inputs [M, L], their series rows [M]) to raw point forecasts [M, H].
+
+    The point forecast is the head's mean (never a median: on zero-heavy panels that is 0 and ranks nothing).
+    """
     cfg = spec.train
-    quantiles = cfg.quantiles if cfg.loss == "quantile" else None
+    head = cfg.head
 
     def run(x: Tensor, rows: Tensor) -> Tensor:
         if isinstance(model, StackedModel):
@@ -179,6 +181,6 @@ def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
             out = predict_stacked(model, full)[rows]
         else:
             out = predict(model, x, precision=cfg.precision)
-        return prep.scaler.inverse(point_forecast(out, quantiles), rows)
+        return prep.scaler.inverse(head.mean(out), rows)
 
     return run

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratcast.daemon.zoo.contract import check_fields, describe_fields, param
+from stratcast.daemon.zoo.heads import LOSSES, Head, make_head
 from stratcast.daemon.zoo.search import among, floats
 
 SCALERS = ("robust", "robust-centered", "standard", "identity", "revin")
-LOSSES = ("mse", "mae", "huber", "quantile")
+ZERO_KEEPING_SCALERS = ("robust", "identity")
+"""Scalers with location 0 and no per-window normalisation: a week without a trade stays exactly 0 when scaled."""
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 PER_STRATEGY_BATCH = 32
@@ -81,14 +83,21 @@ class TrainConfig:
         "mse",
         choices=LOSSES,
         search=among("mse", "huber"),
-        help="training loss; mae collapses to 0 on zero-heavy panels; unset, chosen from the data: mae for level "
-        "series, else mse",
+        help="training loss and output head; the forecast is the mean: mse (the mean, directly), mae (the median: "
+        "collapses to 0 on zero-heavy panels), huber (mse with outliers damped, huber_delta), quantile (pinball "
+        "loss at the quantiles levels), gaussian (normal likelihood), student-t (heavy-tailed likelihood), hurdle "
+        "(P(zero week) times a Student-t: zero-heavy profits; scaler robust or identity); unset, chosen from the "
+        "data: mae for level series, else mse",
     )
     huber_delta: float = param(
         1.0, lo=1e-6, hi=1e6, search=floats(0.1, 10.0, log=True), help="Huber loss threshold (in scaled units)"
     )
     quantiles: tuple[float, ...] = param(
-        (0.1, 0.5, 0.9), lo=0.0, hi=1.0, help="levels for the quantile loss; the point forecast is the median"
+        (0.1, 0.5, 0.9),
+        lo=0.0,
+        hi=1.0,
+        help="levels of the quantile loss, increasing within (0, 1); the forecast is the mean of the quantile "
+        "function through them",
     )
     pad_start: bool = param(
         False, help="allow windows that start before a series' first period, padded with 0 (no trade)"
@@ -112,8 +121,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.loss == "quantile" and (not self.quantiles or 0.5 not in self.quantiles):
-            raise ValueError(f"quantile loss needs 0.5 among quantiles, got {self.quantiles}")
+        self.head  # noqa: B018 (builds the head: validates the quantile levels)
+        if self.loss == "hurdle" and self.scaler not in ZERO_KEEPING_SCALERS:
+            raise ValueError(
+                f"loss=hurdle needs a scaler that keeps a zero week exactly 0, not scaler={self.scaler}: "
+                f"--set scaler={' or --set scaler='.join(ZERO_KEEPING_SCALERS)}"
+            )
+
+    @property
+    def head(self) -> Head:
+        """The output head of :attr:`loss`: its loss, its point forecast (the mean) and its quantiles."""
+        return make_head(self.loss, delta=self.huber_delta, levels=self.quantiles)
 
     @property
     def min_input(self) -> int:
@@ -142,8 +160,8 @@ class TrainConfig:
 
     @property
     def n_outputs(self) -> int:
-        """Outputs per forecast step: one, or one per quantile."""
-        return len(self.quantiles) if self.loss == "quantile" else 1
+        """Outputs per forecast step: the head's ``n_params``."""
+        return self.head.n_params
 
 
 def train_fields() -> set[str]:

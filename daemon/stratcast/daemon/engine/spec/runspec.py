@@ -139,13 +139,16 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
     """``spec`` with its :attr:`~RunSpec.from_data` options chosen from ``panel``, and a log line saying why.
 
     Level series (few zeros, all positive, a level large against the changes, like M4's) get
-    :data:`LEVEL_CHOICE`; every other panel, zero-heavy signed profits first, keeps :data:`PROFIT_CHOICE`.
+    :data:`LEVEL_CHOICE`; every other panel, zero-heavy signed profits first, keeps :data:`PROFIT_CHOICE`. The
+    hurdle loss always gets the profit scaler (a zero must stay 0).
     The line is None when nothing was left to choose.
     """
     if not spec.from_data:
         return spec, None
     level, why = panel_kind(panel)
     chosen: dict[str, Any] = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in spec.from_data}
+    if spec.train.loss == "hurdle" and "scaler" in chosen:
+        chosen["scaler"] = PROFIT_CHOICE["scaler"]  # the hurdle head needs zeros kept exactly 0
     train = dataclasses.replace(spec.train, **chosen)
     others = " or ".join(f"--set {k}=..." for k in spec.from_data)
     note = f"{', '.join(f'{k}: {v}' for k, v in chosen.items())} ({why}; {others} chooses otherwise)"

@@ -22,9 +22,8 @@ from torch.func import functional_call, vmap
 
 from stratcast.daemon.engine.data.windows import PanelWindows, TrainSampler, WindowBatch
 from stratcast.daemon.engine.spec.config import TrainConfig
-from stratcast.daemon.engine.training.losses import elementwise_loss
 from stratcast.daemon.engine.training.trainer import VAL_CHUNK, Trainer
-from stratcast.daemon.engine.training.trainparts import Progress, autocast_for
+from stratcast.daemon.engine.training.trainparts import Progress
 
 MEMBER_SEED_BITS = 62
 
@@ -288,10 +287,8 @@ class StackedTrainer(Trainer):
         """One step; returns the mean of the members' losses (the optimised loss is their sum)."""
         return super().train_step() / self.n_members
 
-    def member_losses(self, out: Tensor, batch: WindowBatch) -> tuple[Tensor, Tensor]:
-        """Per-member masked loss sums and target counts, each [N], of outputs [N, b, H, O]."""
-        c = self.cfg
-        err = elementwise_loss(c.loss, out.float(), batch.y, delta=c.huber_delta, quantiles=c.quantiles)
+    def member_losses(self, err: Tensor, batch: WindowBatch) -> tuple[Tensor, Tensor]:
+        """Per-member masked sums of the elementwise loss ``err`` [N, b, H] and target counts, each [N]."""
         weights = batch.mask.to(err.dtype)  # [N, b, H]
         return (err * weights).sum(dim=(1, 2)), weights.sum(dim=(1, 2))
 
@@ -299,14 +296,14 @@ class StackedTrainer(Trainer):
         """[N] scored targets of each member in the step's windows [N, b, H]."""
         return batch.mask.to(torch.float32).sum(dim=(1, 2))
 
-    def micro_loss(self, out: Tensor, part: WindowBatch, count: Tensor) -> Tensor:
+    def micro_loss(self, err: Tensor, part: WindowBatch, count: Tensor) -> Tensor:
         """Sum over members of each member's loss sum in this micro-batch over its step ``count`` [N]."""
-        total, _ = self.member_losses(out, part)
+        total, _ = self.member_losses(err, part)
         return (total / count.clamp(min=1)).sum()
 
-    def batch_loss(self, out: Tensor, batch: WindowBatch) -> Tensor:
+    def batch_loss(self, err: Tensor, batch: WindowBatch) -> Tensor:
         """Sum over members of each member's masked mean loss: member ``i`` gets exactly its own gradient."""
-        total, count = self.member_losses(out, batch)
+        total, count = self.member_losses(err, batch)
         return (total / count.clamp(min=1)).sum()
 
     def clip(self) -> None:
@@ -336,9 +333,7 @@ class StackedTrainer(Trainer):
         step = max(1, VAL_CHUNK // self.n_members)
         for lo in range(0, n_val, step):
             part = self.val.map(lambda t: t[:, lo : lo + step])  # noqa: B023 (used at once)
-            with autocast_for(self.device, self.cfg.precision):
-                out = self.model(part.x)
-            t, c = self.member_losses(out, part)
+            t, c = self.member_losses(self.elementwise_loss(part), part)
             total += t
             count += c
         return total / count.clamp(min=1)

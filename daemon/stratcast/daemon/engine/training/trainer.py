@@ -1,9 +1,13 @@
 """The trainer: AdamW, an LR schedule, gradient clipping, early stopping that restores the best weights.
 
 The loop is deliberately plain (one sampled batch of windows per step, one optimizer step). Its hooks
-(:meth:`Trainer.sample`, :meth:`Trainer.batch_loss`, :meth:`Trainer.target_count`, :meth:`Trainer.micro_loss`,
-:meth:`Trainer.clip`, :meth:`Trainer.validation_loss`, :meth:`Trainer.improved`) are what per-strategy (stacked)
-training overrides.
+(:meth:`Trainer.sample`, :meth:`Trainer.elementwise_loss`, :meth:`Trainer.batch_loss`, :meth:`Trainer.target_count`,
+:meth:`Trainer.micro_loss`, :meth:`Trainer.clip`, :meth:`Trainer.validation_loss`, :meth:`Trainer.improved`) are what
+per-strategy (stacked) training overrides.
+
+Losses: the trainer knows no loss by name. The run's output head (``cfg.head``, see
+:mod:`stratcast.daemon.zoo.heads`) scores the model's outputs elementwise; a model that implements
+:class:`~stratcast.daemon.zoo.heads.OwnLoss` scores itself. The trainer masks and averages either.
 
 Micro-batches: a step draws its ``batch_size`` windows once and runs them as micro-batches of
 ``micro_batch_size`` (0: all at once) whose gradients accumulate. Each micro-batch's loss is its masked loss
@@ -59,7 +63,7 @@ from stratcast.daemon.engine.memory.oom import (
     release_memory,
 )
 from stratcast.daemon.engine.spec.config import TrainConfig
-from stratcast.daemon.engine.training.losses import elementwise_loss, masked_mean
+from stratcast.daemon.engine.training.losses import masked_mean
 from stratcast.daemon.engine.training.trainparts import (
     FitResult,
     LossMeter,
@@ -70,6 +74,7 @@ from stratcast.daemon.engine.training.trainparts import (
     split,
 )
 from stratcast.daemon.zoo.contract import supports_activation_checkpointing
+from stratcast.daemon.zoo.heads import OwnLoss
 
 VAL_CHUNK = 65_536
 PROGRESS_EVERY = 10
@@ -95,6 +100,8 @@ class Trainer:
         on_step: StepHook | None = None,
     ) -> None:
         self.cfg, self.sampler, self.val = cfg, sampler, val
+        self.head = cfg.head
+        """Scores the model's outputs (unless the model has its own loss)."""
         self.device = sampler.windows.padded.device
         self.model = model.to(self.device)
         self.on_progress, self.should_stop, self.on_step = on_progress, should_stop, on_step
@@ -135,20 +142,24 @@ class Trainer:
         """Training windows one step draws (``batch_size``), for the epoch and rate in progress reports."""
         return self.cfg.batch_size
 
-    def batch_loss(self, out: Tensor, batch: WindowBatch) -> Tensor:
-        """Scalar loss of outputs [B, H, O] against the batch's masked targets."""
-        c = self.cfg
-        err = elementwise_loss(c.loss, out.float(), batch.y, delta=c.huber_delta, quantiles=c.quantiles)
+    def elementwise_loss(self, part: WindowBatch) -> Tensor:
+        """The unmasked float32 loss [..., H] of each target of ``part``: the model's own, or its head's."""
+        with autocast_for(self.device, self.cfg.precision):
+            if isinstance(self.model, OwnLoss):
+                return self.model.training_loss(part.x, part.y).float()
+            out = self.model(part.x)
+        return self.head.loss(out.float(), part.y)
+
+    def batch_loss(self, err: Tensor, batch: WindowBatch) -> Tensor:
+        """Scalar loss: the mean of the elementwise loss ``err`` [B, H] over the batch's scored targets."""
         return masked_mean(err, batch.mask)
 
     def target_count(self, batch: WindowBatch) -> Tensor:
         """The number of scored targets in a step's windows: the denominator of the step's mean loss."""
         return batch.mask.to(torch.float32).sum()
 
-    def micro_loss(self, out: Tensor, part: WindowBatch, count: Tensor) -> Tensor:
-        """A micro-batch's share of the step's loss: its masked loss sum over the step's ``count`` targets."""
-        c = self.cfg
-        err = elementwise_loss(c.loss, out.float(), part.y, delta=c.huber_delta, quantiles=c.quantiles)
+    def micro_loss(self, err: Tensor, part: WindowBatch, count: Tensor) -> Tensor:
+        """A micro-batch's share of the step's loss: its masked loss sum (of ``err``) over the step's ``count``."""
         return (err * part.mask.to(err.dtype)).sum() / count.clamp(min=1)
 
     def clip(self) -> None:
@@ -163,10 +174,8 @@ class Trainer:
         total, count = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
         for lo in range(0, self.val.x.shape[0], VAL_CHUNK):
             part = self.val.map(lambda t: t[lo : lo + VAL_CHUNK])  # noqa: B023 (used at once)
-            with autocast_for(self.device, self.cfg.precision):
-                out = self.model(part.x)
             n = part.mask.sum()
-            total += self.batch_loss(out, part) * n
+            total += self.batch_loss(self.elementwise_loss(part), part) * n
             count += n
         return total / count.clamp(min=1)
 
@@ -243,10 +252,9 @@ class Trainer:
         self.sampler.load_state_dict(position)
         part = split(batch, micro_batch, self.split_dim)[0]
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast_for(self.device, self.cfg.precision):
-            out = self.model(part.x)
-        inject_fault(out, part.x.shape[self.split_dim], self.fault_limit)
-        self.micro_loss(out, part, self.target_count(part)).backward()  # type: ignore[no-untyped-call]
+        err = self.elementwise_loss(part)
+        inject_fault(err, part.x.shape[self.split_dim], self.fault_limit)
+        self.micro_loss(err, part, self.target_count(part)).backward()  # type: ignore[no-untyped-call]
         self.clip()
         self.optimizer.step()
 
@@ -257,10 +265,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         for part in split(batch, self.micro.current, self.split_dim):
-            with autocast_for(self.device, self.cfg.precision):
-                out = self.model(part.x)
-            inject_fault(out, part.x.shape[self.split_dim], self.fault_limit)
-            loss = self.micro_loss(out, part, count)
+            err = self.elementwise_loss(part)
+            inject_fault(err, part.x.shape[self.split_dim], self.fault_limit)
+            loss = self.micro_loss(err, part, count)
             loss.backward()  # type: ignore[no-untyped-call]
             total += loss.detach()
         return total

@@ -1,0 +1,101 @@
+"""Pins the forecasts of every catalog model trained with the point losses (mse, mae, huber).
+
+The hashes were recorded before the training losses and point forecasts moved into the zoo's output heads
+(``zoo/heads.py``): the point heads must give bit-for-bit the forecasts the old ``elementwise_loss`` and
+``point_forecast`` gave. Each case trains a tiny model for a few seeded steps on a small synthetic panel through
+the job's own pieces (``prepare``, ``make_model``, ``make_trainer``, ``forecaster``) on the CPU and hashes the
+forecast's float32 bytes. A hash that changes means the forecasts changed: if that is intended (a model or the
+trainer changed on purpose), record the new hashes with ``STRATCAST_PRINT_PINS=1`` and say why in the commit.
+Hashes of float bytes are stable for one torch build on one CPU; they are pinned to the build in ``TORCH``.
+"""
+
+import dataclasses
+import hashlib
+import os
+
+import pytest
+import torch
+
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run.build import forecaster, make_model, make_trainer, prepare
+from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.spec.runspec import RunSpec
+from stratcast.daemon.zoo.catalog import CATALOG, get_entry
+
+TORCH = "2.13.0"
+TRAIN = TrainConfig(
+    input_size=12, horizon=4, max_steps=6, batch_size=16, val_check_steps=3, seed=5, precision="fp32", huber_delta=0.5
+)
+
+PINS: dict[str, str] = {
+    "dlinear/batch/mse": "6e676da9a1552309",
+    "dlinear/batch/mae": "f004ab0348e8df0a",
+    "dlinear/batch/huber": "01a63bfcb8d051fe",
+    "mlp/batch/mse": "20912ea67a856abc",
+    "mlp/batch/mae": "6f97b731215dde10",
+    "mlp/batch/huber": "e862fb5e946ed23b",
+    "nbeats/batch/mse": "57fb07802b5cd576",
+    "nbeats/batch/mae": "e209749f2f07be93",
+    "nbeats/batch/huber": "70f13d51560ef9f3",
+    "nbeats-i/batch/mse": "5430191c10e00844",
+    "nbeats-i/batch/mae": "13cef55fd6415611",
+    "nbeats-i/batch/huber": "ce473be8385c606e",
+    "nhits/batch/mse": "9c7b01c7cc8d2e68",
+    "nhits/batch/mae": "eb8d8e20e061d811",
+    "nhits/batch/huber": "0ec73d6d989775e2",
+    "lstm/batch/mse": "c948c376311eec12",
+    "lstm/batch/mae": "716c9ffdc862ce1b",
+    "lstm/batch/huber": "2a373c3fc909d813",
+    "gru/batch/mse": "e205cf5b78cdeff5",
+    "gru/batch/mae": "092fcb384537e6a4",
+    "gru/batch/huber": "e0eb1a01fd3c4c7d",
+    "tcn/batch/mse": "63546b2264f92cb5",
+    "tcn/batch/mae": "c6be7907f6596366",
+    "tcn/batch/huber": "d8d867b24c3f040e",
+    "tide/batch/mse": "d020aff961e316e4",
+    "tide/batch/mae": "e0b4f66aed7c8f6d",
+    "tide/batch/huber": "8f957c0e78c5f129",
+    "patchtst/batch/mse": "b8f0f83e556b6530",
+    "patchtst/batch/mae": "4e99f93c4257d28e",
+    "patchtst/batch/huber": "96d0599b2f129ff9",
+    "itransformer/batch/mse": "a424d6d770bf7324",
+    "itransformer/batch/mae": "7f801903c049a440",
+    "itransformer/batch/huber": "75e4e541213766a5",
+    "dlinear/per-strategy/mse": "a4835a61bdec2e70",
+    "dlinear/per-strategy/mae": "4c15a84bb08f76bb",
+    "dlinear/per-strategy/huber": "fc2c72bdd5922125",
+}
+
+
+def cases() -> list[tuple[str, str, str]]:
+    """(model, mode, loss): every model in batch mode, plus the stackable dlinear in per-strategy mode."""
+    out = [(name, "batch", loss) for name in CATALOG for loss in ("mse", "mae", "huber")]
+    return out + [("dlinear", "per-strategy", loss) for loss in ("mse", "mae", "huber")]
+
+
+def forecast_hash(tmp_path, model: str, mode: str, loss: str) -> str:
+    path = tmp_path / "panel.parquet"
+    if not path.exists():
+        make_strategy_panel(6, 40, seed=4).to_parquet(path, index=False)
+    tiny = get_entry(model).config_cls.tiny()
+    params = {f.name: getattr(tiny, f.name) for f in dataclasses.fields(tiny)}
+    train = dataclasses.replace(TRAIN, loss=loss, batch_size=4 if mode == "per-strategy" else TRAIN.batch_size)
+    spec = RunSpec(data=str(path), model=model, out="-", mode=mode, device="cpu", train=train, model_params=params)
+    prep = prepare(spec, torch.device("cpu"), lambda line: None)
+    torch.manual_seed(train.seed)
+    net = make_model(prep.spec, prep.panel.n_series)
+    trainer = make_trainer(prep.spec, net, prep, None, None)
+    trainer.fit()
+    rows = torch.arange(prep.panel.n_series)
+    forecast = forecaster(prep.spec, trainer.model, prep)(prep.windows.forecast_inputs(), rows)
+    assert forecast.dtype == torch.float32 and forecast.shape == (prep.panel.n_series, 4)
+    return hashlib.sha256(forecast.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.skipif(torch.__version__.split("+")[0] != TORCH, reason=f"hashes recorded with torch {TORCH}")
+@pytest.mark.parametrize(("model", "mode", "loss"), cases())
+def test_point_losses_give_the_forecasts_recorded_before_heads(tmp_path, model, mode, loss):
+    digest = forecast_hash(tmp_path, model, mode, loss)
+    if os.environ.get("STRATCAST_PRINT_PINS"):
+        print(f'    "{model}/{mode}/{loss}": "{digest}",')
+    assert digest == PINS[f"{model}/{mode}/{loss}"]
