@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -21,12 +22,19 @@ from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_dat
 from stratcast.daemon.engine.training.losses import point_forecast
 from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
 from stratcast.daemon.engine.training.trainer import StepHook, Trainer
-from stratcast.daemon.engine.training.trainparts import Progress
-from stratcast.daemon.zoo.catalog import build_model
+from stratcast.daemon.engine.training.trainparts import Progress, side_inputs
+from stratcast.daemon.zoo.catalog import get_entry
 from stratcast.daemon.zoo.contract import set_activation_checkpointing
 
 Log = Callable[[str], None]
-Forecaster = Callable[[Tensor, Tensor], Tensor]
+
+
+class Forecaster(Protocol):
+    """Raw point forecasts [M, H] from scaled inputs [M, L] of series ``rows`` [M] (at ``origin`` [M])."""
+
+    def __call__(self, x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
+        """Forecast; ``origin`` (each input's first forecast period) is needed by models that declare it."""
+        ...
 
 
 @dataclass
@@ -129,12 +137,18 @@ def ragged_note(panel: Panel) -> str | None:
 
 
 def make_model(spec: RunSpec, n_series: int) -> nn.Module:
-    """The zoo model (wrapped for per-window normalisation, stacked for per-strategy mode)."""
+    """The zoo model (wrapped for per-window normalisation, stacked for per-strategy mode).
+
+    ``n_series`` (the panel's series) sizes a stacked ensemble and a model with per-series parameters.
+    """
     cfg = spec.train
     config = spec.model_config()
+    entry = get_entry(spec.model)
 
     def one() -> nn.Module:
-        m = build_model(spec.model, config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs)
+        m = entry.build(
+            config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs, n_series=n_series
+        )
         if cfg.activation_checkpointing:
             set_activation_checkpointing(m, True)
         return WindowNorm(m) if cfg.scaler == "revin" else m
@@ -155,30 +169,36 @@ def make_trainer(
     """A batch-mode trainer, or a stacked one for per-strategy mode."""
     val = validation_windows(prep.windows, prep.split) if prep.split.val_size else None
     cfg = spec.train
+    caps = get_entry(spec.model).capabilities
     trainer: Trainer
     if spec.mode == "per-strategy":
         stacked = StackedSampler(prep.windows, prep.split.train_end, cfg.seed)
         assert isinstance(model, StackedModel)
-        trainer = StackedTrainer(model, cfg, stacked, val, on_progress=on_progress, should_stop=should_stop)
+        trainer = StackedTrainer(
+            model, cfg, stacked, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps
+        )
     else:
         sampler = TrainSampler(prep.windows, prep.split.train_end, cfg.seed)
-        trainer = Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop)
+        trainer = Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps)
     trainer.on_step = on_step
     return trainer
 
 
 def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
-    """A function mapping (scaled inputs [M, L], their series rows [M]) to raw point forecasts [M, H]."""
+    """A function mapping (scaled inputs [M, L], their series rows [M], origins [M]) to raw point forecasts [M, H]."""
     cfg = spec.train
     quantiles = cfg.quantiles if cfg.loss == "quantile" else None
+    caps = get_entry(spec.model).capabilities
 
-    def run(x: Tensor, rows: Tensor) -> Tensor:
+    def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
+        side = side_inputs(caps, rows, origin)
         if isinstance(model, StackedModel):
-            # every member forecasts its own series: place the rows' inputs at their members
+            # every member forecasts its own series: place the rows' inputs (and side inputs) at their members
             full = x.new_zeros(model.n_members, x.shape[1]).index_copy(0, rows, x)
-            out = predict_stacked(model, full)[rows]
+            every = {k: v.new_zeros(model.n_members).index_copy(0, rows, v) for k, v in side.items()}
+            out = predict_stacked(model, full, every)[rows]
         else:
-            out = predict(model, x, precision=cfg.precision)
+            out = predict(model, x, side=side, precision=cfg.precision)
         return prep.scaler.inverse(point_forecast(out, quantiles), rows)
 
     return run

@@ -67,9 +67,10 @@ from stratcast.daemon.engine.training.trainparts import (
     autocast_for,
     make_optimizer,
     make_scheduler,
+    side_inputs,
     split,
 )
-from stratcast.daemon.zoo.contract import supports_activation_checkpointing
+from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, supports_activation_checkpointing
 
 VAL_CHUNK = 65_536
 PROGRESS_EVERY = 10
@@ -81,7 +82,10 @@ StepHook = Callable[["Trainer"], None]
 
 
 class Trainer:
-    """Trains one model on windows drawn from a :class:`TrainSampler`."""
+    """Trains one model on windows drawn from a :class:`TrainSampler`.
+
+    ``capabilities`` (the model's catalog entry's) say which side inputs the model is called with (:meth:`forward`).
+    """
 
     def __init__(
         self,
@@ -93,8 +97,9 @@ class Trainer:
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         on_step: StepHook | None = None,
+        capabilities: Capabilities = UNIVARIATE,
     ) -> None:
-        self.cfg, self.sampler, self.val = cfg, sampler, val
+        self.cfg, self.sampler, self.val, self.capabilities = cfg, sampler, val, capabilities
         self.device = sampler.windows.padded.device
         self.model = model.to(self.device)
         self.on_progress, self.should_stop, self.on_step = on_progress, should_stop, on_step
@@ -125,6 +130,11 @@ class Trainer:
         """``perf_counter`` at the start and end (None while it runs) of the latest fit; None before any."""
 
     # -- hooks -------------------------------------------------------------------------------------------------
+
+    def forward(self, batch: WindowBatch) -> Tensor:
+        """The model's outputs for ``batch``: its inputs plus the side inputs the model declares."""
+        out: Tensor = self.model(batch.x, **side_inputs(self.capabilities, batch.rows, batch.origin))
+        return out
 
     def sample(self) -> WindowBatch:
         """The windows of one step."""
@@ -164,7 +174,7 @@ class Trainer:
         for lo in range(0, self.val.x.shape[0], VAL_CHUNK):
             part = self.val.map(lambda t: t[lo : lo + VAL_CHUNK])  # noqa: B023 (used at once)
             with autocast_for(self.device, self.cfg.precision):
-                out = self.model(part.x)
+                out = self.forward(part)
             n = part.mask.sum()
             total += self.batch_loss(out, part) * n
             count += n
@@ -244,7 +254,7 @@ class Trainer:
         part = split(batch, micro_batch, self.split_dim)[0]
         self.optimizer.zero_grad(set_to_none=True)
         with autocast_for(self.device, self.cfg.precision):
-            out = self.model(part.x)
+            out = self.forward(part)
         inject_fault(out, part.x.shape[self.split_dim], self.fault_limit)
         self.micro_loss(out, part, self.target_count(part)).backward()  # type: ignore[no-untyped-call]
         self.clip()
@@ -258,7 +268,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for part in split(batch, self.micro.current, self.split_dim):
             with autocast_for(self.device, self.cfg.precision):
-                out = self.model(part.x)
+                out = self.forward(part)
             inject_fault(out, part.x.shape[self.split_dim], self.fault_limit)
             loss = self.micro_loss(out, part, count)
             loss.backward()  # type: ignore[no-untyped-call]
