@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from stratcast.daemon.engine.training.stacked import StackedModel, StackedSample
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import CATALOG, ModelEntry
 from stratcast.daemon.zoo.contract import Capabilities
-from tests.daemon.zoo.toys import CROSS_MEAN, ORIGIN_WAVE, SERIES_BIAS, NoisyLinear, OriginWave, ToyConfig, toy
+from tests.daemon.zoo.toys import ORIGIN_WAVE, SERIES_BIAS, NoisyLinear, OriginWave, ToyConfig, toy
 
 L, H, N, T = 8, 4, 6, 60
 CFG = TrainConfig(input_size=L, horizon=H, batch_size=32, max_steps=4, val_check_steps=2, seed=0)
@@ -43,27 +44,35 @@ def level_panel(path: Path, levels: list[float]) -> Path:
     return path
 
 
-def test_a_per_series_model_learns_a_bias_for_each_series_through_the_job(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    listed(monkeypatch, SERIES_BIAS)
-    levels = [-2.0, -1.0, -0.3, 0.4, 1.0, 2.0]
+LEVELS = [-2.0, -1.0, -0.3, 0.4, 1.0, 2.0]
+
+
+def level_job(tmp_path: Path, model: str, sets: list[str]) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
+    """Train ``model`` on the level panel through a whole job; each series' mean forecast and the metrics."""
     spec = build_spec(
-        data=str(level_panel(tmp_path / "levels.parquet", levels)),
-        model=SERIES_BIAS.name,
+        data=str(level_panel(tmp_path / "levels.parquet", LEVELS)),
+        model=model,
         out=str(tmp_path / "out"),
         id_col="strategy",
         device="cpu",
         horizon=H,
         input_size=L,
         holdout=H,
-        sets=["window=false", "scaler=identity", "loss=mse", "learning_rate=0.05", "max_steps=150", "batch_size=64"],
+        sets=["scaler=identity", "loss=mse", "learning_rate=0.05", "max_steps=150", *sets],
     )
     result = run_job(spec, log=lambda m: None)
     forecast = pd.read_parquet(result.out_dir / "forecast.parquet").groupby("strategy")["forecast"].mean()
+    return forecast[[f"s{i}" for i in range(N)]].to_numpy(), result.metrics
+
+
+def test_a_per_series_model_learns_a_bias_for_each_series_through_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    listed(monkeypatch, SERIES_BIAS)
+    forecast, metrics = level_job(tmp_path, SERIES_BIAS.name, ["window=false", "batch_size=64"])
     # a bias alone (the window unread) can only tell the series apart by their ids
-    np.testing.assert_allclose(forecast[[f"s{i}" for i in range(N)]].to_numpy(), levels, atol=0.15)
-    assert result.metrics["holdout"]["strategies"] == N
+    np.testing.assert_allclose(forecast, LEVELS, atol=0.15)
+    assert metrics["holdout"]["strategies"] == N
 
 
 class Recorder(nn.Module):
@@ -160,7 +169,6 @@ def test_stacked_members_get_their_own_windows_origins_and_learn_from_them() -> 
 @pytest.mark.parametrize(
     ("entry", "refusal"),
     [
-        (CROSS_MEAN, "multivariate"),
         (toy("toy-own-loss", NoisyLinear, "own loss", Capabilities(own_loss=True, stackable=False)), "own loss"),
         (ORIGIN_WAVE, "origins"),
     ],

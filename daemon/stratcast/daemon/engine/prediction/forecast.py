@@ -79,6 +79,30 @@ def predict(
     return torch.cat(outs) if outs else x.new_zeros(0)
 
 
+def predict_series(
+    model: nn.Module, x: Tensor, *, series: int, side: dict[str, Tensor], precision: str = "auto"
+) -> Tensor:
+    """A multivariate model's outputs [M, H, O] for ``x`` [M, L] (one window per series), ``series`` at a time.
+
+    The rows are cut into windows of ``series`` consecutive rows ([M, L] -> [G, S, L]); the last window takes the
+    last ``series`` rows (overlapping the one before: no series is read twice in a window), or, when there are
+    fewer rows than that, repeats the last row. ``side`` [M] each is cut alike; :func:`predict` runs the windows.
+    """
+    m = x.shape[0]
+    starts = list(range(0, m - series + 1, series))
+    if m % series and m > series:
+        starts.append(m - series)
+    offsets = torch.arange(series, device=x.device)
+    if m >= series:
+        index = torch.tensor(starts, device=x.device)[:, None] + offsets  # [G, S]
+    else:
+        index = offsets.clamp(max=m - 1)[None, :]  # [1, S]: the last row repeated
+    out = predict(model, x[index], side={k: v[index] for k, v in side.items()}, precision=precision)  # [G, S, H, O]
+    result = out.new_empty(m, *out.shape[2:])
+    result[index.flatten()] = out.flatten(0, 1)  # [G, S, H, O] -> [G*S, H, O]; overlaps write the same series
+    return result
+
+
 def _forward_fn(model: nn.Module, example: Tensor, side: dict[str, Tensor], precision: str, graphs: bool) -> Forward:
     if graphs:
         return GraphedForward(model, example, side, precision)

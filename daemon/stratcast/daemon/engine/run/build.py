@@ -16,8 +16,16 @@ from torch import Tensor, nn
 from stratcast.daemon.engine.data.load import drop_short, load_panel
 from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_scaler
-from stratcast.daemon.engine.data.windows import LEVERS, PanelWindows, Split, TrainSampler, validation_windows
-from stratcast.daemon.engine.prediction.forecast import predict
+from stratcast.daemon.engine.data.windows import (
+    LEVERS,
+    PanelWindows,
+    SeriesSampler,
+    Split,
+    TrainSampler,
+    group_series,
+    validation_windows,
+)
+from stratcast.daemon.engine.prediction.forecast import predict, predict_series
 from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
 from stratcast.daemon.engine.training.losses import point_forecast
 from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
@@ -166,12 +174,19 @@ def make_trainer(
     should_stop: Callable[[], bool] | None,
     on_step: StepHook | None = None,
 ) -> Trainer:
-    """A batch-mode trainer, or a stacked one for per-strategy mode."""
+    """A batch-mode trainer (on windows of several series for a multivariate model), or a stacked one."""
     val = validation_windows(prep.windows, prep.split) if prep.split.val_size else None
     cfg = spec.train
     caps = get_entry(spec.model).capabilities
     trainer: Trainer
-    if spec.mode == "per-strategy":
+    if caps.multivariate:
+        series = series_per_window(spec, prep.windows.n_series)
+        multi = SeriesSampler(prep.windows, prep.split.train_end, cfg.seed, series=series)
+        grouped = None if val is None else group_series(val, series)
+        trainer = Trainer(
+            model, cfg, multi, grouped, on_progress=on_progress, should_stop=should_stop, capabilities=caps
+        )
+    elif spec.mode == "per-strategy":
         stacked = StackedSampler(prep.windows, prep.split.train_end, cfg.seed)
         assert isinstance(model, StackedModel)
         trainer = StackedTrainer(
@@ -182,6 +197,12 @@ def make_trainer(
         trainer = Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps)
     trainer.on_step = on_step
     return trainer
+
+
+def series_per_window(spec: RunSpec, n_series: int) -> int:
+    """The series in each window of a multivariate model: ``series_per_window``, at most (and for 0) all of them."""
+    wanted = spec.train.series_per_window
+    return n_series if wanted == 0 else min(wanted, n_series)
 
 
 def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
@@ -197,6 +218,9 @@ def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
             full = x.new_zeros(model.n_members, x.shape[1]).index_copy(0, rows, x)
             every = {k: v.new_zeros(model.n_members).index_copy(0, rows, v) for k, v in side.items()}
             out = predict_stacked(model, full, every)[rows]
+        elif caps.multivariate:
+            series = series_per_window(spec, prep.windows.n_series)
+            out = predict_series(model, x, series=series, side=side, precision=cfg.precision)
         else:
             out = predict(model, x, side=side, precision=cfg.precision)
         return prep.scaler.inverse(point_forecast(out, quantiles), rows)

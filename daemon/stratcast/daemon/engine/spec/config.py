@@ -90,6 +90,12 @@ class TrainConfig:
     quantiles: tuple[float, ...] = param(
         (0.1, 0.5, 0.9), lo=0.0, hi=1.0, help="levels for the quantile loss; the point forecast is the median"
     )
+    series_per_window: int = param(
+        0,
+        lo=0,
+        hi=1_000_000,
+        help="multivariate models: series per window, a random subset for every window (0: every series)",
+    )
     pad_start: bool = param(
         False, help="allow windows that start before a series' first period, padded with 0 (no trade)"
     )

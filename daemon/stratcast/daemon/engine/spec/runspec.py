@@ -85,11 +85,6 @@ def check_capabilities(model: str, mode: str) -> None:
     caps = get_entry(model).capabilities
     if mode == "per-strategy" and not caps.stackable:
         raise ValueError(f"model {model!r} cannot be stacked for per-strategy mode (it does not vmap)")
-    if caps.multivariate:
-        raise ValueError(
-            f"model {model!r} is multivariate (it reads several series at the same origins): the engine does not "
-            "draw such windows yet; choose a univariate model"
-        )
     if caps.own_loss:
         raise ValueError(f"model {model!r} computes its own loss, which the trainer does not call yet")
     if caps.origin:
