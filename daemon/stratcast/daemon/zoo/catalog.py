@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from stratcast.daemon.zoo.contract import ModelConfig, describe_fields
+from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
 from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerConfig
@@ -34,24 +34,42 @@ class ModelEntry:
     name: str
     """Name used on the command line and in run specs (lower case)."""
     model_cls: type[nn.Module]
-    """The ``nn.Module``; built as ``model_cls(config, input_size=, horizon=, n_outputs=)``."""
+    """The ``nn.Module``; built by :meth:`build`."""
     config_cls: type[ModelConfig]
     """Its architecture config (a :class:`ModelConfig` subclass with ``tiny()``)."""
     summary: str
     """One line on what the model is."""
     paper: str
     """The paper it is implemented from."""
-    stackable: bool = True
-    """Whether it runs under ``torch.func.vmap`` and so in per-strategy (stacked) mode."""
-    checkpointing: bool = False
-    """Whether the ``activation_checkpointing`` training option applies (its blocks are ``Checkpointable``)."""
+    capabilities: Capabilities = UNIVARIATE
+    """What it is and needs (shapes, side inputs, stacking, checkpointing): see the contract's module docstring."""
     train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Training options this model trains better with than ``TrainConfig``'s defaults; a user's ``--set`` wins."""
+
+    def build(
+        self, config: ModelConfig, *, input_size: int, horizon: int, n_outputs: int = 1, n_series: int | None = None
+    ) -> nn.Module:
+        """Instantiate the model for these shapes; ``n_series`` (the panel's series) reaches per-series models only.
+
+        Raises:
+            TypeError: for a config of another model.
+            ValueError: for a per-series model without ``n_series``.
+        """
+        if not isinstance(config, self.config_cls):
+            raise TypeError(f"{self.name} needs a {self.config_cls.__name__}, got {type(config).__name__}")
+        if not self.capabilities.per_series:
+            return self.model_cls(config, input_size=input_size, horizon=horizon, n_outputs=n_outputs)
+        if n_series is None or n_series < 1:
+            raise ValueError(f"{self.name} has parameters per series: it needs n_series >= 1, got {n_series}")
+        return self.model_cls(config, input_size=input_size, horizon=horizon, n_outputs=n_outputs, n_series=n_series)
 
 
 TRANSFORMER_TRAINING: Mapping[str, Any] = MappingProxyType({"learning_rate": 1e-4})
 """The papers' reference scripts train both Transformers at 1e-4 (neuralforecast's PatchTST too): attention is less
 stable at the 1e-3 that suits the MLP-style models."""
+
+CHECKPOINTABLE = Capabilities(checkpointing=True)
+"""A univariate, stackable model built from checkpointable blocks."""
 
 CATALOG: Mapping[str, ModelEntry] = {
     e.name: e
@@ -72,7 +90,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             NBEATSConfig,
             "generic N-BEATS: doubly residual stacks of fully connected blocks",
             "Oreshkin et al., ICLR 2020",
-            checkpointing=True,
+            capabilities=CHECKPOINTABLE,
         ),
         ModelEntry(
             "nbeats-i",
@@ -80,7 +98,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             NBEATSIConfig,
             "interpretable N-BEATS: a polynomial trend stack and a Fourier seasonality stack",
             "Oreshkin et al., ICLR 2020",
-            checkpointing=True,
+            capabilities=CHECKPOINTABLE,
         ),
         ModelEntry(
             "nhits",
@@ -88,7 +106,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             NHITSConfig,
             "N-BEATS-style stacks with multi-rate pooling and interpolated forecasts",
             "Challu et al., AAAI 2023",
-            checkpointing=True,
+            capabilities=CHECKPOINTABLE,
         ),
         ModelEntry(
             "lstm",
@@ -96,7 +114,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             LSTMConfig,
             "LSTM encoder over the window, MLP decoder to the horizon",
             "Hochreiter and Schmidhuber, Neural Computation 1997",
-            stackable=False,
+            capabilities=Capabilities(stackable=False),
         ),
         ModelEntry(
             "gru",
@@ -104,7 +122,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             GRUConfig,
             "GRU encoder over the window, MLP decoder to the horizon",
             "Cho et al., EMNLP 2014",
-            stackable=False,
+            capabilities=Capabilities(stackable=False),
         ),
         ModelEntry(
             "tcn",
@@ -112,7 +130,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             TCNConfig,
             "residual causal dilated convolutions with a linear head",
             "Bai et al., 2018",
-            checkpointing=True,
+            capabilities=CHECKPOINTABLE,
         ),
         ModelEntry(
             "tide",
@@ -120,7 +138,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             TiDEConfig,
             "dense MLP encoder/decoder with a per-step temporal decoder",
             "Das et al., TMLR 2023",
-            checkpointing=True,
+            capabilities=CHECKPOINTABLE,
         ),
         ModelEntry(
             "patchtst",
@@ -128,7 +146,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             PatchTSTConfig,
             "Transformer encoder over patches of the window, flatten head",
             "Nie et al., ICLR 2023",
-            checkpointing=True,
+            capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
         ),
         ModelEntry(
@@ -137,7 +155,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             ITransformerConfig,
             "inverted Transformer over variates derived from the window",
             "Liu et al., ICLR 2024",
-            checkpointing=True,
+            capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
         ),
     )
@@ -165,7 +183,7 @@ def get_entry(name: str) -> ModelEntry:
 
 def checkpointing_models() -> list[str]:
     """Names of the models the ``activation_checkpointing`` training option applies to."""
-    return [name for name, e in CATALOG.items() if e.checkpointing]
+    return [name for name, e in CATALOG.items() if e.capabilities.checkpointing]
 
 
 def check_checkpointing(name: str, mode: str) -> None:
@@ -175,7 +193,7 @@ def check_checkpointing(name: str, mode: str) -> None:
         ValueError: naming the model and the models that support it, or per-strategy mode.
     """
     entry = get_entry(name)
-    if not entry.checkpointing:
+    if not entry.capabilities.checkpointing:
         raise ValueError(
             f"activation_checkpointing does not apply to model {entry.name!r} (it has no checkpointable blocks); "
             f"models that support it: {', '.join(checkpointing_models())}"
@@ -198,23 +216,27 @@ def make_config(name: str, overrides: Mapping[str, Any] | None = None, *, tiny: 
     return dataclasses.replace(base, **dict(overrides or {}))
 
 
-def build_model(name: str, config: ModelConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> nn.Module:
-    """Instantiate a catalog model for the given shapes."""
-    entry = get_entry(name)
-    if not isinstance(config, entry.config_cls):
-        raise TypeError(f"{name} needs a {entry.config_cls.__name__}, got {type(config).__name__}")
-    return entry.model_cls(config, input_size=input_size, horizon=horizon, n_outputs=n_outputs)
+def build_model(
+    name: str, config: ModelConfig, *, input_size: int, horizon: int, n_outputs: int = 1, n_series: int | None = None
+) -> nn.Module:
+    """Instantiate a catalog model for the given shapes (see :meth:`ModelEntry.build`)."""
+    return get_entry(name).build(config, input_size=input_size, horizon=horizon, n_outputs=n_outputs, n_series=n_series)
 
 
 def describe_models() -> list[dict[str, Any]]:
-    """Every model with its parameters (defaults, ranges, search spaces) and training defaults, as plain data."""
+    """Every model with its capabilities, parameters (defaults, ranges, search spaces) and training defaults.
+
+    ``stackable`` and ``checkpointing`` are repeated at the top level for clients that read them there (the TUI's
+    form, the shared report); ``capabilities`` holds every capability.
+    """
     return [
         {
             "name": e.name,
             "summary": e.summary,
             "paper": e.paper,
-            "stackable": e.stackable,
-            "checkpointing": e.checkpointing,
+            "stackable": e.capabilities.stackable,
+            "checkpointing": e.capabilities.checkpointing,
+            "capabilities": e.capabilities.to_dict(),
             "train_defaults": dict(e.train_defaults),
             "params": describe_fields(e.config_cls),
         }

@@ -6,13 +6,31 @@ Contract for a zoo model ``X`` in ``x.py``:
   once, in ``TrainConfig``). Each field is declared with :func:`param`, which records its range or choices and a
   help line, so ``stratcastd models`` and the TUI can describe it and ``__post_init__`` can validate it.
   ``XConfig.tiny()`` returns a config small enough that the whole zoo trains on a CPU in seconds.
-* ``X(nn.Module)``: ``X(config, input_size=L, horizon=H, n_outputs=O)``; ``forward(x)`` maps ``[B, L]`` (one
-  window of one scaled series per row) to ``[B, H, O]`` (``O`` is 1 for point losses, the number of quantiles for
-  the quantile loss).
+* ``X(nn.Module)``: ``X(config, input_size=L, horizon=H, n_outputs=O)``, plus ``n_series=N`` (the panel's number
+  of series) for a model with per-series parameters. ``O`` is 1 for point losses, the number of quantiles for the
+  quantile loss.
+* Its catalog entry declares its :class:`Capabilities` once; the engine reads nothing else about a model.
+
+The call, by capability (``B`` windows, ``L`` inputs, ``H`` horizon, ``O`` outputs, ``S`` series per window)::
+
+    univariate (the default)   forward(x [B, L])               -> [B, H, O]     one window of one series per row
+    multivariate               forward(x [B, S, L])            -> [B, S, H, O]  S series at the same origin per row
+    + per_series               ..., ids=[B] or [B, S] (long)                    each window's series (panel row)
+    + origin                   ..., origin=[B] or [B, S] (long)                 each window's first forecast period
+
+The window batch's inputs come first and positionally; the side inputs a model declares come as keyword tensors
+shaped like the leading dimensions of ``x``, and only those (the engine builds them in one place, from the
+windows' series rows and origins). A model that declares nothing keeps ``forward(x)``, so per-strategy stacking
+(``torch.func.vmap`` over ``functional_call``) still applies to it. Covariates will be further declared side
+inputs. Decoders (TFT, Seq2Seq) stay inside the model. A model with ``own_loss`` computes its training loss itself
+(the ``OwnLoss`` protocol of ``zoo/heads.py``); a ``stochastic`` one draws random numbers in its forward pass
+(sampling), from torch's global generator, so a seed reproduces it. Rows of a univariate model are forecast
+independently; a multivariate model mixes the ``S`` series of a row, and one with per-series parameters refuses
+ids outside ``[0, n_series)``.
 
 Activation checkpointing (the ``activation_checkpointing`` training option) is offered by models built from
 blocks: such a model (or the block stack inside it) subclasses :class:`Checkpointable` and calls each block
-through :meth:`Checkpointable.run_block`, and its catalog entry says ``checkpointing=True``. A checkpointed block
+through :meth:`Checkpointable.run_block`, and its capabilities say ``checkpointing=True``. A checkpointed block
 keeps only its inputs in the forward pass and recomputes its activations in the backward pass: about a third less
 activation memory for about a third more time (NOTES.md). The results are the same; ``torch.utils.checkpoint``
 restores the RNG state for the recomputation, so dropout draws the same masks again.
@@ -130,11 +148,61 @@ class ModelConfig:
         return cls()
 
 
-class ForecastModel(Protocol):
-    """The call signature every zoo model implements: ``[B, L] -> [B, H, O]``."""
+SIDE_INPUTS = ("ids", "origin")
+"""Every keyword input a model may declare, in call order: see :attr:`Capabilities.side_inputs`."""
 
-    def __call__(self, x: Tensor) -> Tensor:
-        """Forecast ``horizon`` steps for each row of ``x``."""
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """What a model is and needs, declared once in its catalog entry: the engine honours it, the harness tests it.
+
+    Raises:
+        ValueError: for a combination the engine cannot run (a stackable model that reads other series or has
+            per-series parameters: per-strategy mode already gives every series a model of its own).
+    """
+
+    multivariate: bool = False
+    """It forecasts ``S`` series at the same origins together: ``x`` [B, S, L] -> [B, S, H, O]."""
+    per_series: bool = False
+    """It has parameters per series: built with ``n_series=N`` and called with ``ids=`` (each window's series)."""
+    origin: bool = False
+    """It is called with ``origin=`` (each window's first forecast period): the door to calendar features."""
+    own_loss: bool = False
+    """It computes its own training loss (``OwnLoss``, zoo/heads.py) instead of the engine's loss over its output."""
+    stochastic: bool = False
+    """Its forward pass samples (draws from torch's global generator), also in eval mode: a seed reproduces it."""
+    stackable: bool = True
+    """It runs under ``torch.func.vmap``, and so in per-strategy (stacked) mode."""
+    checkpointing: bool = False
+    """The ``activation_checkpointing`` training option applies (its blocks are :class:`Checkpointable`)."""
+
+    def __post_init__(self) -> None:
+        if self.stackable and (self.multivariate or self.per_series):
+            raise ValueError(
+                "a multivariate or per-series model cannot be stackable: per-strategy mode gives each series a model "
+                "of its own, which sees one series and has no ids to tell"
+            )
+
+    @property
+    def side_inputs(self) -> tuple[str, ...]:
+        """The keyword inputs of its forward pass, in :data:`SIDE_INPUTS` order (empty: ``forward(x)``)."""
+        declared = {"ids": self.per_series, "origin": self.origin}
+        return tuple(name for name in SIDE_INPUTS if declared[name])
+
+    def to_dict(self) -> dict[str, bool]:
+        """Every capability by name, as plain data (``stratcastd models --json``)."""
+        return dataclasses.asdict(self)
+
+
+UNIVARIATE = Capabilities()
+"""A plain univariate model: ``forward(x [B, L]) -> [B, H, O]``, stackable, no side inputs."""
+
+
+class ForecastModel(Protocol):
+    """The call signature every zoo model implements (see the module docstring for the shapes by capability)."""
+
+    def __call__(self, x: Tensor, **side: Tensor) -> Tensor:
+        """Forecast ``horizon`` steps for each row (or each series of each row) of ``x``."""
         ...
 
 

@@ -96,12 +96,15 @@ class OwnLoss(Protocol):
     network on the noisy target.
     """
 
-    def training_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """The elementwise loss ``[B, H]`` of windows ``x`` ``[B, L]`` against their targets ``y`` ``[B, H]``."""
+    def training_loss(self, x: Tensor, y: Tensor, **side: Tensor) -> Tensor:
+        """The elementwise loss ``[B, H]`` of windows ``x`` ``[B, L]`` against their targets ``y`` ``[B, H]``.
+
+        ``side`` holds the side inputs the model declares (``ids``, ``origin``), as its ``forward`` gets them.
+        """
         ...
 
-    def sample(self, x: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
-        """``n`` forecast draws ``[n, B, H]`` for windows ``x`` ``[B, L]``."""
+    def sample(self, x: Tensor, n: int, generator: torch.Generator | None, **side: Tensor) -> Tensor:
+        """``n`` forecast draws ``[n, B, H]`` for windows ``x`` ``[B, L]``; the forecast is their mean."""
         ...
 
 

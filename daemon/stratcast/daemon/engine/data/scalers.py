@@ -107,11 +107,14 @@ class WindowNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(1))
         self.beta = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Map ``[B, L]`` to ``[B, H, O]`` through the normalised model."""
+    def forward(self, x: Tensor, **side: Tensor) -> Tensor:
+        """Map ``[B, L]`` to ``[B, H, O]`` (``[B, S, L]`` to ``[B, S, H, O]``) through the normalised model.
+
+        ``side``: the model's side inputs, passed on unchanged.
+        """
         mean = x.mean(-1, keepdim=True)
         std = (x.var(-1, keepdim=True, unbiased=False) + self.eps).sqrt()
-        out = self.model((x - mean) / std * self.gamma + self.beta)
+        out = self.model((x - mean) / std * self.gamma + self.beta, **side)
         # [B, 1] -> [B, 1, 1] to broadcast over [B, H, O]
         restored: Tensor = ((out - self.beta) / self.gamma) * std[..., None] + mean[..., None]
         return restored

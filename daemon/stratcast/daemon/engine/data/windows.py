@@ -15,6 +15,9 @@ A window with origin ``o`` (the first forecast period) reads inputs ``[o - input
 ``train_end``; validation windows start at ``train_end`` and score targets before ``val_end``; the holdout window
 starts at ``val_end`` and is never seen in training or early stopping. Periods outside ``[start, end)`` read as 0
 and are never scored. On a rectangular panel every series ends at the grid's ``T``.
+
+Multivariate models read ``S`` series at the same origin per window (:class:`SeriesSampler`): every field gains a
+series dimension, ``x`` [B, S, L], ``y`` and ``mask`` [B, S, H], ``rows`` and ``origin`` [B, S].
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ class Split:
 
 @dataclass(frozen=True)
 class WindowBatch:
-    """Windows with their targets; ``mask`` says which target periods may be scored."""
+    """Windows with their targets; ``mask`` says which target periods may be scored.
+
+    The shapes are for one series per window; a multivariate batch has [B, S] in place of [B] (module docstring).
+    """
 
     x: Tensor
     """[B, L] inputs."""
@@ -81,6 +87,10 @@ class WindowBatch:
     def map(self, fn: Callable[[Tensor], Tensor]) -> WindowBatch:
         """The same windows with ``fn`` applied to every field (slicing, reordering, reshaping)."""
         return WindowBatch(fn(self.x), fn(self.y), fn(self.mask), fn(self.rows), fn(self.origin))
+
+
+WINDOW_FIELDS = ("x", "y", "mask", "rows", "origin")
+"""The fields of a :class:`WindowBatch`, in order."""
 
 
 class PanelWindows:
@@ -200,5 +210,54 @@ def validation_windows(windows: PanelWindows, split: Split) -> WindowBatch | Non
     ]
     if not batches:
         return None
-    fields = ("x", "y", "mask", "rows", "origin")
-    return WindowBatch(*(torch.cat([getattr(b, k) for b in batches]) for k in fields))
+    return WindowBatch(*(torch.cat([getattr(b, k) for b in batches]) for k in WINDOW_FIELDS))
+
+
+class SeriesSampler(TrainSampler):
+    """Training windows of ``series`` series each at one shared origin, for multivariate models.
+
+    Every window draws its origin uniformly over the panel's training origins (from the earliest series' first to
+    the latest series' last) and its series as a random subset, without repeats, of all of them (every series when
+    ``series`` is the panel's count), as MTGNN and iTransformer train on many series. A series whose own training
+    origins do not include the window's contributes its inputs (0 outside its periods) but no scored target.
+    """
+
+    def __init__(self, windows: PanelWindows, train_end: int | Tensor, seed: int, *, series: int) -> None:
+        super().__init__(windows, train_end, seed)
+        if not 1 <= series <= windows.n_series:
+            raise ValueError(f"a window cannot hold {series} of {windows.n_series} series")
+        self.series = series
+        self.first, self.stop = int(self.lo.min()), int(self.train_end.max())
+
+    @property
+    def n_windows(self) -> int:
+        """Distinct training windows counted as (series, origin) pairs over the series per window (an epoch)."""
+        return max(1, self.total // self.series)
+
+    def sample(self, batch_size: int) -> WindowBatch:
+        """Draw ``batch_size`` windows: x [B, S, L], y and mask [B, S, H], rows and origin [B, S]."""
+        dev, n, s = self.cum.device, self.windows.n_series, self.series
+        origin = torch.randint(self.first, self.stop, (batch_size, 1), generator=self.generator, device=dev)
+        if s == n:
+            rows = torch.arange(n, device=dev).expand(batch_size, n)
+        else:  # a random subset per window: the first s of a random permutation of the series
+            rows = torch.rand(batch_size, n, generator=self.generator, device=dev).argsort(dim=1)[:, :s]
+        flat_rows, flat_origin = rows.reshape(-1), origin.expand(batch_size, s).reshape(-1)  # [B, S] -> [B*S]
+        flat = self.windows.gather(flat_rows, flat_origin, self.train_end[flat_rows])
+        usable = (flat_origin >= self.lo[flat_rows])[:, None]  # [B*S, 1]: the series' own inputs are observed
+        flat = WindowBatch(flat.x, flat.y * usable, flat.mask & usable, flat.rows, flat.origin)
+        return flat.map(lambda t: t.reshape(batch_size, s, *t.shape[1:]))  # [B*S, ...] -> [B, S, ...]
+
+
+def group_series(batch: WindowBatch, series: int) -> WindowBatch:
+    """Flat windows [M, ...] (as from :func:`validation_windows`) as [ceil(M / S), S, ...] for a multivariate model.
+
+    ``series`` consecutive windows make one (``validation_windows`` lists them origin by origin); the last is
+    filled up with copies of the last window, whose targets are masked out.
+    """
+    short = -batch.x.shape[0] % series
+    if short:
+        pad = batch.map(lambda t: t[-1:].expand(short, *t.shape[1:]))
+        pad = WindowBatch(pad.x, pad.y, torch.zeros_like(pad.mask), pad.rows, pad.origin)
+        batch = WindowBatch(*(torch.cat([getattr(batch, k), getattr(pad, k)]) for k in WINDOW_FIELDS))
+    return batch.map(lambda t: t.reshape(-1, series, *t.shape[1:]))  # [M, ...] -> [M / S, S, ...]

@@ -44,11 +44,11 @@ class HoldoutPanel(Protocol):
 
 
 def evaluate_holdout(
-    spec: RunSpec, prep: HoldoutPanel, forecast_fn: Callable[[Tensor, Tensor], Tensor]
+    spec: RunSpec, prep: HoldoutPanel, forecast_fn: Callable[[Tensor, Tensor, Tensor], Tensor]
 ) -> tuple[dict[str, Any], PerStrategy]:
     """Score the model and the baselines on the holdout, from the same origins and on the same strategies.
 
-    ``forecast_fn`` maps (scaled inputs [M, L], their series rows [M]) to raw point forecasts [M, H].
+    ``forecast_fn`` maps (scaled inputs [M, L], their series rows [M], origins [M]) to raw point forecasts [M, H].
     A strategy's holdout is its own last ``holdout`` periods, forecast from its own ``val_end``.
     """
     cfg = spec.train
@@ -57,7 +57,7 @@ def evaluate_holdout(
         raise ValueError("no strategy has enough history before the holdout to be scored")
     rows, steps = batch.rows, spec.holdout
     origin = batch.origin  # [M] each scored strategy's first holdout period
-    model_fc = forecast_fn(batch.x, rows)[:, :steps]
+    model_fc = forecast_fn(batch.x, rows, origin)[:, :steps]
     recent = skill.trailing_mean(prep.raw[rows], prep.start[rows], origin, cfg.trailing_window)
     model_fc = blend_toward_mean(model_fc, recent, cfg.blend_steps)
     base = skill.baselines(

@@ -13,28 +13,36 @@ import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.engine.training.trainparts import autocast_for
+from stratcast.daemon.zoo.heads import OwnLoss
 
 PREDICT_CHUNK = 16_384
+
+
+Forward = Callable[[Tensor, dict[str, Tensor]], Tensor]
+"""A model's forward pass over one chunk: (inputs, side inputs) -> outputs."""
 
 
 class GraphedForward:
     """A model's forward pass for one static input shape, captured as a CUDA graph and replayed."""
 
-    def __init__(self, model: nn.Module, example: Tensor, precision: str) -> None:
+    def __init__(self, model: nn.Module, example: Tensor, side: dict[str, Tensor], precision: str) -> None:
         self.static_in = example.clone()
-        side = torch.cuda.Stream(device=example.device)  # type: ignore[no-untyped-call]
-        side.wait_stream(torch.cuda.current_stream(example.device))
-        with torch.cuda.stream(side), autocast_for(example.device, precision):
+        self.static_side = {k: v.clone() for k, v in side.items()}
+        stream = torch.cuda.Stream(device=example.device)  # type: ignore[no-untyped-call]
+        stream.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.cuda.stream(stream), autocast_for(example.device, precision):
             for _ in range(2):  # warm-up outside the graph, as CUDA graph capture requires
-                model(self.static_in)
-        torch.cuda.current_stream(example.device).wait_stream(side)
+                model(self.static_in, **self.static_side)
+        torch.cuda.current_stream(example.device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph), autocast_for(example.device, precision):
-            self.static_out = model(self.static_in)
+            self.static_out = model(self.static_in, **self.static_side)
 
-    def __call__(self, x: Tensor) -> Tensor:
-        """Replay the graph on ``x`` (same shape as the example) and return a copy of the output."""
+    def __call__(self, x: Tensor, side: dict[str, Tensor]) -> Tensor:
+        """Replay the graph on ``x`` and ``side`` (shaped as the example's) and return a copy of the output."""
         self.static_in.copy_(x)
+        for k, v in side.items():
+            self.static_side[k].copy_(v)
         self.graph.replay()
         out: Tensor = self.static_out.clone()
         return out
@@ -42,33 +50,89 @@ class GraphedForward:
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, x: Tensor, *, precision: str = "auto", chunk: int = PREDICT_CHUNK, graphs: bool = True
+    model: nn.Module,
+    x: Tensor,
+    *,
+    side: dict[str, Tensor] | None = None,
+    precision: str = "auto",
+    chunk: int = PREDICT_CHUNK,
+    graphs: bool = True,
 ) -> Tensor:
-    """Model outputs [M, H, O] (float32) for inputs ``x`` [M, L], in chunks; CUDA graphs on CUDA."""
+    """Model outputs [M, ..., H, O] (float32) for inputs ``x`` [M, ..., L], in chunks of rows; CUDA graphs on CUDA.
+
+    ``side``: the side inputs the model declares
+    (:func:`~stratcast.daemon.engine.training.trainparts.side_inputs`), shaped like ``x`` without its last dimension;
+    they are cut into the same chunks.
+    """
     model.eval()
+    side = side or {}
     m = x.shape[0]
     chunk = min(chunk, max(m, 1))
-    forward = _forward_fn(model, x[:chunk], precision, graphs and x.is_cuda)
+    forward = _forward_fn(model, x[:chunk], {k: v[:chunk] for k, v in side.items()}, precision, graphs and x.is_cuda)
     outs = []
     for lo in range(0, m, chunk):
-        part = x[lo : lo + chunk]
+        part, part_side = x[lo : lo + chunk], {k: v[lo : lo + chunk] for k, v in side.items()}
         short = chunk - part.shape[0]
         if short:  # pad the last chunk to the captured shape
-            part = torch.cat([part, part.new_zeros(short, part.shape[1])])
-        outs.append(forward(part)[: chunk - short].float())
+            part = torch.cat([part, part.new_zeros(short, *part.shape[1:])])
+            part_side = {k: torch.cat([v, v[-1:].expand(short, *v.shape[1:])]) for k, v in part_side.items()}
+        outs.append(forward(part, part_side)[: chunk - short].float())
     return torch.cat(outs) if outs else x.new_zeros(0)
 
 
-def _forward_fn(model: nn.Module, example: Tensor, precision: str, graphs: bool) -> Callable[[Tensor], Tensor]:
-    if graphs:
-        return GraphedForward(model, example, precision)
+def predict_series(
+    model: nn.Module, x: Tensor, *, series: int, side: dict[str, Tensor], precision: str = "auto"
+) -> Tensor:
+    """A multivariate model's outputs [M, H, O] for ``x`` [M, L] (one window per series), ``series`` at a time.
 
-    def plain(part: Tensor) -> Tensor:
+    The rows are cut into windows of ``series`` consecutive rows ([M, L] -> [G, S, L]); the last window takes the
+    last ``series`` rows (overlapping the one before: no series is read twice in a window), or, when there are
+    fewer rows than that, repeats the last row. ``side`` [M] each is cut alike; :func:`predict` runs the windows.
+    """
+    m = x.shape[0]
+    starts = list(range(0, m - series + 1, series))
+    if m % series and m > series:
+        starts.append(m - series)
+    offsets = torch.arange(series, device=x.device)
+    if m >= series:
+        index = torch.tensor(starts, device=x.device)[:, None] + offsets  # [G, S]
+    else:
+        index = offsets.clamp(max=m - 1)[None, :]  # [1, S]: the last row repeated
+    out = predict(model, x[index], side={k: v[index] for k, v in side.items()}, precision=precision)  # [G, S, H, O]
+    result = out.new_empty(m, *out.shape[2:])
+    result[index.flatten()] = out.flatten(0, 1)  # [G, S, H, O] -> [G*S, H, O]; overlaps write the same series
+    return result
+
+
+def _forward_fn(model: nn.Module, example: Tensor, side: dict[str, Tensor], precision: str, graphs: bool) -> Forward:
+    if graphs:
+        return GraphedForward(model, example, side, precision)
+
+    def plain(part: Tensor, part_side: dict[str, Tensor]) -> Tensor:
         with autocast_for(part.device, precision):
-            out: Tensor = model(part)
+            out: Tensor = model(part, **part_side)
         return out
 
     return plain
+
+
+SAMPLES = 100
+"""Draws whose mean is the point forecast of a model that samples its forecasts (a model with its own loss)."""
+
+
+@torch.no_grad()
+def sample_mean(
+    model: OwnLoss, x: Tensor, side: dict[str, Tensor], *, seed: int, n: int = SAMPLES, chunk: int = PREDICT_CHUNK
+) -> Tensor:
+    """The mean [M, H] of ``n`` forecast draws per input row of ``x`` [M, L], in chunks, reproducible from ``seed``."""
+    if isinstance(model, nn.Module):
+        model.eval()
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    outs = []
+    for lo in range(0, x.shape[0], chunk):
+        part = {k: v[lo : lo + chunk] for k, v in side.items()}
+        outs.append(model.sample(x[lo : lo + chunk], n, generator, **part).float().mean(0))
+    return torch.cat(outs) if outs else x.new_zeros(0)
 
 
 def blend_toward_mean(forecast: Tensor, recent_mean: Tensor, steps: int) -> Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -15,17 +16,33 @@ from torch import Tensor, nn
 from stratcast.daemon.engine.data.load import drop_short, load_panel
 from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_scaler
-from stratcast.daemon.engine.data.windows import LEVERS, PanelWindows, Split, TrainSampler, validation_windows
-from stratcast.daemon.engine.prediction.forecast import predict
+from stratcast.daemon.engine.data.windows import (
+    LEVERS,
+    PanelWindows,
+    SeriesSampler,
+    Split,
+    TrainSampler,
+    group_series,
+    validation_windows,
+)
+from stratcast.daemon.engine.prediction.forecast import predict, predict_series, sample_mean
 from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
 from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
 from stratcast.daemon.engine.training.trainer import StepHook, Trainer
-from stratcast.daemon.engine.training.trainparts import Progress
-from stratcast.daemon.zoo.catalog import build_model
+from stratcast.daemon.engine.training.trainparts import Progress, side_inputs
+from stratcast.daemon.zoo.catalog import get_entry
 from stratcast.daemon.zoo.contract import set_activation_checkpointing
+from stratcast.daemon.zoo.heads import OwnLoss
 
 Log = Callable[[str], None]
-Forecaster = Callable[[Tensor, Tensor], Tensor]
+
+
+class Forecaster(Protocol):
+    """Raw point forecasts [M, H] from scaled inputs [M, L] of series ``rows`` [M] (at ``origin`` [M])."""
+
+    def __call__(self, x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
+        """Forecast; ``origin`` (each input's first forecast period) is needed by models that declare it."""
+        ...
 
 
 @dataclass
@@ -128,12 +145,18 @@ def ragged_note(panel: Panel) -> str | None:
 
 
 def make_model(spec: RunSpec, n_series: int) -> nn.Module:
-    """The zoo model (wrapped for per-window normalisation, stacked for per-strategy mode)."""
+    """The zoo model (wrapped for per-window normalisation, stacked for per-strategy mode).
+
+    ``n_series`` (the panel's series) sizes a stacked ensemble and a model with per-series parameters.
+    """
     cfg = spec.train
     config = spec.model_config()
+    entry = get_entry(spec.model)
 
     def one() -> nn.Module:
-        m = build_model(spec.model, config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs)
+        m = entry.build(
+            config, input_size=cfg.input_size, horizon=cfg.horizon, n_outputs=cfg.n_outputs, n_series=n_series
+        )
         if cfg.activation_checkpointing:
             set_activation_checkpointing(m, True)
         return WindowNorm(m) if cfg.scaler == "revin" else m
@@ -151,19 +174,35 @@ def make_trainer(
     should_stop: Callable[[], bool] | None,
     on_step: StepHook | None = None,
 ) -> Trainer:
-    """A batch-mode trainer, or a stacked one for per-strategy mode."""
+    """A batch-mode trainer (on windows of several series for a multivariate model), or a stacked one."""
     val = validation_windows(prep.windows, prep.split) if prep.split.val_size else None
     cfg = spec.train
+    caps = get_entry(spec.model).capabilities
     trainer: Trainer
-    if spec.mode == "per-strategy":
+    if caps.multivariate:
+        series = series_per_window(spec, prep.windows.n_series)
+        multi = SeriesSampler(prep.windows, prep.split.train_end, cfg.seed, series=series)
+        grouped = None if val is None else group_series(val, series)
+        trainer = Trainer(
+            model, cfg, multi, grouped, on_progress=on_progress, should_stop=should_stop, capabilities=caps
+        )
+    elif spec.mode == "per-strategy":
         stacked = StackedSampler(prep.windows, prep.split.train_end, cfg.seed)
         assert isinstance(model, StackedModel)
-        trainer = StackedTrainer(model, cfg, stacked, val, on_progress=on_progress, should_stop=should_stop)
+        trainer = StackedTrainer(
+            model, cfg, stacked, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps
+        )
     else:
         sampler = TrainSampler(prep.windows, prep.split.train_end, cfg.seed)
-        trainer = Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop)
+        trainer = Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps)
     trainer.on_step = on_step
     return trainer
+
+
+def series_per_window(spec: RunSpec, n_series: int) -> int:
+    """The series in each window of a multivariate model: ``series_per_window``, at most (and for 0) all of them."""
+    wanted = spec.train.series_per_window
+    return n_series if wanted == 0 else min(wanted, n_series)
 
 
 def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
@@ -173,14 +212,22 @@ def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
     """
     cfg = spec.train
     head = cfg.head
+    caps = get_entry(spec.model).capabilities
 
-    def run(x: Tensor, rows: Tensor) -> Tensor:
+    def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
+        side = side_inputs(caps, rows, origin)
         if isinstance(model, StackedModel):
-            # every member forecasts its own series: place the rows' inputs at their members
+            # every member forecasts its own series: place the rows' inputs (and side inputs) at their members
             full = x.new_zeros(model.n_members, x.shape[1]).index_copy(0, rows, x)
-            out = predict_stacked(model, full)[rows]
+            every = {k: v.new_zeros(model.n_members).index_copy(0, rows, v) for k, v in side.items()}
+            out = predict_stacked(model, full, every)[rows]
+        elif caps.multivariate:
+            series = series_per_window(spec, prep.windows.n_series)
+            out = predict_series(model, x, series=series, side=side, precision=cfg.precision)
+        elif isinstance(model, OwnLoss):
+            return prep.scaler.inverse(sample_mean(model, x, side, seed=cfg.seed), rows)
         else:
-            out = predict(model, x, precision=cfg.precision)
+            out = predict(model, x, side=side, precision=cfg.precision)
         return prep.scaler.inverse(head.mean(out), rows)
 
     return run

@@ -44,7 +44,7 @@ def forecast_future(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> T
     """Raw point forecasts [N, H] past each strategy's own last period."""
     cfg = spec.train
     rows = torch.arange(prep.panel.n_series, device=prep.raw.device)
-    fc = forecast_fn(prep.windows.forecast_inputs(), rows)
+    fc = forecast_fn(prep.windows.forecast_inputs(), rows, prep.windows.end)
     recent = skill.trailing_mean(prep.raw, prep.start, prep.split.end, cfg.trailing_window)
     return blend_toward_mean(fc, recent, cfg.blend_steps)
 

@@ -99,6 +99,12 @@ class TrainConfig:
         help="levels of the quantile loss, increasing within (0, 1); the forecast is the mean of the quantile "
         "function through them",
     )
+    series_per_window: int = param(
+        0,
+        lo=0,
+        hi=1_000_000,
+        help="multivariate models: series per window, a random subset for every window (0: every series)",
+    )
     pad_start: bool = param(
         False, help="allow windows that start before a series' first period, padded with 0 (no trade)"
     )

@@ -64,9 +64,7 @@ class RunSpec:
             raise ValueError(f"fill_missing {self.fill_missing!r} is not one of error, zero")
         if not 0 <= self.holdout <= self.train.horizon:
             raise ValueError(f"holdout={self.holdout} must be between 0 and horizon={self.train.horizon}")
-        entry = get_entry(self.model)
-        if self.mode == "per-strategy" and not entry.stackable:
-            raise ValueError(f"model {self.model!r} cannot be stacked for per-strategy mode (it does not vmap)")
+        check_capabilities(self.model, self.mode)
         if self.train.activation_checkpointing:
             check_checkpointing(self.model, self.mode)
         if unknown := set(self.from_data) - set(DATA_CHOSEN):
@@ -76,6 +74,17 @@ class RunSpec:
     def model_config(self) -> ModelConfig:
         """The model's architecture: its config's defaults with :attr:`model_params` applied, validated."""
         return make_config(self.model, self.model_params)
+
+
+def check_capabilities(model: str, mode: str) -> None:
+    """Refuse a model whose declared capabilities this engine cannot honour (in ``mode``) yet.
+
+    Raises:
+        ValueError: naming the model and what it needs.
+    """
+    caps = get_entry(model).capabilities
+    if mode == "per-strategy" and not caps.stackable:
+        raise ValueError(f"model {model!r} cannot be stacked for per-strategy mode (it does not vmap)")
 
 
 def build_spec(

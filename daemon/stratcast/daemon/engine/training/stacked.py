@@ -24,6 +24,7 @@ from stratcast.daemon.engine.data.windows import PanelWindows, TrainSampler, Win
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.training.trainer import VAL_CHUNK, Trainer
 from stratcast.daemon.engine.training.trainparts import Progress
+from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities
 
 MEMBER_SEED_BITS = 62
 
@@ -62,19 +63,21 @@ class StackedModel(nn.Module):
 
         Never call it directly; :meth:`forward` swaps one member's slices in with ``functional_call``."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Map ``x`` [N, b, L] (member ``i`` reads ``x[i]``) to [N, b, H, O]."""
+    def forward(self, x: Tensor, **side: Tensor) -> Tensor:
+        """Map ``x`` [N, b, L] (member ``i`` reads ``x[i]``) to [N, b, H, O]; side inputs are [N, b] each."""
         if x.shape[0] != self.n_members:
             raise ValueError(f"expected inputs for {self.n_members} members, got shape {tuple(x.shape)}")
         params = {k: self.logical(k, p) for k, p in self.members.named_parameters()}
         buffers: dict[str, Tensor] = dict(self.members.named_buffers())
         # randomness="different": dropout draws its own mask for every member, as separate models would
-        out: Tensor = vmap(self._member_forward, randomness="different")(params, buffers, x)
+        out: Tensor = vmap(self._member_forward, randomness="different")(params, buffers, x, side)
         return out
 
-    def _member_forward(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+    def _member_forward(
+        self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, side: dict[str, Tensor]
+    ) -> Tensor:
         """One member's forward: [b, L] -> [b, H, O] with that member's weight slices."""
-        out: Tensor = functional_call(self.members, (params, buffers), (x,))
+        out: Tensor = functional_call(self.members, (params, buffers), (x,), side)
         return out
 
     def logical(self, name: str, stored: Tensor) -> Tensor:
@@ -82,7 +85,7 @@ class StackedModel(nn.Module):
         perm = self.layouts.get(name)
         return stored if perm is None else stored.permute(_inverse(perm))
 
-    def match_grad_layout(self, input_size: int) -> None:
+    def match_grad_layout(self, input_size: int, side_inputs: tuple[str, ...] = ()) -> None:
         """Store each stacked parameter in the memory order its vmapped gradient arrives in.
 
         A vmapped ``Linear`` returns its weight gradient as ``[N, in, out]`` memory seen as ``[N, out, in]``; autograd
@@ -90,13 +93,15 @@ class StackedModel(nn.Module):
         members. One probing backward pass (on zeros, the global RNG untouched) reads each gradient's dimension
         order; such a parameter is then stored permuted and contiguous (so fused AdamW needs no copies either) and
         :meth:`forward` hands the module a permuted view. Values are unchanged. Call before building an optimizer.
+        ``side_inputs``: the keyword inputs the model declares (the probe gives each zeros).
         """
         params = dict(self.members.named_parameters())
         first = next(iter(params.values()))
         # windows are real: a complex first parameter (a spectral weight) gives the probe its real dtype
         probe = first.new_zeros(self.n_members, 1, input_size, dtype=first.dtype.to_real())
+        side = {name: torch.zeros(self.n_members, 1, dtype=torch.long, device=first.device) for name in side_inputs}
         with torch.random.fork_rng(devices=[]):
-            grads = torch.autograd.grad(self(probe).sum(), list(params.values()), allow_unused=True)
+            grads = torch.autograd.grad(self(probe, **side).sum(), list(params.values()), allow_unused=True)
         for (name, p), g in zip(params.items(), grads, strict=True):
             if g is None or g.is_contiguous() or name in self.layouts:
                 continue
@@ -178,11 +183,15 @@ def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (module.get_submodule(path) if path else module), leaf
 
 
-def predict_stacked(model: StackedModel, x: Tensor) -> Tensor:
-    """Each member forecasts its own series: ``x`` [N, L] -> [N, H, O] (eval mode, no gradients)."""
+def predict_stacked(model: StackedModel, x: Tensor, side: dict[str, Tensor] | None = None) -> Tensor:
+    """Each member forecasts its own series: ``x`` [N, L] -> [N, H, O] (eval mode, no gradients).
+
+    ``side``: the model's side inputs (:func:`~stratcast.daemon.engine.training.trainparts.side_inputs`), [N] each.
+    """
     model.eval()
+    one_each = {k: v[:, None] for k, v in (side or {}).items()}  # [N] -> [N, 1]
     with torch.no_grad():
-        out: Tensor = model(x[:, None, :])  # [N, L] -> [N, 1, L]: one window per member
+        out: Tensor = model(x[:, None, :], **one_each)  # [N, L] -> [N, 1, L]: one window per member
     return out[:, 0]  # [N, 1, H, O] -> [N, H, O]
 
 
@@ -265,13 +274,16 @@ class StackedTrainer(Trainer):
         *,
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        capabilities: Capabilities = UNIVARIATE,
     ) -> None:
         n = sampler.windows.n_series
         if model.n_members != n:
             raise ValueError(f"the ensemble has {model.n_members} members for {n} series")
         grouped = None if val is None else stack_validation(val, n)
-        model.to(sampler.windows.padded.device).match_grad_layout(sampler.windows.input_size)
-        super().__init__(model, cfg, sampler, grouped, on_progress=on_progress, should_stop=should_stop)
+        model.to(sampler.windows.padded.device).match_grad_layout(sampler.windows.input_size, capabilities.side_inputs)
+        super().__init__(
+            model, cfg, sampler, grouped, on_progress=on_progress, should_stop=should_stop, capabilities=capabilities
+        )
         self.n_members = n
         self.checkpointable = False  # torch.utils.checkpoint cannot recompute inside the vmapped forward
         self.split_dim = 1  # micro-batches cut each member's windows: [N, b, ...] -> [N, m, ...]

@@ -71,9 +71,10 @@ from stratcast.daemon.engine.training.trainparts import (
     autocast_for,
     make_optimizer,
     make_scheduler,
+    side_inputs,
     split,
 )
-from stratcast.daemon.zoo.contract import supports_activation_checkpointing
+from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, supports_activation_checkpointing
 from stratcast.daemon.zoo.heads import OwnLoss
 
 VAL_CHUNK = 65_536
@@ -86,7 +87,10 @@ StepHook = Callable[["Trainer"], None]
 
 
 class Trainer:
-    """Trains one model on windows drawn from a :class:`TrainSampler`."""
+    """Trains one model on windows drawn from a :class:`TrainSampler`.
+
+    ``capabilities`` (the model's catalog entry's) say which side inputs the model is called with (:meth:`forward`).
+    """
 
     def __init__(
         self,
@@ -98,8 +102,9 @@ class Trainer:
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         on_step: StepHook | None = None,
+        capabilities: Capabilities = UNIVARIATE,
     ) -> None:
-        self.cfg, self.sampler, self.val = cfg, sampler, val
+        self.cfg, self.sampler, self.val, self.capabilities = cfg, sampler, val, capabilities
         self.head = cfg.head
         """Scores the model's outputs (unless the model has its own loss)."""
         self.device = sampler.windows.padded.device
@@ -133,6 +138,11 @@ class Trainer:
 
     # -- hooks -------------------------------------------------------------------------------------------------
 
+    def forward(self, batch: WindowBatch) -> Tensor:
+        """The model's outputs for ``batch``: its inputs plus the side inputs the model declares."""
+        out: Tensor = self.model(batch.x, **side_inputs(self.capabilities, batch.rows, batch.origin))
+        return out
+
     def sample(self) -> WindowBatch:
         """The windows of one step."""
         return self.sampler.sample(self.cfg.batch_size)
@@ -146,8 +156,9 @@ class Trainer:
         """The unmasked float32 loss [..., H] of each target of ``part``: the model's own, or its head's."""
         with autocast_for(self.device, self.cfg.precision):
             if isinstance(self.model, OwnLoss):
-                return self.model.training_loss(part.x, part.y).float()
-            out = self.model(part.x)
+                side = side_inputs(self.capabilities, part.rows, part.origin)
+                return self.model.training_loss(part.x, part.y, **side).float()
+            out = self.forward(part)
         return self.head.loss(out.float(), part.y)
 
     def batch_loss(self, err: Tensor, batch: WindowBatch) -> Tensor:

@@ -5,6 +5,8 @@
   reports.
 - Precision: :func:`uses_bf16` and :func:`autocast_for` (bf16 autocast on CUDA for ``auto``, elsewhere only when
   asked), shared by training, validation, forecasting and the memory planner.
+- What a model is called with: :func:`side_inputs`, the one place the engine turns its windows' series rows and
+  origins into the keyword inputs a model declares (its catalog capabilities).
 - The optimizer (:func:`make_optimizer`: AdamW, fused for real parameters) and the LR schedule
   (:func:`make_scheduler`), and the micro-batch cut (:func:`split`: a step's windows as views, in
   order).
@@ -24,6 +26,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.engine.data.windows import WindowBatch
 from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.zoo.contract import Capabilities
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,27 @@ def autocast_for(device: torch.device, precision: str) -> AbstractContextManager
     if not uses_bf16(device, precision):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def side_inputs(capabilities: Capabilities, rows: Tensor, origin: Tensor | None = None) -> dict[str, Tensor]:
+    """The keyword inputs a model declares, for windows of series ``rows`` at ``origin`` (shaped alike).
+
+    Every place the engine runs a model calls it as ``model(x, **side_inputs(...))``: the trainer's steps and
+    validation, the memory planner's probe step, stacked training and prediction. A model that declares none gets
+    ``model(x)``, as it always did.
+
+    Raises:
+        ValueError: when the model declares ``origin`` and none was given.
+    """
+    side: dict[str, Tensor] = {}
+    for name in capabilities.side_inputs:
+        if name == "ids":
+            side["ids"] = rows
+        elif origin is None:
+            raise ValueError(f"the model takes {name}= but its caller gave no window origins")
+        else:
+            side["origin"] = origin
+    return side
 
 
 def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
