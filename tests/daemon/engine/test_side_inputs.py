@@ -21,7 +21,7 @@ from stratcast.daemon.engine.training.stacked import StackedModel, StackedSample
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import CATALOG, ModelEntry
 from stratcast.daemon.zoo.contract import Capabilities
-from tests.daemon.zoo.toys import ORIGIN_WAVE, SERIES_BIAS, NoisyLinear, OriginWave, ToyConfig, toy
+from tests.daemon.zoo.toys import ORIGIN_WAVE, OWN_LOSS, SERIES_BIAS, OriginWave, ToyConfig
 
 L, H, N, T = 8, 4, 6, 60
 CFG = TrainConfig(input_size=L, horizon=H, batch_size=32, max_steps=4, val_check_steps=2, seed=0)
@@ -166,19 +166,42 @@ def test_stacked_members_get_their_own_windows_origins_and_learn_from_them() -> 
     torch.testing.assert_close(alone(torch.zeros(1, L), origin=origin[1:2])[0, 0, 0], out[1])
 
 
-@pytest.mark.parametrize(
-    ("entry", "refusal"),
-    [
-        (toy("toy-own-loss", NoisyLinear, "own loss", Capabilities(own_loss=True, stackable=False)), "own loss"),
-        (ORIGIN_WAVE, "origins"),
-    ],
-)
-def test_the_spec_refuses_a_model_whose_capabilities_the_engine_does_not_honour_yet(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, entry: ModelEntry, refusal: str
+def test_a_model_that_reads_origins_forecasts_the_parity_of_each_future_period_through_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    listed(monkeypatch, entry)
-    with pytest.raises(ValueError, match=refusal):
-        build_spec(data=str(tmp_path / "p.parquet"), model=entry.name, out=str(tmp_path / "o"))
+    listed(monkeypatch, ORIGIN_WAVE)
+    path = tmp_path / "wave.parquet"
+    weeks = pd.date_range("2020-01-06", periods=T, freq="W-MON")
+    wave = np.where(np.arange(T) % 2 == 0, 1.0, -1.0)  # +1 on even grid periods: only the origin tells them apart
+    pd.concat(pd.DataFrame({"strategy": f"s{i}", "week": weeks, "profit": wave}) for i in range(N)).to_parquet(
+        path, index=False
+    )
+    spec = build_spec(
+        data=str(path),
+        model=ORIGIN_WAVE.name,
+        out=str(tmp_path / "out"),
+        id_col="strategy",
+        device="cpu",
+        horizon=H,
+        input_size=L,
+        holdout=H,
+        sets=["scaler=identity", "loss=mse", "learning_rate=0.05", "max_steps=150", "window=false"],
+    )
+    result = run_job(spec, log=lambda m: None)
+    forecast = pd.read_parquet(result.out_dir / "forecast.parquet")
+    steps = forecast.groupby("step")["forecast"].mean().to_numpy()
+    # the panel ends at period T - 1 (odd), so the future's periods T, T + 1, ... are even, odd, ...
+    np.testing.assert_allclose(steps, [1.0, -1.0, 1.0, -1.0], atol=0.1)
+    assert result.metrics["errors"]["model"]["rmse"] < 0.1  # the holdout, scored from its own origins
+
+
+def test_a_model_with_its_own_loss_trains_and_forecasts_the_mean_of_its_draws_through_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    listed(monkeypatch, OWN_LOSS)
+    forecast, metrics = level_job(tmp_path, OWN_LOSS.name, ["batch_size=64"])
+    np.testing.assert_allclose(forecast, LEVELS, atol=0.3)
+    assert metrics["holdout"]["strategies"] == N
 
 
 def test_a_per_series_model_cannot_run_per_strategy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

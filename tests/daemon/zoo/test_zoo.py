@@ -24,8 +24,9 @@ from stratcast.daemon.zoo.contract import (
     set_activation_checkpointing,
     supports_activation_checkpointing,
 )
+from stratcast.daemon.zoo.heads import OwnLoss
 from stratcast.daemon.zoo.models.nbeats import NBEATSConfig
-from tests.daemon.zoo.toys import FIXED_MIXER, TOYS
+from tests.daemon.zoo.toys import FIXED_MIXER, OWN_LOSS, TOYS
 
 INPUT, HORIZON, BATCH = 32, 8, 16
 N_SERIES = 5
@@ -399,3 +400,23 @@ def test_capabilities_refuse_a_stackable_model_that_reads_other_series_or_has_pe
         Capabilities(per_series=True)
     assert Capabilities(per_series=True, origin=True, stackable=False).side_inputs == ("ids", "origin")
     assert Capabilities().side_inputs == ()
+
+
+def test_a_model_has_its_own_loss_exactly_when_its_entry_says_so():
+    for entry in [*ENTRIES.values(), OWN_LOSS]:
+        config = entry.config_cls.tiny()
+        model = entry.build(config, input_size=INPUT, horizon=HORIZON, n_outputs=1, n_series=N_SERIES)
+        assert isinstance(model, OwnLoss) == entry.capabilities.own_loss, entry.name
+
+
+def test_an_own_loss_model_scores_each_target_and_draws_reproducible_samples():
+    torch.manual_seed(0)
+    model = OWN_LOSS.build(OWN_LOSS.config_cls.tiny(), input_size=INPUT, horizon=HORIZON, n_outputs=1)
+    assert isinstance(model, OwnLoss)
+    x, y = torch.randn(5, INPUT), torch.randn(5, HORIZON)
+    loss = model.training_loss(x, y)
+    assert loss.shape == (5, HORIZON) and bool(torch.isfinite(loss).all())
+    draws = [model.sample(x, 7, torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert draws[0].shape == (7, 5, HORIZON)
+    torch.testing.assert_close(draws[0], draws[1])
+    assert not torch.equal(draws[0], model.sample(x, 7, torch.Generator().manual_seed(4)))

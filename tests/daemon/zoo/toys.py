@@ -146,6 +146,32 @@ class OriginWave(nn.Module):
         return out
 
 
+class OwnLossLinear(nn.Module):
+    """A model with its own loss: squared error of a linear map, forecasts drawn around it (its forward refuses)."""
+
+    def __init__(self, config: ToyConfig, *, input_size: int, horizon: int, n_outputs: int) -> None:
+        super().__init__()
+        check_model_args(input_size, horizon, n_outputs)
+        self.linear = nn.Linear(input_size, horizon)
+        self.scale = 0.1
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Never called: the engine must train through :meth:`training_loss` and forecast through :meth:`sample`."""
+        raise AssertionError("a model with its own loss was called as a plain model")
+
+    def training_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """[B, H] squared errors of the linear map."""
+        loss: Tensor = (self.linear(x) - y).square()
+        return loss
+
+    def sample(self, x: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+        """[n, B, H] draws: the linear map plus Gaussian noise of scale ``scale``."""
+        mean = self.linear(x)
+        noise = torch.randn((n, *mean.shape), generator=generator, device=x.device, dtype=mean.dtype)
+        out: Tensor = mean + self.scale * noise
+        return out
+
+
 def toy(name: str, model_cls: type[nn.Module], summary: str, capabilities: Capabilities) -> ModelEntry:
     """A toy's entry, as the catalog would hold it."""
     return ModelEntry(name, model_cls, ToyConfig, summary, "test toy", capabilities=capabilities)
@@ -161,5 +187,8 @@ SERIES_MIXER = toy("toy-series-mixer", SeriesMixer, "series mixed by embeddings"
 FIXED_MIXER = toy("toy-fixed-mixer", FixedMixer, "all series mixed by an N x N matrix", MULTI_PER_SERIES)
 NOISY = toy("toy-noisy", NoisyLinear, "linear map plus noise", Capabilities(stochastic=True, stackable=False))
 ORIGIN_WAVE = toy("toy-origin-wave", OriginWave, "linear map plus a parity wave", Capabilities(origin=True))
+OWN_LOSS = toy(
+    "toy-own-loss", OwnLossLinear, "linear map trained by its own loss", Capabilities(own_loss=True, stackable=False)
+)
 TOYS = (SERIES_BIAS, CROSS_MEAN, SERIES_MIXER, FIXED_MIXER, NOISY, ORIGIN_WAVE)
 """Every toy; :data:`FIXED_MIXER` is the one whose parameters fix the number of series."""

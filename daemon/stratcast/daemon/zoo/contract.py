@@ -7,8 +7,10 @@ Contract for a zoo model ``X`` in ``x.py``:
   help line, so ``stratcastd models`` and the TUI can describe it and ``__post_init__`` can validate it.
   ``XConfig.tiny()`` returns a config small enough that the whole zoo trains on a CPU in seconds.
 * ``X(nn.Module)``: ``X(config, input_size=L, horizon=H, n_outputs=O)``, plus ``n_series=N`` (the panel's number
-  of series) for a model with per-series parameters. ``O`` is 1 for point losses, the number of quantiles for the
-  quantile loss.
+  of series) for a model with per-series parameters. ``O`` is the run's output head's ``n_params`` (``zoo/heads.py``):
+  1 for the point losses, one per level for quantiles, 2 for Gaussian, 3 for Student-t, 4 for the hurdle. The
+  head, not the model, owns the loss, the point forecast (always the mean: it ranks the strategies) and the
+  quantiles or samples.
 * Its catalog entry declares its :class:`Capabilities` once; the engine reads nothing else about a model.
 
 The call, by capability (``B`` windows, ``L`` inputs, ``H`` horizon, ``O`` outputs, ``S`` series per window)::
@@ -23,7 +25,8 @@ shaped like the leading dimensions of ``x``, and only those (the engine builds t
 windows' series rows and origins). A model that declares nothing keeps ``forward(x)``, so per-strategy stacking
 (``torch.func.vmap`` over ``functional_call``) still applies to it. Covariates will be further declared side
 inputs. Decoders (TFT, Seq2Seq) stay inside the model. A model with ``own_loss`` computes its training loss itself
-(the ``OwnLoss`` protocol of ``zoo/heads.py``); a ``stochastic`` one draws random numbers in its forward pass
+(the ``OwnLoss`` protocol of ``zoo/heads.py``: ``training_loss(x, y, **side)`` and ``sample(x, n, generator,
+**side)``; its point forecast is the mean of ``SAMPLES`` seeded draws); a ``stochastic`` one draws random numbers in its forward pass
 (sampling), from torch's global generator, so a seed reproduces it. Rows of a univariate model are forecast
 independently; a multivariate model mixes the ``S`` series of a row, and one with per-series parameters refuses
 ids outside ``[0, n_series)``.
