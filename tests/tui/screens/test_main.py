@@ -23,6 +23,12 @@ def run_app(link, body, size=(120, 36)):
         app = StratcastApp(link, clock=frozen_clock)
         async with app.run_test(size=size) as pilot:
             await pilot.pause()
+            # on a loaded machine the first repaint can come late: wait (up to 5 s) for the snapshot's runs
+            for _ in range(100):
+                tables = app.screen.query(RunsTable)
+                if app.screen.query("#status") and tables and (tables.first().row_count or not link.mirror.runs):
+                    break
+                await pilot.pause(0.05)
             await body(app, pilot)
 
     asyncio.run(go())
