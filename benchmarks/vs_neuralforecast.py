@@ -327,7 +327,7 @@ def stratcast_worker(job: dict[str, Any]) -> dict[str, Any]:
     from stratcast.daemon.engine.run.outputs import forecast_future
     from stratcast.daemon.engine.spec.config import TrainConfig
     from stratcast.daemon.engine.spec.runspec import RunSpec
-    from stratcast.daemon.engine.training.trainparts import Progress
+    from stratcast.shared.events import ProgressReported
 
     imported = time.perf_counter()
     train = TrainConfig(
@@ -349,7 +349,7 @@ def stratcast_worker(job: dict[str, Any]) -> dict[str, Any]:
     marks: list[tuple[int, float]] = []
     threads_seen: list[int] = []
 
-    def on_progress(p: Progress) -> None:
+    def on_progress(p: ProgressReported) -> None:
         marks.append((p.step, time.perf_counter()))
         threads_seen.append(torch.get_num_threads())
 

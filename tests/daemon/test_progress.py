@@ -1,7 +1,7 @@
 import io
 
-from stratcast.daemon.engine.training.trainparts import Progress
 from stratcast.daemon.progress import ProgressPrinter
+from stratcast.shared.events import ProgressReported
 
 
 class Terminal(io.StringIO):
@@ -9,8 +9,8 @@ class Terminal(io.StringIO):
         return True
 
 
-def report(step: int) -> Progress:
-    return Progress(
+def report(step: int) -> ProgressReported:
+    return ProgressReported(
         step=step,
         max_steps=300,
         epoch=1.0,

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler
-from stratcast.daemon.engine.memory.oom import OomEvent
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import build_model, make_config
+from stratcast.shared.events import RanOutOfMemory
 
 pytestmark = pytest.mark.gpu
 DEV = torch.device("cuda")
@@ -53,7 +53,7 @@ def test_a_capped_gpu_run_recovers_from_real_ooms_with_the_uncapped_weights():
     torch.cuda.set_per_process_memory_fraction((small + (full - small) * 0.4) / total, DEV)
     try:
         capped = big_trainer()
-        events: list[OomEvent] = []
+        events: list[RanOutOfMemory] = []
         capped.on_oom = events.append
         capped.fit()
     finally:

@@ -9,7 +9,6 @@ import torch
 
 from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler
 from stratcast.daemon.engine.memory.devmem import CudaMemory, peak_budget
-from stratcast.daemon.engine.memory.oom import OomEvent
 from stratcast.daemon.engine.memory.plancache import PlanCache
 from stratcast.daemon.engine.memory.planner import CudaProbe
 from stratcast.daemon.engine.run.runplan import plan_run
@@ -17,6 +16,7 @@ from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import build_model, make_config
+from stratcast.shared.events import RanOutOfMemory
 
 pytestmark = pytest.mark.gpu
 DEV = torch.device("cuda")
@@ -65,7 +65,7 @@ def test_the_planned_micro_batch_trains_under_a_cap_without_an_oom_and_probing_l
             "cache"
         )
         trainer.set_micro_batch(plan.micro_batch)
-        events: list[OomEvent] = []
+        events: list[RanOutOfMemory] = []
         trainer.on_oom = events.append
         trainer.fit()
         assert events == [] and trainer.micro.current == plan.micro_batch

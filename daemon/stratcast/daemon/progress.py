@@ -1,24 +1,24 @@
-"""Progress output for foreground runs: a redrawn bar on a terminal, plain lines otherwise."""
+"""ProgressReported output for foreground runs: a redrawn bar on a terminal, plain lines otherwise."""
 
 from __future__ import annotations
 
 import time
 from typing import TextIO
 
-from stratcast.daemon.engine.training.trainparts import Progress
+from stratcast.shared.events import ProgressReported
 
 LINE_EVERY_S = 5.0
 
 
 class ProgressPrinter:
-    """A :class:`Progress` callback writing to ``stream``."""
+    """A :class:`ProgressReported` callback writing to ``stream``."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream, self.tty = stream, stream.isatty()
         self.last_line = 0.0
         self.drawn = False
 
-    def __call__(self, p: Progress) -> None:
+    def __call__(self, p: ProgressReported) -> None:
         """Draw the bar (TTY) or print a line at most every few seconds and at every validation check."""
         text = describe(p)
         if self.tty:
@@ -45,7 +45,7 @@ class ProgressPrinter:
             self.drawn = False
 
 
-def describe(p: Progress) -> str:
+def describe(p: ProgressReported) -> str:
     """One line: step, epoch, losses, throughput and ETA."""
     val = "" if p.val_loss is None else f" val {p.val_loss:.4g} (best {p.best_val_loss:.4g})"
     return (

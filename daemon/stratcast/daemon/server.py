@@ -66,7 +66,7 @@ log = logging.getLogger("stratcastd")
 MAX_PEERS = 10_000
 """Handshaken client identities remembered (oldest forgotten first)."""
 PROGRESS_SAVE_S = 5.0
-"""Progress is published at once but written to the store at most this often per run."""
+"""ProgressReported is published at once but written to the store at most this often per run."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ followed by the full traceback. Stray writes to stdout (a library's ``print``) l
 
 ``plan`` is sent once before training, on every start and resume; when its ``micro_batch`` is 0 (nothing fits) a
 ``failed`` event with the out-of-memory exit follows. ``progress`` follows a
-:class:`~stratcast.daemon.engine.training.trainparts.Progress` at most every :data:`PROGRESS_EVENT_EVERY_S` (always for
+:class:`~stratcast.shared.events.ProgressReported` at most every :data:`PROGRESS_EVENT_EVERY_S` (always for
 validation checks and the last step). ``memory`` goes with a progress report when the last one is at least
 :data:`MEMORY_EVERY_S` old, and before ``finished``, ``stopped`` and ``failed``. ``oom`` reports every
 out-of-memory error; when the run cannot go on (nothing smaller to retry with, or the optimizer step ran out) the
@@ -75,11 +75,9 @@ from stratcast.shared.runfiles import Outputs, RunFolder
 if TYPE_CHECKING:
     import torch
 
-    from stratcast.daemon.engine.memory.oom import OomEvent
     from stratcast.daemon.engine.run.advice import RunWarning
     from stratcast.daemon.engine.run.runplan import RunPlan
     from stratcast.daemon.engine.spec.runspec import RunSpec
-    from stratcast.daemon.engine.training.trainparts import Progress
 
 MEMORY_EVERY_S = 0.5
 """Least time between two ``memory`` events."""
@@ -326,9 +324,9 @@ class Events:
         """The job's warning callback: a ``warning`` event with its ``kind`` and ``message`` (the job logs it)."""
         self.emit(msgspec.convert(warning, WarningGiven, from_attributes=True))
 
-    def oom(self, event: OomEvent) -> None:
+    def oom(self, event: RanOutOfMemory) -> None:
         """The job's OOM callback: an ``oom`` event and a log line."""
-        self.emit(msgspec.convert(event, RanOutOfMemory, from_attributes=True))
+        self.emit(event)
         then = "giving up" if event.new_micro_batch == 0 else f"retrying with micro-batch {event.new_micro_batch}"
         if event.phase == "optimizer":
             then = "rolling back to the last checkpoint"
@@ -381,14 +379,14 @@ class ProgressReporter:
         self.events, self.memory = events, memory
         self.last_line = self.last_event = float("-inf")
 
-    def __call__(self, p: Progress) -> None:
+    def __call__(self, p: ProgressReported) -> None:
         """Report ``p``."""
         from stratcast.daemon.progress import describe
 
         now = time.monotonic()
         if p.val_loss is not None or p.step == p.max_steps or now - self.last_event >= PROGRESS_EVENT_EVERY_S:
             self.last_event = now
-            self.events.emit(msgspec.convert(p, ProgressReported, from_attributes=True))
+            self.events.emit(p)
             self.memory.report()
         if p.val_loss is not None or p.step == p.max_steps or now - self.last_line >= PROGRESS_LINE_EVERY_S:
             self.last_line = now

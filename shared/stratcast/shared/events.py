@@ -95,7 +95,7 @@ class PlanChosen(_Event, tag="plan", frozen=True):
 
 
 class ProgressReported(_Event, tag="progress", frozen=True):
-    """A training progress report (the engine's ``Progress``)."""
+    """A training progress report: the trainer makes it (NaN losses travel as null)."""
 
     step: int
     max_steps: int
@@ -131,7 +131,7 @@ class CheckpointSaved(_Event, tag="checkpoint", frozen=True):
 
 
 class RanOutOfMemory(_Event, tag="oom", frozen=True):
-    """An out-of-memory error (the engine's ``OomEvent``) and what training did about it.
+    """An out-of-memory error and what training did about it (the trainer makes it).
 
     A ``forward/backward`` one is retried with ``new_micro_batch`` (0: nothing smaller was left, the run ends); an
     ``optimizer`` one ends the run so that it resumes from its last checkpoint.

@@ -13,7 +13,6 @@ from stratcast.daemon.engine.memory import oom
 from stratcast.daemon.engine.memory.oom import (
     FAULT_ENV,
     MicroBatchPlan,
-    OomEvent,
     OptimizerStepOutOfMemory,
     OutOfMemory,
     fault_limit,
@@ -23,6 +22,7 @@ from stratcast.daemon.engine.memory.oom import (
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.training.checkpoint import list_checkpoints, load_checkpoint, save_rotating
 from stratcast.daemon.worker import WorkerExit
+from stratcast.shared.events import RanOutOfMemory
 from stratcast.shared.protocol import JobSpec
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 from tests.daemon.test_worker import parse
@@ -50,7 +50,7 @@ def test_a_run_that_runs_out_of_memory_recovers_with_the_weights_of_the_smaller_
 ):
     run_job(spec_for(panel_file, tmp_path / "fits", mode, ["micro_batch_size=8"]), log=lambda m: None)
     monkeypatch.setenv(FAULT_ENV, "8")
-    events: list[OomEvent] = []
+    events: list[RanOutOfMemory] = []
     spec = spec_for(panel_file, tmp_path / "capped", mode, ["oom_grow_after=10"])
     result = run_job(spec, log=lambda m: None, on_oom=events.append)
     assert result.fit.steps == 30
@@ -70,7 +70,7 @@ def test_a_run_that_runs_out_of_memory_recovers_with_the_weights_of_the_smaller_
 
 def test_when_nothing_fits_the_run_ends_proposing_the_memory_levers(tmp_path, panel_file, monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "0")
-    events: list[OomEvent] = []
+    events: list[RanOutOfMemory] = []
     with pytest.raises(OutOfMemory, match="micro-batch of 1 window") as info:
         run_job(spec_for(panel_file, tmp_path / "o"), log=lambda m: None, on_oom=events.append)
     for lever in ("precision=bf16", "activation checkpointing", "smaller model", "input_size", "batch_size"):
@@ -98,7 +98,7 @@ def test_an_oom_in_the_optimizer_step_is_not_retried_and_names_the_checkpoint(tm
 
     real_step = torch.optim.AdamW.step
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
-    events: list[OomEvent] = []
+    events: list[RanOutOfMemory] = []
     spec = spec_for(panel_file, tmp_path / "o", extra=["checkpoint_every_steps=5"])
     with pytest.raises(OptimizerStepOutOfMemory, match=r"step-00000005\.pt") as info:
         run_job(spec, log=lambda m: None, on_oom=events.append)
@@ -205,7 +205,7 @@ def test_a_resume_with_another_micro_batch_ends_with_the_same_weights(tmp_path, 
         should_stop=lambda: next(steps) == 13,  # asked before every step: stops after 13
     )
     assert stopped.checkpoint is not None and load_checkpoint(stopped.checkpoint)["trainer"]["micro_batch"] == 8
-    events: list[OomEvent] = []
+    events: list[RanOutOfMemory] = []
     run_job(spec_for(panel_file, out), log=lambda m: None, resume_from=stopped.checkpoint, on_oom=events.append)
     assert [(e.step, e.old_micro_batch, e.new_micro_batch) for e in events] == [(14, 32, 16), (14, 16, 8)]
     a, b = weights(tmp_path / "fits"), weights(out)

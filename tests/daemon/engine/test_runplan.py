@@ -17,8 +17,8 @@ from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.run.runplan import PLAN_CACHE_ENV, RunPlan, default_plan_cache
 from stratcast.daemon.engine.training import trainer as trainer_module
 from stratcast.daemon.engine.training.checkpoint import load_checkpoint
-from stratcast.daemon.engine.training.trainparts import Progress
 from stratcast.daemon.zoo.models.mlp import MLP
+from stratcast.shared.events import ProgressReported
 from tests.daemon.engine.small_jobs import mlp_spec, write_small_panel
 
 FIXED, PER_WINDOW = 100 * MIB, 10 * MIB
@@ -85,7 +85,7 @@ def weights(out):
 
 
 def test_on_a_cpu_the_plan_is_the_whole_batch_and_reaches_metrics_checkpoints_and_progress(tmp_path, panel_file):
-    progress: list[Progress] = []
+    progress: list[ProgressReported] = []
     result, plans, lines = run(
         spec_for(panel_file, tmp_path / "o", ["max_steps=10", "checkpoint_every_steps=4"]), on_progress=progress.append
     )

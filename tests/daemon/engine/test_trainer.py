@@ -7,8 +7,8 @@ from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampl
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.training.losses import masked_mean
 from stratcast.daemon.engine.training.trainer import Trainer
-from stratcast.daemon.engine.training.trainparts import Progress
 from stratcast.daemon.zoo.catalog import build_model, make_config
+from stratcast.shared.events import ProgressReported
 
 CFG = TrainConfig(input_size=12, horizon=4, max_steps=60, batch_size=64, learning_rate=1e-2, val_check_steps=10, seed=3)
 
@@ -31,7 +31,7 @@ def make_trainer(cfg=CFG, values=None, progress=None, stop=None, model="dlinear"
 
 
 def test_training_lowers_validation_loss_and_reports_progress():
-    reports: list[Progress] = []
+    reports: list[ProgressReported] = []
     trainer = make_trainer(progress=reports.append)
     first = float(trainer.validation_loss())
     result = trainer.fit()

@@ -26,9 +26,10 @@ windows' series rows and origins). A model that declares nothing keeps ``forward
 (``torch.func.vmap`` over ``functional_call``) still applies to it. Covariates will be further declared side
 inputs. Decoders (TFT, Seq2Seq) stay inside the model. A model with ``own_loss`` computes its training loss itself
 (the ``OwnLoss`` protocol of ``zoo/heads.py``: ``training_loss(x, y, **side)`` and ``sample(x, n, generator,
-**side)``; its point forecast is the mean of ``SAMPLES`` seeded draws); a ``stochastic`` one draws random numbers in its forward pass
-(sampling), from torch's global generator, so a seed reproduces it. Rows of a univariate model are forecast
-independently; a multivariate model mixes the ``S`` series of a row, and one with per-series parameters refuses
+**side)``; its point forecast is the mean of ``SAMPLES`` seeded draws); a ``stochastic`` one draws random numbers
+in its forward pass (sampling), from torch's global generator, so a seed reproduces it. Rows of a univariate model
+are forecast independently; a multivariate model mixes the ``S`` series of a row, and one with per-series parameters
+refuses
 ids outside ``[0, n_series)``.
 
 Activation checkpointing (the ``activation_checkpointing`` training option) is offered by models built from

@@ -16,7 +16,7 @@ Python's ``MemoryError``) the trainer:
    planned one on CUDA), if there is room: on CUDA the trainer predicts the doubled step's peak from the last
    step's and grows only when it fits the memory budget (see :meth:`MicroBatchPlan.step_done`).
 
-Every OOM is reported as an :class:`OomEvent` (the worker sends it as an ``oom`` event line). An OOM inside the
+Every OOM is reported as an :class:`RanOutOfMemory` (the worker sends it as an ``oom`` event line). An OOM inside the
 optimizer step cannot be retried (the optimizer may have updated some parameters already): it raises
 :class:`OptimizerStepOutOfMemory`, and the job ends so that the run resumes from its last checkpoint.
 
@@ -30,12 +30,15 @@ nothing fits. It is read when a trainer is built. Never set it in production.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
 import torch
 from torch import Tensor
+
+from stratcast.shared.events import RanOutOfMemory
 
 FAULT_ENV = "STRATCAST_FAULT_OOM_ABOVE"
 """Environment variable of the fault-injection testing aid (see the module docstring)."""
@@ -51,31 +54,8 @@ class OptimizerStepOutOfMemory(MemoryError):
     """The optimizer step ran out of memory: the step cannot be retried, the run rolls back to a checkpoint."""
 
 
-@dataclass(frozen=True)
-class OomEvent:
-    """One out-of-memory error during training, and what the trainer did about it."""
-
-    time: float
-    """Unix time of the error."""
-    step: int
-    """The step that failed (1-based: the first step is 1)."""
-    phase: str
-    """``forward/backward`` (retried with :attr:`new_micro_batch`) or ``optimizer`` (not retried)."""
-    old_micro_batch: int
-    new_micro_batch: int
-    """The micro-batch the step is retried with; 0 when there is none left to try (the run ends)."""
-    allocated: int
-    """Bytes the CUDA allocator had handed out at the error (0 off CUDA)."""
-    reserved: int
-    """Bytes the CUDA allocator held at the error (0 off CUDA)."""
-    rss: int
-    """The process's resident memory in bytes at the error."""
-    error: str
-    """The error's first line."""
-
-
-OomHook = Callable[[OomEvent], None]
-"""Receives every :class:`OomEvent`."""
+OomHook = Callable[[RanOutOfMemory], None]
+"""Receives every :class:`RanOutOfMemory`."""
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -85,6 +65,25 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return True
     return isinstance(exc, RuntimeError) and CPU_OOM_TEXT in str(exc)
+
+
+def oom_event(step: int, phase: str, old: int, new: int, memory: tuple[int, int, int], error: str) -> RanOutOfMemory:
+    """The event of an OOM now, at 1-based ``step`` in ``phase``, retried at micro-batch ``new`` (0: none left).
+
+    ``memory`` is :func:`memory_now`'s (allocated, reserved, rss) at the error.
+    """
+    allocated, reserved, rss = memory
+    return RanOutOfMemory(
+        time=time.time(),
+        step=step,
+        phase=phase,
+        old_micro_batch=old,
+        new_micro_batch=new,
+        allocated=allocated,
+        reserved=reserved,
+        rss=rss,
+        error=error,
+    )
 
 
 def memory_now(device: torch.device) -> tuple[int, int, int]:

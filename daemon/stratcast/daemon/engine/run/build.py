@@ -29,10 +29,11 @@ from stratcast.daemon.engine.prediction.forecast import predict, predict_series,
 from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
 from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
 from stratcast.daemon.engine.training.trainer import StepHook, Trainer
-from stratcast.daemon.engine.training.trainparts import Progress, side_inputs
+from stratcast.daemon.engine.training.trainparts import side_inputs
 from stratcast.daemon.zoo.catalog import get_entry
 from stratcast.daemon.zoo.contract import set_activation_checkpointing
 from stratcast.daemon.zoo.heads import OwnLoss
+from stratcast.shared.events import ProgressReported
 
 Log = Callable[[str], None]
 
@@ -170,7 +171,7 @@ def make_trainer(
     spec: RunSpec,
     model: nn.Module,
     prep: Prepared,
-    on_progress: Callable[[Progress], None] | None,
+    on_progress: Callable[[ProgressReported], None] | None,
     should_stop: Callable[[], bool] | None,
     on_step: StepHook | None = None,
 ) -> Trainer:

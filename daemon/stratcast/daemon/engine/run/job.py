@@ -48,7 +48,8 @@ from stratcast.daemon.engine.run.outputs import forecast_future, run_info, write
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
 from stratcast.daemon.engine.training.trainer import Trainer
-from stratcast.daemon.engine.training.trainparts import FitResult, Progress
+from stratcast.daemon.engine.training.trainparts import FitResult
+from stratcast.shared.events import ProgressReported
 from stratcast.shared.runfiles import RunFolder
 
 
@@ -71,7 +72,7 @@ def run_job(
     spec: RunSpec,
     *,
     log: Log = print,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[ProgressReported], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume_from: Path | None = None,
     checkpoint_dir: Path | None = None,
@@ -86,13 +87,13 @@ def run_job(
     Args:
         spec: The job.
         log: Receives human-readable lines.
-        on_progress: Receives a :class:`Progress` every few steps.
+        on_progress: Receives a :class:`ProgressReported` every few steps.
         should_stop: Asked before every step; when it answers true, training stops, a checkpoint is written and
             the job returns without outputs (``result.fit.interrupted``, ``result.checkpoint``).
         resume_from: A training checkpoint of this same spec to continue from.
         checkpoint_dir: Where training checkpoints go (default ``spec.out/checkpoints``).
         on_checkpoint: Called after each training checkpoint is written.
-        on_oom: Receives an :class:`~stratcast.daemon.engine.memory.oom.OomEvent` for every out-of-memory error.
+        on_oom: Receives an :class:`~stratcast.daemon.engine.memory.oom.RanOutOfMemory` for every out-of-memory error.
         on_plan: Receives the :class:`~stratcast.daemon.engine.run.runplan.RunPlan` before training starts (also when
             nothing fits, before the job raises ``OutOfMemory``).
         plan_cache: The memory plan cache file (None: no cache; see

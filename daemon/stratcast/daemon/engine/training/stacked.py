@@ -23,8 +23,8 @@ from torch.func import functional_call, vmap
 from stratcast.daemon.engine.data.windows import PanelWindows, TrainSampler, WindowBatch
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.training.trainer import VAL_CHUNK, Trainer
-from stratcast.daemon.engine.training.trainparts import Progress
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities
+from stratcast.shared.events import ProgressReported
 
 MEMBER_SEED_BITS = 62
 
@@ -272,7 +272,7 @@ class StackedTrainer(Trainer):
         sampler: StackedSampler,
         val: WindowBatch | None,
         *,
-        on_progress: Callable[[Progress], None] | None = None,
+        on_progress: Callable[[ProgressReported], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         capabilities: Capabilities = UNIVARIATE,
     ) -> None:

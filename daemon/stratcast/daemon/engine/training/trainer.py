@@ -26,24 +26,24 @@ job's memory plan, see :mod:`stratcast.daemon.engine.run.runplan`). On CUDA ever
 step is predicted to fit (:meth:`Trainer.room_to_grow`); :meth:`Trainer.probe_step` is the real step the memory
 planner measures.
 
-Callbacks: ``on_progress`` gets a :class:`~stratcast.daemon.engine.training.trainparts.Progress` every few steps;
+Callbacks: ``on_progress`` gets a :class:`~stratcast.shared.events.ProgressReported` every few steps;
 ``should_stop`` is asked before every step; ``on_step`` gets the trainer after every completed step that does not
 end training (a step boundary: what :meth:`Trainer.state_dict` returns there resumes bit-exactly on CPU, so that
 is where checkpoints are taken); ``on_oom`` (an attribute, like ``on_step``) gets an
-:class:`~stratcast.daemon.engine.memory.oom.OomEvent` for every out-of-memory error.
+:class:`~stratcast.daemon.engine.memory.oom.RanOutOfMemory` for every out-of-memory error.
 
-The report dataclasses (``Progress``, ``FitResult``), the loss meter and the stateless helpers the step uses
+The report dataclasses (``ProgressReported``, ``FitResult``), the loss meter and the stateless helpers the step uses
 (bf16 autocast, the LR schedule, the micro-batch cut :func:`~stratcast.daemon.engine.training.trainparts.split`) are in
 :mod:`stratcast.daemon.engine.training.trainparts`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import torch
 from torch import Tensor, nn
 
@@ -51,7 +51,6 @@ from stratcast.daemon.engine.data.windows import TrainSampler, WindowBatch
 from stratcast.daemon.engine.memory.devmem import DeviceMemory, device_memory, peak_budget
 from stratcast.daemon.engine.memory.oom import (
     MicroBatchPlan,
-    OomEvent,
     OomHook,
     OptimizerStepOutOfMemory,
     OutOfMemory,
@@ -60,6 +59,7 @@ from stratcast.daemon.engine.memory.oom import (
     is_oom,
     levers_message,
     memory_now,
+    oom_event,
     release_memory,
 )
 from stratcast.daemon.engine.spec.config import TrainConfig
@@ -67,7 +67,6 @@ from stratcast.daemon.engine.training.losses import masked_mean
 from stratcast.daemon.engine.training.trainparts import (
     FitResult,
     LossMeter,
-    Progress,
     autocast_for,
     make_optimizer,
     make_scheduler,
@@ -76,6 +75,7 @@ from stratcast.daemon.engine.training.trainparts import (
 )
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, supports_activation_checkpointing
 from stratcast.daemon.zoo.heads import OwnLoss
+from stratcast.shared.events import ProgressReported, RanOutOfMemory
 
 VAL_CHUNK = 65_536
 PROGRESS_EVERY = 10
@@ -99,7 +99,7 @@ class Trainer:
         sampler: TrainSampler,
         val: WindowBatch | None,
         *,
-        on_progress: Callable[[Progress], None] | None = None,
+        on_progress: Callable[[ProgressReported], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         on_step: StepHook | None = None,
         capabilities: Capabilities = UNIVARIATE,
@@ -297,7 +297,7 @@ class Trainer:
             error, memory = str(exc), memory_now(self.device)
         old = self.micro.current
         new = self.micro.shrink()
-        self.clean_up_oom(OomEvent(time.time(), self.step + 1, "forward/backward", old, new or 0, *memory, error))
+        self.clean_up_oom(oom_event(self.step + 1, "forward/backward", old, new or 0, memory, error))
         if new is None:
             raise OutOfMemory(self.levers_message(self.step + 1))
         return None
@@ -313,7 +313,7 @@ class Trainer:
             checkpointable=self.checkpointable,
         )
 
-    def clean_up_oom(self, event: OomEvent) -> None:
+    def clean_up_oom(self, event: RanOutOfMemory) -> None:
         """Drop the gradients, give cached memory back and report ``event``.
 
         Called after the ``except`` block is left: its traceback held the failing frames' tensors until then.
@@ -336,17 +336,17 @@ class Trainer:
                 raise
             error, memory = str(exc), memory_now(self.device)
         now = self.micro.current
-        self.clean_up_oom(OomEvent(time.time(), self.step + 1, "optimizer", now, now, *memory, error))
+        self.clean_up_oom(oom_event(self.step + 1, "optimizer", now, now, memory, error))
         raise OptimizerStepOutOfMemory(
             f"out of memory in the optimizer step of step {self.step + 1}: the weights may be half updated, so the "
             "run must roll back to its last checkpoint"
         )
 
-    def report_oom(self, event: OomEvent) -> None:
+    def report_oom(self, event: RanOutOfMemory) -> None:
         """Send ``event`` (its error cut to the first line) to ``on_oom``."""
         first = event.error.splitlines()[0] if event.error else "out of memory"
         if self.on_oom is not None:
-            self.on_oom(dataclasses.replace(event, error=first))
+            self.on_oom(msgspec.structs.replace(event, error=first))
 
     def rng_state(self) -> dict[str, Any]:
         """The global RNG states and the sampler position, taken at a step's start."""
@@ -416,13 +416,13 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
 
     def report(self, meter: LossMeter, val: Tensor | None) -> None:
-        """Send a :class:`~stratcast.daemon.engine.training.trainparts.Progress` to the callback."""
+        """Send a :class:`~stratcast.daemon.engine.training.trainparts.ProgressReported` to the callback."""
         if self.on_progress is None:
             return
         train_loss, rate = meter.flush(self.step)
         remaining = (self.cfg.max_steps - self.step) * self.windows_per_step
         self.on_progress(
-            Progress(
+            ProgressReported(
                 step=self.step,
                 max_steps=self.cfg.max_steps,
                 epoch=self.step * self.windows_per_step / self.sampler.n_windows,

@@ -1,6 +1,6 @@
 """The trainer's parts that hold no trainer state: its reports and the helpers its step uses.
 
-- What :class:`~stratcast.daemon.engine.training.trainer.Trainer` reports: a :class:`Progress` every few steps, a
+- What :class:`~stratcast.daemon.engine.training.trainer.Trainer` reports: a ``ProgressReported`` every few steps, a
   :class:`FitResult` at the end, and the :class:`LossMeter` that keeps the training losses on the device between
   reports.
 - Precision: :func:`uses_bf16` and :func:`autocast_for` (bf16 autocast on CUDA for ``auto``, elsewhere only when
@@ -27,25 +27,6 @@ from torch import Tensor, nn
 from stratcast.daemon.engine.data.windows import WindowBatch
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.zoo.contract import Capabilities
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress report, sent every few steps and at every validation check."""
-
-    step: int
-    max_steps: int
-    epoch: float
-    """Training windows seen divided by the number of distinct training windows."""
-    train_loss: float
-    """Mean training loss since the previous report."""
-    val_loss: float | None
-    best_val_loss: float | None
-    windows_per_s: float
-    eta_s: float
-    learning_rate: float
-    micro_batch: int
-    """The micro-batch in use (windows per forward/backward pass; per strategy in per-strategy mode)."""
 
 
 @dataclass(frozen=True)
