@@ -57,7 +57,7 @@ def sequential_seconds(spec: RunSpec, prep: Prepared, sample: int) -> float:
         one = prep.windows.padded[i : i + 1, cfg.input_size : cfg.input_size + prep.panel.n_times]
         windows = PanelWindows(one, prep.start[i : i + 1], input_size=cfg.input_size, horizon=cfg.horizon)
         model = build_model("dlinear", make_config("dlinear"), input_size=cfg.input_size, horizon=cfg.horizon)
-        Trainer(model, cfg, TrainSampler(windows, prep.split.train_end, cfg.seed), None).fit()
+        Trainer(model, cfg, TrainSampler(windows, prep.split.train_end[i : i + 1], cfg.seed), None).fit()
         prep.scaler.inverse(predict(model, windows.forecast_inputs())[..., 0], torch.tensor([i]))
     sync(prep.raw.device)
     return (time.perf_counter() - t0) / sample

@@ -27,12 +27,21 @@ def test_the_models_outputs_per_step_follow_the_head(loss, n_outputs):
     assert cfg.n_outputs == cfg.head.n_params == n_outputs
 
 
-@pytest.mark.parametrize("scaler", ["revin", "standard", "robust-centered"])
+@pytest.mark.parametrize("scaler", ["standard", "robust-centered"])
 def test_hurdle_refuses_a_scaler_that_moves_zeros_and_names_the_ones_to_use(tmp_path, scaler):
     with pytest.raises(ValueError) as info:
         build_spec(data=str(tmp_path / "p.parquet"), model="dlinear", out="-", sets=["loss=hurdle", f"scaler={scaler}"])
     message = str(info.value)
     assert f"scaler={scaler}" in message and "--set scaler=robust or --set scaler=identity" in message
+
+
+@pytest.mark.parametrize("loss", ["quantile", "gaussian", "student-t", "hurdle"])
+def test_revin_is_refused_for_heads_whose_outputs_are_not_values(tmp_path, loss):
+    with pytest.raises(ValueError) as info:
+        build_spec(data=str(tmp_path / "p.parquet"), model="dlinear", out="-", sets=[f"loss={loss}", "scaler=revin"])
+    message = str(info.value)
+    assert "scaler=revin" in message and f"loss={loss}" in message and "--set scaler=robust" in message
+    build_spec(data=str(tmp_path / "p.parquet"), model="dlinear", out="-", sets=["loss=mae", "scaler=revin"])
 
 
 def test_quantile_levels_must_increase_within_zero_and_one():
@@ -41,11 +50,12 @@ def test_quantile_levels_must_increase_within_zero_and_one():
     assert TrainConfig(loss="mse", quantiles=(0.9, 0.1)).n_outputs == 1  # unused levels are not checked
 
 
-def test_hurdle_on_a_level_panel_gets_the_scaler_that_keeps_zeros(tmp_path):
+@pytest.mark.parametrize("loss", ["hurdle", "student-t", "quantile"])
+def test_a_distribution_head_on_a_level_panel_gets_the_profit_scaler_not_revin(tmp_path, loss):
     path = write(tmp_path, level_frame())
-    spec = build_spec(data=path, model="dlinear", out="-", horizon=4, input_size=8, sets=["loss=hurdle"])
+    spec = build_spec(data=path, model="dlinear", out="-", horizon=4, input_size=8, sets=[f"loss={loss}"])
     chosen, _ = choose_from_data(spec, load_panel(path))
-    assert (chosen.train.scaler, chosen.train.loss) == ("robust", "hurdle")
+    assert (chosen.train.scaler, chosen.train.loss) == ("robust", loss)
 
 
 class NoisyLinear(nn.Module):

@@ -12,6 +12,8 @@ from stratcast.daemon.zoo.search import among, floats
 
 SCALERS = ("robust", "robust-centered", "standard", "identity", "revin")
 ZERO_KEEPING_SCALERS = ("robust", "identity")
+POINT_LOSSES = ("mse", "mae", "huber")
+"""Losses whose one output is a value in the series' units: the only ones ``scaler=revin`` can rescale."""
 """Scalers with location 0 and no per-window normalisation: a week without a trade stays exactly 0 when scaled."""
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -128,6 +130,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         self.head  # noqa: B018 (builds the head: validates the quantile levels)
+        if self.scaler == "revin" and self.loss not in POINT_LOSSES:
+            raise ValueError(
+                f"scaler=revin rescales each output of the model as a value, which only the point losses "
+                f"({', '.join(POINT_LOSSES)}) produce; loss={self.loss} outputs distribution parameters: "
+                "--set scaler=robust (or standard, identity)"
+            )
         if self.loss == "hurdle" and self.scaler not in ZERO_KEEPING_SCALERS:
             raise ValueError(
                 f"loss=hurdle needs a scaler that keeps a zero week exactly 0, not scaler={self.scaler}: "

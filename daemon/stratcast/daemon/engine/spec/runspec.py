@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from stratcast.daemon.engine.data.panel import Panel
-from stratcast.daemon.engine.spec.config import PER_STRATEGY_BATCH, TrainConfig, parse_value, train_fields
+from stratcast.daemon.engine.spec.config import PER_STRATEGY_BATCH, POINT_LOSSES, TrainConfig, parse_value, train_fields
 from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
 from stratcast.daemon.zoo.contract import ModelConfig
 from stratcast.shared.protocol import JobSpec
@@ -149,15 +149,16 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
 
     Level series (few zeros, all positive, a level large against the changes, like M4's) get
     :data:`LEVEL_CHOICE`; every other panel, zero-heavy signed profits first, keeps :data:`PROFIT_CHOICE`. The
-    hurdle loss always gets the profit scaler (a zero must stay 0).
+    losses with a distribution or quantile head always get the profit scaler (revin would rescale their parameters
+    as values; the hurdle head needs a zero kept 0).
     The line is None when nothing was left to choose.
     """
     if not spec.from_data:
         return spec, None
     level, why = panel_kind(panel)
     chosen: dict[str, Any] = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in spec.from_data}
-    if spec.train.loss == "hurdle" and "scaler" in chosen:
-        chosen["scaler"] = PROFIT_CHOICE["scaler"]  # the hurdle head needs zeros kept exactly 0
+    if spec.train.loss not in POINT_LOSSES and "scaler" in chosen:
+        chosen["scaler"] = PROFIT_CHOICE["scaler"]  # revin fits point losses only; hurdle needs zeros kept 0
     train = dataclasses.replace(spec.train, **chosen)
     others = " or ".join(f"--set {k}=..." for k in spec.from_data)
     note = f"{', '.join(f'{k}: {v}' for k, v in chosen.items())} ({why}; {others} chooses otherwise)"
