@@ -41,7 +41,14 @@ def open_run(link, body, run=1, size=(120, 36)):
 
 
 async def settle(app, pilot):
-    """Wait until the run screen's reads are done (the fake answers at once, but a read may start another)."""
+    """Wait until the run screen is mounted and its reads are done (a read may start another).
+
+    On a loaded machine the screen can mount late: wait up to 5 s for its title first.
+    """
+    for _ in range(100):
+        if app.screen.query("#run-title"):
+            break
+        await pilot.pause(0.05)
     for _ in range(10):
         await pilot.pause()
         busy = [w for w in app.workers if w.group == "run-reads" and not w.is_finished]
