@@ -23,8 +23,8 @@ def run_app(link, body, size=(120, 36)):
         app = StratcastApp(link, clock=frozen_clock)
         async with app.run_test(size=size) as pilot:
             await pilot.pause()
-            # on a loaded machine the first repaint can come late: wait (up to 5 s) for the snapshot's runs
-            for _ in range(100):
+            # on a loaded machine the first repaint can come late: wait (up to 20 s) for the snapshot's runs
+            for _ in range(400):
                 tables = app.screen.query(RunsTable)
                 if app.screen.query("#status") and tables and (tables.first().row_count or not link.mirror.runs):
                     break
@@ -156,6 +156,10 @@ def test_the_header_counts_runs_in_every_state_the_protocol_defines():
     snapshot["runs"] += [run(10 + i, state) for i, state in enumerate(s for s in RUN_STATES if s not in taken)]
 
     async def body(app, pilot):
+        for _ in range(400):  # the header is recomposed with the runs: wait until it is there (loaded machines)
+            if app.screen.query("#status"):
+                break
+            await pilot.pause(0.05)
         header = str(app.screen.query_one("#status").render())
         for state in RUN_STATES:
             assert f"1 {state}" in header, state
