@@ -54,3 +54,24 @@ def test_both_commands_print_the_package_version(main, capsys):
         module.main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.split()[-1] == importlib.metadata.version("stratcast") == version()
+
+
+def test_top_picks_reads_counts_and_shares_and_refuses_anything_else():
+    from stratcast.shared.cli import top_picks
+
+    assert top_picks("10,1%, 0.5%") == ["10", "1%", "0.5%"]
+    for bad in ("0", "x", "1.5", "101%", "-3", "%", ","):
+        with pytest.raises(argparse.ArgumentTypeError):
+            top_picks(bad)
+
+
+def test_pick_sizes_resolve_shares_and_refuse_a_count_over_the_strategies():
+    from stratcast.shared.protocol import BacktestOptions
+
+    options = BacktestOptions(top=["10", "1%", "0.01%"])
+    assert options.pick_sizes(6000) == {"10": 10, "1%": 60, "0.01%": 1}
+    assert options.hold_periods == options.every
+    with pytest.raises(ValueError, match="only 5 strategies"):
+        options.pick_sizes(5)
+    with pytest.raises(ValueError, match="above 0%"):
+        BacktestOptions(top=["0%"]).pick_sizes(100)

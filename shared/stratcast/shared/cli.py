@@ -70,6 +70,40 @@ def _int(text: str, what: str, allowed: Callable[[int], bool]) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """A finite number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text}")
+    return value
+
+
+def top_picks(text: str) -> list[str]:
+    """``--top 10,1%``: pick sizes, each a count of at least 1 or a share above 0% and at most 100%."""
+    picks = [part.strip() for part in text.split(",") if part.strip()]
+    for pick in picks:
+        if not _is_pick(pick):
+            raise argparse.ArgumentTypeError(
+                f"expected counts such as 10 or shares such as 1%, separated by commas, got {pick!r}"
+            )
+    if not picks:
+        raise argparse.ArgumentTypeError("expected at least one pick size, such as 10 or 1%")
+    return picks
+
+
+def _is_pick(pick: str) -> bool:
+    if pick.endswith("%"):
+        try:
+            share = float(pick[:-1])
+        except ValueError:
+            return False
+        return 0 < share <= 100 and pick[:-1].replace(".", "", 1).isdigit()
+    return pick.isdigit() and int(pick) >= 1
+
+
 def positive_float(text: str) -> float:
     """A finite number above 0."""
     try:

@@ -14,8 +14,8 @@ import argparse
 import os
 from pathlib import Path
 
-from stratcast.shared.cli import key_value, non_negative_int, positive_int
-from stratcast.shared.protocol import JobSpec
+from stratcast.shared.cli import key_value, non_negative_float, non_negative_int, positive_int, top_picks
+from stratcast.shared.protocol import BacktestOptions, JobSpec
 
 DAEMON_DEVICES = ("auto", "cpu")
 """The devices a job sent to a daemon may name: the daemon places runs on its GPUs itself (``--gpu N``)."""
@@ -83,6 +83,49 @@ def add_job_options(
         default=[],
         metavar="KEY=VALUE",
         help="training option or model parameter",
+    )
+
+
+def add_backtest_options(parser: argparse._ActionsContainer) -> None:
+    """Add the walk-forward backtest's own options (``stratcastd backtest``, ``stratcast backtest``)."""
+    defaults = BacktestOptions()
+    parser.add_argument(
+        "--cutoffs", type=positive_int, default=defaults.cutoffs, help=f"cutoffs (default {defaults.cutoffs})"
+    )
+    parser.add_argument(
+        "--every", type=positive_int, default=defaults.every, help=f"periods between cutoffs (default {defaults.every})"
+    )
+    parser.add_argument(
+        "--refit-every",
+        type=positive_int,
+        default=defaults.refit_every,
+        help=f"retrain at every R-th cutoff, the others predict with the last model (default {defaults.refit_every})",
+    )
+    parser.add_argument("--hold", type=positive_int, help="periods each pick is held (default: --every)")
+    parser.add_argument(
+        "--top",
+        type=top_picks,
+        default=list(defaults.top),
+        help=f"pick sizes: counts and shares of the strategies (default {','.join(defaults.top)})",
+    )
+    parser.add_argument(
+        "--cost", type=non_negative_float, default=defaults.cost, help="cost per pick and holding (default 0)"
+    )
+    parser.add_argument(
+        "--draws", type=positive_int, default=defaults.draws, help=f"random picks per cutoff (default {defaults.draws})"
+    )
+
+
+def backtest_from_args(args: argparse.Namespace) -> BacktestOptions:
+    """The backtest options of parsed :func:`add_backtest_options` options."""
+    return BacktestOptions(
+        cutoffs=args.cutoffs,
+        every=args.every,
+        refit_every=args.refit_every,
+        hold=args.hold,
+        top=list(args.top),
+        cost=args.cost,
+        draws=args.draws,
     )
 
 

@@ -75,6 +75,59 @@ DEFAULT_MODEL = "nhits"
 """The model people start with: ``stratcastd demo``'s default and the first choice of the TUI's new-run form."""
 
 
+TopPick = Annotated[str, msgspec.Meta(pattern=r"^([1-9][0-9]*|[0-9]+(\.[0-9]+)?%)$")]
+"""How many strategies a backtest picks: a count (``10``) or a share of the strategies (``1%``)."""
+
+
+class BacktestOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A walk-forward selection backtest (``stratcast backtest``): the options beyond the job's own.
+
+    At each of ``cutoffs`` cutoffs, ``every`` periods apart and the last one ``hold`` periods before the panel's
+    end, the model is trained on the data before the cutoff only (retrained every ``refit_every`` cutoffs), every
+    strategy is forecast and the top strategies by forecast mean are held for the next ``hold`` periods.
+    """
+
+    cutoffs: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 12
+    every: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 4
+    """Periods between cutoffs."""
+    refit_every: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 4
+    """Retrain at every ``refit_every``-th cutoff (1: at each); the others predict with the last model."""
+    hold: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    """Periods each pick is held (None: ``every``, so holdings follow each other without overlap)."""
+    top: list[TopPick] = msgspec.field(default_factory=lambda: ["10", "1%"])
+    """The pick sizes scored: counts and shares of the strategies."""
+    cost: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """Cost per pick, in the panel's unit (pips), taken once per holding."""
+    draws: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    """Random picks drawn per cutoff for the random baseline (its mean and spread)."""
+
+    @property
+    def hold_periods(self) -> int:
+        """Periods each pick is held: ``hold``, or ``every`` when it is None."""
+        return self.every if self.hold is None else self.hold
+
+    def pick_sizes(self, n: int) -> dict[str, int]:
+        """Each of :attr:`top` as a number of strategies out of ``n``: ``{"10": 10, "1%": 60}`` for 6,000.
+
+        A share picks at least one strategy.
+
+        Raises:
+            ValueError: for a count over ``n`` or a share of 0, naming the pick size and ``n``.
+        """
+        sizes = {}
+        for pick in self.top:
+            if pick.endswith("%"):
+                share = float(pick[:-1])
+                if not 0 < share <= 100:
+                    raise ValueError(f"--top {pick}: a share must be above 0% and at most 100%")
+                sizes[pick] = max(1, round(n * share / 100))
+            elif int(pick) > n:
+                raise ValueError(f"--top {pick}: only {n} strategies can be picked; pick at most {n} or a share")
+            else:
+                sizes[pick] = int(pick)
+        return sizes
+
+
 class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What to run: the options of ``stratcastd run`` (the daemon validates them before queueing)."""
 
@@ -99,6 +152,8 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Read ambiguous dates such as ``04/01/2016`` day first."""
     sets: list[str] = []
     """``key=value`` training options and model parameters, as ``--set``."""
+    backtest: BacktestOptions | None = None
+    """A walk-forward selection backtest of the model instead of one run (None: a run)."""
 
 
 class Placement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

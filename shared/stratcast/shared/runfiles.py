@@ -18,7 +18,8 @@ A run folder (``RUN_DIR``, :class:`RunFolder`)::
     RUN_DIR/out/               the outputs (:class:`Outputs`)
 
 An outputs folder (:class:`Outputs`) holds ``metrics.json``, ``summary.parquet``, ``forecast.parquet`` and
-``model.pt`` (+ ``model.pt.json``). A foreground ``stratcastd run --out OUT`` uses ``OUT`` as both its run folder
+``model.pt`` (+ ``model.pt.json``); a backtest's holds ``backtest.parquet``, ``backtest.json`` and
+``backtest.png``. A foreground ``stratcastd run --out OUT`` uses ``OUT`` as both its run folder
 and its outputs folder: the outputs, ``spec.json`` and ``checkpoints/`` all lie in ``OUT``.
 
 The daemon and the TUI both read run folders, so this module is in ``shared`` and imports nothing heavy.
@@ -51,6 +52,9 @@ METRICS = "metrics.json"
 SUMMARY = "summary.parquet"
 FORECAST = "forecast.parquet"
 MODEL = "model.pt"
+BACKTEST = "backtest.parquet"
+BACKTEST_TABLE = "backtest.json"
+BACKTEST_CHART = "backtest.png"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,21 @@ class Outputs:
     def model(self) -> Path:
         """The final checkpoint (its manifest beside it as ``model.pt.json``)."""
         return self.path / MODEL
+
+    @property
+    def backtest(self) -> Path:
+        """A backtest's picks: one row per cutoff, method and strategy with its rank, forecast and realized profit."""
+        return self.path / BACKTEST
+
+    @property
+    def backtest_table(self) -> Path:
+        """A backtest's table per method and pick size, its verdict, cumulative profits and errors (JSON)."""
+        return self.path / BACKTEST_TABLE
+
+    @property
+    def backtest_chart(self) -> Path:
+        """A backtest's chart of each method's cumulative realized profit (PNG, with the ``plot`` extra)."""
+        return self.path / BACKTEST_CHART
 
 
 @dataclass(frozen=True)
