@@ -21,8 +21,9 @@ JOB_COMMANDS = [
     (stratcast_parser, ["check"]),
     (stratcast_parser, ["schedule", "add"]),
 ]
-SHARED_FIELDS = {f for f in JobSpec.__struct_fields__ if f not in ("data", "model", "sets")} | {"set"}
-"""The job options every command has with one meaning (``--data`` and ``--model`` vary: the demo makes its data)."""
+SHARED_FIELDS = {f for f in JobSpec.__struct_fields__ if f not in ("data", "model", "sets", "backtest")} | {"set"}
+"""The job options every command has with one meaning (``--data`` and ``--model`` vary: the demo makes its data;
+the backtest's own options are only on the backtest commands)."""
 
 
 def subcommand(parser: argparse.ArgumentParser, words: list[str]) -> argparse.ArgumentParser:

@@ -44,9 +44,13 @@ json_values = st.recursive(
 def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     """Values of a message field's type (every type protocol.py uses)."""
     origin = get_origin(tp)
-    if origin is typing.Annotated:  # an int with msgspec.Meta bounds
+    if origin is typing.Annotated:  # an int or float with msgspec.Meta bounds, or a str with a pattern
         base, *metas = get_args(tp)
         meta = next(m for m in metas if isinstance(m, msgspec.Meta))
+        if base is str:
+            return st.from_regex(meta.pattern, fullmatch=True)
+        if base is float:
+            return st.floats(min_value=meta.ge, allow_nan=False, allow_infinity=False)
         assert base is int
         lo = int(meta.ge) if meta.ge is not None else -(2**63)
         return st.integers(lo, int(meta.le) if meta.le is not None else 2**63 - 1)
