@@ -62,6 +62,19 @@ def test_validation_windows_score_only_the_validation_part():
     assert int(val.mask.sum()) == 3 * 10  # every validation period of every series scored exactly once
 
 
+def test_validation_windows_at_stride_one_start_at_every_validation_origin_and_score_before_its_end():
+    values = positional_panel(3, 40)
+    split = Split.make(40, 10, 5)
+    windows = PanelWindows(values, torch.zeros(3, dtype=torch.long), input_size=6, horizon=4)
+    val = validation_windows(windows, split, stride=1)
+    assert val is not None
+    assert sorted(set(val.origin.tolist())) == list(range(25, 35))
+    scored = (val.origin[:, None] + torch.arange(4))[val.mask]
+    assert scored.min() >= split.train_end and scored.max() < split.val_end
+    # origin o scores min(4, 35 - o) targets: 7 origins score 4, then 3, 2, 1
+    assert int(val.mask.sum()) == 3 * (7 * 4 + 3 + 2 + 1)
+
+
 def test_sampler_is_uniform_over_all_valid_windows_and_resumes_from_its_state():
     start = torch.tensor([0, 20])
     windows = PanelWindows(positional_panel(2, 40), start, input_size=5, horizon=3)

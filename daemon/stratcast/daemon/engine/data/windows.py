@@ -199,13 +199,18 @@ class TrainSampler:
         self.generator.set_state(state["generator"])
 
 
-def validation_windows(windows: PanelWindows, split: Split) -> WindowBatch | None:
-    """Windows scoring each series' validation part: origins every ``horizon`` periods from its ``train_end``."""
+def validation_windows(windows: PanelWindows, split: Split, stride: int | None = None) -> WindowBatch | None:
+    """Windows scoring each series' validation part: origins every ``stride`` periods from its ``train_end``.
+
+    The default stride, the horizon, scores each validation period once (early stopping); a stride of 1 gives a
+    window at every origin of the validation part, each scoring its targets before ``val_end`` (the
+    out-of-sample residuals that calibrate intervals and the combination with the baselines).
+    """
     train_end = split.train_end.to(windows.start.device).expand_as(windows.start)  # [N]
     val_end = train_end + split.val_size
     batches = [
         b
-        for k in range(0, split.val_size, windows.horizon)
+        for k in range(0, split.val_size, stride or windows.horizon)
         if (b := windows.origins_at(train_end + k, val_end)) is not None
     ]
     if not batches:
