@@ -48,6 +48,7 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
         base, *metas = get_args(tp)
         meta = next(m for m in metas if isinstance(m, msgspec.Meta))
         if base is str:
+            assert meta.pattern is not None
             return st.from_regex(meta.pattern, fullmatch=True)
         if base is float:
             return st.floats(min_value=meta.ge, allow_nan=False, allow_infinity=False)
