@@ -45,7 +45,7 @@ def test_every_method_has_its_row_with_its_difference_to_the_trailing_mean():
     assert "nhits, 2 cutoffs (2019-01-07 to 2019-02-04) every 4 periods, each pick held 8 periods, cost 0.5" in text
     assert row(text, "model")[1:6] == ["2.5", "0.5", "75", "10", "1.5"]
     assert row(text, "best possible")[-1] == "8"
-    assert "one random picker: -0.2 to 0.4 (5-95%)" in text
+    assert "5-95%: -0.2 to 0.4" in text
     assert "- Top 10 (10 strategies): the model's picks are better than" in text
     assert "LOSES" not in text
 

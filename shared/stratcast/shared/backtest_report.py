@@ -37,7 +37,8 @@ def backtest_text(table: Mapping[str, Any]) -> str:
     if errors := error_line(table.get("errors", {}), len(table.get("cutoffs", []))):
         lines += ["", errors]
     foot = "mean/period: realized mean profit per period of each cutoff's picks after cost, averaged over cutoffs; "
-    foot += "spread: its standard deviation across cutoffs; hit rate: cutoffs whose picks beat the average strategy"
+    foot += "spread: its standard deviation across cutoffs; hit rate: cutoffs whose picks beat the average strategy; "
+    foot += "random 5-95%: the range of one random picker's mean"
     return "\n".join([*lines, foot])
 
 
@@ -65,7 +66,7 @@ def size_table(size: Mapping[str, Any]) -> str:
                 BACKTEST_LABELS.get(name, name),
                 figures["mean"],
                 MISSING if figures.get("std") is None else figures["std"],
-                round(100 * figures["hit_rate"], 1),
+                MISSING if figures.get("hit_rate") is None else round(100 * figures["hit_rate"], 1),
                 figures["cumulative"],
                 vs,
                 _note(name, figures, methods),
@@ -84,7 +85,7 @@ def _note(name: str, figures: Mapping[str, Any], methods: Mapping[str, Mapping[s
     if name == "model" and (lost := losses(methods)):
         return "LOSES to " + " and ".join(lost)
     if band := figures.get("band"):
-        return f"one random picker: {band[0]:.4g} to {band[1]:.4g} (5-95%)"
+        return f"5-95%: {band[0]:.3g} to {band[1]:.3g}"
     return ""
 
 

@@ -8,7 +8,7 @@ Input is the engine's ``picks`` frame (one row per cutoff, method and eligible s
   once per holding of ``W = hold_periods`` periods, so it costs ``cost / W`` per period.
 * ``std``: the spread of that per-cutoff figure across cutoffs (sample standard deviation).
 * ``hit_rate``: the share of cutoffs whose picks beat the all-strategies average (strictly). Every strategy pays
-  the same cost, so the cost cancels here.
+  the same cost, so the cost cancels here. None for ``all`` itself.
 * ``cumulative``: the cumulative sum over cutoffs of the picks' mean profit per holding (per period times ``W``).
   Each cutoff opens a new holding and each holding counts in full: with ``W > every`` holdings overlap and the
   curve adds the overlapping positions, as if an equal new stake were placed at every cutoff (it is not the
@@ -236,7 +236,7 @@ def size_table(
         if method == RANDOM:
             methods[method] = random_summary(random_profit(realized, k, options.draws) - cost, average, hold)
         elif method == ALL:
-            methods[method] = summary(average, average, hold)
+            methods[method] = {**summary(average, average, hold), "hit_rate": None}  # the average against itself
         elif method in ranked.columns:
             methods[method] = summary(ranked[method].to_numpy(np.float64), average, hold)
     sizes = sorted(set(k.values()))
