@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from stratcast.daemon.engine.backtest import stats
+from stratcast.shared.backtest_report import backtest_text
 from stratcast.shared.protocol import BacktestOptions
 from tests.daemon.engine.backtest_frames import cutoff_records, picks_frame, synthetic_backtest
 
@@ -129,3 +130,12 @@ def test_picks_without_a_column_are_refused_by_name():
     picks = picks_frame(REALIZED, FORECASTS).drop(columns="realized")
     with pytest.raises(ValueError, match=r"lack the columns \['realized'\]"):
         stats.backtest_table(picks, [], BacktestOptions())
+
+
+def test_without_the_trailing_means_picks_there_is_no_verdict_and_the_text_still_reads():
+    picks = picks_frame(REALIZED, {"model": FORECASTS["model"]})
+    table = stats.backtest_table(picks, cutoff_records(picks), BacktestOptions(top=["2"], draws=20))
+    assert "difference" not in table["sizes"]["2"] and table["verdicts"] == []
+    assert set(table["sizes"]["2"]["methods"]) == {"model", "random", "all", "best"}
+    text = backtest_text({**table, "cutoffs": []})
+    assert "LOSES" not in text and "model" in text
