@@ -18,6 +18,7 @@ JOB_COMMANDS = [
     (stratcastd.build_parser, ["run"]),
     (stratcastd.build_parser, ["demo"]),
     (stratcast_parser, ["submit"]),
+    (stratcast_parser, ["backtest"]),
     (stratcast_parser, ["check"]),
     (stratcast_parser, ["schedule", "add"]),
 ]

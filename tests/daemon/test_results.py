@@ -69,3 +69,11 @@ def test_a_failed_write_names_the_path_and_the_os_error_and_leaves_nothing_behin
     with pytest.raises(ExportRefused, match=rf"cannot write {dest / long_name}: .*too long"):
         export(out / "summary.parquet", str(dest / long_name), None)
     assert list(dest.iterdir()) == []
+
+
+def test_a_backtest_run_answers_with_its_table(tmp_path):
+    (tmp_path / "backtest.json").write_text(json.dumps({"version": 1, "verdicts": ["v"]}))
+    assert read_results(tmp_path, 5) == {"backtest": {"version": 1, "verdicts": ["v"]}}
+    (tmp_path / "backtest.json").write_text("{not json")
+    with pytest.raises(ResultsMissing, match=r"backtest\.json"):
+        read_results(tmp_path, 5)

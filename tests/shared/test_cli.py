@@ -25,7 +25,7 @@ def complete(parser: argparse.ArgumentParser, *words: str) -> list[str]:
 @needs_bash
 def test_the_bash_completion_of_stratcast_offers_subcommands_nested_commands_and_options():
     parser = client_parser()
-    assert {"submit", "show", "schedule", "completion"} <= set(complete(parser, ""))
+    assert {"submit", "backtest", "show", "schedule", "completion"} <= set(complete(parser, ""))
     assert complete(parser, "sub") == ["submit"]
     assert {"--data", "--model", "--device", "--json"} <= set(complete(parser, "submit", "--"))
     assert set(complete(parser, "schedule", "")) == {"add", "ls", "rm", "pause", "resume", "run-now"}

@@ -45,12 +45,14 @@ def read_results(out: Path, top: int) -> dict[str, Any]:
 
     Returns:
         ``{"metrics": object, "top": [summary row + "forecast": [float | None] in step order], "horizon": int}``
-        with NaN and infinities as None.
+        with NaN and infinities as None; for a backtest, :func:`read_backtest`'s ``{"backtest": object}``.
 
     Raises:
         ResultsMissing: a file is missing or unreadable.
     """
     files = Outputs(out)
+    if files.backtest_table.is_file():
+        return read_backtest(files)
     with _reading(files.metrics):
         metrics = json.loads(files.metrics.read_text())
     rows = top_strategies(files.summary, top)
@@ -59,6 +61,16 @@ def read_results(out: Path, top: int) -> dict[str, Any]:
         row["forecast"] = forecasts.get(row["strategy"], [])
     horizon = max((len(f) for f in forecasts.values()), default=0)
     return {"metrics": metrics, "top": rows, "horizon": horizon}
+
+
+def read_backtest(files: Outputs) -> dict[str, Any]:
+    """A backtest's ``backtest.json`` as ``{"backtest": object}`` (its picks stay in ``backtest.parquet``).
+
+    Raises:
+        ResultsMissing: the file is unreadable.
+    """
+    with _reading(files.backtest_table):
+        return {"backtest": json.loads(files.backtest_table.read_text())}
 
 
 def top_strategies(path: Path, top: int) -> list[dict[str, Any]]:

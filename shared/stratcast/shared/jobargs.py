@@ -106,7 +106,7 @@ def add_backtest_options(parser: argparse._ActionsContainer) -> None:
         "--top",
         type=top_picks,
         default=list(defaults.top),
-        help=f"pick sizes: counts and shares of the strategies (default {','.join(defaults.top)})",
+        help=f"pick sizes: counts and shares of the strategies (default {','.join(defaults.top).replace('%', '%%')})",
     )
     parser.add_argument(
         "--cost", type=non_negative_float, default=defaults.cost, help="cost per pick and holding (default 0)"

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from stratcast.shared.backtest_report import backtest_text
 from stratcast.shared.cli import completion_script
 from stratcast.shared.client import Client, CurveKeys, DaemonClient, DaemonUnavailable, RequestFailed
 from stratcast.shared.errors import ExitCode, refusal_exit_code
@@ -240,6 +241,8 @@ def show_results(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"stratcast: error: {folder}: no such folder (give a run's output folder, or its id)", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    if Outputs(folder).backtest_table.is_file():
+        return show_backtest(args)
     if not Outputs(folder).metrics.is_file():  # a run that has not succeeded: as the daemon says of its id
         print(
             f"stratcast: error: {folder} has no results: no {METRICS} in it (a run writes its results when it "
@@ -259,8 +262,26 @@ def show_results(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def show_backtest(args: argparse.Namespace) -> int:
+    """``results DIR`` of a backtest: its ``backtest.json`` as the table, or as JSON with ``--json``."""
+    path = Outputs(args.run).backtest_table
+    try:
+        table = json.loads(path.read_text())
+        text = backtest_text(table)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"stratcast: error: {path} is unreadable ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    if args.json:
+        _print_json({"backtest": table})
+    else:
+        print(text)
+    return ExitCode.OK
+
+
 def _results(result: dict[str, Any], limit: int) -> str:
-    """The daemon's ``read_results`` reply, as ``results DIR`` prints a folder."""
+    """The daemon's ``read_results`` reply, as ``results DIR`` prints a folder (a backtest's: its table)."""
+    if "backtest" in result:
+        return backtest_text(result["backtest"])
     return results_text(result["metrics"], result["top"], limit, where=str(result.get("out", "")))
 
 

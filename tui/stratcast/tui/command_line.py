@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
+
 from stratcast.shared.cli import (
     add_completion_command,
     add_version,
@@ -20,7 +22,7 @@ from stratcast.shared.cli import (
     positive_int,
     whole_number,
 )
-from stratcast.shared.jobargs import absolute, add_job_options, job_from_args
+from stratcast.shared.jobargs import absolute, add_backtest_options, add_job_options, backtest_from_args, job_from_args
 from stratcast.shared.protocol import (
     DEFAULT_MODEL,
     RUN_STATES,
@@ -29,6 +31,7 @@ from stratcast.shared.protocol import (
     CheckData,
     ExportResults,
     HoldRun,
+    JobSpec,
     KillRun,
     ListGpus,
     ListModels,
@@ -118,6 +121,15 @@ def _add_run_commands(
 ) -> None:
     submit = _command(sub, common, "submit", "queue a run (the options of `stratcastd run`)")
     _add_job_options(submit)
+    backtest = _command(
+        sub,
+        common,
+        "backtest",
+        "queue a walk-forward backtest: train before each cutoff, hold the top strategies by forecast, score their "
+        "realized profit against the trailing mean, last value, random and all strategies",
+    )
+    _add_job_options(backtest, held="--held")
+    add_backtest_options(backtest.add_argument_group("backtest"))
     ls = _command(sub, common, "ls", "list runs, newest first")
     ls.add_argument("--state", action="extend", nargs="+", choices=RUN_STATES, default=[], help="only these states")
     _command(sub, common, "show", "one run in full").add_argument("id", type=_run_id)
@@ -193,8 +205,12 @@ def _command(
     return p
 
 
-def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
-    """What to run (``stratcastd run``'s options) and, with ``queue``, how to queue it."""
+def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True, held: str = "--hold") -> None:
+    """What to run (``stratcastd run``'s options) and, with ``queue``, how to queue it.
+
+    ``held`` names the option that queues the run held (``backtest`` calls it ``--held``: its ``--hold`` is the
+    holding period).
+    """
     job = p.add_argument_group("job")  # a data check needs a model only for the periods a series needs
     add_job_options(job, program="stratcast", model=None if queue else DEFAULT_MODEL, placed=True)
     if not queue:
@@ -213,7 +229,7 @@ def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
     )
     place.add_argument("--gpu", type=non_negative_int, metavar="N", help="pin to this GPU index")
     place.add_argument("--memory-gib", type=positive_float, metavar="X", help="share a GPU, capped at X GiB")
-    place.add_argument("--hold", action="store_true", help="queue it held, until `stratcast release`")
+    place.add_argument(held, dest="held", action="store_true", help="queue it held, until `stratcast release`")
 
 
 _run_id = non_negative_int
@@ -267,15 +283,20 @@ def build_requests(args: argparse.Namespace) -> list[AnyRequest]:
 
 
 def placement(args: argparse.Namespace, *, name: str = "") -> Placement:
-    """How ``submit`` and ``schedule add`` queue their runs."""
+    """How ``submit``, ``backtest`` and ``schedule add`` queue their runs."""
     return Placement(
         name=name,
         priority=args.priority,
         after=list(dict.fromkeys(args.after)),  # one id given twice is one dependency
         gpu=args.gpu,
         memory_gib=args.memory_gib,
-        hold=args.hold,
+        hold=args.held,
     )
+
+
+def backtest_job(args: argparse.Namespace) -> JobSpec:
+    """The job ``stratcast backtest`` queues: the job options, with the backtest's own."""
+    return msgspec.structs.replace(job_from_args(args), backtest=backtest_from_args(args))
 
 
 def _add_schedule(args: argparse.Namespace) -> AddSchedule:
@@ -291,6 +312,7 @@ def _add_schedule(args: argparse.Namespace) -> AddSchedule:
 
 REQUESTS: dict[str, Callable[[argparse.Namespace], AnyRequest]] = {
     "submit": lambda a: Submit(job=job_from_args(a), placement=placement(a, name=a.name)),
+    "backtest": lambda a: Submit(job=backtest_job(a), placement=placement(a, name=a.name)),
     "ls": lambda a: ListRuns(states=list(a.state)),
     "show": lambda a: ShowRun(run=a.id),
     "restart": lambda a: RestartRun(run=a.id, from_scratch=a.from_scratch),

@@ -230,7 +230,9 @@ def runs_phrase(ids: Sequence[int]) -> str:
 
 
 RENDER: dict[str, Callable[[Any], str]] = {
-    **dict.fromkeys(("submit", "stop", "resume", "hold", "release", "kill", "restart", "priority"), run_line),
+    **dict.fromkeys(
+        ("submit", "backtest", "stop", "resume", "hold", "release", "kill", "restart", "priority"), run_line
+    ),
     "schedule run-now": run_line,
     "ls": runs_table,
     "show": show_text,

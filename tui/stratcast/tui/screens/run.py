@@ -37,6 +37,7 @@ from stratcast.shared.protocol import (
 from stratcast.tui.render import progress_text
 from stratcast.tui.run_history import RunHistory
 from stratcast.tui.screens.run_actions import RunActionScreen
+from stratcast.tui.widgets.run_backtest import BacktestView
 from stratcast.tui.widgets.run_config import RunConfig, record_fields
 from stratcast.tui.widgets.run_curves import Curves, LossChart
 from stratcast.tui.widgets.run_memory import MemoryDetails, gib
@@ -50,8 +51,8 @@ Read = Literal["show", "history", "log", "results"]
 """What the screen reads from the daemon."""
 WIDE = (140, 40)
 """From this size (columns, rows) the loss and memory charts stand side by side, over the log's last lines."""
-TABS = ("curves", "memory", "log", "results", "config")
-"""The tabs, in order; keys 1 to 5 show them."""
+TABS = ("curves", "memory", "log", "results", "config", "backtest")
+"""The tabs, in order; keys 1 to 6 show them (the backtest tab is there for a backtest run only)."""
 
 
 FAILED_STATES = ("failed", "oom-failed", "killed")
@@ -107,6 +108,8 @@ class RunScreen(RunActionScreen):
         self._mounted = False
         self._cut = False
         """Whether the log was entered mid-line (a long log's tail), so text up to the next line end is skipped."""
+        self._backtest: bool | None = None
+        """Whether the run is a backtest (its tab shown); None before the run's record is known."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-title")
@@ -128,6 +131,8 @@ class RunScreen(RunActionScreen):
             with TabPane("5 Config", id="config"):
                 yield Static(classes="problem problem-show")
                 yield RunConfig()
+            with TabPane("6 Backtest", id="backtest"):
+                yield BacktestView()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -160,6 +165,7 @@ class RunScreen(RunActionScreen):
         self.query_one("#run-title", Static).update(title_text(self.run_id, run))
         if run is None:
             return
+        self._show_backtest_tab(run.job.backtest is not None)
         live = self.history.with_live(link.mirror.run_history.get(self.run_id, ()))
         self.query_one(Curves).show(live, run.progress)
         if live.oom_count > max(len(self.history.ooms), self._ooms_asked):  # an OOM the history does not list yet
@@ -183,6 +189,7 @@ class RunScreen(RunActionScreen):
             self.fetch("log")
         if run.state != "succeeded":
             self.query_one(Results).say(f"results appear here when the run succeeds; it is {run.state}")
+            self.query_one(BacktestView).say(f"the backtest appears here when the run succeeds; it is {run.state}")
             if not first and run.state in FAILED_STATES:  # it failed while watched: show why
                 self.action_tab("log")
                 why = f": {run.reason}" if run.reason else ""
@@ -190,8 +197,19 @@ class RunScreen(RunActionScreen):
             return
         self.fetch("results")
         if not first:  # it finished while watched: show what it found (a run opened finished opens on its curves)
-            self.action_tab("results")
-            self.notify(f"run {run.id} succeeded: its results are in the Results tab (4)", title="run finished")
+            tab, key = ("backtest", 6) if self._backtest else ("results", 4)
+            self.action_tab(tab)
+            self.notify(
+                f"run {run.id} succeeded: its results are in the {tab.title()} tab ({key})", title="run finished"
+            )
+
+    def _show_backtest_tab(self, backtest: bool) -> None:
+        """Show the backtest tab for a backtest run only."""
+        if backtest == self._backtest:
+            return
+        self._backtest = backtest
+        tabs = self.query_one(TabbedContent)
+        (tabs.show_tab if backtest else tabs.hide_tab)("backtest")
 
     def _show_details(self) -> None:
         metrics = self.shown.get("metrics")
@@ -206,6 +224,7 @@ class RunScreen(RunActionScreen):
         if what == "results":
             if message:
                 self.query_one(Results).say(message, "red")
+                self.query_one(BacktestView).say(message, "red")
             return
         for widget in self.query(f".problem-{what}").results(Static):
             widget.update(Text(message))
@@ -303,7 +322,12 @@ class RunScreen(RunActionScreen):
     async def _read_results(self) -> None:
         self.query_one(Results).say("reading the results…")
         result = await self._ask("results", ReadResults(run=self.run_id, top=self.TOP))
-        if result is not None:
+        if result is None:
+            return
+        if "backtest" in result:  # a backtest run: its table instead of a run's results
+            self.query_one(BacktestView).show(result["backtest"])
+            self.query_one(Results).say("a backtest: its chart and table are in the Backtest tab (6)")
+        else:
             self.query_one(Results).show(result)
 
     # -- actions -------------------------------------------------------------------------------------------------
@@ -316,7 +340,9 @@ class RunScreen(RunActionScreen):
         self.dismiss()
 
     def action_tab(self, tab: str) -> None:
-        """Show the tab ``tab``."""
+        """Show the tab ``tab`` (the backtest tab of a backtest run only)."""
+        if tab == "backtest" and not self._backtest:
+            return
         self.query_one(TabbedContent).active = tab
 
     def action_log_scale(self) -> None:
