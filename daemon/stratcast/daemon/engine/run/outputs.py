@@ -60,7 +60,7 @@ def write_outputs(
         {"strategy": np.repeat(panel.ids, h), "step": np.tile(np.arange(1, h + 1), n), "forecast": fc.ravel()}
     )
     long["time"] = future_times(panel, h).ravel()
-    _atomic_parquet(long, Outputs(out).forecast)
+    write_parquet_atomic(long, Outputs(out).forecast)
     summary = strategy_summary(panel, prep, fc, cfg.trailing_window)
     if per_strategy is not None:
         for key in ("realized_mean", "forecast_mean", "total_error"):
@@ -68,7 +68,7 @@ def write_outputs(
             col[per_strategy["rows"]] = per_strategy[key]
             summary[f"holdout_{key}"] = col
     summary = summary.sort_values("rank").reset_index(drop=True)
-    _atomic_parquet(summary, Outputs(out).summary)
+    write_parquet_atomic(summary, Outputs(out).summary)
     return summary
 
 
@@ -127,7 +127,8 @@ def future_times(panel: Panel, steps: int) -> np.ndarray[Any, Any]:
     return out
 
 
-def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` through a temporary file, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
