@@ -294,7 +294,7 @@ def finish(
         "memory_plan": None if walk.memory_plan is None else walk.memory_plan.to_dict(),
         "spec": {"data": spec.data, "model": spec.model, "mode": spec.mode, "train": dataclasses.asdict(spec.train)},
     }
-    meta = {"model": spec.model, "mode": spec.mode, "hold": plan.hold, "refit_every": plan.refit_every}
+    meta = {"model": spec.model, "mode": spec.mode, "options": msgspec.to_builtins(options), "dates": plan.dates}
     table = write_backtest(out, progress.rows, progress.records, options, meta)
     metrics = {"backtest": table, "run": info}
     write_json_atomic(Outputs(out).metrics, metrics)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from stratcast.daemon.engine.evaluation import skill
+from stratcast.shared.protocol import BacktestOptions
 
 BEST = "best"
 METHODS = (skill.MODEL, skill.TRAILING, skill.LAST, BEST)
@@ -99,3 +100,27 @@ def as_str_ids(ids: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def mean_over(values: Tensor, steps: int) -> Tensor:
     """[M] mean of the first ``steps`` columns of ``values`` [M, H]."""
     return values[:, :steps].double().mean(1) if steps else torch.zeros(values.shape[0], dtype=torch.float64)
+
+
+ALL = "all"
+"""The row of :func:`mean_realized` holding every ranked strategy."""
+
+
+def mean_realized(picks: pd.DataFrame, options: BacktestOptions) -> dict[str, dict[str, float]]:
+    """Per method and pick size, the mean over cutoffs of its top picks' realized profit per period, after costs.
+
+    The cost is taken once per pick and holding, so ``cost / hold`` per period; :data:`ALL` holds every ranked
+    strategy. A cutoff with fewer strategies than a pick size picks them all.
+    """
+    hold = options.hold_periods
+    per_cutoff = picks[picks["method"] == skill.MODEL].groupby("cutoff").size()
+    sizes = options.pick_sizes(int(per_cutoff.max())) if len(per_cutoff) else {}
+    table: dict[str, dict[str, float]] = {}
+    for method in (*METHODS, ALL):
+        rows = picks[picks["method"] == (skill.MODEL if method == ALL else method)]
+        table[method] = {}
+        for label, k in sizes.items():
+            chosen = rows if method == ALL else rows[rows["rank"] <= k]
+            means = chosen.groupby("cutoff")["realized"].mean()
+            table[method][label] = float(means.mean()) - options.cost / hold
+    return table
