@@ -14,9 +14,11 @@ from stratcast.daemon.engine.backtest.cutoffs import plan_cutoffs, truncate
 from stratcast.daemon.engine.backtest.job import run_backtest
 from stratcast.daemon.engine.backtest.picks import COLUMNS, METHODS, ranks
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.daemon.engine.run import build
 from stratcast.daemon.engine.run.build import load_spec_panel
 from stratcast.daemon.engine.spec.runspec import build_spec
 from stratcast.daemon.engine.training.checkpoint import latest_checkpoint
+from stratcast.shared.events import ProgressReported
 from stratcast.shared.protocol import BacktestOptions
 
 N, T = 20, 60
@@ -120,7 +122,7 @@ def test_ranks_give_1_to_the_highest_and_keep_the_order_of_ties():
 
 def test_one_training_per_refit_block_and_one_prediction_pass_per_block(tmp_path, frame, monkeypatch):
     models, passes = [], []
-    make_model, scaled = backtest_job.make_model, walk.scaled_forecaster
+    make_model, scaled = build.make_model, build.scaled_forecaster
 
     def counted_model(*args, **kwargs):
         models.append(1)
@@ -205,7 +207,7 @@ def test_a_stopped_backtest_resumed_gives_the_same_table(tmp_path, frame):
     assert stopped.fit.interrupted and stopped.checkpoint is not None and stopped.picks.empty
     assert not (stopped.out_dir / "backtest.parquet").exists()
     folder = stopped.out_dir / "checkpoints"
-    lines = []
+    lines: list[str] = []
     resumed = run_backtest(spec, OPTIONS, log=lines.append, resume_from=latest_checkpoint(folder))
     assert any("resumed from" in line and "step 3/10" in line for line in lines)
     assert not any("cutoff 1/4" in line for line in lines)  # the first block was not redone
@@ -215,7 +217,7 @@ def test_a_stopped_backtest_resumed_gives_the_same_table(tmp_path, frame):
 
 
 def test_progress_spans_every_block(tmp_path, frame):
-    reports = []
+    reports: list[ProgressReported] = []
     backtest(spec_for(tmp_path, frame, "progress"), on_progress=reports.append)
     assert {p.max_steps for p in reports} == {20}
     assert reports[-1].step == 20 and any(p.step == 10 for p in reports)
