@@ -4,6 +4,9 @@ Exit codes (:class:`stratcast.shared.errors.ExitCode`, the README's table): 0 do
 1 other failure, 130 interrupted (a training checkpoint in ``OUT/checkpoints``, no outputs), 2 bad command line,
 and 76 out of memory. A run that fails before its first checkpoint removes the output folder it created.
 
+``backtest`` runs a walk-forward selection backtest
+(:func:`~stratcast.daemon.engine.backtest.job.run_backtest`) with the same options, exit codes and ``--resume``.
+
 ``run`` records its spec in ``OUT/spec.json``; ``stratcastd run --resume OUT`` continues an interrupted run from
 the newest good checkpoint in ``OUT/checkpoints`` (on CPU the outputs equal an uninterrupted run's bit for bit).
 A resume may change the device and, with ``--set``, the options that do not change what is trained (the
@@ -33,7 +36,13 @@ from stratcast.shared.cli import (
     positive_int,
 )
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.jobargs import DAEMON_DEVICES, add_job_options, job_from_args
+from stratcast.shared.jobargs import (
+    DAEMON_DEVICES,
+    add_backtest_options,
+    add_job_options,
+    backtest_from_args,
+    job_from_args,
+)
 from stratcast.shared.protocol import DEFAULT_MODEL, JobSpec
 from stratcast.shared.report import models_text, results_text
 from stratcast.shared.runfiles import RunFolder
@@ -54,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_options(run, program=parser.prog, unless="--resume")
     run.add_argument("--out", help="output folder (required unless --resume)")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its newest checkpoint")
+    backtest = sub.add_parser(
+        "backtest", help="run a walk-forward selection backtest in the foreground (no server)", epilog=BACKTEST_EPILOG
+    )
+    add_job_options(backtest, program=parser.prog, unless="--resume")
+    add_backtest_options(backtest)
+    backtest.add_argument("--out", help="output folder (required unless --resume)")
+    backtest.add_argument(
+        "--resume", metavar="DIR", help="continue the interrupted backtest in DIR from its newest checkpoint"
+    )
     demo = sub.add_parser("demo", help="generate a demo strategy panel and forecast it", epilog=_demo_epilog())
     add_job_options(
         demo,
@@ -70,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-daemon", action="store_true", help="run the job in this process instead of a daemon")
     demo.add_argument("--keep-daemon", action="store_true", help="leave the demo's daemon running afterwards")
     demo.add_argument("--no-tui", action="store_true", help="print progress lines even on a terminal")
-    for job in (run, demo):
+    for job in (run, backtest, demo):
         job.add_argument(
             "--json", action="store_true", help="print the result as JSON on stdout; progress goes to stderr"
         )
@@ -100,12 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"add --no-daemon to run on {args.device} in this process"
             )
         return demo_through_daemon(args)
-    if args.command == "run":
+    if args.command in ("run", "backtest"):
         given = [f"--{k}" for k in ("data", "model", "out") if getattr(args, k)]
         if args.resume and given:
             build_parser().error(f"--resume continues the run as it was started: drop {', '.join(given)}")
         if not args.resume and len(given) < 3:
-            build_parser().error("run needs --data, --model and --out (or --resume DIR)")
+            build_parser().error(f"{args.command} needs --data, --model and --out (or --resume DIR)")
         if args.data and (problem := _data_file_problem(Path(args.data))):  # before importing torch takes seconds
             print(f"stratcastd: error: {problem}", file=sys.stderr)
             return ExitCode.BAD_INPUT
@@ -161,12 +179,12 @@ def run_command(args: argparse.Namespace) -> int:
     made = None if getattr(args, "resume", None) or Path(args.out).exists() else Path(args.out)
     try:
         spec, resume_from = resume_spec(args, log) if getattr(args, "resume", None) else (make_spec(args), None)
-        from stratcast.daemon.engine.run.job import run_job
         from stratcast.daemon.engine.run.runplan import default_plan_cache
         from stratcast.daemon.engine.spec.specfile import write_spec
 
+        engine = job_engine(args)
         write_spec(Path(spec.out), spec)
-        result = run_job(
+        result = engine(
             spec,
             log=log,
             on_progress=printer,
@@ -185,10 +203,45 @@ def run_command(args: argparse.Namespace) -> int:
     if result.fit.interrupted:  # the job wrote a training checkpoint instead of outputs, and said where
         if args.json:
             print(json.dumps({"out": str(result.out_dir), "stopped": True, "checkpoint": str(result.checkpoint)}))
-        print(f"continue with: stratcastd run --resume {result.out_dir}", file=sys.stderr)
+        print(f"continue with: stratcastd {args.command} --resume {result.out_dir}", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    print_result(result.out_dir, result.device, result.metrics, result.top, args.json)
+    if args.command == "backtest":
+        print_backtest(result, args.json)
+    else:
+        print_result(result.out_dir, result.device, result.metrics, result.top, args.json)
     return ExitCode.OK
+
+
+def job_engine(args: argparse.Namespace) -> Callable[..., Any]:
+    """``run_job``, or for ``backtest`` ``run_backtest`` with its options (a resume's as recorded in DIR).
+
+    Raises:
+        CheckpointError: when ``--resume DIR`` holds no backtest's record.
+    """
+    if args.command != "backtest":
+        from stratcast.daemon.engine.run.job import run_job
+
+        return run_job
+    import functools
+
+    from stratcast.daemon.engine.backtest.job import run_backtest
+    from stratcast.daemon.engine.backtest.state import read_options
+
+    resumed = getattr(args, "resume", None)
+    options = read_options(RunFolder(Path(resumed)).checkpoints) if resumed else backtest_from_args(args)
+    return functools.partial(run_backtest, options=options)
+
+
+def print_backtest(result: Any, as_json: bool) -> None:
+    """The backtest's table per pick size, its verdicts and errors (or ``backtest.json``'s content as JSON)."""
+    from stratcast.shared.backtest_report import backtest_text
+
+    table = result.metrics["backtest"]
+    if as_json:
+        print(json.dumps({"out": str(result.out_dir), "device": result.device, "backtest": table}, indent=2))
+        return
+    print(backtest_text(table))
+    print(f"outputs in {result.out_dir}")
 
 
 def plain(exc: BaseException) -> str:
@@ -273,6 +326,12 @@ def demo_job(args: argparse.Namespace) -> JobSpec:
     )
 
 
+BACKTEST_EPILOG = (
+    "At each of N cutoffs, K periods apart and the last W periods before the panel's end, the model is trained on "
+    "the data before the cutoff (retrained every R cutoffs), every strategy is forecast, and the top strategies by "
+    "forecast mean are held for W periods. Writes backtest.parquet (every cutoff, method and strategy with its "
+    "rank, forecast and realized profit), backtest.json and metrics.json."
+)
 DEMO_HORIZON = 26
 DEMO_INPUT_SIZE = 52
 DEMO_OPTIONS: dict[str, Any] = {"max_steps": 600, "batch_size": 2048, "val_check_steps": 25, "loss": "huber"}

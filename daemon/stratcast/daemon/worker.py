@@ -69,13 +69,14 @@ from stratcast.shared.events import (
     WorkerStarted,
     encode_line,
 )
-from stratcast.shared.protocol import JobSpec
+from stratcast.shared.protocol import BacktestOptions, JobSpec
 from stratcast.shared.runfiles import Outputs, RunFolder
 
 if TYPE_CHECKING:
     import torch
 
     from stratcast.daemon.engine.run.advice import RunWarning
+    from stratcast.daemon.engine.run.job import JobResult
     from stratcast.daemon.engine.run.runplan import RunPlan
     from stratcast.daemon.engine.spec.runspec import RunSpec
 
@@ -167,7 +168,8 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     limit_memory(device, args.memory_gib)
     memory = MemoryReporter(device, events)
     events.memory = memory
-    result = run_job(
+    engine = run_job if job.backtest is None else backtest_runner(job.backtest)
+    result = engine(
         spec,
         log=log,
         on_progress=ProgressReporter(events, memory),
@@ -188,6 +190,15 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     events.emit(RunFinished(out=str(result.out_dir), metrics=metrics))
     log(f"finished: outputs in {result.out_dir}")
     return WorkerExit.OK
+
+
+def backtest_runner(options: BacktestOptions) -> Callable[..., JobResult]:
+    """:func:`~stratcast.daemon.engine.backtest.job.run_backtest` with ``options``, called as ``run_job`` is."""
+    import functools
+
+    from stratcast.daemon.engine.backtest.job import run_backtest
+
+    return functools.partial(run_backtest, options=options)
 
 
 def read_job(path: Path) -> JobSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,7 @@ def check_job(job: JobSpec) -> CheckedJob:
     Raises:
         InvalidSpec: with the engine's message (file, column and first offending rows for data errors).
     """
+    from stratcast.daemon.engine.backtest.cutoffs import plan_cutoffs
     from stratcast.daemon.engine.data.panel import DataError
     from stratcast.daemon.engine.run.build import load_trainable
     from stratcast.daemon.engine.spec.runspec import spec_from_job
@@ -83,7 +85,11 @@ def check_job(job: JobSpec) -> CheckedJob:
         raise InvalidSpec(f"data path {job.data!r} must be absolute: the daemon does not share your working folder")
     try:
         spec = spec_from_job(job, out="-", device="cpu")
+        if job.backtest is not None:  # every cutoff is scored on its own holding: no holdout
+            spec = dataclasses.replace(spec, holdout=0)
         trainable = load_trainable(spec)  # an error when no series is long enough
+        if job.backtest is not None:
+            plan_cutoffs(trainable.loaded, spec, job.backtest)  # refuses a plan the panel cannot hold
     except (DataError, ValueError, KeyError, OSError) as exc:
         raise InvalidSpec(str(exc)) from None
     return CheckedJob(panel=trainable.panel, loaded=trainable.loaded.n_series, required=trainable.needs.total)

@@ -27,7 +27,7 @@ from stratcast.daemon.engine.data.windows import (
 )
 from stratcast.daemon.engine.prediction.forecast import predict, predict_series, sample_mean
 from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
-from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer, predict_stacked
+from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer
 from stratcast.daemon.engine.training.trainer import StepHook, Trainer
 from stratcast.daemon.engine.training.trainparts import side_inputs
 from stratcast.daemon.zoo.catalog import get_entry
@@ -80,7 +80,16 @@ def load_trainable(spec: RunSpec) -> Trainable:
     Raises:
         DataError: for a bad file, or when no series is long enough (the message names the levers).
     """
-    panel = load_panel(
+    return trainable_from(spec, load_spec_panel(spec))
+
+
+def load_spec_panel(spec: RunSpec) -> Panel:
+    """The spec's data file as a panel, every series kept.
+
+    Raises:
+        DataError: for a bad file (the message names the file, the column and the rows).
+    """
+    return load_panel(
         spec.data,
         id_col=spec.id_col,
         time_col=spec.time_col,
@@ -89,6 +98,14 @@ def load_trainable(spec: RunSpec) -> Trainable:
         date_format=spec.date_format,
         dayfirst=spec.dayfirst,
     )
+
+
+def trainable_from(spec: RunSpec, panel: Panel) -> Trainable:
+    """``panel`` without the series too short for ``spec``, with the validation size chosen for its history.
+
+    Raises:
+        DataError: when no series is long enough (the message names the levers).
+    """
     longest = int(panel.lengths.max())
     need = needs(spec, longest)
     kept = drop_short(panel, need.total, what=need.parts(), levers=LEVERS)
@@ -100,7 +117,11 @@ def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
 
     The scaler fits on each series' training part only.
     """
-    trainable = load_trainable(spec)
+    return prepare_panel(spec, load_trainable(spec), device, log)
+
+
+def prepare_panel(spec: RunSpec, trainable: Trainable, device: torch.device, log: Log) -> Prepared:
+    """:func:`prepare` on a panel already loaded (a backtest's panel as of one cutoff)."""
     panel = trainable.panel
     spec, chosen = choose_from_data(spec, panel)
     cfg = spec.train
@@ -209,7 +230,21 @@ def series_per_window(spec: RunSpec, n_series: int) -> int:
 def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
     """A function mapping (scaled inputs [M, L], their series rows [M]) to raw point forecasts [M, H].
 
-    The point forecast is the head's mean (never a median: on zero-heavy panels that is 0 and ranks nothing).
+    The point forecast is the head's mean (never a median: on zero-heavy panels that is 0 and ranks nothing),
+    :func:`scaled_forecaster`'s, mapped back with the prepared panel's scaler.
+    """
+    scaled = scaled_forecaster(spec, model, prep)
+
+    def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
+        return prep.scaler.inverse(scaled(x, rows, origin), rows)
+
+    return run
+
+
+def scaled_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
+    """:func:`forecaster` before the inverse scaling: point forecasts [M, H] in the scaled units.
+
+    A backtest predicts several cutoffs, each scaled by its own scaler, in one pass through this function.
     """
     cfg = spec.train
     head = cfg.head
@@ -218,17 +253,43 @@ def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
     def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
         side = side_inputs(caps, rows, origin)
         if isinstance(model, StackedModel):
-            # every member forecasts its own series: place the rows' inputs (and side inputs) at their members
-            full = x.new_zeros(model.n_members, x.shape[1]).index_copy(0, rows, x)
-            every = {k: v.new_zeros(model.n_members).index_copy(0, rows, v) for k, v in side.items()}
-            out = predict_stacked(model, full, every)[rows]
+            out = stacked_forecast(model, x, rows, side)
         elif caps.multivariate:
             series = series_per_window(spec, prep.windows.n_series)
             out = predict_series(model, x, series=series, side=side, precision=cfg.precision)
         elif isinstance(model, OwnLoss):
-            return prep.scaler.inverse(sample_mean(model, x, side, seed=cfg.seed), rows)
+            return sample_mean(model, x, side, seed=cfg.seed)
         else:
             out = predict(model, x, side=side, precision=cfg.precision)
-        return prep.scaler.inverse(head.mean(out), rows)
+        return head.mean(out)
 
     return run
+
+
+def stacked_forecast(model: StackedModel, x: Tensor, rows: Tensor, side: dict[str, Tensor]) -> Tensor:
+    """Outputs [M, H, O] of each row's own member for inputs ``x`` [M, L]; a series may come several times.
+
+    Every member forecasts its own series: the rows' inputs (and side inputs) are placed at their members, the
+    ``k``-th input of a series as its member's ``k``-th window (a backtest's cutoffs of one block, in one pass).
+    """
+    k = occurrence(rows)
+    width = int(k.max()) + 1 if k.numel() else 1
+    full = x.new_zeros(model.n_members, width, x.shape[1])  # [N, K, L]: K windows per member
+    full[rows, k] = x
+    every = {name: v.new_zeros(model.n_members, width) for name, v in side.items()}  # [N, K] each
+    for name, v in side.items():
+        every[name][rows, k] = v
+    model.eval()
+    with torch.no_grad():
+        out: Tensor = model(full, **every)  # [N, K, H, O]
+    return out[rows, k]
+
+
+def occurrence(rows: Tensor) -> Tensor:
+    """[M] how many earlier entries of ``rows`` [M] name the same series (0 for its first)."""
+    order = torch.argsort(rows, stable=True)
+    ordered = rows[order]
+    first = torch.searchsorted(ordered, ordered)  # index of the first entry of each series in ``ordered``
+    k = torch.empty_like(rows)
+    k[order] = torch.arange(rows.numel(), device=rows.device) - first
+    return k

@@ -128,7 +128,7 @@ def future_times(panel: Panel, steps: int) -> np.ndarray[Any, Any]:
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` via a temp file in its folder and an atomic rename."""
+    """Write ``frame`` to ``path`` through a temporary file, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
