@@ -52,9 +52,21 @@ def fit_job_combination(spec: RunSpec, base: Forecaster, prep: Prepared, log: Lo
     if spec.train.combine == "none":
         log("combination: off (combine=none): the raw model forecasts")
         return None
+    stats = validation_stats(spec, base, prep)
+    if stats is None:
+        log("combination: no validation windows to fit it on (val_size=0): the raw model forecasts")
+        return None
+    combination = fit_from_stats(stats)
+    log(combination.summary())
+    if combination.no_signal:
+        log("combination: validation showed no forecastable signal: the run forecasts zero")
+    return combination
+
+
+def validation_stats(spec: RunSpec, base: Forecaster, prep: Prepared) -> dict[str, Tensor] | None:
+    """The combination's per-step statistics over a window at every validation origin (None: no validation)."""
     val = validation_windows(prep.windows, prep.split, stride=1) if prep.split.val_size else None
     if val is None:
-        log("combination: no validation windows to fit it on (val_size=0): the raw model forecasts")
         return None
     trailing, stats = trailing_fn(spec, prep), None
     steps = torch.arange(spec.train.horizon, device=val.origin.device)
@@ -68,12 +80,7 @@ def fit_job_combination(spec: RunSpec, base: Forecaster, prep: Prepared, log: Lo
         realized = prep.raw[b.rows].gather(1, idx)
         fc = base(b.x, b.rows, b.origin)
         stats = add_stats(stats, step_stats(fc, trailing(b.rows, b.origin), realized, b.mask))
-    assert stats is not None
-    combination = fit_from_stats(stats)
-    log(combination.summary())
-    if combination.no_signal:
-        log("combination: validation showed no forecastable signal: the run forecasts zero")
-    return combination
+    return stats
 
 
 def job_forecaster(spec: RunSpec, base: Forecaster, prep: Prepared, log: Log) -> Forecaster:
