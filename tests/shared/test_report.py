@@ -93,3 +93,25 @@ def test_the_top_table_flags_strategies_that_stopped_before_the_panels_end():
     assert "s2 *" in lines[3] and "s1 *" not in lines[2] and "*" not in lines[4]
     assert lines[-1].startswith("* stopped before the panel's end")
     assert "*" not in top_table(ranked([1.0] * 3))
+
+
+def test_skill_table_shows_the_raw_model_and_the_combination_weights():
+    metrics = {
+        "errors": {
+            "model": {"mae": 1.0, "rmse": 2.0, "total_mae": 3.0},
+            "model_raw": {"mae": 1.2, "rmse": 2.2, "total_mae": 3.2},
+        },
+        "ranking": {"k": {"top10": 10, "top1pct": 5}, "universe_mean": 0.25, "picks": {}},
+        "combination": {
+            "fitted": True,
+            "no_signal": True,
+            "mean": {"model": 0.0, "trailing_mean": 0.0, "zero": 1.0},
+            "weights": {"model": [0.0, 0.0], "trailing_mean": [0.0, 0.0], "zero": [1.0, 1.0]},
+        },
+    }
+    text = skill_table(metrics)
+    assert any(line.startswith("model, raw") for line in text.splitlines())
+    assert "mean 0.00/0.00/1.00, step 1 0.00/0.00/1.00, step 2 0.00/0.00/1.00" in text
+    assert "no signal: the forecast is zero, ranked by the raw model" in text
+    metrics["combination"] = {"fitted": False}
+    assert "combination" not in skill_table(metrics)

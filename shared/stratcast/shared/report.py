@@ -10,6 +10,7 @@ from typing import Any
 
 METHOD_LABELS = {
     "model": "model",
+    "model_raw": "model, raw",
     "zero": "zero forecast",
     "trailing_mean": "trailing mean",
     "last_value": "last value",
@@ -69,7 +70,30 @@ def skill_table(metrics: Mapping[str, Any]) -> str:
     universe = metrics["ranking"]["universe_mean"]
     foot = "top-k mean: realized mean profit per period of the k strategies each method ranks highest; "
     foot += f"average strategy: {universe:.4g}"
+    if line := combination_line(metrics):
+        foot += "\n" + line
     return table(headers, rows) + "\n" + foot
+
+
+def combination_line(metrics: Mapping[str, Any]) -> str | None:
+    """The weights of the model's combination with the baselines, when the run fitted one (None otherwise).
+
+    ``model`` is then the combined forecast and ``model, raw`` the model alone.
+    """
+    combo = metrics.get("combination") or {}
+    if not combo.get("fitted"):
+        return None
+    w, per_step = combo["mean"], combo["weights"]
+
+    def step(i: int) -> str:
+        return "/".join(f"{per_step[k][i]:.2f}" for k in ("model", "trailing_mean", "zero"))
+
+    line = (
+        f"model = combination fitted on validation, weights model/trailing mean/zero: mean "
+        f"{w['model']:.2f}/{w['trailing_mean']:.2f}/{w['zero']:.2f}, step 1 {step(0)}, "
+        f"step {len(per_step['model'])} {step(-1)}; model, raw = the model alone"
+    )
+    return line + ("; no signal: the forecast is zero, ranked by the raw model" if combo.get("no_signal") else "")
 
 
 def top_table(rows: Sequence[Mapping[str, Any]], limit: int = 10, *, window: int | None = None) -> str:

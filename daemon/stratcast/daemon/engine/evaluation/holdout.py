@@ -16,6 +16,7 @@ from torch import Tensor
 
 from stratcast.daemon.engine.data.windows import PanelWindows, Split
 from stratcast.daemon.engine.evaluation import skill
+from stratcast.daemon.engine.prediction.combine import forecast_parts
 from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
 from stratcast.daemon.engine.spec.runspec import RunSpec
 
@@ -49,7 +50,10 @@ def evaluate_holdout(
     """Score the model and the baselines on the holdout, from the same origins and on the same strategies.
 
     ``forecast_fn`` maps (scaled inputs [M, L], their series rows [M], origins [M]) to raw point forecasts [M, H].
-    A strategy's holdout is its own last ``holdout`` periods, forecast from its own ``val_end``.
+    A strategy's holdout is its own last ``holdout`` periods, forecast from its own ``val_end``. When it combines the
+    model with the baselines (:class:`~stratcast.daemon.engine.prediction.combine.CombinedForecaster`), the raw
+    model is scored too (``model_raw``), the combined forecast ranks by its ranking score and ``combination`` holds
+    the weights.
     """
     cfg = spec.train
     batch = prep.windows.origins_at(prep.split.val_end)
@@ -57,9 +61,9 @@ def evaluate_holdout(
         raise ValueError("no strategy has enough history before the holdout to be scored")
     rows, steps = batch.rows, spec.holdout
     origin = batch.origin  # [M] each scored strategy's first holdout period
-    model_fc = forecast_fn(batch.x, rows, origin)[:, :steps]
+    parts = forecast_parts(forecast_fn, batch.x, rows, origin, steps)  # the combined forecast and the raw model's
     recent = skill.trailing_mean(prep.raw[rows], prep.start[rows], origin, cfg.trailing_window)
-    model_fc = blend_toward_mean(model_fc, recent, cfg.blend_steps)
+    model_fc = blend_toward_mean(parts.point, recent, cfg.blend_steps)
     base = skill.baselines(
         prep.raw[rows],
         prep.start[rows],
@@ -69,8 +73,14 @@ def evaluate_holdout(
         season=cfg.season,
     )
     realized = prep.raw[rows].gather(1, origin[:, None] + torch.arange(steps, device=origin.device))  # [M, steps]
-    forecasts = {skill.MODEL: model_fc, **base}
-    metrics = skill.score(realized.cpu(), {k: v.cpu() for k, v in forecasts.items()})
+    forecasts, rank_by = {skill.MODEL: model_fc}, {}
+    if parts.raw is not None:
+        forecasts[skill.MODEL_RAW] = blend_toward_mean(parts.raw, recent, cfg.blend_steps)
+        rank_by[skill.MODEL] = parts.rank.cpu()  # the zero part ranks nothing
+    forecasts |= base
+    metrics = skill.score(realized.cpu(), {k: v.cpu() for k, v in forecasts.items()}, rank_by=rank_by)
+    if parts.combination is not None:
+        metrics["combination"] = {"fitted": True, **parts.combination.to_dict()}
     metrics["verdict"] = skill.verdict(metrics)
     # "origin": the latest strategy's (on a rectangular panel, every strategy's)
     metrics["holdout"] = {"periods": steps, "strategies": int(rows.numel()), "origin": int(origin.max())}

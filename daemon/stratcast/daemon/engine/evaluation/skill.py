@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 
 ZERO, TRAILING, LAST, SEASONAL, MODEL = "zero", "trailing_mean", "last_value", "seasonal_naive", "model"
+MODEL_RAW = "model_raw"
+"""The raw model, scored beside the default forecast (``model``) when that combines it with the baselines."""
 
 
 def baselines(
@@ -51,8 +53,13 @@ def top_k_sizes(n: int) -> dict[str, int]:
     return {"top10": min(10, n), "top1pct": max(1, min(n, round(n * 0.01)))}
 
 
-def score(realized: Tensor, forecasts: dict[str, Tensor], mask: Tensor | None = None) -> dict[str, Any]:
-    """Error and ranking metrics of every forecast [N, S] against ``realized`` [N, S], same cells."""
+def score(
+    realized: Tensor, forecasts: dict[str, Tensor], mask: Tensor | None = None, rank_by: dict[str, Tensor] | None = None
+) -> dict[str, Any]:
+    """Error and ranking metrics of every forecast [N, S] against ``realized`` [N, S], same cells.
+
+    A method ranks by its forecast's total, or by its own score [N] in ``rank_by``.
+    """
     realized = realized.double()
     mask = torch.ones_like(realized, dtype=torch.bool) if mask is None else mask
     cells = mask.sum().clamp(min=1)
@@ -66,7 +73,7 @@ def score(realized: Tensor, forecasts: dict[str, Tensor], mask: Tensor | None = 
             "rmse": float((err.square().sum() / cells).sqrt()),
             "total_mae": float((totals[name] - real_total).abs().mean()),
         }
-    return {"errors": errors, "ranking": ranking(realized, mask, totals)}
+    return {"errors": errors, "ranking": ranking(realized, mask, {**totals, **(rank_by or {})})}
 
 
 def ranking(realized: Tensor, mask: Tensor, totals: dict[str, Tensor]) -> dict[str, Any]:
@@ -95,6 +102,7 @@ def verdict(metrics: dict[str, Any]) -> list[str]:
             lines.append(f"The model's RMSE is {-diff:.1f}% lower than the {base.replace('_', ' ')} forecast.")
         else:
             lines.append(f"The model LOSES to the {base.replace('_', ' ')} forecast: its RMSE is {diff:.1f}% higher.")
+    lines += combination_lines(metrics)
     if TRAILING in picks:
         m, t = picks[MODEL]["top1pct"], picks[TRAILING]["top1pct"]
         word = "beat" if m > t else "did NOT beat"
@@ -102,4 +110,29 @@ def verdict(metrics: dict[str, Any]) -> list[str]:
             f"Its top 1% picks earned {m:.3g} per period and {word} the trailing-mean picks ({t:.3g}); "
             f"the average strategy earned {metrics['ranking']['universe_mean']:.3g}."
         )
+    return lines
+
+
+NO_SIGNAL = (
+    "The panel showed no forecastable signal on validation: forecasting zero; the ranking (by the raw model) is "
+    "unproven."
+)
+
+
+def combination_lines(metrics: dict[str, Any]) -> list[str]:
+    """The verdict on the combination with the baselines: its weights, the raw model's RMSE, a zero forecast."""
+    combo = metrics.get("combination") or {}
+    if not combo.get("fitted"):
+        return []
+    w = combo["mean"]
+    lines = [
+        f"The forecast combines the model ({w['model']:.2f}), the trailing mean ({w['trailing_mean']:.2f}) and "
+        f"zero ({w['zero']:.2f}), weights fitted on validation (mean over the steps)."
+    ]
+    errors = metrics["errors"]
+    if MODEL_RAW in errors and ZERO in errors:
+        diff = 100 * (errors[MODEL_RAW]["rmse"] / max(errors[ZERO]["rmse"], 1e-12) - 1)
+        lines.append(f"The raw model's RMSE is {abs(diff):.1f}% {'lower' if diff < 0 else 'higher'} than zero's.")
+    if combo.get("no_signal"):
+        lines.append(NO_SIGNAL)
     return lines

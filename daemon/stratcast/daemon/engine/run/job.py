@@ -44,6 +44,7 @@ from stratcast.daemon.engine.run.advice import (
 )
 from stratcast.daemon.engine.run.build import Log, Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.run.checkpoints import Checkpointer, OnCheckpoint, resume, save_final
+from stratcast.daemon.engine.run.combining import combination_info, future_rank_score, job_forecaster
 from stratcast.daemon.engine.run.outputs import forecast_future, run_info, write_metrics, write_outputs
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
@@ -139,7 +140,7 @@ def run_job(
         return JobResult(Path(spec.out), device_name, fit, {}, [], list(prep.panel.notes), path)
     log(trained_line(fit))
     warnings.add(early_best_warning(fit, spec.train))
-    return finish(spec, trainer, prep, fit, device_name, t0, plan, warnings.given)
+    return finish(spec, trainer, prep, fit, device_name, t0, plan, warnings.given, log)
 
 
 def trained_line(fit: FitResult) -> str:
@@ -158,15 +159,20 @@ def finish(
     t0: float,
     plan: RunPlan,
     warnings: Sequence[RunWarning] = (),
+    log: Log = print,
 ) -> JobResult:
-    """Score the trained model on the holdout, forecast, and write every output; ``t0`` is the job's start."""
-    forecast_fn = forecaster(spec, trainer.model, prep)
+    """Score the trained model on the holdout, forecast, and write every output; ``t0`` is the job's start.
+
+    The forecast is the model combined with the baselines
+    (:func:`~stratcast.daemon.engine.run.combining.job_forecaster`) unless ``combine=none``.
+    """
+    forecast_fn = job_forecaster(spec, forecaster(spec, trainer.model, prep), prep, log)
     scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = write_outputs(out, spec, prep, future, per_strategy)
-    info = run_info(spec, fit, device, prep, time.perf_counter() - t0)
+    summary = write_outputs(out, spec, prep, future, per_strategy, future_rank_score(forecast_fn, prep))
+    info = run_info(spec, fit, device, prep, time.perf_counter() - t0) | combination_info(forecast_fn)
     top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
     metrics = write_metrics(out, scores, info, top[0], plan, warnings)
     save_final(out, spec, trainer, prep, plan)

@@ -5,6 +5,8 @@
   ``trailing_mean`` (realized mean of the last ``trailing_window`` periods), ``zero_share``, ``observed_periods``,
   ``last_period`` (the time of its last period), ``ended_early`` (it stopped before the panel's last period), and
   with a holdout the strategy's own skill inputs (holdout realized and forecast means, error of the holdout total).
+  A forecast combined with the baselines adds ``rank_score``, which ranks (see
+  :mod:`stratcast.daemon.engine.run.combining`).
 * ``metrics.json``: the skill table, the verdict (skill sentences, then the run's warnings), the warnings
   (``{"kind", "message"}``), the training summary, the spec and the memory plan (``memory_plan``).
 
@@ -50,9 +52,17 @@ def forecast_future(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> T
 
 
 def write_outputs(
-    out: Path, spec: RunSpec, prep: Prepared, future: Tensor, per_strategy: PerStrategy | None
+    out: Path,
+    spec: RunSpec,
+    prep: Prepared,
+    future: Tensor,
+    per_strategy: PerStrategy | None,
+    rank_score: Tensor | None = None,
 ) -> pd.DataFrame:
-    """Write ``forecast.parquet`` and ``summary.parquet``; returns the summary sorted by rank."""
+    """Write ``forecast.parquet`` and ``summary.parquet``; returns the summary sorted by rank.
+
+    ``rank_score`` [N] ranks the strategies (the combination's ranking score) in place of the forecast mean.
+    """
     panel, cfg = prep.panel, spec.train
     fc = future.cpu().double().numpy()
     n, h = fc.shape
@@ -62,6 +72,9 @@ def write_outputs(
     long["time"] = future_times(panel, h).ravel()
     write_parquet_atomic(long, Outputs(out).forecast)
     summary = strategy_summary(panel, prep, fc, cfg.trailing_window)
+    if rank_score is not None:
+        summary["rank_score"] = score = rank_score.cpu().double().numpy()
+        summary["rank"] = ranks(score)
     if per_strategy is not None:
         for key in ("realized_mean", "forecast_mean", "total_error"):
             col = np.full(n, np.nan)
@@ -101,12 +114,10 @@ def strategy_summary(panel: Panel, prep: Prepared, fc: np.ndarray[Any, Any], win
     observed = panel.periods()
     zero_share = ((panel.values == 0) & observed).sum(1) / np.maximum(observed.sum(1), 1)
     mean = fc.mean(1)
-    rank = np.empty(len(mean), dtype=np.int64)
-    rank[np.argsort(-mean, kind="stable")] = np.arange(1, len(mean) + 1)
     return pd.DataFrame(
         {
             "strategy": panel.ids,
-            "rank": rank,
+            "rank": ranks(mean),
             "forecast_mean": mean,
             "forecast_sum": fc.sum(1),
             "trailing_mean": trailing,
@@ -116,6 +127,13 @@ def strategy_summary(panel: Panel, prep: Prepared, fc: np.ndarray[Any, Any], win
             "ended_early": panel.ended_early,
         }
     )
+
+
+def ranks(score: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """[N] 1-based rank of each score, highest first (ties keep the panel's order)."""
+    rank = np.empty(len(score), dtype=np.int64)
+    rank[np.argsort(-score, kind="stable")] = np.arange(1, len(score) + 1)
+    return rank
 
 
 def future_times(panel: Panel, steps: int) -> np.ndarray[Any, Any]:

@@ -17,6 +17,8 @@ POINT_LOSSES = ("mse", "mae", "huber")
 """Scalers with location 0 and no per-window normalisation: a week without a trade stays exactly 0 when scaled."""
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+COMBINE = ("auto", "none")
+"""``combine``: fit the combination with the baselines on validation (auto), or forecast with the raw model."""
 PER_STRATEGY_BATCH = 32
 """Windows per strategy per step in per-strategy mode when ``batch_size`` is not set (1,024 is for one global model)."""
 
@@ -120,6 +122,12 @@ class TrainConfig:
     blend_steps: int = param(0, lo=0, hi=10_000, help="blend the first forecast steps toward the recent mean (0: off)")
     trailing_window: int = param(52, lo=1, hi=100_000, help="periods of the trailing-mean baseline and blend")
     season: int = param(0, lo=0, hi=100_000, help="season length for the seasonal-naive baseline (0: none)")
+    combine: str = param(
+        "auto",
+        choices=COMBINE,
+        help="auto: forecast with the convex combination of the model, the trailing mean and zero whose weights per "
+        "step fit the validation windows (zero where validation shows no signal); none: the raw model",
+    )
     checkpoint_every_steps: int = param(
         0, lo=0, hi=10_000_000, help="write a resumable checkpoint every this many steps (0: off)"
     )
