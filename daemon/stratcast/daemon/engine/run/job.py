@@ -44,6 +44,7 @@ from stratcast.daemon.engine.run.advice import (
 )
 from stratcast.daemon.engine.run.build import Log, Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.run.checkpoints import Checkpointer, OnCheckpoint, resume, save_final
+from stratcast.daemon.engine.run.intervals import final_point, job_intervals
 from stratcast.daemon.engine.run.outputs import forecast_future, run_info, write_metrics, write_outputs
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
@@ -139,7 +140,7 @@ def run_job(
         return JobResult(Path(spec.out), device_name, fit, {}, [], list(prep.panel.notes), path)
     log(trained_line(fit))
     warnings.add(early_best_warning(fit, spec.train))
-    return finish(spec, trainer, prep, fit, device_name, t0, plan, warnings.given)
+    return finish(spec, trainer, prep, fit, device_name, t0, plan, warnings.given, log)
 
 
 def trained_line(fit: FitResult) -> str:
@@ -158,14 +159,16 @@ def finish(
     t0: float,
     plan: RunPlan,
     warnings: Sequence[RunWarning] = (),
+    log: Log = print,
 ) -> JobResult:
-    """Score the trained model on the holdout, forecast, and write every output; ``t0`` is the job's start."""
+    """Score the trained model on the holdout, forecast, calibrate intervals, write every output; ``t0``: the start."""
     forecast_fn = forecaster(spec, trainer.model, prep)
     scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
+    bands, scores["intervals"] = job_intervals(spec, prep, final_point(spec, prep, forecast_fn), future, log)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = write_outputs(out, spec, prep, future, per_strategy)
+    summary = write_outputs(out, spec, prep, future, per_strategy, bands)
     info = run_info(spec, fit, device, prep, time.perf_counter() - t0)
     top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
     metrics = write_metrics(out, scores, info, top[0], plan, warnings)

@@ -1,7 +1,10 @@
 """A finished job's forecast and the files it writes into its output folder.
 
 * ``forecast.parquet``: ``strategy, step, forecast, time`` (each strategy's forecast follows its own last period).
-* ``summary.parquet``: one row per strategy: ``forecast_sum``, ``forecast_mean`` ("Avg Profit"), ``rank``,
+* ``forecast.parquet`` also holds the prediction interval bounds ``lo80 hi80 lo95 hi95`` (one pair per level, see
+  :mod:`stratcast.daemon.engine.run.intervals`) when the run could calibrate them.
+* ``summary.parquet``: one row per strategy: ``forecast_sum``, ``forecast_mean`` ("Avg Profit"), ``rank`` (by the
+  forecast mean, or by a bound's mean with ``--rank-by lo80``), each bound's mean over the horizon,
   ``trailing_mean`` (realized mean of the last ``trailing_window`` periods), ``zero_share``, ``observed_periods``,
   ``last_period`` (the time of its last period), ``ended_early`` (it stopped before the panel's last period), and
   with a holdout the strategy's own skill inputs (holdout realized and forecast means, error of the holdout total).
@@ -18,7 +21,7 @@ each strategy's own last period.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +53,18 @@ def forecast_future(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> T
 
 
 def write_outputs(
-    out: Path, spec: RunSpec, prep: Prepared, future: Tensor, per_strategy: PerStrategy | None
+    out: Path,
+    spec: RunSpec,
+    prep: Prepared,
+    future: Tensor,
+    per_strategy: PerStrategy | None,
+    bands: Mapping[str, Tensor] | None = None,
 ) -> pd.DataFrame:
-    """Write ``forecast.parquet`` and ``summary.parquet``; returns the summary sorted by rank."""
+    """Write ``forecast.parquet`` and ``summary.parquet``; returns the summary sorted by rank.
+
+    ``bands``: the interval bounds [N, H] by column (``lo80``, ...), for both files; the summary holds each one's
+    mean over the horizon, and ``spec.rank_by`` may rank by one of them.
+    """
     panel, cfg = prep.panel, spec.train
     fc = future.cpu().double().numpy()
     n, h = fc.shape
@@ -60,8 +72,17 @@ def write_outputs(
         {"strategy": np.repeat(panel.ids, h), "step": np.tile(np.arange(1, h + 1), n), "forecast": fc.ravel()}
     )
     long["time"] = future_times(panel, h).ravel()
+    bound_means = {}
+    for name, band in (bands or {}).items():
+        values = band.cpu().double().numpy()
+        long[name] = values.ravel()  # [N, H] -> [N*H], strategy-major like the forecast
+        bound_means[name] = values.mean(1)
     _atomic_parquet(long, Outputs(out).forecast)
     summary = strategy_summary(panel, prep, fc, cfg.trailing_window)
+    for name, mean in bound_means.items():
+        summary[name] = mean
+    if spec.rank_by in bound_means:
+        summary["rank"] = rank_of(bound_means[spec.rank_by])
     if per_strategy is not None:
         for key in ("realized_mean", "forecast_mean", "total_error"):
             col = np.full(n, np.nan)
@@ -101,8 +122,7 @@ def strategy_summary(panel: Panel, prep: Prepared, fc: np.ndarray[Any, Any], win
     observed = panel.periods()
     zero_share = ((panel.values == 0) & observed).sum(1) / np.maximum(observed.sum(1), 1)
     mean = fc.mean(1)
-    rank = np.empty(len(mean), dtype=np.int64)
-    rank[np.argsort(-mean, kind="stable")] = np.arange(1, len(mean) + 1)
+    rank = rank_of(mean)
     return pd.DataFrame(
         {
             "strategy": panel.ids,
@@ -116,6 +136,13 @@ def strategy_summary(panel: Panel, prep: Prepared, fc: np.ndarray[Any, Any], win
             "ended_early": panel.ended_early,
         }
     )
+
+
+def rank_of(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """[N] 1 for the highest value, ties in strategy order."""
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[np.argsort(-values, kind="stable")] = np.arange(1, len(values) + 1)
+    return rank
 
 
 def future_times(panel: Panel, steps: int) -> np.ndarray[Any, Any]:

@@ -120,6 +120,18 @@ class TrainConfig:
     blend_steps: int = param(0, lo=0, hi=10_000, help="blend the first forecast steps toward the recent mean (0: off)")
     trailing_window: int = param(52, lo=1, hi=100_000, help="periods of the trailing-mean baseline and blend")
     season: int = param(0, lo=0, hi=100_000, help="season length for the seasonal-naive baseline (0: none)")
+    interval_gamma: float = param(
+        0.005,
+        lo=0.0,
+        hi=1.0,
+        help="step size of the intervals' adaptive (ACI) update over the calibration origins (0: off)",
+    )
+    interval_own_min: int = param(
+        100,
+        lo=0,
+        hi=10_000_000,
+        help="calibration scores a strategy needs at a step for an interval quantile of its own (else the pooled one)",
+    )
     checkpoint_every_steps: int = param(
         0, lo=0, hi=10_000_000, help="write a resumable checkpoint every this many steps (0: off)"
     )
