@@ -69,3 +69,12 @@ def test_a_failed_write_names_the_path_and_the_os_error_and_leaves_nothing_behin
     with pytest.raises(ExportRefused, match=rf"cannot write {dest / long_name}: .*too long"):
         export(out / "summary.parquet", str(dest / long_name), None)
     assert list(dest.iterdir()) == []
+
+
+def test_a_run_with_intervals_gives_each_top_strategy_its_80_band_in_step_order(out):
+    forecast = pd.read_parquet(out / "forecast.parquet")
+    forecast["lo80"] = forecast["forecast"] - forecast["step"]
+    forecast["hi80"] = forecast["forecast"] + 10 * forecast["step"]
+    forecast.to_parquet(out / "forecast.parquet", index=False)
+    [best] = read_results(out, 1)["top"]
+    assert best["band"] == {"level": 80.0, "lo": [1.0, None], "hi": [12.0, None]}  # b: inf read as None
