@@ -37,6 +37,7 @@ JOBS = {
 VARIANTS: dict[str, dict[str, Any]] = {
     "default (pooled + ACI)": {},
     "pooled, no ACI": {"interval_gamma": 0.0},
+    "pooled + ACI, monotone in the step": {"interval_monotone": True},
     "per strategy from 4/19 scores + ACI": {"interval_own_min": 0},
     "per strategy from 4/19 scores, no ACI": {"interval_own_min": 0, "interval_gamma": 0.0},
 }

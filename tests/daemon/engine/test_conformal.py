@@ -151,3 +151,13 @@ def test_a_strategy_with_its_own_80_quantile_above_the_pooled_95_gets_nested_ban
     assert float(conf.own[1, 0, 0]) == 100.0  # the 80% one, its own: rank 4 of 4
     assert float(conf.own[0, 0, 0]) == 100.0  # 95%: raised to it from the pooled quantile
     assert float(conf.own[0, 1, 0]) >= float(conf.own[1, 1, 0])  # its own, at least its 80% one
+
+
+def test_monotone_quantiles_never_shrink_with_the_step():
+    realized = torch.tensor([[1.0, 3.0, 2.0]]).expand(10, 3) * torch.linspace(0.1, 1, 10)[:, None]
+    args = (torch.zeros(10, 3), realized, torch.ones(10, 3, dtype=torch.bool), torch.arange(10))
+    scale = torch.ones(10, dtype=torch.float64)
+    plain = calibrate(*args, scale, (80,), own_min=None)
+    raised = calibrate(*args, scale, (80,), own_min=None, monotone=True)
+    assert plain.pooled[0].tolist() == pytest.approx([0.9, 2.7, 1.8])  # rank ceil(11 * 0.8) = 9 of 10: 0.9 x
+    assert raised.pooled[0].tolist() == pytest.approx([0.9, 2.7, 2.7])

@@ -152,6 +152,7 @@ def calibrate(
     order: Tensor | None = None,
     gamma: float = DEFAULT_GAMMA,
     own_min: int | None = OWN_MIN,
+    monotone: bool = False,
     source: str = "",
 ) -> Conformal:
     """Calibrate intervals from out-of-sample forecasts ``forecast`` [M, H] of ``realized`` [M, H].
@@ -166,6 +167,8 @@ def calibrate(
         order: [M] the origin of each row (time order of the ACI walk); None: no ACI walk.
         gamma: The ACI step size (0: no walk).
         own_min: The scores a strategy needs at a step for its own quantile there (None: every quantile pooled).
+        monotone: Whether a step's quantile is raised to the largest of the steps before it (errors that never
+            shrink with the horizon; the last steps have the fewest calibration origins).
         source: Where the residuals came from, in words, for ``metrics.json``.
     """
     scores = (realized.double() - forecast.double()).abs() / scale[rows].double()[:, None]  # [M, H]
@@ -189,6 +192,8 @@ def calibrate(
             if own_min is not None:
                 need = max(own_min, min_scores(alpha), 1)
                 share[k, step] = own_quantiles(s, r, n, need, adjusted, own[k, :, step])
+    if monotone:
+        pooled, own = pooled.cummax(-1).values, own.cummax(-1).values
     nest(own, levels)
     for k, level in enumerate(levels):
         if bool(torch.isinf(pooled[k]).any()):

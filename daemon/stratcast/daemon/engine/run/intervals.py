@@ -83,6 +83,7 @@ def calibrate_job(spec: RunSpec, prep: Prepared, point_fn: PointForecast, log: L
         order=position,
         gamma=spec.train.interval_gamma,
         own_min=spec.train.interval_own_min,
+        monotone=spec.train.interval_monotone,
         source=source,
     )
     for note in conf.notes:

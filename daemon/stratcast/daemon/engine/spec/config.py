@@ -126,6 +126,9 @@ class TrainConfig:
         hi=1.0,
         help="step size of the intervals' adaptive (ACI) update over the calibration origins (0: off)",
     )
+    interval_monotone: bool = param(
+        False, help="raise each step's interval quantile to the largest of the steps before it"
+    )
     interval_own_min: int = param(
         100,
         lo=0,
