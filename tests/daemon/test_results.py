@@ -77,3 +77,12 @@ def test_a_backtest_run_answers_with_its_table(tmp_path):
     (tmp_path / "backtest.json").write_text("{not json")
     with pytest.raises(ResultsMissing, match=r"backtest\.json"):
         read_results(tmp_path, 5)
+
+
+def test_a_run_with_intervals_gives_each_top_strategy_its_80_band_in_step_order(out):
+    forecast = pd.read_parquet(out / "forecast.parquet")
+    forecast["lo80"] = forecast["forecast"] - forecast["step"]
+    forecast["hi80"] = forecast["forecast"] + 10 * forecast["step"]
+    forecast.to_parquet(out / "forecast.parquet", index=False)
+    [best] = read_results(out, 1)["top"]
+    assert best["band"] == {"level": 80.0, "lo": [1.0, None], "hi": [12.0, None]}  # b: inf read as None

@@ -75,3 +75,28 @@ def test_pick_sizes_resolve_shares_and_refuse_a_count_over_the_strategies():
         options.pick_sizes(5)
     with pytest.raises(ValueError, match="above 0%"):
         BacktestOptions(top=["0%"]).pick_sizes(100)
+
+
+def test_levels_read_percentages_and_a_level_outside_0_to_100_is_a_usage_error_naming_it(capsys):
+    from stratcast.shared.cli import interval_levels
+
+    assert interval_levels("80, 95") == [80.0, 95.0]
+    assert interval_levels("97.5") == [97.5]
+    for bad in ("0", "100", "120", "x", "80,80", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            interval_levels(bad)
+    with pytest.raises(SystemExit) as info:
+        client_parser().parse_args(["submit", "--data", "d.parquet", "--model", "nhits", "--levels", "80,120"])
+    assert info.value.code == 2
+    assert "got 120" in capsys.readouterr().err
+
+
+def test_levels_and_rank_by_reach_the_job():
+    from stratcast.shared.jobargs import job_from_args
+
+    args = client_parser().parse_args(
+        ["submit", "--data", "d", "--model", "nhits", "--levels", "90", "--rank-by", "lo90"]
+    )
+    job = job_from_args(args)
+    assert (job.levels, job.rank_by) == ([90.0], "lo90")
+    assert job_from_args(client_parser().parse_args(["submit", "--data", "d", "--model", "nhits"])).levels == [80, 95]

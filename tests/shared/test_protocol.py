@@ -44,14 +44,23 @@ json_values = st.recursive(
 def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     """Values of a message field's type (every type protocol.py uses)."""
     origin = get_origin(tp)
-    if origin is typing.Annotated:  # an int or float with msgspec.Meta bounds, or a str with a pattern
+    if origin is typing.Annotated:  # an int, float or list with msgspec.Meta bounds, or a str with a pattern
         base, *metas = get_args(tp)
         meta = next(m for m in metas if isinstance(m, msgspec.Meta))
         if base is str:
             assert meta.pattern is not None
             return st.from_regex(meta.pattern, fullmatch=True)
+        if get_origin(base) is list:  # a list with a length bound
+            return st.lists(strategy_for(get_args(base)[0]), min_size=meta.min_length or 0, max_size=4)
         if base is float:
-            return st.floats(min_value=meta.ge, allow_nan=False, allow_infinity=False)
+            return st.floats(
+                min_value=meta.ge if meta.gt is None else meta.gt,
+                max_value=meta.le if meta.lt is None else meta.lt,
+                exclude_min=meta.gt is not None,
+                exclude_max=meta.lt is not None,
+                allow_nan=False,
+                allow_infinity=False,
+            )
         assert base is int
         lo = int(meta.ge) if meta.ge is not None else -(2**63)
         return st.integers(lo, int(meta.le) if meta.le is not None else 2**63 - 1)

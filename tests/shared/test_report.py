@@ -115,3 +115,19 @@ def test_skill_table_shows_the_raw_model_and_the_combination_weights():
     assert "no signal: the forecast is zero, ranked by the raw model" in text
     metrics["combination"] = {"fitted": False}
     assert "combination" not in skill_table(metrics)
+
+
+def test_results_with_intervals_show_coverage_next_to_nominal_with_the_worst_step_and_msis():
+    top = [{"rank": 1, "strategy": 9, "forecast_mean": 0.5, "forecast_sum": 1.0, "trailing_mean": 2.0}]
+    level = {"nominal": 0.8, "coverage": 0.793, "per_step": [0.81, 0.776], "msis": 5.25, "source": "validation part"}
+    intervals = {
+        "calibrated": True,
+        "calibration": {"notes": ["95%: too few calibration scores at steps 2 (need 19): the interval is infinite"]},
+        "levels": {"80": {**level, "worst_step": {"step": 2, "coverage": 0.776}}},
+    }
+    text = results_text({"intervals": intervals}, top)
+    assert "80%    80.0%    79.3%    77.6% (step 2)  5.25" in text, text
+    assert "calibrated on the validation part" in text
+    assert "- 95%: too few calibration scores at steps 2" in text
+    none = results_text({"intervals": {"calibrated": False, "notes": ["no intervals: no validation part"]}}, top)
+    assert "- no intervals: no validation part" in none and "MSIS" not in none

@@ -102,3 +102,14 @@ def test_top_strategies_that_mostly_lost_money_say_the_bet_the_model_makes():
         last
         == "3 of the top 3 lost money over their last 52 periods (trailing mean < 0): the model bets on a turnaround"
     )
+
+
+def test_a_top_strategy_with_a_band_shows_it_around_its_forecast_on_one_scale():
+    row = {
+        **demo_results(1)["top"][0],
+        "forecast": [1.0, 2.0],
+        "band": {"level": 80.0, "lo": [0.0, 0.0], "hi": [3.0, 7.0]},
+    }
+    lines = top_text([row], width=9).plain.splitlines()
+    assert lines[0].endswith("lo80│forecast│hi80")
+    assert lines[2].endswith("▁▁│▂▃│▄█")  # 0..7 on one scale: the forecast sits inside its band

@@ -18,6 +18,7 @@ from typing import Any
 
 from stratcast.daemon.handlers.common import BadState, HandlerError
 from stratcast.shared import runfiles
+from stratcast.shared.intervals import bound_name
 from stratcast.shared.protocol import RunInfo
 from stratcast.shared.runfiles import Outputs
 
@@ -46,6 +47,7 @@ def read_results(out: Path, top: int) -> dict[str, Any]:
     Returns:
         ``{"metrics": object, "top": [summary row + "forecast": [float | None] in step order], "horizon": int}``
         with NaN and infinities as None; for a backtest, :func:`read_backtest`'s ``{"backtest": object}``.
+        A row also has ``"band"`` (:func:`read_band`) when the run has intervals.
 
     Raises:
         ResultsMissing: a file is missing or unreadable.
@@ -57,8 +59,11 @@ def read_results(out: Path, top: int) -> dict[str, Any]:
         metrics = json.loads(files.metrics.read_text())
     rows = top_strategies(files.summary, top)
     forecasts = read_forecasts(files.forecast, [row["strategy"] for row in rows])
+    bands = read_band(files.forecast, [row["strategy"] for row in rows])
     for row in rows:
         row["forecast"] = forecasts.get(row["strategy"], [])
+        if row["strategy"] in bands:
+            row["band"] = bands[row["strategy"]]
     horizon = max((len(f) for f in forecasts.values()), default=0)
     return {"metrics": metrics, "top": rows, "horizon": horizon}
 
@@ -83,18 +88,38 @@ def top_strategies(path: Path, top: int) -> list[dict[str, Any]]:
     return [{key: _finite(value) for key, value in row.items()} for row in rows]
 
 
-def read_forecasts(path: Path, strategies: list[Any]) -> dict[Any, list[float | None]]:
-    """Each of ``strategies``' forecasts from ``forecast.parquet``, in step order (only their rows are read)."""
+def read_forecasts(path: Path, strategies: list[Any], column: str = "forecast") -> dict[Any, list[float | None]]:
+    """Each of ``strategies``' forecasts (or another ``column``) from ``forecast.parquet``, in step order.
+
+    Only their rows are read.
+    """
     import pyarrow.parquet as pq
 
     if not strategies:
         return {}
     with _reading(path):
-        table = pq.read_table(path, columns=["strategy", "step", "forecast"], filters=[("strategy", "in", strategies)])
+        table = pq.read_table(path, columns=["strategy", "step", column], filters=[("strategy", "in", strategies)])
     steps: dict[Any, list[tuple[int, float | None]]] = {}
     for strategy, step, value in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
         steps.setdefault(strategy, []).append((step, _finite(value)))
     return {strategy: [value for _, value in sorted(pairs)] for strategy, pairs in steps.items()}
+
+
+BAND_LEVEL = 80.0
+"""The interval level whose band comes with each top strategy's forecast."""
+
+
+def read_band(path: Path, strategies: list[Any]) -> dict[Any, dict[str, Any]]:
+    """Each strategy's :data:`BAND_LEVEL` band ``{"level", "lo": [...], "hi": [...]}``; {} when the run has none."""
+    import pyarrow.parquet as pq
+
+    lo, hi = bound_name("lo", BAND_LEVEL), bound_name("hi", BAND_LEVEL)
+    with _reading(path):
+        names = pq.read_schema(path).names
+    if lo not in names or hi not in names:
+        return {}
+    lows, highs = read_forecasts(path, strategies, lo), read_forecasts(path, strategies, hi)
+    return {s: {"level": BAND_LEVEL, "lo": lows[s], "hi": highs.get(s, [])} for s in lows}
 
 
 def export(src: Path, path: str, fmt: str | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import math
 import shlex
 from collections.abc import Callable, Iterator
 
@@ -102,6 +103,24 @@ def _is_pick(pick: str) -> bool:
             return False
         return 0 < share <= 100 and pick[:-1].replace(".", "", 1).isdigit()
     return pick.isdigit() and int(pick) >= 1
+
+
+def interval_levels(text: str) -> list[float]:
+    """``--levels 80,95``: nominal coverages in percent, each strictly between 0 and 100, none repeated."""
+    levels = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not 0 < value < 100:
+            raise argparse.ArgumentTypeError(f"expected levels in percent between 0 and 100 such as 80,95, got {part}")
+        if value in levels:
+            raise argparse.ArgumentTypeError(f"level {part} is given twice")
+        levels.append(value)
+    if not levels:
+        raise argparse.ArgumentTypeError("expected at least one level, such as 80,95")
+    return levels
 
 
 def positive_float(text: str) -> float:

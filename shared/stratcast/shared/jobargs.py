@@ -14,7 +14,15 @@ import argparse
 import os
 from pathlib import Path
 
-from stratcast.shared.cli import key_value, non_negative_float, non_negative_int, positive_int, top_picks
+from stratcast.shared.cli import (
+    interval_levels,
+    key_value,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    top_picks,
+)
+from stratcast.shared.intervals import DEFAULT_LEVELS, RANK_BY_MEAN, level_text
 from stratcast.shared.protocol import BacktestOptions, JobSpec
 
 DAEMON_DEVICES = ("auto", "cpu")
@@ -76,6 +84,19 @@ def add_job_options(
         parser.add_argument("--device", choices=DAEMON_DEVICES, default="auto", help="auto, or cpu (GPUs: --gpu N)")
     else:
         parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument(
+        "--levels",
+        type=interval_levels,
+        default=list(DEFAULT_LEVELS),
+        help="prediction interval levels in percent, calibrated on the validation part "
+        f"(default {level_text(DEFAULT_LEVELS)})",
+    )
+    parser.add_argument(
+        "--rank-by",
+        default=RANK_BY_MEAN,
+        help="rank strategies by the forecast mean (mean, the default) or by a bound's mean over the horizon: "
+        "lo80 ranks by the mean lower bound of the 80%% interval (a level of --levels)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -150,6 +171,8 @@ def job_from_args(args: argparse.Namespace, *, data: str | Path | None = None) -
         dayfirst=args.dayfirst,
         device=args.device,
         sets=list(args.set),
+        levels=list(args.levels),
+        rank_by=args.rank_by,
     )
 
 

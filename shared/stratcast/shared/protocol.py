@@ -37,6 +37,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from stratcast.shared.intervals import DEFAULT_LEVELS, RANK_BY_MEAN
+
 PROTOCOL = 2
 """Version of this protocol; ``hello`` must carry it. 2: events are typed (:mod:`stratcast.shared.events`), each
 in an envelope's ``data`` under its kind, with the run's id in the envelope (1: untyped ``data`` dicts)."""
@@ -77,6 +79,12 @@ DEFAULT_MODEL = "nhits"
 
 TopPick = Annotated[str, msgspec.Meta(pattern=r"^([1-9][0-9]*|[0-9]+(\.[0-9]+)?%)$")]
 """How many strategies a backtest picks: a count (``10``) or a share of the strategies (``1%``)."""
+
+
+IntervalLevel = Annotated[float, msgspec.Meta(gt=0, lt=100)]
+"""A prediction interval's nominal coverage in percent, strictly between 0 and 100."""
+RankBy = Annotated[str, msgspec.Meta(pattern=r"^(mean|(lo|hi)[0-9]+(\.[0-9]+)?)$")]
+"""What ranks the strategies: ``mean``, or a bound of an interval level such as ``lo80``."""
 
 
 class BacktestOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -154,6 +162,13 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``key=value`` training options and model parameters, as ``--set``."""
     backtest: BacktestOptions | None = None
     """A walk-forward selection backtest of the model instead of one run (None: a run)."""
+    levels: Annotated[list[IntervalLevel], msgspec.Meta(min_length=0, max_length=16)] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_LEVELS)
+    )
+    """Nominal coverages of the prediction intervals, in percent (``--levels 80,95``)."""
+    rank_by: RankBy = RANK_BY_MEAN
+    """``mean``: rank by the forecast mean; ``lo80``: by the mean lower bound of the 80% interval (a bound of one of
+    :attr:`levels`)."""
 
 
 class Placement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

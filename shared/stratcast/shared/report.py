@@ -96,6 +96,46 @@ def combination_line(metrics: Mapping[str, Any]) -> str | None:
     return line + ("; no signal: the forecast is zero, ranked by the raw model" if combo.get("no_signal") else "")
 
 
+def coverage_table(intervals: Mapping[str, Any]) -> str | None:
+    """The intervals' coverage on the holdout per level: nominal, pooled, the worst step, MSIS (None: not scored).
+
+    ``intervals`` is ``metrics.json["intervals"]``; a line under the table names the calibration's source.
+    """
+    levels: Mapping[str, Mapping[str, Any]] = intervals.get("levels") or {}
+    if not levels:
+        return None
+    rows = []
+    for level, got in levels.items():
+        worst = got.get("worst_step") or {}
+        step = f"{_percent(worst.get('coverage'))} (step {worst.get('step', '?')})"
+        rows.append([f"{level}%", _percent(got.get("nominal")), _percent(got.get("coverage")), step, got.get("msis")])
+    source = next(iter(levels.values())).get("source", "")
+    foot = f"calibrated on the {source}" if source else ""
+    return table(["level", "nominal", "covered", "worst step", "MSIS"], rows) + (f"\n{foot}" if foot else "")
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.1f}%" if _is_number(value) else MISSING
+
+
+def intervals_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The coverage block of :func:`results_text`: a heading and :func:`coverage_table`, or why there is none."""
+    intervals: Mapping[str, Any] = metrics.get("intervals") or {}
+    if not intervals:
+        return []
+    if not intervals.get("calibrated", True):
+        return ["", *(f"- {note}" for note in intervals.get("notes", []))]
+    notes = [f"- {note}" for note in (intervals.get("calibration") or {}).get("notes", [])]
+    if (coverage := coverage_table(intervals)) is None:
+        return notes
+    return [
+        "",
+        "Prediction intervals on the holdout (coverage next to nominal; MSIS: mean scaled interval score):",
+        coverage,
+        *notes,
+    ]
+
+
 def top_table(rows: Sequence[Mapping[str, Any]], limit: int = 10, *, window: int | None = None) -> str:
     """The best strategies by forecast: rank, id, forecast mean ("Avg Profit") and sum, trailing mean.
 
@@ -156,6 +196,7 @@ def results_text(metrics: Mapping[str, Any], top: Sequence[Mapping[str, Any]], l
         lines += [skill_table(metrics), *(f"- {line}" for line in metrics.get("verdict", []))]
     else:
         lines += [f"- warning: {w['message']}" for w in metrics.get("warnings", [])]
+    lines += intervals_lines(metrics)
     return "\n".join(lines)
 
 

@@ -25,12 +25,12 @@ PALETTE = ("cyan", "magenta", "green", "yellow", "bright_blue", "bright_red")
 """Series colours, in order, for series set without a style."""
 
 
-def sparkline(values: Iterable[float | None], width: int) -> str:
+def sparkline(values: Iterable[float | None], width: int, span: tuple[float, float] | None = None) -> str:
     """Values as at most ``width`` block characters, scaled from their min (▁) to their max (█).
 
     More values than ``width`` are averaged in ``width`` equal buckets (a forecast's level matters here, not its
     spikes); fewer give one character each, unstretched. None, NaN and infinities are spaces; a constant series is
-    a flat line at mid height.
+    a flat line at mid height. ``span`` (low, high) scales several sparklines alike (a forecast and its band).
     """
     data = [v if v is not None and math.isfinite(v) else None for v in values]
     n = len(data)
@@ -42,11 +42,12 @@ def sparkline(values: Iterable[float | None], width: int) -> str:
     finite = [v for v in data if v is not None]
     if not finite:
         return " " * len(data)
-    lo, hi = min(finite), max(finite)
-    if hi == lo:
+    lo, hi = span if span is not None else (min(finite), max(finite))
+    if hi <= lo:
         return "".join(" " if v is None else BARS[3] for v in data)
     scale = (len(BARS) - 1) / (hi - lo)
-    return "".join(" " if v is None else BARS[round((v - lo) * scale)] for v in data)
+    last = len(BARS) - 1
+    return "".join(" " if v is None else BARS[min(max(round((v - lo) * scale), 0), last)] for v in data)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:

@@ -1,10 +1,12 @@
 """The run screen's results tab: the verdict, the skill table against the baselines, the top strategies.
 
-The tables are the CLI's (:mod:`stratcast.shared.report`); the top strategies get a sparkline of their forecast.
+The tables are the CLI's (:mod:`stratcast.shared.report`); the top strategies get a sparkline of their forecast,
+between those of its 80% band's bounds when the run has one, and the skill box the intervals' coverage.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,7 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from stratcast.shared.report import bet_line, skill_table, table, trailing_window
+from stratcast.shared.report import bet_line, intervals_lines, skill_table, table, trailing_window
 from stratcast.tui.render import duration_text
 from stratcast.tui.run_history import number
 from stratcast.tui.widgets.chart import BARS, sparkline
@@ -54,15 +56,37 @@ def verdict_lines(verdict: Any) -> list[str]:
 
 
 def skill_text(metrics: Mapping[str, Any]) -> Text:
-    """The skill table (model and baselines on the holdout), or why there is none."""
+    """The skill table (model and baselines on the holdout), or why there is none, then the intervals' coverage."""
     try:
-        return Text(skill_table(metrics))
+        text = Text(skill_table(metrics))
     except (KeyError, TypeError):
-        return Text("metrics.json has no skill table (the run had no holdout)", style="dim")
+        text = Text("metrics.json has no skill table (the run had no holdout)", style="dim")
+    if coverage := intervals_lines(metrics):
+        text.append("\n" + "\n".join(coverage))
+    return text
+
+
+def forecast_cell(row: Mapping[str, Any], width: int) -> str:
+    """The forecast's sparkline; with a band, ``lo│forecast│hi``, the three on one scale (the band's range)."""
+    forecast = row.get("forecast") or []
+    band: Mapping[str, Any] = row.get("band") or {}
+    lo, hi = band.get("lo") or [], band.get("hi") or []
+    finite = [v for v in (*lo, *hi) if isinstance(v, int | float) and math.isfinite(v)]
+    if not finite:
+        return sparkline(forecast, width)
+    span = (min(finite), max(finite))
+    part = max(width // 3, 1)
+    return "│".join(sparkline(values, part, span) for values in (lo, forecast, hi))
+
+
+def forecast_heading(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``forecast``, or ``lo80│forecast│hi80`` when a row has its band."""
+    level = next((r["band"].get("level") for r in rows if r.get("band")), None)
+    return "forecast" if level is None else f"lo{level:g}│forecast│hi{level:g}"
 
 
 def top_text(rows: Sequence[Mapping[str, Any]], width: int = SPARK_WIDTH, window: int | None = None) -> Text:
-    """The best strategies by forecast, each with a sparkline of its forecast over the horizon.
+    """The best strategies by forecast, each with a sparkline of its forecast over the horizon (and its band).
 
     A line under them says the bet they make when most lost money over their trailing ``window``
     (:func:`~stratcast.shared.report.bet_line`).
@@ -76,11 +100,12 @@ def top_text(rows: Sequence[Mapping[str, Any]], width: int = SPARK_WIDTH, window
             r.get("forecast_mean", "-"),
             r.get("forecast_sum", "-"),
             r.get("trailing_mean", "-"),
-            sparkline(r.get("forecast") or [], width),
+            forecast_cell(r, width),
         ]
         for r in rows
     ]
-    text = Text(table(["rank", "strategy", "avg profit", "horizon total", "trailing mean", "forecast"], body))
+    headers = ["rank", "strategy", "avg profit", "horizon total", "trailing mean", forecast_heading(rows)]
+    text = Text(table(headers, body))
     text.highlight_regex(f"[{BARS}]+", "cyan")
     if line := bet_line(rows, window):
         text.append(f"\n{line}", style="bold")

@@ -45,6 +45,7 @@ from stratcast.daemon.engine.run.advice import (
 from stratcast.daemon.engine.run.build import Log, Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.run.checkpoints import Checkpointer, OnCheckpoint, resume, save_final
 from stratcast.daemon.engine.run.combining import combination_info, future_rank_score, job_forecaster
+from stratcast.daemon.engine.run.intervals import final_point, job_intervals
 from stratcast.daemon.engine.run.outputs import forecast_future, run_info, write_metrics, write_outputs
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
@@ -161,7 +162,7 @@ def finish(
     warnings: Sequence[RunWarning] = (),
     log: Log = print,
 ) -> JobResult:
-    """Score the trained model on the holdout, forecast, and write every output; ``t0`` is the job's start.
+    """Score on the holdout, forecast, calibrate intervals and write every output; ``t0`` is the job's start.
 
     The forecast is the model combined with the baselines
     (:func:`~stratcast.daemon.engine.run.combining.job_forecaster`) unless ``combine=none``.
@@ -169,9 +170,10 @@ def finish(
     forecast_fn = job_forecaster(spec, forecaster(spec, trainer.model, prep), prep, log)
     scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
+    bands, scores["intervals"] = job_intervals(spec, prep, final_point(spec, prep, forecast_fn), future, log)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = write_outputs(out, spec, prep, future, per_strategy, future_rank_score(forecast_fn, prep))
+    summary = write_outputs(out, spec, prep, future, per_strategy, future_rank_score(forecast_fn, prep), bands)
     info = run_info(spec, fit, device, prep, time.perf_counter() - t0) | combination_info(forecast_fn)
     top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
     metrics = write_metrics(out, scores, info, top[0], plan, warnings)

@@ -1,7 +1,10 @@
 """A finished job's forecast and the files it writes into its output folder.
 
 * ``forecast.parquet``: ``strategy, step, forecast, time`` (each strategy's forecast follows its own last period).
-* ``summary.parquet``: one row per strategy: ``forecast_sum``, ``forecast_mean`` ("Avg Profit"), ``rank``,
+* ``forecast.parquet`` also holds the prediction interval bounds ``lo80 hi80 lo95 hi95`` (one pair per level, see
+  :mod:`stratcast.daemon.engine.run.intervals`) when the run could calibrate them.
+* ``summary.parquet``: one row per strategy: ``forecast_sum``, ``forecast_mean`` ("Avg Profit"), ``rank`` (by the
+  forecast mean, or by a bound's mean with ``--rank-by lo80``), each bound's mean over the horizon,
   ``trailing_mean`` (realized mean of the last ``trailing_window`` periods), ``zero_share``, ``observed_periods``,
   ``last_period`` (the time of its last period), ``ended_early`` (it stopped before the panel's last period), and
   with a holdout the strategy's own skill inputs (holdout realized and forecast means, error of the holdout total).
@@ -20,7 +23,7 @@ each strategy's own last period.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +61,13 @@ def write_outputs(
     future: Tensor,
     per_strategy: PerStrategy | None,
     rank_score: Tensor | None = None,
+    bands: Mapping[str, Tensor] | None = None,
 ) -> pd.DataFrame:
     """Write ``forecast.parquet`` and ``summary.parquet``; returns the summary sorted by rank.
 
     ``rank_score`` [N] ranks the strategies (the combination's ranking score) in place of the forecast mean.
+    ``bands``: the interval bounds [N, H] by column (``lo80``, ...), for both files; the summary holds each one's
+    mean over the horizon, and ``spec.rank_by`` may rank by one of them (over ``rank_score``).
     """
     panel, cfg = prep.panel, spec.train
     fc = future.cpu().double().numpy()
@@ -70,11 +76,20 @@ def write_outputs(
         {"strategy": np.repeat(panel.ids, h), "step": np.tile(np.arange(1, h + 1), n), "forecast": fc.ravel()}
     )
     long["time"] = future_times(panel, h).ravel()
+    bound_means = {}
+    for name, band in (bands or {}).items():
+        values = band.cpu().double().numpy()
+        long[name] = values.ravel()  # [N, H] -> [N*H], strategy-major like the forecast
+        bound_means[name] = values.mean(1)
     write_parquet_atomic(long, Outputs(out).forecast)
     summary = strategy_summary(panel, prep, fc, cfg.trailing_window)
     if rank_score is not None:
         summary["rank_score"] = score = rank_score.cpu().double().numpy()
         summary["rank"] = ranks(score)
+    for name, mean in bound_means.items():
+        summary[name] = mean
+    if spec.rank_by in bound_means:
+        summary["rank"] = ranks(bound_means[spec.rank_by])
     if per_strategy is not None:
         for key in ("realized_mean", "forecast_mean", "total_error"):
             col = np.full(n, np.nan)

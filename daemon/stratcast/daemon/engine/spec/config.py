@@ -128,6 +128,21 @@ class TrainConfig:
         help="auto: forecast with the convex combination of the model, the trailing mean and zero whose weights per "
         "step fit the validation windows (zero where validation shows no signal); none: the raw model",
     )
+    interval_gamma: float = param(
+        0.005,
+        lo=0.0,
+        hi=1.0,
+        help="step size of the intervals' adaptive (ACI) update over the calibration origins (0: off)",
+    )
+    interval_monotone: bool = param(
+        False, help="raise each step's interval quantile to the largest of the steps before it"
+    )
+    interval_own_min: int = param(
+        100,
+        lo=0,
+        hi=10_000_000,
+        help="calibration scores a strategy needs at a step for an interval quantile of its own (else the pooled one)",
+    )
     checkpoint_every_steps: int = param(
         0, lo=0, hi=10_000_000, help="write a resumable checkpoint every this many steps (0: off)"
     )

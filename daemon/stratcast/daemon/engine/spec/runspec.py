@@ -13,6 +13,7 @@ from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.spec.config import PER_STRATEGY_BATCH, POINT_LOSSES, TrainConfig, parse_value, train_fields
 from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
 from stratcast.daemon.zoo.contract import ModelConfig
+from stratcast.shared.intervals import DEFAULT_LEVELS, RANK_BY_MEAN, bound_name, level_text
 from stratcast.shared.protocol import JobSpec
 
 MODES = ("batch", "per-strategy")
@@ -56,6 +57,10 @@ class RunSpec:
     """Architecture overrides, validated against the model's config."""
     from_data: tuple[str, ...] = ()
     """Training options (of :data:`DATA_CHOSEN`) nobody set: chosen from the panel once it is loaded."""
+    levels: tuple[float, ...] = DEFAULT_LEVELS
+    """Nominal coverages of the prediction intervals, in percent (``lo80``, ``hi80``, ...)."""
+    rank_by: str = "mean"
+    """What ranks the strategies: ``mean`` (the forecast mean) or a bound's mean over the horizon (``lo80``)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -67,6 +72,7 @@ class RunSpec:
         check_capabilities(self.model, self.mode)
         if self.train.activation_checkpointing:
             check_checkpointing(self.model, self.mode)
+        check_levels(self.levels, self.rank_by)
         if unknown := set(self.from_data) - set(DATA_CHOSEN):
             raise ValueError(f"from_data: {', '.join(sorted(unknown))} cannot be chosen from the data")
         self.model_config()  # validates the overrides now, not mid-run
@@ -87,6 +93,26 @@ def check_capabilities(model: str, mode: str) -> None:
         raise ValueError(f"model {model!r} cannot be stacked for per-strategy mode (it does not vmap)")
 
 
+def check_levels(levels: Sequence[float], rank_by: str) -> None:
+    """Refuse levels outside (0, 100) and a ``rank_by`` that is neither ``mean`` nor a bound of one of them.
+
+    Raises:
+        ValueError: naming the value and the levels.
+    """
+    for level in levels:
+        if not 0 < level < 100:
+            raise ValueError(f"interval level {level:g} is not between 0 and 100 (exclusive): give e.g. 80,95")
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"interval levels {level_text(list(levels))} repeat a level")
+    bounds = [bound_name(side, level) for level in levels for side in ("lo", "hi")]
+    if rank_by != RANK_BY_MEAN and rank_by not in bounds:
+        given = level_text(list(levels)) or "none"
+        raise ValueError(
+            f"--rank-by {rank_by}: not mean or a bound of the interval levels ({given}): choose one of "
+            f"mean, {', '.join(bounds)}, or add its level to --levels"
+        )
+
+
 def build_spec(
     *,
     data: str,
@@ -105,6 +131,8 @@ def build_spec(
     dayfirst: bool = False,
     sets: Sequence[str] = (),
     base: Mapping[str, Any] | None = None,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    rank_by: str = "mean",
 ) -> RunSpec:
     """The :class:`RunSpec` for these options, as ``stratcastd run`` and the daemon's workers build it.
 
@@ -141,6 +169,8 @@ def build_spec(
         train=TrainConfig(**train),
         model_params=params,
         from_data=tuple(k for k in DATA_CHOSEN if k not in given),
+        levels=tuple(float(v) for v in levels),
+        rank_by=rank_by,
     )
 
 
@@ -211,6 +241,8 @@ def spec_from_job(job: JobSpec, out: str, device: str) -> RunSpec:
         date_format=job.date_format,
         dayfirst=job.dayfirst,
         sets=job.sets,
+        levels=job.levels,
+        rank_by=job.rank_by,
     )
 
 
