@@ -15,7 +15,6 @@ Every file is written to a temp file and renamed into place, so a reader never s
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ import msgspec
 import pandas as pd
 
 from stratcast.daemon.engine.backtest import stats
-from stratcast.daemon.engine.run.outputs import write_parquet_atomic
+from stratcast.daemon.engine.run.outputs import finite_numbers, write_parquet_atomic
 from stratcast.daemon.engine.training.checkpoint import write_json_atomic
 from stratcast.shared.protocol import BacktestOptions
 from stratcast.shared.runfiles import Outputs
@@ -77,17 +76,6 @@ def backtest_document(
     document["cutoffs"] = cutoffs
     finite: dict[str, Any] = finite_numbers(document)
     return finite
-
-
-def finite_numbers(value: Any) -> Any:
-    """``value`` with every NaN or infinity in it, however deep, made None (JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite_numbers(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_numbers(item) for item in value]
-    return value
 
 
 def write_chart(table: dict[str, Any], path: Path) -> bool:

@@ -46,7 +46,7 @@ from stratcast.daemon.engine.run.build import Log, Prepared, forecaster, make_mo
 from stratcast.daemon.engine.run.checkpoints import Checkpointer, OnCheckpoint, resume, save_final
 from stratcast.daemon.engine.run.combining import combination_info, future_rank_score, job_forecaster
 from stratcast.daemon.engine.run.intervals import final_point, job_intervals
-from stratcast.daemon.engine.run.outputs import forecast_future, run_info, write_metrics, write_outputs
+from stratcast.daemon.engine.run.outputs import finite_numbers, forecast_future, run_info, write_metrics, write_outputs
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
 from stratcast.daemon.engine.training.trainer import Trainer
@@ -175,7 +175,7 @@ def finish(
     out.mkdir(parents=True, exist_ok=True)
     summary = write_outputs(out, spec, prep, future, per_strategy, future_rank_score(forecast_fn, prep), bands)
     info = run_info(spec, fit, device, prep, time.perf_counter() - t0) | combination_info(forecast_fn)
-    top = [{str(k): v for k, v in r.items()} for r in summary.head(10).to_dict("records")]
+    top = [finite_numbers({str(k): v for k, v in r.items()}) for r in summary.head(10).to_dict("records")]
     metrics = write_metrics(out, scores, info, top[0], plan, warnings)
     save_final(out, spec, trainer, prep, plan)
     return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))

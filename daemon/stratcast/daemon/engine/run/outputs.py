@@ -23,6 +23,7 @@ each strategy's own last period.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,14 @@ def run_info(spec: RunSpec, fit: FitResult, device: str, prep: Prepared, seconds
             "chosen_from_data": prep.chosen,
         },
     }
+
+
+def finite_numbers(value: Any) -> Any:
+    """``value`` with every NaN or infinity in it, however deep, made None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_numbers(item) for item in value]
+    return value

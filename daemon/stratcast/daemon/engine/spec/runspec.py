@@ -72,6 +72,7 @@ class RunSpec:
         check_capabilities(self.model, self.mode)
         if self.train.activation_checkpointing:
             check_checkpointing(self.model, self.mode)
+        object.__setattr__(self, "levels", tuple(self.levels))  # a spec read back from JSON holds a list
         check_levels(self.levels, self.rank_by)
         if unknown := set(self.from_data) - set(DATA_CHOSEN):
             raise ValueError(f"from_data: {', '.join(sorted(unknown))} cannot be chosen from the data")
