@@ -23,7 +23,8 @@ from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import build_spec
 from stratcast.shared.protocol import BacktestOptions
 
-EURUSD = "/work/shared/data/strategies/eurusd_2016_2019_weekly.parquet"
+EURUSD = Path(__file__).resolve().parents[2] / "shared" / "data" / "strategies" / "eurusd_2016_2019_weekly.parquet"
+"""The team folder's EURUSD report, beside the checkout (``../shared``)."""
 
 
 def main() -> None:
