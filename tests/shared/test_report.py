@@ -131,3 +131,26 @@ def test_results_with_intervals_show_coverage_next_to_nominal_with_the_worst_ste
     assert "- 95%: too few calibration scores at steps 2" in text
     none = results_text({"intervals": {"calibrated": False, "notes": ["no intervals: no validation part"]}}, top)
     assert "- no intervals: no validation part" in none and "MSIS" not in none
+
+
+def test_skill_table_shows_each_ensemble_member_and_names_them_under_the_table():
+    errors = {
+        "model": {"mae": 1.0, "rmse": 2.0, "total_mae": 3.0},
+        "member nhits#0": {"mae": 1.2, "rmse": 2.4, "total_mae": 3.1},
+        "member nhits#1": {"mae": 1.1, "rmse": 2.2, "total_mae": 3.2},
+        "zero": {"mae": 1.3, "rmse": 2.5, "total_mae": 3.3},
+    }
+    picks = {name: {"top10": 0.1, "top1pct": 0.2} for name in errors if name != "zero"}
+    members = [{"label": f"nhits#{i}", "seed": i, "steps": 300} for i in (0, 1)]
+    metrics = {
+        "errors": errors,
+        "ranking": {
+            "k": {"top10": 10, "top1pct": 60},
+            "picks": {**picks, "oracle": picks["model"]},
+            "universe_mean": 0,
+        },
+        "ensemble": {"members": members},
+    }
+    text = skill_table(metrics)
+    assert "member nhits#0" in text and "member nhits#1" in text
+    assert "model = mean of 2 members: nhits#0 (seed 0, 300 steps), nhits#1 (seed 1, 300 steps)" in text

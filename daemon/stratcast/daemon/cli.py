@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return demo_through_daemon(args)
     if args.command in ("run", "backtest"):
-        given = [f"--{k}" for k in ("data", "model", "out") if getattr(args, k)]
+        given = [f"--{k}" for k in ("data", "model", "out", "ensemble") if getattr(args, k)]
         if args.resume and given:
             build_parser().error(f"--resume continues the run as it was started: drop {', '.join(given)}")
         if not args.resume and len(given) < 3:

@@ -15,6 +15,8 @@ import math
 import shlex
 from collections.abc import Callable, Iterator
 
+from stratcast.shared.protocol import MAX_MEMBERS
+
 SHELLS = ("bash", "zsh")
 
 
@@ -44,6 +46,29 @@ def key_value(text: str) -> str:
     if "=" not in text or text.startswith("="):
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text}")
     return text
+
+
+def ensemble_option(text: str) -> int | list[str]:
+    """``--ensemble 3`` (seeds of ``--model``: 2 to :data:`MAX_MEMBERS`) or ``--ensemble nhits,dlinear`` (models).
+
+    The model names are checked by the daemon, against its catalog.
+    """
+    text = text.strip()
+    if text.isdigit():
+        count = int(text)
+        if not 2 <= count <= MAX_MEMBERS:
+            raise argparse.ArgumentTypeError(
+                f"{count} members: an ensemble needs 2 to {MAX_MEMBERS} (give a count such as 3, or model names)"
+            )
+        return count
+    names = [part.strip().lower() for part in text.split(",")]
+    if any(not name for name in names) or len(names) < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected a count of seeds (such as 3) or 2 or more model names separated by commas, got {text!r}"
+        )
+    if len(names) > MAX_MEMBERS:
+        raise argparse.ArgumentTypeError(f"{len(names)} members: an ensemble has at most {MAX_MEMBERS}")
+    return names
 
 
 def whole_number(text: str) -> int:

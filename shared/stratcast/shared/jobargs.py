@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from stratcast.shared.cli import (
+    ensemble_option,
     interval_levels,
     key_value,
     non_negative_float,
@@ -98,6 +99,13 @@ def add_job_options(
         "lo80 ranks by the mean lower bound of the 80%% interval (a level of --levels)",
     )
     parser.add_argument(
+        "--ensemble",
+        type=ensemble_option,
+        metavar="N|MODELS",
+        help="average an ensemble: N seeds of --model (seed, seed+1, ...) or models such as nhits,dlinear (each "
+        "with its default architecture, the first is the job's model); the combination then wraps their mean",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         type=key_value,
@@ -156,9 +164,10 @@ def job_from_args(args: argparse.Namespace, *, data: str | Path | None = None) -
     The path is absolute because a daemon has another working folder, and a foreground run records it for
     ``--resume`` from anywhere. No ``--holdout`` holds nothing out.
     """
+    members = ensemble_members(getattr(args, "ensemble", None), args.model)
     return JobSpec(
         data=absolute(str(args.data if data is None else data)),
-        model=args.model,
+        model=members[0] if members and (args.model or "").lower() in members else args.model,
         mode=args.mode,
         horizon=args.horizon,
         input_size=args.input_size,
@@ -173,7 +182,20 @@ def job_from_args(args: argparse.Namespace, *, data: str | Path | None = None) -
         sets=list(args.set),
         levels=list(args.levels),
         rank_by=args.rank_by,
+        ensemble=members,
     )
+
+
+def ensemble_members(option: int | list[str] | None, model: str | None) -> list[str]:
+    """The members' models of a parsed ``--ensemble`` (empty without it): ``N`` copies of ``model``, or the list.
+
+    A list that does not hold ``model`` is kept as given: the daemon refuses the job, naming both.
+    """
+    if option is None:
+        return []
+    if isinstance(option, int):
+        return [(model or "").lower()] * option
+    return list(option)
 
 
 def absolute(path: str) -> str:

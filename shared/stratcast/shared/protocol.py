@@ -84,6 +84,10 @@ TopPick = Annotated[str, msgspec.Meta(pattern=r"^([1-9][0-9]*|[0-9]+(\.[0-9]+)?%
 IntervalLevel = Annotated[float, msgspec.Meta(gt=0, lt=100)]
 """A prediction interval's nominal coverage in percent, strictly between 0 and 100."""
 RankBy = Annotated[str, msgspec.Meta(pattern=r"^(mean|(lo|hi)[0-9]+(\.[0-9]+)?)$")]
+MAX_MEMBERS = 32
+"""The most members an ensemble may have (``--ensemble``)."""
+MemberModel = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+"""A model name of an ensemble's member (the daemon checks it against its catalog)."""
 """What ranks the strategies: ``mean``, or a bound of an interval level such as ``lo80``."""
 
 
@@ -169,6 +173,9 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rank_by: RankBy = RANK_BY_MEAN
     """``mean``: rank by the forecast mean; ``lo80``: by the mean lower bound of the 80% interval (a bound of one of
     :attr:`levels`)."""
+    ensemble: Annotated[list[MemberModel], msgspec.Meta(max_length=MAX_MEMBERS)] = []
+    """The models of an ensemble, one entry per member, the first :attr:`model` (``--ensemble``): member ``i``
+    trains with seed ``seed + i``; the job forecasts their mean. Empty: one model."""
 
 
 class Placement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

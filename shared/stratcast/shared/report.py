@@ -70,9 +70,22 @@ def skill_table(metrics: Mapping[str, Any]) -> str:
     universe = metrics["ranking"]["universe_mean"]
     foot = "top-k mean: realized mean profit per period of the k strategies each method ranks highest; "
     foot += f"average strategy: {universe:.4g}"
-    if line := combination_line(metrics):
-        foot += "\n" + line
+    for line in (ensemble_line(metrics), combination_line(metrics)):
+        if line:
+            foot += "\n" + line
     return table(headers, rows) + "\n" + foot
+
+
+def ensemble_line(metrics: Mapping[str, Any]) -> str | None:
+    """What the model is when the run trained an ensemble: the mean of its members, each scored alone below it.
+
+    None for one model.
+    """
+    members: Sequence[Mapping[str, Any]] = (metrics.get("ensemble") or {}).get("members") or []
+    if not members:
+        return None
+    each = ", ".join(f"{m['label']} (seed {m['seed']}, {m['steps']} steps)" for m in members)
+    return f"model = mean of {len(members)} members: {each}; member rows: each member alone"
 
 
 def combination_line(metrics: Mapping[str, Any]) -> str | None:

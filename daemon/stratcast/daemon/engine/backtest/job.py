@@ -38,7 +38,9 @@ from stratcast.daemon.engine.run.advice import OnWarning, Warnings, loss_warning
 from stratcast.daemon.engine.run.build import Log, load_spec_panel, make_model, make_trainer
 from stratcast.daemon.engine.run.checkpoints import Checkpointer, OnCheckpoint, resume
 from stratcast.daemon.engine.run.job import JobResult
+from stratcast.daemon.engine.run.members import Hooks, SpanProgress
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
+from stratcast.daemon.engine.spec.ensemble import refuse_backtest
 from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.daemon.engine.training.checkpoint import write_json_atomic
 from stratcast.daemon.engine.training.trainer import Trainer
@@ -56,20 +58,6 @@ class BacktestResult(JobResult):
     forecasts: list[CutoffForecasts] = field(default_factory=list)
     """This process's cutoffs' per-step forecasts and realized values (a resumed backtest's finished blocks
     are not among them)."""
-
-
-@dataclass
-class Hooks:
-    """The callbacks and files of :func:`run_backtest`, as :func:`~stratcast.daemon.engine.run.job.run_job` has."""
-
-    log: Log
-    on_progress: Callable[[ProgressReported], None] | None
-    should_stop: Callable[[], bool] | None
-    checkpoint_dir: Path
-    on_checkpoint: OnCheckpoint | None
-    on_oom: OomHook | None
-    on_plan: OnPlan | None
-    plan_cache: Path | None
 
 
 def run_backtest(
@@ -93,11 +81,12 @@ def run_backtest(
     checkpoint of the block a stop interrupted (the finished blocks are read from ``checkpoint_dir``).
 
     Raises:
-        ValueError: for options the panel cannot backtest (:func:`plan_cutoffs` names the numbers).
+        ValueError: for options the panel cannot backtest (:func:`plan_cutoffs` names the numbers), or an ensemble.
         CheckpointError: when ``resume_from`` or the recorded blocks belong to another backtest.
         OutOfMemory: when not even a micro-batch of one window fits.
         OptimizerStepOutOfMemory: when the optimizer step ran out of memory.
     """
+    refuse_backtest(spec.ensemble)
     t0 = time.perf_counter()
     device = resolve_device(spec.device)
     log(f"device: {describe_device(device)}")
@@ -262,21 +251,6 @@ def cutoff_record(fc: CutoffForecasts, refit: bool, seconds: float, hold: int) -
         "errors": errors,
         "seconds": seconds,
     }
-
-
-class SpanProgress:
-    """A block's progress reports as steps of the whole backtest: ``b * max_steps + step`` of ``blocks * max_steps``."""
-
-    def __init__(self, sink: Callable[[ProgressReported], None], block: int, blocks: int) -> None:
-        self.sink, self.block, self.blocks = sink, block, blocks
-        self.per_step = 0.0
-
-    def __call__(self, p: ProgressReported) -> None:
-        """Pass ``p`` on with the backtest's step, total and remaining time."""
-        total, step = self.blocks * p.max_steps, self.block * p.max_steps + p.step
-        if p.step < p.max_steps:
-            self.per_step = p.eta_s / (p.max_steps - p.step)
-        self.sink(msgspec.structs.replace(p, step=step, max_steps=total, eta_s=(total - step) * self.per_step))
 
 
 def finish(

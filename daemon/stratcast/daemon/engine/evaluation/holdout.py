@@ -16,7 +16,8 @@ from torch import Tensor
 
 from stratcast.daemon.engine.data.windows import PanelWindows, Split
 from stratcast.daemon.engine.evaluation import skill
-from stratcast.daemon.engine.prediction.combine import forecast_parts
+from stratcast.daemon.engine.prediction.combine import CombinedForecaster, forecast_parts
+from stratcast.daemon.engine.prediction.ensemble import EnsembleForecaster
 from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
 from stratcast.daemon.engine.spec.runspec import RunSpec
 
@@ -54,6 +55,7 @@ def evaluate_holdout(
     model with the baselines (:class:`~stratcast.daemon.engine.prediction.combine.CombinedForecaster`), the raw
     model is scored too (``model_raw``), the combined forecast ranks by its ranking score and ``combination`` holds
     the weights.
+    An ensemble's members are scored too, each on its own (``member nhits#0``, ...).
     """
     cfg = spec.train
     batch = prep.windows.origins_at(prep.split.val_end)
@@ -77,6 +79,7 @@ def evaluate_holdout(
     if parts.raw is not None:
         forecasts[skill.MODEL_RAW] = blend_toward_mean(parts.raw, recent, cfg.blend_steps)
         rank_by[skill.MODEL] = parts.rank.cpu()  # the zero part ranks nothing
+    forecasts |= member_forecasts(forecast_fn, batch.x, rows, origin, steps, recent, cfg.blend_steps)
     forecasts |= base
     metrics = skill.score(realized.cpu(), {k: v.cpu() for k, v in forecasts.items()}, rank_by=rank_by)
     if parts.combination is not None:
@@ -91,3 +94,26 @@ def evaluate_holdout(
         "total_error": (model_fc.sum(1) - realized.sum(1)).cpu().numpy(),
     }
     return metrics, per_strategy
+
+
+def member_forecasts(
+    fn: Callable[[Tensor, Tensor, Tensor], Tensor],
+    x: Tensor,
+    rows: Tensor,
+    origin: Tensor,
+    steps: int,
+    recent: Tensor,
+    blend_steps: int,
+) -> dict[str, Tensor]:
+    """Each member's own forecast [M, steps] when ``fn`` is an ensemble (raw or combined), as the model's is blended.
+
+    Keyed ``member <label>`` (:data:`~stratcast.daemon.engine.evaluation.skill.MEMBER_PREFIX`); empty otherwise.
+    """
+    ensemble = fn.base if isinstance(fn, CombinedForecaster) else fn
+    if not isinstance(ensemble, EnsembleForecaster):
+        return {}
+    each = ensemble.member_forecasts(x, rows, origin)[:, :, :steps]  # [K, M, steps]
+    return {
+        f"{skill.MEMBER_PREFIX}{label}": blend_toward_mean(fc, recent, blend_steps)
+        for label, fc in zip(ensemble.labels, each, strict=True)
+    }

@@ -15,6 +15,8 @@ from torch import Tensor
 
 ZERO, TRAILING, LAST, SEASONAL, MODEL = "zero", "trailing_mean", "last_value", "seasonal_naive", "model"
 MODEL_RAW = "model_raw"
+MEMBER_PREFIX = "member "
+"""The holdout's rows of an ensemble's members start so: ``member nhits#0``, ``member dlinear``."""
 """The raw model, scored beside the default forecast (``model``) when that combines it with the baselines."""
 
 

@@ -43,6 +43,14 @@ class Checkpointer:
         self.last: tuple[int, Path] | None = None
         self.plan: dict[str, Any] | None = None
         """The run's memory plan (:meth:`RunPlan.to_dict`), recorded in every checkpoint."""
+        self.member, self.offset = spec, 0
+        self.extra: dict[str, Any] = {}
+        """The spec of the member training now, the steps of the members before it (a file's step is
+        ``offset + step``: the newest file is the current member's) and the entries saved besides the trainer's."""
+
+    def start_member(self, spec: RunSpec, offset: int, extra: dict[str, Any]) -> None:
+        """Checkpoint an ensemble's member from now on: its ``spec``, its files' step ``offset`` and ``extra``."""
+        self.member, self.offset, self.extra = spec, offset, extra
 
     def due(self, step: int) -> bool:
         """Whether the step or the time interval since the last checkpoint has come round."""
@@ -65,13 +73,14 @@ class Checkpointer:
 
     def save(self, trainer: Trainer) -> Path:
         """Save the trainer's state now (once per step) and return the checkpoint's path."""
-        if self.last is not None and self.last[0] == trainer.step:
+        step = self.offset + trainer.step
+        if self.last is not None and self.last[0] == step:
             return self.last[1]
-        state = checkpoint_state(self.spec, trainer, self.prep, TRAIN_KIND, self.plan)
-        path = save_rotating(self.directory, trainer.step, state, val_loss=trainer.last_val)
-        self.last, self.last_time = (trainer.step, path), time.monotonic()
+        state = checkpoint_state(self.member, trainer, self.prep, TRAIN_KIND, self.plan) | self.extra
+        path = save_rotating(self.directory, step, state, val_loss=trainer.last_val)
+        self.last, self.last_time = (step, path), time.monotonic()
         if self.on_saved is not None:
-            self.on_saved(path, trainer.step)
+            self.on_saved(path, step)
         return path
 
 
@@ -101,9 +110,15 @@ def _comparable(key: str, value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def save_final(out: Path, spec: RunSpec, trainer: Trainer, prep: Prepared, plan: RunPlan) -> None:
-    """The final checkpoint: trainer state, scaler, configs and memory plan, loadable with ``weights_only=True``."""
-    save_checkpoint(Outputs(out).model, checkpoint_state(spec, trainer, prep, FINAL_KIND, plan.to_dict()))
+def save_final(
+    out: Path, spec: RunSpec, trainer: Trainer, prep: Prepared, plan: RunPlan, extra: dict[str, Any] | None = None
+) -> None:
+    """The final checkpoint: trainer state, scaler, configs and memory plan, loadable with ``weights_only=True``.
+
+    ``extra``: entries saved besides (an ensemble's members, ``trainer`` being its last member's).
+    """
+    state = checkpoint_state(spec, trainer, prep, FINAL_KIND, plan.to_dict()) | (extra or {})
+    save_checkpoint(Outputs(out).model, state)
 
 
 def checkpoint_state(

@@ -34,6 +34,7 @@ import torch
 from stratcast.daemon.engine.evaluation.holdout import evaluate_holdout
 from stratcast.daemon.engine.memory.device import describe_device, resolve_device
 from stratcast.daemon.engine.memory.oom import OomHook, OptimizerStepOutOfMemory
+from stratcast.daemon.engine.prediction.ensemble import EnsembleForecaster
 from stratcast.daemon.engine.run.advice import (
     OnWarning,
     RunWarning,
@@ -42,12 +43,24 @@ from stratcast.daemon.engine.run.advice import (
     loss_warning,
     windows_warning,
 )
-from stratcast.daemon.engine.run.build import Log, Prepared, forecaster, make_model, make_trainer, prepare
+from stratcast.daemon.engine.run.build import Forecaster, Log, Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.run.checkpoints import Checkpointer, OnCheckpoint, resume, save_final
 from stratcast.daemon.engine.run.combining import combination_info, future_rank_score, job_forecaster
 from stratcast.daemon.engine.run.intervals import final_point, job_intervals
+from stratcast.daemon.engine.run.members import (
+    Hooks,
+    Member,
+    SpanProgress,
+    ensemble_fit,
+    ensemble_info,
+    ensemble_state,
+    labels,
+    resumed_members,
+    seed_member,
+)
 from stratcast.daemon.engine.run.outputs import finite_numbers, forecast_future, run_info, write_metrics, write_outputs
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
+from stratcast.daemon.engine.spec.ensemble import member_specs
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.engine.training.trainparts import FitResult
@@ -122,26 +135,86 @@ def run_job(
     warnings = Warnings(log, on_warning)
     warnings.add(loss_warning(spec.train, prep.panel.zero_share))
     warnings.add(windows_warning(spec.train, int(prep.split.train_end.max())))
-    model = make_model(spec, prep.panel.n_series)
-    saver = Checkpointer(spec, prep, checkpoint_dir or RunFolder(Path(spec.out)).checkpoints, on_checkpoint)
-    trainer = make_trainer(spec, model, prep, on_progress, should_stop, on_step=saver.maybe_save)
-    trainer.on_oom = on_oom
-    if resume_from is not None:
-        resume(spec, prep, trainer, resume_from, log)
-    shape = (prep.panel.n_series, prep.panel.n_times)
-    plan = start_plan(trainer, spec, cache=plan_cache, panel_shape=shape, log=log, on_plan=on_plan)
-    saver.plan = plan.to_dict()
-    try:
-        fit = trainer.fit()
-    except OptimizerStepOutOfMemory as exc:
-        raise OptimizerStepOutOfMemory(f"{exc}; {saver.rollback_note(resume_from)}") from None
-    if fit.interrupted:
-        path = saver.save(trainer)
-        log(f"stopped at step {fit.steps}/{spec.train.max_steps}; checkpoint {path}")
-        return JobResult(Path(spec.out), device_name, fit, {}, [], list(prep.panel.notes), path)
-    log(trained_line(fit))
-    warnings.add(early_best_warning(fit, spec.train))
-    return finish(spec, trainer, prep, fit, device_name, t0, plan, warnings.given, log)
+    folder = checkpoint_dir or RunFolder(Path(spec.out)).checkpoints
+    hooks = Hooks(log, on_progress, should_stop, folder, on_checkpoint, on_oom, on_plan, plan_cache)
+    trained = Training(spec, prep, hooks, warnings).run(resume_from)
+    if isinstance(trained, Stopped):
+        return JobResult(Path(spec.out), device_name, trained.fit, {}, [], list(prep.panel.notes), trained.path)
+    return finish(spec, trained, prep, device_name, t0, warnings.given, log)
+
+
+@dataclass
+class Trained:
+    """Every member trained: the last member's trainer (for the final checkpoint) and the memory plan."""
+
+    members: list[Member]
+    trainer: Trainer
+    plan: RunPlan
+
+
+@dataclass
+class Stopped:
+    """A stop request ended a member's training: its fit and the checkpoint a resume continues from."""
+
+    fit: FitResult
+    path: Path
+
+
+class Training:
+    """Trains a job's members one after another (one model: one member), each through the memory plan."""
+
+    def __init__(self, spec: RunSpec, prep: Prepared, hooks: Hooks, warnings: Warnings) -> None:
+        self.spec, self.prep, self.hooks, self.warnings = spec, prep, hooks, warnings
+        self.specs, self.labels = member_specs(spec), labels(spec)
+        self.saver = Checkpointer(spec, prep, hooks.checkpoint_dir, hooks.on_checkpoint)
+
+    def run(self, resume_from: Path | None) -> Trained | Stopped:
+        """Train the members not finished in ``resume_from`` (all without it)."""
+        done, start = resumed_members(self.specs, self.spec, self.prep, resume_from)
+        for i in range(start, len(self.specs)):
+            trainer, plan, fit = self.train(i, done, resume_from)
+            if fit.interrupted:
+                return self.stopped(i, trainer, fit)
+            done.append(Member(self.labels[i], self.specs[i], trainer.model, fit))
+            resume_from = None
+        return Trained(done, trainer, plan)
+
+    def train(self, i: int, done: list[Member], resume_from: Path | None) -> tuple[Trainer, RunPlan, FitResult]:
+        """Train member ``i`` (from ``resume_from`` when given), after the members ``done``."""
+        spec, prep, hooks, ensemble = self.specs[i], self.prep, self.hooks, bool(self.spec.ensemble)
+        if ensemble:
+            hooks.log(f"member {i + 1}/{len(self.specs)}: {self.labels[i]} (seed {spec.train.seed})")
+            seed_member(spec)
+        model = make_model(spec, prep.panel.n_series)
+        self.saver.start_member(spec, i * spec.train.max_steps, ensemble_state(self.spec, i, done))
+        report = SpanProgress(hooks.on_progress, i, len(self.specs)) if ensemble and hooks.on_progress else None
+        progress = report or hooks.on_progress
+        trainer = make_trainer(spec, model, prep, progress, hooks.should_stop, on_step=self.saver.maybe_save)
+        trainer.on_oom = hooks.on_oom
+        if resume_from is not None:
+            resume(spec, prep, trainer, resume_from, hooks.log)
+        shape = (prep.panel.n_series, prep.panel.n_times)
+        plan = start_plan(
+            trainer, spec, cache=hooks.plan_cache, panel_shape=shape, log=hooks.log, on_plan=hooks.on_plan
+        )
+        self.saver.plan = plan.to_dict()
+        if i > 0 and resume_from is None:
+            self.saver.save(trainer)  # the finished members' weights are on disk before this one trains
+        try:
+            fit = trainer.fit()
+        except OptimizerStepOutOfMemory as exc:
+            raise OptimizerStepOutOfMemory(f"{exc}; {self.saver.rollback_note(resume_from)}") from None
+        if not fit.interrupted:
+            hooks.log(f"{self.labels[i]}: {trained_line(fit)}" if ensemble else trained_line(fit))
+            self.warnings.add(early_best_warning(fit, spec.train))
+        return trainer, plan, fit
+
+    def stopped(self, i: int, trainer: Trainer, fit: FitResult) -> Stopped:
+        """Write the stopped member's checkpoint and say where it stopped."""
+        path = self.saver.save(trainer)
+        member = f" of member {i + 1}/{len(self.specs)} ({self.labels[i]})" if self.spec.ensemble else ""
+        self.hooks.log(f"stopped at step {fit.steps}/{self.spec.train.max_steps}{member}; checkpoint {path}")
+        return Stopped(fit, path)
 
 
 def trained_line(fit: FitResult) -> str:
@@ -153,21 +226,20 @@ def trained_line(fit: FitResult) -> str:
 
 def finish(
     spec: RunSpec,
-    trainer: Trainer,
+    trained: Trained,
     prep: Prepared,
-    fit: FitResult,
     device: str,
     t0: float,
-    plan: RunPlan,
     warnings: Sequence[RunWarning] = (),
     log: Log = print,
 ) -> JobResult:
     """Score on the holdout, forecast, calibrate intervals and write every output; ``t0`` is the job's start.
 
-    The forecast is the model combined with the baselines
+    The forecast is the model (an ensemble's mean) combined with the baselines
     (:func:`~stratcast.daemon.engine.run.combining.job_forecaster`) unless ``combine=none``.
     """
-    forecast_fn = job_forecaster(spec, forecaster(spec, trainer.model, prep), prep, log)
+    members, fit = trained.members, ensemble_fit(trained.members)
+    forecast_fn = job_forecaster(spec, member_forecaster(spec, members, prep), prep, log)
     scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
     bands, scores["intervals"] = job_intervals(spec, prep, final_point(spec, prep, forecast_fn), future, log)
@@ -175,7 +247,17 @@ def finish(
     out.mkdir(parents=True, exist_ok=True)
     summary = write_outputs(out, spec, prep, future, per_strategy, future_rank_score(forecast_fn, prep), bands)
     info = run_info(spec, fit, device, prep, time.perf_counter() - t0) | combination_info(forecast_fn)
+    info |= ensemble_info(spec, members)
     top = [finite_numbers({str(k): v for k, v in r.items()}) for r in summary.head(10).to_dict("records")]
-    metrics = write_metrics(out, scores, info, top[0], plan, warnings)
-    save_final(out, spec, trainer, prep, plan)
+    metrics = write_metrics(out, scores, info, top[0], trained.plan, warnings)
+    extra = ensemble_state(spec, len(members), members)
+    save_final(out, spec, trained.trainer, prep, trained.plan, extra)
     return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))
+
+
+def member_forecaster(spec: RunSpec, members: list[Member], prep: Prepared) -> Forecaster:
+    """The model's forecaster, or for an ensemble the mean of its members' (each member's own forecaster)."""
+    each = [forecaster(m.spec, m.model, prep) for m in members]
+    if not spec.ensemble:
+        return each[0]
+    return EnsembleForecaster(each, [m.label for m in members])

@@ -192,6 +192,7 @@ def run_info(spec: RunSpec, fit: FitResult, device: str, prep: Prepared, seconds
             "holdout": spec.holdout,
             "train": dataclasses.asdict(spec.train),
             "model_params": dict(spec.model_params),
+            "ensemble": list(spec.ensemble),
             "chosen_from_data": prep.chosen,
         },
     }

@@ -11,6 +11,7 @@ import numpy as np
 
 from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.spec.config import PER_STRATEGY_BATCH, POINT_LOSSES, TrainConfig, parse_value, train_fields
+from stratcast.daemon.engine.spec.ensemble import check_ensemble, refuse_backtest
 from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
 from stratcast.daemon.zoo.contract import ModelConfig
 from stratcast.shared.intervals import DEFAULT_LEVELS, RANK_BY_MEAN, bound_name, level_text
@@ -61,6 +62,9 @@ class RunSpec:
     """Nominal coverages of the prediction intervals, in percent (``lo80``, ``hi80``, ...)."""
     rank_by: str = "mean"
     """What ranks the strategies: ``mean`` (the forecast mean) or a bound's mean over the horizon (``lo80``)."""
+    ensemble: tuple[str, ...] = ()
+    """The models of an ensemble's members, the first :attr:`model` (see
+    :mod:`~stratcast.daemon.engine.spec.ensemble`); empty: one model."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -69,9 +73,13 @@ class RunSpec:
             raise ValueError(f"fill_missing {self.fill_missing!r} is not one of error, zero")
         if not 0 <= self.holdout <= self.train.horizon:
             raise ValueError(f"holdout={self.holdout} must be between 0 and horizon={self.train.horizon}")
-        check_capabilities(self.model, self.mode)
-        if self.train.activation_checkpointing:
-            check_checkpointing(self.model, self.mode)
+        object.__setattr__(self, "ensemble", tuple(self.ensemble))  # a spec read back from JSON holds a list
+        if self.ensemble:
+            check_ensemble(self.model, self.ensemble, self.model_params)
+        for name in dict.fromkeys(self.ensemble or (self.model,)):
+            check_capabilities(name, self.mode)
+            if self.train.activation_checkpointing:
+                check_checkpointing(name, self.mode)
         object.__setattr__(self, "levels", tuple(self.levels))  # a spec read back from JSON holds a list
         check_levels(self.levels, self.rank_by)
         if unknown := set(self.from_data) - set(DATA_CHOSEN):
@@ -134,6 +142,7 @@ def build_spec(
     base: Mapping[str, Any] | None = None,
     levels: Sequence[float] = DEFAULT_LEVELS,
     rank_by: str = "mean",
+    ensemble: Sequence[str] = (),
 ) -> RunSpec:
     """The :class:`RunSpec` for these options, as ``stratcastd run`` and the daemon's workers build it.
 
@@ -172,6 +181,7 @@ def build_spec(
         from_data=tuple(k for k in DATA_CHOSEN if k not in given),
         levels=tuple(float(v) for v in levels),
         rank_by=rank_by,
+        ensemble=tuple(ensemble),
     )
 
 
@@ -223,9 +233,11 @@ def spec_from_job(job: JobSpec, out: str, device: str) -> RunSpec:
     """The :class:`RunSpec` of a daemon job, writing to ``out`` on ``device`` (the worker's, not ``job.device``).
 
     Raises:
-        ValueError: for a bad option (the message names it).
+        ValueError: for a bad option (the message names it), or an ensemble in a backtest.
         KeyError: for an unknown model name.
     """
+    if job.backtest is not None:
+        refuse_backtest(job.ensemble)
     return build_spec(
         data=job.data,
         model=job.model,
@@ -244,6 +256,7 @@ def spec_from_job(job: JobSpec, out: str, device: str) -> RunSpec:
         sets=job.sets,
         levels=job.levels,
         rank_by=job.rank_by,
+        ensemble=job.ensemble,
     )
 
 
