@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stratcast.daemon.cli import main
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import build_spec, spec_from_job
 from stratcast.daemon.engine.training.checkpoint import load_checkpoint
@@ -144,3 +145,9 @@ def test_a_backtest_refuses_an_ensemble_up_front():
     job = JobSpec(data="/p.parquet", model="nhits", ensemble=["nhits", "nhits"], backtest=BacktestOptions())
     with pytest.raises(ValueError, match="backtest"):
         spec_from_job(job, out="-", device="cpu")
+
+
+def test_a_resume_refuses_a_new_ensemble(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--resume", str(tmp_path), "--ensemble", "3"])
+    assert "drop --ensemble" in capsys.readouterr().err
