@@ -81,8 +81,8 @@ class Warnings:
         self.given: list[RunWarning] = []
 
     def add(self, warning: RunWarning | None) -> None:
-        """Give ``warning`` (None: nothing to warn about)."""
-        if warning is None:
+        """Give ``warning`` once (None: nothing to warn about; an ensemble's members may repeat one)."""
+        if warning is None or warning in self.given:
             return
         self.given.append(warning)
         self.log(f"warning: {warning.message}")
