@@ -122,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         given = [f"--{k}" for k in ("data", "model", "out", "ensemble") if getattr(args, k)]
         if args.resume and given:
             build_parser().error(f"--resume continues the run as it was started: drop {', '.join(given)}")
-        if not args.resume and len(given) < 3:
+        if isinstance(args.ensemble, list) and not args.model:
+            args.model = args.ensemble[0]  # a list of models names the job's model: its first
+        if not args.resume and not (args.data and args.model and args.out):
             build_parser().error(f"{args.command} needs --data, --model and --out (or --resume DIR)")
         if args.data and (problem := _data_file_problem(Path(args.data))):  # before importing torch takes seconds
             print(f"stratcastd: error: {problem}", file=sys.stderr)

@@ -151,3 +151,11 @@ def test_a_resume_refuses_a_new_ensemble(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "--resume", str(tmp_path), "--ensemble", "3"])
     assert "drop --ensemble" in capsys.readouterr().err
+
+
+def test_run_needs_its_output_folder_with_an_ensemble_and_takes_a_list_of_models_for_model(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--data", str(tmp_path / "p.parquet"), "--model", "mlp", "--ensemble", "2"])
+    assert "needs --data, --model and --out" in capsys.readouterr().err
+    code = main(["run", "--data", str(tmp_path / "none.parquet"), "--ensemble", "mlp,dlinear", "--out", str(tmp_path)])
+    assert code != 0 and "needs --data, --model" not in capsys.readouterr().err  # past the check: no such file
