@@ -10,6 +10,8 @@ from stratcast.daemon.cli import main
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import build_spec, spec_from_job
 from stratcast.daemon.engine.training.checkpoint import load_checkpoint
+from stratcast.daemon.handlers.common import InvalidSpec
+from stratcast.daemon.handlers.submit import check_job
 from stratcast.shared.events import ProgressReported
 from stratcast.shared.jobargs import add_job_options, job_from_args
 from stratcast.shared.protocol import BacktestOptions, JobSpec
@@ -159,3 +161,26 @@ def test_run_needs_its_output_folder_with_an_ensemble_and_takes_a_list_of_models
     assert "needs --data, --model and --out" in capsys.readouterr().err
     code = main(["run", "--data", str(tmp_path / "none.parquet"), "--ensemble", "mlp,dlinear", "--out", str(tmp_path)])
     assert code != 0 and "needs --data, --model" not in capsys.readouterr().err  # past the check: no such file
+
+
+@pytest.mark.parametrize(
+    ("ensemble", "backtest", "message"),
+    [(["nhits", "nosuch"], None, "unknown model"), (["nhits"] * 2, True, "backtest")],
+)
+def test_the_daemon_refuses_a_bad_ensemble_before_queueing(ensemble, backtest, message):
+    job = JobSpec(
+        data="/nowhere/p.parquet", model="nhits", ensemble=ensemble, backtest=BacktestOptions() if backtest else None
+    )
+    with pytest.raises(InvalidSpec, match=message):
+        check_job(job)
+
+
+def test_an_ensemble_trains_in_per_strategy_mode_with_a_stacked_model_per_member(tmp_path, panel_file):
+    spec = build_spec(
+        data=str(panel_file), model="mlp", out=str(tmp_path), mode="per-strategy", device="cpu", horizon=4,
+        input_size=8, holdout=4, sets=["max_steps=10", "val_check_steps=5", "hidden_size=8"], ensemble=SEEDS,
+    )  # fmt: skip
+    result = run_job(spec, log=quiet)
+    errors = result.metrics["errors"]
+    assert errors["member mlp#0"]["rmse"] != errors["member mlp#1"]["rmse"]  # two seeds, two stacked models
+    assert [m["steps"] for m in result.metrics["ensemble"]["members"]] == [10, 10]
