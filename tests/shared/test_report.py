@@ -153,4 +153,4 @@ def test_skill_table_shows_each_ensemble_member_and_names_them_under_the_table()
     }
     text = skill_table(metrics)
     assert "member nhits#0" in text and "member nhits#1" in text
-    assert "model = mean of 2 members: nhits#0 (seed 0, 300 steps), nhits#1 (seed 1, 300 steps)" in text
+    assert "the mean of 2 members: nhits#0 (seed 0, 300 steps), nhits#1 (seed 1, 300 steps)" in text

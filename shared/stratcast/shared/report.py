@@ -85,7 +85,7 @@ def ensemble_line(metrics: Mapping[str, Any]) -> str | None:
     if not members:
         return None
     each = ", ".join(f"{m['label']} (seed {m['seed']}, {m['steps']} steps)" for m in members)
-    return f"model = mean of {len(members)} members: {each}; member rows: each member alone"
+    return f"ensemble: model, raw = the mean of {len(members)} members: {each}; member rows: each alone"
 
 
 def combination_line(metrics: Mapping[str, Any]) -> str | None:

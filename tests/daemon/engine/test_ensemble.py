@@ -87,7 +87,7 @@ def straight(panel_file, tmp_path_factory):
     return out, run_job(spec(panel_file, out), log=quiet)
 
 
-@pytest.mark.parametrize("stop_at", [13, 41])
+@pytest.mark.parametrize("stop_at", [13, 30, 41])
 def test_resume_after_a_stop_mid_member_gives_the_identical_forecast(tmp_path, panel_file, straight, stop_at):
     stopped_spec = spec(panel_file, tmp_path / "stopped")
     stopped = run_job(stopped_spec, log=quiet, should_stop=StopAfter(stop_at))
@@ -95,6 +95,7 @@ def test_resume_after_a_stop_mid_member_gives_the_identical_forecast(tmp_path, p
     state = load_checkpoint(stopped.checkpoint)
     member = state["ensemble"]["member"]
     assert member == (0 if stop_at < 30 else 1) and len(state["ensemble"]["done"]) == member
+    assert stopped.checkpoint.name == f"step-{31 * member + stopped.fit.steps:08d}.pt"  # max_steps + 1 per member
     lines: list[str] = []
     resumed = run_job(stopped_spec, log=lines.append, resume_from=stopped.checkpoint)
     assert sum("member" in line and "seed" in line for line in lines) == 2 - member  # finished members not retrained

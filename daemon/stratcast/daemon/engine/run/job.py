@@ -54,6 +54,7 @@ from stratcast.daemon.engine.run.members import (
     ensemble_fit,
     ensemble_info,
     ensemble_state,
+    file_offset,
     labels,
     resumed_members,
     seed_member,
@@ -186,7 +187,7 @@ class Training:
             hooks.log(f"member {i + 1}/{len(self.specs)}: {self.labels[i]} (seed {spec.train.seed})")
             seed_member(spec)
         model = make_model(spec, prep.panel.n_series)
-        self.saver.start_member(spec, i * spec.train.max_steps, ensemble_state(self.spec, i, done))
+        self.saver.start_member(spec, file_offset(i, spec), ensemble_state(self.spec, i, done))
         report = SpanProgress(hooks.on_progress, i, len(self.specs)) if ensemble and hooks.on_progress else None
         progress = report or hooks.on_progress
         trainer = make_trainer(spec, model, prep, progress, hooks.should_stop, on_step=self.saver.maybe_save)

@@ -6,7 +6,8 @@ single model gets. Progress spans the job: member ``i``'s step ``s`` is reported
 ``members * max_steps`` (:class:`SpanProgress`), so a progress bar runs from 0 to 100% once.
 
 Checkpoints of an ensemble: the training checkpoint of member ``i`` at step ``s`` is the file of step
-``i * max_steps + s`` (so the newest file is the current member's), and it carries, under :data:`ENSEMBLE_KEY`,
+``i * (max_steps + 1) + s`` (:func:`file_offset`: the newest file is the current member's, and the last step of
+one member never shares a file with the first of the next), and it carries, under :data:`ENSEMBLE_KEY`,
 the member's index and the weights of every finished member. A resume loads the finished members' weights,
 continues the current member from its trainer state and trains the members after it: the forecast equals an
 uninterrupted run's.
@@ -84,6 +85,11 @@ class Member:
 def labels(spec: RunSpec) -> list[str]:
     """The members' labels (``nhits#0``, ``nhits#1``, or ``nhits``, ``dlinear``); the model's name for one model."""
     return member_labels(spec.ensemble) if spec.ensemble else [spec.model]
+
+
+def file_offset(i: int, spec: RunSpec) -> int:
+    """The step added to member ``i``'s steps in its checkpoint files' names: members' files never collide."""
+    return i * (spec.train.max_steps + 1)
 
 
 def ensemble_state(spec: RunSpec, index: int, done: list[Member]) -> dict[str, Any]:
