@@ -178,6 +178,7 @@ def calibrate(
     monotone: bool = False,
     source: str = "",
     n_series: int | None = None,
+    walked: Sequence[float] | None = None,
 ) -> Conformal:
     """Calibrate intervals from out-of-sample forecasts ``forecast`` [M, H] of ``realized`` [M, H].
 
@@ -195,6 +196,8 @@ def calibrate(
             shrink with the horizon; the last steps have the fewest calibration origins).
         source: Where the residuals came from, in words, for ``metrics.json``.
         n_series: The strategies in the panel (None: ``rows.max() + 1``), the size of the per-strategy table.
+        walked: The miscoverage to take each level's quantiles at, from an ACI walk kept outside (a backtest's,
+            over its cutoffs as they are realized); None: each level's own, or ``order``'s walk.
     """
     scores = (realized.double() - forecast.double()).abs() / scale.double()[:, None]  # [M, H]
     n = n_series if n_series is not None else int(rows.max()) + 1 if rows.numel() else 0
@@ -212,6 +215,7 @@ def calibrate(
         for k, level in enumerate(levels):
             alpha = 1 - level / 100
             adjusted = aci_alpha(s, o, alpha, gamma) if o is not None and gamma > 0 else alpha
+            adjusted = adjusted if walked is None else walked[k]
             alphas[k, step] = adjusted
             pooled[k, step] = finite_sample_quantile(s, adjusted)
             own[k, :, step] = pooled[k, step]
