@@ -14,6 +14,7 @@ from stratcast.daemon.engine.evaluation.conformal import (
     local_scale,
     min_scores,
     series_scale,
+    weighted_quantile,
 )
 
 
@@ -189,3 +190,13 @@ def test_a_strategy_that_goes_quiet_gets_a_narrower_band_than_while_it_traded():
     bands = conf.intervals(torch.zeros(2, 1), new_rows, local_scale(raw, start, new_rows, new_origin, 10, 0.01))
     width = (bands["hi80"] - bands["lo80"]).flatten()
     assert width[1] < width[0] / 50  # the floor's band
+
+
+def test_weighted_quantile_is_the_plain_one_with_equal_weights_and_follows_the_heavy_scores():
+    scores = torch.tensor([5.0, 1.0, 4.0, 2.0, 3.0], dtype=torch.float64)
+    for alpha in (0.2, 0.4, 0.5, 0.1):
+        assert weighted_quantile(scores, torch.ones(5), alpha) == finite_sample_quantile(scores, alpha)
+    # the old scores (1, 2) barely count: 50% of the weight (the new score's 1 included) is reached at 4
+    weights = torch.tensor([1.0, 0.01, 1.0, 0.01, 1.0], dtype=torch.float64)
+    assert weighted_quantile(scores, weights, 0.5) == 4.0
+    assert weighted_quantile(scores, torch.ones(5), 0.5) == 3.0

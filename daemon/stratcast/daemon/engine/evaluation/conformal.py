@@ -11,9 +11,10 @@ Choices, and why:
   scores of a strategy trading 1 pip a week and one trading 100 comparable, so they can be pooled. The scale is
   *local* (:func:`local_scale`): the strategy's mean absolute one-step change over the periods just before the
   forecast's own origin, read in calibration at each calibration origin and again at the origin of the forecast
-  the bands go around. A market that turned calm (or wild) since the calibration origins, or a strategy that went
-  quiet, then narrows (widens) the bands by itself, where a scale fixed over the whole training part
-  (:func:`series_scale`) cannot: on the EURUSD panel the fixed scale over-covered the calmer 2019 by 7.5 points.
+  the bands go around (a job reads 13 periods, ``interval_window``). A market that turned calm (or wild) since the
+  calibration origins, or a strategy that went quiet, then narrows (widens) the bands by itself, where a scale
+  fixed over the whole training part (:func:`series_scale`) cannot: on the EURUSD panel the fixed scale
+  over-covered the calmer 2019 by 7.5 points (docs/benchmarks.md).
 * **Pooled per horizon step**: the scores of every strategy and every origin at one step make one set. The error
   grows with the step, so steps are never pooled together; strategies are, because one strategy has at most
   ``val_size`` scores at a step (one at the last step), too few for 95% (which needs 19).
@@ -37,6 +38,9 @@ Choices, and why:
   with ``miss_t`` the share of its scores above it. The final ``alpha_T`` replaces ``alpha`` in every quantile: a
   run of misses at the latest origins widens the intervals, a run of hits narrows them. The first origin has no
   earlier scores and only starts the walk. ``gamma=0`` turns it off.
+* **Recent origins may weigh more** (``weights``; Barber et al. 2023, conformal prediction beyond
+  exchangeability): the pooled quantile of weighted scores, the new score weighing 1 (:func:`weighted_quantile`).
+  Off by default (``interval_decay=1``); measured in docs/benchmarks.md.
 * **MSIS** (M4): ``width + 2/alpha (lo - y)+ + 2/alpha (y - hi)+``, averaged over scored cells, each divided by
   the strategy's scale from :func:`series_scale` (the mean absolute one-step change of its training part; M4
   used the in-sample seasonal difference, which for a season of 1 is the same). MSIS keeps M4's fixed scale, so
@@ -109,6 +113,20 @@ def finite_sample_quantile(scores: Tensor, alpha: float) -> float:
     return float(scores.kthvalue(rank).values)
 
 
+def weighted_quantile(scores: Tensor, weights: Tensor, alpha: float) -> float:
+    """The non-exchangeable conformal quantile (Barber et al. 2023): scores weighted, the new one weighing 1.
+
+    The smallest score whose weight, with all smaller ones', reaches ``1 - alpha`` of the total weight (the new
+    score's included, placed at infinity): inf when even the largest does not. With equal weights of 1 it is
+    :func:`finite_sample_quantile`.
+    """
+    order = torch.argsort(scores)
+    total = weights.double().sum() + 1
+    reach = torch.cumsum(weights.double()[order], 0) / total  # [n] share of the weight up to each sorted score
+    hit = torch.nonzero(reach >= (1 - min(max(alpha, 0.0), 1.0)) - 1e-12).flatten()
+    return float(scores[order][hit[0]]) if hit.numel() else math.inf
+
+
 def min_scores(alpha: float) -> int:
     """The fewest scores whose finite-sample quantile is finite at ``alpha``: ``ceil(1 / alpha) - 1``."""
     return math.ceil(1 / alpha - 1e-9) - 1
@@ -179,6 +197,7 @@ def calibrate(
     source: str = "",
     n_series: int | None = None,
     walked: Sequence[float] | None = None,
+    weights: Tensor | None = None,
 ) -> Conformal:
     """Calibrate intervals from out-of-sample forecasts ``forecast`` [M, H] of ``realized`` [M, H].
 
@@ -198,6 +217,8 @@ def calibrate(
         n_series: The strategies in the panel (None: ``rows.max() + 1``), the size of the per-strategy table.
         walked: The miscoverage to take each level's quantiles at, from an ACI walk kept outside (a backtest's,
             over its cutoffs as they are realized); None: each level's own, or ``order``'s walk.
+        weights: [M] each row's weight in the pooled quantiles (:func:`weighted_quantile`: recent origins may
+            weigh more); None: every score alike.
     """
     scores = (realized.double() - forecast.double()).abs() / scale.double()[:, None]  # [M, H]
     n = n_series if n_series is not None else int(rows.max()) + 1 if rows.numel() else 0
@@ -217,7 +238,10 @@ def calibrate(
             adjusted = aci_alpha(s, o, alpha, gamma) if o is not None and gamma > 0 else alpha
             adjusted = adjusted if walked is None else walked[k]
             alphas[k, step] = adjusted
-            pooled[k, step] = finite_sample_quantile(s, adjusted)
+            if weights is None:
+                pooled[k, step] = finite_sample_quantile(s, adjusted)
+            else:
+                pooled[k, step] = weighted_quantile(s, weights[keep].cpu(), adjusted)
             own[k, :, step] = pooled[k, step]
             if own_min is not None:
                 need = max(own_min, min_scores(alpha), 1)

@@ -145,6 +145,7 @@ def calibrate_job(
         monotone=cfg.interval_monotone,
         source=source,
         n_series=prep.panel.n_series,
+        weights=None if cfg.interval_decay == 1 else cfg.interval_decay ** (position.max() - position).double(),
     )
     for note in conf.notes:
         log(f"intervals: {note}")

@@ -145,7 +145,18 @@ class TrainConfig:
         "interval_window periods before each forecast's origin; train, over its whole training part",
     )
     interval_window: int = param(
-        0, lo=0, hi=100_000, help="periods before each origin that the local interval scale reads (0: input_size)"
+        13,
+        lo=0,
+        hi=100_000,
+        help="periods before each origin that the local interval scale reads (0: input_size); 13 weeks followed "
+        "the market closest on M4 Weekly and the EURUSD panel (docs/benchmarks.md)",
+    )
+    interval_decay: float = param(
+        1.0,
+        lo=0.0,
+        hi=1.0,
+        help="weight of a calibration origin per period it lies before the latest (1: all alike; 0.97: a year "
+        "back weighs 0.2), for the intervals' pooled quantiles",
     )
     interval_own_min: int = param(
         100,
