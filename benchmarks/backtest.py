@@ -3,7 +3,8 @@
 A backtest with ``--cutoffs N --refit-every R`` trains ``ceil(N / R)`` models and predicts each block's cutoffs in
 one batched pass, so it should cost about ``ceil(N / R)`` single runs' training plus the preparation of every
 cutoff's panel. This runs the backtest and then one ``run`` of the same spec (no holdout) in the same process,
-side by side, and prints both and their ratio.
+side by side, and prints both and their ratio, then the coverage of the model's bands over the cutoffs (each
+calibrated on the earlier cutoffs' realized residuals).
 
     .venv/bin/python benchmarks/backtest.py [--data PATH] [--model nhits] [--input-size 52] [--horizon 4]
         [--cutoffs 52] [--every 1] [--refit-every 4] [--hold 1] [--set max_steps=100 ...] [--device cpu]
@@ -21,6 +22,7 @@ from stratcast.daemon.engine.backtest.job import run_backtest
 from stratcast.daemon.engine.memory.device import tune_cpu_allocator
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import build_spec
+from stratcast.shared.backtest_report import interval_lines
 from stratcast.shared.protocol import BacktestOptions
 
 EURUSD = Path(__file__).resolve().parents[2] / "shared" / "data" / "strategies" / "eurusd_2016_2019_weekly.parquet"
@@ -69,6 +71,7 @@ def main() -> None:
     print(f"time per cutoff: {backtest_s / args.cutoffs:.2f} s")
     print(f"one run of the same spec: {run_s:.1f} s (training {run.fit.train_seconds:.1f} s)")
     print(f"ratio backtest / run: {backtest_s / run_s:.1f}x ({backtest_s / run_s / trainings:.2f}x per training)")
+    print("\n".join(interval_lines(result.metrics["backtest"].get("intervals") or {})))
 
 
 def parse_args() -> argparse.Namespace:

@@ -8,8 +8,8 @@ Two jobs, each trained once as ``stratcastd run`` trains it (the same spec, the 
 * The EURUSD strategy panel (6,000 strategies x 208 weeks): ``--horizon 52 --holdout 52 --input-size 52``, N-HiTS.
 
 Each job's final point forecast is then calibrated on its validation part at every origin, in several variants
-(the job's default first: pooled quantiles, or a strategy's own wherever it has 4 scores at 80% and 19 at
-95%, each with and without the ACI update), and every variant
+(the job's default first: scores scaled locally at each origin over the 13 periods before it; then the scale fixed
+over the training part, other local windows, recent origins weighted more, a faster ACI update), and every variant
 is scored on the same holdout, which no training, early stopping or calibration saw. The target: pooled coverage
 within 1 point of nominal at 80% and 95%, no horizon step more than 3 points off.
 """
@@ -36,11 +36,12 @@ JOBS = {
 }
 """Each job's data file (under the data folder), horizon, holdout and input size."""
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default (pooled + ACI)": {},
-    "pooled, no ACI": {"interval_gamma": 0.0},
-    "pooled + ACI, monotone in the step": {"interval_monotone": True},
-    "per strategy from 4/19 scores + ACI": {"interval_own_min": 0},
-    "per strategy from 4/19 scores, no ACI": {"interval_own_min": 0, "interval_gamma": 0.0},
+    "default (local scale over 13 periods, pooled + ACI)": {},
+    "training-part scale, pooled + ACI (before)": {"interval_scale": "train"},
+    "local scale over input_size (52) periods": {"interval_window": 0},
+    "local scale over 26 periods": {"interval_window": 26},
+    "default, recent origins weigh more (decay 0.97)": {"interval_decay": 0.97},
+    "default, ACI gamma 0.05": {"interval_gamma": 0.05},
 }
 """Calibration variants as training options over the job's."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stratcast.shared.report import METHOD_LABELS, MISSING, table
+from stratcast.shared.report import METHOD_LABELS, MISSING, coverage_table, table
 
 BACKTEST_LABELS = {
     "model": "model",
@@ -36,10 +36,29 @@ def backtest_text(table: Mapping[str, Any]) -> str:
             lines.append(f"- {sentence}")
     if errors := error_line(table.get("errors", {}), len(table.get("cutoffs", []))):
         lines += ["", errors]
+    lines += interval_lines(table.get("intervals") or {})
     foot = "mean/period: realized mean profit per period of each cutoff's picks after cost, averaged over cutoffs; "
     foot += "spread: its standard deviation across cutoffs; hit rate: cutoffs whose picks beat the average strategy; "
     foot += "random 5-95%: the range of one random picker's mean"
     return "\n".join([*lines, foot])
+
+
+def interval_lines(intervals: Mapping[str, Any]) -> list[str]:
+    """The model's bands over the cutoffs: per level coverage next to nominal, worst step, MSIS, by cutoff range."""
+    if not intervals:
+        return []
+    notes = [f"- {note}" for note in intervals.get("notes", [])]
+    if (coverage := coverage_table(intervals)) is None:
+        return ["", *notes]
+    lines = ["", "Prediction intervals over the cutoffs (each calibrated on the earlier cutoffs' residuals):", coverage]
+    for level, got in intervals["levels"].items():
+        ranges = ", ".join(f"{r['from']}..{r['to']} {_share(r.get('coverage'))}" for r in got.get("ranges", []))
+        lines.append(f"{level}%: hold mean {_share(got.get('hold_mean'))}; by cutoffs {ranges}")
+    return [*lines, *notes]
+
+
+def _share(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, int | float) else MISSING
 
 
 def backtest_heading(table: Mapping[str, Any]) -> str:

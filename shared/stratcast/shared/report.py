@@ -141,10 +141,12 @@ def intervals_lines(metrics: Mapping[str, Any]) -> list[str]:
     notes = [f"- {note}" for note in (intervals.get("calibration") or {}).get("notes", [])]
     if (coverage := coverage_table(intervals)) is None:
         return notes
+    future = (intervals.get("future_calibration") or {}).get("source")
     return [
         "",
         "Prediction intervals on the holdout (coverage next to nominal; MSIS: mean scaled interval score):",
         coverage,
+        *([f"the forecast's bands calibrated on the {future}"] if future else []),
         *notes,
     ]
 

@@ -149,7 +149,7 @@ def test_one_training_per_refit_block_and_one_prediction_pass_per_block(tmp_path
 def test_the_table_has_every_method_and_strategy_per_cutoff(tmp_path, frame):
     result = backtest(spec_for(tmp_path, frame, "table"))
     table = pd.read_parquet(result.out_dir / "backtest.parquet")
-    assert tuple(table.columns) == COLUMNS
+    assert tuple(table.columns) == (*COLUMNS, "lo80", "hi80", "lo95", "hi95")
     assert len(table) == 4 * len(METHODS) * N
     one = table[(table["cutoff"] == 48) & (table["method"] == "best")].sort_values("rank")
     assert one["forecast"].is_monotonic_decreasing and one["forecast"].equals(one["realized"])
@@ -181,12 +181,20 @@ def test_forecasts_and_picks_at_a_cutoff_ignore_every_value_from_it_on(tmp_path,
         noisy = backtest(spec_for(tmp_path, with_noise(data, cutoff), f"{name}-{cutoff}", model=model, mode=mode))
         seen = [c for c in OPTIONS_CUTOFFS if c <= cutoff]
         pd.testing.assert_frame_equal(forecast_rows(clean, seen), forecast_rows(noisy, seen))
+        pd.testing.assert_frame_equal(band_rows(clean, seen), band_rows(noisy, seen))  # the bands too
+        assert not band_rows(clean, [57]).equals(band_rows(noisy, [57]))
         later = [c for c in OPTIONS_CUTOFFS if c > cutoff]
         assert not forecast_rows(clean, later).equals(forecast_rows(noisy, later))  # the noise reached them
         assert not realized(clean, cutoff).equals(realized(noisy, cutoff))
     if shape is not None:  # No. 3 ends at 52: ranked at 48, not at 51 (its holding would end at 54) nor later
         assert "3" in set(clean.picks[clean.picks["cutoff"] == 48]["strategy"])
         assert "3" not in set(clean.picks[clean.picks["cutoff"] == 51]["strategy"])
+
+
+def band_rows(result, cutoffs):
+    table = pd.read_parquet(result.out_dir / "backtest.parquet")
+    kept = table[table["cutoff"].isin(cutoffs) & (table["method"] == "model")]
+    return kept[["cutoff", "strategy", "lo80", "hi80", "lo95", "hi95"]].reset_index(drop=True)
 
 
 def realized(result, cutoff):

@@ -11,8 +11,10 @@ from stratcast.daemon.engine.evaluation.conformal import (
     calibrate,
     coverage,
     finite_sample_quantile,
+    local_scale,
     min_scores,
     series_scale,
+    weighted_quantile,
 )
 
 
@@ -33,10 +35,10 @@ def test_exchangeable_residuals_are_covered_within_sampling_error_of_nominal(per
     fc, realized, rows, origin, spread = residual_panel(200, 30, 3, seed=1)
     mask = torch.ones_like(realized, dtype=torch.bool)
     own_min = 0 if per_strategy else None
-    conf = calibrate(fc, realized, mask, rows, spread, (80, 95), order=origin, own_min=own_min)
+    conf = calibrate(fc, realized, mask, rows, spread[rows], (80, 95), order=origin, own_min=own_min)
     torch.manual_seed(1)
     new_fc, new_real, new_rows, _, _ = residual_panel(200, 30, 3, seed=1)  # same strategies, fresh noise
-    bands = conf.intervals(new_fc, new_rows, spread)
+    bands = conf.intervals(new_fc, new_rows, spread[new_rows])
     for level in (80, 95):
         got = coverage(bands[f"lo{level}"], bands[f"hi{level}"], new_real, mask, level, spread[new_rows])
         sigma = math.sqrt(level / 100 * (1 - level / 100) / got["cells"])
@@ -74,7 +76,7 @@ def test_a_strategy_with_enough_scores_gets_its_own_quantile_and_the_others_the_
     # strategy 0: 4 scores (enough at 80%), all large; strategy 1: 3 scores (too few), small
     rows = torch.tensor([0, 0, 0, 0, 1, 1, 1])
     realized = torch.tensor([10.0, 20.0, 30.0, 40.0, 1.0, 2.0, 3.0])[:, None]
-    fc, mask, scale = torch.zeros(7, 1), torch.ones(7, 1, dtype=torch.bool), torch.ones(2, dtype=torch.float64)
+    fc, mask, scale = torch.zeros(7, 1), torch.ones(7, 1, dtype=torch.bool), torch.ones(7, dtype=torch.float64)
     conf = calibrate(fc, realized, mask, rows, scale, (80,), own_min=0)
     assert conf.own[0, 0, 0] == 40.0  # its own: rank ceil(5 * 0.8) = 4 of 4
     assert conf.own[0, 1, 0] == conf.pooled[0, 0] == 40.0  # pooled over 7: rank ceil(6.4) = 7
@@ -105,7 +107,7 @@ def test_calibration_with_aci_gives_wider_intervals_after_late_misses():
     realized = calm.reshape(-1, 1)  # [origins * strategies, 1]
     rows, origin = torch.arange(100).repeat(40), torch.arange(40).repeat_interleave(100)
     args = (torch.zeros_like(realized), realized, torch.ones_like(realized, dtype=torch.bool), rows)
-    scale = torch.ones(100, dtype=torch.float64)
+    scale = torch.ones(4000, dtype=torch.float64)
     plain = calibrate(*args, scale, (80,), own_min=None)
     adaptive = calibrate(*args, scale, (80,), order=origin, gamma=0.05, own_min=None)
     assert adaptive.alphas[0, 0] < 0.2 and adaptive.pooled[0, 0] > plain.pooled[0, 0]
@@ -125,7 +127,7 @@ def test_msis_matches_a_hand_computation():
 def test_intervals_scale_with_the_strategy_and_centre_on_the_point():
     fc, realized = torch.zeros(4, 1), torch.tensor([[1.0], [-1.0], [2.0], [-2.0]])
     rows, scale = torch.tensor([0, 0, 1, 1]), torch.tensor([1.0, 2.0], dtype=torch.float64)
-    conf = calibrate(fc, realized, torch.ones(4, 1, dtype=torch.bool), rows, scale, (50,), own_min=None)
+    conf = calibrate(fc, realized, torch.ones(4, 1, dtype=torch.bool), rows, scale[rows], (50,), own_min=None)
     bands = conf.intervals(torch.tensor([[10.0], [20.0]]), torch.tensor([0, 1]), scale)
     assert bands["lo50"].flatten().tolist() == [9.0, 18.0]  # score 1 (every one), times the scale
     assert bands["hi50"].flatten().tolist() == [11.0, 22.0]
@@ -145,7 +147,7 @@ def test_a_strategy_with_its_own_80_quantile_above_the_pooled_95_gets_nested_ban
     # strategy 0 has 4 scores (its own 80% quantile, 100) and too few for 95%, which falls back to the pooled one
     rows = torch.tensor([0] * 4 + [1] * 60)
     realized = torch.cat([torch.tensor([0.1, 0.2, 0.3, 100.0]), torch.linspace(0, 1, 60)])[:, None]
-    fc, mask, scale = torch.zeros(64, 1), torch.ones(64, 1, dtype=torch.bool), torch.ones(2, dtype=torch.float64)
+    fc, mask, scale = torch.zeros(64, 1), torch.ones(64, 1, dtype=torch.bool), torch.ones(64, dtype=torch.float64)
     conf = calibrate(fc, realized, mask, rows, scale, (95, 80), own_min=0)
     assert float(conf.pooled[0, 0]) < 1  # 95% pooled: rank ceil(65 * 0.95) = 62 of 64
     assert float(conf.own[1, 0, 0]) == 100.0  # the 80% one, its own: rank 4 of 4
@@ -161,3 +163,40 @@ def test_monotone_quantiles_never_shrink_with_the_step():
     raised = calibrate(*args, scale, (80,), own_min=None, monotone=True)
     assert plain.pooled[0].tolist() == pytest.approx([0.9, 2.7, 1.8])  # rank ceil(11 * 0.8) = 9 of 10: 0.9 x
     assert raised.pooled[0].tolist() == pytest.approx([0.9, 2.7, 2.7])
+
+
+def test_the_local_scale_reads_only_the_periods_before_the_origin():
+    raw = torch.tensor([[0.0, 1.0, 3.0, 6.0, 10.0, 15.0], [4.0, 4.0, 4.0, 4.0, 4.0, 4.0]])
+    start = torch.tensor([0, 1])
+    rows, origin = torch.tensor([0, 0, 0, 1, 0]), torch.tensor([4, 3, 6, 5, 0])
+    got = local_scale(raw, start, rows, origin, window=3, floor=0.1)
+    # origin 4 reads periods 1..3: |2|, |3|; origin 3 reads 0..2: |1|, |2|; origin 6 reads 3..5: |4|, |5|
+    assert got.tolist() == pytest.approx([2.5, 1.5, 4.5, 0.1, 0.1])  # a constant series and no past: the floor
+    later = raw.clone()
+    later[:, 4:] = 1000.0  # whatever happens at or after the origin
+    assert local_scale(later, start, rows[:2], origin[:2], 3, 0.1).tolist() == got[:2].tolist()
+
+
+def test_a_strategy_that_goes_quiet_gets_a_narrower_band_than_while_it_traded():
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(50, 80, generator=g, dtype=torch.float64)
+    raw[0, 70:] = 0.0  # strategy 0 stops trading
+    start = torch.zeros(50, dtype=torch.long)
+    rows, origin = torch.arange(50).repeat(20), torch.arange(40, 60).repeat_interleave(50)
+    realized = raw[rows, origin][:, None]  # one step, forecast 0
+    scale = local_scale(raw, start, rows, origin, 10, floor=0.01)
+    conf = calibrate(torch.zeros_like(realized), realized, torch.ones_like(realized, dtype=torch.bool), rows, scale)
+    new_rows, new_origin = torch.tensor([0, 0]), torch.tensor([60, 80])  # while it traded; after it went quiet
+    bands = conf.intervals(torch.zeros(2, 1), new_rows, local_scale(raw, start, new_rows, new_origin, 10, 0.01))
+    width = (bands["hi80"] - bands["lo80"]).flatten()
+    assert width[1] < width[0] / 50  # the floor's band
+
+
+def test_weighted_quantile_is_the_plain_one_with_equal_weights_and_follows_the_heavy_scores():
+    scores = torch.tensor([5.0, 1.0, 4.0, 2.0, 3.0], dtype=torch.float64)
+    for alpha in (0.2, 0.4, 0.5, 0.1):
+        assert weighted_quantile(scores, torch.ones(5), alpha) == finite_sample_quantile(scores, alpha)
+    # the old scores (1, 2) barely count: 50% of the weight (the new score's 1 included) is reached at 4
+    weights = torch.tensor([1.0, 0.01, 1.0, 0.01, 1.0], dtype=torch.float64)
+    assert weighted_quantile(scores, weights, 0.5) == 4.0
+    assert weighted_quantile(scores, torch.ones(5), 0.5) == 3.0

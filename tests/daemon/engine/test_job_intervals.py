@@ -42,6 +42,18 @@ def test_a_job_with_a_holdout_writes_bounds_and_their_coverage(tmp_path):
     assert eighty["scores_per_step"] == [12 * 12, 12 * 11, 12 * 10, 12 * 9]  # 12 origins, masked at the holdout
     assert eighty["source"] == "validation part: 12 origins x 12 strategies"
     assert any(line.startswith("intervals: 80% covered") for line in lines)
+    # the future's bands calibrate on the holdout's residuals too, after the validation part's
+    future = intervals["future_calibration"]
+    assert future["source"] == "validation part and holdout: 16 origins x 12 strategies"
+    # step h: 13 - h validation origins and 5 - h holdout ones (each part masked at its end)
+    assert future["scores_per_step"] == [12 * 16, 12 * 14, 12 * 12, 12 * 10]
+
+
+def test_a_job_without_a_holdout_calibrates_its_future_on_the_validation_part(tmp_path):
+    result = run_job(small_job(tmp_path, "val_size=12", holdout=0), log=lambda line: None)
+    intervals = result.metrics["intervals"]
+    assert "levels" not in intervals
+    assert intervals["future_calibration"] == intervals["calibration"]
 
 
 def test_ranking_by_the_lower_bound_ranks_by_its_mean_over_the_horizon(tmp_path):

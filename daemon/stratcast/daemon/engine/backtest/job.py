@@ -25,6 +25,7 @@ import msgspec
 import pandas as pd
 import torch
 
+from stratcast.daemon.engine.backtest.bands import backtest_bands, forecasts_from, residual_frame
 from stratcast.daemon.engine.backtest.cutoffs import CutoffPlan, plan_cutoffs
 from stratcast.daemon.engine.backtest.picks import ERROR_METHODS, cutoff_rows, empty_rows, hold_errors, mean_over
 from stratcast.daemon.engine.backtest.report import write_backtest
@@ -210,7 +211,9 @@ class Walk:
             self.hooks.log(self.cutoff_line(view.index, k, fit, block))
         self.forecasts += forecasts
         clear_checkpoints(self.hooks.checkpoint_dir)
-        progress.add(pd.concat(rows, ignore_index=True), records, fit.steps, fit.train_seconds)
+        progress.add(
+            pd.concat(rows, ignore_index=True), records, fit.steps, fit.train_seconds, residual_frame(forecasts)
+        )
         save_progress(self.hooks.checkpoint_dir, progress)
 
     def cutoff_line(self, index: int, k: int, fit: FitResult, block: Block) -> str:
@@ -269,7 +272,8 @@ def finish(
         "spec": {"data": spec.data, "model": spec.model, "mode": spec.mode, "train": dataclasses.asdict(spec.train)},
     }
     meta = {"model": spec.model, "mode": spec.mode, "options": msgspec.to_builtins(options), "dates": plan.dates}
-    table = write_backtest(out, progress.rows, progress.records, options, meta)
+    bands = backtest_bands(forecasts_from(progress.residuals), walk.full, plan.hold, spec)
+    table = write_backtest(out, progress.rows, progress.records, options, meta, bands=bands)
     metrics = {"backtest": table, "run": info}
     write_json_atomic(Outputs(out).metrics, metrics)
     fit = FitResult(progress.steps, None, None, False, False, progress.train_seconds)

@@ -1,11 +1,14 @@
 """A backtest's files: ``backtest.parquet`` (every pick), ``backtest.json`` (the table) and ``backtest.png``.
 
 * ``backtest.parquet``: ``cutoff, date, method, strategy, rank, forecast, realized``, one row per cutoff, method
-  and eligible strategy, as the engine ranked them (any pick size can be re-scored from it).
+  and eligible strategy, as the engine ranked them (any pick size can be re-scored from it); then ``lo80``,
+  ``hi80``, ... : the model rows' bands around their forecast (the mean over the hold), calibrated online
+  (:mod:`stratcast.daemon.engine.backtest.bands`; NaN on the other methods' rows and where a cutoff has none).
 * ``backtest.json``: :func:`~stratcast.daemon.engine.backtest.stats.backtest_table`'s table (per pick size every
   method's mean, spread, hit rate, cumulative profit and curve; the model against the trailing mean with its
   interval and verdict; mean errors), with ``version``, ``meta``, ``options`` and the per-cutoff records
-  (``cutoffs``: date, refit, strategies, errors, seconds). Non-finite numbers are written as null.
+  (``cutoffs``: date, refit, strategies, errors, seconds) and the bands' coverage (``intervals``). Non-finite
+  numbers are written as null.
 * ``backtest.png``: the cumulative realized profit of each method's picks, one panel per pick size, drawn with
   matplotlib when the ``plot`` extra is installed (``pip install 'stratcast[plot]'``); without it a log line
   says so and the other files are written all the same.
@@ -21,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pandas as pd
 
 from stratcast.daemon.engine.backtest import stats
+from stratcast.daemon.engine.backtest.bands import BacktestBands
 from stratcast.daemon.engine.run.outputs import finite_numbers, write_parquet_atomic
 from stratcast.daemon.engine.training.checkpoint import write_json_atomic
 from stratcast.shared.protocol import BacktestOptions
@@ -49,16 +54,21 @@ def write_backtest(
     meta: dict[str, Any],
     *,
     log: Callable[[str], None] = print,
+    bands: BacktestBands | None = None,
 ) -> dict[str, Any]:
     """Write the backtest's three files into ``out`` and return ``backtest.json``'s content.
+
+    ``bands``: the model rows' interval bounds (columns after the others) and ``backtest.json["intervals"]``.
 
     Raises:
         ValueError: ``picks`` lacks a column or the model's rows (the message names them).
     """
     table = backtest_document(picks, cutoffs, options, meta)
+    if bands is not None:
+        table["intervals"] = finite_numbers(bands.intervals)
     out.mkdir(parents=True, exist_ok=True)
     files = Outputs(out)
-    write_parquet_atomic(picks.loc[:, list(stats.COLUMNS)].reset_index(drop=True), files.backtest)
+    write_parquet_atomic(with_bands(picks.loc[:, list(stats.COLUMNS)], bands), files.backtest)
     write_json_atomic(files.backtest_table, table)
     if not write_chart(table, files.backtest_chart):
         log(f"matplotlib is not installed: no {files.backtest_chart.name} (pip install 'stratcast[plot]')")
@@ -76,6 +86,19 @@ def backtest_document(
     document["cutoffs"] = cutoffs
     finite: dict[str, Any] = finite_numbers(document)
     return finite
+
+
+def with_bands(picks: pd.DataFrame, bands: BacktestBands | None) -> pd.DataFrame:
+    """``picks`` with the bounds of the model rows' hold mean (``lo80``, ``hi80``, ...; NaN on the other rows)."""
+    picks = picks.reset_index(drop=True)
+    if bands is None or bands.frame.empty:
+        return picks
+    model = picks["method"] == stats.MODEL
+    bounds = picks.loc[model, ["cutoff", "strategy"]].merge(bands.frame, on=["cutoff", "strategy"], how="left")
+    for name in bands.frame.columns[2:]:
+        picks[name] = np.nan
+        picks.loc[model, name] = bounds[name].to_numpy()
+    return picks
 
 
 def write_chart(table: dict[str, Any], path: Path) -> bool:

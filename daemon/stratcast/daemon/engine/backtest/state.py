@@ -1,8 +1,9 @@
 """What a stopped backtest keeps besides its training checkpoint: the finished blocks' rows and cutoffs.
 
-Two files in the checkpoint folder, each written atomically: ``backtest-rows.parquet`` (the long table of the
-finished cutoffs) and ``backtest-progress.json`` (the plan's cutoffs, the options, the finished blocks, their
-per-cutoff records and training totals). A block's end removes its training checkpoints first and records the
+Three files in the checkpoint folder, each written atomically: ``backtest-rows.parquet`` (the long table of the
+finished cutoffs), ``backtest-residuals.parquet`` (their per-step forecasts and realized values, which the bands
+calibrate on) and ``backtest-progress.json`` (the plan's cutoffs, the options, the finished blocks, their per-cutoff
+records and training totals). A block's end removes its training checkpoints first and records the
 block after: a crash between the two leaves no checkpoint and an unfinished block, which a resume trains again
 from scratch (to the same result). A resume skips the finished blocks and continues the next one's training from
 its checkpoint.
@@ -24,6 +25,8 @@ from stratcast.daemon.engine.training.checkpoint import CheckpointError, list_ch
 from stratcast.shared.protocol import BacktestOptions
 
 ROWS_FILE, PROGRESS_FILE = "backtest-rows.parquet", "backtest-progress.json"
+RESIDUALS_FILE = "backtest-residuals.parquet"
+"""The finished cutoffs' per-step model forecasts and realized values (the bands calibrate on them)."""
 
 
 @dataclass
@@ -41,10 +44,15 @@ class Progress:
     train_seconds: float = 0.0
     steps: int = 0
     """Training steps of the finished blocks, all together."""
+    residuals: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """``cutoff, date, strategy, step, model, realized``: every finished cutoff's forecasts per step."""
 
-    def add(self, rows: pd.DataFrame, records: list[dict[str, Any]], steps: int, seconds: float) -> None:
+    def add(
+        self, rows: pd.DataFrame, records: list[dict[str, Any]], steps: int, seconds: float, residuals: pd.DataFrame
+    ) -> None:
         """Record a finished block."""
         self.rows = rows if self.rows.empty else pd.concat([self.rows, rows], ignore_index=True)
+        self.residuals = pd.concat([self.residuals, residuals], ignore_index=True)
         self.records += records
         self.blocks_done += 1
         self.trainings += 1
@@ -56,6 +64,7 @@ def save_progress(directory: Path, progress: Progress) -> None:
     """Write both files (the rows first: the JSON says which of them count)."""
     directory.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(progress.rows, directory / ROWS_FILE)
+    write_parquet_atomic(progress.residuals, directory / RESIDUALS_FILE)
     write_json_atomic(
         directory / PROGRESS_FILE,
         {
@@ -96,6 +105,8 @@ def load_progress(directory: Path, cutoffs: list[int], options: BacktestOptions)
     done = {r["cutoff"] for r in state["records"]}
     rows = pd.read_parquet(directory / ROWS_FILE) if done else empty_rows()
     rows = rows[rows["cutoff"].isin(done)].reset_index(drop=True)
+    residuals = pd.read_parquet(directory / RESIDUALS_FILE) if done else pd.DataFrame()
+    residuals = residuals[residuals["cutoff"].isin(done)].reset_index(drop=True) if done else residuals
     return Progress(
         cutoffs,
         options,
@@ -105,6 +116,7 @@ def load_progress(directory: Path, cutoffs: list[int], options: BacktestOptions)
         state["trainings"],
         state["train_seconds"],
         state["steps"],
+        residuals,
     )
 
 

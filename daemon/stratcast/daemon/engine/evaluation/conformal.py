@@ -2,13 +2,19 @@
 
 The intervals wrap a point forecast; they never live inside a model. :func:`calibrate` takes out-of-sample
 residuals from anywhere (a job's validation part at every origin, a backtest's cutoffs) as forecasts and realized
-values [M, H] with a mask, the panel row of each [M] and each strategy's scale [N]; :meth:`Conformal.intervals`
-puts the bands around new point forecasts.
+values [M, H] with a mask, the panel row of each [M] and each row's scale [M]; :meth:`Conformal.intervals` puts
+the bands around new point forecasts, each with its own scale.
 
 Choices, and why:
 
-* **Score**: ``|y - yhat| / scale[row]``. Dividing by the strategy's own scale (:func:`series_scale`) makes the
-  scores of a strategy trading 1 pip a week and one trading 100 comparable, so they can be pooled.
+* **Score**: ``|y - yhat| / scale``, one scale per forecast. Dividing by a scale of the strategy's own makes the
+  scores of a strategy trading 1 pip a week and one trading 100 comparable, so they can be pooled. The scale is
+  *local* (:func:`local_scale`): the strategy's mean absolute one-step change over the periods just before the
+  forecast's own origin, read in calibration at each calibration origin and again at the origin of the forecast
+  the bands go around (a job reads 13 periods, ``interval_window``). A market that turned calm (or wild) since the
+  calibration origins, or a strategy that went quiet, then narrows (widens) the bands by itself, where a scale
+  fixed over the whole training part (:func:`series_scale`) cannot: on the EURUSD panel the fixed scale
+  over-covered the calmer 2019 by 7.5 points (docs/benchmarks.md).
 * **Pooled per horizon step**: the scores of every strategy and every origin at one step make one set. The error
   grows with the step, so steps are never pooled together; strategies are, because one strategy has at most
   ``val_size`` scores at a step (one at the last step), too few for 95% (which needs 19).
@@ -32,9 +38,13 @@ Choices, and why:
   with ``miss_t`` the share of its scores above it. The final ``alpha_T`` replaces ``alpha`` in every quantile: a
   run of misses at the latest origins widens the intervals, a run of hits narrows them. The first origin has no
   earlier scores and only starts the walk. ``gamma=0`` turns it off.
+* **Recent origins may weigh more** (``weights``; Barber et al. 2023, conformal prediction beyond
+  exchangeability): the pooled quantile of weighted scores, the new score weighing 1 (:func:`weighted_quantile`).
+  Off by default (``interval_decay=1``); measured in docs/benchmarks.md.
 * **MSIS** (M4): ``width + 2/alpha (lo - y)+ + 2/alpha (y - hi)+``, averaged over scored cells, each divided by
   the strategy's scale from :func:`series_scale` (the mean absolute one-step change of its training part; M4
-  used the in-sample seasonal difference, which for a season of 1 is the same).
+  used the in-sample seasonal difference, which for a season of 1 is the same). MSIS keeps M4's fixed scale, so
+  that the scores of differently calibrated bands compare.
 """
 
 from __future__ import annotations
@@ -75,6 +85,23 @@ def series_scale(raw: Tensor, start: Tensor, end: Tensor) -> Tensor:
     return scale.clamp(min=SCALE_FLOOR * median)
 
 
+def local_scale(raw: Tensor, start: Tensor, rows: Tensor, origin: Tensor, window: int, floor: float) -> Tensor:
+    """[M] each forecast's scale: its strategy's mean absolute one-step change just before its origin.
+
+    The periods read are ``[max(start, origin - window), origin)`` of strategy ``rows`` [M] (``origin`` [M] is the
+    forecast's first period): nothing at or after the origin, so the scale adds no look-ahead. A strategy with no
+    change there (it stopped trading, or has one period) gets ``floor``, and so a narrow band.
+    """
+    change = (raw[:, 1:] - raw[:, :-1]).abs().double()  # [N, T - 1]: change[:, t - 1] = |raw[t] - raw[t - 1]|
+    total = torch.nn.functional.pad(change.cumsum(1), (1, 0))  # [N, T]: total[:, t] = sum of change[:, :t]
+    first = torch.maximum(start[rows], origin - window).clamp(min=0)  # [M] the first period read
+    last = (origin - 1).clamp(min=0, max=raw.shape[1] - 1)  # [M] the last period read
+    count = (last - first).clamp(min=0)  # changes between periods first..last
+    sums = total[rows, last] - total[rows, first.clamp(max=last)]
+    scale = torch.where(count > 0, sums / count.clamp(min=1), 0.0)
+    return scale.clamp(min=floor)
+
+
 def finite_sample_quantile(scores: Tensor, alpha: float) -> float:
     """The score of rank ``ceil((n + 1)(1 - alpha))`` of ``n``: inf when that rank exceeds ``n``."""
     n = scores.numel()
@@ -84,6 +111,20 @@ def finite_sample_quantile(scores: Tensor, alpha: float) -> float:
     if rank < 1:
         return 0.0
     return float(scores.kthvalue(rank).values)
+
+
+def weighted_quantile(scores: Tensor, weights: Tensor, alpha: float) -> float:
+    """The non-exchangeable conformal quantile (Barber et al. 2023): scores weighted, the new one weighing 1.
+
+    The smallest score whose weight, with all smaller ones', reaches ``1 - alpha`` of the total weight (the new
+    score's included, placed at infinity): inf when even the largest does not. With equal weights of 1 it is
+    :func:`finite_sample_quantile`.
+    """
+    order = torch.argsort(scores)
+    total = weights.double().sum() + 1
+    reach = torch.cumsum(weights.double()[order], 0) / total  # [n] share of the weight up to each sorted score
+    hit = torch.nonzero(reach >= (1 - min(max(alpha, 0.0), 1.0)) - 1e-12).flatten()
+    return float(scores[order][hit[0]]) if hit.numel() else math.inf
 
 
 def min_scores(alpha: float) -> int:
@@ -112,10 +153,10 @@ class Conformal:
     def intervals(self, point: Tensor, rows: Tensor, scale: Tensor) -> dict[str, Tensor]:
         """``{"lo80": [M, H], "hi80": ..., ...}`` around ``point`` [M, H] of strategies ``rows`` [M].
 
-        ``scale`` [N] is every strategy's, as given to :func:`calibrate`.
+        ``scale`` [M] is each forecast's, defined as the scales given to :func:`calibrate` were (at its own origin).
         """
         h = point.shape[1]
-        half = self.own[:, rows, :h].to(point.device) * scale[rows].to(point.device)[None, :, None]  # [K, M, H]
+        half = self.own[:, rows, :h].to(point.device) * scale.to(point.device)[None, :, None]  # [K, M, H]
         out: dict[str, Tensor] = {}
         for k, level in enumerate(self.levels):
             width = half[k].to(point.dtype)
@@ -154,6 +195,9 @@ def calibrate(
     own_min: int | None = OWN_MIN,
     monotone: bool = False,
     source: str = "",
+    n_series: int | None = None,
+    walked: Sequence[float] | None = None,
+    weights: Tensor | None = None,
 ) -> Conformal:
     """Calibrate intervals from out-of-sample forecasts ``forecast`` [M, H] of ``realized`` [M, H].
 
@@ -162,7 +206,7 @@ def calibrate(
         realized: What happened; read only where ``mask`` [M, H] is true.
         mask: The cells that are scored.
         rows: [M] the strategy (panel row) of each forecast.
-        scale: [N] every strategy's scale (:func:`series_scale`).
+        scale: [M] each forecast's scale (:func:`local_scale` at its origin, or :func:`series_scale` of its row).
         levels: Nominal coverages in percent, each in (0, 100).
         order: [M] the origin of each row (time order of the ACI walk); None: no ACI walk.
         gamma: The ACI step size (0: no walk).
@@ -170,9 +214,15 @@ def calibrate(
         monotone: Whether a step's quantile is raised to the largest of the steps before it (errors that never
             shrink with the horizon; the last steps have the fewest calibration origins).
         source: Where the residuals came from, in words, for ``metrics.json``.
+        n_series: The strategies in the panel (None: ``rows.max() + 1``), the size of the per-strategy table.
+        walked: The miscoverage to take each level's quantiles at, from an ACI walk kept outside (a backtest's,
+            over its cutoffs as they are realized); None: each level's own, or ``order``'s walk.
+        weights: [M] each row's weight in the pooled quantiles (:func:`weighted_quantile`: recent origins may
+            weigh more); None: every score alike.
     """
-    scores = (realized.double() - forecast.double()).abs() / scale[rows].double()[:, None]  # [M, H]
-    n, h = scale.shape[0], forecast.shape[1]
+    scores = (realized.double() - forecast.double()).abs() / scale.double()[:, None]  # [M, H]
+    n = n_series if n_series is not None else int(rows.max()) + 1 if rows.numel() else 0
+    h = forecast.shape[1]
     k_levels = len(levels)
     pooled = torch.full((k_levels, h), math.inf, dtype=torch.float64)
     own = torch.full((k_levels, n, h), math.inf, dtype=torch.float64)
@@ -186,8 +236,12 @@ def calibrate(
         for k, level in enumerate(levels):
             alpha = 1 - level / 100
             adjusted = aci_alpha(s, o, alpha, gamma) if o is not None and gamma > 0 else alpha
+            adjusted = adjusted if walked is None else walked[k]
             alphas[k, step] = adjusted
-            pooled[k, step] = finite_sample_quantile(s, adjusted)
+            if weights is None:
+                pooled[k, step] = finite_sample_quantile(s, adjusted)
+            else:
+                pooled[k, step] = weighted_quantile(s, weights[keep].cpu(), adjusted)
             own[k, :, step] = pooled[k, step]
             if own_min is not None:
                 need = max(own_min, min_scores(alpha), 1)

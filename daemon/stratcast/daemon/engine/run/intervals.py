@@ -5,8 +5,9 @@ combination with the baselines), is forecast at every origin of each strategy's 
 (:func:`~stratcast.daemon.engine.data.windows.validation_windows` with stride 1, targets masked at the holdout);
 those out-of-sample residuals calibrate split-conformal intervals
 (:mod:`stratcast.daemon.engine.evaluation.conformal`), which go around the holdout forecast (coverage and MSIS in
-``metrics.json["intervals"]``) and the future forecast (``lo80``, ``hi80``, ... in ``forecast.parquet``). A job
-without a validation part (``val_size=0``) has no residuals to calibrate on: it says so and writes no bounds.
+``metrics.json["intervals"]``) and, calibrated again on the validation part and the holdout, the future forecast
+(``lo80``, ``hi80``, ... in ``forecast.parquet``). Each score is scaled at its own origin (:class:`ScoreScale`). A
+job without a validation part (``val_size=0``) has no residuals to calibrate on: it says so and writes no bounds.
 """
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stratcast.daemon.engine.data.windows import validation_windows
+from stratcast.daemon.engine.data.windows import WINDOW_FIELDS, Split, WindowBatch, validation_windows
 from stratcast.daemon.engine.evaluation import skill
-from stratcast.daemon.engine.evaluation.conformal import Conformal, calibrate, coverage, series_scale
+from stratcast.daemon.engine.evaluation.conformal import (
+    SCALE_FLOOR,
+    Conformal,
+    calibrate,
+    coverage,
+    local_scale,
+    series_scale,
+)
 from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
 from stratcast.daemon.engine.run.build import Forecaster, Log, Prepared
 from stratcast.daemon.engine.spec.runspec import RunSpec
@@ -31,13 +39,40 @@ PointForecast = Callable[[Tensor, Tensor, Tensor], Tensor]
 NO_VALIDATION = "no intervals: the run has no validation part (val_size=0) to calibrate them on"
 
 
+@dataclass(frozen=True)
+class ScoreScale:
+    """How a job scales its interval scores: at each forecast's own origin (``local``) or per strategy (``train``)."""
+
+    raw: Tensor
+    start: Tensor
+    kind: str
+    window: int
+    fixed: Tensor
+    """[N] each strategy's mean absolute change over its training part: the ``train`` scale, MSIS's denominator, and
+    (as :data:`SCALE_FLOOR` of its median) the floor of the local one."""
+
+    @classmethod
+    def of(cls, spec: RunSpec, prep: Prepared) -> ScoreScale:
+        """The job's scale, as its ``interval_scale`` and ``interval_window`` options say."""
+        cfg = spec.train
+        fixed = series_scale(prep.raw, prep.start, prep.split.train_end.expand_as(prep.start))
+        window = cfg.interval_window or cfg.input_size
+        return cls(prep.raw, prep.start, cfg.interval_scale, window, fixed)
+
+    def at(self, rows: Tensor, origin: Tensor) -> Tensor:
+        """[M] the scale of the forecasts of strategies ``rows`` [M] from ``origin`` [M]."""
+        if self.kind == "train":
+            return self.fixed[rows]
+        floor = SCALE_FLOOR * float(self.fixed.median())
+        return local_scale(self.raw, self.start, rows, origin, self.window, floor)
+
+
 @dataclass
 class JobIntervals:
-    """A job's calibrated intervals: the calibration and the scale of every strategy."""
+    """A job's calibrated intervals and the scale their scores are measured in."""
 
     conformal: Conformal
-    scale: Tensor
-    """[N] each strategy's scale (the mean absolute change of its training part)."""
+    scale: ScoreScale
 
 
 def final_point(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> PointForecast:
@@ -61,30 +96,56 @@ def raw_targets(prep: Prepared, rows: Tensor, origin: Tensor, steps: int) -> Ten
     return prep.raw[rows].gather(1, t.clamp(max=prep.raw.shape[1] - 1))
 
 
-def calibrate_job(spec: RunSpec, prep: Prepared, point_fn: PointForecast, log: Log) -> JobIntervals | None:
-    """Calibrate on the validation part at every origin; None (and a log line) when there is none."""
-    val = validation_windows(prep.windows, prep.split, stride=1) if prep.split.val_size else None
-    if val is None:
+def calibration_windows(prep: Prepared, *, with_holdout: bool = False) -> WindowBatch | None:
+    """Windows at every origin of the validation part (and then of the holdout): out-of-sample residuals.
+
+    Each is scored up to the end of its part (the validation part's windows stop at the holdout). None when the
+    job has no validation part.
+    """
+    split = prep.split
+    val = validation_windows(prep.windows, split, stride=1) if split.val_size else None
+    if val is None or not with_holdout or not split.holdout:
+        return val
+    # the holdout as a validation part of its own: origins every period from val_end, targets up to the end
+    hold = validation_windows(prep.windows, Split(split.end, split.holdout, 0), stride=1)
+    if hold is None:
+        return val
+    return WindowBatch(*(torch.cat([getattr(val, k), getattr(hold, k)]) for k in WINDOW_FIELDS))
+
+
+def calibrate_job(
+    spec: RunSpec, prep: Prepared, point_fn: PointForecast, log: Log, *, with_holdout: bool = False
+) -> JobIntervals | None:
+    """Calibrate on the validation part at every origin (``with_holdout``: and the holdout's after them).
+
+    The ACI walk goes over the origins in time order; None (and a log line) when there is no validation part.
+    """
+    batch = calibration_windows(prep, with_holdout=with_holdout)
+    if batch is None:
         log(NO_VALIDATION)
         return None
-    fc = point_fn(val.x, val.rows, val.origin)
-    realized = raw_targets(prep, val.rows, val.origin, fc.shape[1])
-    scale = series_scale(prep.raw, prep.start, prep.split.train_end.expand_as(prep.start))
-    position = val.origin - prep.split.train_end.expand_as(prep.start)[val.rows]  # [M] origin within its own part
-    per_strategy = int(torch.bincount(val.rows).max())
-    source = f"validation part: {per_strategy} origins x {int(torch.unique(val.rows).numel())} strategies"
+    fc = point_fn(batch.x, batch.rows, batch.origin)
+    realized = raw_targets(prep, batch.rows, batch.origin, fc.shape[1])
+    scale = ScoreScale.of(spec, prep)
+    position = batch.origin - prep.split.train_end.expand_as(prep.start)[batch.rows]  # [M] origin within its part
+    per_strategy = int(torch.bincount(batch.rows).max())
+    part = "validation part and holdout" if with_holdout and spec.holdout else "validation part"
+    source = f"{part}: {per_strategy} origins x {int(torch.unique(batch.rows).numel())} strategies"
+    cfg = spec.train
     conf = calibrate(
         fc,
         realized,
-        val.mask,
-        val.rows,
-        scale,
+        batch.mask,
+        batch.rows,
+        scale.at(batch.rows, batch.origin),
         spec.levels,
         order=position,
-        gamma=spec.train.interval_gamma,
-        own_min=spec.train.interval_own_min,
-        monotone=spec.train.interval_monotone,
+        gamma=cfg.interval_gamma,
+        own_min=cfg.interval_own_min,
+        monotone=cfg.interval_monotone,
         source=source,
+        n_series=prep.panel.n_series,
+        weights=None if cfg.interval_decay == 1 else cfg.interval_decay ** (position.max() - position).double(),
     )
     for note in conf.notes:
         log(f"intervals: {note}")
@@ -101,12 +162,12 @@ def holdout_coverage(spec: RunSpec, prep: Prepared, point_fn: PointForecast, ji:
     fc = point_fn(batch.x, batch.rows, batch.origin)[:, :steps]
     realized = raw_targets(prep, batch.rows, batch.origin, steps)
     mask = torch.ones_like(realized, dtype=torch.bool)
-    bands = ji.conformal.intervals(fc, batch.rows, ji.scale)
-    scale = ji.scale[batch.rows]
+    bands = ji.conformal.intervals(fc, batch.rows, ji.scale.at(batch.rows, batch.origin))
+    msis_scale = ji.scale.fixed[batch.rows]
     out = {}
     for level in ji.conformal.levels:
         lo, hi = bands[bound_name("lo", level)], bands[bound_name("hi", level)]
-        scored = coverage(lo.cpu(), hi.cpu(), realized.cpu(), mask.cpu(), level, scale.cpu())
+        scored = coverage(lo.cpu(), hi.cpu(), realized.cpu(), mask.cpu(), level, msis_scale.cpu())
         scored["scores_per_step"] = [int(c) for c in ji.conformal.counts[:steps]]
         scored["source"] = ji.conformal.source
         out[f"{level:g}"] = scored
@@ -116,7 +177,12 @@ def holdout_coverage(spec: RunSpec, prep: Prepared, point_fn: PointForecast, ji:
 def job_intervals(
     spec: RunSpec, prep: Prepared, point_fn: PointForecast, future: Tensor, log: Log
 ) -> tuple[dict[str, Tensor] | None, dict[str, Any]]:
-    """The future forecast's bounds (None without calibration) and ``metrics.json["intervals"]``."""
+    """The future forecast's bounds (None without calibration) and ``metrics.json["intervals"]``.
+
+    The holdout is scored with bands calibrated on the validation part only (honest); the future forecast's
+    bands then calibrate on the validation part and the holdout, its most recent out-of-sample residuals
+    (``future_calibration`` in the metrics).
+    """
     ji = calibrate_job(spec, prep, point_fn, log)
     if ji is None:
         notes = [NO_VALIDATION]
@@ -124,15 +190,22 @@ def job_intervals(
             notes.append(f"ranked by the forecast mean: --rank-by {spec.rank_by} needs intervals")
             log(notes[-1])
         return None, {"calibrated": False, "notes": notes}
-    rows = torch.arange(prep.panel.n_series, device=future.device)
-    bands = ji.conformal.intervals(future, rows, ji.scale)
     metrics: dict[str, Any] = {"calibrated": True, "calibration": ji.conformal.to_dict()}
     if spec.holdout:
         metrics["levels"] = holdout_coverage(spec, prep, point_fn, ji)
-        for level, c in metrics["levels"].items():
-            msis = "-" if c["msis"] is None else f"{c['msis']:.4g}"
-            log(
-                f"intervals: {level}% covered {c['coverage']:.1%} of the holdout (worst step "
-                f"{c['worst_step']['step']}: {c['worst_step']['coverage']:.1%}), MSIS {msis}"
-            )
+        log_coverage(metrics["levels"], log)
+        ji = calibrate_job(spec, prep, point_fn, log, with_holdout=True) or ji
+    metrics["future_calibration"] = ji.conformal.to_dict()
+    rows = torch.arange(prep.panel.n_series, device=future.device)
+    bands = ji.conformal.intervals(future, rows, ji.scale.at(rows, prep.windows.end))
     return bands, metrics
+
+
+def log_coverage(levels: dict[str, Any], log: Log) -> None:
+    """One log line per level: its holdout coverage, worst step and MSIS."""
+    for level, c in levels.items():
+        msis = "-" if c["msis"] is None else f"{c['msis']:.4g}"
+        log(
+            f"intervals: {level}% covered {c['coverage']:.1%} of the holdout (worst step "
+            f"{c['worst_step']['step']}: {c['worst_step']['coverage']:.1%}), MSIS {msis}"
+        )

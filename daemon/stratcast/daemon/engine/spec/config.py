@@ -18,6 +18,7 @@ POINT_LOSSES = ("mse", "mae", "huber")
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMBINE = ("auto", "none")
+INTERVAL_SCALES = ("local", "train")
 """``combine``: fit the combination with the baselines on validation (auto), or forecast with the raw model."""
 PER_STRATEGY_BATCH = 32
 """Windows per strategy per step in per-strategy mode when ``batch_size`` is not set (1,024 is for one global model)."""
@@ -136,6 +137,26 @@ class TrainConfig:
     )
     interval_monotone: bool = param(
         False, help="raise each step's interval quantile to the largest of the steps before it"
+    )
+    interval_scale: str = param(
+        "local",
+        choices=INTERVAL_SCALES,
+        help="the scale of the intervals' scores: local, each strategy's mean absolute change over the "
+        "interval_window periods before each forecast's origin; train, over its whole training part",
+    )
+    interval_window: int = param(
+        13,
+        lo=0,
+        hi=100_000,
+        help="periods before each origin that the local interval scale reads (0: input_size); 13 weeks followed "
+        "the market closest on M4 Weekly and the EURUSD panel (docs/benchmarks.md)",
+    )
+    interval_decay: float = param(
+        1.0,
+        lo=0.0,
+        hi=1.0,
+        help="weight of a calibration origin per period it lies before the latest (1: all alike; 0.97: a year "
+        "back weighs 0.2), for the intervals' pooled quantiles",
     )
     interval_own_min: int = param(
         100,
