@@ -13,6 +13,7 @@ from stratcast.shared.report import METHOD_LABELS, MISSING, table
 
 BACKTEST_LABELS = {
     "model": "model",
+    "model_raw": "model, raw",
     "trailing_mean": "trailing mean",
     "last_value": "last value",
     "random": "random",

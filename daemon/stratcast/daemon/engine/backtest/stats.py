@@ -44,9 +44,11 @@ import pandas as pd
 from stratcast.shared.protocol import BacktestOptions
 
 MODEL, TRAILING, LAST, RANDOM, ALL, BEST = "model", "trailing_mean", "last_value", "random", "all", "best"
-RANKED = (MODEL, TRAILING, LAST, BEST)
+MODEL_RAW = "model_raw"
+"""The raw model's picks where ``model``'s forecast is combined with the baselines."""
+RANKED = (MODEL, MODEL_RAW, TRAILING, LAST, BEST)
 """The methods the engine ranks the strategies by, in the ``picks`` frame."""
-METHODS = (MODEL, TRAILING, LAST, RANDOM, ALL, BEST)
+METHODS = (MODEL, MODEL_RAW, TRAILING, LAST, RANDOM, ALL, BEST)
 """Every method of the table, in the order it is shown."""
 COLUMNS = ("cutoff", "date", "method", "strategy", "rank", "forecast", "realized")
 SEED = 13
