@@ -30,7 +30,7 @@ import torch
 from benchmarks.m4 import FREQUENCIES, check_naive2, load, mase_scales, score
 from stratcast.daemon.engine.evaluation.holdout import evaluate_holdout
 from stratcast.daemon.engine.memory.device import resolve_device
-from stratcast.daemon.engine.prediction.combine import CombinedForecaster, fit_from_stats
+from stratcast.daemon.engine.prediction.combine import CombinedForecaster, fit_checked, split_origins
 from stratcast.daemon.engine.run.build import Forecaster, Prepared, forecaster, make_model, make_trainer, prepare
 from stratcast.daemon.engine.run.combining import job_forecaster, trailing_fn, validation_stats
 from stratcast.daemon.engine.run.outputs import forecast_future
@@ -81,12 +81,11 @@ def holdout(args: argparse.Namespace, data: str) -> dict[str, Any]:
 
 def compare_shrinks(shrinks: list[float], spec: RunSpec, prep: Prepared, base: Forecaster) -> None:
     """The holdout RMSE and picks of the combination refitted with each prior strength across steps."""
-    stats = validation_stats(spec, base, prep)
-    assert stats is not None
+    halves = split_origins(validation_stats(spec, base, prep))
     print("\n| shrink across steps | RMSE vs zero | top 10 | top 1% | mean weights model/trailing/zero |")
     print("|---|---|---|---|---|")
     for shrink in shrinks:
-        combo = fit_from_stats(stats, shrink)
+        combo = fit_checked(*halves, shrink)
         metrics, _ = evaluate_holdout(spec, prep, CombinedForecaster(base, combo, trailing_fn(spec, prep)))
         rmse, picks = metrics["errors"]["model"]["rmse"] / metrics["errors"]["zero"]["rmse"], metrics["ranking"]
         mean = combo.to_dict()["mean"]

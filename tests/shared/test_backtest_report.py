@@ -60,3 +60,10 @@ def test_the_error_line_names_the_models_ratio_to_each_baseline():
     line = error_line(backtest(1.0)["errors"], 2)
     assert line == "Forecast errors, mean over 2 cutoffs: the model's RMSE 1.5 (1.25x the zero forecast's)."
     assert error_line({}, 2) is None
+
+
+def test_the_survivorship_caveat_is_stated_when_the_table_has_it():
+    table = backtest(2.0)
+    assert "Survivorship" not in backtest_text(table)
+    table["survivorship"] = "Survivorship: each cutoff ranks only the strategies observed through its whole holding."
+    assert table["survivorship"] in backtest_text(table).splitlines()

@@ -13,6 +13,7 @@ from stratcast.shared.report import METHOD_LABELS, MISSING, coverage_table, tabl
 
 BACKTEST_LABELS = {
     "model": "model",
+    "model_raw": "model, raw",
     "trailing_mean": "trailing mean",
     "last_value": "last value",
     "random": "random",
@@ -24,7 +25,7 @@ HEADERS = ("method", "mean/period", "spread", "hit rate %", "cumulative", "vs tr
 
 
 def backtest_text(table: Mapping[str, Any]) -> str:
-    """The backtest: its heading, per pick size the methods' table and verdict, then the error line.
+    """The backtest: its heading, per pick size the methods' table and verdict, the error line, the survivorship caveat.
 
     The model's row says LOSES where its picks earned less per period than the trailing mean's or than holding
     every strategy.
@@ -37,6 +38,8 @@ def backtest_text(table: Mapping[str, Any]) -> str:
     if errors := error_line(table.get("errors", {}), len(table.get("cutoffs", []))):
         lines += ["", errors]
     lines += interval_lines(table.get("intervals") or {})
+    if caveat := table.get("survivorship"):
+        lines.append(caveat)
     foot = "mean/period: realized mean profit per period of each cutoff's picks after cost, averaged over cutoffs; "
     foot += "spread: its standard deviation across cutoffs; hit rate: cutoffs whose picks beat the average strategy; "
     foot += "random 5-95%: the range of one random picker's mean"

@@ -155,7 +155,7 @@ def test_the_table_has_every_method_and_strategy_per_cutoff(tmp_path, frame):
     assert one["forecast"].is_monotonic_decreasing and one["forecast"].equals(one["realized"])
     week = frame[week_index(frame).between(48, 50)].groupby("No.")["profit"].mean()  # the holding [48, 51)
     assert np.allclose(one.set_index("strategy")["realized"].sort_index(), week.rename(str).sort_index())
-    assert {"model", "zero", "trailing_mean"} == set(result.metrics["backtest"]["cutoffs"][0]["errors"])
+    assert {"model", "model_raw", "zero", "trailing_mean"} == set(result.metrics["backtest"]["cutoffs"][0]["errors"])
     assert result.forecasts[0].model.shape == (N, 3) == result.forecasts[0].realized.shape
 
 
@@ -230,3 +230,24 @@ def test_progress_spans_every_block(tmp_path, frame):
     assert {p.max_steps for p in reports} == {20}
     assert reports[-1].step == 20 and any(p.step == 10 for p in reports)
     assert torch.tensor([p.step for p in reports]).diff().min() > 0
+
+
+def test_each_block_fits_a_combination_and_ranks_both_the_combined_and_the_raw_model(tmp_path, frame):
+    result = backtest(spec_for(tmp_path, frame, "combined"))
+    assert set(result.picks["method"]) == {"model", "model_raw", "trailing_mean", "last_value", "best"}
+    records = result.metrics["backtest"]["cutoffs"]
+    assert ["combination" in r for r in records] == [True, False, True, False]  # one fit per refit block
+    methods = result.metrics["backtest"]["sizes"]["5"]["methods"]
+    assert {"model", "model_raw"} <= set(methods)
+    for k, fc in enumerate(result.forecasts):  # every cutoff applies its block's weights to its own trailing mean
+        weights = records[k - k % 2]["combination"]["weights"]
+        wm, wt = (torch.tensor(weights[name][:3], dtype=torch.float32) for name in ("model", "trailing_mean"))
+        assert fc.raw is not None and fc.rank is not None
+        assert torch.allclose(fc.model, wm * fc.raw + wt * fc.baselines["trailing_mean"], atol=1e-4)
+
+
+def test_combine_none_backtests_the_raw_model_alone(tmp_path, frame):
+    result = backtest(spec_for(tmp_path, frame, "raw", sets=["combine=none"]))
+    assert "model_raw" not in set(result.picks["method"])
+    assert not any("combination" in r for r in result.metrics["backtest"]["cutoffs"])
+    assert result.forecasts[0].raw is None

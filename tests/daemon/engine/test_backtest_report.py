@@ -38,6 +38,7 @@ def test_the_picks_and_the_table_are_written_and_the_table_is_returned(tmp_path)
     assert len(on_disk["sizes"]["5"]["methods"]["model"]["curve"]) == 6
     assert on_disk["cutoffs"][0]["errors"]["model"]["rmse"] is None  # NaN is null in JSON
     assert lines[-2:] == on_disk["verdicts"]
+    assert on_disk["survivorship"].startswith("Survivorship: each cutoff ranks only the strategies observed through")
     assert not [p.name for p in files.path.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
-from stratcast.daemon.engine.evaluation.skill import NO_SIGNAL, verdict
+from stratcast.daemon.engine.evaluation.skill import NO_SIGNAL, RAW_KEPT, verdict
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import build_spec
 from stratcast.shared.runfiles import Outputs
@@ -81,3 +81,6 @@ def test_the_verdict_says_plainly_when_the_combination_forecasts_zero():
     assert NO_SIGNAL in verdict(metrics)
     combination["no_signal"] = False
     assert NO_SIGNAL not in verdict(metrics)
+    assert RAW_KEPT not in verdict(metrics)
+    combination["check"] = {"combined": 2.0, "raw": 1.0, "kept": False}
+    assert RAW_KEPT in verdict(metrics)

@@ -30,7 +30,13 @@ from stratcast.daemon.engine.backtest.cutoffs import CutoffPlan, plan_cutoffs
 from stratcast.daemon.engine.backtest.picks import ERROR_METHODS, cutoff_rows, empty_rows, hold_errors, mean_over
 from stratcast.daemon.engine.backtest.report import write_backtest
 from stratcast.daemon.engine.backtest.state import Progress, clear_checkpoints, load_progress, save_progress
-from stratcast.daemon.engine.backtest.walk import Block, CutoffForecasts, make_block, predict_block
+from stratcast.daemon.engine.backtest.walk import (
+    Block,
+    CutoffForecasts,
+    fit_block_combination,
+    make_block,
+    predict_block,
+)
 from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.evaluation import skill
 from stratcast.daemon.engine.memory.device import describe_device, resolve_device
@@ -201,7 +207,8 @@ class Walk:
     def record(self, block: Block, trainer: Trainer, fit: FitResult, progress: Progress) -> None:
         """Forecast the block's cutoffs, rank, log, and keep the block in the checkpoint folder."""
         t = time.perf_counter()
-        forecasts = predict_block(block, trainer.model, self.plan.hold)
+        combination = fit_block_combination(block, trainer.model, self.hooks.log)
+        forecasts = predict_block(block, trainer.model, self.plan.hold, combination)
         share = (time.perf_counter() - t) / len(forecasts)
         rows, records = [], []
         for k, (view, fc) in enumerate(zip(block.views, forecasts, strict=True)):
@@ -209,6 +216,8 @@ class Walk:
             seconds = share + (fit.train_seconds if k == 0 else 0.0)
             records.append(cutoff_record(fc, k == 0, seconds, self.plan.hold))
             self.hooks.log(self.cutoff_line(view.index, k, fit, block))
+        if combination is not None:  # the block's weights, with its refit cutoff's record
+            records[0]["combination"] = combination.to_dict()
         self.forecasts += forecasts
         clear_checkpoints(self.hooks.checkpoint_dir)
         progress.add(
@@ -235,7 +244,9 @@ def score_rows(fc: CutoffForecasts, hold: int) -> pd.DataFrame:
     """The long table's rows of one cutoff."""
     if not fc.strategies.size:
         return empty_rows()
-    means = {skill.MODEL: mean_over(fc.model, hold)}
+    means = {skill.MODEL: mean_over(fc.model, hold) if fc.rank is None else fc.rank}
+    if fc.raw is not None:
+        means[skill.MODEL_RAW] = mean_over(fc.raw, hold)
     means |= {k: mean_over(fc.baselines[k], hold) for k in (skill.TRAILING, skill.LAST)}
     return cutoff_rows(fc.cutoff, fc.date, fc.strategies, means, mean_over(fc.realized, hold))
 
@@ -245,6 +256,8 @@ def cutoff_record(fc: CutoffForecasts, refit: bool, seconds: float, hold: int) -
     errors: dict[str, Any] = {}
     if fc.strategies.size:
         forecasts = {skill.MODEL: fc.model, **{k: fc.baselines[k] for k in ERROR_METHODS if k != skill.MODEL}}
+        if fc.raw is not None:
+            forecasts[skill.MODEL_RAW] = fc.raw
         errors = hold_errors(fc.realized, forecasts)
     return {
         "cutoff": fc.cutoff,

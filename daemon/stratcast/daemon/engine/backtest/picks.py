@@ -1,8 +1,10 @@
 """The rankings of one cutoff: every eligible strategy, ranked by each method's forecast, with its realized profit.
 
-Methods: ``model`` (the model's forecast mean over the holding), ``trailing_mean`` and ``last_value`` (the
-baselines of :func:`~stratcast.daemon.engine.evaluation.skill.baselines` from the cutoff), and ``best`` (the
-realized mean itself: the oracle, the best possible pick). Rank 1 is the highest forecast; ties keep the panel's
+Methods: ``model`` (the model's forecast mean over the holding; with a combination its ranking score,
+:meth:`~stratcast.daemon.engine.prediction.combine.Combination.ranking_score`), ``model_raw`` (the raw model's
+forecast mean, when the model's forecast is combined), ``trailing_mean`` and ``last_value`` (the baselines of
+:func:`~stratcast.daemon.engine.evaluation.skill.baselines` from the cutoff), and ``best`` (the realized mean
+itself: the oracle, the best possible pick). Rank 1 is the highest forecast; ties keep the panel's
 order. Random picks and "all strategies" are derived from these rows by the report.
 """
 
@@ -18,8 +20,8 @@ from torch import Tensor
 from stratcast.daemon.engine.evaluation import skill
 
 BEST = "best"
-METHODS = (skill.MODEL, skill.TRAILING, skill.LAST, BEST)
-"""The ranking methods, in the table's order."""
+METHODS = (skill.MODEL, skill.MODEL_RAW, skill.TRAILING, skill.LAST, BEST)
+"""The ranking methods, in the table's order (``model_raw`` only where the model's forecast is combined)."""
 COLUMNS = ("cutoff", "date", "method", "strategy", "rank", "forecast", "realized")
 """The columns of the backtest's long table, in order."""
 ERROR_METHODS = (skill.MODEL, skill.ZERO, skill.TRAILING)
@@ -37,13 +39,13 @@ def ranks(score: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def cutoff_rows(
     cutoff: int, date: str, strategies: np.ndarray[Any, Any], means: dict[str, Tensor], realized: Tensor
 ) -> pd.DataFrame:
-    """The long table's rows of one cutoff: one per method of :data:`METHODS` and strategy.
+    """The long table's rows of one cutoff: one per strategy and method of :data:`METHODS` in ``means`` (and best).
 
     Args:
         cutoff: The cutoff's grid period.
         date: Its time label.
         strategies: [M] the eligible strategies' ids as str.
-        means: Each method's (but ``best``'s) forecast mean per period over the holding, [M] each.
+        means: Each method's (but ``best``'s) forecast mean per period over the holding (its ranking score), [M] each.
         realized: [M] the realized mean profit per period over the holding (before costs).
     """
     real = realized.double().cpu().numpy()
@@ -61,6 +63,7 @@ def cutoff_rows(
             }
         )
         for method in METHODS
+        if method in scores
     ]
     return pd.concat(frames, ignore_index=True)[list(COLUMNS)]
 

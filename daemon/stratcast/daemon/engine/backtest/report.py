@@ -38,6 +38,7 @@ TABLE_VERSION = 1
 """``backtest.json``'s layout version."""
 LABELS = {
     stats.MODEL: "model",
+    stats.MODEL_RAW: "model, raw",
     stats.TRAILING: "trailing mean",
     stats.LAST: "last value",
     stats.RANDOM: "random",

@@ -44,11 +44,18 @@ import pandas as pd
 from stratcast.shared.protocol import BacktestOptions
 
 MODEL, TRAILING, LAST, RANDOM, ALL, BEST = "model", "trailing_mean", "last_value", "random", "all", "best"
-RANKED = (MODEL, TRAILING, LAST, BEST)
+MODEL_RAW = "model_raw"
+"""The raw model's picks where ``model``'s forecast is combined with the baselines."""
+RANKED = (MODEL, MODEL_RAW, TRAILING, LAST, BEST)
 """The methods the engine ranks the strategies by, in the ``picks`` frame."""
-METHODS = (MODEL, TRAILING, LAST, RANDOM, ALL, BEST)
+METHODS = (MODEL, MODEL_RAW, TRAILING, LAST, RANDOM, ALL, BEST)
 """Every method of the table, in the order it is shown."""
 COLUMNS = ("cutoff", "date", "method", "strategy", "rank", "forecast", "realized")
+SURVIVORSHIP = (
+    "Survivorship: each cutoff ranks only the strategies observed through its whole holding, so one that stopped "
+    "trading during a holding is left out of every method's picks and of the average there."
+)
+"""The caveat every backtest table states (``survivorship`` in ``backtest.json``)."""
 SEED = 13
 """Seed of the random picks and of the bootstrap: the same backtest gives the same table."""
 BOOTSTRAP = 2000
@@ -266,4 +273,5 @@ def backtest_table(picks: pd.DataFrame, cutoffs: list[dict[str, Any]], options: 
         "sizes": sizes,
         "verdicts": verdicts,
         "errors": error_summary(cutoffs),
+        "survivorship": SURVIVORSHIP,
     }

@@ -10,6 +10,13 @@ A strategy is forecast at ``c`` when it has an input window before ``c`` and is 
 (``end >= c + hold``), so its realized profit is known. The cutoffs' inputs are concatenated and forecast in one
 pass of the model (in the scaled units), then split and scaled back each by its own cutoff's scaler; a
 multivariate model, whose windows read several series at one origin, forecasts cutoff by cutoff instead.
+
+After training, the block fits the combination with the zero forecast and the trailing mean exactly as a job does
+(:func:`~stratcast.daemon.engine.run.combining.fit_job_combination` on the refit cutoff's prepared panel, whose
+validation part ends before the refit cutoff), and every cutoff of the block combines its raw forecast with its own
+trailing mean by those weights and ranks by
+:meth:`~stratcast.daemon.engine.prediction.combine.Combination.ranking_score`.
+The raw model's forecast is kept beside it, so the backtest shows whether the combination helped.
 """
 
 from __future__ import annotations
@@ -25,8 +32,18 @@ from stratcast.daemon.engine.backtest.cutoffs import CutoffPlan, truncate
 from stratcast.daemon.engine.backtest.picks import as_str_ids
 from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.evaluation import skill
+from stratcast.daemon.engine.prediction.combine import Combination
 from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
-from stratcast.daemon.engine.run.build import Log, Prepared, Trainable, prepare_panel, scaled_forecaster, trainable_from
+from stratcast.daemon.engine.run.build import (
+    Log,
+    Prepared,
+    Trainable,
+    forecaster,
+    prepare_panel,
+    scaled_forecaster,
+    trainable_from,
+)
+from stratcast.daemon.engine.run.combining import fit_job_combination
 from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.daemon.zoo.catalog import get_entry
 
@@ -76,9 +93,14 @@ class CutoffForecasts:
     strategies: np.ndarray[Any, Any]
     """[M] ids as str."""
     model: Tensor
+    """[M, W] the forecast: the combined one when the block fitted a combination, else the raw model's."""
     baselines: dict[str, Tensor]
     """``zero``, ``trailing_mean``, ``last_value`` (and ``seasonal_naive`` with a season) [M, W] each."""
     realized: Tensor
+    raw: Tensor | None = None
+    """[M, W] the raw model's forecast when ``model`` is combined, else None."""
+    rank: Tensor | None = None
+    """[M] the ranking score when ``model`` is combined (None: rank by ``model``'s mean over the holding)."""
 
 
 def make_block(
@@ -116,8 +138,18 @@ def view_at(plan: CutoffPlan, index: int, prep: Prepared, panel: Panel) -> Cutof
     )
 
 
-def predict_block(block: Block, model: nn.Module, hold: int) -> list[CutoffForecasts]:
-    """Forecast every cutoff of the block with ``model``: one pass for all (one per cutoff for multivariate)."""
+def fit_block_combination(block: Block, model: nn.Module, log: Log) -> Combination | None:
+    """The combination a job would fit with ``model`` on the refit cutoff's validation part (None: the raw model)."""
+    return fit_job_combination(block.spec, forecaster(block.spec, model, block.prep), block.prep, log)
+
+
+def predict_block(
+    block: Block, model: nn.Module, hold: int, combination: Combination | None = None
+) -> list[CutoffForecasts]:
+    """Forecast every cutoff of the block with ``model``: one pass for all (one per cutoff for multivariate).
+
+    With a ``combination`` each cutoff's forecast is combined (:func:`cutoff_forecasts`).
+    """
     forecast = scaled_forecaster(block.spec, model, block.prep)
     views = [v for v in block.views if v.rows.numel()]
     if get_entry(block.spec.model).capabilities.multivariate:
@@ -127,27 +159,38 @@ def predict_block(block: Block, model: nn.Module, hold: int) -> list[CutoffForec
         scaled = list(torch.split(joined, [int(v.rows.numel()) for v in views]))  # [sum M, H] -> [M, H] per cutoff
     else:
         scaled = []
-    done = {v.index: cutoff_forecasts(block, v, out, hold) for v, out in zip(views, scaled, strict=True)}
+    done = {v.index: cutoff_forecasts(block, v, out, hold, combination) for v, out in zip(views, scaled, strict=True)}
     return [done.get(v.index) or empty_forecasts(v) for v in block.views]
 
 
-def cutoff_forecasts(block: Block, view: CutoffView, scaled: Tensor, hold: int) -> CutoffForecasts:
-    """One cutoff's model forecast (scaled back by its own scaler, blended as a job blends), baselines, realized."""
+def cutoff_forecasts(
+    block: Block, view: CutoffView, scaled: Tensor, hold: int, combination: Combination | None = None
+) -> CutoffForecasts:
+    """One cutoff's model forecast (scaled back by its own scaler, blended as a job blends), baselines, realized.
+
+    With a ``combination``, the forecast is the combined one with the cutoff's trailing means, its ranking score the
+    combination's, and the raw model's forecast is kept beside it.
+    """
     cfg, prep, rows = block.spec.train, view.prep, view.rows
     raw, start = prep.raw[rows], prep.start[rows]
     base = skill.baselines(raw, start, view.cutoff, hold, trailing_window=cfg.trailing_window, season=cfg.season)
+    trailing = base[skill.TRAILING][:, 0]  # [M] the trailing mean before the cutoff
     model = prep.scaler.inverse(scaled, rows)[:, :hold]
-    model = blend_toward_mean(model, base[skill.TRAILING][:, 0], cfg.blend_steps)
+    point = model if combination is None else combination.apply(model, trailing)
     picked = rows.cpu().numpy()
     realized = torch.from_numpy(block.panel.values[picked, view.cutoff : view.cutoff + hold].copy())
-    return CutoffForecasts(
+    out = CutoffForecasts(
         view.cutoff,
         view.date,
         as_str_ids(block.panel.ids[picked]),
-        model.float().cpu(),
+        blend_toward_mean(point, trailing, cfg.blend_steps).float().cpu(),
         {k: v.float().cpu() for k, v in base.items()},
         realized,
     )
+    if combination is not None:  # blended after combining, and ranked before blending, as the holdout does
+        out.raw = blend_toward_mean(model, trailing, cfg.blend_steps).float().cpu()
+        out.rank = combination.ranking_score(model, trailing).double().cpu()
+    return out
 
 
 def empty_forecasts(view: CutoffView) -> CutoffForecasts:

@@ -121,6 +121,11 @@ NO_SIGNAL = (
 )
 
 
+RAW_KEPT = (
+    "The forecast is the raw model's: weights fitted on the early validation origins did not beat it on the late ones."
+)
+
+
 def combination_lines(metrics: dict[str, Any]) -> list[str]:
     """The verdict on the combination with the baselines: its weights, the raw model's RMSE, a zero forecast."""
     combo = metrics.get("combination") or {}
@@ -131,6 +136,8 @@ def combination_lines(metrics: dict[str, Any]) -> list[str]:
         f"The forecast combines the model ({w['model']:.2f}), the trailing mean ({w['trailing_mean']:.2f}) and "
         f"zero ({w['zero']:.2f}), weights fitted on validation (mean over the steps)."
     ]
+    if (combo.get("check") or {}).get("kept") is False:
+        lines[0] = RAW_KEPT
     errors = metrics["errors"]
     if MODEL_RAW in errors and ZERO in errors:
         diff = 100 * (errors[MODEL_RAW]["rmse"] / max(errors[ZERO]["rmse"], 1e-12) - 1)

@@ -15,12 +15,25 @@ Late steps are scored by fewer validation windows (a window's targets stop at th
 statistics are shrunk toward the average over all steps with a prior worth :data:`SHRINK` of the average step's
 cells: early steps keep nearly their own weights, the last (scored from one origin, one common shock) lean on the
 pooled ones. One fixed constant and no per-series parameters keep the fit from chasing noise.
+
+The statistics are summed over scaled errors (each strategy's values divided by its own scale, see
+:func:`~stratcast.daemon.engine.run.combining.validation_stats`), so every strategy weighs alike.
+
+**The check across origins** (:func:`fit_checked`). Weights fitted in-sample always look at least as good as the
+raw model on the windows they were fitted on, even where a baseline only helps by chance or by a bias that will not
+last (the trailing mean of a trending level series lags it: on a few validation weeks that can look like useful
+shrinkage, and out of sample it is a biased forecast). So the weights are also fitted on the early half of the
+validation origins and scored on the late half, which they never saw; the combination is kept only when it beats
+the raw model there. Otherwise the run forecasts with the raw model (weights 1/0/0), and says so. The rule has no
+parameter: the late origins are simply the next periods, as the future is to the whole validation part. On a
+panel without signal an overfitted model loses to zero on the late origins too, so the combination (all weight on
+zero) is kept; where the model forecasts well the combination must earn any weight it takes off the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -32,6 +45,8 @@ TIE = 1e-10
 """Relative objective difference below which two candidate weightings tie (the one with less weight wins)."""
 STATS = ("aa", "ab", "bb", "ay", "by", "yy", "n")
 """Per-step sufficient statistics: sums of products of model (a), trailing mean (b) and realized (y), and cells."""
+Stats = dict[str, Tensor]
+"""[H] float64 sums per statistic of :data:`STATS` (:func:`step_stats`)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,14 @@ class Combination:
     """[H] float64 weight of the trailing mean."""
     cells: Tensor
     """[H] validation cells (strategy x window) that scored each step."""
+    check: dict[str, float | bool] | None = None
+    """The check across origins (:func:`fit_checked`): the late origins' loss of the weights fitted on the early
+    ones and of the raw model, and whether the combination was kept (None: not checked)."""
+
+    @property
+    def rejected(self) -> bool:
+        """True when the check across origins kept the raw model: the weights are 1/0/0."""
+        return self.check is not None and not self.check["kept"]
 
     @property
     def zero(self) -> Tensor:
@@ -83,6 +106,7 @@ class Combination:
             "mean": {k: float(w.mean()) for k, w in per_step.items()},
             "cells": [int(c) for c in self.cells],
             "no_signal": self.no_signal,
+            "check": self.check,
         }
 
     def summary(self) -> str:
@@ -92,10 +116,15 @@ class Combination:
             wm, wt, wz = (float(w.mean() if i is None else w[i]) for w in (self.model, self.trailing, self.zero))
             return f"model {wm:.2f}, trailing mean {wt:.2f}, zero {wz:.2f}"
 
-        return f"combination weights: mean {at(None)}; step 1 {at(0)}; step {self.model.numel()} {at(-1)}"
+        line = f"combination weights: mean {at(None)}; step 1 {at(0)}; step {self.model.numel()} {at(-1)}"
+        if self.check is None:
+            return line
+        c = self.check
+        test = f"late validation origins: fitted on the early ones {c['combined']:.6g} vs raw model {c['raw']:.6g}"
+        return f"{line} ({test}: {'kept' if c['kept'] else 'not better: the raw model forecasts'})"
 
 
-def step_stats(model_fc: Tensor, trailing: Tensor, realized: Tensor, mask: Tensor) -> dict[str, Tensor]:
+def step_stats(model_fc: Tensor, trailing: Tensor, realized: Tensor, mask: Tensor) -> Stats:
     """Per-step sums [H] (float64) of the products :func:`solve_simplex` needs, over the cells in ``mask`` [M, H]."""
     m = mask.double()
     a, y = model_fc.double() * m, realized.double() * m
@@ -111,7 +140,7 @@ def step_stats(model_fc: Tensor, trailing: Tensor, realized: Tensor, mask: Tenso
     }
 
 
-def add_stats(total: dict[str, Tensor] | None, more: dict[str, Tensor]) -> dict[str, Tensor]:
+def add_stats(total: Stats | None, more: Stats) -> Stats:
     """The sum of two :func:`step_stats` results (``total`` None: ``more``)."""
     return dict(more) if total is None else {k: total[k] + more[k] for k in STATS}
 
@@ -130,7 +159,52 @@ def fit_combination(model_fc: Tensor, trailing: Tensor, realized: Tensor, mask: 
     return fit_from_stats(step_stats(model_fc, trailing, realized, mask))
 
 
-def fit_from_stats(stats: dict[str, Tensor], shrink: float = SHRINK) -> Combination:
+def fit_checked(early: Stats | None, late: Stats | None, shrink: float = SHRINK) -> Combination:
+    """The weights fitted on all origins, kept only if those fitted on ``early`` beat the raw model on ``late``.
+
+    ``early`` and ``late`` are the statistics of the first and the second half of the validation origins. Without
+    late origins (a validation part of one period) nothing can be checked and the fit on all is returned.
+
+    Raises:
+        ValueError: when neither half has statistics.
+    """
+    if early is None or late is None:
+        stats = early if late is None else late
+        if stats is None:
+            raise ValueError("the combination needs the statistics of at least one validation origin")
+        return fit_from_stats(stats, shrink)
+    combined = stats_loss(late, fit_from_stats(early, shrink))
+    raw = stats_loss(late, raw_model(late["n"]))
+    check: dict[str, float | bool] = {"combined": combined, "raw": raw, "kept": combined < raw}
+    fitted = fit_from_stats(add_stats(early, late), shrink) if combined < raw else raw_model(early["n"] + late["n"])
+    return replace(fitted, check=check)
+
+
+def split_origins(per_origin: list[Stats]) -> tuple[Stats | None, Stats | None]:
+    """The summed statistics of the early half (the larger, for an odd count) and the late half of the origins."""
+    early, late = None, None
+    for k, stats in enumerate(per_origin):
+        if k < len(per_origin) - len(per_origin) // 2:
+            early = add_stats(early, stats)
+        else:
+            late = add_stats(late, stats)
+    return early, late
+
+
+def raw_model(cells: Tensor) -> Combination:
+    """The weights that forecast with the raw model: 1 on the model at every step."""
+    return Combination(torch.ones_like(cells, dtype=torch.float64), torch.zeros_like(cells, dtype=torch.float64), cells)
+
+
+def stats_loss(stats: Stats, combination: Combination) -> float:
+    """The squared error summed over every step and cell of ``stats`` of the forecasts weighted by ``combination``."""
+    wa, wb = combination.model, combination.trailing
+    loss = stats["yy"] - 2 * (wa * stats["ay"] + wb * stats["by"])
+    loss = loss + wa * wa * stats["aa"] + 2 * wa * wb * stats["ab"] + wb * wb * stats["bb"]
+    return float(loss.sum())
+
+
+def fit_from_stats(stats: Stats, shrink: float = SHRINK) -> Combination:
     """Solve each step's simplex-constrained least squares from its (shrunk) sufficient statistics."""
     cells = stats["n"]
     prior = shrink * float(cells.mean())

@@ -17,12 +17,14 @@ from torch import Tensor
 
 from stratcast.daemon.engine.data.windows import validation_windows
 from stratcast.daemon.engine.evaluation import skill
+from stratcast.daemon.engine.evaluation.conformal import series_scale
 from stratcast.daemon.engine.prediction.combine import (
     Combination,
     CombinedForecaster,
+    Stats,
     Trailing,
-    add_stats,
-    fit_from_stats,
+    fit_checked,
+    split_origins,
     step_stats,
 )
 from stratcast.daemon.engine.run.build import Forecaster, Log, Prepared
@@ -52,23 +54,29 @@ def fit_job_combination(spec: RunSpec, base: Forecaster, prep: Prepared, log: Lo
     if spec.train.combine == "none":
         log("combination: off (combine=none): the raw model forecasts")
         return None
-    stats = validation_stats(spec, base, prep)
-    if stats is None:
+    per_origin = validation_stats(spec, base, prep)
+    if not per_origin:
         log("combination: no validation windows to fit it on (val_size=0): the raw model forecasts")
         return None
-    combination = fit_from_stats(stats)
+    combination = fit_checked(*split_origins(per_origin))
     log(combination.summary())
     if combination.no_signal:
         log("combination: validation showed no forecastable signal: the run forecasts zero")
     return combination
 
 
-def validation_stats(spec: RunSpec, base: Forecaster, prep: Prepared) -> dict[str, Tensor] | None:
-    """The combination's per-step statistics over a window at every validation origin (None: no validation)."""
+def validation_stats(spec: RunSpec, base: Forecaster, prep: Prepared) -> list[Stats]:
+    """The combination's per-step statistics of the windows at each validation origin, in order (none: empty).
+
+    Every window's model forecast, trailing mean and realized values are divided by its strategy's scale
+    (:func:`~stratcast.daemon.engine.evaluation.conformal.series_scale` of the training part) first, so each strategy
+    weighs alike in the fit: in its own units the few series with the largest levels would decide the weights.
+    """
     val = validation_windows(prep.windows, prep.split, stride=1) if prep.split.val_size else None
     if val is None:
-        return None
-    trailing, stats = trailing_fn(spec, prep), None
+        return []
+    trailing, per_origin = trailing_fn(spec, prep), []
+    scale = series_scale(prep.raw, prep.start, prep.split.train_end.expand_as(prep.start))  # [N] float64
     steps = torch.arange(spec.train.horizon, device=val.origin.device)
     offset = val.origin - prep.split.train_end.expand_as(prep.start)[val.rows]  # [M] origin within validation
     for k in range(prep.split.val_size):  # one window per series at a time: stacked and multivariate models want it
@@ -77,10 +85,11 @@ def validation_stats(spec: RunSpec, base: Forecaster, prep: Prepared) -> dict[st
             continue
         b = val.map(lambda t: t[keep])  # noqa: B023 (used at once, inside the iteration)
         idx = (b.origin[:, None] + steps).clamp(max=prep.raw.shape[1] - 1)  # [M, H]; masked cells may run past T
-        realized = prep.raw[b.rows].gather(1, idx)
-        fc = base(b.x, b.rows, b.origin)
-        stats = add_stats(stats, step_stats(fc, trailing(b.rows, b.origin), realized, b.mask))
-    return stats
+        s = scale[b.rows]  # [M]
+        realized = prep.raw[b.rows].gather(1, idx).double() / s[:, None]
+        fc = base(b.x, b.rows, b.origin).double() / s[:, None]
+        per_origin.append(step_stats(fc, trailing(b.rows, b.origin).double() / s, realized, b.mask))
+    return per_origin
 
 
 def job_forecaster(spec: RunSpec, base: Forecaster, prep: Prepared, log: Log) -> Forecaster:
