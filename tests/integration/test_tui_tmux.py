@@ -258,6 +258,10 @@ def submit_with_the_form(tui: TmuxTui, panel: Path) -> None:
     tui.press("C-s")
 
 
+SCROLLBAR = "▁▂▃▄▅▆▇█"
+"""Glyphs of a scrollbar's thumb, drawn at the right end of whichever row it passes."""
+
+
 def fill_in(tui: TmuxTui, hint: str, label: str, value: str, *, clear: bool = True) -> None:
     """Focus the field with this hint, replace its text, and see it on screen (so every key was handled).
 
@@ -269,7 +273,7 @@ def fill_in(tui: TmuxTui, hint: str, label: str, value: str, *, clear: bool = Tr
     look again, then tries again. Without ``clear`` (an empty input, showing its placeholder) it only types.
     """
     tui.tab_to(hint)
-    cell = re.compile(rf"^ *{re.escape(label)}(?: +(.*?))? *$", re.MULTILINE)
+    cell = re.compile(rf"^ *{re.escape(label)}(?: +(.*?))? *[{SCROLLBAR}]* *$", re.MULTILINE)
 
     def shown(screen: str) -> str | None:
         found = cell.search(screen)
