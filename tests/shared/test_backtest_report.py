@@ -67,3 +67,14 @@ def test_the_survivorship_caveat_is_stated_when_the_table_has_it():
     assert "Survivorship" not in backtest_text(table)
     table["survivorship"] = "Survivorship: each cutoff ranks only the strategies observed through its whole holding."
     assert table["survivorship"] in backtest_text(table).splitlines()
+
+
+def test_the_raw_models_row_says_whom_it_loses_to_as_well():
+    table = backtest(2.5)
+    table["sizes"]["10"]["methods"]["model_raw"] = method(0.05)
+    lines = backtest_text(table).splitlines()
+    raw = next(line for line in lines if line.startswith("model, raw"))
+    model = next(line for line in lines if line.startswith("model "))
+    assert raw.endswith("LOSES to trailing mean and all strategies")
+    assert "LOSES" not in model
+    assert losses(table["sizes"]["10"]["methods"], "model_raw") == ["trailing mean", "all strategies"]

@@ -27,8 +27,8 @@ HEADERS = ("method", "mean/period", "spread", "hit rate %", "cumulative", "vs tr
 def backtest_text(table: Mapping[str, Any]) -> str:
     """The backtest: its heading, per pick size the methods' table and verdict, the error line, the survivorship caveat.
 
-    The model's row says LOSES where its picks earned less per period than the trailing mean's or than holding
-    every strategy.
+    The model's row (and the raw model's) says LOSES where its picks earned less per period than the trailing mean's
+    or than holding every strategy.
     """
     lines = [backtest_heading(table)]
     for label, size in table["sizes"].items():
@@ -97,14 +97,20 @@ def size_table(size: Mapping[str, Any]) -> str:
     return table(HEADERS, rows)
 
 
-def losses(methods: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Whom the model's picks lose to per period: the trailing mean and holding every strategy, as labels."""
-    model = methods["model"]["mean"]
-    return [BACKTEST_LABELS[m] for m in ("trailing_mean", "all") if m in methods and model < methods[m]["mean"]]
+MODELS = ("model", "model_raw")
+"""The methods that are a model's picks (the default forecast's and the raw model's): each is told when it loses."""
+
+
+def losses(methods: Mapping[str, Mapping[str, Any]], model: str = "model") -> list[str]:
+    """Whom ``model``'s picks lose to per period: the trailing mean and holding every strategy, as labels."""
+    if model not in methods:
+        return []
+    mean = methods[model]["mean"]
+    return [BACKTEST_LABELS[m] for m in ("trailing_mean", "all") if m in methods and mean < methods[m]["mean"]]
 
 
 def _note(name: str, figures: Mapping[str, Any], methods: Mapping[str, Mapping[str, Any]]) -> str:
-    if name == "model" and (lost := losses(methods)):
+    if name in MODELS and (lost := losses(methods, name)):
         return "LOSES to " + " and ".join(lost)
     if band := figures.get("band"):
         return f"5-95%: {band[0]:.3g} to {band[1]:.3g}"

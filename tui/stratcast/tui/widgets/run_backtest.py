@@ -50,8 +50,9 @@ def verdict_text(table: Mapping[str, Any], label: str) -> Text:
     for sentence in table.get("verdicts", []):
         if sentence.startswith(f"Top {label} ("):
             text.append(sentence, style="bold")
-    if lost := losses(size["methods"]):
-        text.append(f"\nThe model's top {label} LOSES to {' and '.join(lost)} per period.", style="bold red")
+    for model, who in (("model", "The model's"), ("model_raw", "The raw model's")):
+        if lost := losses(size["methods"], model):
+            text.append(f"\n{who} top {label} LOSES to {' and '.join(lost)} per period.", style="bold red")
     return text
 
 
