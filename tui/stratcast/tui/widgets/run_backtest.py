@@ -1,7 +1,7 @@
 """The run screen's backtest tab: each method's cumulative realized profit in braille, the table and the verdict.
 
 The data is ``backtest.json``'s content, as the daemon's ``read_results`` reply carries it for a backtest run. The
-chart shows one pick size at a time (``p`` shows the next): the model, the trailing mean, the last value, the
+chart shows one pick size at a time (``p`` shows the next): the model, the raw model, the trailing mean, the last value, the
 random picks' mean with the 5-95% band of a single random picker (dim lines ``5%`` and ``95%``), all strategies,
 and the best possible pick. The table under it is the CLI's (:func:`~stratcast.shared.backtest_report.backtest_text`).
 """
@@ -22,6 +22,7 @@ from stratcast.tui.widgets.chart import BrailleChart
 
 CHART_LABELS = {
     "model": ("model", "bold cyan"),
+    "model_raw": ("raw", "cyan"),
     "trailing_mean": ("trailing", "magenta"),
     "last_value": ("last", "yellow"),
     "random": ("random", "white"),
