@@ -1,9 +1,10 @@
 """The run screen's backtest tab: each method's cumulative realized profit in braille, the table and the verdict.
 
 The data is ``backtest.json``'s content, as the daemon's ``read_results`` reply carries it for a backtest run. The
-chart shows one pick size at a time (``p`` shows the next): the model, the raw model, the trailing mean, the last value, the
-random picks' mean with the 5-95% band of a single random picker (dim lines ``5%`` and ``95%``), all strategies,
-and the best possible pick. The table under it is the CLI's (:func:`~stratcast.shared.backtest_report.backtest_text`).
+chart shows one pick size at a time (``p`` shows the next): the model, the raw model, the trailing mean, the last
+value, the random picks' mean with the 5-95% band of a single random picker (dim lines ``5%`` and ``95%``), all
+strategies, and the best possible pick. The table under it is the CLI's
+(:func:`~stratcast.shared.backtest_report.backtest_text`).
 """
 
 from __future__ import annotations
