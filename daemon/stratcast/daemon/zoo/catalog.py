@@ -22,6 +22,7 @@ from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
 from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
+from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
@@ -79,6 +80,13 @@ CATALOG: Mapping[str, ModelEntry] = {
             DLinear,
             DLinearConfig,
             "trend/remainder decomposition with two linear maps",
+            "Zeng et al., AAAI 2023",
+        ),
+        ModelEntry(
+            "nlinear",
+            NLinear,
+            NLinearConfig,
+            "one linear map over the window relative to its last value, which is added back",
             "Zeng et al., AAAI 2023",
         ),
         ModelEntry(
