@@ -16,6 +16,7 @@ from torch import nn
 
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
+from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
 from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
@@ -165,6 +166,13 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Liu et al., ICLR 2024",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+        ),
+        ModelEntry(
+            "fits",
+            FITS,
+            FITSConfig,
+            "low-pass spectrum of the window upsampled by one complex linear layer to the window and horizon",
+            "Xu et al., ICLR 2024",
         ),
     )
 }
