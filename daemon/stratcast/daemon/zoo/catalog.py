@@ -27,6 +27,7 @@ from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
+from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,14 @@ CATALOG: Mapping[str, ModelEntry] = {
             FITSConfig,
             "low-pass spectrum of the window upsampled by one complex linear layer to the window and horizon",
             "Xu et al., ICLR 2024",
+        ),
+        ModelEntry(
+            "tsmixer",
+            TSMixer,
+            TSMixerConfig,
+            "all-MLP mixer blocks across time and across embedded features, then a temporal projection",
+            "Chen et al., TMLR 2023",
+            capabilities=CHECKPOINTABLE,
         ),
     )
 }

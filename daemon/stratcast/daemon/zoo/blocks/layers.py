@@ -17,7 +17,7 @@ def mlp(in_features: int, widths: tuple[int, ...], *, act: str, dropout: float) 
     return nn.Sequential(*layers)
 
 
-def value_and_indicator(x: Tensor) -> Tensor:
+def value_and_indicator(x: Tensor, *, value: Tensor | None = None) -> Tensor:
     """Per-step features for sequence models: the value and whether it is nonzero.
 
     A zero in a scaled series usually means the strategy was flat that step, which the value alone cannot tell
@@ -25,12 +25,14 @@ def value_and_indicator(x: Tensor) -> Tensor:
 
     Args:
         x: ``[B, L]`` windows.
+        value: ``[B, L]``, the value channel when it is not ``x`` itself (a window standardised by its own mean
+            and scale, whose flat steps are no longer zero); the indicator is always read from ``x``.
 
     Returns:
         ``[B, L, 2]``: channel 0 the value, channel 1 the nonzero indicator.
     """
     indicator = (x != 0).to(x.dtype)
-    return torch.stack([x, indicator], dim=-1)  # 2 x [B, L] -> [B, L, 2]
+    return torch.stack([x if value is None else value, indicator], dim=-1)  # 2 x [B, L] -> [B, L, 2]
 
 
 def to_horizon(flat: Tensor, horizon: int, n_outputs: int) -> Tensor:
