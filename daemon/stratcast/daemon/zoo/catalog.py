@@ -18,6 +18,7 @@ from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig,
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
 from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerConfig
+from stratcast.daemon.zoo.models.kan import KAN, KANConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
 from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
@@ -157,6 +158,13 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Liu et al., ICLR 2024",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+        ),
+        ModelEntry(
+            "kan",
+            KAN,
+            KANConfig,
+            "Kolmogorov-Arnold network: learnable B-spline functions on every edge, window to horizon",
+            "Liu et al., 2024",
         ),
     )
 }
