@@ -24,6 +24,7 @@ from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
+from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 
@@ -165,6 +166,13 @@ CATALOG: Mapping[str, ModelEntry] = {
             KANConfig,
             "Kolmogorov-Arnold network: learnable B-spline functions on every edge, window to horizon",
             "Liu et al., 2024",
+        ),
+        ModelEntry(
+            "rbf",
+            RBF,
+            RBFConfig,
+            "RBF network: Gaussian radial basis units over the window, linear read-out to the horizon",
+            "Broomhead and Lowe, Complex Systems 1988",
         ),
     )
 }
