@@ -22,6 +22,7 @@ from stratcast.daemon.zoo.models.kan import KAN, KANConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
 from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
+from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
@@ -173,6 +174,13 @@ CATALOG: Mapping[str, ModelEntry] = {
             RBFConfig,
             "RBF network: Gaussian radial basis units over the window, linear read-out to the horizon",
             "Broomhead and Lowe, Complex Systems 1988",
+        ),
+        ModelEntry(
+            "neuralgam",
+            NeuralGAM,
+            NeuralGAMConfig,
+            "neural additive model: one small MLP per lag, summed; each lag's contribution can be read out",
+            "Agarwal et al., NeurIPS 2021",
         ),
     )
 }
