@@ -65,7 +65,9 @@ class KANLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``[..., d_in]`` to ``[..., d_out]``."""
-        basis = bspline_basis(x, self.knots.to(x.device), self.order)  # [..., d_in] -> [..., d_in, C]
+        if self.knots.device != x.device:  # kept where the inputs are: no copy per call once moved
+            self.knots = self.knots.to(x.device)
+        basis = bspline_basis(x, self.knots, self.order)  # [..., d_in] -> [..., d_in, C]
         spline = torch.einsum("...ic,oic->...o", basis, self.spline)
         out: Tensor = self.base(F.silu(x)) + spline
         return out
