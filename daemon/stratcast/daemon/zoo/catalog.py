@@ -19,12 +19,15 @@ from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
 from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerConfig
+from stratcast.daemon.zoo.models.kan import KAN, KANConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
 from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
+from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
+from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
@@ -182,6 +185,27 @@ CATALOG: Mapping[str, ModelEntry] = {
             "all-MLP mixer blocks across time and across embedded features, then a temporal projection",
             "Chen et al., TMLR 2023",
             capabilities=CHECKPOINTABLE,
+        ),
+        ModelEntry(
+            "kan",
+            KAN,
+            KANConfig,
+            "Kolmogorov-Arnold network: learnable B-spline functions on every edge, window to horizon",
+            "Liu et al., 2024",
+        ),
+        ModelEntry(
+            "rbf",
+            RBF,
+            RBFConfig,
+            "RBF network: Gaussian radial basis units over the window, linear read-out to the horizon",
+            "Broomhead and Lowe, Complex Systems 1988",
+        ),
+        ModelEntry(
+            "neuralgam",
+            NeuralGAM,
+            NeuralGAMConfig,
+            "neural additive model: one small MLP per lag, summed; each lag's contribution can be read out",
+            "Agarwal et al., NeurIPS 2021",
         ),
     )
 }
