@@ -61,6 +61,10 @@ PINS: dict[str, str] = {
     "itransformer/batch/mse": "a424d6d770bf7324",
     "itransformer/batch/mae": "7f801903c049a440",
     "itransformer/batch/huber": "75e4e541213766a5",
+    # models added after the heads: recorded when each was added
+    "bitcn/batch/mse": "df71d29c229f588d",
+    "bitcn/batch/mae": "8e5f9f4b0938cb2d",
+    "bitcn/batch/huber": "9a8de6460c519299",
     "dlinear/per-strategy/mse": "a4835a61bdec2e70",
     "dlinear/per-strategy/mae": "4c15a84bb08f76bb",
     "dlinear/per-strategy/huber": "fc2c72bdd5922125",

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
+from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
 from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerConfig
@@ -157,6 +158,14 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Liu et al., ICLR 2024",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+        ),
+        ModelEntry(
+            "bitcn",
+            BiTCN,
+            BiTCNConfig,
+            "forward dilated temporal convolutions over the window, dense output to the horizon",
+            "Sprangers et al., IJF 2023",
+            capabilities=CHECKPOINTABLE,
         ),
     )
 }
