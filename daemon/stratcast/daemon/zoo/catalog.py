@@ -16,6 +16,7 @@ from torch import nn
 
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
+from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
 from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerConfig
@@ -166,6 +167,15 @@ CATALOG: Mapping[str, ModelEntry] = {
             "forward dilated temporal convolutions over the window, dense output to the horizon",
             "Sprangers et al., IJF 2023",
             capabilities=CHECKPOINTABLE,
+        ),
+        ModelEntry(
+            "cnnlstm",
+            CNNLSTM,
+            CNNLSTMConfig,
+            "causal 1-D convolutional features, an LSTM over them, a linear read-out to the horizon",
+            "Donahue et al., CVPR 2015",
+            # not stackable: nn.LSTM has no vmap rule and blocks/rnn.py has no hand-written LSTM cell to use instead
+            capabilities=Capabilities(stackable=False),
         ),
     )
 }
