@@ -25,6 +25,7 @@ from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
+from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 
@@ -175,6 +176,15 @@ CATALOG: Mapping[str, ModelEntry] = {
             "causal 1-D convolutional features, an LSTM over them, a linear read-out to the horizon",
             "Donahue et al., CVPR 2015",
             # not stackable: nn.LSTM has no vmap rule and blocks/rnn.py has no hand-written LSTM cell to use instead
+            capabilities=Capabilities(stackable=False),
+        ),
+        ModelEntry(
+            "seq2seq",
+            Seq2Seq,
+            Seq2SeqConfig,
+            "bidirectional GRU (or LSTM) encoder, decoder over the horizon with additive attention",
+            "Bahdanau et al., ICLR 2015",
+            # not stackable: nn.GRU/LSTM and cells have no vmap rule; blocks/rnn.py has no hand-written cell
             capabilities=Capabilities(stackable=False),
         ),
     )
