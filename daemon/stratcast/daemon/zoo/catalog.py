@@ -15,6 +15,8 @@ from typing import Any
 from torch import nn
 
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
+from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
+from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
@@ -28,6 +30,7 @@ from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
+from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
@@ -206,6 +209,32 @@ CATALOG: Mapping[str, ModelEntry] = {
             NeuralGAMConfig,
             "neural additive model: one small MLP per lag, summed; each lag's contribution can be read out",
             "Agarwal et al., NeurIPS 2021",
+        ),
+        ModelEntry(
+            "bitcn",
+            BiTCN,
+            BiTCNConfig,
+            "forward dilated temporal convolutions over the window, dense output to the horizon",
+            "Sprangers et al., IJF 2023",
+            capabilities=CHECKPOINTABLE,
+        ),
+        ModelEntry(
+            "cnnlstm",
+            CNNLSTM,
+            CNNLSTMConfig,
+            "causal 1-D convolutional features, an LSTM over them, a linear read-out to the horizon",
+            "Donahue et al., CVPR 2015",
+            # not stackable: nn.LSTM has no vmap rule and blocks/rnn.py has no hand-written LSTM cell to use instead
+            capabilities=Capabilities(stackable=False),
+        ),
+        ModelEntry(
+            "seq2seq",
+            Seq2Seq,
+            Seq2SeqConfig,
+            "bidirectional GRU (or LSTM) encoder, decoder over the horizon with additive attention",
+            "Bahdanau et al., ICLR 2015",
+            # not stackable: nn.GRU/LSTM and cells have no vmap rule; blocks/rnn.py has no hand-written cell
+            capabilities=Capabilities(stackable=False),
         ),
     )
 }

@@ -1,4 +1,6 @@
-"""A small Transformer encoder shared by :mod:`patchtst` and :mod:`itransformer` (private).
+"""Attention blocks (private): a small Transformer encoder and additive attention.
+
+The Transformer encoder is shared by :mod:`patchtst` and :mod:`itransformer`; additive attention by :mod:`seq2seq`.
 
 Written from ``nn.Linear``, ``nn.LayerNorm`` and a plain ``softmax(q k^T / sqrt(d)) v`` rather than with
 ``nn.TransformerEncoderLayer`` (whose inference fast path takes another kernel and misbehaves under
@@ -8,12 +10,17 @@ so a fused kernel would buy little. The layer is post-norm, as in "Attention Is 
 NeurIPS 2017) and both papers that use it here: ``x = norm(x + attn(x)); x = norm(x + ffn(x))``.
 
 Under ``vmap`` in training mode, dropout needs ``randomness="different"`` (or ``"same"``).
+
+Additive attention is Bahdanau, Cho and Bengio's, "Neural Machine Translation by Jointly Learning to Align and
+Translate" (ICLR 2015): a query scores each key by ``v^T tanh(W q + U k)``, and the softmax of the scores weighs
+the keys into one context vector.
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo.contract import Checkpointable, activation
@@ -80,3 +87,29 @@ class Encoder(Checkpointable):
         for layer in self.layers:
             x = self.run_block(layer, x)
         return x
+
+
+class AdditiveAttention(nn.Module):
+    """Additive (Bahdanau) attention of one query over a sequence of keys, which are also the values."""
+
+    def __init__(self, query_size: int, key_size: int, attention_size: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(query_size, attention_size, bias=False)
+        self.key = nn.Linear(key_size, attention_size)
+        self.score = nn.Linear(attention_size, 1, bias=False)
+
+    def project_keys(self, keys: Tensor) -> Tensor:
+        """``U k`` for every key: ``[B, N, Dk]`` -> ``[B, N, A]``, computed once for a whole decoding."""
+        out: Tensor = self.key(keys)
+        return out
+
+    def forward(self, query: Tensor, keys: Tensor, projected: Tensor) -> tuple[Tensor, Tensor]:
+        """Attend from ``query [B, Dq]`` over ``keys [B, N, Dk]`` (``projected``: :meth:`project_keys` of them).
+
+        Returns:
+            The context ``[B, Dk]`` and the attention weights ``[B, N]`` (nonnegative, summing to 1).
+        """
+        energy = torch.tanh(self.query(query)[:, None, :] + projected)  # [B, 1, A] + [B, N, A] -> [B, N, A]
+        weights = self.score(energy).squeeze(-1).softmax(dim=-1)  # [B, N, 1] -> [B, N]
+        context = (weights[:, :, None] * keys).sum(dim=1)  # [B, N, 1] * [B, N, Dk] -> [B, Dk]
+        return context, weights

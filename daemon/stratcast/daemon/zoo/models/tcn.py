@@ -9,8 +9,8 @@ dilation ``2^i``, so ``num_levels`` levels of kernel ``k`` see ``1 + 2 (k - 1) (
 has two channels per step (the value and its nonzero indicator); a linear head maps the channels of the last
 ``head_steps`` steps to all ``H * O`` outputs.
 
-Weight normalisation (``w = g v / |v|``) is computed in ``forward`` from plain parameters rather than through
-``torch.nn.utils.parametrizations``, so the model stays a plain function of its parameters under ``vmap``.
+The causal convolution (with its optional weight normalisation, kept vmap-friendly) lives in ``blocks/conv.py``,
+shared with :mod:`bitcn`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Self
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stratcast.daemon.zoo.blocks.conv import CausalConv1d
 from stratcast.daemon.zoo.blocks.layers import to_horizon, value_and_indicator
 from stratcast.daemon.zoo.contract import Checkpointable, ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
@@ -46,27 +46,6 @@ class TCNConfig(ModelConfig):
     def tiny(cls) -> Self:
         """Three narrow levels."""
         return cls(channels=8, num_levels=3, head_steps=2)
-
-
-class CausalConv1d(nn.Module):
-    """A dilated 1-D convolution padded on the left only, so step ``t`` sees steps ``<= t``."""
-
-    def __init__(self, c_in: int, c_out: int, kernel_size: int, dilation: int, *, weight_norm: bool) -> None:
-        super().__init__()
-        # The weight is the direction v of weight normalisation; gain g starts at |v| so the initial weights are
-        # nn.Conv1d's.
-        self.conv = nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation)
-        norm = self.conv.weight.detach().flatten(1).norm(dim=1)  # [C_out, C_in, k] -> [C_out]
-        self.gain = nn.Parameter(norm) if weight_norm else None
-        self.left = (kernel_size - 1) * dilation
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Map ``[B, C_in, L]`` to ``[B, C_out, L]``."""
-        weight = self.conv.weight  # [C_out, C_in, k]
-        if self.gain is not None:
-            norm = weight.flatten(1).norm(dim=1).clamp_min(1e-12)  # [C_out, C_in * k] -> [C_out]
-            weight = weight * (self.gain / norm)[:, None, None]
-        return F.conv1d(F.pad(x, (self.left, 0)), weight, self.conv.bias, dilation=self.conv.dilation)
 
 
 class TemporalBlock(nn.Module):
