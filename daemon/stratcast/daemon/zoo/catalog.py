@@ -33,6 +33,7 @@ from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
+from stratcast.daemon.zoo.models.transformer import Transformer, TransformerConfig
 from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
 
 
@@ -235,6 +236,15 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Bahdanau et al., ICLR 2015",
             # not stackable: nn.GRU/LSTM and cells have no vmap rule; blocks/rnn.py has no hand-written cell
             capabilities=Capabilities(stackable=False),
+        ),
+        ModelEntry(
+            "transformer",
+            Transformer,
+            TransformerConfig,
+            "encoder over the embedded window, causal decoder over horizon queries with cross-attention",
+            "Vaswani et al., NeurIPS 2017",
+            capabilities=CHECKPOINTABLE,
+            train_defaults=TRANSFORMER_TRAINING,
         ),
     )
 }

@@ -1,6 +1,8 @@
-"""Attention blocks (private): a small Transformer encoder and additive attention.
+"""Attention blocks (private): a small Transformer encoder and decoder, and additive attention.
 
-The Transformer encoder is shared by :mod:`patchtst` and :mod:`itransformer`; additive attention by :mod:`seq2seq`.
+The Transformer encoder is shared by :mod:`patchtst`, :mod:`itransformer` and :mod:`transformer`; the decoder
+(causal self-attention, then cross-attention to the encoder's output) and the sinusoidal positional encoding by
+:mod:`transformer`; additive attention by :mod:`seq2seq`.
 
 Written from ``nn.Linear``, ``nn.LayerNorm`` and a plain ``softmax(q k^T / sqrt(d)) v`` rather than with
 ``nn.TransformerEncoderLayer`` (whose inference fast path takes another kernel and misbehaves under
@@ -32,12 +34,37 @@ def check_heads(name: str, d_model: int, n_heads: int) -> None:
         raise ValueError(f"{name}.d_model={d_model} must be divisible by n_heads={n_heads}")
 
 
-class SelfAttention(nn.Module):
-    """Multi-head scaled dot-product self-attention over the token axis, no mask."""
+def attend(q: Tensor, k: Tensor, v: Tensor, dropout: nn.Module, *, causal: bool = False) -> Tensor:
+    """Scaled dot-product attention per head: ``q [B, h, N, d]`` over ``k, v [B, h, M, d]`` -> ``[B, h, N, d]``.
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    ``causal``: query ``i`` sees keys ``0..i`` only (needs ``N == M``).
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [B, h, N, d] @ [B, h, d, M] -> [B, h, N, M]
+    if causal:
+        n, m = scores.shape[-2:]
+        future = torch.ones(n, m, dtype=torch.bool, device=scores.device).triu(1)  # [N, M], True above the diagonal
+        scores = scores.masked_fill(future, float("-inf"))
+    out: Tensor = dropout(scores.softmax(dim=-1)) @ v  # [B, h, N, M] @ [B, h, M, d] -> [B, h, N, d]
+    return out
+
+
+def merge_heads(heads: Tensor) -> Tensor:
+    """Concatenate the heads: ``[B, h, N, d]`` -> ``[B, N, h*d]``."""
+    b, h, n, d = heads.shape
+    return heads.transpose(1, 2).reshape(b, n, h * d)  # [B, h, N, d] -> [B, N, h, d] -> [B, N, h*d]
+
+
+def feed_forward(d_model: int, d_ff: int, *, dropout: float, act: str) -> nn.Sequential:
+    """The position-wise feed-forward network of a Transformer layer."""
+    return nn.Sequential(nn.Linear(d_model, d_ff), activation(act), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention over the token axis; ``causal`` masks the future tokens."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, *, causal: bool = False) -> None:
         super().__init__()
-        self.n_heads = n_heads
+        self.n_heads, self.causal = n_heads, causal
         self.dropout = nn.Dropout(dropout)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
@@ -48,9 +75,28 @@ class SelfAttention(nn.Module):
         # [B, N, 3D] -> [B, N, 3, h, D/h] -> [3, B, h, N, D/h]
         qkv = self.qkv(x).reshape(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [B, h, N, D/h] @ [B, h, D/h, N] -> [B, h, N, N]
-        heads = self.dropout(scores.softmax(dim=-1)) @ v  # [B, h, N, N] @ [B, h, N, D/h] -> [B, h, N, D/h]
-        out: Tensor = self.out(heads.transpose(1, 2).reshape(b, n, d))  # -> [B, N, h, D/h] -> [B, N, D]
+        out: Tensor = self.out(merge_heads(attend(q, k, v, self.dropout, causal=self.causal)))
+        return out
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from queries ``[B, N, D]`` over a memory ``[B, M, D]`` (the encoder's output)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = nn.Dropout(dropout)
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        """Map ``x [B, N, D]`` and ``memory [B, M, D]`` to ``[B, N, D]``."""
+        (b, n, d), m, h = x.shape, memory.shape[1], self.n_heads
+        q = self.q(x).reshape(b, n, h, d // h).transpose(1, 2)  # [B, N, D] -> [B, N, h, D/h] -> [B, h, N, D/h]
+        # [B, M, 2D] -> [B, M, 2, h, D/h] -> [2, B, h, M, D/h]
+        k, v = self.kv(memory).reshape(b, m, 2, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        out: Tensor = self.out(merge_heads(attend(q, k, v, self.dropout)))
         return out
 
 
@@ -60,9 +106,7 @@ class EncoderLayer(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, *, dropout: float, act: str) -> None:
         super().__init__()
         self.attention = SelfAttention(d_model, n_heads, dropout)
-        self.ffn = nn.Sequential(
-            nn.Linear(d_model, d_ff), activation(act), nn.Dropout(dropout), nn.Linear(d_ff, d_model)
-        )
+        self.ffn = feed_forward(d_model, d_ff, dropout=dropout, act=act)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -87,6 +131,51 @@ class Encoder(Checkpointable):
         for layer in self.layers:
             x = self.run_block(layer, x)
         return x
+
+
+class DecoderLayer(nn.Module):
+    """Post-norm Transformer decoder layer: causal self-attention, cross-attention to the memory, feed-forward."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, *, dropout: float, act: str) -> None:
+        super().__init__()
+        self.attention = SelfAttention(d_model, n_heads, dropout, causal=True)
+        self.cross = CrossAttention(d_model, n_heads, dropout)
+        self.ffn = feed_forward(d_model, d_ff, dropout=dropout, act=act)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        """Map ``x [B, N, D]`` and ``memory [B, M, D]`` to ``[B, N, D]``."""
+        x = self.norm1(x + self.dropout(self.attention(x)))
+        x = self.norm2(x + self.dropout(self.cross(x, memory)))
+        out: Tensor = self.norm3(x + self.dropout(self.ffn(x)))
+        return out
+
+
+class Decoder(Checkpointable):
+    """``n_layers`` decoder layers in sequence over one memory; activation checkpointing applies layer by layer."""
+
+    def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, *, dropout: float, act: str) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            *(DecoderLayer(d_model, n_heads, d_ff, dropout=dropout, act=act) for _ in range(n_layers))
+        )
+
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        """Map ``x [B, N, D]`` and ``memory [B, M, D]`` to ``[B, N, D]``."""
+        for layer in self.layers:
+            x = self.run_block(layer, x, memory)
+        return x
+
+
+def sinusoidal_positions(n: int, d_model: int) -> Tensor:
+    """The fixed positional encoding of Vaswani et al.: ``sin``/``cos`` of ``pos / 10000^(2i/D)``, ``[n, D]``."""
+    position = torch.arange(n, dtype=torch.float32)[:, None]  # [n, 1]
+    rates = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))  # [D/2]
+    table = torch.zeros(n, d_model)
+    table[:, 0::2] = torch.sin(position * rates)  # [n, 1] * [D/2] -> [n, D/2]
+    table[:, 1::2] = torch.cos(position * rates[: d_model // 2])  # odd D: one cosine column fewer
+    return table
 
 
 class AdditiveAttention(nn.Module):
