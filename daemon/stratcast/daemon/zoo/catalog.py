@@ -20,6 +20,7 @@ from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
+from stratcast.daemon.zoo.models.informer import Informer, InformerConfig
 from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerConfig
 from stratcast.daemon.zoo.models.kan import KAN, KANConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
@@ -243,6 +244,15 @@ CATALOG: Mapping[str, ModelEntry] = {
             TransformerConfig,
             "encoder over the embedded window, causal decoder over horizon queries with cross-attention",
             "Vaswani et al., NeurIPS 2017",
+            capabilities=CHECKPOINTABLE,
+            train_defaults=TRANSFORMER_TRAINING,
+        ),
+        ModelEntry(
+            "informer",
+            Informer,
+            InformerConfig,
+            "ProbSparse self-attention encoder with distilling, generative decoder over the whole horizon",
+            "Zhou et al., AAAI 2021",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
         ),

@@ -103,9 +103,12 @@ class CrossAttention(nn.Module):
 class EncoderLayer(nn.Module):
     """Post-norm Transformer encoder layer: self-attention, then a position-wise feed-forward network."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, *, dropout: float, act: str) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int, *, dropout: float, act: str, attention: nn.Module | None = None
+    ) -> None:
+        """``attention``: another self-attention ``[B, N, D] -> [B, N, D]`` (default: full :class:`SelfAttention`)."""
         super().__init__()
-        self.attention = SelfAttention(d_model, n_heads, dropout)
+        self.attention = SelfAttention(d_model, n_heads, dropout) if attention is None else attention
         self.ffn = feed_forward(d_model, d_ff, dropout=dropout, act=act)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
