@@ -25,6 +25,7 @@ from stratcast.daemon.zoo.models.kan import KAN, KANConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
 from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
+from stratcast.daemon.zoo.models.neuralarima import NeuralARIMA, NeuralARIMAConfig
 from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
@@ -235,6 +236,13 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Bahdanau et al., ICLR 2015",
             # not stackable: nn.GRU/LSTM and cells have no vmap rule; blocks/rnn.py has no hand-written cell
             capabilities=Capabilities(stackable=False),
+        ),
+        ModelEntry(
+            "neuralarima",
+            NeuralARIMA,
+            NeuralARIMAConfig,
+            "differenced window, learned AR and MA linear parts plus an MLP on the AR residuals, integrated back",
+            "Box and Jenkins 1970; Zhang, Neurocomputing 2003",
         ),
     )
 }
