@@ -27,6 +27,7 @@ from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
 from stratcast.daemon.zoo.models.neuralarima import NeuralARIMA, NeuralARIMAConfig
 from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
+from stratcast.daemon.zoo.models.neuralode import NeuralODE, NeuralODEConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
@@ -243,6 +244,13 @@ CATALOG: Mapping[str, ModelEntry] = {
             NeuralARIMAConfig,
             "differenced window, learned AR and MA linear parts plus an MLP on the AR residuals, integrated back",
             "Box and Jenkins 1970; Zhang, Neurocomputing 2003",
+        ),
+        ModelEntry(
+            "neuralode",
+            NeuralODE,
+            NeuralODEConfig,
+            "window encoded to a latent state, a learned vector field integrated by RK4 over the horizon, decoded",
+            "Chen et al., NeurIPS 2018",
         ),
     )
 }
