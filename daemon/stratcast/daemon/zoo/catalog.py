@@ -33,6 +33,7 @@ from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from stratcast.daemon.zoo.models.snn import SNN, SNNConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
@@ -251,6 +252,13 @@ CATALOG: Mapping[str, ModelEntry] = {
             NeuralODEConfig,
             "window encoded to a latent state, a learned vector field integrated by RK4 over the horizon, decoded",
             "Chen et al., NeurIPS 2018",
+        ),
+        ModelEntry(
+            "snn",
+            SNN,
+            SNNConfig,
+            "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
+            "Neftci et al., IEEE SPM 2019",
         ),
     )
 }
