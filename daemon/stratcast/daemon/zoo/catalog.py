@@ -26,12 +26,15 @@ from stratcast.daemon.zoo.models.kan import KAN, KANConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
 from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
+from stratcast.daemon.zoo.models.neuralarima import NeuralARIMA, NeuralARIMAConfig
 from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
+from stratcast.daemon.zoo.models.neuralode import NeuralODE, NeuralODEConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from stratcast.daemon.zoo.models.snn import SNN, SNNConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 from stratcast.daemon.zoo.models.transformer import Transformer, TransformerConfig
@@ -255,6 +258,27 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Zhou et al., AAAI 2021",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+        ),
+        ModelEntry(
+            "neuralarima",
+            NeuralARIMA,
+            NeuralARIMAConfig,
+            "differenced window, learned AR and MA linear parts plus an MLP on the AR residuals, integrated back",
+            "Box and Jenkins 1970; Zhang, Neurocomputing 2003",
+        ),
+        ModelEntry(
+            "neuralode",
+            NeuralODE,
+            NeuralODEConfig,
+            "window encoded to a latent state, a learned vector field integrated by RK4 over the horizon, decoded",
+            "Chen et al., NeurIPS 2018",
+        ),
+        ModelEntry(
+            "snn",
+            SNN,
+            SNNConfig,
+            "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
+            "Neftci et al., IEEE SPM 2019",
         ),
     )
 }
