@@ -33,6 +33,7 @@ from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
+from stratcast.daemon.zoo.models.timemixer import TimeMixer, TimeMixerConfig
 from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
 
 
@@ -187,6 +188,14 @@ CATALOG: Mapping[str, ModelEntry] = {
             TSMixerConfig,
             "all-MLP mixer blocks across time and across embedded features, then a temporal projection",
             "Chen et al., TMLR 2023",
+            capabilities=CHECKPOINTABLE,
+        ),
+        ModelEntry(
+            "timemixer",
+            TimeMixer,
+            TimeMixerConfig,
+            "multiscale pooled windows, season and trend mixed across scales, one predictor per scale summed",
+            "Wang et al., ICLR 2024",
             capabilities=CHECKPOINTABLE,
         ),
         ModelEntry(
