@@ -37,6 +37,8 @@ from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.snn import SNN, SNNConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
+from stratcast.daemon.zoo.models.timemixer import TimeMixer, TimeMixerConfig
+from stratcast.daemon.zoo.models.timesnet import TimesNet, TimesNetConfig
 from stratcast.daemon.zoo.models.transformer import Transformer, TransformerConfig
 from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
 
@@ -193,6 +195,24 @@ CATALOG: Mapping[str, ModelEntry] = {
             "all-MLP mixer blocks across time and across embedded features, then a temporal projection",
             "Chen et al., TMLR 2023",
             capabilities=CHECKPOINTABLE,
+        ),
+        ModelEntry(
+            "timemixer",
+            TimeMixer,
+            TimeMixerConfig,
+            "multiscale pooled windows, season and trend mixed across scales, one predictor per scale summed",
+            "Wang et al., ICLR 2024",
+            capabilities=CHECKPOINTABLE,
+        ),
+        ModelEntry(
+            "timesnet",
+            TimesNet,
+            TimesNetConfig,
+            "each window folded into 2-D grids by its top-k FFT periods, inception convolutions, amplitude-weighted",
+            "Wu et al., ICLR 2023",
+            # not stackable: each window's periods come from its FFT, so the fold shapes depend on the data
+            # (a .tolist() over the chosen periods and one reshape per period), which vmap cannot trace
+            capabilities=Capabilities(stackable=False),
         ),
         ModelEntry(
             "kan",

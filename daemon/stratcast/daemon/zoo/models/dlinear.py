@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stratcast.daemon.zoo.blocks.decompose import decompose
 from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import ints
 
@@ -49,14 +50,7 @@ class DLinear(nn.Module):
 
     def decompose(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Split ``x`` [B, L] into (trend, remainder), the trend a moving average with edge replication."""
-        left = (self.kernel - 1) // 2
-        right = self.kernel - 1 - left
-        # [B, 1 + left + L + right]: a zero, then the edge-replicated window; its running sum differenced k apart
-        # is every window sum at once (a few passes over the batch instead of k)
-        padded = torch.cat([x.new_zeros(x.shape[0], 1), x[:, :1].expand(-1, left), x, x[:, -1:].expand(-1, right)], 1)
-        running = padded.cumsum(1)
-        trend = (running[:, self.kernel :] - running[:, : -self.kernel]) / self.kernel  # [B, L]
-        return trend, x - trend
+        return decompose(x, self.kernel)
 
     def average_matrix(self, like: Tensor) -> Tensor:
         """The moving average as an ``[L, L]`` matrix ``A`` (``trend = x @ A``), on ``like``'s device and dtype."""
