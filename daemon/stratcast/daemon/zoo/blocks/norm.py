@@ -13,6 +13,8 @@ logit: the level still enters there, a fixed offset the rest of the model learns
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -45,3 +47,16 @@ def restore_level(out: Tensor, level: Tensor, scale: Tensor | None = None) -> Te
     location = out[..., 0] if scale is None else out[..., 0] * scale  # [..., H]
     # [..., H] -> [..., H, 1], beside the untouched outputs: [..., H, O] (no in-place write: vmap and autograd)
     return torch.cat([(location + level).unsqueeze(-1), out[..., 1:]], dim=-1)
+
+
+def normalised(forecast: Callable[[Tensor, Tensor], Tensor], x: Tensor, *, enabled: bool = True) -> Tensor:
+    """``forecast(z, x)`` on windows ``x`` [..., L] standardised to ``z``, its level and scale put back.
+
+    ``forecast`` gets the standardised windows and the raw ones (whose exact zeros mark the weeks without a trade)
+    and returns ``[..., H, O]`` in the standardised units. ``enabled=False`` (a model's ``instance_norm`` off)
+    calls ``forecast(x, x)`` and returns it as it is.
+    """
+    if not enabled:
+        return forecast(x, x)
+    z, mean, std = standardize(x)
+    return restore_level(forecast(z, x), mean, std)

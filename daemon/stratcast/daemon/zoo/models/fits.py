@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.fourier import irfft, rfft
-from stratcast.daemon.zoo.blocks.norm import restore_level, standardize
+from stratcast.daemon.zoo.blocks.norm import normalised
 from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among
 
@@ -73,10 +73,7 @@ class FITS(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``[B, L]`` to ``[B, H, O]``."""
-        if not self.instance_norm:
-            return self.interpolate(x)
-        z, mean, std = standardize(x)
-        return restore_level(self.interpolate(z), mean, std)
+        return normalised(lambda z, _: self.interpolate(z), x, enabled=self.instance_norm)
 
     def interpolate(self, z: Tensor) -> Tensor:
         """The forecast ``[B, H, O]`` of windows ``z`` [B, L], through the low band of their spectra."""

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.decompose import decompose
 from stratcast.daemon.zoo.blocks.layers import value_and_indicator
-from stratcast.daemon.zoo.blocks.norm import restore_level, standardize
+from stratcast.daemon.zoo.blocks.norm import normalised
 from stratcast.daemon.zoo.contract import Checkpointable, ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
@@ -116,10 +116,7 @@ class TimeMixer(Checkpointable):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``[B, L]`` to ``[B, H, O]``."""
-        if not self.instance_norm:
-            return self.mix(x, x)
-        z, mean, std = standardize(x)
-        return restore_level(self.mix(z, x), mean, std)
+        return normalised(self.mix, x, enabled=self.instance_norm)
 
     def mix(self, z: Tensor, x: Tensor) -> Tensor:
         """The forecast ``[B, H, O]`` from standardised windows ``z`` and raw windows ``x`` (for the zeros)."""

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.fourier import rfft
 from stratcast.daemon.zoo.blocks.layers import value_and_indicator
-from stratcast.daemon.zoo.blocks.norm import restore_level, standardize
+from stratcast.daemon.zoo.blocks.norm import normalised
 from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
@@ -133,10 +133,7 @@ class TimesNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``[B, L]`` to ``[B, H, O]``."""
-        if not self.instance_norm:
-            return self.fold(x, x)
-        z, mean, std = standardize(x)
-        return restore_level(self.fold(z, x), mean, std)
+        return normalised(self.fold, x, enabled=self.instance_norm)
 
     def fold(self, z: Tensor, x: Tensor) -> Tensor:
         """The forecast ``[B, H, O]`` from standardised windows ``z`` and raw windows ``x`` (for the zeros)."""
