@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,29 @@ def test_a_multivariate_model_trains_and_forecasts_every_series_through_the_job(
     forecast, metrics = level_job(tmp_path, entry.name, ["batch_size=16", f"series_per_window={series}"])
     np.testing.assert_allclose(forecast, LEVELS, atol=0.3)
     assert metrics["holdout"]["strategies"] == N
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LimitedConfig(ToyConfig):
+    """The cross-mean toy with a stated limit: at most ``limit`` series per window."""
+
+    limit: int = 3
+
+    def panel_problem(self, *, n_series: int, series_per_window: int) -> str | None:
+        if series_per_window <= self.limit:
+            return None
+        return f"{series_per_window} series per window is past its limit of {self.limit}; set series_per_window"
+
+
+LIMITED = dataclasses.replace(CROSS_MEAN, name="toy-limited", config_cls=LimitedConfig)
+
+
+def test_a_panel_past_a_models_stated_limit_is_refused_before_training_and_naming_the_option(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    listed(monkeypatch, LIMITED)
+    with pytest.raises(ValueError, match=r"'toy-limited' cannot serve this panel: 6 series per window .* limit of 3"):
+        level_job(tmp_path, LIMITED.name, ["series_per_window=0"])
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    forecast, _ = level_job(tmp_path, LIMITED.name, ["series_per_window=3", "batch_size=16"])
+    assert forecast.shape == (N,)

@@ -151,6 +151,16 @@ class ModelConfig:
         """A config small enough for CPU tests; subclasses override where the defaults are large."""
         return cls()
 
+    def panel_problem(self, *, n_series: int, series_per_window: int) -> str | None:
+        """Why this architecture cannot serve a panel of ``n_series`` series read ``series_per_window`` per window.
+
+        A model with a stated limit (a multivariate model's series per window, a per-series table's size) overrides
+        this to return a sentence naming the limit and the option that changes it; the engine refuses such a run
+        before training (``stratcastd`` before queueing it). None: it can.
+        """
+        del n_series, series_per_window
+        return None
+
 
 SIDE_INPUTS = ("ids", "origin")
 """Every keyword input a model may declare, in call order: see :attr:`Capabilities.side_inputs`."""

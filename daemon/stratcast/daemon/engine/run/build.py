@@ -105,11 +105,24 @@ def trainable_from(spec: RunSpec, panel: Panel) -> Trainable:
 
     Raises:
         DataError: when no series is long enough (the message names the levers).
+        ValueError: for a panel past the model's stated limit.
     """
     longest = int(panel.lengths.max())
     need = needs(spec, longest)
     kept = drop_short(panel, need.total, what=need.parts(), levers=LEVERS)
+    check_model_fits(spec, kept.n_series)
     return Trainable(panel, kept, need, longest)
+
+
+def check_model_fits(spec: RunSpec, n_series: int) -> None:
+    """Refuse a panel past the model's stated limit (:meth:`ModelConfig.panel_problem`).
+
+    Raises:
+        ValueError: naming the model, the limit and the option to change.
+    """
+    problem = spec.model_config().panel_problem(n_series=n_series, series_per_window=series_per_window(spec, n_series))
+    if problem is not None:
+        raise ValueError(f"model {spec.model!r} cannot serve this panel: {problem}")
 
 
 def prepare(spec: RunSpec, device: torch.device, log: Log) -> Prepared:
