@@ -397,6 +397,7 @@ def demo_models() -> dict[str, Any]:
     return {
         "models": [
             {"name": name, "summary": f"{name} model", "paper": "Someone et al., 2024", "stackable": stackable}
+            | {"good_for": f"what {name} does best"}
             | {"checkpointing": False, "train_defaults": train_defaults.get(name, {}), "params": params}
             for name, stackable, params in models
         ],

@@ -15,6 +15,7 @@ def param(name, kind, default, **fields):
 def test_the_daemons_list_reads_as_models_with_typed_parameters():
     assert list(MODELS) == ["dlinear", "nhits", "lstm"]
     assert not MODELS["lstm"].stackable
+    assert MODELS["lstm"].good_for == "what lstm does best"
     mlp = next(p for p in MODELS["nhits"].params if p.name == "mlp_units")
     assert (mlp.default_text, mlp.parse("(256, 128)")) == ("512,512", (256, 128))
     assert next(p for p in TRAIN if p.name == "pad_start").choices == (False, True)

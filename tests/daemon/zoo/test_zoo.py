@@ -267,6 +267,7 @@ def test_describe_models_lists_every_model_with_its_parameters_and_capabilities(
         assert params == [f.name for f in dataclasses.fields(entry.config_cls)]
         assert described[name]["capabilities"] == dataclasses.asdict(entry.capabilities)
         assert described[name]["stackable"] == entry.capabilities.stackable  # where the TUI and report read it
+        assert len(described[name]["good_for"]) > 20, f"{name}'s catalog entry does not say what it is good for"
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -136,6 +136,8 @@ class ModelInfo:
     params: tuple[Param, ...] = ()
     train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Training options this model trains with unless the job sets them, in place of the options' own defaults."""
+    good_for: str = ""
+    """What it is good at, in a line."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> ModelInfo:
@@ -143,7 +145,9 @@ class ModelInfo:
         params = tuple(Param.from_wire(p) for p in m.get("params", []))
         stackable = bool(m.get("stackable", True))
         defaults = dict(m.get("train_defaults") or {})
-        return cls(m["name"], m.get("summary", ""), m.get("paper", ""), stackable, params, defaults)
+        return cls(
+            m["name"], m.get("summary", ""), m.get("paper", ""), stackable, params, defaults, m.get("good_for", "")
+        )
 
     def train_options(self, train: Sequence[Param]) -> list[Param]:
         """The training options with the defaults a run of this model would use (its ``train_defaults`` win)."""

@@ -61,6 +61,8 @@ class ModelEntry:
     """What it is and needs (shapes, side inputs, stacking, checkpointing): see the contract's module docstring."""
     train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Training options this model trains better with than ``TrainConfig``'s defaults; a user's ``--set`` wins."""
+    good_for: str = ""
+    """What it is good at, in a line (``stratcastd models``, the TUI, docs/models.md); every catalog entry says it."""
 
     def build(
         self, config: ModelConfig, *, input_size: int, horizon: int, n_outputs: int = 1, n_series: int | None = None
@@ -96,6 +98,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             DLinearConfig,
             "trend/remainder decomposition with two linear maps",
             "Zeng et al., AAAI 2023",
+            good_for="a strong, cheap baseline for trending series: trains in seconds over thousands of strategies",
         ),
         ModelEntry(
             "nlinear",
@@ -103,9 +106,15 @@ CATALOG: Mapping[str, ModelEntry] = {
             NLinearConfig,
             "one linear map over the window relative to its last value, which is added back",
             "Zeng et al., AAAI 2023",
+            good_for="series whose level shifts (the last value anchors the forecast); the cheapest model here",
         ),
         ModelEntry(
-            "mlp", MLP, MLPConfig, "multilayer perceptron from the window to the horizon", "Zhang et al., IJF 1998"
+            "mlp",
+            MLP,
+            MLPConfig,
+            "multilayer perceptron from the window to the horizon",
+            "Zhang et al., IJF 1998",
+            good_for="a quick nonlinear baseline over short windows",
         ),
         ModelEntry(
             "nbeats",
@@ -114,6 +123,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "generic N-BEATS: doubly residual stacks of fully connected blocks",
             "Oreshkin et al., ICLR 2020",
             capabilities=CHECKPOINTABLE,
+            good_for="univariate forecasting without feature engineering; strong on M4",
         ),
         ModelEntry(
             "nbeats-i",
@@ -122,6 +132,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "interpretable N-BEATS: a polynomial trend stack and a Fourier seasonality stack",
             "Oreshkin et al., ICLR 2020",
             capabilities=CHECKPOINTABLE,
+            good_for="a forecast split into a trend and a seasonality one can read",
         ),
         ModelEntry(
             "nhits",
@@ -130,6 +141,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "N-BEATS-style stacks with multi-rate pooling and interpolated forecasts",
             "Challu et al., AAAI 2023",
             capabilities=CHECKPOINTABLE,
+            good_for="long horizons at low cost: multi-rate pooling forecasts coarse first, then fine",
         ),
         ModelEntry(
             "lstm",
@@ -138,6 +150,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "LSTM encoder over the window, MLP decoder to the horizon",
             "Hochreiter and Schmidhuber, Neural Computation 1997",
             capabilities=Capabilities(stackable=False),
+            good_for="short sequential dynamics; the classic recurrent baseline",
         ),
         ModelEntry(
             "gru",
@@ -146,6 +159,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "GRU encoder over the window, MLP decoder to the horizon",
             "Cho et al., EMNLP 2014",
             capabilities=Capabilities(stackable=False),
+            good_for="what the LSTM does with fewer parameters, a little faster",
         ),
         ModelEntry(
             "tcn",
@@ -154,6 +168,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "residual causal dilated convolutions with a linear head",
             "Bai et al., 2018",
             capabilities=CHECKPOINTABLE,
+            good_for="long receptive fields at convolution speed (dilated causal convolutions)",
         ),
         ModelEntry(
             "tide",
@@ -162,6 +177,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "dense MLP encoder/decoder with a per-step temporal decoder",
             "Das et al., TMLR 2023",
             capabilities=CHECKPOINTABLE,
+            good_for="long horizons with an MLP encoder-decoder at near-linear cost",
         ),
         ModelEntry(
             "patchtst",
@@ -171,6 +187,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Nie et al., ICLR 2023",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+            good_for="long input windows: patches keep attention cheap; each series on its own",
         ),
         ModelEntry(
             "itransformer",
@@ -180,6 +197,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Liu et al., ICLR 2024",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+            good_for="relations between series (attention across series) with short windows",
         ),
         ModelEntry(
             "fits",
@@ -187,6 +205,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             FITSConfig,
             "low-pass spectrum of the window upsampled by one complex linear layer to the window and horizon",
             "Xu et al., ICLR 2024",
+            good_for="periodic series with a tiny model (a few thousand parameters) interpolating in frequency space",
         ),
         ModelEntry(
             "tsmixer",
@@ -195,6 +214,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "all-MLP mixer blocks across time and across embedded features, then a temporal projection",
             "Chen et al., TMLR 2023",
             capabilities=CHECKPOINTABLE,
+            good_for="long horizons with MLPs only, mixing along time and along features; cheap and strong",
         ),
         ModelEntry(
             "timemixer",
@@ -203,6 +223,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "multiscale pooled windows, season and trend mixed across scales, one predictor per scale summed",
             "Wang et al., ICLR 2024",
             capabilities=CHECKPOINTABLE,
+            good_for="series with patterns at several time scales (decomposable multiscale mixing)",
         ),
         ModelEntry(
             "timesnet",
@@ -213,6 +234,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             # not stackable: each window's periods come from its FFT, so the fold shapes depend on the data
             # (a .tolist() over the chosen periods and one reshape per period), which vmap cannot trace
             capabilities=Capabilities(stackable=False),
+            good_for="multi-periodic series: folds the window into 2D by its dominant periods",
         ),
         ModelEntry(
             "kan",
@@ -220,6 +242,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             KANConfig,
             "Kolmogorov-Arnold network: learnable B-spline functions on every edge, window to horizon",
             "Liu et al., 2024",
+            good_for="smooth nonlinear maps from a few lags, with learnable spline activations",
         ),
         ModelEntry(
             "rbf",
@@ -227,6 +250,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             RBFConfig,
             "RBF network: Gaussian radial basis units over the window, linear read-out to the horizon",
             "Broomhead and Lowe, Complex Systems 1988",
+            good_for="local, smooth responses to the window's shape (radial basis functions); small panels",
         ),
         ModelEntry(
             "neuralgam",
@@ -234,6 +258,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             NeuralGAMConfig,
             "neural additive model: one small MLP per lag, summed; each lag's contribution can be read out",
             "Agarwal et al., NeurIPS 2021",
+            good_for="an interpretable forecast: a sum of one learned function per lag",
         ),
         ModelEntry(
             "bitcn",
@@ -242,6 +267,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "forward dilated temporal convolutions over the window, dense output to the horizon",
             "Sprangers et al., IJF 2023",
             capabilities=CHECKPOINTABLE,
+            good_for="light, fast dilated convolutions reading the window both ways",
         ),
         ModelEntry(
             "cnnlstm",
@@ -251,6 +277,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Donahue et al., CVPR 2015",
             # not stackable: nn.LSTM has no vmap rule and blocks/rnn.py has no hand-written LSTM cell to use instead
             capabilities=Capabilities(stackable=False),
+            good_for="local patterns found by convolutions, remembered by a recurrent layer",
         ),
         ModelEntry(
             "seq2seq",
@@ -260,6 +287,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Bahdanau et al., ICLR 2015",
             # not stackable: nn.GRU/LSTM and cells have no vmap rule; blocks/rnn.py has no hand-written cell
             capabilities=Capabilities(stackable=False),
+            good_for="dependence between horizon steps, through a recurrent decoder attending to the window",
         ),
         ModelEntry(
             "transformer",
@@ -269,6 +297,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Vaswani et al., NeurIPS 2017",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+            good_for="the reference attention encoder-decoder, a baseline for the other Transformers",
         ),
         ModelEntry(
             "informer",
@@ -278,6 +307,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Zhou et al., AAAI 2021",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+            good_for="long windows: ProbSparse attention and distilling keep attention near O(L log L)",
         ),
         ModelEntry(
             "neuralarima",
@@ -285,6 +315,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             NeuralARIMAConfig,
             "differenced window, learned AR and MA linear parts plus an MLP on the AR residuals, integrated back",
             "Box and Jenkins 1970; Zhang, Neurocomputing 2003",
+            good_for="series close to an ARIMA process: differencing and AR/MA terms, an MLP for the rest",
         ),
         ModelEntry(
             "neuralode",
@@ -292,6 +323,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             NeuralODEConfig,
             "window encoded to a latent state, a learned vector field integrated by RK4 over the horizon, decoded",
             "Chen et al., NeurIPS 2018",
+            good_for="smooth continuous-time dynamics integrated by an ODE solver",
         ),
         ModelEntry(
             "snn",
@@ -299,6 +331,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             SNNConfig,
             "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
             "Neftci et al., IEEE SPM 2019",
+            good_for="sparse, event-driven computation (spiking neurons); mostly of research interest on these panels",
         ),
     )
 }
@@ -376,6 +409,7 @@ def describe_models() -> list[dict[str, Any]]:
             "name": e.name,
             "summary": e.summary,
             "paper": e.paper,
+            "good_for": e.good_for,
             "stackable": e.capabilities.stackable,
             "checkpointing": e.capabilities.checkpointing,
             "capabilities": e.capabilities.to_dict(),

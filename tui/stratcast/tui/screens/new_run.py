@@ -235,6 +235,7 @@ class NewRunScreen(Screen[None]):
             return
         about = Text(model.summary, style="dim")
         about.append(f" ({model.paper})" if model.paper else "")
+        about.append(f"\nGood for: {model.good_for}" if model.good_for else "")
         about.append("" if model.stackable else " · batch mode only", style="yellow")
         self.query_one("#model-about", Static).update(about)
         await box.mount_all(param_field("param", p) for p in model.params)
