@@ -1,15 +1,17 @@
 """The leaderboard's tables (benchmarks/zoo.py): a model worse than a naive forecast says LOSES, gaps say why."""
 
+from typing import Any
+
 from benchmarks.zoo import PROTOCOL, key, write_doc
 from stratcast.daemon.zoo.catalog import CATALOG
 
 
-def eurusd(raw: float, default: float) -> dict:
+def eurusd(raw: float, default: float) -> dict[str, Any]:
     rmse = {"model_raw": raw, "model": default, "zero": 10.0, "trailing_mean": 12.0}
     return {"rmse": rmse, "coverage": {"80": 0.78, "95": 0.94}, "train_seconds": 30.0, "peak_mib": 900.0}
 
 
-def backtest(raw: float, default: float, trailing: float) -> dict:
+def backtest(raw: float, default: float, trailing: float) -> dict[str, Any]:
     diff = {"mean": default - trailing, "lo": -1.0, "hi": 2.0, "verdict": "no evidence"}
     mean = {"model_raw": raw, "model": default, "trailing_mean": trailing}
     return {"mean": mean, "difference": diff, "peak_mib": 800.0, "protocol": PROTOCOL}
