@@ -81,7 +81,13 @@ def predict(
 
 
 def predict_series(
-    model: nn.Module, x: Tensor, *, series: int, side: dict[str, Tensor], precision: str = "auto"
+    model: nn.Module,
+    x: Tensor,
+    *,
+    series: int,
+    side: dict[str, Tensor],
+    precision: str = "auto",
+    graphs: bool = True,
 ) -> Tensor:
     """A multivariate model's outputs [M, H, O] for ``x`` [M, L] (one window per series), ``series`` at a time.
 
@@ -98,7 +104,8 @@ def predict_series(
         index = torch.tensor(starts, device=x.device)[:, None] + offsets  # [G, S]
     else:
         index = offsets.clamp(max=m - 1)[None, :]  # [1, S]: the last row repeated
-    out = predict(model, x[index], side={k: v[index] for k, v in side.items()}, precision=precision)  # [G, S, H, O]
+    windows, windows_side = x[index], {k: v[index] for k, v in side.items()}
+    out = predict(model, windows, side=windows_side, precision=precision, graphs=graphs)  # [G, S, H, O]
     result = out.new_empty(m, *out.shape[2:])
     result[index.flatten()] = out.flatten(0, 1)  # [G, S, H, O] -> [G*S, H, O]; overlaps write the same series
     return result

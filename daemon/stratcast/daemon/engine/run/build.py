@@ -29,7 +29,7 @@ from stratcast.daemon.engine.prediction.forecast import predict, predict_series,
 from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
 from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer
 from stratcast.daemon.engine.training.trainer import StepHook, Trainer
-from stratcast.daemon.engine.training.trainparts import side_inputs
+from stratcast.daemon.engine.training.trainparts import compiled, side_inputs
 from stratcast.daemon.zoo.catalog import get_entry
 from stratcast.daemon.zoo.contract import set_activation_checkpointing
 from stratcast.daemon.zoo.heads import OwnLoss
@@ -262,6 +262,9 @@ def scaled_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Foreca
     cfg = spec.train
     head = cfg.head
     caps = get_entry(spec.model).capabilities
+    plain = isinstance(model, StackedModel | OwnLoss)
+    net = compiled(model, prep.windows.padded.device) if cfg.compile and not plain else model
+    graphs = net is model  # a compiled forward pass is not captured again as a CUDA graph
 
     def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
         side = side_inputs(caps, rows, origin)
@@ -269,11 +272,11 @@ def scaled_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Foreca
             out = stacked_forecast(model, x, rows, side)
         elif caps.multivariate:
             series = series_per_window(spec, prep.windows.n_series)
-            out = predict_series(model, x, series=series, side=side, precision=cfg.precision)
+            out = predict_series(net, x, series=series, side=side, precision=cfg.precision, graphs=graphs)
         elif isinstance(model, OwnLoss):
             return sample_mean(model, x, side, seed=cfg.seed)
         else:
-            out = predict(model, x, side=side, precision=cfg.precision)
+            out = predict(net, x, side=side, precision=cfg.precision, graphs=graphs)
         return head.mean(out)
 
     return run

@@ -119,6 +119,11 @@ class TrainConfig:
         help="recompute each block's activations in the backward pass instead of keeping them: about a third less "
         "activation memory, a third slower, same results (batch mode; models built from blocks: stratcastd models)",
     )
+    compile: bool = param(
+        False,
+        help="run the model's forward pass through torch.compile (inductor) in training and prediction; off until "
+        "measured on a GPU (batch mode, models trained through their forward pass; on a CPU it needs a C++ compiler)",
+    )
     seed: int = param(0, lo=0, hi=2**32 - 1, help="seed for weights, sampling and dropout")
     blend_steps: int = param(0, lo=0, hi=10_000, help="blend the first forecast steps toward the recent mean (0: off)")
     trailing_window: int = param(52, lo=1, hi=100_000, help="periods of the trailing-mean baseline and blend")

@@ -80,6 +80,8 @@ class RunSpec:
             check_capabilities(name, self.mode)
             if self.train.activation_checkpointing:
                 check_checkpointing(name, self.mode)
+            if self.train.compile:
+                check_compile(name, self.mode)
         object.__setattr__(self, "levels", tuple(self.levels))  # a spec read back from JSON holds a list
         check_levels(self.levels, self.rank_by)
         if unknown := set(self.from_data) - set(DATA_CHOSEN):
@@ -100,6 +102,23 @@ def check_capabilities(model: str, mode: str) -> None:
     caps = get_entry(model).capabilities
     if mode == "per-strategy" and not caps.stackable:
         raise ValueError(f"model {model!r} cannot be stacked for per-strategy mode (it does not vmap)")
+
+
+def check_compile(model: str, mode: str) -> None:
+    """Refuse ``compile`` where it does not apply: per-strategy mode, and a model that computes its own loss.
+
+    Raises:
+        ValueError: naming the model (or the mode) and why.
+    """
+    if mode == "per-strategy":
+        raise ValueError(
+            "compile does not apply in per-strategy mode (the stacked, vmapped forward pass); use batch mode"
+        )
+    if get_entry(model).capabilities.own_loss:
+        raise ValueError(
+            f"compile does not apply to model {model!r}: it trains through its own loss and samples its forecasts, "
+            "not through the forward pass that compile would speed up; leave compile off"
+        )
 
 
 def check_levels(levels: Sequence[float], rank_by: str) -> None:

@@ -19,10 +19,18 @@ from stratcast.shared.runfiles import RunFolder
 
 SPEC_FILE_VERSION = 1
 SCHEDULE_OPTIONS = frozenset(
-    {"checkpoint_every_steps", "checkpoint_every_s", "micro_batch_size", "oom_grow_after", "activation_checkpointing"}
+    {
+        "checkpoint_every_steps",
+        "checkpoint_every_s",
+        "micro_batch_size",
+        "oom_grow_after",
+        "activation_checkpointing",
+        "compile",
+    }
 )
 """Training options that do not change what is trained: a resume may use other values (another micro-batch
-accumulates the same gradient, to float tolerance; activation checkpointing recomputes the same activations)."""
+accumulates the same gradient, to float tolerance; activation checkpointing recomputes the same activations; a
+compiled forward pass computes the same function, to float tolerance)."""
 
 
 def write_spec(out: Path, spec: RunSpec) -> None:

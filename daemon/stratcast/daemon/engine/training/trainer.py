@@ -68,6 +68,7 @@ from stratcast.daemon.engine.training.trainparts import (
     FitResult,
     LossMeter,
     autocast_for,
+    compiled,
     make_optimizer,
     make_scheduler,
     side_inputs,
@@ -109,6 +110,8 @@ class Trainer:
         """Scores the model's outputs (unless the model has its own loss)."""
         self.device = sampler.windows.padded.device
         self.model = model.to(self.device)
+        self.run_model: nn.Module = compiled(self.model, self.device) if cfg.compile else self.model
+        """What the forward pass calls: the model, or the model through torch.compile (the ``compile`` option)."""
         self.on_progress, self.should_stop, self.on_step = on_progress, should_stop, on_step
         self.optimizer = make_optimizer(self.model.parameters(), cfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
@@ -140,7 +143,7 @@ class Trainer:
 
     def forward(self, batch: WindowBatch) -> Tensor:
         """The model's outputs for ``batch``: its inputs plus the side inputs the model declares."""
-        out: Tensor = self.model(batch.x, **side_inputs(self.capabilities, batch.rows, batch.origin))
+        out: Tensor = self.run_model(batch.x, **side_inputs(self.capabilities, batch.rows, batch.origin))
         return out
 
     def sample(self) -> WindowBatch:

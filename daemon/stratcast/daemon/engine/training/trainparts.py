@@ -7,6 +7,7 @@
   asked), shared by training, validation, forecasting and the memory planner.
 - What a model is called with: :func:`side_inputs`, the one place the engine turns its windows' series rows and
   origins into the keyword inputs a model declares (its catalog capabilities).
+- :func:`compiled`: a model's forward pass through ``torch.compile`` (the ``compile`` option).
 - The optimizer (:func:`make_optimizer`: AdamW, fused for real parameters) and the LR schedule
   (:func:`make_scheduler`), and the micro-batch cut (:func:`split`: a step's windows as views, in
   order).
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -87,6 +89,29 @@ def autocast_for(device: torch.device, precision: str) -> AbstractContextManager
     if not uses_bf16(device, precision):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+COMPILE_BACKEND = "inductor"
+"""``torch.compile``'s backend for the ``compile`` option (tests use ``aot_eager``: the same tracing, no C++ build)."""
+
+
+def compiled(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` behind ``torch.compile``: calls run the compiled forward pass on the same parameters.
+
+    The model itself stays what is saved and loaded (the compiled wrapper's state dict would prefix every key). The
+    batch dimension is compiled dynamic, so a micro-batch halved after an out-of-memory error does not recompile
+    for every size.
+
+    Raises:
+        ValueError: on a CPU without a C++ compiler, which inductor needs there.
+    """
+    if COMPILE_BACKEND == "inductor" and device.type == "cpu" and not any(map(shutil.which, ("g++", "c++", "clang++"))):
+        raise ValueError(
+            "compile=true needs a C++ compiler on a CPU (torch.compile's inductor builds C++ kernels): install g++ "
+            "or leave compile off"
+        )
+    out: nn.Module = torch.compile(model, backend=COMPILE_BACKEND, dynamic=None)  # type: ignore[assignment]
+    return out
 
 
 def side_inputs(capabilities: Capabilities, rows: Tensor, origin: Tensor | None = None) -> dict[str, Tensor]:
