@@ -17,6 +17,7 @@ from torch import nn
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
+from stratcast.daemon.zoo.models.deepar import DeepAR, DeepARConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
@@ -83,6 +84,11 @@ class ModelEntry:
 TRANSFORMER_TRAINING: Mapping[str, Any] = MappingProxyType({"learning_rate": 1e-4})
 """The papers' reference scripts train both Transformers at 1e-4 (neuralforecast's PatchTST too): attention is less
 stable at the 1e-3 that suits the MLP-style models."""
+
+LIKELIHOOD_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "student-t"})
+"""For models that score themselves with a likelihood (DeepAR): their loss is their own, but the run's loss option
+still steers the engine, and a distribution loss keeps ``scaler=revin`` (which would wrap the model and hide its own
+loss) from being chosen from the data."""
 
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
@@ -299,6 +305,17 @@ CATALOG: Mapping[str, ModelEntry] = {
             SNNConfig,
             "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
             "Neftci et al., IEEE SPM 2019",
+        ),
+        ModelEntry(
+            "deepar",
+            DeepAR,
+            DeepARConfig,
+            "autoregressive LSTM with a Student-t (or Gaussian) likelihood, teacher-forced; forecasts sampled paths",
+            "Salinas et al., IJF 2020",
+            # not stackable: per-strategy mode calls the forward pass, never training_loss or sample, and nn.LSTM
+            # has no vmap rule
+            capabilities=Capabilities(own_loss=True, stackable=False),
+            train_defaults=LIKELIHOOD_TRAINING,
         ),
     )
 }
