@@ -9,6 +9,10 @@ parameters ``theta_t`` of the step's likelihood ``l(z_t | theta_t)``, one of the
 ``zoo/heads.py`` (Student-t by default: heavy-tailed weekly profits; or Gaussian, the paper's choice for real
 values). The series arrive already scaled by the engine, so the paper's division by ``1 + mean`` is left out.
 
+The likelihood is the model's ``likelihood`` option, not the run's head: a model with its own loss is not given
+the head. Its catalog entry trains with ``loss=student-t`` so that the run names the loss it trains with, and so
+that a scaler chosen from the data is never ``revin`` (which would wrap the model and hide its own loss).
+
 Training (:meth:`DeepAR.training_loss`) is teacher-forced as in the paper: the network reads the window and then
 the true targets, each fed in as the next step's previous value, and the loss is the negative log-likelihood of
 every horizon target under its step's distribution. Prediction (:meth:`DeepAR.sample`) is ancestral sampling: the
