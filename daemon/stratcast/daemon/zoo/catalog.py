@@ -17,6 +17,7 @@ from torch import nn
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
+from stratcast.daemon.zoo.models.deepar import DeepAR, DeepARConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
@@ -25,6 +26,7 @@ from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerC
 from stratcast.daemon.zoo.models.kan import KAN, KANConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
 from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
+from stratcast.daemon.zoo.models.mqrnn import MQRNN, MQRNNConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
 from stratcast.daemon.zoo.models.neuralarima import NeuralARIMA, NeuralARIMAConfig
 from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
@@ -85,6 +87,15 @@ class ModelEntry:
 TRANSFORMER_TRAINING: Mapping[str, Any] = MappingProxyType({"learning_rate": 1e-4})
 """The papers' reference scripts train both Transformers at 1e-4 (neuralforecast's PatchTST too): attention is less
 stable at the 1e-3 that suits the MLP-style models."""
+
+LIKELIHOOD_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "student-t"})
+"""For models that score themselves with a likelihood (DeepAR): their loss is their own, but the run's loss option
+still steers the engine, and a distribution loss keeps ``scaler=revin`` (which would wrap the model and hide its own
+loss) from being chosen from the data."""
+
+QUANTILE_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "quantile"})
+"""For models that score themselves with the pinball loss at their own levels (MQ-RNN): as for
+:data:`LIKELIHOOD_TRAINING`, the run's loss names what the model trains with and keeps ``scaler=revin`` away."""
 
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
@@ -332,6 +343,28 @@ CATALOG: Mapping[str, ModelEntry] = {
             "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
             "Neftci et al., IEEE SPM 2019",
             good_for="sparse, event-driven computation (spiking neurons); mostly of research interest on these panels",
+        ),
+        ModelEntry(
+            "deepar",
+            DeepAR,
+            DeepARConfig,
+            "autoregressive LSTM with a Student-t (or Gaussian) likelihood, teacher-forced; forecasts sampled paths",
+            "Salinas et al., IJF 2020",
+            # not stackable: per-strategy mode calls the forward pass, never training_loss or sample, and nn.LSTM
+            # has no vmap rule
+            capabilities=Capabilities(own_loss=True, stackable=False),
+            train_defaults=LIKELIHOOD_TRAINING,
+        ),
+        ModelEntry(
+            "mqrnn",
+            MQRNN,
+            MQRNNConfig,
+            "LSTM encoder, global and local MLP decoders of quantiles, trained on forking sequences (every step)",
+            "Wen et al., NIPS 2017 Time Series Workshop",
+            # not stackable: per-strategy mode calls the forward pass, never training_loss or sample, and nn.LSTM
+            # has no vmap rule
+            capabilities=Capabilities(own_loss=True, stackable=False),
+            train_defaults=QUANTILE_TRAINING,
         ),
     )
 }
