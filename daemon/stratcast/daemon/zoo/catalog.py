@@ -41,6 +41,7 @@ from stratcast.daemon.zoo.models.timemixer import TimeMixer, TimeMixerConfig
 from stratcast.daemon.zoo.models.timesnet import TimesNet, TimesNetConfig
 from stratcast.daemon.zoo.models.transformer import Transformer, TransformerConfig
 from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
+from stratcast.daemon.zoo.models.volatility import Volatility, VolatilityConfig
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,15 @@ CATALOG: Mapping[str, ModelEntry] = {
             SNNConfig,
             "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
             "Neftci et al., IEEE SPM 2019",
+        ),
+        ModelEntry(
+            "volatility",
+            Volatility,
+            VolatilityConfig,
+            "MLP mean plus a neural GARCH(1,1) variance run over the window's residuals and carried over the horizon",
+            "Bollerslev, Journal of Econometrics 1986",
+            # the variance is the scale of the Gaussian head; with a point loss only the mean network trains
+            train_defaults=MappingProxyType({"loss": "gaussian"}),
         ),
     )
 }
