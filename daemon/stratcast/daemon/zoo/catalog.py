@@ -17,6 +17,7 @@ from torch import nn
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
+from stratcast.daemon.zoo.models.deepnpts import DeepNPTS, DeepNPTSConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
@@ -309,6 +310,15 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Bollerslev, Journal of Econometrics 1986",
             # the variance is the scale of the Gaussian head; with a point loss only the mean network trains
             train_defaults=MappingProxyType({"loss": "gaussian"}),
+        ),
+        ModelEntry(
+            "deepnpts",
+            DeepNPTS,
+            DeepNPTSConfig,
+            "softmax weights over the window's past values; forecasts drawn from them autoregressively (exact zeros)",
+            "Rangapuram et al., arXiv 2023",
+            # not stackable: it trains by its own likelihood, and per-strategy mode trains a forward pass by a head
+            capabilities=Capabilities(own_loss=True, stackable=False),
         ),
     )
 }
