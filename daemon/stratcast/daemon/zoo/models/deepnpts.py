@@ -66,8 +66,8 @@ class DeepNPTSConfig(ModelConfig):
 
     @classmethod
     def tiny(cls) -> Self:
-        """Two narrow hidden layers."""
-        return cls(hidden_size=32, num_layers=2, dropout=0.0)
+        """One narrow hidden layer."""
+        return cls(hidden_size=32, num_layers=1, dropout=0.0)
 
 
 def kernel_nll(y: Tensor, values: Tensor, log_weights: Tensor, bandwidth: float) -> Tensor:
