@@ -18,6 +18,7 @@ from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig,
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.deepar import DeepAR, DeepARConfig
+from stratcast.daemon.zoo.models.deepnpts import DeepNPTS, DeepNPTSConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
@@ -43,6 +44,7 @@ from stratcast.daemon.zoo.models.timemixer import TimeMixer, TimeMixerConfig
 from stratcast.daemon.zoo.models.timesnet import TimesNet, TimesNetConfig
 from stratcast.daemon.zoo.models.transformer import Transformer, TransformerConfig
 from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
+from stratcast.daemon.zoo.models.volatility import Volatility, VolatilityConfig
 
 
 @dataclass(frozen=True)
@@ -365,6 +367,24 @@ CATALOG: Mapping[str, ModelEntry] = {
             # has no vmap rule
             capabilities=Capabilities(own_loss=True, stackable=False),
             train_defaults=QUANTILE_TRAINING,
+        ),
+        ModelEntry(
+            "volatility",
+            Volatility,
+            VolatilityConfig,
+            "MLP mean plus a neural GARCH(1,1) variance run over the window's residuals and carried over the horizon",
+            "Bollerslev, Journal of Econometrics 1986",
+            # the variance is the scale of the Gaussian head; with a point loss only the mean network trains
+            train_defaults=MappingProxyType({"loss": "gaussian"}),
+        ),
+        ModelEntry(
+            "deepnpts",
+            DeepNPTS,
+            DeepNPTSConfig,
+            "softmax weights over the window's past values; forecasts drawn from them autoregressively (exact zeros)",
+            "Rangapuram et al., arXiv 2023",
+            # not stackable: it trains by its own likelihood, and per-strategy mode trains a forward pass by a head
+            capabilities=Capabilities(own_loss=True, stackable=False),
         ),
     )
 }
