@@ -35,6 +35,7 @@ from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.snn import SNN, SNNConfig
+from stratcast.daemon.zoo.models.softs import SOFTS, SOFTSConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 from stratcast.daemon.zoo.models.timemixer import TimeMixer, TimeMixerConfig
@@ -86,6 +87,11 @@ stable at the 1e-3 that suits the MLP-style models."""
 
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
+
+MULTIVARIATE_TRAINING: Mapping[str, Any] = MappingProxyType({"batch_size": 32})
+"""A multivariate window holds every series of the panel (``series_per_window`` 0): 32 windows of 6,000 series are
+192,000 series-windows per step, already more than the 1,024 of a univariate batch (SOFTS and iTransformer train on
+batches of 32 windows)."""
 
 CATALOG: Mapping[str, ModelEntry] = {
     e.name: e
@@ -299,6 +305,16 @@ CATALOG: Mapping[str, ModelEntry] = {
             SNNConfig,
             "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
             "Neftci et al., IEEE SPM 2019",
+        ),
+        ModelEntry(
+            "softs",
+            SOFTS,
+            SOFTSConfig,
+            "series as tokens; STAR pools all series into one core and fuses it back into each: O(S), whole panels",
+            "Han et al., NeurIPS 2024",
+            # not stackable: it reads the other series of its window (multivariate)
+            capabilities=Capabilities(multivariate=True, stackable=False, checkpointing=True),
+            train_defaults=MULTIVARIATE_TRAINING,
         ),
     )
 }
