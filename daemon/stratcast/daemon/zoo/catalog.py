@@ -29,6 +29,7 @@ from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConf
 from stratcast.daemon.zoo.models.neuralarima import NeuralARIMA, NeuralARIMAConfig
 from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
 from stratcast.daemon.zoo.models.neuralode import NeuralODE, NeuralODEConfig
+from stratcast.daemon.zoo.models.neuralvar import NeuralVAR, NeuralVARConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
@@ -314,6 +315,16 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Han et al., NeurIPS 2024",
             # not stackable: it reads the other series of its window (multivariate)
             capabilities=Capabilities(multivariate=True, stackable=False, checkpointing=True),
+            train_defaults=MULTIVARIATE_TRAINING,
+        ),
+        ModelEntry(
+            "neuralvar",
+            NeuralVAR,
+            NeuralVARConfig,
+            "VAR over the window's series with low-rank cross coefficients U V^T per lag, an own-lag MLP, iterated",
+            "Sims, Econometrica 1980; Velu, Reinsel and Wichern, Biometrika 1986",
+            # not stackable: it reads the other series of its window and has loadings per series
+            capabilities=Capabilities(multivariate=True, per_series=True, stackable=False),
             train_defaults=MULTIVARIATE_TRAINING,
         ),
     )
