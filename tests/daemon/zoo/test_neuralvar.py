@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from stratcast.daemon.zoo.models.neuralvar import NeuralVAR, NeuralVARConfig
+from tests.daemon.engine.test_side_inputs import LEVELS, N, level_job
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -113,3 +117,11 @@ def test_without_intercepts_series_share_one_bias() -> None:
     x = torch.zeros(1, 4, 2)
     out = net(x, ids=torch.arange(4)[None])[0, :, 0, 0]
     torch.testing.assert_close(out, net.own.bias.expand(4))  # zero history: every series forecasts the bias
+
+
+@pytest.mark.parametrize("series", [0, 3])
+def test_a_run_learns_each_series_level_and_forecasts_every_series_through_the_job(tmp_path: Path, series: int) -> None:
+    tiny = ["lags=2", "own_lags=4", "rank=2", "hidden_size=8"]
+    forecast, metrics = level_job(tmp_path, "neuralvar", ["batch_size=16", f"series_per_window={series}", *tiny])
+    np.testing.assert_allclose(forecast, LEVELS, atol=0.3)
+    assert metrics["holdout"]["strategies"] == N

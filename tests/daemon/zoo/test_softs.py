@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from stratcast.daemon.zoo.models.softs import SOFTS, SOFTSConfig, stochastic_pool
+from tests.daemon.engine.test_side_inputs import LEVELS, N, level_job
 
 L, H = 52, 13
 
@@ -106,3 +110,11 @@ def test_a_series_level_is_put_back_into_its_forecast(zero_indicator: bool) -> N
     base = net(x)
     torch.testing.assert_close(shifted[..., 0], base[..., 0] + 3.0)  # the location moves with the level
     torch.testing.assert_close(shifted[..., 1], base[..., 1])  # the other outputs do not
+
+
+@pytest.mark.parametrize("series", [0, 3])
+def test_a_run_learns_each_series_level_and_forecasts_every_series_through_the_job(tmp_path: Path, series: int) -> None:
+    tiny = ["d_model=8", "d_core=4", "d_ff=8", "n_layers=1"]
+    forecast, metrics = level_job(tmp_path, "softs", ["batch_size=16", f"series_per_window={series}", *tiny])
+    np.testing.assert_allclose(forecast, LEVELS, atol=0.3)
+    assert metrics["holdout"]["strategies"] == N
