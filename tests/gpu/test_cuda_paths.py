@@ -46,10 +46,13 @@ def test_bf16_training_on_cuda_uses_fused_adamw_and_learns():
 @pytest.mark.parametrize("name", sorted(CATALOG))
 def test_cuda_graph_prediction_equals_plain_prediction(name):
     torch.manual_seed(0)
-    net = build_model(name, make_config(name, tiny=True), input_size=24, horizon=8).cuda().eval()
-    x = torch.randn(5000, 24, device="cuda")
-    graphed = predict(net, x, chunk=1024, graphs=True, precision="fp32")
-    plain = predict(net, x, chunk=1024, graphs=False, precision="fp32")
+    caps = CATALOG[name].capabilities
+    net = build_model(name, make_config(name, tiny=True), input_size=24, horizon=8, n_series=1000).cuda().eval()
+    shape = (5, 1000) if caps.multivariate else (5000,)  # a multivariate window holds 1,000 series
+    x = torch.randn(*shape, 24, device="cuda")
+    side = {"ids": torch.arange(5000, device="cuda").view(shape) % 1000} if caps.per_series else {}
+    graphed = predict(net, x, side=side, chunk=1024, graphs=True, precision="fp32")
+    plain = predict(net, x, side=side, chunk=1024, graphs=False, precision="fp32")
     assert torch.allclose(graphed, plain, atol=1e-5)
 
 

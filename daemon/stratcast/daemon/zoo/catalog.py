@@ -32,12 +32,14 @@ from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConf
 from stratcast.daemon.zoo.models.neuralarima import NeuralARIMA, NeuralARIMAConfig
 from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
 from stratcast.daemon.zoo.models.neuralode import NeuralODE, NeuralODEConfig
+from stratcast.daemon.zoo.models.neuralvar import NeuralVAR, NeuralVARConfig
 from stratcast.daemon.zoo.models.nhits import NHITS, NHITSConfig
 from stratcast.daemon.zoo.models.nlinear import NLinear, NLinearConfig
 from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.snn import SNN, SNNConfig
+from stratcast.daemon.zoo.models.softs import SOFTS, SOFTSConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 from stratcast.daemon.zoo.models.timemixer import TimeMixer, TimeMixerConfig
@@ -101,6 +103,13 @@ QUANTILE_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "quantile"})
 
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
+
+MULTIVARIATE_TRAINING: Mapping[str, Any] = MappingProxyType({"batch_size": 32})
+"""A multivariate window holds every series of the panel (``series_per_window`` 0): 32 windows of 6,000 series are
+192,000 series-windows per step, already far more than the 1,024 windows of a univariate batch."""
+
+SOFTS_TRAINING: Mapping[str, Any] = MappingProxyType({**MULTIVARIATE_TRAINING, "learning_rate": 3e-4})
+"""SOFTS's published scripts train at learning rate 3e-4, on batches of 32 windows or fewer."""
 
 CATALOG: Mapping[str, ModelEntry] = {
     e.name: e
@@ -385,6 +394,26 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Rangapuram et al., arXiv 2023",
             # not stackable: it trains by its own likelihood, and per-strategy mode trains a forward pass by a head
             capabilities=Capabilities(own_loss=True, stackable=False),
+        ),
+        ModelEntry(
+            "softs",
+            SOFTS,
+            SOFTSConfig,
+            "series as tokens; STAR pools all series into one core and fuses it back into each: O(S), whole panels",
+            "Han et al., NeurIPS 2024",
+            # not stackable: it reads the other series of its window (multivariate)
+            capabilities=Capabilities(multivariate=True, stackable=False, checkpointing=True),
+            train_defaults=SOFTS_TRAINING,
+        ),
+        ModelEntry(
+            "neuralvar",
+            NeuralVAR,
+            NeuralVARConfig,
+            "VAR over the window's series with low-rank cross coefficients U V^T per lag, an own-lag MLP, iterated",
+            "Sims, Econometrica 1980; Velu, Reinsel and Wichern, Biometrika 1986",
+            # not stackable: it reads the other series of its window and has loadings per series
+            capabilities=Capabilities(multivariate=True, per_series=True, stackable=False),
+            train_defaults=MULTIVARIATE_TRAINING,
         ),
     )
 }
