@@ -90,3 +90,9 @@ def test_inductor_compiles_a_model_to_the_same_forecast(tmp_path):
     eager, _, _ = trained_forecast(spec_for(tmp_path, "dlinear", compile=False))
     fast, _, _ = trained_forecast(spec_for(tmp_path, "dlinear", compile=True))
     torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-4 * float(eager.abs().max().clamp(min=1)))
+
+
+def test_compile_refuses_a_model_that_trains_through_its_own_loss(tmp_path):
+    own = next(n for n, e in CATALOG.items() if e.capabilities.own_loss)
+    with pytest.raises(ValueError, match=f"compile does not apply to model '{own}': it trains through its own loss"):
+        spec_for(tmp_path, own, compile=True)

@@ -365,6 +365,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             # has no vmap rule
             capabilities=Capabilities(own_loss=True, stackable=False),
             train_defaults=LIKELIHOOD_TRAINING,
+            good_for="sampled forecast paths from one global recurrent model: intervals and tail risk, not only a mean",
         ),
         ModelEntry(
             "mqrnn",
@@ -376,6 +377,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             # has no vmap rule
             capabilities=Capabilities(own_loss=True, stackable=False),
             train_defaults=QUANTILE_TRAINING,
+            good_for="direct quantile forecasts for every horizon step, trained on every encoder step at once (forking)",
         ),
         ModelEntry(
             "volatility",
@@ -385,6 +387,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Bollerslev, Journal of Econometrics 1986",
             # the variance is the scale of the Gaussian head; with a point loss only the mean network trains
             train_defaults=MappingProxyType({"loss": "gaussian"}),
+            good_for="strategies whose risk clusters in time: a GARCH-like variance gives each week's spread",
         ),
         ModelEntry(
             "deepnpts",
@@ -394,6 +397,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Rangapuram et al., arXiv 2023",
             # not stackable: it trains by its own likelihood, and per-strategy mode trains a forward pass by a head
             capabilities=Capabilities(own_loss=True, stackable=False),
+            good_for="zero-heavy series: it forecasts by drawing past values, so it reproduces exact zero weeks",
         ),
         ModelEntry(
             "softs",
@@ -404,6 +408,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             # not stackable: it reads the other series of its window (multivariate)
             capabilities=Capabilities(multivariate=True, stackable=False, checkpointing=True),
             train_defaults=SOFTS_TRAINING,
+            good_for="cross-series signal over thousands of strategies at O(N): every series meets the others through one core",
         ),
         ModelEntry(
             "neuralvar",
@@ -414,6 +419,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             # not stackable: it reads the other series of its window and has loadings per series
             capabilities=Capabilities(multivariate=True, per_series=True, stackable=False),
             train_defaults=MULTIVARIATE_TRAINING,
+            good_for="strategies that lead or lag each other: low-rank VAR coefficients across series plus own-lag MLP",
         ),
     )
 }
