@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from stratcast.daemon.engine.evaluation import skill
+from stratcast.daemon.engine.prediction import forecast
 from stratcast.daemon.engine.prediction.forecast import blend_toward_mean, predict
 
 
@@ -63,3 +64,35 @@ def test_baselines_of_each_series_use_only_the_periods_before_its_own_origin():
     assert b["trailing_mean"][:, 0].tolist() == pytest.approx([(5 + 6 + 7 + 8) / 4, (13 + 14 + 15 + 16) / 4])
     assert b["last_value"][:, 0].tolist() == [8.0, 16.0]
     assert b["seasonal_naive"].tolist() == [[6.0, 7.0, 8.0], [14.0, 15.0, 16.0]]
+
+
+class ReadsBack(torch.nn.Module):
+    """A forward pass that reads a value back to the host, which a CUDA graph capture forbids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = float(x.abs().max()) or 1.0  # a host sync
+        out: torch.Tensor = (self.lin(x / scale) * scale)[:, :, None]
+        return out
+
+
+def test_a_forward_pass_that_cannot_be_captured_is_predicted_without_a_graph_and_says_why(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(forecast, "GraphedForward", refuse)
+    model, x = ReadsBack(), torch.randn(5, 4)
+    with pytest.warns(forecast.GraphCaptureWarning, match=r"ReadsBack's forward pass cannot be captured .*capturing\)"):
+        run = forecast._forward_fn(model, x, {}, "fp32", graphs=True)
+    torch.testing.assert_close(run(x, {}), model(x))
+
+
+@pytest.mark.gpu
+def test_on_cuda_a_model_that_syncs_is_predicted_without_a_graph():
+    model, x = ReadsBack().cuda(), torch.randn(7, 4, device="cuda")
+    with pytest.warns(forecast.GraphCaptureWarning):
+        out = forecast.predict(model, x, precision="fp32", chunk=3, graphs=True)
+    torch.testing.assert_close(out, model(x).float())

@@ -377,7 +377,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             # has no vmap rule
             capabilities=Capabilities(own_loss=True, stackable=False),
             train_defaults=QUANTILE_TRAINING,
-            good_for="direct quantile forecasts for every horizon step, trained on every encoder step at once (forking)",
+            good_for="direct quantile forecasts for every horizon step, trained from every encoder step (forking)",
         ),
         ModelEntry(
             "volatility",
@@ -408,7 +408,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             # not stackable: it reads the other series of its window (multivariate)
             capabilities=Capabilities(multivariate=True, stackable=False, checkpointing=True),
             train_defaults=SOFTS_TRAINING,
-            good_for="cross-series signal over thousands of strategies at O(N): every series meets the others through one core",
+            good_for="cross-series signal over thousands of strategies at O(N): series meet through one pooled core",
         ),
         ModelEntry(
             "neuralvar",

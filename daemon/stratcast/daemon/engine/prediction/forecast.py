@@ -2,11 +2,14 @@
 
 Prediction runs the model over all series in large fixed-size chunks. On CUDA the chunk's forward pass is captured
 once as a CUDA graph and replayed for every chunk (the shapes are static; the last chunk is padded), which removes
-the per-kernel launch cost that dominates small models.
+the per-kernel launch cost that dominates small models. A model whose forward pass cannot be captured (one that
+reads a value back to the host, or changes shape with the data) is predicted without a graph, with a
+:class:`GraphCaptureWarning` that names the model and the reason.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -20,6 +23,10 @@ PREDICT_CHUNK = 16_384
 
 Forward = Callable[[Tensor, dict[str, Tensor]], Tensor]
 """A model's forward pass over one chunk: (inputs, side inputs) -> outputs."""
+
+
+class GraphCaptureWarning(RuntimeWarning):
+    """A model's forward pass could not be captured as a CUDA graph; it is predicted without one."""
 
 
 class GraphedForward:
@@ -113,7 +120,16 @@ def predict_series(
 
 def _forward_fn(model: nn.Module, example: Tensor, side: dict[str, Tensor], precision: str, graphs: bool) -> Forward:
     if graphs:
-        return GraphedForward(model, example, side, precision)
+        try:
+            return GraphedForward(model, example, side, precision)
+        except RuntimeError as exc:  # what torch raises for an operation a capture forbids
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            warnings.warn(
+                f"{type(model).__name__}'s forward pass cannot be captured as a CUDA graph ({reason}); "
+                "predicting without one",
+                GraphCaptureWarning,
+                stacklevel=3,
+            )
 
     def plain(part: Tensor, part_side: dict[str, Tensor]) -> Tensor:
         with autocast_for(part.device, precision):
