@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
+from stratcast.daemon.zoo.models.autoformer import Autoformer, AutoformerConfig
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
@@ -299,6 +300,15 @@ CATALOG: Mapping[str, ModelEntry] = {
             SNNConfig,
             "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
             "Neftci et al., IEEE SPM 2019",
+        ),
+        ModelEntry(
+            "autoformer",
+            Autoformer,
+            AutoformerConfig,
+            "decomposition encoder-decoder: moving-average trends taken out in every layer, Auto-Correlation by FFT",
+            "Wu et al., NeurIPS 2021",
+            capabilities=CHECKPOINTABLE,
+            train_defaults=TRANSFORMER_TRAINING,
         ),
     )
 }
