@@ -19,6 +19,7 @@ from stratcast.daemon.zoo.models.autoformer import Autoformer, AutoformerConfig
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
+from stratcast.daemon.zoo.models.fedformer import FEDformer, FEDformerConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
 from stratcast.daemon.zoo.models.informer import Informer, InformerConfig
@@ -307,6 +308,15 @@ CATALOG: Mapping[str, ModelEntry] = {
             AutoformerConfig,
             "decomposition encoder-decoder: moving-average trends taken out in every layer, Auto-Correlation by FFT",
             "Wu et al., NeurIPS 2021",
+            capabilities=CHECKPOINTABLE,
+            train_defaults=TRANSFORMER_TRAINING,
+        ),
+        ModelEntry(
+            "fedformer",
+            FEDformer,
+            FEDformerConfig,
+            "decomposition encoder-decoder: mixture-of-experts trends, attention over fixed random Fourier modes",
+            "Zhou et al., ICML 2022",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
         ),
