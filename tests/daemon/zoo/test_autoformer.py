@@ -88,6 +88,19 @@ def test_bf16_activations_are_correlated_and_rolled_in_float32() -> None:
     torch.testing.assert_close(rolled, delay_aggregate(k.float(), lags[:, None], weights[:, None]))
 
 
+def test_without_seasonal_read_out_or_trend_updates_the_forecast_is_the_windows_mean() -> None:
+    config = AutoformerConfig(d_model=8, n_heads=2, d_ff=16, label_len=12, instance_norm=False)
+    net = Autoformer(config, input_size=L, horizon=H, n_outputs=2).eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.startswith("readout.") or name.endswith(".trend.weight") or name.endswith(".trend.bias"):
+                p.zero_()
+    x = torch.randn(4, L, generator=torch.Generator().manual_seed(4))
+    out = net(x)  # the trend accumulator starts the horizon at the window's mean
+    torch.testing.assert_close(out[..., 0], x.mean(1, keepdim=True).expand(4, H))
+    assert (out[..., 1] == 0).all()
+
+
 def test_the_decoder_start_is_capped_by_the_window() -> None:
     short = Autoformer(AutoformerConfig.tiny(), input_size=5, horizon=3)
     assert short.label_len == 5

@@ -11,6 +11,8 @@ decomposes after each sub-layer and carries only the seasonal part on; the trend
   learned projection from the model width to the series.
 * Decoder input: the window's last ``label_len`` steps decomposed; the seasonal part followed by ``H`` zeros
   (embedded) and the trend followed by ``H`` copies of the window's mean (the trend accumulator's start).
+* Embedding: each step's value and nonzero indicator with its neighbours', a width-3 convolution (circular at the
+  ends, as Informer's token embedding), separately for the encoder and the decoder; no positional encoding.
 * Output: a linear read-out of the decoder's seasonal part plus the accumulated trend, the horizon's steps.
 
 A stack's last norm is a layer norm whose mean over time is removed (the seasonal part has none). The trend enters
@@ -45,6 +47,19 @@ class SeasonalNorm(nn.Module):
         """Map ``[B, T, D]`` to ``[B, T, D]``."""
         normed: Tensor = self.norm(x)
         return normed - normed.mean(dim=1, keepdim=True)
+
+
+class TokenEmbedding(nn.Module):
+    """Each step's value and nonzero indicator and its two neighbours' (circularly), convolved to ``D`` features."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, d_model, kernel_size=3, padding=1, padding_mode="circular")
+
+    def forward(self, steps: Tensor) -> Tensor:
+        """Map ``[B, T, 2]`` to ``[B, T, D]``."""
+        out: Tensor = self.conv(steps.transpose(1, 2)).transpose(1, 2)  # [B, 2, T] -> [B, D, T] -> [B, T, D]
+        return out
 
 
 class EncoderLayer(nn.Module):
@@ -155,7 +170,7 @@ class DecompositionTransformer(nn.Module):
         super().__init__()
         self.horizon, self.label_len, self.instance_norm = horizon, label_len, instance_norm
         self.decomposition, self.encoder, self.decoder = decomposition, encoder, decoder
-        self.embed_encoder, self.embed_decoder = nn.Linear(2, d_model), nn.Linear(2, d_model)
+        self.embed_encoder, self.embed_decoder = TokenEmbedding(d_model), TokenEmbedding(d_model)
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(d_model, n_outputs)
 

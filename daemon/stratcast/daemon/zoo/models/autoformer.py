@@ -13,11 +13,16 @@ Two pieces from the paper replace the Transformer's attention and its single pas
   query-key correlation, found by the FFT, are the likeliest periods; the values rolled by those lags are summed,
   weighted by the softmax of their correlations.
 
-Each step is embedded from its value and its nonzero indicator (``zoo/blocks/layers.py``); the paper adds calendar
-features, which windows here do not carry, and no positional encoding (the lags carry the order). Deviations:
-each window (and head) picks its own lags in training as well (the paper's code shares the batch's lags while
-training, which would make a window's forecast depend on the other windows of its batch); cross-attention aligns
-the encoder's output to the decoder's length by its last steps (or zero-pads it at the end when shorter).
+Each step's value and nonzero indicator, with its two neighbours', are embedded by a width-3 convolution (the
+token embedding of Informer, which Autoformer's setup keeps; ``zoo/blocks/seasonal_trend.py``); the paper adds
+calendar features, which windows here do not carry, and no positional encoding (the lags carry the order).
+
+Deviations: by default each window is standardised by its own mean and standard deviation, which return to the
+forecast (reversible instance normalisation, ``zoo/blocks/norm.py``: strategies' scales differ by orders of
+magnitude; ``instance_norm=False`` reads raw windows, as the paper does); each window (and head) picks its own lags
+in training as well (the paper's code shares the batch's lags while training, which would make a window's forecast
+depend on the other windows of its batch); cross-attention aligns the encoder's output to the decoder's length by
+its last steps (or zero-pads it at the end when shorter).
 """
 
 from __future__ import annotations
@@ -70,10 +75,10 @@ class AutoformerConfig(ModelConfig):
         "gelu", choices=("gelu", "relu"), search=among("gelu", "relu"), help="nonlinearity of the feed-forward networks"
     )
     instance_norm: bool = param(
-        False,
+        True,
         choices=(False, True),
         search=among(False, True),
-        help="standardise each window by its own mean and std, and return them to the forecast (not in the paper)",
+        help="standardise each window by its own mean and std, and return them to the forecast (off: the paper's)",
     )
 
     def __post_init__(self) -> None:

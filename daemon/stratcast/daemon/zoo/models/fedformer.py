@@ -15,9 +15,10 @@ Autoformer's decomposition encoder-decoder (``zoo/blocks/seasonal_trend.py``) wi
   several lengths, weighted at every step by a softmax of a learned linear map of that step's features.
 
 The modes are drawn once from a generator seeded with the block's index, so every model of one architecture keeps
-the same modes (a seed of the run changes the weights, not the modes). Each step is embedded from its value and its
-nonzero indicator (``zoo/blocks/layers.py``); the paper adds calendar features, which windows here do not carry.
-The wavelet version (FEB-w, FEA-w) is not implemented.
+the same modes (a seed of the run changes the weights, not the modes). Each step is embedded as in Autoformer here
+(a width-3 convolution over values and nonzero indicators); the paper adds calendar features, which windows here do
+not carry. As Autoformer here, each window is standardised by default (``instance_norm``; the paper reads raw
+windows). The wavelet version (FEB-w, FEA-w) is not implemented.
 """
 
 from __future__ import annotations
@@ -85,10 +86,10 @@ class FEDformerConfig(ModelConfig):
         "gelu", choices=("gelu", "relu"), search=among("gelu", "relu"), help="nonlinearity of the feed-forward networks"
     )
     instance_norm: bool = param(
-        False,
+        True,
         choices=(False, True),
         search=among(False, True),
-        help="standardise each window by its own mean and std, and return them to the forecast (not in the paper)",
+        help="standardise each window by its own mean and std, and return them to the forecast (off: the paper's)",
     )
 
     def __post_init__(self) -> None:
