@@ -155,25 +155,34 @@ class ModeSet:
     """A fixed set of Fourier modes of sequences ``length`` long: picks them out of a spectrum and puts them back.
 
     Not a module and holds no buffer: the modes are the same for every model of an architecture, so stacked
-    (vmapped) copies need not carry them.
+    (vmapped) copies need not carry them. The index and the one-hot scatter matrix are made once per device (and
+    dtype), in the first forward pass: a CUDA graph captured later (prediction) must not copy them from the host.
     """
 
     def __init__(self, length: int, modes: int, *, policy: str, seed: int) -> None:
         self.length = length
         self.modes = select_modes(length, modes, policy=policy, seed=seed)
+        self._index: dict[torch.device, Tensor] = {}
+        self._one_hot: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.modes)
 
     def pick(self, spectrum: Tensor) -> Tensor:
         """The kept modes ``[..., M]`` of ``spectrum`` [..., length // 2 + 1]."""
-        return spectrum.index_select(-1, torch.tensor(self.modes, device=spectrum.device))
+        index = self._index.get(spectrum.device)
+        if index is None:
+            index = self._index[spectrum.device] = torch.tensor(self.modes, device=spectrum.device)
+        return spectrum.index_select(-1, index)
 
     def place(self, kept: Tensor) -> Tensor:
         """The full spectrum ``[..., length // 2 + 1]`` holding ``kept`` [..., M] at the kept modes, zero elsewhere."""
-        n_freq = self.length // 2 + 1
-        one_hot = torch.zeros(len(self.modes), n_freq, dtype=kept.dtype, device=kept.device)
-        one_hot[torch.arange(len(self.modes)), torch.tensor(self.modes)] = 1
+        key = (kept.device, kept.dtype)
+        one_hot = self._one_hot.get(key)
+        if one_hot is None:
+            table = torch.zeros(len(self.modes), self.length // 2 + 1, dtype=kept.dtype)
+            table[torch.arange(len(self.modes)), torch.tensor(self.modes)] = 1
+            one_hot = self._one_hot[key] = table.to(kept.device)
         return kept @ one_hot  # [..., M] @ [M, F] -> [..., F]: a scatter that vmap batches like any matmul
 
 
