@@ -105,8 +105,9 @@ def merge_heads(x: Tensor) -> Tensor:
 class AutoCorrelation(nn.Module):
     """Multi-head Auto-Correlation: each head aggregates its values rolled by its ``floor(c ln N)`` strongest lags.
 
-    Called with ``x`` alone it is self-attention; with ``memory`` (the encoder's output) cross-attention, the memory
-    cut to its last ``N`` steps or zero-padded at the end to ``N`` (the paper's alignment of keys to queries).
+    Called with ``x`` alone it is self-attention; with ``memory`` (the encoder's output) cross-attention. The paper
+    fits keys and values to the queries' length ``N`` by zero-filling or truncating; here the truncation keeps the
+    memory's last (most recent) ``N`` steps, and the zeros go at the end.
     """
 
     def __init__(self, d_model: int, n_heads: int, *, factor: int) -> None:

@@ -15,14 +15,14 @@ Two pieces from the paper replace the Transformer's attention and its single pas
 
 Each step's value and nonzero indicator, with its two neighbours', are embedded by a width-3 convolution (the
 token embedding of Informer, which Autoformer's setup keeps; ``zoo/blocks/seasonal_trend.py``); the paper adds
-calendar features, which windows here do not carry, and no positional encoding (the lags carry the order).
+calendar features, which windows here do not carry. As in the paper, no positional encoding: the lags carry order.
 
 Deviations: by default each window is standardised by its own mean and standard deviation, which return to the
 forecast (reversible instance normalisation, ``zoo/blocks/norm.py``: strategies' scales differ by orders of
 magnitude; ``instance_norm=False`` reads raw windows, as the paper does); each window (and head) picks its own lags
 in training as well (the paper's code shares the batch's lags while training, which would make a window's forecast
-depend on the other windows of its batch); cross-attention aligns the encoder's output to the decoder's length by
-its last steps (or zero-pads it at the end when shorter).
+depend on the other windows of its batch); cross-attention truncates a longer encoder output to its last (most
+recent) steps.
 """
 
 from __future__ import annotations
