@@ -15,11 +15,13 @@ from typing import Any
 from torch import nn
 
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
+from stratcast.daemon.zoo.models.autoformer import Autoformer, AutoformerConfig
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.deepar import DeepAR, DeepARConfig
 from stratcast.daemon.zoo.models.deepnpts import DeepNPTS, DeepNPTSConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
+from stratcast.daemon.zoo.models.fedformer import FEDformer, FEDformerConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
 from stratcast.daemon.zoo.models.informer import Informer, InformerConfig
@@ -420,6 +422,24 @@ CATALOG: Mapping[str, ModelEntry] = {
             capabilities=Capabilities(multivariate=True, per_series=True, stackable=False),
             train_defaults=MULTIVARIATE_TRAINING,
             good_for="strategies that lead or lag each other: low-rank VAR coefficients across series plus own-lag MLP",
+        ),
+        ModelEntry(
+            "autoformer",
+            Autoformer,
+            AutoformerConfig,
+            "decomposition encoder-decoder: moving-average trends taken out in every layer, Auto-Correlation by FFT",
+            "Wu et al., NeurIPS 2021",
+            capabilities=CHECKPOINTABLE,
+            train_defaults=TRANSFORMER_TRAINING,
+        ),
+        ModelEntry(
+            "fedformer",
+            FEDformer,
+            FEDformerConfig,
+            "decomposition encoder-decoder: mixture-of-experts trends, attention over fixed random Fourier modes",
+            "Zhou et al., ICML 2022",
+            capabilities=CHECKPOINTABLE,
+            train_defaults=TRANSFORMER_TRAINING,
         ),
     )
 }
