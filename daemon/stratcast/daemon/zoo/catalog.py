@@ -431,6 +431,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Wu et al., NeurIPS 2021",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+            good_for="long windows with periodic structure: lags found by auto-correlation, trend split off at every layer",
         ),
         ModelEntry(
             "fedformer",
@@ -440,6 +441,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Zhou et al., ICML 2022",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
+            good_for="long horizons at linear cost: attention over a fixed set of Fourier modes, trend split off by a mixture of averages",
         ),
     )
 }
