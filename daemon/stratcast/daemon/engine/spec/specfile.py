@@ -19,10 +19,19 @@ from stratcast.shared.runfiles import RunFolder
 
 SPEC_FILE_VERSION = 1
 SCHEDULE_OPTIONS = frozenset(
-    {"checkpoint_every_steps", "checkpoint_every_s", "micro_batch_size", "oom_grow_after", "activation_checkpointing"}
+    {
+        "checkpoint_every_steps",
+        "checkpoint_every_s",
+        "micro_batch_size",
+        "oom_grow_after",
+        "activation_checkpointing",
+        "forecast_quantiles",
+    }
 )
 """Training options that do not change what is trained: a resume may use other values (another micro-batch
-accumulates the same gradient, to float tolerance; activation checkpointing recomputes the same activations)."""
+accumulates the same gradient, to float tolerance; activation checkpointing recomputes the same activations;
+the quantiles written are read off the trained model). A checkpoint written before one of them existed resumes
+too: the comparison leaves them out."""
 
 
 def write_spec(out: Path, spec: RunSpec) -> None:
