@@ -142,10 +142,10 @@ def test_quantile_scores_count_coverage_and_pinball_by_hand():
 class Sampler(nn.Module):
     """A model with its own loss whose draws are its input's last value plus standard normal noise."""
 
-    def training_loss(self, x: Tensor, y: Tensor) -> Tensor:
+    def training_loss(self, x: Tensor, y: Tensor, **side: Tensor) -> Tensor:
         return (y - x[:, -1:]).square()
 
-    def sample(self, x: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+    def sample(self, x: Tensor, n: int, generator: torch.Generator | None, **side: Tensor) -> Tensor:
         noise = torch.randn((n, x.shape[0], 3), generator=generator)
         return x[None, :, -1:] + noise
 
