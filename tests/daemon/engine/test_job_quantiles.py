@@ -31,10 +31,10 @@ def panel_file(tmp_path_factory):
     return write_small_panel(tmp_path_factory.mktemp("data") / "panel.parquet")
 
 
-def job(panel_file, out, *sets, holdout=4, ensemble=()):
+def job(panel_file, out, *sets, holdout=4, ensemble=(), mode="batch"):
     return build_spec(
         data=str(panel_file), model="mlp", out=str(out), device="cpu", horizon=4, input_size=8, holdout=holdout,
-        sets=[*SETS, *sets], ensemble=ensemble,
+        sets=[*SETS, *sets], ensemble=ensemble, mode=mode,
     )  # fmt: skip
 
 
@@ -64,6 +64,14 @@ def test_the_quantile_levels_are_an_option(tmp_path, panel_file):
     assert [c for c in forecast.columns if c.startswith("q")] == ["q5", "q95"]
     assert (forecast["q5"] < forecast["forecast"]).all() and (forecast["forecast"] < forecast["q95"]).all()
     assert result.metrics["quantiles"] == {"levels": [0.05, 0.95], "columns": ["q5", "q95"]}  # no holdout: no scores
+
+
+def test_per_strategy_models_write_their_quantiles_too(tmp_path, panel_file):
+    spec = job(panel_file, tmp_path / "out", "loss=quantile", "quantiles=0.1,0.5,0.9", mode="per-strategy")
+    result = run_job(spec, log=lambda line: None)
+    forecast = pd.read_parquet(Outputs(tmp_path / "out").forecast)
+    assert (forecast["q10"] <= forecast["q50"]).all() and (forecast["q50"] <= forecast["q90"]).all()
+    assert 0 <= result.metrics["quantiles"]["holdout"]["coverage"] <= 1
 
 
 def test_a_point_loss_writes_no_quantiles_only_its_intervals(tmp_path, panel_file):
