@@ -19,7 +19,7 @@ counterpart of averaging their means; every member must give a distribution.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,7 +39,7 @@ class Distribution:
     quantiles: Tensor
     """[M, H, Q] the quantiles at the job's ``forecast_quantiles``, non-decreasing along ``Q``."""
 
-    def map(self, fn: Any) -> Distribution:
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Distribution:
         """The distribution with ``fn`` applied to its mean and its quantiles (an affine map keeps their order)."""
         return Distribution(fn(self.mean), fn(self.quantiles))
 
