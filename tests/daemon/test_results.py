@@ -86,3 +86,18 @@ def test_a_run_with_intervals_gives_each_top_strategy_its_80_band_in_step_order(
     forecast.to_parquet(out / "forecast.parquet", index=False)
     [best] = read_results(out, 1)["top"]
     assert best["band"] == {"level": 80.0, "lo": [1.0, None], "hi": [12.0, None]}  # b: inf read as None
+
+
+def test_a_run_with_quantiles_gives_each_top_strategy_its_lowest_to_highest_quantile_band(out):
+    forecast = pd.read_parquet(out / "forecast.parquet")
+    for name, offset in (("q50", 0.0), ("q90", 5.0), ("q10", -5.0), ("lo80", -9.0), ("hi80", 9.0)):
+        forecast[name] = forecast["forecast"] + offset
+    forecast.to_parquet(out / "forecast.parquet", index=False)
+    [best] = read_results(out, 1)["top"]
+    assert best["quantile_band"] == {"columns": ["q10", "q90"], "lo": [-3.0, None], "hi": [7.0, None]}
+    assert best["band"]["lo"] == [-7.0, None]  # the conformal band comes too
+
+
+def test_a_run_without_quantiles_has_no_quantile_band(out):
+    [best] = read_results(out, 1)["top"]
+    assert "quantile_band" not in best

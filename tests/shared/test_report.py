@@ -154,3 +154,20 @@ def test_skill_table_shows_each_ensemble_member_and_names_them_under_the_table()
     text = skill_table(metrics)
     assert "member nhits#0" in text and "member nhits#1" in text
     assert "the mean of 2 members: nhits#0 (seed 0, 300 steps), nhits#1 (seed 1, 300 steps)" in text
+
+
+def test_results_with_quantiles_show_each_ones_share_below_and_the_bands_coverage():
+    top = [{"rank": 1, "strategy": 9, "forecast_mean": 0.5, "forecast_sum": 1.0, "trailing_mean": 2.0}]
+    holdout = {
+        "below": {"q10": 0.125, "q90": 0.875},
+        "pinball_by_column": {"q10": 0.5, "q90": 0.25},
+        "pinball": 0.375,
+        "band": ["q10", "q90"],
+        "nominal": 0.8,
+        "coverage": 0.75,
+    }
+    quantiles = {"levels": [0.1, 0.9], "columns": ["q10", "q90"], "holdout": holdout}
+    text = results_text({"quantiles": quantiles}, top)
+    assert "q10       10.0%  12.5%      0.5" in text, text
+    assert "q10-q90 band: 75.0% covered (nominal 80.0%); mean pinball loss 0.375" in text
+    assert "quantiles" not in results_text({"quantiles": {"levels": [0.1], "columns": ["q10"]}}, top)  # no holdout

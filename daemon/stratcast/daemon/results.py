@@ -18,7 +18,7 @@ from typing import Any
 
 from stratcast.daemon.handlers.common import BadState, HandlerError
 from stratcast.shared import runfiles
-from stratcast.shared.intervals import bound_name
+from stratcast.shared.intervals import bound_name, quantile_columns
 from stratcast.shared.protocol import RunInfo
 from stratcast.shared.runfiles import Outputs
 
@@ -47,7 +47,8 @@ def read_results(out: Path, top: int) -> dict[str, Any]:
     Returns:
         ``{"metrics": object, "top": [summary row + "forecast": [float | None] in step order], "horizon": int}``
         with NaN and infinities as None; for a backtest, :func:`read_backtest`'s ``{"backtest": object}``.
-        A row also has ``"band"`` (:func:`read_band`) when the run has intervals.
+        A row also has ``"band"`` (:func:`read_band`) when the run has intervals, and ``"quantile_band"``
+        (:func:`read_quantile_band`) when its model wrote quantiles.
 
     Raises:
         ResultsMissing: a file is missing or unreadable.
@@ -60,10 +61,13 @@ def read_results(out: Path, top: int) -> dict[str, Any]:
     rows = top_strategies(files.summary, top)
     forecasts = read_forecasts(files.forecast, [row["strategy"] for row in rows])
     bands = read_band(files.forecast, [row["strategy"] for row in rows])
+    quantile_bands = read_quantile_band(files.forecast, [row["strategy"] for row in rows])
     for row in rows:
         row["forecast"] = forecasts.get(row["strategy"], [])
         if row["strategy"] in bands:
             row["band"] = bands[row["strategy"]]
+        if row["strategy"] in quantile_bands:
+            row["quantile_band"] = quantile_bands[row["strategy"]]
     horizon = max((len(f) for f in forecasts.values()), default=0)
     return {"metrics": metrics, "top": rows, "horizon": horizon}
 
@@ -120,6 +124,23 @@ def read_band(path: Path, strategies: list[Any]) -> dict[Any, dict[str, Any]]:
         return {}
     lows, highs = read_forecasts(path, strategies, lo), read_forecasts(path, strategies, hi)
     return {s: {"level": BAND_LEVEL, "lo": lows[s], "hi": highs.get(s, [])} for s in lows}
+
+
+def read_quantile_band(path: Path, strategies: list[Any]) -> dict[Any, dict[str, Any]]:
+    """Each strategy's band from the model's lowest to its highest quantile ``{"columns": ["q10", "q90"], ...}``.
+
+    The band's bounds are under ``lo`` and ``hi``, in step order; {} when the run wrote fewer than two quantile
+    columns (a point forecast writes none).
+    """
+    import pyarrow.parquet as pq
+
+    with _reading(path):
+        names = quantile_columns(pq.read_schema(path).names)
+    if len(names) < 2:
+        return {}
+    lo, hi = names[0], names[-1]
+    lows, highs = read_forecasts(path, strategies, lo), read_forecasts(path, strategies, hi)
+    return {s: {"columns": [lo, hi], "lo": lows[s], "hi": highs.get(s, [])} for s in lows}
 
 
 def export(src: Path, path: str, fmt: str | None) -> dict[str, Any]:

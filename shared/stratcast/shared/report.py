@@ -151,6 +151,33 @@ def intervals_lines(metrics: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def quantiles_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The model's quantiles on the holdout: per column its level, share at or below it and pinball loss.
+
+    A line under the table gives the band's coverage (lowest to highest quantile). Empty for a run without
+    quantiles (``metrics.json["quantiles"]``) or without a holdout.
+    """
+    quantiles: Mapping[str, Any] = metrics.get("quantiles") or {}
+    holdout: Mapping[str, Any] = quantiles.get("holdout") or {}
+    if not holdout:
+        return []
+    below: Mapping[str, Any] = holdout.get("below") or {}
+    pinball: Mapping[str, Any] = holdout.get("pinball_by_column") or {}
+    levels = dict(zip(quantiles.get("columns") or [], quantiles.get("levels") or [], strict=False))
+    rows = [[name, _percent(levels.get(name)), _percent(share), pinball.get(name)] for name, share in below.items()]
+    lines = [
+        "",
+        "The model's quantiles on the holdout (share of outcomes at or below each, next to its level):",
+        table(["quantile", "level", "below", "pinball"], rows),
+    ]
+    if band := holdout.get("band"):
+        lines.append(
+            f"{band[0]}-{band[1]} band: {_percent(holdout.get('coverage'))} covered "
+            f"(nominal {_percent(holdout.get('nominal'))}); mean pinball loss {holdout.get('pinball', 0.0):.4g}"
+        )
+    return lines
+
+
 def top_table(rows: Sequence[Mapping[str, Any]], limit: int = 10, *, window: int | None = None) -> str:
     """The best strategies by forecast: rank, id, forecast mean ("Avg Profit") and sum, trailing mean.
 
@@ -212,6 +239,7 @@ def results_text(metrics: Mapping[str, Any], top: Sequence[Mapping[str, Any]], l
     else:
         lines += [f"- warning: {w['message']}" for w in metrics.get("warnings", [])]
     lines += intervals_lines(metrics)
+    lines += quantiles_lines(metrics)
     return "\n".join(lines)
 
 

@@ -431,7 +431,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Wu et al., NeurIPS 2021",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
-            good_for="long windows with periodic structure: lags found by auto-correlation, trend split off at every layer",
+            good_for="long periodic windows: lags found by auto-correlation, the trend split off at every layer",
         ),
         ModelEntry(
             "fedformer",
@@ -441,7 +441,7 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Zhou et al., ICML 2022",
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
-            good_for="long horizons at linear cost: attention over a fixed set of Fourier modes, trend split off by a mixture of averages",
+            good_for="long horizons at linear cost: attention over a fixed set of Fourier modes, trend split off",
         ),
     )
 }

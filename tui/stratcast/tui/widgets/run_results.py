@@ -1,7 +1,9 @@
 """The run screen's results tab: the verdict, the skill table against the baselines, the top strategies.
 
 The tables are the CLI's (:mod:`stratcast.shared.report`); the top strategies get a sparkline of their forecast,
-between those of its 80% band's bounds when the run has one, and the skill box the intervals' coverage.
+between those of its band's bounds when the run has one, and the skill box the intervals' coverage. The band is the
+model's own quantile band (its lowest and highest quantile, ``q10``-``q90``) when it forecast a distribution, else
+the 80% conformal interval.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from stratcast.shared.report import bet_line, intervals_lines, skill_table, table, trailing_window
+from stratcast.shared.report import bet_line, intervals_lines, quantiles_lines, skill_table, table, trailing_window
 from stratcast.tui.render import duration_text
 from stratcast.tui.run_history import number
 from stratcast.tui.widgets.chart import BARS, sparkline
@@ -56,21 +58,38 @@ def verdict_lines(verdict: Any) -> list[str]:
 
 
 def skill_text(metrics: Mapping[str, Any]) -> Text:
-    """The skill table (model and baselines on the holdout), or why there is none, then the intervals' coverage."""
+    """The skill table (model and baselines on the holdout), or why there is none, then the bands' coverage.
+
+    The bands are the conformal intervals and the model's quantiles (:func:`~stratcast.shared.report.quantiles_lines`).
+    """
     try:
         text = Text(skill_table(metrics))
     except (KeyError, TypeError):
         text = Text("metrics.json has no skill table (the run had no holdout)", style="dim")
-    if coverage := intervals_lines(metrics):
+    if coverage := [*intervals_lines(metrics), *quantiles_lines(metrics)]:
         text.append("\n" + "\n".join(coverage))
     return text
+
+
+def row_band(row: Mapping[str, Any]) -> tuple[list[Any], list[Any], str, str] | None:
+    """A row's band as (lower bounds, upper bounds, lower name, upper name), or None when it has none.
+
+    The model's quantile band (``q10``, ``q90``) comes first: it is the model's own distribution; else the
+    conformal interval (``lo80``, ``hi80``).
+    """
+    quantiles: Mapping[str, Any] = row.get("quantile_band") or {}
+    if quantiles and len(names := quantiles.get("columns") or []) == 2:
+        return list(quantiles.get("lo") or []), list(quantiles.get("hi") or []), str(names[0]), str(names[1])
+    band: Mapping[str, Any] = row.get("band") or {}
+    if band and (level := band.get("level")) is not None:
+        return list(band.get("lo") or []), list(band.get("hi") or []), f"lo{level:g}", f"hi{level:g}"
+    return None
 
 
 def forecast_cell(row: Mapping[str, Any], width: int) -> str:
     """The forecast's sparkline; with a band, ``lo│forecast│hi``, the three on one scale (the band's range)."""
     forecast = row.get("forecast") or []
-    band: Mapping[str, Any] = row.get("band") or {}
-    lo, hi = band.get("lo") or [], band.get("hi") or []
+    lo, hi, _, _ = row_band(row) or ([], [], "", "")
     finite = [v for v in (*lo, *hi) if isinstance(v, int | float) and math.isfinite(v)]
     if not finite:
         return sparkline(forecast, width)
@@ -80,9 +99,9 @@ def forecast_cell(row: Mapping[str, Any], width: int) -> str:
 
 
 def forecast_heading(rows: Sequence[Mapping[str, Any]]) -> str:
-    """``forecast``, or ``lo80│forecast│hi80`` when a row has its band."""
-    level = next((r["band"].get("level") for r in rows if r.get("band")), None)
-    return "forecast" if level is None else f"lo{level:g}│forecast│hi{level:g}"
+    """``forecast``, or ``q10│forecast│q90`` (``lo80│forecast│hi80``) when a row has its band."""
+    band = next((b for r in rows if (b := row_band(r)) is not None), None)
+    return "forecast" if band is None else f"{band[2]}│forecast│{band[3]}"
 
 
 def top_text(rows: Sequence[Mapping[str, Any]], width: int = SPARK_WIDTH, window: int | None = None) -> Text:

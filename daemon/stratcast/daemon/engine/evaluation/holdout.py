@@ -19,6 +19,7 @@ from stratcast.daemon.engine.evaluation import skill
 from stratcast.daemon.engine.prediction.combine import CombinedForecaster, forecast_parts
 from stratcast.daemon.engine.prediction.ensemble import EnsembleForecaster
 from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
+from stratcast.daemon.engine.prediction.quantiles import DistributionForecaster, quantile_scores, shifted
 from stratcast.daemon.engine.spec.runspec import RunSpec
 
 PerStrategy = dict[str, np.ndarray[Any, Any]]
@@ -46,7 +47,10 @@ class HoldoutPanel(Protocol):
 
 
 def evaluate_holdout(
-    spec: RunSpec, prep: HoldoutPanel, forecast_fn: Callable[[Tensor, Tensor, Tensor], Tensor]
+    spec: RunSpec,
+    prep: HoldoutPanel,
+    forecast_fn: Callable[[Tensor, Tensor, Tensor], Tensor],
+    distribution: DistributionForecaster | None = None,
 ) -> tuple[dict[str, Any], PerStrategy]:
     """Score the model and the baselines on the holdout, from the same origins and on the same strategies.
 
@@ -56,6 +60,8 @@ def evaluate_holdout(
     model is scored too (``model_raw``), the combined forecast ranks by its ranking score and ``combination`` holds
     the weights.
     An ensemble's members are scored too, each on its own (``member nhits#0``, ...).
+    With the model's forecast ``distribution``, its quantiles, moved with the forecast as the future's are
+    (:func:`~stratcast.daemon.engine.prediction.quantiles.shifted`), are scored under ``quantiles``.
     """
     cfg = spec.train
     batch = prep.windows.origins_at(prep.split.val_end)
@@ -85,6 +91,9 @@ def evaluate_holdout(
     if parts.combination is not None:
         metrics["combination"] = {"fitted": True, **parts.combination.to_dict()}
     metrics["verdict"] = skill.verdict(metrics)
+    if distribution is not None:
+        quantiles = shifted(distribution(batch.x, rows, origin), model_fc)
+        metrics["quantiles"] = quantile_scores(quantiles.cpu(), realized.cpu(), cfg.forecast_quantiles)
     # "origin": the latest strategy's (on a rectangular panel, every strategy's)
     metrics["holdout"] = {"periods": steps, "strategies": int(rows.numel()), "origin": int(origin.max())}
     per_strategy = {

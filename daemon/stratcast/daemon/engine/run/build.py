@@ -25,14 +25,15 @@ from stratcast.daemon.engine.data.windows import (
     group_series,
     validation_windows,
 )
-from stratcast.daemon.engine.prediction.forecast import predict, predict_series, sample_mean
+from stratcast.daemon.engine.prediction.forecast import PREDICT_CHUNK, SAMPLES, predict, predict_series, sample_mean
+from stratcast.daemon.engine.prediction.quantiles import Distribution, DistributionForecaster, sample_distribution
 from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
 from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer
 from stratcast.daemon.engine.training.trainer import StepHook, Trainer
 from stratcast.daemon.engine.training.trainparts import compiled, side_inputs
 from stratcast.daemon.zoo.catalog import get_entry
 from stratcast.daemon.zoo.contract import set_activation_checkpointing
-from stratcast.daemon.zoo.heads import OwnLoss
+from stratcast.daemon.zoo.heads import OwnLoss, PointHead
 from stratcast.shared.events import ProgressReported
 
 Log = Callable[[str], None]
@@ -262,6 +263,20 @@ def scaled_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Foreca
     cfg = spec.train
     head = cfg.head
     caps = get_entry(spec.model).capabilities
+    outputs, sampling = model_outputs(spec, model, prep), sampler(spec, model)
+
+    def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
+        if sampling is not None:
+            return sample_mean(sampling, x, side_inputs(caps, rows, origin), seed=cfg.seed)
+        return head.mean(outputs(x, rows, origin))
+
+    return run
+
+
+def model_outputs(spec: RunSpec, model: nn.Module, prep: Prepared) -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
+    """(scaled inputs [M, L], rows [M], origins [M]) -> the model's raw outputs [M, H, P] (its head's parameters)."""
+    cfg = spec.train
+    caps = get_entry(spec.model).capabilities
     plain = isinstance(model, StackedModel | OwnLoss)
     net = compiled(model, prep.windows.padded.device) if cfg.compile and not plain else model
     graphs = net is model  # a compiled forward pass is not captured again as a CUDA graph
@@ -269,15 +284,52 @@ def scaled_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Foreca
     def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
         side = side_inputs(caps, rows, origin)
         if isinstance(model, StackedModel):
-            out = stacked_forecast(model, x, rows, side)
-        elif caps.multivariate:
+            return stacked_forecast(model, x, rows, side)
+        if caps.multivariate:
             series = series_per_window(spec, prep.windows.n_series)
-            out = predict_series(net, x, series=series, side=side, precision=cfg.precision, graphs=graphs)
-        elif isinstance(model, OwnLoss):
-            return sample_mean(model, x, side, seed=cfg.seed)
+            return predict_series(net, x, series=series, side=side, precision=cfg.precision, graphs=graphs)
+        return predict(net, x, side=side, precision=cfg.precision, graphs=graphs)
+
+    return run
+
+
+def sampler(spec: RunSpec, model: nn.Module) -> OwnLoss | None:
+    """The model when it forecasts by sampling (a model with its own loss, run as it is), else None.
+
+    Such a model's point forecast is the mean of seeded draws; stacked and multivariate runs read its head.
+    """
+    if isinstance(model, StackedModel) or get_entry(spec.model).capabilities.multivariate:
+        return None
+    return model if isinstance(model, OwnLoss) else None
+
+
+def gives_distribution(spec: RunSpec, model: nn.Module) -> bool:
+    """Whether the model forecasts a distribution: it samples, or its head is not a point head."""
+    return sampler(spec, model) is not None or not isinstance(spec.train.head, PointHead)
+
+
+def distribution_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> DistributionForecaster | None:
+    """Raw forecast distributions (mean [M, H], quantiles [M, H, Q] at ``forecast_quantiles``) of the model.
+
+    None for a model that forecasts a point (:func:`gives_distribution`) or when no levels are asked for. The mean
+    is :func:`forecaster`'s point forecast; the scaler's inverse is affine with a positive scale, so it maps
+    quantiles to quantiles.
+    """
+    cfg = spec.train
+    levels = cfg.forecast_quantiles
+    if not levels or not gives_distribution(spec, model):
+        return None
+    head, caps = cfg.head, get_entry(spec.model).capabilities
+    outputs, sampling = model_outputs(spec, model, prep), sampler(spec, model)
+
+    def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Distribution:
+        if sampling is not None:
+            side = side_inputs(caps, rows, origin)
+            dist = sample_distribution(sampling, x, side, levels, seed=cfg.seed, n=SAMPLES, chunk=PREDICT_CHUNK)
         else:
-            out = predict(net, x, side=side, precision=cfg.precision, graphs=graphs)
-        return head.mean(out)
+            out = outputs(x, rows, origin)
+            dist = Distribution(head.mean(out), head.quantiles(out, levels))
+        return dist.map(lambda t: prep.scaler.inverse(t, rows))
 
     return run
 

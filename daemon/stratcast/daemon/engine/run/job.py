@@ -60,6 +60,7 @@ from stratcast.daemon.engine.run.members import (
     seed_member,
 )
 from stratcast.daemon.engine.run.outputs import finite_numbers, forecast_future, run_info, write_metrics, write_outputs
+from stratcast.daemon.engine.run.quantiles import future_quantiles, job_distribution, quantiles_info
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.spec.ensemble import member_specs
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
@@ -237,18 +238,22 @@ def finish(
     """Score on the holdout, forecast, calibrate intervals and write every output; ``t0`` is the job's start.
 
     The forecast is the model (an ensemble's mean) combined with the baselines
-    (:func:`~stratcast.daemon.engine.run.combining.job_forecaster`) unless ``combine=none``.
+    (:func:`~stratcast.daemon.engine.run.combining.job_forecaster`) unless ``combine=none``; a model that forecasts
+    a distribution adds its quantiles (:mod:`stratcast.daemon.engine.run.quantiles`).
     """
     members, fit = trained.members, ensemble_fit(trained.members)
     forecast_fn = job_forecaster(spec, member_forecaster(spec, members, prep), prep, log)
-    scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn) if spec.holdout else ({}, None)
+    distribution = job_distribution(spec, members, prep)
+    scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn, distribution) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
     bands, scores["intervals"] = job_intervals(spec, prep, final_point(spec, prep, forecast_fn), future, log)
+    quantiles = future_quantiles(spec, prep, distribution, future)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = write_outputs(out, spec, prep, future, per_strategy, future_rank_score(forecast_fn, prep), bands)
+    rank_score = future_rank_score(forecast_fn, prep)
+    summary = write_outputs(out, spec, prep, future, per_strategy, rank_score, bands, quantiles)
     info = run_info(spec, fit, device, prep, time.perf_counter() - t0) | combination_info(forecast_fn)
-    info |= ensemble_info(spec, members)
+    info |= ensemble_info(spec, members) | quantiles_info(spec, distribution, scores.pop("quantiles", None))
     top = [finite_numbers({str(k): v for k, v in r.items()}) for r in summary.head(10).to_dict("records")]
     metrics = write_metrics(out, scores, info, top[0], trained.plan, warnings)
     extra = ensemble_state(spec, len(members), members)

@@ -2,7 +2,9 @@
 
 * ``forecast.parquet``: ``strategy, step, forecast, time`` (each strategy's forecast follows its own last period).
 * ``forecast.parquet`` also holds the prediction interval bounds ``lo80 hi80 lo95 hi95`` (one pair per level, see
-  :mod:`stratcast.daemon.engine.run.intervals`) when the run could calibrate them.
+  :mod:`stratcast.daemon.engine.run.intervals`) when the run could calibrate them, and, from a model that
+  forecasts a distribution, its quantiles ``q10 q50 q90`` (``forecast_quantiles``, see
+  :mod:`stratcast.daemon.engine.run.quantiles`).
 * ``summary.parquet``: one row per strategy: ``forecast_sum``, ``forecast_mean`` ("Avg Profit"), ``rank`` (by the
   forecast mean, or by a bound's mean with ``--rank-by lo80``), each bound's mean over the horizon,
   ``trailing_mean`` (realized mean of the last ``trailing_window`` periods), ``zero_share``, ``observed_periods``,
@@ -11,7 +13,8 @@
   A forecast combined with the baselines adds ``rank_score``, which ranks (see
   :mod:`stratcast.daemon.engine.run.combining`).
 * ``metrics.json``: the skill table, the verdict (skill sentences, then the run's warnings), the warnings
-  (``{"kind", "message"}``), the training summary, the spec and the memory plan (``memory_plan``).
+  (``{"kind", "message"}``), the training summary, the spec and the memory plan (``memory_plan``); with quantiles,
+  their levels, columns and holdout coverage and pinball loss (``quantiles``).
 
 ``model.pt``, the final checkpoint, is :func:`stratcast.daemon.engine.run.checkpoints.save_final`'s.
 
@@ -63,12 +66,14 @@ def write_outputs(
     per_strategy: PerStrategy | None,
     rank_score: Tensor | None = None,
     bands: Mapping[str, Tensor] | None = None,
+    quantiles: Mapping[str, Tensor] | None = None,
 ) -> pd.DataFrame:
     """Write ``forecast.parquet`` and ``summary.parquet``; returns the summary sorted by rank.
 
     ``rank_score`` [N] ranks the strategies (the combination's ranking score) in place of the forecast mean.
     ``bands``: the interval bounds [N, H] by column (``lo80``, ...), for both files; the summary holds each one's
-    mean over the horizon, and ``spec.rank_by`` may rank by one of them (over ``rank_score``).
+    mean over the horizon, and ``spec.rank_by`` may rank by one of them (over ``rank_score``). ``quantiles``: the
+    quantile forecasts [N, H] by column (``q10``, ...), for ``forecast.parquet`` only.
     """
     panel, cfg = prep.panel, spec.train
     fc = future.cpu().double().numpy()
@@ -82,6 +87,8 @@ def write_outputs(
         values = band.cpu().double().numpy()
         long[name] = values.ravel()  # [N, H] -> [N*H], strategy-major like the forecast
         bound_means[name] = values.mean(1)
+    for name, quantile in (quantiles or {}).items():
+        long[name] = quantile.cpu().double().numpy().ravel()
     write_parquet_atomic(long, Outputs(out).forecast)
     summary = strategy_summary(panel, prep, fc, cfg.trailing_window)
     if rank_score is not None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 from stratcast.daemon.zoo.contract import check_fields, describe_fields, param
 from stratcast.daemon.zoo.heads import LOSSES, Head, make_head
 from stratcast.daemon.zoo.search import among, floats
+from stratcast.shared.intervals import DEFAULT_QUANTILES
 
 SCALERS = ("robust", "robust-centered", "standard", "identity", "revin")
 ZERO_KEEPING_SCALERS = ("robust", "identity")
@@ -104,6 +106,14 @@ class TrainConfig:
         help="levels of the quantile loss, increasing within (0, 1); the forecast is the mean of the quantile "
         "function through them",
     )
+    forecast_quantiles: tuple[float, ...] = param(
+        DEFAULT_QUANTILES,
+        lo=0.0,
+        hi=1.0,
+        help="levels of the quantiles a distribution forecast writes next to its mean (q10, q50, q90 in "
+        "forecast.parquet), increasing within (0, 1); only models that forecast a distribution (a quantile, "
+        "gaussian, student-t or hurdle loss, or a model that samples its forecasts) write them; empty: none",
+    )
     series_per_window: int = param(
         0,
         lo=0,
@@ -179,6 +189,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         self.head  # noqa: B018 (builds the head: validates the quantile levels)
+        levels = self.forecast_quantiles
+        if any(not 0 < q < 1 for q in levels) or any(b <= a for a, b in itertools.pairwise(levels)):
+            raise ValueError(f"forecast_quantiles must increase strictly within (0, 1), got {levels}")
         if self.scaler == "revin" and self.loss not in POINT_LOSSES:
             raise ValueError(
                 f"scaler=revin rescales each output of the model as a value, which only the point losses "

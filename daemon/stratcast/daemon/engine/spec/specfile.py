@@ -26,11 +26,13 @@ SCHEDULE_OPTIONS = frozenset(
         "oom_grow_after",
         "activation_checkpointing",
         "compile",
+        "forecast_quantiles",
     }
 )
 """Training options that do not change what is trained: a resume may use other values (another micro-batch
 accumulates the same gradient, to float tolerance; activation checkpointing recomputes the same activations; a
-compiled forward pass computes the same function, to float tolerance)."""
+compiled forward pass computes the same function, to float tolerance; the quantiles written are read off the
+trained model). A checkpoint written before one of them existed resumes too: the comparison leaves them out."""
 
 
 def write_spec(out: Path, spec: RunSpec) -> None:
