@@ -36,6 +36,7 @@ from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.snn import SNN, SNNConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
+from stratcast.daemon.zoo.models.tft import TFT, TFTConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 from stratcast.daemon.zoo.models.timemixer import TimeMixer, TimeMixerConfig
 from stratcast.daemon.zoo.models.timesnet import TimesNet, TimesNetConfig
@@ -83,6 +84,10 @@ class ModelEntry:
 TRANSFORMER_TRAINING: Mapping[str, Any] = MappingProxyType({"learning_rate": 1e-4})
 """The papers' reference scripts train both Transformers at 1e-4 (neuralforecast's PatchTST too): attention is less
 stable at the 1e-3 that suits the MLP-style models."""
+
+TFT_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "quantile"})
+"""The TFT paper trains on the quantile (pinball) loss at the 10th, 50th and 90th percentiles, the levels that
+``TrainConfig.quantiles`` defaults to; the forecast remains the mean of the quantile function through them."""
 
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
@@ -299,6 +304,16 @@ CATALOG: Mapping[str, ModelEntry] = {
             SNNConfig,
             "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
             "Neftci et al., IEEE SPM 2019",
+        ),
+        ModelEntry(
+            "tft",
+            TFT,
+            TFTConfig,
+            "variable selection, LSTM encoder-decoder, gated residual networks and interpretable causal attention",
+            "Lim et al., IJF 2021",
+            # not stackable: nn.LSTM has no vmap rule
+            capabilities=Capabilities(stackable=False),
+            train_defaults=TFT_TRAINING,
         ),
     )
 }
