@@ -18,6 +18,7 @@ from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig,
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
+from stratcast.daemon.zoo.models.esrnn import ESRNN, ESRNNConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
 from stratcast.daemon.zoo.models.informer import Informer, InformerConfig
@@ -314,6 +315,16 @@ CATALOG: Mapping[str, ModelEntry] = {
             # not stackable: nn.LSTM has no vmap rule
             capabilities=Capabilities(stackable=False),
             train_defaults=TFT_TRAINING,
+        ),
+        ModelEntry(
+            "esrnn",
+            ESRNN,
+            ESRNNConfig,
+            "per-series additive exponential smoothing (level, optional seasonality) feeding a dilated LSTM",
+            "Smyl, IJF 2020",
+            # per-series smoothing parameters (ids), seasonal phase from the origin; not stackable: per-strategy
+            # mode has no ids, and nn.LSTM has no vmap rule
+            capabilities=Capabilities(per_series=True, origin=True, stackable=False),
         ),
     )
 }
