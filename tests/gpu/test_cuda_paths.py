@@ -10,10 +10,13 @@ from stratcast.daemon.engine.memory.device import describe_device, resolve_devic
 from stratcast.daemon.engine.prediction.forecast import predict
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.training.trainer import Trainer
-from stratcast.daemon.engine.training.trainparts import autocast_for
+from stratcast.daemon.engine.training.trainparts import autocast_for, side_inputs
 from stratcast.daemon.zoo.catalog import CATALOG, build_model, make_config
 
 pytestmark = pytest.mark.gpu
+
+SERIES = 5
+"""The panel a per-series model is built for; a multivariate model's windows hold all of it."""
 
 
 def cuda_trainer(model_name="nhits", precision="auto"):
@@ -46,10 +49,15 @@ def test_bf16_training_on_cuda_uses_fused_adamw_and_learns():
 @pytest.mark.parametrize("name", sorted(CATALOG))
 def test_cuda_graph_prediction_equals_plain_prediction(name):
     torch.manual_seed(0)
-    net = build_model(name, make_config(name, tiny=True), input_size=24, horizon=8).cuda().eval()
-    x = torch.randn(5000, 24, device="cuda")
-    graphed = predict(net, x, chunk=1024, graphs=True, precision="fp32")
-    plain = predict(net, x, chunk=1024, graphs=False, precision="fp32")
+    caps = CATALOG[name].capabilities
+    net = build_model(name, make_config(name, tiny=True), input_size=24, horizon=8, n_series=SERIES)
+    net = net.cuda().eval()
+    series = torch.arange(SERIES, device="cuda")
+    rows = series.expand(5000, SERIES) if caps.multivariate else series.repeat(1000)  # [M, S] or [M]
+    x = torch.randn(*rows.shape, 24, device="cuda")
+    side = side_inputs(caps, rows, torch.full_like(rows, 30))  # the ids and origins the model declares
+    graphed = predict(net, x, side=side, chunk=1024, graphs=True, precision="fp32")
+    plain = predict(net, x, side=side, chunk=1024, graphs=False, precision="fp32")
     assert torch.allclose(graphed, plain, atol=1e-5)
 
 

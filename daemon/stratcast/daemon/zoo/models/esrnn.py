@@ -75,7 +75,13 @@ class ESRNNConfig(ModelConfig):
 
 
 def check_ids(ids: Tensor, n_series: int) -> None:
-    """Refuse series ids outside ``[0, n_series)``: an index past a per-series table would read another's row."""
+    """Refuse series ids outside ``[0, n_series)``: an index past a per-series table would read another's row.
+
+    Skipped while a CUDA graph is being captured (reading the ids back would synchronise, which capture forbids);
+    the warm-up calls before the capture check the same ids.
+    """
+    if ids.is_cuda and torch.cuda.is_current_stream_capturing():
+        return
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_series):
         raise ValueError(f"ids must lie in [0, {n_series}), got {int(ids.min())}..{int(ids.max())}")
 
