@@ -56,11 +56,19 @@ class ESRNNConfig(ModelConfig):
         0, lo=0, hi=104, search=among(0, 52), help="seasonal period in steps (0: no seasonality; 52: yearly weeks)"
     )
     step_window: int = param(
-        8, lo=1, hi=104, search=among(4, 8, 13), help="deseasonalised values the LSTM reads at each step"
+        8,
+        lo=1,
+        hi=104,
+        search=among(4, 8, 13),
+        help="deseasonalised values the LSTM reads at each step (at most the window's)",
     )
     hidden_size: int = param(64, lo=1, hi=4096, search=among(32, 64, 128), help="width of the dilated LSTMs' states")
     dilations: tuple[int, ...] = param(
-        (1, 2, 4, 8), lo=1, hi=64, help="one dilated LSTM layer per entry: its state follows from that many steps back"
+        (1, 2, 4, 8),
+        lo=1,
+        hi=64,
+        search=among((1, 2), (1, 2, 4, 8), (1, 4, 13), (1, 2, 4, 13, 26)),
+        help="one dilated LSTM layer per entry: its state follows from that many steps back",
     )
 
     def __post_init__(self) -> None:
