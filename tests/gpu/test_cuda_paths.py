@@ -10,10 +10,13 @@ from stratcast.daemon.engine.memory.device import describe_device, resolve_devic
 from stratcast.daemon.engine.prediction.forecast import predict
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.training.trainer import Trainer
-from stratcast.daemon.engine.training.trainparts import autocast_for
+from stratcast.daemon.engine.training.trainparts import autocast_for, side_inputs
 from stratcast.daemon.zoo.catalog import CATALOG, build_model, make_config
 
 pytestmark = pytest.mark.gpu
+
+SERIES = 5
+"""The panel a per-series model is built for; a multivariate model's windows hold all of it."""
 
 
 def cuda_trainer(model_name="nhits", precision="auto"):
@@ -47,10 +50,12 @@ def test_bf16_training_on_cuda_uses_fused_adamw_and_learns():
 def test_cuda_graph_prediction_equals_plain_prediction(name):
     torch.manual_seed(0)
     caps = CATALOG[name].capabilities
-    net = build_model(name, make_config(name, tiny=True), input_size=24, horizon=8, n_series=1000).cuda().eval()
-    shape = (5, 1000) if caps.multivariate else (5000,)  # a multivariate window holds 1,000 series
-    x = torch.randn(*shape, 24, device="cuda")
-    side = {"ids": torch.arange(5000, device="cuda").view(shape) % 1000} if caps.per_series else {}
+    net = build_model(name, make_config(name, tiny=True), input_size=24, horizon=8, n_series=SERIES)
+    net = net.cuda().eval()
+    series = torch.arange(SERIES, device="cuda")
+    rows = series.expand(5000, SERIES) if caps.multivariate else series.repeat(1000)  # [M, S] or [M]
+    x = torch.randn(*rows.shape, 24, device="cuda")
+    side = side_inputs(caps, rows, torch.full_like(rows, 30))  # the ids and origins the model declares
     graphed = predict(net, x, side=side, chunk=1024, graphs=True, precision="fp32")
     plain = predict(net, x, side=side, chunk=1024, graphs=False, precision="fp32")
     assert torch.allclose(graphed, plain, atol=1e-5)

@@ -62,7 +62,7 @@ def train_forecast(folder: Path, model: str, mode: str, loss: str, *, steps: int
     trainer = make_trainer(prep.spec, net, prep, None, None)
     trainer.fit()
     rows = torch.arange(prep.panel.n_series)
-    forecast = forecaster(prep.spec, trainer.model, prep)(prep.windows.forecast_inputs(), rows)
+    forecast = forecaster(prep.spec, trainer.model, prep)(prep.windows.forecast_inputs(), rows, prep.windows.end)
     assert forecast.dtype == torch.float32 and forecast.shape == (prep.panel.n_series, 4)
     return forecast.detach()
 

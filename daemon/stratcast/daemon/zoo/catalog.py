@@ -21,6 +21,7 @@ from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.deepar import DeepAR, DeepARConfig
 from stratcast.daemon.zoo.models.deepnpts import DeepNPTS, DeepNPTSConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
+from stratcast.daemon.zoo.models.esrnn import ESRNN, ESRNNConfig
 from stratcast.daemon.zoo.models.fedformer import FEDformer, FEDformerConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
@@ -43,6 +44,7 @@ from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.snn import SNN, SNNConfig
 from stratcast.daemon.zoo.models.softs import SOFTS, SOFTSConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
+from stratcast.daemon.zoo.models.tft import TFT, TFTConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 from stratcast.daemon.zoo.models.timemixer import TimeMixer, TimeMixerConfig
 from stratcast.daemon.zoo.models.timesnet import TimesNet, TimesNetConfig
@@ -102,6 +104,9 @@ loss) from being chosen from the data."""
 QUANTILE_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "quantile"})
 """For models that score themselves with the pinball loss at their own levels (MQ-RNN): as for
 :data:`LIKELIHOOD_TRAINING`, the run's loss names what the model trains with and keeps ``scaler=revin`` away."""
+TFT_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "quantile"})
+"""The TFT paper trains on the quantile (pinball) loss at the 10th, 50th and 90th percentiles, the levels that
+``TrainConfig.quantiles`` defaults to; the forecast remains the mean of the quantile function through them."""
 
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
@@ -442,6 +447,28 @@ CATALOG: Mapping[str, ModelEntry] = {
             capabilities=CHECKPOINTABLE,
             train_defaults=TRANSFORMER_TRAINING,
             good_for="long horizons at linear cost: attention over a fixed set of Fourier modes, trend split off",
+        ),
+        ModelEntry(
+            "tft",
+            TFT,
+            TFTConfig,
+            "variable selection, LSTM encoder-decoder, gated residual networks and interpretable causal attention",
+            "Lim et al., IJF 2021",
+            # not stackable: nn.LSTM has no vmap rule
+            capabilities=Capabilities(stackable=False),
+            train_defaults=TFT_TRAINING,
+            good_for="multi-horizon quantiles with readable attention: which past weeks and inputs the forecast used",
+        ),
+        ModelEntry(
+            "esrnn",
+            ESRNN,
+            ESRNNConfig,
+            "per-series additive exponential smoothing (level, optional seasonality) feeding a dilated LSTM",
+            "Smyl, IJF 2020",
+            # per-series smoothing parameters (ids), seasonal phase from the origin; not stackable: per-strategy
+            # mode has no ids, and nn.LSTM has no vmap rule
+            capabilities=Capabilities(per_series=True, origin=True, stackable=False),
+            good_for="per-strategy levels and seasonality smoothed exponentially, with one global LSTM for the rest",
         ),
     )
 }

@@ -2,7 +2,8 @@
 
 The Transformer encoder is shared by :mod:`patchtst`, :mod:`itransformer` and :mod:`transformer`; the decoder
 (causal self-attention, then cross-attention to the encoder's output) and the sinusoidal positional encoding by
-:mod:`transformer`; additive attention by :mod:`seq2seq`.
+:mod:`transformer`; additive attention by :mod:`seq2seq`; interpretable multi-head attention (heads sharing their
+values, averaged) by :mod:`tft`.
 
 Written from ``nn.Linear``, ``nn.LayerNorm`` and a plain ``softmax(q k^T / sqrt(d)) v`` rather than with
 ``nn.TransformerEncoderLayer`` (whose inference fast path takes another kernel and misbehaves under
@@ -34,8 +35,8 @@ def check_heads(name: str, d_model: int, n_heads: int) -> None:
         raise ValueError(f"{name}.d_model={d_model} must be divisible by n_heads={n_heads}")
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, dropout: nn.Module, *, causal: bool = False) -> Tensor:
-    """Scaled dot-product attention per head: ``q [B, h, N, d]`` over ``k, v [B, h, M, d]`` -> ``[B, h, N, d]``.
+def attention_weights(q: Tensor, k: Tensor, *, causal: bool = False) -> Tensor:
+    """Softmax of the scaled dot products per head: ``q [B, h, N, d]``, ``k [B, h, M, d]`` -> ``[B, h, N, M]``.
 
     ``causal``: query ``i`` sees keys ``0..i`` only (needs ``N == M``).
     """
@@ -44,7 +45,15 @@ def attend(q: Tensor, k: Tensor, v: Tensor, dropout: nn.Module, *, causal: bool 
         n, m = scores.shape[-2:]
         future = torch.ones(n, m, dtype=torch.bool, device=scores.device).triu(1)  # [N, M], True above the diagonal
         scores = scores.masked_fill(future, float("-inf"))
-    out: Tensor = dropout(scores.softmax(dim=-1)) @ v  # [B, h, N, M] @ [B, h, M, d] -> [B, h, N, d]
+    return scores.softmax(dim=-1)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, dropout: nn.Module, *, causal: bool = False) -> Tensor:
+    """Scaled dot-product attention per head: ``q [B, h, N, d]`` over ``k, v [B, h, M, d]`` -> ``[B, h, N, d]``.
+
+    ``causal``: query ``i`` sees keys ``0..i`` only (needs ``N == M``).
+    """
+    out: Tensor = dropout(attention_weights(q, k, causal=causal)) @ v  # [B, h, N, M] @ [B, h, M, d] -> [B, h, N, d]
     return out
 
 
@@ -98,6 +107,35 @@ class CrossAttention(nn.Module):
         k, v = self.kv(memory).reshape(b, m, 2, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
         out: Tensor = self.out(merge_heads(attend(q, k, v, self.dropout)))
         return out
+
+
+class InterpretableAttention(nn.Module):
+    """Interpretable multi-head self-attention (Lim et al., IJF 2021, eq. 13-16 of the Temporal Fusion Transformer).
+
+    Each head has its own query and key projections but all share one value projection, and the heads are
+    averaged rather than concatenated: ``(1/h) sum_i A_i (V W_V) W_H`` equals ``(mean_i A_i) V W_V W_H``, so the
+    mean attention matrix alone says how much each position drew on each other one. ``causal`` masks later
+    positions (the paper's decoder masking).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, *, causal: bool = True) -> None:
+        super().__init__()
+        self.n_heads, self.causal = n_heads, causal
+        self.d_head = d_model // n_heads
+        self.qk = nn.Linear(d_model, 2 * n_heads * self.d_head)
+        self.value = nn.Linear(d_model, self.d_head)
+        self.out = nn.Linear(self.d_head, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Map ``[B, N, D]`` to ``[B, N, D]``; also returns the head-averaged attention ``[B, N, N]``."""
+        b, n, _ = x.shape
+        # [B, N, 2*h*d] -> [B, N, 2, h, d] -> [2, B, h, N, d]
+        q, k = self.qk(x).reshape(b, n, 2, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
+        weights = attention_weights(q, k, causal=self.causal).mean(dim=1)  # [B, h, N, N] -> [B, N, N]
+        mixed = self.dropout(weights) @ self.value(x)  # [B, N, N] @ [B, N, d] -> [B, N, d]
+        out: Tensor = self.out(mixed)  # [B, N, d] -> [B, N, D]
+        return out, weights
 
 
 class EncoderLayer(nn.Module):
