@@ -25,6 +25,7 @@ from stratcast.daemon.zoo.models.itransformer import ITransformer, ITransformerC
 from stratcast.daemon.zoo.models.kan import KAN, KANConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
 from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
+from stratcast.daemon.zoo.models.mtgnn import MTGNN, MTGNNConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
 from stratcast.daemon.zoo.models.neuralarima import NeuralARIMA, NeuralARIMAConfig
 from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
@@ -86,6 +87,13 @@ stable at the 1e-3 that suits the MLP-style models."""
 
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
+
+GRAPH_PER_SERIES = Capabilities(multivariate=True, per_series=True, stackable=False)
+"""A multivariate model with an embedding per series (the series of each window are named by ``ids``)."""
+
+GRAPH_TRAINING: Mapping[str, Any] = MappingProxyType({"series_per_window": 500, "batch_size": 8})
+"""MTGNN's paper trains on random subsets of the series per step: a window of 500 series holds 500 forecasts, so 8
+windows a step see about as many series as the univariate models' 1,024 windows do."""
 
 CATALOG: Mapping[str, ModelEntry] = {
     e.name: e
@@ -299,6 +307,16 @@ CATALOG: Mapping[str, ModelEntry] = {
             SNNConfig,
             "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
             "Neftci et al., IEEE SPM 2019",
+        ),
+        ModelEntry(
+            "mtgnn",
+            MTGNN,
+            MTGNNConfig,
+            "a sparse top-k graph learned from series embeddings, mix-hop graph convolutions and dilated inception "
+            "temporal convolutions over each window's series (not stackable: it reads several series)",
+            "Wu et al., KDD 2020",
+            capabilities=GRAPH_PER_SERIES,
+            train_defaults=GRAPH_TRAINING,
         ),
     )
 }
