@@ -36,6 +36,7 @@ from stratcast.daemon.zoo.models.patchtst import PatchTST, PatchTSTConfig
 from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.snn import SNN, SNNConfig
+from stratcast.daemon.zoo.models.stemgnn import StemGNN, StemGNNConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
 from stratcast.daemon.zoo.models.timemixer import TimeMixer, TimeMixerConfig
@@ -88,12 +89,16 @@ stable at the 1e-3 that suits the MLP-style models."""
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
 
+MULTIVARIATE = Capabilities(multivariate=True, stackable=False)
+"""A model that forecasts several series of a window together, with no parameters per series."""
+
 GRAPH_PER_SERIES = Capabilities(multivariate=True, per_series=True, stackable=False)
 """A multivariate model with an embedding per series (the series of each window are named by ``ids``)."""
 
 GRAPH_TRAINING: Mapping[str, Any] = MappingProxyType({"series_per_window": 500, "batch_size": 8})
-"""MTGNN's paper trains on random subsets of the series per step: a window of 500 series holds 500 forecasts, so 8
-windows a step see about as many series as the univariate models' 1,024 windows do."""
+"""The papers train on random subsets of the series per step (MTGNN's nodes; StemGNN's eigendecomposition needs
+them): a window of 500 series holds 500 forecasts, so 8 windows a step see about as many series as the univariate
+models' 1,024 windows do."""
 
 CATALOG: Mapping[str, ModelEntry] = {
     e.name: e
@@ -316,6 +321,16 @@ CATALOG: Mapping[str, ModelEntry] = {
             "temporal convolutions over each window's series (not stackable: it reads several series)",
             "Wu et al., KDD 2020",
             capabilities=GRAPH_PER_SERIES,
+            train_defaults=GRAPH_TRAINING,
+        ),
+        ModelEntry(
+            "stemgnn",
+            StemGNN,
+            StemGNNConfig,
+            "a graph from self-attention over the series, its graph Fourier transform, DFT/convolution/GLU cells and "
+            "spectral graph filters (not stackable: it reads several series)",
+            "Cao et al., NeurIPS 2020",
+            capabilities=MULTIVARIATE,
             train_defaults=GRAPH_TRAINING,
         ),
     )
