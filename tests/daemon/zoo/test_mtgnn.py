@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +13,16 @@ from torch import Tensor
 from stratcast.daemon.zoo.blocks import graph as graph_block
 from stratcast.daemon.zoo.blocks.graph import TopKGraph, _NeighbourSum, top_k_graph
 from stratcast.daemon.zoo.models.mtgnn import INCEPTION_KERNELS, MTGNN, DilatedInception, MTGNNConfig
+from tests.daemon.engine.test_side_inputs import LEVELS, N, level_job
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small graphs gain nothing from intra-op threads, which spin badly when other work shares the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def embeddings(b: int, s: int, d: int = 6, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -144,3 +157,10 @@ def test_the_limit_on_series_per_window_names_the_option() -> None:
 def test_channels_must_split_over_the_four_kernels() -> None:
     with pytest.raises(ValueError, match="channels"):
         MTGNNConfig(channels=30)
+
+
+def test_it_trains_on_subsets_of_series_and_forecasts_every_strategy_through_a_job(tmp_path: Path) -> None:
+    tiny = ["node_dim=4", "k=2", "n_layers=1", "channels=8", "skip_channels=8", "end_channels=16", "dropout=0"]
+    forecast, metrics = level_job(tmp_path, "mtgnn", ["series_per_window=4", "batch_size=8", "max_steps=40", *tiny])
+    np.testing.assert_allclose(forecast, LEVELS, atol=0.3)
+    assert metrics["holdout"]["strategies"] == N

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.graph import fourier_basis, gft, igft, normalised_laplacian
 from stratcast.daemon.zoo.models.stemgnn import StemGNN, StemGNNConfig, chebyshev_filter
+from tests.daemon.engine.test_side_inputs import LEVELS, N, level_job
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small graphs gain nothing from intra-op threads, which spin badly when other work shares the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def adjacency(b: int, s: int, seed: int = 0) -> Tensor:
@@ -105,3 +119,10 @@ def test_the_limit_on_series_per_window_names_the_option() -> None:
     assert config.panel_problem(n_series=6000, series_per_window=1000) is None
     problem = config.panel_problem(n_series=6000, series_per_window=1001)
     assert problem is not None and "series_per_window" in problem and "1000" in problem
+
+
+def test_it_trains_on_subsets_of_series_and_forecasts_every_strategy_through_a_job(tmp_path: Path) -> None:
+    tiny = ["d_latent=8", "channels=2", "filter_order=2", "d_hidden=16", "dropout=0"]
+    forecast, metrics = level_job(tmp_path, "stemgnn", ["series_per_window=4", "batch_size=8", "max_steps=40", *tiny])
+    np.testing.assert_allclose(forecast, LEVELS, atol=0.3)
+    assert metrics["holdout"]["strategies"] == N

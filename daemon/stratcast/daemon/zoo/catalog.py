@@ -92,8 +92,9 @@ CHECKPOINTABLE = Capabilities(checkpointing=True)
 MULTIVARIATE = Capabilities(multivariate=True, stackable=False)
 """A model that forecasts several series of a window together, with no parameters per series."""
 
-GRAPH_PER_SERIES = Capabilities(multivariate=True, per_series=True, stackable=False)
-"""A multivariate model with an embedding per series (the series of each window are named by ``ids``)."""
+GRAPH_PER_SERIES = Capabilities(multivariate=True, per_series=True, stackable=False, checkpointing=True)
+"""A multivariate model with an embedding per series (the series of each window are named by ``ids``), built of
+checkpointable layers."""
 
 GRAPH_TRAINING: Mapping[str, Any] = MappingProxyType({"series_per_window": 500, "batch_size": 8})
 """The papers train on random subsets of the series per step (MTGNN's nodes; StemGNN's eigendecomposition needs

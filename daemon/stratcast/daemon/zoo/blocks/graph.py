@@ -5,8 +5,8 @@ Two ways to hold a graph over the ``S`` series of each of ``B`` windows:
 * **Sparse, top-k** (MTGNN): each series keeps its ``k`` strongest neighbours, as neighbour indices and weights
   ``[B, S, k]``. Nothing ``S x S`` is kept for the backward pass: the scores that choose the neighbours are computed
   in row chunks without gradients, and the ``k`` chosen weights are recomputed from the gathered embeddings with
-  them. Propagation over the graph (and over its transpose) gathers (scatters) the neighbours' features ``k`` times;
-  its backward pass, written out in :class:`_NeighbourSum`, keeps only the inputs, not ``k`` gathered copies.
+  them. Propagation over the graph (and over its transpose) is one sparse matrix product; its backward pass,
+  written out in :class:`_NeighbourSum`, keeps only the inputs, not the ``k`` gathered neighbours of every series.
 * **Dense, spectral** (StemGNN): a weighted adjacency ``[B, S, S]``, its normalised Laplacian and the Laplacian's
   eigenbasis for the graph Fourier transform. The eigendecomposition is ``O(S^3)`` per window and runs in float32
   with autocast off (``torch.linalg.eigh`` takes no bf16).
@@ -90,27 +90,51 @@ def _top_rows(source: Tensor, target: Tensor, lo: int, hi: int, k: int) -> Tenso
 def _neighbour_sum(x: Tensor, index: Tensor, weight: Tensor, transpose: bool) -> Tensor:
     """``y_i = sum_m w_im x_{index_im}`` (``transpose``: ``y_j = sum_{i,m: index_im = j} w_im x_i``), ``[B, S, F]``.
 
-    One neighbour slot at a time, so no ``[B, S, k, F]`` tensor is ever built.
+    One sparse matrix product over all windows (block-diagonal, ``B*S*k`` entries), in float32 (float64 stays)
+    with autocast off: on a CPU it ran 20x faster than gathering the neighbours slot by slot, 100x faster than
+    ``index_add_`` (500 series, 20 neighbours, 3,136 features).
     """
-    out = torch.zeros_like(x)
-    features = x.shape[-1]
-    for m in range(index.shape[-1]):
-        at = index[..., m, None].expand(-1, -1, features)  # [B, S] -> [B, S, F]
-        w = weight[..., m, None]  # [B, S, 1]
-        if transpose:
-            out.scatter_add_(1, at, w * x)
-        else:
-            out += w * x.gather(1, at)
-    return out
+    b, s, f = x.shape
+    rows = torch.arange(b * s, device=x.device).repeat_interleave(index.shape[-1])  # [B*S*k]: each edge's source
+    columns = _flat_rows(index).reshape(-1)  # [B*S*k]: each edge's neighbour
+    at = torch.stack([columns, rows]) if transpose else torch.stack([rows, columns])
+    working = _working(x.dtype)
+    with torch.autocast(x.device.type, enabled=False):
+        adjacency = torch.sparse_coo_tensor(
+            at, weight.reshape(-1).to(working), (b * s, b * s), check_invariants=False
+        ).coalesce()
+        out: Tensor = torch.sparse.mm(adjacency, x.reshape(b * s, f).to(working))  # [B*S, B*S] @ [B*S, F]
+    return out.reshape(b, s, f).to(x.dtype)
+
+
+def _working(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the sparse products run in: float64 stays, everything narrower is widened to float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+EDGE_CHUNK = 1 << 24
+"""Gathered neighbour features per chunk when the weights' gradients are computed (64 MiB in float32)."""
 
 
 def _edge_products(rows: Tensor, columns: Tensor, index: Tensor) -> Tensor:
-    """``[B, S, k]``: ``<rows_i, columns_{index_im}>`` for every edge, one neighbour slot at a time."""
-    features = rows.shape[-1]
-    slots = [
-        (rows * columns.gather(1, index[..., m, None].expand(-1, -1, features))).sum(-1) for m in range(index.shape[-1])
-    ]
-    return torch.stack(slots, dim=-1) if slots else rows.new_zeros(index.shape)
+    """``[B, S, k]``: ``<rows_i, columns_{index_im}>`` for every edge, in chunks of series."""
+    b, s, f = rows.shape
+    k = index.shape[-1]
+    at = _flat_rows(index)  # [B*S, k]
+    flat_rows, flat_columns = rows.reshape(b * s, f), columns.reshape(b * s, f)
+    step = max(1, EDGE_CHUNK // max(1, k * f))
+    parts = []
+    for lo in range(0, b * s, step):
+        theirs = flat_columns.index_select(0, at[lo : lo + step].reshape(-1)).reshape(-1, k, f)  # [c, k, F]
+        parts.append(torch.bmm(theirs, flat_rows[lo : lo + step, :, None])[..., 0])  # [c, k, F] @ [c, F, 1] -> [c, k]
+    return torch.cat(parts).reshape(b, s, k) if parts else rows.new_zeros(index.shape)
+
+
+def _flat_rows(index: Tensor) -> Tensor:
+    """Neighbour indices ``[B, S, k]`` as rows of the flattened ``[B*S, F]`` features: ``[B*S, k]``."""
+    b, s, k = index.shape
+    offset = torch.arange(b, device=index.device)[:, None, None] * s  # window b's series start at row b*S
+    return (index + offset).reshape(b * s, k)
 
 
 class _NeighbourSum(torch.autograd.Function):
@@ -136,7 +160,10 @@ class _NeighbourSum(torch.autograd.Function):
         dx = _neighbour_sum(grad, index, weight, not ctx.transpose) if ctx.needs_input_grad[0] else None
         dw = None
         if ctx.needs_input_grad[2]:
-            dw = _edge_products(x, grad, index) if ctx.transpose else _edge_products(grad, x, index)
+            with torch.autocast(x.device.type, enabled=False):
+                pair = (x, grad) if ctx.transpose else (grad, x)
+                working = _working(x.dtype)
+                dw = _edge_products(pair[0].to(working), pair[1].to(working), index).to(weight.dtype)
         return dx, None, dw, None
 
 
