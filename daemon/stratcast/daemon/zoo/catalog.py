@@ -31,6 +31,7 @@ from stratcast.daemon.zoo.models.kan import KAN, KANConfig
 from stratcast.daemon.zoo.models.lstm import LSTM, LSTMConfig
 from stratcast.daemon.zoo.models.mlp import MLP, MLPConfig
 from stratcast.daemon.zoo.models.mqrnn import MQRNN, MQRNNConfig
+from stratcast.daemon.zoo.models.mtgnn import MTGNN, MTGNNConfig
 from stratcast.daemon.zoo.models.nbeats import NBEATS, NBEATSConfig, NBEATSIConfig
 from stratcast.daemon.zoo.models.neuralarima import NeuralARIMA, NeuralARIMAConfig
 from stratcast.daemon.zoo.models.neuralgam import NeuralGAM, NeuralGAMConfig
@@ -43,6 +44,7 @@ from stratcast.daemon.zoo.models.rbf import RBF, RBFConfig
 from stratcast.daemon.zoo.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from stratcast.daemon.zoo.models.snn import SNN, SNNConfig
 from stratcast.daemon.zoo.models.softs import SOFTS, SOFTSConfig
+from stratcast.daemon.zoo.models.stemgnn import StemGNN, StemGNNConfig
 from stratcast.daemon.zoo.models.tcn import TCN, TCNConfig
 from stratcast.daemon.zoo.models.tft import TFT, TFTConfig
 from stratcast.daemon.zoo.models.tide import TiDE, TiDEConfig
@@ -117,6 +119,17 @@ MULTIVARIATE_TRAINING: Mapping[str, Any] = MappingProxyType({"batch_size": 32})
 
 SOFTS_TRAINING: Mapping[str, Any] = MappingProxyType({**MULTIVARIATE_TRAINING, "learning_rate": 3e-4})
 """SOFTS's published scripts train at learning rate 3e-4, on batches of 32 windows or fewer."""
+MULTIVARIATE = Capabilities(multivariate=True, stackable=False)
+"""A model that forecasts several series of a window together, with no parameters per series."""
+
+GRAPH_PER_SERIES = Capabilities(multivariate=True, per_series=True, stackable=False, checkpointing=True)
+"""A multivariate model with an embedding per series (the series of each window are named by ``ids``), built of
+checkpointable layers."""
+
+GRAPH_TRAINING: Mapping[str, Any] = MappingProxyType({"series_per_window": 500, "batch_size": 8})
+"""The papers train on random subsets of the series per step (MTGNN's nodes; StemGNN's eigendecomposition needs
+them): a window of 500 series holds 500 forecasts, so 8 windows a step see about as many series as the univariate
+models' 1,024 windows do."""
 
 CATALOG: Mapping[str, ModelEntry] = {
     e.name: e
@@ -469,6 +482,28 @@ CATALOG: Mapping[str, ModelEntry] = {
             # mode has no ids, and nn.LSTM has no vmap rule
             capabilities=Capabilities(per_series=True, origin=True, stackable=False),
             good_for="per-strategy levels and seasonality smoothed exponentially, with one global LSTM for the rest",
+        ),
+        ModelEntry(
+            "mtgnn",
+            MTGNN,
+            MTGNNConfig,
+            "a sparse top-k graph learned from series embeddings, mix-hop graph convolutions and dilated inception "
+            "temporal convolutions over each window's series (not stackable: it reads several series)",
+            "Wu et al., KDD 2020",
+            capabilities=GRAPH_PER_SERIES,
+            train_defaults=GRAPH_TRAINING,
+            good_for="strategies that move together: a sparse graph to each series' k nearest learned neighbours",
+        ),
+        ModelEntry(
+            "stemgnn",
+            StemGNN,
+            StemGNNConfig,
+            "a graph from self-attention over the series, its graph Fourier transform, DFT/convolution/GLU cells and "
+            "spectral graph filters (not stackable: it reads several series)",
+            "Cao et al., NeurIPS 2020",
+            capabilities=MULTIVARIATE,
+            train_defaults=GRAPH_TRAINING,
+            good_for="cross-series structure in the frequency domain: a learned graph and its Fourier basis",
         ),
     )
 }

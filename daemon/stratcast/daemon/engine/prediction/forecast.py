@@ -94,13 +94,15 @@ def predict_series(
     series: int,
     side: dict[str, Tensor],
     precision: str = "auto",
-    graphs: bool = True,
 ) -> Tensor:
     """A multivariate model's outputs [M, H, O] for ``x`` [M, L] (one window per series), ``series`` at a time.
 
     The rows are cut into windows of ``series`` consecutive rows ([M, L] -> [G, S, L]); the last window takes the
     last ``series`` rows (overlapping the one before: no series is read twice in a window), or, when there are
-    fewer rows than that, repeats the last row. ``side`` [M] each is cut alike; :func:`predict` runs the windows.
+    fewer rows than that, repeats the last row. ``side`` [M] each is cut alike; :func:`predict` runs the windows,
+    without CUDA graphs: the ``ceil(M / series)`` windows are one chunk, so a graph would be captured to be replayed
+    once, and the graph models synchronise with the host in their forward pass, which capture forbids
+    (``torch.linalg.eigh`` checks its result, a sparse product coalesces its indices, ids are range-checked).
     """
     m = x.shape[0]
     starts = list(range(0, m - series + 1, series))
@@ -111,8 +113,8 @@ def predict_series(
         index = torch.tensor(starts, device=x.device)[:, None] + offsets  # [G, S]
     else:
         index = offsets.clamp(max=m - 1)[None, :]  # [1, S]: the last row repeated
-    windows, windows_side = x[index], {k: v[index] for k, v in side.items()}
-    out = predict(model, windows, side=windows_side, precision=precision, graphs=graphs)  # [G, S, H, O]
+    windows, window_side = x[index], {k: v[index] for k, v in side.items()}
+    out = predict(model, windows, side=window_side, precision=precision, graphs=False)  # [G, S, H, O]
     result = out.new_empty(m, *out.shape[2:])
     result[index.flatten()] = out.flatten(0, 1)  # [G, S, H, O] -> [G*S, H, O]; overlaps write the same series
     return result

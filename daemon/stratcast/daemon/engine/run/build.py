@@ -287,7 +287,7 @@ def model_outputs(spec: RunSpec, model: nn.Module, prep: Prepared) -> Callable[[
             return stacked_forecast(model, x, rows, side)
         if caps.multivariate:
             series = series_per_window(spec, prep.windows.n_series)
-            return predict_series(net, x, series=series, side=side, precision=cfg.precision, graphs=graphs)
+            return predict_series(net, x, series=series, side=side, precision=cfg.precision)
         return predict(net, x, side=side, precision=cfg.precision, graphs=graphs)
 
     return run
