@@ -17,6 +17,7 @@ from torch import nn
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities, ModelConfig, describe_fields
 from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
+from stratcast.daemon.zoo.models.diffusion import Diffusion, DiffusionConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.fits import FITS, FITSConfig
 from stratcast.daemon.zoo.models.gru import GRU, GRUConfig
@@ -299,6 +300,18 @@ CATALOG: Mapping[str, ModelEntry] = {
             SNNConfig,
             "leaky integrate-and-fire layers fed the window step by step, membrane potentials read out",
             "Neftci et al., IEEE SPM 2019",
+        ),
+        ModelEntry(
+            "diffusion",
+            Diffusion,
+            DiffusionConfig,
+            "conditional DDPM over the whole horizon (TimeDiff): an MLP denoiser conditioned on future mixup and a "
+            "linear autoregressive guess; trains with its own denoising loss, forecasts the mean of sampled draws",
+            "Shen and Kwok, ICML 2023; Ho et al., NeurIPS 2020",
+            # not stackable: per-strategy (stacked) training and forecasting call forward() and score it with the
+            # run's head, never training_loss() or sample() (its draws would vmap: a generator's draws do under
+            # randomness="different"); stacking it would train the one-pass stand-in, not the diffusion model
+            capabilities=Capabilities(own_loss=True, stackable=False),
         ),
     )
 }
