@@ -19,8 +19,15 @@ built from the input window; as in TimeDiff it predicts ``y`` itself (not the no
 Forecasting (:meth:`Diffusion.sample`) starts every draw from ``x_K ~ N(0, I)`` and runs the ``K`` reverse steps
 of DDPM's eqs. 6-7, each one denoiser pass; the engine's point forecast is the mean of its seeded draws. The
 denoiser is an MLP over the horizon: the noisy horizon, the condition (projected once per window, not per step)
-and an MLP of the step's sinusoidal embedding are summed into a hidden vector, refined by residual blocks and read
-out as ``x0_hat`` [H]. Its cost is what bounds the model on a CPU: a forecast runs ``draws x K`` passes per window.
+and an MLP of the step's sinusoidal embedding are summed into a hidden vector, refined by ``num_layers`` residual
+blocks (none by default) and read out as ``x0_hat`` [H]. Its cost is what bounds the model on a CPU: a forecast
+runs ``draws x K`` passes per window (measured at the defaults, 6,000 windows x 100 draws x 20 steps: about 8.5 s
+of CPU time on one core, of which the denoiser is about half and the normal draws about a quarter).
+
+With few steps the draws are narrower than the data: each reverse step puts the denoiser's estimate, a conditional
+mean, where DDPM's posterior wants ``x_0`` itself (with the exact denoiser of Gaussian data the spread is about 0.86
+of the data's at 20 cosine steps, 0.97 at 100). Their mean, the forecast, is not affected; the engine's intervals
+are calibrated on residuals, not read from the draws. Future mixup narrows them further.
 
 The model trains with its own loss (:class:`~stratcast.daemon.zoo.heads.OwnLoss`): the run's ``loss`` option and
 its head are not used, and ``n_outputs`` only shapes :meth:`Diffusion.forward`, which the engine does not call (see
@@ -55,7 +62,8 @@ class DiffusionConfig(ModelConfig):
         hi=1000,
         search=among(10, 20, 50),
         help="diffusion steps K (default 20): every forecast draw runs K denoiser passes and the engine averages "
-        "100 draws, so K sets the forecast's cost (a 6,000-strategy forecast takes seconds on a CPU at 20)",
+        "100 draws, so K sets the forecast's cost (at 20, one origin of 6,000 strategies takes about 10 s of one CPU "
+        "core; a job forecasts about 2 x val_size + 2 origins)",
     )
     schedule: str = param(
         "cosine",
