@@ -63,7 +63,7 @@ class DiffusionConfig(ModelConfig):
         search=among(10, 20, 50),
         help="diffusion steps K (default 20): every forecast draw runs K denoiser passes and the engine averages "
         "100 draws, so K sets the forecast's cost (at 20, one origin of 6,000 strategies takes about 10 s of one CPU "
-        "core; a job forecasts about 2 x val_size + 2 origins)",
+        "core; a job forecasts each validation origin two or three times)",
     )
     schedule: str = param(
         "cosine",
