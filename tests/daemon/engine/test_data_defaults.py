@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from stratcast.daemon.engine.data.load import load_panel
@@ -12,6 +13,8 @@ from stratcast.daemon.engine.run.build import prepare
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import build_spec, choose_from_data
 from stratcast.daemon.engine.spec.specfile import read_spec, write_spec
+from stratcast.daemon.zoo.catalog import CATALOG
+from tests.daemon.zoo.toys import OWN_LOSS
 
 
 def level_frame(n_series: int = 4, n_times: int = 40) -> pd.DataFrame:
@@ -82,3 +85,42 @@ def test_a_resumed_spec_still_leaves_the_same_options_to_the_data(tmp_path):
     spec = spec_for(write(tmp_path, level_frame()), "loss=huber", out=str(tmp_path / "run"))
     write_spec(tmp_path / "run", spec)
     assert read_spec(tmp_path / "run").from_data == ("scaler",) == spec.from_data
+
+
+def test_a_model_with_its_own_loss_keeps_robust_scaling_on_level_series(tmp_path):
+    # revin's per-window normalisation wraps the model's forward pass, which an own-loss model does not forecast by
+    path = write(tmp_path, level_frame())
+    for members in ((), ("dlinear", "diffusion")):
+        model = members[0] if members else "diffusion"
+        spec = build_spec(data=path, model=model, out="-", horizon=4, input_size=8, device="cpu", ensemble=members)
+        chosen, note = choose_from_data(spec, load_panel(path))
+        assert chosen.train.scaler == "robust", members
+        assert note is not None and note.startswith("scaler: robust, loss: mae (level series")
+
+
+def test_an_own_loss_model_refuses_revin_and_per_strategy_mode_by_name(tmp_path):
+    path = write(tmp_path, level_frame())
+    with pytest.raises(ValueError, match=r"'diffusion' trains with its own loss .*--set scaler=robust"):
+        build_spec(data=path, model="diffusion", out="-", sets=["scaler=revin"])
+    with pytest.raises(ValueError, match=r"'diffusion' trains with its own loss .*--set scaler=robust"):
+        build_spec(data=path, model="dlinear", out="-", sets=["scaler=revin"], ensemble=("dlinear", "diffusion"))
+    with pytest.raises(ValueError, match="per-strategy mode: it trains with its own loss"):
+        build_spec(data=path, model="diffusion", out="-", mode="per-strategy")
+
+
+def test_an_own_loss_job_on_level_series_trains_by_its_loss_with_the_scaler_chosen_for_it(monkeypatch, tmp_path):
+    # the toy's forward pass raises: the job must train through training_loss and forecast through sample
+    monkeypatch.setitem(CATALOG, OWN_LOSS.name, OWN_LOSS)
+    out = tmp_path / "run"
+    spec = build_spec(
+        data=write(tmp_path, level_frame()),
+        model=OWN_LOSS.name,
+        out=str(out),
+        horizon=4,
+        input_size=8,
+        device="cpu",
+        sets=["max_steps=2", "batch_size=8"],
+    )
+    run_job(spec, log=lambda line: None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["spec"]["train"]["scaler"] == "robust"

@@ -20,6 +20,7 @@ from stratcast.daemon.zoo.models.bitcn import BiTCN, BiTCNConfig
 from stratcast.daemon.zoo.models.cnnlstm import CNNLSTM, CNNLSTMConfig
 from stratcast.daemon.zoo.models.deepar import DeepAR, DeepARConfig
 from stratcast.daemon.zoo.models.deepnpts import DeepNPTS, DeepNPTSConfig
+from stratcast.daemon.zoo.models.diffusion import Diffusion, DiffusionConfig
 from stratcast.daemon.zoo.models.dlinear import DLinear, DLinearConfig
 from stratcast.daemon.zoo.models.esrnn import ESRNN, ESRNNConfig
 from stratcast.daemon.zoo.models.fedformer import FEDformer, FEDformerConfig
@@ -504,6 +505,19 @@ CATALOG: Mapping[str, ModelEntry] = {
             capabilities=MULTIVARIATE,
             train_defaults=GRAPH_TRAINING,
             good_for="cross-series structure in the frequency domain: a learned graph and its Fourier basis",
+        ),
+        ModelEntry(
+            "diffusion",
+            Diffusion,
+            DiffusionConfig,
+            "conditional DDPM over the whole horizon (TimeDiff): an MLP denoiser conditioned on future mixup and a "
+            "linear autoregressive guess; trains with its own denoising loss, forecasts the mean of sampled draws",
+            "Shen and Kwok, ICML 2023; Ho et al., NeurIPS 2020",
+            # not stackable: per-strategy (stacked) training and forecasting call forward() and score it with the
+            # run's head, never training_loss() or sample() (its draws would vmap: a generator's draws do under
+            # randomness="different"); stacking it would train the one-pass stand-in, not the diffusion model
+            capabilities=Capabilities(own_loss=True, stackable=False),
+            good_for="whole-horizon scenarios drawn by denoising: a distribution without a parametric likelihood",
         ),
     )
 }

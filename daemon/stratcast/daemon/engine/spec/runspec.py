@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 
 from stratcast.daemon.engine.data.panel import Panel
-from stratcast.daemon.engine.spec.config import PER_STRATEGY_BATCH, POINT_LOSSES, TrainConfig, parse_value, train_fields
+from stratcast.daemon.engine.spec.config import (
+    PER_STRATEGY_BATCH,
+    POINT_LOSSES,
+    SCALERS,
+    TrainConfig,
+    parse_value,
+    train_fields,
+)
 from stratcast.daemon.engine.spec.ensemble import check_ensemble, refuse_backtest
 from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
 from stratcast.daemon.zoo.contract import ModelConfig
@@ -24,6 +31,8 @@ LEVEL_CHOICE = {"scaler": "revin", "loss": "mae"}
 """For level series (M4-like): per-window normalisation and MAE scored best on M4 Weekly (benchmarks/m4.py)."""
 PROFIT_CHOICE = {"scaler": "robust", "loss": "mse"}
 """For every other panel, profit-like ones first: zeros stay 0 and the forecast is a mean, not a median."""
+OWN_LOSS_SCALERS = tuple(s for s in SCALERS if s != "revin")
+"""The scalers a model with its own loss can train under: every one but ``revin``."""
 LEVEL_MAX_ZEROS = 0.01
 LEVEL_MIN_RATIO = 3.0
 """A level series' mean absolute value is at least this many times its mean absolute change (M4 Weekly's
@@ -77,7 +86,7 @@ class RunSpec:
         if self.ensemble:
             check_ensemble(self.model, self.ensemble, self.model_params)
         for name in dict.fromkeys(self.ensemble or (self.model,)):
-            check_capabilities(name, self.mode)
+            check_capabilities(name, self.mode, self.train)
             if self.train.activation_checkpointing:
                 check_checkpointing(name, self.mode)
             if self.train.compile:
@@ -93,15 +102,29 @@ class RunSpec:
         return make_config(self.model, self.model_params)
 
 
-def check_capabilities(model: str, mode: str) -> None:
-    """Refuse a model whose declared capabilities this engine cannot honour (in ``mode``) yet.
+def check_capabilities(model: str, mode: str, train: TrainConfig | None = None) -> None:
+    """Refuse a model whose declared capabilities this engine cannot honour (in ``mode``, with ``train``) yet.
+
+    A model with its own loss trains through ``training_loss`` and forecasts through ``sample``, which only the
+    batch trainer and forecaster call: per-strategy mode and ``scaler=revin`` (whose per-window normalisation wraps
+    the model and calls its forward pass) would train and forecast something else.
 
     Raises:
-        ValueError: naming the model and what it needs.
+        ValueError: naming the model, what it needs and the option to change.
     """
     caps = get_entry(model).capabilities
     if mode == "per-strategy" and not caps.stackable:
+        if caps.own_loss:
+            raise ValueError(
+                f"model {model!r} cannot be stacked for per-strategy mode: it trains with its own loss, which "
+                "stacked training does not run; use batch mode"
+            )
         raise ValueError(f"model {model!r} cannot be stacked for per-strategy mode (it does not vmap)")
+    if caps.own_loss and train is not None and train.scaler == "revin":
+        raise ValueError(
+            f"model {model!r} trains with its own loss and forecasts by sampling, which scaler=revin's per-window "
+            f"normalisation cannot wrap: --set scaler={' or --set scaler='.join(OWN_LOSS_SCALERS)}"
+        )
 
 
 def check_compile(model: str, mode: str) -> None:
@@ -209,20 +232,27 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
 
     Level series (few zeros, all positive, a level large against the changes, like M4's) get
     :data:`LEVEL_CHOICE`; every other panel, zero-heavy signed profits first, keeps :data:`PROFIT_CHOICE`. The
-    losses with a distribution or quantile head always get the profit scaler (revin would rescale their parameters
-    as values; the hurdle head needs a zero kept 0).
+    losses with a distribution or quantile head, and models with their own loss, always get the profit scaler (revin
+    would rescale their parameters as values, or wrap a model that does not forecast through its forward pass; the
+    hurdle head needs a zero kept 0).
     The line is None when nothing was left to choose.
     """
     if not spec.from_data:
         return spec, None
     level, why = panel_kind(panel)
     chosen: dict[str, Any] = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in spec.from_data}
-    if spec.train.loss not in POINT_LOSSES and "scaler" in chosen:
-        chosen["scaler"] = PROFIT_CHOICE["scaler"]  # revin fits point losses only; hurdle needs zeros kept 0
+    if "scaler" in chosen and (spec.train.loss not in POINT_LOSSES or has_own_loss(spec)):
+        # revin fits point losses only and cannot wrap an own-loss model; hurdle needs zeros kept 0
+        chosen["scaler"] = PROFIT_CHOICE["scaler"]
     train = dataclasses.replace(spec.train, **chosen)
     others = " or ".join(f"--set {k}=..." for k in spec.from_data)
     note = f"{', '.join(f'{k}: {v}' for k, v in chosen.items())} ({why}; {others} chooses otherwise)"
     return dataclasses.replace(spec, train=train, from_data=()), note
+
+
+def has_own_loss(spec: RunSpec) -> bool:
+    """Whether the spec's model, or a member of its ensemble, trains with its own loss."""
+    return any(get_entry(name).capabilities.own_loss for name in spec.ensemble or (spec.model,))
 
 
 def panel_kind(panel: Panel) -> tuple[bool, str]:
