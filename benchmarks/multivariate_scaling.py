@@ -1,4 +1,4 @@
-"""Time and peak memory of the multivariate models (SOFTS, the neural VAR) against the series in a window.
+"""Time and peak memory of the multivariate models (SOFTS, neural VAR, MTGNN, StemGNN) against the series.
 
 Each model at its default config is built for windows of ``S`` series (the neural VAR with a panel of ``S``
 series, one row of loadings each) and measured twice, each measurement in a fresh process so that one's peak does
@@ -17,7 +17,11 @@ time per series) should stay about flat as ``S`` grows, where a model with an ``
 them at 32).
 
     .venv/bin/python benchmarks/multivariate_scaling.py [--series 500 2000 6000 20000] [--models softs neuralvar]
-        [--batch 1] [--input-size 104] [--horizon 52] [--outputs 1] [--device cpu]
+        [--batch 1] [--input-size 104] [--horizon 52] [--outputs 1] [--device cpu] [--save FILE]
+
+A model that trains on a subset of series per window (its catalog ``series_per_window``: MTGNN, StemGNN) is
+measured as the engine runs it: a training step reads one window of that many series drawn from the ``S``, and
+prediction covers all ``S`` in windows of that size.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,15 +56,25 @@ def main() -> None:
     print(f"O={args.outputs}, device {args.device}, {args.threads} thread(s), default configs; wall and CPU seconds")
     header = f"{'model':<10} {'S':>6} {'params':>8} | {'train s':>8} {'cpu s':>7} {'us/series':>9} {'MiB':>6}"
     print(header + f" | {'predict s':>9} {'cpu s':>7} {'us/series':>9} {'MiB':>6}")
+    rows = []
     for name in args.models:
         for s in args.series:
             row = {phase: child(args, name, s, phase) for phase in PHASES}
+            rows.append({"model": name, "series": s, "window": min(s, window_series(name) or s), **row})
+            if args.save:
+                settings = {k: getattr(args, k) for k in ("batch", "input_size", "horizon", "device", "threads")}
+                args.save.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
             cells = [f"{name:<10} {s:>6} {row['train']['params']:>8,}"]
             for phase, width in zip(PHASES, (8, 9), strict=True):
                 r = row[phase]
                 per_series = 1e6 * r["cpu"] / (s * (args.batch if phase == "train" else 1))
                 cells.append(f"{r['seconds']:>{width}.3f} {r['cpu']:>7.3f} {per_series:>9.1f} {r['peak_mib']:>6.0f}")
             print(" | ".join(cells), flush=True)
+
+
+def window_series(name: str) -> int:
+    """The series per window the model trains on by default (its catalog ``series_per_window``; 0: all of them)."""
+    return int(get_entry(name).train_defaults.get("series_per_window", 0))
 
 
 def child(args: argparse.Namespace, name: str, series: int, phase: str) -> dict[str, Any]:
@@ -83,11 +98,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         name, config, input_size=args.input_size, horizon=args.horizon, n_outputs=args.outputs, n_series=s
     ).to(dev)
     b = args.batch if args.phase == "train" else 1
-    x = torch.randn(b, s, args.input_size, device=dev)
+    window = min(s, window_series(name) or s)
+    if args.phase == "train":  # one window of `window` series drawn from the panel's s, as the engine trains
+        x = torch.randn(b, window, args.input_size, device=dev)
+        ids = torch.stack([torch.randperm(s, device=dev)[:window] for _ in range(b)])
+    else:  # every one of the s series, `window` per window
+        x = torch.randn(1, s, args.input_size, device=dev)
+        ids = torch.arange(s, device=dev)[None]
     x = x * (torch.rand_like(x) < 0.6)  # weekly profits: many weeks exactly 0
-    ids = torch.arange(s, device=dev).expand(b, s)
     side = {"ids": ids} if caps.per_series else {}
-    run = train_step(model, x, side, args) if args.phase == "train" else predict_step(model, x[0], side)
+    run = train_step(model, x, side, args) if args.phase == "train" else predict_step(model, x[0], side, window)
     base = memory_mark(dev)
     run()  # warm-up: the optimizer's state, the allocator's first blocks
     sync(dev)
@@ -115,12 +135,12 @@ def train_step(model: torch.nn.Module, x: torch.Tensor, side: dict[str, torch.Te
     return step
 
 
-def predict_step(model: torch.nn.Module, x: torch.Tensor, side: dict[str, torch.Tensor]) -> Any:
-    """A closure running the engine's prediction over all ``S`` series of ``x`` [S, L] in one window."""
+def predict_step(model: torch.nn.Module, x: torch.Tensor, side: dict[str, torch.Tensor], window: int) -> Any:
+    """A closure running the engine's prediction over all ``S`` series of ``x`` [S, L], ``window`` per window."""
     flat = {k: v[0] for k, v in side.items()}  # [1, S] -> [S]: one window per series, as the engine passes them
 
     def step() -> None:
-        predict_series(model, x, series=x.shape[0], side=flat, precision="fp32")
+        predict_series(model, x, series=window, side=flat, precision="fp32")
 
     return step
 
@@ -150,13 +170,16 @@ def parse_args() -> argparse.Namespace:
     """Command-line options (``--child`` and ``--phase`` are for the child processes)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--series", type=int, nargs="+", default=[500, 2000, 6000, 20000])
-    p.add_argument("--models", nargs="+", default=["softs", "neuralvar"])
+    p.add_argument("--models", nargs="+", default=["softs", "neuralvar", "mtgnn", "stemgnn"])
     p.add_argument("--batch", type=int, default=1, help="windows per training step")
     p.add_argument("--input-size", type=int, default=104)
     p.add_argument("--horizon", type=int, default=52)
     p.add_argument("--outputs", type=int, default=1, help="outputs per step (the head's n_params)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (1: steady figures on a shared CPU)")
+    p.add_argument(
+        "--save", type=Path, help="also write the rows as JSON here (benchmarks/zoo.py puts them in the docs)"
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--phase", choices=PHASES, default="train", help=argparse.SUPPRESS)
     return p.parse_args()

@@ -47,8 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 EURUSD = DATA / "strategies" / "eurusd_2016_2019_weekly.parquet"
 RESULTS = REPO / "benchmarks" / "zoo_results.json"
-QUICK_RESULTS = REPO / "benchmarks" / "out" / "zoo_quick.json"
+QUICK_RESULTS = Path(tempfile.gettempdir()) / "stratcast_zoo_quick.json"
 DOC = REPO / "docs" / "models.md"
+SCALING = REPO / "benchmarks" / "multivariate_scaling.json"
+"""What ``benchmarks/multivariate_scaling.py --save`` measured: the multivariate models against the series."""
 PARTS = ("m4", "eurusd", "backtest")
 PROTOCOL = 1
 """Bump when the protocol below changes: results of another protocol are measured again."""
@@ -97,6 +99,7 @@ def m4_part(model: str, device: str, sets: list[str], tmp: Path) -> dict[str, An
     from benchmarks.m4 import FREQUENCIES, check_naive2, load, mase_scales, score
     from stratcast.daemon.engine.run.job import run_job
     from stratcast.daemon.engine.spec.runspec import build_spec
+    from stratcast.shared.runfiles import Outputs
 
     freq = FREQUENCIES["weekly"]
     ids, series, test = load(DATA / "m4", freq)
@@ -119,7 +122,7 @@ def m4_part(model: str, device: str, sets: list[str], tmp: Path) -> dict[str, An
         sets=["pad_start=true", "combine=none", *sets],
     )
     result = run_job(spec, log=lambda line: None)
-    wide = pd.read_parquet(result.out_dir / "forecast.parquet").pivot(
+    wide = pd.read_parquet(Outputs(result.out_dir).forecast).pivot(
         index="strategy", columns="step", values="forecast"
     )
     forecast = wide.reindex(index=ids, columns=range(1, M4_HORIZON + 1)).to_numpy(np.float64)
@@ -361,6 +364,7 @@ def write_doc(results: Mapping[str, Any], path: Path, devices: Sequence[str]) ->
         if failures:
             lines += ["Failures (the error's last lines):", ""]
             lines += [f"- `{k}`: {err}" for k, err in failures] + [""]
+    lines += scaling_section(SCALING)
     lines += ["## Reference rows (published, M4 Weekly)", ""]
     lines += [
         *table(
@@ -382,6 +386,49 @@ def write_doc(results: Mapping[str, Any], path: Path, devices: Sequence[str]) ->
         ],
     )
     path.write_text("\n".join(lines) + "\n")
+
+
+def scaling_section(path: Path) -> list[str]:
+    """The multivariate models' time and peak memory against the panel's series, from ``path`` (none: no section)."""
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    s = saved["settings"]
+    rows = [
+        [
+            r["model"],
+            f"{r['series']:,}",
+            f"{r['window']:,}",
+            f"{r['train']['params']:,}",
+            f"{r['train']['cpu']:.3f}",
+            f"{r['train']['peak_mib']:,.0f}",
+            f"{r['predict']['cpu']:.3f}",
+            f"{r['predict']['peak_mib']:,.0f}",
+        ]
+        for r in saved["rows"]
+    ]
+    header = [
+        "model",
+        "series N",
+        "per window",
+        "params",
+        "train step CPU s",
+        "train MiB",
+        "predict CPU s",
+        "predict MiB",
+    ]
+    return [
+        "## Multivariate models against the number of strategies",
+        "",
+        f"`benchmarks/multivariate_scaling.py --save benchmarks/multivariate_scaling.json` on {s['device']} "
+        f"({s['threads']} thread), default configs, input {s['input_size']}, horizon {s['horizon']}, "
+        f"{s['batch']} window per training step (a step of B windows costs about B times as much). A training step",
+        "reads one window (all N series, or the model's `series_per_window`); prediction covers all N series. Peak",
+        "memory is the resident set above what the process held before the measured calls (MiB).",
+        "",
+        *table(header, rows),
+        "",
+    ]
 
 
 def device_label(device: str) -> str:
