@@ -122,9 +122,7 @@ def m4_part(model: str, device: str, sets: list[str], tmp: Path) -> dict[str, An
         sets=["pad_start=true", "combine=none", *sets],
     )
     result = run_job(spec, log=lambda line: None)
-    wide = pd.read_parquet(Outputs(result.out_dir).forecast).pivot(
-        index="strategy", columns="step", values="forecast"
-    )
+    wide = pd.read_parquet(Outputs(result.out_dir).forecast).pivot(index="strategy", columns="step", values="forecast")
     forecast = wide.reindex(index=ids, columns=range(1, M4_HORIZON + 1)).to_numpy(np.float64)
     if np.isnan(forecast).any():
         raise RuntimeError("the forecast does not cover every M4 Weekly series and step")

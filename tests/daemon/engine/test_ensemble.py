@@ -136,7 +136,7 @@ def test_the_option_refuses_fewer_than_two_members_or_a_malformed_list(value):
         (("mlp", "nosuch"), [], "batch", "unknown model nosuch"),
         (("dlinear", "nhits"), [], "batch", "first member"),
         (("mlp", "dlinear"), ["hidden_size=8"], "batch", "default architecture"),
-        (("mlp", "gru"), [], "per-strategy", "'gru' cannot be stacked"),
+        (("mlp", "timesnet"), [], "per-strategy", "'timesnet' cannot be stacked"),
     ],
 )
 def test_a_bad_ensemble_is_refused_before_anything_runs(tmp_path, ensemble, sets, mode, message):

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.engine.data.windows import PanelWindows, Split, TrainSampler, WindowBatch, validation_windows
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.run.outputs import finite_numbers
 from stratcast.daemon.engine.spec.config import TrainConfig
+from stratcast.daemon.engine.spec.runspec import build_spec
 from stratcast.daemon.engine.training.losses import masked_mean
 from stratcast.daemon.engine.training.stacked import (
     StackedModel,
@@ -21,6 +27,7 @@ from stratcast.daemon.engine.training.stacked import (
 )
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.zoo.catalog import build_model, make_config
+from tests.daemon.engine.small_jobs import write_small_panel
 
 N, T, L, H, B = 8, 60, 12, 6, 4
 SPLIT = Split.make(T, val_size=H, holdout=H)  # train_end 48, val_end 54
@@ -55,11 +62,20 @@ def train_config(**overrides: Any) -> TrainConfig:
     return TrainConfig(**(base | overrides))
 
 
+def lstm() -> nn.Module:
+    """Two LSTM layers (dropout off, so a member alone draws the same nothing), through nn.LSTM when run alone."""
+    config = make_config("lstm", {"num_layers": 2, "dropout": 0.0}, tiny=True)
+    return build_model("lstm", config, input_size=L, horizon=H)
+
+
 def make_trainer(
-    seed: int = 0, cls: type[StackedTrainer] = StackedTrainer, **overrides: Any
+    seed: int = 0,
+    cls: type[StackedTrainer] = StackedTrainer,
+    factory: Callable[[], nn.Module] = dlinear,
+    **overrides: Any,
 ) -> tuple[StackedTrainer, StackedModel]:
     windows = make_windows()
-    model = StackedModel(dlinear, N, seed=seed)
+    model = StackedModel(factory, N, seed=seed)
     sampler = StackedSampler(windows, SPLIT.train_end, seed)
     return cls(model, train_config(**overrides), sampler, validation_windows(windows, SPLIT)), model
 
@@ -196,9 +212,12 @@ class _FixedBatches(Trainer):
         super().clip()
 
 
-def test_stacked_steps_update_each_member_as_if_it_trained_alone() -> None:
+@pytest.mark.parametrize(("factory", "atol"), [(dlinear, 1e-7), (lstm, 1e-4)], ids=["dlinear", "lstm"])
+def test_stacked_steps_update_each_member_as_if_it_trained_alone(factory: Callable[[], nn.Module], atol: float) -> None:
+    """For the LSTM the stacked members run hand-written cells, the member alone ``nn.LSTM`` (float rounding
+    differs, and Adam's normalisation magnifies it in gradients near zero: hence its wider tolerance)."""
     steps = 3
-    trainer, model = make_trainer(cls=_Recording)
+    trainer, model = make_trainer(cls=_Recording, factory=factory)
     assert isinstance(trainer, _Recording)
     initial = [model.member_state_dict(i) for i in range(N)]
     for _ in range(steps):
@@ -206,14 +225,16 @@ def test_stacked_steps_update_each_member_as_if_it_trained_alone() -> None:
     assert all(bool((n > trainer.cfg.grad_clip).all()) for n in trainer.norms)  # clipping is engaged
     assert len({round(float(n), 3) for n in trainer.norms[0]}) > 1  # and per member it differs
     for i in range(N):
-        single = dlinear()
+        single = factory()
         single.load_state_dict(initial[i])
         alone = _FixedBatches(single, trainer.cfg, TrainSampler(make_windows(), SPLIT.train_end, 0), None)
         alone.batches = [member_batch(b, i) for b in trainer.seen]
         for _ in range(steps):
             alone.train_step()
-        torch.testing.assert_close(torch.stack(alone.norms), torch.stack(trainer.norms)[:, i])  # same gradient
-        assert_same_state(model.member_state_dict(i), single.state_dict(), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(
+            torch.stack(alone.norms), torch.stack(trainer.norms)[:, i], rtol=1e-5, atol=1e-6
+        )  # same gradient
+        assert_same_state(model.member_state_dict(i), single.state_dict(), rtol=1e-5, atol=atol)
 
 
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])
@@ -343,3 +364,19 @@ def test_stacked_weights_are_stored_in_their_gradients_layout_and_saved_in_the_m
     fresh.load_state_dict(state)
     x = torch.randn(model.n_members, 3, 12)
     assert torch.equal(fresh(x), model(x))
+
+
+def test_a_per_strategy_lstm_job_trains_a_stacked_lstm_per_series_and_forecasts(tmp_path) -> None:
+    panel = write_small_panel(tmp_path / "panel.parquet")  # 8 strategies
+    sets = ["max_steps=6", "batch_size=8", "val_check_steps=3", "hidden_size=8", "num_layers=2"]
+    spec = build_spec(
+        data=str(panel), model="lstm", out=str(tmp_path / "out"), mode="per-strategy", device="cpu", horizon=4,
+        input_size=8, holdout=4, sets=[*sets, "decoder_hidden_size=8"],
+    )  # fmt: skip
+    result = run_job(spec, log=lambda line: None)
+    assert result.metrics["run"]["steps"] == 6
+    assert finite_numbers(result.metrics["errors"]) == result.metrics["errors"]  # no NaN or infinity
+    weights = torch.load(result.out_dir / "model.pt", weights_only=True)["trainer"]["model"]
+    assert weights["members.encoder.weight_hh_l1"].shape == (8, 4 * 8, 8)  # nn.LSTM's keys, one slice per series
+    forecast = pd.read_parquet(result.out_dir / "forecast.parquet")
+    assert len(forecast) == 8 * 4 and bool(forecast["forecast"].map(math.isfinite).all())

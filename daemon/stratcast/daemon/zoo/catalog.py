@@ -192,7 +192,6 @@ CATALOG: Mapping[str, ModelEntry] = {
             LSTMConfig,
             "LSTM encoder over the window, MLP decoder to the horizon",
             "Hochreiter and Schmidhuber, Neural Computation 1997",
-            capabilities=Capabilities(stackable=False),
             good_for="short sequential dynamics; the classic recurrent baseline",
         ),
         ModelEntry(
@@ -201,7 +200,6 @@ CATALOG: Mapping[str, ModelEntry] = {
             GRUConfig,
             "GRU encoder over the window, MLP decoder to the horizon",
             "Cho et al., EMNLP 2014",
-            capabilities=Capabilities(stackable=False),
             good_for="what the LSTM does with fewer parameters, a little faster",
         ),
         ModelEntry(
@@ -318,8 +316,6 @@ CATALOG: Mapping[str, ModelEntry] = {
             CNNLSTMConfig,
             "causal 1-D convolutional features, an LSTM over them, a linear read-out to the horizon",
             "Donahue et al., CVPR 2015",
-            # not stackable: nn.LSTM has no vmap rule and blocks/rnn.py has no hand-written LSTM cell to use instead
-            capabilities=Capabilities(stackable=False),
             good_for="local patterns found by convolutions, remembered by a recurrent layer",
         ),
         ModelEntry(
@@ -328,8 +324,6 @@ CATALOG: Mapping[str, ModelEntry] = {
             Seq2SeqConfig,
             "bidirectional GRU (or LSTM) encoder, decoder over the horizon with additive attention",
             "Bahdanau et al., ICLR 2015",
-            # not stackable: nn.GRU/LSTM and cells have no vmap rule; blocks/rnn.py has no hand-written cell
-            capabilities=Capabilities(stackable=False),
             good_for="dependence between horizon steps, through a recurrent decoder attending to the window",
         ),
         ModelEntry(

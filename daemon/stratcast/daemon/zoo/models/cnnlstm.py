@@ -9,8 +9,8 @@ convolutions (ReLU after each) turn each step's value and nonzero indicator, wit
 vector; a stacked LSTM reads the features in order; a linear layer maps its last hidden state to all ``H * O``
 outputs at once.
 
-The LSTM is ``nn.LSTM``, which has no ``torch.func.vmap`` rule, so the model is not stackable: ``blocks/rnn.py``
-has no hand-written LSTM cell to build it from.
+The LSTM is ``nn.LSTM`` in batch mode; under ``torch.func.vmap`` (per-strategy mode) :func:`~.blocks.rnn.recur`
+runs its parameters through hand-written cells, so the model is stackable.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.conv import CausalConv1d
 from stratcast.daemon.zoo.blocks.layers import to_horizon, value_and_indicator
+from stratcast.daemon.zoo.blocks.rnn import recur
 from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
@@ -69,6 +70,6 @@ class CNNLSTM(nn.Module):
         features = value_and_indicator(x).transpose(1, 2)  # [B, L, 2] -> [B, 2, L]
         for conv in self.convs:
             features = self.dropout(torch.relu(conv(features)))  # [B, C_in, L] -> [B, C, L]
-        states, _ = self.lstm(features.transpose(1, 2))  # [B, C, L] -> [B, L, C] -> [B, L, hidden]
+        states = recur(self.lstm, features.transpose(1, 2))  # [B, C, L] -> [B, L, C] -> [B, L, hidden]
         flat: Tensor = self.readout(self.dropout(states[:, -1]))  # [B, hidden] -> [B, H*O]
         return to_horizon(flat, self.horizon, self.n_outputs)

@@ -15,8 +15,9 @@ swaps in LSTMs (the decoder's cell state starts at zero): on the CPU, torch 2.13
 about ten times slower than ``nn.LSTM``'s at these sizes (measured: 3.2 s against 0.3 s for 200 steps of a
 bidirectional width-8 encoder over 32 steps), so the tiny config uses it.
 
-Not stackable: ``nn.GRU``/``nn.LSTM`` and their cells have no ``torch.func.vmap`` rule, and ``blocks/rnn.py``
-has no hand-written cell to build the model from.
+Stackable: under ``torch.func.vmap`` (per-strategy mode) :func:`~.blocks.rnn.recur` and
+:func:`~.blocks.rnn.cell_step` run the encoder's and the decoder's parameters through hand-written cells; batch mode
+keeps the fused ``nn.GRU``/``nn.LSTM``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.attention import AdditiveAttention
 from stratcast.daemon.zoo.blocks.layers import value_and_indicator
+from stratcast.daemon.zoo.blocks.rnn import cell_step, recur
 from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
@@ -83,7 +85,7 @@ class Seq2Seq(nn.Module):
 
     def decode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The forecast ``[B, H, O]`` of windows ``[B, L]`` and the attention weights ``[B, H, L]`` behind it."""
-        annotations, _ = self.encoder(value_and_indicator(x))  # [B, L, 2] -> [B, L, 2E]
+        annotations = recur(self.encoder, value_and_indicator(x))  # [B, L, 2] -> [B, L, 2E]
         annotations = self.dropout(annotations)
         backward_first = annotations[:, 0, annotations.shape[-1] // 2 :]  # [B, L, 2E] -> [B, E]
         hidden = torch.tanh(self.init_state(backward_first))  # [B, E] -> [B, D]
@@ -101,7 +103,4 @@ class Seq2Seq(nn.Module):
 
     def step(self, inputs: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """One decoder step: the new (hidden, cell) state; a GRU passes on the unused cell state unchanged."""
-        if isinstance(self.cell, nn.LSTMCell):
-            hidden, cell = self.cell(inputs, state)
-            return hidden, cell
-        return self.cell(inputs, state[0]), state[1]
+        return cell_step(self.cell, inputs, state)
