@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo.catalog import ModelEntry
-from stratcast.daemon.zoo.contract import Capabilities, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.contract import Capabilities, ModelConfig, check_ids, check_model_args, param
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,12 +19,6 @@ class ToyConfig(ModelConfig):
     """The one architecture option every toy shares."""
 
     window: bool = param(True, choices=(True, False), help="read the input window (false: per-series terms only)")
-
-
-def check_ids(ids: Tensor, n_series: int) -> None:
-    """Refuse series ids outside ``[0, n_series)``."""
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_series):
-        raise ValueError(f"ids must lie in [0, {n_series}), got {int(ids.min())}..{int(ids.max())}")
 
 
 class SeriesBias(nn.Module):

@@ -220,6 +220,26 @@ class ForecastModel(Protocol):
         ...
 
 
+def check_ids(ids: Tensor, n_series: int, windows: Tensor | None = None) -> None:
+    """Refuse series ids outside ``[0, n_series)``, and ids not shaped like the series [B, S] of ``windows``.
+
+    An index past a per-series table would read another series' row. ``windows`` [B, S, L] are a multivariate
+    model's inputs (None: a univariate model's ids need no shape check here).
+
+    The range is not read while a CUDA graph is being captured: reading it back would synchronise, which capture
+    forbids; the eager warm-up calls before the capture check the same ids.
+
+    Raises:
+        ValueError: naming the ids and the number of series.
+    """
+    if windows is not None and ids.shape != windows.shape[:2]:
+        raise ValueError(f"ids {tuple(ids.shape)} do not match the windows' series {tuple(windows.shape[:2])}")
+    if ids.is_cuda and torch.cuda.is_current_stream_capturing():
+        return
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_series):
+        raise ValueError(f"ids must lie in [0, {n_series}), got {int(ids.min())}..{int(ids.max())}")
+
+
 def check_model_args(input_size: int, horizon: int, n_outputs: int) -> None:
     """Reject shapes no model can be built for."""
     if input_size < 1 or horizon < 1 or n_outputs < 1:

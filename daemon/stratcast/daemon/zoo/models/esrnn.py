@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.layers import value_and_indicator
 from stratcast.daemon.zoo.blocks.rnn import DilatedLSTMStack
-from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.contract import ModelConfig, check_ids, check_model_args, param
 from stratcast.daemon.zoo.search import among
 
 INIT_LOGIT = -1.0
@@ -80,18 +80,6 @@ class ESRNNConfig(ModelConfig):
     def tiny(cls) -> Self:
         """A four-step season, two narrow layers."""
         return cls(season_length=4, step_window=4, hidden_size=16, dilations=(1, 2))
-
-
-def check_ids(ids: Tensor, n_series: int) -> None:
-    """Refuse series ids outside ``[0, n_series)``: an index past a per-series table would read another's row.
-
-    Skipped while a CUDA graph is being captured (reading the ids back would synchronise, which capture forbids);
-    the warm-up calls before the capture check the same ids.
-    """
-    if ids.is_cuda and torch.cuda.is_current_stream_capturing():
-        return
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_series):
-        raise ValueError(f"ids must lie in [0, {n_series}), got {int(ids.min())}..{int(ids.max())}")
 
 
 class ESRNN(nn.Module):

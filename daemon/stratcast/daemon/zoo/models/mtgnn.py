@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.graph import MixHop, TopKGraph, top_k_graph
 from stratcast.daemon.zoo.blocks.layers import value_and_indicator
-from stratcast.daemon.zoo.contract import Checkpointable, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.contract import Checkpointable, ModelConfig, check_ids, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
 INCEPTION_KERNELS = (2, 3, 6, 7)
@@ -195,7 +195,7 @@ class MTGNN(Checkpointable):
 
     def forward(self, x: Tensor, *, ids: Tensor) -> Tensor:
         """Map ``x`` ``[B, S, L]`` of the series ``ids`` ``[B, S]`` to ``[B, S, H, O]``."""
-        self.check_ids(x, ids)
+        check_ids(ids, self.n_series, x)
         graph = top_k_graph(
             torch.tanh(self.alpha * self.theta_source(self.source(ids))),  # [B, S, d]
             torch.tanh(self.alpha * self.theta_target(self.target(ids))),
@@ -213,14 +213,3 @@ class MTGNN(Checkpointable):
         skip = skip + self.skip_out(h.flatten(2))  # [B, S, C*T'] -> [B, S, C_s]
         out: Tensor = self.end(skip)  # [B, S, H*O]
         return out.reshape(b, s, self.horizon, self.n_outputs)
-
-    def check_ids(self, x: Tensor, ids: Tensor) -> None:
-        """Refuse ids not shaped like the windows' series or outside ``[0, n_series)``.
-
-        Raises:
-            ValueError: naming the ids and the model's number of series.
-        """
-        if ids.shape != x.shape[:2]:
-            raise ValueError(f"ids {tuple(ids.shape)} do not match the windows' series {tuple(x.shape[:2])}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.n_series):
-            raise ValueError(f"ids must lie in [0, {self.n_series}), got {int(ids.min())}..{int(ids.max())}")

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.layers import mlp
-from stratcast.daemon.zoo.contract import ACTIVATIONS, ModelConfig, check_model_args, param
+from stratcast.daemon.zoo.contract import ACTIVATIONS, ModelConfig, check_ids, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
 
 MAX_FACTOR_PARAMETERS = 100_000_000
@@ -85,20 +85,6 @@ class NeuralVARConfig(ModelConfig):
         )
 
 
-def check_ids(ids: Tensor, x: Tensor, n_series: int) -> None:
-    """Refuse ``ids`` that do not match the windows ``x`` [B, S, L] or lie outside ``[0, n_series)``.
-
-    The range is not checked while a CUDA graph is being captured (prediction on CUDA): reading a value would
-    synchronise, which capture forbids; the eager warm-up passes before the capture check the same ids.
-    """
-    if ids.shape != x.shape[:2]:
-        raise ValueError(f"ids {tuple(ids.shape)} do not match the windows' series {tuple(x.shape[:2])}")
-    if ids.is_cuda and torch.cuda.is_current_stream_capturing():
-        return
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_series):
-        raise ValueError(f"ids must lie in [0, {n_series}), got {int(ids.min())}..{int(ids.max())}")
-
-
 def cross_series(lagged: Tensor, loadings: Tensor, weights: Tensor) -> Tensor:
     """The low-rank VAR term ``sum_k U_k V_k^T y_{t-k} / S`` for each series of each window.
 
@@ -137,7 +123,7 @@ class NeuralVAR(nn.Module):
 
     def forward(self, x: Tensor, *, ids: Tensor) -> Tensor:
         """Map ``[B, S, L]`` and ``ids`` [B, S] to ``[B, S, H, O]``."""
-        check_ids(ids, x, self.n_series)
+        check_ids(ids, self.n_series, x)
         u, v = self.loadings[ids], self.weights[ids]  # [N, p, r] -> [B, S, p, r]
         c = 0.0 if self.intercept is None else self.intercept[ids]  # [B, S]
         history = x[..., -max(self.p, self.q) :]  # [B, S, m], oldest first
