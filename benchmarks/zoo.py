@@ -225,19 +225,28 @@ def measure(args: argparse.Namespace, models: Sequence[str]) -> dict[str, Any]:
             began = time.perf_counter()
             command = [sys.executable, "-m", "benchmarks.zoo", "--one", part, "--models", model]
             command += ["--device", args.device] + (["--quick"] if args.quick else [])
-            proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
             entry: dict[str, Any]
-            if proc.returncode == 0:
-                entry = json.loads(proc.stdout.strip().splitlines()[-1])
+            try:
+                proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                entry = {"error": f"timed out after {args.timeout:.0f} s (--timeout)"}
             else:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-                entry = {"error": " / ".join(tail)[-400:]}
+                entry = part_entry(proc)
             entry |= {"protocol": PROTOCOL, "measured": datetime.date.today().isoformat()}
             results[k] = entry
             save_results(args.results, results)
             status = "failed: " + entry["error"] if "error" in entry else summary_line(part, entry)
             print(f"{model:>14} {part:>8}  {time.perf_counter() - began:6.0f}s  {status}", flush=True)
     return results
+
+
+def part_entry(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """A finished part's figures (the last line it printed), or its error (the last lines of what it wrote)."""
+    if proc.returncode == 0:
+        figures: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return figures
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": " / ".join(tail)[-400:]}
 
 
 def summary_line(part: str, r: Mapping[str, Any]) -> str:
