@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.engine.prediction.forecast import sample_mean
+from stratcast.daemon.engine.prediction.forecast import SAMPLES, VALIDATION_SAMPLES, sample_mean
 from stratcast.daemon.engine.prediction.quantiles import (
     Distribution,
     EnsembleDistribution,
@@ -20,8 +20,10 @@ from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.spec.runspec import build_spec
 from stratcast.daemon.engine.training.checkpoint import load_checkpoint, save_checkpoint
+from stratcast.daemon.zoo.catalog import CATALOG
 from stratcast.shared.runfiles import Outputs
 from tests.daemon.engine.small_jobs import write_small_panel
+from tests.daemon.zoo.toys import OWN_LOSS, OwnLossLinear
 
 SETS = ["max_steps=20", "batch_size=32", "val_check_steps=5", "hidden_size=16", "num_layers=1"]
 
@@ -168,3 +170,29 @@ def test_a_sampling_models_quantiles_come_from_the_draws_whose_mean_is_its_forec
     ).all()
     spread = dist.quantiles[..., 2] - dist.quantiles[..., 0]  # a standard normal's 10-90% range: 2.56
     assert spread.mean().item() == pytest.approx(2.563, abs=0.2)
+
+
+def test_a_sampling_model_draws_fewer_samples_at_the_validation_origins_than_for_its_forecasts(
+    monkeypatch, tmp_path, panel_file
+):
+    # the combination's fit and the interval calibration forecast every validation origin: VALIDATION_SAMPLES
+    # draws there; the holdout and the future (means and quantiles) get SAMPLES
+    monkeypatch.setitem(CATALOG, OWN_LOSS.name, OWN_LOSS)
+    calls: list[tuple[int, int]] = []
+    draw = OwnLossLinear.sample
+
+    def counted(self: OwnLossLinear, x: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+        calls.append((n, x.shape[0]))
+        return draw(self, x, n, generator)
+
+    monkeypatch.setattr(OwnLossLinear, "sample", counted)
+    spec = build_spec(
+        data=str(panel_file), model=OWN_LOSS.name, out=str(tmp_path / "run"), device="cpu", horizon=4, input_size=8,
+        holdout=4, sets=["max_steps=4", "batch_size=16", "val_check_steps=2"],
+    )  # fmt: skip
+    run_job(spec, log=lambda line: None)
+    rows = {n: sum(m for k, m in calls if k == n) for n, _ in calls}
+    assert set(rows) == {VALIDATION_SAMPLES, SAMPLES}
+    n_series = int(pd.read_parquet(panel_file)["No."].nunique())
+    assert rows[VALIDATION_SAMPLES] >= 2 * spec.train.val_size * n_series  # fit and calibration, every origin
+    assert all(m <= n_series for k, m in calls if k == SAMPLES)  # one origin a call: the holdout's, the future's

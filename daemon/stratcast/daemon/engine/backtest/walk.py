@@ -33,7 +33,7 @@ from stratcast.daemon.engine.backtest.picks import as_str_ids
 from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.evaluation import skill
 from stratcast.daemon.engine.prediction.combine import Combination
-from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
+from stratcast.daemon.engine.prediction.forecast import VALIDATION_SAMPLES, blend_toward_mean
 from stratcast.daemon.engine.run.build import (
     Log,
     Prepared,
@@ -140,7 +140,8 @@ def view_at(plan: CutoffPlan, index: int, prep: Prepared, panel: Panel) -> Cutof
 
 def fit_block_combination(block: Block, model: nn.Module, log: Log) -> Combination | None:
     """The combination a job would fit with ``model`` on the refit cutoff's validation part (None: the raw model)."""
-    return fit_job_combination(block.spec, forecaster(block.spec, model, block.prep), block.prep, log)
+    scan = forecaster(block.spec, model, block.prep, draws=VALIDATION_SAMPLES)
+    return fit_job_combination(block.spec, scan, block.prep, log)
 
 
 def predict_block(

@@ -241,13 +241,14 @@ def series_per_window(spec: RunSpec, n_series: int) -> int:
     return n_series if wanted == 0 else min(wanted, n_series)
 
 
-def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
+def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared, *, draws: int = SAMPLES) -> Forecaster:
     """A function mapping (scaled inputs [M, L], their series rows [M]) to raw point forecasts [M, H].
 
     The point forecast is the head's mean (never a median: on zero-heavy panels that is 0 and ranks nothing),
-    :func:`scaled_forecaster`'s, mapped back with the prepared panel's scaler.
+    :func:`scaled_forecaster`'s, mapped back with the prepared panel's scaler. ``draws``: how many draws a model
+    that samples its forecasts averages (:func:`sampler`; other models ignore it).
     """
-    scaled = scaled_forecaster(spec, model, prep)
+    scaled = scaled_forecaster(spec, model, prep, draws=draws)
 
     def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
         return prep.scaler.inverse(scaled(x, rows, origin), rows)
@@ -255,7 +256,7 @@ def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
     return run
 
 
-def scaled_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Forecaster:
+def scaled_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared, *, draws: int = SAMPLES) -> Forecaster:
     """:func:`forecaster` before the inverse scaling: point forecasts [M, H] in the scaled units.
 
     A backtest predicts several cutoffs, each scaled by its own scaler, in one pass through this function.
@@ -267,7 +268,7 @@ def scaled_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> Foreca
 
     def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
         if sampling is not None:
-            return sample_mean(sampling, x, side_inputs(caps, rows, origin), seed=cfg.seed)
+            return sample_mean(sampling, x, side_inputs(caps, rows, origin), seed=cfg.seed, n=draws)
         return head.mean(outputs(x, rows, origin))
 
     return run

@@ -94,10 +94,22 @@ def validation_stats(spec: RunSpec, base: Forecaster, prep: Prepared) -> list[St
 
 def job_forecaster(spec: RunSpec, base: Forecaster, prep: Prepared, log: Log) -> Forecaster:
     """The job's forecast function: ``base`` combined with the baselines (``combine=auto``), or ``base`` itself."""
-    combination = fit_job_combination(spec, base, prep, log)
+    return job_forecasters(spec, base, base, prep, log)[0]
+
+
+def job_forecasters(
+    spec: RunSpec, base: Forecaster, scan: Forecaster, prep: Prepared, log: Log
+) -> tuple[Forecaster, Forecaster]:
+    """:func:`job_forecaster` of ``base``, and the same combination over ``scan``, which it is fitted with.
+
+    ``scan`` forecasts the validation origins: a sampling model's with fewer draws
+    (:data:`~stratcast.daemon.engine.prediction.forecast.VALIDATION_SAMPLES`), else ``base`` itself.
+    """
+    combination = fit_job_combination(spec, scan, prep, log)
     if combination is None:
-        return base
-    return CombinedForecaster(base, combination, trailing_fn(spec, prep))
+        return base, scan
+    trailing = trailing_fn(spec, prep)
+    return CombinedForecaster(base, combination, trailing), CombinedForecaster(scan, combination, trailing)
 
 
 def combination_info(forecast_fn: Forecaster) -> dict[str, Any]:

@@ -175,15 +175,23 @@ def holdout_coverage(spec: RunSpec, prep: Prepared, point_fn: PointForecast, ji:
 
 
 def job_intervals(
-    spec: RunSpec, prep: Prepared, point_fn: PointForecast, future: Tensor, log: Log
+    spec: RunSpec,
+    prep: Prepared,
+    point_fn: PointForecast,
+    future: Tensor,
+    log: Log,
+    *,
+    calibration_fn: PointForecast | None = None,
 ) -> tuple[dict[str, Tensor] | None, dict[str, Any]]:
     """The future forecast's bounds (None without calibration) and ``metrics.json["intervals"]``.
 
     The holdout is scored with bands calibrated on the validation part only (honest); the future forecast's
     bands then calibrate on the validation part and the holdout, its most recent out-of-sample residuals
-    (``future_calibration`` in the metrics).
+    (``future_calibration`` in the metrics). ``calibration_fn`` forecasts the origins calibrated on (default
+    ``point_fn``, which forecasts the holdout scored): a sampling model's with fewer draws.
     """
-    ji = calibrate_job(spec, prep, point_fn, log)
+    calibration_fn = calibration_fn or point_fn
+    ji = calibrate_job(spec, prep, calibration_fn, log)
     if ji is None:
         notes = [NO_VALIDATION]
         if spec.rank_by != RANK_BY_MEAN:
@@ -194,7 +202,7 @@ def job_intervals(
     if spec.holdout:
         metrics["levels"] = holdout_coverage(spec, prep, point_fn, ji)
         log_coverage(metrics["levels"], log)
-        ji = calibrate_job(spec, prep, point_fn, log, with_holdout=True) or ji
+        ji = calibrate_job(spec, prep, calibration_fn, log, with_holdout=True) or ji
     metrics["future_calibration"] = ji.conformal.to_dict()
     rows = torch.arange(prep.panel.n_series, device=future.device)
     bands = ji.conformal.intervals(future, rows, ji.scale.at(rows, prep.windows.end))

@@ -35,6 +35,7 @@ from stratcast.daemon.engine.evaluation.holdout import evaluate_holdout
 from stratcast.daemon.engine.memory.device import describe_device, resolve_device
 from stratcast.daemon.engine.memory.oom import OomHook, OptimizerStepOutOfMemory
 from stratcast.daemon.engine.prediction.ensemble import EnsembleForecaster
+from stratcast.daemon.engine.prediction.forecast import SAMPLES, VALIDATION_SAMPLES
 from stratcast.daemon.engine.run.advice import (
     OnWarning,
     RunWarning,
@@ -43,9 +44,18 @@ from stratcast.daemon.engine.run.advice import (
     loss_warning,
     windows_warning,
 )
-from stratcast.daemon.engine.run.build import Forecaster, Log, Prepared, forecaster, make_model, make_trainer, prepare
+from stratcast.daemon.engine.run.build import (
+    Forecaster,
+    Log,
+    Prepared,
+    forecaster,
+    make_model,
+    make_trainer,
+    prepare,
+    sampler,
+)
 from stratcast.daemon.engine.run.checkpoints import Checkpointer, OnCheckpoint, resume, save_final
-from stratcast.daemon.engine.run.combining import combination_info, future_rank_score, job_forecaster
+from stratcast.daemon.engine.run.combining import combination_info, future_rank_score, job_forecasters
 from stratcast.daemon.engine.run.intervals import final_point, job_intervals
 from stratcast.daemon.engine.run.members import (
     Hooks,
@@ -242,11 +252,15 @@ def finish(
     a distribution adds its quantiles (:mod:`stratcast.daemon.engine.run.quantiles`).
     """
     members, fit = trained.members, ensemble_fit(trained.members)
-    forecast_fn = job_forecaster(spec, member_forecaster(spec, members, prep), prep, log)
+    base = member_forecaster(spec, members, prep)
+    samples = any(sampler(m.spec, m.model) is not None for m in members)
+    scan = member_forecaster(spec, members, prep, draws=VALIDATION_SAMPLES) if samples else base
+    forecast_fn, scan_fn = job_forecasters(spec, base, scan, prep, log)
     distribution = job_distribution(spec, members, prep)
     scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn, distribution) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
-    bands, scores["intervals"] = job_intervals(spec, prep, final_point(spec, prep, forecast_fn), future, log)
+    point, scan_point = final_point(spec, prep, forecast_fn), final_point(spec, prep, scan_fn)
+    bands, scores["intervals"] = job_intervals(spec, prep, point, future, log, calibration_fn=scan_point)
     quantiles = future_quantiles(spec, prep, distribution, future)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,9 +275,12 @@ def finish(
     return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))
 
 
-def member_forecaster(spec: RunSpec, members: list[Member], prep: Prepared) -> Forecaster:
-    """The model's forecaster, or for an ensemble the mean of its members' (each member's own forecaster)."""
-    each = [forecaster(m.spec, m.model, prep) for m in members]
+def member_forecaster(spec: RunSpec, members: list[Member], prep: Prepared, *, draws: int = SAMPLES) -> Forecaster:
+    """The model's forecaster, or for an ensemble the mean of its members' (each member's own forecaster).
+
+    ``draws``: how many draws a member that samples its forecasts averages.
+    """
+    each = [forecaster(m.spec, m.model, prep, draws=draws) for m in members]
     if not spec.ensemble:
         return each[0]
     return EnsembleForecaster(each, [m.label for m in members])
