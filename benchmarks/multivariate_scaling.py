@@ -1,4 +1,4 @@
-"""Time and peak memory of the multivariate models (SOFTS, neural VAR, MTGNN, StemGNN) against the series.
+"""Time and peak memory of the multivariate models (SOFTS, neural VAR, MTGNN, StemGNN, itransformer-x) by series.
 
 Each model at its default config is built for windows of ``S`` series (the neural VAR with a panel of ``S``
 series, one row of loadings each) and measured twice, each measurement in a fresh process so that one's peak does
@@ -11,17 +11,18 @@ not hide the next's:
 
 Peak memory on a CPU is the process's peak resident set (``ru_maxrss``) above what it held once the model and
 data were built; on CUDA it is ``torch.cuda.max_memory_allocated``. Time is wall and CPU seconds (on a shared CPU
-the CPU seconds of one thread are the steadier figure). Both models are ``O(S)``: the ``us/series`` columns (CPU
-time per series) should stay about flat as ``S`` grows, where a model with an ``S x S`` map would grow them
-``S``-fold. A training step of ``B`` windows costs about ``B`` times the ``--batch 1`` figures (the catalog trains
-them at 32).
+the CPU seconds of one thread are the steadier figure). SOFTS and the neural VAR are ``O(S)``: the ``us/series``
+columns (CPU time per series) should stay about flat as ``S`` grows, where a model with an ``S x S`` map grows them
+with the series of a window (``itransformer-x``'s attention, flat again past its windows of 500). A training step
+of ``B`` windows costs about ``B`` times the ``--batch 1`` figures (the catalog trains SOFTS and the neural VAR at
+32, the others at 8).
 
     .venv/bin/python benchmarks/multivariate_scaling.py [--series 500 2000 6000 20000] [--models softs neuralvar]
         [--batch 1] [--input-size 104] [--horizon 52] [--outputs 1] [--device cpu] [--save FILE]
 
-A model that trains on a subset of series per window (its catalog ``series_per_window``: MTGNN, StemGNN) is
-measured as the engine runs it: a training step reads one window of that many series drawn from the ``S``, and
-prediction covers all ``S`` in windows of that size.
+A model that trains on a subset of series per window (its catalog ``series_per_window``: MTGNN, StemGNN,
+itransformer-x) is measured as the engine runs it: a training step reads one window of that many series drawn from
+the ``S``, and prediction covers all ``S`` in windows of that size.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main() -> None:
         f"one window per step and per prediction: batch {args.batch}, L={args.input_size}, H={args.horizon}, ", end=""
     )
     print(f"O={args.outputs}, device {args.device}, {args.threads} thread(s), default configs; wall and CPU seconds")
-    header = f"{'model':<10} {'S':>6} {'params':>8} | {'train s':>8} {'cpu s':>7} {'us/series':>9} {'MiB':>6}"
+    header = f"{'model':<14} {'S':>6} {'params':>8} | {'train s':>8} {'cpu s':>7} {'us/series':>9} {'MiB':>6}"
     print(header + f" | {'predict s':>9} {'cpu s':>7} {'us/series':>9} {'MiB':>6}")
     rows = []
     for name in args.models:
@@ -64,7 +65,7 @@ def main() -> None:
             if args.save:
                 settings = {k: getattr(args, k) for k in ("batch", "input_size", "horizon", "device", "threads")}
                 args.save.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
-            cells = [f"{name:<10} {s:>6} {row['train']['params']:>8,}"]
+            cells = [f"{name:<14} {s:>6} {row['train']['params']:>8,}"]
             for phase, width in zip(PHASES, (8, 9), strict=True):
                 r = row[phase]
                 per_series = 1e6 * r["cpu"] / (s * (args.batch if phase == "train" else 1))
@@ -170,7 +171,7 @@ def parse_args() -> argparse.Namespace:
     """Command-line options (``--child`` and ``--phase`` are for the child processes)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--series", type=int, nargs="+", default=[500, 2000, 6000, 20000])
-    p.add_argument("--models", nargs="+", default=["softs", "neuralvar", "mtgnn", "stemgnn"])
+    p.add_argument("--models", nargs="+", default=["softs", "neuralvar", "mtgnn", "stemgnn", "itransformer-x"])
     p.add_argument("--batch", type=int, default=1, help="windows per training step")
     p.add_argument("--input-size", type=int, default=104)
     p.add_argument("--horizon", type=int, default=52)

@@ -18,22 +18,69 @@ decomposes after each sub-layer and carries only the seasonal part on; the trend
 A stack's last norm is a layer norm whose mean over time is removed (the seasonal part has none). The trend enters
 the location output (output 0, as ``zoo/blocks/norm.py`` puts a level back); the other outputs come from the
 seasonal read-out alone. Encoder and decoder stacks are :class:`Checkpointable`, layer by layer.
+
+:class:`DecompositionTransformerConfig` holds the fields both models' configs share (widths, depths, the decoder's
+start, dropout, activation, instance normalisation); each model adds its decomposition and attention fields.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from stratcast.daemon.zoo.blocks.attention import feed_forward
+from stratcast.daemon.zoo.blocks.attention import check_heads, feed_forward
 from stratcast.daemon.zoo.blocks.layers import value_and_indicator
 from stratcast.daemon.zoo.blocks.norm import normalised
-from stratcast.daemon.zoo.contract import Checkpointable
+from stratcast.daemon.zoo.contract import Checkpointable, ModelConfig, param
+from stratcast.daemon.zoo.search import among, floats, ints
 
 Decomposition = Callable[[], nn.Module]
 """Builds one decomposition block: ``[B, T, D] -> (trend, season)``, each ``[B, T, D]``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecompositionTransformerConfig(ModelConfig):
+    """What Autoformer's and FEDformer's architectures share; each model's config adds its own fields."""
+
+    d_model: int = param(
+        64, lo=1, hi=4096, search=among(32, 64, 128), help="width of the token embeddings (divisible by n_heads)"
+    )
+    n_heads: int = param(
+        4,
+        lo=1,
+        hi=64,
+        search=among(2, 4, 8),
+        help="heads of the attention (Autoformer: Auto-Correlation; FEDformer: the frequency enhanced blocks)",
+    )
+    d_ff: int = param(128, lo=1, hi=16384, search=among(64, 128, 256), help="hidden width of the feed-forward networks")
+    encoder_layers: int = param(2, lo=1, hi=8, search=ints(1, 3), help="encoder layers")
+    decoder_layers: int = param(1, lo=1, hi=8, search=ints(1, 2), help="decoder layers")
+    label_len: int = param(
+        26,
+        lo=1,
+        hi=4096,
+        search=among(13, 26),
+        help="window steps that start the decoder's seasonal and trend inputs (at most the window)",
+    )
+    dropout: float = param(
+        0.1, lo=0.0, hi=0.9, search=floats(0.0, 0.3), help="dropout in the layers and on the embeddings"
+    )
+    activation: str = param(
+        "gelu", choices=("gelu", "relu"), search=among("gelu", "relu"), help="nonlinearity of the feed-forward networks"
+    )
+    instance_norm: bool = param(
+        True,
+        choices=(False, True),
+        search=among(False, True),
+        help="standardise each window by its own mean and std, and return them to the forecast (off: the paper's)",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_heads(type(self).__name__, self.d_model, self.n_heads)
 
 
 class SeasonalNorm(nn.Module):

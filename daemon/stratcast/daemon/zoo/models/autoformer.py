@@ -30,60 +30,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Self
 
-from stratcast.daemon.zoo.blocks.attention import check_heads
 from stratcast.daemon.zoo.blocks.decompose import SeriesDecomposition
 from stratcast.daemon.zoo.blocks.frequency import AutoCorrelation
 from stratcast.daemon.zoo.blocks.seasonal_trend import (
     Decoder,
     DecoderLayer,
     DecompositionTransformer,
+    DecompositionTransformerConfig,
     Encoder,
     EncoderLayer,
 )
-from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
-from stratcast.daemon.zoo.search import among, floats, ints
+from stratcast.daemon.zoo.contract import check_model_args, param
+from stratcast.daemon.zoo.search import among, ints
 
 
 @dataclass(frozen=True, kw_only=True)
-class AutoformerConfig(ModelConfig):
-    """Autoformer architecture."""
+class AutoformerConfig(DecompositionTransformerConfig):
+    """Autoformer architecture: the shared decomposition Transformer's fields, one moving average, the lags' factor."""
 
-    d_model: int = param(
-        64, lo=1, hi=4096, search=among(32, 64, 128), help="width of the token embeddings (divisible by n_heads)"
-    )
-    n_heads: int = param(4, lo=1, hi=64, search=among(2, 4, 8), help="Auto-Correlation heads")
-    d_ff: int = param(128, lo=1, hi=16384, search=among(64, 128, 256), help="hidden width of the feed-forward networks")
-    encoder_layers: int = param(2, lo=1, hi=8, search=ints(1, 3), help="encoder layers")
-    decoder_layers: int = param(1, lo=1, hi=8, search=ints(1, 2), help="decoder layers")
     moving_avg: int = param(
         13, lo=1, hi=1001, search=ints(5, 25, step=4), help="moving-average window of every decomposition block"
     )
     factor: int = param(
         1, lo=1, hi=16, search=among(1, 2, 3), help="Auto-Correlation factor c: floor(c ln N) lags aggregated"
     )
-    label_len: int = param(
-        26,
-        lo=1,
-        hi=4096,
-        search=among(13, 26),
-        help="window steps that start the decoder's seasonal and trend inputs (at most the window)",
-    )
-    dropout: float = param(
-        0.1, lo=0.0, hi=0.9, search=floats(0.0, 0.3), help="dropout in the layers and on the embeddings"
-    )
-    activation: str = param(
-        "gelu", choices=("gelu", "relu"), search=among("gelu", "relu"), help="nonlinearity of the feed-forward networks"
-    )
-    instance_norm: bool = param(
-        True,
-        choices=(False, True),
-        search=among(False, True),
-        help="standardise each window by its own mean and std, and return them to the forecast (off: the paper's)",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_heads(type(self).__name__, self.d_model, self.n_heads)
 
     @classmethod
     def tiny(cls) -> Self:

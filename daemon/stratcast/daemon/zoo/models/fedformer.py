@@ -27,31 +27,24 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Self
 
-from stratcast.daemon.zoo.blocks.attention import check_heads
 from stratcast.daemon.zoo.blocks.decompose import MixtureDecomposition
 from stratcast.daemon.zoo.blocks.frequency import FourierBlock, FourierCrossAttention
 from stratcast.daemon.zoo.blocks.seasonal_trend import (
     Decoder,
     DecoderLayer,
     DecompositionTransformer,
+    DecompositionTransformerConfig,
     Encoder,
     EncoderLayer,
 )
-from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
-from stratcast.daemon.zoo.search import among, floats, ints
+from stratcast.daemon.zoo.contract import check_model_args, param
+from stratcast.daemon.zoo.search import among
 
 
 @dataclass(frozen=True, kw_only=True)
-class FEDformerConfig(ModelConfig):
-    """FEDformer architecture."""
+class FEDformerConfig(DecompositionTransformerConfig):
+    """FEDformer architecture: the shared decomposition Transformer's fields, the Fourier modes, the experts."""
 
-    d_model: int = param(
-        64, lo=1, hi=4096, search=among(32, 64, 128), help="width of the token embeddings (divisible by n_heads)"
-    )
-    n_heads: int = param(4, lo=1, hi=64, search=among(2, 4, 8), help="heads of the frequency enhanced blocks")
-    d_ff: int = param(128, lo=1, hi=16384, search=among(64, 128, 256), help="hidden width of the feed-forward networks")
-    encoder_layers: int = param(2, lo=1, hi=8, search=ints(1, 3), help="encoder layers")
-    decoder_layers: int = param(1, lo=1, hi=8, search=ints(1, 2), help="decoder layers")
     modes: int = param(
         16,
         lo=1,
@@ -72,29 +65,9 @@ class FEDformerConfig(ModelConfig):
         search=among((7, 13, 25), (13,), (5, 13), (13, 26, 52)),
         help="moving-average windows mixed by every decomposition block (the experts)",
     )
-    label_len: int = param(
-        26,
-        lo=1,
-        hi=4096,
-        search=among(13, 26),
-        help="window steps that start the decoder's seasonal and trend inputs (at most the window)",
-    )
-    dropout: float = param(
-        0.1, lo=0.0, hi=0.9, search=floats(0.0, 0.3), help="dropout in the layers and on the embeddings"
-    )
-    activation: str = param(
-        "gelu", choices=("gelu", "relu"), search=among("gelu", "relu"), help="nonlinearity of the feed-forward networks"
-    )
-    instance_norm: bool = param(
-        True,
-        choices=(False, True),
-        search=among(False, True),
-        help="standardise each window by its own mean and std, and return them to the forecast (off: the paper's)",
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_heads(type(self).__name__, self.d_model, self.n_heads)
         if not self.moving_avg:
             raise ValueError("FEDformerConfig.moving_avg needs at least one moving-average window")
 

@@ -15,6 +15,23 @@ paper's), four of them, each of length ``L``:
 
 Only the first variate is forecast: its output token is projected to the ``H * O`` outputs. There is no
 per-variate instance normalisation (the paper's optional RevIN-style step): the series arrive scaled.
+
+:class:`ITransformerX` (catalog ``itransformer-x``) is the paper's own form: multivariate, each *strategy* of the
+window one token (``S`` series -> ``S`` tokens), attention across the strategies, every token projected to its own
+forecast. No positional encoding marks the tokens, so permuting the series permutes the forecasts and nothing else
+(attention and the per-token layers are equivariant). Each token embeds its strategy's window with, by default, the
+three derived variates above concatenated to it (``derived``): they add nothing to the attention's ``S x S`` cost
+(they widen the embedding's input, not the number of tokens), and the nonzero indicator tells a flat week from a
+small return, which a scaled value alone blurs. Made tokens of their own they would cost ``(4S)^2`` attention,
+sixteen times the memory, for relations within a series that the univariate model already learns.
+
+Training reads a random subset of the panel's series per window (``series_per_window``, the engine's sampler), as
+the paper does: its efficient training strategy (Section 4.3) trains on a random part of the variates in each batch,
+cutting memory with the accuracy kept, and its variate generalization (Section 4.2) trains on 20% of the variates
+and forecasts all of them. A token is embedded by a map shared over the variates, so the trained model forecasts
+any number of them: all of them at prediction, in the engine's windows of ``series_per_window``. The attention
+keeps ``B x heads x S^2`` scores per layer for the backward pass, hence the stated limit of ``MAX_SERIES`` series per
+window (:meth:`ITransformerXConfig.panel_problem`).
 """
 
 from __future__ import annotations
@@ -30,6 +47,12 @@ from stratcast.daemon.zoo.blocks.attention import Encoder, check_heads
 from stratcast.daemon.zoo.blocks.layers import to_horizon
 from stratcast.daemon.zoo.contract import ModelConfig, check_model_args, param
 from stratcast.daemon.zoo.search import among, floats, ints
+
+MAX_SERIES = 2000
+"""Series per window at most for ``itransformer-x``: its attention keeps ``B x heads x S^2`` scores per layer for
+the backward pass. Measured on a CPU (default config, L=104, H=52): a training step of 8 windows of 2,000 series
+peaks at 7.2 GiB (1,000: 1.9 GiB), so a 24 GiB machine holds it with the panel and room for 16 windows a step;
+3,000 series would need about 16 GiB at 8 windows, and 32 windows of 2,000 about 29 GiB."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,12 +107,17 @@ class ITransformer(nn.Module):
         check_model_args(input_size, horizon, n_outputs)
         self.horizon, self.n_outputs, self.moving_avg = horizon, n_outputs, config.moving_avg
         d = config.d_model
-        self.embed = nn.Linear(input_size, d)
+        self.embed = nn.Linear(self.token_inputs(config, input_size), d)
         self.dropout = nn.Dropout(config.dropout)
         self.encoder = Encoder(
             config.n_layers, d, config.n_heads, config.d_ff, dropout=config.dropout, act=config.activation
         )
         self.project = nn.Linear(d, horizon * n_outputs)
+
+    def token_inputs(self, config: ITransformerConfig, input_size: int) -> int:
+        """Inputs a token is embedded from: one variate's window."""
+        del config
+        return input_size
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``[B, L]`` to ``[B, H, O]``."""
@@ -97,3 +125,50 @@ class ITransformer(nn.Module):
         encoded = self.encoder(tokens)  # [B, 4, D]
         flat: Tensor = self.project(encoded[:, 0])  # [B, D] -> [B, H*O]
         return to_horizon(flat, self.horizon, self.n_outputs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ITransformerXConfig(ITransformerConfig):
+    """iTransformer across the strategies of a window (``itransformer-x``): one token per strategy."""
+
+    derived: bool = param(
+        True,
+        choices=(True, False),
+        search=among(True, False),
+        help="embed each strategy's nonzero indicator, running total and trailing mean with its window",
+    )
+
+    def panel_problem(self, *, n_series: int, series_per_window: int) -> str | None:
+        """Past ``MAX_SERIES`` series per window the attention's scores grow as the square of the series."""
+        del n_series
+        if series_per_window <= MAX_SERIES:
+            return None
+        return (
+            f"itransformer-x attends from every series of a window to every other (B x heads x S^2 scores per layer), "
+            f"and {series_per_window} series per window is past its limit of {MAX_SERIES}; set the training option "
+            f"series_per_window to {MAX_SERIES} or fewer (the paper trains on random subsets of the variates and "
+            "forecasts all of them)"
+        )
+
+
+class ITransformerX(ITransformer):
+    """Each strategy of a window one token, a Transformer encoder across them, each token projected to its horizon."""
+
+    def __init__(self, config: ITransformerXConfig, *, input_size: int, horizon: int, n_outputs: int = 1) -> None:
+        super().__init__(config, input_size=input_size, horizon=horizon, n_outputs=n_outputs)
+        self.derived = config.derived
+
+    def token_inputs(self, config: ITransformerConfig, input_size: int) -> int:
+        """Inputs a token is embedded from: its strategy's window, with its three derived variates (``derived``)."""
+        derived = isinstance(config, ITransformerXConfig) and config.derived
+        return 4 * input_size if derived else input_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``[B, S, L]`` to ``[B, S, H, O]``."""
+        b, s, length = x.shape
+        z = x
+        if self.derived:  # [B, S, L] -> [B*S, L] -> [B*S, 4, L] -> [B, S, 4L]
+            z = derived_variates(x.reshape(b * s, length), self.moving_avg).reshape(b, s, 4 * length)
+        tokens = self.dropout(self.embed(z))  # [B, S, L or 4L] -> [B, S, D]
+        flat: Tensor = self.project(self.encoder(tokens))  # [B, S, D] -> [B, S, H*O]
+        return flat.view(b, s, self.horizon, self.n_outputs)  # [B, S, H*O] -> [B, S, H, O]
