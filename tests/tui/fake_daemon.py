@@ -364,7 +364,8 @@ def serve_runs(link: FakeLink) -> dict[int, str]:
 def demo_models() -> dict[str, Any]:
     """A ``list_models`` result in the daemon's shape: three models (one batch-only) and six training options.
 
-    ``lstm`` trains at ``learning_rate`` 1e-4 by default (its ``train_defaults``), the others at the option's 1e-3.
+    ``itransformer-x`` trains at ``learning_rate`` 1e-4 by default (its ``train_defaults``), the others at the
+    option's 1e-3.
     """
 
     def param(name: str, kind: str, default: Any, **fields: Any) -> dict[str, Any]:
@@ -383,7 +384,7 @@ def demo_models() -> dict[str, Any]:
                 param("activation", "str", "relu", choices=acts, help="activation function"),
             ],
         ),
-        ("lstm", False, [param("hidden_size", "int", 128, lo=1, hi=4096, help="LSTM width")]),
+        ("itransformer-x", False, [param("d_model", "int", 128, lo=1, hi=4096, help="width of the tokens")]),
     ]
     train = [
         param("input_size", "int", 104, lo=1, hi=100000, help="periods of history each window sees"),
@@ -393,7 +394,7 @@ def demo_models() -> dict[str, Any]:
         param("loss", "str", "mse", choices=["mse", "mae", "huber", "quantile"], help="training loss"),
         param("pad_start", "bool", False, choices=[False, True], help="windows before a series' start"),
     ]
-    train_defaults = {"lstm": {"learning_rate": 0.0001}}
+    train_defaults = {"itransformer-x": {"learning_rate": 0.0001}}
     return {
         "models": [
             {"name": name, "summary": f"{name} model", "paper": "Someone et al., 2024", "stackable": stackable}

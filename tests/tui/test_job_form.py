@@ -13,9 +13,9 @@ def param(name, kind, default, **fields):
 
 
 def test_the_daemons_list_reads_as_models_with_typed_parameters():
-    assert list(MODELS) == ["dlinear", "nhits", "lstm"]
-    assert not MODELS["lstm"].stackable
-    assert MODELS["lstm"].good_for == "what lstm does best"
+    assert list(MODELS) == ["dlinear", "nhits", "itransformer-x"]
+    assert not MODELS["itransformer-x"].stackable
+    assert MODELS["itransformer-x"].good_for == "what itransformer-x does best"
     mlp = next(p for p in MODELS["nhits"].params if p.name == "mlp_units")
     assert (mlp.default_text, mlp.parse("(256, 128)")) == ("512,512", (256, 128))
     assert next(p for p in TRAIN if p.name == "pad_start").choices == (False, True)
@@ -75,9 +75,9 @@ def test_a_cron_timetable_carries_its_time_zone():
 
 
 def test_a_models_own_training_defaults_replace_the_options_and_decide_what_is_sent():
-    lstm = MODELS["lstm"]
-    assert {p.name: p.default for p in lstm.train_options(TRAIN)}["learning_rate"] == 0.0001
+    itx = MODELS["itransformer-x"]
+    assert {p.name: p.default for p in itx.train_options(TRAIN)}["learning_rate"] == 0.0001
     assert {p.name: p.default for p in MODELS["dlinear"].train_options(TRAIN)}["learning_rate"] == 0.001
     texts = {**BASE, "train-learning_rate": "0.001", "train-max_steps": "1000"}
-    assert read_form(texts, lstm, TRAIN)[0].sets == ["learning_rate=0.001"]
+    assert read_form(texts, itx, TRAIN)[0].sets == ["learning_rate=0.001"]
     assert read_form(texts, MODELS["dlinear"], TRAIN)[0].sets == []

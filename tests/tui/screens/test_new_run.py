@@ -55,7 +55,11 @@ def test_the_model_select_lists_the_daemons_models_starts_on_the_demos_and_shows
     async def body(app, pilot):
         screen = app.screen
         select = screen.query_one("#model", Select)
-        assert [value for _, value in select._options if value is not Select.NULL] == ["dlinear", "nhits", "lstm"]
+        assert [value for _, value in select._options if value is not Select.NULL] == [
+            "dlinear",
+            "nhits",
+            "itransformer-x",
+        ]
         assert select.value == "nhits"  # what `stratcastd demo` trains by default
         assert screen.query_one("#param-mlp_units", Input).value == "512,512"
         assert screen.query_one("#param-dropout", Input).value == "0.0"
@@ -178,12 +182,12 @@ def test_a_bad_cron_expression_is_refused_before_anything_is_sent():
 def test_every_field_is_checked_locally_and_all_problems_are_shown_at_once():
     async def body(app, pilot):
         screen = app.screen
-        screen.query_one("#model", Select).value = "lstm"
+        screen.query_one("#model", Select).value = "itransformer-x"
         screen.query_one("#mode", Select).value = "per-strategy"
         screen.query_one("#train-box").collapsed = False
         await pilot.pause()
         fill(screen, data="data/eurusd.parquet", priority="high", gpu="-1", after="3, x")
-        fill(screen, **{"param-hidden_size": "0", "train-learning_rate": "fast"})
+        fill(screen, **{"param-d_model": "0", "train-learning_rate": "fast"})
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert "not absolute" in problem(screen, "data")
@@ -191,7 +195,7 @@ def test_every_field_is_checked_locally_and_all_problems_are_shown_at_once():
         assert "0 or more" in problem(screen, "gpu")
         assert "run ids" in problem(screen, "after")
         assert "batch mode only" in problem(screen, "mode")
-        assert "expected 1 to 4096, got 0" in problem(screen, "param-hidden_size")
+        assert "expected 1 to 4096, got 0" in problem(screen, "param-d_model")
         assert "expected a number" in problem(screen, "train-learning_rate")
         assert [type(c) for c in app.link.calls] == [ListModels]
 
@@ -219,7 +223,7 @@ async def show_training_options(screen, pilot, model):
 def test_the_training_options_show_the_chosen_models_own_defaults():
     async def body(app, pilot):
         screen = app.screen
-        await show_training_options(screen, pilot, "lstm")  # lstm trains at 1e-4 (its train_defaults)
+        await show_training_options(screen, pilot, "itransformer-x")  # at 1e-4: its train_defaults
         assert screen.query_one("#train-learning_rate", Input).value == "0.0001"
         assert "(default 0.0001," in screen.query_one("#field-train-learning_rate", Field).help
         assert screen.query_one("#train-max_steps", Input).value == "1000"  # not in its train_defaults
@@ -232,7 +236,7 @@ def test_changing_the_model_updates_untouched_training_fields_and_keeps_the_ones
         screen = app.screen
         await show_training_options(screen, pilot, "nhits")
         fill(screen, **{"train-max_steps": "500"})
-        screen.query_one("#model", Select).value = "lstm"
+        screen.query_one("#model", Select).value = "itransformer-x"
         await pilot.pause()
         assert screen.query_one("#train-learning_rate", Input).value == "0.0001"
         assert screen.query_one("#train-max_steps", Input).value == "500"
@@ -241,7 +245,7 @@ def test_changing_the_model_updates_untouched_training_fields_and_keeps_the_ones
         assert screen.query_one("#train-learning_rate", Input).value == "0.001"
         assert "(default 0.001," in screen.query_one("#field-train-learning_rate", Field).help
         fill(screen, **{"train-learning_rate": "0.01"})
-        screen.query_one("#model", Select).value = "lstm"
+        screen.query_one("#model", Select).value = "itransformer-x"
         await pilot.pause()
         assert screen.query_one("#train-learning_rate", Input).value == "0.01"
 
@@ -252,11 +256,11 @@ def test_changing_the_model_updates_untouched_training_fields_and_keeps_the_ones
 def test_a_training_option_is_sent_when_it_differs_from_what_the_chosen_model_would_train_with(text, sets):
     async def body(app, pilot):
         screen = app.screen
-        await show_training_options(screen, pilot, "lstm")
-        fill(screen, data=DATA, **{"train-learning_rate": text})  # 0.001: the trainer's default, not lstm's
+        await show_training_options(screen, pilot, "itransformer-x")
+        fill(screen, data=DATA, **{"train-learning_rate": text})  # 0.001: the trainer's default, not itransformer-x's
         await pilot.press("ctrl+s")
         await pilot.pause()
         (submit,) = sent(app, Submit)
-        assert submit.job == JobSpec(data=DATA, model="lstm", sets=sets)
+        assert submit.job == JobSpec(data=DATA, model="itransformer-x", sets=sets)
 
     run_form(body)
