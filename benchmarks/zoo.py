@@ -310,7 +310,9 @@ def board_rows(results: Mapping[str, Any], models: Iterable[str], device: str) -
 
 def missing(entry: Mapping[str, Any]) -> str:
     """The cell of a part not measured, or failed."""
-    return "failed" if "error" in entry else "not measured"
+    if "error" not in entry:
+        return "not measured"
+    return "timed out" if str(entry["error"]).startswith("timed out") else "failed"
 
 
 HEADER = [

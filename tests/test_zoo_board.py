@@ -23,6 +23,7 @@ def test_the_board_marks_every_loss_to_a_naive_forecast_and_names_what_is_missin
         key("dlinear", "eurusd", "cpu", False): eurusd(raw=11.0, default=9.5),
         key("dlinear", "backtest", "cpu", False): backtest(raw=1.0, default=3.0, trailing=2.0),
         key("nlinear", "eurusd", "cpu", False): {"error": "RuntimeError: out of memory"},
+        key("nlinear", "backtest", "cpu", False): {"error": "timed out after 1500 s (--timeout)"},
     }
     doc = tmp_path / "models.md"
     write_doc(results, doc, ["cpu"])
@@ -34,7 +35,7 @@ def test_the_board_marks_every_loss_to_a_naive_forecast_and_names_what_is_missin
     assert cells[5] == "0.950"  # the default forecast over the better baseline
     assert cells[7] == "+1.00 LOSES" and cells[8] == "+3.00"  # raw picks below the trailing mean's, default above
     nlinear = next(line for line in text.splitlines() if line.startswith("| nlinear |"))
-    assert "failed" in nlinear and "not measured" in nlinear
+    assert "failed" in nlinear and "not measured" in nlinear and "timed out" in nlinear
     assert "`nlinear/eurusd/cpu`: RuntimeError: out of memory" in text
     for entry in CATALOG.values():  # the models table says what each is good for
         assert f"| {entry.name} | {entry.summary} | {entry.good_for} |" in text
