@@ -11,15 +11,6 @@ from stratcast.daemon.zoo.models.deepar import LIKELIHOODS, DeepAR, DeepARConfig
 L, H, B = 12, 6, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small LSTMs gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def model(likelihood: str = "student-t") -> DeepAR:
     torch.manual_seed(0)
     return DeepAR(

@@ -11,15 +11,6 @@ from stratcast.daemon.zoo.models.deepnpts import DeepNPTS, DeepNPTSConfig, kerne
 L, H = 12, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def model(**overrides) -> DeepNPTS:
     torch.manual_seed(0)
     return DeepNPTS(DeepNPTSConfig(hidden_size=16, num_layers=2, dropout=0.0, **overrides), input_size=L, horizon=H)

@@ -13,15 +13,6 @@ from stratcast.daemon.zoo.models.diffusion import Diffusion, DiffusionConfig
 L, H = 16, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("kind", block.SCHEDULES)
 @pytest.mark.parametrize("steps", [2, 20, 1000])
 def test_alpha_bars_fall_strictly_within_zero_and_one(kind, steps):

@@ -24,15 +24,6 @@ from tests.daemon.engine.test_side_inputs import LEVELS, N, level_job
 L, H = 52, 13
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def cross(*, derived: bool = True, seed: int = 0) -> ITransformerX:
     torch.manual_seed(seed)
     config = ITransformerXConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2, moving_avg=4, derived=derived)

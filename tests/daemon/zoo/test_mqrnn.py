@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import torch
 
 from stratcast.daemon.zoo.models.mqrnn import MQRNN, MQRNNConfig
 
 L, H, B = 10, 4, 3
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small LSTMs gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def model() -> MQRNN:

@@ -16,15 +16,6 @@ from stratcast.daemon.zoo.models.mtgnn import INCEPTION_KERNELS, MTGNN, DilatedI
 from tests.daemon.engine.test_side_inputs import LEVELS, N, level_job
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small graphs gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def embeddings(b: int, s: int, d: int = 6, seed: int = 0) -> tuple[Tensor, Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return torch.tanh(torch.randn(b, s, d, generator=gen)), torch.tanh(torch.randn(b, s, d, generator=gen))

@@ -12,16 +12,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from stratcast.daemon.zoo.models.neuralvar import NeuralVAR, NeuralVARConfig
 from tests.daemon.engine.test_side_inputs import LEVELS, N, level_job
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 LINEAR = dict(num_layers=0, dropout=0.0)
 """No MLP: the model is a linear VAR with a diagonal and a low-rank part."""
 

@@ -13,15 +13,6 @@ MODULES = {"lstm": nn.LSTM, "gru": nn.GRU}
 CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny recurrences gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def both_paths(module: nn.Module, run, x):
     """The outputs and parameter gradients of ``run(module, x)`` through the fused module and the hand-written cells."""
     results = []

@@ -16,15 +16,6 @@ from tests.daemon.engine.test_side_inputs import LEVELS, N, level_job
 L, H = 52, 13
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def model(*, seed: int = 0, config: SOFTSConfig | None = None) -> SOFTS:
     torch.manual_seed(seed)
     return SOFTS(config or SOFTSConfig.tiny(), input_size=L, horizon=H, n_outputs=2)

@@ -5,22 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from torch import Tensor, nn
 
 from stratcast.daemon.zoo.blocks.graph import fourier_basis, gft, igft, normalised_laplacian
 from stratcast.daemon.zoo.models.stemgnn import StemGNN, StemGNNConfig, chebyshev_filter
 from tests.daemon.engine.test_side_inputs import LEVELS, N, level_job
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small graphs gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def adjacency(b: int, s: int, seed: int = 0) -> Tensor:

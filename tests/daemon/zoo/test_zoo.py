@@ -44,15 +44,6 @@ def having(**wanted: bool) -> list[str]:
 STACKABLE = having(stackable=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, which spin badly when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def caps(name: str) -> Capabilities:
     return ENTRIES[name].capabilities
 
