@@ -54,6 +54,8 @@ def fit_job_combination(spec: RunSpec, base: Forecaster, prep: Prepared, log: Lo
     if spec.train.combine == "none":
         log("combination: off (combine=none): the raw model forecasts")
         return None
+    if prep.split.val_size:  # forecasting every validation origin takes a while for a large panel: say so first
+        log(f"combination: fitting on {prep.split.val_size} validation origins x {prep.panel.n_series} strategies")
     per_origin = validation_stats(spec, base, prep)
     if not per_origin:
         log("combination: no validation windows to fit it on (val_size=0): the raw model forecasts")
