@@ -173,3 +173,18 @@ def test_a_saved_model_holds_no_pickle_and_loads_and_scores_without_one(tmp_path
     saved = load_saved(tmp_path / "home", "weekly")
     score(saved, run[0], tmp_path / "scored", log=quiet)
     assert Outputs(tmp_path / "scored").forecast.exists()
+
+
+def test_a_write_that_fails_leaves_no_half_version(tmp_path, run):
+    from stratcast.daemon.engine.saved.store import write_version
+
+    save_run(tmp_path / "home", run[1], "weekly")
+
+    def crash(folder):
+        (folder / "weights.safetensors").write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_version(tmp_path / "home", "weekly", crash)
+    assert sorted(p.name for p in (tmp_path / "home" / "models" / "weekly").iterdir()) == ["1"]
+    assert save_run(tmp_path / "home", run[1], "weekly").version == 2
