@@ -7,6 +7,9 @@ and 76 out of memory. A run that fails before its first checkpoint removes the o
 ``backtest`` runs a walk-forward selection backtest
 (:func:`~stratcast.daemon.engine.backtest.job.run_backtest`) with the same options, exit codes and ``--resume``.
 
+``forecast`` scores new data with a saved model and ``saved`` manages the saved models of a home folder (see
+:mod:`stratcast.daemon.savedcli`).
+
 ``run`` records its spec in ``OUT/spec.json``; ``stratcastd run --resume OUT`` continues an interrupted run from
 the newest good checkpoint in ``OUT/checkpoints`` (on CPU the outputs equal an uninterrupted run's bit for bit).
 A resume may change the device and, with ``--set``, the options that do not change what is trained (the
@@ -27,6 +30,8 @@ from typing import Any
 
 import msgspec
 
+from stratcast.daemon.savedcli import COMMANDS as SAVED_COMMANDS
+from stratcast.daemon.savedcli import add_saved_commands, saved_command
 from stratcast.daemon.serve import add_arguments as add_serve_arguments
 from stratcast.daemon.serve import add_keys_arguments, make_keys, serve
 from stratcast.shared.cli import (
@@ -94,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     models = sub.add_parser("models", help="list every model with its parameters, defaults and ranges")
     models.add_argument("--json", action="store_true", help="print JSON")
+    add_saved_commands(sub)
     add_completion_command(sub, parser.prog)
     return parser
 
@@ -111,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return make_keys(args)
     if args.command == "models":
         return list_models(args.json)
+    if args.command in SAVED_COMMANDS:
+        return saved_command(args)
     if args.command == "demo" and not args.no_daemon:
         if args.device not in DAEMON_DEVICES:  # the daemon places runs on its GPUs itself
             parser.error(

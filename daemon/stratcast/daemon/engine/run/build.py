@@ -61,6 +61,13 @@ class Prepared:
     split: Split
     scaler: SeriesScaler
     windows: PanelWindows
+    model_rows: Tensor | None = None
+    """[N] the model's row of each panel series, where they differ (a saved model scoring a new panel: its
+    per-series parameters and per-strategy members are indexed by the panel it trained on); None: the same."""
+
+    def rows_for_model(self, rows: Tensor) -> Tensor:
+        """The model's rows of panel rows ``rows`` [M] (:attr:`model_rows`)."""
+        return rows if self.model_rows is None else self.model_rows[rows]
 
 
 @dataclass(frozen=True)
@@ -268,7 +275,8 @@ def scaled_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared, *, draws:
 
     def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
         if sampling is not None:
-            return sample_mean(sampling, x, side_inputs(caps, rows, origin), seed=cfg.seed, n=draws)
+            side = side_inputs(caps, prep.rows_for_model(rows), origin)
+            return sample_mean(sampling, x, side, seed=cfg.seed, n=draws)
         return head.mean(outputs(x, rows, origin))
 
     return run
@@ -283,6 +291,7 @@ def model_outputs(spec: RunSpec, model: nn.Module, prep: Prepared) -> Callable[[
     graphs = net is model  # a compiled forward pass is not captured again as a CUDA graph
 
     def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
+        rows = prep.rows_for_model(rows)
         side = side_inputs(caps, rows, origin)
         if isinstance(model, StackedModel):
             return stacked_forecast(model, x, rows, side)
@@ -325,7 +334,7 @@ def distribution_forecaster(spec: RunSpec, model: nn.Module, prep: Prepared) -> 
 
     def run(x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Distribution:
         if sampling is not None:
-            side = side_inputs(caps, rows, origin)
+            side = side_inputs(caps, prep.rows_for_model(rows), origin)
             dist = sample_distribution(sampling, x, side, levels, seed=cfg.seed, n=SAMPLES, chunk=PREDICT_CHUNK)
         else:
             out = outputs(x, rows, origin)

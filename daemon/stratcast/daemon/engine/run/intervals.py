@@ -50,6 +50,9 @@ class ScoreScale:
     fixed: Tensor
     """[N] each strategy's mean absolute change over its training part: the ``train`` scale, MSIS's denominator, and
     (as :data:`SCALE_FLOOR` of its median) the floor of the local one."""
+    floor: float | None = None
+    """The local scale's floor when kept from elsewhere (a saved model's, whose panel may have other strategies);
+    None: :data:`SCALE_FLOOR` of :attr:`fixed`'s median."""
 
     @classmethod
     def of(cls, spec: RunSpec, prep: Prepared) -> ScoreScale:
@@ -63,8 +66,12 @@ class ScoreScale:
         """[M] the scale of the forecasts of strategies ``rows`` [M] from ``origin`` [M]."""
         if self.kind == "train":
             return self.fixed[rows]
-        floor = SCALE_FLOOR * float(self.fixed.median())
-        return local_scale(self.raw, self.start, rows, origin, self.window, floor)
+        return local_scale(self.raw, self.start, rows, origin, self.window, self.local_floor)
+
+    @property
+    def local_floor(self) -> float:
+        """The floor of the local scale: :attr:`floor`, or :data:`SCALE_FLOOR` of :attr:`fixed`'s median."""
+        return SCALE_FLOOR * float(self.fixed.median()) if self.floor is None else self.floor
 
 
 @dataclass
@@ -190,6 +197,20 @@ def job_intervals(
     (``future_calibration`` in the metrics). ``calibration_fn`` forecasts the origins calibrated on (default
     ``point_fn``, which forecasts the holdout scored): a sampling model's with fewer draws.
     """
+    bands, metrics, _ = future_intervals(spec, prep, point_fn, future, log, calibration_fn=calibration_fn)
+    return bands, metrics
+
+
+def future_intervals(
+    spec: RunSpec,
+    prep: Prepared,
+    point_fn: PointForecast,
+    future: Tensor,
+    log: Log,
+    *,
+    calibration_fn: PointForecast | None = None,
+) -> tuple[dict[str, Tensor] | None, dict[str, Any], JobIntervals | None]:
+    """:func:`job_intervals`, and the calibration the future forecast's bands come from (None without one)."""
     calibration_fn = calibration_fn or point_fn
     ji = calibrate_job(spec, prep, calibration_fn, log)
     if ji is None:
@@ -197,16 +218,20 @@ def job_intervals(
         if spec.rank_by != RANK_BY_MEAN:
             notes.append(f"ranked by the forecast mean: --rank-by {spec.rank_by} needs intervals")
             log(notes[-1])
-        return None, {"calibrated": False, "notes": notes}
+        return None, {"calibrated": False, "notes": notes}, None
     metrics: dict[str, Any] = {"calibrated": True, "calibration": ji.conformal.to_dict()}
     if spec.holdout:
         metrics["levels"] = holdout_coverage(spec, prep, point_fn, ji)
         log_coverage(metrics["levels"], log)
         ji = calibrate_job(spec, prep, calibration_fn, log, with_holdout=True) or ji
     metrics["future_calibration"] = ji.conformal.to_dict()
+    return future_bands(ji, prep, future), metrics, ji
+
+
+def future_bands(ji: JobIntervals, prep: Prepared, future: Tensor) -> dict[str, Tensor]:
+    """The bounds [N, H] by column around ``future`` [N, H], each strategy's forecast from its own last period."""
     rows = torch.arange(prep.panel.n_series, device=future.device)
-    bands = ji.conformal.intervals(future, rows, ji.scale.at(rows, prep.windows.end))
-    return bands, metrics
+    return ji.conformal.intervals(future, rows, ji.scale.at(rows, prep.windows.end))
 
 
 def log_coverage(levels: dict[str, Any], log: Log) -> None:

@@ -56,7 +56,7 @@ from stratcast.daemon.engine.run.build import (
 )
 from stratcast.daemon.engine.run.checkpoints import Checkpointer, OnCheckpoint, resume, save_final
 from stratcast.daemon.engine.run.combining import combination_info, future_rank_score, job_forecasters
-from stratcast.daemon.engine.run.intervals import final_point, job_intervals
+from stratcast.daemon.engine.run.intervals import final_point, future_intervals
 from stratcast.daemon.engine.run.members import (
     Hooks,
     Member,
@@ -72,6 +72,7 @@ from stratcast.daemon.engine.run.members import (
 from stratcast.daemon.engine.run.outputs import finite_numbers, forecast_future, run_info, write_metrics, write_outputs
 from stratcast.daemon.engine.run.quantiles import future_quantiles, job_distribution, quantiles_info
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
+from stratcast.daemon.engine.run.serving import serving_state
 from stratcast.daemon.engine.spec.ensemble import member_specs
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
 from stratcast.daemon.engine.training.trainer import Trainer
@@ -260,7 +261,7 @@ def finish(
     scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn, distribution) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
     point, scan_point = final_point(spec, prep, forecast_fn), final_point(spec, prep, scan_fn)
-    bands, scores["intervals"] = job_intervals(spec, prep, point, future, log, calibration_fn=scan_point)
+    bands, scores["intervals"], ji = future_intervals(spec, prep, point, future, log, calibration_fn=scan_point)
     quantiles = future_quantiles(spec, prep, distribution, future)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -270,7 +271,7 @@ def finish(
     info |= ensemble_info(spec, members) | quantiles_info(spec, distribution, scores.pop("quantiles", None))
     top = [finite_numbers({str(k): v for k, v in r.items()}) for r in summary.head(10).to_dict("records")]
     metrics = write_metrics(out, scores, info, top[0], trained.plan, warnings)
-    extra = ensemble_state(spec, len(members), members)
+    extra = ensemble_state(spec, len(members), members) | serving_state(spec, prep, forecast_fn, ji)
     save_final(out, spec, trained.trainer, prep, trained.plan, extra)
     return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))
 
