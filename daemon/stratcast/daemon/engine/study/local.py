@@ -1,0 +1,155 @@
+"""Running a trial's job in this process: the foreground study's runner, and the reference for the daemon's.
+
+The trial's job is the study's fixed job with the drawn values (:meth:`TrialPlan.job`); it runs through
+:func:`~stratcast.daemon.engine.run.job.run_job` for a holdout objective and
+:func:`~stratcast.daemon.engine.backtest.job.run_backtest` for a backtest one (both when the study has both). The
+trainer's validation losses go to the pruner through the progress hook; when the pruner says to stop, the trainer's
+stop request ends training cleanly (``should_stop``), and the trial is told PRUNED. Failures are told with their
+reason: an out-of-memory error beyond the micro-batch's recovery ``oom``, a configuration the engine refuses
+(``ValueError``, a model's shape check) ``invalid``, a stop by hand ``killed``, anything else ``crashed``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import optuna
+from optuna.trial import TrialState
+
+from stratcast.daemon.engine.backtest.job import run_backtest
+from stratcast.daemon.engine.run.build import Log
+from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.spec.runspec import spec_from_job
+from stratcast.daemon.engine.study.objectives import Objective, cutoff_scores, intermediate_value, values_of
+from stratcast.daemon.engine.study.study import TrialPlan, report, tell_failure, tell_pruned, tell_result
+from stratcast.shared.events import ProgressReported
+from stratcast.shared.protocol import BacktestOptions, JobSpec
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended: its state, its values (COMPLETE) and its reason (otherwise), and its wall time."""
+
+    number: int
+    state: TrialState
+    values: tuple[float, ...] = ()
+    reason: str = ""
+    seconds: float = 0.0
+
+
+class PruneWatch:
+    """The progress hook that reports validation losses to the pruner, and the stop request it turns into."""
+
+    def __init__(self, study: optuna.Study, number: int, should_stop: Callable[[], bool] | None) -> None:
+        self.study, self.number, self.user_stop = study, number, should_stop
+        self.pruned_at: tuple[int, float] | None = None
+
+    def __call__(self, event: ProgressReported) -> None:
+        """Report the event's validation loss; remember a prune decision."""
+        point = intermediate_value(event)
+        if point is not None and self.pruned_at is None and report(self.study, self.number, *point):
+            self.pruned_at = point
+
+    def stop(self) -> bool:
+        """Whether training should stop: pruned, or stopped by hand."""
+        return self.pruned_at is not None or (self.user_stop is not None and self.user_stop())
+
+
+def run_trial_locally(
+    study: optuna.Study,
+    plan: TrialPlan,
+    fixed: JobSpec,
+    objectives: Sequence[Objective],
+    *,
+    out: Path,
+    backtest: BacktestOptions | None = None,
+    device: str = "auto",
+    log: Log = print,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrialOutcome:
+    """Run trial ``plan`` in this process, writing under ``out/trial-N``, and tell the study how it ended.
+
+    An invalid plan (already told) is not run. ``should_stop`` is a stop by hand: the trial is told FAIL
+    (``killed``).
+    """
+    t0 = time.perf_counter()
+    if plan.invalid is not None:
+        return TrialOutcome(plan.number, TrialState.PRUNED, reason=f"invalid: {plan.invalid}")
+    watch = PruneWatch(study, plan.number, should_stop)
+    folder = out / f"trial-{plan.number}"
+    try:
+        ended = _run(study, plan, fixed, objectives, folder, backtest, device, log, watch)
+    except MemoryError as exc:
+        ended = _failed(study, plan.number, "oom", str(exc))
+    except (ValueError, KeyError) as exc:
+        ended = _failed(study, plan.number, "invalid", str(exc).strip("'\""))
+    except KeyboardInterrupt:
+        tell_failure(study, plan.number, "killed", "interrupted")
+        raise
+    except Exception as exc:  # a trial's crash must not end the study: it is told, and the next one runs
+        ended = _failed(study, plan.number, "crashed", f"{type(exc).__name__}: {exc}")
+    return TrialOutcome(plan.number, ended.state, ended.values, ended.reason, time.perf_counter() - t0)
+
+
+def _run(
+    study: optuna.Study,
+    plan: TrialPlan,
+    fixed: JobSpec,
+    objectives: Sequence[Objective],
+    folder: Path,
+    backtest: BacktestOptions | None,
+    device: str,
+    log: Log,
+    watch: PruneWatch,
+) -> TrialOutcome:
+    """Run the jobs the objectives need, then tell the values (or the prune, or the stop)."""
+    job = plan.job(fixed)
+    holdout = backtested = None
+    if any(not o.backtest for o in objectives):
+        spec = spec_from_job(job, out=str(folder / "holdout"), device=device)
+        hook = None if _wilcoxon(study) else watch
+        result = run_job(spec, log=log, on_progress=hook, should_stop=watch.stop)
+        if result.fit.interrupted:
+            return _stopped(study, plan.number, watch)
+        holdout = result.metrics
+    if any(o.backtest for o in objectives):
+        options = backtest or BacktestOptions()
+        spec = spec_from_job(
+            msgspec.structs.replace(job, backtest=options), out=str(folder / "backtest"), device=device
+        )
+        hook = None if _wilcoxon(study) else watch
+        result = run_backtest(spec, options, log=log, on_progress=hook, should_stop=watch.stop)
+        if result.fit.interrupted:
+            return _stopped(study, plan.number, watch)
+        backtested = result.metrics
+        if _wilcoxon(study) and len(objectives) == 1:
+            for k, value in enumerate(cutoff_scores(objectives[0], backtested)):
+                report(study, plan.number, k, value)
+    values = values_of(objectives, holdout, backtested)
+    tell_result(study, plan.number, values)
+    return TrialOutcome(plan.number, TrialState.COMPLETE, tuple(values))
+
+
+def _wilcoxon(study: optuna.Study) -> bool:
+    """Whether the study prunes by per-cutoff values (the trainer's validation losses are then not reported)."""
+    return isinstance(study.pruner, optuna.pruners.WilcoxonPruner)
+
+
+def _stopped(study: optuna.Study, number: int, watch: PruneWatch) -> TrialOutcome:
+    """Tell a trial whose training was stopped: PRUNED when the pruner asked, else FAIL (``killed``)."""
+    if watch.pruned_at is None:
+        return _failed(study, number, "killed", "stopped by request")
+    step, value = watch.pruned_at
+    reason = f"pruned at step {step} (validation loss {value:.6g})"
+    tell_pruned(study, number, reason)
+    return TrialOutcome(number, TrialState.PRUNED, reason=reason)
+
+
+def _failed(study: optuna.Study, number: int, fail_reason: str, message: str) -> TrialOutcome:
+    """Tell a failed trial and return its outcome."""
+    told = tell_failure(study, number, fail_reason, message)
+    return TrialOutcome(number, told.state, reason=str(told.user_attrs.get("reason", fail_reason)))

@@ -1,0 +1,256 @@
+"""A study's Optuna side: its storage, sampler and pruner, and ask and tell by trial number.
+
+One process is the study's Optuna client (the daemon, or ``stratcastd tune`` in the foreground); trials run as jobs
+and their results come back here. Everything below works from a trial's *number*, so a trial can be asked in one
+call, run elsewhere and told in another (ask-and-tell), and a trial's state and reasons are all in the storage.
+
+Storage: by default a journal file, ``HOME/studies/journal.log`` (``JournalFileBackend``: safe for several
+processes on one machine, not over NFS), or any RDB URL (``sqlite:///studies.db`` for one machine and one writer,
+``postgresql://...`` across machines). ``optuna-dashboard`` opens either.
+
+Trial states and reasons (user attributes ``fail_reason`` and ``reason``):
+
+* COMPLETE: told its objective values.
+* PRUNED: stopped by the pruner, or ``fail_reason=invalid``: the configuration is one the model or the engine
+  refuses (``reason`` says why). Pruned, not failed, because samplers learn from pruned trials (TPE counts them
+  among the worst) and ignore failed ones, which would let the sampler propose the same invalid region again.
+* FAIL: ``fail_reason`` ``oom`` (out of memory beyond the micro-batch's recovery), ``killed`` (stopped by hand),
+  ``crashed`` (an unexpected error, or orphaned: RUNNING when its runner is gone, see :func:`reap_orphans`).
+
+Multi-objective studies cannot prune (Optuna's ``Trial.report`` refuses): their pruner is always none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from stratcast.daemon.engine.spec.runspec import spec_from_job
+from stratcast.daemon.engine.study.space import Space
+from stratcast.shared.protocol import JobSpec
+
+SAMPLERS = ("tpe", "nsga2", "random")
+PRUNERS = ("median", "hyperband", "wilcoxon", "none")
+FAIL_REASONS = ("oom", "killed", "crashed", "invalid")
+JOURNAL = Path("studies") / "journal.log"
+"""The default storage, under the daemon's home."""
+STARTUP_TRIALS = 5
+"""Trials a median pruner lets finish before it prunes (Optuna's default)."""
+
+
+class StudyError(ValueError):
+    """A study that cannot be opened as asked (unknown sampler or pruner, a pruner for several objectives)."""
+
+
+def open_storage(storage: str | None, home: Path) -> BaseStorage:
+    """The study storage: an RDB URL, a journal file's path, or (None) the journal file in ``home``.
+
+    RDB URLs: ``sqlite:///...`` (one machine), ``postgresql://...`` (across machines); the default journal file is
+    ``HOME/studies/journal.log``.
+    """
+    if storage is not None and "://" in storage:
+        return RDBStorage(storage)
+    path = Path(storage) if storage is not None else home / JOURNAL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_sampler(name: str, *, seed: int = 0) -> optuna.samplers.BaseSampler:
+    """``tpe`` (``constant_liar``: parallel trials steer apart), ``nsga2`` or ``random``, seeded.
+
+    Raises:
+        StudyError: for an unknown name.
+    """
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise StudyError(f"sampler {name!r} is not one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, *, objectives: int = 1, startup_trials: int = STARTUP_TRIALS) -> optuna.pruners.BasePruner:
+    """``median``, ``hyperband``, ``wilcoxon`` (per-cutoff backtest values) or ``none``.
+
+    Raises:
+        StudyError: for an unknown name, or a pruner for a multi-objective study.
+    """
+    if name not in PRUNERS:
+        raise StudyError(f"pruner {name!r} is not one of {', '.join(PRUNERS)}")
+    if objectives > 1 and name != "none":
+        raise StudyError(f"--pruner {name}: a study of {objectives} objectives cannot prune; use --pruner none")
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup_trials)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if name == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(
+    storage: BaseStorage,
+    name: str,
+    directions: Sequence[str],
+    sampler: str = "tpe",
+    pruner: str = "median",
+    *,
+    seed: int = 0,
+) -> optuna.Study:
+    """Create the study ``name`` in ``storage``, or load it to go on (its directions must match).
+
+    Raises:
+        StudyError: for an unknown sampler, pruner or direction, a pruner with several objectives, or a study of
+            that name with other directions.
+    """
+    if unknown := set(directions) - {"minimize", "maximize"}:
+        raise StudyError(f"directions {', '.join(sorted(unknown))}: each is minimize or maximize")
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        directions=[StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE for d in directions],
+        sampler=make_sampler(sampler, seed=seed),
+        pruner=make_pruner(pruner, objectives=len(directions)),
+        load_if_exists=True,
+    )
+    found = [d.name.lower() for d in study.directions]
+    if found != list(directions):
+        raise StudyError(f"study {name!r} exists with directions {', '.join(found)}, not {', '.join(directions)}")
+    return study
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """One asked trial: what its run needs (the model and ``--set`` items on top of the study's fixed job)."""
+
+    number: int
+    model: str
+    params: dict[str, Any]
+    """Every drawn (and override-fixed) value, decoded, by parameter name (``nhits.mlp_units``)."""
+    sets: tuple[str, ...]
+    invalid: str | None = None
+    """Why the engine refuses this configuration; the trial is already told (PRUNED, ``fail_reason=invalid``)."""
+    models: tuple[str, ...] = field(default=())
+    """The study's models (to route the fixed job's ``<model>.<field>`` items)."""
+
+    def job(self, fixed: JobSpec) -> JobSpec:
+        """The trial's job: the study's fixed job with this model and the drawn values (after the fixed items)."""
+        sets = route_sets(fixed.sets, self.model, self.models)
+        return msgspec.structs.replace(fixed, model=self.model, sets=[*sets, *self.sets])
+
+
+def route_sets(sets: Iterable[str], model: str, models: Sequence[str]) -> list[str]:
+    """The fixed ``--set`` items for ``model``: ``nhits.x=1`` goes to nhits only (as ``model.x=1``), others to all."""
+    out = []
+    for item in sets:
+        prefix, dot, rest = item.partition(".")
+        if dot and prefix in models:
+            if prefix == model:
+                out.append(f"model.{rest}")
+            continue
+        out.append(item)
+    return out
+
+
+def ask(study: optuna.Study, space: Space, fixed: JobSpec, *, device: str = "auto") -> TrialPlan:
+    """Ask for a trial and check its configuration as a run would (``build_spec``).
+
+    A configuration the engine refuses is told PRUNED with ``fail_reason=invalid`` and the reason; the plan then
+    carries :attr:`TrialPlan.invalid` and must not be run.
+    """
+    trial = study.ask()
+    model, params, sets = space.sample(trial)
+    plan = TrialPlan(trial.number, model, params, tuple(sets), models=space.models)
+    trial.set_user_attr("model", model)
+    trial.set_user_attr("sets", list(sets))
+    try:
+        spec_from_job(plan.job(fixed), out="trial", device=device)
+    except (ValueError, KeyError) as exc:
+        message = str(exc).strip("'\"")
+        tell_failure(study, plan.number, "invalid", message)
+        return TrialPlan(plan.number, model, params, tuple(sets), message, space.models)
+    return plan
+
+
+def live_trial(study: optuna.Study, number: int) -> optuna.Trial:
+    """The :class:`optuna.Trial` of trial ``number``, to report to or set attributes on (ask-and-tell by number)."""
+    # Optuna has no public lookup by number; the storage's is the one it uses itself.
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.Trial(study, trial_id)
+
+
+def report(study: optuna.Study, number: int, step: int, value: float) -> bool:
+    """Report an intermediate value of trial ``number``; whether the pruner says to stop it.
+
+    A study of several objectives cannot prune: nothing is reported and the answer is always no.
+    """
+    if len(study.directions) > 1:
+        return False
+    trial = live_trial(study, number)
+    trial.report(value, step)
+    return trial.should_prune()
+
+
+def tell_result(study: optuna.Study, number: int, values: Sequence[float]) -> FrozenTrial:
+    """Tell trial ``number`` COMPLETE with its objective values (one per direction)."""
+    return study.tell(number, list(values) if len(values) > 1 else values[0])
+
+
+def tell_pruned(study: optuna.Study, number: int, reason: str) -> FrozenTrial:
+    """Tell trial ``number`` PRUNED by the pruner, saying at what point."""
+    live_trial(study, number).set_user_attr("reason", reason)
+    return study.tell(number, state=TrialState.PRUNED)
+
+
+def tell_failure(study: optuna.Study, number: int, fail_reason: str, message: str = "") -> FrozenTrial:
+    """Tell trial ``number`` FAIL (``oom``, ``killed``, ``crashed``), or PRUNED for ``invalid``, with its reason.
+
+    Raises:
+        StudyError: for a ``fail_reason`` not in :data:`FAIL_REASONS`.
+    """
+    if fail_reason not in FAIL_REASONS:
+        raise StudyError(f"fail reason {fail_reason!r} is not one of {', '.join(FAIL_REASONS)}")
+    trial = live_trial(study, number)
+    trial.set_user_attr("fail_reason", fail_reason)
+    trial.set_user_attr("reason", f"{fail_reason}: {message}" if message else fail_reason)
+    state = TrialState.PRUNED if fail_reason == "invalid" else TrialState.FAIL
+    return study.tell(number, state=state)
+
+
+def reap_orphans(study: optuna.Study, alive: Iterable[int] = ()) -> list[int]:
+    """Tell FAIL (``crashed``) every RUNNING trial whose number is not in ``alive``; the numbers told.
+
+    After a daemon restart (or a foreground study killed), the storage still holds the trials that were running;
+    Optuna's heartbeats do not cover ask-and-tell, so the study's client says which ones are really running.
+    """
+    keep = set(alive)
+    orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number not in keep]
+    for number in orphans:
+        tell_failure(study, number, "crashed", "its runner is gone (orphaned by a restart or a kill)")
+    return orphans
+
+
+def best(study: optuna.Study) -> list[FrozenTrial]:
+    """The best trial (one objective) or the Pareto front (several); empty before any trial completed."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    return list(study.best_trials) if len(study.directions) > 1 else [study.best_trial]
+
+
+def trial_line(trial: FrozenTrial) -> str:
+    """``trial 3 COMPLETE 0.9312 nhits learning_rate=0.001 ...`` or with the reason of a pruned or failed one."""
+    values = " ".join(f"{v:.6g}" for v in trial.values) if trial.values else ""
+    params = " ".join(f"{k}={v}" for k, v in trial.params.items())
+    reason = trial.user_attrs.get("reason", "")
+    parts = [f"trial {trial.number}", trial.state.name, values, params, f"({reason})" if reason else ""]
+    return " ".join(p for p in parts if p)
