@@ -7,6 +7,8 @@ and 76 out of memory. A run that fails before its first checkpoint removes the o
 ``backtest`` runs a walk-forward selection backtest
 (:func:`~stratcast.daemon.engine.backtest.job.run_backtest`) with the same options, exit codes and ``--resume``.
 
+``tune`` runs an Optuna study in the foreground (see :mod:`stratcast.daemon.tunecli`).
+
 ``forecast`` scores new data with a saved model and ``saved`` manages the saved models of a home folder (see
 :mod:`stratcast.daemon.savedcli`).
 
@@ -34,6 +36,8 @@ from stratcast.daemon.savedcli import COMMANDS as SAVED_COMMANDS
 from stratcast.daemon.savedcli import add_saved_commands, saved_command
 from stratcast.daemon.serve import add_arguments as add_serve_arguments
 from stratcast.daemon.serve import add_keys_arguments, make_keys, serve
+from stratcast.daemon.tunecli import COMMANDS as TUNE_COMMANDS
+from stratcast.daemon.tunecli import add_tune_command, tune_command
 from stratcast.shared.cli import (
     add_completion_command,
     add_version,
@@ -100,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list every model with its parameters, defaults and ranges")
     models.add_argument("--json", action="store_true", help="print JSON")
     add_saved_commands(sub)
+    add_tune_command(sub, parser.prog)
     add_completion_command(sub, parser.prog)
     return parser
 
@@ -119,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_models(args.json)
     if args.command in SAVED_COMMANDS:
         return saved_command(args)
+    if args.command in TUNE_COMMANDS:
+        return tune_command(args)
     if args.command == "demo" and not args.no_daemon:
         if args.device not in DAEMON_DEVICES:  # the daemon places runs on its GPUs itself
             parser.error(

@@ -1,0 +1,134 @@
+"""``stratcastd tune``: an Optuna study run in the foreground, its trials one after another in this process.
+
+``stratcastd tune --data PATH --model NAME[,NAME...] [--trials N] [--timeout S] [--objective ...] [--sampler ...]
+[--pruner ...] [--space FILE] [--storage URL] [--study NAME]`` plus every option of ``stratcastd run`` (they fix
+the trials' job; ``--set`` fixes a setting, and ``nhits.x=...`` fixes one model's) and the backtest's options (for
+a backtest objective). The study lives in the storage (default ``HOME/studies/journal.log``), so running the same
+command again goes on with it; trials left RUNNING by a killed command are told FAIL (``crashed``) first. Each
+trial prints one line; the best trial (or the Pareto front) comes last. See :mod:`stratcast.daemon.engine.study`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from stratcast.shared.cli import positive_int
+from stratcast.shared.errors import ExitCode
+from stratcast.shared.jobargs import add_backtest_options, add_job_options, backtest_from_args, job_from_args
+from stratcast.shared.paths import resolve_home
+
+COMMANDS = ("tune",)
+"""The top-level commands this module adds."""
+
+
+def add_tune_command(sub: Any, program: str) -> None:
+    """Add ``tune`` to ``stratcastd``'s subcommands ``sub``."""
+    tune = sub.add_parser("tune", help="run an Optuna study in the foreground, trial after trial (no server)")
+    add_job_options(tune, program=program)
+    study = tune.add_argument_group("study")
+    study.add_argument("--trials", type=positive_int, default=20, help="trials to run (default 20)")
+    study.add_argument("--timeout", type=float, help="stop asking for trials after this many seconds")
+    study.add_argument(
+        "--objective",
+        default="holdout-rmse",
+        help="holdout-rmse (default), holdout-rmse-raw, backtest-top-k, backtest-diff; several, comma-separated, "
+        "make a multi-objective study (NSGA-II)",
+    )
+    study.add_argument("--sampler", help="tpe, nsga2 or random (default: tpe for one objective, nsga2 for several)")
+    study.add_argument(
+        "--pruner", help="median, hyperband, wilcoxon or none (default: median for one objective, none for several)"
+    )
+    study.add_argument("--space", metavar="FILE", help="TOML or JSON file that replaces, fixes or removes spaces")
+    study.add_argument("--storage", metavar="URL", help="RDB URL or journal file (default HOME/studies/journal.log)")
+    study.add_argument("--study", metavar="NAME", help="study name (default: tune-MODELS); an existing one goes on")
+    study.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    study.add_argument("--out", help="folder of the trials' outputs (default ./STUDY)")
+    study.add_argument("--home", help="the daemon's home folder (default: $STRATCAST_HOME or XDG)")
+    add_backtest_options(tune.add_argument_group("backtest (for a backtest objective)"))
+
+
+def tune_command(args: argparse.Namespace) -> int:
+    """Run the study; exit 3 for a bad space, objective or option, 0 when every trial was asked and told."""
+    from stratcast.daemon.engine.memory.device import tune_cpu_allocator
+    from stratcast.daemon.engine.study.objectives import ObjectiveError, parse_objectives
+    from stratcast.daemon.engine.study.space import SpaceError, build_space, load_overrides
+    from stratcast.daemon.engine.study.study import StudyError, open_storage, open_study
+
+    tune_cpu_allocator()
+    models = [m.strip().lower() for m in args.model.split(",") if m.strip()]
+    if args.ensemble:
+        print("stratcastd: error: a study tunes single models: drop --ensemble", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    try:
+        objectives = parse_objectives(args.objective)
+        overrides = load_overrides(args.space) if args.space else None
+        space = build_space(models, fixed=args.set, overrides=overrides)
+        several = len(objectives) > 1
+        name = args.study or f"tune-{'-'.join(models)}"
+        storage = open_storage(args.storage, resolve_home(args.home).state)
+        study = open_study(
+            storage,
+            name,
+            [o.direction for o in objectives],
+            args.sampler or ("nsga2" if several else "tpe"),
+            args.pruner or ("none" if several else "median"),
+            seed=args.seed,
+        )
+    except (SpaceError, ObjectiveError, StudyError) as exc:
+        print(f"stratcastd: error: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    return _optimize(args, study, space, objectives, models)
+
+
+def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any, models: list[str]) -> int:
+    """Ask, run and tell ``--trials`` trials (or until ``--timeout``), one line each; then the best."""
+    import msgspec
+
+    from stratcast.daemon.cli import StopFlag
+    from stratcast.daemon.engine.study.local import run_trial_locally
+    from stratcast.daemon.engine.study.study import ask, best, reap_orphans, trial_line
+
+    fixed = job_from_args(args)
+    if any(not o.backtest for o in objectives) and not fixed.holdout:
+        fixed = msgspec.structs.replace(fixed, holdout=fixed.horizon or 52)  # a holdout objective needs a holdout
+    for number in reap_orphans(study):
+        print(f"trial {number}: left running by an earlier command, told FAIL (crashed)")
+    print(f"study {study.study_name}: {', '.join(o.name for o in objectives)}; space:")
+    for line in space.describe():
+        print(f"  {line}")
+    out = Path(args.out or study.study_name)
+    stop, t0, quiet = StopFlag(), time.monotonic(), _quiet_log()
+    for _ in range(args.trials):
+        if stop() or (args.timeout is not None and time.monotonic() - t0 > args.timeout):
+            break
+        plan = ask(study, space, fixed, device=args.device)
+        run_trial_locally(
+            study,
+            plan,
+            fixed,
+            objectives,
+            out=out,
+            backtest=backtest_from_args(args),
+            device=args.device,
+            log=quiet,
+            should_stop=stop,
+        )
+        print(trial_line(study.trials[plan.number]) + f" [{study.trials[plan.number].duration}]")
+    top = best(study)
+    print("Pareto front:" if len(objectives) > 1 else "best:", "none completed" if not top else "")
+    for trial in top:
+        print(f"  {trial_line(trial)}")
+    return ExitCode.INTERRUPTED if stop() else ExitCode.OK
+
+
+def _quiet_log() -> Any:
+    """A log that keeps the trials' own lines out of the study's output (one line per trial)."""
+
+    def log(line: str) -> None:
+        del line
+
+    return log

@@ -1,0 +1,196 @@
+"""Studies end to end on a tiny panel: trials run, told and read back with Optuna's own API; failures and pruning."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from stratcast.daemon.engine.memory.oom import OutOfMemory
+from stratcast.daemon.engine.study.local import PruneWatch, run_trial_locally
+from stratcast.daemon.engine.study.objectives import parse_objectives
+from stratcast.daemon.engine.study.space import build_space
+from stratcast.daemon.engine.study.study import (
+    JOURNAL,
+    StudyError,
+    ask,
+    best,
+    open_storage,
+    open_study,
+    reap_orphans,
+    report,
+    tell_result,
+)
+from stratcast.daemon.engine.training.trainer import Trainer
+from stratcast.shared.events import ProgressReported
+from stratcast.shared.protocol import JobSpec
+from tests.daemon.engine.small_jobs import write_small_panel
+
+FIXED_SETS = ["max_steps=12", "batch_size=32", "val_check_steps=4", "early_stop_patience=-1"]
+SMALL = {"train": {"lr_schedule": "cosine", "warmup_steps": 0}, "mlp": {"hidden_size": {"choices": [8, 16]}}}
+"""A space the tiny panel trains in a blink: small widths, no warm-up longer than the run."""
+
+
+@pytest.fixture
+def fixed(tmp_path) -> JobSpec:
+    panel = write_small_panel(tmp_path / "panel.parquet")
+    return JobSpec(data=str(panel), model="mlp", horizon=4, input_size=8, holdout=4, device="cpu", sets=FIXED_SETS)
+
+
+def run_trials(study, space, fixed, out, n, objectives=("holdout-rmse",)):
+    chosen = parse_objectives(list(objectives))
+    outcomes = []
+    for _ in range(n):
+        plan = ask(study, space, fixed, device="cpu")
+        outcomes.append(run_trial_locally(study, plan, fixed, chosen, out=out, device="cpu", log=lambda line: None))
+    return outcomes
+
+
+def test_a_four_trial_study_is_read_back_from_the_journal_with_optunas_own_api(tmp_path, fixed):
+    storage = open_storage(None, tmp_path / "home")
+    study = open_study(storage, "mlp-study", ["minimize"], "tpe", "none")
+    space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    outcomes = run_trials(study, space, fixed, tmp_path / "trials", 4)
+    assert [o.state for o in outcomes] == [TrialState.COMPLETE] * 4
+    journal = tmp_path / "home" / JOURNAL
+    loaded = optuna.load_study(study_name="mlp-study", storage=JournalStorage(JournalFileBackend(str(journal))))
+    trials = loaded.get_trials()
+    assert len(trials) == 4
+    for trial, outcome in zip(trials, outcomes, strict=True):
+        assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(outcome.values[0])
+        assert {"learning_rate", "mlp.hidden_size", "mlp.num_layers"} <= set(trial.params)
+        assert trial.user_attrs["model"] == "mlp" and trial.values[0] > 0
+    assert best(loaded)[0].values == min(t.values for t in trials)
+    assert (tmp_path / "trials" / "trial-0" / "holdout" / "metrics.json").is_file()
+
+
+def test_an_rdb_storage_holds_the_study_too(tmp_path, fixed):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = open_study(open_storage(url, tmp_path), "rdb", ["minimize"], "random", "none")
+    space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    run_trials(study, space, fixed, tmp_path / "trials", 1, objectives=["holdout-rmse-raw"])
+    loaded = optuna.load_study(study_name="rdb", storage=url)
+    [trial] = loaded.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.params and trial.values[0] > 0
+
+
+def test_an_invalid_configuration_is_pruned_with_its_reason_and_the_study_goes_on(tmp_path, fixed):
+    study = open_study(open_storage(None, tmp_path), "invalid", ["minimize"], "tpe", "none")
+    bad = build_space(["mlp"], fixed=fixed.sets, overrides={**SMALL, "train": {"scaler": "revin", "loss": "quantile"}})
+    plan = ask(study, bad, fixed, device="cpu")
+    assert plan.invalid is not None and "revin" in plan.invalid
+    outcome = run_trial_locally(study, plan, fixed, parse_objectives("holdout-rmse"), out=tmp_path, device="cpu")
+    assert outcome.state == TrialState.PRUNED and not (tmp_path / "trial-0").exists()
+    told = study.trials[0]
+    assert told.state == TrialState.PRUNED and told.user_attrs["fail_reason"] == "invalid"
+    assert told.user_attrs["reason"].startswith("invalid: scaler=revin")
+    good = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    [after] = run_trials(study, good, fixed, tmp_path / "trials", 1)
+    assert after.state == TrialState.COMPLETE
+
+
+def test_an_out_of_memory_trial_is_told_fail_with_reason_oom(tmp_path, fixed, monkeypatch):
+    def out_of_memory(self):
+        raise OutOfMemory("not even one window fits")
+
+    monkeypatch.setattr(Trainer, "fit", out_of_memory)
+    study = open_study(open_storage(None, tmp_path), "oom", ["minimize"], "tpe", "none")
+    [outcome] = run_trials(study, build_space(["mlp"], fixed=fixed.sets, overrides=SMALL), fixed, tmp_path, 1)
+    told = study.trials[0]
+    assert outcome.state == TrialState.FAIL and told.state == TrialState.FAIL
+    assert told.user_attrs["fail_reason"] == "oom" and "not even one window fits" in told.user_attrs["reason"]
+
+
+def test_orphaned_running_trials_are_told_fail_crashed_and_the_next_ask_works(tmp_path, fixed):
+    storage = open_storage(None, tmp_path)
+    study = open_study(storage, "orphans", ["minimize"], "tpe", "none")
+    space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    running, orphan = ask(study, space, fixed), ask(study, space, fixed)
+    restarted = open_study(open_storage(None, tmp_path), "orphans", ["minimize"], "tpe", "none")
+    assert reap_orphans(restarted, alive=[running.number]) == [orphan.number]
+    states = {t.number: t for t in restarted.get_trials()}
+    assert states[orphan.number].state == TrialState.FAIL
+    assert states[orphan.number].user_attrs["fail_reason"] == "crashed"
+    assert states[running.number].state == TrialState.RUNNING
+    following = ask(restarted, space, fixed)
+    assert following.number == 2 and following.invalid is None
+
+
+def progress(step, val):
+    return ProgressReported(
+        step=step,
+        max_steps=100,
+        epoch=0.0,
+        train_loss=val,
+        val_loss=val,
+        best_val_loss=val,
+        windows_per_s=1.0,
+        eta_s=0.0,
+        learning_rate=1e-3,
+        micro_batch=32,
+    )
+
+
+def test_the_median_pruner_stops_a_clearly_worse_trial(tmp_path):
+    study = open_study(open_storage(None, tmp_path), "prune", ["minimize"], "random", "median")
+    for _ in range(5):
+        trial = study.ask()
+        for step in (4, 8, 12):
+            assert not report(study, trial.number, step, 1.0 / step)
+        tell_result(study, trial.number, [0.1])
+    worse = study.ask()
+    watch = PruneWatch(study, worse.number, should_stop=None)
+    watch(progress(2, None))  # between validation checks: nothing reported
+    assert not watch.stop()
+    watch(progress(4, 50.0))
+    assert watch.stop() and watch.pruned_at == (4, 50.0)
+    better = study.ask()
+    assert not report(study, better.number, 4, 0.01)
+
+
+def test_nsga2_with_two_objectives_returns_the_pareto_front(tmp_path):
+    study = open_study(open_storage(None, tmp_path), "pareto", ["minimize", "maximize"], "nsga2", "none")
+    for values in ([1.0, 1.0], [2.0, 3.0], [3.0, 2.0], [0.5, 0.2]):
+        tell_result(study, study.ask().number, values)
+    assert sorted(t.number for t in best(study)) == [0, 1, 3]
+    assert not report(study, study.ask().number, 1, 0.5)  # several objectives never prune
+
+
+def test_a_pruner_for_several_objectives_is_refused(tmp_path):
+    with pytest.raises(StudyError, match="cannot prune"):
+        open_study(open_storage(None, tmp_path), "x", ["minimize", "maximize"], "nsga2", "median")
+
+
+def test_two_objectives_are_told_from_one_trial(tmp_path, fixed):
+    study = open_study(open_storage(None, tmp_path), "two", ["minimize", "minimize"], "nsga2", "none")
+    space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    [outcome] = run_trials(study, space, fixed, tmp_path, 1, objectives=["holdout-rmse", "holdout-rmse-raw"])
+    assert outcome.state == TrialState.COMPLETE and len(study.trials[0].values) == 2
+    assert best(study)[0].number == 0
+
+
+def test_stratcastd_tune_runs_a_study_in_the_foreground(tmp_path, fixed, capsys):
+    from stratcast.daemon.cli import main
+
+    space = tmp_path / "space.toml"
+    space.write_text("[mlp]\nhidden_size = { choices = [8, 16] }\n[train]\nwarmup_steps = 0\n")
+    args = ["tune", "--data", fixed.data, "--model", "mlp", "--horizon", "4", "--input-size", "8", "--device", "cpu"]
+    args += ["--trials", "2", "--space", str(space), "--home", str(tmp_path / "home"), "--out", str(tmp_path / "t")]
+    for item in FIXED_SETS:
+        args += ["--set", item]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "trial 0 COMPLETE" in printed and "trial 1 COMPLETE" in printed and "best:" in printed
+    assert (tmp_path / "home" / JOURNAL).is_file()
+
+
+def test_an_invalid_space_file_exits_3_naming_the_field(tmp_path, fixed, capsys):
+    from stratcast.daemon.cli import main
+
+    space = tmp_path / "space.toml"
+    space.write_text("[mlp]\ndropout = { low = 0.0, high = 2.0 }\n")
+    args = ["tune", "--data", fixed.data, "--model", "mlp", "--space", str(space), "--home", str(tmp_path)]
+    assert main(args) == 3
+    assert "mlp.dropout" in capsys.readouterr().err
+    assert not Path(tmp_path / JOURNAL).exists()
