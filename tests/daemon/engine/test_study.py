@@ -194,3 +194,36 @@ def test_an_invalid_space_file_exits_3_naming_the_field(tmp_path, fixed, capsys)
     assert main(args) == 3
     assert "mlp.dropout" in capsys.readouterr().err
     assert not Path(tmp_path / JOURNAL).exists()
+
+
+def test_a_backtest_objective_reports_per_cutoff_values_whose_mean_is_the_objective(tmp_path, fixed):
+    from stratcast.shared.protocol import BacktestOptions
+
+    study = open_study(open_storage(None, tmp_path), "bt", ["maximize"], "tpe", "wilcoxon")
+    space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    options = BacktestOptions(cutoffs=3, every=2, refit_every=3, top=["2"], draws=20)
+    plan = ask(study, space, fixed, device="cpu")
+    objective = parse_objectives("backtest-top-k")
+    outcome = run_trial_locally(
+        study, plan, fixed, objective, out=tmp_path, backtest=options, device="cpu", log=lambda line: None
+    )
+    assert outcome.state == TrialState.COMPLETE
+    told = study.trials[0]
+    per_cutoff = [told.intermediate_values[k] for k in sorted(told.intermediate_values)]
+    assert len(per_cutoff) == 3
+    assert told.values[0] == pytest.approx(sum(per_cutoff) / 3)
+
+
+def test_a_real_trial_worse_than_the_median_is_pruned_at_a_validation_check(tmp_path, fixed):
+    study = open_study(open_storage(None, tmp_path), "prune-run", ["minimize"], "random", "median")
+    for _ in range(5):  # finished trials whose validation losses no real one reaches
+        trial = study.ask()
+        for step in (4, 8, 12):
+            report(study, trial.number, step, 1e-9)
+        tell_result(study, trial.number, [1e-9])
+    space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    [outcome] = run_trials(study, space, fixed, tmp_path / "trials", 1)
+    told = study.trials[5]
+    assert outcome.state == TrialState.PRUNED and told.state == TrialState.PRUNED
+    assert told.user_attrs["reason"].startswith("pruned at step 4") and list(told.intermediate_values) == [4]
+    assert not (tmp_path / "trials" / "trial-5" / "holdout" / "metrics.json").exists()

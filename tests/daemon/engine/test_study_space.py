@@ -102,3 +102,17 @@ def test_json_overrides_read_like_toml(tmp_path):
     space = build_space(["nhits"], overrides=load_overrides(path))
     fixed = next(f for f in space.per_model["nhits"] if f.name == "mlp_units")
     assert fixed.fixed == (64, 64) and NHITSConfig(mlp_units=fixed.fixed).mlp_units == (64, 64)
+
+
+def test_options_that_only_matter_for_another_options_value_are_drawn_only_then():
+    space = build_space(["mlp"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    losses = set()
+    for _ in range(16):
+        trial = study.ask()
+        _, values, _ = space.sample(trial)
+        losses.add(values["loss"])
+        assert ("huber_delta" in trial.params) == (values["loss"] == "huber")
+        assert ("warmup_steps" in trial.params) == (values["lr_schedule"] != "onecycle")
+        study.tell(trial, 0.0)
+    assert losses == {"mse", "huber"}

@@ -81,11 +81,14 @@ def run_backtest(
     on_plan: OnPlan | None = None,
     plan_cache: Path | None = None,
     on_warning: OnWarning | None = None,
+    on_block: Callable[[Progress], None] | None = None,
 ) -> BacktestResult:
     """Backtest ``spec`` with ``options`` in this process and write the outputs to ``spec.out``.
 
     The arguments are :func:`~stratcast.daemon.engine.run.job.run_job`'s; ``resume_from`` is the training
     checkpoint of the block a stop interrupted (the finished blocks are read from ``checkpoint_dir``).
+    ``on_block`` receives the finished blocks' :class:`~stratcast.daemon.engine.backtest.state.Progress` after
+    each block (a study's pruner judges a trial by its cutoffs so far).
 
     Raises:
         ValueError: for options the panel cannot backtest (:func:`plan_cutoffs` names the numbers), or an ensemble.
@@ -106,6 +109,7 @@ def run_backtest(
     folder = checkpoint_dir or RunFolder(Path(spec.out)).checkpoints
     hooks = Hooks(log, on_progress, should_stop, folder, on_checkpoint, on_oom, on_plan, plan_cache)
     walk = Walk(spec, plan, full, device, hooks, Warnings(log, on_warning))
+    walk.on_block = on_block
     progress = _start_progress(folder, plan, options, resume_from)
     result = walk.run(progress, resume_from)
     if result is not None:
@@ -139,6 +143,7 @@ class Walk:
         )
         self.memory_plan: RunPlan | None = None
         self.forecasts: list[CutoffForecasts] = []
+        self.on_block: Callable[[Progress], None] | None = None
 
     def run(self, progress: Progress, resume_from: Path | None) -> BacktestResult | None:
         """Walk the blocks not yet finished; a :class:`BacktestResult` when a stop ended a block's training."""
@@ -224,6 +229,8 @@ class Walk:
             pd.concat(rows, ignore_index=True), records, fit.steps, fit.train_seconds, residual_frame(forecasts)
         )
         save_progress(self.hooks.checkpoint_dir, progress)
+        if self.on_block is not None:
+            self.on_block(progress)
 
     def cutoff_line(self, index: int, k: int, fit: FitResult, block: Block) -> str:
         """The log line of a cutoff: ``cutoff 5/52 (2019-03-04): refit; trained 120 steps in 3.1s``.
@@ -286,7 +293,7 @@ def finish(
     }
     meta = {"model": spec.model, "mode": spec.mode, "options": msgspec.to_builtins(options), "dates": plan.dates}
     bands = backtest_bands(forecasts_from(progress.residuals), walk.full, plan.hold, spec)
-    table = write_backtest(out, progress.rows, progress.records, options, meta, bands=bands)
+    table = write_backtest(out, progress.rows, progress.records, options, meta, bands=bands, log=walk.hooks.log)
     metrics = {"backtest": table, "run": info}
     write_json_atomic(Outputs(out).metrics, metrics)
     fit = FitResult(progress.steps, None, None, False, False, progress.train_seconds)

@@ -2,11 +2,16 @@
 
 The trial's job is the study's fixed job with the drawn values (:meth:`TrialPlan.job`); it runs through
 :func:`~stratcast.daemon.engine.run.job.run_job` for a holdout objective and
-:func:`~stratcast.daemon.engine.backtest.job.run_backtest` for a backtest one (both when the study has both). The
-trainer's validation losses go to the pruner through the progress hook; when the pruner says to stop, the trainer's
-stop request ends training cleanly (``should_stop``), and the trial is told PRUNED. Failures are told with their
-reason: an out-of-memory error beyond the micro-batch's recovery ``oom``, a configuration the engine refuses
-(``ValueError``, a model's shape check) ``invalid``, a stop by hand ``killed``, anything else ``crashed``.
+:func:`~stratcast.daemon.engine.backtest.job.run_backtest` for a backtest one (both when the study has both).
+
+Pruning: the trainer's validation losses go to the pruner through the progress hook; with the Wilcoxon pruner and
+one backtest objective, the objective's value at each cutoff goes instead, as each refit block finishes. When the
+pruner says to stop, the trainer's stop request (``should_stop``) ends training cleanly at its next step, and the
+trial is told PRUNED.
+
+Failures are told with their reason: an out-of-memory error beyond the micro-batch's recovery ``oom``, a
+configuration the engine refuses (``ValueError``, a model's shape check) ``invalid``, a stop by hand ``killed``,
+anything else ``crashed``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import optuna
 from optuna.trial import TrialState
 
 from stratcast.daemon.engine.backtest.job import run_backtest
+from stratcast.daemon.engine.backtest.state import Progress
+from stratcast.daemon.engine.backtest.stats import backtest_table
 from stratcast.daemon.engine.run.build import Log
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import spec_from_job
@@ -42,17 +49,44 @@ class TrialOutcome:
 
 
 class PruneWatch:
-    """The progress hook that reports validation losses to the pruner, and the stop request it turns into."""
+    """Reports a trial's intermediate values to the pruner, and turns its decision into the trainer's stop request.
 
-    def __init__(self, study: optuna.Study, number: int, should_stop: Callable[[], bool] | None) -> None:
+    As a progress hook it reports the trainer's validation losses (median, Hyperband); as a backtest's block hook,
+    each finished cutoff's value of the study's objective (Wilcoxon, which compares trials cutoff by cutoff).
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        number: int,
+        should_stop: Callable[[], bool] | None,
+        objective: Objective | None = None,
+        options: BacktestOptions | None = None,
+    ) -> None:
         self.study, self.number, self.user_stop = study, number, should_stop
+        self.objective, self.options = objective, options
         self.pruned_at: tuple[int, float] | None = None
+        self.cutoffs_reported = 0
 
     def __call__(self, event: ProgressReported) -> None:
         """Report the event's validation loss; remember a prune decision."""
         point = intermediate_value(event)
-        if point is not None and self.pruned_at is None and report(self.study, self.number, *point):
-            self.pruned_at = point
+        if point is not None:
+            self.judge(*point)
+
+    def block(self, progress: Progress) -> None:
+        """Report the cutoffs a backtest block finished (their objective values, at their cutoff index)."""
+        assert self.objective is not None and self.options is not None
+        table = backtest_table(progress.rows, progress.records, self.options)
+        values = cutoff_scores(self.objective, {"backtest": table})
+        for k in range(self.cutoffs_reported, len(values)):
+            self.judge(k, values[k])
+        self.cutoffs_reported = len(values)
+
+    def judge(self, step: int, value: float) -> None:
+        """Report one value; the first prune decision stops the trial."""
+        if self.pruned_at is None and report(self.study, self.number, step, value):
+            self.pruned_at = (step, value)
 
     def stop(self) -> bool:
         """Whether training should stop: pruned, or stopped by hand."""
@@ -79,7 +113,8 @@ def run_trial_locally(
     t0 = time.perf_counter()
     if plan.invalid is not None:
         return TrialOutcome(plan.number, TrialState.PRUNED, reason=f"invalid: {plan.invalid}")
-    watch = PruneWatch(study, plan.number, should_stop)
+    per_cutoff = _wilcoxon(study) and len(objectives) == 1 and objectives[0].backtest
+    watch = PruneWatch(study, plan.number, should_stop, objectives[0] if per_cutoff else None, backtest)
     folder = out / f"trial-{plan.number}"
     try:
         ended = _run(study, plan, fixed, objectives, folder, backtest, device, log, watch)
@@ -118,17 +153,21 @@ def _run(
         holdout = result.metrics
     if any(o.backtest for o in objectives):
         options = backtest or BacktestOptions()
+        watch.options = options
         spec = spec_from_job(
             msgspec.structs.replace(job, backtest=options), out=str(folder / "backtest"), device=device
         )
-        hook = None if _wilcoxon(study) else watch
-        result = run_backtest(spec, options, log=log, on_progress=hook, should_stop=watch.stop)
+        result = run_backtest(
+            spec,
+            options,
+            log=log,
+            on_progress=None if _wilcoxon(study) else watch,
+            should_stop=watch.stop,
+            on_block=None if watch.objective is None else watch.block,
+        )
         if result.fit.interrupted:
             return _stopped(study, plan.number, watch)
         backtested = result.metrics
-        if _wilcoxon(study) and len(objectives) == 1:
-            for k, value in enumerate(cutoff_scores(objectives[0], backtested)):
-                report(study, plan.number, k, value)
     values = values_of(objectives, holdout, backtested)
     tell_result(study, plan.number, values)
     return TrialOutcome(plan.number, TrialState.COMPLETE, tuple(values))
@@ -144,7 +183,8 @@ def _stopped(study: optuna.Study, number: int, watch: PruneWatch) -> TrialOutcom
     if watch.pruned_at is None:
         return _failed(study, number, "killed", "stopped by request")
     step, value = watch.pruned_at
-    reason = f"pruned at step {step} (validation loss {value:.6g})"
+    at = f"cutoff {step + 1} (value {value:.6g})" if watch.objective else f"step {step} (validation loss {value:.6g})"
+    reason = f"pruned at {at}"
     tell_pruned(study, number, reason)
     return TrialOutcome(number, TrialState.PRUNED, reason=reason)
 

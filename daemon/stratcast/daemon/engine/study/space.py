@@ -45,6 +45,12 @@ MODEL_PARAM = "model"
 """The name of the categorical model choice when a study searches several models."""
 SKIP = "search"
 """``{search = false}`` in an override file: the field is not searched."""
+CONDITIONS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "huber_delta": ("loss", ("huber",)),
+    "warmup_steps": ("lr_schedule", ("cosine", "constant")),
+}
+"""Training options that matter only for some values of another (drawn before them): not drawn otherwise, so the
+sampler does not spend trials on a dimension that changes nothing (``onecycle`` has its own warm-up)."""
 
 
 class SpaceError(ValueError):
@@ -98,10 +104,23 @@ class Space:
         values: dict[str, Any] = {}
         sets = []
         for f in (*self.train, *self.per_model[model]):
+            if f.search is not None and not applies(f, values):
+                continue
             value = f.fixed if f.search is None else decode(draw(trial, f.key, f.search), f.search)
             values[f.key] = value
             sets.append(f.set_item(value))
         return model, values, sets
+
+
+def applies(f: Field, drawn: Mapping[str, Any]) -> bool:
+    """Whether a searched training option matters given the values ``drawn`` before it (:data:`CONDITIONS`).
+
+    A condition on an option that was not drawn (fixed by the study) is taken as met.
+    """
+    if f.owner != TRAIN or f.name not in CONDITIONS:
+        return True
+    other, values = CONDITIONS[f.name]
+    return other not in drawn or drawn[other] in values
 
 
 def build_space(
