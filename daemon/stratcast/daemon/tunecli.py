@@ -117,7 +117,9 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
             log=quiet,
             should_stop=stop,
         )
-        print(trial_line(study.trials[plan.number]) + f" [{study.trials[plan.number].duration}]")
+        told = study.trials[plan.number]
+        seconds = told.duration.total_seconds() if told.duration is not None else 0.0
+        print(f"{trial_line(told)} [{seconds:.1f}s]")
     top = best(study)
     print("Pareto front:" if len(objectives) > 1 else "best:", "none completed" if not top else "")
     for trial in top:

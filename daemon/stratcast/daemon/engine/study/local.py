@@ -122,7 +122,7 @@ def run_trial_locally(
         ended = _failed(study, plan.number, "oom", str(exc))
     except (ValueError, KeyError) as exc:
         ended = _failed(study, plan.number, "invalid", str(exc).strip("'\""))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # a forced exit (a second signal): told before it goes on
         tell_failure(study, plan.number, "killed", "interrupted")
         raise
     except Exception as exc:  # a trial's crash must not end the study: it is told, and the next one runs

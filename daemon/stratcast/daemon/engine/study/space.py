@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.zoo.catalog import get_entry
@@ -271,16 +270,6 @@ def load_overrides(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise SpaceError(f"search space file {path}: expected tables of fields ([train], [nhits], ...)")
     return data
-
-
-def distribution(search: Search) -> BaseDistribution:
-    """The Optuna distribution of one :class:`Search` (tuple choices encoded as text)."""
-    if search.kind == "categorical":
-        return CategoricalDistribution([encode(c) for c in search.values()])
-    assert search.low is not None and search.high is not None
-    if search.kind == "int":
-        return IntDistribution(int(search.low), int(search.high), log=search.log, step=int(search.step or 1))
-    return FloatDistribution(search.low, search.high, log=search.log, step=search.step)
 
 
 def draw(trial: optuna.Trial, key: str, search: Search) -> Any:
