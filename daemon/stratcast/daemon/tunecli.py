@@ -4,7 +4,8 @@
 [--pruner ...] [--space FILE] [--storage URL] [--study NAME]`` plus every option of ``stratcastd run`` (they fix
 the trials' job; ``--set`` fixes a setting, and ``nhits.x=...`` fixes one model's) and the backtest's options (for
 a backtest objective). The study lives in the storage (default ``HOME/studies/journal.log``), so running the same
-command again goes on with it; trials left RUNNING by a killed command are told FAIL (``crashed``) first. Each
+command again goes on with it; trials left RUNNING by a killed command are told FAIL (``crashed``) first, so the
+command must be the study's only client while it runs (two at once on one study would reap each other's trials). Each
 trial prints one line; the best trial (or the Pareto front) comes last. See :mod:`stratcast.daemon.engine.study`.
 """
 

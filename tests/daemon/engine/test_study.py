@@ -227,3 +227,19 @@ def test_a_real_trial_worse_than_the_median_is_pruned_at_a_validation_check(tmp_
     assert outcome.state == TrialState.PRUNED and told.state == TrialState.PRUNED
     assert told.user_attrs["reason"].startswith("pruned at step 4") and list(told.intermediate_values) == [4]
     assert not (tmp_path / "trials" / "trial-5" / "holdout" / "metrics.json").exists()
+
+
+def test_a_study_reopened_with_other_directions_is_refused(tmp_path):
+    open_study(open_storage(None, tmp_path), "dirs", ["minimize"], "tpe", "none")
+    with pytest.raises(StudyError, match="minimize"):
+        open_study(open_storage(None, tmp_path), "dirs", ["maximize"], "tpe", "none")
+
+
+def test_a_models_own_fixed_setting_reaches_that_models_trials_only():
+    from stratcast.daemon.engine.study.study import TrialPlan
+
+    fixed = JobSpec(data="p.parquet", sets=["max_steps=5", "nhits.dropout=0.1", "dlinear.moving_avg=9"])
+    nhits = TrialPlan(0, "nhits", {}, ("train.learning_rate=0.001",), models=("nhits", "dlinear"))
+    job = nhits.job(fixed)
+    assert job.model == "nhits"
+    assert job.sets == ["max_steps=5", "model.dropout=0.1", "train.learning_rate=0.001"]
