@@ -82,7 +82,15 @@ def test_saved_ls_show_and_refusals_print_for_people(capsys):
 
 
 def test_forecast_without_wait_queues_the_job_and_says_how_to_read_it(capsys):
-    client = FakeClient({"submit": {"run": to_builtins(run_info(4))}})
+    client = FakeClient({"submit": {"run": run_info(4)}})
     assert main(["forecast", "--saved", "weekly@champion", "--data", "/d"], client=client) == ExitCode.OK
     out = capsys.readouterr().out
     assert "run 4 r4: queued" in out and "stratcast results 4" in out
+
+
+def test_ls_shows_a_scoring_jobs_saved_model_in_the_model_column(capsys):
+    scoring = run_info(5, "succeeded", job=to_builtins(JobSpec(data="/d", saved="weekly@champion")))
+    runs = {"runs": [run_info(4, "running"), scoring]}
+    assert main(["ls"], client=FakeClient({"list_runs": runs})) == ExitCode.OK
+    lines = capsys.readouterr().out.splitlines()
+    assert "saved:weekly@champion" in lines[-1] and "dlinear" in lines[-2]

@@ -19,7 +19,7 @@ from stratcast.shared.events import (
     event_fields,
 )
 from stratcast.shared.mirror import Mirror
-from stratcast.shared.protocol import RunInfo
+from stratcast.shared.protocol import JobSpec, RunInfo
 from stratcast.shared.report import models_text, skill_table, table
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -79,8 +79,13 @@ def runs_table(result: Mapping[str, Any]) -> str:
 
 
 def job_model(job: Mapping[str, Any]) -> str:
-    """The model column of a job: its model, or ``saved:REF`` for a scoring job."""
+    """The model column of a job (as plain data): its model, or ``saved:REF`` for a scoring job."""
     return f"saved:{job['saved']}" if job.get("saved") else str(job["model"])
+
+
+def model_label(job: JobSpec) -> str:
+    """:func:`job_model` of a job struct."""
+    return f"saved:{job.saved}" if job.saved else job.model
 
 
 def job_what(job: Mapping[str, Any]) -> str:
