@@ -123,13 +123,20 @@ def check_scoring(job: JobSpec, home: Path | None) -> CheckedJob:
             ("--horizon", job.horizon is not None),
             ("--input-size", job.input_size is not None),
             ("--mode", job.mode != "batch"),
+            (
+                "--id-col/--time-col/--target-col",
+                any(c is not None for c in (job.id_col, job.time_col, job.target_col)),
+            ),
+            ("--fill-missing", job.fill_missing != JobSpec(data="").fill_missing),
+            ("--levels", job.levels != JobSpec(data="").levels),
+            ("--rank-by", job.rank_by != JobSpec(data="").rank_by),
         )
         if used
     ]
     if given:
         raise InvalidSpec(
             f"--saved {job.saved}: {', '.join(given)} cannot be given when scoring with a saved model (it keeps "
-            "the model, its options, horizon and input size; it trains nothing)"
+            "the model, its options, columns, horizon, input size and interval levels; it trains nothing)"
         )
     if home is None:
         raise InvalidSpec(f"--saved {job.saved}: no store of saved models to load it from")
