@@ -36,6 +36,7 @@ from stratcast.daemon.handlers import (
     restart_run,
     resume_run,
     run_schedule_now,
+    saved,
     schedule_state,
     set_priority,
     show_run,
@@ -84,6 +85,13 @@ HANDLERS: dict[str, Handler] = {
     "run_schedule_now": run_schedule_now.handle,
     "pause_queue": queue.pause,
     "resume_queue": queue.resume,
+    "save_run": saved.save,
+    "list_saved": saved.list_saved,
+    "show_saved": saved.show,
+    "set_alias": saved.alias,
+    "remove_saved": saved.remove,
+    "export_saved": saved.export,
+    "import_saved": saved.import_,
     "shutdown": shutdown.handle,
 }
 

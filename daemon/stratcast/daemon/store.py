@@ -98,7 +98,7 @@ class Store(StateFile):
                 (state, encode(job), encode(placement), created, schedule),
             )
             run_id = rowid(cur)
-            name = placement.name or f"{job.model}-{run_id}"
+            name = placement.name or f"{job.saved or job.model}-{run_id}"
             db.execute("UPDATE runs SET name = ?, out = ? WHERE id = ?", (name, str(runs_dir / str(run_id)), run_id))
             self._event(db, run_id, "state", {"to": state}, created)
             return self._run(db, run_id)

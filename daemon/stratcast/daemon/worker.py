@@ -159,6 +159,8 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
 
     run_dir: Path = args.run_dir
     job = read_job(RunFolder(run_dir).job)
+    if job.saved is not None:
+        return score_saved(job, run_dir, args, events)
     device = resolve_device(args.device or job.device)
     spec = load_spec(job, run_dir, str(device))
     resume_from = latest_checkpoint(RunFolder(run_dir).checkpoints, log=log) if args.resume else None
@@ -187,8 +189,58 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
         events.emit(RunStopped(path=str(result.checkpoint), step=result.fit.steps))
         return WorkerExit.STOPPED
     metrics = json.loads(Outputs(result.out_dir).metrics.read_text())
+    if job.save_as is not None:
+        save_as(job.save_as, result.out_dir, run_dir, events)
     events.emit(RunFinished(out=str(result.out_dir), metrics=metrics))
     log(f"finished: outputs in {result.out_dir}")
+    return WorkerExit.OK
+
+
+def save_as(name: str, out_dir: Path, run_dir: Path, events: Events) -> None:
+    """Save the finished run as the next version of ``name`` (``--save-as``) in the home's store, logging its ref.
+
+    A failure to save is a ``warning`` event and a log line: the run itself succeeded.
+    """
+    from stratcast.daemon.engine.saved.versions import save_run
+    from stratcast.shared.paths import resolve_home
+
+    try:
+        version = save_run(resolve_home().state, out_dir, name, source=f"run {run_dir.name}")
+    except Exception as exc:  # the run succeeded whatever happens to its copy
+        message = f"--save-as {name}: the run was not saved ({type(exc).__name__}: {exc})"
+        log(f"warning: {message}")
+        events.emit(WarningGiven(kind="save", message=message))
+        return
+    log(f"saved as {version.ref} ({version.path})")
+
+
+def score_saved(job: JobSpec, run_dir: Path, args: argparse.Namespace, events: Events) -> int:
+    """A scoring job: forecast ``job.data`` with the saved model ``job.saved`` (resolved now, in the home's store).
+
+    The outputs are a run's (in ``RUN_DIR/out``); nothing is trained and no checkpoint is written, so a stopped
+    scoring job starts again from the beginning. A saved model that is missing, damaged or does not fit the data
+    is bad input (:class:`~stratcast.daemon.engine.saved.store.SavedModelError` is a ``ValueError``).
+    """
+    from stratcast.daemon.engine.memory.device import resolve_device
+    from stratcast.daemon.engine.saved.score import score
+    from stratcast.daemon.engine.saved.versions import load_saved
+    from stratcast.shared.paths import resolve_home
+
+    assert job.saved is not None
+    device = resolve_device(args.device or job.device)
+    events.emit(WorkerStarted(pid=os.getpid(), device=str(device), resume=None))
+    memory = MemoryReporter(device, events)
+    events.memory = memory
+    saved = load_saved(resolve_home().state, job.saved)
+    log(f"scoring {job.data} with saved model {saved.version.ref} (asked for {job.saved}) on {device}")
+    out = RunFolder(run_dir).out.path
+    result = score(saved, job.data, out, device=str(device), log=log)
+    for strategy, why in result.skipped.items():
+        log(f"{strategy}: skipped, {why}")
+    memory.report(force=True)
+    metrics = json.loads(Outputs(out).metrics.read_text())  # as written: JSON data, not the engine's objects
+    events.emit(RunFinished(out=str(out), metrics=metrics))
+    log(f"finished: outputs in {out}")
     return WorkerExit.OK
 
 

@@ -41,6 +41,7 @@ def add_job_options(
     input_size: int = 104,
     holdout: str = "none",
     placed: bool = False,
+    model_unless: str | None = None,
 ) -> None:
     """Add the job options to ``parser`` (a parser or an argument group).
 
@@ -55,6 +56,7 @@ def add_job_options(
         input_size: the same for ``--input-size``.
         holdout: what the command holds out when ``--holdout`` is not given, in words, for its help.
         placed: whether a daemon places the run, so that ``--device`` is one of :data:`DAEMON_DEVICES`.
+        model_unless: an option that stands in for ``--model`` alone (``--saved``); the command checks it.
     """
     needed = f"; required unless {unless}" if unless else ""
     if data:
@@ -62,6 +64,8 @@ def add_job_options(
         parser.add_argument("--data", required=not unless, help=f"long-format parquet or CSV file ({where})")
     if model:
         parser.add_argument("--model", default=model, help=f"model name (default: {model})")
+    elif model_unless:
+        parser.add_argument("--model", help=f"model name (see `{program} models`; required unless {model_unless})")
     else:
         parser.add_argument("--model", required=not unless, help=f"model name (see `{program} models`{needed})")
     parser.add_argument("--mode", choices=("batch", "per-strategy"), default="batch")
@@ -165,9 +169,11 @@ def job_from_args(args: argparse.Namespace, *, data: str | Path | None = None) -
     ``--resume`` from anywhere. No ``--holdout`` holds nothing out.
     """
     members = ensemble_members(getattr(args, "ensemble", None), args.model)
+    saved: str | None = getattr(args, "saved", None)
+    model = members[0] if members and (args.model or "").lower() in members else args.model
     return JobSpec(
         data=absolute(str(args.data if data is None else data)),
-        model=members[0] if members and (args.model or "").lower() in members else args.model,
+        model=model if model is not None else JobSpec(data="").model,  # --saved: the saved model's, unused
         mode=args.mode,
         horizon=args.horizon,
         input_size=args.input_size,
@@ -183,6 +189,8 @@ def job_from_args(args: argparse.Namespace, *, data: str | Path | None = None) -
         levels=list(args.levels),
         rank_by=args.rank_by,
         ensemble=members,
+        saved=saved,
+        save_as=getattr(args, "save_as", None),
     )
 
 

@@ -33,6 +33,7 @@ anything else raises :class:`ProtocolError`.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -89,6 +90,14 @@ MAX_MEMBERS = 32
 MemberModel = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 """A model name of an ensemble's member (the daemon checks it against its catalog)."""
 """What ranks the strategies: ``mean``, or a bound of an interval level such as ``lo80``."""
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
+SAVED_NAME = re.compile(_NAME)
+"""A saved model's or alias's name: letters, digits, ``-``, ``_`` and ``.``, not starting with ``.`` or ``-``
+(``fullmatch``)."""
+SAVED_REF = re.compile(rf"{_NAME}(@{_NAME}|:[1-9][0-9]*)?")
+"""A saved model's version: ``NAME`` (the latest), ``NAME@ALIAS`` or ``NAME:VERSION`` (``fullmatch``)."""
+SavedName = Annotated[str, msgspec.Meta(pattern=f"^{SAVED_NAME.pattern}$")]
+SavedRef = Annotated[str, msgspec.Meta(pattern=f"^{SAVED_REF.pattern}$")]
 
 
 class BacktestOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -176,6 +185,12 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ensemble: Annotated[list[MemberModel], msgspec.Meta(max_length=MAX_MEMBERS)] = []
     """The models of an ensemble, one entry per member, the first :attr:`model` (``--ensemble``): member ``i``
     trains with seed ``seed + i``; the job forecasts their mean. Empty: one model."""
+    saved: SavedRef | None = None
+    """Score :attr:`data` with this saved model (``NAME``, ``NAME@ALIAS``, ``NAME:VERSION``, resolved when the job
+    starts) instead of training: the outputs of a run, no checkpoints. The model, its options and the columns come
+    from the saved model; :attr:`levels` and :attr:`rank_by` too (None: a run)."""
+    save_as: SavedName | None = None
+    """When the run succeeds, save it as the next version of this saved model (a failure to save is a warning)."""
 
 
 class Placement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -420,6 +435,55 @@ class ResumeQueue(Request, tag="resume_queue"):
     """Start queued runs again."""
 
 
+class SaveRun(RunRequest, tag="save_run"):
+    """Save a succeeded run as the next version of saved model ``name``; the result names the version."""
+
+    name: SavedName
+
+
+class ListSaved(Request, tag="list_saved"):
+    """The saved models: each one's name, versions, latest version and aliases."""
+
+
+class SavedRequest(Request):
+    """A request about one version of a saved model."""
+
+    ref: SavedRef
+
+
+class ShowSaved(SavedRequest, tag="show_saved"):
+    """A version's manifest (strategies and tensors counted, not listed), checked as for scoring."""
+
+
+class SetAlias(SavedRequest, tag="set_alias"):
+    """Point ``alias`` at the version ``ref`` names; ``remove``: remove ``alias`` of the model ``ref`` names."""
+
+    alias: SavedName
+    remove: bool = False
+
+
+class RemoveSaved(SavedRequest, tag="remove_saved"):
+    """Remove a version; one an alias points at only with ``force`` (its aliases go with it)."""
+
+    force: bool = False
+
+
+class ExportSaved(SavedRequest, tag="export_saved"):
+    """Write a version to ``path`` on the daemon's machine (absolute): a plain tar of its manifest and weights."""
+
+    path: str
+
+
+class ImportSaved(Request, tag="import_saved"):
+    """Check an exported tar at ``path`` (absolute, on the daemon's machine) and add it as a new version.
+
+    ``name``: the model to add it to (None: the name it was saved under).
+    """
+
+    path: str
+    name: SavedName | None = None
+
+
 class Shutdown(Request, tag="shutdown"):
     """Checkpoint and stop running runs, keep the queue, reply, then exit."""
 
@@ -454,6 +518,13 @@ AnyRequest = (
     | RunScheduleNow
     | PauseQueue
     | ResumeQueue
+    | SaveRun
+    | ListSaved
+    | ShowSaved
+    | SetAlias
+    | RemoveSaved
+    | ExportSaved
+    | ImportSaved
     | Shutdown
 )
 

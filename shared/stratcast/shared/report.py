@@ -238,9 +238,22 @@ def results_text(metrics: Mapping[str, Any], top: Sequence[Mapping[str, Any]], l
         lines += [skill_table(metrics), *(f"- {line}" for line in metrics.get("verdict", []))]
     else:
         lines += [f"- warning: {w['message']}" for w in metrics.get("warnings", [])]
+    lines += scored_lines(metrics.get("scored"))
     lines += intervals_lines(metrics)
     lines += quantiles_lines(metrics)
     return "\n".join(lines)
+
+
+def scored_lines(scored: Mapping[str, Any] | None) -> list[str]:
+    """What a scoring job's ``metrics.json["scored"]`` says: the saved model, new and skipped strategies."""
+    if not scored:
+        return []
+    lines = [f"- scored with saved model {scored['saved_model']} (trained by {scored['source_run']}), no retraining"]
+    if new := scored.get("new"):
+        lines.append(f"- {len(new)} strategies the model never saw were forecast: {', '.join(map(str, new[:10]))}"
+                     + (", ..." if len(new) > 10 else ""))  # fmt: skip
+    lines += [f"- {s['strategy']}: skipped, {s['reason']}" for s in scored.get("skipped", [])[:10]]
+    return lines
 
 
 def models_text(result: Mapping[str, Any]) -> str:

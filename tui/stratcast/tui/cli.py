@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,9 +29,17 @@ from stratcast.shared.errors import ExitCode, refusal_exit_code
 from stratcast.shared.events import HeartbeatSent, RunUpdated
 from stratcast.shared.mirror import follow_events, follow_logs, read_log
 from stratcast.shared.paths import resolve_home
-from stratcast.shared.protocol import ProtocolError, RunInfo, ShowRun, convert, to_builtins
+from stratcast.shared.protocol import (
+    FINAL_STATES,
+    ProtocolError,
+    ReadResults,
+    RunInfo,
+    ShowRun,
+    convert,
+    to_builtins,
+)
 from stratcast.shared.report import results_text
-from stratcast.shared.runfiles import METRICS, Outputs
+from stratcast.shared.runfiles import METRICS, Outputs, RunFolder
 from stratcast.tui.command_line import build_parser, build_requests
 from stratcast.tui.render import RENDER, Watcher, run_line, runs_phrase
 
@@ -49,6 +59,8 @@ def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) 
         return ExitCode.OK
     if args.key == "results" and isinstance(args.run, Path):
         return show_results(args)
+    if args.key == "schedule add" and (args.saved is None) == (args.model is None):
+        parser.error("give --model to train, or --saved REF to score with a saved model (not both)")
     curve = _curve_keys(args, parser)
     if args.key == "tui" or (args.command is None and client is None and sys.stdout.isatty()):
         from stratcast.tui.launch import launch
@@ -83,6 +95,8 @@ def run_command(client: DaemonClient, args: argparse.Namespace) -> int:
         return _logs(client, args)
     if args.key == "watch":
         return _watch(client, args)
+    if args.key == "forecast":
+        return _forecast(client, args)
     results: list[Any] = []
     code = ExitCode.OK
     for request in build_requests(args):
@@ -100,6 +114,61 @@ def run_command(client: DaemonClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(results if args.key in MULTI else results[0] if results else None)
     return code
+
+
+def _forecast(client: DaemonClient, args: argparse.Namespace) -> int:
+    """``forecast``: queue the scoring job; with ``--wait`` or ``--out``, follow it and print its results."""
+    run = convert(client.call(build_requests(args)[0])["run"], RunInfo)
+    if not (args.wait or args.out):
+        if args.json:
+            _print_json({"run": to_builtins(run)})
+        else:
+            print(run_line({"run": to_builtins(run)}))
+            print(f"`stratcast results {run.id}` once it succeeded")
+        return ExitCode.OK
+    if not args.json:
+        print(run_line({"run": to_builtins(run)}), flush=True)
+    run = await_final(client, run.id)
+    if run.state != "succeeded":
+        print(f"stratcast: error: {run_line({'run': to_builtins(run)})}", file=sys.stderr)
+        return ExitCode.BAD_INPUT if run.reason.startswith("bad input") else ExitCode.FAILED
+    result = client.call(ReadResults(run=run.id, top=args.top))
+    copied = None
+    if args.out:
+        try:
+            copied = copy_outputs(Path(run.out), args.out)
+        except OSError as exc:
+            print(f"stratcast: error: cannot copy run {run.id}'s outputs to {args.out}: {exc}", file=sys.stderr)
+            return ExitCode.FAILED
+    if args.json:
+        _print_json({"run": to_builtins(run), "results": result, "copied_to": copied})
+    else:
+        print(_results(result, args.top))
+        if copied:
+            print(f"outputs copied to {copied}")
+    return ExitCode.OK
+
+
+def await_final(client: DaemonClient, run: int, poll_s: float = 0.25) -> RunInfo:
+    """Wait until ``run`` has finished (a final state, or stopped), and return it."""
+    while True:
+        info: RunInfo = convert(client.call(ShowRun(run=run))["run"], RunInfo)
+        if info.state in FINAL_STATES or info.state == "stopped":
+            return info
+        time.sleep(poll_s)
+
+
+def copy_outputs(run_dir: Path, dest: Path) -> str:
+    """Copy the outputs of the run folder ``run_dir`` (as the daemon names it) into ``dest``; the folder written.
+
+    Raises:
+        OSError: when the daemon's run folder is not readable from here or ``dest`` cannot be written.
+    """
+    src = RunFolder(run_dir).out.path
+    if not Outputs(src).metrics.is_file():
+        raise FileNotFoundError(f"{src} is not readable here (is the daemon on another machine?)")
+    shutil.copytree(src, dest, dirs_exist_ok=True)
+    return str(dest.resolve())
 
 
 def await_stopped(client: DaemonClient, ids: Sequence[int], *, quiet: bool = False) -> None:

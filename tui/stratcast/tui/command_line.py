@@ -22,20 +22,32 @@ from stratcast.shared.cli import (
     positive_int,
     whole_number,
 )
-from stratcast.shared.jobargs import absolute, add_backtest_options, add_job_options, backtest_from_args, job_from_args
+from stratcast.shared.jobargs import (
+    DAEMON_DEVICES,
+    absolute,
+    add_backtest_options,
+    add_job_options,
+    backtest_from_args,
+    job_from_args,
+)
 from stratcast.shared.protocol import (
     DEFAULT_MODEL,
     RUN_STATES,
+    SAVED_NAME,
+    SAVED_REF,
     AddSchedule,
     AnyRequest,
     CheckData,
     ExportResults,
+    ExportSaved,
     HoldRun,
+    ImportSaved,
     JobSpec,
     KillRun,
     ListGpus,
     ListModels,
     ListRuns,
+    ListSaved,
     ListSchedules,
     PauseQueue,
     PauseSchedule,
@@ -44,14 +56,18 @@ from stratcast.shared.protocol import (
     ReadResults,
     ReleaseRun,
     RemoveRun,
+    RemoveSaved,
     RemoveSchedule,
     RestartRun,
     ResumeQueue,
     ResumeRun,
     ResumeSchedule,
     RunScheduleNow,
+    SaveRun,
+    SetAlias,
     SetPriority,
     ShowRun,
+    ShowSaved,
     Shutdown,
     Status,
     StopRun,
@@ -93,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub, common)
     _add_daemon_commands(sub, common)
     _add_schedule_commands(sub, common)
+    _add_saved_commands(sub, common)
     results = sub.add_parser("results", help="print a finished run's top strategies and skill table", parents=[common])
     results.add_argument("run", type=_run_or_folder, metavar="ID|DIR", help="a run id, or a run's output folder")
     results.add_argument("--top", type=positive_int, default=10, help="how many strategies to list")
@@ -121,6 +138,7 @@ def _add_run_commands(
 ) -> None:
     submit = _command(sub, common, "submit", "queue a run (the options of `stratcastd run`)")
     _add_job_options(submit)
+    _add_save_as(submit)
     backtest = _command(
         sub,
         common,
@@ -186,7 +204,15 @@ def _add_schedule_commands(
     when.add_argument("--cron", type=_cron, metavar="EXPR", help="five crontab fields: minute hour day month weekday")
     when.add_argument("--every", type=_duration, metavar="DURATION", help="an interval such as 30m, 6h, 7d, 1h30m")
     add.add_argument("--tz", default="UTC", metavar="ZONE", help="time zone of --cron (default UTC)")
-    _add_job_options(add)
+    _add_job_options(add, saved=True)
+    add.add_argument(
+        "--saved",
+        type=_saved_ref,
+        metavar="REF",
+        help="score --data with this saved model instead of training (NAME@champion: the version the alias points "
+        "at when each run starts)",
+    )
+    _add_save_as(add)
     _command(schedule_sub, common, "ls", "list schedules", key="schedule ls")
     for name, (_, summary) in SCHEDULE_ACTIONS.items():
         _command(schedule_sub, common, name, summary, key=f"schedule {name}").add_argument("id", type=_run_id)
@@ -205,16 +231,87 @@ def _command(
     return p
 
 
-def _add_job_options(p: argparse.ArgumentParser, *, queue: bool = True, held: str = "--hold") -> None:
+def _add_saved_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    save = _command(sub, common, "save", "save a succeeded run as the next version of a saved model")
+    save.add_argument("id", type=_run_id)
+    save.add_argument("name", type=_saved_name, metavar="NAME")
+    forecast = _command(
+        sub, common, "forecast", "queue a job that scores new data with a saved model, without retraining"
+    )
+    forecast.add_argument("--saved", required=True, type=_saved_ref, metavar="REF", help=SAVED_REF_HELP)
+    forecast.add_argument("--data", required=True, help="the new long-format parquet or CSV file (made absolute)")
+    forecast.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="once it succeeded, copy its outputs into DIR (waits; the daemon's run folder must be readable here)",
+    )
+    forecast.add_argument("--wait", action="store_true", help="wait until it ends, then print its top strategies")
+    forecast.add_argument("--top", type=positive_int, default=10, help="with --wait: how many strategies to list")
+    forecast.add_argument("--device", choices=DAEMON_DEVICES, default="auto", help="auto, or cpu (GPUs: --gpu N)")
+    _add_placement(forecast)
+    saved = sub.add_parser("saved", help="saved models: list, show, alias, remove, export, import")
+    saved_sub = saved.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _command(saved_sub, common, "ls", "list the saved models, their versions and aliases", key="saved ls")
+    show = _command(saved_sub, common, "show", "a version's manifest (checked)", key="saved show")
+    show.add_argument("ref", type=_saved_ref, metavar="REF", help=SAVED_REF_HELP)
+    alias = _command(
+        saved_sub, common, "alias", "point ALIAS at the version REF names (--remove: remove it)", key="saved alias"
+    )
+    alias.add_argument("ref", type=_saved_ref, metavar="REF", help=f"{SAVED_REF_HELP}; with --remove: NAME")
+    alias.add_argument("alias", type=_saved_name, metavar="ALIAS", help="champion, challenger, ...")
+    alias.add_argument("--remove", action="store_true", help="remove ALIAS of the model NAME")
+    rm = _command(saved_sub, common, "rm", "remove a version", key="saved rm")
+    rm.add_argument("ref", type=_saved_ref, metavar="REF", help=SAVED_REF_HELP)
+    rm.add_argument("--force", action="store_true", help="also when an alias points at it (the alias goes too)")
+    export = _command(
+        saved_sub, common, "export", "write a version to a new .tar on the daemon's machine", key="saved export"
+    )
+    export.add_argument("ref", type=_saved_ref, metavar="REF", help=SAVED_REF_HELP)
+    export.add_argument("path", metavar="FILE", help="the file to write (made absolute; it must not exist)")
+    imp = _command(
+        saved_sub, common, "import", "check an exported .tar and add it as a new version", key="saved import"
+    )
+    imp.add_argument("path", metavar="FILE", help="the exported file on the daemon's machine (made absolute)")
+    imp.add_argument("--name", type=_saved_name, help="the model to add it to (default: the name it was saved under)")
+
+
+SAVED_REF_HELP = "NAME (its latest version), NAME@ALIAS or NAME:VERSION"
+
+
+def _add_save_as(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--save-as",
+        type=_saved_name,
+        metavar="NAME",
+        help="when the run succeeds, save it as the next version of this saved model",
+    )
+
+
+def _add_job_options(
+    p: argparse.ArgumentParser, *, queue: bool = True, held: str = "--hold", saved: bool = False
+) -> None:
     """What to run (``stratcastd run``'s options) and, with ``queue``, how to queue it.
 
     ``held`` names the option that queues the run held (``backtest`` calls it ``--held``: its ``--hold`` is the
-    holding period).
+    holding period). ``saved``: ``--saved`` stands in for ``--model`` (the command adds it).
     """
     job = p.add_argument_group("job")  # a data check needs a model only for the periods a series needs
-    add_job_options(job, program="stratcast", model=None if queue else DEFAULT_MODEL, placed=True)
+    add_job_options(
+        job,
+        program="stratcast",
+        model=None if queue else DEFAULT_MODEL,
+        placed=True,
+        model_unless="--saved" if saved else None,
+    )
     if not queue:
         return
+    _add_placement(p, held)
+
+
+def _add_placement(p: argparse.ArgumentParser, held: str = "--hold") -> None:
     place = p.add_argument_group("placement")
     place.add_argument("--name", default="", help="a name for the run (or the schedule)")
     place.add_argument("--priority", type=whole_number, default=0, help="higher runs first (default 0)")
@@ -246,6 +343,23 @@ def _run_ids(text: str) -> list[int]:
         return [_run_id(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected run ids such as 3 or 3,4, got {text!r}") from None
+
+
+def _saved_name(text: str) -> str:
+    """A saved model's or alias's name."""
+    if not SAVED_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid name: use letters, digits, '-', '_' and '.' (at most 100, not starting with "
+            "'.' or '-')"
+        )
+    return text
+
+
+def _saved_ref(text: str) -> str:
+    """``NAME``, ``NAME@ALIAS`` or ``NAME:VERSION``."""
+    if not SAVED_REF.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a saved model reference: {SAVED_REF_HELP}")
+    return text
 
 
 def _duration(text: str) -> int:
@@ -299,6 +413,16 @@ def backtest_job(args: argparse.Namespace) -> JobSpec:
     return msgspec.structs.replace(job_from_args(args), backtest=backtest_from_args(args))
 
 
+def _forecast(args: argparse.Namespace) -> Submit:
+    """``forecast``: a scoring job of the saved model on the new data."""
+    job = JobSpec(data=absolute(args.data), saved=args.saved, device=args.device)
+    return Submit(job=job, placement=placement(args, name=args.name))
+
+
+def _alias(args: argparse.Namespace) -> SetAlias:
+    return SetAlias(ref=args.ref, alias=args.alias, remove=args.remove)
+
+
 def _add_schedule(args: argparse.Namespace) -> AddSchedule:
     return AddSchedule(
         job=job_from_args(args),
@@ -328,4 +452,12 @@ REQUESTS: dict[str, Callable[[argparse.Namespace], AnyRequest]] = {
     "shutdown": lambda a: Shutdown(),
     "schedule add": _add_schedule,
     "schedule ls": lambda a: ListSchedules(),
+    "save": lambda a: SaveRun(run=a.id, name=a.name),
+    "forecast": _forecast,
+    "saved ls": lambda a: ListSaved(),
+    "saved show": lambda a: ShowSaved(ref=a.ref),
+    "saved alias": _alias,
+    "saved rm": lambda a: RemoveSaved(ref=a.ref, force=a.force),
+    "saved export": lambda a: ExportSaved(ref=a.ref, path=absolute(a.path)),
+    "saved import": lambda a: ImportSaved(path=absolute(a.path), name=a.name),
 }

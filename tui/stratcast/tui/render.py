@@ -19,7 +19,7 @@ from stratcast.shared.events import (
     event_fields,
 )
 from stratcast.shared.mirror import Mirror
-from stratcast.shared.protocol import RunInfo
+from stratcast.shared.protocol import JobSpec, RunInfo
 from stratcast.shared.report import models_text, skill_table, table
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -71,11 +71,63 @@ def runs_table(result: Mapping[str, Any]) -> str:
         p = run.get("progress") or {}
         step = f"{p['step']}/{p.get('max_steps', '?')}" if "step" in p else "-"
         job = run["job"]
-        rows.append([run["id"], run["name"], run["state"], job["model"], run.get("device") or "-", step])
+        rows.append([run["id"], run["name"], run["state"], job_model(job), run.get("device") or "-", step])
         rows[-1] += [_ago(run["created"]), run.get("reason") or ""]
     if not rows:
         return "no runs"
     return table(["id", "name", "state", "model", "device", "step", "age", "reason"], rows)
+
+
+def job_model(job: Mapping[str, Any]) -> str:
+    """The model column of a job (as plain data): its model, or ``saved:REF`` for a scoring job."""
+    return f"saved:{job['saved']}" if job.get("saved") else str(job["model"])
+
+
+def model_label(job: JobSpec) -> str:
+    """:func:`job_model` of a job struct."""
+    return f"saved:{job.saved}" if job.saved else job.model
+
+
+def job_what(job: Mapping[str, Any]) -> str:
+    """What a job does, for ``show``: ``nhits (batch)``, ``... saved as NAME``, or ``scoring with saved REF``."""
+    if job.get("saved"):
+        return f"scoring with saved model {job['saved']}"
+    return f"{job['model']} ({job['mode']})" + (f", saved as {job['save_as']}" if job.get("save_as") else "")
+
+
+def saved_table(result: Sequence[Mapping[str, Any]]) -> str:
+    """``saved ls``: name, versions, latest, aliases."""
+    rows = [
+        [m["name"], ",".join(map(str, m["versions"])), m["latest"],
+         ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items())) or "-"]
+        for m in result
+    ]  # fmt: skip
+    return table(["name", "versions", "latest", "aliases"], rows) if rows else "no saved models"
+
+
+def saved_text(result: Mapping[str, Any]) -> str:
+    """``saved show``: a version's model, training, data signature and trained metrics' verdict."""
+    m = result["manifest"]
+    sig, training = m["data"], m["training"]
+    intervals = m.get("intervals")
+    levels = ", ".join(f"{v:g}%" for v in intervals["levels"]) if intervals else "none"
+    lines = [
+        f"{result['ref']}: {m['model']} ({m['mode']}), members {', '.join(m['members'])}",
+        f"trained     by {m['source_run']}, saved {m['created']}: {training['steps']} steps, "
+        f"{training['train_seconds']:.1f} s",
+        f"data        {sig['strategies']:,} strategies, columns {sig['id_col']}, {sig['time_col']}, "
+        f"{sig['target_col']}, every {sig['frequency']}",
+        f"windows     input {sig['input_size']}, horizon {sig['horizon']}",
+        f"intervals   {levels}",
+        f"folder      {result['path']}",
+    ]
+    return "\n".join(lines + [f"- {v}" for v in m.get("metrics", {}).get("verdict", [])])
+
+
+def _alias_text(r: Mapping[str, Any]) -> str:
+    if r.get("removed"):
+        return f"removed alias {r['alias']} of {r['name']}"
+    return f"{r['name']}@{r['alias']} -> {r['ref']}"
 
 
 def show_text(result: Mapping[str, Any]) -> str:
@@ -87,7 +139,7 @@ def show_text(result: Mapping[str, Any]) -> str:
     lines = [
         f"run {run['id']} {run['name']}",
         f"state       {run['state']}" + (f" ({run['reason']})" if run.get("reason") else ""),
-        f"job         {job['model']} ({job['mode']}) on {job['data']}" + "".join(f" --set {s}" for s in job["sets"]),
+        f"job         {job_what(job)} on {job['data']}" + "".join(f" --set {s}" for s in job["sets"]),
         f"placement   priority {place['priority']}, gpu {gpu}, {memory}, after {after}",
         f"worker      {run.get('device') or '-'}, pid {run.get('pid') or '-'}, attempts {run['attempts']}, "
         f"exit {run.get('exit') or '-'}",
@@ -177,7 +229,7 @@ def schedules_table(result: Mapping[str, Any]) -> str:
     rows = []
     for s in result["schedules"]:
         state = "paused" if s.get("paused") else "active"
-        rows.append([s["id"], s["name"], _timetable(s), s["job"]["model"], state, _when(s.get("next_run"))])
+        rows.append([s["id"], s["name"], _timetable(s), job_model(s["job"]), state, _when(s.get("next_run"))])
         rows[-1].append(s.get("last_run_id") or "-")
     return table(["id", "name", "when", "model", "state", "next", "last run"], rows) if rows else "no schedules"
 
@@ -248,6 +300,14 @@ RENDER: dict[str, Callable[[Any], str]] = {
     "check": check_text,
     "schedule ls": schedules_table,
     "schedule rm": lambda r: f"removed schedule {r['removed']}",
+    "forecast": run_line,
+    "save": lambda r: f"saved run {r['run']} as {r['ref']} ({r['path']})",
+    "saved ls": saved_table,
+    "saved show": saved_text,
+    "saved alias": _alias_text,
+    "saved rm": lambda r: f"removed {r['ref']}",
+    "saved export": lambda r: f"exported {r['ref']} to {r['exported_to']} ({r['bytes']:,} bytes)",
+    "saved import": lambda r: f"imported as {r['ref']} ({r['path']})",
 }
 
 

@@ -18,9 +18,9 @@ async def handle(d: DaemonContext, req: AddSchedule) -> dict[str, Any]:
     trigger = make_trigger(req.cron, req.every_s, req.timezone)
     check_placement(d, req.placement)
     async with d.validation:
-        await asyncio.to_thread(check_job, req.job)
+        await asyncio.to_thread(check_job, req.job, d.home.state)
     s = d.db.add_schedule(
-        name=req.name or f"{req.job.model}-schedule",
+        name=req.name or f"{req.job.saved or req.job.model}-schedule",
         cron=req.cron,
         every_s=req.every_s,
         timezone=req.timezone,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stratcast.daemon.handlers.context import DaemonContext
@@ -16,16 +17,16 @@ if TYPE_CHECKING:
 async def handle(d: DaemonContext, req: CheckData) -> dict[str, Any]:
     """The panel's figures once the job passes ``submit``'s checks (one of two validations at a time)."""
     async with d.validation:
-        return await asyncio.to_thread(describe_job, req.job)
+        return await asyncio.to_thread(describe_job, req.job, d.home.state)
 
 
-def describe_job(job: JobSpec) -> dict[str, Any]:
-    """Check ``job`` and describe its panel.
+def describe_job(job: JobSpec, home: Path | None = None) -> dict[str, Any]:
+    """Check ``job`` (a scoring job against the saved models in ``home``) and describe its panel.
 
     Raises:
         InvalidSpec: with the engine's message, as ``submit``.
     """
-    checked = check_job(job)
+    checked = check_job(job, home)
     panel = checked.panel
     return {
         "data": panel.source,

@@ -45,7 +45,7 @@ async def queue_job(d: DaemonContext, job: JobSpec, placement: Placement, *, sch
     """
     check_placement(d, placement)
     async with d.validation:
-        await asyncio.to_thread(check_job, job)
+        await asyncio.to_thread(check_job, job, d.home.state)
     run = d.db.add_run(job, placement, runs_dir=d.home.runs, schedule=schedule)
     folder = RunFolder(Path(run.out))
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -65,8 +65,10 @@ def check_placement(d: DaemonContext, placement: Placement) -> None:
         raise InvalidSpec(f"--memory-gib must be positive, got {placement.memory_gib}")
 
 
-def check_job(job: JobSpec) -> CheckedJob:
+def check_job(job: JobSpec, home: Path | None = None) -> CheckedJob:
     """Build the run's spec and load its data as the worker will, so a bad job is refused now, not later.
+
+    A scoring job (``job.saved``) loads the saved model from ``home``'s store and checks that the data fits it.
 
     Returns:
         The loaded panel, for ``check_data`` to describe.
@@ -83,6 +85,10 @@ def check_job(job: JobSpec) -> CheckedJob:
         raise InvalidSpec(f"device {job.device!r}: the daemon assigns GPUs itself; use --gpu N to pin one")
     if not Path(job.data).is_absolute():
         raise InvalidSpec(f"data path {job.data!r} must be absolute: the daemon does not share your working folder")
+    if job.saved is not None:
+        return check_scoring(job, home)
+    if job.save_as is not None and job.backtest is not None:
+        raise InvalidSpec(f"--save-as {job.save_as}: a backtest trains a model per cutoff and keeps none; save a run")
     try:
         spec = spec_from_job(job, out="-", device="cpu")
         if job.backtest is not None:  # every cutoff is scored on its own holding: no holdout
@@ -93,3 +99,50 @@ def check_job(job: JobSpec) -> CheckedJob:
     except (DataError, ValueError, KeyError, OSError) as exc:
         raise InvalidSpec(str(exc)) from None
     return CheckedJob(panel=trainable.panel, loaded=trainable.loaded.n_series, required=trainable.needs.total)
+
+
+def check_scoring(job: JobSpec, home: Path | None) -> CheckedJob:
+    """Check a scoring job: options a saved model fixes are left alone, the version loads, the data fits it.
+
+    Raises:
+        InvalidSpec: naming the option, or with the saved model's message.
+    """
+    from stratcast.daemon.engine.saved.score import check_fit
+    from stratcast.daemon.engine.saved.store import SavedModelError
+    from stratcast.daemon.engine.saved.versions import load_saved
+
+    assert job.saved is not None
+    given = [
+        option
+        for option, used in (
+            ("--ensemble", bool(job.ensemble)),
+            ("--backtest", job.backtest is not None),
+            ("--save-as", job.save_as is not None),
+            ("--set", bool(job.sets)),
+            ("--holdout", job.holdout != 0),
+            ("--horizon", job.horizon is not None),
+            ("--input-size", job.input_size is not None),
+            ("--mode", job.mode != "batch"),
+            (
+                "--id-col/--time-col/--target-col",
+                any(c is not None for c in (job.id_col, job.time_col, job.target_col)),
+            ),
+            ("--fill-missing", job.fill_missing != JobSpec(data="").fill_missing),
+            ("--levels", job.levels != JobSpec(data="").levels),
+            ("--rank-by", job.rank_by != JobSpec(data="").rank_by),
+        )
+        if used
+    ]
+    if given:
+        raise InvalidSpec(
+            f"--saved {job.saved}: {', '.join(given)} cannot be given when scoring with a saved model (it keeps "
+            "the model, its options, columns, horizon, input size and interval levels; it trains nothing)"
+        )
+    if home is None:
+        raise InvalidSpec(f"--saved {job.saved}: no store of saved models to load it from")
+    try:
+        saved = load_saved(home, job.saved)
+        fit = check_fit(saved, job.data)
+    except SavedModelError as exc:
+        raise InvalidSpec(str(exc)) from None
+    return CheckedJob(panel=fit.panel, loaded=fit.loaded, required=fit.spec.train.min_input)

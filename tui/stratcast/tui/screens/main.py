@@ -16,6 +16,7 @@ from stratcast.shared.protocol import (
     RemoveRun,
     SetPriority,
 )
+from stratcast.tui.render import model_label
 from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog, problem
 from stratcast.tui.screens.run_actions import RunActionScreen
 from stratcast.tui.validate import whole_number
@@ -99,7 +100,7 @@ class MainScreen(RunActionScreen):
         text = Text()
         if run is not None:
             text.append(f"run {run.id} {run.name} ", style="bold")
-            text.append(f"{run.job.model} · {run.state}")
+            text.append(f"{model_label(run.job)} · {run.state}")
             if run.reason:
                 text.append(f": {run.reason}")
             if run.exit:

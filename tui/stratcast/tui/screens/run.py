@@ -34,7 +34,7 @@ from stratcast.shared.protocol import (
     RunInfo,
     ShowRun,
 )
-from stratcast.tui.render import progress_text
+from stratcast.tui.render import model_label, progress_text
 from stratcast.tui.run_history import RunHistory
 from stratcast.tui.screens.run_actions import RunActionScreen
 from stratcast.tui.widgets.run_backtest import BacktestView
@@ -359,7 +359,7 @@ def title_text(run_id: int, run: RunInfo | None) -> Text:
     text = Text(f"run {run.id}", style="bold")
     if run.name:
         text.append(f" {run.name}", style="bold")
-    text.append(f" · {run.job.model} · ")
+    text.append(f" · {model_label(run.job)} · ")
     text.append(run.state, style=STATE_STYLES.get(run.state, ""))
     if run.state == "running" and run.device:
         text.append(f" on {run.device}")

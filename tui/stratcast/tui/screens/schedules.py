@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from stratcast.shared.protocol import PauseSchedule, RemoveSchedule, ResumeSchedule, RunScheduleNow, ScheduleInfo
-from stratcast.tui.render import duration_text, interval_text
+from stratcast.tui.render import duration_text, interval_text, model_label
 from stratcast.tui.screens.dialogs import ConfirmDialog
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def schedule_cells(s: ScheduleInfo, now: float) -> tuple[Cell, ...]:
     name = s.name if len(s.name) <= 20 else s.name[:19] + "…"
     data = os.path.basename(s.job.data) or s.job.data
     next_run = "-" if s.paused else until_text(s.next_run, now)
-    return str(s.id), name, state, next_run, last_run_text(s, now), timetable_text(s), s.job.model, data
+    return str(s.id), name, state, next_run, last_run_text(s, now), timetable_text(s), model_label(s.job), data
 
 
 class SchedulesScreen(Screen[None]):
@@ -133,7 +133,8 @@ class SchedulesScreen(Screen[None]):
             text.append("no schedules: a adds one", style="dim")
         else:
             text.append(f"schedule {s.id} {s.name} ", style="bold")
-            text.append(f"{s.job.model} ({s.job.mode}) on {s.job.data}" + "".join(f" {x}" for x in s.job.sets))
+            what = f"scoring with saved model {s.job.saved}" if s.job.saved else f"{s.job.model} ({s.job.mode})"
+            text.append(f"{what} on {s.job.data}" + "".join(f" {x}" for x in s.job.sets))
             text.append(f" · priority {s.placement.priority}")
             last = self.stratcast.link.mirror.runs.get(s.last_run_id) if s.last_run_id is not None else None
             if last is not None:

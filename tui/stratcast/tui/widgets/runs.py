@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from stratcast.shared.protocol import RUN_STATES, RunInfo
-from stratcast.tui.render import clock, duration_text
+from stratcast.tui.render import clock, duration_text, model_label
 
 STATE_STYLES = {
     "running": "bold green",
@@ -103,7 +103,7 @@ def _progress(field: str, fmt: str = "{:.4g}") -> tuple[Callable[[RunInfo], str]
 COLUMNS = (
     Column("id", "ID", 2, lambda r: str(r.id), lambda r: r.id),
     Column("name", "Name", 4, _name, lambda r: r.name),
-    Column("model", "Model", 5, lambda r: r.job.model, lambda r: r.job.model),
+    Column("model", "Model", 5, lambda r: model_label(r.job), lambda r: model_label(r.job)),
     Column("state", "State", max(map(len, RUN_STATES)), state_cell, lambda r: r.state),
     Column("pct", "%", 3, lambda r: _num(_percent(r), "{:.0f}"), lambda r: _key(_percent(r))),
     Column("step", "Step", 5, *_progress("step", "{}")),
@@ -127,7 +127,7 @@ def matches(run: RunInfo, query: str) -> bool:
 
     ``state:running``-style words match that field exactly.
     """
-    fields = {"id": str(run.id), "name": run.name, "model": run.job.model, "state": run.state}
+    fields = {"id": str(run.id), "name": run.name, "model": model_label(run.job), "state": run.state}
     haystack = " ".join([*fields.values(), run.reason, run.device or ""]).lower()
     for word in query.lower().split():
         field, _, value = word.partition(":")

@@ -75,21 +75,10 @@ def score(saved: SavedModel, data: Path | str, out_dir: Path | str, *, device: s
     t0 = time.perf_counter()
     sig = saved.manifest.data
     torch_device = resolve_device(device)
-    spec = _scoring_spec(saved, data, out_dir, device)
-    try:
-        panel = load_spec_panel(spec)
-    except DataError as exc:
-        raise SavedModelError(
-            f"{data} does not fit saved model {saved.version.ref}: {exc} (it was trained on columns "
-            f"{sig.id_col}, {sig.time_col}, {sig.target_col})"
-        ) from None
-    found = frequency(panel)
-    if found != sig.frequency and "unknown" not in (found, sig.frequency):
-        raise SavedModelError(
-            f"{data} does not fit saved model {saved.version.ref}: its periods are {found} apart, the model was "
-            f"trained on periods {sig.frequency} apart; resample the data to that frequency"
-        )
-    panel, model_rows, new, skipped = _fitting(saved, spec, panel)
+    fitted = check_fit(saved, data, out_dir, device)
+    spec, panel, model_rows, new, skipped, found = (
+        fitted.spec, fitted.panel, fitted.model_rows, fitted.new, fitted.skipped, fitted.frequency,
+    )  # fmt: skip
     log(f"scoring {panel.n_series} strategies with {saved.version.ref} ({len(new)} new, {len(skipped)} skipped)")
     prep = _prepared(saved, spec, panel, model_rows, torch_device)
     models = [m.to(torch_device) for m in saved.models]
@@ -142,6 +131,49 @@ def score(saved: SavedModel, data: Path | str, out_dir: Path | str, *, device: s
     write_json_atomic(Outputs(out).metrics, metrics)
     log(f"scored in {seconds:.2f}s: {out}")
     return Scored(out, metrics, new, skipped, seconds)
+
+
+@dataclass
+class Fit:
+    """How new data fits a saved model (:func:`check_fit`)."""
+
+    spec: RunSpec
+    """The run's spec on the new data."""
+    panel: Panel
+    """The strategies that can be forecast."""
+    model_rows: Tensor | None
+    """Each strategy's row in the model (-1: new); None: the model's own strategies, in order."""
+    new: list[str]
+    skipped: dict[str, str]
+    frequency: str
+    """The new data's frequency."""
+    loaded: int
+    """Strategies in the data, skipped ones included."""
+
+
+def check_fit(saved: SavedModel, data: Path | str, out_dir: Path | str = "-", device: str = "cpu") -> Fit:
+    """Read the new panel with the model's columns and check that it fits (see :func:`score`).
+
+    Raises:
+        SavedModelError: when a column is missing, the frequency differs or no strategy can be forecast.
+    """
+    sig = saved.manifest.data
+    spec = _scoring_spec(saved, data, out_dir, device)
+    try:
+        panel = load_spec_panel(spec)
+    except DataError as exc:
+        raise SavedModelError(
+            f"{data} does not fit saved model {saved.version.ref}: {exc} (it was trained on columns "
+            f"{sig.id_col}, {sig.time_col}, {sig.target_col})"
+        ) from None
+    found = frequency(panel)
+    if found != sig.frequency and "unknown" not in (found, sig.frequency):
+        raise SavedModelError(
+            f"{data} does not fit saved model {saved.version.ref}: its periods are {found} apart, the model was "
+            f"trained on periods {sig.frequency} apart; resample the data to that frequency"
+        )
+    kept, model_rows, new, skipped = _fitting(saved, spec, panel)
+    return Fit(spec, kept, model_rows, new, skipped, found, panel.n_series)
 
 
 def _scoring_spec(saved: SavedModel, data: Path | str, out_dir: Path | str, device: str) -> RunSpec:
