@@ -6,38 +6,83 @@ in the same command so pip keeps the local CPU wheel instead of pulling the CUDA
     python3 -m venv benchmarks/.venv-nf
     benchmarks/.venv-nf/bin/pip install torch==2.13.0 neuralforecast
 
-Run, from the repository root::
+Run, from the repository root (``--models all``, or any list of the table's names; ``--nf-python`` and
+``--data`` may be absolute)::
 
-    .venv/bin/python benchmarks/vs_neuralforecast.py [--quick] [--threads 2] [--repeats 3] [--json out.json]
+    .venv/bin/python benchmarks/vs_neuralforecast.py [--models all] [--quick] [--threads 2] [--repeats 3]
 
 Each side runs as a fresh subprocess (stratcast with this interpreter, NeuralForecast with ``--nf-python``), one
 after the other, with the same thread count (``torch.set_num_threads`` and ``OMP_NUM_THREADS``), so import costs
 count in the process wall time (spawn to the first forecast in hand). Repeats alternate which side goes first,
 each run waits (up to ``--max-wait`` s) for other processes to leave the cores idle, and the table shows the best
-run of each side: the machine is shared, and other load only ever slows a run. Per model and side it reports:
+run of each side: the machine is shared, and other load only ever slows a run. A side that fails is reported with
+its error and the run goes on. Per model and side it reports:
 
 * training steps/s, excluding the first ``WARMUP`` steps (NF: a Lightning callback timing
   ``on_train_batch_end``; stratcast: the trainer's progress reports, every 10 steps of the real ``fit`` loop);
 * predict seconds for every strategy x horizon, as a DataFrame (first call and best of ``--predict-repeats``);
-* the model's forward+backward FLOPs per step (``FlopCounterMode``), the GFLOP/s that gives, and that as a share
-  of a float32 matmul peak measured on the same threads (in every worker after its figures; the best is used).
+* parameters, and the model's forward+backward FLOPs per step (``FlopCounterMode``; ``n/a`` where the generic
+  step does not fit the model, e.g. NF's distribution outputs), the GFLOP/s that gives, and that as a share of a
+  float32 matmul peak measured on the same threads (in every worker after its figures; the best is used).
 
-Settings, identical on both sides: input 104, horizon 52, 1,024 windows per step, MSE loss, learning rate 1e-3,
-gradient norm clipped at 1.0, no validation and no early stopping (NF ``val_size=0``; stratcast ``val_size=0``),
-no scaling (``identity`` on both: NF's ``robust`` and stratcast's ``robust`` are different algorithms). Left as
-each library does them: NF samples its 1,024 windows from 32 series per step (its default ``batch_size``) and
-uses Adam with StepLR; stratcast samples from every series and uses AdamW (weight decay 0, the same update) with a
-cosine schedule. NF runs without progress bar, logger or model summary, which only spares it work.
+Settings, identical on both sides: input 104, horizon 52, MSE loss, learning rate 1e-3, gradient norm clipped at
+1.0, no validation and no early stopping (NF ``val_size=0``; stratcast ``val_size=0``), no scaling (``identity``
+on both: NF's ``robust`` and stratcast's ``robust`` are different algorithms), dropout 0 on both, and the same
+windows per step (1,024; 256 for the recurrent, convolutional and attention models that are slow per window, so
+that ``--models all --quick --repeats 1`` takes about 20 minutes on 2 busy cores; ``Bench.windows``). Left as
+each library does them: NF samples its windows from 32 series per step (its default ``batch_size``) and uses Adam
+with StepLR; stratcast samples from every series and uses AdamW (weight decay 0, the same update) with a cosine
+schedule; each model's catalog ``train_defaults`` (e.g. 1e-4 for attention) are not applied, the settings above
+are. NF runs without progress bar, logger or model summary, which only spares it work.
 
-Architecture: DLinear with a 25-period moving average on both. N-HiTS with NF's defaults: 3 stacks of 1 block,
-max-pool kernels (2, 2, 1), downsampling (4, 2, 1), linear interpolation. NF's ``mlp_units=3 * [[512, 512]]``
-builds, per block, ``Linear(in, 512)`` with *no* activation, then three ``Linear(512, 512) + ReLU``, then one
-output layer (a quirk of its block); stratcast is given ``mlp_units=(512, 512, 512, 512)``, the same matmuls and
-FLOPs with one more ReLU. What cannot be matched: NF adds the last input value as a level and re-masks the
-residual after each block, and NF's last block also emits a backcast that feeds nothing (16.4 against 16.0
-GFLOP per step); stratcast's heads are two matmuls (backcast, forecast) where NF's are one. FLOPs are counted on
-each side's own model and are matmul FLOPs (what ``FlopCounterMode`` counts; elementwise work is left out), so
-stratcast's DLinear shows half of NF's: it folds the moving average into one weight and runs one matmul, not two.
+Architecture: ``BENCHES`` maps each catalog config to NF's constructor (widths, layers, heads, kernels). What
+could not be matched exactly, per model (the parameter counts in the table show how close each pair is):
+
+* N-HiTS, NF's defaults: 3 stacks of 1 block, max-pool kernels (2, 2, 1), downsampling (4, 2, 1), linear
+  interpolation. NF's ``mlp_units=3 * [[512, 512]]`` builds, per block, ``Linear(in, 512)`` with *no* activation,
+  then three ``Linear(512, 512) + ReLU``, then one output layer (a quirk of its block); stratcast is given
+  ``mlp_units=(512, 512, 512, 512)``, the same matmuls and FLOPs with one more ReLU. NF adds the last input value
+  as a level and re-masks the residual after each block, and NF's last block also emits a backcast that feeds
+  nothing (16.4 against 16.0 GFLOP per step); stratcast's heads are two matmuls (backcast, forecast) where NF's are
+  one. N-BEATS (generic) is built the same way: three blocks of four 512-wide layers (NF: three ``identity``
+  stacks of one block, ``mlp_units=3 * [[512, 512]]``).
+* DLinear: a 25-period moving average on both; FLOPs are matmul FLOPs (elementwise work is left out), so
+  stratcast's DLinear shows half of NF's: it folds the moving average into one weight and runs one matmul.
+* TSMixer, TimeMixer, iTransformer: NF's are multivariate (``n_series`` channels per window); ours are univariate
+  and mix channels derived from the one series (TSMixer: a 16-feature embedding per step; TimeMixer: 16 features
+  per step, one series per window; iTransformer: four derived variates as tokens). The like-for-like shape is NF on
+  a sub-panel of as many strategies as our channels: TSMixer ``n_series=16`` (a window is ``[104, 16]`` on both),
+  iTransformer ``n_series=4`` (four tokens of 104 steps on both), TimeMixer ``n_series=16`` with
+  ``channel_independence=1`` and 16 windows per step (16 x 16 = 256 one-series windows, ours 256). NF then
+  forecasts only that sub-panel, so its predict time is not comparable and the table prints n/a for it. NF's
+  TSMixer has no embedding or read-out layer (its channels are the series), ours has both; NF's iTransformer has
+  no per-variate normalisation here (``use_norm=False``, as ours).
+* SOFTS is multivariate on both: every strategy in one window (NF ``n_series=6000``, stratcast
+  ``series_per_window=0``), 4 windows per step on both (24,000 series-windows). Ours also embeds each window's
+  nonzero indicator (``zero_indicator``, on by default).
+* DeepAR: a likelihood loss on both, Student-t (NF ``DistributionLoss("StudentT")``, ours
+  ``loss=student-t``); 3 LSTM layers of 40; both forecast the mean of 100 sampled paths (one predict call per run).
+* LSTM, GRU: 2 encoder layers of 128 and a 2-layer, 128-wide MLP decoder on both (NF's GRU default width is 200;
+  set to 128).
+* TCN: 6 levels of kernel 3, dilations 1..32, 64 channels on both; NF's encoder is one causal convolution per
+  level and a linear map across time to the horizon feeding an MLP decoder (64 wide, 1 layer), ours two
+  (weight-normalised) convolutions per residual level and a linear head from the last step.
+* BiTCN: hidden size 16, kernel 2 and 7 levels (NF derives them from the input size: 7 for 104); NF adds a
+  dense layer across time.
+* KAN: one hidden layer of 64, grid 5, spline order 3, grid range [-3, 3]; NF's layer also has a standalone
+  spline scale per edge (``enable_standalone_scale_spline``).
+* Vanilla Transformer, Informer, Autoformer, FEDformer: d_model 64, 4 heads, feed-forward 128, 2 encoder layers
+  and 1 decoder layer on both; Informer factor 5, Autoformer factor 1 and a 25-period moving average, FEDformer
+  16 random Fourier modes and one 25-period moving average (ours is given ``moving_avg=(25,)``). NF's decoder
+  reads a label of ``decoder_input_size_multiplier * 104`` steps: 26 for the three with our ``label_len=26``,
+  and 1 for the vanilla Transformer, whose decoder in stratcast reads horizon queries only (NF's cannot take 0).
+  NF embeds each step with a 3-tap convolution and a positional embedding; ours embed the value and its nonzero
+  indicator.
+* TimesNet: d_model 16, feed-forward 32, 2 layers, top-3 periods, 3 inception kernels on both; NF picks the
+  periods per batch (the paper's way), ours per window.
+* TFT: hidden 64, 4 heads, one LSTM layer on both, MSE (the catalog trains it with quantiles).
+* PatchTST: patches of 16 every 8, d_model 128, 16 heads, feed-forward 256, 3 layers on both, NF without RevIN
+  and without residual attention scores (ours has neither).
 """
 
 from __future__ import annotations
@@ -215,6 +260,7 @@ BENCHES: dict[str, Bench] = {
         20,
         1.0,
         windows=256,
+        predict_repeats=1,
     ),
     "gru": Bench(
         {"hidden_size": 128, "num_layers": 2, "dropout": 0.0, "decoder_hidden_size": 128, "decoder_layers": 2},
@@ -224,6 +270,7 @@ BENCHES: dict[str, Bench] = {
         20,
         1.0,
         windows=256,
+        predict_repeats=1,
     ),
     "tcn": Bench(
         {"channels": 64, "num_levels": 6, "kernel_size": 3, "dropout": 0.0},
@@ -390,7 +437,7 @@ def main() -> None:
     runs = run_all(args, nf_python, steps, repeats)
     report(runs, args, steps, repeats)
     if args.json:
-        Path(args.json).write_text(json.dumps({f"{m}/{s}": v for (m, s), v in runs.items()}, indent=2))
+        save(runs, args.json)
 
 
 def parse_args() -> argparse.Namespace:
@@ -433,6 +480,8 @@ def run_all(args: argparse.Namespace, nf_python: Path, steps: dict[str, int], re
                 python = sys.executable if side == "stratcast" else str(nf_python)
                 res = {**spawn(python, side, job, args.threads), "busy_cores_before": busy}
                 runs.setdefault((model, side), []).append(res)
+                if args.json:  # after every run, so that an interrupted run keeps what it measured
+                    save(runs, args.json)
                 if "error" in res:
                     print(f"[{r + 1}/{repeats}] {model:8s} {side:9s} FAILED: {res['error']}", flush=True)
                     continue
@@ -443,6 +492,11 @@ def run_all(args: argparse.Namespace, nf_python: Path, steps: dict[str, int], re
                     flush=True,
                 )
     return runs
+
+
+def save(runs: Runs, path: str) -> None:
+    """Write every run's figures as JSON, keyed ``model/side``."""
+    Path(path).write_text(json.dumps({f"{m}/{s}": v for (m, s), v in runs.items()}, indent=2))
 
 
 def busy_cores(interval: float = 0.5) -> float:
