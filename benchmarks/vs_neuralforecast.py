@@ -73,7 +73,8 @@ could not be matched exactly, per model (the parameter counts in the table show 
   spline scale per edge (``enable_standalone_scale_spline``).
 * Vanilla Transformer, Informer, Autoformer, FEDformer: d_model 64, 4 heads, feed-forward 128, 2 encoder layers
   and 1 decoder layer on both; Informer factor 5, Autoformer factor 1 and a 25-period moving average, FEDformer
-  16 random Fourier modes and one 25-period moving average (ours is given ``moving_avg=(25,)``). NF's decoder
+  16 random Fourier modes, 8 heads (NF's FEDformer accepts no other) and one 25-period moving average (ours is
+  given ``moving_avg=(25,)``). NF's decoder
   reads a label of ``decoder_input_size_multiplier * 104`` steps: 26 for the three with our ``label_len=26``,
   and 1 for the vanilla Transformer, whose decoder in stratcast reads horizon queries only (NF's cannot take 0).
   NF embeds each step with a 3-tap convolution and a positional embedding; ours embed the value and its nonzero
@@ -378,10 +379,11 @@ BENCHES: dict[str, Bench] = {
         windows=256,
     ),
     "fedformer": Bench(
-        {**_ATTENTION_OURS, "modes": 16, "mode_select": "random", "moving_avg": (25,), "label_len": 26},
+        {**_ATTENTION_OURS, "n_heads": 8, "modes": 16, "mode_select": "random", "moving_avg": (25,), "label_len": 26},
         "FEDformer",
         {
             **_ATTENTION,
+            "n_head": 8,
             "modes": 16,
             "mode_select": "random",
             "MovingAvg_window": 25,
