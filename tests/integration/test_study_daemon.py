@@ -93,14 +93,19 @@ def wait_study(client: Client, study: int, states: tuple[str, ...], timeout: flo
     raise AssertionError(f"study {study} is not {states}: {shown}")
 
 
-def wait_child(client: Client, study: int, trial: int, states: tuple[str, ...]) -> dict[str, Any]:
+def wait_child(
+    client: Client, study: int, trial: int, states: tuple[str, ...], *, training: bool = False
+) -> dict[str, Any]:
+    """The run of a study's trial once it is in one of ``states`` (and, with ``training``, past its first step)."""
     deadline = time.monotonic() + WAIT_S
+    seen: list[Any] = []
     while time.monotonic() < deadline:
-        for run in client.call(ListRuns())["runs"]:
-            if run["study"] == study and run["trial"] == trial and run["state"] in states:
+        seen = [r for r in client.call(ListRuns())["runs"] if r["study"] == study and r["trial"] == trial]
+        for run in seen:
+            if run["state"] in states and (not training or run["checkpoint"] or run["progress"].get("step")):
                 return dict(run)
         time.sleep(0.1)
-    raise AssertionError(f"no run of study {study} trial {trial} became {states}")
+    raise AssertionError(f"no run of study {study} trial {trial} became {states}: {seen}")
 
 
 def journal_study(daemon: DaemonProcess, name: str) -> optuna.Study:
@@ -157,7 +162,7 @@ def test_an_invalid_space_is_refused_naming_the_field(client, panel):
 
 def test_a_stopped_study_asks_nothing_until_resumed(client, panel):
     study = client.call(SubmitStudy(spec=spec(panel, trials=2, steps=400)))["study"]
-    first = wait_child(client, study["id"], 0, ("running",))
+    first = wait_child(client, study["id"], 0, ("running",), training=True)  # a stop before then ends the worker
     stopped = client.call(StopStudy(study=study["id"]))["study"]
     assert stopped["state"] == "stopped"
     run = wait_child(client, study["id"], 0, ("stopped", "succeeded"))
