@@ -286,8 +286,9 @@ class StudySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``tpe``, ``nsga2`` or ``random`` (None: tpe for one objective, nsga2 for several)."""
     pruner: str | None = None
     """``median``, ``hyperband``, ``wilcoxon`` or ``none`` (None: median for one objective, none for several)."""
-    space: Annotated[str, msgspec.Meta(max_length=256 * 1024)] | None = None
-    """The search space override file's text (the client reads the file); None: the catalog's spaces."""
+    space: str | None = None
+    """The search space override file's text (the client reads the file; a frame's size bounds it); None: the
+    catalog's spaces."""
     space_format: Literal["toml", "json"] = "toml"
     storage: str | None = None
     """An RDB URL or a journal file's path on the daemon's machine (None: ``HOME/studies/journal.log``)."""
