@@ -21,6 +21,7 @@ from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.engine.study.study import JOURNAL
 from stratcast.daemon.store import Store
 from stratcast.shared.client import Client, RequestFailed
+from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import (
     JobSpec,
     KillRun,
@@ -33,6 +34,7 @@ from stratcast.shared.protocol import (
     StudySpec,
     SubmitStudy,
 )
+from stratcast.tui.cli import main
 from tests.integration.daemon_process import DaemonProcess
 
 pytestmark = pytest.mark.slow
@@ -202,3 +204,30 @@ def test_a_restarted_daemon_reaps_orphaned_trials_and_goes_on(panel):
     finally:
         process.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_command_line_tunes_lists_shows_stops_and_resumes(daemon, client, panel, tmp_path, capsys):
+    home = ["--home", str(daemon.home.state)]
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    job = ["--data", panel, "--horizon", "4", "--input-size", "8", "--holdout", "4", "--device", "cpu"]
+    sets = ["--set", "max_steps=6", "--set", "batch_size=32", "--set", "val_check_steps=3"]
+    argv = ["tune", *job, *sets, "--model", "mlp", "--trials", "2", "--pruner", "none", "--space", str(space)]
+    assert main([*argv, "--timeout", "600", "--study", "cli-study", *home]) == ExitCode.OK
+    printed = capsys.readouterr().out
+    assert "cli-study: running" in printed
+    study = next(s for s in client.call(ListStudies())["studies"] if s["name"] == "cli-study")
+    assert study["spec"]["timeout_s"] == 600 and study["spec"]["space"] == SPACE
+    assert main(["study", "stop", str(study["id"]), *home]) == ExitCode.OK
+    assert "stopped" in capsys.readouterr().out
+    assert main(["study", "resume", str(study["id"]), *home]) == ExitCode.OK
+    wait_study(client, study["id"], ("finished",))
+    assert main(["studies", *home]) == ExitCode.OK
+    assert "cli-study" in capsys.readouterr().out
+    assert main(["study", str(study["id"]), *home]) == ExitCode.OK
+    shown = capsys.readouterr().out
+    assert "COMPLETE" in shown and "learning_rate=" in shown and "best: trial" in shown
+    assert main(["ls", *home]) == ExitCode.OK
+    assert f"study-{study['id']}/t0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["study", "pause", "1", *home])
