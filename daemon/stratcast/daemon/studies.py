@@ -247,6 +247,8 @@ class StudyManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout=STEP_S)
             self._kick.clear()
+            if self.d.shutting_down.is_set():  # wait_for may swallow a cancel (3.11): leave by ourselves
+                return
             try:
                 await self.step()
             except Exception:  # a bug here must not stop the studies for good: log it and try again
