@@ -231,3 +231,8 @@ def test_the_command_line_tunes_lists_shows_stops_and_resumes(daemon, client, pa
     assert f"study-{study['id']}/t0" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["study", "pause", "1", *home])
+    running = client.call(SubmitStudy(spec=spec(panel, trials=1, name="twice")))["study"]
+    with pytest.raises(RequestFailed) as info:
+        client.call(SubmitStudy(spec=spec(panel, trials=1, name="twice")))
+    assert info.value.code == "invalid_spec" and info.value.message.startswith(f"name: study {running['id']}")
+    wait_study(client, running["id"], ("finished",))

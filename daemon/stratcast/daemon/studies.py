@@ -59,8 +59,11 @@ log = logging.getLogger("stratcastd")
 
 ALIVE = frozenset({"queued", "held", "running", "stopped", "interrupted"})
 """Child run states that may still run: their trials stay RUNNING."""
-OCCUPYING = frozenset({"queued", "running", "interrupted"})
-"""Child run states that take one of a study's ``parallel`` places."""
+OCCUPYING = frozenset({"queued", "held", "running", "interrupted"})
+"""Child run states that take one of a study's ``parallel`` places (a trial held by hand too: a study queued held
+does not ask all its trials at once)."""
+ACTIVE = frozenset({"running", "stopped"})
+"""Study states the daemon keeps open (one daemon study per Optuna study while in these)."""
 STEP_S = 1.0
 """Seconds between two steps when nothing kicks the study loop."""
 
@@ -158,6 +161,13 @@ class StudyManager:
 
         space, objectives, fixed, sampler, pruner = prepare(spec)
         check_placement(self.d, spec.placement)
+        for other in self.d.db.list_studies():
+            same_storage = (other.spec.storage or None) == (spec.storage or None)
+            if spec.name is not None and other.name == spec.name and same_storage and other.state in ACTIVE:
+                raise InvalidSpec(
+                    f"name: study {other.id} already runs the Optuna study {spec.name!r} in that storage; "
+                    "let it finish, or choose another --study"
+                )
         first = msgspec.structs.replace(fixed, model=space.models[0])
         async with self.d.validation:
             await asyncio.to_thread(check_job, first, self.d.home.state)
@@ -237,7 +247,7 @@ class StudyManager:
     async def loop(self) -> None:
         """Reopen the studies the last daemon left (reaping orphaned trials), then step every second or kick."""
         for info in self.d.db.list_studies():
-            if info.state in ("running", "stopped"):
+            if info.state in ACTIVE:
                 try:
                     await self._reopen(info, reap=True)
                 except Exception as exc:  # one study's storage gone must not stop the others

@@ -503,7 +503,7 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
         pruner=args.pruner,
         space=space,
         space_format=fmt,
-        storage=args.storage,
+        storage=args.storage if args.storage is None or "://" in args.storage else absolute(args.storage),
         name=args.study,
         parallel=args.parallel,
         seed=args.seed,
