@@ -6,7 +6,7 @@ import pytest
 
 from stratcast.daemon.statedb import SCHEMA_VERSION, StoreError
 from stratcast.daemon.store import INTERRUPTED_REASON, NotFound, Store
-from stratcast.shared.protocol import JobSpec, Placement
+from stratcast.shared.protocol import JobSpec, Placement, StudySpec
 
 
 @pytest.fixture
@@ -302,3 +302,29 @@ def test_another_thread_can_read_the_store(store, tmp_path):
     with ThreadPoolExecutor(max_workers=2) as pool:
         found = list(pool.map(store.get_run, [run.id] * 8))
     assert found == [run] * 8
+
+
+def test_a_version_1_file_is_migrated_keeping_its_runs(db, tmp_path):
+    with Store(db) as store:  # today's layout, taken back to version 1's: no studies, no study or trial columns
+        add(store, tmp_path, Placement(name="old-1"))
+    raw = sqlite3.connect(db)
+    with raw:
+        raw.execute("DROP INDEX runs_study")
+        raw.execute("ALTER TABLE runs DROP COLUMN study")
+        raw.execute("ALTER TABLE runs DROP COLUMN trial")
+        raw.execute("DROP TABLE studies")
+        raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    raw.close()
+    with Store(db) as store:
+        assert store.get_meta("schema_version") == SCHEMA_VERSION == 2
+        old = store.get_run(1)
+        assert old.name == "old-1" and old.study is None and old.trial is None
+        study = store.add_study(StudySpec(models=["mlp"], job=job()))
+        run = store.add_run(job(), Placement(), runs_dir=tmp_path, study=study.id, trial=4)
+        assert (run.name, run.study, run.trial) == (f"study-{study.id}/t4", study.id, 4)
+        assert [r.id for r in store.study_runs(study.id)] == [run.id]
+        assert store.get_study(study.id).name == f"stratcast-study-{study.id}"
+        store.remove_study(study.id)
+        assert store.get_run(run.id).study is None  # the run stays, unlinked
+        with pytest.raises(NotFound, match="stratcast studies"):
+            store.get_study(study.id)

@@ -44,6 +44,7 @@ from stratcast.daemon.handlers import (
     snapshot,
     status,
     stop_run,
+    studies,
     submit,
 )
 from stratcast.daemon.handlers.common import HandlerError
@@ -92,6 +93,11 @@ HANDLERS: dict[str, Handler] = {
     "remove_saved": saved.remove,
     "export_saved": saved.export,
     "import_saved": saved.import_,
+    "submit_study": studies.submit,
+    "list_studies": studies.list_studies,
+    "show_study": studies.show,
+    "stop_study": studies.stop,
+    "resume_study": studies.resume,
     "shutdown": shutdown.handle,
 }
 

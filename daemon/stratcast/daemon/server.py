@@ -27,6 +27,7 @@ import zmq.asyncio
 from stratcast.daemon import sdnotify
 from stratcast.daemon.channels import Channel, open_ipc, open_tcp
 from stratcast.daemon.dispatch import handle_request
+from stratcast.daemon.engine.study.objectives import intermediate_value
 from stratcast.daemon.history import HistoryWriter
 from stratcast.daemon.instance import end_orphan, single_instance
 from stratcast.daemon.publisher import LogTail, Publisher
@@ -34,6 +35,7 @@ from stratcast.daemon.queue import DeviceView, plan
 from stratcast.daemon.runner import SHUTDOWN_REASON, Ending, Runner
 from stratcast.daemon.schedules import Timetable
 from stratcast.daemon.store import Store
+from stratcast.daemon.studies import StudyManager
 from stratcast.daemon.telemetry import Telemetry
 from stratcast.daemon.zap import serve_zap
 from stratcast.shared.cli import version
@@ -115,6 +117,7 @@ class Daemon:
         self._progress: dict[int, dict[str, Any]] = {}
         """Latest progress of each running run (the store holds one at most PROGRESS_SAVE_S old)."""
         self.validation = asyncio.Semaphore(2)
+        self.studies = StudyManager(self)
         self.ctx: zmq.asyncio.Context | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -160,7 +163,7 @@ class Daemon:
             self.timetable.put(s)
         for channel in self.channels:
             tasks.append(asyncio.create_task(self._control_loop(channel)))
-        for loop in (self._heartbeat_loop, self._telemetry_loop, self._admission_loop):
+        for loop in (self._heartbeat_loop, self._telemetry_loop, self._admission_loop, self.studies.loop):
             tasks.append(asyncio.create_task(loop()))
         self._install_signals()
         # import the engine (torch, pandas: ~1.5 s) now, not inside the first submit's validation
@@ -446,6 +449,10 @@ class Daemon:
 
     def _progress_reported(self, run: int, event: ProgressReported, fields: dict[str, Any]) -> None:
         self.publish(event, run)
+        if self.studies.live and (point := intermediate_value(event)) is not None:
+            info = self.db.get_run(run)
+            if info.study is not None:
+                self.studies.progress(info, *point)
         self.telemetry.add_run_sample(run, {"kind": "progress", **fields})
         if time.monotonic() - self._saved.get(run, 0.0) >= PROGRESS_SAVE_S:
             self._saved[run] = time.monotonic()
@@ -465,6 +472,7 @@ class Daemon:
         self.history.close(run)
         self.db.add_event(run, "ended", {"state": ending.state, "exit": ending.exit})
         self.update_run(run, **fields)
+        self.studies.kick()
 
     # -- schedules ---------------------------------------------------------------------------------------------
 

@@ -2,11 +2,13 @@
 
 The file is opened in WAL mode with ``synchronous=FULL``: every transaction commits before :meth:`StateFile._tx`
 returns, and a commit is on disk when it returns, so the daemon may announce a state change as soon as a
-:class:`~stratcast.daemon.store.Store` call is back. Four tables:
+:class:`~stratcast.daemon.store.Store` call is back. Five tables:
 
 * ``runs``: one row per run (:class:`~stratcast.shared.protocol.RunInfo`); ids come from ``AUTOINCREMENT`` and
   are never reused, even after a run is removed.
 * ``schedules``: one row per schedule (:class:`~stratcast.shared.protocol.ScheduleInfo`).
+* ``studies``: one row per daemon study (:class:`~stratcast.shared.protocol.StudyInfo`); its trials are runs
+  whose ``study`` and ``trial`` columns name it, and its Optuna side lives in the study's own storage.
 * ``events``: an append-only history per run (state changes, OOMs, checkpoints), removed with its run.
 * ``meta``: JSON values by key: ``schema_version``, ``queue_paused``, ...
 
@@ -29,10 +31,11 @@ from typing import Any, Self, TypeVar
 
 import msgspec
 
-from stratcast.shared.protocol import RUN_STATES, RunInfo, ScheduleInfo
+from stratcast.shared.protocol import RUN_STATES, RunInfo, ScheduleInfo, StudyInfo
 
-SCHEMA_VERSION = 1
-"""Version of the table layout below; a file with a newer one is refused."""
+SCHEMA_VERSION = 2
+"""Version of the table layout below; a file with a newer one is refused, an older one is migrated
+(:data:`MIGRATIONS`). 2: the ``studies`` table and the runs' ``study`` and ``trial`` columns."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,8 +49,15 @@ CREATE TABLE IF NOT EXISTS runs (
     job TEXT NOT NULL, placement TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL,
     device TEXT, pid INTEGER, attempts INTEGER NOT NULL, exit TEXT NOT NULL, checkpoint TEXT,
     progress TEXT NOT NULL, memory TEXT NOT NULL,
-    schedule INTEGER REFERENCES schedules(id) ON DELETE SET NULL, out TEXT NOT NULL
+    schedule INTEGER REFERENCES schedules(id) ON DELETE SET NULL, out TEXT NOT NULL,
+    study INTEGER REFERENCES studies(id) ON DELETE SET NULL, trial INTEGER
 );
+CREATE TABLE IF NOT EXISTS studies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
+    spec TEXT NOT NULL, created REAL NOT NULL, finished REAL, asked INTEGER NOT NULL,
+    elapsed_s REAL NOT NULL, active_since REAL
+);
+CREATE INDEX IF NOT EXISTS runs_study ON runs(study);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL,
@@ -55,6 +65,19 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run, id);
 """
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        """CREATE TABLE studies (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
+            spec TEXT NOT NULL, created REAL NOT NULL, finished REAL, asked INTEGER NOT NULL,
+            elapsed_s REAL NOT NULL, active_since REAL
+        )""",
+        "ALTER TABLE runs ADD COLUMN study INTEGER REFERENCES studies(id) ON DELETE SET NULL",
+        "ALTER TABLE runs ADD COLUMN trial INTEGER",
+        "CREATE INDEX runs_study ON runs(study)",
+    ),
+}
+"""The statements that bring a file of version ``v - 1`` to version ``v``, by ``v``."""
 RUN_COLUMNS = tuple(f for f in RunInfo.__struct_fields__ if f != "id")
 """The ``runs`` columns a change may name: every :class:`RunInfo` field but ``id``."""
 SCHEDULE_COLUMNS = tuple(f for f in ScheduleInfo.__struct_fields__ if f != "id")
@@ -62,6 +85,9 @@ SCHEDULE_COLUMNS = tuple(f for f in ScheduleInfo.__struct_fields__ if f != "id")
 RUN_JSON = frozenset({"job", "placement", "progress", "memory"})
 """The ``runs`` columns that hold JSON."""
 SCHEDULE_JSON = frozenset({"job", "placement"})
+STUDY_COLUMNS = tuple(f for f in StudyInfo.__struct_fields__ if f != "id")
+"""The ``studies`` columns a change may name: every :class:`StudyInfo` field but ``id``."""
+STUDY_JSON = frozenset({"spec"})
 """The ``schedules`` columns that hold JSON."""
 encode = msgspec.json.Encoder().encode
 """A value (plain data or a protocol struct) as the JSON bytes a structured column holds."""
@@ -125,6 +151,11 @@ class StateFile:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     db.execute(statement)
                 write_meta(db, "schema_version", SCHEMA_VERSION)
+                return
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target]:
+                    db.execute(statement)
+                write_meta(db, "schema_version", target)
 
     def _schema_version(self, db: sqlite3.Connection) -> int | None:
         """The file's schema version; None for an empty file."""
@@ -190,6 +221,11 @@ def schedule_from_row(row: sqlite3.Row) -> ScheduleInfo:
     data = _decode_row(row, SCHEDULE_JSON)
     data["paused"] = bool(data["paused"])
     return validated(data, ScheduleInfo)
+
+
+def study_from_row(row: sqlite3.Row) -> StudyInfo:
+    """A validated StudyInfo from a ``studies`` row."""
+    return validated(_decode_row(row, STUDY_JSON), StudyInfo)
 
 
 def _decode_row(row: sqlite3.Row, json_columns: frozenset[str]) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from stratcast.daemon.statedb import (
     RUN_JSON,
     SCHEDULE_COLUMNS,
     SCHEDULE_JSON,
+    STUDY_COLUMNS,
+    STUDY_JSON,
     StateFile,
     check_fields,
     check_states,
@@ -32,11 +34,12 @@ from stratcast.daemon.statedb import (
     rowid,
     run_from_row,
     schedule_from_row,
+    study_from_row,
     update_row,
     validated,
     write_meta,
 )
-from stratcast.shared.protocol import JobSpec, Placement, RunInfo, ScheduleInfo
+from stratcast.shared.protocol import JobSpec, Placement, RunInfo, ScheduleInfo, StudyInfo, StudySpec
 
 INTERRUPTED_REASON = "the daemon stopped while it ran"
 """Reason given to runs that :meth:`Store.recover` marks ``interrupted``."""
@@ -56,7 +59,8 @@ class NotFound(KeyError):
         self.id = id
 
     def __str__(self) -> str:
-        lister = "`stratcast ls` lists runs" if self.kind == "run" else f"`stratcast {self.kind} ls` lists them"
+        listers = {"run": "`stratcast ls` lists runs", "study": "`stratcast studies` lists studies"}
+        lister = listers.get(self.kind, f"`stratcast {self.kind} ls` lists them")
         return f"no {self.kind} {self.id}; {lister}"
 
 
@@ -80,25 +84,32 @@ class Store(StateFile):
         *,
         runs_dir: Path,
         schedule: int | None = None,
+        study: int | None = None,
+        trial: int | None = None,
         now: float | None = None,
     ) -> RunInfo:
         """Queue a new run (``held`` when ``placement.hold``); returns it with its id, name and folder.
 
+        A study's trial (``study`` and ``trial``) is named ``study-ID/tN`` unless the placement names it.
+
         Raises:
-            NotFound: when ``schedule`` names no schedule.
+            NotFound: when ``schedule`` or ``study`` names no schedule or study.
         """
         state = "held" if placement.hold else "queued"
         created = time.time() if now is None else now
         with self._tx() as db:
             if schedule is not None:
                 self._require(db, "schedule", schedule)
+            if study is not None:
+                self._require(db, "study", study)
             cur = db.execute(
                 "INSERT INTO runs (name, state, reason, job, placement, created, attempts, exit, progress, memory,"
-                " schedule, out) VALUES ('', ?, '', ?, ?, ?, 0, '', '{}', '{}', ?, '')",
-                (state, encode(job), encode(placement), created, schedule),
+                " schedule, out, study, trial) VALUES ('', ?, '', ?, ?, ?, 0, '', '{}', '{}', ?, '', ?, ?)",
+                (state, encode(job), encode(placement), created, schedule, study, trial),
             )
             run_id = rowid(cur)
-            name = placement.name or f"{job.saved or job.model}-{run_id}"
+            default = f"study-{study}/t{trial}" if study is not None else f"{job.saved or job.model}-{run_id}"
+            name = placement.name or default
             db.execute("UPDATE runs SET name = ?, out = ? WHERE id = ?", (name, str(runs_dir / str(run_id)), run_id))
             self._event(db, run_id, "state", {"to": state}, created)
             return self._run(db, run_id)
@@ -286,6 +297,69 @@ class Store(StateFile):
             if db.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,)).rowcount == 0:
                 raise NotFound("schedule", schedule_id)
 
+    # -- studies ---------------------------------------------------------------------------------------------
+
+    def add_study(self, spec: StudySpec, *, now: float | None = None) -> StudyInfo:
+        """Record a new study, running, none of its trials asked yet; named ``spec.name`` or ``stratcast-study-ID``."""
+        created = time.time() if now is None else now
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO studies (name, state, reason, spec, created, asked, elapsed_s, active_since)"
+                " VALUES ('', 'running', '', ?, ?, 0, 0.0, ?)",
+                (encode(spec), created, created),
+            )
+            study_id = rowid(cur)
+            db.execute(
+                "UPDATE studies SET name = ? WHERE id = ?", (spec.name or f"stratcast-study-{study_id}", study_id)
+            )
+            return self._study(db, study_id)
+
+    def get_study(self, study_id: int) -> StudyInfo:
+        """The study ``study_id``.
+
+        Raises:
+            NotFound: when there is no such study.
+        """
+        with self._tx() as db:
+            return self._study(db, study_id)
+
+    def list_studies(self) -> list[StudyInfo]:
+        """Every study, newest first."""
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM studies ORDER BY id DESC").fetchall()
+        return [study_from_row(row) for row in rows]
+
+    def update_study(self, study_id: int, **fields: Any) -> StudyInfo:
+        """Change some fields of a study and return it.
+
+        Raises:
+            NotFound: when there is no such study.
+            ValueError: for an unknown field or a value of the wrong type.
+        """
+        unknown = sorted(set(fields) - set(STUDY_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown study field(s) {', '.join(unknown)}; fields: {', '.join(STUDY_COLUMNS)}")
+        with self._tx() as db:
+            new = validated(msgspec.structs.replace(self._study(db, study_id), **fields), StudyInfo)
+            update_row(db, "studies", study_id, {name: getattr(new, name) for name in fields}, STUDY_JSON)
+            return new
+
+    def remove_study(self, study_id: int) -> None:
+        """Forget a study (its runs stay, no longer linked; its Optuna storage is left alone).
+
+        Raises:
+            NotFound: when there is no such study.
+        """
+        with self._tx() as db:
+            if db.execute("DELETE FROM studies WHERE id = ?", (study_id,)).rowcount == 0:
+                raise NotFound("study", study_id)
+
+    def study_runs(self, study_id: int) -> list[RunInfo]:
+        """The runs of a study's trials, oldest first."""
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM runs WHERE study = ? ORDER BY id", (study_id,)).fetchall()
+        return [run_from_row(row) for row in rows]
+
     # -- settings --------------------------------------------------------------------------------------------
 
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -313,6 +387,12 @@ class Store(StateFile):
             raise NotFound("run", run_id)
         return run_from_row(row)
 
+    def _study(self, db: sqlite3.Connection, study_id: int) -> StudyInfo:
+        row = db.execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
+        if row is None:
+            raise NotFound("study", study_id)
+        return study_from_row(row)
+
     def _schedule(self, db: sqlite3.Connection, schedule_id: int) -> ScheduleInfo:
         row = db.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
         if row is None:
@@ -321,8 +401,9 @@ class Store(StateFile):
 
     @staticmethod
     def _require(db: sqlite3.Connection, kind: str, row_id: int) -> None:
-        """Raise NotFound unless the row exists (``kind`` is ``run`` or ``schedule``: table names)."""
-        if db.execute(f"SELECT 1 FROM {kind}s WHERE id = ?", (row_id,)).fetchone() is None:
+        """Raise NotFound unless the row exists (``kind`` is ``run``, ``schedule`` or ``study``)."""
+        table = "studies" if kind == "study" else f"{kind}s"
+        if db.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
             raise NotFound(kind, row_id)
 
     @staticmethod

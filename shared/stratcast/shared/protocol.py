@@ -239,6 +239,10 @@ class RunInfo(msgspec.Struct, kw_only=True):
     """The schedule that enqueued it."""
     out: str = ""
     """The run's folder on the daemon's machine."""
+    study: int | None = None
+    """The study this run is a trial of (``stratcast tune``); None: not a trial."""
+    trial: int | None = None
+    """Its trial's number in the study (Optuna's)."""
 
 
 class ScheduleInfo(msgspec.Struct, kw_only=True):
@@ -257,6 +261,82 @@ class ScheduleInfo(msgspec.Struct, kw_only=True):
     next_run: float | None = None
     last_run: float | None = None
     last_run_id: int | None = None
+
+
+StudyState = Literal["running", "stopped", "finished", "failed"]
+"""A daemon study's state: ``running`` asks trials, ``stopped`` asks none and its trials are stopped (checkpointed)
+until ``resume_study``, ``finished`` asked every trial (or ran out of time) and told them all, ``failed`` cannot
+reach its storage."""
+SPACE_FORMATS = ("toml", "json")
+
+
+class StudySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An Optuna study the daemon runs (``stratcast tune``): each trial is a child run of :attr:`job`."""
+
+    models: Annotated[list[MemberModel], msgspec.Meta(min_length=1, max_length=MAX_MEMBERS)]
+    trials: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
+    """Trials to ask (invalid configurations, pruned and failed trials count)."""
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    """Ask no new trial after this many seconds of the study running (None: no limit)."""
+    objectives: Annotated[list[str], msgspec.Meta(min_length=1, max_length=8)] = msgspec.field(
+        default_factory=lambda: ["holdout-rmse"]
+    )
+    """Objective names (several: a multi-objective study)."""
+    sampler: str | None = None
+    """``tpe``, ``nsga2`` or ``random`` (None: tpe for one objective, nsga2 for several)."""
+    pruner: str | None = None
+    """``median``, ``hyperband``, ``wilcoxon`` or ``none`` (None: median for one objective, none for several)."""
+    space: str | None = None
+    """The search space override file's text (the client reads the file; a frame's size bounds it); None: the
+    catalog's spaces."""
+    space_format: Literal["toml", "json"] = "toml"
+    storage: str | None = None
+    """An RDB URL or a journal file's path on the daemon's machine (None: ``HOME/studies/journal.log``)."""
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")] | None = None
+    """The Optuna study name (an existing one of the same directions goes on); None: ``stratcast-study-ID``."""
+    parallel: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    """Trials queued or running at once, at most (each still waits for a device like any run)."""
+    seed: int = 0
+    """The sampler's seed."""
+    job: JobSpec
+    """The trials' fixed job (``model`` is replaced by each trial's; ``sets`` fix settings, ``nhits.x=1`` one
+    model's; ``backtest`` holds the backtest's options for a backtest objective)."""
+    placement: Placement = msgspec.field(default_factory=Placement)
+    """The trials' placement (``name`` is ignored: a trial is named ``study-ID/tN``)."""
+
+
+class StudyInfo(msgspec.Struct, kw_only=True):
+    """A daemon study as clients see it."""
+
+    id: int
+    name: str
+    """The Optuna study name in its storage."""
+    state: StudyState
+    reason: str = ""
+    spec: StudySpec
+    created: float
+    finished: float | None = None
+    asked: int = 0
+    """Trials asked so far (by this daemon study)."""
+    elapsed_s: float = 0.0
+    """Seconds the study ran before its last resume (for its timeout)."""
+    active_since: float | None = None
+    """When it last started running (None while stopped or finished)."""
+
+
+class TrialInfo(msgspec.Struct, kw_only=True):
+    """One trial of a study, read from its Optuna storage."""
+
+    number: int
+    state: str
+    """Optuna's: RUNNING, COMPLETE, PRUNED, FAIL, WAITING."""
+    params: dict[str, Any] = {}
+    values: list[float] | None = None
+    duration_s: float | None = None
+    reason: str = ""
+    """Why it was pruned or failed (``oom: ...``, ``killed``, ``crashed: ...``, ``invalid: ...``, ``pruned at ...``)."""
+    run: int | None = None
+    """Its child run (None: an invalid configuration, never run)."""
 
 
 # -- requests ------------------------------------------------------------------------------------------------
@@ -484,6 +564,38 @@ class ImportSaved(Request, tag="import_saved"):
     name: SavedName | None = None
 
 
+class SubmitStudy(Request, tag="submit_study"):
+    """Check a study and start it; the result holds its :class:`StudyInfo` (its ``id``).
+
+    The space, objectives, sampler, pruner, storage, the fixed job and its data are checked first; a bad one is
+    ``invalid_spec`` naming the field.
+    """
+
+    spec: StudySpec
+
+
+class ListStudies(Request, tag="list_studies"):
+    """Every study, newest first."""
+
+
+class StudyRequest(Request):
+    """A request about one study."""
+
+    study: Id
+
+
+class ShowStudy(StudyRequest, tag="show_study"):
+    """A study's record, its trials (:class:`TrialInfo`) and the numbers of its best (or Pareto-front) trials."""
+
+
+class StopStudy(StudyRequest, tag="stop_study"):
+    """Ask no new trials; running trials are stopped with a checkpoint, queued ones held, until ``resume_study``."""
+
+
+class ResumeStudy(StudyRequest, tag="resume_study"):
+    """Resume a stopped study: its stopped and held trials are queued again and it asks trials again."""
+
+
 class Shutdown(Request, tag="shutdown"):
     """Checkpoint and stop running runs, keep the queue, reply, then exit."""
 
@@ -525,6 +637,11 @@ AnyRequest = (
     | RemoveSaved
     | ExportSaved
     | ImportSaved
+    | SubmitStudy
+    | ListStudies
+    | ShowStudy
+    | StopStudy
+    | ResumeStudy
     | Shutdown
 )
 

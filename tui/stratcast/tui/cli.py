@@ -61,6 +61,11 @@ def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) 
         return show_results(args)
     if args.key == "schedule add" and (args.saved is None) == (args.model is None):
         parser.error("give --model to train, or --saved REF to score with a saved model (not both)")
+    if args.key in ("tune", "study"):
+        try:  # a space file that cannot be read, `study` words that are not an action and an id
+            build_requests(args)
+        except ValueError as exc:
+            parser.error(str(exc))
     curve = _curve_keys(args, parser)
     if args.key == "tui" or (args.command is None and client is None and sys.stdout.isatty()):
         from stratcast.tui.launch import launch

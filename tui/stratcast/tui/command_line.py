@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -49,6 +49,7 @@ from stratcast.shared.protocol import (
     ListRuns,
     ListSaved,
     ListSchedules,
+    ListStudies,
     PauseQueue,
     PauseSchedule,
     Placement,
@@ -62,16 +63,21 @@ from stratcast.shared.protocol import (
     ResumeQueue,
     ResumeRun,
     ResumeSchedule,
+    ResumeStudy,
     RunScheduleNow,
     SaveRun,
     SetAlias,
     SetPriority,
     ShowRun,
     ShowSaved,
+    ShowStudy,
     Shutdown,
     Status,
     StopRun,
+    StopStudy,
+    StudySpec,
     Submit,
+    SubmitStudy,
 )
 from stratcast.tui import validate
 
@@ -110,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_daemon_commands(sub, common)
     _add_schedule_commands(sub, common)
     _add_saved_commands(sub, common)
+    study_common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _add_connection_options(study_common, suppress=True, timeout=False)  # tune's --timeout is the study's
+    study_common.add_argument("--json", action="store_true", default=False, help="print the daemon's raw result")
+    _add_study_commands(sub, common, study_common)
     results = sub.add_parser("results", help="print a finished run's top strategies and skill table", parents=[common])
     results.add_argument("run", type=_run_or_folder, metavar="ID|DIR", help="a run id, or a run's output folder")
     results.add_argument("--top", type=positive_int, default=10, help="how many strategies to list")
@@ -124,11 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_connection_options(p: argparse.ArgumentParser, *, suppress: bool = False) -> None:
-    timeout = argparse.SUPPRESS if suppress else 10.0
+def _add_connection_options(p: argparse.ArgumentParser, *, suppress: bool = False, timeout: bool = True) -> None:
     p.add_argument("--home", metavar="DIR", help="the daemon's home (default: $STRATCAST_HOME, else the XDG folders)")
     p.add_argument("--connect", metavar="ENDPOINT", help="a control endpoint instead of the home's socket")
-    p.add_argument("--timeout", type=positive_float, default=timeout, metavar="S", help="seconds to wait for a reply")
+    if timeout:
+        default = argparse.SUPPRESS if suppress else 10.0
+        p.add_argument(
+            "--timeout", type=positive_float, default=default, metavar="S", help="seconds to wait for a reply"
+        )
     p.add_argument("--server-key", metavar="FILE", help="the daemon's CURVE certificate (tcp:// endpoints)")
     p.add_argument("--client-key", metavar="FILE", help="this client's secret CURVE certificate (tcp://)")
 
@@ -279,6 +292,46 @@ def _add_saved_commands(
 
 
 SAVED_REF_HELP = "NAME (its latest version), NAME@ALIAS or NAME:VERSION"
+STUDY_ACTIONS: dict[str, type[StopStudy | ResumeStudy]] = {"stop": StopStudy, "resume": ResumeStudy}
+
+
+def _add_study_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    tune_common: argparse.ArgumentParser,
+) -> None:
+    summary = (
+        "start an Optuna study in the daemon: each trial is a run of the job with drawn settings (--model a,b "
+        "searches several models); `--timeout` after the command is the study's, before it the reply's"
+    )
+    tune = _command(sub, tune_common, "tune", summary)
+    _add_job_options(tune, held="--held")
+    study = tune.add_argument_group("study")
+    study.add_argument("--trials", type=positive_int, default=20, help="trials to run (default 20)")
+    study.add_argument(
+        "--timeout", dest="study_timeout", type=positive_float, metavar="S", help="ask no trial after S seconds"
+    )
+    study.add_argument(
+        "--objective",
+        default="holdout-rmse",
+        help="holdout-rmse (default), holdout-rmse-raw, backtest-top-k, backtest-diff; several, comma-separated, "
+        "make a multi-objective study (NSGA-II)",
+    )
+    study.add_argument("--sampler", help="tpe, nsga2 or random (default: tpe for one objective, nsga2 for several)")
+    study.add_argument(
+        "--pruner", help="median, hyperband, wilcoxon or none (default: median for one objective, none for several)"
+    )
+    study.add_argument(
+        "--space", metavar="FILE", help="TOML (.toml) or JSON file that replaces, fixes or removes spaces"
+    )
+    study.add_argument("--storage", metavar="URL", help="RDB URL or journal file (default HOME/studies/journal.log)")
+    study.add_argument("--study", metavar="NAME", help="the Optuna study's name (an existing one goes on)")
+    study.add_argument("--parallel", type=positive_int, default=1, help="trials queued or running at once (default 1)")
+    study.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    add_backtest_options(tune.add_argument_group("backtest (for a backtest objective)"))
+    _command(sub, common, "studies", "list the studies, newest first")
+    show = _command(sub, common, "study", "a study's trials and its best; `study stop|resume ID` stops or resumes it")
+    show.add_argument("words", nargs="+", metavar="[stop|resume] ID", help="a study id, after stop or resume to act")
 
 
 def _add_save_as(p: argparse.ArgumentParser) -> None:
@@ -393,6 +446,8 @@ def build_requests(args: argparse.Namespace) -> list[AnyRequest]:
         return [schedule_kind(schedule=args.id)]
     if key == "logs":
         return [ReadLogs(run=run, offset=args.offset) for run in args.ids]
+    if key == "study":
+        return [_study_request(args.words)]
     return [REQUESTS[key](args)]
 
 
@@ -417,6 +472,59 @@ def _forecast(args: argparse.Namespace) -> Submit:
     """``forecast``: a scoring job of the saved model on the new data."""
     job = JobSpec(data=absolute(args.data), saved=args.saved, device=args.device)
     return Submit(job=job, placement=placement(args, name=args.name))
+
+
+def tune_request(args: argparse.Namespace) -> SubmitStudy:
+    """``tune``: the study, its space file read here (the daemon gets its text), its fixed job.
+
+    Raises:
+        ValueError: when the space file cannot be read.
+    """
+    models = [m.strip().lower() for m in args.model.split(",") if m.strip()]
+    objectives = [o.strip() for o in args.objective.split(",") if o.strip()]
+    space: str | None = None
+    fmt: Literal["toml", "json"] = "toml"
+    if args.space is not None:
+        path = Path(args.space)
+        try:
+            space = path.read_text()
+        except OSError as exc:
+            raise ValueError(f"--space {path}: {exc}") from None
+        fmt = "toml" if path.suffix == ".toml" else "json"
+    job = msgspec.structs.replace(job_from_args(args), model=models[0] if models else args.model)
+    if any(o.startswith("backtest") for o in objectives):
+        job = msgspec.structs.replace(job, backtest=backtest_from_args(args))
+    spec = StudySpec(
+        models=models,
+        trials=args.trials,
+        timeout_s=args.study_timeout,
+        objectives=objectives,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        space=space,
+        space_format=fmt,
+        storage=args.storage if args.storage is None or "://" in args.storage else absolute(args.storage),
+        name=args.study,
+        parallel=args.parallel,
+        seed=args.seed,
+        job=job,
+        placement=placement(args),
+    )
+    return SubmitStudy(spec=spec)
+
+
+def _study_request(words: list[str]) -> ShowStudy | StopStudy | ResumeStudy:
+    """``study ID``, ``study stop ID``, ``study resume ID``."""
+    *action, last = words
+    try:
+        study = _run_id(last)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise ValueError(f"study: expected a study id, got {last!r}") from None
+    if not action:
+        return ShowStudy(study=study)
+    if len(action) != 1 or action[0] not in STUDY_ACTIONS:
+        raise ValueError(f"study: expected `study ID` or `study stop|resume ID`, got {' '.join(words)!r}")
+    return STUDY_ACTIONS[action[0]](study=study)
 
 
 def _alias(args: argparse.Namespace) -> SetAlias:
@@ -460,4 +568,6 @@ REQUESTS: dict[str, Callable[[argparse.Namespace], AnyRequest]] = {
     "saved rm": lambda a: RemoveSaved(ref=a.ref, force=a.force),
     "saved export": lambda a: ExportSaved(ref=a.ref, path=absolute(a.path)),
     "saved import": lambda a: ImportSaved(path=absolute(a.path), name=a.name),
+    "tune": tune_request,
+    "studies": lambda a: ListStudies(),
 }

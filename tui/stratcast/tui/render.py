@@ -281,6 +281,46 @@ def runs_phrase(ids: Sequence[int]) -> str:
     return f"run {ids[0]}" if len(ids) == 1 else "runs " + ", ".join(map(str, ids))
 
 
+def study_line(result: Mapping[str, Any]) -> str:
+    """One study after an action: ``study 3 stratcast-study-3: running (resumed)``."""
+    s = result["study"]
+    why = f" ({s['reason']})" if s.get("reason") else ""
+    return f"study {s['id']} {s['name']}: {s['state']}{why}"
+
+
+def studies_table(result: Mapping[str, Any]) -> str:
+    """``studies``: id, name, state, models, objectives, trials asked of all, age, reason."""
+    rows = []
+    for s in result["studies"]:
+        spec = s["spec"]
+        asked = f"{s['asked']}/{spec['trials']}"
+        rows.append([s["id"], s["name"], s["state"], ",".join(spec["models"]), ",".join(spec["objectives"]), asked])
+        rows[-1] += [_ago(s["created"]), s.get("reason") or ""]
+    if not rows:
+        return "no studies"
+    return table(["id", "name", "state", "models", "objectives", "trials", "age", "reason"], rows)
+
+
+def study_text(result: Mapping[str, Any]) -> str:
+    """``study ID``: the study, its trials (number, state, values, run, duration, reason, parameters), the best."""
+    s = result["study"]
+    lines = [study_line(result), f"objectives: {', '.join(s['spec']['objectives'])}; trials asked {s['asked']}"]
+    rows = []
+    for t in result["trials"]:
+        values = " ".join(f"{v:.6g}" for v in t["values"]) if t.get("values") else "-"
+        seconds = duration_text(t["duration_s"]) if t.get("duration_s") is not None else "-"
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        run = "-" if t.get("run") is None else t["run"]
+        rows.append([t["number"], t["state"], values, run, seconds, t.get("reason") or "", params])
+    lines.append(table(["trial", "state", "value", "run", "took", "reason", "params"], rows) if rows else "no trials")
+    if result.get("note"):
+        lines.append(str(result["note"]))
+    best = result.get("best") or []
+    label = "Pareto front" if len(s["spec"]["objectives"]) > 1 else "best"
+    lines.append(f"{label}: {', '.join(f'trial {n}' for n in best) if best else 'none completed'}")
+    return "\n".join(lines)
+
+
 RENDER: dict[str, Callable[[Any], str]] = {
     **dict.fromkeys(
         ("submit", "backtest", "stop", "resume", "hold", "release", "kill", "restart", "priority"), run_line
@@ -308,6 +348,9 @@ RENDER: dict[str, Callable[[Any], str]] = {
     "saved rm": lambda r: f"removed {r['ref']}",
     "saved export": lambda r: f"exported {r['ref']} to {r['exported_to']} ({r['bytes']:,} bytes)",
     "saved import": lambda r: f"imported as {r['ref']} ({r['path']})",
+    "tune": study_line,
+    "studies": studies_table,
+    "study": lambda r: study_text(r) if "trials" in r else study_line(r),
 }
 
 

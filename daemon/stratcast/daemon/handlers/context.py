@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from stratcast.daemon.runner import Worker
     from stratcast.daemon.schedules import Timetable
     from stratcast.daemon.store import Store
+    from stratcast.daemon.studies import StudyManager
     from stratcast.daemon.telemetry import Telemetry
     from stratcast.shared.events import AnyEvent
     from stratcast.shared.paths import Home
@@ -67,6 +68,14 @@ class DaemonContext(Protocol):
     @property
     def validation(self) -> asyncio.Semaphore:
         """Held while a job is checked (it loads the data): two at a time."""
+
+    @property
+    def shutting_down(self) -> asyncio.Event:
+        """Set once the daemon begins to shut down."""
+
+    @property
+    def studies(self) -> StudyManager:
+        """The Optuna studies the daemon runs."""
 
     @property
     def runner(self) -> RunControl:

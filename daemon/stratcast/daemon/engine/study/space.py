@@ -264,11 +264,23 @@ def load_overrides(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise SpaceError(f"search space file {path}: {exc}") from None
+    return parse_overrides(text, "toml" if path.suffix == ".toml" else "json", f"search space file {path}")
+
+
+def parse_overrides(text: str, format: str, where: str = "search space") -> dict[str, Any]:
+    """An override file's ``text`` in ``format`` (``toml`` or ``json``), as read by :func:`load_overrides`.
+
+    Raises:
+        SpaceError: when it does not parse or is not tables of fields, opening with ``where``.
+    """
+    try:
+        data = tomllib.loads(text) if format == "toml" else json.loads(text)
+    except ValueError as exc:
+        raise SpaceError(f"{where}: {exc}") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise SpaceError(f"search space file {path}: expected tables of fields ([train], [nhits], ...)")
+        raise SpaceError(f"{where}: expected tables of fields ([train], [nhits], ...)")
     return data
 
 

@@ -192,6 +192,11 @@ def live_trial(study: optuna.Study, number: int) -> optuna.Trial:
     return optuna.Trial(study, trial_id)
 
 
+def per_cutoff_pruner(study: optuna.Study) -> bool:
+    """Whether the study prunes by per-cutoff backtest values (Wilcoxon), not by the trainer's validation losses."""
+    return isinstance(study.pruner, optuna.pruners.WilcoxonPruner)
+
+
 def report(study: optuna.Study, number: int, step: int, value: float) -> bool:
     """Report an intermediate value of trial ``number``; whether the pruner says to stop it.
 

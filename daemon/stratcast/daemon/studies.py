@@ -1,0 +1,452 @@
+"""The daemon's Optuna studies: it is their only client, asking trials, running each as a child run, telling results.
+
+A study (``submit_study``, :class:`~stratcast.shared.protocol.StudySpec`) keeps one :class:`optuna.Study` open in
+the daemon (:class:`LiveStudy`) on its storage (default ``HOME/studies/journal.log``). Each :meth:`StudyManager.step`
+(driven by the server's study loop, after any run change and every second):
+
+* **settles** its trials: a child run that ended is told (``succeeded``: the objectives read from its
+  ``metrics.json``; ``killed``: FAIL ``killed``; ``oom-failed``: FAIL ``oom``; ``failed``: FAIL ``crashed``, or
+  PRUNED ``invalid`` for a job the worker refused; ``stopped`` by the pruner: PRUNED, with the step);
+* **asks** new trials while the study runs, has trials and time left and fewer than ``parallel`` trials queued or
+  running; a configuration the engine refuses is told PRUNED ``invalid`` and never run, the others are queued as
+  runs (``study-ID/tN``) that go through the same admission, placement, OOM handling and checkpoints as any run;
+* **finishes** the study once it asks no more and none of its trials is left RUNNING.
+
+Worker progress (validation losses) goes to the pruner (:func:`~stratcast.daemon.engine.study.study.report`); when
+it says to prune, the run is stopped as ``stop_run`` would and the trial told PRUNED when it ends. A stopped study
+stops its running trials (checkpointed) and holds its queued ones; resuming queues them again, and they go on from
+their checkpoints. On a daemon start, every RUNNING trial whose child run is gone or cannot run again is told
+FAIL ``crashed`` (:func:`~stratcast.daemon.engine.study.study.reap_orphans`) and the study goes on.
+
+Every Optuna call (journal file I/O, an RDB's round trips) runs in a thread, one at a time per study.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from stratcast.daemon.handlers.common import BadState, InvalidSpec
+from stratcast.daemon.worker import EXIT_BAD_INPUT
+from stratcast.shared.protocol import (
+    FINAL_STATES,
+    BacktestOptions,
+    JobSpec,
+    RunInfo,
+    StudyInfo,
+    StudySpec,
+    TrialInfo,
+)
+from stratcast.shared.runfiles import RunFolder
+
+if TYPE_CHECKING:
+    import optuna
+
+    from stratcast.daemon.engine.study.objectives import Objective
+    from stratcast.daemon.engine.study.space import Space
+    from stratcast.daemon.handlers.context import DaemonContext
+
+log = logging.getLogger("stratcastd")
+
+ALIVE = frozenset({"queued", "held", "running", "stopped", "interrupted"})
+"""Child run states that may still run: their trials stay RUNNING."""
+OCCUPYING = frozenset({"queued", "held", "running", "interrupted"})
+"""Child run states that take one of a study's ``parallel`` places (a trial held by hand too: a study queued held
+does not ask all its trials at once)."""
+ACTIVE = frozenset({"running", "stopped"})
+"""Study states the daemon keeps open (one daemon study per Optuna study while in these)."""
+STEP_S = 1.0
+"""Seconds between two steps when nothing kicks the study loop."""
+
+
+@dataclass
+class LiveStudy:
+    """One study opened in the daemon: its Optuna study, space, objectives and fixed job, and a lock on them."""
+
+    study: optuna.Study
+    space: Space
+    objectives: tuple[Objective, ...]
+    fixed: JobSpec
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pruned: dict[int, str] = field(default_factory=dict)
+    """Runs the pruner stopped, with the reason their trial is told PRUNED with when they end."""
+
+
+def prepare(spec: StudySpec) -> tuple[Space, tuple[Objective, ...], JobSpec, str, str]:
+    """Check a study's space, objectives, sampler and pruner; its space, objectives, fixed job, sampler and pruner.
+
+    Raises:
+        InvalidSpec: naming the field (``space``, ``objectives``, ``sampler``, ``pruner``, ``job``).
+    """
+    from stratcast.daemon.engine.study.objectives import ObjectiveError, parse_objectives
+    from stratcast.daemon.engine.study.space import SpaceError, build_space, parse_overrides
+    from stratcast.daemon.engine.study.study import StudyError, make_pruner, make_sampler
+
+    try:
+        objectives = parse_objectives(spec.objectives)
+    except ObjectiveError as exc:
+        raise InvalidSpec(f"objectives: {exc}") from None
+    try:
+        overrides = parse_overrides(spec.space, spec.space_format) if spec.space is not None else None
+        space = build_space([m.lower() for m in spec.models], fixed=spec.job.sets, overrides=overrides)
+    except SpaceError as exc:
+        raise InvalidSpec(f"space: {exc}") from None
+    several = len(objectives) > 1
+    sampler = spec.sampler or ("nsga2" if several else "tpe")
+    pruner = spec.pruner or ("none" if several else "median")
+    try:
+        make_sampler(sampler)
+    except StudyError as exc:
+        raise InvalidSpec(f"sampler: {exc}") from None
+    try:
+        make_pruner(pruner, objectives=len(objectives))
+    except StudyError as exc:
+        raise InvalidSpec(f"pruner: {exc}") from None
+    return space, objectives, fixed_job(spec, objectives), sampler, pruner
+
+
+def fixed_job(spec: StudySpec, objectives: tuple[Objective, ...]) -> JobSpec:
+    """The trials' fixed job: a holdout for holdout objectives, the backtest for backtest ones.
+
+    Raises:
+        InvalidSpec: for holdout and backtest objectives together (a child run is a run or a backtest), an
+            ensemble, or a scoring job.
+    """
+    job = spec.job
+    if job.ensemble:
+        raise InvalidSpec("job: a study tunes single models; drop --ensemble")
+    if job.saved is not None or job.save_as is not None:
+        raise InvalidSpec("job: a study's trials train their own models; drop --saved and --save-as")
+    backtest = {o.backtest for o in objectives}
+    if len(backtest) > 1:
+        raise InvalidSpec(
+            "objectives: a daemon study's trials are runs or backtests, not both: choose holdout objectives or "
+            "backtest objectives (`stratcastd tune` in the foreground runs both)"
+        )
+    if backtest == {True}:
+        return msgspec.structs.replace(job, backtest=job.backtest or BacktestOptions(), holdout=0)
+    if not job.holdout:
+        job = msgspec.structs.replace(job, holdout=job.horizon or 52)  # a holdout objective needs a holdout
+    return msgspec.structs.replace(job, backtest=None)
+
+
+class StudyManager:
+    """The daemon's studies: opened, stepped, stopped and resumed here; handlers call its public methods."""
+
+    def __init__(self, d: DaemonContext) -> None:
+        self.d = d
+        self.live: dict[int, LiveStudy] = {}
+        self._kick = asyncio.Event()
+        self._step_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- requests --------------------------------------------------------------------------------------------
+
+    async def submit(self, spec: StudySpec) -> StudyInfo:
+        """Check ``spec`` (its data too, as ``submit`` would), open its Optuna study and start it.
+
+        Raises:
+            InvalidSpec: naming the field that is wrong.
+        """
+        from stratcast.daemon.handlers.submit import check_job, check_placement
+
+        space, objectives, fixed, sampler, pruner = prepare(spec)
+        check_placement(self.d, spec.placement)
+        for other in self.d.db.list_studies():
+            same_storage = (other.spec.storage or None) == (spec.storage or None)
+            if spec.name is not None and other.name == spec.name and same_storage and other.state in ACTIVE:
+                raise InvalidSpec(
+                    f"name: study {other.id} already runs the Optuna study {spec.name!r} in that storage; "
+                    "let it finish, or choose another --study"
+                )
+        first = msgspec.structs.replace(fixed, model=space.models[0])
+        async with self.d.validation:
+            await asyncio.to_thread(check_job, first, self.d.home.state)
+        info = self.d.db.add_study(spec)
+        try:
+            study = await asyncio.to_thread(self._open, info, sampler, pruner, objectives)
+        except InvalidSpec:
+            self.d.db.remove_study(info.id)
+            raise
+        self.live[info.id] = LiveStudy(study, space, objectives, fixed)
+        self.kick()
+        return info
+
+    async def stop(self, study_id: int) -> StudyInfo:
+        """Ask no more trials; stop the running trials (checkpointed) and hold the queued ones.
+
+        Raises:
+            BadState: unless the study is running.
+        """
+        info = self.d.db.get_study(study_id)
+        if info.state != "running":
+            raise BadState(f"cannot stop study {study_id}: it is {info.state}; stop works on running studies")
+        now = time.time()
+        elapsed = info.elapsed_s + (now - info.active_since if info.active_since is not None else 0.0)
+        info = self.d.db.update_study(
+            study_id, state="stopped", reason="stopped on request", elapsed_s=elapsed, active_since=None
+        )
+        for run in self.d.db.study_runs(study_id):
+            if run.state == "queued":
+                self.d.update_run(run.id, state="held", reason=f"held: study {study_id} is stopped")
+            elif run.state == "running" and self.d.runner.stop(run.id):
+                self.d.db.add_event(run.id, "stop_requested", {"study": study_id})
+                self.d.update_run(run.id, reason=f"stopping with study {study_id}: checkpointing at the next step")
+        return info
+
+    async def resume(self, study_id: int) -> StudyInfo:
+        """Run a stopped study again: its stopped and held trials are queued (they resume from their checkpoints).
+
+        Raises:
+            BadState: unless the study is stopped.
+        """
+        info = self.d.db.get_study(study_id)
+        if info.state != "stopped":
+            raise BadState(f"cannot resume study {study_id}: it is {info.state}; resume works on stopped studies")
+        if study_id not in self.live:
+            await self._reopen(info)
+        live = self.live[study_id]
+        running = await asyncio.to_thread(self._running, live)
+        info = self.d.db.update_study(study_id, state="running", reason="resumed", active_since=time.time())
+        for run in self.d.db.study_runs(study_id):
+            if run.trial in running and run.state in ("stopped", "held") and run.id not in live.pruned:
+                if run.state == "stopped":
+                    self.d.db.add_event(run.id, "resumed", {"study": study_id})
+                self.d.update_run(run.id, state="queued", reason=f"resuming with study {study_id}")
+        self.kick()
+        return info
+
+    async def show(self, study_id: int) -> dict[str, Any]:
+        """A study's record, its trials and its best trials' numbers (the Pareto front for several objectives)."""
+        info = self.d.db.get_study(study_id)
+        runs = {r.trial: r.id for r in self.d.db.study_runs(study_id) if r.trial is not None}
+        if study_id not in self.live:
+            try:
+                await self._reopen(info)
+            except Exception as exc:  # a storage gone or unreachable: the record still shows
+                return {"study": info, "trials": [], "best": [], "note": f"cannot read its storage: {exc}"}
+        live = self.live[study_id]
+        trials, best = await asyncio.to_thread(self._read, live, runs)
+        return {"study": info, "trials": trials, "best": best}
+
+    # -- the loop --------------------------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Ask the study loop to step now."""
+        self._kick.set()
+
+    async def loop(self) -> None:
+        """Reopen the studies the last daemon left (reaping orphaned trials), then step every second or kick."""
+        for info in self.d.db.list_studies():
+            if info.state in ACTIVE:
+                try:
+                    await self._reopen(info, reap=True)
+                except Exception as exc:  # one study's storage gone must not stop the others
+                    log.exception("study %d cannot be reopened", info.id)
+                    self.d.db.update_study(info.id, state="failed", reason=f"cannot reopen its storage: {exc}")
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=STEP_S)
+            self._kick.clear()
+            if self.d.shutting_down.is_set():  # wait_for may swallow a cancel (3.11): leave by ourselves
+                return
+            try:
+                await self.step()
+            except Exception:  # a bug here must not stop the studies for good: log it and try again
+                log.exception("study step failed")
+
+    async def step(self) -> None:
+        """Settle ended trials, ask new ones where there is room, finish studies that are done."""
+        async with self._step_lock:
+            for study_id, live in list(self.live.items()):
+                info = self.d.db.get_study(study_id)
+                if info.state in ("finished", "failed"):
+                    continue  # kept open for show_study
+                runs = self.d.db.study_runs(study_id)
+                running = await asyncio.to_thread(self._settle, live, runs)
+                if info.state == "running" and not self.d.shutting_down.is_set():
+                    await self._ask(info, live, runs, running)
+                    info = self.d.db.get_study(study_id)
+                    runs = self.d.db.study_runs(study_id)
+                    running = await asyncio.to_thread(self._running, live)
+                    if not self._more(info) and not running:
+                        self.d.db.update_study(
+                            study_id, state="finished", reason="", finished=time.time(), active_since=None
+                        )
+
+    def progress(self, run: RunInfo, step: int, value: float) -> None:
+        """A trial's validation loss at ``step``: report it, and stop the run when the pruner says so."""
+        from stratcast.daemon.engine.study.study import per_cutoff_pruner
+
+        live = self.live.get(run.study) if run.study is not None else None
+        if live is None or run.trial is None or run.id in live.pruned or per_cutoff_pruner(live.study):
+            return
+        task = asyncio.get_running_loop().create_task(self._report(run, live, step, value))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    async def _report(self, run: RunInfo, live: LiveStudy, step: int, value: float) -> None:
+        from stratcast.daemon.engine.study.study import report
+
+        assert run.trial is not None
+        try:
+            prune = await asyncio.to_thread(self._locked, live, report, live.study, run.trial, step, value)
+        except Exception:  # a trial already told, a storage hiccup: the run goes on
+            log.exception("run %d: reporting to its study failed", run.id)
+            return
+        if prune and run.id not in live.pruned:
+            live.pruned[run.id] = f"pruned at step {step} (validation loss {value:.6g})"
+            if self.d.runner.stop(run.id):
+                self.d.db.add_event(run.id, "pruned", {"step": step, "val_loss": value})
+                self.d.update_run(run.id, reason=f"pruned by study {run.study} at step {step}: stopping")
+
+    @staticmethod
+    def _locked(live: LiveStudy, fn: Any, *args: Any) -> Any:
+        with live.lock:
+            return fn(*args)
+
+    def _open(self, info: StudyInfo, sampler: str, pruner: str, objectives: tuple[Objective, ...]) -> optuna.Study:
+        from stratcast.daemon.engine.study.study import StudyError, open_storage, open_study
+
+        try:
+            storage = open_storage(info.spec.storage, self.d.home.state)
+            return open_study(
+                storage, info.name, [o.direction for o in objectives], sampler, pruner, seed=info.spec.seed
+            )
+        except (StudyError, ValueError, OSError) as exc:
+            field_name = "storage" if not isinstance(exc, StudyError) else "name"
+            raise InvalidSpec(f"{field_name}: {exc}") from None
+        except Exception as exc:  # an RDB URL that does not connect (SQLAlchemy's errors)
+            raise InvalidSpec(f"storage: {type(exc).__name__}: {exc}") from None
+
+    async def _reopen(self, info: StudyInfo, *, reap: bool = False) -> None:
+        """Open a study the last daemon left; with ``reap``, tell FAIL its trials whose runs cannot run again."""
+        from stratcast.daemon.engine.study.study import reap_orphans
+
+        space, objectives, fixed, sampler, pruner = prepare(info.spec)
+        study = await asyncio.to_thread(self._open, info, sampler, pruner, objectives)
+        live = LiveStudy(study, space, objectives, fixed)
+        self.live[info.id] = live
+        if reap:
+            runs = self.d.db.study_runs(info.id)
+            await asyncio.to_thread(self._settle, live, runs)  # runs that ended before the crash are told first
+            alive = [r.trial for r in runs if r.trial is not None and r.state in ALIVE]
+            reaped = await asyncio.to_thread(self._locked, live, reap_orphans, study, alive)
+            for number in reaped:
+                log.info("study %d: trial %d was orphaned; told FAIL (crashed)", info.id, number)
+            if info.state == "running":
+                self.d.db.update_study(info.id, active_since=time.time())
+        self.kick()
+
+    def _running(self, live: LiveStudy) -> set[int]:
+        """The numbers of the study's RUNNING trials (in a thread)."""
+        from optuna.trial import TrialState
+
+        with live.lock:
+            trials = live.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return {t.number for t in trials}
+
+    def _settle(self, live: LiveStudy, runs: list[RunInfo]) -> set[int]:
+        """Tell every RUNNING trial whose run ended how it ended (in a thread); the numbers still RUNNING."""
+        running = self._running(live)
+        for run in runs:
+            if run.trial is None or run.trial not in running:
+                continue
+            told = self._tell(live, run)
+            if told:
+                running.discard(run.trial)
+        return running
+
+    def _tell(self, live: LiveStudy, run: RunInfo) -> bool:
+        """Tell ``run``'s trial its outcome when the run ended; whether it was told."""
+        from stratcast.daemon.engine.study.objectives import ObjectiveError, values_of
+        from stratcast.daemon.engine.study.study import tell_failure, tell_pruned, tell_result
+
+        assert run.trial is not None
+        number = run.trial
+        with live.lock:
+            if run.state == "stopped" and run.id in live.pruned:
+                tell_pruned(live.study, number, live.pruned[run.id])
+            elif run.state == "succeeded":
+                try:
+                    metrics = json.loads(RunFolder(Path(run.out)).out.metrics.read_text())
+                    backtest = live.fixed.backtest is not None
+                    values = values_of(live.objectives, None if backtest else metrics, metrics if backtest else None)
+                except (OSError, ValueError, ObjectiveError) as exc:
+                    tell_failure(live.study, number, "crashed", f"run {run.id}: {exc}")
+                else:
+                    tell_result(live.study, number, values)
+            elif run.state == "killed":
+                tell_failure(live.study, number, "killed", f"run {run.id} {run.reason}".strip())
+            elif run.state == "oom-failed":
+                tell_failure(live.study, number, "oom", f"run {run.id} ran out of memory beyond recovery")
+            elif run.state == "failed" and run.exit == f"exit {EXIT_BAD_INPUT}":
+                tell_failure(live.study, number, "invalid", f"run {run.id}: {run.reason}")
+            elif run.state in FINAL_STATES:
+                tell_failure(live.study, number, "crashed", f"run {run.id}: {run.reason}")
+            else:
+                return False
+        return True
+
+    def _more(self, info: StudyInfo) -> bool:
+        """Whether the study may ask another trial: trials left and time left."""
+        if info.asked >= info.spec.trials:
+            return False
+        if info.spec.timeout_s is None:
+            return True
+        ran = info.elapsed_s + (time.time() - info.active_since if info.active_since is not None else 0.0)
+        return ran < info.spec.timeout_s
+
+    async def _ask(self, info: StudyInfo, live: LiveStudy, runs: list[RunInfo], running: set[int]) -> None:
+        """Ask trials while the study has room, queueing each valid one as a child run."""
+        from stratcast.daemon.engine.study.study import ask
+
+        busy = sum(1 for r in runs if r.trial in running and r.state in OCCUPYING)
+        while busy < info.spec.parallel and self._more(info):
+            plan = await asyncio.to_thread(self._locked, live, ask, live.study, live.space, live.fixed)
+            info = self.d.db.update_study(info.id, asked=info.asked + 1)
+            if plan.invalid is not None:
+                log.info("study %d: trial %d is invalid: %s", info.id, plan.number, plan.invalid)
+                continue
+            job = plan.job(live.fixed)
+            run = self.d.db.add_run(
+                job, info.spec.placement, runs_dir=self.d.home.runs, study=info.id, trial=plan.number
+            )
+            folder = RunFolder(Path(run.out))
+            folder.path.mkdir(parents=True, exist_ok=True)
+            folder.job.write_bytes(msgspec.json.encode(job))
+            self.d.db.add_event(run.id, "submitted", {"study": info.id, "trial": plan.number})
+            self.d.run_changed(run)
+            busy += 1
+
+    def _read(self, live: LiveStudy, runs: dict[int, int]) -> tuple[list[TrialInfo], list[int]]:
+        """The study's trials and its best ones' numbers (in a thread)."""
+        from stratcast.daemon.engine.study.study import best
+
+        with live.lock:
+            trials = live.study.get_trials(deepcopy=False)
+            top = [t.number for t in best(live.study)]
+        out = [
+            TrialInfo(
+                number=t.number,
+                state=t.state.name,
+                params=dict(t.params),
+                values=list(t.values) if t.values else None,
+                duration_s=t.duration.total_seconds() if t.duration is not None else None,
+                reason=str(t.user_attrs.get("reason", "")),
+                run=runs.get(t.number),
+            )
+            for t in trials
+        ]
+        return out, top
