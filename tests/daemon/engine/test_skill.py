@@ -55,6 +55,12 @@ def test_chunked_prediction_equals_one_forward_pass():
     with torch.no_grad():
         whole = model(x)
     assert torch.allclose(predict(model, x, chunk=300), whole)
+    assert torch.allclose(predict(model, x), whole)  # the CPU's chunks of 256, the last one padded
+
+
+def test_the_cpu_predicts_in_small_chunks_and_a_gpu_in_one_captured_shape():
+    assert forecast.predict_chunk(torch.device("cpu")) == forecast.CPU_PREDICT_CHUNK < forecast.PREDICT_CHUNK
+    assert forecast.predict_chunk(torch.device("cuda", 0)) == forecast.PREDICT_CHUNK
 
 
 def test_baselines_of_each_series_use_only_the_periods_before_its_own_origin():

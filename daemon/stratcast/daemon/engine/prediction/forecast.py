@@ -19,6 +19,16 @@ from stratcast.daemon.engine.training.trainparts import autocast_for
 from stratcast.daemon.zoo.heads import OwnLoss
 
 PREDICT_CHUNK = 16_384
+"""Rows one forward pass predicts on a GPU (one CUDA graph is captured for this shape)."""
+CPU_PREDICT_CHUNK = 256
+"""Rows one forward pass predicts on the CPU: the activations of 256 windows stay in the caches, where 16,384
+took TCN's prediction of 6,000 strategies from 8.4 s to 23.5 s and PatchTST's from 4.3 s to 6.5 s (one thread;
+the MLP-based models are alike at any size; ``benchmarks/vs_neuralforecast.py``'s profile)."""
+
+
+def predict_chunk(device: torch.device) -> int:
+    """The rows of one prediction forward pass on ``device``: :data:`PREDICT_CHUNK`, or :data:`CPU_PREDICT_CHUNK`."""
+    return CPU_PREDICT_CHUNK if device.type == "cpu" else PREDICT_CHUNK
 
 
 Forward = Callable[[Tensor, dict[str, Tensor]], Tensor]
@@ -62,19 +72,19 @@ def predict(
     *,
     side: dict[str, Tensor] | None = None,
     precision: str = "auto",
-    chunk: int = PREDICT_CHUNK,
+    chunk: int | None = None,
     graphs: bool = True,
 ) -> Tensor:
     """Model outputs [M, ..., H, O] (float32) for inputs ``x`` [M, ..., L], in chunks of rows; CUDA graphs on CUDA.
 
     ``side``: the side inputs the model declares
     (:func:`~stratcast.daemon.engine.training.trainparts.side_inputs`), shaped like ``x`` without its last dimension;
-    they are cut into the same chunks.
+    they are cut into the same chunks. ``chunk``: rows per forward pass (None: :func:`predict_chunk`'s).
     """
     model.eval()
     side = side or {}
     m = x.shape[0]
-    chunk = min(chunk, max(m, 1))
+    chunk = min(chunk or predict_chunk(x.device), max(m, 1))
     forward = _forward_fn(model, x[:chunk], {k: v[:chunk] for k, v in side.items()}, precision, graphs and x.is_cuda)
     outs = []
     for lo in range(0, m, chunk):

