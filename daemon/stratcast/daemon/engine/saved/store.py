@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stratcast.daemon.engine.training.checkpoint import fsync_path, write_json_atomic
+
 MODELS = "models"
 """The home's folder of saved models."""
 WEIGHTS = "weights.safetensors"
@@ -166,8 +168,8 @@ def write_version(home: Path, name: str, fill: Callable[[Path], None]) -> SavedV
     try:
         fill(tmp)
         for path in tmp.iterdir():
-            _fsync(path)
-        _fsync(tmp)
+            fsync_path(path)
+        fsync_path(tmp)
         number = (versions(home, name) or [0])[-1] + 1
         while True:
             target = folder / str(number)
@@ -178,7 +180,7 @@ def write_version(home: Path, name: str, fill: Callable[[Path], None]) -> SavedV
                 if not target.exists():
                     raise
                 number += 1
-        _fsync(folder)
+        fsync_path(folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -210,7 +212,7 @@ def set_alias(home: Path, ref: str, alias: str) -> SavedVersion:
     check_name(alias, "alias")
     target = resolve(home, ref)
     aliases = read_aliases(home, target.name) | {alias: target.version}
-    _write_json_atomic(model_dir(home, target.name) / ALIASES, aliases)
+    write_json_atomic(model_dir(home, target.name) / ALIASES, aliases)
     return target
 
 
@@ -224,7 +226,7 @@ def remove_alias(home: Path, name: str, alias: str) -> None:
     if alias not in aliases:
         raise SavedModelError(f"saved model {name!r} has no alias {alias!r}")
     del aliases[alias]
-    _write_json_atomic(model_dir(home, name) / ALIASES, aliases)
+    write_json_atomic(model_dir(home, name) / ALIASES, aliases)
 
 
 def remove_version(home: Path, ref: str, *, force: bool = False) -> SavedVersion:
@@ -241,29 +243,10 @@ def remove_version(home: Path, ref: str, *, force: bool = False) -> SavedVersion
             f"saved model {target.ref} is aliased as {', '.join(pointing)}: move the alias first, or force"
         )
     if pointing:
-        _write_json_atomic(
+        write_json_atomic(
             model_dir(home, target.name) / ALIASES, {a: v for a, v in aliases.items() if a not in pointing}
         )
     trash = target.path.with_name(f".rm-{target.version}-{uuid.uuid4().hex}")
     os.rename(target.path, trash)  # one rename: a reader sees the version whole or not at all
     shutil.rmtree(trash)
     return target
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file, fsync, and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync(path: Path) -> None:
-    """Fsync a file or folder."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

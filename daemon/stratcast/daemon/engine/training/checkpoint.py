@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], meta: dict[str, Any] | No
     digest = _sha256(tmp)
     os.replace(tmp, path)
     _write_json(path.with_suffix(path.suffix + ".json"), {"file": path.name, "sha256": digest, **(meta or {})})
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
     return digest
 
 
@@ -166,7 +167,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # its own name: writers in threads never share one
     with open(tmp, "w") as fh:
         json.dump(data, fh, indent=2, default=str)
         fh.flush()
@@ -182,7 +183,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Fsync a file or a folder (a folder: the names in it, after a rename)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
