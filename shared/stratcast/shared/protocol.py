@@ -263,6 +263,12 @@ class ScheduleInfo(msgspec.Struct, kw_only=True):
     last_run_id: int | None = None
 
 
+KeepBest = Literal["all-data", "holdout", "none"]
+"""What a study keeps of its best trial: ``all-data`` trains the best configuration on all the data (no holdout, no
+backtest) into a final run that is saved; ``holdout`` trains it with the trials' holdout (its metrics compare with
+theirs) and saves it; ``none`` keeps nothing (``retrain_study`` does it later). With several objectives, the best is
+the Pareto-front trial best on the first objective."""
+
 StudyState = Literal["running", "stopped", "finished", "failed"]
 """A daemon study's state: ``running`` asks trials, ``stopped`` asks none and its trials are stopped (checkpointed)
 until ``resume_study``, ``finished`` asked every trial (or ran out of time) and told them all, ``failed`` cannot
@@ -303,6 +309,11 @@ class StudySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model's; ``backtest`` holds the backtest's options for a backtest objective)."""
     placement: Placement = msgspec.field(default_factory=Placement)
     """The trials' placement (``name`` is ignored: a trial is named ``study-ID/tN``)."""
+    keep: KeepBest = "all-data"
+    """What the study keeps when it finishes (:data:`KeepBest`): by default its best configuration trained on all
+    the data into a final run, saved as :attr:`save_as`."""
+    save_as: SavedName | None = None
+    """The saved model the final run becomes a version of (None: the study's Optuna name)."""
 
 
 class StudyInfo(msgspec.Struct, kw_only=True):
@@ -322,6 +333,8 @@ class StudyInfo(msgspec.Struct, kw_only=True):
     """Seconds the study ran before its last resume (for its timeout)."""
     active_since: float | None = None
     """When it last started running (None while stopped or finished)."""
+    final_run: int | None = None
+    """The run that trains the best configuration to keep (``keep``, ``retrain_study``; None: none yet)."""
 
 
 class TrialInfo(msgspec.Struct, kw_only=True):
@@ -337,6 +350,10 @@ class TrialInfo(msgspec.Struct, kw_only=True):
     """Why it was pruned or failed (``oom: ...``, ``killed``, ``crashed: ...``, ``invalid: ...``, ``pruned at ...``)."""
     run: int | None = None
     """Its child run (None: an invalid configuration, never run)."""
+    started: float | None = None
+    """When it was asked (Unix seconds)."""
+    completed: float | None = None
+    """When it was told (Unix seconds; None while running)."""
 
 
 # -- requests ------------------------------------------------------------------------------------------------
@@ -585,7 +602,12 @@ class StudyRequest(Request):
 
 
 class ShowStudy(StudyRequest, tag="show_study"):
-    """A study's record, its trials (:class:`TrialInfo`) and the numbers of its best (or Pareto-front) trials."""
+    """A study's record, its trials, its best trials' numbers and its parameters' importances.
+
+    The reply: ``study`` (:class:`StudyInfo`), ``trials`` (:class:`TrialInfo`), ``best`` (the best trial's number,
+    or the Pareto front's) and ``importances`` (parameter name -> importance for the first objective, summing to 1,
+    once enough trials are complete and some parameter varied; else empty).
+    """
 
 
 class StopStudy(StudyRequest, tag="stop_study"):
@@ -594,6 +616,21 @@ class StopStudy(StudyRequest, tag="stop_study"):
 
 class ResumeStudy(StudyRequest, tag="resume_study"):
     """Resume a stopped study: its stopped and held trials are queued again and it asks trials again."""
+
+
+class RetrainStudy(StudyRequest, tag="retrain_study"):
+    """Train a study's best configuration (or trial ``trial``'s) into a final run that is saved.
+
+    Replies the final run's :class:`RunInfo`; the study must have a complete trial. The study's ``final_run`` becomes
+    the new run.
+    """
+
+    keep: Literal["all-data", "holdout"] = "all-data"
+    """``all-data``: train on all the data; ``holdout``: with the trials' holdout (:data:`KeepBest`)."""
+    save_as: SavedName | None = None
+    """The saved model it becomes a version of (None: the study's ``save_as``, else its Optuna name)."""
+    trial: Id | None = None
+    """The trial whose configuration to train (None: the best; a COMPLETE trial's number otherwise)."""
 
 
 class Shutdown(Request, tag="shutdown"):
@@ -642,6 +679,7 @@ AnyRequest = (
     | ShowStudy
     | StopStudy
     | ResumeStudy
+    | RetrainStudy
     | Shutdown
 )
 
