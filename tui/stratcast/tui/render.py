@@ -20,7 +20,7 @@ from stratcast.shared.events import (
 )
 from stratcast.shared.mirror import Mirror
 from stratcast.shared.protocol import JobSpec, RunInfo
-from stratcast.shared.report import models_text, skill_table, table
+from stratcast.shared.report import SAVED_TEXT, models_text, skill_table, table
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 """Units of ``--every`` durations, in seconds."""
@@ -93,41 +93,6 @@ def job_what(job: Mapping[str, Any]) -> str:
     if job.get("saved"):
         return f"scoring with saved model {job['saved']}"
     return f"{job['model']} ({job['mode']})" + (f", saved as {job['save_as']}" if job.get("save_as") else "")
-
-
-def saved_table(result: Sequence[Mapping[str, Any]]) -> str:
-    """``saved ls``: name, versions, latest, aliases."""
-    rows = [
-        [m["name"], ",".join(map(str, m["versions"])), m["latest"],
-         ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items())) or "-"]
-        for m in result
-    ]  # fmt: skip
-    return table(["name", "versions", "latest", "aliases"], rows) if rows else "no saved models"
-
-
-def saved_text(result: Mapping[str, Any]) -> str:
-    """``saved show``: a version's model, training, data signature and trained metrics' verdict."""
-    m = result["manifest"]
-    sig, training = m["data"], m["training"]
-    intervals = m.get("intervals")
-    levels = ", ".join(f"{v:g}%" for v in intervals["levels"]) if intervals else "none"
-    lines = [
-        f"{result['ref']}: {m['model']} ({m['mode']}), members {', '.join(m['members'])}",
-        f"trained     by {m['source_run']}, saved {m['created']}: {training['steps']} steps, "
-        f"{training['train_seconds']:.1f} s",
-        f"data        {sig['strategies']:,} strategies, columns {sig['id_col']}, {sig['time_col']}, "
-        f"{sig['target_col']}, every {sig['frequency']}",
-        f"windows     input {sig['input_size']}, horizon {sig['horizon']}",
-        f"intervals   {levels}",
-        f"folder      {result['path']}",
-    ]
-    return "\n".join(lines + [f"- {v}" for v in m.get("metrics", {}).get("verdict", [])])
-
-
-def _alias_text(r: Mapping[str, Any]) -> str:
-    if r.get("removed"):
-        return f"removed alias {r['alias']} of {r['name']}"
-    return f"{r['name']}@{r['alias']} -> {r['ref']}"
 
 
 def show_text(result: Mapping[str, Any]) -> str:
@@ -341,13 +306,8 @@ RENDER: dict[str, Callable[[Any], str]] = {
     "schedule ls": schedules_table,
     "schedule rm": lambda r: f"removed schedule {r['removed']}",
     "forecast": run_line,
+    **{f"saved {command}": text for command, text in SAVED_TEXT.items()},
     "save": lambda r: f"saved run {r['run']} as {r['ref']} ({r['path']})",
-    "saved ls": saved_table,
-    "saved show": saved_text,
-    "saved alias": _alias_text,
-    "saved rm": lambda r: f"removed {r['ref']}",
-    "saved export": lambda r: f"exported {r['ref']} to {r['exported_to']} ({r['bytes']:,} bytes)",
-    "saved import": lambda r: f"imported as {r['ref']} ({r['path']})",
     "tune": study_line,
     "studies": studies_table,
     "study": lambda r: study_text(r) if "trials" in r else study_line(r),
