@@ -71,11 +71,11 @@ does not ask all its trials at once)."""
 ACTIVE = frozenset({"running", "stopped"})
 """Study states the daemon keeps open (one daemon study per Optuna study while in these)."""
 STEP_S = 1.0
+"""Seconds between two steps when nothing kicks the study loop."""
 IMPORTANCE_MIN_TRIALS = 5
 """COMPLETE trials a study needs before ``show_study`` gives its parameters' importances."""
 FINAL = "best"
 """The final run's name after ``study-ID/``."""
-"""Seconds between two steps when nothing kicks the study loop."""
 
 
 @dataclass
@@ -90,7 +90,8 @@ class LiveStudy:
     pruned: dict[int, str] = field(default_factory=dict)
     """Runs the pruner stopped, with the reason their trial is told PRUNED with when they end."""
     importances: tuple[int, dict[str, float]] = (0, {})
-    """The last importances computed, with the number of COMPLETE trials they were computed from."""
+    """The last importances computed, with the number of COMPLETE trials they come from (computed again on a
+    change: PED-ANOVA takes a moment, and ``show_study`` is polled)."""
 
 
 def prepare(spec: StudySpec) -> tuple[Space, tuple[Objective, ...], JobSpec, str, str]:
@@ -252,8 +253,7 @@ class StudyManager:
                 note = f"cannot read its storage: {exc}"
                 return {"study": info, "trials": [], "best": [], "importances": {}, "note": note}
         live = self.live[study_id]
-        trials, best = await asyncio.to_thread(self._read, live, runs)
-        importances = await asyncio.to_thread(self._importances, live)
+        trials, best, importances = await asyncio.to_thread(self._read, live, runs)
         return {"study": info, "trials": trials, "best": best, "importances": importances}
 
     async def retrain(
@@ -507,13 +507,18 @@ class StudyManager:
             self.d.run_changed(run)
             busy += 1
 
-    def _read(self, live: LiveStudy, runs: dict[int, int]) -> tuple[list[TrialInfo], list[int]]:
-        """The study's trials and its best ones' numbers (in a thread)."""
+    def _read(self, live: LiveStudy, runs: dict[int, int]) -> tuple[list[TrialInfo], list[int], dict[str, float]]:
+        """The study's trials, its best ones' numbers and its importances, read at one moment (in a thread)."""
+        from optuna.trial import TrialState
+
         from stratcast.daemon.engine.study.study import best
 
-        with live.lock:
+        with live.lock:  # tells hold it too: the importances are those of these trials
             trials = live.study.get_trials(deepcopy=False)
             top = [t.number for t in best(live.study)]
+            complete = [t for t in trials if t.state == TrialState.COMPLETE]
+            if len(complete) != live.importances[0]:
+                live.importances = (len(complete), importances(live.study, complete))
         out = [
             TrialInfo(
                 number=t.number,
@@ -528,17 +533,7 @@ class StudyManager:
             )
             for t in trials
         ]
-        return out, top
-
-    def _importances(self, live: LiveStudy) -> dict[str, float]:
-        """The study's parameters' importances for its first objective (in a thread; cached per COMPLETE count)."""
-        from optuna.trial import TrialState
-
-        with live.lock:
-            complete = live.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if len(complete) != live.importances[0]:
-                live.importances = (len(complete), importances(live.study, complete))
-            return live.importances[1]
+        return out, top, live.importances[1]
 
 
 def saved_name(spec: StudySpec, name: str, save_as: str | None = None) -> str:
