@@ -87,7 +87,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
     from stratcast.daemon.engine.study.local import run_trial_locally
     from stratcast.daemon.engine.study.study import ask, best, reap_orphans, trial_line
 
-    fixed = job_from_args(args)
+    fixed = msgspec.structs.replace(job_from_args(args), save_as=None)  # --save-as names the kept best
     if any(not o.backtest for o in objectives) and not fixed.holdout:
         fixed = msgspec.structs.replace(fixed, holdout=fixed.horizon or 52)  # a holdout objective needs a holdout
     for number in reap_orphans(study):

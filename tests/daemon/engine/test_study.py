@@ -180,14 +180,15 @@ def test_stratcastd_tune_runs_a_study_in_the_foreground(tmp_path, fixed, capsys)
     space.write_text("[mlp]\nhidden_size = { choices = [8, 16] }\n[train]\nwarmup_steps = 0\n")
     args = ["tune", "--data", fixed.data, "--model", "mlp", "--horizon", "4", "--input-size", "8", "--device", "cpu"]
     args += ["--trials", "2", "--space", str(space), "--home", str(tmp_path / "home"), "--out", str(tmp_path / "t")]
+    args += ["--save-as", "fg"]
     for item in FIXED_SETS:
         args += ["--set", item]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "trial 0 COMPLETE" in printed and "trial 1 COMPLETE" in printed and "best:" in printed
     assert (tmp_path / "home" / JOURNAL).is_file()
-    assert "saved as tune-mlp:1" in printed  # --keep all-data: the best trained on everything and saved
-    manifest = json.loads((tmp_path / "home" / "models" / "tune-mlp" / "1" / "manifest.json").read_text())
+    assert "saved as fg:1" in printed  # --keep all-data (the default): the best trained on everything and saved
+    manifest = json.loads((tmp_path / "home" / "models" / "fg" / "1" / "manifest.json").read_text())
     kept = kept_trial(open_study(open_storage(None, tmp_path / "home"), "tune-mlp", ["minimize"], "tpe", "median"))
     assert kept is not None and manifest["spec"]["model_params"]["hidden_size"] == kept.params["mlp.hidden_size"]
     assert manifest["spec"]["holdout"] == 0

@@ -485,7 +485,8 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
         except OSError as exc:
             raise ValueError(f"--space {path}: {exc}") from None
         fmt = "toml" if path.suffix == ".toml" else "json"
-    job = msgspec.structs.replace(job_from_args(args), model=models[0] if models else args.model)
+    model = models[0] if models else args.model
+    job = msgspec.structs.replace(job_from_args(args), model=model, save_as=None)  # --save-as: the kept best's
     if any(o.startswith("backtest") for o in objectives):
         job = msgspec.structs.replace(job, backtest=backtest_from_args(args))
     spec = StudySpec(
