@@ -3,8 +3,19 @@
 import pytest
 
 from stratcast.daemon.cli import build_parser as daemon_parser
-from stratcast.shared.protocol import RetrainStudy, ShowStudy, StopStudy, SubmitStudy
+from stratcast.shared.protocol import (
+    JobSpec,
+    RetrainStudy,
+    ShowStudy,
+    StopStudy,
+    StudyInfo,
+    StudySpec,
+    SubmitStudy,
+    TrialInfo,
+    to_builtins,
+)
 from stratcast.tui.command_line import build_parser
+from stratcast.tui.render import RENDER
 from tests.tui.test_cli import requests_for
 
 STUDY = ["--trials", "7", "--objective", "holdout-rmse", "--sampler", "random", "--pruner", "none", "--seed", "3"]
@@ -62,3 +73,24 @@ def test_retrain_options_go_with_retrain_only():
         requests_for("study", "stop", "4", "--trial", "1")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["study", "retrain", "4", "--keep", "none"])  # retrain keeps something
+
+
+def test_a_study_shows_its_importances_most_important_first_and_its_final_run():
+    spec = StudySpec(models=["mlp"], job=JobSpec(data="/d.parquet"))
+    study = StudyInfo(id=3, name="s", state="finished", reason="", spec=spec, created=1.0, final_run=12)
+    trial = TrialInfo(number=0, state="COMPLETE", params={"learning_rate": 0.01}, values=[0.5], run=11)
+    shown = {
+        "study": study,
+        "trials": [trial],
+        "best": [0],
+        "importances": {"mlp.dropout": 0.25, "learning_rate": 0.75},
+    }
+    text = RENDER["study"](to_builtins(shown))
+    assert "importances: learning_rate 0.75, mlp.dropout 0.25" in text
+    assert "final run: 12 (study-3/best" in text
+    none_yet = RENDER["study"](
+        to_builtins({**shown, "importances": {}, "study": {**to_builtins(study), "final_run": None}})
+    )
+    assert "importances" not in none_yet and "final run" not in none_yet
+    retrained = {"run": {"id": 12, "name": "study-3/best", "state": "queued", "reason": ""}}
+    assert RENDER["study"](retrained) == "run 12 study-3/best: queued"
