@@ -10,7 +10,12 @@ the daemon (:class:`LiveStudy`) on its storage (default ``HOME/studies/journal.l
 * **asks** new trials while the study runs, has trials and time left and fewer than ``parallel`` trials queued or
   running; a configuration the engine refuses is told PRUNED ``invalid`` and never run, the others are queued as
   runs (``study-ID/tN``) that go through the same admission, placement, OOM handling and checkpoints as any run;
-* **finishes** the study once it asks no more and none of its trials is left RUNNING.
+* **finishes** the study once it asks no more and none of its trials is left RUNNING, and then **keeps** its best
+  (``keep``, :meth:`StudyManager.retrain`): the best trial's configuration (with several objectives, the Pareto-front
+  trial best on the first) is queued as the study's final run ``study-ID/best``, trained on all the data
+  (``all-data``: no holdout, no backtest) or with the trials' holdout (``holdout``), and saved when it succeeds as a
+  version of ``save_as`` (default: the study's Optuna name), as ``submit --save-as`` does. The study stays
+  ``finished``; its final run is an ordinary run.
 
 Worker progress (validation losses) goes to the pruner (:func:`~stratcast.daemon.engine.study.study.report`); when
 it says to prune, the run is stopped as ``stop_run`` would and the trial told PRUNED when it ends. A stopped study
@@ -39,6 +44,7 @@ from stratcast.daemon.handlers.common import BadState, InvalidSpec
 from stratcast.daemon.worker import EXIT_BAD_INPUT
 from stratcast.shared.protocol import (
     FINAL_STATES,
+    SAVED_NAME,
     BacktestOptions,
     JobSpec,
     RunInfo,
@@ -66,6 +72,10 @@ ACTIVE = frozenset({"running", "stopped"})
 """Study states the daemon keeps open (one daemon study per Optuna study while in these)."""
 STEP_S = 1.0
 """Seconds between two steps when nothing kicks the study loop."""
+IMPORTANCE_MIN_TRIALS = 5
+"""COMPLETE trials a study needs before ``show_study`` gives its parameters' importances."""
+FINAL = "best"
+"""The final run's name after ``study-ID/``."""
 
 
 @dataclass
@@ -79,6 +89,9 @@ class LiveStudy:
     lock: threading.Lock = field(default_factory=threading.Lock)
     pruned: dict[int, str] = field(default_factory=dict)
     """Runs the pruner stopped, with the reason their trial is told PRUNED with when they end."""
+    importances: tuple[int, dict[str, float]] = (0, {})
+    """The last importances computed, with the number of COMPLETE trials they come from (computed again on a
+    change: PED-ANOVA takes a moment, and ``show_study`` is polled)."""
 
 
 def prepare(spec: StudySpec) -> tuple[Space, tuple[Objective, ...], JobSpec, str, str]:
@@ -161,6 +174,8 @@ class StudyManager:
 
         space, objectives, fixed, sampler, pruner = prepare(spec)
         check_placement(self.d, spec.placement)
+        if spec.keep != "none":
+            saved_name(spec, spec.name or "stratcast-study-0")
         for other in self.d.db.list_studies():
             same_storage = (other.spec.storage or None) == (spec.storage or None)
             if spec.name is not None and other.name == spec.name and same_storage and other.state in ACTIVE:
@@ -196,6 +211,8 @@ class StudyManager:
             study_id, state="stopped", reason="stopped on request", elapsed_s=elapsed, active_since=None
         )
         for run in self.d.db.study_runs(study_id):
+            if run.trial is None:  # its final run is an ordinary run
+                continue
             if run.state == "queued":
                 self.d.update_run(run.id, state="held", reason=f"held: study {study_id} is stopped")
             elif run.state == "running" and self.d.runner.stop(run.id):
@@ -226,17 +243,66 @@ class StudyManager:
         return info
 
     async def show(self, study_id: int) -> dict[str, Any]:
-        """A study's record, its trials and its best trials' numbers (the Pareto front for several objectives)."""
+        """A study's record, its trials, its best trials' numbers (the Pareto front) and its importances."""
         info = self.d.db.get_study(study_id)
         runs = {r.trial: r.id for r in self.d.db.study_runs(study_id) if r.trial is not None}
         if study_id not in self.live:
             try:
                 await self._reopen(info)
             except Exception as exc:  # a storage gone or unreachable: the record still shows
-                return {"study": info, "trials": [], "best": [], "note": f"cannot read its storage: {exc}"}
+                note = f"cannot read its storage: {exc}"
+                return {"study": info, "trials": [], "best": [], "importances": {}, "note": note}
         live = self.live[study_id]
-        trials, best = await asyncio.to_thread(self._read, live, runs)
-        return {"study": info, "trials": trials, "best": best}
+        trials, best, importances = await asyncio.to_thread(self._read, live, runs)
+        return {"study": info, "trials": trials, "best": best, "importances": importances}
+
+    async def retrain(
+        self, study_id: int, keep: str = "all-data", save_as: str | None = None, trial: int | None = None
+    ) -> RunInfo:
+        """Queue the study's final run: the best configuration (or trial ``trial``'s), trained and saved.
+
+        ``keep`` is ``all-data`` (no holdout, no backtest) or ``holdout`` (the trials' holdout); the run is saved as
+        a version of ``save_as`` (default: the study's ``save_as``, else its Optuna name) when it succeeds. The
+        study's ``final_run`` becomes the new run.
+
+        Raises:
+            BadState: when the study has no COMPLETE trial (or its storage cannot be read).
+            InvalidSpec: naming ``trial`` (not a COMPLETE trial), ``save_as`` or the job.
+        """
+        from stratcast.daemon.engine.study.study import StudyError, final_job, kept_trial
+        from stratcast.daemon.handlers.submit import check_job
+
+        info = self.d.db.get_study(study_id)
+        if study_id not in self.live:
+            try:
+                await self._reopen(info)
+            except Exception as exc:
+                raise BadState(f"cannot retrain study {study_id}: cannot read its storage: {exc}") from None
+        live = self.live[study_id]
+        name = saved_name(info.spec, info.name, save_as)
+        try:
+            chosen = await asyncio.to_thread(self._locked, live, kept_trial, live.study, trial)
+            if chosen is None:
+                raise BadState(
+                    f"cannot retrain study {study_id}: it has no COMPLETE trial (`stratcast study {study_id}`)"
+                )
+            job = final_job(chosen, live.fixed, live.space.models, keep, info.spec.job)
+        except StudyError as exc:
+            raise InvalidSpec(str(exc)) from None
+        job = msgspec.structs.replace(job, save_as=name)
+        async with self.d.validation:
+            await asyncio.to_thread(check_job, job, self.d.home.state)
+        placement = msgspec.structs.replace(info.spec.placement, name=f"study-{study_id}/{FINAL}")
+        run = self.d.db.add_run(job, placement, runs_dir=self.d.home.runs, study=study_id)
+        folder = RunFolder(Path(run.out))
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.job.write_bytes(msgspec.json.encode(job))
+        self.d.db.add_event(run.id, "submitted", {"study": study_id, "best_of": chosen.number, "keep": keep})
+        self.d.db.update_study(study_id, final_run=run.id)
+        log.info(
+            "study %d: trial %d's configuration queued as run %d, saved as %s", study_id, chosen.number, run.id, name
+        )
+        return self.d.run_changed(run)
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -282,6 +348,17 @@ class StudyManager:
                         self.d.db.update_study(
                             study_id, state="finished", reason="", finished=time.time(), active_since=None
                         )
+                        await self._keep(info)
+
+    async def _keep(self, info: StudyInfo) -> None:
+        """Queue a finished study's final run as its ``keep`` says; a study with nothing to keep says why."""
+        if info.spec.keep == "none":
+            return
+        try:
+            await self.retrain(info.id, info.spec.keep)
+        except (BadState, InvalidSpec) as exc:
+            log.warning("study %d: its best is not kept: %s", info.id, exc)
+            self.d.db.update_study(info.id, reason=f"best not kept: {exc}")
 
     def progress(self, run: RunInfo, step: int, value: float) -> None:
         """A trial's validation loss at ``step``: report it, and stop the run when the pruner says so."""
@@ -430,13 +507,18 @@ class StudyManager:
             self.d.run_changed(run)
             busy += 1
 
-    def _read(self, live: LiveStudy, runs: dict[int, int]) -> tuple[list[TrialInfo], list[int]]:
-        """The study's trials and its best ones' numbers (in a thread)."""
+    def _read(self, live: LiveStudy, runs: dict[int, int]) -> tuple[list[TrialInfo], list[int], dict[str, float]]:
+        """The study's trials, its best ones' numbers and its importances, read at one moment (in a thread)."""
+        from optuna.trial import TrialState
+
         from stratcast.daemon.engine.study.study import best
 
-        with live.lock:
+        with live.lock:  # tells hold it too: the importances are those of these trials
             trials = live.study.get_trials(deepcopy=False)
             top = [t.number for t in best(live.study)]
+            complete = [t for t in trials if t.state == TrialState.COMPLETE]
+            if len(complete) != live.importances[0]:
+                live.importances = (len(complete), importances(live.study, complete))
         out = [
             TrialInfo(
                 number=t.number,
@@ -446,7 +528,59 @@ class StudyManager:
                 duration_s=t.duration.total_seconds() if t.duration is not None else None,
                 reason=str(t.user_attrs.get("reason", "")),
                 run=runs.get(t.number),
+                started=t.datetime_start.timestamp() if t.datetime_start is not None else None,
+                completed=t.datetime_complete.timestamp() if t.datetime_complete is not None else None,
             )
             for t in trials
         ]
-        return out, top
+        return out, top, live.importances[1]
+
+
+def saved_name(spec: StudySpec, name: str, save_as: str | None = None) -> str:
+    """The saved model a study's final run becomes a version of: ``save_as``, the spec's, or the study's name.
+
+    Raises:
+        InvalidSpec: naming ``save_as`` when the study's name is not a saved model's name.
+    """
+    chosen = save_as or spec.save_as or name
+    if not SAVED_NAME.fullmatch(chosen):
+        raise InvalidSpec(
+            f"save_as: the study's name {chosen!r} is not a saved model's name (letters, digits, '-', '_', '.'); "
+            "give --save-as NAME"
+        )
+    return chosen
+
+
+def importances(study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> dict[str, float]:
+    """Parameter name -> importance for the first objective (summing to 1), or empty when too few trials varied.
+
+    Needs :data:`IMPORTANCE_MIN_TRIALS` COMPLETE trials and a parameter with two distinct values. PED-ANOVA
+    (Optuna's :class:`~optuna.importance.PedAnovaImportanceEvaluator`) judges each parameter on the trials that
+    drew it, so the conditional spaces of several models (per-model parameters present on some trials only) are
+    fine; fANOVA, Optuna's default, needs scikit-learn, which stratcast does not depend on. Any failure gives an
+    empty dict: importances are a hint, never an error.
+    """
+    import warnings
+
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+    from optuna.study import StudyDirection
+
+    if len(complete) < IMPORTANCE_MIN_TRIALS:
+        return {}
+    seen: dict[str, set[str]] = {}
+    for t in complete:
+        for key, value in t.params.items():
+            seen.setdefault(key, set()).add(repr(value))
+    if all(len(values) < 2 for values in seen.values()):
+        return {}
+    sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0  # PED-ANOVA takes lower as better
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental, and "too few trials" warnings
+            found = get_param_importances(
+                study, evaluator=PedAnovaImportanceEvaluator(), target=lambda t: sign * t.values[0]
+            )
+    except Exception:  # a hint only: a storage hiccup or an evaluator's refusal shows no importances
+        log.exception("parameter importances failed")
+        return {}
+    return {key: float(value) for key, value in found.items()}

@@ -267,7 +267,10 @@ def studies_table(result: Mapping[str, Any]) -> str:
 
 
 def study_text(result: Mapping[str, Any]) -> str:
-    """``study ID``: the study, its trials (number, state, values, run, duration, reason, parameters), the best."""
+    """``study ID``: the study, its trials, its best, its parameters' importances and its final run.
+
+    Trials: number, state, values, run, duration, reason, parameters; importances most important first.
+    """
     s = result["study"]
     lines = [study_line(result), f"objectives: {', '.join(s['spec']['objectives'])}; trials asked {s['asked']}"]
     rows = []
@@ -283,6 +286,12 @@ def study_text(result: Mapping[str, Any]) -> str:
     best = result.get("best") or []
     label = "Pareto front" if len(s["spec"]["objectives"]) > 1 else "best"
     lines.append(f"{label}: {', '.join(f'trial {n}' for n in best) if best else 'none completed'}")
+    importances = result.get("importances") or {}
+    if importances:
+        ranked = sorted(importances.items(), key=lambda kv: -kv[1])
+        lines.append("importances: " + ", ".join(f"{name} {value:.2f}" for name, value in ranked))
+    if s.get("final_run") is not None:
+        lines.append(f"final run: {s['final_run']} (study-{s['id']}/best; `stratcast show {s['final_run']}`)")
     return "\n".join(lines)
 
 
@@ -310,7 +319,7 @@ RENDER: dict[str, Callable[[Any], str]] = {
     "save": lambda r: f"saved run {r['run']} as {r['ref']} ({r['path']})",
     "tune": study_line,
     "studies": studies_table,
-    "study": lambda r: study_text(r) if "trials" in r else study_line(r),
+    "study": lambda r: study_text(r) if "trials" in r else run_line(r) if "run" in r else study_line(r),
 }
 
 

@@ -255,6 +255,46 @@ def best(study: optuna.Study) -> list[FrozenTrial]:
     return list(study.best_trials) if len(study.directions) > 1 else [study.best_trial]
 
 
+def kept_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial | None:
+    """The trial a study keeps: trial ``number`` (COMPLETE), or the best; None when none is COMPLETE.
+
+    With several objectives the best is the Pareto-front trial best on the first objective (lowest number on a tie).
+
+    Raises:
+        StudyError: naming ``trial`` when trial ``number`` is not a COMPLETE trial of the study.
+    """
+    if number is not None:
+        trials = study.get_trials(deepcopy=False)
+        state = trials[number].state if number < len(trials) else None
+        if state != TrialState.COMPLETE:
+            said = state.name if state is not None else "not asked yet"
+            raise StudyError(f"trial: trial {number} is {said}; give a COMPLETE trial's number (`stratcast study ID`)")
+        return trials[number]
+    front = best(study)
+    if not front:
+        return None
+    sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
+    return min(front, key=lambda t: (sign * t.values[0], t.number))
+
+
+def final_job(trial: FrozenTrial, fixed: JobSpec, models: Sequence[str], keep: str, job: JobSpec) -> JobSpec:
+    """The job that trains ``trial``'s configuration to keep it: the trials' ``fixed`` job with its drawn values.
+
+    ``keep`` ``all-data`` trains on everything (no holdout, no backtest); ``holdout`` keeps the trials' holdout (a
+    backtest study's trials have none: the study's ``job``'s, else its horizon). ``models`` are the study's.
+
+    Raises:
+        StudyError: naming ``trial`` when its configuration is not recorded (a trial asked by another client).
+    """
+    model, sets = trial.user_attrs.get("model"), trial.user_attrs.get("sets")
+    if not isinstance(model, str) or not isinstance(sets, list):
+        raise StudyError(f"trial: trial {trial.number} has no recorded configuration (its model and settings)")
+    plan = TrialPlan(trial.number, model, dict(trial.params), tuple(map(str, sets)), models=tuple(models))
+    out = plan.job(fixed)
+    holdout = 0 if keep == "all-data" else out.holdout or job.holdout or out.horizon or 52
+    return msgspec.structs.replace(out, holdout=holdout, backtest=None)
+
+
 def trial_line(trial: FrozenTrial) -> str:
     """``trial 3 COMPLETE 0.9312 nhits learning_rate=0.001 ...`` or with the reason of a pruned or failed one."""
     values = " ".join(f"{v:.6g}" for v in trial.values) if trial.values else ""
