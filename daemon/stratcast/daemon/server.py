@@ -84,6 +84,8 @@ class Options:
     """How long shutdown waits for running runs to checkpoint before killing them."""
     min_free_gib: float = 1.0
     """A GPU with less free memory than this gets no exclusive run."""
+    gpus: tuple[int, ...] | None = None
+    """The GPUs (NVML indices) the daemon may use; None: every GPU of the machine."""
     uids: tuple[int, ...] = ()
     """Further UIDs admitted on the ipc sockets (the daemon's own always is)."""
     tcp: str | None = None
@@ -100,7 +102,7 @@ class Daemon:
         self.publisher = Publisher(secrets.token_hex(8))
         self.started = time.time()
         self.store: Store | None = None
-        self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz)
+        self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz, gpus=self.options.gpus)
         self.runner = Runner(self._worker_event, self._worker_exit, home.state)
         self.history = HistoryWriter(home.runs)
         self.timetable = Timetable(self._fire_schedule)
