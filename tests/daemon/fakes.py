@@ -93,27 +93,34 @@ def h100(index: int, free_gib: float = 70.0, pids: tuple[int, ...] = ()) -> Fake
     return FakeGpu(uuid=f"GPU-{index}", used=round((80 - free_gib) * GIB), compute=[(pid, GIB) for pid in pids])
 
 
-class FakeProcess:
-    def __init__(self, pid):
-        self.pid = pid
+class FakeWorker:
+    def __init__(self, run, device):
+        self.run, self.device, self.pid = run, device, 1000 + run
+        self.kill_requested = self.shutdown = False
 
 
-class FakeRunner:
-    """Records the runs the daemon starts, on which device, and pretends they run."""
+class FakeExecutor:
+    """An executor that records the runs the daemon starts, on which device, and pretends they run."""
+
+    name = "fake"
 
     def __init__(self):
         self.started: list[tuple[int, str, float | None]] = []
-        self.workers: dict[int, object] = {}
+        self.workers: dict[int, FakeWorker] = {}
+        self.unreachable = ""
+        """Set to a reason to make the executor unhealthy."""
+
+    def health(self):
+        return self.unreachable or "ok"
 
     async def start(self, run, run_dir, device, memory_gib):
         self.started.append((run, device, memory_gib))
-        worker = type("W", (), {"proc": FakeProcess(1000 + run)})()
-        self.workers[run] = worker
-        return worker
+        self.workers[run] = FakeWorker(run, device)
+        return self.workers[run]
 
 
 def daemon_with(tmp_path, monkeypatch, fake_gpus, **options):
-    """A daemon (not serving) whose NVML sees ``fake_gpus`` and whose runner only records starts."""
+    """A daemon (not serving) whose NVML sees ``fake_gpus`` and whose executor only records starts."""
     from stratcast.daemon.server import Daemon, Options
     from stratcast.daemon.store import Store
     from stratcast.shared.paths import resolve_home
@@ -122,13 +129,13 @@ def daemon_with(tmp_path, monkeypatch, fake_gpus, **options):
     d = Daemon(resolve_home(tmp_path / "home"), Options(**options))
     d.home.ensure()
     d.store = Store(d.home.database)
-    runner = FakeRunner()
-    d.runner = runner  # type: ignore[assignment]
-    return d, runner
+    executor = FakeExecutor()
+    d.runner = executor  # type: ignore[assignment]
+    return d, executor
 
 
 def submit(d, device="auto", **placement):
-    """Queue a run (its data is never read: the runner is fake) with these placement fields."""
+    """Queue a run (its data is never read: the executor is fake) with these placement fields."""
     from stratcast.shared.protocol import JobSpec, Placement
 
     return d.db.add_run(JobSpec(data="/x.parquet", device=device), Placement(**placement), runs_dir=d.home.runs)

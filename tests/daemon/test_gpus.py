@@ -1,7 +1,7 @@
 """Every GPU of one server, or the subset ``--gpus`` gives the daemon, seen through the simulated NVML.
 
 The daemon's real telemetry and admission run against :mod:`tests.daemon.fakes`' GPU list; only the worker
-processes are faked (the runner records where each run would start).
+processes are faked (the executor records where each run would start).
 """
 
 import asyncio

@@ -33,6 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="0,2",
         help=f"use only these GPUs (NVML indices, as nvidia-smi numbers them; default ${GPUS_ENV}, else all)",
     )
+    p.add_argument(
+        "--executor",
+        type=executor_name,
+        default="local",
+        help="what runs the runs: local (worker processes on this machine, the default); "
+        "ray and slurm come as the optional extras stratcast[ray] and stratcast[slurm]",
+    )
     p.add_argument("--min-free-gib", type=positive_float, default=1.0, help="a GPU with less free memory gets no run")
     p.add_argument("--allow-uid", type=non_negative_int, action="append", default=[], help="also admit this UID on ipc")
     p.add_argument("--tcp", metavar="tcp://HOST:PORT", help="also serve over TCP (events on PORT+1); needs --curve-dir")
@@ -61,6 +68,19 @@ def gpu_list(text: str) -> tuple[int, ...]:
     return tuple(sorted({int(item) for item in items}))
 
 
+def executor_name(text: str) -> str:
+    """An ``--executor`` name this install has; argparse reports any other as a usage error naming the choices.
+
+    Raises:
+        argparse.ArgumentTypeError: for a name not in :data:`stratcast.daemon.executors.base.EXECUTORS`.
+    """
+    from stratcast.daemon.executors.base import EXECUTORS, UnknownExecutor
+
+    if text not in EXECUTORS:
+        raise argparse.ArgumentTypeError(str(UnknownExecutor(text)))
+    return text
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the daemon until shutdown; exit codes: 0 clean, 3 unusable home, 1 another daemon or a crash."""
     from stratcast.daemon.channels import ChannelError
@@ -87,6 +107,7 @@ def serve(args: argparse.Namespace) -> int:
         restart_budget=args.restart_budget,
         min_free_gib=args.min_free_gib,
         gpus=args.gpus,
+        executor=args.executor,
         uids=tuple(args.allow_uid),
         tcp=args.tcp,
         curve_dir=args.curve_dir,

@@ -205,7 +205,7 @@ def _timetable(s: Mapping[str, Any]) -> str:
 
 
 def status_text(result: Mapping[str, Any]) -> str:
-    """``status`` (and no subcommand): version, uptime, queue, devices, notices."""
+    """``status`` (and no subcommand): version, uptime, queue, devices, the executor and its health, notices."""
     counts = ", ".join(f"{n} {state}" for state, n in result.get("counts", {}).items() if n) or "none"
     lines = [
         f"stratcastd {result['daemon']} (pid {result['pid']}, up {duration_text(result['uptime_s'])}, "
@@ -215,6 +215,10 @@ def status_text(result: Mapping[str, Any]) -> str:
         f"runs     {counts}",
         f"devices  {', '.join(result.get('devices', [])) or 'none'}",
     ]
+    if "executor" in result:  # a daemon older than the executors does not say
+        health = result.get("executor_health", "ok")
+        wait = "" if health == "ok" else "; queued runs wait for it"
+        lines.append(f"executor {result['executor']} ({health}{wait})")
     return "\n".join(lines + [f"notice   {n}" for n in result.get("notices", [])])
 
 
