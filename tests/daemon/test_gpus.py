@@ -67,7 +67,9 @@ def test_a_run_pinned_to_a_gpu_outside_the_subset_waits_naming_the_daemons_gpus(
     pinned = submit(d, gpu=2)
     asyncio.run(d.admit())
     assert runner.started == []
-    assert d.db.get_run(pinned.id).reason == "GPU 2 does not exist (GPUs: 1, 3)"
+    assert d.db.get_run(pinned.id).reason == (
+        "GPU 2 is not one of the daemon's GPUs (1, 3): remove this run, submit it on one of those"
+    )
 
 
 def test_study_trials_spread_over_the_gpus(tmp_path, monkeypatch):

@@ -377,7 +377,11 @@ class Snapshot(Request, tag="snapshot"):
 
 
 class Status(Request, tag="status"):
-    """Daemon version, session, uptime, queue counts, devices."""
+    """Daemon version, session, uptime, queue counts, devices, and the executor with its health.
+
+    The reply's ``executor`` is the ``--executor`` name (``local``); ``executor_health`` is ``ok``, or why the
+    executor cannot start runs now (queued runs wait for it, none is failed).
+    """
 
 
 class Submit(Request, tag="submit"):
