@@ -37,8 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--executor",
         type=executor_name,
         default="local",
+        metavar="NAME",
         help="what runs the runs: local (worker processes on this machine, the default); "
-        "ray and slurm come as the optional extras stratcast[ray] and stratcast[slurm]",
+        "ray and slurm come later, as the optional extras stratcast[ray] and stratcast[slurm]",
     )
     p.add_argument("--min-free-gib", type=positive_float, default=1.0, help="a GPU with less free memory gets no run")
     p.add_argument("--allow-uid", type=non_negative_int, action="append", default=[], help="also admit this UID on ipc")
