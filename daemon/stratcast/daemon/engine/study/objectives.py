@@ -21,9 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratcast.shared.events import ProgressReported
+
+if TYPE_CHECKING:
+    from stratcast.daemon.engine.backtest.state import Progress
 
 MINIMIZE, MAXIMIZE = "minimize", "maximize"
 BASELINES = ("zero", "trailing_mean", "last_value", "seasonal_naive")
@@ -175,6 +178,17 @@ def cutoff_scores(objective: Objective, metrics: Mapping[str, Any], top: str | N
     except (KeyError, IndexError, TypeError) as exc:
         raise ObjectiveError(f"objective {objective.name}: the backtest table lacks {exc}") from None
     return model
+
+
+def finished_cutoff_scores(objective: Objective, progress: Progress) -> list[float]:
+    """:func:`cutoff_scores` of a backtest's finished cutoffs so far (after each of its blocks).
+
+    Raises:
+        ObjectiveError: as :func:`cutoff_scores`.
+    """
+    from stratcast.daemon.engine.backtest.stats import backtest_table
+
+    return cutoff_scores(objective, {"backtest": backtest_table(progress.rows, progress.records, progress.options)})
 
 
 def per_cutoff(curve: Sequence[float], hold: float) -> list[float]:
