@@ -16,11 +16,13 @@ from optuna.trial import TrialState
 
 from stratcast.daemon.engine.study.objectives import parse_objectives
 from stratcast.daemon.engine.study.space import build_space
-from stratcast.daemon.engine.study.study import make_pruner, wilcoxon_pruner
+from stratcast.daemon.engine.study.study import make_pruner, open_storage, wilcoxon_pruner
 from stratcast.daemon.handlers.common import InvalidSpec
+from stratcast.daemon.store import Store
 from stratcast.daemon.studies import LiveStudy, StudyManager, fixed_job, prepare, second_backtest
 from stratcast.daemon.worker import EXIT_BAD_INPUT
-from stratcast.shared.protocol import BacktestOptions, JobSpec, Placement, RunInfo, StudySpec
+from stratcast.shared.protocol import BacktestOptions, JobSpec, Placement, RunInfo, StudyInfo, StudySpec
+from stratcast.shared.runfiles import RunFolder
 
 
 class FakeDaemon:
@@ -246,3 +248,50 @@ def test_a_wilcoxon_study_without_scipy_is_refused_naming_it():
     job = JobSpec(data="/data.parquet", model="mlp", horizon=6)
     with pytest.raises(InvalidSpec, match=r"^pruner: --pruner wilcoxon needs scipy"):
         prepare(StudySpec(models=["mlp"], objectives=["backtest-top-k"], pruner="wilcoxon", job=job))
+
+
+class StoreDaemon(FakeDaemon):
+    """A fake daemon with a real state database and home, to queue runs and reopen studies in."""
+
+    def __init__(self, home: Path, store: Store) -> None:
+        super().__init__()
+        self.db = store  # type: ignore[assignment]
+        self.home = SimpleNamespace(state=home, runs=home / "runs")
+        self.changed: list[RunInfo] = []
+
+    def run_changed(self, run: RunInfo) -> RunInfo:
+        self.changed.append(run)
+        return run
+
+    def kick(self) -> None:
+        pass
+
+
+def mixed_record(tmp_path: Path, store: Store) -> tuple[StudyInfo, RunInfo]:
+    """A mixed study in ``store`` whose trial 0 (RUNNING in its journal) has a holdout run that succeeded."""
+    job = JobSpec(data="/data.parquet", model="mlp", horizon=4, holdout=4, backtest=BacktestOptions(top=["2"]))
+    info = store.add_study(StudySpec(models=["mlp"], objectives=["holdout-rmse", "backtest-top-k"], job=job))
+    storage = open_storage(None, tmp_path)  # the daemon's default journal in its home
+    optuna.create_study(study_name=info.name, storage=storage, directions=["minimize", "maximize"]).ask()
+    holdout_job = msgspec.structs.replace(job, backtest=None, sets=["model.dropout=0.1"])
+    first = store.add_run(holdout_job, Placement(), runs_dir=tmp_path / "runs", study=info.id, trial=0)
+    return info, store.update_run(first.id, state="succeeded", finished=1.0)
+
+
+def test_a_restarted_daemon_keeps_a_mixed_trial_that_waits_for_its_backtest_and_queues_it(tmp_path: Path):
+    with Store(tmp_path / "state.db") as store:
+        info, first = mixed_record(tmp_path, store)
+        d = StoreDaemon(tmp_path, store)
+        manager = StudyManager(d)  # type: ignore[arg-type]
+        asyncio.run(manager._reopen(info, reap=True))
+        live = manager.live[info.id]
+        assert live.study.trials[0].state == TrialState.RUNNING  # not reaped: its backtest comes next
+        assert live.second == {0: first}
+        info = store.update_study(info.id, asked=1)
+        asyncio.run(manager._ask(info, live, store.study_runs(info.id), {0}))
+        [_, second] = store.study_runs(info.id)
+        assert live.second == {} and d.changed == [second]
+        assert (second.name, second.trial, second.state) == (f"study-{info.id}/t0-backtest", 0, "queued")
+        assert second.job == msgspec.structs.replace(first.job, backtest=BacktestOptions(top=["2"]), holdout=0)
+        assert json.loads(RunFolder(Path(second.out)).job.read_text())["sets"] == ["model.dropout=0.1"]
+        assert store.events(second.id)[-1]["data"] == {"study": info.id, "trial": 0, "after": first.id}
