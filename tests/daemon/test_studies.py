@@ -295,3 +295,18 @@ def test_a_restarted_daemon_keeps_a_mixed_trial_that_waits_for_its_backtest_and_
         assert second.job == msgspec.structs.replace(first.job, backtest=BacktestOptions(top=["2"]), holdout=0)
         assert json.loads(RunFolder(Path(second.out)).job.read_text())["sets"] == ["model.dropout=0.1"]
         assert store.events(second.id)[-1]["data"] == {"study": info.id, "trial": 0, "after": first.id}
+
+
+def test_a_mixed_trial_takes_one_place_of_parallel_whichever_of_its_runs_is_active(tmp_path: Path):
+    with Store(tmp_path / "state.db") as store:
+        info, _ = mixed_record(tmp_path, store)
+        d = StoreDaemon(tmp_path, store)
+        manager = StudyManager(d)  # type: ignore[arg-type]
+        asyncio.run(manager._reopen(info, reap=True))
+        live = manager.live[info.id]
+        info = store.update_study(info.id, asked=1)
+        asyncio.run(manager._ask(info, live, store.study_runs(info.id), {0}))  # queues trial 0's backtest
+        asked = len(live.study.trials)
+        runs = store.study_runs(info.id)
+        asyncio.run(manager._ask(info, live, runs, {0}))  # parallel 1: its backtest holds the one place
+        assert len(live.study.trials) == asked == 1 and store.study_runs(info.id) == runs

@@ -19,7 +19,18 @@ import pytest
 from stratcast.daemon.engine.study.objectives import OBJECTIVES, backtest_top_k, cutoff_scores, holdout_relative_rmse
 from stratcast.shared.client import Client
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.protocol import BacktestOptions, JobSpec, KillRun, ListRuns, ShowRun, Submit, SubmitStudy
+from stratcast.shared.protocol import (
+    BacktestOptions,
+    JobSpec,
+    KillRun,
+    ListRuns,
+    ResumeStudy,
+    ShowRun,
+    ShowStudy,
+    StopStudy,
+    Submit,
+    SubmitStudy,
+)
 from stratcast.tui.cli import main
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.test_study_daemon import panel, spec, wait_child, wait_study
@@ -135,3 +146,22 @@ def test_a_backtest_asked_for_cutoff_values_reports_each_as_the_objective_reads_
     expected = cutoff_scores(OBJECTIVES["backtest-top-k"], shown["metrics"])
     assert [e["value"] for e in reported] == pytest.approx(expected)
     assert sum(expected) / 4 == pytest.approx(backtest_top_k(shown["metrics"]))
+
+
+def test_a_stopped_mixed_study_holds_its_trial_and_resumed_runs_its_backtest_after_its_holdout_run(client, panel):
+    study = client.call(SubmitStudy(spec=mixed_spec(panel, trials=1, steps=400)))["study"]
+    first = wait_child(client, study["id"], 0, ("running",), training=True)  # a stop before then ends the worker
+    assert client.call(StopStudy(study=study["id"]))["study"]["state"] == "stopped"
+    wait_run(client, first["id"], ("stopped", "succeeded"))
+    time.sleep(2.0)  # a few of the manager's steps: no backtest may be queued while the study is stopped
+    assert [r["id"] for r in client.call(ListRuns())["runs"] if r["study"] == study["id"]] == [first["id"]]
+    assert client.call(ShowStudy(study=study["id"]))["trials"][0]["state"] == "RUNNING"
+    client.call(ResumeStudy(study=study["id"]))
+    shown = wait_study(client, study["id"], ("finished", "failed"), timeout=WAIT_S)
+    [trial] = shown["trials"]
+    runs = [r for r in client.call(ListRuns())["runs"] if r["study"] == study["id"]]
+    assert sorted((r["name"], r["state"]) for r in runs) == [
+        (f"study-{study['id']}/t0", "succeeded"),
+        (f"study-{study['id']}/t0-backtest", "succeeded"),
+    ]
+    assert trial["state"] == "COMPLETE" and len(trial["values"]) == 2
