@@ -7,6 +7,7 @@ the module; tiny mlp trials on a tiny panel, two cutoffs or four.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
 import time
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import optuna
 import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from stratcast.daemon.engine.study.objectives import OBJECTIVES, backtest_top_k, cutoff_scores, holdout_relative_rmse
+from stratcast.daemon.engine.study.study import JOURNAL
 from stratcast.shared.client import Client
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import (
@@ -33,7 +37,7 @@ from stratcast.shared.protocol import (
 )
 from stratcast.tui.cli import main
 from tests.integration.daemon_process import DaemonProcess
-from tests.integration.test_study_daemon import panel, spec, wait_child, wait_study
+from tests.integration.test_study_daemon import journal_study, panel, spec, wait_child, wait_study
 
 pytestmark = pytest.mark.slow
 
@@ -165,3 +169,48 @@ def test_a_stopped_mixed_study_holds_its_trial_and_resumed_runs_its_backtest_aft
         (f"study-{study['id']}/t0-backtest", "succeeded"),
     ]
     assert trial["state"] == "COMPLETE" and len(trial["values"]) == 2
+
+
+needs_scipy = pytest.mark.skipif(
+    importlib.util.find_spec("scipy") is None, reason="the Wilcoxon pruner's test needs scipy (not a dependency)"
+)
+
+
+def wilcoxon_spec(panel: str, name: str, cutoffs: int, refit_every: int, steps: int) -> Any:
+    study = spec(panel, trials=1, steps=steps, objectives=["backtest-top-k"], pruner="wilcoxon", name=name)
+    options = msgspec.structs.replace(BACKTEST, cutoffs=cutoffs, refit_every=refit_every)
+    return msgspec.structs.replace(study, job=msgspec.structs.replace(study.job, holdout=0, backtest=options))
+
+
+@needs_scipy
+def test_a_wilcoxon_studys_backtest_reports_its_cutoffs_to_the_trial_as_its_metrics_read_them(daemon, client, panel):
+    study = client.call(SubmitStudy(spec=wilcoxon_spec(panel, "wilcoxon-values", 4, 2, 6)))["study"]
+    shown = wait_study(client, study["id"], ("finished", "failed"), timeout=WAIT_S)
+    [trial] = shown["trials"]
+    assert trial["state"] == "COMPLETE"
+    run = client.call(ShowRun(run=trial["run"]))
+    assert run["run"]["job"]["report_cutoffs"] == "backtest-top-k"
+    expected = cutoff_scores(OBJECTIVES["backtest-top-k"], run["metrics"])
+    told = journal_study(daemon, study["name"]).trials[0]
+    assert len(expected) == 4 and [told.intermediate_values[k] for k in range(4)] == pytest.approx(expected)
+    assert told.values[0] == pytest.approx(sum(expected) / 4)
+
+
+@needs_scipy
+def test_a_wilcoxon_trial_worse_than_the_best_at_every_cutoff_is_pruned_at_the_fourth(daemon, client, panel):
+    seeded = optuna.create_study(
+        study_name="wilcoxon-prune",
+        storage=JournalStorage(JournalFileBackend(str(daemon.home.state / JOURNAL))),
+        direction="maximize",
+    )  # a best trial no real one comes near, at every cutoff: the test is sure after four (p = 1/16)
+    seeded.add_trial(optuna.trial.create_trial(value=1e9, intermediate_values={k: 1e9 for k in range(8)}))
+    study = client.call(SubmitStudy(spec=wilcoxon_spec(panel, "wilcoxon-prune", 8, 1, 200)))["study"]
+    shown = wait_study(client, study["id"], ("finished", "failed"), timeout=WAIT_S)
+    trial = next(t for t in shown["trials"] if t["number"] == 1)
+    assert trial["state"] == "PRUNED" and trial["reason"].startswith("pruned at cutoff 4 (value ")
+    run = client.call(ShowRun(run=trial["run"]))
+    assert run["run"]["state"] == "stopped"
+    assert [e["data"]["cutoff"] for e in run["events"] if e["kind"] == "pruned"] == [3]
+    reported = {e["data"]["cutoff"]: e["data"]["value"] for e in run["events"] if e["kind"] == "cutoff"}
+    told = journal_study(daemon, study["name"]).trials[1]
+    assert told.intermediate_values == pytest.approx({k: reported[k] for k in range(4)})
