@@ -19,11 +19,10 @@ the daemon (:class:`LiveStudy`) on its storage (default ``HOME/studies/journal.l
 Worker progress (validation losses) goes to the pruner (:func:`~stratcast.daemon.engine.study.study.report`); with
 the Wilcoxon pruner, the backtest objective's value at each cutoff goes instead (the trial's job asks its worker for
 ``cutoff`` events, :attr:`~stratcast.shared.protocol.JobSpec.report_cutoffs`). When the pruner says to prune, the
-run is stopped as ``stop_run`` would and the trial told PRUNED when it ends. A stopped study
-stops its running trials (checkpointed) and holds its queued ones; resuming queues them again, and they go on from
-their checkpoints. On a daemon start, every RUNNING trial none of whose child runs can run
-again (and that waits for no backtest) is told FAIL ``crashed``
-(:func:`~stratcast.daemon.engine.study.study.reap_orphans`) and the study goes on.
+run is stopped as ``stop_run`` would and the trial told PRUNED when it ends. A stopped study stops its running
+trials (checkpointed), holds its queued ones and queues no backtest; resuming queues them again, and they go on from
+their checkpoints. On a daemon start, every RUNNING trial none of whose runs can run again (and that waits for no
+backtest) is told FAIL ``crashed`` (:func:`~stratcast.daemon.engine.study.study.reap_orphans`) and the study goes on.
 
 Every Optuna call (journal file I/O, an RDB's round trips) runs in a thread, one at a time per study.
 """
@@ -487,11 +486,11 @@ class StudyManager:
 
         busy = sum(1 for r in runs if r.trial in running and r.state in OCCUPYING)
         for number, first in list(live.second.items()):  # in the place of their holdout runs
-            assert live.backtest is not None
-            job = backtest_job(first.job, live.backtest)
-            self._queue(info, job, number, name=f"{first.name}-backtest", after=first.id)
             del live.second[number]
-            busy += 1
+            if number in running and live.backtest is not None:
+                job = backtest_job(first.job, live.backtest)
+                self._queue(info, job, number, name=f"{first.name}-backtest", after=first.id)
+                busy += 1
         while busy < info.spec.parallel and self._more(info):
             plan = await asyncio.to_thread(self._locked, live, ask, live.study, live.space, live.fixed)
             info = self.d.db.update_study(info.id, asked=info.asked + 1)
