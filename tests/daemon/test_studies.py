@@ -14,10 +14,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from stratcast.daemon.engine.study.objectives import parse_objectives
+from stratcast.daemon.engine.study.objectives import ObjectiveError, cutoff_objective, parse_objectives
 from stratcast.daemon.engine.study.space import build_space
 from stratcast.daemon.engine.study.study import make_pruner, open_storage, wilcoxon_pruner
 from stratcast.daemon.handlers.common import InvalidSpec
+from stratcast.daemon.handlers.submit import check_job
 from stratcast.daemon.store import Store
 from stratcast.daemon.studies import LiveStudy, StudyManager, fixed_job, prepare, second_backtest
 from stratcast.daemon.worker import EXIT_BAD_INPUT
@@ -310,3 +311,18 @@ def test_a_mixed_trial_takes_one_place_of_parallel_whichever_of_its_runs_is_acti
         runs = store.study_runs(info.id)
         asyncio.run(manager._ask(info, live, runs, {0}))  # parallel 1: its backtest holds the one place
         assert len(live.study.trials) == asked == 1 and store.study_runs(info.id) == runs
+
+
+def test_a_job_reports_cutoff_values_only_of_a_backtest_objective_in_a_backtest():
+    backtest = JobSpec(data="/data.parquet", backtest=BacktestOptions(), report_cutoffs="backtest-diff")
+    objective = cutoff_objective(backtest)
+    assert objective is not None and objective.name == "backtest-diff"
+    assert cutoff_objective(JobSpec(data="/data.parquet", backtest=BacktestOptions())) is None
+    for job in (
+        msgspec.structs.replace(backtest, report_cutoffs="holdout-rmse"),
+        msgspec.structs.replace(backtest, backtest=None),
+    ):
+        with pytest.raises(ObjectiveError, match=r"per-cutoff values are a backtest's.*backtest-top-k, backtest-diff"):
+            cutoff_objective(job)
+    with pytest.raises(InvalidSpec, match="report_cutoffs holdout-rmse: per-cutoff values"):
+        check_job(msgspec.structs.replace(backtest, report_cutoffs="holdout-rmse", device="cpu"))

@@ -265,13 +265,11 @@ def cutoff_reporter(job: JobSpec, events: Events) -> Callable[[Progress], None] 
     Raises:
         ValueError: for a ``report_cutoffs`` that is no backtest objective.
     """
-    from stratcast.daemon.engine.study.objectives import ObjectiveError, finished_cutoff_scores, parse_objectives
+    from stratcast.daemon.engine.study.objectives import cutoff_objective, finished_cutoff_scores
 
-    if job.report_cutoffs is None:
+    objective = cutoff_objective(job)
+    if objective is None:
         return None
-    [objective] = parse_objectives([job.report_cutoffs])
-    if not objective.backtest:
-        raise ObjectiveError(f"report_cutoffs {objective.name}: only a backtest objective has per-cutoff values")
     reported = 0
 
     def report(progress: Progress) -> None:
