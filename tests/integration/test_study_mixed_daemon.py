@@ -117,6 +117,9 @@ def test_a_mixed_study_runs_each_trial_as_a_holdout_run_then_a_backtest_and_show
     assert main(["ls", "--home", str(daemon.home.state)]) == ExitCode.OK
     listed = capsys.readouterr().out
     assert f"study-{study['id']}/t0-backtest" in listed and f"study-{study['id']}/t0 " in listed
+    assert main(["study", str(study["id"]), "--home", str(daemon.home.state)]) == ExitCode.OK
+    printed = capsys.readouterr().out
+    assert f"Pareto front: {', '.join(f'trial {n}' for n in shown['best'])}" in printed
 
 
 def test_a_mixed_trial_whose_holdout_run_is_killed_fails_killed_with_no_backtest(client, panel):
