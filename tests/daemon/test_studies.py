@@ -326,3 +326,18 @@ def test_a_job_reports_cutoff_values_only_of_a_backtest_objective_in_a_backtest(
             cutoff_objective(job)
     with pytest.raises(InvalidSpec, match="report_cutoffs holdout-rmse: per-cutoff values"):
         check_job(msgspec.structs.replace(backtest, report_cutoffs="holdout-rmse", device="cpu"))
+
+
+def test_a_run_the_pruner_stopped_before_a_restart_is_told_pruned_after_it(tmp_path: Path):
+    with Store(tmp_path / "state.db") as store:
+        info = store.add_study(StudySpec(models=["mlp"], job=JobSpec(data="/data.parquet", holdout=4)))
+        journal = optuna.create_study(study_name=info.name, storage=open_storage(None, tmp_path))
+        journal.ask()
+        run_ = store.add_run(info.spec.job, Placement(), runs_dir=tmp_path / "runs", study=info.id, trial=0)
+        store.update_run(run_.id, state="stopped")
+        reason = "pruned at step 4 (validation loss 2.5)"
+        store.add_event(run_.id, "pruned", {"step": 4, "val_loss": 2.5, "reason": reason})
+        manager = StudyManager(StoreDaemon(tmp_path, store))  # type: ignore[arg-type]
+        asyncio.run(manager._reopen(info, reap=True))
+        told = manager.live[info.id].study.trials[0]
+        assert told.state == TrialState.PRUNED and told.user_attrs["reason"] == reason

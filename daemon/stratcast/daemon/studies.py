@@ -365,10 +365,10 @@ class StudyManager:
             return
         if prune and run.id not in live.pruned:
             at = f"cutoff {step + 1}" if cutoff else f"step {step}"
-            live.pruned[run.id] = f"pruned at {at} ({'value' if cutoff else 'validation loss'} {value:.6g})"
+            reason = live.pruned[run.id] = f"pruned at {at} ({'value' if cutoff else 'validation loss'} {value:.6g})"
             if self.d.runner.stop(run.id):
                 event = {"cutoff": step, "value": value} if cutoff else {"step": step, "val_loss": value}
-                self.d.db.add_event(run.id, "pruned", event)
+                self.d.db.add_event(run.id, "pruned", {**event, "reason": reason})  # kept for a restart
                 self.d.update_run(run.id, reason=f"pruned by study {run.study} at {at}: stopping")
 
     @staticmethod
@@ -391,15 +391,22 @@ class StudyManager:
             raise InvalidSpec(f"storage: {type(exc).__name__}: {exc}") from None
 
     async def _reopen(self, info: StudyInfo, *, reap: bool = False) -> None:
-        """Open a study the last daemon left; with ``reap``, tell FAIL its trials whose runs cannot run again."""
+        """Open a study the last daemon left; with ``reap``, tell FAIL its trials whose runs cannot run again.
+
+        The runs its pruner had stopped (their ``pruned`` event) are remembered, so their trials are told PRUNED.
+        """
         from stratcast.daemon.engine.study.study import reap_orphans
 
         space, objectives, fixed, sampler, pruner = prepare(info.spec)
         study = await asyncio.to_thread(self._open, info, sampler, pruner, objectives)
         live = LiveStudy(study, space, objectives, fixed, backtest=second_backtest(info.spec, objectives))
+        runs = self.d.db.study_runs(info.id)
+        for run in (r for r in runs if r.state == "stopped"):  # stopped by the pruner before the last daemon told
+            pruned = [e["data"] for e in self.d.db.events(run.id) if e["kind"] == "pruned"]
+            if pruned and "reason" in pruned[-1]:
+                live.pruned[run.id] = str(pruned[-1]["reason"])
         self.live[info.id] = live
         if reap:
-            runs = self.d.db.study_runs(info.id)
             await asyncio.to_thread(self._settle, live, runs)  # runs that ended before the crash are told first
             alive = [r.trial for r in runs if r.trial is not None and r.state in ALIVE] + list(live.second)
             reaped = await asyncio.to_thread(self._locked, live, reap_orphans, study, alive)
