@@ -42,6 +42,7 @@ from stratcast.shared.cli import version
 from stratcast.shared.events import (
     AnyEvent,
     CheckpointSaved,
+    CutoffScored,
     HeartbeatSent,
     MemorySampled,
     NoticeGiven,
@@ -453,6 +454,11 @@ class Daemon:
             case RanOutOfMemory() | PlanChosen() | WarningGiven():
                 self.db.add_event(run, kind, fields)
                 self.publish(event, run)
+            case CutoffScored(cutoff=cutoff, value=value):
+                self.db.add_event(run, kind, fields)
+                self.publish(event, run)
+                if self.studies.live and (info := self.db.get_run(run)).study is not None:
+                    self.studies.cutoff(info, cutoff, value)
             case WorkerStarted() | RunFinished() | RunFailed():
                 pass  # the daemon records a start and an ending itself, from the process
             case _:
