@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +15,7 @@ from optuna.trial import TrialState
 
 from stratcast.daemon.engine.study.objectives import ObjectiveError, cutoff_objective, parse_objectives
 from stratcast.daemon.engine.study.space import build_space
-from stratcast.daemon.engine.study.study import make_pruner, open_storage, wilcoxon_pruner
+from stratcast.daemon.engine.study.study import make_pruner, open_storage
 from stratcast.daemon.handlers.common import InvalidSpec
 from stratcast.daemon.handlers.submit import check_job
 from stratcast.daemon.store import Store
@@ -180,23 +179,6 @@ def test_a_mixed_trial_whose_holdout_run_was_killed_is_told_then_with_no_backtes
     assert live.study.trials[0].user_attrs["fail_reason"] == "killed"
 
 
-class SignWilcoxon(optuna.pruners.WilcoxonPruner):
-    """Optuna's Wilcoxon pruner deciding without scipy (not installed here) where its test is sure.
-
-    Four cutoffs all worse than the best trial's are the fewest whose one-sided p (1/16) is below 0.1, as scipy says.
-    """
-
-    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        best = study.best_trial.intermediate_values
-        mine = trial.intermediate_values
-        return len(mine) >= 4 and all(v < best[k] for k, v in mine.items())
-
-
-PRUNERS = [pytest.param(lambda: wilcoxon_pruner(SignWilcoxon), id="sign")]
-if importlib.util.find_spec("scipy") is not None:
-    PRUNERS.append(pytest.param(lambda: make_pruner("wilcoxon"), id="optuna"))
-
-
 def wilcoxon_study(pruner: optuna.pruners.BasePruner) -> LiveStudy:
     study = optuna.create_study(direction="maximize", pruner=pruner)
     study.add_trial(
@@ -207,9 +189,8 @@ def wilcoxon_study(pruner: optuna.pruners.BasePruner) -> LiveStudy:
     return LiveStudy(study, build_space(["mlp"]), objectives, job)
 
 
-@pytest.mark.parametrize("pruner", PRUNERS)
-def test_a_wilcoxon_trial_clearly_worse_cutoff_by_cutoff_is_pruned_at_a_cutoff(pruner):
-    live = wilcoxon_study(pruner())
+def test_a_wilcoxon_trial_clearly_worse_cutoff_by_cutoff_is_pruned_at_a_cutoff():
+    live = wilcoxon_study(make_pruner("wilcoxon"))
     assert live.cutoff_objective == "backtest-top-k"
     live.study.ask()  # trial 1, its backtest run below
     d = FakeDaemon()
@@ -241,14 +222,6 @@ def test_cutoff_values_of_a_study_that_prunes_by_validation_loss_are_ignored():
     manager.live[1] = live
     manager.cutoff(run(0), 0, 1.0)  # no task: nothing to await
     assert manager._tasks == set() and live.study.trials[0].intermediate_values == {}
-
-
-def test_a_wilcoxon_study_without_scipy_is_refused_naming_it():
-    if importlib.util.find_spec("scipy") is not None:
-        pytest.skip("scipy is installed: the Wilcoxon pruner works")
-    job = JobSpec(data="/data.parquet", model="mlp", horizon=6)
-    with pytest.raises(InvalidSpec, match=r"^pruner: --pruner wilcoxon needs scipy"):
-        prepare(StudySpec(models=["mlp"], objectives=["backtest-top-k"], pruner="wilcoxon", job=job))
 
 
 class StoreDaemon(FakeDaemon):

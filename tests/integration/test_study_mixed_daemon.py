@@ -7,7 +7,6 @@ the module; tiny mlp trials on a tiny panel, two cutoffs or four.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import tempfile
 import time
@@ -66,8 +65,8 @@ def client(daemon):
 
 
 def mixed_spec(panel: str, **kw: Any) -> Any:
-    study = spec(panel, objectives=MIXED, sampler="nsga2", **kw)
-    return msgspec.structs.replace(study, job=msgspec.structs.replace(study.job, backtest=BACKTEST))
+    study = spec(panel, objectives=MIXED, sampler="nsga2", **kw)  # keeps nothing: its runs are its trials'
+    return msgspec.structs.replace(study, keep="none", job=msgspec.structs.replace(study.job, backtest=BACKTEST))
 
 
 def wait_run(client: Client, run_id: int, states: tuple[str, ...]) -> dict[str, Any]:
@@ -174,18 +173,12 @@ def test_a_stopped_mixed_study_holds_its_trial_and_resumed_runs_its_backtest_aft
     assert trial["state"] == "COMPLETE" and len(trial["values"]) == 2
 
 
-needs_scipy = pytest.mark.skipif(
-    importlib.util.find_spec("scipy") is None, reason="the Wilcoxon pruner's test needs scipy (not a dependency)"
-)
-
-
 def wilcoxon_spec(panel: str, name: str, cutoffs: int, refit_every: int, steps: int) -> Any:
     study = spec(panel, trials=1, steps=steps, objectives=["backtest-top-k"], pruner="wilcoxon", name=name)
     options = msgspec.structs.replace(BACKTEST, cutoffs=cutoffs, refit_every=refit_every)
     return msgspec.structs.replace(study, job=msgspec.structs.replace(study.job, holdout=0, backtest=options))
 
 
-@needs_scipy
 def test_a_wilcoxon_studys_backtest_reports_its_cutoffs_to_the_trial_as_its_metrics_read_them(daemon, client, panel):
     study = client.call(SubmitStudy(spec=wilcoxon_spec(panel, "wilcoxon-values", 4, 2, 6)))["study"]
     shown = wait_study(client, study["id"], ("finished", "failed"), timeout=WAIT_S)
@@ -199,7 +192,6 @@ def test_a_wilcoxon_studys_backtest_reports_its_cutoffs_to_the_trial_as_its_metr
     assert told.values[0] == pytest.approx(sum(expected) / 4)
 
 
-@needs_scipy
 def test_a_wilcoxon_trial_worse_than_the_best_at_every_cutoff_is_pruned_at_the_fourth(daemon, client, panel):
     seeded = optuna.create_study(
         study_name="wilcoxon-prune",

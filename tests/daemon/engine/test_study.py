@@ -236,7 +236,7 @@ def test_an_invalid_space_file_exits_3_naming_the_field(tmp_path, fixed, capsys)
 def test_a_backtest_objective_reports_per_cutoff_values_whose_mean_is_the_objective(tmp_path, fixed):
     from stratcast.shared.protocol import BacktestOptions
 
-    pruner = wilcoxon_pruner()  # not make_pruner's check for scipy: one trial never reaches the test
+    pruner = wilcoxon_pruner()
     study = optuna.create_study(storage=open_storage(None, tmp_path), direction="maximize", pruner=pruner)
     space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
     options = BacktestOptions(cutoffs=3, every=2, refit_every=3, top=["2"], draws=20)

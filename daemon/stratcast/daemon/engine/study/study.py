@@ -22,7 +22,6 @@ Multi-objective studies cannot prune (Optuna's ``Trial.report`` refuses): their 
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,10 +81,10 @@ def make_sampler(name: str, *, seed: int = 0) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(name: str, *, objectives: int = 1, startup_trials: int = STARTUP_TRIALS) -> optuna.pruners.BasePruner:
-    """``median``, ``hyperband``, ``wilcoxon`` (per-cutoff backtest values; Optuna's test needs scipy) or ``none``.
+    """``median``, ``hyperband``, ``wilcoxon`` (per-cutoff backtest values) or ``none``.
 
     Raises:
-        StudyError: for an unknown name, a pruner for a multi-objective study, or ``wilcoxon`` without scipy.
+        StudyError: for an unknown name, a pruner for a multi-objective study.
     """
     if name not in PRUNERS:
         raise StudyError(f"pruner {name!r} is not one of {', '.join(PRUNERS)}")
@@ -96,19 +95,15 @@ def make_pruner(name: str, *, objectives: int = 1, startup_trials: int = STARTUP
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner()
     if name == "wilcoxon":
-        if importlib.util.find_spec("scipy") is None:  # Optuna imports it at the first comparison: refuse now
-            raise StudyError("--pruner wilcoxon needs scipy for its test: pip install scipy, or use --pruner median")
         return wilcoxon_pruner()
     return optuna.pruners.NopPruner()
 
 
-def wilcoxon_pruner(
-    kind: type[optuna.pruners.WilcoxonPruner] = optuna.pruners.WilcoxonPruner,
-) -> optuna.pruners.WilcoxonPruner:
-    """Optuna's Wilcoxon pruner (or a subclass ``kind``) as studies use it: p below 0.1 prunes."""
+def wilcoxon_pruner() -> optuna.pruners.WilcoxonPruner:
+    """Optuna's Wilcoxon pruner as studies use it: p below 0.1 prunes."""
     with warnings.catch_warnings():  # experimental in Optuna 4 and 5; chosen knowingly (NOTES.md, Optuna)
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return kind(p_threshold=0.1)
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
 
 
 def open_study(
