@@ -95,6 +95,18 @@ class StratcastApp(App[None]):
 
         self.push_screen(SchedulesScreen())
 
+    def open_studies(self) -> None:
+        """Show the studies screen."""
+        from stratcast.tui.screens.studies import StudiesScreen
+
+        self.push_screen(StudiesScreen())
+
+    def open_study(self, study: int) -> None:
+        """Show one study's screen."""
+        from stratcast.tui.screens.study import StudyScreen
+
+        self.push_screen(StudyScreen(study))
+
     # -- requests ------------------------------------------------------------------------------------------------
 
     def send(self, request: AnyRequest, done: str | None = None) -> None:

@@ -60,6 +60,7 @@ class MainScreen(RunActionScreen):
         Binding("p", "priority", "Priority"),
         Binding("e", "export", "Export"),
         Binding("c", "schedules", "Schedules"),
+        Binding("t", "studies", "Studies"),
         Binding("slash", "filter", "Filter"),
         Binding("o", "sort", "Sort"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -151,6 +152,10 @@ class MainScreen(RunActionScreen):
     def action_schedules(self) -> None:
         """Open the schedules screen."""
         self.stratcast.open_schedules()
+
+    def action_studies(self) -> None:
+        """Open the studies screen."""
+        self.stratcast.open_studies()
 
     def action_filter(self) -> None:
         """Show the filter box."""

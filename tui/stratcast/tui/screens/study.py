@@ -1,0 +1,282 @@
+"""One study's screen: its trials, the best value so far, the Pareto front, the parameters' importances, its final run.
+
+The screen reads ``show_study`` on mount and every :attr:`StudyScreen.POLL_S` seconds while the study runs (once
+more when it stops or ends). ``enter`` on a trial with a child run opens that run's screen; ``s`` and ``r`` stop
+and resume the study; ``b`` trains its best configuration into a saved final run (``retrain_study``, asked in
+:class:`RetrainDialog`). A failed read or a refused request is shown, and the screen goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Input, Label, Select, Static
+
+from stratcast.shared.client import DaemonUnavailable, RequestFailed
+from stratcast.shared.protocol import SAVED_NAME, ResumeStudy, RetrainStudy, ShowStudy, StopStudy
+from stratcast.tui.render import duration_text, study_line
+from stratcast.tui.screens.studies import failure
+from stratcast.tui.study_view import (
+    Cell,
+    best_so_far,
+    complete,
+    elapsed_s,
+    importance_bars,
+    objectives_text,
+    pareto,
+    scatter,
+    trial_cells,
+    trial_detail,
+)
+from stratcast.tui.widgets.chart import BrailleChart
+
+if TYPE_CHECKING:
+    from stratcast.tui.app import StratcastApp
+
+COLUMNS = (
+    ("number", "trial"),
+    ("state", "state"),
+    ("params", "parameters"),
+    ("values", "value"),
+    ("took", "took"),
+    ("reason", "reason"),
+    ("run", "run"),
+)
+"""The trials table's column keys and headers."""
+KEEP = [("all the data (no holdout)", "all-data"), ("with the trials' holdout", "holdout")]
+
+
+class RetrainDialog(ModalScreen[tuple[str, str | None] | None]):
+    """Ask how to train a study's best configuration: keep (all-data or holdout) and the saved model's name."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, study: int, save_as: str | None) -> None:
+        super().__init__()
+        self.study = study
+        self.save_as = save_as or ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Train study {self.study}'s best configuration into a saved final run")
+            yield Select(KEEP, value="all-data", allow_blank=False, id="keep", compact=True)
+            yield Input(self.save_as, placeholder="save as (default: the study's name)", id="save-as")
+            yield Label("enter sends it, escape cancels", classes="hint")
+            yield Label("", id="error", classes="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#save-as", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        name = event.value.strip()
+        if name and SAVED_NAME.fullmatch(name) is None:
+            self.query_one("#error", Label).update(
+                f"{name!r} is not a saved model name: letters, digits, '_', '.', '-', not starting with '.' or '-'"
+            )
+            return
+        keep = self.query_one("#keep", Select).value
+        self.dismiss((str(keep), name or None))
+
+    def action_cancel(self) -> None:
+        """Close without retraining."""
+        self.dismiss(None)
+
+
+class StudyScreen(Screen[None]):
+    """One study (see the module docstring); ``escape`` goes back."""
+
+    BINDINGS = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("b", "retrain", "Retrain best"),
+        Binding("f", "final_run", "Final run"),
+    ]
+    POLL_S = 3.0
+    """Seconds between reads while the study runs."""
+
+    def __init__(self, study: int) -> None:
+        super().__init__()
+        self.study_id = study
+        self.reply: Mapping[str, Any] = {}
+        """The last ``show_study`` reply."""
+        self.problem = ""
+
+    @property
+    def stratcast(self) -> StratcastApp:
+        """The app, typed."""
+        from stratcast.tui.app import StratcastApp
+
+        assert isinstance(self.app, StratcastApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="study-title")
+        table: DataTable[Cell] = DataTable(id="trials", cursor_type="row", zebra_stripes=True)
+        for key, header in COLUMNS:
+            table.add_column(header, key=key)
+        yield table
+        with Horizontal(id="study-charts"):
+            yield BrailleChart(id="best-chart")
+            yield BrailleChart(id="pareto-chart")
+            yield Static(id="importances")
+        yield Static(id="trial-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#trials", DataTable).focus()
+        self.query_one("#pareto-chart").display = False
+        self.show()
+        self.read()
+        self.set_interval(self.POLL_S, self._poll)
+
+    def _poll(self) -> None:
+        if self.reply.get("study", {}).get("state") == "running":
+            self.read()
+
+    @work(group="read", exclusive=True)
+    async def read(self) -> None:
+        """Read the study and its trials; on failure keep the last ones and say why."""
+        try:
+            self.reply = await self.stratcast.link.call(ShowStudy(study=self.study_id))
+            self.problem = ""
+        except (RequestFailed, DaemonUnavailable) as exc:
+            self.problem = f"cannot read study {self.study_id}: {failure(exc)}"
+        self.show()
+
+    # -- painting --------------------------------------------------------------------------------------------
+
+    def show(self) -> None:
+        """Paint the title, the trials, the charts and the importances from :attr:`reply`."""
+        if not self.is_mounted:
+            return
+        self._show_title()
+        if not self.reply:
+            return
+        trials = self.reply.get("trials", [])
+        self._show_trials(trials)
+        objectives = self.reply["study"]["spec"]["objectives"]
+        xs, ys, what = best_so_far(trials, objectives[0])
+        best = self.query_one("#best-chart", BrailleChart)
+        best.border_title = f"best {objectives[0]} so far, by {what}"
+        best.set_series(f"best {objectives[0]}", ys, x=xs, style="green")
+        self._show_pareto(trials, objectives)
+        bars = importance_bars(self.reply.get("importances") or {}, 40, complete_trials=len(complete(trials)))
+        self.query_one("#importances", Static).update(bars)
+        self._show_detail()
+
+    def _show_title(self) -> None:
+        title = Text(f"Study {self.study_id}", style="bold")
+        s = self.reply.get("study")
+        if s is not None:
+            title = Text(study_line(self.reply), style="bold")
+            spec = s["spec"]
+            title.append(f" · {objectives_text(spec['objectives'])} · {','.join(spec['models'])}")
+            title.append(
+                f" · {s['asked']}/{spec['trials']} asked · {duration_text(elapsed_s(s, self.stratcast.clock()))}"
+            )
+            if s.get("final_run") is not None:
+                title.append(f" · final run {s['final_run']}", style="cyan")
+        for line in (self.reply.get("note"), self.problem):
+            if line:
+                title.append(f" · {line}", style="red")
+        self.query_one("#study-title", Static).update(title)
+
+    def _show_trials(self, trials: list[Mapping[str, Any]]) -> None:
+        table: DataTable[Cell] = self.query_one("#trials", DataTable)
+        numbers = {str(t["number"]) for t in trials}
+        for gone in [key for key in table.rows if key.value not in numbers]:
+            table.remove_row(gone)
+        for t in trials:
+            key, cells = str(t["number"]), trial_cells(t)
+            if key not in table.rows:
+                table.add_row(*cells, key=key)
+                continue
+            for (column, _), cell in zip(COLUMNS, cells, strict=True):
+                if table.get_cell(key, column) != cell:
+                    table.update_cell(key, column, cell, update_width=True)
+
+    def _show_pareto(self, trials: list[Mapping[str, Any]], objectives: list[str]) -> None:
+        chart = self.query_one("#pareto-chart", BrailleChart)
+        chart.display = len(objectives) > 1
+        if len(objectives) < 2:
+            return
+        everyone, front = pareto(trials, self.reply.get("best") or [])
+        xs, ys = scatter(everyone)
+        chart.border_title = f"x {objectives[0]}, y {objectives[1]}"
+        chart.set_series("trials", ys, x=xs, style="dim")
+        chart.set_series("Pareto front", [y for _, y in front], x=[x for x, _ in front], style="bold yellow")
+
+    @on(DataTable.RowHighlighted)
+    def _show_detail(self) -> None:
+        trial = self._trial()
+        text = Text("no trials yet", style="dim") if trial is None else trial_detail(trial)
+        self.query_one("#trial-detail", Static).update(text)
+
+    def _trial(self) -> Mapping[str, Any] | None:
+        table: DataTable[Cell] = self.query_one("#trials", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((t for t in self.reply.get("trials", []) if str(t["number"]) == key), None)
+
+    # -- actions ---------------------------------------------------------------------------------------------
+
+    @on(DataTable.RowSelected)
+    def _open(self) -> None:
+        trial = self._trial()
+        if trial is None:
+            return
+        if trial.get("run") is None:
+            self.notify(f"trial {trial['number']} has no run: {trial.get('reason') or 'never ran'}", timeout=4)
+            return
+        self.stratcast.open_run(int(trial["run"]))
+
+    @work
+    async def action_stop(self) -> None:
+        """Stop the study: no new trials, its running ones stopped with a checkpoint."""
+        if await self.stratcast.call(StopStudy(study=self.study_id), f"stopped study {self.study_id}"):
+            self.read()
+
+    @work
+    async def action_resume(self) -> None:
+        """Resume the stopped study."""
+        if await self.stratcast.call(ResumeStudy(study=self.study_id), f"resumed study {self.study_id}"):
+            self.read()
+
+    @work
+    async def action_retrain(self) -> None:
+        """Ask keep and name, then train the best configuration into a final run (``retrain_study``)."""
+        spec = self.reply.get("study", {}).get("spec", {})
+        answer = await self.app.push_screen_wait(RetrainDialog(self.study_id, spec.get("save_as")))
+        if answer is None:
+            return
+        keep, save_as = answer
+        request = RetrainStudy(
+            study=self.study_id, keep="holdout" if keep == "holdout" else "all-data", save_as=save_as
+        )
+        result = await self.stratcast.call(request)
+        if result is not None:
+            run = result.get("run", result)
+            self.notify(f"study {self.study_id}: final run {run.get('id', '?')} queued ({keep})", timeout=6)
+            self.read()
+
+    def action_final_run(self) -> None:
+        """Open the study's final run."""
+        run = self.reply.get("study", {}).get("final_run")
+        if run is None:
+            self.notify("no final run yet: b trains the best configuration into one", timeout=4)
+            return
+        self.stratcast.open_run(int(run))
+
+    def action_back(self) -> None:
+        """Back to the previous screen."""
+        self.dismiss()
