@@ -84,11 +84,12 @@ def test_the_study_screen_shows_trials_the_best_so_far_and_the_importances():
     async def body(app, pilot, link, studies):
         assert isinstance(app.screen, StudyScreen)
         table = rows(app, "#trials")
-        assert table[1] == "1 | COMPLETE | model=tide learning_rate=0.002 | 0.91 | 1m 30s |  | 2"
+        assert table[1] == "1 | COMPLETE | 0.91 | 2 | 1m 30s | model=tide learning_rate=0.002 | "
         assert table[2].startswith("2 | PRUNED") and "pruned at step 200" in table[2]
         chart = app.screen.query_one("#best-chart", BrailleChart)
         (series,) = chart.series
-        assert series.values == (0.95, 0.91, 0.91)  # minimized: never goes up
+        assert series.values == (0.95, 0.95, 0.91, 0.91)  # minimized: steps down, never up
+        assert series.x == (0.0, 100 / 60, 100 / 60, 300 / 60)
         bars = str(app.screen.query_one("#importances", Static).render())
         assert "learning_rate" in bars and "70.0%" in bars and "30.0%" in bars
         assert not app.screen.query_one("#pareto-chart").display
@@ -164,7 +165,7 @@ def test_a_refused_retrain_and_a_failed_read_leave_the_screen_working():
 def test_best_so_far_follows_each_objectives_direction_and_completion_order():
     trials = demo_studies()[1]["trials"]
     xs, ys, what = best_so_far(trials, "holdout-rmse")
-    assert (xs, ys, what) == ([0.0, 100 / 60, 300 / 60], [0.95, 0.91, 0.91], "minutes since the first complete trial")
+    assert (xs, ys, what) == ([0.0, 100 / 60, 300 / 60], [0.95, 0.91, 0.91], "minutes")
     _, up, _ = best_so_far(trials, "backtest-top-k")
     assert up == [0.95, 0.95, 0.97]
     trials[3]["completed"] = None  # without times: by trial number

@@ -93,7 +93,7 @@ def study_cells(study: Mapping[str, Any], summary: Summary | None, now: float) -
 
 
 def trial_cells(trial: Mapping[str, Any], params_width: int = 40) -> tuple[Cell, ...]:
-    """One row of a study's trials: number, state, parameters (cut), values, duration, reason, child run."""
+    """One row of a study's trials: number, state, values, child run, duration, parameters (cut), reason."""
     params = params_text(trial.get("params") or {})
     if len(params) > params_width:
         params = params[: params_width - 1] + "…"
@@ -103,11 +103,11 @@ def trial_cells(trial: Mapping[str, Any], params_width: int = 40) -> tuple[Cell,
     return (
         str(trial["number"]),
         Text(trial["state"], style=TRIAL_STYLES.get(trial["state"], "")),
-        params,
         values,
-        took,
-        reason if len(reason) <= 32 else reason[:31] + "…",
         "-" if trial.get("run") is None else str(trial["run"]),
+        took,
+        params,
+        reason if len(reason) <= 32 else reason[:31] + "…",
     )
 
 
@@ -116,7 +116,7 @@ def best_so_far(trials: Sequence[Mapping[str, Any]], objective: str) -> tuple[li
 
     Returns:
         x (minutes since the first trial completed, or trial numbers when a trial has no completion time), the best
-        values so far, and what x is.
+        values so far, and what x is (``minutes`` or ``trial number``).
     """
     done = complete(trials)
     timed = all(t.get("completed") is not None for t in done)
@@ -130,7 +130,20 @@ def best_so_far(trials: Sequence[Mapping[str, Any]], objective: str) -> tuple[li
         xs.append(float(t["completed"] if timed else t["number"]))
     if timed and xs:
         xs = [(x - xs[0]) / 60 for x in xs]
-    return xs, ys, "minutes since the first complete trial" if timed else "trial number"
+    return xs, ys, "minutes" if timed else "trial number"
+
+
+def steps(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[float]]:
+    """A best-so-far line drawn as steps: it keeps its value until the next better trial, then drops (or rises)."""
+    sx: list[float] = []
+    sy: list[float] = []
+    for x, y in zip(xs, ys, strict=True):
+        if sy and y != sy[-1]:
+            sx.append(x)
+            sy.append(sy[-1])
+        sx.append(x)
+        sy.append(y)
+    return sx, sy
 
 
 def scatter(points: Sequence[tuple[float, float]]) -> tuple[list[float], list[float | None]]:

@@ -32,6 +32,7 @@ from stratcast.tui.study_view import (
     objectives_text,
     pareto,
     scatter,
+    steps,
     trial_cells,
     trial_detail,
 )
@@ -43,13 +44,13 @@ if TYPE_CHECKING:
 COLUMNS = (
     ("number", "trial"),
     ("state", "state"),
-    ("params", "parameters"),
     ("values", "value"),
-    ("took", "took"),
-    ("reason", "reason"),
     ("run", "run"),
+    ("took", "took"),
+    ("params", "parameters"),
+    ("reason", "reason"),
 )
-"""The trials table's column keys and headers."""
+"""The trials table's column keys and headers (as :func:`~stratcast.tui.study_view.trial_cells` orders them)."""
 KEEP = [("all the data (no holdout)", "all-data"), ("with the trials' holdout", "holdout")]
 
 
@@ -166,7 +167,8 @@ class StudyScreen(Screen[None]):
         objectives = self.reply["study"]["spec"]["objectives"]
         xs, ys, what = best_so_far(trials, objectives[0])
         best = self.query_one("#best-chart", BrailleChart)
-        best.border_title = f"best {objectives[0]} so far, by {what}"
+        best.border_title = f"best {objectives[0]} so far · x: {what}"
+        xs, ys = steps(xs, ys)
         best.set_series(f"best {objectives[0]}", ys, x=xs, style="green")
         self._show_pareto(trials, objectives)
         bars = importance_bars(self.reply.get("importances") or {}, 40, complete_trials=len(complete(trials)))
