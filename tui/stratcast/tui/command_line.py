@@ -485,12 +485,10 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
     space: str | None = None
     fmt: Literal["toml", "json"] = "toml"
     if args.space is not None:
-        path = Path(args.space)
         try:
-            space = path.read_text()
-        except OSError as exc:
-            raise ValueError(f"--space {path}: {exc}") from None
-        fmt = "toml" if path.suffix == ".toml" else "json"
+            space, fmt = validate.space_file(args.space)
+        except ValueError as exc:
+            raise ValueError(f"--space {exc}") from None
     job = msgspec.structs.replace(job_from_args(args), model=models[0] if models else args.model)
     if any(o.startswith("backtest") for o in objectives):
         job = msgspec.structs.replace(job, backtest=backtest_from_args(args))

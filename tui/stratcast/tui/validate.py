@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import re
 import zoneinfo
-from typing import TypeVar
+from pathlib import Path
+from typing import Literal, TypeVar
 
 from stratcast.tui.render import DURATION_UNITS
 
@@ -126,3 +127,13 @@ def _within(value: N, lo: float | None, hi: float | None) -> N:
     if hi is not None and value > hi:
         raise ValueError(f"expected at most {hi:g}, got {value:g}")
     return value
+
+
+def space_file(text: str) -> tuple[str, Literal["toml", "json"]]:
+    """A search space file read here (the daemon gets its text): its text and format (``.toml`` or else JSON)."""
+    path = Path(text.strip()).expanduser()
+    try:
+        space = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return space, "toml" if path.suffix == ".toml" else "json"

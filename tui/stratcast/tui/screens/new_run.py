@@ -113,7 +113,7 @@ class NewRunScreen(Screen[None]):
             yield from self._data_fields()
             yield from self._model_fields()
             yield from self._queue_fields()
-            yield from self._schedule_fields()
+            yield from self._last_fields()
             with Horizontal(id="form-buttons"):
                 yield Button("Submit ^s", variant="primary", id="submit", compact=True)
                 yield Button("Cancel esc", id="cancel", compact=True)
@@ -155,6 +155,10 @@ class NewRunScreen(Screen[None]):
         yield Field("share GiB", _input("memory_gib", placeholder="a GPU of its own"), help="share a GPU, capped")
         yield Field("after runs", _input("after", placeholder="none"), help="run ids that must succeed first")
         yield Field("hold", Checkbox("queue it held", id="hold", compact=True), help="wait until released")
+
+    def _last_fields(self) -> ComposeResult:
+        """The form's last section: the schedule (the new-study form puts the study's settings there)."""
+        yield from self._schedule_fields()
 
     def _schedule_fields(self) -> ComposeResult:
         yield Static("Schedule", classes="section")

@@ -47,6 +47,7 @@ class StudiesScreen(Screen[None]):
     """Studies in a table, polled from the daemon; keys act on the selected one, ``enter`` opens it."""
 
     BINDINGS = [
+        Binding("n", "new_study", "New study"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("escape", "back", "Back"),
@@ -167,6 +168,12 @@ class StudiesScreen(Screen[None]):
     def _open(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
             self.stratcast.open_study(int(event.row_key.value))
+
+    def action_new_study(self) -> None:
+        """Open the new-study form."""
+        from stratcast.tui.screens.new_study import NewStudyScreen
+
+        self.app.push_screen(NewStudyScreen())
 
     @work
     async def action_stop(self) -> None:
