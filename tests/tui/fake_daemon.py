@@ -575,3 +575,90 @@ def serve_studies(link: FakeLink) -> dict[int, dict[str, Any]]:
         submit_study=submit,
     )
     return studies
+
+
+# -- the saved models screen's answers (list_saved, show_saved, set_alias, remove_saved) -----------------------
+
+
+def saved_manifest(name: str, version: int) -> dict[str, Any]:
+    """A ``show_saved`` reply: a dlinear trained by run 3 on 300 weekly strategies, with :func:`demo_metrics`."""
+    metrics = demo_metrics()
+    signature = {
+        "id_col": "No.",
+        "time_col": "week",
+        "target_col": "profit",
+        "frequency": "7 days 00:00:00",
+        "own_positions": False,
+        "input_size": 104,
+        "horizon": 52,
+        "strategies": 300,
+        "fingerprint": "3f2a9c1e77d0b4aa",
+    }
+    training = {
+        "steps": 1000,
+        "best_step": 900,
+        "best_val_loss": 0.1234,
+        "stopped_early": False,
+        "train_seconds": 600.0,
+    }
+    manifest = {
+        "name": name,
+        "model": "dlinear",
+        "mode": "batch",
+        "members": ["dlinear"],
+        "source_run": "run 3",
+        "created": f"2025-11-2{version}T10:00:00+00:00",
+        "training": training,
+        "data": signature,
+        "intervals": None,
+        "metrics": {"errors": metrics["errors"], "verdict": metrics["verdict"]},
+    }
+    ref = f"{name}:{version}"
+    return {
+        "name": name,
+        "version": version,
+        "ref": ref,
+        "path": f"/home/q/models/{name}/{version}",
+        "manifest": manifest,
+    }
+
+
+def serve_saved(link: FakeLink) -> dict[str, dict[str, Any]]:
+    """Answer the saved-model requests on ``link``: ``eurusd`` (versions 1, 2, 3; champion 2) and ``audjpy`` (1).
+
+    ``set_alias`` and ``remove_saved`` (refused for an aliased version unless forced, as the store does) change the
+    returned models; ``submit`` queues run 8.
+    """
+    models: dict[str, dict[str, Any]] = {
+        "audjpy": {"name": "audjpy", "versions": [1], "latest": 1, "aliases": {}},
+        "eurusd": {"name": "eurusd", "versions": [1, 2, 3], "latest": 3, "aliases": {"champion": 2}},
+    }
+
+    def set_alias(request: Any) -> dict[str, Any]:
+        name, version = request.ref.split(":")
+        models[name]["aliases"][request.alias] = int(version)
+        return {"name": name, "version": int(version), "ref": request.ref, "alias": request.alias}
+
+    def remove(request: Any) -> Any:
+        name, version = request.ref.split(":")
+        m = models[name]
+        pointing = [a for a, v in m["aliases"].items() if v == int(version)]
+        if pointing and not request.force:
+            return RequestFailed("bad_saved_model", f"saved model {request.ref} is aliased as {pointing[0]}")
+        m["versions"].remove(int(version))
+        m["aliases"] = {a: v for a, v in m["aliases"].items() if a not in pointing}
+        m["latest"] = m["versions"][-1]
+        return {"name": name, "version": int(version), "ref": request.ref, "removed": True}
+
+    def show(request: Any) -> dict[str, Any]:
+        name, version = request.ref.split(":")
+        return saved_manifest(name, int(version))
+
+    link.handlers.update(
+        list_saved=lambda _r: [models[n] for n in sorted(models)],
+        show_saved=show,
+        set_alias=set_alias,
+        remove_saved=remove,
+        submit=lambda request: {"run": run(8, "queued")},
+    )
+    return models

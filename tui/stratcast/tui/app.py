@@ -107,6 +107,12 @@ class StratcastApp(App[None]):
 
         self.push_screen(StudyScreen(study))
 
+    def open_saved(self) -> None:
+        """Show the saved models screen."""
+        from stratcast.tui.screens.saved import SavedScreen
+
+        self.push_screen(SavedScreen())
+
     # -- requests ------------------------------------------------------------------------------------------------
 
     def send(self, request: AnyRequest, done: str | None = None) -> None:

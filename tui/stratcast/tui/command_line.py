@@ -468,9 +468,14 @@ def backtest_job(args: argparse.Namespace) -> JobSpec:
     return msgspec.structs.replace(job_from_args(args), backtest=backtest_from_args(args))
 
 
+def scoring_job(data: str, saved: str, device: str = "auto") -> JobSpec:
+    """The job ``forecast`` queues (and the TUI's saved models screen): score ``data`` with ``saved``, no training."""
+    return JobSpec(data=data, saved=saved, device=device)
+
+
 def _forecast(args: argparse.Namespace) -> Submit:
     """``forecast``: a scoring job of the saved model on the new data."""
-    job = JobSpec(data=absolute(args.data), saved=args.saved, device=args.device)
+    job = scoring_job(absolute(args.data), args.saved, args.device)
     return Submit(job=job, placement=placement(args, name=args.name))
 
 

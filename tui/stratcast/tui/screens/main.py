@@ -61,6 +61,7 @@ class MainScreen(RunActionScreen):
         Binding("e", "export", "Export"),
         Binding("c", "schedules", "Schedules"),
         Binding("t", "studies", "Studies"),
+        Binding("m", "saved", "Models"),
         Binding("slash", "filter", "Filter"),
         Binding("o", "sort", "Sort"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -156,6 +157,10 @@ class MainScreen(RunActionScreen):
     def action_studies(self) -> None:
         """Open the studies screen."""
         self.stratcast.open_studies()
+
+    def action_saved(self) -> None:
+        """Open the saved models screen."""
+        self.stratcast.open_saved()
 
     def action_filter(self) -> None:
         """Show the filter box."""
