@@ -117,7 +117,7 @@ def test_several_objectives_draw_the_pareto_front_and_say_why_no_importances():
         assert list(zip(front.x, front.values, strict=True)) == [(0.2, 0.3), (0.5, 0.1)]
         assert "final run 3" in str(app.screen.query_one("#study-title", Static).render())
         bars = str(app.screen.query_one("#importances", Static).render())
-        assert "need a parameter that varies" in bars
+        assert "need 2 more complete trials" in bars  # 3 of 5
 
     run_app(body, keys=("t", "enter"))
 
@@ -177,7 +177,8 @@ def test_pareto_points_and_importance_bars():
     everyone, front = pareto(two["trials"], two["best"])
     assert everyone == [(0.5, 0.1), (0.3, 0.05), (0.2, 0.3)]
     assert front == [(0.2, 0.3), (0.5, 0.1)]
-    assert "need 2 more complete trials" in importance_bars({}, 40).plain
+    assert "need 5 more complete trials" in importance_bars({}, 40).plain
+    assert "need a parameter that varies" in importance_bars({}, 40, complete_trials=9).plain
     bars = importance_bars({"a": 0.8, "bb": 0.2}, 20)
     assert isinstance(bars, Text)
     lines = bars.plain.splitlines()[1:]

@@ -22,8 +22,8 @@ TRIAL_STYLES = {"COMPLETE": "green", "RUNNING": "bold green", "PRUNED": "yellow"
 """How each Optuna trial state is coloured."""
 STUDY_STYLES = {"running": "bold green", "stopped": "cyan", "finished": "green", "failed": "bold red"}
 """How each study state is coloured."""
-MIN_IMPORTANCE_TRIALS = 2
-"""Complete trials Optuna's importance evaluator needs at the least (the daemon sends none before)."""
+MIN_IMPORTANCE_TRIALS = 5
+"""Complete trials a study needs before ``show_study`` gives importances (the daemon's ``IMPORTANCE_MIN_TRIALS``)."""
 
 
 def maximizes(objective: str) -> bool:
