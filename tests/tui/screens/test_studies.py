@@ -193,3 +193,25 @@ def test_the_study_screen_asks_again_while_the_study_runs():
         assert sum(isinstance(c, ShowStudy) for c in link.calls) == asked + 1
 
     run_app(body, keys=("t", "down", "enter"))
+
+
+def test_s_and_r_on_the_study_screen_stop_and_resume_it_and_f_opens_the_final_run():
+    async def body(app, pilot, link, studies):
+        await pilot.press("s")
+        await pilot.pause(0.3)
+        assert [c.study for c in link.calls if isinstance(c, StopStudy)] == [1]
+        assert "stopped" in str(app.screen.query_one("#study-title", Static).render())  # read again
+        await pilot.press("r")
+        await pilot.pause(0.3)
+        assert [c.study for c in link.calls if isinstance(c, ResumeStudy)] == [1]
+        await pilot.press("f")  # study 1 has no final run yet
+        await pilot.pause()
+        assert isinstance(app.screen, StudyScreen)
+        studies[1]["study"]["final_run"] = 3
+        app.screen.read()
+        await pilot.pause(0.3)
+        await pilot.press("f")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == 3
+
+    run_app(body, keys=("t", "down", "enter"))
