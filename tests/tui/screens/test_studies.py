@@ -215,3 +215,19 @@ def test_s_and_r_on_the_study_screen_stop_and_resume_it_and_f_opens_the_final_ru
         assert isinstance(app.screen, RunScreen) and app.screen.run_id == 3
 
     run_app(body, keys=("t", "down", "enter"))
+
+
+def test_a_study_that_does_not_run_is_read_only_now_and_then():
+    async def body(app, pilot, link, studies):
+        screen = app.screen
+        reads = lambda: sum(isinstance(c, ShowStudy) and c.study == 2 for c in link.calls)  # noqa: E731
+        before = reads()
+        for _ in range(screen.IDLE_POLLS - 1):
+            screen._poll()
+        await pilot.pause(0.2)
+        assert reads() == before
+        screen._poll()
+        await pilot.pause(0.2)
+        assert reads() == before + 1
+
+    run_app(body, keys=("t", "enter"))  # study 2 finished

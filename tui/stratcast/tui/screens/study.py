@@ -1,9 +1,10 @@
 """One study's screen: its trials, the best value so far, the Pareto front, the parameters' importances, its final run.
 
-The screen reads ``show_study`` on mount and every :attr:`StudyScreen.POLL_S` seconds while the study runs (once
-more when it stops or ends). ``enter`` on a trial with a child run opens that run's screen; ``s`` and ``r`` stop
-and resume the study; ``b`` trains its best configuration into a saved final run (``retrain_study``, asked in
-:class:`RetrainDialog`). A failed read or a refused request is shown, and the screen goes on.
+The screen reads ``show_study`` on mount and every :attr:`StudyScreen.POLL_S` seconds while the study runs (and
+now and then while it does not: it may be resumed from the command line). ``enter`` on a trial with a child run
+opens that run's screen; ``s`` and ``r`` stop and resume the study; ``b`` trains its best configuration into a
+saved final run (``retrain_study``, asked in :class:`RetrainDialog`); ``f`` opens that final run. A failed read or
+a refused request is shown, and the screen goes on.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class StudyScreen(Screen[None]):
     ]
     POLL_S = 3.0
     """Seconds between reads while the study runs."""
+    IDLE_POLLS = 10
+    """A study that does not run is read every this many polls (``stratcast study resume`` may start it again)."""
 
     def __init__(self, study: int) -> None:
         super().__init__()
@@ -110,6 +113,7 @@ class StudyScreen(Screen[None]):
         self.reply: Mapping[str, Any] = {}
         """The last ``show_study`` reply."""
         self.problem = ""
+        self._polls = 0
 
     @property
     def stratcast(self) -> StratcastApp:
@@ -140,7 +144,8 @@ class StudyScreen(Screen[None]):
         self.set_interval(self.POLL_S, self._poll)
 
     def _poll(self) -> None:
-        if self.reply.get("study", {}).get("state") == "running":
+        self._polls += 1
+        if self.reply.get("study", {}).get("state") == "running" or self._polls % self.IDLE_POLLS == 0:
             self.read()
 
     @work(group="read", exclusive=True)
