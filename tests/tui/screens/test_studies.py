@@ -138,8 +138,21 @@ def test_b_sends_retrain_study_with_the_chosen_keep_and_name():
         await pilot.press("enter")
         await pilot.pause(0.3)
         (sent,) = [c for c in link.calls if isinstance(c, RetrainStudy)]
-        assert (sent.study, sent.keep, sent.save_as) == (1, "holdout", "eurusd-best")
+        assert (sent.study, sent.keep, sent.save_as, sent.trial) == (1, "holdout", "eurusd-best", None)
         assert isinstance(app.screen, StudyScreen)
+        assert any("final run 7 queued, training the best (holdout)" in str(n.message) for n in app._notifications)
+        await pilot.press("b")
+        await pilot.pause(0.2)
+        trial = app.screen.query_one("#trial", Input)
+        trial.value = "2"  # pruned: no configuration worth keeping
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "give a complete trial's number (0, 1, 3)" in str(app.screen.query_one("#error").render())
+        trial.value = "3"
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        last = [c for c in link.calls if isinstance(c, RetrainStudy)][-1]
+        assert (last.keep, last.save_as, last.trial) == ("all-data", None, 3)
 
     run_app(body, keys=("t", "down", "enter"))
 

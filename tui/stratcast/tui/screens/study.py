@@ -55,21 +55,24 @@ COLUMNS = (
 KEEP = [("all the data (no holdout)", "all-data"), ("with the trials' holdout", "holdout")]
 
 
-class RetrainDialog(ModalScreen[tuple[str, str | None] | None]):
-    """Ask how to train a study's best configuration: keep (all-data or holdout) and the saved model's name."""
+class RetrainDialog(ModalScreen[tuple[str, str | None, int | None] | None]):
+    """Ask how to train a study's best configuration (or a complete trial's): keep, saved model name, trial."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, study: int, save_as: str | None) -> None:
+    def __init__(self, study: int, save_as: str | None, complete: list[int]) -> None:
         super().__init__()
         self.study = study
         self.save_as = save_as or ""
+        self.complete = complete
+        """The complete trials' numbers (the ones whose configuration can be trained)."""
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(f"Train study {self.study}'s best configuration into a saved final run")
             yield Select(KEEP, value="all-data", allow_blank=False, id="keep", compact=True)
             yield Input(self.save_as, placeholder="save as (default: the study's name)", id="save-as")
+            yield Input(placeholder="trial (default: the best)", id="trial")
             yield Label("enter sends it, escape cancels", classes="hint")
             yield Label("", id="error", classes="error")
 
@@ -77,15 +80,19 @@ class RetrainDialog(ModalScreen[tuple[str, str | None] | None]):
         self.query_one("#save-as", Input).focus()
 
     @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        name = event.value.strip()
+    def _submitted(self) -> None:
+        name = self.query_one("#save-as", Input).value.strip()
+        trial = self.query_one("#trial", Input).value.strip()
+        error = self.query_one("#error", Label)
         if name and SAVED_NAME.fullmatch(name) is None:
-            self.query_one("#error", Label).update(
-                f"{name!r} is not a saved model name: letters, digits, '_', '.', '-', not starting with '.' or '-'"
-            )
+            error.update(f"{name!r} is not a saved model name: letters, digits, '_', '.', '-' (not first)")
+            return
+        if trial and (not trial.isdigit() or int(trial) not in self.complete):
+            done = ", ".join(map(str, self.complete)) or "none yet"
+            error.update(f"trial {trial!r}: give a complete trial's number ({done})")
             return
         keep = self.query_one("#keep", Select).value
-        self.dismiss((str(keep), name or None))
+        self.dismiss((str(keep), name or None, int(trial) if trial else None))
 
     def action_cancel(self) -> None:
         """Close without retraining."""
@@ -143,6 +150,11 @@ class StudyScreen(Screen[None]):
         self.read()
         self.set_interval(self.POLL_S, self._poll)
 
+    def on_resize(self) -> None:
+        # short terminals (80x24) get lower charts, so the trials table keeps rows
+        self.query_one("#study-charts").set_class(self.size.height < 32, "-compact")
+        self.call_after_refresh(self.show)  # the importances' bars fit their new width
+
     def _poll(self) -> None:
         self._polls += 1
         if self.reply.get("study", {}).get("state") == "running" or self._polls % self.IDLE_POLLS == 0:
@@ -176,8 +188,9 @@ class StudyScreen(Screen[None]):
         xs, ys = steps(xs, ys)
         best.set_series(f"best {objectives[0]}", ys, x=xs, style="green")
         self._show_pareto(trials, objectives)
-        bars = importance_bars(self.reply.get("importances") or {}, 40, complete_trials=len(complete(trials)))
-        self.query_one("#importances", Static).update(bars)
+        box = self.query_one("#importances", Static)
+        width = box.content_size.width or 40  # 0 before the first layout
+        box.update(importance_bars(self.reply.get("importances") or {}, width, complete_trials=len(complete(trials))))
         self._show_detail()
 
     def _show_title(self) -> None:
@@ -261,19 +274,21 @@ class StudyScreen(Screen[None]):
 
     @work
     async def action_retrain(self) -> None:
-        """Ask keep and name, then train the best configuration into a final run (``retrain_study``)."""
+        """Ask keep, name and trial, then train the best configuration (or the trial's) into a final run."""
         spec = self.reply.get("study", {}).get("spec", {})
-        answer = await self.app.push_screen_wait(RetrainDialog(self.study_id, spec.get("save_as")))
+        done = [int(t["number"]) for t in complete(self.reply.get("trials", []))]
+        answer = await self.app.push_screen_wait(RetrainDialog(self.study_id, spec.get("save_as"), done))
         if answer is None:
             return
-        keep, save_as = answer
+        keep, save_as, trial = answer
         request = RetrainStudy(
-            study=self.study_id, keep="holdout" if keep == "holdout" else "all-data", save_as=save_as
+            study=self.study_id, keep="holdout" if keep == "holdout" else "all-data", save_as=save_as, trial=trial
         )
         result = await self.stratcast.call(request)
         if result is not None:
-            run = result.get("run", result)
-            self.notify(f"study {self.study_id}: final run {run.get('id', '?')} queued ({keep})", timeout=6)
+            what = "the best" if trial is None else f"trial {trial}"
+            run = result["run"]["id"]
+            self.notify(f"study {self.study_id}: final run {run} queued, training {what} ({keep})", timeout=6)
             self.read()
 
     def action_final_run(self) -> None:
