@@ -3,7 +3,7 @@ from typing import cast
 
 from textual.widgets import Select, Static
 
-from stratcast.shared.protocol import JobSpec, Placement, SubmitStudy
+from stratcast.shared.protocol import BacktestOptions, JobSpec, Placement, SubmitStudy
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.link import Link
 from stratcast.tui.screens.new_study import NewStudyScreen
@@ -57,6 +57,7 @@ def test_the_form_sends_a_study_whose_spec_matches_its_fields(tmp_path):
         fill(screen, data=DATA, holdout="13", priority="3", models="dlinear, nhits", trials="8", timeout="2h")
         fill(screen, objectives="backtest-top-k,backtest-diff", space=str(space), storage="sqlite:///s.db")
         fill(screen, study="eu-search", parallel="2", seed="7", save_as="eu-best")
+        fill(screen, **{"bt-cutoffs": "6", "bt-top": "5, 2%", "bt-cost": "0.5"})
         screen.query_one("#sampler", Select).value = "random"
         screen.query_one("#pruner", Select).value = "none"
         screen.query_one("#keep", Select).value = "holdout"
@@ -69,7 +70,8 @@ def test_the_form_sends_a_study_whose_spec_matches_its_fields(tmp_path):
         assert (spec.sampler, spec.pruner, spec.space, spec.space_format) == ("random", "none", SPACE, "toml")
         assert (spec.storage, spec.name, spec.parallel, spec.seed) == ("sqlite:///s.db", "eu-search", 2, 7)
         assert (spec.keep, spec.save_as) == ("holdout", "eu-best")
-        assert spec.job == JobSpec(data=DATA, model="dlinear", holdout=13)  # the first model searched
+        backtest = BacktestOptions(cutoffs=6, top=["5", "2%"], cost=0.5)  # for the backtest objectives
+        assert spec.job == JobSpec(data=DATA, model="dlinear", holdout=13, backtest=backtest)  # the first model
         assert spec.placement == Placement(priority=3)
         assert isinstance(app.screen, StudiesScreen)  # the form closed
         assert any("started study 3" in str(n.message) for n in app._notifications)
@@ -86,6 +88,27 @@ def test_defaults_search_the_model_chosen_above_and_leave_the_choices_to_the_dae
         spec = request.spec
         assert (spec.models, spec.job.model, spec.objectives, spec.trials) == (["nhits"], "nhits", ["holdout-rmse"], 20)
         assert (spec.sampler, spec.pruner, spec.space, spec.storage, spec.keep) == (None, None, None, None, "all-data")
+        assert spec.job.backtest is None  # a holdout objective: no backtest
+
+    run_form(body)
+
+
+def test_bad_backtest_options_are_named_only_for_a_backtest_objective():
+    async def body(app, pilot, link):
+        screen = app.screen
+        fill(screen, data=DATA, **{"bt-top": "0%", "bt-every": "x"})
+        await pilot.press("ctrl+s")  # holdout-rmse: the backtest's options are not read
+        await pilot.pause(0.3)
+        assert len(sent(link)) == 1
+        app.push_screen(NewStudyScreen())
+        await pilot.pause(0.3)
+        screen = app.screen
+        fill(screen, data=DATA, objectives="backtest-top-k", **{"bt-top": "0%", "bt-every": "x"})
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        assert len(sent(link)) == 1
+        assert "got '0%'" in problem(screen, "bt-top") and "got x" in problem(screen, "bt-every")
+        assert not screen.query_one("#backtest-box").collapsed  # opened to show them
 
     run_form(body)
 

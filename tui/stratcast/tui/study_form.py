@@ -3,21 +3,26 @@
 The job, its data and its placement come from the new-run form's own fields and checks
 (:func:`stratcast.tui.job_form.read_form`); this adds the study's: models, trials, timeout, objectives, sampler,
 pruner, space file (read here, as ``stratcast tune --space`` does), storage, Optuna name, parallel trials, seed,
-what to keep and the saved model's name. Every field is checked before anything is sent; the daemon checks again
-and names the field it refuses (:func:`field_of`).
+what to keep and the saved model's name, and the backtest's options when an objective is a backtest's. Every
+field is checked before anything is sent; the daemon checks again and names the field it refuses
+(:func:`field_of`).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from typing import TypeVar
 
 import msgspec
 
-from stratcast.shared.protocol import SAVED_NAME, JobSpec, KeepBest, Placement, StudySpec
+from stratcast.shared.cli import non_negative_float, positive_int, top_picks
+from stratcast.shared.protocol import SAVED_NAME, BacktestOptions, JobSpec, KeepBest, Placement, StudySpec
 from stratcast.tui import validate
-from stratcast.tui.job_form import _Reader
+from stratcast.tui.job_form import FormProblems, _Reader
 
+T = TypeVar("T")
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("median", "hyperband", "wilcoxon", "none")
 KEEPS = ("all-data", "holdout", "none")
@@ -80,6 +85,36 @@ def _study_name(text: str) -> str:
     return text
 
 
+def _option(check: Callable[[str], T]) -> Callable[[str], T]:
+    """A ``stratcast tune`` option's check, its argparse error a ValueError (a problem of the form's field)."""
+
+    def parse(text: str) -> T:
+        try:
+            return check(text)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(str(exc)) from None
+
+    return parse
+
+
+def backtest_from(texts: Mapping[str, str]) -> BacktestOptions:
+    """The backtest options of the form's ``bt-`` fields (``stratcast tune``'s ``--cutoffs``, ``--top``, ...).
+
+    Raises:
+        FormProblems: naming every field that cannot be used.
+    """
+    r = _Reader(texts)
+    cutoffs = r.take("bt-cutoffs", _option(positive_int))
+    every = r.take("bt-every", _option(positive_int))
+    refit_every = r.take("bt-refit_every", _option(positive_int))
+    hold = r.take("bt-hold", _option(positive_int), optional=True)
+    top = r.take("bt-top", _option(top_picks))
+    cost = r.take("bt-cost", _option(non_negative_float))
+    r.check()
+    assert cutoffs is not None and every is not None and refit_every is not None and top is not None
+    return BacktestOptions(cutoffs=cutoffs, every=every, refit_every=refit_every, hold=hold, top=top, cost=cost or 0.0)
+
+
 def study_from(texts: Mapping[str, str], job: JobSpec, placement: Placement, known: Collection[str]) -> StudySpec:
     """The study the form describes around ``job`` (whose model is the first model searched).
 
@@ -103,6 +138,12 @@ def study_from(texts: Mapping[str, str], job: JobSpec, placement: Placement, kno
     parallel = r.take("parallel", lambda t: validate.whole_number(t, lo=1, hi=256))
     seed = r.take("seed", validate.whole_number, optional=True)
     save_as = r.take("save_as", _saved_name, optional=True)
+    backtest = None
+    if objectives is not None and any(o.startswith("backtest") for o in objectives):  # as `stratcast tune` does
+        try:
+            backtest = backtest_from(texts)
+        except FormProblems as exc:
+            r.problems.update(exc.problems)
     r.check()
     assert trials is not None and objectives is not None and parallel is not None
     choice = r.text("keep")
@@ -120,7 +161,7 @@ def study_from(texts: Mapping[str, str], job: JobSpec, placement: Placement, kno
         name=name,
         parallel=parallel,
         seed=seed or 0,
-        job=msgspec.structs.replace(job, model=models[0]),
+        job=msgspec.structs.replace(job, model=models[0], backtest=backtest),
         placement=msgspec.structs.replace(placement, name=""),
         keep=keep,
         save_as=save_as,

@@ -11,10 +11,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.widgets import Static
+from textual.widgets import Collapsible, Static
 
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
-from stratcast.shared.protocol import StudySpec, SubmitStudy
+from stratcast.shared.protocol import BacktestOptions, StudySpec, SubmitStudy
 from stratcast.tui.job_form import FormProblems
 from stratcast.tui.screens.new_run import NewRunScreen, _input, _select
 from stratcast.tui.study_form import KEEPS, PRUNERS, SAMPLERS, field_of, study_from
@@ -54,6 +54,19 @@ class NewStudyScreen(NewRunScreen):
         keep = _select("keep", [(KEEP_LABELS[k], k) for k in KEEPS], "all-data")
         yield Field("keep", keep, help="what the study keeps of its best trial when it finishes")
         yield Field("save as", _input("save_as", placeholder="the study's name"), help="the saved model it becomes")
+        title = "backtest options (for backtest objectives)"
+        yield Collapsible(*self._backtest_fields(), title=title, id="backtest-box")
+
+    def _backtest_fields(self) -> list[Field]:
+        d = BacktestOptions()
+        return [
+            Field("  cutoffs", _input("bt-cutoffs", str(d.cutoffs)), help="walk-forward cutoffs"),
+            Field("  every", _input("bt-every", str(d.every)), help="periods between cutoffs"),
+            Field("  refit every", _input("bt-refit_every", str(d.refit_every)), help="retrain at every R-th cutoff"),
+            Field("  hold", _input("bt-hold", placeholder="every"), help="periods each pick is held"),
+            Field("  top", _input("bt-top", ",".join(d.top)), help="pick sizes: counts and shares, such as 10,1%"),
+            Field("  cost", _input("bt-cost", f"{d.cost:g}"), help="cost per pick and holding, in the panel's unit"),
+        ]
 
     def on_mount(self) -> None:
         self.query_one("#field-name", Field).display = False  # the daemon names each trial study-ID/tN
@@ -88,6 +101,8 @@ class NewStudyScreen(NewRunScreen):
     def _mark(self, fields: dict[str, Field], problems: dict[str, str]) -> None:
         for key, problem in problems.items():
             fields[key].show_problem(problem)
+        if any(key.startswith("bt-") for key in problems):
+            self.query_one("#backtest-box", Collapsible).collapsed = False
         fields[next(iter(problems))].control.focus()
         count = len(problems)
         self.notify(f"{count} field{'s' if count > 1 else ''} to fix", severity="error", timeout=4)
