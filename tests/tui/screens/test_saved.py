@@ -138,3 +138,19 @@ def test_a_refused_request_is_shown_and_the_screen_goes_on():
 def test_metrics_text_compares_with_the_better_baseline():
     assert metrics_text(demo_metrics()) == "1.31 vs 1.41 trailing_mean (-7.1%)"
     assert metrics_text({}) == "no holdout"
+
+
+def test_v_shows_another_version_under_the_table():
+    async def body(app, pilot, link, models):
+        app.screen.query_one("#saved", DataTable).move_cursor(row=1)
+        await pilot.pause()
+        assert "eurusd:3: dlinear" in str(app.screen.query_one("#saved-detail", Static).render())
+        await pilot.press("v")
+        await pilot.pause(0.2)
+        await answer(pilot, "1")
+        await pilot.pause(0.3)
+        assert "eurusd:1" in [c.ref for c in link.calls if isinstance(c, ShowSaved)]
+        detail = str(app.screen.query_one("#saved-detail", Static).render())
+        assert "eurusd:1: dlinear" in detail and "saved 2025-11-21T10:00" in detail
+
+    run_saved(body)

@@ -3,8 +3,8 @@
 Saved models are not in the live mirror: the screen asks ``list_saved`` on mount, after each action and every
 :attr:`SavedScreen.POLL_S` seconds, and ``show_saved`` once per model's latest version (for its created time,
 metrics and data signature; the selected model's whole summary shows under the table, as ``stratcast saved show``
-prints it). Keys: ``a`` points an alias at a version, ``x`` removes a version (after confirmation), ``f`` queues
-a scoring job of new data exactly as ``stratcast forecast --saved`` does.
+prints it). Keys: ``v`` shows another version, ``a`` points an alias at a version, ``x`` removes a version (after
+confirmation), ``f`` queues a scoring job of new data exactly as ``stratcast forecast --saved`` does.
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ class SavedScreen(Screen[None]):
     """Saved models in a table (see the module docstring); ``escape`` goes back."""
 
     BINDINGS = [
+        Binding("v", "view", "Show version"),
         Binding("a", "alias", "Set alias"),
         Binding("x,delete", "remove", "Remove version"),
         Binding("f", "score", "Score new data"),
@@ -170,6 +171,8 @@ class SavedScreen(Screen[None]):
         self.problems: dict[str, str] = {}
         """Why a version's ``show_saved`` failed, by ``NAME:VERSION``."""
         self.problem = ""
+        self.viewed: dict[str, int] = {}
+        """The version shown under the table, by model (``v`` picks it; the latest otherwise)."""
 
     @property
     def stratcast(self) -> StratcastApp:
@@ -249,7 +252,8 @@ class SavedScreen(Screen[None]):
         if m is None:
             text = Text("no saved models: `stratcast save RUN NAME` or a run's save-as keeps one", style="dim")
         else:
-            ref = f"{m['name']}:{m['latest']}"
+            version = self.viewed.get(m["name"], m["latest"])
+            ref = f"{m['name']}:{version if version in m['versions'] else m['latest']}"
             if ref in self.shown:
                 text = saved_text(self.shown[ref])
             else:
@@ -277,6 +281,23 @@ class SavedScreen(Screen[None]):
             PromptDialog(question, value=str(m["latest"]), check=_version(versions))
         )
         return None if answer is None else int(answer)
+
+    @work
+    async def action_view(self) -> None:
+        """Show another version of the selected model under the table (read and checked by the daemon)."""
+        if (m := self._selected()) is None:
+            return
+        version = await self._ask_version(m, f"Version of {m['name']} to show:")
+        if version is None:
+            return
+        ref = f"{m['name']}:{version}"
+        if ref not in self.shown:
+            result = await self.stratcast.call(ShowSaved(ref=ref))
+            if result is None:
+                return
+            self.shown[ref] = result
+        self.viewed[m["name"]] = version
+        self._show_detail()
 
     @work
     async def action_alias(self) -> None:
