@@ -24,6 +24,7 @@ from textual.widgets import Button, Checkbox, Collapsible, Footer, Input, Select
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import DEFAULT_MODEL, AddSchedule, CheckData, JobSpec, ListModels, Placement, Submit
 from stratcast.tui.job_form import JOB_FIELDS, FormProblems, ModelInfo, Param, Timetable, read_form, read_models
+from stratcast.tui.link import failure_text
 from stratcast.tui.widgets.form import Field
 
 if TYPE_CHECKING:
@@ -332,10 +333,9 @@ class NewRunScreen(Screen[None]):
         try:
             result = await self.stratcast.link.call(CheckData(job=job))
         except (RequestFailed, DaemonUnavailable) as exc:
-            message = exc.message if isinstance(exc, RequestFailed) else str(exc).splitlines()[0]
             self.checked = None
             self._show_check(None)
-            field.show_problem(message)
+            field.show_problem(failure_text(exc))
             return False
         self.checked = job
         field.show_problem(None)

@@ -16,6 +16,7 @@ from textual.widgets import Collapsible, Static
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import BacktestOptions, StudySpec, SubmitStudy
 from stratcast.tui.job_form import FormProblems
+from stratcast.tui.link import failure_text
 from stratcast.tui.screens.new_run import NewRunScreen, _input, _select
 from stratcast.tui.study_form import KEEPS, PRUNERS, SAMPLERS, field_of, study_from
 from stratcast.tui.widgets.form import Field
@@ -118,7 +119,7 @@ class NewStudyScreen(NewRunScreen):
                 field.control.focus()
                 self.notify("the daemon refused the study: see the field marked", severity="error", timeout=6)
             else:
-                self.notify(str(exc).splitlines()[0], title="no daemon", severity="error", timeout=8)
+                self.notify(failure_text(exc), title="no daemon", severity="error", timeout=8)
             return
         finally:
             self.busy = False

@@ -33,9 +33,9 @@ from stratcast.shared.protocol import (
 )
 from stratcast.tui import validate
 from stratcast.tui.command_line import scoring_job
+from stratcast.tui.link import failure_text
 from stratcast.tui.render import saved_text
 from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog
-from stratcast.tui.screens.studies import failure
 
 if TYPE_CHECKING:
     from stratcast.tui.app import StratcastApp
@@ -206,7 +206,7 @@ class SavedScreen(Screen[None]):
         try:
             models = await link.call(ListSaved())
         except (RequestFailed, DaemonUnavailable) as exc:
-            self.problem = f"cannot list the saved models: {failure(exc)}"
+            self.problem = f"cannot list the saved models: {failure_text(exc)}"
             self.show()
             return
         self.problem = ""
@@ -219,7 +219,7 @@ class SavedScreen(Screen[None]):
             try:
                 self.shown[ref] = await link.call(ShowSaved(ref=ref))
             except (RequestFailed, DaemonUnavailable) as exc:
-                self.problems[ref] = failure(exc)
+                self.problems[ref] = failure_text(exc)
             self.show()
 
     def show(self) -> None:

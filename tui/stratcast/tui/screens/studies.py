@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import ListStudies, ResumeStudy, ShowStudy, StopStudy
+from stratcast.tui.link import failure_text
 from stratcast.tui.render import study_line
 from stratcast.tui.study_view import Cell, Summary, study_cells, summarize
 
@@ -36,11 +37,6 @@ COLUMNS = (
     ("elapsed", "elapsed"),
 )
 """Column keys and headers."""
-
-
-def failure(exc: Exception) -> str:
-    """A failed request in a line: the daemon's message, or why no daemon answers."""
-    return exc.message if isinstance(exc, RequestFailed) else str(exc).splitlines()[0]
 
 
 class StudiesScreen(Screen[None]):
@@ -98,7 +94,7 @@ class StudiesScreen(Screen[None]):
         try:
             reply = await link.call(ListStudies())
         except (RequestFailed, DaemonUnavailable) as exc:
-            self.problem = f"cannot list the studies: {failure(exc)}"
+            self.problem = f"cannot list the studies: {failure_text(exc)}"
             self.show()
             return
         self.problem = ""

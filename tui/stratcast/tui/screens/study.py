@@ -22,8 +22,8 @@ from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import SAVED_NAME, ResumeStudy, RetrainStudy, ShowStudy, StopStudy
+from stratcast.tui.link import failure_text
 from stratcast.tui.render import duration_text, study_line
-from stratcast.tui.screens.studies import failure
 from stratcast.tui.study_view import (
     Cell,
     best_so_far,
@@ -167,7 +167,7 @@ class StudyScreen(Screen[None]):
             self.reply = await self.stratcast.link.call(ShowStudy(study=self.study_id))
             self.problem = ""
         except (RequestFailed, DaemonUnavailable) as exc:
-            self.problem = f"cannot read study {self.study_id}: {failure(exc)}"
+            self.problem = f"cannot read study {self.study_id}: {failure_text(exc)}"
         self.show()
 
     # -- painting --------------------------------------------------------------------------------------------
