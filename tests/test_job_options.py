@@ -22,11 +22,11 @@ JOB_COMMANDS = [
     (stratcast_parser, ["check"]),
     (stratcast_parser, ["schedule", "add"]),
 ]
-OWN_FIELDS = ("data", "model", "sets", "backtest", "saved", "save_as")
+OWN_FIELDS = ("data", "model", "sets", "backtest", "saved", "save_as", "report_cutoffs")
 SHARED_FIELDS = {f for f in JobSpec.__struct_fields__ if f not in OWN_FIELDS} | {"set"}
 """The job options every command has with one meaning (``--data`` and ``--model`` vary: the demo makes its data;
 the backtest's own options are only on the backtest commands, ``--saved`` and ``--save-as`` only on commands that
-queue work in a daemon)."""
+queue work in a daemon; ``report_cutoffs`` is set by studies, on no command)."""
 
 
 def subcommand(parser: argparse.ArgumentParser, words: list[str]) -> argparse.ArgumentParser:

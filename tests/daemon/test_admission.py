@@ -2,62 +2,12 @@
 
 import asyncio
 
-from stratcast.daemon.server import Daemon
-from stratcast.daemon.store import Store
-from stratcast.shared.paths import resolve_home
-from stratcast.shared.protocol import JobSpec, Placement
-
-GIB_MIB = 1024
+from tests.daemon.fakes import daemon_with, submit
+from tests.daemon.fakes import h100 as gpu
 
 
-class FakeTelemetry:
-    def __init__(self, gpus):
-        self.gpus = gpus
-
-    def gpu_views(self):
-        return self.gpus
-
-    def host_memory(self):
-        return 16 * 2**30, 8 * 2**30
-
-
-class FakeWorker:
-    def __init__(self, pid):
-        self.pid = pid
-
-
-class FakeRunner:
-    def __init__(self):
-        self.started: list[tuple[int, str, float | None]] = []
-        self.workers: dict[int, object] = {}
-
-    async def start(self, run, run_dir, device, memory_gib):
-        self.started.append((run, device, memory_gib))
-        worker = type("W", (), {"proc": FakeWorker(1000 + run)})()
-        self.workers[run] = worker
-        return worker
-
-
-def daemon_with(tmp_path, gpus) -> tuple[Daemon, FakeRunner]:
-    d = Daemon(resolve_home(tmp_path / "home"))
-    d.home.ensure()
-    d.store = Store(d.home.database)
-    runner = FakeRunner()
-    d.telemetry = FakeTelemetry(gpus)  # type: ignore[assignment]
-    d.runner = runner  # type: ignore[assignment]
-    return d, runner
-
-
-def gpu(index, free_gib=70.0, pids=()):
-    return {"index": index, "name": "H100", "total_mib": 80 * GIB_MIB, "free_mib": free_gib * GIB_MIB, "pids": pids}
-
-
-def submit(d: Daemon, device="auto", **placement):
-    return d.db.add_run(JobSpec(data="/x.parquet", device=device), Placement(**placement), runs_dir=d.home.runs)
-
-
-def test_cpu_jobs_go_to_the_cpu_and_the_rest_to_free_gpus(tmp_path):
-    d, runner = daemon_with(tmp_path, [gpu(0), gpu(1, pids=(4242,))])
+def test_cpu_jobs_go_to_the_cpu_and_the_rest_to_free_gpus(tmp_path, monkeypatch):
+    d, runner = daemon_with(tmp_path, monkeypatch, [gpu(0), gpu(1, pids=(4242,))])
     a, b, c = submit(d), submit(d, device="cpu"), submit(d)
     asyncio.run(d.admit())
     assert runner.started == [(b.id, "cpu", None), (a.id, "cuda:0", None)]
@@ -67,24 +17,24 @@ def test_cpu_jobs_go_to_the_cpu_and_the_rest_to_free_gpus(tmp_path):
     assert "run 1" in waiting.reason and "4242" in waiting.reason  # GPU 0 busy, GPU 1 not ours
 
 
-def test_sharing_runs_share_a_gpu_under_their_caps(tmp_path):
-    d, runner = daemon_with(tmp_path, [gpu(0, free_gib=30.0)])
+def test_sharing_runs_share_a_gpu_under_their_caps(tmp_path, monkeypatch):
+    d, runner = daemon_with(tmp_path, monkeypatch, [gpu(0, free_gib=30.0)])
     runs = [submit(d, memory_gib=12.0) for _ in range(3)]
     asyncio.run(d.admit())
     assert [(r, dev) for r, dev, _ in runner.started] == [(runs[0].id, "cuda:0"), (runs[1].id, "cuda:0")]
     assert "memory" in d.db.get_run(runs[2].id).reason
 
 
-def test_without_gpus_runs_wait_for_a_cpu_slot(tmp_path):
-    d, runner = daemon_with(tmp_path, [])
+def test_without_gpus_runs_wait_for_a_cpu_slot(tmp_path, monkeypatch):
+    d, runner = daemon_with(tmp_path, monkeypatch, [])
     first, second = submit(d), submit(d)
     asyncio.run(d.admit())
     assert runner.started == [(first.id, "cpu", None)]
     assert "CPU busy" in d.db.get_run(second.id).reason
 
 
-def test_a_succeeded_dependency_releases_the_run(tmp_path):
-    d, runner = daemon_with(tmp_path, [])
+def test_a_succeeded_dependency_releases_the_run(tmp_path, monkeypatch):
+    d, runner = daemon_with(tmp_path, monkeypatch, [])
     first = submit(d)
     second = submit(d, after=[first.id])
     d.db.update_run(first.id, state="succeeded")
@@ -92,8 +42,8 @@ def test_a_succeeded_dependency_releases_the_run(tmp_path):
     assert runner.started == [(second.id, "cpu", None)]
 
 
-def test_a_cpu_run_after_a_gpu_run_waits_for_it_by_name(tmp_path):
-    d, runner = daemon_with(tmp_path, [gpu(0, pids=(4242,))])
+def test_a_cpu_run_after_a_gpu_run_waits_for_it_by_name(tmp_path, monkeypatch):
+    d, runner = daemon_with(tmp_path, monkeypatch, [gpu(0, pids=(4242,))])
     on_gpu = submit(d)
     on_cpu = submit(d, device="cpu", after=[on_gpu.id])
     asyncio.run(d.admit())
@@ -101,8 +51,8 @@ def test_a_cpu_run_after_a_gpu_run_waits_for_it_by_name(tmp_path):
     assert d.db.get_run(on_cpu.id).reason == f"waiting for run {on_gpu.id} (queued)"
 
 
-def test_a_removed_dependency_holds_the_run_and_says_it_was_removed(tmp_path):
-    d, runner = daemon_with(tmp_path, [])
+def test_a_removed_dependency_holds_the_run_and_says_it_was_removed(tmp_path, monkeypatch):
+    d, runner = daemon_with(tmp_path, monkeypatch, [])
     first = submit(d)
     second = submit(d, after=[first.id])
     d.db.update_run(first.id, state="failed")

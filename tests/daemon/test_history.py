@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from stratcast.daemon.executors.base import Ending
 from stratcast.daemon.handlers import restart_run
 from stratcast.daemon.history import HistoryWriter, Thinner, evenly, read_history
-from stratcast.daemon.runner import Ending
 from stratcast.daemon.server import Daemon
 from stratcast.daemon.store import Store
 from stratcast.shared.events import (

@@ -115,7 +115,9 @@ def test_a_pinned_run_waits_for_its_busy_gpu():
 
 def test_a_pin_to_a_missing_gpu_names_the_gpus_there_are():
     result = make_plan([run(7, gpu=3)], [gpu(0), gpu(1)])
-    assert result.reasons == {7: "GPU 3 does not exist (GPUs: 0, 1)"}
+    assert result.reasons == {
+        7: "GPU 3 is not one of the daemon's GPUs (0, 1): remove this run, submit it on one of those"
+    }
 
 
 def test_a_gpu_with_foreign_processes_is_not_used():

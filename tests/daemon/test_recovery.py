@@ -1,6 +1,7 @@
 """What a daemon start does with the runs the last daemon left: crashed ones and those its shutdown stopped."""
 
-from stratcast.daemon.runner import SHUTDOWN_REASON, Worker, classify
+from stratcast.daemon.executors.base import SHUTDOWN_REASON, classify
+from stratcast.daemon.executors.local import LocalWorker
 from stratcast.daemon.server import Daemon
 from stratcast.daemon.store import Store
 from stratcast.daemon.worker import EXIT_STOPPED
@@ -68,8 +69,8 @@ def test_a_resume_by_the_user_gives_a_run_a_fresh_restart_budget(tmp_path):
 
 
 def test_a_worker_the_shutdown_had_to_kill_is_interrupted_not_killed():
-    by_shutdown = Worker(1, None, "cpu", kill_requested=True, shutdown=True)  # type: ignore[arg-type]
-    by_user = Worker(2, None, "cpu", kill_requested=True)  # type: ignore[arg-type]
+    by_shutdown = LocalWorker(1, None, "cpu", kill_requested=True, shutdown=True)  # type: ignore[arg-type]
+    by_user = LocalWorker(2, None, "cpu", kill_requested=True)  # type: ignore[arg-type]
     assert classify(-9, by_shutdown).state == "interrupted"
     assert classify(-9, by_user).state == "killed"
-    assert classify(EXIT_STOPPED, Worker(3, None, "cpu", shutdown=True)).reason == SHUTDOWN_REASON  # type: ignore[arg-type]
+    assert classify(EXIT_STOPPED, LocalWorker(3, None, "cpu", shutdown=True)).reason == SHUTDOWN_REASON  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from stratcast.daemon.runner import worker_env
+from stratcast.daemon.executors.local import worker_env
 
 
 def test_a_workers_home_is_its_daemons_whatever_the_daemons_environment_says(tmp_path):

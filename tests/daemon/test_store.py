@@ -316,7 +316,7 @@ def test_a_version_1_file_is_migrated_keeping_its_runs(db, tmp_path):
         raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     raw.close()
     with Store(db) as store:
-        assert store.get_meta("schema_version") == SCHEMA_VERSION == 2
+        assert store.get_meta("schema_version") == SCHEMA_VERSION == 3
         old = store.get_run(1)
         assert old.name == "old-1" and old.study is None and old.trial is None
         study = store.add_study(StudySpec(models=["mlp"], job=job()))
@@ -328,3 +328,24 @@ def test_a_version_1_file_is_migrated_keeping_its_runs(db, tmp_path):
         assert store.get_run(run.id).study is None  # the run stays, unlinked
         with pytest.raises(NotFound, match="stratcast studies"):
             store.get_study(study.id)
+
+
+def test_a_version_2_file_is_migrated_keeping_its_studies(db, tmp_path):
+    with Store(db) as store:  # today's layout, taken back to version 2's: no final_run
+        study = store.add_study(StudySpec(models=["mlp"], job=job(), name="kept"))
+        trial = store.add_run(job(), Placement(), runs_dir=tmp_path, study=study.id, trial=0)
+        store.update_study(study.id, state="finished", asked=1)
+    raw = sqlite3.connect(db)
+    with raw:
+        raw.execute("ALTER TABLE studies DROP COLUMN final_run")
+        raw.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    raw.close()
+    with Store(db) as store:
+        assert store.get_meta("schema_version") == SCHEMA_VERSION == 3
+        old = store.get_study(study.id)
+        assert (old.name, old.state, old.asked, old.final_run) == ("kept", "finished", 1, None)
+        assert [r.id for r in store.study_runs(study.id)] == [trial.id]
+        final = store.add_run(job(), Placement(name=f"study-{study.id}/best"), runs_dir=tmp_path, study=study.id)
+        assert store.update_study(study.id, final_run=final.id).final_run == final.id
+        store.remove_run(final.id)
+        assert store.get_study(study.id).final_run is None  # a removed final run leaves no dangling id

@@ -3,9 +3,6 @@ import logging
 import os
 import subprocess
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import msgspec
 import psutil
@@ -14,75 +11,7 @@ import pytest
 
 from stratcast.daemon.telemetry import MIB, Nvml, Telemetry, gpu_views
 from stratcast.shared.events import GpuProcess, TelemetrySampled
-
-GIB = 1 << 30
-
-DEVICE_CALLS = {
-    "nvmlDeviceGetName": lambda gpu: gpu.name,
-    "nvmlDeviceGetUUID": lambda gpu: gpu.uuid,
-    "nvmlDeviceGetMemoryInfo": lambda gpu: SimpleNamespace(total=gpu.total, used=gpu.used, free=gpu.total - gpu.used),
-    "nvmlDeviceGetUtilizationRates": lambda gpu: SimpleNamespace(gpu=gpu.utilization, memory=3),
-    "nvmlDeviceGetTemperature": lambda gpu, sensor: gpu.temperature,
-    "nvmlDeviceGetPowerUsage": lambda gpu: gpu.power_mw,
-    "nvmlDeviceGetEnforcedPowerLimit": lambda gpu: gpu.limit_mw,
-    "nvmlDeviceGetComputeRunningProcesses": lambda gpu: [
-        SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.compute
-    ],
-    "nvmlDeviceGetGraphicsRunningProcesses": lambda gpu: [
-        SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.graphics
-    ],
-}
-
-
-@dataclass
-class FakeGpu:
-    name: str = "NVIDIA H100 80GB HBM3"
-    uuid: str = "GPU-0"
-    total: int = 80 * GIB
-    used: int = 3 * GIB
-    utilization: int = 37
-    temperature: int = 41
-    power_mw: int = 120_500
-    limit_mw: int = 700_000
-    compute: list[tuple[int, int | None]] = field(default_factory=list)
-    graphics: list[tuple[int, int | None]] = field(default_factory=list)
-    unsupported: set[str] = field(default_factory=set)
-    """pynvml function names that raise NotSupported on this GPU."""
-    broken: type[pynvml.NVMLError] | None = None
-    """Every call about this GPU raises this (set it to make the GPU fail mid-run)."""
-
-
-class FakeNvml:
-    """Stands in for the driver: the pynvml functions the module calls, answering from FakeGpus."""
-
-    def __init__(self, gpus):
-        self.gpus = gpus
-        self.calls: Counter[tuple[str, int]] = Counter()
-        self.init_error: type[pynvml.NVMLError] | None = None
-
-    def install(self, monkeypatch):
-        monkeypatch.setattr(pynvml, "nvmlInit", self.init)
-        monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: None)
-        monkeypatch.setattr(pynvml, "nvmlDeviceGetCount", lambda: len(self.gpus))
-        monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex", lambda index: index)
-        for name, impl in DEVICE_CALLS.items():
-            monkeypatch.setattr(pynvml, name, self.device_call(name, impl))
-
-    def init(self):
-        if self.init_error is not None:
-            raise self.init_error()
-
-    def device_call(self, name, impl):
-        def call(handle, *args):
-            self.calls[name, handle] += 1
-            gpu = self.gpus[handle]
-            if gpu.broken is not None:
-                raise gpu.broken()
-            if name in gpu.unsupported:
-                raise pynvml.NVMLError_NotSupported()
-            return impl(gpu, *args)
-
-        return call
+from tests.daemon.fakes import GIB, FakeGpu, FakeNvml
 
 
 class Clock:

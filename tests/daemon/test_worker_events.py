@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from stratcast.daemon.runner import Runner, Worker
+from stratcast.daemon.executors.local import LocalExecutor, LocalWorker
 from stratcast.shared.events import (
     CheckpointSaved,
     MemorySampled,
@@ -97,10 +97,10 @@ async def watch(lines: list[bytes], run: int, on_event=None):
     async def on_exit(run, ending):
         ended.append((run, ending.state))
 
-    runner = Runner(on_event or (lambda run, event: got.append((run, event))), on_exit)
+    runner = LocalExecutor(on_event or (lambda run, event: got.append((run, event))), on_exit)
     script = f"import sys; sys.stdout.buffer.write(bytes.fromhex({b''.join(lines).hex()!r}))"
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE)
-    await runner._watch(Worker(run, proc, "cpu"))
+    await runner._watch(LocalWorker(run, proc, "cpu"))
     return got, ended
 
 

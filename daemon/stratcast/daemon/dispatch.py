@@ -98,6 +98,7 @@ HANDLERS: dict[str, Handler] = {
     "show_study": studies.show,
     "stop_study": studies.stop,
     "resume_study": studies.resume,
+    "retrain_study": studies.retrain,
     "shutdown": shutdown.handle,
 }
 

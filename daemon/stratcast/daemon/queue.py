@@ -212,7 +212,10 @@ def _place_on_gpu(run: RunInfo, slots: list[_Slot], min_free_mib: float) -> tupl
     candidates = slots if pin is None else [s for s in slots if s.view.index == pin]
     if not candidates:
         indices = ", ".join(str(s.view.index) for s in slots)
-        return None, f"GPU {pin} does not exist (GPUs: {indices})"
+        return (
+            None,
+            f"GPU {pin} is not one of the daemon's GPUs ({indices}): remove this run, submit it on one of those",
+        )
     usable = [s for s in candidates if cap is None or s.view.total_mib >= cap * MIB_PER_GIB]
     if not usable:
         return None, _too_big(cap or 0.0, candidates)

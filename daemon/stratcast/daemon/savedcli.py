@@ -19,6 +19,7 @@ from typing import Any
 
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.paths import resolve_home
+from stratcast.shared.report import SAVED_TEXT
 
 COMMANDS = ("forecast", "saved")
 """The top-level commands this module adds."""
@@ -78,7 +79,7 @@ def saved_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
-        print(_text(args.saved_command, result))
+        print(SAVED_TEXT[args.saved_command](result))
     return ExitCode.OK
 
 
@@ -99,64 +100,27 @@ def _forecast(home: Path, args: argparse.Namespace) -> int:
 
 
 def _saved(home: Path, args: argparse.Namespace) -> Any:
-    """``stratcastd saved ...``: what the command did or found, as JSON data."""
+    """``stratcastd saved ...``: what the command did or found, as JSON data (the daemon's replies' shape)."""
     from stratcast.daemon.engine.saved import store, versions
 
     command = args.saved_command
     if command == "save":
-        return _version(versions.save_run(home, Path(args.run_out), args.name))
+        return versions.save_run(home, Path(args.run_out), args.name).info()
     if command == "ls":
         return store.list_models(home)
     if command == "show":
-        return _manifest(versions.load_saved(home, args.ref))
+        return versions.describe(versions.load_saved(home, args.ref))
     if command == "alias":
         if args.remove:
             store.remove_alias(home, args.ref, args.alias)
-            return {"removed_alias": args.alias, "name": args.ref}
-        return _version(store.set_alias(home, args.ref, args.alias)) | {"alias": args.alias}
+            return {"name": args.ref, "alias": args.alias, "removed": True}
+        return store.set_alias(home, args.ref, args.alias).info() | {"alias": args.alias}
     if command == "rm":
-        return _version(store.remove_version(home, args.ref, force=args.force)) | {"removed": True}
+        return store.remove_version(home, args.ref, force=args.force).info() | {"removed": True}
     if command == "export":
-        return _version(versions.export_version(home, args.ref, Path(args.path))) | {"exported_to": args.path}
+        path = Path(args.path)
+        exported = versions.export_version(home, args.ref, path).info()
+        return exported | {"exported_to": str(path), "bytes": path.stat().st_size}
     if command == "import":
-        return _version(versions.import_version(home, Path(args.path), args.name))
+        return versions.import_version(home, Path(args.path), args.name).info()
     raise AssertionError(command)
-
-
-def _version(version: Any) -> dict[str, Any]:
-    return {"name": version.name, "version": version.version, "ref": version.ref, "path": str(version.path)}
-
-
-def _manifest(saved: Any) -> dict[str, Any]:
-    """A version's manifest as JSON data, its strategy list counted, not listed."""
-    import msgspec
-
-    data: dict[str, Any] = msgspec.to_builtins(saved.manifest)
-    data["strategies"] = len(data["strategies"])
-    data["tensors"] = len(data["tensors"])
-    return _version(saved.version) | {"manifest": data}
-
-
-def _text(command: str, result: Any) -> str:
-    """Lines for people."""
-    if command == "ls":
-        if not result:
-            return "no saved models"
-        rows = []
-        for m in result:
-            aliases = ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items())) or "-"
-            rows.append(f"{m['name']:<24} versions {','.join(map(str, m['versions'])):<12} aliases {aliases}")
-        return "\n".join(rows)
-    if command == "show":
-        m = result["manifest"]
-        sig = m["data"]
-        return "\n".join(
-            [
-                f"{result['ref']}: {m['model']} ({m['mode']}), members {', '.join(m['members'])}",
-                f"trained by {m['source_run']} on {m['created']}: {m['training']['steps']} steps",
-                f"data: {sig['strategies']} strategies, {sig['id_col']}/{sig['time_col']}/{sig['target_col']}, "
-                f"every {sig['frequency']}, input {sig['input_size']}, horizon {sig['horizon']}",
-                *m["metrics"].get("verdict", []),
-            ]
-        )
-    return json.dumps(result, default=str)

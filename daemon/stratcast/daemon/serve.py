@@ -26,6 +26,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--restart-budget", type=non_negative_int, default=3, help="automatic resumes of a run after daemon crashes"
     )
+    p.add_argument(
+        "--gpus",
+        type=gpu_list,
+        default=os.environ.get(GPUS_ENV),
+        metavar="0,2",
+        help=f"use only these GPUs (NVML indices, as nvidia-smi numbers them; default ${GPUS_ENV}, else all)",
+    )
+    p.add_argument(
+        "--executor",
+        type=executor_name,
+        default="local",
+        metavar="NAME",
+        help="what runs the runs: local (worker processes on this machine, the default); "
+        "ray and slurm come later, as the optional extras stratcast[ray] and stratcast[slurm]",
+    )
     p.add_argument("--min-free-gib", type=positive_float, default=1.0, help="a GPU with less free memory gets no run")
     p.add_argument("--allow-uid", type=non_negative_int, action="append", default=[], help="also admit this UID on ipc")
     p.add_argument("--tcp", metavar="tcp://HOST:PORT", help="also serve over TCP (events on PORT+1); needs --curve-dir")
@@ -38,12 +53,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+GPUS_ENV = "STRATCAST_GPUS"
+"""Default of ``--gpus`` (a systemd drop-in sets it with ``Environment=``)."""
+
+
+def gpu_list(text: str) -> tuple[int, ...]:
+    """``0,2`` as the GPU indices (0, 2), sorted, each once; argparse reports a bad list as a usage error.
+
+    Raises:
+        argparse.ArgumentTypeError: when an item is not a non-negative integer, or the list is empty.
+    """
+    items = [item.strip() for item in text.split(",")]
+    if not all(item.isdigit() for item in items):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of GPU indices like 0,2")
+    return tuple(sorted({int(item) for item in items}))
+
+
+def executor_name(text: str) -> str:
+    """An ``--executor`` name this install has; argparse reports any other as a usage error naming the choices.
+
+    Raises:
+        argparse.ArgumentTypeError: for a name not in :data:`stratcast.daemon.executors.base.EXECUTORS`.
+    """
+    from stratcast.daemon.executors.base import EXECUTORS, UnknownExecutor
+
+    if text not in EXECUTORS:
+        raise argparse.ArgumentTypeError(str(UnknownExecutor(text)))
+    return text
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the daemon until shutdown; exit codes: 0 clean, 3 unusable home, 1 another daemon or a crash."""
     from stratcast.daemon.channels import ChannelError
     from stratcast.daemon.instance import DaemonRunning
     from stratcast.daemon.server import Daemon, Options
     from stratcast.daemon.statedb import StoreError
+    from stratcast.daemon.telemetry import GpuSelectionError
 
     os.umask(0o077)  # state, logs and checkpoints readable by the daemon's user only
     logging.basicConfig(
@@ -62,6 +107,8 @@ def serve(args: argparse.Namespace) -> int:
         telemetry_hz=args.telemetry_hz,
         restart_budget=args.restart_budget,
         min_free_gib=args.min_free_gib,
+        gpus=args.gpus,
+        executor=args.executor,
         uids=tuple(args.allow_uid),
         tcp=args.tcp,
         curve_dir=args.curve_dir,
@@ -71,10 +118,17 @@ def serve(args: argparse.Namespace) -> int:
     except (HomeError, StoreError, ChannelError) as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    except GpuSelectionError as exc:
+        print(f"stratcastd: error: --gpus {_indices(options.gpus)}: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     except DaemonRunning as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     return ExitCode.OK
+
+
+def _indices(gpus: tuple[int, ...] | None) -> str:
+    return ",".join(map(str, gpus or ()))
 
 
 def detach(args: argparse.Namespace) -> int:

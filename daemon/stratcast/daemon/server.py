@@ -28,11 +28,11 @@ from stratcast.daemon import sdnotify
 from stratcast.daemon.channels import Channel, open_ipc, open_tcp
 from stratcast.daemon.dispatch import handle_request
 from stratcast.daemon.engine.study.objectives import intermediate_value
+from stratcast.daemon.executors.base import HEALTHY, SHUTDOWN_REASON, Ending, open_executor
 from stratcast.daemon.history import HistoryWriter
 from stratcast.daemon.instance import end_orphan, single_instance
 from stratcast.daemon.publisher import LogTail, Publisher
 from stratcast.daemon.queue import DeviceView, plan
-from stratcast.daemon.runner import SHUTDOWN_REASON, Ending, Runner
 from stratcast.daemon.schedules import Timetable
 from stratcast.daemon.store import Store
 from stratcast.daemon.studies import StudyManager
@@ -42,6 +42,7 @@ from stratcast.shared.cli import version
 from stratcast.shared.events import (
     AnyEvent,
     CheckpointSaved,
+    CutoffScored,
     HeartbeatSent,
     MemorySampled,
     NoticeGiven,
@@ -84,6 +85,10 @@ class Options:
     """How long shutdown waits for running runs to checkpoint before killing them."""
     min_free_gib: float = 1.0
     """A GPU with less free memory than this gets no exclusive run."""
+    gpus: tuple[int, ...] | None = None
+    """The GPUs (NVML indices) the daemon may use; None: every GPU of the machine."""
+    executor: str = "local"
+    """What runs the runs (:data:`stratcast.daemon.executors.base.EXECUTORS`)."""
     uids: tuple[int, ...] = ()
     """Further UIDs admitted on the ipc sockets (the daemon's own always is)."""
     tcp: str | None = None
@@ -100,8 +105,9 @@ class Daemon:
         self.publisher = Publisher(secrets.token_hex(8))
         self.started = time.time()
         self.store: Store | None = None
-        self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz)
-        self.runner = Runner(self._worker_event, self._worker_exit, home.state)
+        self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz, gpus=self.options.gpus)
+        self.runner = open_executor(self.options.executor, self._worker_event, self._worker_exit, home.state)
+        """The executor: whatever runs the runs (local worker processes, a Ray cluster, Slurm)."""
         self.history = HistoryWriter(home.runs)
         self.timetable = Timetable(self._fire_schedule)
         self.peers: OrderedDict[tuple[str, bytes], float] = OrderedDict()
@@ -303,7 +309,7 @@ class Daemon:
     async def _telemetry_loop(self) -> None:
         period = 1.0 / self.options.telemetry_hz
         while True:
-            self.telemetry.watch_pids([w.proc.pid for w in self.runner.workers.values()])
+            self.telemetry.watch_pids([w.pid for w in self.runner.workers.values() if w.pid is not None])
             sample = await asyncio.to_thread(self.telemetry.sample)
             runs = {r: self._memory[r] for r in self.runner.workers if r in self._memory}
             self.publish(msgspec.structs.replace(sample, runs=runs))
@@ -329,9 +335,15 @@ class Daemon:
         """Start what the queue allows now; record why every other queued run waits.
 
         Runs that asked for ``device: cpu`` are planned against the CPU's slots; the rest against the GPUs, or
-        the CPU where there are none.
+        the CPU where there are none. While the executor is unreachable, nothing starts and queued runs say why.
         """
         runs = self.db.list_runs(("queued", "held", "running"))
+        if (health := self.runner.health()) != HEALTHY:  # the runs wait for it; none fails
+            for run in runs:
+                reason = f"waiting for the {self.runner.name} executor: {health}"
+                if run.state == "queued" and run.reason != reason:
+                    self.update_run(run.id, reason=reason)
+            return
         paused = bool(self.db.get_meta("queue_paused", False))
         gpus = self.gpu_devices(runs)
         on_cpu = [r for r in runs if not gpus or r.job.device == "cpu"]
@@ -367,7 +379,7 @@ class Daemon:
     def gpu_devices(self, runs: list[RunInfo]) -> list[DeviceView]:
         """The GPUs NVML sees, with the daemon's runs on each and the processes it does not own."""
         running = [r for r in runs if r.state == "running"]
-        ours = {w.proc.pid for w in self.runner.workers.values()}
+        ours = {w.pid for w in self.runner.workers.values()}
         views = []
         for g in self.telemetry.gpu_views():
             on = [r for r in running if r.device == f"cuda:{g['index']}"]
@@ -407,13 +419,13 @@ class Daemon:
             self.update_run(run.id, state="failed", reason=f"could not start its worker: {exc}", finished=time.time())
             return
         self.logs.follow(run.id)
-        self.db.add_event(run.id, "started", {"device": device, "pid": w.proc.pid})
+        self.db.add_event(run.id, "started", {"device": device, "pid": w.pid})
         self.update_run(
             run.id,
             state="running",
             reason="",
             device=device,
-            pid=w.proc.pid,
+            pid=w.pid,
             started=time.time(),
             finished=None,
             attempts=run.attempts + 1,
@@ -442,6 +454,11 @@ class Daemon:
             case RanOutOfMemory() | PlanChosen() | WarningGiven():
                 self.db.add_event(run, kind, fields)
                 self.publish(event, run)
+            case CutoffScored(cutoff=cutoff, value=value):
+                self.db.add_event(run, kind, fields)
+                self.publish(event, run)
+                if self.studies.live and (info := self.db.get_run(run)).study is not None:
+                    self.studies.cutoff(info, cutoff, value)
             case WorkerStarted() | RunFinished() | RunFailed():
                 pass  # the daemon records a start and an ending itself, from the process
             case _:

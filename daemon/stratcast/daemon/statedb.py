@@ -33,9 +33,10 @@ import msgspec
 
 from stratcast.shared.protocol import RUN_STATES, RunInfo, ScheduleInfo, StudyInfo
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the table layout below; a file with a newer one is refused, an older one is migrated
-(:data:`MIGRATIONS`). 2: the ``studies`` table and the runs' ``study`` and ``trial`` columns."""
+(:data:`MIGRATIONS`). 2: the ``studies`` table and the runs' ``study`` and ``trial`` columns; 3: the studies'
+``final_run``."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +56,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS studies (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
     spec TEXT NOT NULL, created REAL NOT NULL, finished REAL, asked INTEGER NOT NULL,
-    elapsed_s REAL NOT NULL, active_since REAL
+    elapsed_s REAL NOT NULL, active_since REAL, final_run INTEGER REFERENCES runs(id) ON DELETE SET NULL
 );
 CREATE INDEX IF NOT EXISTS runs_study ON runs(study);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
@@ -76,6 +77,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN trial INTEGER",
         "CREATE INDEX runs_study ON runs(study)",
     ),
+    3: ("ALTER TABLE studies ADD COLUMN final_run INTEGER REFERENCES runs(id) ON DELETE SET NULL",),
 }
 """The statements that bring a file of version ``v - 1`` to version ``v``, by ``v``."""
 RUN_COLUMNS = tuple(f for f in RunInfo.__struct_fields__ if f != "id")

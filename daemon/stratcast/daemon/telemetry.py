@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypedDict, TypeVar
 
@@ -104,17 +104,25 @@ class Nvml:
         self._notices = deque(notices)  # appended by sample(), maybe in a thread; deques are thread-safe
 
     @classmethod
-    def open(cls) -> Nvml | None:
-        """Start NVML and open every GPU; None, with :attr:`notice` saying why, where there is none to use."""
+    def open(cls, only: Collection[int] | None = None) -> Nvml | None:
+        """Start NVML and open every GPU, or only those NVML indices; None (see :attr:`notice`) if none is usable.
+
+        Raises:
+            GpuSelectionError: when ``only`` names a GPU that NVML does not find (or finds no GPU at all).
+        """
         notices: list[str] = []
         try:
             pynvml.nvmlInit()
         except (pynvml.NVMLError, OSError) as exc:
+            if only is not None:
+                raise GpuSelectionError(only, [], _nvml_failure(exc)) from exc
             return cls._unavailable(_no_nvml_reason(exc))
         try:
             devices = _open_devices(notices)
         except pynvml.NVMLError as exc:
             devices, notices = [], [*notices, f"NVML cannot count the GPUs ({exc})"]
+        if only is not None:
+            devices = _select(devices, only, notices)
         if not devices:
             _shutdown()
             return cls._unavailable("; ".join([*notices, "no usable NVIDIA GPU: running on the CPU only"]))
@@ -163,9 +171,32 @@ class Nvml:
             _shutdown()
 
 
+class GpuSelectionError(ValueError):
+    """A daemon was given GPUs (``--gpus``) that this machine does not have; the message names those it has."""
+
+    def __init__(self, wanted: Collection[int], found: Collection[int], why: str = "") -> None:
+        missing = sorted(set(wanted) - set(found))
+        what = "GPU" if len(missing) == 1 else "GPUs"
+        have = f"GPUs found: {', '.join(map(str, sorted(found)))}" if found else f"no GPU found: {why}"
+        super().__init__(f"no {what} {', '.join(map(str, missing))} on this machine ({have})")
+
+
+def _select(devices: list[_Device], only: Collection[int], notices: list[str]) -> list[_Device]:
+    """The devices of ``only``; the NVML session is shut when one is missing."""
+    found = [d.index for d in devices]
+    if not set(only) <= set(found):
+        _shutdown()
+        raise GpuSelectionError(only, found, "; ".join(notices) or "NVML lists none")
+    return [d for d in devices if d.index in only]
+
+
 def _no_nvml_reason(exc: Exception) -> str:
+    return f"{_nvml_failure(exc)}: running on the CPU only"
+
+
+def _nvml_failure(exc: Exception) -> str:
     what = "no NVIDIA driver found" if isinstance(exc, _NO_DRIVER) else "NVML failed to start"
-    return f"{what} (NVML: {exc}): running on the CPU only"
+    return f"{what} (NVML: {exc})"
 
 
 def _open_devices(notices: list[str]) -> list[_Device]:
@@ -312,7 +343,11 @@ class Telemetry:
         rate_hz: Samples per second the daemon takes; sizes the ring buffers.
         history_s: Seconds of history kept.
         nvml: An opened :class:`Nvml`, None for no GPU sampling, or ``"auto"`` to open it here.
+        gpus: With ``nvml="auto"``, the NVML indices of the GPUs to open (the daemon's ``--gpus``); None: all.
         clock: Unix time source (tests pass a fake one).
+
+    Raises:
+        GpuSelectionError: when ``gpus`` names a GPU the machine does not have.
     """
 
     def __init__(
@@ -321,12 +356,13 @@ class Telemetry:
         history_s: float = 600.0,
         nvml: Nvml | Literal["auto"] | None = "auto",
         *,
+        gpus: Collection[int] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if rate_hz <= 0 or history_s <= 0:
             raise ValueError(f"rate_hz and history_s must be positive, not {rate_hz} and {history_s}")
         self.rate_hz, self.history_s, self.clock = rate_hz, history_s, clock
-        self.nvml = Nvml.open() if nvml == "auto" else nvml
+        self.nvml = Nvml.open(gpus) if nvml == "auto" else nvml
         self.notice: str | None = Nvml.notice if nvml == "auto" and self.nvml is None else None
         """Why there is no GPU telemetry (no driver, no GPU); None when there is."""
         self._pending = deque([self.notice] if self.notice else [])

@@ -1,12 +1,16 @@
 """``stratcastd tune``: an Optuna study run in the foreground, its trials one after another in this process.
 
 ``stratcastd tune --data PATH --model NAME[,NAME...] [--trials N] [--timeout S] [--objective ...] [--sampler ...]
-[--pruner ...] [--space FILE] [--storage URL] [--study NAME]`` plus every option of ``stratcastd run`` (they fix
-the trials' job; ``--set`` fixes a setting, and ``nhits.x=...`` fixes one model's) and the backtest's options (for
-a backtest objective). The study lives in the storage (default ``HOME/studies/journal.log``), so running the same
-command again goes on with it; trials left RUNNING by a killed command are told FAIL (``crashed``) first, so the
-command must be the study's only client while it runs (two at once on one study would reap each other's trials). Each
-trial prints one line; the best trial (or the Pareto front) comes last. See :mod:`stratcast.daemon.engine.study`.
+[--pruner ...] [--space FILE] [--storage URL] [--study NAME] [--keep all-data|holdout|none] [--save-as NAME]``
+plus every option of ``stratcastd run`` (they fix the trials' job; ``--set`` fixes a setting, and ``nhits.x=...``
+fixes one model's) and the backtest's options (for a backtest objective); the study's options are ``stratcast
+tune``'s (:func:`~stratcast.shared.jobargs.add_study_options`). The study lives in the storage (default
+``HOME/studies/journal.log``), so running the same command again goes on with it; trials left RUNNING by a killed
+command are told FAIL (``crashed``) first, so the command must be the study's only client while it runs (two at once
+on one study would reap each other's trials). Each trial prints one line; the best trial (or the Pareto front) comes
+last. Then, as the daemon's studies do, the best configuration is kept (``--keep``): trained on all the data (or
+with the trials' holdout) in ``OUT/best`` and saved as the next version of ``--save-as`` (default: the study's name)
+in the home's saved models. See :mod:`stratcast.daemon.engine.study`.
 """
 
 from __future__ import annotations
@@ -17,9 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stratcast.shared.cli import positive_int
 from stratcast.shared.errors import ExitCode
-from stratcast.shared.jobargs import add_backtest_options, add_job_options, backtest_from_args, job_from_args
+from stratcast.shared.jobargs import (
+    add_backtest_options,
+    add_job_options,
+    add_study_options,
+    backtest_from_args,
+    job_from_args,
+)
 from stratcast.shared.paths import resolve_home
 
 COMMANDS = ("tune",)
@@ -31,22 +40,7 @@ def add_tune_command(sub: Any, program: str) -> None:
     tune = sub.add_parser("tune", help="run an Optuna study in the foreground, trial after trial (no server)")
     add_job_options(tune, program=program)
     study = tune.add_argument_group("study")
-    study.add_argument("--trials", type=positive_int, default=20, help="trials to run (default 20)")
-    study.add_argument("--timeout", type=float, help="stop asking for trials after this many seconds")
-    study.add_argument(
-        "--objective",
-        default="holdout-rmse",
-        help="holdout-rmse (default), holdout-rmse-raw, backtest-top-k, backtest-diff; several, comma-separated, "
-        "make a multi-objective study (NSGA-II)",
-    )
-    study.add_argument("--sampler", help="tpe, nsga2 or random (default: tpe for one objective, nsga2 for several)")
-    study.add_argument(
-        "--pruner", help="median, hyperband, wilcoxon or none (default: median for one objective, none for several)"
-    )
-    study.add_argument("--space", metavar="FILE", help="TOML or JSON file that replaces, fixes or removes spaces")
-    study.add_argument("--storage", metavar="URL", help="RDB URL or journal file (default HOME/studies/journal.log)")
-    study.add_argument("--study", metavar="NAME", help="study name (default: tune-MODELS); an existing one goes on")
-    study.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    add_study_options(study)
     study.add_argument("--out", help="folder of the trials' outputs (default ./STUDY)")
     study.add_argument("--home", help="the daemon's home folder (default: $STRATCAST_HOME or XDG)")
     add_backtest_options(tune.add_argument_group("backtest (for a backtest objective)"))
@@ -93,7 +87,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
     from stratcast.daemon.engine.study.local import run_trial_locally
     from stratcast.daemon.engine.study.study import ask, best, reap_orphans, trial_line
 
-    fixed = job_from_args(args)
+    fixed = msgspec.structs.replace(job_from_args(args), save_as=None)  # --save-as names the kept best
     if any(not o.backtest for o in objectives) and not fixed.holdout:
         fixed = msgspec.structs.replace(fixed, holdout=fixed.horizon or 52)  # a holdout objective needs a holdout
     for number in reap_orphans(study):
@@ -125,7 +119,32 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
     print("Pareto front:" if len(objectives) > 1 else "best:", "none completed" if not top else "")
     for trial in top:
         print(f"  {trial_line(trial)}")
-    return ExitCode.INTERRUPTED if stop() else ExitCode.OK
+    if stop():
+        return ExitCode.INTERRUPTED
+    return _keep(args, study, fixed, models, out / "best", quiet) if args.keep != "none" else ExitCode.OK
+
+
+def _keep(args: argparse.Namespace, study: Any, fixed: Any, models: list[str], out: Path, log: Any) -> int:
+    """Train the kept trial's configuration (``--keep``) in ``out`` and save it; exit 1 when that fails."""
+    from stratcast.daemon.engine.run.job import run_job
+    from stratcast.daemon.engine.saved.versions import save_run
+    from stratcast.daemon.engine.spec.runspec import spec_from_job
+    from stratcast.daemon.engine.study.study import final_job, kept_trial
+
+    trial = kept_trial(study)
+    if trial is None:
+        print("kept: nothing (no trial completed)")
+        return ExitCode.OK
+    name = args.save_as or study.study_name
+    try:
+        job = final_job(trial, fixed, models, args.keep, fixed)
+        result = run_job(spec_from_job(job, out=str(out), device=args.device), log=log)
+        version = save_run(resolve_home(args.home).state, result.out_dir, name, source=f"trial {trial.number}")
+    except Exception as exc:  # the study is done and told: only its copy failed
+        print(f"stratcastd: error: the best (trial {trial.number}) was not kept: {type(exc).__name__}: {exc}")
+        return ExitCode.FAILED
+    print(f"kept: trial {trial.number} trained ({args.keep}) in {out}, saved as {version.ref}")
+    return ExitCode.OK
 
 
 def _quiet_log() -> Any:

@@ -17,8 +17,9 @@ sets ``CUDA_VISIBLE_DEVICES`` (so the assigned GPU is ``cuda:0``) and
 followed by the full traceback. Stray writes to stdout (a library's ``print``) land there too.
 
 **stdout** carries machine events (:mod:`stratcast.shared.events`), one JSON line each, flushed as written:
-``started``, ``plan``, ``progress``, ``memory``, ``checkpoint``, ``oom``, ``warning``, then one of ``finished``,
-``stopped`` or ``failed``.
+``started``, ``plan``, ``progress``, ``memory``, ``checkpoint``, ``oom``, ``warning``, ``cutoff`` (a backtest
+whose job sets ``report_cutoffs``: one per finished cutoff, for a study's Wilcoxon pruner), then one of
+``finished``, ``stopped`` or ``failed``.
 
 ``plan`` is sent once before training, on every start and resume; when its ``micro_batch`` is 0 (nothing fits) a
 ``failed`` event with the out-of-memory exit follows. ``progress`` follows a
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -57,6 +59,7 @@ import psutil
 from stratcast.shared import runfiles
 from stratcast.shared.events import (
     CheckpointSaved,
+    CutoffScored,
     MemorySampled,
     PlanChosen,
     ProgressReported,
@@ -75,6 +78,7 @@ from stratcast.shared.runfiles import Outputs, RunFolder
 if TYPE_CHECKING:
     import torch
 
+    from stratcast.daemon.engine.backtest.state import Progress
     from stratcast.daemon.engine.run.advice import RunWarning
     from stratcast.daemon.engine.run.job import JobResult
     from stratcast.daemon.engine.run.runplan import RunPlan
@@ -170,7 +174,7 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     limit_memory(device, args.memory_gib)
     memory = MemoryReporter(device, events)
     events.memory = memory
-    engine = run_job if job.backtest is None else backtest_runner(job.backtest)
+    engine = run_job if job.backtest is None else backtest_runner(job.backtest, cutoff_reporter(job, events))
     result = engine(
         spec,
         log=log,
@@ -244,13 +248,39 @@ def score_saved(job: JobSpec, run_dir: Path, args: argparse.Namespace, events: E
     return WorkerExit.OK
 
 
-def backtest_runner(options: BacktestOptions) -> Callable[..., JobResult]:
-    """:func:`~stratcast.daemon.engine.backtest.job.run_backtest` with ``options``, called as ``run_job`` is."""
+def backtest_runner(
+    options: BacktestOptions, on_block: Callable[[Progress], None] | None = None
+) -> Callable[..., JobResult]:
+    """:func:`~stratcast.daemon.engine.backtest.job.run_backtest` with ``options`` and ``on_block``, as ``run_job``."""
     import functools
 
     from stratcast.daemon.engine.backtest.job import run_backtest
 
-    return functools.partial(run_backtest, options=options)
+    return functools.partial(run_backtest, options=options, on_block=on_block)
+
+
+def cutoff_reporter(job: JobSpec, events: Events) -> Callable[[Progress], None] | None:
+    """The block hook that sends a ``cutoff`` event per finished cutoff, when the job asks (``report_cutoffs``).
+
+    Raises:
+        ValueError: for a ``report_cutoffs`` that is no backtest objective.
+    """
+    from stratcast.daemon.engine.study.objectives import cutoff_objective, finished_cutoff_scores
+
+    objective = cutoff_objective(job)
+    if objective is None:
+        return None
+    reported = 0
+
+    def report(progress: Progress) -> None:
+        nonlocal reported
+        values = finished_cutoff_scores(objective, progress)
+        for k in range(reported, len(values)):
+            if math.isfinite(values[k]):  # a non-finite one is no evidence: the pruner sees the others
+                events.emit(CutoffScored(cutoff=k, value=values[k]))
+        reported = len(values)
+
+    return report
 
 
 def read_job(path: Path) -> JobSpec:

@@ -15,7 +15,7 @@ import math
 import shlex
 from collections.abc import Callable, Iterator
 
-from stratcast.shared.protocol import MAX_MEMBERS
+from stratcast.shared.protocol import MAX_MEMBERS, SAVED_NAME
 
 SHELLS = ("bash", "zsh")
 
@@ -69,6 +69,16 @@ def ensemble_option(text: str) -> int | list[str]:
     if len(names) > MAX_MEMBERS:
         raise argparse.ArgumentTypeError(f"{len(names)} members: an ensemble has at most {MAX_MEMBERS}")
     return names
+
+
+def saved_name(text: str) -> str:
+    """A saved model's or alias's name."""
+    if not SAVED_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid name: use letters, digits, '-', '_' and '.' (at most 100, not starting with "
+            "'.' or '-')"
+        )
+    return text
 
 
 def whole_number(text: str) -> int:

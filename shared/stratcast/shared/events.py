@@ -18,6 +18,7 @@ family:
      "new_micro_batch": 512, "allocated": 7516192768, "reserved": 8053063680, "rss": 912261120,
      "error": "CUDA out of memory. Tried to allocate ..."}
     {"event": "warning", "kind": "loss", "message": "loss=mae on a panel that is 80% zeros: ..."}
+    {"event": "cutoff", "cutoff": 3, "value": 1.25}
     {"event": "finished", "out": "RUN_DIR/out", "metrics": {...the content of metrics.json...}}
     {"event": "stopped", "path": "RUN_DIR/checkpoints/step-00000214.pt", "step": 214}
     {"event": "failed", "exit": 3, "error": "DataError: ..."}
@@ -153,6 +154,20 @@ class WarningGiven(_Event, tag="warning", frozen=True):
 
     kind: str
     message: str
+
+
+class CutoffScored(_Event, tag="cutoff", frozen=True):
+    """A study's backtest finished a cutoff: its objective's value there (only for a job's ``report_cutoffs``).
+
+    What a study's Wilcoxon pruner compares trials by, cutoff by cutoff; a resumed backtest reports its finished
+    cutoffs again.
+    """
+
+    cutoff: int
+    """The cutoff's index in the backtest, from 0 (the oldest)."""
+    value: float
+    """The job's ``report_cutoffs`` objective at that cutoff (``backtest-top-k``: the top picks' profit per
+    period after cost)."""
 
 
 class RunFinished(_Event, tag="finished", frozen=True):
@@ -314,6 +329,7 @@ WorkerEvent = (
     | CheckpointSaved
     | RanOutOfMemory
     | WarningGiven
+    | CutoffScored
     | RunFinished
     | RunStopped
     | RunFailed
@@ -334,8 +350,8 @@ AnyEvent = (
     | ShutdownStarted
     | HeartbeatSent
 )
-"""Every event: the worker's and the daemon's own. The daemon relays ``plan``, ``progress``, ``oom`` and
-``warning`` from its workers and publishes the rest of the worker's kinds only through their effect on the run."""
+"""Every event: the worker's and the daemon's own. The daemon relays ``plan``, ``progress``, ``oom``, ``warning``
+and ``cutoff`` from its workers and publishes the rest of the worker's kinds only through their effect on the run."""
 
 
 class Event(msgspec.Struct, kw_only=True):

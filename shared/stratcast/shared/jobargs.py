@@ -3,7 +3,8 @@
 ``stratcastd run`` and ``demo``, ``stratcast submit``, ``check`` and ``schedule add`` all call
 :func:`add_job_options`; what differs between them (whether ``--data`` and ``--model`` are needed, the defaults
 their help names, which devices a daemon accepts) are its keyword arguments. Options only one command has
-(``--out``, ``--resume``, placement, ``--json``) stay with that command. :func:`job_from_args` turns the parsed
+(``--out``, ``--resume``, placement, ``--json``) stay with that command. A study's options are declared once too
+(:func:`add_study_options`, for ``stratcastd tune`` and ``stratcast tune``). :func:`job_from_args` turns the parsed
 options into the job; the daemon (and ``stratcastd run``, through the same ``spec_from_job``) builds the run's
 spec from that.
 """
@@ -20,11 +21,16 @@ from stratcast.shared.cli import (
     key_value,
     non_negative_float,
     non_negative_int,
+    positive_float,
     positive_int,
+    saved_name,
     top_picks,
 )
 from stratcast.shared.intervals import DEFAULT_LEVELS, RANK_BY_MEAN, level_text
-from stratcast.shared.protocol import BacktestOptions, JobSpec
+from stratcast.shared.protocol import BacktestOptions, JobSpec, KeepBest
+
+KEEP_CHOICES: tuple[KeepBest, ...] = ("all-data", "holdout", "none")
+"""``--keep``'s choices (:data:`~stratcast.shared.protocol.KeepBest`)."""
 
 DAEMON_DEVICES = ("auto", "cpu")
 """The devices a job sent to a daemon may name: the daemon places runs on its GPUs itself (``--gpu N``)."""
@@ -116,6 +122,58 @@ def add_job_options(
         default=[],
         metavar="KEY=VALUE",
         help="training option or model parameter",
+    )
+
+
+def add_study_options(
+    parser: argparse._ActionsContainer, *, timeout_dest: str = "timeout", daemon: bool = False
+) -> None:
+    """Add a study's options (``stratcastd tune`` in the foreground, ``stratcast tune`` in the daemon).
+
+    Args:
+        parser: where the options go (an argument group).
+        timeout_dest: where ``--timeout`` goes (``stratcast`` has a ``--timeout`` of its own, for the reply).
+        daemon: whether the daemon runs the study: ``--parallel`` (its trials run as queued runs) and its names.
+    """
+    parser.add_argument("--trials", type=positive_int, default=20, help="trials to run (default 20)")
+    parser.add_argument(
+        "--timeout", dest=timeout_dest, type=positive_float, metavar="S", help="ask no trial after S seconds"
+    )
+    parser.add_argument(
+        "--objective",
+        default="holdout-rmse",
+        help="holdout-rmse (default), holdout-rmse-raw, backtest-top-k, backtest-diff; several, comma-separated, "
+        "make a multi-objective study (NSGA-II)",
+    )
+    parser.add_argument("--sampler", help="tpe, nsga2 or random (default: tpe for one objective, nsga2 for several)")
+    parser.add_argument(
+        "--pruner", help="median, hyperband, wilcoxon or none (default: median for one objective, none for several)"
+    )
+    parser.add_argument(
+        "--space", metavar="FILE", help="TOML (.toml) or JSON file that replaces, fixes or removes spaces"
+    )
+    parser.add_argument("--storage", metavar="URL", help="RDB URL or journal file (default HOME/studies/journal.log)")
+    named = "stratcast-study-ID" if daemon else "tune-MODELS"
+    parser.add_argument(
+        "--study", metavar="NAME", help=f"the Optuna study's name (default {named}); an existing one goes on"
+    )
+    if daemon:
+        parser.add_argument(
+            "--parallel", type=positive_int, default=1, help="trials queued or running at once (default 1)"
+        )
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    parser.add_argument(
+        "--keep",
+        choices=KEEP_CHOICES,
+        default="all-data",
+        help="what to keep when the study finishes: its best configuration trained on all the data (all-data, "
+        "the default) or with the trials' holdout (holdout), saved as --save-as; none keeps nothing",
+    )
+    parser.add_argument(
+        "--save-as",
+        type=saved_name,
+        metavar="NAME",
+        help="the saved model the kept best becomes a version of (default: the study's name)",
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any, assert_never
 from stratcast.shared.client import HEARTBEAT_TIMEOUT_S, DaemonClient, OutOfSync, RequestFailed
 from stratcast.shared.events import (
     CheckpointSaved,
+    CutoffScored,
     Event,
     HeartbeatSent,
     LogAppended,
@@ -128,7 +129,7 @@ class Mirror:
                 self.queue_paused = isinstance(event.data, QueuePaused)
             case ShutdownStarted():
                 self.shutting_down = True
-            case HeartbeatSent() | LogAppended() | PlanChosen() | RanOutOfMemory() | WarningGiven():
+            case HeartbeatSent() | LogAppended() | PlanChosen() | RanOutOfMemory() | WarningGiven() | CutoffScored():
                 pass  # nothing kept: the runs' records change by their own events
             case WorkerStarted() | MemorySampled() | CheckpointSaved() | RunFinished() | RunStopped() | RunFailed():
                 pass  # a worker's own report: the daemon publishes its effect on the run instead

@@ -191,6 +191,9 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     from the saved model; :attr:`levels` and :attr:`rank_by` too (None: a run)."""
     save_as: SavedName | None = None
     """When the run succeeds, save it as the next version of this saved model (a failure to save is a warning)."""
+    report_cutoffs: str | None = None
+    """With :attr:`backtest`: the backtest objective (``backtest-top-k``, ``backtest-diff``) whose value at each
+    finished cutoff the worker reports as a ``cutoff`` event, for a study's Wilcoxon pruner (None: nothing more)."""
 
 
 class Placement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -377,7 +380,11 @@ class Snapshot(Request, tag="snapshot"):
 
 
 class Status(Request, tag="status"):
-    """Daemon version, session, uptime, queue counts, devices."""
+    """Daemon version, session, uptime, queue counts, devices, and the executor with its health.
+
+    The reply's ``executor`` is the ``--executor`` name (``local``); ``executor_health`` is ``ok``, or why the
+    executor cannot start runs now (queued runs wait for it, none is failed).
+    """
 
 
 class Submit(Request, tag="submit"):

@@ -5,7 +5,7 @@ Pure Python on plain data: no numpy, pandas or torch, so a torch-free client can
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 METHOD_LABELS = {
@@ -287,3 +287,51 @@ def _range(p: Mapping[str, Any]) -> str:
     if p.get("lo") is None and p.get("hi") is None:
         return "-"
     return f"{'' if p.get('lo') is None else p['lo']}..{'' if p.get('hi') is None else p['hi']}"
+
+
+def saved_table(result: Sequence[Mapping[str, Any]]) -> str:
+    """``saved ls``: name, versions, latest, aliases."""
+    rows = [
+        [m["name"], ",".join(map(str, m["versions"])), m["latest"],
+         ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items())) or "-"]
+        for m in result
+    ]  # fmt: skip
+    return table(["name", "versions", "latest", "aliases"], rows) if rows else "no saved models"
+
+
+def saved_text(result: Mapping[str, Any]) -> str:
+    """``saved show``: a version's model, training, data signature and trained metrics' verdict."""
+    m = result["manifest"]
+    sig, training = m["data"], m["training"]
+    intervals = m.get("intervals")
+    levels = ", ".join(f"{v:g}%" for v in intervals["levels"]) if intervals else "none"
+    lines = [
+        f"{result['ref']}: {m['model']} ({m['mode']}), members {', '.join(m['members'])}",
+        f"trained     by {m['source_run']}, saved {m['created']}: {training['steps']} steps, "
+        f"{training['train_seconds']:.1f} s",
+        f"data        {sig['strategies']:,} strategies, columns {sig['id_col']}, {sig['time_col']}, "
+        f"{sig['target_col']}, every {sig['frequency']}",
+        f"windows     input {sig['input_size']}, horizon {sig['horizon']}",
+        f"intervals   {levels}",
+        f"folder      {result['path']}",
+    ]
+    return "\n".join(lines + [f"- {v}" for v in m.get("metrics", {}).get("verdict", [])])
+
+
+def saved_alias_text(r: Mapping[str, Any]) -> str:
+    """``saved alias``: where the alias points now, or that it was removed."""
+    if r.get("removed"):
+        return f"removed alias {r['alias']} of {r['name']}"
+    return f"{r['name']}@{r['alias']} -> {r['ref']}"
+
+
+SAVED_TEXT: dict[str, Callable[[Any], str]] = {
+    "save": lambda r: f"saved {r['ref']} ({r['path']})",
+    "ls": saved_table,
+    "show": saved_text,
+    "alias": saved_alias_text,
+    "rm": lambda r: f"removed {r['ref']}",
+    "export": lambda r: f"exported {r['ref']} to {r['exported_to']} ({r['bytes']:,} bytes)",
+    "import": lambda r: f"imported as {r['ref']} ({r['path']})",
+}
+"""Lines for people for each ``saved`` subcommand's reply (the client's and the daemon's foreground commands)."""

@@ -36,7 +36,8 @@ def test_save_alias_forecast_export_import_and_remove_from_the_command_line(tmp_
     home = ["--home", str(tmp_path / "home")]
     code, io = saved(capsys, "save", str(out), "weekly", "--json", *home)
     assert code == ExitCode.OK and json.loads(io.out)["ref"] == "weekly:1"
-    assert saved(capsys, "alias", "weekly:1", "champion", *home)[0] == ExitCode.OK
+    code, io = saved(capsys, "alias", "weekly:1", "champion", *home)
+    assert code == ExitCode.OK and io.out.strip() == "weekly@champion -> weekly:1"
     code, io = saved(capsys, "ls", "--json", *home)
     assert json.loads(io.out) == [{"name": "weekly", "versions": [1], "latest": 1, "aliases": {"champion": 1}}]
     code, io = saved(capsys, "show", "weekly@champion", *home)
@@ -51,7 +52,12 @@ def test_save_alias_forecast_export_import_and_remove_from_the_command_line(tmp_
 
     code, io = saved(capsys, "rm", "weekly:1", *home)
     assert code == ExitCode.BAD_INPUT and "champion" in io.err
-    assert saved(capsys, "export", "weekly", str(tmp_path / "w.tar"), *home)[0] == ExitCode.OK
+    code, io = saved(capsys, "export", "weekly", str(tmp_path / "w.tar"), *home)
+    assert code == ExitCode.OK and io.out.startswith("exported weekly:1 to ")  # a line for people, not JSON
+    before = (tmp_path / "w.tar").read_bytes()
+    code, io = saved(capsys, "export", "weekly", str(tmp_path / "w.tar"), *home)
+    assert code == ExitCode.BAD_INPUT and "exists: export to a new file" in io.err
+    assert (tmp_path / "w.tar").read_bytes() == before
     code, io = saved(capsys, "import", str(tmp_path / "w.tar"), "--json", *home)
     assert code == ExitCode.OK and json.loads(io.out)["ref"] == "weekly:2"
     assert saved(capsys, "rm", "weekly:1", "--force", *home)[0] == ExitCode.OK

@@ -1,5 +1,6 @@
 """Studies end to end on a tiny panel: trials run, told and read back with Optuna's own API; failures and pruning."""
 
+import json
 from pathlib import Path
 
 import optuna
@@ -16,11 +17,14 @@ from stratcast.daemon.engine.study.study import (
     StudyError,
     ask,
     best,
+    final_job,
+    kept_trial,
     open_storage,
     open_study,
     reap_orphans,
     report,
     tell_result,
+    wilcoxon_pruner,
 )
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.shared.events import ProgressReported
@@ -177,12 +181,45 @@ def test_stratcastd_tune_runs_a_study_in_the_foreground(tmp_path, fixed, capsys)
     space.write_text("[mlp]\nhidden_size = { choices = [8, 16] }\n[train]\nwarmup_steps = 0\n")
     args = ["tune", "--data", fixed.data, "--model", "mlp", "--horizon", "4", "--input-size", "8", "--device", "cpu"]
     args += ["--trials", "2", "--space", str(space), "--home", str(tmp_path / "home"), "--out", str(tmp_path / "t")]
+    args += ["--save-as", "fg"]
     for item in FIXED_SETS:
         args += ["--set", item]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "trial 0 COMPLETE" in printed and "trial 1 COMPLETE" in printed and "best:" in printed
     assert (tmp_path / "home" / JOURNAL).is_file()
+    assert "saved as fg:1" in printed  # --keep all-data (the default): the best trained on everything and saved
+    manifest = json.loads((tmp_path / "home" / "models" / "fg" / "1" / "manifest.json").read_text())
+    kept = kept_trial(open_study(open_storage(None, tmp_path / "home"), "tune-mlp", ["minimize"], "tpe", "median"))
+    assert kept is not None and manifest["spec"]["model_params"]["hidden_size"] == kept.params["mlp.hidden_size"]
+    assert manifest["spec"]["holdout"] == 0
+
+
+def test_the_kept_trial_is_the_pareto_fronts_best_on_the_first_objective(tmp_path, fixed):
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    assert kept_trial(study) is None
+    space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    for values in ([1.0, 1.0], [3.0, 5.0], [2.0, 0.5], [0.5, 9.0]):  # the front: 1, 2; the best first: 1
+        plan = ask(study, space, fixed, device="cpu")
+        tell_result(study, plan.number, values)
+    assert [t.number for t in best(study)] == [1, 2]
+    assert getattr(kept_trial(study), "number", None) == 1
+    assert getattr(kept_trial(study, 2), "number", None) == 2
+    plan = ask(study, space, fixed, device="cpu")  # RUNNING
+    with pytest.raises(StudyError, match=r"^trial: trial 4 is RUNNING"):
+        kept_trial(study, plan.number)
+    with pytest.raises(StudyError, match=r"^trial: trial 9 is not asked yet"):
+        kept_trial(study, 9)
+    trial = study.trials[2]
+    job = final_job(trial, fixed, ("mlp",), "all-data", fixed)
+    assert (job.holdout, job.backtest, job.model) == (0, None, "mlp")
+    assert job.sets == [*fixed.sets, *trial.user_attrs["sets"]]
+    assert final_job(trial, fixed, ("mlp",), "holdout", fixed).holdout == fixed.holdout == 4
+    study.enqueue_trial({})
+    foreign = study.ask()  # asked by another client: no configuration recorded
+    study.tell(foreign, [0.0, 0.0])
+    with pytest.raises(StudyError, match="no recorded configuration"):
+        final_job(study.trials[foreign.number], fixed, ("mlp",), "all-data", fixed)
 
 
 def test_an_invalid_space_file_exits_3_naming_the_field(tmp_path, fixed, capsys):
@@ -199,7 +236,8 @@ def test_an_invalid_space_file_exits_3_naming_the_field(tmp_path, fixed, capsys)
 def test_a_backtest_objective_reports_per_cutoff_values_whose_mean_is_the_objective(tmp_path, fixed):
     from stratcast.shared.protocol import BacktestOptions
 
-    study = open_study(open_storage(None, tmp_path), "bt", ["maximize"], "tpe", "wilcoxon")
+    pruner = wilcoxon_pruner()  # not make_pruner's check for scipy: one trial never reaches the test
+    study = optuna.create_study(storage=open_storage(None, tmp_path), direction="maximize", pruner=pruner)
     space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
     options = BacktestOptions(cutoffs=3, every=2, refit_every=3, top=["2"], draws=20)
     plan = ask(study, space, fixed, device="cpu")

@@ -20,20 +20,22 @@ from stratcast.shared.cli import (
     non_negative_int,
     positive_float,
     positive_int,
+    saved_name,
     whole_number,
 )
 from stratcast.shared.jobargs import (
     DAEMON_DEVICES,
+    KEEP_CHOICES,
     absolute,
     add_backtest_options,
     add_job_options,
+    add_study_options,
     backtest_from_args,
     job_from_args,
 )
 from stratcast.shared.protocol import (
     DEFAULT_MODEL,
     RUN_STATES,
-    SAVED_NAME,
     SAVED_REF,
     AddSchedule,
     AnyRequest,
@@ -64,6 +66,7 @@ from stratcast.shared.protocol import (
     ResumeRun,
     ResumeSchedule,
     ResumeStudy,
+    RetrainStudy,
     RunScheduleNow,
     SaveRun,
     SetAlias,
@@ -249,7 +252,7 @@ def _add_saved_commands(
 ) -> None:
     save = _command(sub, common, "save", "save a succeeded run as the next version of a saved model")
     save.add_argument("id", type=_run_id)
-    save.add_argument("name", type=_saved_name, metavar="NAME")
+    save.add_argument("name", type=saved_name, metavar="NAME")
     forecast = _command(
         sub, common, "forecast", "queue a job that scores new data with a saved model, without retraining"
     )
@@ -274,7 +277,7 @@ def _add_saved_commands(
         saved_sub, common, "alias", "point ALIAS at the version REF names (--remove: remove it)", key="saved alias"
     )
     alias.add_argument("ref", type=_saved_ref, metavar="REF", help=f"{SAVED_REF_HELP}; with --remove: NAME")
-    alias.add_argument("alias", type=_saved_name, metavar="ALIAS", help="champion, challenger, ...")
+    alias.add_argument("alias", type=saved_name, metavar="ALIAS", help="champion, challenger, ...")
     alias.add_argument("--remove", action="store_true", help="remove ALIAS of the model NAME")
     rm = _command(saved_sub, common, "rm", "remove a version", key="saved rm")
     rm.add_argument("ref", type=_saved_ref, metavar="REF", help=SAVED_REF_HELP)
@@ -288,11 +291,15 @@ def _add_saved_commands(
         saved_sub, common, "import", "check an exported .tar and add it as a new version", key="saved import"
     )
     imp.add_argument("path", metavar="FILE", help="the exported file on the daemon's machine (made absolute)")
-    imp.add_argument("--name", type=_saved_name, help="the model to add it to (default: the name it was saved under)")
+    imp.add_argument("--name", type=saved_name, help="the model to add it to (default: the name it was saved under)")
 
 
 SAVED_REF_HELP = "NAME (its latest version), NAME@ALIAS or NAME:VERSION"
-STUDY_ACTIONS: dict[str, type[StopStudy | ResumeStudy]] = {"stop": StopStudy, "resume": ResumeStudy}
+STUDY_ACTIONS: dict[str, type[StopStudy | ResumeStudy | RetrainStudy]] = {
+    "stop": StopStudy,
+    "resume": ResumeStudy,
+    "retrain": RetrainStudy,
+}
 
 
 def _add_study_commands(
@@ -306,38 +313,35 @@ def _add_study_commands(
     )
     tune = _command(sub, tune_common, "tune", summary)
     _add_job_options(tune, held="--held")
-    study = tune.add_argument_group("study")
-    study.add_argument("--trials", type=positive_int, default=20, help="trials to run (default 20)")
-    study.add_argument(
-        "--timeout", dest="study_timeout", type=positive_float, metavar="S", help="ask no trial after S seconds"
-    )
-    study.add_argument(
-        "--objective",
-        default="holdout-rmse",
-        help="holdout-rmse (default), holdout-rmse-raw, backtest-top-k, backtest-diff; several, comma-separated, "
-        "make a multi-objective study (NSGA-II)",
-    )
-    study.add_argument("--sampler", help="tpe, nsga2 or random (default: tpe for one objective, nsga2 for several)")
-    study.add_argument(
-        "--pruner", help="median, hyperband, wilcoxon or none (default: median for one objective, none for several)"
-    )
-    study.add_argument(
-        "--space", metavar="FILE", help="TOML (.toml) or JSON file that replaces, fixes or removes spaces"
-    )
-    study.add_argument("--storage", metavar="URL", help="RDB URL or journal file (default HOME/studies/journal.log)")
-    study.add_argument("--study", metavar="NAME", help="the Optuna study's name (an existing one goes on)")
-    study.add_argument("--parallel", type=positive_int, default=1, help="trials queued or running at once (default 1)")
-    study.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    add_study_options(tune.add_argument_group("study"), timeout_dest="study_timeout", daemon=True)
     add_backtest_options(tune.add_argument_group("backtest (for a backtest objective)"))
     _command(sub, common, "studies", "list the studies, newest first")
-    show = _command(sub, common, "study", "a study's trials and its best; `study stop|resume ID` stops or resumes it")
-    show.add_argument("words", nargs="+", metavar="[stop|resume] ID", help="a study id, after stop or resume to act")
+    show = _command(
+        sub,
+        common,
+        "study",
+        "a study's trials and its best; `study stop|resume ID` stops or resumes it, `study retrain ID` trains its "
+        "best (or --trial N's) configuration into a final run saved as a model",
+    )
+    show.add_argument(
+        "words", nargs="+", metavar="[stop|resume|retrain] ID", help="a study id, after stop, resume or retrain to act"
+    )
+    retrain = show.add_argument_group("retrain")
+    retrain.add_argument("--trial", type=non_negative_int, help="the COMPLETE trial to train (default: the best)")
+    retrain.add_argument(
+        "--keep",
+        choices=[k for k in KEEP_CHOICES if k != "none"],
+        help="all-data (default): train on all the data; holdout: with the trials' holdout",
+    )
+    retrain.add_argument(
+        "--save-as", type=saved_name, metavar="NAME", help="the saved model (default: the study's --save-as, or name)"
+    )
 
 
 def _add_save_as(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--save-as",
-        type=_saved_name,
+        type=saved_name,
         metavar="NAME",
         help="when the run succeeds, save it as the next version of this saved model",
     )
@@ -398,16 +402,6 @@ def _run_ids(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected run ids such as 3 or 3,4, got {text!r}") from None
 
 
-def _saved_name(text: str) -> str:
-    """A saved model's or alias's name."""
-    if not SAVED_NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a valid name: use letters, digits, '-', '_' and '.' (at most 100, not starting with "
-            "'.' or '-')"
-        )
-    return text
-
-
 def _saved_ref(text: str) -> str:
     """``NAME``, ``NAME@ALIAS`` or ``NAME:VERSION``."""
     if not SAVED_REF.fullmatch(text):
@@ -447,7 +441,7 @@ def build_requests(args: argparse.Namespace) -> list[AnyRequest]:
     if key == "logs":
         return [ReadLogs(run=run, offset=args.offset) for run in args.ids]
     if key == "study":
-        return [_study_request(args.words)]
+        return [_study_request(args)]
     return [REQUESTS[key](args)]
 
 
@@ -494,7 +488,8 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
             space, fmt = validate.space_file(args.space)
         except ValueError as exc:
             raise ValueError(f"--space {exc}") from None
-    job = msgspec.structs.replace(job_from_args(args), model=models[0] if models else args.model)
+    model = models[0] if models else args.model
+    job = msgspec.structs.replace(job_from_args(args), model=model, save_as=None)  # --save-as: the kept best's
     if any(o.startswith("backtest") for o in objectives):
         job = msgspec.structs.replace(job, backtest=backtest_from_args(args))
     spec = StudySpec(
@@ -510,23 +505,35 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
         name=args.study,
         parallel=args.parallel,
         seed=args.seed,
+        keep=args.keep,
+        save_as=args.save_as,
         job=job,
         placement=placement(args),
     )
     return SubmitStudy(spec=spec)
 
 
-def _study_request(words: list[str]) -> ShowStudy | StopStudy | ResumeStudy:
-    """``study ID``, ``study stop ID``, ``study resume ID``."""
-    *action, last = words
+def _study_request(args: argparse.Namespace) -> ShowStudy | StopStudy | ResumeStudy | RetrainStudy:
+    """``study ID``, ``study stop ID``, ``study resume ID``, ``study retrain ID [--trial N] [--keep K] [--save-as]``.
+
+    Raises:
+        ValueError: for another action, a missing id, or retrain's options given to another action.
+    """
+    *action, last = args.words
     try:
         study = _run_id(last)
     except (ValueError, argparse.ArgumentTypeError):
         raise ValueError(f"study: expected a study id, got {last!r}") from None
+    options = {k: getattr(args, k) for k in ("trial", "keep", "save_as") if getattr(args, k) is not None}
+    if action == ["retrain"]:
+        return RetrainStudy(study=study, **options)
+    if options:
+        given = ", ".join("--" + k.replace("_", "-") for k in options)
+        raise ValueError(f"study: {given} go with `study retrain ID`")
     if not action:
         return ShowStudy(study=study)
     if len(action) != 1 or action[0] not in STUDY_ACTIONS:
-        raise ValueError(f"study: expected `study ID` or `study stop|resume ID`, got {' '.join(words)!r}")
+        raise ValueError(f"study: expected `study ID` or `study stop|resume|retrain ID`, got {' '.join(args.words)!r}")
     return STUDY_ACTIONS[action[0]](study=study)
 
 

@@ -20,7 +20,7 @@ from stratcast.shared.events import (
 )
 from stratcast.shared.mirror import Mirror
 from stratcast.shared.protocol import JobSpec, RunInfo
-from stratcast.shared.report import models_text, skill_table, table
+from stratcast.shared.report import SAVED_TEXT, models_text, skill_table, table
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 """Units of ``--every`` durations, in seconds."""
@@ -93,41 +93,6 @@ def job_what(job: Mapping[str, Any]) -> str:
     if job.get("saved"):
         return f"scoring with saved model {job['saved']}"
     return f"{job['model']} ({job['mode']})" + (f", saved as {job['save_as']}" if job.get("save_as") else "")
-
-
-def saved_table(result: Sequence[Mapping[str, Any]]) -> str:
-    """``saved ls``: name, versions, latest, aliases."""
-    rows = [
-        [m["name"], ",".join(map(str, m["versions"])), m["latest"],
-         ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items())) or "-"]
-        for m in result
-    ]  # fmt: skip
-    return table(["name", "versions", "latest", "aliases"], rows) if rows else "no saved models"
-
-
-def saved_text(result: Mapping[str, Any]) -> str:
-    """``saved show``: a version's model, training, data signature and trained metrics' verdict."""
-    m = result["manifest"]
-    sig, training = m["data"], m["training"]
-    intervals = m.get("intervals")
-    levels = ", ".join(f"{v:g}%" for v in intervals["levels"]) if intervals else "none"
-    lines = [
-        f"{result['ref']}: {m['model']} ({m['mode']}), members {', '.join(m['members'])}",
-        f"trained     by {m['source_run']}, saved {m['created']}: {training['steps']} steps, "
-        f"{training['train_seconds']:.1f} s",
-        f"data        {sig['strategies']:,} strategies, columns {sig['id_col']}, {sig['time_col']}, "
-        f"{sig['target_col']}, every {sig['frequency']}",
-        f"windows     input {sig['input_size']}, horizon {sig['horizon']}",
-        f"intervals   {levels}",
-        f"folder      {result['path']}",
-    ]
-    return "\n".join(lines + [f"- {v}" for v in m.get("metrics", {}).get("verdict", [])])
-
-
-def _alias_text(r: Mapping[str, Any]) -> str:
-    if r.get("removed"):
-        return f"removed alias {r['alias']} of {r['name']}"
-    return f"{r['name']}@{r['alias']} -> {r['ref']}"
 
 
 def show_text(result: Mapping[str, Any]) -> str:
@@ -240,7 +205,7 @@ def _timetable(s: Mapping[str, Any]) -> str:
 
 
 def status_text(result: Mapping[str, Any]) -> str:
-    """``status`` (and no subcommand): version, uptime, queue, devices, notices."""
+    """``status`` (and no subcommand): version, uptime, queue, devices, the executor and its health, notices."""
     counts = ", ".join(f"{n} {state}" for state, n in result.get("counts", {}).items() if n) or "none"
     lines = [
         f"stratcastd {result['daemon']} (pid {result['pid']}, up {duration_text(result['uptime_s'])}, "
@@ -250,6 +215,10 @@ def status_text(result: Mapping[str, Any]) -> str:
         f"runs     {counts}",
         f"devices  {', '.join(result.get('devices', [])) or 'none'}",
     ]
+    if "executor" in result:  # a daemon older than the executors does not say
+        health = result.get("executor_health", "ok")
+        wait = "" if health == "ok" else "; queued runs wait for it"
+        lines.append(f"executor {result['executor']} ({health}{wait})")
     return "\n".join(lines + [f"notice   {n}" for n in result.get("notices", [])])
 
 
@@ -307,7 +276,10 @@ def params_text(params: Mapping[str, Any]) -> str:
 
 
 def study_text(result: Mapping[str, Any]) -> str:
-    """``study ID``: the study, its trials (number, state, values, run, duration, reason, parameters), the best."""
+    """``study ID``: the study, its trials, its best, its parameters' importances and its final run.
+
+    Trials: number, state, values, run, duration, reason, parameters; importances most important first.
+    """
     s = result["study"]
     lines = [study_line(result), f"objectives: {', '.join(s['spec']['objectives'])}; trials asked {s['asked']}"]
     rows = []
@@ -323,6 +295,12 @@ def study_text(result: Mapping[str, Any]) -> str:
     best = result.get("best") or []
     label = "Pareto front" if len(s["spec"]["objectives"]) > 1 else "best"
     lines.append(f"{label}: {', '.join(f'trial {n}' for n in best) if best else 'none completed'}")
+    importances = result.get("importances") or {}
+    if importances:
+        ranked = sorted(importances.items(), key=lambda kv: -kv[1])
+        lines.append("importances: " + ", ".join(f"{name} {value:.2f}" for name, value in ranked))
+    if s.get("final_run") is not None:
+        lines.append(f"final run: {s['final_run']} (study-{s['id']}/best; `stratcast show {s['final_run']}`)")
     return "\n".join(lines)
 
 
@@ -346,16 +324,11 @@ RENDER: dict[str, Callable[[Any], str]] = {
     "schedule ls": schedules_table,
     "schedule rm": lambda r: f"removed schedule {r['removed']}",
     "forecast": run_line,
+    **{f"saved {command}": text for command, text in SAVED_TEXT.items()},
     "save": lambda r: f"saved run {r['run']} as {r['ref']} ({r['path']})",
-    "saved ls": saved_table,
-    "saved show": saved_text,
-    "saved alias": _alias_text,
-    "saved rm": lambda r: f"removed {r['ref']}",
-    "saved export": lambda r: f"exported {r['ref']} to {r['exported_to']} ({r['bytes']:,} bytes)",
-    "saved import": lambda r: f"imported as {r['ref']} ({r['path']})",
     "tune": study_line,
     "studies": studies_table,
-    "study": lambda r: study_text(r) if "trials" in r else study_line(r),
+    "study": lambda r: study_text(r) if "trials" in r else run_line(r) if "run" in r else study_line(r),
 }
 
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import asyncio
 
+    from stratcast.daemon.executors.base import Worker
     from stratcast.daemon.queue import DeviceView
-    from stratcast.daemon.runner import Worker
     from stratcast.daemon.schedules import Timetable
     from stratcast.daemon.store import Store
     from stratcast.daemon.studies import StudyManager
@@ -25,7 +25,17 @@ if TYPE_CHECKING:
 
 
 class RunControl(Protocol):
-    """What handlers do to workers: see them, stop them, kill them (starting one is the admission loop's job)."""
+    """What handlers do to workers: see them, stop them, kill them (starting one is the admission loop's job).
+
+    The daemon's executor (:class:`stratcast.daemon.executors.base.Executor`) is one.
+    """
+
+    @property
+    def name(self) -> str:
+        """The executor's name (``local``)."""
+
+    def health(self) -> str:
+        """``ok``, or why the executor cannot start runs now."""
 
     @property
     def workers(self) -> Mapping[int, Worker]:
@@ -79,7 +89,7 @@ class DaemonContext(Protocol):
 
     @property
     def runner(self) -> RunControl:
-        """The workers."""
+        """The executor and its workers."""
 
     @property
     def telemetry(self) -> Telemetry:

@@ -10,7 +10,7 @@ from stratcast.shared.protocol import ListGpus
 
 async def handle(d: DaemonContext, req: ListGpus) -> dict[str, Any]:
     """Latest samples; each process gets the id of the run it belongs to (None: not the daemon's)."""
-    by_pid = {w.proc.pid: run for run, w in d.runner.workers.items()}
+    by_pid = {w.pid: run for run, w in d.runner.workers.items() if w.pid is not None}
     gpus = []
     for g in d.telemetry.latest_gpus():
         procs = [{**p, "run": by_pid.get(p["pid"])} for p in g.get("processes", [])]

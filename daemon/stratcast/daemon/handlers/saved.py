@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from stratcast.daemon.handlers.common import BadState, HandlerError, require
 from stratcast.daemon.handlers.context import DaemonContext
@@ -27,10 +27,6 @@ from stratcast.shared.protocol import (
     ShowSaved,
 )
 from stratcast.shared.runfiles import RunFolder
-
-if TYPE_CHECKING:
-    from stratcast.daemon.engine.saved.store import SavedVersion
-    from stratcast.daemon.engine.saved.versions import SavedModel
 
 T = TypeVar("T")
 
@@ -62,21 +58,6 @@ def _absolute(path: str, what: str) -> Path:
     return Path(path)
 
 
-def version_info(version: SavedVersion) -> dict[str, Any]:
-    """A version as plain data: ``name``, ``version``, ``ref`` and its folder ``path``."""
-    return {"name": version.name, "version": version.version, "ref": version.ref, "path": str(version.path)}
-
-
-def manifest_info(saved: SavedModel) -> dict[str, Any]:
-    """A loaded version and its manifest as plain data, its strategies and tensors counted, not listed."""
-    import msgspec
-
-    data: dict[str, Any] = msgspec.to_builtins(saved.manifest)
-    data["strategies"] = len(data["strategies"])
-    data["tensors"] = len(data["tensors"])
-    return version_info(saved.version) | {"manifest": data}
-
-
 async def save(d: DaemonContext, req: SaveRun) -> dict[str, Any]:
     """Save a succeeded training run (not a backtest, not a scoring job) as the next version of ``req.name``."""
     from stratcast.daemon.engine.saved.versions import save_run
@@ -88,7 +69,7 @@ async def save(d: DaemonContext, req: SaveRun) -> dict[str, Any]:
         raise BadState(f"cannot save run {run.id}: it is {what}, which trains no model of its own to keep")
     out = RunFolder(Path(run.out)).out.path
     version = await _in_thread(lambda: save_run(d.home.state, out, req.name, source=f"run {run.id}"))
-    return version_info(version) | {"run": run.id}
+    return version.info() | {"run": run.id}
 
 
 async def list_saved(d: DaemonContext, req: ListSaved) -> list[dict[str, Any]]:
@@ -100,9 +81,9 @@ async def list_saved(d: DaemonContext, req: ListSaved) -> list[dict[str, Any]]:
 
 async def show(d: DaemonContext, req: ShowSaved) -> dict[str, Any]:
     """The version ``req.ref`` names, loaded and checked, with its manifest."""
-    from stratcast.daemon.engine.saved.versions import load_saved
+    from stratcast.daemon.engine.saved.versions import describe, load_saved
 
-    return manifest_info(await _in_thread(lambda: load_saved(d.home.state, req.ref)))
+    return describe(await _in_thread(lambda: load_saved(d.home.state, req.ref)))
 
 
 async def alias(d: DaemonContext, req: SetAlias) -> dict[str, Any]:
@@ -116,7 +97,7 @@ async def alias(d: DaemonContext, req: SetAlias) -> dict[str, Any]:
             raise BadSavedModel(f"remove alias {req.alias!r}: give the model's name, not a version ({req.ref!r})")
         await _in_thread(lambda: remove_alias(home, name, req.alias))
         return {"name": name, "alias": req.alias, "removed": True}
-    return version_info(await _in_thread(lambda: set_alias(home, req.ref, req.alias))) | {"alias": req.alias}
+    return (await _in_thread(lambda: set_alias(home, req.ref, req.alias))).info() | {"alias": req.alias}
 
 
 async def remove(d: DaemonContext, req: RemoveSaved) -> dict[str, Any]:
@@ -124,7 +105,7 @@ async def remove(d: DaemonContext, req: RemoveSaved) -> dict[str, Any]:
     from stratcast.daemon.engine.saved.store import remove_version
 
     version = await _in_thread(lambda: remove_version(d.home.state, req.ref, force=req.force))
-    return version_info(version) | {"removed": True}
+    return version.info() | {"removed": True}
 
 
 async def export(d: DaemonContext, req: ExportSaved) -> dict[str, Any]:
@@ -132,12 +113,8 @@ async def export(d: DaemonContext, req: ExportSaved) -> dict[str, Any]:
     from stratcast.daemon.engine.saved.versions import export_version
 
     path = _absolute(req.path, "export path")
-    if path.exists():
-        raise BadSavedModel(f"{path} exists: export to a new file")
-    if not path.parent.is_dir():
-        raise BadSavedModel(f"{path.parent}: no such folder on the daemon's machine")
     version = await _in_thread(lambda: export_version(d.home.state, req.ref, path))
-    return version_info(version) | {"exported_to": str(path), "bytes": path.stat().st_size}
+    return version.info() | {"exported_to": str(path), "bytes": path.stat().st_size}
 
 
 async def import_(d: DaemonContext, req: ImportSaved) -> dict[str, Any]:
@@ -145,4 +122,4 @@ async def import_(d: DaemonContext, req: ImportSaved) -> dict[str, Any]:
     from stratcast.daemon.engine.saved.versions import import_version
 
     path = _absolute(req.path, "import path")
-    return version_info(await _in_thread(lambda: import_version(d.home.state, path, req.name)))
+    return (await _in_thread(lambda: import_version(d.home.state, path, req.name))).info()

@@ -13,7 +13,7 @@ from stratcast.shared.protocol import Status
 
 
 async def handle(d: DaemonContext, req: Status) -> dict[str, Any]:
-    """Version, session, uptime, home, queue counts by state and the devices runs can use."""
+    """Version, session, uptime, home, queue counts by state, the devices runs can use and the executor's health."""
     runs = d.db.list_runs()
     return {
         "daemon": version(),
@@ -25,4 +25,6 @@ async def handle(d: DaemonContext, req: Status) -> dict[str, Any]:
         "counts": dict(Counter(r.state for r in runs)),
         "devices": [v.name for v in d.devices(runs)],
         "notices": list(d.notices),
+        "executor": d.runner.name,
+        "executor_health": d.runner.health(),
     }

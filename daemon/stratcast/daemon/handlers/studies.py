@@ -1,4 +1,4 @@
-"""``submit_study``, ``list_studies``, ``show_study``, ``stop_study``, ``resume_study``: the daemon's Optuna studies.
+"""``submit_study``, ``list_studies``, ``show_study``, ``stop_study``, ``resume_study``, ``retrain_study``: studies.
 
 The work is the study manager's (:mod:`stratcast.daemon.studies`); these only decode and encode.
 """
@@ -8,7 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from stratcast.daemon.handlers.context import DaemonContext
-from stratcast.shared.protocol import ListStudies, ResumeStudy, ShowStudy, StopStudy, SubmitStudy, to_builtins
+from stratcast.shared.protocol import (
+    ListStudies,
+    ResumeStudy,
+    RetrainStudy,
+    ShowStudy,
+    StopStudy,
+    SubmitStudy,
+    to_builtins,
+)
 
 
 async def submit(d: DaemonContext, req: SubmitStudy) -> dict[str, Any]:
@@ -22,7 +30,7 @@ async def list_studies(d: DaemonContext, req: ListStudies) -> dict[str, Any]:
 
 
 async def show(d: DaemonContext, req: ShowStudy) -> dict[str, Any]:
-    """A study, its trials and its best trials' numbers."""
+    """A study, its trials, its best trials' numbers and its parameters' importances."""
     result: dict[str, Any] = to_builtins(await d.studies.show(req.study))
     return result
 
@@ -35,3 +43,9 @@ async def stop(d: DaemonContext, req: StopStudy) -> dict[str, Any]:
 async def resume(d: DaemonContext, req: ResumeStudy) -> dict[str, Any]:
     """Queue the stopped trials again and go on asking."""
     return {"study": to_builtins(await d.studies.resume(req.study))}
+
+
+async def retrain(d: DaemonContext, req: RetrainStudy) -> dict[str, Any]:
+    """Queue the study's final run (its best configuration, or trial ``trial``'s), saved when it succeeds."""
+    run = await d.studies.retrain(req.study, req.keep, req.save_as, req.trial)
+    return {"run": to_builtins(run)}

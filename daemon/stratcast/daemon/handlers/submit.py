@@ -80,6 +80,7 @@ def check_job(job: JobSpec, home: Path | None = None) -> CheckedJob:
     from stratcast.daemon.engine.data.panel import DataError
     from stratcast.daemon.engine.run.build import load_trainable
     from stratcast.daemon.engine.spec.runspec import spec_from_job
+    from stratcast.daemon.engine.study.objectives import cutoff_objective
 
     if job.device not in DAEMON_DEVICES:
         raise InvalidSpec(f"device {job.device!r}: the daemon assigns GPUs itself; use --gpu N to pin one")
@@ -90,6 +91,7 @@ def check_job(job: JobSpec, home: Path | None = None) -> CheckedJob:
     if job.save_as is not None and job.backtest is not None:
         raise InvalidSpec(f"--save-as {job.save_as}: a backtest trains a model per cutoff and keeps none; save a run")
     try:
+        cutoff_objective(job)  # a study's Wilcoxon trials report one per cutoff
         spec = spec_from_job(job, out="-", device="cpu")
         if job.backtest is not None:  # every cutoff is scored on its own holding: no holdout
             spec = dataclasses.replace(spec, holdout=0)

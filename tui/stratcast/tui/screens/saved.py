@@ -31,10 +31,10 @@ from stratcast.shared.protocol import (
     ShowSaved,
     Submit,
 )
+from stratcast.shared.report import saved_text
 from stratcast.tui import validate
 from stratcast.tui.command_line import scoring_job
 from stratcast.tui.link import failure_text
-from stratcast.tui.render import saved_text
 from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog
 
 if TYPE_CHECKING:

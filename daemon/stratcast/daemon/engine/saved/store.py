@@ -65,6 +65,10 @@ class SavedVersion:
         """``name:version``."""
         return f"{self.name}:{self.version}"
 
+    def info(self) -> dict[str, Any]:
+        """As plain data (the replies' shape): ``name``, ``version``, ``ref`` and its folder ``path``."""
+        return {"name": self.name, "version": self.version, "ref": self.ref, "path": str(self.path)}
+
 
 def check_name(name: str, what: str = "model name") -> str:
     """``name`` when it is a valid model or alias name.

@@ -75,6 +75,14 @@ class SavedModel:
     models: list[nn.Module]
 
 
+def describe(saved: SavedModel) -> dict[str, Any]:
+    """A loaded version and its manifest as plain data (the replies' shape), its strategies and tensors counted."""
+    data: dict[str, Any] = msgspec.to_builtins(saved.manifest)
+    data["strategies"] = len(data["strategies"])
+    data["tensors"] = len(data["tensors"])
+    return saved.version.info() | {"manifest": data}
+
+
 def fingerprint(ids: list[str]) -> str:
     """sha256 of the sorted strategy ids, one a line."""
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
@@ -264,8 +272,16 @@ def load_files(version: SavedVersion, manifest_raw: bytes, weights_raw: bytes) -
 def export_version(home: Path, ref: str, path: Path) -> SavedVersion:
     """Write the version ``ref`` names to ``path``: a plain tar of ``manifest.json`` and ``weights.safetensors``.
 
-    The version is loaded (checked) first: a damaged version is not exported.
+    The version is loaded (checked) first: a damaged version is not exported; an existing file is never replaced.
+
+    Raises:
+        SavedModelError: when ``path`` exists or its folder does not, or the version is missing or damaged.
     """
+    path = Path(path)
+    if path.exists():
+        raise SavedModelError(f"{path} exists: export to a new file")
+    if not path.parent.is_dir():
+        raise SavedModelError(f"{path.parent}: no such folder")
     version = resolve(home, ref)
     manifest_raw, weights_raw = _read(version.manifest), _read(version.weights)
     load_files(version, manifest_raw, weights_raw)

@@ -27,11 +27,15 @@ from optuna.trial import TrialState
 
 from stratcast.daemon.engine.backtest.job import run_backtest
 from stratcast.daemon.engine.backtest.state import Progress
-from stratcast.daemon.engine.backtest.stats import backtest_table
 from stratcast.daemon.engine.run.build import Log
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import spec_from_job
-from stratcast.daemon.engine.study.objectives import Objective, cutoff_scores, intermediate_value, values_of
+from stratcast.daemon.engine.study.objectives import (
+    Objective,
+    finished_cutoff_scores,
+    intermediate_value,
+    values_of,
+)
 from stratcast.daemon.engine.study.study import TrialPlan, report, tell_failure, tell_pruned, tell_result
 from stratcast.shared.events import ProgressReported
 from stratcast.shared.protocol import BacktestOptions, JobSpec
@@ -61,10 +65,9 @@ class PruneWatch:
         number: int,
         should_stop: Callable[[], bool] | None,
         objective: Objective | None = None,
-        options: BacktestOptions | None = None,
     ) -> None:
         self.study, self.number, self.user_stop = study, number, should_stop
-        self.objective, self.options = objective, options
+        self.objective = objective
         self.pruned_at: tuple[int, float] | None = None
         self.cutoffs_reported = 0
 
@@ -76,9 +79,8 @@ class PruneWatch:
 
     def block(self, progress: Progress) -> None:
         """Report the cutoffs a backtest block finished (their objective values, at their cutoff index)."""
-        assert self.objective is not None and self.options is not None
-        table = backtest_table(progress.rows, progress.records, self.options)
-        values = cutoff_scores(self.objective, {"backtest": table})
+        assert self.objective is not None
+        values = finished_cutoff_scores(self.objective, progress)
         for k in range(self.cutoffs_reported, len(values)):
             self.judge(k, values[k])
         self.cutoffs_reported = len(values)
@@ -114,7 +116,7 @@ def run_trial_locally(
     if plan.invalid is not None:
         return TrialOutcome(plan.number, TrialState.PRUNED, reason=f"invalid: {plan.invalid}")
     per_cutoff = _wilcoxon(study) and len(objectives) == 1 and objectives[0].backtest
-    watch = PruneWatch(study, plan.number, should_stop, objectives[0] if per_cutoff else None, backtest)
+    watch = PruneWatch(study, plan.number, should_stop, objectives[0] if per_cutoff else None)
     folder = out / f"trial-{plan.number}"
     try:
         ended = _run(study, plan, fixed, objectives, folder, backtest, device, log, watch)
@@ -153,7 +155,6 @@ def _run(
         holdout = result.metrics
     if any(o.backtest for o in objectives):
         options = backtest or BacktestOptions()
-        watch.options = options
         spec = spec_from_job(
             msgspec.structs.replace(job, backtest=options), out=str(folder / "backtest"), device=device
         )

@@ -21,9 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratcast.shared.events import ProgressReported
+from stratcast.shared.protocol import JobSpec
+
+if TYPE_CHECKING:
+    from stratcast.daemon.engine.backtest.state import Progress
 
 MINIMIZE, MAXIMIZE = "minimize", "maximize"
 BASELINES = ("zero", "trailing_mean", "last_value", "seasonal_naive")
@@ -175,6 +179,34 @@ def cutoff_scores(objective: Objective, metrics: Mapping[str, Any], top: str | N
     except (KeyError, IndexError, TypeError) as exc:
         raise ObjectiveError(f"objective {objective.name}: the backtest table lacks {exc}") from None
     return model
+
+
+def cutoff_objective(job: JobSpec) -> Objective | None:
+    """The backtest objective whose per-cutoff values ``job`` reports (``report_cutoffs``); None: none.
+
+    Raises:
+        ObjectiveError: for an unknown objective, a holdout one, or a job that is no backtest.
+    """
+    if job.report_cutoffs is None:
+        return None
+    [objective] = parse_objectives([job.report_cutoffs])
+    if not objective.backtest or job.backtest is None:
+        raise ObjectiveError(
+            f"report_cutoffs {objective.name}: per-cutoff values are a backtest's, of a backtest objective "
+            f"({', '.join(o.name for o in OBJECTIVES.values() if o.backtest)})"
+        )
+    return objective
+
+
+def finished_cutoff_scores(objective: Objective, progress: Progress) -> list[float]:
+    """:func:`cutoff_scores` of a backtest's finished cutoffs so far (after each of its blocks).
+
+    Raises:
+        ObjectiveError: as :func:`cutoff_scores`.
+    """
+    from stratcast.daemon.engine.backtest.stats import backtest_table
+
+    return cutoff_scores(objective, {"backtest": backtest_table(progress.rows, progress.records, progress.options)})
 
 
 def per_cutoff(curve: Sequence[float], hold: float) -> list[float]:

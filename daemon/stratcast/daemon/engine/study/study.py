@@ -22,6 +22,7 @@ Multi-objective studies cannot prune (Optuna's ``Trial.report`` refuses): their 
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -81,10 +82,10 @@ def make_sampler(name: str, *, seed: int = 0) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(name: str, *, objectives: int = 1, startup_trials: int = STARTUP_TRIALS) -> optuna.pruners.BasePruner:
-    """``median``, ``hyperband``, ``wilcoxon`` (per-cutoff backtest values) or ``none``.
+    """``median``, ``hyperband``, ``wilcoxon`` (per-cutoff backtest values; Optuna's test needs scipy) or ``none``.
 
     Raises:
-        StudyError: for an unknown name, or a pruner for a multi-objective study.
+        StudyError: for an unknown name, a pruner for a multi-objective study, or ``wilcoxon`` without scipy.
     """
     if name not in PRUNERS:
         raise StudyError(f"pruner {name!r} is not one of {', '.join(PRUNERS)}")
@@ -95,10 +96,19 @@ def make_pruner(name: str, *, objectives: int = 1, startup_trials: int = STARTUP
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner()
     if name == "wilcoxon":
-        with warnings.catch_warnings():  # experimental in Optuna 4 and 5; chosen knowingly (NOTES.md, Optuna)
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
+        if importlib.util.find_spec("scipy") is None:  # Optuna imports it at the first comparison: refuse now
+            raise StudyError("--pruner wilcoxon needs scipy for its test: pip install scipy, or use --pruner median")
+        return wilcoxon_pruner()
     return optuna.pruners.NopPruner()
+
+
+def wilcoxon_pruner(
+    kind: type[optuna.pruners.WilcoxonPruner] = optuna.pruners.WilcoxonPruner,
+) -> optuna.pruners.WilcoxonPruner:
+    """Optuna's Wilcoxon pruner (or a subclass ``kind``) as studies use it: p below 0.1 prunes."""
+    with warnings.catch_warnings():  # experimental in Optuna 4 and 5; chosen knowingly (NOTES.md, Optuna)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return kind(p_threshold=0.1)
 
 
 def open_study(
@@ -253,6 +263,46 @@ def best(study: optuna.Study) -> list[FrozenTrial]:
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return []
     return list(study.best_trials) if len(study.directions) > 1 else [study.best_trial]
+
+
+def kept_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial | None:
+    """The trial a study keeps: trial ``number`` (COMPLETE), or the best; None when none is COMPLETE.
+
+    With several objectives the best is the Pareto-front trial best on the first objective (lowest number on a tie).
+
+    Raises:
+        StudyError: naming ``trial`` when trial ``number`` is not a COMPLETE trial of the study.
+    """
+    if number is not None:
+        trials = study.get_trials(deepcopy=False)
+        state = trials[number].state if number < len(trials) else None
+        if state != TrialState.COMPLETE:
+            said = state.name if state is not None else "not asked yet"
+            raise StudyError(f"trial: trial {number} is {said}; give a COMPLETE trial's number (`stratcast study ID`)")
+        return trials[number]
+    front = best(study)
+    if not front:
+        return None
+    sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
+    return min(front, key=lambda t: (sign * t.values[0], t.number))
+
+
+def final_job(trial: FrozenTrial, fixed: JobSpec, models: Sequence[str], keep: str, job: JobSpec) -> JobSpec:
+    """The job that trains ``trial``'s configuration to keep it: the trials' ``fixed`` job with its drawn values.
+
+    ``keep`` ``all-data`` trains on everything (no holdout, no backtest); ``holdout`` keeps the trials' holdout (a
+    backtest study's trials have none: the study's ``job``'s, else its horizon). ``models`` are the study's.
+
+    Raises:
+        StudyError: naming ``trial`` when its configuration is not recorded (a trial asked by another client).
+    """
+    model, sets = trial.user_attrs.get("model"), trial.user_attrs.get("sets")
+    if not isinstance(model, str) or not isinstance(sets, list):
+        raise StudyError(f"trial: trial {trial.number} has no recorded configuration (its model and settings)")
+    plan = TrialPlan(trial.number, model, dict(trial.params), tuple(map(str, sets)), models=tuple(models))
+    out = plan.job(fixed)
+    holdout = 0 if keep == "all-data" else out.holdout or job.holdout or out.horizon or 52
+    return msgspec.structs.replace(out, holdout=holdout, backtest=None)
 
 
 def trial_line(trial: FrozenTrial) -> str:

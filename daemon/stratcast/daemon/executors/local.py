@@ -1,4 +1,4 @@
-"""Worker processes: one per running run, started, watched and ended here.
+"""The ``local`` executor: worker processes on this machine, one per running run, started, watched and ended here.
 
 Each worker is ``python -m stratcast.daemon.worker RUN_DIR`` with ``CUDA_VISIBLE_DEVICES`` set to its GPU (empty
 on the CPU) and ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``. Its stderr goes to ``RUN_DIR/log.txt``; its
@@ -14,13 +14,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOPPED
+from stratcast.daemon.executors.base import HEALTHY, OnEvent, OnExit, classify
 from stratcast.shared.events import WorkerEvent, decode_line
 from stratcast.shared.paths import HOME_ENV
 from stratcast.shared.runfiles import RunFolder
@@ -30,24 +30,12 @@ log = logging.getLogger("stratcastd")
 MAX_LINE = 1 << 20
 """Longest stdout line read from a worker; a longer one is skipped (a worker bug, not a reason to crash)."""
 
-SHUTDOWN_REASON = "the daemon shut down; it resumes from its checkpoint at the next start"
-"""Reason of a run that a daemon shutdown stopped: the next daemon start queues such runs again."""
-
-OnEvent = Callable[[int, WorkerEvent], None]
-OnExit = Callable[[int, "Ending"], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Ending:
-    """How a worker ended, as a run state and the words for it."""
-
-    state: str
-    reason: str
-    exit: str
+WORKER = (sys.executable, "-m", "stratcast.daemon.worker")
+"""The worker's command, before its run folder and options."""
 
 
 @dataclass
-class Worker:
+class LocalWorker:
     """A running worker process."""
 
     run: int
@@ -57,6 +45,11 @@ class Worker:
     kill_requested: bool = False
     shutdown: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        return self.proc.pid
 
 
 def worker_env(environ: Mapping[str, str], gpu: str, home: Path | None) -> dict[str, str]:
@@ -75,48 +68,47 @@ def worker_env(environ: Mapping[str, str], gpu: str, home: Path | None) -> dict[
     return env
 
 
-def classify(code: int, w: Worker) -> Ending:
-    """Map a worker's return code and what was asked of it to the run's final state."""
-    if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
-        if w.kill_requested and w.shutdown:  # it did not checkpoint in time: resume it, as after a crash
-            return Ending("interrupted", SHUTDOWN_REASON, name)
-        if w.kill_requested:
-            return Ending("killed", "killed on request", name)
-        return Ending("failed", f"the worker died of {name}; see `stratcast logs {w.run}`", name)
-    exit_text = f"exit {code}"
-    if code == EXIT_OK:
-        return Ending("succeeded", "", exit_text)
-    if code == EXIT_STOPPED:
-        if w.shutdown:
-            return Ending("interrupted", SHUTDOWN_REASON, exit_text)
-        return Ending("stopped", "stopped on request; `stratcast resume` continues from the checkpoint", exit_text)
-    if code == EXIT_OOM:
-        return Ending("oom-failed", f"out of memory; see `stratcast logs {w.run}`", exit_text)
-    if code == EXIT_BAD_INPUT:
-        return Ending("failed", f"bad input; see `stratcast logs {w.run}`", exit_text)
-    return Ending("failed", f"the worker failed ({exit_text}); see `stratcast logs {w.run}`", exit_text)
+def launch(worker: Sequence[str], run_dir: Path, gpu: str, memory_gib: float | None) -> list[str]:
+    """The command of a worker on GPU ``gpu`` ('' for the CPU); it resumes when ``run_dir`` has checkpoints.
+
+    A GPU worker sees its one GPU only (``CUDA_VISIBLE_DEVICES``, :func:`worker_env`), so it trains on ``cuda:0``.
+    """
+    cmd = [*worker, str(run_dir), "--device", "cuda:0" if gpu else "cpu"]
+    if memory_gib is not None and gpu:
+        cmd += ["--memory-gib", str(memory_gib)]
+    if RunFolder(run_dir).has_checkpoint():
+        cmd.append("--resume")
+    return cmd
 
 
-class Runner:
-    """Starts workers and reports their events and endings."""
+class LocalExecutor:
+    """Starts worker processes on this machine and reports their events and endings.
 
-    def __init__(self, on_event: OnEvent, on_exit: OnExit, home: Path | None = None) -> None:
+    Args:
+        on_event: Called with each event a worker reports.
+        on_exit: Called once when a worker has ended.
+        home: The daemon's state folder, the workers' home (their memory plan cache); None: their environment's.
+        worker: The worker's command before its run folder (tests start a stand-in).
+    """
+
+    name = "local"
+
+    def __init__(
+        self, on_event: OnEvent, on_exit: OnExit, home: Path | None = None, worker: Sequence[str] = WORKER
+    ) -> None:
         self.on_event, self.on_exit = on_event, on_exit
         self.home = home
-        """The daemon's state folder, the workers' home (their memory plan cache); None: their environment's."""
-        self.workers: dict[int, Worker] = {}
+        self.worker = tuple(worker)
+        self.workers: dict[int, LocalWorker] = {}
 
-    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> Worker:
+    def health(self) -> str:
+        """Always :data:`HEALTHY`: this machine is there while the daemon is."""
+        return HEALTHY
+
+    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> LocalWorker:
         """Start the worker of ``run`` on ``device`` (``cuda:N`` or ``cpu``); resumes when it has checkpoints."""
-        cmd = [sys.executable, "-m", "stratcast.daemon.worker", str(run_dir)]
         gpu = device.removeprefix("cuda:") if device.startswith("cuda") else ""
-        cmd += ["--device", "cuda:0" if gpu else "cpu"]
-        if memory_gib is not None and gpu:
-            cmd += ["--memory-gib", str(memory_gib)]
-        if RunFolder(run_dir).has_checkpoint():
-            cmd.append("--resume")
-        env = worker_env(os.environ, gpu, self.home)
+        cmd, env = launch(self.worker, run_dir, gpu, memory_gib), worker_env(os.environ, gpu, self.home)
         with open(RunFolder(run_dir).log, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
@@ -127,12 +119,12 @@ class Runner:
                 start_new_session=True,
                 limit=MAX_LINE,
             )
-        w = Worker(run, proc, device)
+        w = LocalWorker(run, proc, device)
         self.workers[run] = w
         w.tasks.append(asyncio.create_task(self._watch(w)))
         return w
 
-    async def _watch(self, w: Worker) -> None:
+    async def _watch(self, w: LocalWorker) -> None:
         """Read the worker's events until it exits, then report how it ended."""
         assert w.proc.stdout is not None
         while True:

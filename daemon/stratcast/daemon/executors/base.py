@@ -1,0 +1,154 @@
+"""Executors: what runs the daemon's runs, behind one interface, so the server never asks where a worker lives.
+
+The daemon stays the scheduler and the single source of truth: admission (:mod:`stratcast.daemon.queue`) picks
+each run's placement, and the executor chosen with ``stratcastd serve --executor`` starts the run's worker there,
+relays what the worker says and tells how it ended. ``local`` (worker processes on this machine,
+:mod:`stratcast.daemon.executors.local`) is the only one today; ``ray`` and ``slurm`` come as optional extras and
+implement the same :class:`Executor`.
+
+The contract every executor keeps:
+
+- :meth:`Executor.start` starts a run's worker on a placement (``cuda:N``, or ``cpu``) with its run folder; the
+  worker resumes from the folder's last checkpoint when there is one. A start that fails raises ``OSError`` (the
+  daemon fails that run, not itself).
+- The worker's events reach ``on_event(run, event)`` typed and in order; one bad event never loses the run.
+- Exactly one ``on_exit(run, ending)`` per start, after the worker's last event, with the run's final state from
+  :func:`classify`; by then the run has left :attr:`Executor.workers`.
+- :meth:`Executor.stop` asks the worker to checkpoint and exit (``stopped``, or ``interrupted`` at a shutdown, which
+  the next start resumes); :meth:`Executor.kill` ends it now.
+- :meth:`Executor.health` says ``ok``, or why the backend cannot be reached: then runs wait in the queue (they are
+  not failed) until it answers again.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOPPED
+from stratcast.shared.events import WorkerEvent
+
+HEALTHY = "ok"
+"""What :meth:`Executor.health` says when runs can be started."""
+
+EXECUTORS = ("local",)
+"""The names ``stratcastd serve --executor`` accepts."""
+
+SHUTDOWN_REASON = "the daemon shut down; it resumes from its checkpoint at the next start"
+"""Reason of a run that a daemon shutdown stopped: the next daemon start queues such runs again."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a worker ended, as a run state and the words for it."""
+
+    state: str
+    reason: str
+    exit: str
+
+
+OnEvent = Callable[[int, WorkerEvent], None]
+"""Called with a run's id and each event its worker reports."""
+OnExit = Callable[[int, Ending], Awaitable[None]]
+"""Called once with a run's id and how its worker ended."""
+
+
+class Worker(Protocol):
+    """A started run's worker, wherever it runs, and what was asked of it."""
+
+    @property
+    def run(self) -> int:
+        """The run's id."""
+
+    @property
+    def device(self) -> str:
+        """Its placement: ``cuda:N`` or ``cpu``."""
+
+    @property
+    def pid(self) -> int | None:
+        """Its process id on this machine (telemetry, GPU process lists); None where it runs elsewhere."""
+
+    @property
+    def kill_requested(self) -> bool:
+        """A kill was asked."""
+
+    @property
+    def shutdown(self) -> bool:
+        """It was stopped or killed because the daemon shuts down."""
+
+
+class Executor(Protocol):
+    """What the daemon needs from whatever runs its runs: start, stop, kill, what runs, and its health."""
+
+    @property
+    def name(self) -> str:
+        """The executor's ``--executor`` name."""
+
+    @property
+    def workers(self) -> Mapping[int, Worker]:
+        """The started workers that have not ended yet, by run id."""
+
+    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> Worker:
+        """Start ``run``'s worker on ``device`` (``cuda:N`` or ``cpu``); it resumes when ``run_dir`` has checkpoints.
+
+        Raises:
+            OSError: when the worker cannot be started.
+        """
+
+    def stop(self, run: int, *, shutdown: bool = False) -> bool:
+        """Ask ``run``'s worker to checkpoint and exit; False when it has none."""
+
+    def kill(self, run: int, *, shutdown: bool = False) -> bool:
+        """End ``run``'s worker now; False when it has none. A kill on request ends the run for good."""
+
+    async def wait_all(self, timeout: float) -> None:
+        """Wait for every worker to end (after stops), killing those still there after ``timeout`` seconds."""
+
+    def health(self) -> str:
+        """:data:`HEALTHY`, or why runs cannot be started now (the backend is unreachable, and why)."""
+
+
+class UnknownExecutor(ValueError):
+    """``--executor`` names no executor this install has."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown executor {name!r} (choose from: {', '.join(EXECUTORS)})")
+
+
+def open_executor(name: str, on_event: OnEvent, on_exit: OnExit, home: Path | None = None) -> Executor:
+    """The executor called ``name``, relaying events and endings to the callbacks; ``home`` is the workers' home.
+
+    Raises:
+        UnknownExecutor: for a name not in :data:`EXECUTORS`.
+    """
+    if name == "local":
+        from stratcast.daemon.executors.local import LocalExecutor
+
+        return LocalExecutor(on_event, on_exit, home)
+    raise UnknownExecutor(name)
+
+
+def classify(code: int, w: Worker) -> Ending:
+    """Map a worker's exit code (negative: the signal that ended it) and what was asked of it to the run's state."""
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        if w.kill_requested and w.shutdown:  # it did not checkpoint in time: resume it, as after a crash
+            return Ending("interrupted", SHUTDOWN_REASON, name)
+        if w.kill_requested:
+            return Ending("killed", "killed on request", name)
+        return Ending("failed", f"the worker died of {name}; see `stratcast logs {w.run}`", name)
+    exit_text = f"exit {code}"
+    if code == EXIT_OK:
+        return Ending("succeeded", "", exit_text)
+    if code == EXIT_STOPPED:
+        if w.shutdown:
+            return Ending("interrupted", SHUTDOWN_REASON, exit_text)
+        return Ending("stopped", "stopped on request; `stratcast resume` continues from the checkpoint", exit_text)
+    if code == EXIT_OOM:
+        return Ending("oom-failed", f"out of memory; see `stratcast logs {w.run}`", exit_text)
+    if code == EXIT_BAD_INPUT:
+        return Ending("failed", f"bad input; see `stratcast logs {w.run}`", exit_text)
+    return Ending("failed", f"the worker failed ({exit_text}); see `stratcast logs {w.run}`", exit_text)

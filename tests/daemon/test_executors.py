@@ -1,0 +1,94 @@
+"""The executor interface: the local executor behind the daemon, the worker environment it builds on a GPU
+subset, an unreachable executor holding the queue, and the ``--executor`` choice."""
+
+import asyncio
+import os
+import sys
+
+import pytest
+
+from stratcast.daemon.cli import main
+from stratcast.daemon.executors.base import UnknownExecutor, open_executor
+from stratcast.daemon.executors.local import LocalExecutor, launch, worker_env
+from stratcast.daemon.handlers import status
+from stratcast.daemon.server import Daemon
+from stratcast.daemon.store import Store
+from stratcast.shared.paths import resolve_home
+from stratcast.shared.protocol import Status
+from stratcast.tui.render import status_text
+from tests.daemon.fakes import daemon_with, h100s, submit
+
+STAND_IN = """
+import os, sys
+from stratcast.shared.events import WarningGiven, encode_line
+seen = os.environ["CUDA_VISIBLE_DEVICES"] + " " + " ".join(sys.argv[2:])
+sys.stdout.buffer.write(encode_line(WarningGiven(kind="seen", message=seen)))
+"""
+"""A worker stand-in: reports the GPU it was given and its options as an event, and succeeds."""
+
+
+def test_runs_on_a_gpu_subset_get_workers_that_see_only_their_gpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    d, _ = daemon_with(tmp_path, monkeypatch, h100s(4), gpus=(1, 3))
+    worker = [sys.executable, "-c", STAND_IN]
+    d.runner = LocalExecutor(d._worker_event, d._worker_exit, d.home.state, worker=worker)
+    runs = [submit(d) for _ in range(3)]
+
+    async def admit_and_wait():
+        await d.admit()
+        await d.runner.wait_all(timeout=120)
+
+    asyncio.run(admit_and_wait())
+    seen = {}
+    for run in runs[:2]:
+        info = d.db.get_run(run.id)
+        assert info.state == "succeeded", info.reason
+        (warning,) = [e["data"] for e in d.db.events(run.id) if e["kind"] == "warning"]
+        seen[info.device] = warning["message"]
+    assert seen == {"cuda:1": "1 --device cuda:0", "cuda:3": "3 --device cuda:0"}
+    assert d.db.get_run(runs[2].id).state == "queued"
+
+
+def test_a_gpu_workers_command_and_environment(tmp_path):
+    env = worker_env({"PATH": "/usr/bin", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}, "3", tmp_path)
+    assert env["CUDA_VISIBLE_DEVICES"] == "3" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    cmd = launch(["worker"], tmp_path, "3", 12.0)
+    assert cmd == ["worker", str(tmp_path), "--device", "cuda:0", "--memory-gib", "12.0"]
+    assert launch(["worker"], tmp_path, "", 12.0) == ["worker", str(tmp_path), "--device", "cpu"]
+
+
+def test_an_unreachable_executor_holds_the_queue_until_it_answers_and_fails_nothing(tmp_path, monkeypatch):
+    d, executor = daemon_with(tmp_path, monkeypatch, h100s(2))
+    executor.unreachable = "cannot reach the cluster at ray://head:10001 (connection refused)"
+    runs = [submit(d) for _ in range(3)]
+    asyncio.run(d.admit())
+    assert executor.started == []
+    for run in runs:
+        info = d.db.get_run(run.id)
+        assert info.state == "queued"
+        assert info.reason == f"waiting for the fake executor: {executor.unreachable}"
+    reply = asyncio.run(status.handle(d, Status()))
+    assert (reply["executor"], reply["executor_health"]) == ("fake", executor.unreachable)
+    assert f"executor fake ({executor.unreachable}; queued runs wait for it)" in status_text(reply)
+    executor.unreachable = ""
+    asyncio.run(d.admit())
+    assert [dev for _, dev, _ in executor.started] == ["cuda:0", "cuda:1"]
+
+
+def test_the_daemon_runs_its_runs_with_the_local_executor_by_default(tmp_path):
+    d = Daemon(resolve_home(tmp_path / "home"))
+    assert isinstance(d.runner, LocalExecutor) and d.runner.health() == "ok"
+    d.home.ensure()
+    d.store = Store(d.home.database)
+    reply = asyncio.run(status.handle(d, Status()))
+    assert (reply["executor"], reply["executor_health"]) == ("local", "ok")
+    assert "executor local (ok)" in status_text(reply).splitlines()
+
+
+def test_an_unknown_executor_is_refused_naming_the_choices(tmp_path, capsys):
+    with pytest.raises(UnknownExecutor, match=r"^unknown executor 'slurm' \(choose from: local\)$"):
+        open_executor("slurm", lambda run, event: None, lambda run, ending: asyncio.sleep(0))
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--home", str(tmp_path / "home"), "--executor", "ray"])
+    assert exit_.value.code == 2
+    assert "unknown executor 'ray' (choose from: local)" in capsys.readouterr().err
