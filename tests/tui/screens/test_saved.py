@@ -154,3 +154,16 @@ def test_v_shows_another_version_under_the_table():
         assert "eurusd:1: dlinear" in detail and "saved 2025-11-21T10:00" in detail
 
     run_saved(body)
+
+
+def test_a_bad_alias_name_is_asked_again_without_sending():
+    async def body(app, pilot, link, models):
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        await answer(pilot, "1")
+        await answer(pilot, "-champion")
+        assert isinstance(app.screen, PromptDialog)
+        assert "is not a valid name" in str(app.screen.query_one("#error").render())
+        assert not [c for c in link.calls if isinstance(c, SetAlias)]
+
+    run_saved(body)

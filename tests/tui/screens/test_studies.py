@@ -133,7 +133,7 @@ def test_b_sends_retrain_study_with_the_chosen_keep_and_name():
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, RetrainDialog)  # refused locally, nothing sent
-        assert "is not a saved model name" in str(app.screen.query_one("#error").render())
+        assert "is not a valid name" in str(app.screen.query_one("#error").render())
         box.value = "eurusd-best"
         await pilot.press("enter")
         await pilot.pause(0.3)

@@ -10,22 +10,18 @@ field is checked before anything is sent; the daemon checks again and names the 
 
 from __future__ import annotations
 
-import argparse
 import re
-from collections.abc import Callable, Collection, Mapping
-from typing import TypeVar
+from collections.abc import Collection, Mapping
 
 import msgspec
 
-from stratcast.shared.cli import non_negative_float, positive_int, top_picks
-from stratcast.shared.protocol import SAVED_NAME, BacktestOptions, JobSpec, KeepBest, Placement, StudySpec
+from stratcast.shared.cli import non_negative_float, positive_int, saved_name, top_picks
+from stratcast.shared.protocol import BacktestOptions, JobSpec, KeepBest, Placement, StudySpec
 from stratcast.tui import validate
 from stratcast.tui.job_form import FormProblems, _Reader
 
-T = TypeVar("T")
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("median", "hyperband", "wilcoxon", "none")
-KEEPS = ("all-data", "holdout", "none")
 STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 DAEMON_FIELDS = {
     "space": "space",
@@ -73,28 +69,10 @@ def _storage(text: str) -> str:
     return text
 
 
-def _saved_name(text: str) -> str:
-    if SAVED_NAME.fullmatch(text) is None:
-        raise ValueError(f"{text!r} is not a saved model name: letters, digits, '_', '.', '-' (not first)")
-    return text
-
-
 def _study_name(text: str) -> str:
     if STUDY_NAME.fullmatch(text) is None:
         raise ValueError(f"{text!r} is not a study name: letters, digits, '_', '.', '-' (not first), 100 at most")
     return text
-
-
-def _option(check: Callable[[str], T]) -> Callable[[str], T]:
-    """A ``stratcast tune`` option's check, its argparse error a ValueError (a problem of the form's field)."""
-
-    def parse(text: str) -> T:
-        try:
-            return check(text)
-        except argparse.ArgumentTypeError as exc:
-            raise ValueError(str(exc)) from None
-
-    return parse
 
 
 def backtest_from(texts: Mapping[str, str]) -> BacktestOptions:
@@ -104,12 +82,12 @@ def backtest_from(texts: Mapping[str, str]) -> BacktestOptions:
         FormProblems: naming every field that cannot be used.
     """
     r = _Reader(texts)
-    cutoffs = r.take("bt-cutoffs", _option(positive_int))
-    every = r.take("bt-every", _option(positive_int))
-    refit_every = r.take("bt-refit_every", _option(positive_int))
-    hold = r.take("bt-hold", _option(positive_int), optional=True)
-    top = r.take("bt-top", _option(top_picks))
-    cost = r.take("bt-cost", _option(non_negative_float))
+    cutoffs = r.take("bt-cutoffs", validate.from_option(positive_int))
+    every = r.take("bt-every", validate.from_option(positive_int))
+    refit_every = r.take("bt-refit_every", validate.from_option(positive_int))
+    hold = r.take("bt-hold", validate.from_option(positive_int), optional=True)
+    top = r.take("bt-top", validate.from_option(top_picks))
+    cost = r.take("bt-cost", validate.from_option(non_negative_float))
     r.check()
     assert cutoffs is not None and every is not None and refit_every is not None and top is not None
     return BacktestOptions(cutoffs=cutoffs, every=every, refit_every=refit_every, hold=hold, top=top, cost=cost or 0.0)
@@ -137,7 +115,7 @@ def study_from(texts: Mapping[str, str], job: JobSpec, placement: Placement, kno
     name = r.take("study", _study_name, optional=True)
     parallel = r.take("parallel", lambda t: validate.whole_number(t, lo=1, hi=256))
     seed = r.take("seed", validate.whole_number, optional=True)
-    save_as = r.take("save_as", _saved_name, optional=True)
+    save_as = r.take("save_as", validate.from_option(saved_name), optional=True)
     backtest = None
     if objectives is not None and any(o.startswith("backtest") for o in objectives):  # as `stratcast tune` does
         try:

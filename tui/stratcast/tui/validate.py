@@ -6,9 +6,11 @@ function returns the parsed value or raises :class:`ValueError` whose message is
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -23,6 +25,7 @@ CRON_FIELDS = (
 )
 """The five crontab fields: name, lowest and highest number, and the names allowed instead of numbers."""
 N = TypeVar("N", int, float)
+T = TypeVar("T")
 _CRON_ITEM = re.compile(r"(?P<base>\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>\d+))?")
 
 
@@ -137,3 +140,15 @@ def space_file(text: str) -> tuple[str, Literal["toml", "json"]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
     return space, "toml" if path.suffix == ".toml" else "json"
+
+
+def from_option(check: Callable[[str], T]) -> Callable[[str], T]:
+    """A command line option's check (``stratcast.shared.cli``'s), raising ValueError as the ones here do."""
+
+    def parse(text: str) -> T:
+        try:
+            return check(text.strip())
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(str(exc)) from None
+
+    return parse

@@ -14,11 +14,12 @@ from textual.app import ComposeResult
 from textual.widgets import Collapsible, Static
 
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
+from stratcast.shared.jobargs import KEEP_CHOICES
 from stratcast.shared.protocol import BacktestOptions, StudySpec, SubmitStudy
 from stratcast.tui.job_form import FormProblems
 from stratcast.tui.link import failure_text
 from stratcast.tui.screens.new_run import NewRunScreen, _input, _select
-from stratcast.tui.study_form import KEEPS, PRUNERS, SAMPLERS, field_of, study_from
+from stratcast.tui.study_form import PRUNERS, SAMPLERS, field_of, study_from
 from stratcast.tui.widgets.form import Field
 
 KEEP_LABELS = {
@@ -52,7 +53,7 @@ class NewStudyScreen(NewRunScreen):
         yield Field("study name", _input("study", placeholder="stratcast-study-ID"), help="an existing one goes on")
         yield Field("parallel", _input("parallel", "1"), help="trials queued or running at once")
         yield Field("seed", _input("seed", "0"), help="the sampler's seed")
-        keep = _select("keep", [(KEEP_LABELS[k], k) for k in KEEPS], "all-data")
+        keep = _select("keep", [(KEEP_LABELS[k], k) for k in KEEP_CHOICES], "all-data")
         yield Field("keep", keep, help="what the study keeps of its best trial when it finishes")
         yield Field("save as", _input("save_as", placeholder="the study's name"), help="the saved model it becomes")
         title = "backtest options (for backtest objectives)"

@@ -20,9 +20,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
+from stratcast.shared.cli import saved_name
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import (
-    SAVED_NAME,
     SAVED_REF,
     ListSaved,
     Placement,
@@ -35,7 +35,7 @@ from stratcast.shared.report import saved_text
 from stratcast.tui import validate
 from stratcast.tui.command_line import scoring_job
 from stratcast.tui.link import failure_text
-from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog
+from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog, problem
 
 if TYPE_CHECKING:
     from stratcast.tui.app import StratcastApp
@@ -105,11 +105,6 @@ def _version(versions: list[int]) -> Callable[[str], str | None]:
         return None if number in versions else f"no version {number}: the versions are {', '.join(map(str, versions))}"
 
     return check
-
-
-def _alias_name(text: str) -> str | None:
-    """A :class:`PromptDialog` check: an alias name."""
-    return None if SAVED_NAME.fullmatch(text.strip()) else f"{text.strip()!r} is not an alias name: champion, ..."
 
 
 class ScoreDialog(ModalScreen[Submit | None]):
@@ -308,7 +303,9 @@ class SavedScreen(Screen[None]):
         if version is None:
             return
         alias = await self.app.push_screen_wait(
-            PromptDialog(f"Alias for {m['name']}:{version}:", value="champion", check=_alias_name)
+            PromptDialog(
+                f"Alias for {m['name']}:{version}:", value="champion", check=problem(validate.from_option(saved_name))
+            )
         )
         if alias is None:
             return

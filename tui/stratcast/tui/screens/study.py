@@ -20,8 +20,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
+from stratcast.shared.cli import saved_name
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
-from stratcast.shared.protocol import SAVED_NAME, ResumeStudy, RetrainStudy, ShowStudy, StopStudy
+from stratcast.shared.protocol import ResumeStudy, RetrainStudy, ShowStudy, StopStudy
+from stratcast.tui import validate
 from stratcast.tui.link import failure_text
 from stratcast.tui.render import duration_text, study_line
 from stratcast.tui.study_view import (
@@ -84,8 +86,11 @@ class RetrainDialog(ModalScreen[tuple[str, str | None, int | None] | None]):
         name = self.query_one("#save-as", Input).value.strip()
         trial = self.query_one("#trial", Input).value.strip()
         error = self.query_one("#error", Label)
-        if name and SAVED_NAME.fullmatch(name) is None:
-            error.update(f"{name!r} is not a saved model name: letters, digits, '_', '.', '-' (not first)")
+        try:
+            if name:
+                validate.from_option(saved_name)(name)
+        except ValueError as exc:
+            error.update(str(exc))
             return
         if trial and (not trial.isdigit() or int(trial) not in self.complete):
             done = ", ".join(map(str, self.complete)) or "none yet"
