@@ -54,6 +54,13 @@ COLUMNS = (
     ("reason", "reason"),
 )
 """The trials table's column keys and headers (as :func:`~stratcast.tui.study_view.trial_cells` orders them)."""
+
+
+def value_text(value: float) -> str:
+    """An objective's value on a chart's axis: four figures, as trials of a study often differ in the third."""
+    return f"{value:.4g}"
+
+
 KEEP = [("all the data (no holdout)", "all-data"), ("with the trials' holdout", "holdout")]
 
 
@@ -142,8 +149,8 @@ class StudyScreen(Screen[None]):
             table.add_column(header, key=key)
         yield table
         with Horizontal(id="study-charts"):
-            yield BrailleChart(id="best-chart")
-            yield BrailleChart(id="pareto-chart")
+            yield BrailleChart(id="best-chart", formatter=value_text)
+            yield BrailleChart(id="pareto-chart", formatter=value_text)
             yield Static(id="importances")
         yield Static(id="trial-detail")
         yield Footer()
