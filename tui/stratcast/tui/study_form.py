@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 import msgspec
 
 from stratcast.shared.cli import non_negative_float, positive_int, saved_name, top_picks
+from stratcast.shared.jobargs import KEEP_CHOICES
 from stratcast.shared.protocol import BacktestOptions, JobSpec, KeepBest, Placement, StudySpec
 from stratcast.tui import validate
 from stratcast.tui.job_form import FormProblems, _Reader
@@ -124,8 +125,7 @@ def study_from(texts: Mapping[str, str], job: JobSpec, placement: Placement, kno
             r.problems.update(exc.problems)
     r.check()
     assert trials is not None and objectives is not None and parallel is not None
-    choice = r.text("keep")
-    keep: KeepBest = "none" if choice == "none" else "holdout" if choice == "holdout" else "all-data"
+    keep: KeepBest = next((k for k in KEEP_CHOICES if k == r.text("keep")), "all-data")
     return StudySpec(
         models=models,
         trials=trials,

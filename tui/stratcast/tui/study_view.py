@@ -161,8 +161,9 @@ def pareto(
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """The complete trials' first two objectives as points, and the front's (trial numbers ``front``) by x."""
     done = [t for t in complete(trials) if len(t["values"]) >= 2]
+    numbers = set(front)
     everyone = [(float(t["values"][0]), float(t["values"][1])) for t in done]
-    on_front = sorted((float(t["values"][0]), float(t["values"][1])) for t in done if t["number"] in set(front))
+    on_front = sorted((float(t["values"][0]), float(t["values"][1])) for t in done if t["number"] in numbers)
     return everyone, on_front
 
 
