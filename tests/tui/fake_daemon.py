@@ -461,3 +461,204 @@ async def kill_declined_then_confirmed(link: FakeLink, pilot: Any) -> list[int]:
     await pilot.press("y")
     await pilot.pause()
     return [c.run for c in link.calls if isinstance(c, KillRun)]
+
+
+# -- the study screens' answers (list_studies, show_study, stop/resume/retrain_study, submit_study) ------------
+
+
+def study(
+    study_id: int, state: str, *, objectives: tuple[str, ...] = ("holdout-rmse",), **fields: Any
+) -> dict[str, Any]:
+    """A ``StudyInfo`` as the daemon replies it (``fields`` override the record's)."""
+    spec = {
+        "models": ["nhits", "tide"],
+        "trials": 20,
+        "objectives": list(objectives),
+        "job": job(),
+        "keep": "all-data",
+        "save_as": None,
+    }
+    record = {
+        "id": study_id,
+        "name": f"stratcast-study-{study_id}",
+        "state": state,
+        "spec": spec,
+        "created": T0 - 1000,
+        "asked": 5,
+        "elapsed_s": 0.0,
+        "active_since": T0 - 1000 if state == "running" else None,
+    }
+    return record | fields
+
+
+def trial(number: int, state: str, values: list[float] | None = None, **fields: Any) -> dict[str, Any]:
+    """A ``TrialInfo``: started 100 s apart from ``T0 - 900``, told 90 s after (unless running)."""
+    started = T0 - 900 + 100 * number
+    record = {
+        "number": number,
+        "state": state,
+        "params": {"model": "nhits" if number % 2 == 0 else "tide", "learning_rate": 0.001 * (number + 1)},
+        "values": values,
+        "duration_s": None if state == "RUNNING" else 90.0,
+        "run": number + 1,
+        "started": started,
+        "completed": None if state == "RUNNING" else started + 90,
+    }
+    return record | fields
+
+
+def demo_studies() -> dict[int, dict[str, Any]]:
+    """``show_study`` replies of two studies.
+
+    Study 1 runs with one objective (minimized): trials 0, 1, 3 complete (0.95, 0.91, 0.97), 2 pruned, 4 running;
+    the best is trial 1. Study 2 finished with two backtest objectives (maximized) and final run 3: its front is
+    trials 0 and 2.
+    """
+    single = {
+        "study": study(1, "running"),
+        "trials": [
+            trial(0, "COMPLETE", [0.95]),
+            trial(1, "COMPLETE", [0.91]),
+            trial(2, "PRUNED", reason="pruned at step 200"),
+            trial(3, "COMPLETE", [0.97]),
+            trial(4, "RUNNING"),
+        ],
+        "best": [1],
+        "importances": {"learning_rate": 0.7, "model": 0.3},
+    }
+    two = ("backtest-top-k", "backtest-diff")
+    multi = {
+        "study": study(2, "finished", objectives=two, asked=4, final_run=3, elapsed_s=1234.0, finished=T0 - 10),
+        "trials": [
+            trial(0, "COMPLETE", [0.5, 0.1]),
+            trial(1, "COMPLETE", [0.3, 0.05]),
+            trial(2, "COMPLETE", [0.2, 0.3]),
+            trial(3, "FAIL", reason="oom: out of memory at micro-batch 64", run=None),
+        ],
+        "best": [0, 2],
+        "importances": {},
+    }
+    return {1: single, 2: multi}
+
+
+def serve_studies(link: FakeLink) -> dict[int, dict[str, Any]]:
+    """Answer the study requests on ``link`` from :func:`demo_studies` (returned: change it to change the replies).
+
+    ``stop_study`` and ``resume_study`` change the study's state; ``retrain_study`` queues run 7;
+    ``submit_study`` starts study 3.
+    """
+    studies = demo_studies()
+
+    def show(request: Any) -> Any:
+        if request.study not in studies:
+            return RequestFailed("not_found", f"no study {request.study}")
+        return studies[request.study]
+
+    def set_state(state: str) -> Callable[[Any], Any]:
+        def act(request: Any) -> Any:
+            studies[request.study]["study"]["state"] = state
+            return {"study": studies[request.study]["study"]}
+
+        return act
+
+    def submit(request: Any) -> dict[str, Any]:
+        return {"study": study(3, "running", asked=0) | {"spec": to_builtins(request.spec)}}
+
+    link.handlers.update(
+        list_studies=lambda _r: {
+            "studies": [s["study"] for s in sorted(studies.values(), key=lambda s: -s["study"]["id"])]
+        },
+        show_study=show,
+        stop_study=set_state("stopped"),
+        resume_study=set_state("running"),
+        retrain_study=lambda request: {"run": run(7, "queued", name=f"study-{request.study}/final")},
+        submit_study=submit,
+    )
+    return studies
+
+
+# -- the saved models screen's answers (list_saved, show_saved, set_alias, remove_saved) -----------------------
+
+
+def saved_manifest(name: str, version: int) -> dict[str, Any]:
+    """A ``show_saved`` reply: a dlinear trained by run 3 on 300 weekly strategies, with :func:`demo_metrics`."""
+    metrics = demo_metrics()
+    signature = {
+        "id_col": "No.",
+        "time_col": "week",
+        "target_col": "profit",
+        "frequency": "7 days 00:00:00",
+        "own_positions": False,
+        "input_size": 104,
+        "horizon": 52,
+        "strategies": 300,
+        "fingerprint": "3f2a9c1e77d0b4aa",
+    }
+    training = {
+        "steps": 1000,
+        "best_step": 900,
+        "best_val_loss": 0.1234,
+        "stopped_early": False,
+        "train_seconds": 600.0,
+    }
+    manifest = {
+        "name": name,
+        "model": "dlinear",
+        "mode": "batch",
+        "members": ["dlinear"],
+        "source_run": "run 3",
+        "created": f"2025-11-2{version}T10:00:00+00:00",
+        "training": training,
+        "data": signature,
+        "intervals": None,
+        "metrics": {"errors": metrics["errors"], "verdict": metrics["verdict"]},
+    }
+    ref = f"{name}:{version}"
+    return {
+        "name": name,
+        "version": version,
+        "ref": ref,
+        "path": f"/home/q/models/{name}/{version}",
+        "manifest": manifest,
+    }
+
+
+def serve_saved(link: FakeLink) -> dict[str, dict[str, Any]]:
+    """Answer the saved-model requests on ``link``: ``eurusd`` (versions 1, 2, 3; champion 2) and ``audjpy`` (1).
+
+    ``set_alias`` and ``remove_saved`` (refused for an aliased version unless forced, as the store does) change the
+    returned models; ``submit`` queues run 8.
+    """
+    models: dict[str, dict[str, Any]] = {
+        "audjpy": {"name": "audjpy", "versions": [1], "latest": 1, "aliases": {}},
+        "eurusd": {"name": "eurusd", "versions": [1, 2, 3], "latest": 3, "aliases": {"champion": 2}},
+    }
+
+    def set_alias(request: Any) -> dict[str, Any]:
+        name, version = request.ref.split(":")
+        models[name]["aliases"][request.alias] = int(version)
+        return {"name": name, "version": int(version), "ref": request.ref, "alias": request.alias}
+
+    def remove(request: Any) -> Any:
+        name, version = request.ref.split(":")
+        m = models[name]
+        pointing = [a for a, v in m["aliases"].items() if v == int(version)]
+        if pointing and not request.force:
+            return RequestFailed("bad_saved_model", f"saved model {request.ref} is aliased as {pointing[0]}")
+        m["versions"].remove(int(version))
+        m["aliases"] = {a: v for a, v in m["aliases"].items() if a not in pointing}
+        m["latest"] = m["versions"][-1]
+        return {"name": name, "version": int(version), "ref": request.ref, "removed": True}
+
+    def show(request: Any) -> dict[str, Any]:
+        name, version = request.ref.split(":")
+        return saved_manifest(name, int(version))
+
+    link.handlers.update(
+        list_saved=lambda _r: [models[n] for n in sorted(models)],
+        show_saved=show,
+        set_alias=set_alias,
+        remove_saved=remove,
+        submit=lambda request: {"run": run(8, "queued")},
+    )
+    return models

@@ -1,5 +1,6 @@
 import pytest
 
+from stratcast.shared.cli import saved_name
 from stratcast.tui import validate
 from stratcast.tui.render import interval_text
 
@@ -56,3 +57,19 @@ def test_data_paths_must_be_absolute():
     for text in ("", "data/x.parquet", "~/x.parquet"):
         with pytest.raises(ValueError):
             validate.absolute_path(text)
+
+
+def test_space_file_reads_the_text_and_takes_the_format_from_the_suffix(tmp_path):
+    toml, other = tmp_path / "space.toml", tmp_path / "space.json"
+    toml.write_text("[nhits]\n")
+    other.write_text("{}")
+    assert validate.space_file(str(toml)) == ("[nhits]\n", "toml")
+    assert validate.space_file(f" {other} ") == ("{}", "json")
+    with pytest.raises(ValueError, match=r"missing\.toml.*No such file"):
+        validate.space_file(str(tmp_path / "missing.toml"))
+
+
+def test_from_option_makes_a_command_line_check_raise_value_error():
+    assert validate.from_option(saved_name)(" champion ") == "champion"
+    with pytest.raises(ValueError, match="is not a valid name"):
+        validate.from_option(saved_name)("-x")

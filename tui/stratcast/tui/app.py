@@ -95,6 +95,24 @@ class StratcastApp(App[None]):
 
         self.push_screen(SchedulesScreen())
 
+    def open_studies(self) -> None:
+        """Show the studies screen."""
+        from stratcast.tui.screens.studies import StudiesScreen
+
+        self.push_screen(StudiesScreen())
+
+    def open_study(self, study: int) -> None:
+        """Show one study's screen."""
+        from stratcast.tui.screens.study import StudyScreen
+
+        self.push_screen(StudyScreen(study))
+
+    def open_saved(self) -> None:
+        """Show the saved models screen."""
+        from stratcast.tui.screens.saved import SavedScreen
+
+        self.push_screen(SavedScreen())
+
     # -- requests ------------------------------------------------------------------------------------------------
 
     def send(self, request: AnyRequest, done: str | None = None) -> None:

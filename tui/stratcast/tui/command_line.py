@@ -462,9 +462,14 @@ def backtest_job(args: argparse.Namespace) -> JobSpec:
     return msgspec.structs.replace(job_from_args(args), backtest=backtest_from_args(args))
 
 
+def scoring_job(data: str, saved: str, device: str = "auto") -> JobSpec:
+    """The job ``forecast`` queues (and the TUI's saved models screen): score ``data`` with ``saved``, no training."""
+    return JobSpec(data=data, saved=saved, device=device)
+
+
 def _forecast(args: argparse.Namespace) -> Submit:
     """``forecast``: a scoring job of the saved model on the new data."""
-    job = JobSpec(data=absolute(args.data), saved=args.saved, device=args.device)
+    job = scoring_job(absolute(args.data), args.saved, args.device)
     return Submit(job=job, placement=placement(args, name=args.name))
 
 
@@ -479,12 +484,10 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
     space: str | None = None
     fmt: Literal["toml", "json"] = "toml"
     if args.space is not None:
-        path = Path(args.space)
         try:
-            space = path.read_text()
-        except OSError as exc:
-            raise ValueError(f"--space {path}: {exc}") from None
-        fmt = "toml" if path.suffix == ".toml" else "json"
+            space, fmt = validate.space_file(args.space)
+        except ValueError as exc:
+            raise ValueError(f"--space {exc}") from None
     model = models[0] if models else args.model
     job = msgspec.structs.replace(job_from_args(args), model=model, save_as=None)  # --save-as: the kept best's
     if any(o.startswith("backtest") for o in objectives):

@@ -47,6 +47,11 @@ class Link(Protocol):
         ...
 
 
+def failure_text(exc: RequestFailed | DaemonUnavailable) -> str:
+    """A failed :meth:`Link.call` in one line: the daemon's message, or why no daemon answers."""
+    return exc.message if isinstance(exc, RequestFailed) else str(exc).splitlines()[0]
+
+
 class ZmqLink:
     """A :class:`Link` over ZeroMQ; make it inside the running event loop.
 

@@ -270,6 +270,11 @@ def studies_table(result: Mapping[str, Any]) -> str:
     return table(["id", "name", "state", "models", "objectives", "trials", "age", "reason"], rows)
 
 
+def params_text(params: Mapping[str, Any]) -> str:
+    """A trial's parameters in one line: ``model=nhits lr=0.00123 dropout=0.1``."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def study_text(result: Mapping[str, Any]) -> str:
     """``study ID``: the study, its trials, its best, its parameters' importances and its final run.
 
@@ -281,7 +286,7 @@ def study_text(result: Mapping[str, Any]) -> str:
     for t in result["trials"]:
         values = " ".join(f"{v:.6g}" for v in t["values"]) if t.get("values") else "-"
         seconds = duration_text(t["duration_s"]) if t.get("duration_s") is not None else "-"
-        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        params = params_text(t["params"])
         run = "-" if t.get("run") is None else t["run"]
         rows.append([t["number"], t["state"], values, run, seconds, t.get("reason") or "", params])
     lines.append(table(["trial", "state", "value", "run", "took", "reason", "params"], rows) if rows else "no trials")

@@ -6,10 +6,13 @@ function returns the parsed value or raises :class:`ValueError` whose message is
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 import zoneinfo
-from typing import TypeVar
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, TypeVar
 
 from stratcast.tui.render import DURATION_UNITS
 
@@ -22,6 +25,7 @@ CRON_FIELDS = (
 )
 """The five crontab fields: name, lowest and highest number, and the names allowed instead of numbers."""
 N = TypeVar("N", int, float)
+T = TypeVar("T")
 _CRON_ITEM = re.compile(r"(?P<base>\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>\d+))?")
 
 
@@ -126,3 +130,25 @@ def _within(value: N, lo: float | None, hi: float | None) -> N:
     if hi is not None and value > hi:
         raise ValueError(f"expected at most {hi:g}, got {value:g}")
     return value
+
+
+def space_file(text: str) -> tuple[str, Literal["toml", "json"]]:
+    """A search space file read here (the daemon gets its text): its text and format (``.toml`` or else JSON)."""
+    path = Path(text.strip()).expanduser()
+    try:
+        space = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return space, "toml" if path.suffix == ".toml" else "json"
+
+
+def from_option(check: Callable[[str], T]) -> Callable[[str], T]:
+    """A command line option's check (``stratcast.shared.cli``'s), raising ValueError as the ones here do."""
+
+    def parse(text: str) -> T:
+        try:
+            return check(text.strip())
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(str(exc)) from None
+
+    return parse

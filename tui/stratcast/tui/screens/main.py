@@ -60,6 +60,8 @@ class MainScreen(RunActionScreen):
         Binding("p", "priority", "Priority"),
         Binding("e", "export", "Export"),
         Binding("c", "schedules", "Schedules"),
+        Binding("t", "studies", "Studies"),
+        Binding("m", "saved", "Models"),
         Binding("slash", "filter", "Filter"),
         Binding("o", "sort", "Sort"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -151,6 +153,14 @@ class MainScreen(RunActionScreen):
     def action_schedules(self) -> None:
         """Open the schedules screen."""
         self.stratcast.open_schedules()
+
+    def action_studies(self) -> None:
+        """Open the studies screen."""
+        self.stratcast.open_studies()
+
+    def action_saved(self) -> None:
+        """Open the saved models screen."""
+        self.stratcast.open_saved()
 
     def action_filter(self) -> None:
         """Show the filter box."""

@@ -24,6 +24,7 @@ from textual.widgets import Button, Checkbox, Collapsible, Footer, Input, Select
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import DEFAULT_MODEL, AddSchedule, CheckData, JobSpec, ListModels, Placement, Submit
 from stratcast.tui.job_form import JOB_FIELDS, FormProblems, ModelInfo, Param, Timetable, read_form, read_models
+from stratcast.tui.link import failure_text
 from stratcast.tui.widgets.form import Field
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ class NewRunScreen(Screen[None]):
             yield from self._data_fields()
             yield from self._model_fields()
             yield from self._queue_fields()
-            yield from self._schedule_fields()
+            yield from self._last_fields()
             with Horizontal(id="form-buttons"):
                 yield Button("Submit ^s", variant="primary", id="submit", compact=True)
                 yield Button("Cancel esc", id="cancel", compact=True)
@@ -155,6 +156,10 @@ class NewRunScreen(Screen[None]):
         yield Field("share GiB", _input("memory_gib", placeholder="a GPU of its own"), help="share a GPU, capped")
         yield Field("after runs", _input("after", placeholder="none"), help="run ids that must succeed first")
         yield Field("hold", Checkbox("queue it held", id="hold", compact=True), help="wait until released")
+
+    def _last_fields(self) -> ComposeResult:
+        """The form's last section: the schedule (the new-study form puts the study's settings there)."""
+        yield from self._schedule_fields()
 
     def _schedule_fields(self) -> ComposeResult:
         yield Static("Schedule", classes="section")
@@ -328,10 +333,9 @@ class NewRunScreen(Screen[None]):
         try:
             result = await self.stratcast.link.call(CheckData(job=job))
         except (RequestFailed, DaemonUnavailable) as exc:
-            message = exc.message if isinstance(exc, RequestFailed) else str(exc).splitlines()[0]
             self.checked = None
             self._show_check(None)
-            field.show_problem(message)
+            field.show_problem(failure_text(exc))
             return False
         self.checked = job
         field.show_problem(None)
