@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from stratcast.daemon.handlers.common import InvalidSpec
-from stratcast.daemon.studies import IMPORTANCE_MIN_TRIALS, importances, saved_name
-from stratcast.shared.protocol import JobSpec, StudySpec
+from stratcast.daemon.studies import importances, saved_name
+from stratcast.shared.protocol import IMPORTANCE_MIN_TRIALS, JobSpec, StudySpec
 
 
 def told(study: optuna.Study, values: list[float], draw: Callable[[optuna.Trial], object]) -> None:

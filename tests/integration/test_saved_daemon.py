@@ -7,8 +7,6 @@ in workers like any run and must forecast what the source run forecast on the sa
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import pandas as pd
 import pytest
 
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
-from stratcast.shared.client import Client, RequestFailed
+from stratcast.shared.client import RequestFailed
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import (
     AddSchedule,
@@ -38,7 +36,6 @@ from stratcast.shared.protocol import (
 )
 from stratcast.shared.runfiles import Outputs, RunFolder
 from stratcast.tui.cli import main
-from tests.integration.daemon_process import DaemonProcess
 from tests.integration.test_daemon import wait_for
 
 pytestmark = pytest.mark.slow
@@ -54,23 +51,6 @@ def panel(tmp_path_factory) -> str:
 def train_job(panel: str, **kw) -> JobSpec:
     sets = ["max_steps=6", "batch_size=32", "val_check_steps=3", "hidden_size=8", "num_layers=1"]
     return JobSpec(data=panel, model="mlp", horizon=4, input_size=8, holdout=4, device="cpu", sets=sets, **kw)
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    home = Path(tempfile.mkdtemp(prefix="sc-"))  # unix socket paths are capped near 100 bytes
-    process = DaemonProcess(home).start()
-    try:
-        yield process
-    finally:
-        process.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def client(daemon):
-    with Client(daemon.home) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

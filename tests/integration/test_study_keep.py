@@ -5,10 +5,7 @@ One daemon for the module (tiny mlp trials on a tiny panel, as in ``test_study_d
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,29 +14,11 @@ from stratcast.shared.client import Client, RequestFailed
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import KillRun, ListRuns, RetrainStudy, ShowRun, ShowSaved, ShowStudy, SubmitStudy
 from stratcast.tui.cli import main
-from tests.integration.daemon_process import DaemonProcess
 from tests.integration.test_study_daemon import WAIT_S, panel, spec, wait_child, wait_study
 
 pytestmark = pytest.mark.slow
 
 __all__ = ["panel"]  # the module's panel fixture
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    home = Path(tempfile.mkdtemp(prefix="sc-"))  # unix socket paths are capped near 100 bytes
-    process = DaemonProcess(home).start()
-    try:
-        yield process
-    finally:
-        process.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def client(daemon):
-    with Client(daemon.home) as c:
-        yield c
 
 
 def wait_run(client: Client, run_id: int, states: tuple[str, ...] = ("succeeded", "failed", "killed")) -> Any:

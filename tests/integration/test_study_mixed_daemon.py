@@ -7,10 +7,7 @@ the module; tiny mlp trials on a tiny panel, two cutoffs or four.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -35,7 +32,6 @@ from stratcast.shared.protocol import (
     SubmitStudy,
 )
 from stratcast.tui.cli import main
-from tests.integration.daemon_process import DaemonProcess
 from tests.integration.test_study_daemon import journal_study, panel, spec, wait_child, wait_study
 
 pytestmark = pytest.mark.slow
@@ -45,23 +41,6 @@ __all__ = ["panel"]  # the module's panel fixture, shared with the study tests
 WAIT_S = 180.0
 BACKTEST = BacktestOptions(cutoffs=2, every=2, refit_every=2, top=["2"], draws=20)
 MIXED = ["holdout-rmse", "backtest-top-k"]
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    home = Path(tempfile.mkdtemp(prefix="sc-"))  # unix socket paths are capped near 100 bytes
-    process = DaemonProcess(home).start()
-    try:
-        yield process
-    finally:
-        process.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def client(daemon):
-    with Client(daemon.home) as c:
-        yield c
 
 
 def mixed_spec(panel: str, **kw: Any) -> Any:

@@ -26,3 +26,11 @@ def test_watch_prints_a_runs_warning():
     event = Event(session="s", seq=1, time=0.0, run=4, data=WarningGiven(kind="loss", message="m"))
     (line,) = Watcher().lines(event)
     assert line.endswith("run 4 warning: m")
+
+
+def test_a_trials_cutoff_and_prune_events_read_as_words():
+    from stratcast.tui.render import event_text
+
+    assert event_text({"kind": "cutoff", "data": {"cutoff": 3, "value": 0.25}}) == "cutoff 3 scored 0.25"
+    pruned = {"kind": "pruned", "data": {"cutoff": 3, "value": 0.25, "reason": "pruned at cutoff 4 (value 0.25)"}}
+    assert event_text(pruned) == "pruned by its study: pruned at cutoff 4 (value 0.25)"

@@ -51,6 +51,7 @@ from stratcast.daemon.handlers.common import BadState, InvalidSpec
 from stratcast.daemon.worker import EXIT_BAD_INPUT
 from stratcast.shared.protocol import (
     FINAL_STATES,
+    IMPORTANCE_MIN_TRIALS,
     SAVED_NAME,
     BacktestOptions,
     JobSpec,
@@ -79,8 +80,6 @@ ACTIVE = frozenset({"running", "stopped"})
 """Study states the daemon keeps open (one daemon study per Optuna study while in these)."""
 STEP_S = 1.0
 """Seconds between two steps when nothing kicks the study loop."""
-IMPORTANCE_MIN_TRIALS = 5
-"""COMPLETE trials a study needs before ``show_study`` gives its parameters' importances."""
 FINAL = "best"
 """The final run's name after ``study-ID/``."""
 
@@ -113,6 +112,12 @@ class LiveStudy:
         if len(self.objectives) == 1 and self.objectives[0].backtest and per_cutoff_pruner(self.study):
             return self.objectives[0].name
         return None
+
+
+def ran_s(info: StudyInfo, now: float | None = None) -> float:
+    """Seconds the study has run (its time stopped not counted) at ``now`` (default: now)."""
+    since = info.active_since
+    return info.elapsed_s + ((time.time() if now is None else now) - since if since is not None else 0.0)
 
 
 def prepare(spec: StudySpec) -> tuple[Space, tuple[Objective, ...], JobSpec, str, str]:
@@ -249,10 +254,8 @@ class StudyManager:
         info = self.d.db.get_study(study_id)
         if info.state != "running":
             raise BadState(f"cannot stop study {study_id}: it is {info.state}; stop works on running studies")
-        now = time.time()
-        elapsed = info.elapsed_s + (now - info.active_since if info.active_since is not None else 0.0)
         info = self.d.db.update_study(
-            study_id, state="stopped", reason="stopped on request", elapsed_s=elapsed, active_since=None
+            study_id, state="stopped", reason="stopped on request", elapsed_s=ran_s(info), active_since=None
         )
         for run in self.d.db.study_runs(study_id):
             if run.trial is None:  # its final run is an ordinary run
@@ -389,8 +392,14 @@ class StudyManager:
                     runs = self.d.db.study_runs(study_id)
                     running = await asyncio.to_thread(self._running, live)
                     if not self._more(info) and not running:
+                        now = time.time()
                         self.d.db.update_study(
-                            study_id, state="finished", reason="", finished=time.time(), active_since=None
+                            study_id,
+                            state="finished",
+                            reason="",
+                            finished=now,
+                            elapsed_s=ran_s(info, now),
+                            active_since=None,
                         )
                         await self._keep(info)
 
@@ -559,10 +568,7 @@ class StudyManager:
         """Whether the study may ask another trial: trials left and time left."""
         if info.asked >= info.spec.trials:
             return False
-        if info.spec.timeout_s is None:
-            return True
-        ran = info.elapsed_s + (time.time() - info.active_since if info.active_since is not None else 0.0)
-        return ran < info.spec.timeout_s
+        return info.spec.timeout_s is None or ran_s(info) < info.spec.timeout_s
 
     async def _ask(self, info: StudyInfo, live: LiveStudy, runs: list[RunInfo], running: set[int]) -> None:
         """Ask trials while the study has room, queueing each valid one as a child run."""

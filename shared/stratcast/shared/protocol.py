@@ -608,6 +608,10 @@ class StudyRequest(Request):
     study: Id
 
 
+IMPORTANCE_MIN_TRIALS = 5
+"""COMPLETE trials a study needs before ``show_study`` gives its parameters' importances."""
+
+
 class ShowStudy(StudyRequest, tag="show_study"):
     """A study's record, its trials, its best trials' numbers and its parameters' importances.
 

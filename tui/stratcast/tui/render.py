@@ -135,6 +135,8 @@ EVENT_WORDS = {
     "oom": "out of memory at step {step} ({phase}): micro-batch {old_micro_batch}, then {new_micro_batch}",
     "schedule_skipped": "schedule {schedule} skipped a run: this one had not ended",
     "warning": "warning: {message}",
+    "cutoff": "cutoff {cutoff} scored {value}",
+    "pruned": "pruned by its study: {reason}",
 }
 """A run event (``show``) in words by its kind; other kinds list their fields."""
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.text import Text
 
+from stratcast.shared.protocol import IMPORTANCE_MIN_TRIALS
 from stratcast.tui.render import duration_text, params_text
 
 Cell = str | Text
@@ -22,8 +23,6 @@ TRIAL_STYLES = {"COMPLETE": "green", "RUNNING": "bold green", "PRUNED": "yellow"
 """How each Optuna trial state is coloured."""
 STUDY_STYLES = {"running": "bold green", "stopped": "cyan", "finished": "green", "failed": "bold red"}
 """How each study state is coloured."""
-MIN_IMPORTANCE_TRIALS = 5
-"""Complete trials a study needs before ``show_study`` gives importances (the daemon's ``IMPORTANCE_MIN_TRIALS``)."""
 
 
 def maximizes(objective: str) -> bool:
@@ -170,7 +169,7 @@ def pareto(
 def importance_bars(importances: Mapping[str, float], width: int, *, complete_trials: int = 0) -> Text:
     """Each parameter's importance as a bar, largest first; without importances, a line saying why."""
     if not importances:
-        need = max(0, MIN_IMPORTANCE_TRIALS - complete_trials)
+        need = max(0, IMPORTANCE_MIN_TRIALS - complete_trials)
         why = f"{need} more complete trial{'s' if need != 1 else ''}" if need else "a parameter that varies"
         return Text(f"parameter importances: need {why}", style="dim")
     items = sorted(importances.items(), key=lambda kv: -kv[1])
