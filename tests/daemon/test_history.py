@@ -262,7 +262,11 @@ def test_a_worker_exit_closes_its_runs_history_and_a_later_event_appends(daemon_
     d._worker_event(run, progress_event(1))
     asyncio.run(d._worker_exit(run, Ending(state="stopped", reason="", exit="exit 0")))
     assert run not in d.history._files
-    d._worker_event(run, progress_event(2))
+
+    async def late() -> None:  # the daemon handles events in its loop
+        d._worker_event(run, progress_event(2))
+
+    asyncio.run(late())
     assert steps(read_history(d.home.runs / str(run) / HISTORY, 10)["progress"]) == [1, 2]
 
 
@@ -315,3 +319,19 @@ def test_the_daemon_keeps_and_publishes_each_worker_event_with_exactly_the_field
     assert {k: v for k, v in history["progress"][0].items() if k != "time"} == fields["progress"]
     assert {k: v for k, v in history["memory"][0].items() if k != "time"} == fields["memory"]
     assert history["ooms"][0] == fields["oom"]  # an OOM keeps its own time
+
+
+def test_the_last_progress_before_a_quiet_spell_reaches_the_store(daemon_with_run, monkeypatch):
+    from stratcast.daemon import server
+
+    d, run, _ = daemon_with_run
+    monkeypatch.setattr(server, "PROGRESS_SAVE_S", 0.2)
+
+    async def report() -> None:
+        d._worker_event(run, progress_event(5, max_steps=60))  # saved at once
+        d._worker_event(run, progress_event(60, max_steps=60))  # within the interval: saved when it has passed
+        assert d.db.get_run(run).progress["step"] == 5
+        await asyncio.sleep(0.4)  # no more reports: the worker evaluates for minutes
+
+    asyncio.run(report())
+    assert d.db.get_run(run).progress["step"] == 60

@@ -122,6 +122,8 @@ class Daemon:
         """Latest allocator figures of each running run's worker."""
         self._progress: dict[int, dict[str, Any]] = {}
         """Latest progress of each running run (the store holds one at most PROGRESS_SAVE_S old)."""
+        self._save_later: dict[int, asyncio.TimerHandle] = {}
+        """Runs whose latest progress the store gets when PROGRESS_SAVE_S has passed since it got their last."""
         self.validation = asyncio.Semaphore(2)
         self.studies = StudyManager(self)
         self.ctx: zmq.asyncio.Context | None = None
@@ -471,10 +473,19 @@ class Daemon:
             if info.study is not None:
                 self.studies.progress(info, *point)
         self.telemetry.add_run_sample(run, {"kind": "progress", **fields})
-        if time.monotonic() - self._saved.get(run, 0.0) >= PROGRESS_SAVE_S:
+        self._progress[run] = fields
+        wait = PROGRESS_SAVE_S - (time.monotonic() - self._saved.get(run, 0.0))
+        if wait <= 0:
+            self._save_progress(run)
+        elif run not in self._save_later:  # the last report before a quiet spell (evaluation) is saved too
+            self._save_later[run] = asyncio.get_running_loop().call_later(wait, self._save_progress, run)
+
+    def _save_progress(self, run: int) -> None:
+        """Give the store a running run's latest progress (``list_runs`` reads it there)."""
+        self._save_later.pop(run, None)
+        if (fields := self._progress.get(run)) is not None:  # None: the run ended, its ending saved it
             self._saved[run] = time.monotonic()
             self.db.update_run(run, progress=fields)
-        self._progress[run] = fields
 
     async def _worker_exit(self, run: int, ending: Ending) -> None:
         fields: dict[str, Any] = {"state": ending.state, "reason": ending.reason, "exit": ending.exit, "pid": None}
@@ -482,6 +493,8 @@ class Daemon:
             fields["finished"] = time.time()
         if run in self._progress:
             fields["progress"] = self._progress.pop(run)
+        if (later := self._save_later.pop(run, None)) is not None:
+            later.cancel()
         if run in self._memory:
             fields["memory"] = event_fields(self._memory.pop(run))
         self.logs.publish_new()
