@@ -118,6 +118,9 @@ class FakeExecutor:
     def slots(self):
         return self.cluster_slots
 
+    async def close(self):
+        pass
+
     async def start(self, run, run_dir, device, memory_gib):
         self.started.append((run, device, memory_gib))
         self.workers[run] = FakeWorker(run, device)

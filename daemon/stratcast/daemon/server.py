@@ -193,6 +193,7 @@ class Daemon:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.runner.close()
             self._close_sockets()
 
     def _close_sockets(self) -> None:

@@ -123,6 +123,9 @@ class Executor(Protocol):
     def slots(self) -> int | None:
         """How many runs the executor's cluster runs at once; None: the daemon places runs on this machine."""
 
+    async def close(self) -> None:
+        """Let go of the backend (after :meth:`wait_all`), before the daemon exits."""
+
 
 class UnknownExecutor(ValueError):
     """``--executor`` names no executor this install has."""

@@ -109,6 +109,9 @@ class LocalExecutor:
         """None: the daemon places runs on this machine's GPUs and CPU itself."""
         return None
 
+    async def close(self) -> None:
+        """Nothing to let go of: the workers have ended."""
+
     async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> LocalWorker:
         """Start the worker of ``run`` on ``device`` (``cuda:N`` or ``cpu``); resumes when it has checkpoints."""
         gpu = device.removeprefix("cuda:") if device.startswith("cuda") else ""

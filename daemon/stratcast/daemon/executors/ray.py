@@ -118,16 +118,20 @@ class RayExecutor:
         self._answered = 0.0
         self._resources: dict[str, float] = {}
         self._closed = threading.Event()
-        threading.Thread(target=self._keep_connected, name="ray-cluster", daemon=True).start()
+        self._thread = threading.Thread(target=self._keep_connected, name="ray-cluster", daemon=True)
+        self._thread.start()
 
     # -- the cluster -------------------------------------------------------------------------------------------
 
     def _keep_connected(self) -> None:
         """Connect, then read the cluster's resources every :data:`HEALTH_S` seconds, until closed.
 
-        Ray's processes of a :data:`LOCAL` instance die with the thread that started them: this one never returns
-        before the daemon exits.
+        Ray's processes of a :data:`LOCAL` instance die with the thread that started them: this one returns only
+        when the daemon closes the executor, after shutting Ray down.
         """
+        # Ray's handler of fatal signals also catches SIGTERM: the daemon's own graceful shutdown then ends in an
+        # abort now and then. The daemon's signals stay the daemon's.
+        os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
         ray: Any = import_module("ray")  # some of its functions lack annotations: mypy --strict refuses those
 
         while not self._closed.is_set():
@@ -141,6 +145,8 @@ class RayExecutor:
             else:
                 self._resources, self._answered, self._problem = dict(resources), time.monotonic(), ""
             self._closed.wait(HEALTH_S)
+        self._problem = "the executor is closed"
+        ray.shutdown()
 
     def _connect(self, ray: Any) -> None:
         o = self.options
@@ -160,6 +166,11 @@ class RayExecutor:
         if silent > STALE_S:
             return f"the Ray cluster at {self.options.address} has not answered for {silent:.0f} s"
         return HEALTHY
+
+    async def close(self) -> None:
+        """Disconnect from the cluster (a :data:`LOCAL` instance stops) once the workers have ended."""
+        self._closed.set()
+        await asyncio.to_thread(self._thread.join, 60)
 
     def slots(self) -> int:
         """The cluster's GPUs, or its CPUs where it has none (0 until it answered)."""
