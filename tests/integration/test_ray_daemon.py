@@ -176,3 +176,21 @@ def test_a_ray_task_whose_worker_process_dies_is_resubmitted_and_resumes(daemon,
         assert done["attempts"] == 1, "Ray resubmitted the task; the daemon did not restart the run"
     first, second = starts(info["out"])
     assert first.resume is None and second.resume is not None, (first, second)
+
+
+def test_an_unreachable_ray_cluster_is_reported_and_runs_wait_for_it(panel):
+    home = Path(tempfile.mkdtemp(prefix="sc-"))
+    d = DaemonProcess(home, "--executor", "ray", "--ray-address", "127.0.0.1:1").start()
+    try:
+        with Client(d.home) as client:
+            health = client.call(Status())["executor_health"]
+            assert health.startswith("connecting to the Ray cluster at 127.0.0.1:1: no answer yet"), health
+            run = client.call(Submit(job=job(panel, 20)))["run"]["id"]
+            deadline = time.monotonic() + 30
+            while not (info := client.call(ShowRun(run=run))["run"])["reason"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert (info["state"], info["reason"]) == ("queued", f"waiting for the ray executor: {health}")
+        assert d.stop(timeout=60) == 0, d.output()
+    finally:
+        d.stop(timeout=60)
+        shutil.rmtree(home, ignore_errors=True)

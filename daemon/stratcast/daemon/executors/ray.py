@@ -114,7 +114,10 @@ class RayExecutor:
         self.workers: dict[int, RayWorker] = {}
         self._remote: Any = None
         """The task function, once connected (``ray.remote(run_task)``)."""
-        self._problem = f"connecting to the Ray cluster at {options.address}"
+        self._problem = (
+            f"connecting to the Ray cluster at {options.address}: no answer yet "
+            f"(is it up? `ray status --address {options.address}` tells)"
+        )
         self._answered = 0.0
         self._resources: dict[str, float] = {}
         self._closed = threading.Event()
@@ -162,15 +165,18 @@ class RayExecutor:
         """:data:`HEALTHY` while the cluster answers; else why not (connecting, unreachable, silent)."""
         if self._problem:
             return self._problem
-        silent = time.monotonic() - self._answered
-        if silent > STALE_S:
-            return f"the Ray cluster at {self.options.address} has not answered for {silent:.0f} s"
+        if time.monotonic() - self._answered > STALE_S:
+            return f"the Ray cluster at {self.options.address} stopped answering (for over {STALE_S:g} s)"
         return HEALTHY
 
     async def close(self) -> None:
-        """Disconnect from the cluster (a :data:`LOCAL` instance stops) once the workers have ended."""
+        """Disconnect from the cluster (a :data:`LOCAL` instance stops) once the workers have ended.
+
+        A connection still being tried is abandoned: Ray retries an unreachable address for minutes.
+        """
         self._closed.set()
-        await asyncio.to_thread(self._thread.join, 60)
+        if self._remote is not None:
+            await asyncio.to_thread(self._thread.join, 60)
 
     def slots(self) -> int:
         """The cluster's GPUs, or its CPUs where it has none (0 until it answered)."""
