@@ -194,3 +194,29 @@ def test_an_unreachable_ray_cluster_is_reported_and_runs_wait_for_it(panel):
     finally:
         d.stop(timeout=60)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_crashed_daemon_leaves_no_ray_worker_behind_and_its_run_resumes_at_the_next_start(panel):
+    home = Path(tempfile.mkdtemp(prefix="sc-"))
+    options = ["--executor", "ray", "--ray-address", "local", "--cpu-slots", "1", "--ray-temp-dir", str(home / "r")]
+    d = DaemonProcess(home, *options)
+    try:
+        with Client(d.start().home) as client:
+            wait_healthy(client)
+            run = client.call(Submit(job=job(panel, 3000)))["run"]["id"]
+            info = wait_for(client, run, ("running",))
+            wait_checkpoint(client, run)
+        d.kill9()
+        deadline = time.monotonic() + 30
+        while worker_process(info["out"]) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert worker_process(info["out"]) is None, "the worker outlived its daemon's Ray instance"
+        with Client(d.start().home) as client:
+            done = wait_for(client, run, ("succeeded", "failed", "killed", "stopped"), WAIT_S)
+        assert done["state"] == "succeeded" and done["attempts"] == 2, done
+        (started,) = starts(info["out"])
+        assert started.resume is not None, started
+        assert d.stop(timeout=120) == 0, d.output()
+    finally:
+        d.stop(timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
