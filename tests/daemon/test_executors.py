@@ -120,3 +120,4 @@ def test_a_cluster_executor_gets_as_many_runs_as_it_has_slots_and_the_rest_wait(
     asyncio.run(d.admit())
     assert len(executor.started) == 2
     assert d.db.get_run(runs[2].id).reason == f"ray busy (2 of 2 slots: runs {runs[0].id}, {runs[1].id})"
+    assert asyncio.run(status.handle(d, Status()))["devices"] == ["ray"]

@@ -385,7 +385,9 @@ class Daemon:
         return self.db.get_runs({dep for r in runs if r.state == "queued" for dep in r.placement.after} - known)
 
     def devices(self, runs: list[RunInfo]) -> list[DeviceView]:
-        """The devices runs can go to: the GPUs (NVML) and the CPU."""
+        """The devices runs can go to: the GPUs (NVML) and the CPU, or a cluster executor's slots."""
+        if self.runner.slots() is not None:
+            return [self.cpu_device(runs, self.runner.name)]
         return [*self.gpu_devices(runs), self.cpu_device(runs)]
 
     def gpu_devices(self, runs: list[RunInfo]) -> list[DeviceView]:

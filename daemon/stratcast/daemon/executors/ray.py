@@ -143,8 +143,10 @@ class RayExecutor:
                     self._connect(ray)
                 resources = ray.cluster_resources()
             except Exception as exc:  # whatever Ray raises, the reason goes to status and runs wait
-                self._problem = f"cannot reach the Ray cluster at {self.options.address}: {exc}"
-                log.warning("%s", self._problem)
+                problem = f"cannot reach the Ray cluster at {self.options.address}: {exc}"
+                if problem != self._problem:  # once, not every HEALTH_S
+                    log.warning("%s", problem)
+                self._problem = problem
             else:
                 self._resources, self._answered, self._problem = dict(resources), time.monotonic(), ""
             self._closed.wait(HEALTH_S)
