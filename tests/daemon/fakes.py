@@ -109,9 +109,17 @@ class FakeExecutor:
         self.workers: dict[int, FakeWorker] = {}
         self.unreachable = ""
         """Set to a reason to make the executor unhealthy."""
+        self.cluster_slots: int | None = None
+        """Set to a number to make it a cluster executor with that many slots."""
 
     def health(self):
         return self.unreachable or "ok"
+
+    def slots(self):
+        return self.cluster_slots
+
+    async def close(self):
+        pass
 
     async def start(self, run, run_dir, device, memory_gib):
         self.started.append((run, device, memory_gib))

@@ -8,11 +8,13 @@ import sys
 import pytest
 
 from stratcast.daemon.cli import main
+from stratcast.daemon.executors import base
 from stratcast.daemon.executors.base import UnknownExecutor, open_executor
 from stratcast.daemon.executors.local import LocalExecutor, launch, worker_env
 from stratcast.daemon.handlers import status
 from stratcast.daemon.server import Daemon
 from stratcast.daemon.store import Store
+from stratcast.shared.errors import ExitCode
 from stratcast.shared.paths import resolve_home
 from stratcast.shared.protocol import Status
 from stratcast.tui.render import status_text
@@ -86,9 +88,36 @@ def test_the_daemon_runs_its_runs_with_the_local_executor_by_default(tmp_path):
 
 
 def test_an_unknown_executor_is_refused_naming_the_choices(tmp_path, capsys):
-    with pytest.raises(UnknownExecutor, match=r"^unknown executor 'slurm' \(choose from: local\)$"):
+    with pytest.raises(UnknownExecutor, match=r"^unknown executor 'slurm' \(choose from: local, ray\)$"):
         open_executor("slurm", lambda run, event: None, lambda run, ending: asyncio.sleep(0))
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--home", str(tmp_path / "home"), "--executor", "slurm"])
+    assert exit_.value.code == 2
+    assert "unknown executor 'slurm' (choose from: local, ray)" in capsys.readouterr().err
+
+
+def test_the_ray_executor_without_its_extra_names_the_install_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(base, "find_spec", lambda name: None)
     with pytest.raises(SystemExit) as exit_:
         main(["serve", "--home", str(tmp_path / "home"), "--executor", "ray"])
     assert exit_.value.code == 2
-    assert "unknown executor 'ray' (choose from: local)" in capsys.readouterr().err
+    assert "--executor ray needs the extra: pip install 'stratcast[ray]'" in capsys.readouterr().err
+
+
+def test_ray_options_without_the_ray_executor_are_a_usage_error(tmp_path, capsys):
+    assert main(["serve", "--home", str(tmp_path / "home"), "--ray-address", "local"]) == ExitCode.USAGE
+    assert "--ray-address and --ray-temp-dir go with --executor ray" in capsys.readouterr().err
+
+
+def test_a_cluster_executor_gets_as_many_runs_as_it_has_slots_and_the_rest_wait(tmp_path, monkeypatch):
+    d, executor = daemon_with(tmp_path, monkeypatch, h100s(1))
+    executor.name, executor.cluster_slots = "ray", 2
+    runs = [submit(d) for _ in range(3)]
+    asyncio.run(d.admit())
+    assert [(run, device) for run, device, _ in executor.started] == [(runs[0].id, "ray"), (runs[1].id, "ray")]
+    for run in runs[:2]:
+        d.update_run(run.id, state="running", device="ray")
+    asyncio.run(d.admit())
+    assert len(executor.started) == 2
+    assert d.db.get_run(runs[2].id).reason == f"ray busy (2 of 2 slots: runs {runs[0].id}, {runs[1].id})"
+    assert asyncio.run(status.handle(d, Status()))["devices"] == ["ray"]

@@ -93,8 +93,10 @@ class _Slot:
 
     @property
     def label(self) -> str:
-        """``GPU 0`` or ``CPU``, as reasons name devices."""
-        return "CPU" if self.view.index is None else f"GPU {self.view.index}"
+        """``GPU 0``, ``CPU`` or a cluster executor's name (``ray``), as reasons name devices."""
+        if self.view.index is not None:
+            return f"GPU {self.view.index}"
+        return "CPU" if self.view.name == "cpu" else self.view.name
 
     def available_mib(self) -> float:
         """Memory a sharing run may claim here."""
@@ -203,7 +205,7 @@ def _place_on_cpu(run: RunInfo, slot: _Slot, cpu_slots: int) -> tuple[_Slot | No
     if run.placement.gpu is not None:
         return None, f"GPU {run.placement.gpu} does not exist (this machine has no GPUs)"
     if len(slot.runs) >= cpu_slots:
-        return None, f"CPU busy ({len(slot.runs)} of {cpu_slots} slots: {_runs(sorted(slot.runs))})"
+        return None, f"{slot.label} busy ({len(slot.runs)} of {cpu_slots} slots: {_runs(sorted(slot.runs))})"
     return slot, ""
 
 

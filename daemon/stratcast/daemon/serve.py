@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -38,8 +39,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=executor_name,
         default="local",
         metavar="NAME",
-        help="what runs the runs: local (worker processes on this machine, the default); "
-        "ray and slurm come later, as the optional extras stratcast[ray] and stratcast[slurm]",
+        help="what runs the runs: local (worker processes on this machine, the default), "
+        "or ray (each run a task on a Ray cluster; the optional extra stratcast[ray])",
+    )
+    p.add_argument(
+        "--ray-address",
+        default="auto",
+        metavar="ADDR",
+        help="the Ray cluster of --executor ray: auto (the one `ray start` runs on this machine, the default), "
+        "HEAD:6379, ray://HEAD:10001, or local (start a Ray instance with --cpu-slots CPUs inside the daemon)",
+    )
+    p.add_argument(
+        "--ray-temp-dir",
+        type=Path,
+        metavar="DIR",
+        help="Ray's session folder of --ray-address local (default Ray's, /tmp/ray; keep the path short)",
+    )
+    p.add_argument(
+        "--shared-dir",
+        type=Path,
+        metavar="DIR",
+        help="storage every node of the cluster reaches: run folders (checkpoints, logs, outputs) go to DIR/runs "
+        "(default: HOME/runs)",
     )
     p.add_argument("--min-free-gib", type=positive_float, default=1.0, help="a GPU with less free memory gets no run")
     p.add_argument("--allow-uid", type=non_negative_int, action="append", default=[], help="also admit this UID on ipc")
@@ -75,16 +96,19 @@ def executor_name(text: str) -> str:
     Raises:
         argparse.ArgumentTypeError: for a name not in :data:`stratcast.daemon.executors.base.EXECUTORS`.
     """
-    from stratcast.daemon.executors.base import EXECUTORS, UnknownExecutor
+    from stratcast.daemon.executors.base import EXECUTORS, UnknownExecutor, missing_extra
 
     if text not in EXECUTORS:
         raise argparse.ArgumentTypeError(str(UnknownExecutor(text)))
+    if (missing := missing_extra(text)) is not None:
+        raise argparse.ArgumentTypeError(missing)
     return text
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run the daemon until shutdown; exit codes: 0 clean, 3 unusable home, 1 another daemon or a crash."""
     from stratcast.daemon.channels import ChannelError
+    from stratcast.daemon.executors.ray import RayOptions
     from stratcast.daemon.instance import DaemonRunning
     from stratcast.daemon.server import Daemon, Options
     from stratcast.daemon.statedb import StoreError
@@ -100,6 +124,9 @@ def serve(args: argparse.Namespace) -> int:
     if (args.tcp is None) != (args.curve_dir is None):
         print("stratcastd: error: --tcp and --curve-dir go together (TCP is CURVE-only)", file=sys.stderr)
         return ExitCode.USAGE
+    if args.executor != "ray" and (args.ray_address != "auto" or args.ray_temp_dir is not None):
+        print("stratcastd: error: --ray-address and --ray-temp-dir go with --executor ray", file=sys.stderr)
+        return ExitCode.USAGE
     if args.detach:
         return detach(args)
     options = Options(
@@ -109,12 +136,15 @@ def serve(args: argparse.Namespace) -> int:
         min_free_gib=args.min_free_gib,
         gpus=args.gpus,
         executor=args.executor,
+        ray=RayOptions(address=args.ray_address, cpus=max(1, args.cpu_slots), temp_dir=args.ray_temp_dir),
         uids=tuple(args.allow_uid),
         tcp=args.tcp,
         curve_dir=args.curve_dir,
     )
     try:
-        asyncio.run(Daemon(resolve_home(args.home, args.sockets), options).serve())
+        home = resolve_home(args.home, args.sockets)
+        shared = None if args.shared_dir is None else args.shared_dir.expanduser().resolve()
+        asyncio.run(Daemon(dataclasses.replace(home, shared=shared), options).serve())
     except (HomeError, StoreError, ChannelError) as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT

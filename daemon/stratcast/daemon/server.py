@@ -29,6 +29,7 @@ from stratcast.daemon.channels import Channel, open_ipc, open_tcp
 from stratcast.daemon.dispatch import handle_request
 from stratcast.daemon.engine.study.objectives import intermediate_value
 from stratcast.daemon.executors.base import HEALTHY, SHUTDOWN_REASON, Ending, open_executor
+from stratcast.daemon.executors.ray import RayOptions
 from stratcast.daemon.history import HistoryWriter
 from stratcast.daemon.instance import end_orphan, single_instance
 from stratcast.daemon.publisher import LogTail, Publisher
@@ -89,6 +90,8 @@ class Options:
     """The GPUs (NVML indices) the daemon may use; None: every GPU of the machine."""
     executor: str = "local"
     """What runs the runs (:data:`stratcast.daemon.executors.base.EXECUTORS`)."""
+    ray: RayOptions | None = None
+    """The Ray cluster of the ``ray`` executor (None: :class:`RayOptions`'s defaults)."""
     uids: tuple[int, ...] = ()
     """Further UIDs admitted on the ipc sockets (the daemon's own always is)."""
     tcp: str | None = None
@@ -106,7 +109,13 @@ class Daemon:
         self.started = time.time()
         self.store: Store | None = None
         self.telemetry = Telemetry(rate_hz=self.options.telemetry_hz, gpus=self.options.gpus)
-        self.runner = open_executor(self.options.executor, self._worker_event, self._worker_exit, home.state)
+        self.runner = open_executor(
+            self.options.executor,
+            self._worker_event,
+            self._worker_exit,
+            home.shared or home.state,
+            ray=self.options.ray,
+        )
         """The executor: whatever runs the runs (local worker processes, a Ray cluster, Slurm)."""
         self.history = HistoryWriter(home.runs)
         self.timetable = Timetable(self._fire_schedule)
@@ -187,6 +196,7 @@ class Daemon:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.runner.close()
             self._close_sockets()
 
     def _close_sockets(self) -> None:
@@ -347,11 +357,14 @@ class Daemon:
                     self.update_run(run.id, reason=reason)
             return
         paused = bool(self.db.get_meta("queue_paused", False))
-        gpus = self.gpu_devices(runs)
-        on_cpu = [r for r in runs if not gpus or r.job.device == "cpu"]
-        groups = [(on_cpu, [self.cpu_device(on_cpu)])]
-        if gpus:
-            groups.append(([r for r in runs if r.job.device != "cpu"], gpus))
+        if (slots := self.runner.slots()) is not None:  # a cluster places each task: plan against its slots
+            groups = [(runs, [self.cpu_device(runs, self.runner.name)])]
+        else:
+            gpus = self.gpu_devices(runs)
+            on_cpu = [r for r in runs if not gpus or r.job.device == "cpu"]
+            groups = [(on_cpu, [self.cpu_device(on_cpu)])]
+            if gpus:
+                groups.append(([r for r in runs if r.job.device != "cpu"], gpus))
         by_id = {r.id: r for r in runs}
         dependencies = [*runs, *self._finished_dependencies(runs)]  # a group's runs may wait for another's
         for group, devices in groups:
@@ -359,7 +372,7 @@ class Daemon:
                 group,
                 devices,
                 paused=paused,
-                cpu_slots=self.options.cpu_slots,
+                cpu_slots=self.options.cpu_slots if slots is None else max(1, slots),
                 min_free_mib=self.options.min_free_gib * 1024,
                 dependencies=dependencies,
             )
@@ -375,7 +388,9 @@ class Daemon:
         return self.db.get_runs({dep for r in runs if r.state == "queued" for dep in r.placement.after} - known)
 
     def devices(self, runs: list[RunInfo]) -> list[DeviceView]:
-        """The devices runs can go to: the GPUs (NVML) and the CPU."""
+        """The devices runs can go to: the GPUs (NVML) and the CPU, or a cluster executor's slots."""
+        if self.runner.slots() is not None:
+            return [self.cpu_device(runs, self.runner.name)]
         return [*self.gpu_devices(runs), self.cpu_device(runs)]
 
     def gpu_devices(self, runs: list[RunInfo]) -> list[DeviceView]:
@@ -398,12 +413,12 @@ class Daemon:
             )
         return views
 
-    def cpu_device(self, runs: list[RunInfo]) -> DeviceView:
-        """The CPU, with the runs of ``runs`` running on it."""
-        on = [r for r in runs if r.state == "running" and r.device == "cpu"]
+    def cpu_device(self, runs: list[RunInfo], name: str = "cpu") -> DeviceView:
+        """The CPU (or a cluster's slots: ``name`` is its executor's), with the runs of ``runs`` running on it."""
+        on = [r for r in runs if r.state == "running" and r.device == name]
         total, available = self.telemetry.host_memory()
         return DeviceView(
-            name="cpu",
+            name=name,
             index=None,
             total_mib=total / 2**20,
             free_mib=available / 2**20,

@@ -41,6 +41,8 @@ class Home:
     """Database, run folders, logs."""
     sockets: Path
     """The 0700 folder holding the ipc socket files."""
+    shared: Path | None = None
+    """Storage every node of a cluster reaches (``stratcastd serve --shared-dir``): it holds the run folders."""
 
     @property
     def control(self) -> str:
@@ -54,8 +56,8 @@ class Home:
 
     @property
     def runs(self) -> Path:
-        """Folder holding one subfolder per run."""
-        return self.state / runfiles.RUNS
+        """Folder holding one subfolder per run: in the shared folder where there is one, else in the state's."""
+        return (self.shared or self.state) / runfiles.RUNS
 
     @property
     def database(self) -> Path:
@@ -91,7 +93,7 @@ class Home:
         """
         try:
             self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.runs.mkdir(exist_ok=True, mode=0o700)
+            self.runs.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise HomeError(f"cannot create the stratcast folders under {self.state}: {exc}") from None

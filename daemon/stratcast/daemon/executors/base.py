@@ -3,8 +3,9 @@
 The daemon stays the scheduler and the single source of truth: admission (:mod:`stratcast.daemon.queue`) picks
 each run's placement, and the executor chosen with ``stratcastd serve --executor`` starts the run's worker there,
 relays what the worker says and tells how it ended. ``local`` (worker processes on this machine,
-:mod:`stratcast.daemon.executors.local`) is the only one today; ``ray`` and ``slurm`` come as optional extras and
-implement the same :class:`Executor`.
+:mod:`stratcast.daemon.executors.local`) is the default; ``ray`` (each run a task on a Ray cluster,
+:mod:`stratcast.daemon.executors.ray`) comes with the optional extra ``stratcast[ray]`` and implements the same
+:class:`Executor`.
 
 The contract every executor keeps:
 
@@ -18,6 +19,9 @@ The contract every executor keeps:
   the next start resumes); :meth:`Executor.kill` ends it now.
 - :meth:`Executor.health` says ``ok``, or why the backend cannot be reached: then runs wait in the queue (they are
   not failed) until it answers again.
+- :meth:`Executor.slots` is None where the daemon places runs on this machine's GPUs and CPU; a cluster executor
+  gives its number of slots instead, and admission plans runs against one device of that many slots, named after
+  the executor (the cluster places each task itself).
 """
 
 from __future__ import annotations
@@ -25,17 +29,23 @@ from __future__ import annotations
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOPPED
 from stratcast.shared.events import WorkerEvent
 
+if TYPE_CHECKING:
+    from stratcast.daemon.executors.ray import RayOptions
+
 HEALTHY = "ok"
 """What :meth:`Executor.health` says when runs can be started."""
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 """The names ``stratcastd serve --executor`` accepts."""
+EXTRAS = {"ray": "ray"}
+"""The module each executor of an optional extra (``stratcast[NAME]``) needs."""
 
 SHUTDOWN_REASON = "the daemon shut down; it resumes from its checkpoint at the next start"
 """Reason of a run that a daemon shutdown stopped: the next daemon start queues such runs again."""
@@ -110,6 +120,12 @@ class Executor(Protocol):
     def health(self) -> str:
         """:data:`HEALTHY`, or why runs cannot be started now (the backend is unreachable, and why)."""
 
+    def slots(self) -> int | None:
+        """How many runs the executor's cluster runs at once; None: the daemon places runs on this machine."""
+
+    async def close(self) -> None:
+        """Let go of the backend (after :meth:`wait_all`), before the daemon exits."""
+
 
 class UnknownExecutor(ValueError):
     """``--executor`` names no executor this install has."""
@@ -118,8 +134,20 @@ class UnknownExecutor(ValueError):
         super().__init__(f"unknown executor {name!r} (choose from: {', '.join(EXECUTORS)})")
 
 
-def open_executor(name: str, on_event: OnEvent, on_exit: OnExit, home: Path | None = None) -> Executor:
+def missing_extra(name: str) -> str | None:
+    """Why this install cannot run the executor ``name`` (its optional extra is not installed), or None."""
+    module = EXTRAS.get(name)
+    if module is None or find_spec(module) is not None:
+        return None
+    return f"--executor {name} needs the extra: pip install 'stratcast[{name}]'"
+
+
+def open_executor(
+    name: str, on_event: OnEvent, on_exit: OnExit, home: Path | None = None, *, ray: RayOptions | None = None
+) -> Executor:
     """The executor called ``name``, relaying events and endings to the callbacks; ``home`` is the workers' home.
+
+    ``ray`` says which cluster the ``ray`` executor uses (default: :class:`RayOptions`'s).
 
     Raises:
         UnknownExecutor: for a name not in :data:`EXECUTORS`.
@@ -128,6 +156,10 @@ def open_executor(name: str, on_event: OnEvent, on_exit: OnExit, home: Path | No
         from stratcast.daemon.executors.local import LocalExecutor
 
         return LocalExecutor(on_event, on_exit, home)
+    if name == "ray":
+        from stratcast.daemon.executors.ray import RayExecutor, RayOptions
+
+        return RayExecutor(on_event, on_exit, home, ray or RayOptions())
     raise UnknownExecutor(name)
 
 

@@ -105,6 +105,13 @@ class LocalExecutor:
         """Always :data:`HEALTHY`: this machine is there while the daemon is."""
         return HEALTHY
 
+    def slots(self) -> None:
+        """None: the daemon places runs on this machine's GPUs and CPU itself."""
+        return None
+
+    async def close(self) -> None:
+        """Nothing to let go of: the workers have ended."""
+
     async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> LocalWorker:
         """Start the worker of ``run`` on ``device`` (``cuda:N`` or ``cpu``); resumes when it has checkpoints."""
         gpu = device.removeprefix("cuda:") if device.startswith("cuda") else ""
@@ -135,13 +142,7 @@ class LocalExecutor:
                 continue
             if not line:
                 break
-            event = _parse(w.run, line)
-            if event is None:
-                continue
-            try:
-                self.on_event(w.run, event)
-            except Exception:  # a bug in handling one event must not lose the run's ending: log it, read on
-                log.exception("run %d: handling its worker's %s event failed", w.run, type(event).__name__)
+            relay(self.on_event, w.run, line)
         code = await w.proc.wait()
         self.workers.pop(w.run, None)
         await self.on_exit(w.run, classify(code, w))
@@ -188,6 +189,17 @@ def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals, *, group: boo
             proc.send_signal(sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def relay(on_event: OnEvent, run: int, line: bytes) -> None:
+    """Hand the event of one line of ``run``'s worker to ``on_event``; a bad line or a failing handler is logged."""
+    event = _parse(run, line)
+    if event is None:
+        return
+    try:
+        on_event(run, event)
+    except Exception:  # a bug in handling one event must not lose the run's ending: log it, read on
+        log.exception("run %d: handling its worker's %s event failed", run, type(event).__name__)
 
 
 def _parse(run: int, line: bytes) -> WorkerEvent | None:

@@ -1,0 +1,20 @@
+"""The ray executor's reading of a worker's events from its run folder: whole lines only, as they grow."""
+
+from stratcast.daemon.executors import ray as ray_executor
+from stratcast.shared.events import WarningGiven, decode_line, encode_line
+
+
+def test_event_lines_are_read_whole_as_the_file_grows_and_an_over_long_line_is_dropped(tmp_path, monkeypatch):
+    path = tmp_path / ray_executor.EVENTS_FILE
+    tail = ray_executor._Tail(path)
+    assert tail.lines() == []  # the task has not started the worker yet
+    first, second = (encode_line(WarningGiven(kind="k", message=m)) for m in ("one", "two"))
+    path.write_bytes(first + second[:7])
+    assert [decode_line(line) for line in tail.lines()] == [WarningGiven(kind="k", message="one")]
+    with open(path, "ab") as f:
+        f.write(second[7:])
+    assert [decode_line(line) for line in tail.lines()] == [WarningGiven(kind="k", message="two")]
+    monkeypatch.setattr(ray_executor, "MAX_LINE", 10)
+    with open(path, "ab") as f:
+        f.write(b"x" * 20)
+    assert tail.lines() == [] and tail.rest == b""

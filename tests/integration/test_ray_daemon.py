@@ -1,0 +1,222 @@
+"""The ``ray`` executor end to end: a daemon that starts a local Ray instance runs its runs as Ray tasks.
+
+One daemon (``--executor ray --ray-address local --cpu-slots 2``) serves the module: Ray takes several seconds to
+start. Its Ray session folder and the shared run folders live in the test's home, kept short because Ray's unix
+socket paths must fit in 107 bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import psutil
+import pytest
+
+from stratcast.daemon.engine.data.synthetic import make_strategy_panel
+from stratcast.shared.client import Client
+from stratcast.shared.events import WorkerStarted, decode_line
+from stratcast.shared.protocol import JobSpec, KillRun, ResumeRun, ShowRun, Status, StopRun, Submit
+from tests.integration.daemon_process import DaemonProcess
+from tests.integration.test_daemon import wait_for
+
+pytest.importorskip("ray", reason="the ray executor's tests need the extra: pip install 'stratcast[ray]'")
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+EVENTS_FILE = "worker-events.jsonl"
+WAIT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def panel(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("data") / "panel.parquet"
+    make_strategy_panel(40, 60, seed=3).to_parquet(path, index=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    home = Path(tempfile.mkdtemp(prefix="sc-"))
+    options = ["--executor", "ray", "--ray-address", "local", "--cpu-slots", "2", "--ray-temp-dir", str(home / "r")]
+    d = DaemonProcess(home, *options, "--shared-dir", str(home / "shared")).start()
+    try:
+        with Client(d.home) as client:
+            wait_healthy(client)
+        yield d
+        assert d.stop(timeout=120) == 0, d.output()
+        deadline = time.monotonic() + 30
+        while ray_processes(home) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not ray_processes(home), "the daemon's Ray instance outlived it"
+    finally:
+        d.stop(timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def wait_healthy(client: Client, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.call(Status())
+        if status["executor_health"] == "ok":
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the ray executor did not become healthy: {status['executor_health']}")
+
+
+def ray_processes(home: Path) -> list[psutil.Process]:
+    """Processes whose command line names the test's Ray folder (raylet, GCS, workers)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(str(home / "r") in part for part in p.info["cmdline"] or ()):
+            found.append(p)
+    return found
+
+
+def job(panel: str, steps: int) -> JobSpec:
+    sets = [f"max_steps={steps}", "batch_size=64", "val_size=0", "checkpoint_every_s=0.5"]
+    return JobSpec(data=panel, model="dlinear", horizon=4, input_size=8, device="cpu", sets=sets)
+
+
+def worker_process(run_dir: str) -> psutil.Process | None:
+    """The worker subprocess of the run folder ``run_dir``, wherever Ray started it."""
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "stratcast.daemon.worker" in cmd and run_dir in cmd:
+            return p
+    return None
+
+
+def starts(run_dir: str) -> list[WorkerStarted]:
+    """The ``started`` events of every attempt of the run's task since the run was last started."""
+    lines = (Path(run_dir) / EVENTS_FILE).read_bytes().splitlines()
+    events = []
+    for line in lines:
+        try:
+            events.append(decode_line(line))
+        except msgspec.DecodeError:  # an attempt killed mid-line
+            continue
+    return [e for e in events if isinstance(e, WorkerStarted)]
+
+
+def wait_checkpoint(client: Client, run: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not client.call(ShowRun(run=run))["checkpoints"]:
+        assert time.monotonic() < deadline, f"run {run} wrote no checkpoint in {WAIT_S}s"
+        time.sleep(0.2)
+
+
+def test_two_runs_run_as_ray_tasks_at_once_and_succeed_with_outputs_in_the_shared_folder(daemon, panel):
+    with Client(daemon.home) as client, client.subscribe() as events:
+        status = client.call(Status())
+        assert (status["executor"], status["executor_health"]) == ("ray", "ok")
+        runs = [client.call(Submit(job=job(panel, 150)))["run"]["id"] for _ in range(2)]
+        running: set[int] = set()
+        deadline = time.monotonic() + WAIT_S
+        while len(running) < 2 and time.monotonic() < deadline:
+            running |= {r for r in runs if client.call(ShowRun(run=r))["run"]["state"] == "running"}
+            time.sleep(0.1)
+        assert running == set(runs), "the two runs did not run at once on the two slots"
+        done = [wait_for(client, run, ("succeeded", "failed", "killed"), WAIT_S) for run in runs]
+        progress: set[int | None] = set()
+        while (event := events.recv(timeout_s=0.2)) is not None:
+            if event.topic == "progress":
+                progress.add(event.run)
+    for info in done:
+        assert info["state"] == "succeeded", info
+        assert (info["device"], info["pid"]) == ("ray", None)
+        out = Path(info["out"])
+        assert out.parent == daemon.home.state / "shared" / "runs"
+        assert (out / "out" / "forecast.parquet").exists() and (out / "out" / "metrics.json").exists()
+    assert progress == set(runs), "progress events of both runs reached the subscribers"
+
+
+def test_a_stopped_ray_run_resumes_from_its_checkpoint_and_a_kill_ends_its_worker(daemon, panel):
+    with Client(daemon.home) as client:
+        run = client.call(Submit(job=job(panel, 200_000)))["run"]["id"]
+        wait_for(client, run, ("running",))
+        wait_checkpoint(client, run)
+        client.call(StopRun(run=run))
+        stopped = wait_for(client, run, ("stopped", "failed", "succeeded"))
+        assert stopped["state"] == "stopped", stopped
+        assert worker_process(stopped["out"]) is None
+        client.call(ResumeRun(run=run))
+        wait_for(client, run, ("running",))
+        deadline = time.monotonic() + WAIT_S
+        while not starts(stopped["out"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (started,) = starts(stopped["out"])
+        assert started.resume is not None, started
+        assert client.call(ShowRun(run=run))["run"]["attempts"] == 2
+        client.call(KillRun(run=run))
+        killed = wait_for(client, run, ("killed", "failed", "stopped"))
+        assert killed["state"] == "killed", killed
+    deadline = time.monotonic() + 30
+    while worker_process(killed["out"]) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert worker_process(killed["out"]) is None, "the worker outlived its cancelled task"
+
+
+def test_a_ray_task_whose_worker_process_dies_is_resubmitted_and_resumes(daemon, panel):
+    with Client(daemon.home) as client:
+        run = client.call(Submit(job=job(panel, 3000)))["run"]["id"]
+        info = wait_for(client, run, ("running",))
+        wait_checkpoint(client, run)
+        worker = worker_process(info["out"])
+        assert worker is not None, "no worker process for the run"
+        ray_worker = worker.parent()
+        assert ray_worker is not None and ray_worker.pid != daemon.pid
+        os.kill(ray_worker.pid, signal.SIGKILL)  # as if its node went away
+        done = wait_for(client, run, ("succeeded", "failed", "killed", "stopped"), WAIT_S)
+        assert done["state"] == "succeeded", done
+        assert done["attempts"] == 1, "Ray resubmitted the task; the daemon did not restart the run"
+    first, second = starts(info["out"])
+    assert first.resume is None and second.resume is not None, (first, second)
+
+
+def test_an_unreachable_ray_cluster_is_reported_and_runs_wait_for_it(panel):
+    home = Path(tempfile.mkdtemp(prefix="sc-"))
+    d = DaemonProcess(home, "--executor", "ray", "--ray-address", "127.0.0.1:1").start()
+    try:
+        with Client(d.home) as client:
+            health = client.call(Status())["executor_health"]
+            assert health.startswith("connecting to the Ray cluster at 127.0.0.1:1: no answer yet"), health
+            run = client.call(Submit(job=job(panel, 20)))["run"]["id"]
+            deadline = time.monotonic() + 30
+            while not (info := client.call(ShowRun(run=run))["run"])["reason"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert (info["state"], info["reason"]) == ("queued", f"waiting for the ray executor: {health}")
+        assert d.stop(timeout=60) == 0, d.output()
+    finally:
+        d.stop(timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_crashed_daemon_leaves_no_ray_worker_behind_and_its_run_resumes_at_the_next_start(panel):
+    home = Path(tempfile.mkdtemp(prefix="sc-"))
+    options = ["--executor", "ray", "--ray-address", "local", "--cpu-slots", "1", "--ray-temp-dir", str(home / "r")]
+    d = DaemonProcess(home, *options)
+    try:
+        with Client(d.start().home) as client:
+            wait_healthy(client)
+            run = client.call(Submit(job=job(panel, 3000)))["run"]["id"]
+            info = wait_for(client, run, ("running",))
+            wait_checkpoint(client, run)
+        d.kill9()
+        deadline = time.monotonic() + 30
+        while worker_process(info["out"]) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert worker_process(info["out"]) is None, "the worker outlived its daemon's Ray instance"
+        with Client(d.start().home) as client:
+            done = wait_for(client, run, ("succeeded", "failed", "killed", "stopped"), WAIT_S)
+        assert done["state"] == "succeeded" and done["attempts"] == 2, done
+        (started,) = starts(info["out"])
+        assert started.resume is not None, started
+        assert d.stop(timeout=120) == 0, d.output()
+    finally:
+        d.stop(timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
