@@ -93,7 +93,8 @@ def worker_process(run_dir: str) -> psutil.Process | None:
 
 def starts(run_dir: str) -> list[WorkerStarted]:
     """The ``started`` events of every attempt of the run's task since the run was last started."""
-    lines = (Path(run_dir) / EVENTS_FILE).read_bytes().splitlines()
+    path = Path(run_dir) / EVENTS_FILE
+    lines = path.read_bytes().splitlines() if path.exists() else []  # the task may not have started yet
     events = []
     for line in lines:
         try:
