@@ -193,9 +193,12 @@ def second_backtest(spec: StudySpec, objectives: tuple[Objective, ...]) -> Backt
     return None
 
 
-def backtest_job(job: JobSpec, options: BacktestOptions) -> JobSpec:
-    """A trial's backtest run: its holdout run's ``job`` (same model and settings) as a backtest with ``options``."""
-    return msgspec.structs.replace(job, backtest=options, holdout=0)
+def backtest_job(job: JobSpec, options: BacktestOptions, levels: list[float]) -> JobSpec:
+    """A trial's backtest run: its holdout run's ``job`` (same model and settings) as a backtest.
+
+    With ``options`` and the study's interval ``levels`` (a holdout trial calibrates none).
+    """
+    return msgspec.structs.replace(job, backtest=options, holdout=0, levels=levels)
 
 
 class StudyManager:
@@ -234,7 +237,7 @@ class StudyManager:
         async with self.d.validation:
             await asyncio.to_thread(check_job, first, self.d.home.state)
             if backtest is not None:
-                await asyncio.to_thread(check_job, backtest_job(first, backtest), self.d.home.state)
+                await asyncio.to_thread(check_job, backtest_job(first, backtest, first.levels), self.d.home.state)
         info = self.d.db.add_study(spec)
         try:
             study = await asyncio.to_thread(self._open, info, sampler, pruner, objectives)
@@ -578,7 +581,7 @@ class StudyManager:
         for number, first in list(live.second.items()):  # in the place of their holdout runs
             del live.second[number]
             if number in running and live.backtest is not None:
-                job = backtest_job(first.job, live.backtest)
+                job = backtest_job(first.job, live.backtest, live.fixed.levels)
                 self._queue(info, job, number, name=f"{first.name}-backtest", after=first.id)
                 busy += 1
         while busy < info.spec.parallel and self._more(info):

@@ -74,6 +74,18 @@ def test_a_job_without_validation_says_it_has_no_intervals_and_ranks_by_the_mean
     assert "lo80" not in pd.read_parquet(Outputs(tmp_path / "out").forecast).columns
 
 
+def test_a_job_without_levels_calibrates_no_intervals_and_still_scores_its_holdout(tmp_path):
+    lines: list[str] = []
+    result = run_job(small_job(tmp_path, "val_size=12", levels=()), log=lines.append)
+    assert result.metrics["intervals"] == {
+        "calibrated": False,
+        "notes": ["no intervals: no levels asked for (--levels)"],
+    }
+    assert not any(line.startswith("intervals: ") and "calibrated on" in line for line in lines)
+    assert "rmse" in result.metrics["errors"]["model"]
+    assert not {"lo80", "hi80"} & set(pd.read_parquet(Outputs(tmp_path / "out").forecast).columns)
+
+
 def test_rank_by_a_bound_of_a_level_not_asked_for_is_refused_naming_the_levels(tmp_path):
     with pytest.raises(ValueError, match=r"--rank-by lo90: .*\(80,95\).*mean, lo80, hi80, lo95, hi95"):
         small_job(tmp_path, rank_by="lo90")

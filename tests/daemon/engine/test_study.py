@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import msgspec
 import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -281,3 +282,22 @@ def test_a_models_own_fixed_setting_reaches_that_models_trials_only():
     job = nhits.job(fixed)
     assert job.model == "nhits"
     assert job.sets == ["max_steps=5", "model.dropout=0.1", "train.learning_rate=0.001"]
+
+
+def test_a_holdout_trial_calibrates_no_intervals_and_the_kept_run_has_the_studys_levels(tmp_path):
+    from stratcast.daemon.engine.study.study import TrialPlan
+    from stratcast.shared.protocol import BacktestOptions
+
+    plan = TrialPlan(0, "mlp", {}, ("learning_rate=0.01",), models=("mlp",))
+    fixed = JobSpec(data="/d.parquet", model="mlp", holdout=4, levels=[80, 95])
+    assert plan.job(fixed).levels == [] and plan.job(fixed).sets == ["learning_rate=0.01"]
+    assert plan.job(msgspec.structs.replace(fixed, rank_by="lo80")).levels == [80, 95]  # ranked by a bound
+    assert plan.job(msgspec.structs.replace(fixed, backtest=BacktestOptions())).levels == [80, 95]
+    study = optuna.create_study()
+    study.enqueue_trial({})
+    trial = study.ask()
+    trial.set_user_attr("model", "mlp")
+    trial.set_user_attr("sets", ["learning_rate=0.01"])
+    study.tell(trial, 1.0)
+    kept = final_job(study.trials[0], fixed, ["mlp"], "all-data", fixed)
+    assert kept.levels == [80, 95] and kept.holdout == 0

@@ -37,6 +37,7 @@ from stratcast.shared.intervals import RANK_BY_MEAN, bound_name
 PointForecast = Callable[[Tensor, Tensor, Tensor], Tensor]
 """The job's final point forecast: (scaled inputs [M, L], rows [M], origins [M]) -> raw forecasts [M, H]."""
 NO_VALIDATION = "no intervals: the run has no validation part (val_size=0) to calibrate them on"
+NO_LEVELS = "no intervals: no levels asked for (--levels)"
 
 
 @dataclass(frozen=True)
@@ -212,9 +213,11 @@ def future_intervals(
 ) -> tuple[dict[str, Tensor] | None, dict[str, Any], JobIntervals | None]:
     """:func:`job_intervals`, and the calibration the future forecast's bands come from (None without one)."""
     calibration_fn = calibration_fn or point_fn
-    ji = calibrate_job(spec, prep, calibration_fn, log)
+    ji = calibrate_job(spec, prep, calibration_fn, log) if spec.levels else None
     if ji is None:
-        notes = [NO_VALIDATION]
+        notes = [NO_VALIDATION if spec.levels else NO_LEVELS]
+        if not spec.levels:
+            log(NO_LEVELS)
         if spec.rank_by != RANK_BY_MEAN:
             notes.append(f"ranked by the forecast mean: --rank-by {spec.rank_by} needs intervals")
             log(notes[-1])

@@ -156,7 +156,9 @@ def _run(
     if any(o.backtest for o in objectives):
         options = backtest or BacktestOptions()
         spec = spec_from_job(
-            msgspec.structs.replace(job, backtest=options), out=str(folder / "backtest"), device=device
+            msgspec.structs.replace(job, backtest=options, levels=fixed.levels),
+            out=str(folder / "backtest"),
+            device=device,
         )
         result = run_backtest(
             spec,

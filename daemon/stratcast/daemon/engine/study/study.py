@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from stratcast.daemon.engine.spec.runspec import spec_from_job
 from stratcast.daemon.engine.study.space import Space
+from stratcast.shared.intervals import RANK_BY_MEAN
 from stratcast.shared.protocol import JobSpec
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -152,9 +153,17 @@ class TrialPlan:
     """The study's models (to route the fixed job's ``<model>.<field>`` items)."""
 
     def job(self, fixed: JobSpec) -> JobSpec:
-        """The trial's job: the study's fixed job with this model and the drawn values (after the fixed items)."""
+        """The trial's job: the study's fixed job with this model and the drawn values (after the fixed items).
+
+        A holdout trial calibrates no intervals (``levels`` empty) unless its ranking reads a bound: no objective
+        reads them, and calibrating forecasts every validation origin again, about as long as the combination's
+        fit. A backtest's bands come from its residuals at no such cost; the kept run has the fixed job's levels.
+        """
         sets = route_sets(fixed.sets, self.model, self.models)
-        return msgspec.structs.replace(fixed, model=self.model, sets=[*sets, *self.sets])
+        job = msgspec.structs.replace(fixed, model=self.model, sets=[*sets, *self.sets])
+        if job.backtest is None and job.rank_by == RANK_BY_MEAN:
+            job = msgspec.structs.replace(job, levels=[])
+        return job
 
 
 def route_sets(sets: Iterable[str], model: str, models: Sequence[str]) -> list[str]:
@@ -297,7 +306,7 @@ def final_job(trial: FrozenTrial, fixed: JobSpec, models: Sequence[str], keep: s
     plan = TrialPlan(trial.number, model, dict(trial.params), tuple(map(str, sets)), models=tuple(models))
     out = plan.job(fixed)
     holdout = 0 if keep == "all-data" else out.holdout or job.holdout or out.horizon or 52
-    return msgspec.structs.replace(out, holdout=holdout, backtest=None)
+    return msgspec.structs.replace(out, holdout=holdout, backtest=None, levels=fixed.levels)
 
 
 def trial_line(trial: FrozenTrial) -> str:
