@@ -47,7 +47,7 @@ def test_the_list_shows_each_study_with_trials_done_asked_and_planned_and_its_be
             "4/4/20 | 0.5 | 20m 34s"
         )
         # three complete and one pruned of five asked; the lowest RMSE; 1000 s running by the fake's clock
-        assert first == "1 | stratcast-study-1 | running | nhits,tide | holdout-rmse ↓ | 4/5/20 | 0.91 | 16m 40s"
+        assert first == "1 | stratcast-study-1 | running | nhits,tide | holdout-rmse ↓ | 4/5/20 | 0.91 beats | 16m 40s"
         assert "Studies · 2, 1 running" in str(app.screen.query_one("#studies-title", Static).render())
 
     run_app(body)
@@ -84,7 +84,7 @@ def test_the_study_screen_shows_trials_the_best_so_far_and_the_importances():
     async def body(app, pilot, link, studies):
         assert isinstance(app.screen, StudyScreen)
         table = rows(app, "#trials")
-        assert table[1] == "1 | COMPLETE | 0.91 | 2 | 1m 30s | model=tide learning_rate=0.002 | "
+        assert table[1] == "1 | COMPLETE | 0.91 beats | 2 | 1m 30s | model=tide learning_rate=0.002 | "
         assert table[2].startswith("2 | PRUNED") and "pruned at step 200" in table[2]
         chart = app.screen.query_one("#best-chart", BrailleChart)
         (series,) = chart.series

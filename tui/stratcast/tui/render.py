@@ -19,6 +19,7 @@ from stratcast.shared.events import (
     event_fields,
 )
 from stratcast.shared.mirror import Mirror
+from stratcast.shared.objectives import values_text
 from stratcast.shared.protocol import JobSpec, RunInfo
 from stratcast.shared.report import SAVED_TEXT, models_text, skill_table, table
 
@@ -286,7 +287,7 @@ def study_text(result: Mapping[str, Any]) -> str:
     lines = [study_line(result), f"objectives: {', '.join(s['spec']['objectives'])}; trials asked {s['asked']}"]
     rows = []
     for t in result["trials"]:
-        values = " ".join(f"{v:.6g}" for v in t["values"]) if t.get("values") else "-"
+        values = values_text(s["spec"]["objectives"], t["values"]) if t.get("values") else "-"
         seconds = duration_text(t["duration_s"]) if t.get("duration_s") is not None else "-"
         params = params_text(t["params"])
         run = "-" if t.get("run") is None else t["run"]

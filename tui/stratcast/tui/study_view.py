@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.text import Text
 
+from stratcast.shared.objectives import maximizes, values_text
 from stratcast.shared.protocol import IMPORTANCE_MIN_TRIALS
 from stratcast.tui.render import duration_text, params_text
 
@@ -23,14 +24,6 @@ TRIAL_STYLES = {"COMPLETE": "green", "RUNNING": "bold green", "PRUNED": "yellow"
 """How each Optuna trial state is coloured."""
 STUDY_STYLES = {"running": "bold green", "stopped": "cyan", "finished": "green", "failed": "bold red"}
 """How each study state is coloured."""
-
-
-def maximizes(objective: str) -> bool:
-    """Whether a study maximizes ``objective``: the backtest's profits (``backtest-*``) go up, holdout errors down.
-
-    The daemon's objective catalog (``stratcast.daemon.engine.study.objectives``) names its objectives so.
-    """
-    return objective.startswith("backtest")
 
 
 def objectives_text(objectives: Sequence[str]) -> str:
@@ -77,7 +70,7 @@ def study_cells(study: Mapping[str, Any], summary: Summary | None, now: float) -
     """One row of the studies list: id, name, state, models, objectives, trials done/asked/total, best, elapsed."""
     spec = study["spec"]
     done = "?" if summary is None else str(summary.done)
-    best = "-" if summary is None or summary.best is None else f"{summary.best:.4g}"
+    best = "-" if summary is None or summary.best is None else values_text(spec["objectives"][:1], [summary.best], 4)
     name = study["name"] if len(study["name"]) <= 24 else study["name"][:23] + "…"
     return (
         str(study["id"]),
@@ -91,12 +84,15 @@ def study_cells(study: Mapping[str, Any], summary: Summary | None, now: float) -
     )
 
 
-def trial_cells(trial: Mapping[str, Any], params_width: int = 40) -> tuple[Cell, ...]:
-    """One row of a study's trials: number, state, values, child run, duration, parameters (cut), reason."""
+def trial_cells(trial: Mapping[str, Any], objectives: Sequence[str] = (), params_width: int = 40) -> tuple[Cell, ...]:
+    """One row of a study's trials: number, state, values, child run, duration, parameters (cut), reason.
+
+    Each value has its verdict against the naive baseline where its objective (of ``objectives``) has one.
+    """
     params = params_text(trial.get("params") or {})
     if len(params) > params_width:
         params = params[: params_width - 1] + "…"
-    values = " ".join(f"{v:.5g}" for v in trial["values"]) if trial.get("values") else "-"
+    values = values_text(objectives, trial["values"], 5) if trial.get("values") else "-"
     took = "-" if trial.get("duration_s") is None else duration_text(trial["duration_s"])
     reason = trial.get("reason") or ""
     return (

@@ -228,7 +228,7 @@ class StudyScreen(Screen[None]):
         for gone in [key for key in table.rows if key.value not in numbers]:
             table.remove_row(gone)
         for t in trials:
-            key, cells = str(t["number"]), trial_cells(t)
+            key, cells = str(t["number"]), trial_cells(t, self.reply["study"]["spec"]["objectives"])
             if key not in table.rows:
                 table.add_row(*cells, key=key)
                 continue

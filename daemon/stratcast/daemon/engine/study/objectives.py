@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stratcast.shared.events import ProgressReported
+from stratcast.shared.objectives import OBJECTIVES as SHARED_OBJECTIVES
 from stratcast.shared.protocol import JobSpec
 
 if TYPE_CHECKING:
@@ -106,14 +107,10 @@ READERS = {
     "backtest-diff": backtest_diff,
 }
 OBJECTIVES = {
-    o.name: o
-    for o in (
-        Objective("holdout-rmse", MINIMIZE, False, "holdout RMSE over the best naive baseline's"),
-        Objective("holdout-rmse-raw", MINIMIZE, False, "holdout RMSE in the data's units"),
-        Objective("backtest-top-k", MAXIMIZE, True, "backtest: realized profit per period of the top picks"),
-        Objective("backtest-diff", MAXIMIZE, True, "backtest: top picks' profit less the trailing mean's"),
-    )
+    name: Objective(name, MAXIMIZE if info.maximize else MINIMIZE, info.backtest, info.help)
+    for name, info in SHARED_OBJECTIVES.items()
 }
+"""The objectives the clients know (:mod:`stratcast.shared.objectives`), each with its reader in :data:`READERS`."""
 DEFAULT = "holdout-rmse"
 
 
