@@ -53,6 +53,9 @@ ASKED_BY = "asked_by"
 """The user attribute naming the client that asked a trial (:func:`client_id`)."""
 JOURNAL = Path("studies") / "journal.log"
 """The default storage, under the daemon's home."""
+SQLITE_BUSY_S = 30.0
+"""How long an SQLite storage waits for another writer's lock before "database is locked" (sqlite3's default is
+5 s): several daemons share one SQLite file, and a busy machine can hold a write that long."""
 STARTUP_TRIALS = 5
 """Trials a median pruner lets finish before it prunes (Optuna's default)."""
 
@@ -68,7 +71,8 @@ def open_storage(storage: str | None, home: Path) -> BaseStorage:
     ``HOME/studies/journal.log``.
     """
     if storage is not None and "://" in storage:
-        return RDBStorage(storage)
+        sqlite = {"connect_args": {"timeout": SQLITE_BUSY_S}} if storage.startswith("sqlite") else None
+        return RDBStorage(storage, engine_kwargs=sqlite)
     path = Path(storage) if storage is not None else home / JOURNAL
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
