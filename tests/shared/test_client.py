@@ -517,6 +517,19 @@ def test_a_curve_client_reaches_a_tcp_daemon_and_finds_its_events(home):
             Client(endpoint=fake.control, curve=wrong, timeout_s=0.3).connect()
 
 
+def test_a_forwarded_ipc_socket_finds_its_events_beside_it_not_where_the_daemon_named_them(home, tmp_path):
+    forwarded = tmp_path / "fwd"  # as `ssh -L` makes them: both sockets reached through other paths
+    forwarded.mkdir(mode=0o700)
+    for name in ("control", "events"):
+        (forwarded / name).symlink_to(home.sockets / name)
+    with FakeDaemon(home), Client(endpoint=f"ipc://{forwarded / 'control'}", timeout_s=2) as client:
+        client.connect()
+        assert client.hello["events"] == home.events
+        assert client.events == f"ipc://{forwarded / 'events'}"
+        with client.subscribe(idle_timeout_s=2) as sub:
+            assert sub.recv() is not None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -29,6 +29,11 @@ trials (checkpointed), holds its queued ones and queues no backtest; resuming qu
 their checkpoints. On a daemon start, every RUNNING trial none of whose runs can run again (and that waits for no
 backtest) is told FAIL ``crashed`` (:func:`~stratcast.daemon.engine.study.study.reap_orphans`) and the study goes on.
 
+Several daemons may share one Optuna study (the same ``storage`` and ``name``; an RDB URL across machines): each
+asks, runs and tells its own trials, records itself as their asker
+(:func:`~stratcast.daemon.engine.study.study.client_id`), asks its own ``trials``, finishes when its own trials
+ended, and reaps only its own orphans; ``show_study`` shows every trial of the study, the others' with no run.
+
 Every Optuna call (journal file I/O, an RDB's round trips) runs in a thread, one at a time per study.
 """
 
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -210,6 +216,16 @@ class StudyManager:
         self._kick = asyncio.Event()
         self._step_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._client: str | None = None
+
+    @property
+    def client(self) -> str:
+        """This daemon as its studies' trials record their asker (its host and home)."""
+        from stratcast.daemon.engine.study.study import client_id
+
+        if self._client is None:
+            self._client = client_id("stratcastd", self.d.home.state)
+        return self._client
 
     # -- requests --------------------------------------------------------------------------------------------
 
@@ -498,7 +514,7 @@ class StudyManager:
         if reap:
             await asyncio.to_thread(self._settle, live, runs)  # runs that ended before the crash are told first
             alive = [r.trial for r in runs if r.trial is not None and r.state in ALIVE] + list(live.second)
-            reaped = await asyncio.to_thread(self._locked, live, reap_orphans, study, alive)
+            reaped = await asyncio.to_thread(self._locked, live, reap_orphans, study, alive, self.client)
             for number in reaped:
                 log.info("study %d: trial %d was orphaned; told FAIL (crashed)", info.id, number)
             if info.state == "running":
@@ -506,11 +522,11 @@ class StudyManager:
         self.kick()
 
     def _running(self, live: LiveStudy) -> set[int]:
-        """The numbers of the study's RUNNING trials (in a thread)."""
-        from optuna.trial import TrialState
+        """The numbers of the study's RUNNING trials this daemon asked (in a thread)."""
+        from stratcast.daemon.engine.study.study import running_trials
 
         with live.lock:
-            trials = live.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            trials = running_trials(live.study, self.client)
         return {t.number for t in trials}
 
     def _settle(self, live: LiveStudy, runs: list[RunInfo]) -> set[int]:
@@ -585,7 +601,9 @@ class StudyManager:
                 self._queue(info, job, number, name=f"{first.name}-backtest", after=first.id)
                 busy += 1
         while busy < info.spec.parallel and self._more(info):
-            plan = await asyncio.to_thread(self._locked, live, ask, live.study, live.space, live.fixed)
+            plan = await asyncio.to_thread(
+                self._locked, live, functools.partial(ask, client=self.client), live.study, live.space, live.fixed
+            )
             info = self.d.db.update_study(info.id, asked=info.asked + 1)
             if plan.invalid is not None:
                 log.info("study %d: trial %d is invalid: %s", info.id, plan.number, plan.invalid)

@@ -85,12 +85,13 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
 
     from stratcast.daemon.cli import StopFlag
     from stratcast.daemon.engine.study.local import run_trial_locally
-    from stratcast.daemon.engine.study.study import ask, best, reap_orphans, trial_line
+    from stratcast.daemon.engine.study.study import ask, best, client_id, reap_orphans, trial_line
 
     fixed = msgspec.structs.replace(job_from_args(args), save_as=None)  # --save-as names the kept best
     if any(not o.backtest for o in objectives) and not fixed.holdout:
         fixed = msgspec.structs.replace(fixed, holdout=fixed.horizon or 52)  # a holdout objective needs a holdout
-    for number in reap_orphans(study):
+    client = client_id("stratcastd tune", resolve_home(args.home).state)  # a daemon's trials are not its orphans
+    for number in reap_orphans(study, client=client):
         print(f"trial {number}: left running by an earlier command, told FAIL (crashed)")
     print(f"study {study.study_name}: {', '.join(o.name for o in objectives)}; space:")
     for line in space.describe():
@@ -100,7 +101,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
     for _ in range(args.trials):
         if stop() or (args.timeout is not None and time.monotonic() - t0 > args.timeout):
             break
-        plan = ask(study, space, fixed, device=args.device)
+        plan = ask(study, space, fixed, device=args.device, client=client)
         run_trial_locally(
             study,
             plan,

@@ -19,6 +19,7 @@ import math
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Any, NoReturn, Protocol, Self
 
@@ -39,6 +40,7 @@ from stratcast.shared.protocol import (
     decode_reply,
     encode,
 )
+from stratcast.shared.runfiles import EVENTS
 
 HEARTBEAT_TIMEOUT_S = 3 * HEARTBEAT_S
 """No event (heartbeats included) for this long means the daemon is gone."""
@@ -374,7 +376,13 @@ def _home(home: Home | None) -> Home:
 
 
 def reachable_events(events: str, control: str) -> str:
-    """``events`` with a wildcard bind host (``*``, ``0.0.0.0``, ``[::]``) replaced by the control host."""
+    """``events`` with a wildcard bind host (``*``, ``0.0.0.0``, ``[::]``) replaced by the control host.
+
+    On ``ipc://`` the event socket is the control socket's sibling (both in the daemon's socket folder): a control
+    socket forwarded elsewhere (``ssh -L``) has its forwarded events beside it, not at the path the daemon names.
+    """
+    if events.startswith("ipc://") and control.startswith("ipc://") and not control.startswith("ipc://@"):
+        return f"ipc://{PurePosixPath(control.removeprefix('ipc://')).parent / EVENTS}"
     if not events.startswith("tcp://") or not control.startswith("tcp://"):
         return events
     host, _, port = events.removeprefix("tcp://").rpartition(":")

@@ -14,6 +14,7 @@ from stratcast.daemon.engine.study.local import PruneWatch, run_trial_locally
 from stratcast.daemon.engine.study.objectives import parse_objectives
 from stratcast.daemon.engine.study.space import build_space
 from stratcast.daemon.engine.study.study import (
+    ASKED_BY,
     JOURNAL,
     StudyError,
     ask,
@@ -120,6 +121,25 @@ def test_orphaned_running_trials_are_told_fail_crashed_and_the_next_ask_works(tm
     assert states[running.number].state == TrialState.RUNNING
     following = ask(restarted, space, fixed)
     assert following.number == 2 and following.invalid is None
+
+
+def test_a_client_reaps_only_the_running_trials_it_asked(tmp_path, fixed):
+    study = open_study(open_storage(None, tmp_path), "two-clients", ["minimize"], "random", "none")
+    space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    mine, theirs = ask(study, space, fixed, client="a"), ask(study, space, fixed, client="b")
+    assert reap_orphans(study, client="a") == [mine.number]
+    states = {t.number: t for t in study.get_trials()}
+    assert states[mine.number].state == TrialState.FAIL and states[theirs.number].state == TrialState.RUNNING
+    assert states[theirs.number].user_attrs[ASKED_BY] == "b"
+
+
+def test_a_study_opened_again_with_one_seed_draws_new_configurations(tmp_path, fixed):
+    space = build_space(["mlp"], fixed=fixed.sets, overrides=SMALL)
+    drawn = []
+    for _ in range(2):  # two clients of one seed, one after the other, as a restart or a second daemon does
+        study = open_study(open_storage(None, tmp_path), "seeded", ["minimize"], "random", "none", seed=7)
+        drawn.append(ask(study, space, fixed).params)
+    assert drawn[0] != drawn[1]
 
 
 def progress(step, val):

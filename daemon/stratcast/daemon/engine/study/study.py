@@ -5,8 +5,14 @@ and their results come back here. Everything below works from a trial's *number*
 call, run elsewhere and told in another (ask-and-tell), and a trial's state and reasons are all in the storage.
 
 Storage: by default a journal file, ``HOME/studies/journal.log`` (``JournalFileBackend``: safe for several
-processes on one machine, not over NFS), or any RDB URL (``sqlite:///studies.db`` for one machine and one writer,
+processes on one machine, not over NFS), or any RDB URL (``sqlite:///studies.db`` for one machine,
 ``postgresql://...`` across machines). ``optuna-dashboard`` opens either.
+
+Several clients may share one study (two daemons, a daemon and ``stratcastd tune``, on one machine or many): each
+asks its own trials (the storage numbers them), runs and tells them. Each trial records the client that asked it
+(user attribute ``asked_by``, :func:`client_id`), so a client reaps only its own orphans and waits only for its own
+running trials; a sampler's seed is offset by the trials already in the study, so two clients of one ``--seed``
+(or one client reopening its study) do not draw the same configurations again.
 
 Trial states and reasons (user attributes ``fail_reason`` and ``reason``):
 
@@ -22,6 +28,7 @@ Multi-objective studies cannot prune (Optuna's ``Trial.report`` refuses): their 
 
 from __future__ import annotations
 
+import socket
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,8 +50,13 @@ from stratcast.shared.protocol import JobSpec
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("median", "hyperband", "wilcoxon", "none")
 FAIL_REASONS = ("oom", "killed", "crashed", "invalid")
+ASKED_BY = "asked_by"
+"""The user attribute naming the client that asked a trial (:func:`client_id`)."""
 JOURNAL = Path("studies") / "journal.log"
 """The default storage, under the daemon's home."""
+SQLITE_BUSY_S = 30.0
+"""How long an SQLite storage waits for another writer's lock before "database is locked" (sqlite3's default is
+5 s): several daemons share one SQLite file, and a busy machine can hold a write that long."""
 STARTUP_TRIALS = 5
 """Trials a median pruner lets finish before it prunes (Optuna's default)."""
 
@@ -60,10 +72,16 @@ def open_storage(storage: str | None, home: Path) -> BaseStorage:
     ``HOME/studies/journal.log``.
     """
     if storage is not None and "://" in storage:
-        return RDBStorage(storage)
+        sqlite = {"connect_args": {"timeout": SQLITE_BUSY_S}} if storage.startswith("sqlite") else None
+        return RDBStorage(storage, engine_kwargs=sqlite)
     path = Path(storage) if storage is not None else home / JOURNAL
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def client_id(kind: str, home: Path) -> str:
+    """Who asks a study's trials, stable across restarts: ``stratcastd@host:/home/state`` for ``kind`` stratcastd."""
+    return f"{kind}@{socket.gethostname()}:{home}"
 
 
 def make_sampler(name: str, *, seed: int = 0) -> optuna.samplers.BaseSampler:
@@ -124,6 +142,7 @@ def open_study(
     """
     if unknown := set(directions) - {"minimize", "maximize"}:
         raise StudyError(f"directions {', '.join(sorted(unknown))}: each is minimize or maximize")
+    seed += asked_before(storage, name)  # a seeded sampler replays its draws: start past those already asked
     study = optuna.create_study(
         storage=storage,
         study_name=name,
@@ -136,6 +155,15 @@ def open_study(
     if found != list(directions):
         raise StudyError(f"study {name!r} exists with directions {', '.join(found)}, not {', '.join(directions)}")
     return study
+
+
+def asked_before(storage: BaseStorage, name: str) -> int:
+    """How many trials the study ``name`` holds already (0 for a new study)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
 
 
 @dataclass(frozen=True)
@@ -179,8 +207,8 @@ def route_sets(sets: Iterable[str], model: str, models: Sequence[str]) -> list[s
     return out
 
 
-def ask(study: optuna.Study, space: Space, fixed: JobSpec, *, device: str = "auto") -> TrialPlan:
-    """Ask for a trial and check its configuration as a run would (``build_spec``).
+def ask(study: optuna.Study, space: Space, fixed: JobSpec, *, device: str = "auto", client: str = "") -> TrialPlan:
+    """Ask for a trial (recorded as asked by ``client``) and check its configuration as a run would (``build_spec``).
 
     A configuration the engine refuses is told PRUNED with ``fail_reason=invalid`` and the reason; the plan then
     carries :attr:`TrialPlan.invalid` and must not be run.
@@ -190,6 +218,8 @@ def ask(study: optuna.Study, space: Space, fixed: JobSpec, *, device: str = "aut
     plan = TrialPlan(trial.number, model, params, tuple(sets), models=space.models)
     trial.set_user_attr("model", model)
     trial.set_user_attr("sets", list(sets))
+    if client:
+        trial.set_user_attr(ASKED_BY, client)
     try:
         spec_from_job(plan.job(fixed), out="trial", device=device)
     except (ValueError, KeyError) as exc:
@@ -249,14 +279,21 @@ def tell_failure(study: optuna.Study, number: int, fail_reason: str, message: st
     return study.tell(number, state=state)
 
 
-def reap_orphans(study: optuna.Study, alive: Iterable[int] = ()) -> list[int]:
-    """Tell FAIL (``crashed``) every RUNNING trial whose number is not in ``alive``; the numbers told.
+def running_trials(study: optuna.Study, client: str = "") -> list[FrozenTrial]:
+    """The study's RUNNING trials asked by ``client`` (or recorded with no client); every one for ``client`` ''."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [t for t in trials if not client or t.user_attrs.get(ASKED_BY, client) == client]
+
+
+def reap_orphans(study: optuna.Study, alive: Iterable[int] = (), client: str = "") -> list[int]:
+    """Tell FAIL (``crashed``) every RUNNING trial of ``client`` whose number is not in ``alive``; the numbers told.
 
     After a daemon restart (or a foreground study killed), the storage still holds the trials that were running;
-    Optuna's heartbeats do not cover ask-and-tell, so the study's client says which ones are really running.
+    Optuna's heartbeats do not cover ask-and-tell, so the study's client says which ones are really running. Only
+    the trials ``client`` asked are its to reap (:func:`running_trials`): another client's are running elsewhere.
     """
     keep = set(alive)
-    orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number not in keep]
+    orphans = [t.number for t in running_trials(study, client) if t.number not in keep]
     for number in orphans:
         tell_failure(study, number, "crashed", "its runner is gone (orphaned by a restart or a kill)")
     return orphans
