@@ -63,3 +63,13 @@ def test_a_timed_firing_while_the_previous_study_lasts_is_skipped_with_its_reaso
     with sqlite3.connect(d.home.database) as raw:
         rows = raw.execute("SELECT data FROM events WHERE kind = 'schedule_skipped' AND run IS NULL").fetchall()
     assert [json.loads(data) for (data,) in rows] == [{"schedule": s.id, "study": previous.id}] * 2
+
+
+def test_a_stopped_previous_study_says_how_to_let_it_finish(tmp_path, monkeypatch, caplog):
+    d, _ = daemon_with(tmp_path, monkeypatch, [])
+    s = retuning(d)
+    assert s.study is not None
+    previous = d.db.update_study(d.db.add_study(s.study).id, state="stopped")
+    d.db.update_schedule(s.id, last_study_id=previous.id)
+    assert asyncio.run(enqueue_from_schedule(d, s.id, timed=True)) is None
+    assert f"is stopped (`stratcast study resume {previous.id}` lets it finish)" in caplog.text

@@ -105,6 +105,8 @@ def _study_busy(d: DaemonContext, study_id: int | None) -> str:
         prev = d.db.get_study(study_id)
     except NotFound:
         return ""
+    if prev.state == "stopped":
+        return f"is stopped (`stratcast study resume {prev.id}` lets it finish)"
     if prev.state in ACTIVE:
         return f"is still {prev.state}"
     if prev.final_run is not None:
