@@ -229,12 +229,12 @@ def _add_schedule_commands(
         help="score --data with this saved model instead of training (NAME@champion: the version the alias points "
         "at when each run starts)",
     )
-    _add_save_as(add)
+    _add_save_as(add, "when a run succeeds (with --tune: a firing's best), save it as the next version of NAME")
     add.add_argument(
         "--tune",
         action="store_true",
-        help="re-tune: each firing starts a study of --model a,b on --data as it is then and saves its best as the "
-        "next version of --save-as (required)",
+        help="re-tune: each firing starts a study of --model a,b on --data as it is then, named --study (else "
+        "--name) and the firing's -YYYYMMDD-HHMM, and saves its best as the next version of --save-as (required)",
     )
     _add_retuning_options(add.add_argument_group("re-tuning (with --tune; a backtest objective: its defaults)"))
     _command(schedule_sub, common, "ls", "list schedules", key="schedule ls")
@@ -359,13 +359,10 @@ def _add_study_commands(
     )
 
 
-def _add_save_as(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--save-as",
-        type=saved_name,
-        metavar="NAME",
-        help="when the run succeeds, save it as the next version of this saved model",
-    )
+def _add_save_as(
+    p: argparse.ArgumentParser, help: str = "when the run succeeds, save it as the next version of this saved model"
+) -> None:
+    p.add_argument("--save-as", type=saved_name, metavar="NAME", help=help)
 
 
 def _add_job_options(
