@@ -304,11 +304,18 @@ def test_another_thread_can_read_the_store(store, tmp_path):
     assert found == [run] * 8
 
 
+def back_to_version_3(raw: sqlite3.Connection) -> None:
+    """Take today's layout back to version 3's: schedules that hold no study."""
+    raw.execute("ALTER TABLE schedules DROP COLUMN study")
+    raw.execute("ALTER TABLE schedules DROP COLUMN last_study_id")
+
+
 def test_a_version_1_file_is_migrated_keeping_its_runs(db, tmp_path):
     with Store(db) as store:  # today's layout, taken back to version 1's: no studies, no study or trial columns
         add(store, tmp_path, Placement(name="old-1"))
     raw = sqlite3.connect(db)
     with raw:
+        back_to_version_3(raw)
         raw.execute("DROP INDEX runs_study")
         raw.execute("ALTER TABLE runs DROP COLUMN study")
         raw.execute("ALTER TABLE runs DROP COLUMN trial")
@@ -316,7 +323,7 @@ def test_a_version_1_file_is_migrated_keeping_its_runs(db, tmp_path):
         raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     raw.close()
     with Store(db) as store:
-        assert store.get_meta("schema_version") == SCHEMA_VERSION == 3
+        assert store.get_meta("schema_version") == SCHEMA_VERSION == 4
         old = store.get_run(1)
         assert old.name == "old-1" and old.study is None and old.trial is None
         study = store.add_study(StudySpec(models=["mlp"], job=job()))
@@ -337,11 +344,12 @@ def test_a_version_2_file_is_migrated_keeping_its_studies(db, tmp_path):
         store.update_study(study.id, state="finished", asked=1)
     raw = sqlite3.connect(db)
     with raw:
+        back_to_version_3(raw)
         raw.execute("ALTER TABLE studies DROP COLUMN final_run")
         raw.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     raw.close()
     with Store(db) as store:
-        assert store.get_meta("schema_version") == SCHEMA_VERSION == 3
+        assert store.get_meta("schema_version") == SCHEMA_VERSION == 4
         old = store.get_study(study.id)
         assert (old.name, old.state, old.asked, old.final_run) == ("kept", "finished", 1, None)
         assert [r.id for r in store.study_runs(study.id)] == [trial.id]
@@ -349,3 +357,42 @@ def test_a_version_2_file_is_migrated_keeping_its_studies(db, tmp_path):
         assert store.update_study(study.id, final_run=final.id).final_run == final.id
         store.remove_run(final.id)
         assert store.get_study(study.id).final_run is None  # a removed final run leaves no dangling id
+
+
+def test_a_version_3_file_is_migrated_keeping_its_schedules(db, tmp_path):
+    with Store(db) as store:  # today's layout, taken back to version 3's: schedules hold no study
+        old = add_schedule(store)
+        run = add(store, tmp_path)
+        store.update_schedule(old.id, last_run=600.0, last_run_id=run.id)
+    raw = sqlite3.connect(db)
+    with raw:
+        back_to_version_3(raw)
+        raw.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    raw.close()
+    with Store(db) as store:
+        assert store.get_meta("schema_version") == SCHEMA_VERSION == 4
+        kept = store.get_schedule(old.id)
+        assert (kept.name, kept.job, kept.last_run_id, kept.study, kept.last_study_id) == (
+            "nightly",
+            old.job,
+            run.id,
+            None,
+            None,
+        )
+        spec = StudySpec(models=["mlp", "nhits"], trials=2, job=job(model="mlp"), save_as="weekly")
+        tuning = store.add_schedule(
+            name="retune",
+            cron=None,
+            every_s=7 * 86400,
+            timezone="UTC",
+            job=spec.job,
+            placement=spec.placement,
+            next_run=None,
+            study=spec,
+        )
+        study = store.add_study(spec)
+        assert store.update_schedule(tuning.id, last_study_id=study.id).last_study_id == study.id
+        assert store.get_schedule(tuning.id).study == spec
+        store.remove_study(study.id)
+        assert store.get_schedule(tuning.id).last_study_id is None  # a removed study leaves no dangling id
+        assert [s.study for s in store.list_schedules()] == [None, spec]

@@ -586,3 +586,9 @@ def test_stop_no_wait_returns_once_the_stop_is_asked(capsys):
 def test_shutdown_says_which_runs_it_checkpoints_for_the_next_start(stopping, said, capsys):
     assert main(["shutdown"], client=FakeClient({"shutdown": {"stopping": stopping}})) == ExitCode.OK
     assert capsys.readouterr().out.strip() == said
+
+
+def test_schedule_run_now_of_a_retuning_schedule_says_which_study_it_started(capsys):
+    started = {"study": {"id": 6, "name": "weekly-retune-20261207-0600", "state": "running"}}
+    assert main(["schedule", "run-now", "3"], client=FakeClient({"run_schedule_now": started})) == ExitCode.OK
+    assert capsys.readouterr().out.strip() == "study 6 weekly-retune-20261207-0600: running"

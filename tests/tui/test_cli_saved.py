@@ -50,6 +50,7 @@ def test_submit_save_as_and_schedule_saved_carry_the_names(tmp_path):
     assert (submit.job.model, submit.job.save_as, submit.job.saved) == ("nhits", "weekly", None)
     (add,) = requests_for("schedule", "add", "--every", "7d", "--data", "/d.parquet", "--saved", "weekly@champion")
     assert isinstance(add, AddSchedule)
+    assert add.job is not None
     assert (add.job.saved, add.job.data, add.every_s) == ("weekly@champion", "/d.parquet", 7 * 86400)
 
 

@@ -33,17 +33,18 @@ import msgspec
 
 from stratcast.shared.protocol import RUN_STATES, RunInfo, ScheduleInfo, StudyInfo
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the table layout below; a file with a newer one is refused, an older one is migrated
 (:data:`MIGRATIONS`). 2: the ``studies`` table and the runs' ``study`` and ``trial`` columns; 3: the studies'
-``final_run``."""
+``final_run``; 4: the schedules' ``study`` and ``last_study_id`` (re-tuning schedules)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS schedules (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, cron TEXT, every_s INTEGER,
     timezone TEXT NOT NULL, job TEXT NOT NULL, placement TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0,
-    next_run REAL, last_run REAL, last_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL
+    next_run REAL, last_run REAL, last_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+    study TEXT, last_study_id INTEGER REFERENCES studies(id) ON DELETE SET NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
@@ -78,6 +79,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX runs_study ON runs(study)",
     ),
     3: ("ALTER TABLE studies ADD COLUMN final_run INTEGER REFERENCES runs(id) ON DELETE SET NULL",),
+    4: (
+        "ALTER TABLE schedules ADD COLUMN study TEXT",
+        "ALTER TABLE schedules ADD COLUMN last_study_id INTEGER REFERENCES studies(id) ON DELETE SET NULL",
+    ),
 }
 """The statements that bring a file of version ``v - 1`` to version ``v``, by ``v``."""
 RUN_COLUMNS = tuple(f for f in RunInfo.__struct_fields__ if f != "id")
@@ -86,11 +91,12 @@ SCHEDULE_COLUMNS = tuple(f for f in ScheduleInfo.__struct_fields__ if f != "id")
 """The ``schedules`` columns a change may name: every :class:`ScheduleInfo` field but ``id``."""
 RUN_JSON = frozenset({"job", "placement", "progress", "memory"})
 """The ``runs`` columns that hold JSON."""
-SCHEDULE_JSON = frozenset({"job", "placement"})
+SCHEDULE_JSON = frozenset({"job", "placement", "study"})
+"""The ``schedules`` columns that hold JSON (``study`` is NULL for a schedule of runs)."""
 STUDY_COLUMNS = tuple(f for f in StudyInfo.__struct_fields__ if f != "id")
 """The ``studies`` columns a change may name: every :class:`StudyInfo` field but ``id``."""
 STUDY_JSON = frozenset({"spec"})
-"""The ``schedules`` columns that hold JSON."""
+"""The ``studies`` columns that hold JSON."""
 encode = msgspec.json.Encoder().encode
 """A value (plain data or a protocol struct) as the JSON bytes a structured column holds."""
 _T = TypeVar("_T")
@@ -231,7 +237,11 @@ def study_from_row(row: sqlite3.Row) -> StudyInfo:
 
 
 def _decode_row(row: sqlite3.Row, json_columns: frozenset[str]) -> dict[str, Any]:
-    return {key: msgspec.json.decode(row[key]) if key in json_columns else row[key] for key in row.keys()}  # noqa: SIM118
+    """The row as plain data, its JSON columns decoded (a NULL one stays None)."""
+    return {
+        key: msgspec.json.decode(row[key]) if key in json_columns and row[key] is not None else row[key]
+        for key in row.keys()  # noqa: SIM118
+    }
 
 
 def validated(obj: Any, kind: type[_T]) -> _T:

@@ -249,13 +249,26 @@ class Store(StateFile):
         job: JobSpec,
         placement: Placement,
         next_run: float | None,
+        study: StudySpec | None = None,
     ) -> ScheduleInfo:
-        """Record a new schedule (not paused, never run yet) and return it with its id."""
+        """Record a new schedule (not paused, never run yet) and return it with its id.
+
+        ``study``: a re-tuning schedule's study (``job`` and ``placement`` are then its own).
+        """
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO schedules (name, cron, every_s, timezone, job, placement, next_run)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, cron, every_s, timezone, encode(job), encode(placement), next_run),
+                "INSERT INTO schedules (name, cron, every_s, timezone, job, placement, next_run, study)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    cron,
+                    every_s,
+                    timezone,
+                    encode(job),
+                    encode(placement),
+                    next_run,
+                    None if study is None else encode(study),
+                ),
             )
             return self._schedule(db, rowid(cur))
 

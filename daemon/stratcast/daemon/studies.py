@@ -235,12 +235,6 @@ class StudyManager:
         Raises:
             InvalidSpec: naming the field that is wrong.
         """
-        from stratcast.daemon.handlers.submit import check_job, check_placement
-
-        space, objectives, fixed, sampler, pruner = prepare(spec)
-        check_placement(self.d, spec.placement)
-        if spec.keep != "none":
-            saved_name(spec, spec.name or "stratcast-study-0")
         for other in self.d.db.list_studies():
             same_storage = (other.spec.storage or None) == (spec.storage or None)
             if spec.name is not None and other.name == spec.name and same_storage and other.state in ACTIVE:
@@ -248,12 +242,7 @@ class StudyManager:
                     f"name: study {other.id} already runs the Optuna study {spec.name!r} in that storage; "
                     "let it finish, or choose another --study"
                 )
-        first = msgspec.structs.replace(fixed, model=space.models[0])
-        backtest = second_backtest(spec, objectives)
-        async with self.d.validation:
-            await asyncio.to_thread(check_job, first, self.d.home.state)
-            if backtest is not None:
-                await asyncio.to_thread(check_job, backtest_job(first, backtest, first.levels), self.d.home.state)
+        space, objectives, fixed, sampler, pruner, backtest = await self.check(spec)
         info = self.d.db.add_study(spec)
         try:
             study = await asyncio.to_thread(self._open, info, sampler, pruner, objectives)
@@ -263,6 +252,32 @@ class StudyManager:
         self.live[info.id] = LiveStudy(study, space, objectives, fixed, backtest=backtest)
         self.kick()
         return info
+
+    async def check(
+        self, spec: StudySpec
+    ) -> tuple[Space, tuple[Objective, ...], JobSpec, str, str, BacktestOptions | None]:
+        """Check ``spec`` (its data too, as ``submit`` would) and start nothing (a re-tuning schedule's study too).
+
+        Returns:
+            Its space, objectives, fixed job, sampler, pruner and second backtest (:func:`prepare`,
+            :func:`second_backtest`).
+
+        Raises:
+            InvalidSpec: naming the field that is wrong.
+        """
+        from stratcast.daemon.handlers.submit import check_job, check_placement
+
+        space, objectives, fixed, sampler, pruner = prepare(spec)
+        check_placement(self.d, spec.placement)
+        if spec.keep != "none":
+            saved_name(spec, spec.name or "stratcast-study-0")
+        first = msgspec.structs.replace(fixed, model=space.models[0])
+        backtest = second_backtest(spec, objectives)
+        async with self.d.validation:
+            await asyncio.to_thread(check_job, first, self.d.home.state)
+            if backtest is not None:
+                await asyncio.to_thread(check_job, backtest_job(first, backtest, first.levels), self.d.home.state)
+        return space, objectives, fixed, sampler, pruner, backtest
 
     async def stop(self, study_id: int) -> StudyInfo:
         """Ask no more trials; stop the running trials (checkpointed) and hold the queued ones.

@@ -126,7 +126,12 @@ def add_job_options(
 
 
 def add_study_options(
-    parser: argparse._ActionsContainer, *, timeout_dest: str = "timeout", daemon: bool = False
+    parser: argparse._ActionsContainer,
+    *,
+    timeout_dest: str = "timeout",
+    daemon: bool = False,
+    timeout_flag: str = "--timeout",
+    save_as: bool = True,
 ) -> None:
     """Add a study's options (``stratcastd tune`` in the foreground, ``stratcast tune`` in the daemon).
 
@@ -134,10 +139,13 @@ def add_study_options(
         parser: where the options go (an argument group).
         timeout_dest: where ``--timeout`` goes (``stratcast`` has a ``--timeout`` of its own, for the reply).
         daemon: whether the daemon runs the study: ``--parallel`` (its trials run as queued runs) and its names.
+        timeout_flag: the study timeout's option (``schedule add --tune``: ``--study-timeout``, as its
+            ``--timeout`` is the reply's).
+        save_as: whether to add ``--save-as`` (``schedule add`` has its own, which a re-tuning schedule reads).
     """
     parser.add_argument("--trials", type=positive_int, default=20, help="trials to run (default 20)")
     parser.add_argument(
-        "--timeout", dest=timeout_dest, type=positive_float, metavar="S", help="ask no trial after S seconds"
+        timeout_flag, dest=timeout_dest, type=positive_float, metavar="S", help="ask no trial after S seconds"
     )
     parser.add_argument(
         "--objective",
@@ -169,12 +177,13 @@ def add_study_options(
         help="what to keep when the study finishes: its best configuration trained on all the data (all-data, "
         "the default) or with the trials' holdout (holdout), saved as --save-as; none keeps nothing",
     )
-    parser.add_argument(
-        "--save-as",
-        type=saved_name,
-        metavar="NAME",
-        help="the saved model the kept best becomes a version of (default: the study's name)",
-    )
+    if save_as:
+        parser.add_argument(
+            "--save-as",
+            type=saved_name,
+            metavar="NAME",
+            help="the saved model the kept best becomes a version of (default: the study's name)",
+        )
 
 
 def add_backtest_options(parser: argparse._ActionsContainer) -> None:

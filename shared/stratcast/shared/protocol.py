@@ -249,7 +249,7 @@ class RunInfo(msgspec.Struct, kw_only=True):
 
 
 class ScheduleInfo(msgspec.Struct, kw_only=True):
-    """A cron or interval schedule that enqueues a run."""
+    """A cron or interval schedule that enqueues a run, or (with :attr:`study`) starts a study."""
 
     id: int
     name: str
@@ -259,11 +259,17 @@ class ScheduleInfo(msgspec.Struct, kw_only=True):
     """Interval in seconds (when not cron)."""
     timezone: str = "UTC"
     job: JobSpec
+    """The run it enqueues; for a re-tuning schedule, its study's fixed job (``study.job``)."""
     placement: Placement
     paused: bool = False
     next_run: float | None = None
     last_run: float | None = None
     last_run_id: int | None = None
+    study: StudySpec | None = None
+    """A re-tuning schedule's study: each firing starts it afresh (Optuna name ``NAME-YYYYMMDD-HHMM``) and saves
+    its kept best as the next version of ``study.save_as``; None: the schedule enqueues :attr:`job`."""
+    last_study_id: int | None = None
+    """The study its last firing started (re-tuning schedules)."""
 
 
 KeepBest = Literal["all-data", "holdout", "none"]
@@ -495,9 +501,14 @@ class ListModels(Request, tag="list_models"):
 
 
 class AddSchedule(Request, tag="add_schedule"):
-    """Enqueue ``job`` on a cron expression or every ``every_s`` seconds, in ``timezone``."""
+    """Enqueue ``job`` (or start ``study``: exactly one) on a cron expression or every ``every_s`` seconds.
 
-    job: JobSpec
+    ``cron`` is read in ``timezone``.
+    """
+
+    job: JobSpec | None = None
+    study: StudySpec | None = None
+    """A study to start at each firing (its ``job`` is the fixed job; ``save_as`` is required)."""
     name: str = ""
     cron: str | None = None
     every_s: int | None = None
@@ -528,7 +539,7 @@ class ResumeSchedule(ScheduleRequest, tag="resume_schedule"):
 
 
 class RunScheduleNow(ScheduleRequest, tag="run_schedule_now"):
-    """Enqueue a schedule's run now, outside its timetable."""
+    """Enqueue a schedule's run (or start its study) now, outside its timetable."""
 
 
 class PauseQueue(Request, tag="pause_queue"):

@@ -146,3 +146,30 @@ def test_a_repaint_before_a_pushed_screen_is_mounted_waits_for_it():
             assert rows(app)[0].startswith("1 | weekly-dlinear")
 
     asyncio.run(go())
+
+
+RETUNE = schedule(
+    3,
+    "weekly-retune",
+    model="nhits",
+    every_s=7 * 86400,
+    last_run=T0 - 3600,
+    last_study_id=5,
+    study={"models": ["nhits", "tft"], "trials": 8, "save_as": "weekly", "job": {"data": "/data/eurusd.parquet"}},
+)
+
+
+def test_a_retuning_schedule_is_listed_as_such_and_run_now_says_which_study_it_started():
+    async def body(app, pilot):
+        (row,) = rows(app)
+        assert row == "3 | weekly-retune | active | in 3h 10m | study 5, 1h 00m ago | every 1w | " + (
+            "tune nhits,tft x8 -> weekly | eurusd.parquet"
+        )
+        assert "re-tuning: tune nhits,tft x8 -> weekly" in str(app.screen.query_one("#detail").render())
+        app.link.handlers["run_schedule_now"] = lambda request: {"study": {"id": 6}}
+        await pilot.press("g")
+        await pilot.pause()
+        assert sent(app, RunScheduleNow) == [3]
+        assert "schedule 3 started study 6" in [n.message for n in app._notifications]
+
+    run_schedules(body, RETUNE)

@@ -40,7 +40,7 @@ from stratcast.shared.protocol import (
 )
 from stratcast.shared.report import results_text
 from stratcast.shared.runfiles import METRICS, Outputs, RunFolder
-from stratcast.tui.command_line import build_parser, build_requests
+from stratcast.tui.command_line import build_parser, build_requests, retuning_options_given
 from stratcast.tui.render import RENDER, Watcher, run_line, runs_phrase
 
 MULTI = ("stop", "resume", "hold", "release", "kill", "rm")
@@ -59,9 +59,9 @@ def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) 
         return ExitCode.OK
     if args.key == "results" and isinstance(args.run, Path):
         return show_results(args)
-    if args.key == "schedule add" and (args.saved is None) == (args.model is None):
-        parser.error("give --model to train, or --saved REF to score with a saved model (not both)")
-    if args.key in ("tune", "study"):
+    if args.key == "schedule add":
+        _check_schedule_add(parser, args)
+    if args.key in ("tune", "study") or (args.key == "schedule add" and args.tune):
         try:  # a space file that cannot be read, `study` words that are not an action and an id
             build_requests(args)
         except ValueError as exc:
@@ -92,6 +92,22 @@ def main(argv: Sequence[str] | None = None, client: DaemonClient | None = None) 
     except BrokenPipeError:  # `stratcast show --json | head`: the reader left; no traceback at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.FAILED
+
+
+def _check_schedule_add(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``schedule add``: a model to train, a saved model to score, or models to re-tune (``--tune``).
+
+    Re-tuning options without ``--tune`` are refused rather than ignored.
+    """
+    if args.tune:
+        if args.saved is not None or args.model is None:
+            parser.error("--tune tunes --model NAME[,NAME...]; it does not score with --saved")
+        return
+    if (args.saved is None) == (args.model is None):
+        parser.error("give --model to train, or --saved REF to score with a saved model (not both)")
+    given = retuning_options_given(args)
+    if given:
+        parser.error(f"{', '.join(given)} go with --tune (a schedule that re-tunes)")
 
 
 def run_command(client: DaemonClient, args: argparse.Namespace) -> int:

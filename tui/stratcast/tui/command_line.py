@@ -39,6 +39,7 @@ from stratcast.shared.protocol import (
     SAVED_REF,
     AddSchedule,
     AnyRequest,
+    BacktestOptions,
     CheckData,
     ExportResults,
     ExportSaved,
@@ -228,10 +229,30 @@ def _add_schedule_commands(
         help="score --data with this saved model instead of training (NAME@champion: the version the alias points "
         "at when each run starts)",
     )
-    _add_save_as(add)
+    _add_save_as(add, "when a run succeeds (with --tune: a firing's best), save it as the next version of NAME")
+    add.add_argument(
+        "--tune",
+        action="store_true",
+        help="re-tune: each firing starts a study of --model a,b on --data as it is then, named --study (else "
+        "--name) and the firing's -YYYYMMDD-HHMM, and saves its best as the next version of --save-as (required)",
+    )
+    _add_retuning_options(add.add_argument_group("re-tuning (with --tune; a backtest objective: its defaults)"))
     _command(schedule_sub, common, "ls", "list schedules", key="schedule ls")
     for name, (_, summary) in SCHEDULE_ACTIONS.items():
         _command(schedule_sub, common, name, summary, key=f"schedule {name}").add_argument("id", type=_run_id)
+
+
+def _add_retuning_options(p: argparse._ActionsContainer) -> None:
+    """``schedule add --tune``'s study options: ``tune``'s, with ``--study-timeout`` and no ``--save-as`` of its own."""
+    add_study_options(p, timeout_dest="study_timeout", daemon=True, timeout_flag="--study-timeout", save_as=False)
+
+
+def retuning_options_given(args: argparse.Namespace) -> list[str]:
+    """The re-tuning options ``schedule add`` got with values of their own (they need ``--tune``)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    _add_retuning_options(probe)
+    flags = {a.dest: a.option_strings[0] for a in probe._actions}
+    return [flags[dest] for dest, default in vars(probe.parse_args([])).items() if getattr(args, dest) != default]
 
 
 def _command(
@@ -338,13 +359,10 @@ def _add_study_commands(
     )
 
 
-def _add_save_as(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--save-as",
-        type=saved_name,
-        metavar="NAME",
-        help="when the run succeeds, save it as the next version of this saved model",
-    )
+def _add_save_as(
+    p: argparse.ArgumentParser, help: str = "when the run succeeds, save it as the next version of this saved model"
+) -> None:
+    p.add_argument("--save-as", type=saved_name, metavar="NAME", help=help)
 
 
 def _add_job_options(
@@ -479,6 +497,18 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
     Raises:
         ValueError: when the space file cannot be read.
     """
+    return SubmitStudy(spec=study_spec(args))
+
+
+def study_spec(args: argparse.Namespace, *, backtest: bool = True) -> StudySpec:
+    """The study of ``tune`` and ``schedule add --tune``: its space file read here, its fixed job.
+
+    ``backtest``: whether ``args`` holds the backtest's options (``schedule add`` has none: a backtest objective
+    uses :class:`BacktestOptions`' defaults).
+
+    Raises:
+        ValueError: when the space file cannot be read.
+    """
     models = [m.strip().lower() for m in args.model.split(",") if m.strip()]
     objectives = [o.strip() for o in args.objective.split(",") if o.strip()]
     space: str | None = None
@@ -491,8 +521,8 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
     model = models[0] if models else args.model
     job = msgspec.structs.replace(job_from_args(args), model=model, save_as=None)  # --save-as: the kept best's
     if any(o.startswith("backtest") for o in objectives):
-        job = msgspec.structs.replace(job, backtest=backtest_from_args(args))
-    spec = StudySpec(
+        job = msgspec.structs.replace(job, backtest=backtest_from_args(args) if backtest else BacktestOptions())
+    return StudySpec(
         models=models,
         trials=args.trials,
         timeout_s=args.study_timeout,
@@ -510,7 +540,6 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
         job=job,
         placement=placement(args),
     )
-    return SubmitStudy(spec=spec)
 
 
 def _study_request(args: argparse.Namespace) -> ShowStudy | StopStudy | ResumeStudy | RetrainStudy:
@@ -542,6 +571,10 @@ def _alias(args: argparse.Namespace) -> SetAlias:
 
 
 def _add_schedule(args: argparse.Namespace) -> AddSchedule:
+    """``schedule add``: a schedule of runs, or with ``--tune`` one that starts a study (:func:`study_spec`)."""
+    if args.tune:
+        study = study_spec(args, backtest=False)
+        return AddSchedule(study=study, name=args.name, cron=args.cron, every_s=args.every, timezone=args.tz)
     return AddSchedule(
         job=job_from_args(args),
         name=args.name,

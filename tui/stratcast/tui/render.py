@@ -84,6 +84,24 @@ def job_model(job: Mapping[str, Any]) -> str:
     return f"saved:{job['saved']}" if job.get("saved") else str(job["model"])
 
 
+def schedule_model(s: Mapping[str, Any]) -> str:
+    """What a schedule (as plain data) does: its job's :func:`job_model`, or ``tune nhits,tft x20 -> NAME``.
+
+    A re-tuning schedule shows its models, its trials and the saved model each firing's best becomes.
+    """
+    study = s.get("study")
+    if not study:
+        return job_model(s["job"])
+    return f"tune {','.join(study['models'])} x{study.get('trials', 20)} -> {study.get('save_as')}"
+
+
+def schedule_last(s: Mapping[str, Any]) -> str:
+    """What a schedule last fired: ``run 17``, ``study 4`` (re-tuning), or ``-``."""
+    if s.get("study"):
+        return f"study {s['last_study_id']}" if s.get("last_study_id") is not None else "-"
+    return f"run {s['last_run_id']}" if s.get("last_run_id") is not None else "-"
+
+
 def model_label(job: JobSpec) -> str:
     """:func:`job_model` of a job struct."""
     return f"saved:{job.saved}" if job.saved else job.model
@@ -189,7 +207,8 @@ def schedule_line(result: Mapping[str, Any]) -> str:
     """One schedule after an action."""
     s = result["schedule"]
     paused = ", paused" if s.get("paused") else f", next {_when(s.get('next_run'))}"
-    return f"schedule {s['id']} {s['name']}: {_timetable(s)}{paused}"
+    tune = f" ({schedule_model(s)})" if s.get("study") else ""
+    return f"schedule {s['id']} {s['name']}{tune}: {_timetable(s)}{paused}"
 
 
 def schedules_table(result: Mapping[str, Any]) -> str:
@@ -197,9 +216,9 @@ def schedules_table(result: Mapping[str, Any]) -> str:
     rows = []
     for s in result["schedules"]:
         state = "paused" if s.get("paused") else "active"
-        rows.append([s["id"], s["name"], _timetable(s), job_model(s["job"]), state, _when(s.get("next_run"))])
-        rows[-1].append(s.get("last_run_id") or "-")
-    return table(["id", "name", "when", "model", "state", "next", "last run"], rows) if rows else "no schedules"
+        rows.append([s["id"], s["name"], _timetable(s), schedule_model(s), state, _when(s.get("next_run"))])
+        rows[-1].append(schedule_last(s))
+    return table(["id", "name", "when", "model", "state", "next", "last"], rows) if rows else "no schedules"
 
 
 def _timetable(s: Mapping[str, Any]) -> str:
@@ -311,7 +330,7 @@ RENDER: dict[str, Callable[[Any], str]] = {
     **dict.fromkeys(
         ("submit", "backtest", "stop", "resume", "hold", "release", "kill", "restart", "priority"), run_line
     ),
-    "schedule run-now": run_line,
+    "schedule run-now": lambda r: study_line(r) if "study" in r else run_line(r),
     "ls": runs_table,
     "show": show_text,
     "rm": lambda r: f"removed run {r['removed']}",

@@ -12,8 +12,15 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from stratcast.shared.protocol import PauseSchedule, RemoveSchedule, ResumeSchedule, RunScheduleNow, ScheduleInfo
-from stratcast.tui.render import duration_text, interval_text, model_label
+from stratcast.shared.protocol import (
+    PauseSchedule,
+    RemoveSchedule,
+    ResumeSchedule,
+    RunScheduleNow,
+    ScheduleInfo,
+    to_builtins,
+)
+from stratcast.tui.render import duration_text, interval_text, model_label, schedule_last, schedule_model
 from stratcast.tui.screens.dialogs import ConfirmDialog
 
 if TYPE_CHECKING:
@@ -47,11 +54,12 @@ def until_text(when: float | None, now: float) -> str:
 
 
 def last_run_text(s: ScheduleInfo, now: float) -> str:
-    """``run 17, 2h 05m ago``, or ``-`` before the first run."""
+    """``run 17, 2h 05m ago`` (``study 4, ...`` for a re-tuning schedule), or ``-`` before the first firing."""
     if s.last_run is None:
         return "-"
     ago = f"{duration_text(max(0.0, now - s.last_run))} ago"
-    return f"run {s.last_run_id}, {ago}" if s.last_run_id is not None else ago
+    last = schedule_last(to_builtins(s))
+    return ago if last == "-" else f"{last}, {ago}"
 
 
 def schedule_cells(s: ScheduleInfo, now: float) -> tuple[Cell, ...]:
@@ -60,7 +68,8 @@ def schedule_cells(s: ScheduleInfo, now: float) -> tuple[Cell, ...]:
     name = s.name if len(s.name) <= 20 else s.name[:19] + "…"
     data = os.path.basename(s.job.data) or s.job.data
     next_run = "-" if s.paused else until_text(s.next_run, now)
-    return str(s.id), name, state, next_run, last_run_text(s, now), timetable_text(s), model_label(s.job), data
+    what = schedule_model(to_builtins(s)) if s.study is not None else model_label(s.job)
+    return str(s.id), name, state, next_run, last_run_text(s, now), timetable_text(s), what, data
 
 
 class SchedulesScreen(Screen[None]):
@@ -133,8 +142,15 @@ class SchedulesScreen(Screen[None]):
             text.append("no schedules: a adds one", style="dim")
         else:
             text.append(f"schedule {s.id} {s.name} ", style="bold")
-            what = f"scoring with saved model {s.job.saved}" if s.job.saved else f"{s.job.model} ({s.job.mode})"
+            if s.study is not None:
+                what = f"re-tuning: {schedule_model(to_builtins(s))}"
+            elif s.job.saved:
+                what = f"scoring with saved model {s.job.saved}"
+            else:
+                what = f"{s.job.model} ({s.job.mode})"
             text.append(f"{what} on {s.job.data}" + "".join(f" {x}" for x in s.job.sets))
+            if s.study is not None and s.last_study_id is not None:
+                text.append(f" · last study {s.last_study_id}", style="dim")
             text.append(f" · priority {s.placement.priority}")
             last = self.stratcast.link.mirror.runs.get(s.last_run_id) if s.last_run_id is not None else None
             if last is not None:
@@ -186,7 +202,9 @@ class SchedulesScreen(Screen[None]):
         if (s := self._selected()) is None:
             return
         result = await self.stratcast.call(RunScheduleNow(schedule=s.id))
-        if result is not None:
+        if result is not None and "study" in result:
+            self.notify(f"schedule {s.id} started study {result['study'].get('id', '?')}", timeout=4)
+        elif result is not None:
             run = result.get("run", {}).get("id", "?")
             self.notify(f"schedule {s.id} queued run {run}", timeout=4)
 
