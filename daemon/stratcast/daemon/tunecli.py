@@ -84,6 +84,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
     import msgspec
 
     from stratcast.daemon.cli import StopFlag
+    from stratcast.daemon.engine.run.runplan import default_plan_cache
     from stratcast.daemon.engine.study.local import run_trial_locally
     from stratcast.daemon.engine.study.study import ask, best, reap_orphans, trial_line
 
@@ -96,7 +97,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
     for line in space.describe():
         print(f"  {line}")
     out = Path(args.out or study.study_name)
-    stop, t0, quiet = StopFlag(), time.monotonic(), _quiet_log()
+    stop, t0, quiet, plans = StopFlag(), time.monotonic(), _quiet_log(), default_plan_cache()
     for _ in range(args.trials):
         if stop() or (args.timeout is not None and time.monotonic() - t0 > args.timeout):
             break
@@ -111,6 +112,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
             device=args.device,
             log=quiet,
             should_stop=stop,
+            plan_cache=plans,
         )
         told = study.trials[plan.number]
         seconds = told.duration.total_seconds() if told.duration is not None else 0.0
