@@ -15,9 +15,11 @@ the same configurations:
   (COMPLETE, or FAIL ``oom`` beyond recovery) and the study must never abort; each trial's recoveries (the trainer's
   halvings of the micro-batch) are counted.
 
-Each trial prints one line; the table at the end gives each study's wall time, its trials by state, the best value
-(holdout RMSE) and the ratios. Without ``--data`` a generated panel of the EURUSD panel's shape (6,000 strategies
-x 208 weeks) is used. Nothing is written into the repository.
+Each trial prints one line (its time, and the study's so far); the table at the end gives each study's wall time,
+its trials by state, the best value (holdout RMSE) and the ratios, over the trials both studies finished. Ctrl-C
+stops the study running and still prints the table. Without ``--data`` a generated panel of the EURUSD panel's
+shape (6,000 strategies x 208 weeks) is used; ``--subset N`` keeps the first N strategies of ``--data``. Nothing is
+written into the repository.
 
     .venv/bin/python benchmarks/studies.py [--data PATH] [--trials 20] [--plan-trials N] [--oom-trials 8]
         [--subset N] [--set max_steps=50 ...] [--parts pruned,unpruned,no-cache,oom] [--quick]
@@ -71,6 +73,8 @@ class StudyRun:
     """Memory plan sources (``cpu``, ``probe``, ``cache``, ``fixed``) of the trials that trained to the end."""
     aborts: int = 0
     """Trials whose runner raised instead of telling the study (each would have ended ``stratcastd tune``)."""
+    interrupted: bool = False
+    """Ctrl-C stopped the study: its figures cover the trials finished before."""
 
     def first(self, n: int) -> float:
         """Wall time of the first ``n`` trials."""
@@ -106,6 +110,10 @@ def run_study(
                 study, plan, fixed, objectives, out=folder / "trials", device=args.device, log=lambda line: None,
                 plan_cache=plans, on_oom=events.append,
             )  # fmt: skip
+        except KeyboardInterrupt:  # the trial is told FAIL (killed); the table still comes
+            print("  interrupted: the figures cover the trials finished before")
+            out.interrupted = True
+            break
         except Exception as exc:  # counted, not raised: whether a study aborts is what this part measures
             out.aborts += 1
             print(f"  study aborted by a trial: {type(exc).__name__}: {exc}")
@@ -119,7 +127,8 @@ def run_study(
             out.sources[source] += 1
         shrinks = ", ".join(f"{e.old_micro_batch}->{e.new_micro_batch or 'none'}" for e in events)
         ooms = f" OOM x{len(events)} ({shrinks})" if events else ""
-        print(f"  {trial_line(told)} [{out.trial_seconds[-1]:.1f}s]{ooms}", flush=True)
+        spent = f"{out.trial_seconds[-1]:.1f}s, {sum(out.trial_seconds):.0f}s in all"
+        print(f"  {trial_line(told)} [{spent}]{ooms}", flush=True)
     out.seconds = time.perf_counter() - t0
     top = best(study)
     out.best = top[0].values[0] if top else None
@@ -148,14 +157,14 @@ def fault_injection(limit: int) -> Iterator[None]:
             os.environ[FAULT_ENV] = before
 
 
-def row(run: StudyRun, reference: StudyRun | None = None, n: int | None = None) -> str:
-    """A table row; ``reference`` (and its first ``n`` trials) gives the ratio column."""
+def row(run: StudyRun, reference: StudyRun | None = None) -> str:
+    """A table row; ``reference`` gives the ratio column (over the trials both finished: the same first ones)."""
     done = len(run.trial_seconds)
     counts = "/".join(str(run.states[s.name]) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     best_value = "-" if run.best is None else f"{run.best:.4f}"
     ratio = "-"
-    if reference is not None:
-        ratio = f"{run.seconds / reference.first(n or done):.2f}x"
+    if reference is not None and (n := min(done, len(reference.trial_seconds))):
+        ratio = f"{run.first(n) / reference.first(n):.2f}x ({n})"
     sources = ", ".join(f"{k} {v}" for k, v in sorted(run.sources.items())) or "-"
     return (
         f"| {run.label} | {done} | {run.seconds:.1f} | {run.seconds / max(done, 1):.1f} | {counts} | {best_value} "
@@ -178,16 +187,20 @@ def main() -> None:
             device=args.device, sets=list(args.set),
         )  # fmt: skip
         print(f"panel: {shape}; N-HiTS, input {args.input_size}, horizon {args.horizon}; fixed: {fixed.sets}")
-        runs = [(run_part(part, fixed, root, args), part) for part in parts]
+        runs: list[tuple[StudyRun, str]] = []
+        for part in parts:
+            runs.append((run_part(part, fixed, root, args), part))
+            if runs[-1][0].interrupted:
+                break
     by_part = {part: run for run, part in runs}
     print(
         "\n| study | trials | wall s | s per trial | complete/pruned/failed | best holdout RMSE | wall vs pruned "
-        "| OOM events | plan sources | aborts |"
+        "(trials) | OOM events | plan sources | aborts |"
     )
     print("|---|--:|--:|--:|---|--:|--:|--:|---|--:|")
     for run, part in runs:
         reference = by_part.get("pruned") if part in ("unpruned", "no-cache") else None
-        print(row(run, reference, len(run.trial_seconds)))
+        print(row(run, reference))
 
 
 def run_part(part: str, fixed: JobSpec, root: Path, args: argparse.Namespace) -> StudyRun:
