@@ -84,6 +84,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
     import msgspec
 
     from stratcast.daemon.cli import StopFlag
+    from stratcast.daemon.engine.run.runplan import default_plan_cache
     from stratcast.daemon.engine.study.local import run_trial_locally
     from stratcast.daemon.engine.study.study import ask, best, client_id, reap_orphans, trial_line
 
@@ -97,7 +98,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
     for line in space.describe():
         print(f"  {line}")
     out = Path(args.out or study.study_name)
-    stop, t0, quiet = StopFlag(), time.monotonic(), _quiet_log()
+    stop, t0, quiet, plans = StopFlag(), time.monotonic(), _quiet_log(), default_plan_cache(args.home)
     for _ in range(args.trials):
         if stop() or (args.timeout is not None and time.monotonic() - t0 > args.timeout):
             break
@@ -112,6 +113,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
             device=args.device,
             log=quiet,
             should_stop=stop,
+            plan_cache=plans,
         )
         told = study.trials[plan.number]
         seconds = told.duration.total_seconds() if told.duration is not None else 0.0
@@ -128,6 +130,7 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
 def _keep(args: argparse.Namespace, study: Any, fixed: Any, models: list[str], out: Path, log: Any) -> int:
     """Train the kept trial's configuration (``--keep``) in ``out`` and save it; exit 1 when that fails."""
     from stratcast.daemon.engine.run.job import run_job
+    from stratcast.daemon.engine.run.runplan import default_plan_cache
     from stratcast.daemon.engine.saved.versions import save_run
     from stratcast.daemon.engine.spec.runspec import spec_from_job
     from stratcast.daemon.engine.study.study import final_job, kept_trial
@@ -139,7 +142,8 @@ def _keep(args: argparse.Namespace, study: Any, fixed: Any, models: list[str], o
     name = args.save_as or study.study_name
     try:
         job = final_job(trial, fixed, models, args.keep, fixed)
-        result = run_job(spec_from_job(job, out=str(out), device=args.device), log=log)
+        spec = spec_from_job(job, out=str(out), device=args.device)
+        result = run_job(spec, log=log, plan_cache=default_plan_cache(args.home))
         version = save_run(resolve_home(args.home).state, result.out_dir, name, source=f"trial {trial.number}")
     except Exception as exc:  # the study is done and told: only its copy failed
         print(f"stratcastd: error: the best (trial {trial.number}) was not kept: {type(exc).__name__}: {exc}")

@@ -233,6 +233,7 @@ def test_the_plan_cache_lives_in_the_state_folder_unless_the_environment_says_ot
     monkeypatch.delenv(PLAN_CACHE_ENV, raising=False)
     monkeypatch.setenv("STRATCAST_HOME", str(tmp_path / "home"))
     assert default_plan_cache() == tmp_path / "home" / "memory-plans.json"
+    assert default_plan_cache(str(tmp_path / "other")) == tmp_path / "other" / "memory-plans.json"  # --home
     monkeypatch.setenv(PLAN_CACHE_ENV, str(tmp_path / "elsewhere.json"))
     assert default_plan_cache() == tmp_path / "elsewhere.json"
     monkeypatch.setenv(PLAN_CACHE_ENV, "")

@@ -9,7 +9,7 @@ import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from stratcast.daemon.engine.memory.oom import OutOfMemory
+from stratcast.daemon.engine.memory.oom import FAULT_ENV, OutOfMemory
 from stratcast.daemon.engine.study.local import PruneWatch, run_trial_locally
 from stratcast.daemon.engine.study.objectives import parse_objectives
 from stratcast.daemon.engine.study.space import build_space
@@ -29,7 +29,7 @@ from stratcast.daemon.engine.study.study import (
     wilcoxon_pruner,
 )
 from stratcast.daemon.engine.training.trainer import Trainer
-from stratcast.shared.events import ProgressReported
+from stratcast.shared.events import ProgressReported, RanOutOfMemory
 from stratcast.shared.protocol import JobSpec
 from tests.daemon.engine.small_jobs import write_small_panel
 
@@ -106,6 +106,19 @@ def test_an_out_of_memory_trial_is_told_fail_with_reason_oom(tmp_path, fixed, mo
     told = study.trials[0]
     assert outcome.state == TrialState.FAIL and told.state == TrialState.FAIL
     assert told.user_attrs["fail_reason"] == "oom" and "not even one window fits" in told.user_attrs["reason"]
+
+
+def test_a_trial_over_the_memory_limit_recovers_by_halving_and_its_runner_hears_each_oom(tmp_path, fixed, monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "16")  # the batch of 32 needs twice what the testing aid lets through
+    study = open_study(open_storage(None, tmp_path), "oom-recovered", ["minimize"], "tpe", "none")
+    plan = ask(study, build_space(["mlp"], fixed=fixed.sets, overrides=SMALL), fixed, device="cpu")
+    events: list[RanOutOfMemory] = []
+    outcome = run_trial_locally(
+        study, plan, fixed, parse_objectives("holdout-rmse"), out=tmp_path, device="cpu", log=lambda line: None,
+        plan_cache=tmp_path / "plans.json", on_oom=events.append,
+    )  # fmt: skip
+    assert outcome.state == TrialState.COMPLETE and study.trials[0].state == TrialState.COMPLETE
+    assert [(e.old_micro_batch, e.new_micro_batch) for e in events] == [(32, 16)]
 
 
 def test_orphaned_running_trials_are_told_fail_crashed_and_the_next_ask_works(tmp_path, fixed):

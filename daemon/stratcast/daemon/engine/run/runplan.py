@@ -148,12 +148,15 @@ def start_plan(
     return plan
 
 
-def default_plan_cache() -> Path | None:
-    """The plan cache file: ``$STRATCAST_PLAN_CACHE`` (empty: none), else the state folder's ``memory-plans.json``."""
+def default_plan_cache(home: str | None = None) -> Path | None:
+    """The plan cache file: ``$STRATCAST_PLAN_CACHE`` (empty: none), else ``memory-plans.json`` in ``home``.
+
+    ``home`` is a ``--home`` option's value (None: ``$STRATCAST_HOME``, else the XDG state folder).
+    """
     chosen = os.environ.get(PLAN_CACHE_ENV)
     if chosen is not None:
         return Path(chosen).expanduser() if chosen else None
-    return resolve_home().plan_cache
+    return resolve_home(home).plan_cache
 
 
 def plan_run(trainer: Trainer, spec: RunSpec, *, cache: PlanCache | None, panel_shape: tuple[int, int]) -> RunPlan:

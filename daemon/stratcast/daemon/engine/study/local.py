@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from stratcast.daemon.engine.backtest.job import run_backtest
 from stratcast.daemon.engine.backtest.state import Progress
+from stratcast.daemon.engine.memory.oom import OomHook
 from stratcast.daemon.engine.run.build import Log
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.runspec import spec_from_job
@@ -95,6 +96,14 @@ class PruneWatch:
         return self.pruned_at is not None or (self.user_stop is not None and self.user_stop())
 
 
+@dataclass(frozen=True)
+class _Memory:
+    """What a trial's jobs get for memory: the plan cache file and the out-of-memory hook."""
+
+    plan_cache: Path | None
+    on_oom: OomHook | None
+
+
 def run_trial_locally(
     study: optuna.Study,
     plan: TrialPlan,
@@ -106,11 +115,14 @@ def run_trial_locally(
     device: str = "auto",
     log: Log = print,
     should_stop: Callable[[], bool] | None = None,
+    plan_cache: Path | None = None,
+    on_oom: OomHook | None = None,
 ) -> TrialOutcome:
     """Run trial ``plan`` in this process, writing under ``out/trial-N``, and tell the study how it ended.
 
     An invalid plan (already told) is not run. ``should_stop`` is a stop by hand: the trial is told FAIL
-    (``killed``).
+    (``killed``). ``plan_cache`` (the memory plan cache file; None: probe every trial) and ``on_oom`` (every
+    out-of-memory error the trainer recovered from or gave up on) go to the trial's jobs as to a run's.
     """
     t0 = time.perf_counter()
     if plan.invalid is not None:
@@ -118,8 +130,9 @@ def run_trial_locally(
     per_cutoff = _wilcoxon(study) and len(objectives) == 1 and objectives[0].backtest
     watch = PruneWatch(study, plan.number, should_stop, objectives[0] if per_cutoff else None)
     folder = out / f"trial-{plan.number}"
+    memory = _Memory(plan_cache, on_oom)
     try:
-        ended = _run(study, plan, fixed, objectives, folder, backtest, device, log, watch)
+        ended = _run(study, plan, fixed, objectives, folder, backtest, device, log, watch, memory)
     except MemoryError as exc:
         ended = _failed(study, plan.number, "oom", str(exc))
     except (ValueError, KeyError) as exc:
@@ -142,6 +155,7 @@ def _run(
     device: str,
     log: Log,
     watch: PruneWatch,
+    memory: _Memory,
 ) -> TrialOutcome:
     """Run the jobs the objectives need, then tell the values (or the prune, or the stop)."""
     job = plan.job(fixed)
@@ -149,7 +163,9 @@ def _run(
     if any(not o.backtest for o in objectives):
         spec = spec_from_job(job, out=str(folder / "holdout"), device=device)
         hook = None if _wilcoxon(study) else watch
-        result = run_job(spec, log=log, on_progress=hook, should_stop=watch.stop)
+        result = run_job(
+            spec, log=log, on_progress=hook, should_stop=watch.stop, plan_cache=memory.plan_cache, on_oom=memory.on_oom
+        )
         if result.fit.interrupted:
             return _stopped(study, plan.number, watch)
         holdout = result.metrics
@@ -167,6 +183,8 @@ def _run(
             on_progress=None if _wilcoxon(study) else watch,
             should_stop=watch.stop,
             on_block=None if watch.objective is None else watch.block,
+            plan_cache=memory.plan_cache,
+            on_oom=memory.on_oom,
         )
         if result.fit.interrupted:
             return _stopped(study, plan.number, watch)
