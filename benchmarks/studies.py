@@ -50,6 +50,7 @@ from stratcast.daemon.engine.study.space import Space, build_space
 from stratcast.daemon.engine.study.study import ask, best, open_storage, open_study, trial_line
 from stratcast.shared.events import RanOutOfMemory
 from stratcast.shared.protocol import JobSpec
+from stratcast.shared.runfiles import PLAN_CACHE, Outputs
 
 PARTS = ("pruned", "unpruned", "no-cache", "oom")
 ID = "No."
@@ -98,7 +99,7 @@ def run_study(
         open_storage(str(folder / "journal.log"), folder), label, ["minimize"], "tpe", pruner, seed=args.seed
     )
     objectives = parse_objectives("holdout-rmse")
-    out, plans = StudyRun(label), folder / "memory-plans.json" if cache else None
+    out, plans = StudyRun(label), folder / PLAN_CACHE if cache else None
     print(f"\n{label}: {trials} trials, pruner {pruner}, plan cache {'shared' if cache else 'none'}")
     t0 = time.perf_counter()
     for _ in range(trials):
@@ -137,7 +138,7 @@ def run_study(
 
 def plan_source(trial_folder: Path) -> str | None:
     """The memory plan's source in a trial's ``metrics.json`` (None: the trial wrote none, pruned or failed)."""
-    metrics = trial_folder / "holdout" / "metrics.json"
+    metrics = Outputs(trial_folder / "holdout").metrics
     if not metrics.exists():
         return None
     return str(json.loads(metrics.read_text())["memory_plan"]["source"])

@@ -33,6 +33,7 @@ class FakeDaemon:
         self.updates: list[tuple[int, dict[str, Any]]] = []
         self.runner = SimpleNamespace(stop=self.stop)
         self.db = SimpleNamespace(add_event=lambda *a, **k: None)
+        self.home = SimpleNamespace(state=Path("/nonexistent/stratcast-home"))  # names this daemon as trials' asker
 
     def stop(self, run: int) -> bool:
         self.stopped.append(run)
