@@ -191,3 +191,29 @@ def test_a_job_whose_process_is_killed_is_submitted_again_and_resumes(daemon, pa
         assert done["attempts"] == 1, "the executor submitted the job again; the daemon did not restart the run"
     first, second = starts(info["out"])
     assert first.resume is None and second.resume is not None, (first, second)
+
+
+def test_a_job_left_running_by_a_crashed_daemon_is_ended_before_its_run_resumes(panel):
+    home = Path(tempfile.mkdtemp(prefix="sc-"))
+    options = ["--executor", "slurm", "--slurm-cluster", "local", "--slurm-max-jobs", "1", "--slurm-gpus-per-job", "0"]
+    d = DaemonProcess(home, *options)
+    try:
+        with Client(d.start().home) as client:
+            run = client.call(Submit(job=job(panel, 3000)))["run"]["id"]
+            info = wait_for(client, run, ("running",))
+            wait_checkpoint(client, run)
+        old = worker_process(info["out"])
+        assert old is not None
+        d.kill9()
+        assert old.is_running(), "a job outlives its daemon, as on a cluster"
+        with Client(d.start().home) as client:
+            done = wait_for(client, run, ENDED, WAIT_S)
+        assert done["state"] == "succeeded" and done["attempts"] == 2, done
+        assert not old.is_running(), "the job the crashed daemon left was ended before the run resumed"
+        (started,) = starts(info["out"])
+        assert started.resume is not None and started.pid != old.pid, started
+        assert not (Path(info["out"]) / "slurm-job").exists(), "the ended job's id was cleared"
+        assert d.stop(timeout=120) == 0, d.output()
+    finally:
+        d.stop(timeout=120)
+        shutil.rmtree(home, ignore_errors=True)

@@ -15,7 +15,9 @@ keeps its own files (job scripts, pickles, its logs) in ``SHARED/submitit``.
 - ending: the job's result is the worker's exit code, which
   :func:`~stratcast.daemon.executors.base.classify` maps to the run's state;
 - a job that ends without a result (its process or node killed, cancelled from outside) is submitted again, up to
-  :attr:`SlurmOptions.retries` times, and resumes from its checkpoint; the run keeps its attempt count.
+  :attr:`SlurmOptions.retries` times, and resumes from its checkpoint; the run keeps its attempt count;
+- jobs outlive a daemon that crashed: the run folder names its job (:data:`JOB_FILE`), and the next start of the
+  run cancels that job and waits for it to end before it submits a new one.
 
 ``--slurm-cluster local`` runs the same jobs with submitit's local executor (processes on this machine, the same
 signal and requeue path): the tests, and a box without Slurm. With ``slurm``, a background check runs ``sinfo``
@@ -32,6 +34,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -56,6 +59,11 @@ CHECKPOINT_S = 75.0
 """How long the job waits for its worker to checkpoint and exit after the time-limit signal, before killing it."""
 REQUEUES = 100
 """How often a job may reach its time limit and be requeued (submitit's ``max_num_timeout``)."""
+JOB_FILE = "slurm-job"
+"""In the run folder while its job runs: the job's id, so that a daemon restarted after a crash ends that job before
+it submits the run again (two workers must never write one run folder)."""
+LEFTOVER_S = 120.0
+"""How long a start waits for the job a crashed daemon left running to end after cancelling it."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +236,22 @@ class SlurmExecutor:
             ex = self._executor()
             if self.options.cluster == "slurm":
                 ex.update_parameters(job_name=f"stratcast-run-{w.run}")
-            return ex.submit(task)
+            job = ex.submit(task)
+        (w.run_dir / JOB_FILE).write_text(str(job.job_id))
+        return job
+
+    def _end_leftover(self, run_dir: Path) -> None:
+        """Cancel the job a crashed daemon left running in ``run_dir`` and wait for it to end (off the event loop)."""
+        try:
+            job_id = (run_dir / JOB_FILE).read_text().strip()
+        except FileNotFoundError:  # the last job ended while the daemon watched it
+            return
+        log.info("%s: ending job %s, left running by the daemon before", run_dir, job_id)
+        if self.options.cluster == "local":
+            _end_local_job(job_id, self.home / "submitit")
+        else:
+            _end_slurm_job(job_id)
+        (run_dir / JOB_FILE).unlink(missing_ok=True)
 
     # -- runs --------------------------------------------------------------------------------------------------
 
@@ -244,6 +267,7 @@ class SlurmExecutor:
         (run_dir / EVENTS_FILE).unlink(missing_ok=True)
         w = SlurmWorker(run, device, run_dir, None)
         try:
+            await asyncio.to_thread(self._end_leftover, run_dir)
             w.job = await asyncio.to_thread(self._submit, w, memory_gib)
         except Exception as exc:  # sbatch refused it, or submitit could not be set up: this run fails, not the daemon
             raise OSError(f"Slurm refused the job: {exc}") from exc
@@ -278,6 +302,7 @@ class SlurmExecutor:
                 f"`stratcast resume {w.run}` continues from its checkpoint",
                 "lost",
             )
+        (w.run_dir / JOB_FILE).unlink(missing_ok=True)
         self.workers.pop(w.run, None)
         await self.on_exit(w.run, ending)
 
@@ -351,3 +376,48 @@ def _sinfo_problem() -> str:
         said = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {exc.returncode}"]
         return f"Slurm does not answer: `sinfo` failed: {said[0]}"
     return ""
+
+
+def _end_local_job(job_id: str, folder: Path) -> None:
+    """End a job of submitit's local executor: its controller process (the job id is its pid) ends its task.
+
+    SIGINT makes the controller end its task, and the worker dies with the task. A pid that is no longer such a
+    controller of ``folder`` (the job ended, the pid was reused) is left alone.
+    """
+    pid = int(job_id)
+    deadline = time.monotonic() + LEFTOVER_S
+    sent = False
+    while time.monotonic() < deadline:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if b"submitit.local._local" not in cmdline or not any(str(folder).encode() in part for part in cmdline):
+            return
+        if not sent:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+            sent = True
+        time.sleep(POLL_S)
+    log.warning("job %s did not end within %g s of its cancel", job_id, LEFTOVER_S)
+
+
+def _end_slurm_job(job_id: str) -> None:
+    """``scancel`` a Slurm job and wait until ``squeue`` no longer lists it."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=SINFO_TIMEOUT_S, check=False)
+    deadline = time.monotonic() + LEFTOVER_S
+    while time.monotonic() < deadline:
+        try:
+            listed = subprocess.run(
+                ["squeue", "--noheader", "--jobs", job_id, "--format=%T"],
+                capture_output=True,
+                timeout=SINFO_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return
+        if listed.returncode != 0 or not listed.stdout.strip():  # ended, or long gone
+            return
+        time.sleep(1.0)
+    log.warning("job %s did not end within %g s of its cancel", job_id, LEFTOVER_S)
