@@ -217,3 +217,25 @@ def test_a_job_left_running_by_a_crashed_daemon_is_ended_before_its_run_resumes(
     finally:
         d.stop(timeout=120)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_job_reaching_its_time_limit_checkpoints_and_its_requeued_job_resumes(panel):
+    home = Path(tempfile.mkdtemp(prefix="sc-"))
+    options = ["--executor", "slurm", "--slurm-cluster", "local", "--slurm-gpus-per-job", "0", "--slurm-time", "1"]
+    d = DaemonProcess(home, *options)  # the signal comes 30 s into each one-minute job
+    try:
+        with Client(d.start().home) as client:
+            run = client.call(Submit(job=job(panel, 200_000)))["run"]["id"]
+            info = wait_for(client, run, ("running",))
+            first, second = wait_starts(info["out"], 2)
+            assert client.call(ShowRun(run=run))["run"]["state"] == "running"
+            client.call(KillRun(run=run))
+            assert wait_for(client, run, ENDED)["state"] == "killed"
+        events = worker_events(info["out"])
+        stopped = events[events.index(second) - 1]
+        assert first.resume is None and isinstance(stopped, RunStopped), (first, stopped)
+        assert second.resume == stopped.path, "the requeued job resumed from the checkpoint of the time limit"
+        assert d.stop(timeout=120) == 0, d.output()
+    finally:
+        d.stop(timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
