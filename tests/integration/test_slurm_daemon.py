@@ -164,7 +164,7 @@ def test_a_stopped_job_resumes_from_its_checkpoint_and_a_kill_cancels_it(daemon,
 
 def test_the_time_limit_signal_checkpoints_requeues_the_job_and_it_resumes(daemon, panel):
     with Client(daemon.home) as client:
-        run = client.call(Submit(job=job(panel, 3000)))["run"]["id"]
+        run = client.call(Submit(job=job(panel, 1500)))["run"]["id"]
         info = wait_for(client, run, ("running",))
         wait_checkpoint(client, run)
         first = job_process(info["out"])
@@ -182,7 +182,7 @@ def test_the_time_limit_signal_checkpoints_requeues_the_job_and_it_resumes(daemo
 
 def test_a_job_whose_process_is_killed_is_submitted_again_and_resumes(daemon, panel):
     with Client(daemon.home) as client:
-        run = client.call(Submit(job=job(panel, 3000)))["run"]["id"]
+        run = client.call(Submit(job=job(panel, 1500)))["run"]["id"]
         info = wait_for(client, run, ("running",))
         wait_checkpoint(client, run)
         os.kill(job_process(info["out"]).pid, signal.SIGKILL)  # as if its node went away

@@ -17,7 +17,8 @@ keeps its own files (job scripts, pickles, its logs) in ``SHARED/submitit``.
 - a job that ends without a result (its process or node killed, cancelled from outside) is submitted again, up to
   :attr:`SlurmOptions.retries` times, and resumes from its checkpoint; the run keeps its attempt count;
 - jobs outlive a daemon that crashed: the run folder names its job (:data:`JOB_FILE`), and the next start of the
-  run cancels that job and waits for it to end before it submits a new one.
+  run stops that job (its worker checkpoints; a job that does not end is cancelled) and waits for it to end before
+  it submits a new one.
 
 ``--slurm-cluster local`` runs the same jobs with submitit's local executor (processes on this machine, the same
 signal and requeue path): the tests, and a box without Slurm. With ``slurm``, a background check runs ``sinfo``
@@ -35,6 +36,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -241,16 +243,28 @@ class SlurmExecutor:
         return job
 
     def _end_leftover(self, run_dir: Path) -> None:
-        """Cancel the job a crashed daemon left running in ``run_dir`` and wait for it to end (off the event loop)."""
+        """End the job a crashed daemon left running in ``run_dir``, and wait for it (off the event loop).
+
+        The stop file asks its task to stop the worker (it checkpoints); a job still there after
+        :data:`LEFTOVER_S` seconds is cancelled.
+        """
         try:
             job_id = (run_dir / JOB_FILE).read_text().strip()
         except FileNotFoundError:  # the last job ended while the daemon watched it
             return
-        log.info("%s: ending job %s, left running by the daemon before", run_dir, job_id)
-        if self.options.cluster == "local":
-            _end_local_job(job_id, self.home / "submitit")
-        else:
-            _end_slurm_job(job_id)
+        local = self.options.cluster == "local"
+        folder = self.home / "submitit"
+
+        def alive() -> bool:
+            return _local_job_alive(job_id, folder) if local else _slurm_job_alive(job_id)
+
+        if alive():
+            log.info("%s: stopping job %s, left running by the daemon before", run_dir, job_id)
+            (run_dir / STOP_FILE).touch()
+            if not _ended(alive, LEFTOVER_S):
+                _cancel_job(job_id, local)
+                if not _ended(alive, LEFTOVER_S):
+                    log.warning("%s: job %s did not end within %g s of its cancel", run_dir, job_id, LEFTOVER_S)
         (run_dir / JOB_FILE).unlink(missing_ok=True)
 
     # -- runs --------------------------------------------------------------------------------------------------
@@ -263,11 +277,11 @@ class SlurmExecutor:
         """
         if (health := self.health()) != HEALTHY:
             raise OSError(f"Slurm cannot take runs now: {health}")
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
-        (run_dir / EVENTS_FILE).unlink(missing_ok=True)
         w = SlurmWorker(run, device, run_dir, None)
         try:
             await asyncio.to_thread(self._end_leftover, run_dir)
+            (run_dir / STOP_FILE).unlink(missing_ok=True)
+            (run_dir / EVENTS_FILE).unlink(missing_ok=True)
             w.job = await asyncio.to_thread(self._submit, w, memory_gib)
         except Exception as exc:  # sbatch refused it, or submitit could not be set up: this run fails, not the daemon
             raise OSError(f"Slurm refused the job: {exc}") from exc
@@ -348,8 +362,7 @@ class SlurmExecutor:
         if w is None:
             return False
         w.kill_requested, w.shutdown = True, shutdown
-        with contextlib.suppress(Exception):  # a job that already ended is fine
-            w.job.cancel(check=False)
+        threading.Thread(target=_cancel, args=(w.job,), name=f"cancel-run-{run}", daemon=True).start()  # scancel
         return True
 
     async def wait_all(self, timeout: float) -> None:
@@ -378,46 +391,52 @@ def _sinfo_problem() -> str:
     return ""
 
 
-def _end_local_job(job_id: str, folder: Path) -> None:
-    """End a job of submitit's local executor: its controller process (the job id is its pid) ends its task.
-
-    SIGINT makes the controller end its task, and the worker dies with the task. A pid that is no longer such a
-    controller of ``folder`` (the job ended, the pid was reused) is left alone.
-    """
-    pid = int(job_id)
-    deadline = time.monotonic() + LEFTOVER_S
-    sent = False
-    while time.monotonic() < deadline:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (FileNotFoundError, ProcessLookupError):
-            return
-        if b"submitit.local._local" not in cmdline or not any(str(folder).encode() in part for part in cmdline):
-            return
-        if not sent:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGINT)
-            sent = True
-        time.sleep(POLL_S)
-    log.warning("job %s did not end within %g s of its cancel", job_id, LEFTOVER_S)
+def _cancel(job: Any) -> None:
+    """Cancel a submitit job; one that already ended is fine."""
+    with contextlib.suppress(Exception):
+        job.cancel(check=False)
 
 
-def _end_slurm_job(job_id: str) -> None:
-    """``scancel`` a Slurm job and wait until ``squeue`` no longer lists it."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run(["scancel", job_id], capture_output=True, timeout=SINFO_TIMEOUT_S, check=False)
-    deadline = time.monotonic() + LEFTOVER_S
-    while time.monotonic() < deadline:
-        try:
-            listed = subprocess.run(
-                ["squeue", "--noheader", "--jobs", job_id, "--format=%T"],
-                capture_output=True,
-                timeout=SINFO_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return
-        if listed.returncode != 0 or not listed.stdout.strip():  # ended, or long gone
-            return
+def _ended(alive: Callable[[], bool], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds until ``alive()`` is false; whether it became so."""
+    deadline = time.monotonic() + timeout
+    while alive():
+        if time.monotonic() > deadline:
+            return False
         time.sleep(1.0)
-    log.warning("job %s did not end within %g s of its cancel", job_id, LEFTOVER_S)
+    return True
+
+
+def _cancel_job(job_id: str, local: bool) -> None:
+    """Cancel a job known by its id only: SIGINT to a local job's controller (it ends its task), else ``scancel``."""
+    with contextlib.suppress(OSError, ValueError, subprocess.SubprocessError):
+        if local:
+            os.kill(int(job_id), signal.SIGINT)
+        else:
+            subprocess.run(["scancel", job_id], capture_output=True, timeout=SINFO_TIMEOUT_S, check=False)
+
+
+def _local_job_alive(job_id: str, folder: Path) -> bool:
+    """Whether the local job ``job_id`` still runs: its id is its controller's pid, whose command names ``folder``.
+
+    A pid that is no longer such a controller (the job ended, the pid was reused) is not the job.
+    """
+    try:
+        cmdline = Path(f"/proc/{int(job_id)}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return False
+    return b"submitit.local._local" in cmdline and any(str(folder).encode() in part for part in cmdline)
+
+
+def _slurm_job_alive(job_id: str) -> bool:
+    """Whether ``squeue`` lists the Slurm job (pending, running, completing); False when it cannot tell."""
+    try:
+        listed = subprocess.run(
+            ["squeue", "--noheader", "--jobs", job_id, "--format=%T"],
+            capture_output=True,
+            timeout=SINFO_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return listed.returncode == 0 and bool(listed.stdout.strip())
