@@ -3,6 +3,7 @@
 import asyncio
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -56,7 +57,11 @@ def test_a_machine_without_slurm_is_reported_and_takes_no_jobs(monkeypatch, tmp_
     said = "no Slurm here: `sinfo` is not on PATH (serve on a Slurm login node, or use --slurm-cluster local)"
     assert slurm._sinfo_problem() == said
     executor = SlurmExecutor(lambda run, event: None, lambda run, ending: asyncio.sleep(0), tmp_path, SlurmOptions())
-    assert executor.health() != "ok" and executor.slots() == 4
+    assert executor.health() in ("asking Slurm (`sinfo`) whether it answers", said) and executor.slots() == 4
+    deadline = time.monotonic() + 30
+    while executor.health() != said and time.monotonic() < deadline:  # the first check runs in the background
+        time.sleep(0.05)
+    assert executor.health() == said
     with pytest.raises(OSError, match=r"^Slurm cannot take runs now: "):
         asyncio.run(executor.start(1, tmp_path, "slurm", None))
     asyncio.run(executor.close())
@@ -84,3 +89,15 @@ def test_the_slurm_executor_without_its_extra_names_the_install_command(tmp_path
         main(["serve", "--home", str(tmp_path / "home"), "--executor", "slurm"])
     assert exit_.value.code == 2
     assert "--executor slurm needs the extra: pip install 'stratcast[slurm]'" in capsys.readouterr().err
+
+
+def test_the_options_reach_each_jobs_sbatch_script():
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    options = SlurmOptions(partition="gpu", time_min=59.5, gpus_per_job=2)
+    script = _make_sbatch_string("python -m task", "/shared/submitit/%j", **slurm.sbatch_parameters(options))
+    lines = set(script.splitlines())
+    expected = {"--partition=gpu", "--time=60", "--gpus-per-node=2", "--signal=USR2@90", "--ntasks-per-node=1"}
+    assert {f"#SBATCH {option}" for option in expected} <= lines
+    on_cpu = _make_sbatch_string("python -m task", "/s", **slurm.sbatch_parameters(SlurmOptions(gpus_per_job=0)))
+    assert "gpus" not in on_cpu and "partition" not in on_cpu and "#SBATCH --time=240" in on_cpu

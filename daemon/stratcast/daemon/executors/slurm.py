@@ -91,6 +91,20 @@ def signal_delay_s(time_min: float) -> int:
     return int(min(SIGNAL_S, time_min * 60 / 2))
 
 
+def sbatch_parameters(options: SlurmOptions) -> dict[str, Any]:
+    """The ``sbatch`` options of every job (submitit's ``SlurmExecutor`` parameters), but its name."""
+    parameters: dict[str, Any] = {
+        "time": max(1, math.ceil(options.time_min)),
+        "signal_delay_s": signal_delay_s(options.time_min),
+        "ntasks_per_node": 1,
+    }
+    if options.gpus_per_job:  # a cluster without GPUs refuses any --gpus-per-node, 0 included
+        parameters["gpus_per_node"] = options.gpus_per_job
+    if options.partition is not None:
+        parameters["partition"] = options.partition
+    return parameters
+
+
 _worker: subprocess.Popen[bytes] | None = None
 """Inside a job: the worker :class:`SlurmTask` started (a process handle does not pickle with the task)."""
 
@@ -221,13 +235,7 @@ class SlurmExecutor:
                 )
             else:
                 ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=REQUEUES)
-                ex.update_parameters(
-                    time=max(1, math.ceil(o.time_min)),
-                    gpus_per_node=o.gpus_per_job,
-                    signal_delay_s=signal_delay_s(o.time_min),
-                    ntasks_per_node=1,
-                    **({} if o.partition is None else {"partition": o.partition}),
-                )
+                ex.update_parameters(**sbatch_parameters(o))
             self._submitter = ex
         return self._submitter
 
