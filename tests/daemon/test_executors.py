@@ -88,12 +88,12 @@ def test_the_daemon_runs_its_runs_with_the_local_executor_by_default(tmp_path):
 
 
 def test_an_unknown_executor_is_refused_naming_the_choices(tmp_path, capsys):
-    with pytest.raises(UnknownExecutor, match=r"^unknown executor 'slurm' \(choose from: local, ray\)$"):
-        open_executor("slurm", lambda run, event: None, lambda run, ending: asyncio.sleep(0))
+    with pytest.raises(UnknownExecutor, match=r"^unknown executor 'k8s' \(choose from: local, ray, slurm\)$"):
+        open_executor("k8s", lambda run, event: None, lambda run, ending: asyncio.sleep(0))
     with pytest.raises(SystemExit) as exit_:
-        main(["serve", "--home", str(tmp_path / "home"), "--executor", "slurm"])
+        main(["serve", "--home", str(tmp_path / "home"), "--executor", "k8s"])
     assert exit_.value.code == 2
-    assert "unknown executor 'slurm' (choose from: local, ray)" in capsys.readouterr().err
+    assert "unknown executor 'k8s' (choose from: local, ray, slurm)" in capsys.readouterr().err
 
 
 def test_the_ray_executor_without_its_extra_names_the_install_command(tmp_path, capsys, monkeypatch):

@@ -1,12 +1,12 @@
 """The ray executor's reading of a worker's events from its run folder: whole lines only, as they grow."""
 
-from stratcast.daemon.executors import ray as ray_executor
+from stratcast.daemon.executors import remote as ray_executor
 from stratcast.shared.events import WarningGiven, decode_line, encode_line
 
 
 def test_event_lines_are_read_whole_as_the_file_grows_and_an_over_long_line_is_dropped(tmp_path, monkeypatch):
     path = tmp_path / ray_executor.EVENTS_FILE
-    tail = ray_executor._Tail(path)
+    tail = ray_executor.Tail(path)
     assert tail.lines() == []  # the task has not started the worker yet
     first, second = (encode_line(WarningGiven(kind="k", message=m)) for m in ("one", "two"))
     path.write_bytes(first + second[:7])

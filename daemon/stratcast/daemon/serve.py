@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="local",
         metavar="NAME",
         help="what runs the runs: local (worker processes on this machine, the default), "
-        "or ray (each run a task on a Ray cluster; the optional extra stratcast[ray])",
+        "ray (each run a task on a Ray cluster; the optional extra stratcast[ray]), "
+        "or slurm (each run a Slurm job through submitit; the optional extra stratcast[slurm])",
     )
     p.add_argument(
         "--ray-address",
@@ -54,6 +55,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="Ray's session folder of --ray-address local (default Ray's, /tmp/ray; keep the path short)",
+    )
+    p.add_argument(
+        "--slurm-cluster",
+        choices=("slurm", "local"),
+        help="where --executor slurm runs its jobs: slurm (sbatch on this machine, the default), "
+        "or local (submitit's local executor: jobs as processes on this machine; tests, a box without Slurm)",
+    )
+    p.add_argument("--slurm-partition", metavar="P", help="the Slurm partition of the jobs (default: the cluster's)")
+    p.add_argument(
+        "--slurm-time",
+        type=positive_float,
+        metavar="MIN",
+        help="each job's time limit in minutes (default 240); a job reaching it checkpoints and is requeued",
+    )
+    p.add_argument(
+        "--slurm-gpus-per-job", type=non_negative_int, metavar="N", help="GPUs per job (default 1; 0: on the CPU)"
+    )
+    p.add_argument(
+        "--slurm-max-jobs",
+        type=positive_int,
+        metavar="N",
+        help="how many jobs run at once (default 4); further runs wait in the daemon's queue",
     )
     p.add_argument(
         "--shared-dir",
@@ -109,6 +132,7 @@ def serve(args: argparse.Namespace) -> int:
     """Run the daemon until shutdown; exit codes: 0 clean, 3 unusable home, 1 another daemon or a crash."""
     from stratcast.daemon.channels import ChannelError
     from stratcast.daemon.executors.ray import RayOptions
+    from stratcast.daemon.executors.slurm import SlurmOptions
     from stratcast.daemon.instance import DaemonRunning
     from stratcast.daemon.server import Daemon, Options
     from stratcast.daemon.statedb import StoreError
@@ -127,6 +151,17 @@ def serve(args: argparse.Namespace) -> int:
     if args.executor != "ray" and (args.ray_address != "auto" or args.ray_temp_dir is not None):
         print("stratcastd: error: --ray-address and --ray-temp-dir go with --executor ray", file=sys.stderr)
         return ExitCode.USAGE
+    slurm = {
+        "cluster": args.slurm_cluster,
+        "partition": args.slurm_partition,
+        "time_min": args.slurm_time,
+        "gpus_per_job": args.slurm_gpus_per_job,
+        "max_jobs": args.slurm_max_jobs,
+    }
+    slurm = {key: value for key, value in slurm.items() if value is not None}
+    if args.executor != "slurm" and slurm:
+        print("stratcastd: error: the --slurm-* options go with --executor slurm", file=sys.stderr)
+        return ExitCode.USAGE
     if args.detach:
         return detach(args)
     options = Options(
@@ -137,6 +172,7 @@ def serve(args: argparse.Namespace) -> int:
         gpus=args.gpus,
         executor=args.executor,
         ray=RayOptions(address=args.ray_address, cpus=max(1, args.cpu_slots), temp_dir=args.ray_temp_dir),
+        slurm=SlurmOptions(**slurm),
         uids=tuple(args.allow_uid),
         tcp=args.tcp,
         curve_dir=args.curve_dir,

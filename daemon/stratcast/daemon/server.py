@@ -30,6 +30,7 @@ from stratcast.daemon.dispatch import handle_request
 from stratcast.daemon.engine.study.objectives import intermediate_value
 from stratcast.daemon.executors.base import HEALTHY, SHUTDOWN_REASON, Ending, open_executor
 from stratcast.daemon.executors.ray import RayOptions
+from stratcast.daemon.executors.slurm import SlurmOptions
 from stratcast.daemon.history import HistoryWriter
 from stratcast.daemon.instance import end_orphan, single_instance
 from stratcast.daemon.publisher import LogTail, Publisher
@@ -92,6 +93,8 @@ class Options:
     """What runs the runs (:data:`stratcast.daemon.executors.base.EXECUTORS`)."""
     ray: RayOptions | None = None
     """The Ray cluster of the ``ray`` executor (None: :class:`RayOptions`'s defaults)."""
+    slurm: SlurmOptions | None = None
+    """The cluster and job sizes of the ``slurm`` executor (None: :class:`SlurmOptions`'s defaults)."""
     uids: tuple[int, ...] = ()
     """Further UIDs admitted on the ipc sockets (the daemon's own always is)."""
     tcp: str | None = None
@@ -115,6 +118,7 @@ class Daemon:
             self._worker_exit,
             home.shared or home.state,
             ray=self.options.ray,
+            slurm=self.options.slurm,
         )
         """The executor: whatever runs the runs (local worker processes, a Ray cluster, Slurm)."""
         self.history = HistoryWriter(home.runs)

@@ -4,8 +4,9 @@ The daemon stays the scheduler and the single source of truth: admission (:mod:`
 each run's placement, and the executor chosen with ``stratcastd serve --executor`` starts the run's worker there,
 relays what the worker says and tells how it ended. ``local`` (worker processes on this machine,
 :mod:`stratcast.daemon.executors.local`) is the default; ``ray`` (each run a task on a Ray cluster,
-:mod:`stratcast.daemon.executors.ray`) comes with the optional extra ``stratcast[ray]`` and implements the same
-:class:`Executor`.
+:mod:`stratcast.daemon.executors.ray`) comes with the optional extra ``stratcast[ray]``, and ``slurm`` (each run a
+Slurm job through submitit, :mod:`stratcast.daemon.executors.slurm`) with ``stratcast[slurm]``; both implement the
+same :class:`Executor`.
 
 The contract every executor keeps:
 
@@ -38,13 +39,14 @@ from stratcast.shared.events import WorkerEvent
 
 if TYPE_CHECKING:
     from stratcast.daemon.executors.ray import RayOptions
+    from stratcast.daemon.executors.slurm import SlurmOptions
 
 HEALTHY = "ok"
 """What :meth:`Executor.health` says when runs can be started."""
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
 """The names ``stratcastd serve --executor`` accepts."""
-EXTRAS = {"ray": "ray"}
+EXTRAS = {"ray": "ray", "slurm": "submitit"}
 """The module each executor of an optional extra (``stratcast[NAME]``) needs."""
 
 SHUTDOWN_REASON = "the daemon shut down; it resumes from its checkpoint at the next start"
@@ -143,11 +145,19 @@ def missing_extra(name: str) -> str | None:
 
 
 def open_executor(
-    name: str, on_event: OnEvent, on_exit: OnExit, home: Path | None = None, *, ray: RayOptions | None = None
+    name: str,
+    on_event: OnEvent,
+    on_exit: OnExit,
+    home: Path | None = None,
+    *,
+    ray: RayOptions | None = None,
+    slurm: SlurmOptions | None = None,
 ) -> Executor:
     """The executor called ``name``, relaying events and endings to the callbacks; ``home`` is the workers' home.
 
-    ``ray`` says which cluster the ``ray`` executor uses (default: :class:`RayOptions`'s).
+    ``ray`` says which cluster the ``ray`` executor uses (default: :class:`RayOptions`'s), ``slurm`` which cluster
+    and job sizes the ``slurm`` executor uses (default: :class:`SlurmOptions`'s; its files go to ``home``, else the
+    current folder).
 
     Raises:
         UnknownExecutor: for a name not in :data:`EXECUTORS`.
@@ -160,6 +170,10 @@ def open_executor(
         from stratcast.daemon.executors.ray import RayExecutor, RayOptions
 
         return RayExecutor(on_event, on_exit, home, ray or RayOptions())
+    if name == "slurm":
+        from stratcast.daemon.executors.slurm import SlurmExecutor, SlurmOptions
+
+        return SlurmExecutor(on_event, on_exit, home or Path.cwd(), slurm or SlurmOptions())
     raise UnknownExecutor(name)
 
 

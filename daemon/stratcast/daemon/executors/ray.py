@@ -28,39 +28,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from stratcast.daemon.executors.base import HEALTHY, Ending, OnEvent, OnExit, classify
-from stratcast.daemon.executors.local import MAX_LINE, WORKER, launch, relay, worker_env
-from stratcast.shared.runfiles import RunFolder
+from stratcast.daemon.executors.local import relay
+from stratcast.daemon.executors.remote import EVENTS_FILE, POLL_S, STOP_FILE, Tail, start_worker, wait_worker
 
 log = logging.getLogger("stratcastd")
 
 LOCAL = "local"
 """``--ray-address local``: start a Ray instance on this machine for the daemon's lifetime (tests, one box)."""
-EVENTS_FILE = "worker-events.jsonl"
-"""In the run folder: the worker's events, one JSON line each, appended by every attempt of its task."""
-STOP_FILE = "stop-requested"
-"""In the run folder: its presence asks the task to stop the worker (SIGTERM: it checkpoints and exits)."""
-POLL_S = 0.2
-"""How often the task looks for the stop file and the executor reads new events."""
 HEALTH_S = 2.0
 """How often the cluster's resources are read."""
 STALE_S = 15.0
 """A cluster that has not answered for this long is reported unreachable: runs wait for it."""
-PR_SET_PDEATHSIG = 1
-"""Linux ``prctl`` option: the signal a process gets when the thread that started it ends."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +202,7 @@ class RayExecutor:
 
     async def _watch(self, w: RayWorker) -> None:
         """Relay the worker's events until its task ends, then report how it ended."""
-        events = _Tail(w.run_dir / EVENTS_FILE)
+        events = Tail(w.run_dir / EVENTS_FILE)
         done = asyncio.wrap_future(w.ref.future())
         while not done.done():
             await asyncio.wait([done], timeout=POLL_S)
@@ -223,7 +212,7 @@ class RayExecutor:
         self.workers.pop(w.run, None)
         await self.on_exit(w.run, ending)
 
-    def _relay(self, run: int, events: _Tail) -> None:
+    def _relay(self, run: int, events: Tail) -> None:
         for line in events.lines():
             relay(self.on_event, run, line)
 
@@ -285,59 +274,11 @@ class RayExecutor:
             await asyncio.wait(pending, timeout=30)
 
 
-class _Tail:
-    """The complete lines a growing file gained since the last read."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.pos, self.rest = path, 0, b""
-
-    def lines(self) -> list[bytes]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.pos)
-                data = f.read()
-        except FileNotFoundError:  # the task has not started the worker yet
-            return []
-        self.pos += len(data)
-        *lines, self.rest = (self.rest + data).split(b"\n")
-        if len(self.rest) > MAX_LINE:  # a worker bug: drop the line, not the run
-            log.warning("%s: skipped a worker event line over %d bytes", self.path, MAX_LINE)
-            self.rest = b""
-        return [line for line in lines if line.strip()]
-
-
 def run_task(run_dir: str, on_gpu: bool, memory_gib: float | None, home: str | None) -> int:
     """Inside a Ray task: run the worker of ``run_dir`` until it exits and return its exit code.
 
-    Negative: the signal that ended it. The worker's stdout (its events) is appended to :data:`EVENTS_FILE`, its
-    stderr to the run's log; the stop file makes it checkpoint and exit. The worker dies with this Ray worker
-    process (a kill, a lost node), so a retried task never finds an old worker still writing the run's folder.
+    Negative: the signal that ended it (:func:`~stratcast.daemon.executors.remote.wait_worker`).
     """
     folder = Path(run_dir)
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "") if on_gpu else ""  # Ray's pick for this task
-    cmd = launch(WORKER, folder, gpu, memory_gib)
-    env = worker_env(os.environ, gpu, None if home is None else Path(home))
-    with open(folder / EVENTS_FILE, "ab") as out, open(RunFolder(folder).log, "ab") as err:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, preexec_fn=_die_with_parent()
-        )
-    stop, asked = folder / STOP_FILE, False
-    while True:
-        try:
-            return proc.wait(timeout=POLL_S)
-        except subprocess.TimeoutExpired:
-            if not asked and stop.exists():
-                proc.send_signal(signal.SIGTERM)
-                asked = True
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """What the worker runs before its command: ask Linux for SIGKILL when this process ends (elsewhere nothing).
-
-    ``prctl`` is looked up here, in the parent, so the child calls one C function between fork and exec.
-    """
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    return wait_worker(start_worker(folder, gpu, memory_gib, None if home is None else Path(home)), folder)
