@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from stratcast.daemon.handlers.common import BadState, InvalidSpec
+from stratcast.daemon.handlers.common import STOPPING, BadState, InvalidSpec
 from stratcast.daemon.worker import EXIT_BAD_INPUT
 from stratcast.shared.protocol import (
     FINAL_STATES,
@@ -298,7 +298,7 @@ class StudyManager:
                 self.d.update_run(run.id, state="held", reason=f"held: study {study_id} is stopped")
             elif run.state == "running" and self.d.runner.stop(run.id):
                 self.d.db.add_event(run.id, "stop_requested", {"study": study_id})
-                self.d.update_run(run.id, reason=f"stopping with study {study_id}: checkpointing at the next step")
+                self.d.update_run(run.id, reason=f"stopping with study {study_id}: {STOPPING}")
         return info
 
     async def resume(self, study_id: int) -> StudyInfo:

@@ -35,3 +35,7 @@ def require(run: RunInfo, states: Collection[str], action: str) -> None:
         *others, last = sorted(states)
         allowed = f"{', '.join(others)} or {last}" if others else last
         raise BadState(f"cannot {action} run {run.id}: it is {run.state}; {action} works on {allowed} runs")
+
+
+STOPPING = "checkpointing at its next training step (a run already past training finishes its outputs)"
+"""What a stopped running run does, in its reason until its worker exits."""

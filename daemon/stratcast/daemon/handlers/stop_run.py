@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratcast.daemon.handlers.common import require
+from stratcast.daemon.handlers.common import STOPPING, require
 from stratcast.daemon.handlers.context import DaemonContext
 from stratcast.shared.protocol import StopRun, to_builtins
 
@@ -17,4 +17,4 @@ async def handle(d: DaemonContext, req: StopRun) -> dict[str, Any]:
         return {"run": to_builtins(d.update_run(run.id, state="held", reason="held (stopped before it started)"))}
     d.runner.stop(run.id)
     d.db.add_event(run.id, "stop_requested", {})
-    return {"run": to_builtins(d.update_run(run.id, reason="stopping: checkpointing at the next step"))}
+    return {"run": to_builtins(d.update_run(run.id, reason=f"stopping: {STOPPING}"))}
