@@ -27,6 +27,7 @@ The contract every executor keeps:
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -90,6 +91,31 @@ class Worker(Protocol):
     @property
     def shutdown(self) -> bool:
         """It was stopped or killed because the daemon shuts down."""
+
+
+class _Watched(Protocol):
+    """A worker the executor watches with asyncio tasks (they end when it ends)."""
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The tasks that watch it."""
+
+
+async def wait_for_workers(
+    workers: Mapping[int, _Watched], kill: Callable[..., bool], timeout: float, grace: float
+) -> None:
+    """An executor's :meth:`Executor.wait_all`: wait for every worker's tasks to end (after stops).
+
+    After ``timeout`` seconds ``kill`` the runs still there (as for a shutdown) and wait ``grace`` seconds more.
+    """
+    tasks = [t for w in workers.values() for t in w.tasks]
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=timeout)
+    if pending:
+        for run in list(workers):
+            kill(run, shutdown=True)
+        await asyncio.wait(pending, timeout=grace)
 
 
 class Executor(Protocol):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from stratcast.daemon.executors.base import HEALTHY, OnEvent, OnExit, classify
+from stratcast.daemon.executors.base import HEALTHY, OnEvent, OnExit, classify, wait_for_workers
 from stratcast.shared.events import WorkerEvent, decode_line
 from stratcast.shared.paths import HOME_ENV
 from stratcast.shared.runfiles import RunFolder
@@ -170,14 +170,7 @@ class LocalExecutor:
 
     async def wait_all(self, timeout: float) -> None:
         """Wait for every worker to exit (after stops), killing those still alive after ``timeout`` seconds."""
-        tasks = [t for w in self.workers.values() for t in w.tasks]
-        if not tasks:
-            return
-        _done, pending = await asyncio.wait(tasks, timeout=timeout)
-        if pending:
-            for run in list(self.workers):
-                self.kill(run, shutdown=True)
-            await asyncio.wait(pending, timeout=10)
+        await wait_for_workers(self.workers, self.kill, timeout, grace=10)
 
 
 def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals, *, group: bool = False) -> None:

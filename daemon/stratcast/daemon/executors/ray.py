@@ -38,9 +38,17 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from stratcast.daemon.executors.base import HEALTHY, Ending, OnEvent, OnExit, classify
+from stratcast.daemon.executors.base import HEALTHY, Ending, OnEvent, OnExit, classify, wait_for_workers
 from stratcast.daemon.executors.local import relay
-from stratcast.daemon.executors.remote import EVENTS_FILE, POLL_S, STOP_FILE, Tail, start_worker, wait_worker
+from stratcast.daemon.executors.remote import (
+    EVENTS_FILE,
+    POLL_S,
+    STOP_FILE,
+    Tail,
+    request_stop,
+    start_worker,
+    wait_worker,
+)
 
 log = logging.getLogger("stratcastd")
 
@@ -237,15 +245,7 @@ class RayExecutor:
 
     def stop(self, run: int, *, shutdown: bool = False) -> bool:
         """Ask a run's task to stop its worker (it checkpoints and exits); false when it is not running."""
-        w = self.workers.get(run)
-        if w is None:
-            return False
-        w.stop_requested, w.shutdown = True, w.shutdown or shutdown
-        try:
-            (w.run_dir / STOP_FILE).touch()
-        except OSError as exc:  # the shared folder is gone: a kill still ends it
-            log.warning("run %d: cannot ask its task to stop (%s)", run, exc)
-        return True
+        return request_stop(self.workers.get(run), shutdown, "task")
 
     def kill(self, run: int, *, shutdown: bool = False) -> bool:
         """End a run's task and its worker now; false when it is not running.
@@ -264,14 +264,7 @@ class RayExecutor:
 
     async def wait_all(self, timeout: float) -> None:
         """Wait for every task to end (after stops), killing those still running after ``timeout`` seconds."""
-        tasks = [t for w in self.workers.values() for t in w.tasks]
-        if not tasks:
-            return
-        _done, pending = await asyncio.wait(tasks, timeout=timeout)
-        if pending:
-            for run in list(self.workers):
-                self.kill(run, shutdown=True)
-            await asyncio.wait(pending, timeout=30)
+        await wait_for_workers(self.workers, self.kill, timeout, grace=30)
 
 
 def run_task(run_dir: str, on_gpu: bool, memory_gib: float | None, home: str | None) -> int:

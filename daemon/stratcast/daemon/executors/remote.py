@@ -21,6 +21,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Protocol
 
 from stratcast.daemon.executors.local import MAX_LINE, WORKER, launch, worker_env
 from stratcast.shared.runfiles import RunFolder
@@ -35,6 +36,29 @@ POLL_S = 0.2
 """How often a task looks for the stop file and the executor reads new events."""
 PR_SET_PDEATHSIG = 1
 """Linux ``prctl`` option: the signal a process gets when the thread that started it ends."""
+
+
+class _Stoppable(Protocol):
+    run: int
+    run_dir: Path
+    stop_requested: bool
+    shutdown: bool
+
+
+def request_stop(w: _Stoppable | None, shutdown: bool, what: str) -> bool:
+    """Ask a cluster run's task (``what``: ``task``, ``job``) to stop its worker: create its :data:`STOP_FILE`.
+
+    False when the run has no worker; the stop is recorded on ``w`` even when the shared folder cannot be written
+    (a kill still ends it).
+    """
+    if w is None:
+        return False
+    w.stop_requested, w.shutdown = True, w.shutdown or shutdown
+    try:
+        (w.run_dir / STOP_FILE).touch()
+    except OSError as exc:  # the shared folder is gone: a kill still ends it
+        log.warning("run %d: cannot ask its %s to stop (%s)", w.run, what, exc)
+    return True
 
 
 class Tail:

@@ -42,9 +42,17 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from stratcast.daemon.executors.base import HEALTHY, Ending, OnEvent, OnExit, classify
+from stratcast.daemon.executors.base import HEALTHY, Ending, OnEvent, OnExit, classify, wait_for_workers
 from stratcast.daemon.executors.local import relay
-from stratcast.daemon.executors.remote import EVENTS_FILE, POLL_S, STOP_FILE, Tail, start_worker, wait_worker
+from stratcast.daemon.executors.remote import (
+    EVENTS_FILE,
+    POLL_S,
+    STOP_FILE,
+    Tail,
+    request_stop,
+    start_worker,
+    wait_worker,
+)
 from stratcast.daemon.worker import EXIT_STOPPED
 
 log = logging.getLogger("stratcastd")
@@ -351,15 +359,7 @@ class SlurmExecutor:
 
     def stop(self, run: int, *, shutdown: bool = False) -> bool:
         """Ask a run's job to stop its worker (it checkpoints and exits); false when it is not running."""
-        w = self.workers.get(run)
-        if w is None:
-            return False
-        w.stop_requested, w.shutdown = True, w.shutdown or shutdown
-        try:
-            (w.run_dir / STOP_FILE).touch()
-        except OSError as exc:  # the shared folder is gone: a kill still ends it
-            log.warning("run %d: cannot ask its job to stop (%s)", run, exc)
-        return True
+        return request_stop(self.workers.get(run), shutdown, "job")
 
     def kill(self, run: int, *, shutdown: bool = False) -> bool:
         """Cancel a run's job (its worker dies with it); false when it is not running.
@@ -375,14 +375,7 @@ class SlurmExecutor:
 
     async def wait_all(self, timeout: float) -> None:
         """Wait for every job to end (after stops), cancelling those still running after ``timeout`` seconds."""
-        tasks = [t for w in self.workers.values() for t in w.tasks]
-        if not tasks:
-            return
-        _done, pending = await asyncio.wait(tasks, timeout=timeout)
-        if pending:
-            for run in list(self.workers):
-                self.kill(run, shutdown=True)
-            await asyncio.wait(pending, timeout=30)
+        await wait_for_workers(self.workers, self.kill, timeout, grace=30)
 
 
 def _sinfo_problem() -> str:
