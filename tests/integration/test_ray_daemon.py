@@ -14,29 +14,22 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgspec
 import psutil
 import pytest
 
-from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.shared.client import Client
-from stratcast.shared.events import WorkerStarted, decode_line
-from stratcast.shared.protocol import JobSpec, KillRun, ResumeRun, ShowRun, Status, StopRun, Submit
+from stratcast.shared.protocol import KillRun, ResumeRun, ShowRun, Status, StopRun, Submit
+from tests.integration.cluster import WAIT_S, job, small_panel, starts, wait_checkpoint, worker_process
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.test_daemon import wait_for
 
 pytest.importorskip("ray", reason="the ray executor's tests need the extra: pip install 'stratcast[ray]'")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-EVENTS_FILE = "worker-events.jsonl"
-WAIT_S = 180.0
-
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("data") / "panel.parquet"
-    make_strategy_panel(40, 60, seed=3).to_parquet(path, index=False)
-    return str(path)
+    return small_panel(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -75,40 +68,6 @@ def ray_processes(home: Path) -> list[psutil.Process]:
         if any(str(home / "r") in part for part in p.info["cmdline"] or ()):
             found.append(p)
     return found
-
-
-def job(panel: str, steps: int) -> JobSpec:
-    sets = [f"max_steps={steps}", "batch_size=64", "val_size=0", "checkpoint_every_s=0.5"]
-    return JobSpec(data=panel, model="dlinear", horizon=4, input_size=8, device="cpu", sets=sets)
-
-
-def worker_process(run_dir: str) -> psutil.Process | None:
-    """The worker subprocess of the run folder ``run_dir``, wherever Ray started it."""
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if "stratcast.daemon.worker" in cmd and run_dir in cmd:
-            return p
-    return None
-
-
-def starts(run_dir: str) -> list[WorkerStarted]:
-    """The ``started`` events of every attempt of the run's task since the run was last started."""
-    path = Path(run_dir) / EVENTS_FILE
-    lines = path.read_bytes().splitlines() if path.exists() else []  # the task may not have started yet
-    events = []
-    for line in lines:
-        try:
-            events.append(decode_line(line))
-        except msgspec.DecodeError:  # an attempt killed mid-line
-            continue
-    return [e for e in events if isinstance(e, WorkerStarted)]
-
-
-def wait_checkpoint(client: Client, run: int) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not client.call(ShowRun(run=run))["checkpoints"]:
-        assert time.monotonic() < deadline, f"run {run} wrote no checkpoint in {WAIT_S}s"
-        time.sleep(0.2)
 
 
 def test_two_runs_run_as_ray_tasks_at_once_and_succeed_with_outputs_in_the_shared_folder(daemon, panel):

@@ -15,30 +15,33 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgspec
 import psutil
 import pytest
 
-from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.shared.client import Client
-from stratcast.shared.events import RunStopped, WorkerEvent, WorkerStarted, decode_line
-from stratcast.shared.protocol import JobSpec, KillRun, ResumeRun, ShowRun, Status, StopRun, Submit
+from stratcast.shared.events import RunStopped, WorkerStarted
+from stratcast.shared.protocol import KillRun, ResumeRun, ShowRun, Status, StopRun, Submit
+from tests.integration.cluster import (
+    WAIT_S,
+    job,
+    small_panel,
+    starts,
+    wait_checkpoint,
+    worker_events,
+    worker_process,
+)
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.test_daemon import wait_for
 
 pytest.importorskip("submitit", reason="the slurm executor's tests need the extra: pip install 'stratcast[slurm]'")
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-EVENTS_FILE = "worker-events.jsonl"
-WAIT_S = 180.0
 ENDED = ("succeeded", "failed", "killed", "stopped", "oom-failed")
 
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("data") / "panel.parquet"
-    make_strategy_panel(40, 60, seed=3).to_parquet(path, index=False)
-    return str(path)
+    return small_panel(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -54,52 +57,12 @@ def daemon():
         shutil.rmtree(home, ignore_errors=True)
 
 
-def job(panel: str, steps: int) -> JobSpec:
-    sets = [f"max_steps={steps}", "batch_size=64", "val_size=0", "checkpoint_every_s=0.5"]
-    return JobSpec(data=panel, model="dlinear", horizon=4, input_size=8, device="cpu", sets=sets)
-
-
-def worker_process(run_dir: str) -> psutil.Process | None:
-    """The worker subprocess of the run folder ``run_dir``, started by its job."""
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if "stratcast.daemon.worker" in cmd and run_dir in cmd:
-            return p
-    return None
-
-
-def worker_events(run_dir: str) -> list[WorkerEvent]:
-    """The events of every attempt of the run's job since the run was last started."""
-    path = Path(run_dir) / EVENTS_FILE
-    lines = path.read_bytes().splitlines() if path.exists() else []  # the job may not have started yet
-    events = []
-    for line in lines:
-        try:
-            events.append(decode_line(line))
-        except msgspec.DecodeError:  # an attempt killed mid-line
-            continue
-    return events
-
-
-def starts(run_dir: str) -> list[WorkerStarted]:
-    """The ``started`` events of every attempt of the run's job since the run was last started."""
-    return [e for e in worker_events(run_dir) if isinstance(e, WorkerStarted)]
-
-
 def wait_starts(run_dir: str, count: int) -> list[WorkerStarted]:
     deadline = time.monotonic() + WAIT_S
     while len(found := starts(run_dir)) < count:
         assert time.monotonic() < deadline, f"{run_dir}: {len(found)} worker starts, not {count}, in {WAIT_S}s"
         time.sleep(0.2)
     return found
-
-
-def wait_checkpoint(client: Client, run: int, after: int = 0) -> None:
-    """Wait until run ``run`` has more than ``after`` checkpoints."""
-    deadline = time.monotonic() + WAIT_S
-    while len(client.call(ShowRun(run=run))["checkpoints"]) <= after:
-        assert time.monotonic() < deadline, f"run {run} wrote no checkpoint in {WAIT_S}s"
-        time.sleep(0.2)
 
 
 def job_process(run_dir: str) -> psutil.Process:
