@@ -17,7 +17,6 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Collapsible, Footer, Input, Select, Static
 
@@ -25,10 +24,11 @@ from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import DEFAULT_MODEL, AddSchedule, CheckData, JobSpec, ListModels, Placement, Submit
 from stratcast.tui.job_form import JOB_FIELDS, FormProblems, ModelInfo, Param, Timetable, read_form, read_models
 from stratcast.tui.link import failure_text
+from stratcast.tui.screens.base import AppScreen
 from stratcast.tui.widgets.form import Field
 
 if TYPE_CHECKING:
-    from stratcast.tui.app import StratcastApp
+    pass
 
 REPEAT = [("no: run once, now", "none"), ("on a cron expression", "cron"), ("every interval", "every")]
 
@@ -76,7 +76,7 @@ def check_summary(result: Mapping[str, Any]) -> Text:
     return text
 
 
-class NewRunScreen(Screen[None]):
+class NewRunScreen(AppScreen):
     """A form that queues a run, or adds a schedule (``schedule=True`` starts with a cron timetable)."""
 
     BINDINGS = [
@@ -97,14 +97,6 @@ class NewRunScreen(Screen[None]):
         """The last job the daemon's data check accepted; submitting it again needs no new check."""
         self.busy = False
         """A submission is under way."""
-
-    @property
-    def stratcast(self) -> StratcastApp:
-        """The app, typed."""
-        from stratcast.tui.app import StratcastApp
-
-        assert isinstance(self.app, StratcastApp)
-        return self.app
 
     # -- layout --------------------------------------------------------------------------------------------------
 

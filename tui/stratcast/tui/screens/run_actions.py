@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textual import work
-from textual.screen import Screen
 
 from stratcast.shared.protocol import (
     AnyRequest,
@@ -17,23 +16,16 @@ from stratcast.shared.protocol import (
     ResumeRun,
     StopRun,
 )
+from stratcast.tui.screens.base import AppScreen
 from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog, problem
 from stratcast.tui.validate import absolute_path
 
 if TYPE_CHECKING:
-    from stratcast.tui.app import StratcastApp
+    pass
 
 
-class RunActionScreen(Screen[None]):
+class RunActionScreen(AppScreen):
     """A screen whose keys act on one run: the one :meth:`_target` names."""
-
-    @property
-    def stratcast(self) -> StratcastApp:
-        """The app, typed."""
-        from stratcast.tui.app import StratcastApp
-
-        assert isinstance(self.app, StratcastApp)
-        return self.app
 
     def _target(self) -> int | None:
         """The run the actions apply to; None (after saying why) when there is none."""

@@ -17,7 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from stratcast.shared.cli import saved_name
@@ -35,10 +35,11 @@ from stratcast.shared.report import saved_text
 from stratcast.tui import validate
 from stratcast.tui.command_line import scoring_job
 from stratcast.tui.link import failure_text
+from stratcast.tui.screens.base import AppScreen
 from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog, problem
 
 if TYPE_CHECKING:
-    from stratcast.tui.app import StratcastApp
+    pass
 
 Cell = str | Text
 COLUMNS = (
@@ -144,7 +145,7 @@ class ScoreDialog(ModalScreen[Submit | None]):
         self.dismiss(None)
 
 
-class SavedScreen(Screen[None]):
+class SavedScreen(AppScreen):
     """Saved models in a table (see the module docstring); ``escape`` goes back."""
 
     BINDINGS = [
@@ -168,14 +169,6 @@ class SavedScreen(Screen[None]):
         self.problem = ""
         self.viewed: dict[str, int] = {}
         """The version shown under the table, by model (``v`` picks it; the latest otherwise)."""
-
-    @property
-    def stratcast(self) -> StratcastApp:
-        """The app, typed."""
-        from stratcast.tui.app import StratcastApp
-
-        assert isinstance(self.app, StratcastApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Static(id="saved-title")

@@ -9,7 +9,6 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from stratcast.shared.protocol import (
@@ -21,10 +20,10 @@ from stratcast.shared.protocol import (
     to_builtins,
 )
 from stratcast.tui.render import duration_text, interval_text, model_label, schedule_last, schedule_model
+from stratcast.tui.screens.base import AppScreen
 from stratcast.tui.screens.dialogs import ConfirmDialog
 
 if TYPE_CHECKING:
-    from stratcast.tui.app import StratcastApp
     from stratcast.tui.link import Link
 
 COLUMNS = (
@@ -72,7 +71,7 @@ def schedule_cells(s: ScheduleInfo, now: float) -> tuple[Cell, ...]:
     return str(s.id), name, state, next_run, last_run_text(s, now), timetable_text(s), what, data
 
 
-class SchedulesScreen(Screen[None]):
+class SchedulesScreen(AppScreen):
     """Schedules in a table, kept live from the mirror; keys act on the selected one."""
 
     BINDINGS = [
@@ -82,14 +81,6 @@ class SchedulesScreen(Screen[None]):
         Binding("x,delete", "remove", "Remove"),
         Binding("escape", "back", "Back"),
     ]
-
-    @property
-    def stratcast(self) -> StratcastApp:
-        """The app, typed."""
-        from stratcast.tui.app import StratcastApp
-
-        assert isinstance(self.app, StratcastApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Static(id="schedules-title")

@@ -14,17 +14,17 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import ListStudies, ResumeStudy, ShowStudy, StopStudy
 from stratcast.tui.link import failure_text
 from stratcast.tui.render import study_line
+from stratcast.tui.screens.base import AppScreen
 from stratcast.tui.study_view import Cell, Summary, study_cells, summarize
 
 if TYPE_CHECKING:
-    from stratcast.tui.app import StratcastApp
+    pass
 
 COLUMNS = (
     ("id", "id"),
@@ -39,7 +39,7 @@ COLUMNS = (
 """Column keys and headers."""
 
 
-class StudiesScreen(Screen[None]):
+class StudiesScreen(AppScreen):
     """Studies in a table, polled from the daemon; keys act on the selected one, ``enter`` opens it."""
 
     BINDINGS = [
@@ -58,14 +58,6 @@ class StudiesScreen(Screen[None]):
         self.summaries: dict[int, tuple[tuple[Any, ...], Summary]] = {}
         """Each study's trials summary, with the study's (state, asked) it was read at."""
         self.problem = ""
-
-    @property
-    def stratcast(self) -> StratcastApp:
-        """The app, typed."""
-        from stratcast.tui.app import StratcastApp
-
-        assert isinstance(self.app, StratcastApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Static(id="studies-title")

@@ -17,7 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
 from stratcast.shared.cli import saved_name
@@ -26,6 +26,7 @@ from stratcast.shared.protocol import ResumeStudy, RetrainStudy, ShowStudy, Stop
 from stratcast.tui import validate
 from stratcast.tui.link import failure_text
 from stratcast.tui.render import duration_text, study_line
+from stratcast.tui.screens.base import AppScreen
 from stratcast.tui.study_view import (
     Cell,
     best_so_far,
@@ -42,7 +43,7 @@ from stratcast.tui.study_view import (
 from stratcast.tui.widgets.chart import BrailleChart
 
 if TYPE_CHECKING:
-    from stratcast.tui.app import StratcastApp
+    pass
 
 COLUMNS = (
     ("number", "trial"),
@@ -111,7 +112,7 @@ class RetrainDialog(ModalScreen[tuple[str, str | None, int | None] | None]):
         self.dismiss(None)
 
 
-class StudyScreen(Screen[None]):
+class StudyScreen(AppScreen):
     """One study (see the module docstring); ``escape`` goes back."""
 
     BINDINGS = [
@@ -133,14 +134,6 @@ class StudyScreen(Screen[None]):
         """The last ``show_study`` reply."""
         self.problem = ""
         self._polls = 0
-
-    @property
-    def stratcast(self) -> StratcastApp:
-        """The app, typed."""
-        from stratcast.tui.app import StratcastApp
-
-        assert isinstance(self.app, StratcastApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Static(id="study-title")
