@@ -14,19 +14,8 @@ from stratcast.daemon.handlers import list_gpus, status
 from stratcast.daemon.telemetry import GpuSelectionError, Telemetry
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import JobSpec, ListGpus, Status, StudySpec
+from tests.daemon.engine.small_jobs import MLP_SPACE as SPACE
 from tests.daemon.fakes import FakeNvml, daemon_with, h100, h100s, submit
-
-SPACE = """
-[train]
-weight_decay = {search = false}
-lr_schedule = "constant"
-warmup_steps = 0
-grad_clip = {search = false}
-scaler = {search = false}
-loss = "mse"
-[mlp]
-activation = {search = false}
-"""
 
 
 def test_four_queued_runs_start_one_per_gpu(tmp_path, monkeypatch):

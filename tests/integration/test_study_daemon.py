@@ -35,23 +35,12 @@ from stratcast.shared.protocol import (
     SubmitStudy,
 )
 from stratcast.tui.cli import main
+from tests.daemon.engine.small_jobs import MLP_SPACE as SPACE
 from tests.integration.daemon_process import DaemonProcess
 
 pytestmark = pytest.mark.slow
 
 WAIT_S = 120.0
-SPACE = """
-[train]
-weight_decay = {search = false}
-lr_schedule = "constant"
-warmup_steps = 0
-grad_clip = {search = false}
-scaler = {search = false}
-loss = "mse"
-[mlp]
-activation = {search = false}
-"""
-"""Only the learning rate and the dropout are drawn: every configuration is valid and trains in a second."""
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,24 @@
-"""A small MLP job on a small generated panel, shared by the resume, micro-batch and OOM tests."""
+"""A small MLP job on a small generated panel, and a search space over it, shared by the resume, micro-batch, OOM
+and study tests."""
 
 from pathlib import Path
 from typing import Any
 
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.engine.spec.runspec import build_spec
+
+MLP_SPACE = """
+[train]
+weight_decay = {search = false}
+lr_schedule = "constant"
+warmup_steps = 0
+grad_clip = {search = false}
+scaler = {search = false}
+loss = "mse"
+[mlp]
+activation = {search = false}
+"""
+"""Only the learning rate and the dropout are drawn: every configuration is valid and trains in a second."""
 
 MLP_SETS = ["max_steps=30", "batch_size=32", "val_check_steps=5", "hidden_size=16", "num_layers=2"]
 
