@@ -25,7 +25,8 @@ from stratcast.shared.protocol import (
     ShowRun,
 )
 from stratcast.tui.cli import main
-from tests.integration.test_study_daemon import SPACE, spec, wait_study
+from tests.daemon.engine.small_jobs import MLP_SPACE as SPACE
+from tests.integration.test_study_daemon import spec, wait_study
 
 pytestmark = pytest.mark.slow
 
