@@ -373,17 +373,12 @@ class StudyManager:
         job = msgspec.structs.replace(job, save_as=name)
         async with self.d.validation:
             await asyncio.to_thread(check_job, job, self.d.home.state)
-        placement = msgspec.structs.replace(info.spec.placement, name=f"study-{study_id}/{FINAL}")
-        run = self.d.db.add_run(job, placement, runs_dir=self.d.home.runs, study=study_id)
-        folder = RunFolder(Path(run.out))
-        folder.path.mkdir(parents=True, exist_ok=True)
-        folder.job.write_bytes(msgspec.json.encode(job))
-        self.d.db.add_event(run.id, "submitted", {"study": study_id, "best_of": chosen.number, "keep": keep})
+        run = self._queue(info, job, None, name=f"study-{study_id}/{FINAL}", best_of=chosen.number, keep=keep)
         self.d.db.update_study(study_id, final_run=run.id)
         log.info(
             "study %d: trial %d's configuration queued as run %d, saved as %s", study_id, chosen.number, run.id, name
         )
-        return self.d.run_changed(run)
+        return run
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -629,18 +624,20 @@ class StudyManager:
             self._queue(info, job, plan.number)
             busy += 1
 
-    def _queue(self, info: StudyInfo, job: JobSpec, number: int, *, name: str = "", after: int | None = None) -> None:
-        """Queue a run of trial ``number``: ``study-ID/tN``, or ``name`` (a trial's backtest, after its holdout run)."""
+    def _queue(self, info: StudyInfo, job: JobSpec, number: int | None, *, name: str = "", **event: Any) -> RunInfo:
+        """Queue a run of the study: trial ``number``'s (``study-ID/tN``), or one named ``name``.
+
+        Named: a trial's backtest after its holdout run, or the final run of the best (``number`` None). ``event``
+        goes into its ``submitted`` event.
+        """
         placement = msgspec.structs.replace(info.spec.placement, name=name) if name else info.spec.placement
         run = self.d.db.add_run(job, placement, runs_dir=self.d.home.runs, study=info.id, trial=number)
         folder = RunFolder(Path(run.out))
         folder.path.mkdir(parents=True, exist_ok=True)
         folder.job.write_bytes(msgspec.json.encode(job))
-        event: dict[str, Any] = {"study": info.id, "trial": number}
-        if after is not None:
-            event["after"] = after
-        self.d.db.add_event(run.id, "submitted", event)
-        self.d.run_changed(run)
+        trial = {} if number is None else {"trial": number}
+        self.d.db.add_event(run.id, "submitted", {"study": info.id, **trial, **event})
+        return self.d.run_changed(run)
 
     def _read(self, live: LiveStudy, runs: dict[int, int]) -> tuple[list[TrialInfo], list[int], dict[str, float]]:
         """The study's trials, its best ones' numbers and its importances, read at one moment (in a thread)."""
