@@ -69,6 +69,8 @@ class StratcastApp(App[None]):
             return
         if not self.screen.is_mounted:
             return  # a screen just pushed has no widgets yet: it paints itself on mount, this tick comes again
+        if not self.is_running or not self.screen.is_attached:
+            return  # the app is closing: its screens' widgets are being removed while this timer still ticks
         self._painted = self.link.version
         refresh: Callable[[Link], None] | None = getattr(self.screen, "refresh_from", None)
         if refresh is not None:
