@@ -176,6 +176,8 @@ def progress_line(p: ProgressReported) -> str:
         parts.append(f"loss {p.train_loss:.4g}")
     if p.val_loss is not None:
         parts.append(f"val {p.val_loss:.4g}")
+    if p.val_score is not None:
+        parts.append(f"rmse/zero {p.val_score:.4g}")
     if p.windows_per_s:
         parts.append(f"{p.windows_per_s:,.0f} win/s")
     parts.append(f"eta {p.eta_s:.0f}s")

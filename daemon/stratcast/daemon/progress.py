@@ -48,6 +48,8 @@ class ProgressPrinter:
 def describe(p: ProgressReported) -> str:
     """One line: step, epoch, losses, throughput and ETA."""
     val = "" if p.val_loss is None else f" val {p.val_loss:.4g} (best {p.best_val_loss:.4g})"
+    if p.val_score is not None:
+        val += f" rmse/zero {p.val_score:.4g}"
     return (
         f"step {p.step}/{p.max_steps} epoch {p.epoch:.2f} loss {p.train_loss:.4g}{val} "
         f"{p.windows_per_s:,.0f} win/s eta {p.eta_s:.0f}s"

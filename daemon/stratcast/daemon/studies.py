@@ -21,9 +21,10 @@ the daemon (:class:`LiveStudy`) on its storage (default ``HOME/studies/journal.l
   version of ``save_as`` (default: the study's Optuna name), as ``submit --save-as`` does. The study stays
   ``finished``; its final run is an ordinary run.
 
-Worker progress (validation losses) goes to the pruner (:func:`~stratcast.daemon.engine.study.study.report`); with
-the Wilcoxon pruner, the backtest objective's value at each cutoff goes instead (the trial's job asks its worker for
-``cutoff`` events, :attr:`~stratcast.shared.protocol.JobSpec.report_cutoffs`). When the pruner says to prune, the
+Worker progress (validation scores, :attr:`~stratcast.shared.events.ProgressReported.val_score`) goes to the
+pruner (:func:`~stratcast.daemon.engine.study.study.report`); with the Wilcoxon pruner, the backtest objective's
+value at each cutoff goes instead (the trial's job asks its worker for ``cutoff`` events,
+:attr:`~stratcast.shared.protocol.JobSpec.report_cutoffs`). When the pruner says to prune, the
 run is stopped as ``stop_run`` would and the trial told PRUNED when it ends. A stopped study stops its running
 trials (checkpointed), holds its queued ones and queues no backtest; resuming queues them again, and they go on from
 their checkpoints. On a daemon start, every RUNNING trial none of whose runs can run again (and that waits for no
@@ -443,7 +444,7 @@ class StudyManager:
             self.d.db.update_study(info.id, reason=f"best not kept: {exc}")
 
     def progress(self, run: RunInfo, step: int, value: float) -> None:
-        """A trial's validation loss at ``step``: report it, and stop the run when the pruner says so."""
+        """A trial's validation score at ``step``: report it, and stop the run when the pruner says so."""
         from stratcast.daemon.engine.study.study import per_cutoff_pruner
 
         live = self.live.get(run.study) if run.study is not None else None
@@ -469,7 +470,7 @@ class StudyManager:
         task.add_done_callback(self._tasks.discard)
 
     async def _report(self, run: RunInfo, live: LiveStudy, step: int, value: float, *, cutoff: bool = False) -> None:
-        """Report a validation loss at ``step`` (or, with ``cutoff``, a backtest value at cutoff index ``step``)."""
+        """Report a validation score at ``step`` (or, with ``cutoff``, a backtest value at cutoff index ``step``)."""
         from stratcast.daemon.engine.study.study import report
 
         assert run.trial is not None
@@ -480,9 +481,9 @@ class StudyManager:
             return
         if prune and run.id not in live.pruned:
             at = f"cutoff {step + 1}" if cutoff else f"step {step}"
-            reason = live.pruned[run.id] = f"pruned at {at} ({'value' if cutoff else 'validation loss'} {value:.6g})"
+            reason = live.pruned[run.id] = f"pruned at {at} ({'value' if cutoff else 'validation score'} {value:.6g})"
             if self.d.runner.stop(run.id):
-                event = {"cutoff": step, "value": value} if cutoff else {"step": step, "val_loss": value}
+                event = {"cutoff": step, "value": value} if cutoff else {"step": step, "val_score": value}
                 self.d.db.add_event(run.id, "pruned", {**event, "reason": reason})  # kept for a restart
                 self.d.update_run(run.id, reason=f"pruned by study {run.study} at {at}: stopping")
 

@@ -111,6 +111,10 @@ class ProgressReported(_Event, tag="progress", frozen=True):
     learning_rate: float
     micro_batch: int
     """The micro-batch in use (halved after an OOM, grown back later)."""
+    val_score: float | None = None
+    """At validation checks: the point forecast's RMSE in the data's units over a zero forecast's, on the same
+    validation targets (below 1 beats forecasting zero). Unlike ``val_loss`` it compares across runs that chose
+    other losses, heads or scalers: a study's median and Hyperband pruners compare trials by it."""
 
 
 class MemorySampled(_Event, tag="memory", frozen=True):

@@ -20,6 +20,7 @@ from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.spec.runspec import build_spec
 from stratcast.daemon.engine.training.checkpoint import load_checkpoint, save_checkpoint
+from stratcast.daemon.engine.training.trainer import VAL_DRAWS
 from stratcast.daemon.zoo.catalog import CATALOG
 from stratcast.shared.runfiles import Outputs
 from tests.daemon.engine.small_jobs import write_small_panel
@@ -176,7 +177,8 @@ def test_a_sampling_model_draws_fewer_samples_at_the_validation_origins_than_for
     monkeypatch, tmp_path, panel_file
 ):
     # the combination's fit and the interval calibration forecast every validation origin: VALIDATION_SAMPLES
-    # draws there; the holdout and the future (means and quantiles) get SAMPLES
+    # draws there; the holdout and the future (means and quantiles) get SAMPLES; the trainer's validation checks
+    # score the mean of VAL_DRAWS
     monkeypatch.setitem(CATALOG, OWN_LOSS.name, OWN_LOSS)
     calls: list[tuple[int, int]] = []
     draw = OwnLossLinear.sample
@@ -192,7 +194,7 @@ def test_a_sampling_model_draws_fewer_samples_at_the_validation_origins_than_for
     )  # fmt: skip
     run_job(spec, log=lambda line: None)
     rows = {n: sum(m for k, m in calls if k == n) for n, _ in calls}
-    assert set(rows) == {VALIDATION_SAMPLES, SAMPLES}
+    assert set(rows) == {VAL_DRAWS, VALIDATION_SAMPLES, SAMPLES}
     n_series = int(pd.read_parquet(panel_file)["No."].nunique())
     assert rows[VALIDATION_SAMPLES] >= 2 * spec.train.val_size * n_series  # fit and calibration, every origin
     assert all(m <= n_series for k, m in calls if k == SAMPLES)  # one origin a call: the holdout's, the future's

@@ -98,6 +98,8 @@ def test_on_a_cpu_the_plan_is_the_whole_batch_and_reaches_metrics_checkpoints_an
     assert load_checkpoint(tmp_path / "o" / "checkpoints" / "step-00000008.pt")["memory_plan"] == plan
     assert "memory plan: micro-batch 32 of 32 (no memory probing on cpu)" in lines
     assert progress and {p.micro_batch for p in progress} == {32}
+    checks = [p for p in progress if p.val_loss is not None]
+    assert checks and all(p.val_score is not None and p.val_score > 0 for p in checks)  # the run has its units
 
 
 def test_a_set_micro_batch_is_the_plan(tmp_path, panel_file, gpu):

@@ -167,7 +167,16 @@ def progress(step, val):
         eta_s=0.0,
         learning_rate=1e-3,
         micro_batch=32,
+        val_score=val,
     )
+
+
+def test_the_pruner_sees_the_validation_score_not_the_loss(tmp_path):
+    study = open_study(open_storage(None, tmp_path), "score", ["minimize"], "random", "median")
+    watch = PruneWatch(study, study.ask().number, should_stop=None)
+    watch(msgspec.structs.replace(progress(4, 50.0), val_score=None))  # a loss alone is in no comparable unit
+    watch(msgspec.structs.replace(progress(8, 50.0), val_score=0.93))
+    assert study.trials[0].intermediate_values == {8: 0.93}
 
 
 def test_the_median_pruner_stops_a_clearly_worse_trial(tmp_path):

@@ -132,3 +132,63 @@ def test_mae_collapses_toward_zero_on_zero_heavy_data_while_mse_targets_the_mean
         x = trainer.sampler.windows.forecast_inputs()
         preds[loss] = trainer.model(x).mean().item()
     assert preds["mae"] < 0.25 and preds["mse"] > 0.45  # true mean is 0.4 * 1.5 = 0.6; the median is 0
+
+
+# -- the validation score ------------------------------------------------------------------------------------------
+
+
+def scored_trainer(loc, scale, model="dlinear", loss="mse"):
+    """A trainer on the seasonal panel scaled by (loc, scale) [N] per series, told those units."""
+    raw = seasonal_panel() * 3 + 1
+    cfg = dataclasses.replace(CFG, loss=loss)
+    trainer = make_trainer(cfg, values=(raw - loc[:, None]) / scale[:, None], model=model)
+    trainer.set_units(loc, scale)
+    return trainer
+
+
+def test_the_validation_score_is_the_point_forecasts_rmse_in_the_data_units_over_a_zero_forecasts():
+    loc, scale = torch.linspace(-1, 1, 16), torch.linspace(0.5, 4, 16)
+    trainer = scored_trainer(loc, scale)
+    trainer.fit()
+    trainer.check()
+    val = trainer.val
+    with torch.no_grad():
+        point = trainer.head.mean(trainer.forward(val))
+    s, m = scale[val.rows][:, None], val.mask
+    raw_y, raw_point = val.y * s + loc[val.rows][:, None], point * s + loc[val.rows][:, None]
+    expected = ((raw_point - raw_y)[m].pow(2).mean() / raw_y[m].pow(2).mean()).sqrt()
+    assert trainer.last_score == pytest.approx(float(expected), rel=1e-4)
+    assert 0 < trainer.last_score < 1  # a seasonal series is forecast better than by zero
+
+
+def test_the_validation_score_reaches_progress_reports_and_needs_units():
+    reports: list[ProgressReported] = []
+    trainer = make_trainer(progress=reports.append)
+    trainer.fit()
+    assert all(r.val_score is None for r in reports) and trainer.last_score is None
+    trainer = scored_trainer(torch.zeros(16), torch.ones(16))
+    trainer.on_progress = reports.append
+    trainer.fit()
+    checks = [r for r in reports if r.val_loss is not None and r.val_score is not None]
+    assert [r.step for r in checks] == [10, 20, 30, 40, 50, 60] and checks[-1].val_score == trainer.last_score
+
+
+def test_a_constant_forecast_scores_the_same_whatever_the_loss_and_the_scaling():
+    # the loss of one forecast changes with the loss function and the scaling; its score in the data's units does not
+    scores, losses = [], []
+    for loss, scale in (("mse", torch.ones(16)), ("huber", torch.full((16,), 5.0)), ("mae", torch.linspace(1, 9, 16))):
+        trainer = scored_trainer(torch.zeros(16), scale, loss=loss)
+        with torch.no_grad():
+            for p in trainer.model.parameters():
+                p.zero_()  # DLinear with zero weights forecasts 0 in the scaled units: 0 in the data's
+        losses.append(float(trainer.check()))
+        scores.append(trainer.last_score)
+    assert scores == pytest.approx([1.0, 1.0, 1.0]) and len({round(v, 4) for v in losses}) == 3
+
+
+def test_a_sampling_model_is_scored_by_the_mean_of_its_draws():
+    trainer = scored_trainer(torch.zeros(16), torch.ones(16), model="deepar")
+    trainer.check()
+    first = trainer.last_score
+    trainer.check()
+    assert first is not None and first > 0 and trainer.last_score == first  # seeded draws: checks are reproducible

@@ -239,6 +239,7 @@ def make_trainer(
         sampler = TrainSampler(prep.windows, prep.split.train_end, cfg.seed)
         trainer = Trainer(model, cfg, sampler, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps)
     trainer.on_step = on_step
+    trainer.set_units(prep.scaler.loc, prep.scaler.scale)  # validation scores in the data's units (the pruners')
     return trainer
 
 

@@ -4,7 +4,7 @@ The trial's job is the study's fixed job with the drawn values (:meth:`TrialPlan
 :func:`~stratcast.daemon.engine.run.job.run_job` for a holdout objective and
 :func:`~stratcast.daemon.engine.backtest.job.run_backtest` for a backtest one (both when the study has both).
 
-Pruning: the trainer's validation losses go to the pruner through the progress hook; with the Wilcoxon pruner and
+Pruning: the trainer's validation scores go to the pruner through the progress hook; with the Wilcoxon pruner and
 one backtest objective, the objective's value at each cutoff goes instead, as each refit block finishes. When the
 pruner says to stop, the trainer's stop request (``should_stop``) ends training cleanly at its next step, and the
 trial is told PRUNED.
@@ -56,7 +56,7 @@ class TrialOutcome:
 class PruneWatch:
     """Reports a trial's intermediate values to the pruner, and turns its decision into the trainer's stop request.
 
-    As a progress hook it reports the trainer's validation losses (median, Hyperband); as a backtest's block hook,
+    As a progress hook it reports the trainer's validation scores (median, Hyperband); as a backtest's block hook,
     each finished cutoff's value of the study's objective (Wilcoxon, which compares trials cutoff by cutoff).
     """
 
@@ -73,7 +73,7 @@ class PruneWatch:
         self.cutoffs_reported = 0
 
     def __call__(self, event: ProgressReported) -> None:
-        """Report the event's validation loss; remember a prune decision."""
+        """Report the event's validation score; remember a prune decision."""
         point = intermediate_value(event)
         if point is not None:
             self.judge(*point)
@@ -195,7 +195,7 @@ def _run(
 
 
 def _wilcoxon(study: optuna.Study) -> bool:
-    """Whether the study prunes by per-cutoff values (the trainer's validation losses are then not reported)."""
+    """Whether the study prunes by per-cutoff values (the trainer's validation scores are then not reported)."""
     return isinstance(study.pruner, optuna.pruners.WilcoxonPruner)
 
 
@@ -204,7 +204,7 @@ def _stopped(study: optuna.Study, number: int, watch: PruneWatch) -> TrialOutcom
     if watch.pruned_at is None:
         return _failed(study, number, "killed", "stopped by request")
     step, value = watch.pruned_at
-    at = f"cutoff {step + 1} (value {value:.6g})" if watch.objective else f"step {step} (validation loss {value:.6g})"
+    at = f"cutoff {step + 1} (value {value:.6g})" if watch.objective else f"step {step} (validation score {value:.6g})"
     reason = f"pruned at {at}"
     tell_pruned(study, number, reason)
     return TrialOutcome(number, TrialState.PRUNED, reason=reason)

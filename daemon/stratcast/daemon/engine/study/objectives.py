@@ -11,9 +11,12 @@ Objectives (several at once make a multi-objective study, searched by NSGA-II):
 
 A holdout objective needs the run's holdout (``--holdout``); a backtest objective runs the walk-forward backtest.
 
-Intermediate values: the trainer's validation losses, at their steps, for the median and Hyperband pruners
-(:func:`intermediate_value`); the backtest's per-cutoff relative RMSE, one value per cutoff, for the Wilcoxon
-pruner, which compares trials instance by instance (:func:`cutoff_scores`).
+Intermediate values: the trainer's validation scores (the point forecast's RMSE in the data's units over a zero
+forecast's on the validation targets), at their steps, for the median and Hyperband pruners
+(:func:`intermediate_value`): not the validation loss, whose scale depends on the loss, head and scaler each
+trial drew (a Huber loss on robust-scaled data is not comparable with an MSE on standardized data). The
+backtest's per-cutoff values, one per cutoff, for the Wilcoxon pruner, which compares trials instance by instance
+(:func:`cutoff_scores`).
 """
 
 from __future__ import annotations
@@ -148,10 +151,10 @@ def values_of(
 
 
 def intermediate_value(event: ProgressReported) -> tuple[int, float] | None:
-    """The (step, value) a pruner sees of a progress report: its validation loss; None between checks."""
-    if event.val_loss is None or not math.isfinite(event.val_loss):
+    """The (step, value) a pruner sees of a progress report: its validation score; None between checks."""
+    if event.val_score is None or not math.isfinite(event.val_score):
         return None
-    return event.step, float(event.val_loss)
+    return event.step, float(event.val_score)
 
 
 def cutoff_scores(objective: Objective, metrics: Mapping[str, Any], top: str | None = None) -> list[float]:

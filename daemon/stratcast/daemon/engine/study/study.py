@@ -237,7 +237,7 @@ def live_trial(study: optuna.Study, number: int) -> optuna.Trial:
 
 
 def per_cutoff_pruner(study: optuna.Study) -> bool:
-    """Whether the study prunes by per-cutoff backtest values (Wilcoxon), not by the trainer's validation losses."""
+    """Whether the study prunes by per-cutoff backtest values (Wilcoxon), not by the trainer's validation scores."""
     return isinstance(study.pruner, optuna.pruners.WilcoxonPruner)
 
 

@@ -22,7 +22,7 @@ from torch.func import functional_call, vmap
 
 from stratcast.daemon.engine.data.windows import PanelWindows, TrainSampler, WindowBatch
 from stratcast.daemon.engine.spec.config import TrainConfig
-from stratcast.daemon.engine.training.trainer import VAL_CHUNK, Trainer
+from stratcast.daemon.engine.training.trainer import VAL_CHUNK, ScoreMeter, Trainer
 from stratcast.daemon.zoo.contract import UNIVARIATE, Capabilities
 from stratcast.shared.events import ProgressReported
 
@@ -343,11 +343,15 @@ class StackedTrainer(Trainer):
         count = torch.zeros(self.n_members, device=self.device)
         n_val = self.val.x.shape[1]
         step = max(1, VAL_CHUNK // self.n_members)
+        score = ScoreMeter(self.units, self.device)
         for lo in range(0, n_val, step):
             part = self.val.map(lambda t: t[:, lo : lo + step])  # noqa: B023 (used at once)
-            t, c = self.member_losses(self.elementwise_loss(part), part)
+            err, point = self.validation_part(part)
+            t, c = self.member_losses(err, part)
             total += t
             count += c
+            score.add(point, part)
+        self.last_score = score.value()
         return total / count.clamp(min=1)
 
     def improved(self, val: Tensor) -> bool:

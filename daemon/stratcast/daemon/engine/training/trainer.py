@@ -26,6 +26,12 @@ job's memory plan, see :mod:`stratcast.daemon.engine.run.runplan`). On CUDA ever
 step is predicted to fit (:meth:`Trainer.room_to_grow`); :meth:`Trainer.probe_step` is the real step the memory
 planner measures.
 
+Validation score: with :meth:`Trainer.set_units` (the panel scaler's location and scale) every validation check
+also scores the point forecast (the head's mean; a sampling model's mean of :data:`VAL_DRAWS` draws) in the
+data's units: its RMSE over a zero forecast's on the same validation targets (:attr:`Trainer.last_score`, in the
+progress report's ``val_score``). Unlike the loss, it does not depend on the loss, the head or the scaler a run
+chose, so it compares across a study's trials: it is what the median and Hyperband pruners see.
+
 Callbacks: ``on_progress`` gets a :class:`~stratcast.shared.events.ProgressReported` every few steps;
 ``should_stop`` is asked before every step; ``on_step`` gets the trainer after every completed step that does not
 end training (a step boundary: what :meth:`Trainer.state_dict` returns there resumes bit-exactly on CPU, so that
@@ -39,6 +45,7 @@ The report dataclasses (``ProgressReported``, ``FitResult``), the loss meter and
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,6 +86,8 @@ from stratcast.daemon.zoo.heads import OwnLoss
 from stratcast.shared.events import ProgressReported, RanOutOfMemory
 
 VAL_CHUNK = 65_536
+VAL_DRAWS = 8
+"""Draws whose mean is a sampling model's point forecast in the validation score."""
 PROGRESS_EVERY = 10
 TRAINER_STATE_VERSION = 1
 
@@ -122,6 +131,10 @@ class Trainer:
         self.bad_checks = 0
         self.last_val: float | None = None
         """The latest validation loss (the members' mean in per-strategy mode): how good a checkpoint is."""
+        self.units: tuple[Tensor, Tensor] | None = None
+        """(location [N], scale [N]) of the panel's scaler on the device (:meth:`set_units`); None: no score."""
+        self.last_score: float | None = None
+        """The latest validation score (module docstring); None without units or before the first check."""
         self.micro = MicroBatchPlan(min(cfg.micro_batch_size or cfg.batch_size, cfg.batch_size), cfg.oom_grow_after)
         """The micro-batch in use (halved on an OOM, grown back later)."""
         self.split_dim = 0
@@ -181,17 +194,44 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
 
+    def set_units(self, loc: Tensor, scale: Tensor) -> None:
+        """Score validation checks in the data's units: ``loc`` and ``scale`` [N] are the panel scaler's."""
+        self.units = (loc.to(self.device, torch.float32), scale.to(self.device, torch.float32))
+
     @torch.no_grad()
     def validation_loss(self) -> Tensor:
-        """Loss on the validation windows, in chunks."""
+        """Loss on the validation windows, in chunks (and the validation score, when the trainer has units)."""
         assert self.val is not None
         total, count = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+        score = ScoreMeter(self.units, self.device)
         for lo in range(0, self.val.x.shape[0], VAL_CHUNK):
             part = self.val.map(lambda t: t[lo : lo + VAL_CHUNK])  # noqa: B023 (used at once)
             n = part.mask.sum()
-            total += self.batch_loss(self.elementwise_loss(part), part) * n
+            err, point = self.validation_part(part)
+            total += self.batch_loss(err, part) * n
             count += n
+            score.add(point, part)
+        self.last_score = score.value()
         return total / count.clamp(min=1)
+
+    def validation_part(self, part: WindowBatch) -> tuple[Tensor, Tensor | None]:
+        """The elementwise loss of validation windows ``part`` and, when the trainer has units, their point forecast.
+
+        The point forecast is in the scaled units, from the same forward pass as the loss (a sampling model's is
+        the mean of :data:`VAL_DRAWS` draws from a generator seeded by the run's seed: checks stay reproducible).
+        """
+        if self.units is None:
+            return self.elementwise_loss(part), None
+        if isinstance(self.model, OwnLoss):
+            side = side_inputs(self.capabilities, part.rows, part.origin)
+            generator = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
+            with autocast_for(self.device, self.cfg.precision):
+                loss = self.model.training_loss(part.x, part.y, **side).float()
+                draws = self.model.sample(part.x, VAL_DRAWS, generator, **side).float()
+            return loss, draws.mean(0)
+        with autocast_for(self.device, self.cfg.precision):
+            out = self.forward(part).float()
+        return self.head.loss(out, part.y), self.head.mean(out)
 
     def improved(self, val: Tensor) -> bool:
         """Record ``val`` and keep the best weights; true when it beat the best so far."""
@@ -431,6 +471,7 @@ class Trainer:
                 epoch=self.step * self.windows_per_step / self.sampler.n_windows,
                 train_loss=train_loss,
                 val_loss=None if val is None else float(val.mean()),
+                val_score=None if val is None else self.last_score,
                 best_val_loss=None if self.best_val is None else float(self.best_val.mean()),
                 windows_per_s=rate * self.windows_per_step,
                 eta_s=remaining / max(rate * self.windows_per_step, 1e-9),
@@ -485,3 +526,32 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+
+
+class ScoreMeter:
+    """Sums of squared errors in the data's units over validation chunks: the validation score (module docstring).
+
+    A window's scaled error times its series' scale is its error in the data's units (the location cancels); a
+    zero forecast's error is the target itself, ``y * scale + loc``. Both are summed over the scored targets.
+    """
+
+    def __init__(self, units: tuple[Tensor, Tensor] | None, device: torch.device) -> None:
+        self.units = units
+        self.model = torch.zeros((), device=device)
+        self.zero = torch.zeros((), device=device)
+
+    def add(self, point: Tensor | None, part: WindowBatch) -> None:
+        """Add chunk ``part``'s point forecast ``point`` (scaled, shaped like ``part.y``; None adds nothing)."""
+        if self.units is None or point is None:
+            return
+        loc, scale = (u[part.rows].unsqueeze(-1) for u in self.units)  # [...] -> [..., 1]
+        mask = part.mask.to(torch.float32)
+        self.model += (((point - part.y) * scale) ** 2 * mask).sum()
+        self.zero += ((part.y * scale + loc) ** 2 * mask).sum()
+
+    def value(self) -> float | None:
+        """The model's RMSE over the zero forecast's; None without units, targets, or with a non-finite result."""
+        if self.units is None or float(self.zero) <= 0:
+            return None
+        ratio = float((self.model / self.zero).sqrt())
+        return ratio if math.isfinite(ratio) else None
