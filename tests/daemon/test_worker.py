@@ -260,3 +260,15 @@ def test_a_worker_warning_is_one_event_line_with_its_kind_and_message():
     stream = io.BytesIO()
     Events(stream).warning(RunWarning("loss", "use loss=mse"))
     assert json.loads(stream.getvalue()) == {"event": "warning", "kind": "loss", "message": "use loss=mse"}
+
+
+def test_a_final_runs_study_file_is_its_evidence_and_a_damaged_one_is_left_out(tmp_path):
+    from stratcast.daemon.engine.saved.manifest import StudyEvidence
+    from stratcast.daemon.worker import kept_evidence
+
+    assert kept_evidence(tmp_path) is None
+    kept = StudyEvidence(study="s", trial=2, objectives=["holdout-rmse"], values=[0.99], keep="holdout", complete=4)
+    (tmp_path / "study.json").write_bytes(msgspec.json.encode(kept))
+    assert kept_evidence(tmp_path) == kept
+    (tmp_path / "study.json").write_text('{"study": "s"}')
+    assert kept_evidence(tmp_path) is None

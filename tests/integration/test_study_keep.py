@@ -62,6 +62,11 @@ def test_a_finished_study_trains_its_best_on_all_data_and_saves_it(client, panel
     assert manifest["source_run"] == f"run {final_id}"
     assert manifest["spec"]["train"]["learning_rate"] == pytest.approx(best["params"]["learning_rate"])
     assert manifest["spec"]["model_params"]["dropout"] == pytest.approx(best["params"]["mlp.dropout"])
+    # trained on all the data, the version has no holdout of its own: the trial's value is its evidence
+    evidence = manifest["study"]
+    assert (evidence["study"], evidence["trial"], evidence["keep"]) == (study["name"], best["number"], "all-data")
+    assert evidence["objectives"] == ["holdout-rmse"] and evidence["values"] == pytest.approx(best["values"])
+    assert evidence["complete"] == 5
     assert client.call(ShowStudy(study=study["id"]))["study"]["state"] == "finished"  # still: its trials are done
 
 
@@ -82,6 +87,8 @@ def test_keep_none_queues_nothing_and_retrain_trains_the_trial_asked_for(daemon,
     assert run["job"]["save_as"] == "trial-one"
     assert client.call(ShowStudy(study=study["id"]))["study"]["final_run"] == run["id"]
     assert wait_run(client, run["id"])["state"] == "succeeded"
+    kept = client.call(ShowSaved(ref="trial-one"))["manifest"]["study"]
+    assert (kept["trial"], kept["keep"], kept["values"]) == (1, "holdout", shown["trials"][1]["values"])
     home = ["--home", str(daemon.home.state)]
     assert main(["study", "retrain", str(study["id"]), "--trial", "0", "--save-as", "trial-zero", *home]) == 0
     printed = capsys.readouterr().out

@@ -1,4 +1,12 @@
-from stratcast.shared.report import models_text, results_text, skill_table, table, top_table, trailing_window
+from stratcast.shared.report import (
+    models_text,
+    results_text,
+    saved_text,
+    skill_table,
+    table,
+    top_table,
+    trailing_window,
+)
 
 
 def test_table_aligns_numbers_right_and_text_left():
@@ -171,3 +179,20 @@ def test_results_with_quantiles_show_each_ones_share_below_and_the_bands_coverag
     assert "q10       10.0%  12.5%      0.5" in text, text
     assert "q10-q90 band: 75.0% covered (nominal 80.0%); mean pinball loss 0.375" in text
     assert "quantiles" not in results_text({"quantiles": {"levels": [0.1], "columns": ["q10"]}}, top)  # no holdout
+
+
+def test_a_saved_version_kept_by_a_study_shows_its_trials_evidence_with_the_verdict():
+    manifest = {
+        "model": "nhits", "mode": "batch", "members": ["nhits"], "source_run": "run 9", "created": "2026-12-07",
+        "training": {"steps": 10, "train_seconds": 1.0}, "intervals": None, "metrics": {},
+        "data": {"strategies": 6000, "id_col": "No.", "time_col": "week", "target_col": "profit",
+                 "frequency": "7 days", "input_size": 52, "horizon": 13},
+        "study": {"study": "eurusd", "trial": 7, "objectives": ["holdout-rmse", "backtest-top-k"],
+                  "values": [1.0059, 3.5], "keep": "all-data", "complete": 14},
+    }  # fmt: skip
+    text = saved_text({"ref": "eurusd:1", "path": "/x", "manifest": manifest})
+    assert (
+        "kept best   study eurusd trial 7 of 14 complete: holdout-rmse 1.0059 loses backtest-top-k 3.5; "
+        "trained again on all the data"
+    ) in text.splitlines()
+    assert "kept best" not in saved_text({"ref": "a:1", "path": "/x", "manifest": {**manifest, "study": None}})

@@ -351,7 +351,7 @@ class StudyManager:
             BadState: when the study has no COMPLETE trial (or its storage cannot be read).
             InvalidSpec: naming ``trial`` (not a COMPLETE trial), ``save_as`` or the job.
         """
-        from stratcast.daemon.engine.study.study import StudyError, final_job, kept_trial
+        from stratcast.daemon.engine.study.study import StudyError, evidence, final_job, kept_trial
         from stratcast.daemon.handlers.submit import check_job
 
         info = self.d.db.get_study(study_id)
@@ -369,12 +369,16 @@ class StudyManager:
                     f"cannot retrain study {study_id}: it has no COMPLETE trial (`stratcast study {study_id}`)"
                 )
             job = final_job(chosen, live.fixed, live.space.models, keep, info.spec.job)
+            kept = await asyncio.to_thread(self._locked, live, evidence, live.study, chosen, info.spec.objectives, keep)
         except StudyError as exc:
             raise InvalidSpec(str(exc)) from None
         job = msgspec.structs.replace(job, save_as=name)
         async with self.d.validation:
             await asyncio.to_thread(check_job, job, self.d.home.state)
-        run = self._queue(info, job, None, name=f"study-{study_id}/{FINAL}", best_of=chosen.number, keep=keep)
+        run = self._queue(
+            info, job, None, name=f"study-{study_id}/{FINAL}", study_file=msgspec.json.encode(kept),
+            best_of=chosen.number, keep=keep,
+        )  # fmt: skip
         self.d.db.update_study(study_id, final_run=run.id)
         log.info(
             "study %d: trial %d's configuration queued as run %d, saved as %s", study_id, chosen.number, run.id, name
@@ -625,17 +629,29 @@ class StudyManager:
             self._queue(info, job, plan.number)
             busy += 1
 
-    def _queue(self, info: StudyInfo, job: JobSpec, number: int | None, *, name: str = "", **event: Any) -> RunInfo:
+    def _queue(
+        self,
+        info: StudyInfo,
+        job: JobSpec,
+        number: int | None,
+        *,
+        name: str = "",
+        study_file: bytes | None = None,
+        **event: Any,
+    ) -> RunInfo:
         """Queue a run of the study: trial ``number``'s (``study-ID/tN``), or one named ``name``.
 
-        Named: a trial's backtest after its holdout run, or the final run of the best (``number`` None). ``event``
-        goes into its ``submitted`` event.
+        Named: a trial's backtest after its holdout run, or the final run of the best (``number`` None), whose
+        ``study_file`` (the kept trial's evidence) its worker puts into the saved version. ``event`` goes into its
+        ``submitted`` event.
         """
         placement = msgspec.structs.replace(info.spec.placement, name=name) if name else info.spec.placement
         run = self.d.db.add_run(job, placement, runs_dir=self.d.home.runs, study=info.id, trial=number)
         folder = RunFolder(Path(run.out))
         folder.path.mkdir(parents=True, exist_ok=True)
         folder.job.write_bytes(msgspec.json.encode(job))
+        if study_file is not None:
+            folder.study.write_bytes(study_file)
         trial = {} if number is None else {"trial": number}
         self.d.db.add_event(run.id, "submitted", {"study": info.id, **trial, **event})
         return self.d.run_changed(run)

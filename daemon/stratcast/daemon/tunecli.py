@@ -124,16 +124,20 @@ def _optimize(args: argparse.Namespace, study: Any, space: Any, objectives: Any,
         print(f"  {trial_line(trial)}")
     if stop():
         return ExitCode.INTERRUPTED
-    return _keep(args, study, fixed, models, out / "best", quiet) if args.keep != "none" else ExitCode.OK
+    if args.keep == "none":
+        return ExitCode.OK
+    return _keep(args, study, fixed, models, [o.name for o in objectives], out / "best", quiet)
 
 
-def _keep(args: argparse.Namespace, study: Any, fixed: Any, models: list[str], out: Path, log: Any) -> int:
+def _keep(
+    args: argparse.Namespace, study: Any, fixed: Any, models: list[str], objectives: list[str], out: Path, log: Any
+) -> int:
     """Train the kept trial's configuration (``--keep``) in ``out`` and save it; exit 1 when that fails."""
     from stratcast.daemon.engine.run.job import run_job
     from stratcast.daemon.engine.run.runplan import default_plan_cache
     from stratcast.daemon.engine.saved.versions import save_run
     from stratcast.daemon.engine.spec.runspec import spec_from_job
-    from stratcast.daemon.engine.study.study import final_job, kept_trial
+    from stratcast.daemon.engine.study.study import evidence, final_job, kept_trial
 
     trial = kept_trial(study)
     if trial is None:
@@ -144,7 +148,10 @@ def _keep(args: argparse.Namespace, study: Any, fixed: Any, models: list[str], o
         job = final_job(trial, fixed, models, args.keep, fixed)
         spec = spec_from_job(job, out=str(out), device=args.device)
         result = run_job(spec, log=log, plan_cache=default_plan_cache(args.home))
-        version = save_run(resolve_home(args.home).state, result.out_dir, name, source=f"trial {trial.number}")
+        version = save_run(
+            resolve_home(args.home).state, result.out_dir, name, source=f"trial {trial.number}",
+            study=evidence(study, trial, objectives, args.keep),
+        )  # fmt: skip
     except Exception as exc:  # the study is done and told: only its copy failed
         print(f"stratcastd: error: the best (trial {trial.number}) was not kept: {type(exc).__name__}: {exc}")
         return ExitCode.FAILED

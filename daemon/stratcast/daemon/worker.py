@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from stratcast.daemon.engine.run.advice import RunWarning
     from stratcast.daemon.engine.run.job import JobResult
     from stratcast.daemon.engine.run.runplan import RunPlan
+    from stratcast.daemon.engine.saved.manifest import StudyEvidence
     from stratcast.daemon.engine.spec.runspec import RunSpec
 
 MEMORY_EVERY_S = 0.5
@@ -209,13 +210,32 @@ def save_as(name: str, out_dir: Path, run_dir: Path, events: Events) -> None:
     from stratcast.shared.paths import resolve_home
 
     try:
-        version = save_run(resolve_home().state, out_dir, name, source=f"run {run_dir.name}")
+        version = save_run(
+            resolve_home().state, out_dir, name, source=f"run {run_dir.name}", study=kept_evidence(run_dir)
+        )
     except Exception as exc:  # the run succeeded whatever happens to its copy
         message = f"--save-as {name}: the run was not saved ({type(exc).__name__}: {exc})"
         log(f"warning: {message}")
         events.emit(WarningGiven(kind="save", message=message))
         return
     log(f"saved as {version.ref} ({version.path})")
+
+
+def kept_evidence(run_dir: Path) -> StudyEvidence | None:
+    """The study evidence of a study's final run (its folder's ``study.json``); None for any other run.
+
+    A damaged file is logged and left out: the version is saved without it.
+    """
+    from stratcast.daemon.engine.saved.manifest import StudyEvidence
+
+    path = RunFolder(run_dir).study
+    if not path.exists():
+        return None
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=StudyEvidence)
+    except (OSError, msgspec.DecodeError) as exc:
+        log(f"warning: {path} is not a study's evidence ({exc}): the version is saved without it")
+        return None
 
 
 def score_saved(job: JobSpec, run_dir: Path, args: argparse.Namespace, events: Events) -> int:

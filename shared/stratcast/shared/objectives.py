@@ -8,8 +8,9 @@ less the trailing mean's picks' (above 0 beats them). A model that loses is show
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -60,3 +61,20 @@ def values_text(objectives: Sequence[str], values: Sequence[float], digits: int 
         verdict = info.verdict(value) if info is not None else ""
         out.append(f"{value:.{digits}g}" + (f" {verdict}" if verdict else ""))
     return " ".join(out)
+
+
+KEPT = {"all-data": "trained again on all the data", "holdout": "trained again with the trials' holdout"}
+"""How a study's kept best was trained, by its ``keep``."""
+
+
+def evidence_text(study: Mapping[str, Any]) -> str:
+    """A saved version's study evidence (its manifest's ``study``) in a line: the kept trial's values and verdicts.
+
+    ``study eurusd trial 7 of 14 complete: holdout-rmse 0.9933 beats; trained again on all the data``.
+    """
+    pairs = " ".join(
+        f"{name} {values_text([name], [value])}"
+        for name, value in zip(study["objectives"], study["values"], strict=False)
+    )
+    kept = KEPT.get(str(study["keep"]), str(study["keep"]))
+    return f"study {study['study']} trial {study['trial']} of {study['complete']} complete: {pairs}; {kept}"

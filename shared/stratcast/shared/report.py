@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from stratcast.shared.objectives import evidence_text
+
 METHOD_LABELS = {
     "model": "model",
     "model_raw": "model, raw",
@@ -315,6 +317,8 @@ def saved_text(result: Mapping[str, Any]) -> str:
         f"intervals   {levels}",
         f"folder      {result['path']}",
     ]
+    if m.get("study"):
+        lines.insert(2, f"kept best   {evidence_text(m['study'])}")
     return "\n".join(lines + [f"- {v}" for v in m.get("metrics", {}).get("verdict", [])])
 
 

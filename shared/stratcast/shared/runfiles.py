@@ -43,6 +43,7 @@ JOB = "job.json"
 LOG = "log.txt"
 HISTORY = "history.jsonl"
 SPEC = "spec.json"
+STUDY = "study.json"
 CHECKPOINTS = "checkpoints"
 OUT = "out"
 CHECKPOINT_PATTERN = "*.pt"
@@ -119,6 +120,11 @@ class RunFolder:
     def history(self) -> Path:
         """The series events, one JSON object a line (a daemon's run)."""
         return self.path / HISTORY
+
+    @property
+    def study(self) -> Path:
+        """A study's final run: the kept trial and what it scored, for the saved version's manifest."""
+        return self.path / STUDY
 
     @property
     def spec(self) -> Path:

@@ -236,6 +236,10 @@ def test_stratcastd_tune_runs_a_study_in_the_foreground(tmp_path, fixed, capsys)
     kept = kept_trial(open_study(open_storage(None, tmp_path / "home"), "tune-mlp", ["minimize"], "tpe", "median"))
     assert kept is not None and manifest["spec"]["model_params"]["hidden_size"] == kept.params["mlp.hidden_size"]
     assert manifest["spec"]["holdout"] == 0
+    assert manifest["study"] == {
+        "study": "tune-mlp", "trial": kept.number, "objectives": ["holdout-rmse"], "values": kept.values,
+        "keep": "all-data", "complete": 2,
+    }  # fmt: skip
 
 
 def test_the_kept_trial_is_the_pareto_fronts_best_on_the_first_objective(tmp_path, fixed):

@@ -7,7 +7,7 @@ from stratcast.shared.protocol import JobSpec, Placement, RemoveSaved, SetAlias,
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.link import Link
 from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog
-from stratcast.tui.screens.saved import SavedScreen, ScoreDialog, metrics_text
+from stratcast.tui.screens.saved import SavedScreen, ScoreDialog, evidence, metrics_text
 from tests.tui.fake_daemon import FakeLink, demo_metrics, frozen_clock, serve_saved
 
 
@@ -167,3 +167,17 @@ def test_a_bad_alias_name_is_asked_again_without_sending():
         assert not [c for c in link.calls if isinstance(c, SetAlias)]
 
     run_saved(body)
+
+
+def test_a_version_without_a_holdout_shows_its_studys_trial_as_evidence():
+    study = {
+        "study": "s",
+        "trial": 3,
+        "objectives": ["holdout-rmse"],
+        "values": [1.0021],
+        "keep": "all-data",
+        "complete": 9,
+    }
+    assert evidence({"metrics": {}, "study": study}) == "trial 3: holdout-rmse 1.002 loses"
+    assert evidence({"metrics": demo_metrics(), "study": study}) == "1.31 vs 1.41 trailing_mean (-7.1%)"
+    assert evidence({"metrics": {}}) == "no holdout"

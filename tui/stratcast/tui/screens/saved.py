@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from stratcast.shared.cli import saved_name
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
+from stratcast.shared.objectives import values_text
 from stratcast.shared.protocol import (
     SAVED_REF,
     ListSaved,
@@ -47,7 +48,7 @@ COLUMNS = (
     ("versions", "versions"),
     ("aliases", "aliases"),
     ("created", "latest saved"),
-    ("metrics", "holdout RMSE vs baseline"),
+    ("metrics", "evidence (holdout RMSE vs baseline)"),
     ("data", "data"),
 )
 """Column keys and headers."""
@@ -67,6 +68,16 @@ def metrics_text(metrics: Mapping[str, Any]) -> str:
     return f"{model:.4g} vs {base:.4g} {name}{change}"
 
 
+def evidence(manifest: Mapping[str, Any]) -> str:
+    """The version's own holdout skill, else (a study's best kept on all the data) its trial's values."""
+    text = metrics_text(manifest.get("metrics") or {})
+    study = manifest.get("study")
+    if text != "no holdout" or not study:
+        return text
+    values = values_text(study["objectives"][:1], study["values"][:1], digits=4)
+    return f"trial {study['trial']}: {study['objectives'][0]} {values}"
+
+
 def data_text(sig: Mapping[str, Any]) -> str:
     """``300 × 7 days · 104→52 · 3f2a9c1e``: strategies, period, input and horizon, the strategies' fingerprint."""
     every = str(sig["frequency"]).removesuffix(" 00:00:00")
@@ -82,7 +93,7 @@ def saved_cells(model: Mapping[str, Any], shown: Mapping[str, Any] | None) -> tu
         ",".join(map(str, model["versions"])),
         aliases,
         "?" if m is None else str(m["created"])[:16].replace("T", " "),
-        "?" if m is None else metrics_text(m.get("metrics") or {}),
+        "?" if m is None else evidence(m),
         "?" if m is None else data_text(m["data"]),
     )
 

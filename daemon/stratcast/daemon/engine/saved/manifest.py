@@ -74,6 +74,25 @@ class Intervals(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Whether ``intervals.own_share`` is in the weights."""
 
 
+class StudyEvidence(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The study a version is the kept best of: the trial whose configuration it trained and what that trial scored.
+
+    A version kept with ``all-data`` trained with no holdout, so its own metrics hold no holdout skill: the trial's
+    values (on the trials' holdout or backtest) are the evidence for it.
+    """
+
+    study: str
+    """The Optuna study name."""
+    trial: int
+    objectives: list[str]
+    values: list[float]
+    """The trial's value of each objective, in :attr:`objectives` order."""
+    keep: str
+    """``all-data`` (trained on everything) or ``holdout`` (with the trials' holdout)."""
+    complete: int
+    """COMPLETE trials of the study when the best was chosen."""
+
+
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """``manifest.json``."""
 
@@ -105,6 +124,8 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     weights_sha256: str
     tensors: list[str]
     """Every tensor name in the weights, sorted."""
+    study: StudyEvidence | None = None
+    """The study this version is the kept best of (None: a run saved by hand or by ``--save-as``)."""
 
 
 def encode_manifest(manifest: Manifest) -> bytes:

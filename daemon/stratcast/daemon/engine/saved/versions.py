@@ -38,6 +38,7 @@ from stratcast.daemon.engine.saved.manifest import (
     DataSignature,
     Intervals,
     Manifest,
+    StudyEvidence,
     Training,
     decode_manifest,
     encode_manifest,
@@ -88,10 +89,13 @@ def fingerprint(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
-def save_run(home: Path, run_out: Path, name: str, *, source: str | None = None) -> SavedVersion:
+def save_run(
+    home: Path, run_out: Path, name: str, *, source: str | None = None, study: StudyEvidence | None = None
+) -> SavedVersion:
     """Save the finished run whose outputs are in ``run_out`` as the next version of model ``name``.
 
-    ``source``: the run's id or label for the manifest (default: ``run_out``).
+    ``source``: the run's id or label for the manifest (default: ``run_out``); ``study``: the study whose kept best
+    the run is.
 
     Raises:
         SavedModelError: when ``run_out`` holds no finished run's outputs of this engine (the message says which
@@ -110,6 +114,7 @@ def save_run(home: Path, run_out: Path, name: str, *, source: str | None = None)
             f"{outputs.model} has no serving state (written by an older engine): run the job again to save it"
         )
     tensors, manifest = _parts(state, serving, metrics, name, source or str(run_out))
+    manifest = msgspec.structs.replace(manifest, study=study)
 
     def fill(folder: Path) -> None:
         write_files(folder, manifest, tensors)

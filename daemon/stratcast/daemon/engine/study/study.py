@@ -42,6 +42,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from stratcast.daemon.engine.saved.manifest import StudyEvidence
 from stratcast.daemon.engine.spec.runspec import spec_from_job
 from stratcast.daemon.engine.study.space import Space
 from stratcast.shared.intervals import RANK_BY_MEAN
@@ -326,6 +327,16 @@ def kept_trial(study: optuna.Study, number: int | None = None) -> FrozenTrial | 
         return None
     sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
     return min(front, key=lambda t: (sign * t.values[0], t.number))
+
+
+def evidence(study: optuna.Study, trial: FrozenTrial, objectives: Sequence[str], keep: str) -> StudyEvidence:
+    """What the kept ``trial`` of ``study`` scored on ``objectives``: the evidence its saved version carries."""
+    complete = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    values = [float(v) for v in trial.values or []]
+    return StudyEvidence(
+        study=study.study_name, trial=trial.number, objectives=list(objectives), values=values, keep=keep,
+        complete=complete,
+    )  # fmt: skip
 
 
 def final_job(trial: FrozenTrial, fixed: JobSpec, models: Sequence[str], keep: str, job: JobSpec) -> JobSpec:
