@@ -14,6 +14,7 @@ from stratcast.shared.protocol import (
     TrialInfo,
     to_builtins,
 )
+from stratcast.tui.cli import main
 from stratcast.tui.command_line import build_parser
 from stratcast.tui.render import RENDER
 from tests.tui.test_cli import requests_for
@@ -94,3 +95,22 @@ def test_a_study_shows_its_importances_most_important_first_and_its_final_run():
     assert "importances" not in none_yet and "final run" not in none_yet
     retrained = {"run": {"id": 12, "name": "study-3/best", "state": "queued", "reason": ""}}
     assert RENDER["study"](retrained) == "run 12 study-3/best: queued"
+
+
+def test_a_retuning_schedule_takes_the_backtest_options_under_their_own_names(capsys):
+    job = ["--data", "/srv/panel.parquet", "--model", "nhits", "--save-as", "weekly"]
+    backtest = ["--backtest-cutoffs", "6", "--backtest-every", "2", "--backtest-hold", "3", "--backtest-top", "5"]
+    argv = ["schedule", "add", "--every", "7d", "--hold", "--tune", *job, "--objective", "backtest-diff", *backtest]
+    [request] = requests_for(*argv)
+    spec = request.study
+    assert spec is not None and request.every_s == 7 * 86400 and spec.placement.hold  # its own --every and --hold
+    options = spec.job.backtest
+    assert options is not None and (options.cutoffs, options.every, options.hold, options.top) == (6, 2, 3, ["5"])
+    [plain] = requests_for("schedule", "add", "--every", "7d", "--tune", *job)  # a holdout objective: no backtest
+    assert plain.study is not None and plain.study.job.backtest is None
+    with pytest.raises(SystemExit):  # backtest options without --tune are refused, not ignored
+        main(["schedule", "add", "--every", "7d", "--data", "/srv/p.parquet", "--model", "nhits", *backtest])
+    assert (
+        "--backtest-cutoffs, --backtest-every, --backtest-hold, --backtest-top go with --tune"
+        in capsys.readouterr().err
+    )

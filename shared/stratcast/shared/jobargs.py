@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from stratcast.shared.cli import (
     ensemble_option,
@@ -186,47 +187,63 @@ def add_study_options(
         )
 
 
-def add_backtest_options(parser: argparse._ActionsContainer) -> None:
-    """Add the walk-forward backtest's own options (``stratcastd backtest``, ``stratcast backtest``)."""
+def add_backtest_options(parser: argparse._ActionsContainer, prefix: str = "") -> None:
+    """Add the walk-forward backtest's own options (``stratcastd backtest``, ``stratcast backtest``).
+
+    ``prefix`` goes before every flag and destination (``backtest-``: ``--backtest-cutoffs``, for ``schedule add``,
+    whose ``--every`` and ``--hold`` are its own).
+    """
     defaults = BacktestOptions()
-    parser.add_argument(
-        "--cutoffs", type=positive_int, default=defaults.cutoffs, help=f"cutoffs (default {defaults.cutoffs})"
-    )
-    parser.add_argument(
+    add = _Prefixed(parser, prefix).add_argument
+    add("--cutoffs", type=positive_int, default=defaults.cutoffs, help=f"cutoffs (default {defaults.cutoffs})")
+    add(
         "--every", type=positive_int, default=defaults.every, help=f"periods between cutoffs (default {defaults.every})"
     )
-    parser.add_argument(
+    add(
         "--refit-every",
         type=positive_int,
         default=defaults.refit_every,
         help=f"retrain at every R-th cutoff, the others predict with the last model (default {defaults.refit_every})",
     )
-    parser.add_argument("--hold", type=positive_int, help="periods each pick is held (default: --every)")
-    parser.add_argument(
+    add("--hold", type=positive_int, help="periods each pick is held (default: --every)")
+    add(
         "--top",
         type=top_picks,
         default=list(defaults.top),
         help=f"pick sizes: counts and shares of the strategies (default {','.join(defaults.top).replace('%', '%%')})",
     )
-    parser.add_argument(
-        "--cost", type=non_negative_float, default=defaults.cost, help="cost per pick and holding (default 0)"
-    )
-    parser.add_argument(
+    add("--cost", type=non_negative_float, default=defaults.cost, help="cost per pick and holding (default 0)")
+    add(
         "--draws", type=positive_int, default=defaults.draws, help=f"random picks per cutoff (default {defaults.draws})"
     )
 
 
-def backtest_from_args(args: argparse.Namespace) -> BacktestOptions:
-    """The backtest options of parsed :func:`add_backtest_options` options."""
+def backtest_from_args(args: argparse.Namespace, prefix: str = "") -> BacktestOptions:
+    """The backtest options of parsed :func:`add_backtest_options` options (added with ``prefix``)."""
+
+    def get(name: str) -> Any:
+        return getattr(args, (prefix + name).replace("-", "_"))
+
     return BacktestOptions(
-        cutoffs=args.cutoffs,
-        every=args.every,
-        refit_every=args.refit_every,
-        hold=args.hold,
-        top=list(args.top),
-        cost=args.cost,
-        draws=args.draws,
+        cutoffs=get("cutoffs"),
+        every=get("every"),
+        refit_every=get("refit_every"),
+        hold=get("hold"),
+        top=list(get("top")),
+        cost=get("cost"),
+        draws=get("draws"),
     )
+
+
+class _Prefixed:
+    """An argument container whose options get ``prefix`` before their flag and destination."""
+
+    def __init__(self, parser: argparse._ActionsContainer, prefix: str) -> None:
+        self.parser, self.prefix = parser, prefix
+
+    def add_argument(self, flag: str, **kwargs: Any) -> argparse.Action:
+        name = self.prefix + flag.removeprefix("--")
+        return self.parser.add_argument("--" + name, dest=name.replace("-", "_"), **kwargs)
 
 
 def job_from_args(args: argparse.Namespace, *, data: str | Path | None = None) -> JobSpec:

@@ -39,7 +39,6 @@ from stratcast.shared.protocol import (
     SAVED_REF,
     AddSchedule,
     AnyRequest,
-    BacktestOptions,
     CheckData,
     ExportResults,
     ExportSaved,
@@ -236,15 +235,24 @@ def _add_schedule_commands(
         help="re-tune: each firing starts a study of --model a,b on --data as it is then, named --study (else "
         "--name) and the firing's -YYYYMMDD-HHMM, and saves its best as the next version of --save-as (required)",
     )
-    _add_retuning_options(add.add_argument_group("re-tuning (with --tune; a backtest objective: its defaults)"))
+    _add_retuning_options(add.add_argument_group("re-tuning (with --tune)"))
     _command(schedule_sub, common, "ls", "list schedules", key="schedule ls")
     for name, (_, summary) in SCHEDULE_ACTIONS.items():
         _command(schedule_sub, common, name, summary, key=f"schedule {name}").add_argument("id", type=_run_id)
 
 
+RETUNE_BACKTEST = "backtest-"
+"""The prefix of ``schedule add --tune``'s backtest options."""
+
+
 def _add_retuning_options(p: argparse._ActionsContainer) -> None:
-    """``schedule add --tune``'s study options: ``tune``'s, with ``--study-timeout`` and no ``--save-as`` of its own."""
+    """``schedule add --tune``'s study options, and the backtest's for a backtest objective.
+
+    ``tune``'s options, with ``--study-timeout`` and no ``--save-as`` of their own; the backtest's as
+    ``--backtest-cutoffs``, ``--backtest-every``... (``schedule add`` has an ``--every`` and a ``--hold`` of its own).
+    """
     add_study_options(p, timeout_dest="study_timeout", daemon=True, timeout_flag="--study-timeout", save_as=False)
+    add_backtest_options(p, prefix=RETUNE_BACKTEST)
 
 
 def retuning_options_given(args: argparse.Namespace) -> list[str]:
@@ -500,11 +508,10 @@ def tune_request(args: argparse.Namespace) -> SubmitStudy:
     return SubmitStudy(spec=study_spec(args))
 
 
-def study_spec(args: argparse.Namespace, *, backtest: bool = True) -> StudySpec:
+def study_spec(args: argparse.Namespace, *, backtest_prefix: str = "") -> StudySpec:
     """The study of ``tune`` and ``schedule add --tune``: its space file read here, its fixed job.
 
-    ``backtest``: whether ``args`` holds the backtest's options (``schedule add`` has none: a backtest objective
-    uses :class:`BacktestOptions`' defaults).
+    ``backtest_prefix``: the prefix of the backtest's options in ``args`` (``schedule add``'s: ``backtest-``).
 
     Raises:
         ValueError: when the space file cannot be read.
@@ -521,7 +528,7 @@ def study_spec(args: argparse.Namespace, *, backtest: bool = True) -> StudySpec:
     model = models[0] if models else args.model
     job = msgspec.structs.replace(job_from_args(args), model=model, save_as=None)  # --save-as: the kept best's
     if any(o.startswith("backtest") for o in objectives):
-        job = msgspec.structs.replace(job, backtest=backtest_from_args(args) if backtest else BacktestOptions())
+        job = msgspec.structs.replace(job, backtest=backtest_from_args(args, backtest_prefix))
     return StudySpec(
         models=models,
         trials=args.trials,
@@ -573,7 +580,7 @@ def _alias(args: argparse.Namespace) -> SetAlias:
 def _add_schedule(args: argparse.Namespace) -> AddSchedule:
     """``schedule add``: a schedule of runs, or with ``--tune`` one that starts a study (:func:`study_spec`)."""
     if args.tune:
-        study = study_spec(args, backtest=False)
+        study = study_spec(args, backtest_prefix=RETUNE_BACKTEST)
         return AddSchedule(study=study, name=args.name, cron=args.cron, every_s=args.every, timezone=args.tz)
     return AddSchedule(
         job=job_from_args(args),
