@@ -673,7 +673,7 @@ class StudyManager:
                 number=t.number,
                 state=t.state.name,
                 params=dict(t.params),
-                values=list(t.values) if t.values else None,
+                values=list(t.values) if t.values and t.state == TrialState.COMPLETE else None,  # see trial_line
                 duration_s=t.duration.total_seconds() if t.duration is not None else None,
                 reason=str(t.user_attrs.get("reason", "")),
                 run=runs.get(t.number),

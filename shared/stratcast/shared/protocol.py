@@ -354,6 +354,7 @@ class TrialInfo(msgspec.Struct, kw_only=True):
     """Optuna's: RUNNING, COMPLETE, PRUNED, FAIL, WAITING."""
     params: dict[str, Any] = {}
     values: list[float] | None = None
+    """The objective values of a COMPLETE trial (None for the others: a pruned trial's figure is in its reason)."""
     duration_s: float | None = None
     reason: str = ""
     """Why it was pruned or failed (``oom: ...``, ``killed``, ``crashed: ...``, ``invalid: ...``, ``pruned at ...``)."""

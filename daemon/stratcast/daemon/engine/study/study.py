@@ -358,8 +358,12 @@ def final_job(trial: FrozenTrial, fixed: JobSpec, models: Sequence[str], keep: s
 
 
 def trial_line(trial: FrozenTrial) -> str:
-    """``trial 3 COMPLETE 0.9312 nhits learning_rate=0.001 ...`` or with the reason of a pruned or failed one."""
-    values = " ".join(f"{v:.6g}" for v in trial.values) if trial.values else ""
+    """``trial 3 COMPLETE 0.9312 nhits learning_rate=0.001 ...`` or with the reason of a pruned or failed one.
+
+    Only a COMPLETE trial has objective values: Optuna gives a pruned one its last intermediate value (a validation
+    score, in other units), which its reason states.
+    """
+    values = " ".join(f"{v:.6g}" for v in trial.values) if trial.values and trial.state == TrialState.COMPLETE else ""
     params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
     reason = trial.user_attrs.get("reason", "")
     parts = [f"trial {trial.number}", trial.state.name, values, params, f"({reason})" if reason else ""]
