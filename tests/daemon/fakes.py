@@ -121,7 +121,7 @@ class FakeExecutor:
     async def close(self):
         pass
 
-    async def start(self, run, run_dir, device, memory_gib):
+    async def start(self, run, run_dir, device, memory_gib, ranks=1):
         self.started.append((run, device, memory_gib))
         self.workers[run] = FakeWorker(run, device)
         return self.workers[run]

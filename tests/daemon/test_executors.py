@@ -51,6 +51,28 @@ def test_runs_on_a_gpu_subset_get_workers_that_see_only_their_gpu(tmp_path, monk
     assert d.db.get_run(runs[2].id).state == "queued"
 
 
+def test_a_data_parallel_run_gets_one_worker_that_sees_all_its_gpus_and_is_told_the_world_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    d, _ = daemon_with(tmp_path, monkeypatch, h100s(4))
+    worker = [sys.executable, "-c", STAND_IN]
+    d.runner = LocalExecutor(d._worker_event, d._worker_exit, d.home.state, worker=worker)
+    wide, single = submit(d, gpus=3), submit(d)
+
+    async def admit_and_wait():
+        await d.admit()
+        assert d.gpu_devices(d.db.list_runs(("running",)))[1].runs == (wide.id,)  # on each of its GPUs
+        await d.runner.wait_all(timeout=120)
+
+    asyncio.run(admit_and_wait())
+    seen = {}
+    for run in (wide, single):
+        info = d.db.get_run(run.id)
+        assert info.state == "succeeded", info.reason
+        (warning,) = [e["data"] for e in d.db.events(run.id) if e["kind"] == "warning"]
+        seen[info.device] = warning["message"]
+    assert seen == {"cuda:0,cuda:1,cuda:2": "0,1,2 --device cuda:0 --world-size 3", "cuda:3": "3 --device cuda:0"}
+
+
 def test_a_gpu_workers_command_and_environment(tmp_path):
     env = worker_env({"PATH": "/usr/bin", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}, "3", tmp_path)
     assert env["CUDA_VISIBLE_DEVICES"] == "3" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
@@ -121,3 +143,19 @@ def test_a_cluster_executor_gets_as_many_runs_as_it_has_slots_and_the_rest_wait(
     assert len(executor.started) == 2
     assert d.db.get_run(runs[2].id).reason == f"ray busy (2 of 2 slots: runs {runs[0].id}, {runs[1].id})"
     assert asyncio.run(status.handle(d, Status()))["devices"] == ["ray"]
+
+
+def test_a_run_over_several_gpus_is_refused_with_a_cap_a_pin_or_another_executor(tmp_path, monkeypatch):
+    from stratcast.daemon.handlers.common import InvalidSpec
+    from stratcast.daemon.handlers.submit import check_placement
+    from stratcast.shared.protocol import Placement
+
+    d, executor = daemon_with(tmp_path, monkeypatch, h100s(2))
+    with pytest.raises(InvalidSpec, match="drop --memory-gib"):
+        check_placement(d, Placement(gpus=2, memory_gib=8.0))
+    with pytest.raises(InvalidSpec, match="drop --gpu"):
+        check_placement(d, Placement(gpus=2, gpu=1))
+    with pytest.raises(InvalidSpec, match="the fake executor runs each run on one GPU"):
+        check_placement(d, Placement(gpus=2))
+    executor.name = "local"
+    check_placement(d, Placement(gpus=2))

@@ -252,3 +252,33 @@ def test_a_device_view_needs_one_cap_per_run():
 def test_cpu_slots_must_be_positive():
     with pytest.raises(ValueError, match="cpu_slots"):
         plan([], [cpu()], paused=False, cpu_slots=0)
+
+
+# -- a run over several devices (--gpus-per-run) ------------------------------------------------------------------
+
+
+def test_a_data_parallel_run_takes_the_lowest_free_gpus_and_names_them_all():
+    devices = [gpu(0, runs=(9,)), gpu(1), gpu(2, foreign=(77,)), gpu(3)]
+    result = make_plan([run(9, "running"), run(1, gpus=2), run(2)], devices)
+    assert result.starts == [(1, "cuda:1,cuda:3")] and 2 in result.reasons  # the single-GPU run finds none left
+
+
+def test_a_data_parallel_run_waits_for_enough_gpus_and_keeps_the_free_ones_from_later_runs():
+    devices = [gpu(0, runs=(9,)), gpu(1), gpu(2, runs=(8,))]
+    result = make_plan([run(1, gpus=2), run(2)], devices)
+    assert result.starts == []  # GPU 1 is free, but run 1 was first and keeps it
+    assert result.reasons[1] == "needs 2 GPUs, 1 free: GPUs 0, 2 busy (runs 8, 9)"
+    assert result.reasons[2] == "GPUs 0, 2 busy (runs 8, 9); GPU 1 kept for run 1, which is ahead in the queue"
+
+
+def test_a_data_parallel_run_over_more_gpus_than_the_daemon_has_says_so():
+    result = make_plan([run(1, gpus=3)], [gpu(0), gpu(1)])
+    assert result.reasons[1].startswith("needs 3 GPUs (--gpus-per-run 3) and the daemon has 2 (0, 1)")
+
+
+def test_on_a_cpu_machine_a_data_parallel_run_takes_a_slot_per_process():
+    assert make_plan([run(1, gpus=2), run(2)], [cpu()], cpu_slots=3).starts == [(1, "cpu"), (2, "cpu")]
+    result = make_plan([run(1, gpus=2)], [cpu(runs=(5,))], cpu_slots=2)
+    assert result.reasons == {1: "CPU busy (1 of 2 slots: run 5)"}
+    result = make_plan([run(1, gpus=4)], [cpu()], cpu_slots=2)
+    assert "needs 4 CPU slots (--gpus-per-run 4) and the daemon has 2" in result.reasons[1]

@@ -177,6 +177,13 @@ def test_submit_carries_every_job_and_placement_option_with_an_absolute_data_pat
     assert request == Submit(job=job, placement=place)
 
 
+def test_gpus_per_run_asks_for_a_data_parallel_run_over_that_many_devices():
+    (request,) = requests_for("submit", "--data", "/d.parquet", "--model", "nhits", "--gpus-per-run", "4")
+    assert request.placement.gpus == 4
+    (request,) = requests_for("submit", "--data", "/d.parquet", "--model", "nhits")
+    assert request.placement.gpus == 1
+
+
 def test_after_takes_several_ids_repeated_or_comma_separated():
     (request,) = requests_for(
         "submit", "--data", "/d.csv", "--model", "m", "--after", "3,4", "--after", "5", "--after", "3"
@@ -243,6 +250,8 @@ def test_schedule_add_takes_a_cron_expression_or_an_interval(when, cron, every_s
         ["schedule", "add", "--cron", "0 * * *", "--data", "d", "--model", "m"],
         ["submit", "--data", "d", "--model", "m", "--set", "novalue"],
         ["submit", "--data", "d", "--model", "m", "--memory-gib", "0"],
+        ["submit", "--data", "d", "--model", "m", "--gpus-per-run", "0"],
+        ["submit", "--data", "d", "--model", "m", "--gpus-per-run", "65"],
         ["submit", "--data", "d", "--model", "m", "--after", "3,x"],
         ["submit", "--data", "d", "--model", "m", "--after", "3,"],
         ["submit", "--model", "m"],

@@ -25,6 +25,10 @@ Policy, in the order the checks are made:
    exclusive run that was queued first. A run that waits on a dependency, or can fit on no GPU at all, keeps
    nothing.
 5. **CPU-only machines** (``devices`` is one view with ``index`` None) run up to ``cpu_slots`` runs at once.
+6. **A run over several devices** (``placement.gpus`` N > 1, data-parallel) needs N GPUs that an exclusive run
+   could take, the lowest free indices; until N are free it keeps every GPU it could use (rule 4), so runs behind
+   it may only backfill GPUs it cannot use. On a CPU-only machine it takes N of the ``cpu_slots`` (a CPU view
+   lists such a run's id once per slot it takes). Its start names every device: ``cuda:0,cuda:2``.
 
 A start updates the plan's view of its device, so one plan never puts two exclusive runs on one GPU and never
 promises the same memory twice.
@@ -74,7 +78,7 @@ class Plan:
     """What to do now."""
 
     starts: list[tuple[int, str]]
-    """(run id, device name) to start now, in order."""
+    """(run id, device names joined by commas: ``cuda:1``, ``cuda:0,cuda:2``, ``cpu``) to start now, in order."""
     reasons: dict[int, str]
     """Why each queued or held run that does not start waits."""
 
@@ -154,14 +158,16 @@ def plan(
     queued = sorted((run for run in runs if run.state == "queued"), key=_queue_order)
     for run in queued:
         reason = _waits_before_placement(run, by_id, paused)
-        slot = None
+        chosen: list[_Slot] = []
         if reason is None:
-            slot, reason = _place(run, slots, cpu_slots, min_free_mib)
-        if slot is None:
+            chosen, reason = _place(run, slots, cpu_slots, min_free_mib)
+        if not chosen:
             reasons[run.id] = reason
-        else:
+            continue
+        for slot in chosen:
             slot.add(run)
-            starts.append((run.id, slot.view.name))
+        names = [s.view.name for s in chosen]
+        starts.append((run.id, ",".join(dict.fromkeys(names))))  # a CPU run over N slots names the CPU once
     return Plan(starts=starts, reasons=reasons)
 
 
@@ -192,21 +198,50 @@ def _waits_before_placement(run: RunInfo, by_id: Mapping[int, RunInfo], paused: 
     return f"waiting for {', '.join(pending)}" if pending else None
 
 
-def _place(run: RunInfo, slots: list[_Slot], cpu_slots: int, min_free_mib: float) -> tuple[_Slot | None, str]:
-    """The device ``run`` starts on, or None and why it waits."""
+def _place(run: RunInfo, slots: list[_Slot], cpu_slots: int, min_free_mib: float) -> tuple[list[_Slot], str]:
+    """The devices ``run`` starts on (one per slot it takes), or none and why it waits."""
     if not slots:
-        return None, "no GPU or CPU to run on"
+        return [], "no GPU or CPU to run on"
     if slots[0].view.index is None:
         return _place_on_cpu(run, slots[0], cpu_slots)
-    return _place_on_gpu(run, slots, min_free_mib)
+    if run.placement.gpus > 1:
+        return _place_on_gpus(run, slots, min_free_mib)
+    slot, reason = _place_on_gpu(run, slots, min_free_mib)
+    return ([] if slot is None else [slot]), reason
 
 
-def _place_on_cpu(run: RunInfo, slot: _Slot, cpu_slots: int) -> tuple[_Slot | None, str]:
+def _place_on_cpu(run: RunInfo, slot: _Slot, cpu_slots: int) -> tuple[list[_Slot], str]:
     if run.placement.gpu is not None:
-        return None, f"GPU {run.placement.gpu} does not exist (this machine has no GPUs)"
-    if len(slot.runs) >= cpu_slots:
-        return None, f"{slot.label} busy ({len(slot.runs)} of {cpu_slots} slots: {_runs(sorted(slot.runs))})"
-    return slot, ""
+        return [], f"GPU {run.placement.gpu} does not exist (this machine has no GPUs)"
+    need = run.placement.gpus
+    if need > cpu_slots:
+        return [], (
+            f"needs {need} CPU slots (--gpus-per-run {need}) and the daemon has {cpu_slots}: remove this run, or "
+            f"restart the daemon with --cpu-slots {need}"
+        )
+    if len(slot.runs) + need > cpu_slots:
+        ids = sorted(set(slot.runs))
+        return [], f"{slot.label} busy ({len(slot.runs)} of {cpu_slots} slots: {_runs(ids)})"
+    return [slot] * need, ""
+
+
+def _place_on_gpus(run: RunInfo, slots: list[_Slot], min_free_mib: float) -> tuple[list[_Slot], str]:
+    """``placement.gpus`` GPUs of its own for a data-parallel run, the lowest free indices; else why it waits."""
+    need = run.placement.gpus
+    if need > len(slots):
+        indices = ", ".join(str(s.view.index) for s in slots)
+        return [], (
+            f"needs {need} GPUs (--gpus-per-run {need}) and the daemon has {len(slots)} ({indices}): remove this "
+            "run, or submit it with fewer"
+        )
+    refusals = [(s, _refusal(run, s, min_free_mib)) for s in slots]
+    fitting = [s for s, why in refusals if why is None]
+    if len(fitting) >= need:
+        return fitting[:need], ""
+    for slot in slots:
+        slot.kept_for = run.id if slot.kept_for is None else slot.kept_for
+    why = _explain([why for _, why in refusals if why is not None], len(slots))
+    return [], f"needs {need} GPUs, {len(fitting)} free: {why}"
 
 
 def _place_on_gpu(run: RunInfo, slots: list[_Slot], min_free_mib: float) -> tuple[_Slot | None, str]:

@@ -403,7 +403,7 @@ class Daemon:
         ours = {w.pid for w in self.runner.workers.values()}
         views = []
         for g in self.telemetry.gpu_views():
-            on = [r for r in running if r.device == f"cuda:{g['index']}"]
+            on = [r for r in running if f"cuda:{g['index']}" in (r.device or "").split(",")]  # may span several
             views.append(
                 DeviceView(
                     name=f"cuda:{g['index']}",
@@ -420,14 +420,15 @@ class Daemon:
     def cpu_device(self, runs: list[RunInfo], name: str = "cpu") -> DeviceView:
         """The CPU (or a cluster's slots: ``name`` is its executor's), with the runs of ``runs`` running on it."""
         on = [r for r in runs if r.state == "running" and r.device == name]
+        slots = [r for r in on for _ in range(r.placement.gpus)]  # a data-parallel run takes a slot per process
         total, available = self.telemetry.host_memory()
         return DeviceView(
             name=name,
             index=None,
             total_mib=total / 2**20,
             free_mib=available / 2**20,
-            runs=tuple(r.id for r in on),
-            caps_gib=tuple(r.placement.memory_gib for r in on),
+            runs=tuple(r.id for r in slots),
+            caps_gib=tuple(r.placement.memory_gib for r in slots),
         )
 
     async def start_run(self, run: RunInfo, device: str) -> None:
@@ -435,7 +436,7 @@ class Daemon:
         run_dir = Path(run.out)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            w = await self.runner.start(run.id, run_dir, device, run.placement.memory_gib)
+            w = await self.runner.start(run.id, run_dir, device, run.placement.memory_gib, run.placement.gpus)
         except OSError as exc:
             self.update_run(run.id, state="failed", reason=f"could not start its worker: {exc}", finished=time.time())
             return

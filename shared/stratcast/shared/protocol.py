@@ -196,6 +196,10 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     finished cutoff the worker reports as a ``cutoff`` event, for a study's Wilcoxon pruner (None: nothing more)."""
 
 
+MAX_RANKS = 64
+"""The most devices one run may span (:attr:`Placement.gpus`)."""
+
+
 class Placement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How a run is queued and placed."""
 
@@ -210,6 +214,10 @@ class Placement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Share a GPU, capped at this much memory (opt-in sharing); None: a GPU of its own."""
     hold: bool = False
     """Queue it held: it waits until released."""
+    gpus: Annotated[int, msgspec.Meta(ge=1, le=MAX_RANKS)] = 1
+    """Devices the run spans (``--gpus-per-run``): above 1, one model trains data-parallel over that many GPUs of
+    its own (on a machine without GPUs, that many CPU processes, each taking a CPU slot); the local executor only,
+    not with :attr:`gpu` or :attr:`memory_gib`."""
 
 
 class RunInfo(msgspec.Struct, kw_only=True):

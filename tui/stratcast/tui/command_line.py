@@ -35,6 +35,7 @@ from stratcast.shared.jobargs import (
 )
 from stratcast.shared.protocol import (
     DEFAULT_MODEL,
+    MAX_RANKS,
     RUN_STATES,
     SAVED_REF,
     AddSchedule,
@@ -409,10 +410,26 @@ def _add_placement(p: argparse.ArgumentParser, held: str = "--hold") -> None:
     )
     place.add_argument("--gpu", type=non_negative_int, metavar="N", help="pin to this GPU index")
     place.add_argument("--memory-gib", type=positive_float, metavar="X", help="share a GPU, capped at X GiB")
+    place.add_argument(
+        "--gpus-per-run",
+        type=_ranks,
+        default=1,
+        metavar="N",
+        help="train one model data-parallel over N GPUs of its own (N CPU processes on a machine without GPUs); "
+        "batch mode, local executor",
+    )
     place.add_argument(held, dest="held", action="store_true", help="queue it held, until `stratcast release`")
 
 
 _run_id = non_negative_int
+
+
+def _ranks(text: str) -> int:
+    """``--gpus-per-run``: 1 to :data:`MAX_RANKS`."""
+    n = whole_number(text)
+    if not 1 <= n <= MAX_RANKS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_RANKS} devices, got {n}")
+    return n
 
 
 def _run_or_folder(text: str) -> int | Path:
@@ -480,6 +497,7 @@ def placement(args: argparse.Namespace, *, name: str = "") -> Placement:
         gpu=args.gpu,
         memory_gib=args.memory_gib,
         hold=args.held,
+        gpus=args.gpus_per_run,
     )
 
 

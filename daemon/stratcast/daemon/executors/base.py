@@ -129,8 +129,11 @@ class Executor(Protocol):
     def workers(self) -> Mapping[int, Worker]:
         """The started workers that have not ended yet, by run id."""
 
-    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> Worker:
+    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None, ranks: int = 1) -> Worker:
         """Start ``run``'s worker on ``device`` (``cuda:N`` or ``cpu``); it resumes when ``run_dir`` has checkpoints.
+
+        ``ranks`` above 1: a data-parallel run over that many processes, on the GPUs ``device`` names
+        (``cuda:0,cuda:2``) or on the CPU; only the local executor starts such runs (the others refuse them).
 
         Raises:
             OSError: when the worker cannot be started.

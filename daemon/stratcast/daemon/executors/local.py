@@ -68,14 +68,17 @@ def worker_env(environ: Mapping[str, str], gpu: str, home: Path | None) -> dict[
     return env
 
 
-def launch(worker: Sequence[str], run_dir: Path, gpu: str, memory_gib: float | None) -> list[str]:
+def launch(worker: Sequence[str], run_dir: Path, gpu: str, memory_gib: float | None, ranks: int = 1) -> list[str]:
     """The command of a worker on GPU ``gpu`` ('' for the CPU); it resumes when ``run_dir`` has checkpoints.
 
-    A GPU worker sees its one GPU only (``CUDA_VISIBLE_DEVICES``, :func:`worker_env`), so it trains on ``cuda:0``.
+    A GPU worker sees its GPUs only (``CUDA_VISIBLE_DEVICES``, :func:`worker_env`), so it trains on ``cuda:0``; a
+    data-parallel one (``ranks`` above 1, ``gpu`` ``0,2``) starts its other ranks itself, rank ``r`` on ``cuda:r``.
     """
     cmd = [*worker, str(run_dir), "--device", "cuda:0" if gpu else "cpu"]
     if memory_gib is not None and gpu:
         cmd += ["--memory-gib", str(memory_gib)]
+    if ranks > 1:
+        cmd += ["--world-size", str(ranks)]
     if RunFolder(run_dir).has_checkpoint():
         cmd.append("--resume")
     return cmd
@@ -112,10 +115,16 @@ class LocalExecutor:
     async def close(self) -> None:
         """Nothing to let go of: the workers have ended."""
 
-    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> LocalWorker:
-        """Start the worker of ``run`` on ``device`` (``cuda:N`` or ``cpu``); resumes when it has checkpoints."""
-        gpu = device.removeprefix("cuda:") if device.startswith("cuda") else ""
-        cmd, env = launch(self.worker, run_dir, gpu, memory_gib), worker_env(os.environ, gpu, self.home)
+    async def start(
+        self, run: int, run_dir: Path, device: str, memory_gib: float | None, ranks: int = 1
+    ) -> LocalWorker:
+        """Start the worker of ``run`` on ``device`` (``cuda:N``, ``cuda:0,cuda:2`` or ``cpu``).
+
+        It resumes when it has checkpoints; ``ranks`` is its data-parallel processes (see :func:`launch`).
+        """
+        gpu = ",".join(d.removeprefix("cuda:") for d in device.split(",")) if device.startswith("cuda") else ""
+        cmd = launch(self.worker, run_dir, gpu, memory_gib, ranks)
+        env = worker_env(os.environ, gpu, self.home)
         with open(RunFolder(run_dir).log, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 *cmd,

@@ -184,12 +184,14 @@ class RayExecutor:
 
     # -- runs --------------------------------------------------------------------------------------------------
 
-    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> RayWorker:
+    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None, ranks: int = 1) -> RayWorker:
         """Submit ``run``'s task; it resumes when ``run_dir`` has checkpoints.
 
         Raises:
-            OSError: when the cluster cannot take tasks now.
+            OSError: when the cluster cannot take tasks now, or for ``ranks`` above 1 (one GPU per task).
         """
+        if ranks > 1:
+            raise OSError(f"the Ray executor runs each run on one GPU, not {ranks}: use the local executor")
         if self._remote is None or self.health() != HEALTHY:
             raise OSError(f"the Ray cluster cannot take runs now: {self.health()}")
         on_gpu = self._resources.get("GPU", 0) > 0

@@ -285,12 +285,16 @@ class SlurmExecutor:
 
     # -- runs --------------------------------------------------------------------------------------------------
 
-    async def start(self, run: int, run_dir: Path, device: str, memory_gib: float | None) -> SlurmWorker:
+    async def start(
+        self, run: int, run_dir: Path, device: str, memory_gib: float | None, ranks: int = 1
+    ) -> SlurmWorker:
         """Submit ``run``'s job; it resumes when ``run_dir`` has checkpoints.
 
         Raises:
-            OSError: when the cluster cannot take jobs now, or refuses this one.
+            OSError: when the cluster cannot take jobs now, or refuses this one, or for ``ranks`` above 1.
         """
+        if ranks > 1:
+            raise OSError(f"the Slurm executor runs each run on one GPU, not {ranks}: use the local executor")
         if (health := self.health()) != HEALTHY:
             raise OSError(f"Slurm cannot take runs now: {health}")
         w = SlurmWorker(run, device, run_dir, None)

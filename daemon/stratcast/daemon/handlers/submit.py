@@ -55,7 +55,11 @@ async def queue_job(d: DaemonContext, job: JobSpec, placement: Placement, *, sch
 
 
 def check_placement(d: DaemonContext, placement: Placement) -> None:
-    """Dependencies must name existing runs; a memory cap must be positive."""
+    """Dependencies must name existing runs; a memory cap must be positive; several devices need GPUs of their own.
+
+    Raises:
+        InvalidSpec: naming the option at fault.
+    """
     for dep in placement.after:
         try:
             d.db.get_run(dep)
@@ -63,6 +67,18 @@ def check_placement(d: DaemonContext, placement: Placement) -> None:
             raise InvalidSpec(f"--after {dep}: there is no run {dep}") from None
     if placement.memory_gib is not None and placement.memory_gib <= 0:
         raise InvalidSpec(f"--memory-gib must be positive, got {placement.memory_gib}")
+    if placement.gpus > 1:
+        if placement.memory_gib is not None or placement.gpu is not None:
+            given = "--memory-gib" if placement.memory_gib is not None else "--gpu"
+            raise InvalidSpec(
+                f"--gpus-per-run {placement.gpus} takes whole GPUs chosen by the daemon: drop {given}, or submit "
+                "on one GPU"
+            )
+        if d.runner.name != "local":
+            raise InvalidSpec(
+                f"--gpus-per-run {placement.gpus}: the {d.runner.name} executor runs each run on one GPU; a run "
+                "over several GPUs needs a daemon with the local executor on a multi-GPU server"
+            )
 
 
 def check_job(job: JobSpec, home: Path | None = None) -> CheckedJob:
