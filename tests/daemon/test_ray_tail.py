@@ -18,3 +18,12 @@ def test_event_lines_are_read_whole_as_the_file_grows_and_an_over_long_line_is_d
     with open(path, "ab") as f:
         f.write(b"x" * 20)
     assert tail.lines() == [] and tail.rest == b""
+
+
+def test_the_daemons_ray_driver_outlives_a_head_that_is_away_longer_than_rays_minute():
+    from stratcast.daemon.executors.ray import RECONNECT_S, driver_environment
+
+    environ = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "0"}
+    driver_environment(environ)
+    assert environ["RAY_gcs_rpc_server_reconnect_timeout_s"] == str(RECONNECT_S) and RECONNECT_S > 24 * 3600
+    assert environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"] == "0"  # what the daemon's environment sets stays
