@@ -81,3 +81,11 @@ def test_a_models_own_training_defaults_replace_the_options_and_decide_what_is_s
     texts = {**BASE, "train-learning_rate": "0.001", "train-max_steps": "1000"}
     assert read_form(texts, itx, TRAIN)[0].sets == ["learning_rate=0.001"]
     assert read_form(texts, MODELS["dlinear"], TRAIN)[0].sets == []
+
+
+def test_gpus_per_run_in_the_form_asks_for_a_data_parallel_run():
+    assert read_form({**BASE, "gpus": "4"}, MODELS["dlinear"], TRAIN)[1] == Placement(gpus=4)
+    assert read_form({**BASE, "gpus": ""}, MODELS["dlinear"], TRAIN)[1] == Placement()
+    with pytest.raises(FormProblems) as caught:
+        read_form({**BASE, "gpus": "0"}, MODELS["dlinear"], TRAIN)
+    assert set(caught.value.problems) == {"gpus"}

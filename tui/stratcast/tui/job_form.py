@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from stratcast.shared.protocol import JobSpec, Placement
+from stratcast.shared.protocol import MAX_RANKS, JobSpec, Placement
 from stratcast.tui import validate
 
 T = TypeVar("T")
@@ -267,6 +267,7 @@ def placement_from(texts: Mapping[str, str]) -> Placement:
     priority = r.take("priority", lambda t: validate.whole_number(t, lo=PRIORITY_RANGE[0], hi=PRIORITY_RANGE[1]))
     gpu = r.take("gpu", lambda t: validate.whole_number(t, lo=0), optional=True)
     memory = r.take("memory_gib", lambda t: validate.number(t, lo=0.01), optional=True)
+    gpus = r.take("gpus", lambda t: validate.whole_number(t, lo=1, hi=MAX_RANKS), optional=True)
     after = r.take("after", _run_ids, optional=True)
     r.check()
     return Placement(
@@ -276,6 +277,7 @@ def placement_from(texts: Mapping[str, str]) -> Placement:
         gpu=gpu,
         memory_gib=memory,
         hold=r.text("hold") == "true",
+        gpus=gpus or 1,
     )
 
 

@@ -146,6 +146,11 @@ class NewRunScreen(AppScreen):
         yield Field("priority", _input("priority", "0"), help="higher starts first; FIFO within a priority")
         yield Field("GPU", _input("gpu", placeholder="any"), help="pin to this GPU index")
         yield Field("share GiB", _input("memory_gib", placeholder="a GPU of its own"), help="share a GPU, capped")
+        yield Field(
+            "GPUs per run",
+            _input("gpus", placeholder="1"),
+            help="above 1: one model trained data-parallel over that many GPUs of its own (batch mode)",
+        )
         yield Field("after runs", _input("after", placeholder="none"), help="run ids that must succeed first")
         yield Field("hold", Checkbox("queue it held", id="hold", compact=True), help="wait until released")
 
