@@ -66,6 +66,7 @@ from stratcast.shared.protocol import (
     StudyInfo,
     StudySpec,
     TrialInfo,
+    study_ran_s,
 )
 from stratcast.shared.runfiles import RunFolder
 
@@ -123,8 +124,7 @@ class LiveStudy:
 
 def ran_s(info: StudyInfo, now: float | None = None) -> float:
     """Seconds the study has run (its time stopped not counted) at ``now`` (default: now)."""
-    since = info.active_since
-    return info.elapsed_s + ((time.time() if now is None else now) - since if since is not None else 0.0)
+    return study_ran_s(info.elapsed_s, info.active_since, time.time() if now is None else now)
 
 
 def prepare(spec: StudySpec) -> tuple[Space, tuple[Objective, ...], JobSpec, str, str]:

@@ -333,6 +333,11 @@ class StudySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The saved model the final run becomes a version of (None: the study's Optuna name)."""
 
 
+def study_ran_s(elapsed_s: float, active_since: float | None, now: float) -> float:
+    """Seconds a study has run at ``now``: ``elapsed_s`` before its last resume, plus the time since, while it runs."""
+    return elapsed_s + (max(0.0, now - active_since) if active_since is not None else 0.0)
+
+
 class StudyInfo(msgspec.Struct, kw_only=True):
     """A daemon study as clients see it."""
 

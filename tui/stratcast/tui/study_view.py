@@ -16,7 +16,7 @@ from typing import Any
 from rich.text import Text
 
 from stratcast.shared.objectives import maximizes, values_text
-from stratcast.shared.protocol import IMPORTANCE_MIN_TRIALS
+from stratcast.shared.protocol import IMPORTANCE_MIN_TRIALS, study_ran_s
 from stratcast.tui.render import duration_text, params_text
 
 Cell = str | Text
@@ -45,9 +45,8 @@ def best_value(trials: Sequence[Mapping[str, Any]], objective: str) -> float | N
 
 
 def elapsed_s(study: Mapping[str, Any], now: float) -> float:
-    """Seconds the study has run: before its last resume, and since then while it runs."""
-    since = study.get("active_since")
-    return float(study.get("elapsed_s") or 0.0) + (max(0.0, now - since) if since is not None else 0.0)
+    """Seconds the study (a ``StudyInfo`` as plain data) has run at ``now``."""
+    return study_ran_s(float(study.get("elapsed_s") or 0.0), study.get("active_since"), now)
 
 
 @dataclass(frozen=True)
