@@ -150,3 +150,40 @@ def test_daemon_messages_map_to_the_fields_they_name():
     assert field_of("name: study 2 already runs the Optuna study 'x'") == "study"
     assert field_of("job: a study tunes single models; drop --ensemble") == "models"
     assert field_of("/data/x.parquet: no column 'profit'") == "data"
+
+
+def test_with_a_timetable_the_form_adds_a_schedule_that_re_tunes():
+    async def body(app, pilot, link):
+        added = []
+        link.handlers["add_schedule"] = lambda r: added.append(r) or {"schedule": {"id": 4, "name": "eu-tune"}}
+        screen = app.screen
+        fill(screen, data=DATA, models="nhits", trials="6", save_as="eu")
+        screen.query_one("#repeat", Select).value = "every"
+        await pilot.pause(0.2)
+        assert "New re-tuning schedule" in str(screen.query_one("#form-title", Static).render())
+        assert screen.query_one("#field-every").display and not screen.query_one("#field-cron").display
+        fill(screen, every="7d")
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        (request,) = added
+        assert (request.every_s, request.cron, request.job) == (7 * 86400, None, None) and not sent(link)
+        assert (request.study.models, request.study.trials, request.study.save_as) == (["nhits"], 6, "eu")
+        assert any("re-tuning schedule 4 (eu-tune)" in str(n.message) for n in app._notifications)
+
+    run_form(body)
+
+
+def test_a_re_tuning_schedule_refused_for_its_saved_name_marks_that_field():
+    async def body(app, pilot, link):
+        message = "study.save_as: a re-tuning schedule saves each firing's best as a new version of a saved model"
+        link.refuse("add_schedule", message, code="invalid_spec")
+        screen = app.screen
+        fill(screen, data=DATA)
+        screen.query_one("#repeat", Select).value = "cron"
+        await pilot.pause(0.2)
+        fill(screen, cron="0 6 * * 1")
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        assert "saves each firing's best" in problem(screen, "save_as") and app.screen is screen
+
+    run_form(body)

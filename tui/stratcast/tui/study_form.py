@@ -32,6 +32,9 @@ DAEMON_FIELDS = {
     "storage": "storage",
     "name": "study",
     "job": "models",
+    "study.save_as": "save_as",
+    "study.keep": "keep",
+    "save_as": "save_as",
 }
 """The field an ``invalid_spec`` message names (``space: ...``) -> the form field it is about."""
 

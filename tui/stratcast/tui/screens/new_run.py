@@ -247,6 +247,9 @@ class NewRunScreen(AppScreen):
     # -- schedule ------------------------------------------------------------------------------------------------
 
     @on(Select.Changed, "#repeat")
+    def _repeat_changed(self) -> None:
+        self._show_repeat()  # through the method, which the new-study form extends
+
     def _show_repeat(self) -> None:
         repeat = self.query_one("#field-repeat", Field).text
         for key, shown in (("cron", repeat == "cron"), ("timezone", repeat == "cron"), ("every", repeat == "every")):

@@ -3,7 +3,9 @@
 The job part is the new-run form itself (:class:`~stratcast.tui.screens.new_run.NewRunScreen`: one definition of
 the job's fields and checks); its model is the first model searched unless the ``models`` field names others. Every
 field is checked locally (:mod:`stratcast.tui.study_form`; the space file is read here); the daemon checks the
-study and its data again, and its ``invalid_spec`` message is shown under the field it names.
+study and its data again, and its ``invalid_spec`` message is shown under the field it names. With a timetable
+(the form's last section, as the new-run form's) it adds a schedule that re-tunes instead (``add_schedule`` with
+the study, as ``stratcast schedule add --tune``): each firing starts the study afresh and saves its best.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from textual.widgets import Collapsible, Static
 
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.jobargs import KEEP_CHOICES
-from stratcast.shared.protocol import BacktestOptions, StudySpec, SubmitStudy
-from stratcast.tui.job_form import FormProblems
+from stratcast.shared.protocol import AddSchedule, BacktestOptions, StudySpec, SubmitStudy
+from stratcast.tui.job_form import FormProblems, Timetable
 from stratcast.tui.link import failure_text
 from stratcast.tui.screens.new_run import NewRunScreen, _input, _select
 from stratcast.tui.study_form import PRUNERS, SAMPLERS, field_of, study_from
@@ -58,6 +60,7 @@ class NewStudyScreen(NewRunScreen):
         yield Field("save as", _input("save_as", placeholder="the study's name"), help="the saved model it becomes")
         title = "backtest options (for backtest objectives)"
         yield Collapsible(*self._backtest_fields(), title=title, id="backtest-box")
+        yield from self._schedule_fields()
 
     def _backtest_fields(self) -> list[Field]:
         d = BacktestOptions()
@@ -74,31 +77,35 @@ class NewStudyScreen(NewRunScreen):
         self.query_one("#field-name", Field).display = False  # the daemon names each trial study-ID/tN
 
     def _show_repeat(self) -> None:
-        """The title (a study has no schedule)."""
-        self.query_one("#form-title", Static).update(Text("New study", style="bold"))
+        """The timetable's fields as the new-run form shows them; the title says study or re-tuning schedule."""
+        super()._show_repeat()
+        repeat = self.query_one("#field-repeat", Field).text
+        title = "New re-tuning schedule" if repeat in ("cron", "every") else "New study"
+        self.query_one("#form-title", Static).update(Text(title, style="bold"))
 
     def action_submit(self) -> None:
-        """Check every field (the space file is read), then send ``submit_study``."""
+        """Check every field (the space file is read), then send ``submit_study`` (or ``add_schedule``)."""
         if self.busy:
             self.notify("already sending", timeout=2)
             return
-        spec = self._read_study()
-        if spec is not None:
+        read = self._read_study()
+        if read is not None:
             self.busy = True
-            self._submit_study(spec)
+            self._submit_study(*read)
 
-    def _read_study(self) -> StudySpec | None:
-        """The study, or None after marking every field that cannot be used."""
+    def _read_study(self) -> tuple[StudySpec, Timetable | None] | None:
+        """The study and its timetable (None: start it now), or None after marking every field that cannot be used."""
         form = self._read()
         if form is None:
             return None
-        job, placement, _ = form
+        job, placement, timetable = form
         fields = {field.key: field for field in self.query(Field)}
         try:
-            return study_from({k: f.text for k, f in fields.items()}, job, placement, self.models.keys())
+            spec = study_from({k: f.text for k, f in fields.items()}, job, placement, self.models.keys())
         except FormProblems as exc:
             self._mark(fields, exc.problems)
             return None
+        return spec, timetable
 
     def _mark(self, fields: dict[str, Field], problems: dict[str, str]) -> None:
         for key, problem in problems.items():
@@ -110,9 +117,14 @@ class NewStudyScreen(NewRunScreen):
         self.notify(f"{count} field{'s' if count > 1 else ''} to fix", severity="error", timeout=4)
 
     @work(group="submit")
-    async def _submit_study(self, spec: StudySpec) -> None:
+    async def _submit_study(self, spec: StudySpec, timetable: Timetable | None) -> None:
+        request: SubmitStudy | AddSchedule = SubmitStudy(spec=spec)
+        if timetable is not None:
+            request = AddSchedule(
+                study=spec, cron=timetable.cron, every_s=timetable.every_s, timezone=timetable.timezone
+            )
         try:
-            result = await self.stratcast.link.call(SubmitStudy(spec=spec))
+            result = await self.stratcast.link.call(request)
         except (RequestFailed, DaemonUnavailable) as exc:
             if isinstance(exc, RequestFailed):
                 field = self.query_one(f"#field-{field_of(exc.message)}", Field)
@@ -124,5 +136,10 @@ class NewStudyScreen(NewRunScreen):
             return
         finally:
             self.busy = False
-        self.notify(f"started study {result['study']['id']}", timeout=4)
+        if timetable is None:
+            self.notify(f"started study {result['study']['id']}", timeout=4)
+        else:
+            self.notify(
+                f"added re-tuning schedule {result['schedule']['id']} ({result['schedule']['name']})", timeout=4
+            )
         self.dismiss()
