@@ -155,7 +155,12 @@ def test_daemon_messages_map_to_the_fields_they_name():
 def test_with_a_timetable_the_form_adds_a_schedule_that_re_tunes():
     async def body(app, pilot, link):
         added = []
-        link.handlers["add_schedule"] = lambda r: added.append(r) or {"schedule": {"id": 4, "name": "eu-tune"}}
+
+        def add(request):
+            added.append(request)
+            return {"schedule": {"id": 4, "name": "eu-tune"}}
+
+        link.handlers["add_schedule"] = add
         screen = app.screen
         fill(screen, data=DATA, models="nhits", trials="6", save_as="eu")
         screen.query_one("#repeat", Select).value = "every"
