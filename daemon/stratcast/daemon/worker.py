@@ -290,7 +290,7 @@ def peer_failed(rank: int, code: int, world: int, events: Events) -> None:
 
     if not events.ending.acquire(blocking=False):
         return  # rank 0 is failing already; its fail() names the rank
-    summary = f"rank {rank} of {world} {exit_reason(code)}: see its lines in the log"
+    summary = f"rank {rank} of {world} {exit_reason(code)} (its log lines start with 'rank {rank}: ')"
     log(f"failed: {summary}", always=True)
     if events.peers is not None:
         events.peers.kill()
@@ -480,11 +480,14 @@ def fail(exc: Exception, events: Events) -> int:
     code = exit_code_for(exc)
     summary = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
     if events.peers is not None:
+        from stratcast.daemon.engine.training.distributed import TIMEOUT_ENV
         from stratcast.daemon.peers import exit_reason
 
         peer = events.peers.failed(wait_s=3.0) if code == WorkerExit.FAILED else None
         if peer is not None:  # rank 0's error is the broken connection to the rank that died
-            summary = f"rank {peer[0]} {exit_reason(peer[1])}: see its lines in the log ({summary})"
+            summary = f"rank {peer[0]} {exit_reason(peer[1])}; on rank 0: {summary}"
+        elif code == WorkerExit.FAILED and "Timed out" in summary:
+            summary = f"a rank did not answer within the process group's timeout (${TIMEOUT_ENV}): {summary}"
         events.peers.kill()
     if code == WorkerExit.BAD_INPUT:
         log(f"error: {summary}", always=True)

@@ -25,7 +25,8 @@ model as one process would with the same global batch:
   whose every rank file loads.
 
 A hung peer cannot block a rank forever: every collective has the process group's timeout
-(``$STRATCAST_DIST_TIMEOUT_S``, default :data:`DEFAULT_TIMEOUT_S`).
+(``$STRATCAST_DIST_TIMEOUT_S``, default :data:`DEFAULT_TIMEOUT_S`; joining the group waits at least
+:data:`RENDEZVOUS_S`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ from stratcast.shared.events import ProgressReported
 
 TIMEOUT_ENV = "STRATCAST_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 600.0
-"""Longest wait of a collective (or of the group's start) for a peer before the rank fails."""
+"""Longest wait of a collective for a peer before the rank fails."""
+RENDEZVOUS_S = 300.0
+"""Longest wait for every rank to join the group, at least (the ranks start, import torch and read the job)."""
 WORLD_KEY = "world_size"
 """The checkpoint entry recording how many ranks wrote it (absent: 1)."""
 RANK_STATE_VERSION = 1
@@ -105,6 +108,10 @@ def timeout() -> timedelta:
     return timedelta(seconds=float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S))
 
 
+def _rendezvous() -> timedelta:
+    return max(timeout(), timedelta(seconds=RENDEZVOUS_S))
+
+
 def backend_for(device: torch.device) -> str:
     """NCCL on CUDA, gloo on the CPU."""
     return "nccl" if device.type == "cuda" else "gloo"
@@ -112,13 +119,13 @@ def backend_for(device: torch.device) -> str:
 
 def lead_store(world: int) -> TCPStore:
     """Rank 0's rendezvous store on a free port of 127.0.0.1 (its ``port`` is what the other ranks are given)."""
-    return TCPStore("127.0.0.1", 0, world, True, timeout=timeout(), wait_for_workers=False)
+    return TCPStore("127.0.0.1", 0, world, True, timeout=_rendezvous(), wait_for_workers=False)
 
 
 def join_group(ranks: Ranks, device: torch.device, store: TCPStore | None = None, port: int = 0) -> None:
     """Join the run's process group: rank 0 with its :func:`lead_store`, the others through its ``port``."""
     if store is None:
-        store = TCPStore("127.0.0.1", port, ranks.world, False, timeout=timeout())
+        store = TCPStore("127.0.0.1", port, ranks.world, False, timeout=_rendezvous())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(
