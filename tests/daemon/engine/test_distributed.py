@@ -11,7 +11,7 @@ import torch
 
 from stratcast.daemon.engine.data.windows import validation_windows
 from stratcast.daemon.engine.run.build import check_distributable, prepare
-from stratcast.daemon.engine.spec.runspec import build_spec
+from stratcast.daemon.engine.spec.runspec import RunSpec, build_spec
 from stratcast.daemon.engine.training.checkpoint import CheckpointError, save_checkpoint, save_rotating
 from stratcast.daemon.engine.training.distributed import Ranks, check_world, latest_for_world, rank_path
 from tests.daemon.engine.rank_steps import spec_of, union_batch
@@ -83,20 +83,25 @@ def test_shares_and_shards_cover_the_batch_and_the_validation_windows(tmp_path):
     spec = spec_of(str(panel), str(tmp_path))
     prep = prepare(spec, torch.device("cpu"), lambda _: None)
     val = validation_windows(prep.windows, prep.split)
+    assert val is not None
     shards = [Ranks(r, 3).shard(val) for r in range(3)]
     assert torch.equal(torch.cat([s.x for s in shards]), val.x)
 
 
 def test_modes_that_cannot_span_devices_are_refused(tmp_path):
     panel = write_small_panel(tmp_path / "panel.parquet")
-    common = {"data": str(panel), "out": str(tmp_path), "device": "cpu", "horizon": 4, "input_size": 8}
-    check_distributable(build_spec(model="mlp", **common), 2)
+
+    def spec(model: str, mode: str = "batch", ensemble: tuple[str, ...] = ()) -> RunSpec:
+        out, data = str(tmp_path), str(panel)
+        return build_spec(data=data, model=model, out=out, mode=mode, ensemble=ensemble, horizon=4, input_size=8)
+
+    check_distributable(spec("mlp"), 2)
     with pytest.raises(ValueError, match="per-strategy mode cannot train over 2 devices"):
-        check_distributable(build_spec(model="mlp", mode="per-strategy", **common), 2)
+        check_distributable(spec("mlp", mode="per-strategy"), 2)
     with pytest.raises(ValueError, match="an ensemble"):
-        check_distributable(build_spec(model="mlp", ensemble=["mlp", "dlinear"], **common), 2)
+        check_distributable(spec("mlp", ensemble=("mlp", "dlinear")), 2)
     with pytest.raises(ValueError, match="multivariate model 'stemgnn'"):
-        check_distributable(build_spec(model="stemgnn", **common), 2)
+        check_distributable(spec("stemgnn"), 2)
 
 
 def test_resume_needs_every_rank_file_and_the_same_world_size(tmp_path):
@@ -104,7 +109,7 @@ def test_resume_needs_every_rank_file_and_the_same_world_size(tmp_path):
     for step in (4, 8):
         save_rotating(tmp_path, step, {"trainer": trainer})
     save_checkpoint(rank_path(tmp_path / "step-00000004.pt", 1), {"rank_state": {}})
-    logged = []
+    logged: list[str] = []
     assert latest_for_world(tmp_path, 2, logged.append) == tmp_path / "step-00000004.pt"
     assert "skipping checkpoint step-00000008.pt" in logged[0]
     with pytest.raises(CheckpointError, match=r"over 2 device.* this run has 1: resume it with --gpus-per-run 2"):
