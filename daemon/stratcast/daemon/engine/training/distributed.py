@@ -266,11 +266,11 @@ def sum_gradients(params: list[nn.Parameter], loss: Tensor) -> Tensor:
     for p, g in zip(params, grads, strict=True):
         flat.append(_real(g if g is not None else torch.zeros_like(p)).reshape(-1).float())
     buffer = all_sum(torch.cat(flat))
-    present, total = buffer[: len(params)], buffer[len(params)]
+    summed, total = buffer[: len(params)].tolist(), buffer[len(params)]  # one device sync, not one per parameter
     offset = len(params) + 1
     for i, p in enumerate(params):
         n = _real(p).numel()
-        if float(present[i]) > 0:
+        if summed[i] > 0:
             chunk = buffer[offset : offset + n].view(_real(p).shape)
             p.grad = (torch.view_as_complex(chunk.contiguous()) if p.is_complex() else chunk).to(p.dtype).clone()
         offset += n
