@@ -20,7 +20,7 @@ sets ``CUDA_VISIBLE_DEVICES`` (so the assigned GPU is ``cuda:0``) and
 ``1..N-1`` as its children (:mod:`stratcast.daemon.peers`; the hidden ``--rank``, ``--master-port`` and
 ``--resume-from`` options), alone sends events, writes the outputs and the checkpoint, and is what the daemon
 signals (a stop reaches every rank at the next step). A rank that dies fails the run with a reason naming it.
-Backtests, scoring jobs, ensembles, per-strategy and multivariate models refuse ``N > 1`` as bad input.
+Backtests, scoring jobs, ensembles and per-strategy mode refuse ``N > 1`` as bad input.
 
 **stderr** is the human log: the job's lines, progress lines, warnings, and on failure a one-line summary
 followed by the full traceback. Stray writes to stdout (a library's ``print``) land there too.
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the job in ``RUN_DIR`` and return the exit code (see :class:`WorkerExit`)."""
     args = build_parser().parse_args(argv)
     if args.rank > 0:  # another rank of a data-parallel run: no events, its log only on failure
-        LOG.prefix, LOG.quiet = f"rank {args.rank}: ", True
+        LogMode.prefix, LogMode.quiet = f"rank {args.rank}: ", True
     events = Events.take_stdout() if args.rank == 0 else Events(None)
     stop = StopFlag()
     events.on_broken = stop.request
@@ -456,7 +456,7 @@ def limit_memory(device: torch.device, gib: float | None) -> None:
     log(f"memory cap: {gib:.2f} GiB of {total / GIB:.1f} GiB on {device} ({fraction:.1%})")
 
 
-class LOG:
+class LogMode:
     """How this process logs: another rank of a data-parallel run prefixes its lines and logs only failures."""
 
     prefix = ""
@@ -465,9 +465,9 @@ class LOG:
 
 def log(message: str, *, always: bool = False) -> None:
     """One timestamped line of the human log (stderr); ``always``: also from a quiet rank."""
-    if LOG.quiet and not always:
+    if LogMode.quiet and not always:
         return
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {LOG.prefix}{message}", file=sys.stderr, flush=True)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {LogMode.prefix}{message}", file=sys.stderr, flush=True)
 
 
 def _str(path: Path | None) -> str | None:

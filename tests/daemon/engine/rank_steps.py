@@ -6,6 +6,7 @@ Arguments: ``RANK WORLD PORT PANEL OUT``. The rank
    of 8 drawn by a fixed sampler; rank 1 in micro-batches of 1), and keeps its summed gradients;
 2. trains the job's trainer as a run over ``WORLD`` devices builds it (its own sampler stream, sharded validation)
    for a few steps, rank 1 under the injected out-of-memory fault (its micro-batches above 3 windows fail once);
+3. trains a multivariate model (SOFTS, windows of 3 series) with dropout the same way;
 
 and saves both results to ``OUT/rank{RANK}.pt`` for the test to compare.
 """
@@ -85,8 +86,29 @@ def main(rank: int, world: int, port: int, panel: str, out: Path) -> None:
         os.environ[FAULT_ENV] = "3"
         trainer.fault_limit = 3
     fit = trainer.fit()
+    # 3: a multivariate model (groups of series per window) with dropout
+    os.environ.pop(FAULT_ENV, None)
+    multi = build_spec(
+        data=panel,
+        model="softs",
+        out=str(out / "multi"),
+        device="cpu",
+        horizon=4,
+        input_size=8,
+        holdout=4,
+        sets=["max_steps=6", "batch_size=8", "val_check_steps=3", "series_per_window=3", "dropout=0.3", "d_model=8"],
+    )
+    prep = prepare(multi, device, lambda _: None)
+    torch.manual_seed(multi.train.seed)
+    model = make_model(multi, prep.panel.n_series)
+    other = make_trainer(multi, model, prep, None, None, ranks=ranks)
+    multi_fit = other.fit()
     torch.save(
         {
+            "multi_weights": other.model.state_dict(),
+            "multi_steps": multi_fit.steps,
+            "multi_best": multi_fit.best_val_loss,
+            "dropout": torch.nn.functional.dropout(torch.ones(64), 0.5),
             "grads": grads,
             "weights": trainer.model.state_dict(),
             "steps": fit.steps,

@@ -74,6 +74,15 @@ def test_the_ranks_weights_stay_identical_through_oom_retries(two_ranks):
     assert zero["score"] == one["score"] is not None
 
 
+def test_a_multivariate_models_ranks_stay_identical_with_their_own_dropout(two_ranks):
+    (zero, one), _ = two_ranks
+    assert zero["multi_steps"] == one["multi_steps"] == 6
+    for name, w in zero["multi_weights"].items():
+        assert torch.equal(w, one["multi_weights"][name]), name
+    assert zero["multi_best"] == one["multi_best"] is not None
+    assert not torch.equal(zero["dropout"], one["dropout"])  # each rank's own masks
+
+
 def test_shares_and_shards_cover_the_batch_and_the_validation_windows(tmp_path):
     assert [Ranks(r, 3).share(32) for r in range(3)] == [11, 11, 10]
     assert len({Ranks(r, 2).seed(7) for r in range(2)}) == 2 and Ranks(0, 1).seed(7) == 7
@@ -96,12 +105,11 @@ def test_modes_that_cannot_span_devices_are_refused(tmp_path):
         return build_spec(data=data, model=model, out=out, mode=mode, ensemble=ensemble, horizon=4, input_size=8)
 
     check_distributable(spec("mlp"), 2)
+    check_distributable(spec("stemgnn"), 2)  # a multivariate model draws groups of series on each rank
     with pytest.raises(ValueError, match="per-strategy mode cannot train over 2 devices"):
         check_distributable(spec("mlp", mode="per-strategy"), 2)
     with pytest.raises(ValueError, match="an ensemble"):
         check_distributable(spec("mlp", ensemble=("mlp", "dlinear")), 2)
-    with pytest.raises(ValueError, match="multivariate model 'stemgnn'"):
-        check_distributable(spec("stemgnn"), 2)
 
 
 def test_resume_needs_every_rank_file_and_the_same_world_size(tmp_path):

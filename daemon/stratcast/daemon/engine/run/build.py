@@ -230,7 +230,12 @@ def make_trainer(
     trainer: Trainer
     if ranks is not None and ranks.world > 1:
         check_distributable(spec, ranks.world)
-        own = TrainSampler(prep.windows, prep.split.train_end, ranks.seed(cfg.seed))
+        seed = ranks.seed(cfg.seed)
+        own = TrainSampler(prep.windows, prep.split.train_end, seed)
+        if caps.multivariate:
+            series = series_per_window(spec, prep.windows.n_series)
+            own = SeriesSampler(prep.windows, prep.split.train_end, seed, series=series)
+            val = None if val is None else group_series(val, series)
         trainer = RankTrainer(
             ranks, model, cfg, own, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps
         )
@@ -256,7 +261,7 @@ def make_trainer(
 
 
 def check_distributable(spec: RunSpec, world: int) -> None:
-    """Refuse a job that cannot train over ``world`` > 1 devices: only one batch-mode univariate model can.
+    """Refuse a job that cannot train over ``world`` > 1 devices: only one batch-mode model can (not an ensemble).
 
     Raises:
         ValueError: naming the mode that cannot, and what to do.
@@ -268,12 +273,10 @@ def check_distributable(spec: RunSpec, world: int) -> None:
         what = f"an ensemble ({','.join(spec.ensemble)})"
     elif spec.mode == "per-strategy":
         what = "per-strategy mode"
-    elif get_entry(spec.model).capabilities.multivariate:
-        what = f"the multivariate model {spec.model!r}"
     if what is not None:
         raise ValueError(
-            f"{what} cannot train over {world} devices yet (--gpus-per-run {world}): only one batch-mode model of "
-            "one series per window can; run it with --gpus-per-run 1"
+            f"{what} cannot train over {world} devices yet (--gpus-per-run {world}): only one batch-mode model "
+            "can; run it with --gpus-per-run 1"
         )
 
 

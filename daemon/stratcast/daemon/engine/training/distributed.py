@@ -16,7 +16,12 @@ model as one process would with the same global batch:
 - **Stop:** before every step the ranks all-reduce (MAX) their stop flags, so a stop asked of rank 0 (the process
   the daemon signals) ends every rank at the same step boundary; their checkpoints then match.
 - **Weights:** every rank builds the model from the same seed and takes rank 0's parameters once (a broadcast);
-  identical optimizer steps on identical gradients keep them identical.
+  identical optimizer steps on identical gradients keep them identical. Then each rank seeds its global RNG from
+  :meth:`Ranks.seed` too, so its dropout masks are its own.
+- **Models:** one batch-mode model, univariate (:class:`~stratcast.daemon.engine.data.windows.TrainSampler`) or
+  multivariate (:class:`~stratcast.daemon.engine.data.windows.SeriesSampler`, validation in groups of series);
+  ensembles and per-strategy mode refuse several devices
+  (:func:`~stratcast.daemon.engine.run.build.check_distributable`).
 - **Validation:** the validation windows are sharded over the ranks and their sums (loss, target count and the
   validation score's sums) all-reduced, so every rank takes the same early-stopping decision.
 - **Checkpoints:** rank 0 writes the checkpoint (with ``world_size``); every other rank writes its sampler and RNG
@@ -182,6 +187,7 @@ class RankTrainer(Trainer):
         with torch.no_grad():
             for t in [*self.model.parameters(), *self.model.buffers()]:
                 dist.broadcast(t, src=0)
+        torch.manual_seed(ranks.seed(cfg.seed))  # the ranks' dropout masks differ, as one process's do per window
 
     @property
     def windows_per_step(self) -> int:
