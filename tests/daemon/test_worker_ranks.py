@@ -124,3 +124,11 @@ def test_a_backtest_refuses_several_devices(tmp_path, panel_file):
     code, events = run_worker(run_dir, *TWO)
     assert code == WorkerExit.BAD_INPUT
     assert "a backtest cannot run over 2 devices (--gpus-per-run 2)" in events[-1]["error"]
+
+
+def test_a_batch_smaller_than_the_devices_is_bad_input_before_any_rank_starts(tmp_path, panel_file):
+    run_dir = make_run_dir(tmp_path / "small", panel_file, ["batch_size=2"])
+    code, events = run_worker(run_dir, "--world-size", "3")
+    assert code == WorkerExit.BAD_INPUT
+    assert "batch_size 2 is smaller than the 3 devices of the run" in events[-1]["error"]
+    assert "started" not in kinds(events)

@@ -106,6 +106,8 @@ slices then stall the worker's own compute threads (DLinear trained 1.4x slower 
 PROGRESS_LINE_EVERY_S = 5.0
 """Least time between two progress lines in the log (validation checks always get one)."""
 GIB = 1024**3
+BAD_INPUT_GRACE_S = 10.0
+"""How long rank 0 has to report bad input itself after another rank exited for it (they read the same job)."""
 
 
 class WorkerExit(IntEnum):
@@ -201,6 +203,7 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     device = rank_device(resolve_device(args.device or job.device), ranks)
     spec = load_spec(job, run_dir, str(device))
     check_distributable(spec, world)
+    share = ranks.share(spec.train.batch_size)  # before any rank starts: a batch too small is bad input
     checkpoints = RunFolder(run_dir).checkpoints
     if ranks.rank > 0:
         resume_from = args.resume_from  # rank 0 chose it
@@ -216,6 +219,8 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     events.memory = memory
     if world > 1:
         start_ranks(args, ranks, device, resume_from, events)
+        per_step = spec.train.batch_size
+        log(f"training over {world} devices ({device.type}): rank 0 draws {share} of each step's {per_step}")
     engine = run_job if job.backtest is None else backtest_runner(job.backtest, cutoff_reporter(job, events))
     distributed = {"ranks": ranks} if world > 1 else {}
     result = engine(
@@ -280,7 +285,6 @@ def start_ranks(
 
     events.peers = Peers.start(command, ranks.world)
     events.peers.watch(lambda rank, code: peer_failed(rank, code, ranks.world, events))
-    log(f"training over {ranks.world} devices ({device.type}): ranks 1..{ranks.world - 1} started")
     join_group(ranks, device, store=store)
 
 
@@ -288,6 +292,8 @@ def peer_failed(rank: int, code: int, world: int, events: Events) -> None:
     """The watcher's verdict on a rank that ended abnormally: fail the run naming it (unless already ending)."""
     from stratcast.daemon.peers import exit_reason
 
+    if code == WorkerExit.BAD_INPUT:
+        time.sleep(BAD_INPUT_GRACE_S)  # rank 0 reads the same job and data: its own message is the better one
     if not events.ending.acquire(blocking=False):
         return  # rank 0 is failing already; its fail() names the rank
     summary = f"rank {rank} of {world} {exit_reason(code)} (its log lines start with 'rank {rank}: ')"
