@@ -12,7 +12,7 @@ from stratcast.daemon.engine.training.distributed import TIMEOUT_ENV, rank_path
 from stratcast.daemon.worker import WorkerExit
 from tests.daemon.test_worker import kinds, log_text, make_run_dir, parse, resumed_copy, run_worker, start_worker
 
-SETS = ["max_steps=400", "batch_size=64", "val_check_steps=50", "early_stop_patience=-1", "checkpoint_every_steps=5"]
+SETS = ["max_steps=250", "batch_size=64", "val_check_steps=50", "early_stop_patience=-1", "checkpoint_every_steps=5"]
 TWO = ("--world-size", "2")
 
 
@@ -85,7 +85,7 @@ def test_stopped_and_resumed_it_ends_as_the_uninterrupted_run(straight, tmp_path
     assert code == WorkerExit.STOPPED, log_text(run_dir)
     assert others and gone(others)
     stopped = events[-1]
-    assert stopped["event"] == "stopped" and stopped["step"] < 400
+    assert stopped["event"] == "stopped" and stopped["step"] < 250
     assert rank_path(run_dir / "checkpoints" / f"step-{stopped['step']:08d}.pt", 1).exists()
     resumed = resumed_copy((run_dir,), tmp_path)
     code, events = run_worker(resumed, *TWO, "--resume")
