@@ -12,6 +12,7 @@ import torch
 from stratcast.daemon.engine.data.windows import validation_windows
 from stratcast.daemon.engine.run.build import check_distributable, prepare
 from stratcast.daemon.engine.spec.runspec import RunSpec, build_spec
+from stratcast.daemon.engine.training import distributed
 from stratcast.daemon.engine.training.checkpoint import CheckpointError, save_checkpoint, save_rotating
 from stratcast.daemon.engine.training.distributed import Ranks, check_world, latest_for_world, rank_path
 from tests.daemon.engine.rank_steps import spec_of, union_batch
@@ -125,3 +126,26 @@ def test_resume_needs_every_rank_file_and_the_same_world_size(tmp_path):
     for step in (12, 16):  # rotation deletes a checkpoint's rank files with it
         save_rotating(tmp_path, step, {"trainer": trainer})
     assert not rank_path(tmp_path / "step-00000004.pt", 1).exists()
+
+
+def test_gradients_travel_in_buckets_and_come_back_in_place(monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setattr(distributed, "BUCKET_BYTES", 40)  # 10 floats: several buckets, a large parameter alone
+    params = [torch.nn.Parameter(torch.randn(*shape)) for shape in ((3,), (4, 5), (2,), (3,))]
+    params.append(torch.nn.Parameter(torch.randn(3, dtype=torch.complex64)))
+    for p in params[:2] + params[3:]:
+        p.grad = torch.randn_like(p)
+    before = [None if p.grad is None else p.grad.clone() for p in params]
+    storage = [None if p.grad is None else p.grad.data_ptr() for p in params]
+    assert [len(b) for b in distributed._buckets([p for p in params if p.grad is not None])] == [1, 1, 2]
+    distributed.join_group(Ranks(0, 1), torch.device("cpu"), store=distributed.lead_store(1))
+    try:
+        loss = distributed.sum_gradients(params, torch.tensor(2.5))
+    finally:
+        distributed.leave_group()
+    assert not dist.is_initialized()
+    assert loss == 2.5 and params[2].grad is None  # no rank had one: none, as AdamW expects
+    for p, b, ptr in zip(params, before, storage, strict=True):
+        if b is not None:
+            assert p.grad is not None and torch.equal(p.grad, b) and p.grad.data_ptr() == ptr

@@ -6,8 +6,9 @@ model as one process would with the same global batch:
 - **Batch:** the global batch stays ``batch_size``; rank ``r`` draws its share (``batch_size // N``, one more for the
   first ``batch_size % N`` ranks, :meth:`Ranks.share`) from its own sampler stream (:meth:`Ranks.seed`). The rank's
   trainer runs with its share as ``batch_size``: its micro-batches, memory plan and OOM retries are its own.
-- **Gradients:** every rank accumulates its micro-batches' gradients locally, then ONE all-reduce (SUM) of all
-  gradients (and the step's loss) per step, after every local backward pass succeeded. Each micro-loss divides by
+- **Gradients:** every rank accumulates its micro-batches' gradients locally, then sums them over the ranks once
+  per step, after every local backward pass succeeded (:func:`sum_gradients`: all-reduces of buckets of at most
+  :data:`BUCKET_BYTES`, one for a small model). Each micro-loss divides by
   the step's GLOBAL count of scored targets (one tiny all-reduce, once per step, before the first micro-batch), so
   the summed gradient is the single-process gradient of the union batch. Torch's ``DistributedDataParallel`` is
   not used: its bucketed hooks all-reduce during the backward pass, and a rank whose micro-batch ran out of memory
@@ -68,6 +69,8 @@ RENDEZVOUS_S = 300.0
 WORLD_KEY = "world_size"
 """The checkpoint entry recording how many ranks wrote it (absent: 1)."""
 RANK_STATE_VERSION = 1
+BUCKET_BYTES = 64 * 2**20
+"""Most float32 bytes of gradients summed in one all-reduce (its transient copy; a larger parameter goes alone)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,7 +223,7 @@ class RankTrainer(Trainer):
             self.step_count = None
 
     def reduce_step(self, loss: Tensor) -> Tensor:
-        """Sum every gradient and the step's loss over the ranks: one all-reduce of one flat buffer."""
+        """Sum every gradient and the step's loss over the ranks (:func:`sum_gradients`)."""
         return sum_gradients(list(self.model.parameters()), loss)
 
     def reduce_sums(self, sums: Tensor) -> Tensor:
@@ -260,27 +263,50 @@ class RankTrainer(Trainer):
 
 
 def sum_gradients(params: list[nn.Parameter], loss: Tensor) -> Tensor:
-    """All-reduce (SUM) the gradients of ``params`` and ``loss`` in one flat float32 buffer; returns the summed loss.
+    """Sum the gradients of ``params`` and ``loss`` over the ranks (in place); returns the summed loss.
 
-    A parameter without a gradient on every rank keeps none (as in one process: AdamW skips it); one with a
-    gradient on some rank gets the sum (a missing one counts as zeros). Complex gradients travel as their real and
-    imaginary parts.
+    A tiny all-reduce first says which parameters have a gradient on some rank, with the loss: a parameter without
+    one on every rank keeps none (as in one process: AdamW skips it); one with a gradient on some rank gets the sum
+    (a missing one counts as zeros). The gradients then travel in float32 buckets of at most
+    :data:`BUCKET_BYTES`, each written back before the next is copied, so the transient memory is one bucket, not
+    a second copy of every gradient. Complex gradients travel as their real and imaginary parts.
     """
-    grads = [p.grad for p in params]
-    present = torch.tensor([float(g is not None) for g in grads], device=loss.device)
-    flat = [present, loss.detach().reshape(1).float()]
-    for p, g in zip(params, grads, strict=True):
-        flat.append(_real(g if g is not None else torch.zeros_like(p)).reshape(-1).float())
-    buffer = all_sum(torch.cat(flat))
-    summed, total = buffer[: len(params)].tolist(), buffer[len(params)]  # one device sync, not one per parameter
-    offset = len(params) + 1
-    for i, p in enumerate(params):
-        n = _real(p).numel()
-        if summed[i] > 0:
-            chunk = buffer[offset : offset + n].view(_real(p).shape)
-            p.grad = (torch.view_as_complex(chunk.contiguous()) if p.is_complex() else chunk).to(p.dtype).clone()
-        offset += n
-    return total.reshape(loss.shape).to(loss.dtype)
+    flags = [float(p.grad is not None) for p in params]
+    head = all_sum(torch.tensor([*flags, 0.0], device=loss.device) + _last(len(flags) + 1, loss))
+    have = head[:-1].tolist()  # one device sync, not one per parameter
+    live = [p for p, n in zip(params, have, strict=True) if n > 0]
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    for bucket in _buckets(live):
+        flat = [_real(p.grad).reshape(-1).float() for p in bucket if p.grad is not None]
+        summed, at = all_sum(torch.cat(flat)), 0
+        for p, t in zip(bucket, flat, strict=True):
+            assert p.grad is not None
+            _real(p.grad).copy_(summed[at : at + t.numel()].view(_real(p.grad).shape))
+            at += t.numel()
+    return head[-1].reshape(loss.shape).to(loss.dtype)
+
+
+def _last(n: int, value: Tensor) -> Tensor:
+    """[n] zeros but for ``value`` (a scalar) last."""
+    out = torch.zeros(n, device=value.device)
+    out[-1] = value.detach().float()
+    return out
+
+
+def _buckets(params: list[nn.Parameter]) -> list[list[nn.Parameter]]:
+    """``params`` in order, in groups of at most :data:`BUCKET_BYTES` of float32 (a larger parameter alone)."""
+    out: list[list[nn.Parameter]] = []
+    size = BUCKET_BYTES
+    for p in params:
+        n = _real(p).numel() * 4
+        if size + n > BUCKET_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(p)
+        size += n
+    return out
 
 
 def _real(t: Tensor) -> Tensor:
