@@ -108,6 +108,13 @@ def test_a_killed_rank_fails_the_run_naming_it(tmp_path, panel_file):
     assert kinds(events).count("failed") == 1
 
 
+def test_a_killed_rank_0_takes_the_other_ranks_with_it(tmp_path, panel_file):
+    run_dir = make_run_dir(tmp_path / "lead", panel_file, SETS)
+    code, _, others = after_first_progress(run_dir, lambda proc, _: proc.send_signal(signal.SIGKILL))
+    assert code == -signal.SIGKILL
+    assert others and gone(others)
+
+
 def test_a_hung_rank_fails_the_run_at_the_groups_timeout(tmp_path, panel_file, monkeypatch):
     monkeypatch.setenv(TIMEOUT_ENV, "3")
     run_dir = make_run_dir(tmp_path / "hung", panel_file, SETS)

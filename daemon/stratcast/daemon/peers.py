@@ -2,9 +2,9 @@
 
 The worker the daemon starts is rank 0. It starts ranks ``1..N-1`` as its children (the same module with the hidden
 ``--rank`` and ``--master-port`` options), watches them from a thread, and kills them when it exits. Each child asks
-the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``), so a rank 0 killed with SIGKILL leaves no rank
-behind; a rank that dies makes rank 0's watcher fail the run naming it (:meth:`Peers.watch`), and a peer that hangs
-fails the others' next collective at the process group's timeout.
+the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``, :func:`die_with_parent`), so a rank 0 killed
+with SIGKILL leaves no rank behind; a rank that dies makes rank 0's watcher fail the run naming it
+(:meth:`Peers.watch`), and a peer that hangs fails the others' next collective at the process group's timeout.
 
 This module imports no torch.
 """
@@ -35,9 +35,16 @@ def exit_reason(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _die_with_parent() -> None:  # pragma: no cover (runs in the child between fork and exec)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux; elsewhere nothing).
+
+    A rank calls it first thing, not between fork and exec (``preexec_fn``): a forked child of a process with
+    threads (torch's) must not load libraries before it execs. A rank 0 that dies in between leaves the rank
+    waiting at most the group's rendezvous timeout.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Peers:
@@ -52,12 +59,7 @@ class Peers:
     def start(cls, command: Callable[[int], list[str]], world: int) -> Peers:
         """Start ranks ``1..world-1``: ``command(rank)`` is each one's command line (their stdout is discarded)."""
         procs = [
-            subprocess.Popen(
-                command(rank),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
+            subprocess.Popen(command(rank), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             for rank in range(1, world)
         ]
         return cls(procs)

@@ -169,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the job in ``RUN_DIR`` and return the exit code (see :class:`WorkerExit`)."""
     args = build_parser().parse_args(argv)
     if args.rank > 0:  # another rank of a data-parallel run: no events, its log only on failure
+        from stratcast.daemon.peers import die_with_parent
+
+        die_with_parent()
         LogMode.prefix, LogMode.quiet = f"rank {args.rank}: ", True
     events = Events.take_stdout() if args.rank == 0 else Events(None)
     stop = StopFlag()
