@@ -3,6 +3,7 @@
 Command line::
 
     python -m stratcast.daemon.worker RUN_DIR [--resume] [--device cpu|cuda:0] [--memory-gib X] [--plan-cache PATH]
+                                      [--world-size N]
 
 ``RUN_DIR`` is made by the daemon and holds ``job.json`` (a :class:`~stratcast.shared.protocol.JobSpec` as JSON);
 the worker writes the outputs to ``RUN_DIR/out/`` and training checkpoints to ``RUN_DIR/checkpoints/``. The daemon
@@ -12,6 +13,14 @@ sets ``CUDA_VISIBLE_DEVICES`` (so the assigned GPU is ``cuda:0``) and
 ``--memory-gib`` caps the worker's CUDA allocator (``torch.cuda.set_per_process_memory_fraction``);
 ``--plan-cache`` names the memory plan cache file (default: ``$STRATCAST_PLAN_CACHE``, else
 ``memory-plans.json`` in the daemon's state folder, see :mod:`stratcast.daemon.engine.run.runplan`).
+
+``--world-size N`` (default 1) trains the run data-parallel over ``N`` processes
+(:mod:`stratcast.daemon.engine.training.distributed`): on CUDA ``CUDA_VISIBLE_DEVICES`` lists ``N`` GPUs and rank
+``r`` trains on ``cuda:r`` (NCCL); on the CPU the ranks use gloo. This process is rank 0: it starts ranks
+``1..N-1`` as its children (:mod:`stratcast.daemon.peers`; the hidden ``--rank``, ``--master-port`` and
+``--resume-from`` options), alone sends events, writes the outputs and the checkpoint, and is what the daemon
+signals (a stop reaches every rank at the next step). A rank that dies fails the run with a reason naming it.
+Backtests, scoring jobs, ensembles and per-strategy mode refuse ``N > 1`` as bad input.
 
 **stderr** is the human log: the job's lines, progress lines, warnings, and on failure a one-line summary
 followed by the full traceback. Stray writes to stdout (a library's ``print``) land there too.
@@ -45,6 +54,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -84,6 +94,8 @@ if TYPE_CHECKING:
     from stratcast.daemon.engine.run.runplan import RunPlan
     from stratcast.daemon.engine.saved.manifest import StudyEvidence
     from stratcast.daemon.engine.spec.runspec import RunSpec
+    from stratcast.daemon.engine.training.distributed import Ranks
+    from stratcast.daemon.peers import Peers
 
 MEMORY_EVERY_S = 0.5
 """Least time between two ``memory`` events."""
@@ -94,6 +106,8 @@ slices then stall the worker's own compute threads (DLinear trained 1.4x slower 
 PROGRESS_LINE_EVERY_S = 5.0
 """Least time between two progress lines in the log (validation checks always get one)."""
 GIB = 1024**3
+BAD_INPUT_GRACE_S = 10.0
+"""How long rank 0 has to report bad input itself after another rank exited for it (they read the same job)."""
 
 
 class WorkerExit(IntEnum):
@@ -130,7 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plan-cache", type=Path, help="memory plan cache file (default: $STRATCAST_PLAN_CACHE or the state folder's)"
     )
+    p.add_argument("--world-size", type=_count, default=1, help="train over this many devices (default 1)")
+    p.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--master-port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--resume-from", type=Path, help=argparse.SUPPRESS)
     return p
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more devices, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -143,7 +168,12 @@ def _positive(text: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job in ``RUN_DIR`` and return the exit code (see :class:`WorkerExit`)."""
     args = build_parser().parse_args(argv)
-    events = Events.take_stdout()
+    if args.rank > 0:  # another rank of a data-parallel run: no events, its log only on failure
+        from stratcast.daemon.peers import die_with_parent
+
+        die_with_parent()
+        LogMode.prefix, LogMode.quiet = f"rank {args.rank}: ", True
+    events = Events.take_stdout() if args.rank == 0 else Events(None)
     stop = StopFlag()
     events.on_broken = stop.request
     try:
@@ -158,24 +188,44 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
 
     tune_cpu_allocator()  # before torch makes its first large allocation
     from stratcast.daemon.engine.memory.device import resolve_device
+    from stratcast.daemon.engine.run.build import check_distributable
     from stratcast.daemon.engine.run.job import run_job
     from stratcast.daemon.engine.run.runplan import default_plan_cache
     from stratcast.daemon.engine.training.checkpoint import latest_checkpoint
+    from stratcast.daemon.engine.training.distributed import Ranks, latest_for_world, timeout
 
     run_dir: Path = args.run_dir
     job = read_job(RunFolder(run_dir).job)
+    world = args.world_size
+    if world > 1 and (job.saved is not None or job.backtest is not None):
+        kind = "a scoring job" if job.saved is not None else "a backtest"
+        raise ValueError(f"{kind} cannot run over {world} devices (--gpus-per-run {world}): run it on one")
     if job.saved is not None:
         return score_saved(job, run_dir, args, events)
-    device = resolve_device(args.device or job.device)
+    ranks = Ranks(args.rank, world)
+    device = rank_device(resolve_device(args.device or job.device), ranks)
     spec = load_spec(job, run_dir, str(device))
-    resume_from = latest_checkpoint(RunFolder(run_dir).checkpoints, log=log) if args.resume else None
+    check_distributable(spec, world)
+    share = ranks.share(spec.train.batch_size)  # before any rank starts: a batch too small is bad input
+    checkpoints = RunFolder(run_dir).checkpoints
+    if ranks.rank > 0:
+        resume_from = args.resume_from  # rank 0 chose it
+    elif world > 1:
+        resume_from = latest_for_world(checkpoints, world, log=log) if args.resume else None
+    else:
+        resume_from = latest_checkpoint(checkpoints, log=log) if args.resume else None
     if args.resume and resume_from is None:
-        log(f"no usable checkpoint in {RunFolder(run_dir).checkpoints}: starting from scratch")
+        log(f"no usable checkpoint in {checkpoints}: starting from scratch")
     events.emit(WorkerStarted(pid=os.getpid(), device=str(device), resume=_str(resume_from)))
     limit_memory(device, args.memory_gib)
     memory = MemoryReporter(device, events)
     events.memory = memory
+    if world > 1:
+        start_ranks(args, ranks, device, resume_from, events)
+        per_step = spec.train.batch_size
+        log(f"training over {world} devices ({device.type}): rank 0 draws {share} of each step's {per_step}")
     engine = run_job if job.backtest is None else backtest_runner(job.backtest, cutoff_reporter(job, events))
+    distributed = {"ranks": ranks} if world > 1 else {}
     result = engine(
         spec,
         log=log,
@@ -187,8 +237,13 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
         on_oom=events.oom,
         on_plan=events.plan,
         on_warning=events.warning,
-        plan_cache=args.plan_cache or default_plan_cache(),
+        plan_cache=None if ranks.rank > 0 else args.plan_cache or default_plan_cache(),
+        **distributed,
     )
+    if ranks.rank > 0:
+        return WorkerExit.STOPPED if result.fit.interrupted else WorkerExit.OK
+    if events.peers is not None and result.fit.interrupted:
+        events.peers.join(timeout().total_seconds())  # their state files are written before "stopped" is sent
     memory.report(force=True)
     if result.fit.interrupted:
         events.emit(RunStopped(path=str(result.checkpoint), step=result.fit.steps))
@@ -196,9 +251,77 @@ def run(args: argparse.Namespace, events: Events, stop: StopFlag) -> int:
     metrics = json.loads(Outputs(result.out_dir).metrics.read_text())
     if job.save_as is not None:
         save_as(job.save_as, result.out_dir, run_dir, events)
+    if events.peers is not None:
+        events.peers.join(timeout().total_seconds())
     events.emit(RunFinished(out=str(result.out_dir), metrics=metrics))
     log(f"finished: outputs in {result.out_dir}")
     return WorkerExit.OK
+
+
+def start_ranks(
+    args: argparse.Namespace, ranks: Ranks, device: torch.device, resume_from: Path | None, events: Events
+) -> None:
+    """Join this rank to the run's process group; rank 0 first starts the other ranks and watches them."""
+    import torch
+
+    from stratcast.daemon.engine.training.distributed import join_group, lead_store
+    from stratcast.daemon.peers import Peers
+
+    if device.type == "cpu":  # the ranks share the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.world))
+    if ranks.rank > 0:
+        join_group(ranks, device, port=args.master_port)
+        return
+    store = lead_store(ranks.world)
+
+    def command(rank: int) -> list[str]:
+        cmd = [sys.executable, "-m", "stratcast.daemon.worker", str(args.run_dir), "--world-size", str(ranks.world)]
+        cmd += ["--rank", str(rank), "--master-port", str(store.port)]
+        for flag, value in (
+            ("--device", args.device),
+            ("--memory-gib", args.memory_gib),
+            ("--resume-from", resume_from),
+        ):
+            if value is not None:
+                cmd += [flag, str(value)]
+        return cmd
+
+    events.peers = Peers.start(command, ranks.world)
+    events.peers.watch(lambda rank, code: peer_failed(rank, code, ranks.world, events))
+    join_group(ranks, device, store=store)
+
+
+def peer_failed(rank: int, code: int, world: int, events: Events) -> None:
+    """The watcher's verdict on a rank that ended abnormally: fail the run naming it (unless already ending)."""
+    from stratcast.daemon.peers import exit_reason
+
+    if code == WorkerExit.BAD_INPUT:
+        time.sleep(BAD_INPUT_GRACE_S)  # rank 0 reads the same job and data: its own message is the better one
+    if not events.ending.acquire(blocking=False):
+        return  # rank 0 is failing already; its fail() names the rank
+    summary = f"rank {rank} of {world} {exit_reason(code)} (its log lines start with 'rank {rank}: ')"
+    log(f"failed: {summary}", always=True)
+    if events.peers is not None:
+        events.peers.kill()
+    if events.memory is not None:
+        events.memory.report(force=True)
+    events.emit(RunFailed(exit=int(WorkerExit.FAILED), error=summary))
+    exit_now(WorkerExit.FAILED)
+
+
+def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
+    """Rank ``r``'s device: ``cuda:r`` on CUDA (``device`` itself for one rank); the CPU as it is.
+
+    Raises:
+        ValueError: for several ranks on a device kind that cannot (MPS), or fewer GPUs than ranks.
+    """
+    from stratcast.daemon.engine.memory.device import resolve_device
+
+    if ranks.world == 1 or device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ValueError(f"a run over {ranks.world} devices needs CUDA GPUs or the CPU, not {device.type}")
+    return resolve_device(f"cuda:{ranks.rank}")
 
 
 def save_as(name: str, out_dir: Path, run_dir: Path, events: Events) -> None:
@@ -342,9 +465,18 @@ def limit_memory(device: torch.device, gib: float | None) -> None:
     log(f"memory cap: {gib:.2f} GiB of {total / GIB:.1f} GiB on {device} ({fraction:.1%})")
 
 
-def log(message: str) -> None:
-    """One timestamped line of the human log (stderr)."""
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", file=sys.stderr, flush=True)
+class LogMode:
+    """How this process logs: another rank of a data-parallel run prefixes its lines and logs only failures."""
+
+    prefix = ""
+    quiet = False
+
+
+def log(message: str, *, always: bool = False) -> None:
+    """One timestamped line of the human log (stderr); ``always``: also from a quiet rank."""
+    if LogMode.quiet and not always:
+        return
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {LogMode.prefix}{message}", file=sys.stderr, flush=True)
 
 
 def _str(path: Path | None) -> str | None:
@@ -353,15 +485,26 @@ def _str(path: Path | None) -> str | None:
 
 def fail(exc: Exception, events: Events) -> int:
     """Log how the run failed, send the ``failed`` event, and return the exit code for ``exc``."""
+    events.ending.acquire()  # the ranks' watcher reports nothing from now on
     code = exit_code_for(exc)
     summary = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    if events.peers is not None:
+        from stratcast.daemon.engine.training.distributed import TIMEOUT_ENV
+        from stratcast.daemon.peers import exit_reason
+
+        peer = events.peers.failed(wait_s=3.0) if code == WorkerExit.FAILED else None
+        if peer is not None:  # rank 0's error is the broken connection to the rank that died
+            summary = f"rank {peer[0]} {exit_reason(peer[1])}; on rank 0: {summary}"
+        elif code == WorkerExit.FAILED and "Timed out" in summary:
+            summary = f"a rank did not answer within the process group's timeout (${TIMEOUT_ENV}): {summary}"
+        events.peers.kill()
     if code == WorkerExit.BAD_INPUT:
-        log(f"error: {summary}")
+        log(f"error: {summary}", always=True)
         log("the job's data or options were rejected: fix what the line above names and submit the job again")
     else:
         where = _where(exc)
         what = "out of memory" if code == WorkerExit.OUT_OF_MEMORY else "failed"
-        log(f"{what}: {summary}{where}")
+        log(f"{what}: {summary}{where}", always=True)
         traceback.print_exception(exc, file=sys.stderr)
         sys.stderr.flush()
     if events.memory is not None:
@@ -399,12 +542,17 @@ def exit_code_for(exc: BaseException) -> WorkerExit:
 class Events:
     """Machine events, one JSON object per line, on what was stdout when the worker started."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes] | None) -> None:
         self.stream: IO[bytes] | None = stream
+        """None: no events (another rank of a data-parallel run)."""
         self.on_broken: Callable[[], None] | None = None
         """Called once if the reader goes away (the daemon died): the worker then stops with a checkpoint."""
         self.memory: MemoryReporter | None = None
         """Set once the device is known, so that a failure can send a last ``memory`` event."""
+        self.peers: Peers | None = None
+        """The other ranks, when this is rank 0 of a data-parallel run."""
+        self.ending = threading.Lock()
+        """Taken by whoever sends the ``failed`` event: rank 0's failure or the ranks' watcher, never both."""
 
     @classmethod
     def take_stdout(cls) -> Events:
@@ -443,7 +591,8 @@ class Events:
         then = "giving up" if event.new_micro_batch == 0 else f"retrying with micro-batch {event.new_micro_batch}"
         if event.phase == "optimizer":
             then = "rolling back to the last checkpoint"
-        log(f"out of memory at step {event.step} ({event.phase}, micro-batch {event.old_micro_batch}): {then}")
+        message = f"out of memory at step {event.step} ({event.phase}, micro-batch {event.old_micro_batch}): {then}"
+        log(message, always=True)
 
     def _broken(self) -> None:
         stream, self.stream = self.stream, None

@@ -28,6 +28,7 @@ from stratcast.daemon.engine.data.windows import (
 from stratcast.daemon.engine.prediction.forecast import PREDICT_CHUNK, SAMPLES, predict, predict_series, sample_mean
 from stratcast.daemon.engine.prediction.quantiles import Distribution, DistributionForecaster, sample_distribution
 from stratcast.daemon.engine.spec.runspec import Needs, RunSpec, choose_from_data, needs, validation_note
+from stratcast.daemon.engine.training.distributed import Ranks, RankTrainer
 from stratcast.daemon.engine.training.stacked import StackedModel, StackedSampler, StackedTrainer
 from stratcast.daemon.engine.training.trainer import StepHook, Trainer
 from stratcast.daemon.engine.training.trainparts import compiled, side_inputs
@@ -216,13 +217,29 @@ def make_trainer(
     on_progress: Callable[[ProgressReported], None] | None,
     should_stop: Callable[[], bool] | None,
     on_step: StepHook | None = None,
+    ranks: Ranks | None = None,
 ) -> Trainer:
-    """A batch-mode trainer (on windows of several series for a multivariate model), or a stacked one."""
+    """A batch-mode trainer (on windows of several series for a multivariate model), or a stacked one.
+
+    ``ranks``: this process's rank of a data-parallel run (:func:`check_distributable` passed): a
+    :class:`~stratcast.daemon.engine.training.distributed.RankTrainer` on its own sampler stream.
+    """
     val = validation_windows(prep.windows, prep.split) if prep.split.val_size else None
     cfg = spec.train
     caps = get_entry(spec.model).capabilities
     trainer: Trainer
-    if caps.multivariate:
+    if ranks is not None and ranks.world > 1:
+        check_distributable(spec, ranks.world)
+        seed = ranks.seed(cfg.seed)
+        own = TrainSampler(prep.windows, prep.split.train_end, seed)
+        if caps.multivariate:
+            series = series_per_window(spec, prep.windows.n_series)
+            own = SeriesSampler(prep.windows, prep.split.train_end, seed, series=series)
+            val = None if val is None else group_series(val, series)
+        trainer = RankTrainer(
+            ranks, model, cfg, own, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps
+        )
+    elif caps.multivariate:
         series = series_per_window(spec, prep.windows.n_series)
         multi = SeriesSampler(prep.windows, prep.split.train_end, cfg.seed, series=series)
         grouped = None if val is None else group_series(val, series)
@@ -241,6 +258,26 @@ def make_trainer(
     trainer.on_step = on_step
     trainer.set_units(prep.scaler.loc, prep.scaler.scale)  # validation scores in the data's units (the pruners')
     return trainer
+
+
+def check_distributable(spec: RunSpec, world: int) -> None:
+    """Refuse a job that cannot train over ``world`` > 1 devices: only one batch-mode model can (not an ensemble).
+
+    Raises:
+        ValueError: naming the mode that cannot, and what to do.
+    """
+    if world <= 1:
+        return
+    what = None
+    if spec.ensemble:
+        what = f"an ensemble ({','.join(spec.ensemble)})"
+    elif spec.mode == "per-strategy":
+        what = "per-strategy mode"
+    if what is not None:
+        raise ValueError(
+            f"{what} cannot train over {world} devices yet (--gpus-per-run {world}): only one batch-mode model "
+            "can; run it with --gpus-per-run 1"
+        )
 
 
 def series_per_window(spec: RunSpec, n_series: int) -> int:

@@ -9,6 +9,10 @@ resume rebuilds the data, model and trainer exactly as a fresh run (see :mod:`st
 and loads the trainer state: on CPU the result equals an uninterrupted run bit for bit. The final checkpoint
 (``kind: "final"``, ``out/model.pt``) holds the trained model, its scaler and configs, loadable with
 ``weights_only=True``. Every checkpoint records the memory plan the run trained under (``memory_plan``).
+
+A data-parallel run (:mod:`stratcast.daemon.engine.training.distributed`): rank 0 writes the checkpoint, every other
+rank its own sampler and RNG state next to it (``step-00000123.rank1.pt``), at the same steps; a resume loads both
+and refuses a checkpoint of another world size.
 """
 
 from __future__ import annotations
@@ -24,7 +28,20 @@ from stratcast.daemon.engine.run.build import Log, Prepared
 from stratcast.daemon.engine.run.runplan import RunPlan
 from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.daemon.engine.spec.specfile import SCHEDULE_OPTIONS
-from stratcast.daemon.engine.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_rotating
+from stratcast.daemon.engine.training.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+    save_rotating,
+)
+from stratcast.daemon.engine.training.distributed import (
+    Ranks,
+    RankTrainer,
+    check_world,
+    load_rank_state,
+    save_rank_state,
+)
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.shared.runfiles import Outputs
 
@@ -37,8 +54,12 @@ TRAIN_KIND, FINAL_KIND = "train", "final"
 class Checkpointer:
     """Writes the training checkpoints of one job: on a step or time interval, and when asked."""
 
-    def __init__(self, spec: RunSpec, prep: Prepared, directory: Path, on_saved: OnCheckpoint | None) -> None:
+    def __init__(
+        self, spec: RunSpec, prep: Prepared, directory: Path, on_saved: OnCheckpoint | None, ranks: Ranks | None = None
+    ) -> None:
         self.spec, self.prep, self.directory, self.on_saved = spec, prep, directory, on_saved
+        self.ranks = ranks or Ranks(0, 1)
+        """Rank 0 writes the checkpoint; another rank of a data-parallel run writes its own state next to it."""
         self.last_time = time.monotonic()
         self.last: tuple[int, Path] | None = None
         self.plan: dict[str, Any] | None = None
@@ -59,8 +80,11 @@ class Checkpointer:
         return by_steps or (every_s > 0 and time.monotonic() - self.last_time >= every_s)
 
     def maybe_save(self, trainer: Trainer) -> None:
-        """The trainer's step hook: save when :meth:`due`."""
-        if self.due(trainer.step):
+        """The trainer's step hook: save when :meth:`due` (on a rank: when due on any rank, so all save together)."""
+        due = self.due(trainer.step)
+        if isinstance(trainer, RankTrainer) and self.spec.train.checkpoint_every_s > 0:
+            due = trainer.agreed(due)  # the clocks differ; the step interval alone is the same on every rank
+        if due:
             self.save(trainer)
 
     def rollback_note(self, resumed_from: Path | None) -> str:
@@ -76,6 +100,12 @@ class Checkpointer:
         step = self.offset + trainer.step
         if self.last is not None and self.last[0] == step:
             return self.last[1]
+        if not self.ranks.lead:
+            assert isinstance(trainer, RankTrainer)
+            path = checkpoint_path(self.directory, step)
+            save_rank_state(path, trainer)
+            self.last, self.last_time = (step, path), time.monotonic()
+            return path
         state = checkpoint_state(self.member, trainer, self.prep, TRAIN_KIND, self.plan) | self.extra
         path = save_rotating(self.directory, step, state, val_loss=trainer.last_val)
         self.last, self.last_time = (step, path), time.monotonic()
@@ -89,7 +119,7 @@ def resume(spec: RunSpec, prep: Prepared, trainer: Trainer, path: Path, log: Log
 
     Raises:
         CheckpointError: when the file is damaged, is not a training checkpoint, or was written for another
-            model, mode, configuration or panel.
+            model, mode, configuration, panel or number of devices (or a rank's own file is missing).
     """
     state = load_checkpoint(path)
     expected = checkpoint_state(spec, None, prep, TRAIN_KIND)
@@ -99,7 +129,11 @@ def resume(spec: RunSpec, prep: Prepared, trainer: Trainer, path: Path, log: Log
                 f"checkpoint {path} does not belong to this job: its {key} differs (was the job or its data file "
                 "changed?); restart the run from scratch"
             )
+    ranks = trainer.ranks if isinstance(trainer, RankTrainer) else Ranks(0, 1)
+    check_world(path, state, ranks.world)
     trainer.load_state_dict(state["trainer"])
+    if isinstance(trainer, RankTrainer) and not ranks.lead:
+        load_rank_state(path, trainer)
     log(f"resumed from {path.name} at step {trainer.step}/{spec.train.max_steps}")
 
 

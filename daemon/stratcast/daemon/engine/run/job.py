@@ -19,6 +19,9 @@ resume continues from it). Both subclass ``MemoryError``: the worker exits with 
 Ragged panels: every part of a strategy is its own (see :mod:`stratcast.daemon.engine.data.windows`): its scaler fits
 on its own training part, its holdout is its own last ``holdout`` periods and its forecast starts after its own
 last period.
+
+Several devices (``ranks``): every rank runs the job up to the end of training, as one data-parallel run (see
+:mod:`stratcast.daemon.engine.training.distributed`); rank 0 alone then evaluates, forecasts and writes the outputs.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.run.serving import serving_state
 from stratcast.daemon.engine.spec.ensemble import member_specs
 from stratcast.daemon.engine.spec.runspec import RunSpec, train_defaults_note
+from stratcast.daemon.engine.training.distributed import Ranks
 from stratcast.daemon.engine.training.trainer import Trainer
 from stratcast.daemon.engine.training.trainparts import FitResult
 from stratcast.shared.events import ProgressReported
@@ -109,6 +113,7 @@ def run_job(
     on_plan: OnPlan | None = None,
     plan_cache: Path | None = None,
     on_warning: OnWarning | None = None,
+    ranks: Ranks | None = None,
 ) -> JobResult:
     """Run ``spec`` in this process and write its outputs to ``spec.out``.
 
@@ -128,6 +133,8 @@ def run_job(
             :func:`~stratcast.daemon.engine.run.runplan.default_plan_cache`).
         on_warning: Receives each :class:`~stratcast.daemon.engine.run.advice.RunWarning` (it is logged too, and
             repeated in the verdict of ``metrics.json``).
+        ranks: This process's rank of a data-parallel run, its process group joined (None: one process). Every
+            rank trains; only rank 0 evaluates and writes the outputs (another rank's result has no metrics).
 
     Raises:
         CheckpointError: when ``resume_from`` is damaged or was written for another spec or data.
@@ -150,9 +157,11 @@ def run_job(
     warnings.add(windows_warning(spec.train, int(prep.split.train_end.max())))
     folder = checkpoint_dir or RunFolder(Path(spec.out)).checkpoints
     hooks = Hooks(log, on_progress, should_stop, folder, on_checkpoint, on_oom, on_plan, plan_cache)
-    trained = Training(spec, prep, hooks, warnings).run(resume_from)
+    trained = Training(spec, prep, hooks, warnings, ranks).run(resume_from)
     if isinstance(trained, Stopped):
         return JobResult(Path(spec.out), device_name, trained.fit, {}, [], list(prep.panel.notes), trained.path)
+    if ranks is not None and not ranks.lead:
+        return JobResult(Path(spec.out), device_name, ensemble_fit(trained.members), {}, [], [])
     return finish(spec, trained, prep, device_name, t0, warnings.given, log)
 
 
@@ -176,10 +185,12 @@ class Stopped:
 class Training:
     """Trains a job's members one after another (one model: one member), each through the memory plan."""
 
-    def __init__(self, spec: RunSpec, prep: Prepared, hooks: Hooks, warnings: Warnings) -> None:
-        self.spec, self.prep, self.hooks, self.warnings = spec, prep, hooks, warnings
+    def __init__(
+        self, spec: RunSpec, prep: Prepared, hooks: Hooks, warnings: Warnings, ranks: Ranks | None = None
+    ) -> None:
+        self.spec, self.prep, self.hooks, self.warnings, self.ranks = spec, prep, hooks, warnings, ranks
         self.specs, self.labels = member_specs(spec), labels(spec)
-        self.saver = Checkpointer(spec, prep, hooks.checkpoint_dir, hooks.on_checkpoint)
+        self.saver = Checkpointer(spec, prep, hooks.checkpoint_dir, hooks.on_checkpoint, ranks)
 
     def run(self, resume_from: Path | None) -> Trained | Stopped:
         """Train the members not finished in ``resume_from`` (all without it)."""
@@ -202,7 +213,9 @@ class Training:
         self.saver.start_member(spec, file_offset(i, spec), ensemble_state(self.spec, i, done))
         report = SpanProgress(hooks.on_progress, i, len(self.specs)) if ensemble and hooks.on_progress else None
         progress = report or hooks.on_progress
-        trainer = make_trainer(spec, model, prep, progress, hooks.should_stop, on_step=self.saver.maybe_save)
+        trainer = make_trainer(
+            spec, model, prep, progress, hooks.should_stop, on_step=self.saver.maybe_save, ranks=self.ranks
+        )
         trainer.on_oom = hooks.on_oom
         if resume_from is not None:
             resume(spec, prep, trainer, resume_from, hooks.log)

@@ -4,7 +4,8 @@ Training checkpoints of a run live in one folder as ``step-00000123.pt`` (+ ``st
 manifest with its sha256, step and the validation loss of the check before it); :func:`save_rotating` keeps the
 newest :data:`KEEP` plus the one with the best validation loss (never deleted by rotation), and
 :func:`latest_checkpoint` finds the newest one that still loads, so a file torn by a crash or a full disk costs one
-interval of training, not the run.
+interval of training, not the run. Rotation deletes a checkpoint's rank files with it (``step-00000123.rank1.pt``,
+the other ranks' state of a data-parallel run, see :mod:`stratcast.daemon.engine.training.distributed`).
 """
 
 from __future__ import annotations
@@ -119,8 +120,9 @@ def save_rotating(
     for _, p in list_checkpoints(directory):
         if p not in kept:
             _remove_checkpoint(p)
-    for stale in directory.glob(".step-*.tmp"):  # left by a process killed mid-write
-        stale.unlink(missing_ok=True)
+    for stale in directory.glob(".step-*.pt.tmp"):  # left by a process killed mid-write (not another rank's)
+        if _STEP_FILE.fullmatch(stale.name[1:-4]):
+            stale.unlink(missing_ok=True)
     return path
 
 
@@ -157,8 +159,9 @@ def latest_checkpoint(directory: Path, log: Callable[[str], None] | None = None)
 
 
 def _remove_checkpoint(path: Path) -> None:
-    path.with_suffix(path.suffix + ".json").unlink(missing_ok=True)
-    path.unlink(missing_ok=True)
+    for p in [path, *path.parent.glob(f"{path.stem}.rank*{path.suffix}")]:  # with a data-parallel run's rank files
+        p.with_suffix(p.suffix + ".json").unlink(missing_ok=True)
+        p.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

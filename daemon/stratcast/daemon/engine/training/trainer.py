@@ -3,7 +3,9 @@
 The loop is deliberately plain (one sampled batch of windows per step, one optimizer step). Its hooks
 (:meth:`Trainer.sample`, :meth:`Trainer.elementwise_loss`, :meth:`Trainer.batch_loss`, :meth:`Trainer.target_count`,
 :meth:`Trainer.micro_loss`, :meth:`Trainer.clip`, :meth:`Trainer.validation_loss`, :meth:`Trainer.improved`) are what
-per-strategy (stacked) training overrides.
+per-strategy (stacked) training overrides; :meth:`Trainer.target_count`, :meth:`Trainer.reduce_step` and
+:meth:`Trainer.reduce_sums` are what a rank of a data-parallel run overrides
+(:mod:`stratcast.daemon.engine.training.distributed`).
 
 Losses: the trainer knows no loss by name. The run's output head (``cfg.head``, see
 :mod:`stratcast.daemon.zoo.heads`) scores the model's outputs elementwise; a model that implements
@@ -194,6 +196,14 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
 
+    def reduce_step(self, loss: Tensor) -> Tensor:
+        """The step's loss once its gradients are complete (other processes' added, in a data-parallel run)."""
+        return loss
+
+    def reduce_sums(self, sums: Tensor) -> Tensor:
+        """The validation sums [4] (loss, count, score sums) over every process's windows: here, ``sums``."""
+        return sums
+
     def set_units(self, loc: Tensor, scale: Tensor) -> None:
         """Score validation checks in the data's units: ``loc`` and ``scale`` [N] are the panel scaler's."""
         self.units = (loc.to(self.device, torch.float32), scale.to(self.device, torch.float32))
@@ -211,8 +221,11 @@ class Trainer:
             total += self.batch_loss(err, part) * n
             count += n
             score.add(point, part)
+        sums = self.reduce_sums(torch.stack([total, count, score.model, score.zero]))
+        score.model, score.zero = sums[2], sums[3]
         self.last_score = score.value()
-        return total / count.clamp(min=1)
+        mean: Tensor = sums[0] / sums[1].clamp(min=1)
+        return mean
 
     def validation_part(self, part: WindowBatch) -> tuple[Tensor, Tensor | None]:
         """The elementwise loss of validation windows ``part`` and, when the trainer has units, their point forecast.
@@ -256,6 +269,7 @@ class Trainer:
             if (loss := self.try_accumulate()) is not None:
                 break
             self.load_rng_state(start)  # the retry draws the same windows
+        loss = self.reduce_step(loss)
         self.clip()
         self.optimizer_step()
         self.scheduler.step()
