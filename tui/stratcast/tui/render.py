@@ -121,7 +121,7 @@ def show_text(result: Mapping[str, Any]) -> str:
     gpu = "any" if place.get("gpu") is None else place["gpu"]
     memory = "own GPU" if place.get("memory_gib") is None else f"{place['memory_gib']:g} GiB shared"
     if place.get("gpus", 1) > 1:
-        memory = f"{place['gpus']} GPUs of its own (data-parallel)"
+        memory = f"{place['gpus']} devices of its own (data-parallel)"
     lines = [
         f"run {run['id']} {run['name']}",
         f"state       {run['state']}" + (f" ({run['reason']})" if run.get("reason") else ""),
