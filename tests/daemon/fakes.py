@@ -12,6 +12,8 @@ from types import SimpleNamespace
 
 import pynvml  # type: ignore[import-untyped]
 
+from stratcast.daemon import telemetry
+
 GIB = 1 << 30
 
 DEVICE_CALLS = {
@@ -69,6 +71,8 @@ class FakeNvml:
         monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex", lambda index: index)
         for name, impl in DEVICE_CALLS.items():
             monkeypatch.setattr(pynvml, name, self.device_call(name, impl))
+        # the fake GPUs' pids are made up: a real process may have one of them, so its session is not looked up
+        monkeypatch.setattr(telemetry, "session_of", lambda pid: None)
         return self
 
     def init(self):

@@ -5,6 +5,7 @@ processes are faked (the executor records where each run would start).
 """
 
 import asyncio
+import os
 
 import pytest
 
@@ -114,3 +115,30 @@ def test_a_bad_gpu_list_is_a_usage_error(tmp_path, capsys, text):
         main(["serve", "--home", str(tmp_path / "home"), "--gpus", text])
     assert exit_.value.code == 2
     assert "is not a list of GPU indices like 0,2" in capsys.readouterr().err
+
+
+def test_the_other_ranks_of_a_data_parallel_worker_are_the_daemons_not_foreign(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from tests.daemon.fakes import FakeWorker
+
+    rank = "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])"
+    rank += "; print(p.pid, flush=True); time.sleep(60)"
+    leader = subprocess.Popen([sys.executable, "-c", rank], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    try:
+        assert leader.stdout is not None
+        child = int(leader.stdout.readline())  # rank 1: a child in the worker's session, on GPU 1
+        stranger = os.getpid()  # this test's own process: another session
+        d, executor = daemon_with(tmp_path, monkeypatch, [h100(0, pids=(leader.pid,)), h100(1, pids=(child, stranger))])
+        worker = FakeWorker(9, "cuda:0,cuda:1")
+        worker.pid = leader.pid
+        executor.workers[9] = worker
+        d.telemetry.sample()
+        foreign = {g.index: g.foreign for g in d.gpu_devices([])}
+        assert foreign == {0: (), 1: (stranger,)}
+    finally:
+        os.killpg(leader.pid, 9)
+        leader.wait()
+        assert leader.stdout is not None
+        leader.stdout.close()

@@ -38,7 +38,7 @@ from stratcast.daemon.queue import DeviceView, plan
 from stratcast.daemon.schedules import Timetable
 from stratcast.daemon.store import Store
 from stratcast.daemon.studies import StudyManager
-from stratcast.daemon.telemetry import Telemetry
+from stratcast.daemon.telemetry import Telemetry, session_of
 from stratcast.daemon.zap import serve_zap
 from stratcast.shared.cli import version
 from stratcast.shared.events import (
@@ -410,7 +410,8 @@ class Daemon:
                     index=g["index"],
                     total_mib=g["total_mib"],
                     free_mib=g["free_mib"],
-                    foreign=tuple(p for p in g["pids"] if p not in ours),
+                    # a data-parallel run's other ranks are its worker's children, in the worker's session
+                    foreign=tuple(p for p in g["pids"] if p not in ours and session_of(p) not in ours),
                     runs=tuple(r.id for r in on),
                     caps_gib=tuple(r.placement.memory_gib for r in on),
                 )

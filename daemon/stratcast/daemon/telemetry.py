@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -265,7 +266,15 @@ def _processes(device: _Device, now: float) -> list[GpuProcess]:
             pid, mem = int(proc.pid), proc.usedGpuMemory
             known = used.get(pid)
             used[pid] = known if mem is None else max(int(mem), known or 0)
-    return [GpuProcess(pid=pid, used=mem) for pid, mem in sorted(used.items())]
+    return [GpuProcess(pid=pid, used=mem, session=session_of(pid)) for pid, mem in sorted(used.items())]
+
+
+def session_of(pid: int) -> int | None:
+    """The session id of process ``pid`` (None when it is gone, or hidden in another PID namespace)."""
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
 
 
 # -- host ----------------------------------------------------------------------------------------------------

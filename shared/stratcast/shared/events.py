@@ -220,12 +220,15 @@ class LogAppended(_Event, tag="log", frozen=True):
 # -- readings that telemetry events carry ---------------------------------------------------------------------
 
 
-class GpuProcess(msgspec.Struct, frozen=True, kw_only=True):
+class GpuProcess(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A process holding memory on a GPU, as NVML sees it (a host PID)."""
 
     pid: int
     used: int | None
     """Bytes of GPU memory; None where the driver does not say."""
+    session: int | None = None
+    """Its session id on the daemon's machine (None where it cannot be read). A worker leads a session of its own,
+    so the other ranks of a data-parallel run (``--gpus-per-run``) carry their worker's pid here."""
 
 
 class GpuSample(msgspec.Struct, frozen=True, kw_only=True):

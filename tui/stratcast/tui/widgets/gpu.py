@@ -64,7 +64,7 @@ def processes_line(gpu: Mapping[str, Any], runs_by_pid: Mapping[int, RunInfo]) -
         if i:
             line.append(" · ", style="dim")
         used = f" {gib(proc.get('used'))}G" if proc.get("used") is not None else ""
-        run = runs_by_pid.get(int(proc.get("pid", -1)))
+        run = runs_by_pid.get(int(proc.get("pid", -1))) or runs_by_pid.get(int(proc.get("session") or -1))
         if run is not None:
             line.append(f"run {run.id}", style="bold")
             line.append(f" {run.name or run.job.model}{used}")
