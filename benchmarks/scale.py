@@ -42,6 +42,13 @@ def phase(name: str, args: argparse.Namespace, data: Path, out: Path, results: A
     from stratcast.shared.protocol import BacktestOptions
 
     tune_cpu_allocator()
+    began = time.perf_counter()
+
+    def log(line: str) -> None:
+        if args.verbose:  # with the time and the RSS so far, to see which step holds the memory
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            print(f"  [{name} {time.perf_counter() - began:6.1f}s peak {rss:5.1f} GiB] {line}", flush=True)
+
     spec = build_spec(
         data=str(data), model=args.model, out=str(out / name), device=args.device, horizon=args.horizon,
         input_size=args.input_size, holdout=args.horizon, sets=args.set,
@@ -51,12 +58,12 @@ def phase(name: str, args: argparse.Namespace, data: Path, out: Path, results: A
     if name == "load":
         load_panel(spec.data)
     elif name == "run":
-        train = run_job(spec, log=lambda line: None, plan_cache=None).fit.train_seconds
+        train = run_job(spec, log=log, plan_cache=None).fit.train_seconds
     else:
         options = BacktestOptions(
             cutoffs=args.cutoffs, every=args.every, refit_every=args.refit_every, top=["100", "1%"]
         )
-        result = run_backtest(spec, options, log=lambda line: None, plan_cache=None)
+        result = run_backtest(spec, options, log=log, plan_cache=None)
         train = float(result.metrics["run"]["train_seconds"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
     results.put((name, time.perf_counter() - wall, time.process_time() - cpu, peak, train))
@@ -108,6 +115,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", action="append", default=[], help="key=value training option or model parameter")
     p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, of {', '.join(PHASES)}")
+    p.add_argument("--verbose", action="store_true", help="print each phase's log lines with the time and peak RSS")
     args = p.parse_args()
     args.set = args.set or ["max_steps=200"]
     return args

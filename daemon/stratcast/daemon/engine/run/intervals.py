@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 from stratcast.daemon.engine.data.windows import WINDOW_FIELDS, Split, WindowBatch, validation_windows
-from stratcast.daemon.engine.evaluation import skill
 from stratcast.daemon.engine.evaluation.conformal import (
     SCALE_FLOOR,
     Conformal,
@@ -31,6 +30,7 @@ from stratcast.daemon.engine.evaluation.conformal import (
 )
 from stratcast.daemon.engine.prediction.forecast import blend_toward_mean
 from stratcast.daemon.engine.run.build import Forecaster, Log, Prepared
+from stratcast.daemon.engine.run.combining import trailing_fn
 from stratcast.daemon.engine.spec.runspec import RunSpec
 from stratcast.shared.intervals import RANK_BY_MEAN, bound_name
 
@@ -89,19 +89,23 @@ def final_point(spec: RunSpec, prep: Prepared, forecast_fn: Forecaster) -> Point
     This is the forecast the holdout scores and the job ranks by (``evaluate_holdout``, ``forecast_future``).
     """
     cfg = spec.train
+    trailing = trailing_fn(spec, prep)  # in chunks: a calibration forecasts every validation origin of every strategy
 
     def run(x: Tensor, rows: Tensor, origin: Tensor) -> Tensor:
         fc = forecast_fn(x, rows, origin)
-        recent = skill.trailing_mean(prep.raw[rows], prep.start[rows], origin, cfg.trailing_window)
-        return blend_toward_mean(fc, recent, cfg.blend_steps)
+        return blend_toward_mean(fc, trailing(rows, origin), cfg.blend_steps)
 
     return run
 
 
 def raw_targets(prep: Prepared, rows: Tensor, origin: Tensor, steps: int) -> Tensor:
-    """[M, steps] the raw values from each origin on (0 past the grid's end: mask those)."""
+    """[M, steps] the raw values from each origin on (0 past the grid's end: mask those).
+
+    Indexed in place: ``prep.raw[rows]`` would copy every row's whole history first ([M, T]: 5 GB for the
+    calibration windows of 50,000 strategies x 1,000 weeks).
+    """
     t = origin[:, None] + torch.arange(steps, device=origin.device)  # [M, steps]
-    return prep.raw[rows].gather(1, t.clamp(max=prep.raw.shape[1] - 1))
+    return prep.raw[rows[:, None], t.clamp(max=prep.raw.shape[1] - 1)]
 
 
 def calibration_windows(prep: Prepared, *, with_holdout: bool = False) -> WindowBatch | None:
