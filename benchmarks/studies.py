@@ -47,7 +47,7 @@ from stratcast.daemon.engine.memory.oom import FAULT_ENV
 from stratcast.daemon.engine.study.local import run_trial_locally
 from stratcast.daemon.engine.study.objectives import parse_objectives
 from stratcast.daemon.engine.study.space import Space, build_space
-from stratcast.daemon.engine.study.study import ask, best, open_storage, open_study, trial_line
+from stratcast.daemon.engine.study.study import ask, best, open_storage, open_study, pruner_warmup, trial_line
 from stratcast.shared.events import RanOutOfMemory
 from stratcast.shared.protocol import JobSpec
 from stratcast.shared.runfiles import PLAN_CACHE, Outputs
@@ -96,8 +96,9 @@ def run_study(
     """Run ``trials`` trials of a fresh study ``label`` under ``root``, printing one line each."""
     folder = root / label
     study = open_study(
-        open_storage(str(folder / "journal.log"), folder), label, ["minimize"], "tpe", pruner, seed=args.seed
-    )
+        open_storage(str(folder / "journal.log"), folder), label, ["minimize"], "tpe", pruner, seed=args.seed,
+        warmup_steps=pruner_warmup(fixed),
+    )  # fmt: skip
     objectives = parse_objectives("holdout-rmse")
     out, plans = StudyRun(label), folder / PLAN_CACHE if cache else None
     print(f"\n{label}: {trials} trials, pruner {pruner}, plan cache {'shared' if cache else 'none'}")

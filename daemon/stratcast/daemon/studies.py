@@ -497,13 +497,14 @@ class StudyManager:
             return fn(*args)
 
     def _open(self, info: StudyInfo, sampler: str, pruner: str, objectives: tuple[Objective, ...]) -> optuna.Study:
-        from stratcast.daemon.engine.study.study import StudyError, open_storage, open_study
+        from stratcast.daemon.engine.study.study import StudyError, open_storage, open_study, pruner_warmup
 
         try:
             storage = open_storage(info.spec.storage, self.d.home.state)
             return open_study(
-                storage, info.name, [o.direction for o in objectives], sampler, pruner, seed=info.spec.seed
-            )
+                storage, info.name, [o.direction for o in objectives], sampler, pruner, seed=info.spec.seed,
+                warmup_steps=pruner_warmup(info.spec.job),
+            )  # fmt: skip
         except (StudyError, ValueError, OSError) as exc:
             field_name = "storage" if not isinstance(exc, StudyError) else "name"
             raise InvalidSpec(f"{field_name}: {exc}") from None

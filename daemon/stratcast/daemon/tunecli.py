@@ -51,7 +51,7 @@ def tune_command(args: argparse.Namespace) -> int:
     from stratcast.daemon.engine.memory.device import tune_cpu_allocator
     from stratcast.daemon.engine.study.objectives import ObjectiveError, parse_objectives
     from stratcast.daemon.engine.study.space import SpaceError, build_space, load_overrides
-    from stratcast.daemon.engine.study.study import StudyError, open_storage, open_study
+    from stratcast.daemon.engine.study.study import StudyError, open_storage, open_study, pruner_warmup
 
     tune_cpu_allocator()
     models = [m.strip().lower() for m in args.model.split(",") if m.strip()]
@@ -72,6 +72,7 @@ def tune_command(args: argparse.Namespace) -> int:
             args.sampler or ("nsga2" if several else "tpe"),
             args.pruner or ("none" if several else "median"),
             seed=args.seed,
+            warmup_steps=pruner_warmup(job_from_args(args)),
         )
     except (SpaceError, ObjectiveError, StudyError) as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)

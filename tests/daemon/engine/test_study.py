@@ -23,6 +23,7 @@ from stratcast.daemon.engine.study.study import (
     kept_trial,
     open_storage,
     open_study,
+    pruner_warmup,
     reap_orphans,
     report,
     tell_result,
@@ -347,3 +348,18 @@ def test_a_holdout_trial_calibrates_no_intervals_and_the_kept_run_has_the_studys
     study.tell(trial, 1.0)
     kept = final_job(study.trials[0], fixed, ["mlp"], "all-data", fixed)
     assert kept.levels == [80, 95] and kept.holdout == 0
+
+
+def test_the_median_pruner_judges_a_trial_from_its_third_validation_check(tmp_path, fixed):
+    job = msgspec.structs.replace(fixed, sets=[*fixed.sets, "val_check_steps=4"])
+    warmup = pruner_warmup(job)
+    assert warmup == 9
+    study = open_study(open_storage(None, tmp_path), "warm", ["minimize"], "random", "median", warmup_steps=warmup)
+    for _ in range(5):
+        trial = study.ask()
+        for step in (4, 8, 12):
+            report(study, trial.number, step, 0.5)
+        tell_result(study, trial.number, [0.5])
+    worse = study.ask().number
+    assert not report(study, worse, 4, 50.0) and not report(study, worse, 8, 50.0)  # its first two checks
+    assert report(study, worse, 12, 50.0)
