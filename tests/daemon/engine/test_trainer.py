@@ -154,10 +154,15 @@ def test_the_validation_score_is_the_point_forecasts_rmse_in_the_data_units_over
     val = trainer.val
     with torch.no_grad():
         point = trainer.head.mean(trainer.forward(val))
-    s, m = scale[val.rows][:, None], val.mask
-    raw_y, raw_point = val.y * s + loc[val.rows][:, None], point * s + loc[val.rows][:, None]
-    expected = ((raw_point - raw_y)[m].pow(2).mean() / raw_y[m].pow(2).mean()).sqrt()
-    assert trainer.last_score == pytest.approx(float(expected), rel=1e-4)
+    s, m = scale[val.rows][:, None], val.mask.double()
+    raw_y, raw_f = (val.y * s + loc[val.rows][:, None]).double() * m, (point * s + loc[val.rows][:, None]).double() * m
+    sse = 0.0
+    for h in range(raw_y.shape[1]):  # each step's forecast shrunk toward zero by its least-squares weight in [0, 1]
+        f, y = raw_f[:, h], raw_y[:, h]
+        w = min(max(float(f @ y / (f @ f)), 0.0), 1.0)
+        sse += float(((w * f - y) ** 2).sum())
+    expected = (sse / float((raw_y**2).sum())) ** 0.5
+    assert trainer.last_score == pytest.approx(expected, rel=1e-6)
     assert 0 < trainer.last_score < 1  # a seasonal series is forecast better than by zero
 
 
@@ -192,3 +197,13 @@ def test_a_sampling_model_is_scored_by_the_mean_of_its_draws():
     first = trainer.last_score
     trainer.check()
     assert first is not None and first > 0 and trainer.last_score == first  # seeded draws: checks are reproducible
+
+
+def test_a_model_worse_than_zero_scores_1_as_the_combination_would_keep_zero():
+    trainer = scored_trainer(torch.zeros(16), torch.ones(16))
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.zero_()
+        trainer.model.trend.bias.fill_(-5.0)  # forecasts -5 everywhere, where the targets average about 1
+    trainer.check()
+    assert trainer.last_score == pytest.approx(1.0)

@@ -343,7 +343,7 @@ class StackedTrainer(Trainer):
         count = torch.zeros(self.n_members, device=self.device)
         n_val = self.val.x.shape[1]
         step = max(1, VAL_CHUNK // self.n_members)
-        score = ScoreMeter(self.units, self.device)
+        score = ScoreMeter(self.units, self.device, self.val.y.shape[-1])
         for lo in range(0, n_val, step):
             part = self.val.map(lambda t: t[:, lo : lo + step])  # noqa: B023 (used at once)
             err, point = self.validation_part(part)
