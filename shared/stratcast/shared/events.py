@@ -112,9 +112,11 @@ class ProgressReported(_Event, tag="progress", frozen=True):
     micro_batch: int
     """The micro-batch in use (halved after an OOM, grown back later)."""
     val_score: float | None = None
-    """At validation checks: the point forecast's RMSE in the data's units over a zero forecast's, on the same
-    validation targets (below 1 beats forecasting zero). Unlike ``val_loss`` it compares across runs that chose
-    other losses, heads or scalers: a study's median and Hyperband pruners compare trials by it."""
+    """At validation checks: the point forecast in the data's units, shrunk toward zero at each step by the
+    least-squares weight in [0, 1] (as the default forecast's combination treats the zero forecast), its RMSE over a
+    zero forecast's on the same validation targets: 1 when the model adds nothing to forecasting zero, below 1 by
+    what it adds. Unlike ``val_loss`` it compares across runs that chose other losses, heads or scalers: a study's
+    median and Hyperband pruners compare trials by it."""
 
 
 class MemorySampled(_Event, tag="memory", frozen=True):

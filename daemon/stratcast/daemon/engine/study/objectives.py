@@ -11,8 +11,9 @@ Objectives (several at once make a multi-objective study, searched by NSGA-II):
 
 A holdout objective needs the run's holdout (``--holdout``); a backtest objective runs the walk-forward backtest.
 
-Intermediate values: the trainer's validation scores (the point forecast's RMSE in the data's units over a zero
-forecast's on the validation targets), at their steps, for the median and Hyperband pruners
+Intermediate values: the trainer's validation scores (the point forecast in the data's units, shrunk toward zero
+per step as the combination would, its RMSE over a zero forecast's on the validation targets), at their steps, for
+the median and Hyperband pruners
 (:func:`intermediate_value`): not the validation loss, whose scale depends on the loss, head and scaler each
 trial drew (a Huber loss on robust-scaled data is not comparable with an MSE on standardized data). The
 backtest's per-cutoff values, one per cutoff, for the Wilcoxon pruner, which compares trials instance by instance
