@@ -159,3 +159,12 @@ def test_a_run_over_several_gpus_is_refused_with_a_cap_a_pin_or_another_executor
         check_placement(d, Placement(gpus=2))
     executor.name = "local"
     check_placement(d, Placement(gpus=2))
+
+
+def test_cpu_workers_share_the_cores_among_the_cpu_slots_and_gpu_workers_keep_theirs(tmp_path):
+    from stratcast.daemon.executors.local import cpu_threads
+
+    assert [cpu_threads(slots, cores=16) for slots in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
+    assert worker_env({}, "", tmp_path, threads=8)["OMP_NUM_THREADS"] == "8"
+    assert "OMP_NUM_THREADS" not in worker_env({}, "0", tmp_path, threads=8)  # a GPU worker
+    assert worker_env({"OMP_NUM_THREADS": "3"}, "", tmp_path, threads=8)["OMP_NUM_THREADS"] == "3"  # the user's

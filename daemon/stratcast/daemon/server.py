@@ -119,6 +119,7 @@ class Daemon:
             home.shared or home.state,
             ray=self.options.ray,
             slurm=self.options.slurm,
+            cpu_slots=self.options.cpu_slots,
         )
         """The executor: whatever runs the runs (local worker processes, a Ray cluster, Slurm)."""
         self.history = HistoryWriter(home.runs)

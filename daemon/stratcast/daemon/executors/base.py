@@ -181,8 +181,12 @@ def open_executor(
     *,
     ray: RayOptions | None = None,
     slurm: SlurmOptions | None = None,
+    cpu_slots: int = 1,
 ) -> Executor:
     """The executor called ``name``, relaying events and endings to the callbacks; ``home`` is the workers' home.
+
+    ``cpu_slots``: the CPU runs the daemon runs at once; the local executor gives each CPU worker its share of the
+    cores (:func:`~stratcast.daemon.executors.local.cpu_threads`).
 
     ``ray`` says which cluster the ``ray`` executor uses (default: :class:`RayOptions`'s), ``slurm`` which cluster
     and job sizes the ``slurm`` executor uses (default: :class:`SlurmOptions`'s; its files go to ``home``, else the
@@ -194,7 +198,7 @@ def open_executor(
     if name == "local":
         from stratcast.daemon.executors.local import LocalExecutor
 
-        return LocalExecutor(on_event, on_exit, home)
+        return LocalExecutor(on_event, on_exit, home, cpu_slots=cpu_slots)
     if name == "ray":
         from stratcast.daemon.executors.ray import RayExecutor, RayOptions
 
