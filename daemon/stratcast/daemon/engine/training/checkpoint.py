@@ -141,15 +141,22 @@ def manifest_val_loss(path: Path) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def latest_checkpoint(directory: Path, log: Callable[[str], None] | None = None) -> Path | None:
+def latest_checkpoint(
+    directory: Path,
+    log: Callable[[str], None] | None = None,
+    verify: Callable[[Path, dict[str, Any]], None] | None = None,
+) -> Path | None:
     """The newest training checkpoint in ``directory`` that verifies and loads; None when there is none.
 
     A damaged newer file (torn write, wrong digest, not a checkpoint) is reported through ``log`` and skipped.
-    Every candidate is fully loaded with ``weights_only=True``; there is no unsafe fallback.
+    Every candidate is fully loaded with ``weights_only=True``; there is no unsafe fallback. ``verify`` (the path
+    and its loaded state) may refuse a candidate too, by raising :class:`CheckpointError`.
     """
     for _, path in list_checkpoints(directory):
         try:
-            load_checkpoint(path)
+            state = load_checkpoint(path)
+            if verify is not None:
+                verify(path, state)
         except CheckpointError as exc:
             if log is not None:
                 log(f"warning: skipping checkpoint {path.name}: {exc}; trying the one before it")

@@ -53,7 +53,7 @@ from stratcast.daemon.engine.data.windows import TrainSampler, WindowBatch
 from stratcast.daemon.engine.spec.config import TrainConfig
 from stratcast.daemon.engine.training.checkpoint import (
     CheckpointError,
-    list_checkpoints,
+    latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
@@ -365,15 +365,10 @@ def latest_for_world(directory: Path, world: int, log: Callable[[str], None] | N
     message rather than silently starting over); a damaged file, or a missing or damaged rank file, is reported
     through ``log`` and skipped.
     """
-    for _, path in list_checkpoints(directory):
-        try:
-            state = load_checkpoint(path)
-            if world_of(state) == world:
-                for r in range(1, world):
-                    load_checkpoint(rank_path(path, r))
-        except CheckpointError as exc:
-            if log is not None:
-                log(f"warning: skipping checkpoint {path.name}: {exc}; trying the one before it")
-            continue
-        return path
-    return None
+
+    def rank_files_load(path: Path, state: dict[str, Any]) -> None:
+        if world_of(state) == world:
+            for r in range(1, world):
+                load_checkpoint(rank_path(path, r))
+
+    return latest_checkpoint(directory, log, verify=rank_files_load)
