@@ -12,6 +12,7 @@ import pytest
 from stratcast.daemon.cli import main
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.handlers import list_gpus, status
+from stratcast.daemon.serve import cuda_visible
 from stratcast.daemon.telemetry import GpuSelectionError, Telemetry
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.protocol import JobSpec, ListGpus, Status, StudySpec
@@ -107,6 +108,59 @@ def test_serve_with_gpus_on_a_machine_without_a_driver_exits_with_the_reason(tmp
     assert main(["serve", "--home", str(tmp_path / "home")]) == ExitCode.BAD_INPUT
     err = capsys.readouterr().err
     assert "--gpus 0: no GPU 0 on this machine (no GPU found: no NVIDIA driver found (NVML: Driver Not Loaded))" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "gpus"),
+    [
+        ("4,5", (4, 5)),
+        (" 1, 3 ,1", (1, 3)),
+        ("GPU-3,1", ("GPU-3", 1)),
+        ("0,-1,2", (0,)),  # CUDA stops at the first item it cannot take
+        ("-1", ()),
+        ("", ()),
+        ("MIG-4d2f,0", ()),
+    ],
+)
+def test_cuda_visible_devices_is_read_as_cuda_reads_it(value, gpus):
+    assert cuda_visible(value) == gpus
+
+
+def test_a_daemon_given_gpu_uuids_uses_those_gpus_in_index_order(tmp_path, monkeypatch):
+    d, runner = daemon_with(tmp_path, monkeypatch, h100s(4), gpus=("GPU-3", "GPU-1"))
+    runs = [submit(d) for _ in range(2)]
+    asyncio.run(d.admit())
+    assert [(r, dev) for r, dev, _ in runner.started] == [(runs[0].id, "cuda:1"), (runs[1].id, "cuda:3")]
+    assert asyncio.run(status.handle(d, Status()))["devices"] == ["cuda:1", "cuda:3", "cpu"]
+
+
+def test_an_unknown_gpu_uuid_is_refused_naming_each_gpu_with_its_uuid(monkeypatch):
+    FakeNvml(h100s(2)).install(monkeypatch)
+    with pytest.raises(
+        GpuSelectionError, match=r"^no GPU GPU-7 on this machine \(GPUs found: 0 \(GPU-0\), 1 \(GPU-1\)\)$"
+    ):
+        Telemetry(gpus=(0, "GPU-7"))
+
+
+def test_an_empty_gpu_selection_runs_on_the_cpu_saying_why(monkeypatch):
+    FakeNvml(h100s(2)).install(monkeypatch)
+    telemetry = Telemetry(gpus=())
+    assert telemetry.nvml is None
+    assert telemetry.notice is not None and "CUDA_VISIBLE_DEVICES is empty" in telemetry.notice
+
+
+def test_serve_inside_an_allocation_uses_cuda_visible_devices_and_names_it_when_wrong(tmp_path, monkeypatch, capsys):
+    FakeNvml(h100s(2)).install(monkeypatch)
+    monkeypatch.setattr("os.umask", lambda mask: 0o022)
+    monkeypatch.delenv("STRATCAST_GPUS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,2")
+    assert main(["serve", "--home", str(tmp_path / "home")]) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "CUDA_VISIBLE_DEVICES=1,2: no GPU 2 on this machine (GPUs found: 0, 1) (give --gpus to choose others)"
+    )
+    assert main(["serve", "--home", str(tmp_path / "home"), "--gpus", "0,5"]) == ExitCode.BAD_INPUT  # --gpus wins
+    assert capsys.readouterr().err.strip().endswith("--gpus 0,5: no GPU 5 on this machine (GPUs found: 0, 1)")
 
 
 @pytest.mark.parametrize("text", ["", "0,,2", "a", "-1", "0;2"])

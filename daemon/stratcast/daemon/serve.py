@@ -10,10 +10,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stratcast.shared.cli import non_negative_int, positive_float, positive_int
 from stratcast.shared.errors import ExitCode
 from stratcast.shared.paths import Home, HomeError, resolve_home
+
+if TYPE_CHECKING:
+    from stratcast.daemon.telemetry import GpuId
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=gpu_list,
         default=os.environ.get(GPUS_ENV),
         metavar="0,2",
-        help=f"use only these GPUs (NVML indices, as nvidia-smi numbers them; default ${GPUS_ENV}, else all)",
+        help=f"use only these GPUs (NVML indices, as nvidia-smi numbers them; default ${GPUS_ENV}, else those "
+        f"${CUDA_ENV} shows, as in a Slurm allocation, else all)",
     )
     p.add_argument(
         "--executor",
@@ -101,6 +106,30 @@ GPUS_ENV = "STRATCAST_GPUS"
 """Default of ``--gpus`` (a systemd drop-in sets it with ``Environment=``)."""
 
 
+CUDA_ENV = "CUDA_VISIBLE_DEVICES"
+"""Without ``--gpus`` or :data:`GPUS_ENV`, a daemon started with this set (inside a Slurm allocation, a container)
+uses only the GPUs it shows."""
+
+
+def cuda_visible(text: str) -> tuple[GpuId, ...]:
+    """The GPUs a ``CUDA_VISIBLE_DEVICES`` value shows, read as CUDA reads it.
+
+    Indices (``4,5``; under ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, the daemon's workers' order, NVML's) and GPU UUIDs
+    (``GPU-8f3c...``, or a unique prefix) up to the first item that is neither, as CUDA ignores the rest (``-1``
+    hides every GPU); an empty value shows none. MIG instances (``MIG-...``) are not GPUs the daemon places runs
+    on: they end the list like any other item CUDA would not take as a GPU.
+    """
+    chosen: list[GpuId] = []
+    for item in (part.strip() for part in text.split(",")):
+        if item.isdigit():
+            chosen.append(int(item))
+        elif item.startswith("GPU-"):
+            chosen.append(item)
+        else:
+            break
+    return tuple(dict.fromkeys(chosen))
+
+
 def gpu_list(text: str) -> tuple[int, ...]:
     """``0,2`` as the GPU indices (0, 2), sorted, each once; argparse reports a bad list as a usage error.
 
@@ -164,12 +193,17 @@ def serve(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     if args.detach:
         return detach(args)
+    gpus: tuple[GpuId, ...] | None = args.gpus
+    given = "--gpus"
+    if gpus is None and CUDA_ENV in os.environ:
+        gpus, given = cuda_visible(os.environ[CUDA_ENV]), f"{CUDA_ENV}={os.environ[CUDA_ENV]}"
+        logging.getLogger(__name__).info("%s: the daemon uses only the GPUs it shows", given)
     options = Options(
         cpu_slots=max(1, args.cpu_slots),
         telemetry_hz=args.telemetry_hz,
         restart_budget=args.restart_budget,
         min_free_gib=args.min_free_gib,
-        gpus=args.gpus,
+        gpus=gpus,
         executor=args.executor,
         ray=RayOptions(address=args.ray_address, cpus=max(1, args.cpu_slots), temp_dir=args.ray_temp_dir),
         slurm=SlurmOptions(**slurm),
@@ -185,16 +219,15 @@ def serve(args: argparse.Namespace) -> int:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except GpuSelectionError as exc:
-        print(f"stratcastd: error: --gpus {_indices(options.gpus)}: {exc}", file=sys.stderr)
+        if given == "--gpus":
+            print(f"stratcastd: error: --gpus {','.join(map(str, gpus or ()))}: {exc}", file=sys.stderr)
+        else:
+            print(f"stratcastd: error: {given}: {exc} (give --gpus to choose others)", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except DaemonRunning as exc:
         print(f"stratcastd: error: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     return ExitCode.OK
-
-
-def _indices(gpus: tuple[int, ...] | None) -> str:
-    return ",".join(map(str, gpus or ()))
 
 
 def detach(args: argparse.Namespace) -> int:

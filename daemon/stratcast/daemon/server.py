@@ -38,7 +38,7 @@ from stratcast.daemon.queue import DeviceView, plan
 from stratcast.daemon.schedules import Timetable
 from stratcast.daemon.store import Store
 from stratcast.daemon.studies import StudyManager
-from stratcast.daemon.telemetry import Telemetry, session_of
+from stratcast.daemon.telemetry import GpuId, Telemetry, session_of
 from stratcast.daemon.zap import serve_zap
 from stratcast.shared.cli import version
 from stratcast.shared.events import (
@@ -87,8 +87,8 @@ class Options:
     """How long shutdown waits for running runs to checkpoint before killing them."""
     min_free_gib: float = 1.0
     """A GPU with less free memory than this gets no exclusive run."""
-    gpus: tuple[int, ...] | None = None
-    """The GPUs (NVML indices) the daemon may use; None: every GPU of the machine."""
+    gpus: tuple[GpuId, ...] | None = None
+    """The GPUs (NVML indices or UUIDs) the daemon may use; None: every GPU of the machine."""
     executor: str = "local"
     """What runs the runs (:data:`stratcast.daemon.executors.base.EXECUTORS`)."""
     ray: RayOptions | None = None

@@ -105,18 +105,25 @@ class Nvml:
         self._notices = deque(notices)  # appended by sample(), maybe in a thread; deques are thread-safe
 
     @classmethod
-    def open(cls, only: Collection[int] | None = None) -> Nvml | None:
-        """Start NVML and open every GPU, or only those NVML indices; None (see :attr:`notice`) if none is usable.
+    def open(cls, only: Collection[GpuId] | None = None) -> Nvml | None:
+        """Start NVML and open every GPU, or only those; None (see :attr:`notice`) if none is usable.
+
+        ``only`` names GPUs by NVML index or UUID (:data:`GpuId`); empty, it names none (an empty
+        ``CUDA_VISIBLE_DEVICES``): the daemon runs on the CPU.
 
         Raises:
             GpuSelectionError: when ``only`` names a GPU that NVML does not find (or finds no GPU at all).
         """
+        if only is not None and not only:
+            return cls._unavailable(
+                "the daemon was given no GPU (CUDA_VISIBLE_DEVICES is empty): running on the CPU only"
+            )
         notices: list[str] = []
         try:
             pynvml.nvmlInit()
         except (pynvml.NVMLError, OSError) as exc:
             if only is not None:
-                raise GpuSelectionError(only, [], _nvml_failure(exc)) from exc
+                raise GpuSelectionError(list(only), [], _nvml_failure(exc)) from exc
             return cls._unavailable(_no_nvml_reason(exc))
         try:
             devices = _open_devices(notices)
@@ -172,23 +179,36 @@ class Nvml:
             _shutdown()
 
 
+GpuId = int | str
+"""A GPU as the daemon is told it: an NVML index, or a GPU UUID (or a unique prefix of one) as
+``CUDA_VISIBLE_DEVICES`` may name it."""
+
+
 class GpuSelectionError(ValueError):
     """A daemon was given GPUs (``--gpus``) that this machine does not have; the message names those it has."""
 
-    def __init__(self, wanted: Collection[int], found: Collection[int], why: str = "") -> None:
-        missing = sorted(set(wanted) - set(found))
+    def __init__(self, missing: Collection[GpuId], found: Collection[str], why: str = "") -> None:
         what = "GPU" if len(missing) == 1 else "GPUs"
-        have = f"GPUs found: {', '.join(map(str, sorted(found)))}" if found else f"no GPU found: {why}"
+        have = f"GPUs found: {', '.join(found)}" if found else f"no GPU found: {why}"
         super().__init__(f"no {what} {', '.join(map(str, missing))} on this machine ({have})")
 
 
-def _select(devices: list[_Device], only: Collection[int], notices: list[str]) -> list[_Device]:
-    """The devices of ``only``; the NVML session is shut when one is missing."""
-    found = [d.index for d in devices]
-    if not set(only) <= set(found):
+def _select(devices: list[_Device], only: Collection[GpuId], notices: list[str]) -> list[_Device]:
+    """The devices of ``only``, by index order; the NVML session is shut when one is missing or ambiguous."""
+    chosen: dict[int, _Device] = {}
+    missing: list[GpuId] = []
+    for item in only:
+        match = [d for d in devices if (d.index == item if isinstance(item, int) else d.uuid.startswith(item))]
+        if len(match) == 1:
+            chosen[match[0].index] = match[0]
+        else:
+            missing.append(item)
+    if missing:
         _shutdown()
-        raise GpuSelectionError(only, found, "; ".join(notices) or "NVML lists none")
-    return [d for d in devices if d.index in only]
+        by_uuid = any(isinstance(item, str) for item in missing)
+        found = [f"{d.index} ({d.uuid})" if by_uuid else str(d.index) for d in devices]
+        raise GpuSelectionError(missing, found, "; ".join(notices) or "NVML lists none")
+    return [chosen[index] for index in sorted(chosen)]
 
 
 def _no_nvml_reason(exc: Exception) -> str:
@@ -352,7 +372,7 @@ class Telemetry:
         rate_hz: Samples per second the daemon takes; sizes the ring buffers.
         history_s: Seconds of history kept.
         nvml: An opened :class:`Nvml`, None for no GPU sampling, or ``"auto"`` to open it here.
-        gpus: With ``nvml="auto"``, the NVML indices of the GPUs to open (the daemon's ``--gpus``); None: all.
+        gpus: With ``nvml="auto"``, the GPUs to open (the daemon's ``--gpus``, NVML indices or UUIDs); None: all.
         clock: Unix time source (tests pass a fake one).
 
     Raises:
@@ -365,7 +385,7 @@ class Telemetry:
         history_s: float = 600.0,
         nvml: Nvml | Literal["auto"] | None = "auto",
         *,
-        gpus: Collection[int] | None = None,
+        gpus: Collection[GpuId] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if rate_hz <= 0 or history_s <= 0:
