@@ -79,6 +79,9 @@ def run_part(part: str, model: str, device: str, quick: bool) -> dict[str, Any]:
             out = backtest_part(model, device, sets, Path(tmp))
     out["seconds"] = time.perf_counter() - began
     out["peak_mib"] = peak_mib(device)
+    import torch
+
+    out["threads"] = torch.get_num_threads()  # the CPU's training time depends on it
     return out
 
 
