@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from stratcast.daemon.progress import describe
 from stratcast.shared.client import Client, DaemonUnavailable, RequestFailed, Subscriber
 from stratcast.shared.errors import ExitCode, refusal_exit_code
 from stratcast.shared.events import ProgressReported, RunUpdated
@@ -163,25 +164,10 @@ def follow(events: Subscriber, run: int, to: TextIO) -> dict[str, Any]:
         match event.data:
             case ProgressReported() as progress if time.monotonic() - last_print >= PRINT_EVERY_S:
                 last_print = time.monotonic()
-                print(progress_line(progress), file=to, flush=True)
+                print(describe(progress), file=to, flush=True)
             case RunUpdated(run=info) if info.state in FINAL_STATES or info.state in ("stopped", "interrupted"):
                 record: dict[str, Any] = to_builtins(info)
                 return record
-
-
-def progress_line(p: ProgressReported) -> str:
-    """``step 120/600  loss 0.412  val 0.398  12,000 win/s  eta 31s``."""
-    parts = [f"step {p.step}/{p.max_steps}"]
-    if p.train_loss is not None:
-        parts.append(f"loss {p.train_loss:.4g}")
-    if p.val_loss is not None:
-        parts.append(f"val {p.val_loss:.4g}")
-    if p.val_score is not None:
-        parts.append(f"rmse/zero {p.val_score:.4g}")
-    if p.windows_per_s:
-        parts.append(f"{p.windows_per_s:,.0f} win/s")
-    parts.append(f"eta {p.eta_s:.0f}s")
-    return "  ".join(parts)
 
 
 def print_results(out: Path, device: str | None, as_json: bool) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+import msgspec
+
 from stratcast.shared.events import ProgressReported
+from stratcast.shared.report import progress_text
 
 LINE_EVERY_S = 5.0
 
@@ -46,11 +49,5 @@ class ProgressPrinter:
 
 
 def describe(p: ProgressReported) -> str:
-    """One line: step, epoch, losses, throughput and ETA."""
-    val = "" if p.val_loss is None else f" val {p.val_loss:.4g} (best {p.best_val_loss:.4g})"
-    if p.val_score is not None:
-        val += f" rmse/zero {p.val_score:.4g}"
-    return (
-        f"step {p.step}/{p.max_steps} epoch {p.epoch:.2f} loss {p.train_loss:.4g}{val} "
-        f"{p.windows_per_s:,.0f} win/s eta {p.eta_s:.0f}s"
-    )
+    """One line: step, epoch, losses, validation score, throughput and ETA (:func:`progress_text`)."""
+    return progress_text(msgspec.structs.asdict(p))

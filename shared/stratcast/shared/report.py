@@ -10,6 +10,41 @@ from typing import Any
 
 from stratcast.shared.objectives import evidence_text
 
+PROGRESS_FIELDS = (
+    ("epoch", "epoch {:.2f}"),
+    ("train_loss", "loss {:.4g}"),
+    ("val_loss", "val {:.4g}"),
+    ("val_score", "rmse/zero {:.4g}"),
+    ("windows_per_s", "{:,.0f} win/s"),
+    ("eta_s", "eta {}"),
+)
+"""Progress fields a progress line shows, in order, with their formats (``eta_s`` as :func:`duration_text`)."""
+
+
+def progress_text(p: Mapping[str, Any]) -> str:
+    """One line of a progress report (the fields a worker sends; any may be missing)."""
+    parts = []
+    if "step" in p:
+        parts.append(f"step {p['step']}/{p.get('max_steps', '?')}")
+    for key, fmt in PROGRESS_FIELDS:
+        value = p.get(key)
+        if isinstance(value, int | float):
+            parts.append(fmt.format(duration_text(value) if key == "eta_s" else value))
+    return " ".join(parts) or "-"
+
+
+def duration_text(seconds: float) -> str:
+    """``42s``, ``3m 05s``, ``2h 10m``, ``4d 03h``."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
 METHOD_LABELS = {
     "model": "model",
     "model_raw": "model, raw",

@@ -21,33 +21,11 @@ from stratcast.shared.events import (
 from stratcast.shared.mirror import Mirror
 from stratcast.shared.objectives import values_text
 from stratcast.shared.protocol import JobSpec, RunInfo
-from stratcast.shared.report import SAVED_TEXT, models_text, skill_table, table
+from stratcast.shared.report import SAVED_TEXT, duration_text, models_text, progress_text, skill_table, table
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 """Units of ``--every`` durations, in seconds."""
-PROGRESS_FIELDS = (
-    ("epoch", "epoch {:.2f}"),
-    ("train_loss", "loss {:.4g}"),
-    ("val_loss", "val {:.4g}"),
-    ("windows_per_s", "{:,.0f} win/s"),
-    ("eta_s", "eta {}"),
-)
-"""Progress fields ``watch`` and ``show`` print, in order, with their formats."""
-
-
 # -- rendering -----------------------------------------------------------------------------------------------
-
-
-def progress_text(p: Mapping[str, Any]) -> str:
-    """One line of a progress report (the fields a worker sends; any may be missing)."""
-    parts = []
-    if "step" in p:
-        parts.append(f"step {p['step']}/{p.get('max_steps', '?')}")
-    for key, fmt in PROGRESS_FIELDS:
-        value = p.get(key)
-        if isinstance(value, int | float):
-            parts.append(fmt.format(duration_text(value) if key == "eta_s" else value))
-    return " ".join(parts) or "-"
 
 
 def state_text(run: RunInfo) -> str:
@@ -367,18 +345,6 @@ def _when(ts: float | None) -> str:
 
 def _ago(ts: float) -> str:
     return duration_text(max(0.0, time.time() - ts))
-
-
-def duration_text(seconds: float) -> str:
-    """``42s``, ``3m 05s``, ``2h 10m``, ``4d 03h``."""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
 
 
 def interval_text(seconds: int) -> str:

@@ -17,7 +17,8 @@ from rich.text import Text
 
 from stratcast.shared.objectives import maximizes, values_text
 from stratcast.shared.protocol import IMPORTANCE_MIN_TRIALS, study_ran_s
-from stratcast.tui.render import duration_text, params_text
+from stratcast.shared.report import duration_text
+from stratcast.tui.render import params_text
 
 Cell = str | Text
 TRIAL_STYLES = {"COMPLETE": "green", "RUNNING": "bold green", "PRUNED": "yellow", "FAIL": "red", "WAITING": "dim"}

@@ -34,7 +34,8 @@ from stratcast.shared.protocol import (
     RunInfo,
     ShowRun,
 )
-from stratcast.tui.render import model_label, progress_text
+from stratcast.shared.report import progress_text
+from stratcast.tui.render import model_label
 from stratcast.tui.run_history import RunHistory
 from stratcast.tui.screens.run_actions import RunActionScreen
 from stratcast.tui.widgets.run_backtest import BacktestView

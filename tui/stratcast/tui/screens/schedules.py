@@ -19,7 +19,8 @@ from stratcast.shared.protocol import (
     ScheduleInfo,
     to_builtins,
 )
-from stratcast.tui.render import duration_text, interval_text, model_label, schedule_last, schedule_model
+from stratcast.shared.report import duration_text
+from stratcast.tui.render import interval_text, model_label, schedule_last, schedule_model
 from stratcast.tui.screens.base import AppScreen
 from stratcast.tui.screens.dialogs import ConfirmDialog
 

@@ -23,9 +23,10 @@ from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 from stratcast.shared.cli import saved_name
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
 from stratcast.shared.protocol import ResumeStudy, RetrainStudy, ShowStudy, StopStudy
+from stratcast.shared.report import duration_text
 from stratcast.tui import validate
 from stratcast.tui.link import failure_text
-from stratcast.tui.render import duration_text, study_line
+from stratcast.tui.render import study_line
 from stratcast.tui.screens.base import AppScreen
 from stratcast.tui.study_view import (
     Cell,

@@ -12,7 +12,8 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.containers import Container
 
-from stratcast.tui.render import clock, duration_text
+from stratcast.shared.report import duration_text
+from stratcast.tui.render import clock
 from stratcast.tui.run_history import GIB, RunHistory, loss_curves, memory_curves, number, oom_times
 from stratcast.tui.widgets.chart import BrailleChart, HLine
 

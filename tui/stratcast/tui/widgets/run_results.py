@@ -17,8 +17,15 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from stratcast.shared.report import bet_line, intervals_lines, quantiles_lines, skill_table, table, trailing_window
-from stratcast.tui.render import duration_text
+from stratcast.shared.report import (
+    bet_line,
+    duration_text,
+    intervals_lines,
+    quantiles_lines,
+    skill_table,
+    table,
+    trailing_window,
+)
 from stratcast.tui.run_history import number
 from stratcast.tui.widgets.chart import BARS, sparkline
 

@@ -13,7 +13,8 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from stratcast.shared.protocol import RUN_STATES, RunInfo
-from stratcast.tui.render import clock, duration_text, model_label
+from stratcast.shared.report import duration_text
+from stratcast.tui.render import clock, model_label
 
 STATE_STYLES = {
     "running": "bold green",
