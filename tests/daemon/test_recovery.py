@@ -69,8 +69,8 @@ def test_a_resume_by_the_user_gives_a_run_a_fresh_restart_budget(tmp_path):
 
 
 def test_a_worker_the_shutdown_had_to_kill_is_interrupted_not_killed():
-    by_shutdown = LocalWorker(1, None, "cpu", kill_requested=True, shutdown=True)  # type: ignore[arg-type]
-    by_user = LocalWorker(2, None, "cpu", kill_requested=True)  # type: ignore[arg-type]
+    by_shutdown = LocalWorker(run=1, proc=None, device="cpu", kill_requested=True, shutdown=True)  # type: ignore[arg-type]
+    by_user = LocalWorker(run=2, proc=None, device="cpu", kill_requested=True)  # type: ignore[arg-type]
     assert classify(-9, by_shutdown).state == "interrupted"
     assert classify(-9, by_user).state == "killed"
-    assert classify(EXIT_STOPPED, LocalWorker(3, None, "cpu", shutdown=True)).reason == SHUTDOWN_REASON  # type: ignore[arg-type]
+    assert classify(EXIT_STOPPED, LocalWorker(run=3, proc=None, device="cpu", shutdown=True)).reason == SHUTDOWN_REASON  # type: ignore[arg-type]

@@ -100,7 +100,7 @@ async def watch(lines: list[bytes], run: int, on_event=None):
     runner = LocalExecutor(on_event or (lambda run, event: got.append((run, event))), on_exit)
     script = f"import sys; sys.stdout.buffer.write(bytes.fromhex({b''.join(lines).hex()!r}))"
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE)
-    await runner._watch(LocalWorker(run, proc, "cpu"))
+    await runner._watch(LocalWorker(run=run, proc=proc, device="cpu"))
     return got, ended
 
 

@@ -30,10 +30,10 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from stratcast.daemon.worker import EXIT_BAD_INPUT, EXIT_OK, EXIT_OOM, EXIT_STOPPED
 from stratcast.shared.events import WorkerEvent
@@ -93,16 +93,37 @@ class Worker(Protocol):
         """It was stopped or killed because the daemon shuts down."""
 
 
-class _Watched(Protocol):
-    """A worker the executor watches with asyncio tasks (they end when it ends)."""
+@dataclass(kw_only=True)
+class Started:
+    """What every executor keeps of a started run's worker (a :class:`Worker`): its run, placement, what was asked."""
+
+    run: int
+    device: str
+    stop_requested: bool = False
+    kill_requested: bool = False
+    shutdown: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    """The asyncio tasks that watch it (they end when it ends)."""
 
     @property
-    def tasks(self) -> list[asyncio.Task[None]]:
-        """The tasks that watch it."""
+    def pid(self) -> int | None:
+        """None: the worker runs elsewhere (a cluster task or job)."""
+        return None
+
+
+W = TypeVar("W", bound=Started)
+
+
+def kill_requested(workers: Mapping[int, W], run: int, shutdown: bool) -> W | None:
+    """Record a kill of ``run``'s worker (``shutdown``: by the daemon's shutdown); None when it is not running."""
+    w = workers.get(run)
+    if w is not None:
+        w.kill_requested, w.shutdown = True, shutdown
+    return w
 
 
 async def wait_for_workers(
-    workers: Mapping[int, _Watched], kill: Callable[..., bool], timeout: float, grace: float
+    workers: Mapping[int, Started], kill: Callable[..., bool], timeout: float, grace: float
 ) -> None:
     """An executor's :meth:`Executor.wait_all`: wait for every worker's tasks to end (after stops).
 

@@ -15,12 +15,20 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
-from stratcast.daemon.executors.base import HEALTHY, OnEvent, OnExit, classify, wait_for_workers
+from stratcast.daemon.executors.base import (
+    HEALTHY,
+    OnEvent,
+    OnExit,
+    Started,
+    classify,
+    kill_requested,
+    wait_for_workers,
+)
 from stratcast.shared.events import WorkerEvent, decode_line
 from stratcast.shared.paths import HOME_ENV
 from stratcast.shared.runfiles import RunFolder
@@ -34,17 +42,11 @@ WORKER = (sys.executable, "-m", "stratcast.daemon.worker")
 """The worker's command, before its run folder and options."""
 
 
-@dataclass
-class LocalWorker:
+@dataclass(kw_only=True)
+class LocalWorker(Started):
     """A running worker process."""
 
-    run: int
     proc: asyncio.subprocess.Process
-    device: str
-    stop_requested: bool = False
-    kill_requested: bool = False
-    shutdown: bool = False
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -156,7 +158,7 @@ class LocalExecutor:
                 start_new_session=True,
                 limit=MAX_LINE,
             )
-        w = LocalWorker(run, proc, device)
+        w = LocalWorker(run=run, proc=proc, device=device)
         self.workers[run] = w
         w.tasks.append(asyncio.create_task(self._watch(w)))
         return w
@@ -191,10 +193,8 @@ class LocalExecutor:
 
         A kill on request (``shutdown`` false) ends the run for good, even while the daemon shuts down.
         """
-        w = self.workers.get(run)
-        if w is None:
+        if (w := kill_requested(self.workers, run, shutdown)) is None:
             return False
-        w.kill_requested, w.shutdown = True, shutdown
         _signal(w.proc, signal.SIGKILL, group=True)
         return True
 

@@ -33,17 +33,18 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from stratcast.daemon.executors.base import HEALTHY, Ending, OnEvent, OnExit, classify, wait_for_workers
+from stratcast.daemon.executors.base import HEALTHY, Ending, OnEvent, OnExit, classify, kill_requested, wait_for_workers
 from stratcast.daemon.executors.local import relay
 from stratcast.daemon.executors.remote import (
     EVENTS_FILE,
     POLL_S,
     STOP_FILE,
+    RemoteWorker,
     Tail,
     request_stop,
     start_worker,
@@ -91,21 +92,12 @@ class RayOptions:
     """How often Ray resubmits a task whose Ray worker process or node died."""
 
 
-@dataclass
-class RayWorker:
-    """A run's Ray task, and what was asked of it."""
+@dataclass(kw_only=True)
+class RayWorker(RemoteWorker):
+    """A run's Ray task (its worker runs wherever Ray put it), and what was asked of it."""
 
-    run: int
-    device: str
-    run_dir: Path
     ref: Any
     """The task's ``ray.ObjectRef``."""
-    pid: int | None = None
-    """None: the worker runs wherever Ray put it."""
-    stop_requested: bool = False
-    kill_requested: bool = False
-    shutdown: bool = False
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class RayExecutor:
@@ -218,7 +210,7 @@ class RayExecutor:
             ref = task.remote(str(run_dir), on_gpu, memory_gib, home)
         except Exception as exc:  # a submit Ray refuses fails this run, not the daemon
             raise OSError(f"Ray refused the task: {exc}") from exc
-        w = RayWorker(run, device, run_dir, ref)
+        w = RayWorker(run=run, device=device, run_dir=run_dir, ref=ref)
         self.workers[run] = w
         w.tasks.append(asyncio.create_task(self._watch(w)))
         return w
@@ -269,10 +261,8 @@ class RayExecutor:
         """
         import ray
 
-        w = self.workers.get(run)
-        if w is None:
+        if (w := kill_requested(self.workers, run, shutdown)) is None:
             return False
-        w.kill_requested, w.shutdown = True, shutdown
         with contextlib.suppress(Exception):  # a task that already ended is fine
             ray.cancel(w.ref, force=True)
         return True

@@ -20,9 +20,10 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
+from stratcast.daemon.executors.base import Started
 from stratcast.daemon.executors.local import MAX_LINE, WORKER, launch, worker_env
 from stratcast.shared.runfiles import RunFolder
 
@@ -38,14 +39,14 @@ PR_SET_PDEATHSIG = 1
 """Linux ``prctl`` option: the signal a process gets when the thread that started it ends."""
 
 
-class _Stoppable(Protocol):
-    run: int
+@dataclass(kw_only=True)
+class RemoteWorker(Started):
+    """A cluster run's task or job: its worker runs elsewhere, and the run folder on the shared path is the link."""
+
     run_dir: Path
-    stop_requested: bool
-    shutdown: bool
 
 
-def request_stop(w: _Stoppable | None, shutdown: bool, what: str) -> bool:
+def request_stop(w: RemoteWorker | None, shutdown: bool, what: str) -> bool:
     """Ask a cluster run's task (``what``: ``task``, ``job``) to stop its worker: create its :data:`STOP_FILE`.
 
     False when the run has no worker; the stop is recorded on ``w`` even when the shared folder cannot be written

@@ -37,17 +37,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from stratcast.daemon.executors.base import HEALTHY, Ending, OnEvent, OnExit, classify, wait_for_workers
+from stratcast.daemon.executors.base import HEALTHY, Ending, OnEvent, OnExit, classify, kill_requested, wait_for_workers
 from stratcast.daemon.executors.local import relay
 from stratcast.daemon.executors.remote import (
     EVENTS_FILE,
     POLL_S,
     STOP_FILE,
+    RemoteWorker,
     Tail,
     request_stop,
     start_worker,
@@ -166,21 +167,12 @@ def _checkpoint_signal() -> signal.Signals:
     return sig
 
 
-@dataclass
-class SlurmWorker:
-    """A run's job, and what was asked of it."""
+@dataclass(kw_only=True)
+class SlurmWorker(RemoteWorker):
+    """A run's job (its worker runs wherever Slurm put it), and what was asked of it."""
 
-    run: int
-    device: str
-    run_dir: Path
     job: Any
     """The submitit ``Job``; a new one when the daemon submitted the run again."""
-    pid: int | None = None
-    """None: the worker runs wherever Slurm put it."""
-    stop_requested: bool = False
-    kill_requested: bool = False
-    shutdown: bool = False
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class SlurmExecutor:
@@ -297,7 +289,7 @@ class SlurmExecutor:
             raise OSError(f"the Slurm executor runs each run on one GPU, not {ranks}: use the local executor")
         if (health := self.health()) != HEALTHY:
             raise OSError(f"Slurm cannot take runs now: {health}")
-        w = SlurmWorker(run, device, run_dir, None)
+        w = SlurmWorker(run=run, device=device, run_dir=run_dir, job=None)
         try:
             await asyncio.to_thread(self._end_leftover, run_dir)
             (run_dir / STOP_FILE).unlink(missing_ok=True)
@@ -370,10 +362,8 @@ class SlurmExecutor:
 
         A kill on request (``shutdown`` false) ends the run for good, even while the daemon shuts down.
         """
-        w = self.workers.get(run)
-        if w is None:
+        if (w := kill_requested(self.workers, run, shutdown)) is None:
             return False
-        w.kill_requested, w.shutdown = True, shutdown
         threading.Thread(target=_cancel, args=(w.job,), name=f"cancel-run-{run}", daemon=True).start()  # scancel
         return True
 
