@@ -138,6 +138,40 @@ def test_a_ray_task_whose_worker_process_dies_is_resubmitted_and_resumes(daemon,
     assert first.resume is None and second.resume is not None, (first, second)
 
 
+def driver_process(daemon: DaemonProcess) -> psutil.Process:
+    """The daemon's Ray driver process."""
+    for child in psutil.Process(daemon.pid).children():
+        if "stratcast.daemon.executors.raydriver" in child.cmdline():
+            return child
+    raise AssertionError("the daemon has no Ray driver process")
+
+
+def test_a_lost_ray_driver_is_reported_replaced_and_its_runs_resume_in_the_daemon_that_stays_up(daemon, panel):
+    # Ray ends a driver that cannot go on (a head restarted as a new cluster): the daemon must outlive it
+    with Client(daemon.home) as client:
+        run = client.call(Submit(job=job(panel, 3000)))["run"]["id"]
+        info = wait_for(client, run, ("running",))
+        wait_checkpoint(client, run)
+        old = driver_process(daemon)
+        old.kill()
+        old.wait(30)
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "the Ray driver process ended (signal SIGKILL" not in seen and time.monotonic() < deadline:
+            seen = client.call(Status())["executor_health"]
+            time.sleep(0.05)
+        assert "the Ray driver process ended (signal SIGKILL" in seen and "runs wait for it" in seen, seen
+        assert client.call(ShowRun(run=run))["run"]["state"] == "running", "the run must wait, not fail"
+        done = wait_for(client, run, ("succeeded", "failed", "killed", "stopped"), WAIT_S)
+        assert done["state"] == "succeeded", done
+        assert done["attempts"] == 1, "the executor submitted the run again; the daemon did not restart it"
+        assert daemon.alive()
+        assert driver_process(daemon).pid != old.pid
+        wait_healthy(client)
+    first, second = starts(info["out"])
+    assert first.resume is None and second.resume is not None, (first, second)
+
+
 def test_an_unreachable_ray_cluster_is_reported_and_runs_wait_for_it(panel):
     home = Path(tempfile.mkdtemp(prefix="sc-"))
     d = DaemonProcess(home, "--executor", "ray", "--ray-address", "127.0.0.1:1").start()

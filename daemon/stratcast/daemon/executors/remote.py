@@ -97,7 +97,7 @@ def start_worker(
     env = worker_env(os.environ, gpu, home)
     with open(folder / EVENTS_FILE, "ab") as out, open(RunFolder(folder).log, "ab") as err:
         return subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, preexec_fn=_prepare_child(ignore)
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, preexec_fn=prepare_child(ignore)
         )
 
 
@@ -116,7 +116,7 @@ def wait_worker(proc: subprocess.Popen[bytes], folder: Path) -> int:
                 asked = True
 
 
-def _prepare_child(ignore: Collection[signal.Signals]) -> Callable[[], None] | None:
+def prepare_child(ignore: Collection[signal.Signals]) -> Callable[[], None] | None:
     """What the worker runs before its command: ask Linux for SIGKILL when its parent ends, ignore ``ignore``.
 
     ``prctl`` is looked up here, in the parent, so the child calls one C function between fork and exec; an
