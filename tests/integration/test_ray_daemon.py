@@ -14,11 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import psutil
 import pytest
 
 from stratcast.shared.client import Client
-from stratcast.shared.protocol import KillRun, ResumeRun, ShowRun, Status, StopRun, Submit
+from stratcast.shared.protocol import JobSpec, KillRun, ListSaved, ResumeRun, ShowRun, Status, StopRun, Submit
 from tests.integration.cluster import WAIT_S, job, small_panel, starts, wait_checkpoint, worker_process
 from tests.integration.daemon_process import DaemonProcess
 from tests.integration.test_daemon import wait_for
@@ -136,6 +137,21 @@ def test_a_ray_task_whose_worker_process_dies_is_resubmitted_and_resumes(daemon,
         assert done["attempts"] == 1, "Ray resubmitted the task; the daemon did not restart the run"
     first, second = starts(info["out"])
     assert first.resume is None and second.resume is not None, (first, second)
+
+
+def test_a_model_saved_by_a_cluster_run_is_in_the_shared_store_that_the_daemon_lists_and_scores_with(daemon, panel):
+    # the workers' home is the shared folder: the daemon must read the saved models where they write them
+    with Client(daemon.home) as client:
+        saving = msgspec.structs.replace(job(panel, 20), save_as="on-cluster")
+        run = client.call(Submit(job=saving))["run"]["id"]
+        done = wait_for(client, run, ("succeeded", "failed", "killed", "stopped"), WAIT_S)
+        assert done["state"] == "succeeded", done
+        assert (daemon.home.state / "shared" / "models" / "on-cluster").is_dir()
+        assert [m["name"] for m in client.call(ListSaved())] == ["on-cluster"]
+        scoring = client.call(Submit(job=JobSpec(data=panel, saved="on-cluster", device="cpu")))["run"]["id"]
+        scored = wait_for(client, scoring, ("succeeded", "failed", "killed", "stopped"), WAIT_S)
+        assert scored["state"] == "succeeded", scored
+        assert (Path(scored["out"]) / "out" / "forecast.parquet").exists()
 
 
 def driver_process(daemon: DaemonProcess) -> psutil.Process:

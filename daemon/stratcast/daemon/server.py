@@ -116,7 +116,7 @@ class Daemon:
             self.options.executor,
             self._worker_event,
             self._worker_exit,
-            home.shared or home.state,
+            home.workspace,
             ray=self.options.ray,
             slurm=self.options.slurm,
             cpu_slots=self.options.cpu_slots,

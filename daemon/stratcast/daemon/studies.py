@@ -275,9 +275,9 @@ class StudyManager:
         first = msgspec.structs.replace(fixed, model=space.models[0])
         backtest = second_backtest(spec, objectives)
         async with self.d.validation:
-            await asyncio.to_thread(check_job, first, self.d.home.state)
+            await asyncio.to_thread(check_job, first, self.d.home.workspace)
             if backtest is not None:
-                await asyncio.to_thread(check_job, backtest_job(first, backtest, first.levels), self.d.home.state)
+                await asyncio.to_thread(check_job, backtest_job(first, backtest, first.levels), self.d.home.workspace)
         return space, objectives, fixed, sampler, pruner, backtest
 
     async def stop(self, study_id: int) -> StudyInfo:
@@ -374,7 +374,7 @@ class StudyManager:
             raise InvalidSpec(str(exc)) from None
         job = msgspec.structs.replace(job, save_as=name)
         async with self.d.validation:
-            await asyncio.to_thread(check_job, job, self.d.home.state)
+            await asyncio.to_thread(check_job, job, self.d.home.workspace)
         run = self._queue(
             info, job, None, name=f"study-{study_id}/{FINAL}", study_file=msgspec.json.encode(kept),
             best_of=chosen.number, keep=keep,

@@ -55,9 +55,17 @@ class Home:
         return f"ipc://{self.sockets / runfiles.EVENTS}"
 
     @property
+    def workspace(self) -> Path:
+        """The workers' home: the shared folder where there is one, else the state folder.
+
+        It holds the run folders, the saved models and the memory plan cache.
+        """
+        return self.shared or self.state
+
+    @property
     def runs(self) -> Path:
         """Folder holding one subfolder per run: in the shared folder where there is one, else in the state's."""
-        return (self.shared or self.state) / runfiles.RUNS
+        return self.workspace / runfiles.RUNS
 
     @property
     def database(self) -> Path:

@@ -33,7 +33,7 @@ async def handle(d: DaemonContext, req: AddSchedule) -> dict[str, Any]:
         job, placement = req.job, req.placement
         check_placement(d, placement)
         async with d.validation:
-            await asyncio.to_thread(check_job, job, d.home.state)
+            await asyncio.to_thread(check_job, job, d.home.workspace)
         name = req.name or f"{job.saved or job.model}-schedule"
     s = d.db.add_schedule(
         name=name,

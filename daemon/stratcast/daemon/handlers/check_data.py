@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 async def handle(d: DaemonContext, req: CheckData) -> dict[str, Any]:
     """The panel's figures once the job passes ``submit``'s checks (one of two validations at a time)."""
     async with d.validation:
-        return await asyncio.to_thread(describe_job, req.job, d.home.state)
+        return await asyncio.to_thread(describe_job, req.job, d.home.workspace)
 
 
 def describe_job(job: JobSpec, home: Path | None = None) -> dict[str, Any]:

@@ -68,7 +68,7 @@ async def save(d: DaemonContext, req: SaveRun) -> dict[str, Any]:
         what = "a backtest" if run.job.backtest is not None else f"a scoring job (of saved model {run.job.saved})"
         raise BadState(f"cannot save run {run.id}: it is {what}, which trains no model of its own to keep")
     out = RunFolder(Path(run.out)).out.path
-    version = await _in_thread(lambda: save_run(d.home.state, out, req.name, source=f"run {run.id}"))
+    version = await _in_thread(lambda: save_run(d.home.workspace, out, req.name, source=f"run {run.id}"))
     return version.info() | {"run": run.id}
 
 
@@ -76,21 +76,21 @@ async def list_saved(d: DaemonContext, req: ListSaved) -> list[dict[str, Any]]:
     """Every saved model: ``name``, ``versions``, ``latest`` and ``aliases``."""
     from stratcast.daemon.engine.saved.store import list_models
 
-    return await _in_thread(lambda: list_models(d.home.state))
+    return await _in_thread(lambda: list_models(d.home.workspace))
 
 
 async def show(d: DaemonContext, req: ShowSaved) -> dict[str, Any]:
     """The version ``req.ref`` names, loaded and checked, with its manifest."""
     from stratcast.daemon.engine.saved.versions import describe, load_saved
 
-    return describe(await _in_thread(lambda: load_saved(d.home.state, req.ref)))
+    return describe(await _in_thread(lambda: load_saved(d.home.workspace, req.ref)))
 
 
 async def alias(d: DaemonContext, req: SetAlias) -> dict[str, Any]:
     """Point ``req.alias`` at ``req.ref``'s version, or remove it (``req.remove``; ``req.ref`` is then the name)."""
     from stratcast.daemon.engine.saved.store import parse_ref, remove_alias, set_alias
 
-    home = d.home.state
+    home = d.home.workspace
     if req.remove:
         name, at, number = await _in_thread(lambda: parse_ref(req.ref))
         if at is not None or number is not None:
@@ -104,7 +104,7 @@ async def remove(d: DaemonContext, req: RemoveSaved) -> dict[str, Any]:
     """Remove the version ``req.ref`` names (one an alias points at only with ``req.force``)."""
     from stratcast.daemon.engine.saved.store import remove_version
 
-    version = await _in_thread(lambda: remove_version(d.home.state, req.ref, force=req.force))
+    version = await _in_thread(lambda: remove_version(d.home.workspace, req.ref, force=req.force))
     return version.info() | {"removed": True}
 
 
@@ -113,7 +113,7 @@ async def export(d: DaemonContext, req: ExportSaved) -> dict[str, Any]:
     from stratcast.daemon.engine.saved.versions import export_version
 
     path = _absolute(req.path, "export path")
-    version = await _in_thread(lambda: export_version(d.home.state, req.ref, path))
+    version = await _in_thread(lambda: export_version(d.home.workspace, req.ref, path))
     return version.info() | {"exported_to": str(path), "bytes": path.stat().st_size}
 
 
@@ -122,4 +122,4 @@ async def import_(d: DaemonContext, req: ImportSaved) -> dict[str, Any]:
     from stratcast.daemon.engine.saved.versions import import_version
 
     path = _absolute(req.path, "import path")
-    return (await _in_thread(lambda: import_version(d.home.state, path, req.name))).info()
+    return (await _in_thread(lambda: import_version(d.home.workspace, path, req.name))).info()

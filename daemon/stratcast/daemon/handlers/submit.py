@@ -45,7 +45,7 @@ async def queue_job(d: DaemonContext, job: JobSpec, placement: Placement, *, sch
     """
     check_placement(d, placement)
     async with d.validation:
-        await asyncio.to_thread(check_job, job, d.home.state)
+        await asyncio.to_thread(check_job, job, d.home.workspace)
     run = d.db.add_run(job, placement, runs_dir=d.home.runs, schedule=schedule)
     folder = RunFolder(Path(run.out))
     folder.path.mkdir(parents=True, exist_ok=True)
