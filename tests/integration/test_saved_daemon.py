@@ -80,7 +80,11 @@ def outputs(run: dict[str, Any]) -> Outputs:
 
 
 def test_save_as_saves_the_succeeded_run_and_its_log_names_the_version(client, daemon, trained):
-    assert client.call(ListSaved()) == [{"name": "weekly", "versions": [1], "latest": 1, "aliases": {}}]
+    (listed,) = client.call(ListSaved())
+    assert {k: listed[k] for k in ("name", "versions", "latest", "aliases")} == {
+        "name": "weekly", "versions": [1], "latest": 1, "aliases": {}
+    }  # fmt: skip
+    assert listed["summary"]["model"] == trained["job"]["model"]
     log = (Path(trained["out"]) / "log.txt").read_text()
     assert "saved as weekly:1" in log
     shown = client.call(ShowSaved(ref="weekly"))
@@ -97,15 +101,16 @@ def test_save_alias_export_import_and_remove_through_the_daemon(client, trained,
     exported = client.call(ExportSaved(ref="nightly@champion", path=str(tmp_path / "n.tar")))
     assert exported["bytes"] == (tmp_path / "n.tar").stat().st_size > 0
     assert client.call(ImportSaved(path=str(tmp_path / "n.tar")))["ref"] == "nightly:2"
-    models = {m["name"]: m for m in client.call(ListSaved())}
-    assert models["nightly"] == {"name": "nightly", "versions": [1, 2], "latest": 2, "aliases": {"champion": 1}}
+    models = {m.pop("name"): m for m in client.call(ListSaved())}
+    assert models["nightly"].pop("summary")["model"] == trained["job"]["model"]  # the imported version's manifest
+    assert models["nightly"] == {"versions": [1, 2], "latest": 2, "aliases": {"champion": 1}}
     aliased = refusal(client, RemoveSaved(ref="nightly:1"))
     assert aliased.code == "bad_saved_model" and "champion" in aliased.message
     assert client.call(RemoveSaved(ref="nightly:1", force=True))["removed"]
     assert client.call(SetAlias(ref="nightly", alias="champion"))["ref"] == "nightly:2"
     assert client.call(SetAlias(ref="nightly", alias="champion", remove=True))["removed"]
-    models = {m["name"]: m for m in client.call(ListSaved())}
-    assert models["nightly"] == {"name": "nightly", "versions": [2], "latest": 2, "aliases": {}}
+    models = {m.pop("name"): m for m in client.call(ListSaved())}
+    assert models["nightly"] | {"summary": None} == {"versions": [2], "latest": 2, "aliases": {}, "summary": None}
 
 
 def test_a_scoring_job_runs_in_a_worker_and_forecasts_what_its_source_run_did(client, trained, panel):

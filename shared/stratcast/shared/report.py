@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from stratcast.shared.objectives import evidence_text
+from stratcast.shared.objectives import evidence_text, values_text
 
 PROGRESS_FIELDS = (
     ("epoch", "epoch {:.2f}"),
@@ -326,14 +326,51 @@ def _range(p: Mapping[str, Any]) -> str:
     return f"{'' if p.get('lo') is None else p['lo']}..{'' if p.get('hi') is None else p['hi']}"
 
 
+def metrics_text(metrics: Mapping[str, Any]) -> str:
+    """``1.31 vs 1.41 trailing_mean (-7.1%) beats``: holdout RMSE against the better naive baseline's, and verdict.
+
+    A tie loses: the baseline is the simpler forecast.
+    """
+    errors: Mapping[str, Mapping[str, float]] = metrics.get("errors") or {}
+    model = errors.get("model", {}).get("rmse")
+    baselines = {k: e["rmse"] for k, e in errors.items() if k not in ("model", "oracle") and "rmse" in e}
+    if model is None:
+        return "no holdout"
+    if not baselines:
+        return f"{model:.4g}"
+    name, base = min(baselines.items(), key=lambda kv: kv[1])
+    change = f" ({(model - base) / base:+.1%})" if base else ""
+    return f"{model:.4g} vs {base:.4g} {name}{change} {'beats' if model < base else 'loses'}"
+
+
+def saved_evidence(manifest: Mapping[str, Any]) -> str:
+    """The version's own holdout skill, else (a study's best kept on all the data) its trial's values."""
+    text = metrics_text(manifest.get("metrics") or {})
+    study = manifest.get("study")
+    if text != "no holdout" or not study:
+        return text
+    values = values_text(study["objectives"][:1], study["values"][:1], digits=4)
+    return f"trial {study['trial']}: {study['objectives'][0]} {values}"
+
+
+def data_text(sig: Mapping[str, Any]) -> str:
+    """``300 × 7 days · 104→52 · 3f2a9c1e``: strategies, period, input and horizon, the strategies' fingerprint."""
+    every = str(sig["frequency"]).removesuffix(" 00:00:00")
+    return f"{sig['strategies']:,} × {every} · {sig['input_size']}→{sig['horizon']} · {str(sig['fingerprint'])[:8]}"
+
+
 def saved_table(result: Sequence[Mapping[str, Any]]) -> str:
-    """``saved ls``: name, versions, latest, aliases."""
-    rows = [
-        [m["name"], ",".join(map(str, m["versions"])), m["latest"],
-         ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items())) or "-"]
-        for m in result
-    ]  # fmt: skip
-    return table(["name", "versions", "latest", "aliases"], rows) if rows else "no saved models"
+    """``saved ls``: name, versions, aliases, and the latest version's model, save time and evidence."""
+    rows = []
+    for m in result:
+        aliases = ", ".join(f"{a}={v}" for a, v in sorted(m["aliases"].items())) or "-"
+        latest = m.get("summary")
+        model = f"{latest['model']} ({latest['mode']})" if latest else "?"
+        saved = str(latest["created"])[:16].replace("T", " ") if latest else "?"
+        proof = saved_evidence(latest) if latest else "manifest unreadable: `saved show` says why"
+        rows.append([m["name"], ",".join(map(str, m["versions"])), aliases, model, saved, proof])
+    headers = ["name", "versions", "aliases", "latest model", "saved", "evidence (holdout RMSE vs baseline)"]
+    return table(headers, rows) if rows else "no saved models"
 
 
 def saved_text(result: Mapping[str, Any]) -> str:

@@ -39,7 +39,16 @@ def test_save_alias_forecast_export_import_and_remove_from_the_command_line(tmp_
     code, io = saved(capsys, "alias", "weekly:1", "champion", *home)
     assert code == ExitCode.OK and io.out.strip() == "weekly@champion -> weekly:1"
     code, io = saved(capsys, "ls", "--json", *home)
-    assert json.loads(io.out) == [{"name": "weekly", "versions": [1], "latest": 1, "aliases": {"champion": 1}}]
+    (listed,) = json.loads(io.out)
+    summary = listed.pop("summary")
+    assert listed == {"name": "weekly", "versions": [1], "latest": 1, "aliases": {"champion": 1}}
+    assert (summary["model"], summary["mode"], summary["data"]["strategies"]) == ("mlp", "batch", 6)
+    assert set(summary["metrics"]["errors"]) >= {"model", "zero", "trailing_mean"}
+    code, io = saved(capsys, "ls", *home)  # the table: the latest version's evidence, with its verdict
+    header, _, row = io.out.strip().splitlines()
+    assert header.split()[:5] == ["name", "versions", "aliases", "latest", "model"]
+    assert row.split()[:5] == ["weekly", "1", "champion=1", "mlp", "(batch)"]
+    assert row.rstrip().endswith(("beats", "loses")) and " vs " in row
     code, io = saved(capsys, "show", "weekly@champion", *home)
     assert "weekly:1: mlp (batch)" in io.out and "6 strategies" in io.out
 

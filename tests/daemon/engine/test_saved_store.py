@@ -55,7 +55,12 @@ def test_saving_twice_gives_two_versions_and_the_first_is_unchanged(tmp_path, ru
     assert sorted(files) == ["manifest.json", "weights.safetensors"]
     assert resolve(home, "weekly").version == 2 and resolve(home, "weekly:1").version == 1
     assert [p.name for p in (home / "models" / "weekly").iterdir() if p.name.startswith(".")] == []
-    assert list_models(home) == [{"name": "weekly", "versions": [1, 2], "latest": 2, "aliases": {}}]
+    (listed,) = list_models(home)
+    summary = listed.pop("summary")
+    assert listed == {"name": "weekly", "versions": [1, 2], "latest": 2, "aliases": {}}
+    assert summary["created"] == json.loads(second.manifest.read_text())["created"]  # the latest's
+    second.manifest.write_text("{not json")
+    assert list_models(home)[0]["summary"] is None  # unreadable: listed all the same, `saved show` says why
 
 
 def test_aliases_move_and_an_aliased_version_is_not_removed(tmp_path, run):

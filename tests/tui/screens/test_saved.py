@@ -4,10 +4,12 @@ from typing import cast
 from textual.widgets import DataTable, Input, Static
 
 from stratcast.shared.protocol import JobSpec, Placement, RemoveSaved, SetAlias, ShowSaved, Submit
+from stratcast.shared.report import metrics_text
+from stratcast.shared.report import saved_evidence as evidence
 from stratcast.tui.app import StratcastApp
 from stratcast.tui.link import Link
 from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog
-from stratcast.tui.screens.saved import SavedScreen, ScoreDialog, evidence, metrics_text
+from stratcast.tui.screens.saved import SavedScreen, ScoreDialog
 from tests.tui.fake_daemon import FakeLink, demo_metrics, frozen_clock, serve_saved
 
 
@@ -44,7 +46,9 @@ async def answer(pilot, text):
 def test_the_list_shows_versions_aliases_and_the_latest_versions_summary():
     async def body(app, pilot, link, models):
         audjpy, eurusd = rows(app)
-        assert audjpy.startswith("audjpy | 1 | - | 2025-11-21 10:00 | 1.31 vs 1.41 trailing_mean (-7.1%) | 300 × ")
+        assert audjpy.startswith(
+            "audjpy | 1 | - | 2025-11-21 10:00 | 1.31 vs 1.41 trailing_mean (-7.1%) beats | 300 × "
+        )
         assert eurusd.startswith("eurusd | 1,2,3 | champion=2 | 2025-11-23 10:00")
         assert eurusd.endswith("300 × 7 days · 104→52 · 3f2a9c1e")
         assert sorted(c.ref for c in link.calls if isinstance(c, ShowSaved)) == ["audjpy:1", "eurusd:3"]
@@ -136,7 +140,7 @@ def test_a_refused_request_is_shown_and_the_screen_goes_on():
 
 
 def test_metrics_text_compares_with_the_better_baseline():
-    assert metrics_text(demo_metrics()) == "1.31 vs 1.41 trailing_mean (-7.1%)"
+    assert metrics_text(demo_metrics()) == "1.31 vs 1.41 trailing_mean (-7.1%) beats"
     assert metrics_text({}) == "no holdout"
 
 
@@ -179,5 +183,5 @@ def test_a_version_without_a_holdout_shows_its_studys_trial_as_evidence():
         "complete": 9,
     }
     assert evidence({"metrics": {}, "study": study}) == "trial 3: holdout-rmse 1.002 loses"
-    assert evidence({"metrics": demo_metrics(), "study": study}) == "1.31 vs 1.41 trailing_mean (-7.1%)"
+    assert evidence({"metrics": demo_metrics(), "study": study}) == "1.31 vs 1.41 trailing_mean (-7.1%) beats"
     assert evidence({"metrics": {}}) == "no holdout"

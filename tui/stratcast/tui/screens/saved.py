@@ -22,7 +22,6 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from stratcast.shared.cli import saved_name
 from stratcast.shared.client import DaemonUnavailable, RequestFailed
-from stratcast.shared.objectives import values_text
 from stratcast.shared.protocol import (
     SAVED_REF,
     ListSaved,
@@ -32,7 +31,7 @@ from stratcast.shared.protocol import (
     ShowSaved,
     Submit,
 )
-from stratcast.shared.report import saved_text
+from stratcast.shared.report import data_text, saved_evidence, saved_text
 from stratcast.tui import validate
 from stratcast.tui.command_line import scoring_job
 from stratcast.tui.link import failure_text
@@ -54,36 +53,6 @@ COLUMNS = (
 """Column keys and headers."""
 
 
-def metrics_text(metrics: Mapping[str, Any]) -> str:
-    """``1.31 vs 1.41 trailing_mean (-7.1%)``: the model's holdout RMSE against the better naive baseline's."""
-    errors: Mapping[str, Mapping[str, float]] = metrics.get("errors") or {}
-    model = errors.get("model", {}).get("rmse")
-    baselines = {k: e["rmse"] for k, e in errors.items() if k not in ("model", "oracle") and "rmse" in e}
-    if model is None:
-        return "no holdout"
-    if not baselines:
-        return f"{model:.4g}"
-    name, base = min(baselines.items(), key=lambda kv: kv[1])
-    change = f" ({(model - base) / base:+.1%})" if base else ""
-    return f"{model:.4g} vs {base:.4g} {name}{change}"
-
-
-def evidence(manifest: Mapping[str, Any]) -> str:
-    """The version's own holdout skill, else (a study's best kept on all the data) its trial's values."""
-    text = metrics_text(manifest.get("metrics") or {})
-    study = manifest.get("study")
-    if text != "no holdout" or not study:
-        return text
-    values = values_text(study["objectives"][:1], study["values"][:1], digits=4)
-    return f"trial {study['trial']}: {study['objectives'][0]} {values}"
-
-
-def data_text(sig: Mapping[str, Any]) -> str:
-    """``300 × 7 days · 104→52 · 3f2a9c1e``: strategies, period, input and horizon, the strategies' fingerprint."""
-    every = str(sig["frequency"]).removesuffix(" 00:00:00")
-    return f"{sig['strategies']:,} × {every} · {sig['input_size']}→{sig['horizon']} · {str(sig['fingerprint'])[:8]}"
-
-
 def saved_cells(model: Mapping[str, Any], shown: Mapping[str, Any] | None) -> tuple[Cell, ...]:
     """One row: name, versions, aliases, and the latest version's created time, metrics and data (when read)."""
     aliases = ", ".join(f"{a}={v}" for a, v in sorted(model["aliases"].items())) or "-"
@@ -93,7 +62,7 @@ def saved_cells(model: Mapping[str, Any], shown: Mapping[str, Any] | None) -> tu
         ",".join(map(str, model["versions"])),
         aliases,
         "?" if m is None else str(m["created"])[:16].replace("T", " "),
-        "?" if m is None else evidence(m),
+        "?" if m is None else saved_evidence(m),
         "?" if m is None else data_text(m["data"]),
     )
 

@@ -102,8 +102,29 @@ def versions(home: Path, name: str) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+SUMMARY_FIELDS = ("model", "mode", "created", "study", "data")
+"""What a listing carries of each model's latest manifest (with its holdout errors): not its strategies."""
+
+
+def summary(version: SavedVersion) -> dict[str, Any] | None:
+    """The latest version's model, creation time, holdout errors, study evidence and data signature, as plain data.
+
+    None when its manifest cannot be read (``saved show`` says why).
+    """
+    try:
+        manifest = json.loads(version.manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    out = {k: manifest.get(k) for k in SUMMARY_FIELDS}
+    metrics = manifest.get("metrics")
+    out["metrics"] = {"errors": metrics.get("errors")} if isinstance(metrics, dict) else {}
+    return out
+
+
 def list_models(home: Path) -> list[dict[str, Any]]:
-    """Every saved model: ``{"name", "versions", "latest", "aliases"}``, by name."""
+    """Every saved model, by name: ``{"name", "versions", "latest", "aliases", "summary"}`` (:func:`summary`)."""
     root = models_root(home)
     if not root.is_dir():
         return []
@@ -112,7 +133,11 @@ def list_models(home: Path) -> list[dict[str, Any]]:
         found = versions(home, folder.name)
         if found:
             aliases = read_aliases(home, folder.name)
-            out.append({"name": folder.name, "versions": found, "latest": found[-1], "aliases": aliases})
+            latest = SavedVersion(folder.name, found[-1], folder / str(found[-1]))
+            out.append(
+                {"name": folder.name, "versions": found, "latest": found[-1], "aliases": aliases}
+                | {"summary": summary(latest)}
+            )
     return out
 
 
