@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_scaler
+from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_scaler, row_quantiles
 
 
 def zero_heavy(seed: int = 0, n: int = 6, t: int = 80) -> torch.Tensor:
@@ -71,3 +71,24 @@ def test_window_norm_is_invariant_to_each_windows_level_and_handles_all_zero_win
     out = model(torch.zeros(2, 8))
     assert torch.isfinite(out).all()
     assert out.abs().max() < 1e-2 + inner.bias.abs().max() * 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_quantiles_equal_torch_nanquantile_in_float64_bit_for_bit(dtype):
+    g = torch.Generator().manual_seed(4)
+    values = (torch.randn(300, 157, generator=g) * 50).round(decimals=1).to(dtype)  # ties, as in pips
+    values[torch.rand(300, 157, generator=g) < 0.4] = 0
+    values[0] = 0  # nothing kept
+    values[1, 1:] = 0  # one value kept
+    values[2, :] = 7.5  # all equal
+    keep = values != 0
+    expected = torch.nanquantile(
+        torch.where(keep, values.double(), float("nan")),
+        torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=torch.float64),
+        dim=1,
+    )
+    got = row_quantiles(values, keep, (0.1, 0.25, 0.5, 0.75, 0.9))
+    assert got.dtype == torch.float64
+    assert torch.equal(got.isnan(), expected.isnan()) and got[:, 0].isnan().all()
+    assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(expected))
+    assert (got[:, 1] == values[1, 0].double()).all() and (got[:, 2] == 7.5).all()

@@ -14,6 +14,7 @@ forecast can never be scaled with statistics other than the ones the model was t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -81,10 +82,27 @@ def _mean_std(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return mean, torch.where(std > EPS, std, torch.ones_like(std))
 
 
+def row_quantiles(values: Tensor, keep: Tensor, q: Sequence[float]) -> Tensor:
+    """[len(q), N] quantiles of each row's kept values, in float64, NaN for a row that keeps none.
+
+    The same figures as ``torch.nanquantile`` of the values in float64 (linear interpolation), bit for bit, without
+    its float64 copy of the panel: the order of the values does not depend on their precision, so the rows are
+    sorted as they are and only the two neighbours of each quantile are widened before interpolating.
+    """
+    ordered = torch.where(keep, values, float("nan")).sort(dim=1).values  # NaN sort last
+    count = keep.sum(1)  # [N]
+    probs = torch.tensor(list(q), dtype=torch.float64, device=values.device)
+    rank = probs[:, None] * (count - 1).clamp(min=0).double()[None, :]  # [Q, N]
+    below, above = rank.floor().long(), rank.ceil().long()
+    low = ordered.gather(1, below.T).double().T
+    high = ordered.gather(1, above.T).double().T
+    out = torch.lerp(low, high, rank - below.double())
+    return torch.where(count[None, :] > 0, out, float("nan"))
+
+
 def _nonzero_robust(values: Tensor, nonzero: Tensor) -> tuple[Tensor, Tensor]:
     """Per-row median and scale of the non-zero values: IQR, else std, else 1."""
-    with_nan = torch.where(nonzero, values.double(), float("nan"))
-    q = torch.nanquantile(with_nan, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=1)
+    q = row_quantiles(values, nonzero, (0.25, 0.5, 0.75))
     median = torch.nan_to_num(q[1], nan=0.0).to(values.dtype)
     iqr = torch.nan_to_num(q[2] - q[0], nan=0.0).to(values.dtype)
     _, std = _mean_std(values, nonzero)
