@@ -225,7 +225,7 @@ class RayExecutor:
             "runs wait for it"
         )
         log.warning("%s", self._problem)
-        for w in self.workers.values():
+        for w in list(self.workers.values()):  # a copy: the event loop's thread may add or remove runs meanwhile
             w.in_flight = False  # its task ended with the driver's job
 
     def _resubmit(self) -> None:
