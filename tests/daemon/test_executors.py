@@ -94,9 +94,14 @@ def test_an_unreachable_executor_holds_the_queue_until_it_answers_and_fails_noth
     reply = asyncio.run(status.handle(d, Status()))
     assert (reply["executor"], reply["executor_health"]) == ("fake", executor.unreachable)
     assert f"executor fake ({executor.unreachable}; queued runs wait for it)" in status_text(reply)
+    asyncio.run(d.admit())  # still unreachable: said once
     executor.unreachable = ""
     asyncio.run(d.admit())
     assert [dev for _, dev, _ in executor.started] == ["cuda:0", "cuda:1"]
+    asyncio.run(d.admit())
+    # the TUI's status line shows the last notice: the loss with its reason, then the return, once each
+    lost = "fake executor: cannot reach the cluster at ray://head:10001 (connection refused)"
+    assert d.notices == [lost, "fake executor: ok, runs start again"]
 
 
 def test_the_daemon_runs_its_runs_with_the_local_executor_by_default(tmp_path):

@@ -72,6 +72,8 @@ MAX_PEERS = 10_000
 """Handshaken client identities remembered (oldest forgotten first)."""
 PROGRESS_SAVE_S = 5.0
 """ProgressReported is published at once but written to the store at most this often per run."""
+NOTICES_KEPT = 100
+"""Notices a new client is shown (the latest last); older ones are only in the daemon's log."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class Daemon:
         self.timetable = Timetable(self._fire_schedule)
         self.peers: OrderedDict[tuple[str, bytes], float] = OrderedDict()
         self.notices: list[str] = []
+        self._health: str | None = None
+        """The executor's health at the last admission (None before the first)."""
         self.shutting_down = asyncio.Event()
         self.force_exit = False
         self._kick = asyncio.Event()
@@ -331,8 +335,7 @@ class Daemon:
             runs = {r: self._memory[r] for r in self.runner.workers if r in self._memory}
             self.publish(msgspec.structs.replace(sample, runs=runs))
             for notice in self.telemetry.take_notices():  # a GPU lost or back: tell clients too
-                self.notices.append(notice)
-                self.publish(NoticeGiven(message=notice))
+                self.notice(notice)
             self.logs.publish_new()
             await asyncio.sleep(period)
 
@@ -348,6 +351,22 @@ class Daemon:
             except Exception:  # a bug here must not stop the queue for good: log it and try again
                 log.exception("admission failed")
 
+    def notice(self, message: str) -> None:
+        """Keep ``message`` for new clients (the last :data:`NOTICES_KEPT`) and tell connected ones."""
+        self.notices.append(message)
+        del self.notices[:-NOTICES_KEPT]
+        self.publish(NoticeGiven(message=message))
+
+    def _health_notice(self, health: str) -> None:
+        """A notice when the executor's health changes (the TUI's status line shows the last notice)."""
+        if health == self._health:
+            return
+        if health != HEALTHY:
+            self.notice(f"{self.runner.name} executor: {health}")
+        elif self._health is not None:  # a healthy start says nothing
+            self.notice(f"{self.runner.name} executor: ok, runs start again")
+        self._health = health
+
     async def admit(self) -> None:
         """Start what the queue allows now; record why every other queued run waits.
 
@@ -355,7 +374,8 @@ class Daemon:
         the CPU where there are none. While the executor is unreachable, nothing starts and queued runs say why.
         """
         runs = self.db.list_runs(("queued", "held", "running"))
-        if (health := self.runner.health()) != HEALTHY:  # the runs wait for it; none fails
+        self._health_notice(health := self.runner.health())
+        if health != HEALTHY:  # the runs wait for it; none fails
             for run in runs:
                 reason = f"waiting for the {self.runner.name} executor: {health}"
                 if run.state == "queued" and run.reason != reason:
