@@ -159,6 +159,7 @@ class Walk:
             if fit.interrupted:
                 return self.stopped(trainer, saver, fit, progress)
             self.record(block, trainer, fit, progress)
+            del block, trainer, saver  # the next block's panel is prepared without this one's beside it
         return None
 
     def _block_log(self, b: int) -> Log:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from stratcast.daemon.engine.backtest.cutoffs import CutoffPlan, truncate
 from stratcast.daemon.engine.backtest.picks import as_str_ids
 from stratcast.daemon.engine.data.panel import Panel
+from stratcast.daemon.engine.data.scalers import SeriesScaler
 from stratcast.daemon.engine.evaluation import skill
 from stratcast.daemon.engine.prediction.combine import Combination
 from stratcast.daemon.engine.prediction.forecast import VALIDATION_SAMPLES, blend_toward_mean
@@ -50,19 +51,27 @@ from stratcast.daemon.zoo.catalog import get_entry
 
 @dataclass
 class CutoffView:
-    """One cutoff of a block: its prepared panel and the windows of the strategies it forecasts."""
+    """One cutoff of a block: the windows of the strategies it forecasts, their scaler and their baselines.
+
+    Only what forecasting and scoring the cutoff read is kept: its prepared panel (a copy of the panel as of the
+    cutoff, and its scaled copy) is dropped once the view is made, so a block holds one prepared panel, its refit's.
+    """
 
     index: int
     """Position in the plan (0-based)."""
     cutoff: int
     date: str
-    prep: Prepared
     rows: Tensor
     """[M] the forecast strategies' rows in the block's panel."""
     x: Tensor
     """[M, L] their scaled inputs, the periods just before the cutoff."""
     origin: Tensor
     """[M] the cutoff, per row."""
+    scaler: SeriesScaler
+    """The cutoff's own scaler (fit on its training part), for every row of the block's panel."""
+    baselines: dict[str, Tensor]
+    """``zero``, ``trailing_mean``, ``last_value`` (and ``seasonal_naive``) [M, hold] from the periods before the
+    cutoff."""
 
 
 @dataclass
@@ -73,12 +82,9 @@ class Block:
     """The spec with the options chosen from the refit cutoff's data: the model is built from it."""
     panel: Panel
     """The block's series over every period (the holdings' realized values come from it)."""
+    prep: Prepared
+    """The refit cutoff's prepared panel: the model trains on it."""
     views: list[CutoffView]
-
-    @property
-    def prep(self) -> Prepared:
-        """The refit cutoff's prepared panel: the model trains on it."""
-        return self.views[0].prep
 
 
 @dataclass
@@ -116,8 +122,8 @@ def make_block(
     for i in indices[1:]:
         upto = truncate(panel, plan.cutoffs[i])
         same = Trainable(upto, upto, trainable.needs, trainable.longest)  # the refit's series and validation size
-        views.append(view_at(plan, i, prepare_panel(prep0.spec, same, device, _quiet), panel))
-    return Block(prep0.spec, panel, views)
+        views.append(view_at(plan, i, prepare_panel(prep0.spec, same, device, _quiet), panel))  # prep dropped
+    return Block(prep0.spec, panel, prep0, views)
 
 
 def _quiet(line: str) -> None:
@@ -125,16 +131,24 @@ def _quiet(line: str) -> None:
 
 
 def view_at(plan: CutoffPlan, index: int, prep: Prepared, panel: Panel) -> CutoffView:
-    """The strategies forecast at cutoff ``index``: an input window before it, observed through the holding."""
+    """The strategies forecast at cutoff ``index``: an input window before it, observed through the holding.
+
+    Their baselines over the holding are computed here, from ``prep``'s panel as of the cutoff.
+    """
     cutoff = plan.cutoffs[index]
     batch = prep.windows.origins_at(cutoff)
     device = prep.raw.device
     if batch is None:
         empty = torch.zeros(0, dtype=torch.long, device=device)
-        return CutoffView(index, cutoff, plan.dates[index], prep, empty, prep.raw.new_zeros(0, 0), empty)
+        return CutoffView(index, cutoff, plan.dates[index], empty, prep.raw.new_zeros(0, 0), empty, prep.scaler, {})
     observed = torch.from_numpy(panel.end >= cutoff + plan.hold).to(device)[batch.rows]  # [M]
+    rows = batch.rows[observed]
+    cfg = prep.spec.train
+    base = skill.baselines(
+        prep.raw[rows], prep.start[rows], cutoff, plan.hold, trailing_window=cfg.trailing_window, season=cfg.season
+    )
     return CutoffView(
-        index, cutoff, plan.dates[index], prep, batch.rows[observed], batch.x[observed], batch.origin[observed]
+        index, cutoff, plan.dates[index], rows, batch.x[observed], batch.origin[observed], prep.scaler, base
     )
 
 
@@ -172,11 +186,9 @@ def cutoff_forecasts(
     With a ``combination``, the forecast is the combined one with the cutoff's trailing means, its ranking score the
     combination's, and the raw model's forecast is kept beside it.
     """
-    cfg, prep, rows = block.spec.train, view.prep, view.rows
-    raw, start = prep.raw[rows], prep.start[rows]
-    base = skill.baselines(raw, start, view.cutoff, hold, trailing_window=cfg.trailing_window, season=cfg.season)
+    cfg, rows, base = block.spec.train, view.rows, view.baselines
     trailing = base[skill.TRAILING][:, 0]  # [M] the trailing mean before the cutoff
-    model = prep.scaler.inverse(scaled, rows)[:, :hold]
+    model = view.scaler.inverse(scaled, rows)[:, :hold]
     point = model if combination is None else combination.apply(model, trailing)
     picked = rows.cpu().numpy()
     realized = torch.from_numpy(block.panel.values[picked, view.cutoff : view.cutoff + hold].copy())
