@@ -74,7 +74,10 @@ def processes_line(gpu: Mapping[str, Any], runs_by_pid: Mapping[int, RunInfo]) -
 
 
 def host_summary(host: Mapping[str, Any], bar_width: int = 20) -> Text:
-    """``CPU [bar] 34%  RAM [bar] 12.1/31.3 GiB  daemon 0.1G  workers 2.1G`` for machines without GPUs."""
+    """``CPU [bar] 34%  RAM [bar] 12.1/31.3 GiB  daemon 0.1G  workers 2.1G`` for machines without GPUs.
+
+    ``workers -`` when no worker runs on this machine (none, or a cluster executor's, which run elsewhere).
+    """
     cpu = host.get("cpu_percent")
     used, total = host.get("memory_used"), host.get("memory_total")
     line = Text("CPU ", style="bold") + bar(cpu / 100 if isinstance(cpu, int | float) else None, bar_width)
@@ -82,8 +85,9 @@ def host_summary(host: Mapping[str, Any], bar_width: int = 20) -> Text:
     fraction = used / total if isinstance(used, int | float) and isinstance(total, int | float) and total else None
     line += Text("  RAM ", style="bold") + bar(fraction, bar_width)
     line.append(f" {gib(used)}/{gib(total)} GiB")
-    workers = sum((host.get("workers_rss") or {}).values())
-    line.append(f"  daemon {gib(host.get('daemon_rss'))}G  workers {gib(workers)}G", style="dim")
+    rss = host.get("workers_rss") or {}
+    workers = f"{gib(sum(rss.values()))}G" if rss else "-"
+    line.append(f"  daemon {gib(host.get('daemon_rss'))}G  workers {workers}", style="dim")
     return line
 
 
