@@ -133,9 +133,10 @@ class FakeDaemon:
                     identity, frame = router.recv_multipart()
                     self._answer(identity, frame)
                 self._flush(router, pub)
-                if self.heartbeat_s is not None and time.monotonic() >= next_beat:
+                beat = self.heartbeat_s  # read once: a test may turn heartbeats off from its own thread meanwhile
+                if beat is not None and time.monotonic() >= next_beat:
                     self._send_event(pub, HeartbeatSent(), None, None)
-                    next_beat = time.monotonic() + self.heartbeat_s
+                    next_beat = time.monotonic() + beat
         finally:
             router.close(0)
             pub.close(0)
