@@ -327,7 +327,10 @@ class RayExecutor:
             run=run, device=device, run_dir=run_dir, on_gpu=on_gpu, memory_gib=memory_gib,
             ended=self._loop.create_future(),
         )  # fmt: skip
-        self._submit(w)
+        try:
+            self._submit(w)
+        except OSError as exc:  # the driver ended since it last answered: the next one submits it
+            log.warning("run %d: not submitted yet (%s); the next Ray driver submits it", run, exc)
         self.workers[run] = w
         w.tasks.append(asyncio.create_task(self._watch(w)))
         return w
