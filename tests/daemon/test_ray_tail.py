@@ -21,7 +21,7 @@ def test_event_lines_are_read_whole_as_the_file_grows_and_an_over_long_line_is_d
 
 
 def test_the_daemons_ray_driver_outlives_a_head_that_is_away_longer_than_rays_minute():
-    from stratcast.daemon.executors.ray import RECONNECT_S, driver_environment
+    from stratcast.daemon.executors.raydriver import RECONNECT_S, driver_environment
 
     environ = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "0"}
     driver_environment(environ)

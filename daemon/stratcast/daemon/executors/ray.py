@@ -81,21 +81,6 @@ DRIVER_CLOSE_S = 60.0
 """How long closing waits for the driver to let go of the cluster before it is killed."""
 STALE_S = 15.0
 """A cluster that has not answered for this long is reported unreachable: runs wait for it."""
-RECONNECT_S = 7 * 24 * 3600
-"""How long the daemon's Ray driver waits for a lost cluster head before giving up (Ray's own default, 60 s, ends
-the driver's process, so the daemon, when the head is away a minute)."""
-
-
-def driver_environment(environ: dict[str, str] | os._Environ[str]) -> None:
-    """The Ray settings the daemon's driver needs, unless the daemon's environment sets them itself.
-
-    Ray's handler of fatal signals also catches SIGTERM (the daemon's graceful shutdown then ends in an abort now
-    and then): it is disabled. A head that does not answer is waited for :data:`RECONNECT_S` instead of 60 s, so the
-    daemon outlives it: health says the cluster stopped answering and runs wait. A head restarted as a new cluster
-    (without GCS fault tolerance) still ends the driver: Ray cannot join another cluster from a running driver.
-    """
-    environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
-    environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(RECONNECT_S))
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,23 @@ HEALTH_S = 2.0
 POLL_S = 0.2
 """How often the driver looks for ended tasks and new commands."""
 
+RECONNECT_S = 7 * 24 * 3600
+"""How long the driver waits for a lost cluster head before giving up (Ray's own default, 60 s, ends the driver
+when the head is away a minute)."""
+
+
+def driver_environment(environ: dict[str, str] | os._Environ[str]) -> None:
+    """The Ray settings the driver needs, unless the daemon's environment sets them itself.
+
+    Ray's handler of fatal signals also catches SIGTERM (the daemon's graceful shutdown then ends in an abort now
+    and then): it is disabled. A head that does not answer is waited for :data:`RECONNECT_S` instead of 60 s, so the
+    driver outlives it: health says the cluster stopped answering and runs wait. A head restarted as a new cluster
+    (without GCS fault tolerance) still ends the driver: Ray cannot join another cluster from a running driver.
+    """
+    environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(RECONNECT_S))
+
+
 _encoder = msgspec.json.Encoder()
 _commands = msgspec.json.Decoder(Command)
 _reports = msgspec.json.Decoder(Report)
@@ -121,7 +138,6 @@ class Driver:
         self._channel = os.fdopen(os.dup(1), "wb")
         os.dup2(2, 1)  # what Ray prints on stdout (a raylet's last words) goes to the log, not into the reports
         self._out = threading.Lock()
-        self._connected = threading.Event()
         self._closed = threading.Event()
 
     def send(self, report: Report) -> None:
@@ -159,20 +175,25 @@ class Driver:
                 ray.init(address=self.address, log_to_driver=False)
         except Exception as exc:  # whatever Ray raises, the reason goes to the daemon and runs wait
             hint = "" if os.environ.get("RAY_AUTH_MODE") else f"; {TOKEN_HINT}"
-            self.send(ClusterHealth(problem=f"cannot reach the Ray cluster at {self.address}: {exc}{hint}"))
+            self.unreachable(f"{exc}{hint}")
             return False
         self.remote = ray.remote(run_task)
-        self._connected.set()
         return True
 
+    def unreachable(self, why: str) -> None:
+        """Tell the daemon the cluster cannot be reached, and why."""
+        self.send(ClusterHealth(problem=f"cannot reach the Ray cluster at {self.address}: {why}"))
+
     def watch_health(self) -> None:
-        """Report the cluster's resources every :data:`HEALTH_S` seconds (a read that blocks makes them stale)."""
-        self._connected.wait()
+        """Once connected: report the cluster's resources every :data:`HEALTH_S` seconds.
+
+        A read that blocks (a lost head) makes them stale; the daemon then says the cluster stopped answering.
+        """
         while not self._closed.is_set():
             try:
                 resources = self.ray.cluster_resources()
             except Exception as exc:
-                self.send(ClusterHealth(problem=f"cannot reach the Ray cluster at {self.address}: {exc}"))
+                self.unreachable(str(exc))
             else:
                 self.send(ClusterHealth(resources={str(k): float(v) for k, v in resources.items()}))
             self._closed.wait(HEALTH_S)
@@ -242,8 +263,6 @@ class Driver:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the driver until the daemon closes its stdin."""
-    from stratcast.daemon.executors.ray import driver_environment
-
     p = argparse.ArgumentParser(prog="stratcast-ray-driver", description=__doc__)
     p.add_argument("--address", required=True)
     p.add_argument("--cpus", type=int)
@@ -252,11 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     driver_environment(os.environ)
     driver = Driver(args.address, args.cpus, args.temp_dir)
     threading.Thread(target=driver.read_commands, name="commands", daemon=True).start()
-    threading.Thread(target=driver.watch_health, name="health", daemon=True).start()
     began = time.monotonic()
     if not driver.connect():  # without Ray's shutdown and exit hooks: after a failed init they may abort
         sys.stdout.flush()
         os._exit(EXIT_UNREACHABLE)
+    threading.Thread(target=driver.watch_health, name="health", daemon=True).start()
     try:
         print(f"stratcast ray driver: connected in {time.monotonic() - began:.1f} s", file=sys.stderr)
         driver.serve()
