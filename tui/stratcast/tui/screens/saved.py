@@ -10,7 +10,7 @@ confirmation), ``f`` queues a scoring job of new data exactly as ``stratcast for
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -37,9 +37,6 @@ from stratcast.tui.command_line import scoring_job
 from stratcast.tui.link import failure_text
 from stratcast.tui.screens.base import AppScreen
 from stratcast.tui.screens.dialogs import ConfirmDialog, PromptDialog, problem
-
-if TYPE_CHECKING:
-    pass
 
 Cell = str | Text
 COLUMNS = (
