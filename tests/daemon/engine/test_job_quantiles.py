@@ -1,6 +1,7 @@
 """A distribution forecast's quantiles: written beside the mean, moved with it, scored on the holdout, resumable."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -196,5 +197,10 @@ def test_a_sampling_model_draws_fewer_samples_at_the_validation_origins_than_for
     rows = {n: sum(m for k, m in calls if k == n) for n, _ in calls}
     assert set(rows) == {VAL_DRAWS, VALIDATION_SAMPLES, SAMPLES}
     n_series = int(pd.read_parquet(panel_file)["No."].nunique())
-    assert rows[VALIDATION_SAMPLES] >= 2 * spec.train.val_size * n_series  # fit and calibration, every origin
+    intervals = json.loads((tmp_path / "run" / "metrics.json").read_text())["intervals"]
+    found = re.match(r"validation part: (\d+) origins", intervals["calibration"]["source"])
+    assert found is not None
+    val_origins = int(found[1])
+    # the fit, the calibration and the calibration with the holdout: each (strategy, origin) is drawn for once
+    assert rows[VALIDATION_SAMPLES] == (val_origins + spec.holdout) * n_series
     assert all(m <= n_series for k, m in calls if k == SAMPLES)  # one origin a call: the holdout's, the future's

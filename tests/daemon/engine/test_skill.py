@@ -3,7 +3,7 @@ import torch
 
 from stratcast.daemon.engine.evaluation import skill
 from stratcast.daemon.engine.prediction import forecast
-from stratcast.daemon.engine.prediction.forecast import blend_toward_mean, predict
+from stratcast.daemon.engine.prediction.forecast import OriginMemo, blend_toward_mean, predict
 
 
 def test_baselines_use_only_periods_before_the_origin():
@@ -56,6 +56,28 @@ def test_chunked_prediction_equals_one_forward_pass():
         whole = model(x)
     assert torch.allclose(predict(model, x, chunk=300), whole)
     assert torch.allclose(predict(model, x), whole)  # the CPU's chunks of 256, the last one padded
+
+
+def test_the_origin_memo_forecasts_each_row_and_origin_once_and_answers_in_the_order_asked():
+    asked: list[int] = []
+
+    def fn(x: torch.Tensor, rows: torch.Tensor, origin: torch.Tensor | None) -> torch.Tensor:
+        asked.append(int(rows.numel()))
+        noise = torch.rand(rows.numel(), 1)  # a fresh draw each call: the memo must give the first one again
+        return x[:, :2] + noise
+
+    memo = OriginMemo(fn, n_periods=10)
+    rows, origin = torch.tensor([0, 1, 2, 0]), torch.tensor([5, 5, 5, 6])
+    x = (rows * 100 + origin).double()[:, None].expand(4, 3)  # an input is its row and origin
+    first = memo(x, rows, origin)
+    assert torch.equal(first[:, 0] - first[:, 1], torch.zeros(4, dtype=torch.float64))
+    again = memo(x[[3, 1]], rows[[3, 1]], origin[[3, 1]])
+    assert torch.equal(again, first[[3, 1]]) and asked == [4]
+    mixed = memo(torch.cat([x[[2]], x[[0]] + 1]), torch.tensor([2, 0]), torch.tensor([5, 10]))  # one new
+    assert torch.equal(mixed[0], first[2]) and mixed[1, 0] > 1 and asked == [4, 1]
+    assert torch.equal(memo(x[[1, 0]], rows[[1, 0]], origin[[1, 0]]), first[[1, 0]])
+    memo(x, rows, None)  # without origins there is no key: it forecasts
+    assert asked == [4, 1, 4]
 
 
 def test_the_cpu_predicts_in_small_chunks_and_a_gpu_in_one_captured_shape():

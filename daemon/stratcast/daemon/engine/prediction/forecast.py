@@ -156,11 +156,12 @@ SAMPLES = 100
 VALIDATION_SAMPLES = 20
 """Draws per window at the validation origins, where the combination is fitted and the intervals calibrated.
 
-A job forecasts every strategy at each of those origins (52 of them at the defaults), twice: with ``SAMPLES`` draws
-they cost a sampling model 100 times its single-origin forecast (about 15 minutes of CPU for the diffusion model
-on 6,000 strategies). The mean of 20 draws carries more sampling noise: the combination sees a slightly noisier
-model, which can only lower its weight, and the residuals the intervals calibrate on are slightly wider (the
-bands err wide). The holdout and the future are forecast with ``SAMPLES`` draws.
+A job forecasts every strategy at each of those origins (52 of them at the defaults; once, :class:`OriginMemo` keeps
+them for the fit and both calibrations): with ``SAMPLES`` draws they cost a sampling model 100 times its
+single-origin forecast (about 15 minutes of CPU for the diffusion model on 6,000 strategies). The mean of 20 draws
+carries more sampling noise: the combination sees a slightly noisier model, which can only lower its weight, and
+the residuals the intervals calibrate on are slightly wider (the bands err wide). The holdout and the future are
+forecast with ``SAMPLES`` draws.
 """
 
 
@@ -190,3 +191,45 @@ def blend_toward_mean(forecast: Tensor, recent_mean: Tensor, steps: int) -> Tens
     h = torch.arange(forecast.shape[1], device=forecast.device, dtype=forecast.dtype)
     w = (1 - (h + 1) / (steps + 1)).clamp(min=0)  # [H]
     return w * recent_mean[:, None] + (1 - w) * forecast
+
+
+class OriginMemo:
+    """A forecaster that forecasts each (series row, origin) once and gives the same forecast when asked again.
+
+    A job forecasts its validation origins three times (the combination's fit, the intervals' calibration and the
+    calibration again with the holdout); a model that samples its forecasts pays for its draws each time. Asking
+    again also gives the same draws' mean, where a second call would draw anew. A call without origins passes
+    through. ``fn`` forecasts [M, H] from scaled inputs [M, L] of ``rows`` [M] at ``origin`` [M]; an input is a
+    function of its row and origin, so the pair is its key.
+    """
+
+    def __init__(self, fn: Callable[[Tensor, Tensor, Tensor | None], Tensor], n_periods: int) -> None:
+        self.fn, self.n_periods = fn, n_periods
+        self.keys: Tensor | None = None  # [K] row * (n_periods + 1) + origin, ascending
+        self.values: Tensor | None = None  # [K, H] their forecasts, in the same order
+
+    def __call__(self, x: Tensor, rows: Tensor, origin: Tensor | None = None) -> Tensor:
+        """The forecasts [M, H]: those asked before from the memo, the rest from ``fn`` (and kept)."""
+        if origin is None:
+            return self.fn(x, rows, origin)
+        keys = rows.long() * (self.n_periods + 1) + origin.long()
+        found = torch.zeros_like(keys, dtype=torch.bool)
+        at = torch.zeros_like(keys)
+        if self.keys is not None:
+            at = torch.searchsorted(self.keys, keys).clamp(max=self.keys.numel() - 1)
+            found = self.keys[at] == keys
+        new = ~found
+        if bool(new.any()):
+            fresh = self.fn(x[new], rows[new], origin[new])
+            self.remember(keys[new], fresh)
+            assert self.keys is not None and self.values is not None  # set by remember
+            at = torch.searchsorted(self.keys, keys)
+        assert self.values is not None  # every key is known by now
+        return self.values[at]
+
+    def remember(self, keys: Tensor, values: Tensor) -> None:
+        """Add forecasts ``values`` [M, H] under ``keys`` [M] (none known yet), keeping the keys sorted."""
+        if self.keys is not None and self.values is not None:
+            keys, values = torch.cat([self.keys, keys]), torch.cat([self.values, values])
+        order = torch.argsort(keys)
+        self.keys, self.values = keys[order], values[order]

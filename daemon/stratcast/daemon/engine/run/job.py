@@ -38,7 +38,7 @@ from stratcast.daemon.engine.evaluation.holdout import evaluate_holdout
 from stratcast.daemon.engine.memory.device import describe_device, resolve_device
 from stratcast.daemon.engine.memory.oom import OomHook, OptimizerStepOutOfMemory
 from stratcast.daemon.engine.prediction.ensemble import EnsembleForecaster
-from stratcast.daemon.engine.prediction.forecast import SAMPLES, VALIDATION_SAMPLES
+from stratcast.daemon.engine.prediction.forecast import SAMPLES, VALIDATION_SAMPLES, OriginMemo
 from stratcast.daemon.engine.run.advice import (
     OnWarning,
     RunWarning,
@@ -268,7 +268,12 @@ def finish(
     members, fit = trained.members, ensemble_fit(trained.members)
     base = member_forecaster(spec, members, prep)
     samples = any(sampler(m.spec, m.model) is not None for m in members)
-    scan = member_forecaster(spec, members, prep, draws=VALIDATION_SAMPLES) if samples else base
+    # the validation origins are forecast three times: a sampling model draws for each (row, origin) once
+    scan = (
+        OriginMemo(member_forecaster(spec, members, prep, draws=VALIDATION_SAMPLES), prep.raw.shape[1])
+        if samples
+        else base
+    )
     forecast_fn, scan_fn = job_forecasters(spec, base, scan, prep, log)
     distribution = job_distribution(spec, members, prep)
     scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn, distribution) if spec.holdout else ({}, None)
