@@ -1,5 +1,6 @@
 """Scaler and loss chosen from the panel when the user leaves them at their defaults."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -87,23 +88,19 @@ def test_a_resumed_spec_still_leaves_the_same_options_to_the_data(tmp_path):
     assert read_spec(tmp_path / "run").from_data == ("scaler",) == spec.from_data
 
 
-def test_a_model_with_its_own_loss_keeps_robust_scaling_on_level_series(tmp_path):
-    # revin's per-window normalisation wraps the model's forward pass, which an own-loss model does not forecast by
+def test_a_model_with_its_own_loss_gets_revin_on_level_series_too(tmp_path):
+    # SampledWindowNorm normalises its windows and targets and maps its draws back
     path = write(tmp_path, level_frame())
     for members in ((), ("dlinear", "diffusion")):
         model = members[0] if members else "diffusion"
         spec = build_spec(data=path, model=model, out="-", horizon=4, input_size=8, device="cpu", ensemble=members)
         chosen, note = choose_from_data(spec, load_panel(path))
-        assert chosen.train.scaler == "robust", members
-        assert note is not None and note.startswith("scaler: robust, loss: mae (level series")
+        assert chosen.train.scaler == "revin", members
+        assert note is not None and note.startswith("scaler: revin, loss: mae (level series")
 
 
-def test_an_own_loss_model_refuses_revin_and_per_strategy_mode_by_name(tmp_path):
+def test_an_own_loss_model_refuses_per_strategy_mode_by_name(tmp_path):
     path = write(tmp_path, level_frame())
-    with pytest.raises(ValueError, match=r"'diffusion' trains with its own loss .*--set scaler=robust"):
-        build_spec(data=path, model="diffusion", out="-", sets=["scaler=revin"])
-    with pytest.raises(ValueError, match=r"'diffusion' trains with its own loss .*--set scaler=robust"):
-        build_spec(data=path, model="dlinear", out="-", sets=["scaler=revin"], ensemble=("dlinear", "diffusion"))
     with pytest.raises(ValueError, match="per-strategy mode: it trains with its own loss"):
         build_spec(data=path, model="diffusion", out="-", mode="per-strategy")
 
@@ -123,4 +120,24 @@ def test_an_own_loss_job_on_level_series_trains_by_its_loss_with_the_scaler_chos
     )
     run_job(spec, log=lambda line: None)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["spec"]["train"]["scaler"] == "robust"
+    assert metrics["spec"]["train"]["scaler"] == "revin"
+    # its draws are mapped back to each window's level (1,000 to 4,000 here), moving about 1% a period
+    forecast = pd.read_parquet(out / "forecast.parquet").groupby("strategy")["forecast"].mean()
+    last = level_frame().groupby("unique_id")["y"].last()
+    assert ((forecast / last.reindex(forecast.index) - 1).abs() < 0.2).all()
+
+
+@pytest.mark.parametrize("model", sorted(name for name, entry in CATALOG.items() if entry.capabilities.own_loss))
+def test_every_own_loss_model_trains_and_draws_under_revin_on_level_series(tmp_path, model):
+    tiny = CATALOG[model].config_cls.tiny()
+    sets = [f"model.{f.name}={getattr(tiny, f.name)}" for f in dataclasses.fields(tiny)]
+    out = tmp_path / "run"
+    spec = build_spec(
+        data=write(tmp_path, level_frame()), model=model, out=str(out), horizon=4, input_size=8, device="cpu",
+        sets=[*sets, "max_steps=3", "batch_size=8", "scaler=revin"],
+    )  # fmt: skip
+    run_job(spec, log=lambda line: None)
+    assert spec.train.scaler == "revin"
+    forecast = pd.read_parquet(out / "forecast.parquet").groupby("strategy")["forecast"].mean()
+    last = level_frame().groupby("unique_id")["y"].last()
+    assert ((forecast / last.reindex(forecast.index) - 1).abs() < 0.5).all()  # mapped back to the level

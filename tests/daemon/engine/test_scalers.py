@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_scaler, row_quantiles
+from stratcast.daemon.engine.data.scalers import (
+    MIN_WINDOW_STD,
+    SampledWindowNorm,
+    SeriesScaler,
+    WindowNorm,
+    fit_scaler,
+    row_quantiles,
+)
+from tests.daemon.zoo.toys import OwnLossLinear, ToyConfig
 
 
 def zero_heavy(seed: int = 0, n: int = 6, t: int = 80) -> torch.Tensor:
@@ -71,6 +79,27 @@ def test_window_norm_is_invariant_to_each_windows_level_and_handles_all_zero_win
     out = model(torch.zeros(2, 8))
     assert torch.isfinite(out).all()
     assert out.abs().max() < 1e-2 + inner.bias.abs().max() * 1e-2
+
+
+def test_sampled_window_norm_trains_and_draws_in_each_windows_units_and_maps_the_draws_back():
+    torch.manual_seed(0)
+    seen: list[torch.Tensor] = []
+    inner = OwnLossLinear(ToyConfig(), input_size=6, horizon=3, n_outputs=1)
+    inner.linear.register_forward_pre_hook(lambda module, args: seen.append(args[0]))  # what the model reads
+    model = SampledWindowNorm(inner)
+    x = torch.randn(5, 6)
+    loss = model.training_loss(x * 50 + 1000, torch.randn(5, 3) * 50 + 1000)
+    assert loss.shape == (5, 3) and torch.isfinite(loss).all() and loss.mean() < 100  # targets normalised too
+    window = seen[-1]  # a level of 1,000 reaches the model at mean 0 and unit spread
+    torch.testing.assert_close(window.mean(-1), torch.zeros(5), atol=1e-4, rtol=0)
+    torch.testing.assert_close(window.std(-1, unbiased=False), torch.ones(5), atol=1e-3, rtol=0)
+    draws = model.sample(x * 10, 4, torch.Generator().manual_seed(1))  # spread well above MIN_WINDOW_STD
+    moved = model.sample(x * 50 + 1000, 4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(moved, draws * 5 + 1000, rtol=1e-4, atol=0.05)  # the same draws, in each level
+    flat = model.sample(torch.zeros(2, 6), 3, None)  # a flat window: divided by MIN_WINDOW_STD, not by ~0
+    assert torch.isfinite(flat).all() and flat.abs().max() < 100 * MIN_WINDOW_STD
+    with pytest.raises(TypeError, match="no loss of its own"):
+        SampledWindowNorm(torch.nn.Linear(6, 3))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

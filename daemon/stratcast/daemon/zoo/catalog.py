@@ -106,12 +106,11 @@ stable at the 1e-3 that suits the MLP-style models."""
 
 LIKELIHOOD_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "student-t"})
 """For models that score themselves with a likelihood (DeepAR): their loss is their own, but the run's loss option
-still steers the engine, and a distribution loss keeps ``scaler=revin`` (which would wrap the model and hide its own
-loss) from being chosen from the data."""
+names what they train with."""
 
 QUANTILE_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "quantile"})
 """For models that score themselves with the pinball loss at their own levels (MQ-RNN): as for
-:data:`LIKELIHOOD_TRAINING`, the run's loss names what the model trains with and keeps ``scaler=revin`` away."""
+:data:`LIKELIHOOD_TRAINING`, the run's loss names what the model trains with."""
 TFT_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "quantile"})
 """The TFT paper trains on the quantile (pinball) loss at the 10th, 50th and 90th percentiles, the levels that
 ``TrainConfig.quantiles`` defaults to; the forecast remains the mean of the quantile function through them."""

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from stratcast.daemon.zoo.heads import OwnLoss
+
 EPS = 1e-8
 SCALER_STATE_KEYS = ("kind", "loc", "scale")
 
@@ -130,9 +132,63 @@ class WindowNorm(nn.Module):
 
         ``side``: the model's side inputs, passed on unchanged.
         """
-        mean = x.mean(-1, keepdim=True)
-        std = (x.var(-1, keepdim=True, unbiased=False) + self.eps).sqrt()
+        mean, std = window_stats(x, self.eps)
         out = self.model((x - mean) / std * self.gamma + self.beta, **side)
         # [B, 1] -> [B, 1, 1] to broadcast over [B, H, O]
         restored: Tensor = ((out - self.beta) / self.gamma) * std[..., None] + mean[..., None]
         return restored
+
+
+class SampledWindowNorm(nn.Module):
+    """``revin`` for a model with its own loss, which forecasts by sampling (DeepAR, MQRNN, DeepNPTS, diffusion).
+
+    The model reads each window and its targets normalised by the window's mean and standard deviation, trains by
+    its own loss on them, and its draws are mapped back with the same statistics, so a level series' windows reach
+    it near 0 and of unit spread wherever the level stands. For a likelihood, the loss in those units differs from
+    the loss in the series' by ``log std`` per target, a constant of the data: the same gradients. Unlike
+    :class:`WindowNorm` there is no learnable affine (a loss of normalised targets could shrink them through it),
+    and the standard deviation is at least :data:`MIN_WINDOW_STD` series-scaled units, so a flat window followed by
+    a move does not blow its targets up.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(model, OwnLoss):
+            raise TypeError(f"{type(model).__name__} has no loss of its own: wrap it in WindowNorm")
+        self.model = model
+
+    @property
+    def own(self) -> OwnLoss:
+        """The wrapped model, as the model with its own loss it is."""
+        model = self.model
+        assert isinstance(model, OwnLoss)  # checked when wrapped
+        return model
+
+    def forward(self, x: Tensor, **side: Tensor) -> Tensor:
+        """The model's plain call ``[B, L] -> [B, H, O]`` on the normalised window, mapped back."""
+        mean, std = window_stats(x, MIN_WINDOW_STD**2)
+        out: Tensor = self.model((x - mean) / std, **side)
+        return out * std[..., None] + mean[..., None]
+
+    def training_loss(self, x: Tensor, y: Tensor, **side: Tensor) -> Tensor:
+        """The model's loss ``[B, H]`` of the normalised targets ``y`` [B, H] after the normalised window ``x``."""
+        mean, std = window_stats(x, MIN_WINDOW_STD**2)
+        loss: Tensor = self.own.training_loss((x - mean) / std, (y - mean) / std, **side)
+        return loss
+
+    def sample(self, x: Tensor, n: int, generator: torch.Generator | None, **side: Tensor) -> Tensor:
+        """``n`` draws ``[n, B, H]`` for windows ``x`` [B, L]: the model's draws, mapped back."""
+        mean, std = window_stats(x, MIN_WINDOW_STD**2)
+        draws: Tensor = self.own.sample((x - mean) / std, n, generator, **side)  # [n, B, H]
+        return draws * std + mean  # [B, 1] broadcasts over [n, B, H]
+
+
+MIN_WINDOW_STD = 0.1
+"""The least window standard deviation :class:`SampledWindowNorm` divides by (a tenth of a robust-scaled series'
+inter-quartile range)."""
+
+
+def window_stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Each window's mean and standard deviation ``sqrt(var + eps)`` over the last axis of ``x``, as ``[..., 1]``."""
+    mean = x.mean(-1, keepdim=True)
+    return mean, (x.var(-1, keepdim=True, unbiased=False) + eps).sqrt()

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from stratcast.daemon.engine.data.load import drop_short, load_panel
 from stratcast.daemon.engine.data.panel import Panel
-from stratcast.daemon.engine.data.scalers import SeriesScaler, WindowNorm, fit_scaler
+from stratcast.daemon.engine.data.scalers import SampledWindowNorm, SeriesScaler, WindowNorm, fit_scaler
 from stratcast.daemon.engine.data.windows import (
     LEVERS,
     PanelWindows,
@@ -203,7 +203,9 @@ def make_model(spec: RunSpec, n_series: int) -> nn.Module:
         )
         if cfg.activation_checkpointing:
             set_activation_checkpointing(m, True)
-        return WindowNorm(m) if cfg.scaler == "revin" else m
+        if cfg.scaler != "revin":
+            return m
+        return SampledWindowNorm(m) if isinstance(m, OwnLoss) else WindowNorm(m)
 
     if spec.mode == "per-strategy":
         return StackedModel(one, n_series, seed=cfg.seed)

@@ -192,12 +192,6 @@ class TrainConfig:
         levels = self.forecast_quantiles
         if any(not 0 < q < 1 for q in levels) or any(b <= a for a, b in itertools.pairwise(levels)):
             raise ValueError(f"forecast_quantiles must increase strictly within (0, 1), got {levels}")
-        if self.scaler == "revin" and self.loss not in POINT_LOSSES:
-            raise ValueError(
-                f"scaler=revin rescales each output of the model as a value, which only the point losses "
-                f"({', '.join(POINT_LOSSES)}) produce; loss={self.loss} outputs distribution parameters: "
-                "--set scaler=robust (or standard, identity)"
-            )
         if self.loss == "hurdle" and self.scaler not in ZERO_KEEPING_SCALERS:
             raise ValueError(
                 f"loss=hurdle needs a scaler that keeps a zero week exactly 0, not scaler={self.scaler}: "

@@ -13,7 +13,6 @@ from stratcast.daemon.engine.data.panel import Panel
 from stratcast.daemon.engine.spec.config import (
     PER_STRATEGY_BATCH,
     POINT_LOSSES,
-    SCALERS,
     TrainConfig,
     parse_value,
     train_fields,
@@ -31,8 +30,6 @@ LEVEL_CHOICE = {"scaler": "revin", "loss": "mae"}
 """For level series (M4-like): per-window normalisation and MAE scored best on M4 Weekly (benchmarks/m4.py)."""
 PROFIT_CHOICE = {"scaler": "robust", "loss": "mse"}
 """For every other panel, profit-like ones first: zeros stay 0 and the forecast is a mean, not a median."""
-OWN_LOSS_SCALERS = tuple(s for s in SCALERS if s != "revin")
-"""The scalers a model with its own loss can train under: every one but ``revin``."""
 LEVEL_MAX_ZEROS = 0.01
 LEVEL_MIN_RATIO = 3.0
 """A level series' mean absolute value is at least this many times its mean absolute change (M4 Weekly's
@@ -86,7 +83,8 @@ class RunSpec:
         if self.ensemble:
             check_ensemble(self.model, self.ensemble, self.model_params)
         for name in dict.fromkeys(self.ensemble or (self.model,)):
-            check_capabilities(name, self.mode, self.train)
+            check_capabilities(name, self.mode)
+            check_revin(name, self.train)
             if self.train.activation_checkpointing:
                 check_checkpointing(name, self.mode)
             if self.train.compile:
@@ -102,12 +100,11 @@ class RunSpec:
         return make_config(self.model, self.model_params)
 
 
-def check_capabilities(model: str, mode: str, train: TrainConfig | None = None) -> None:
-    """Refuse a model whose declared capabilities this engine cannot honour (in ``mode``, with ``train``) yet.
+def check_capabilities(model: str, mode: str) -> None:
+    """Refuse a model whose declared capabilities this engine cannot honour in ``mode`` yet.
 
     A model with its own loss trains through ``training_loss`` and forecasts through ``sample``, which only the
-    batch trainer and forecaster call: per-strategy mode and ``scaler=revin`` (whose per-window normalisation wraps
-    the model and calls its forward pass) would train and forecast something else.
+    batch trainer and forecaster call: per-strategy mode would train and forecast something else.
 
     Raises:
         ValueError: naming the model, what it needs and the option to change.
@@ -120,11 +117,23 @@ def check_capabilities(model: str, mode: str, train: TrainConfig | None = None) 
                 "stacked training does not run; use batch mode"
             )
         raise ValueError(f"model {model!r} cannot be stacked for per-strategy mode (it does not vmap)")
-    if caps.own_loss and train is not None and train.scaler == "revin":
-        raise ValueError(
-            f"model {model!r} trains with its own loss and forecasts by sampling, which scaler=revin's per-window "
-            f"normalisation cannot wrap: --set scaler={' or --set scaler='.join(OWN_LOSS_SCALERS)}"
-        )
+
+
+def check_revin(model: str, train: TrainConfig) -> None:
+    """Refuse ``scaler=revin`` where it would rescale a head's distribution parameters as values.
+
+    A model with its own loss takes it (:class:`~stratcast.daemon.engine.data.scalers.SampledWindowNorm`).
+
+    Raises:
+        ValueError: naming the scaler, the loss and the scalers to use instead.
+    """
+    if train.scaler != "revin" or train.loss in POINT_LOSSES or get_entry(model).capabilities.own_loss:
+        return
+    raise ValueError(
+        f"scaler=revin rescales each output of the model as a value, which only the point losses "
+        f"({', '.join(POINT_LOSSES)}) produce; loss={train.loss} outputs distribution parameters: "
+        "--set scaler=robust (or standard, identity)"
+    )
 
 
 def check_compile(model: str, mode: str) -> None:
@@ -232,17 +241,17 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
 
     Level series (few zeros, all positive, a level large against the changes, like M4's) get
     :data:`LEVEL_CHOICE`; every other panel, zero-heavy signed profits first, keeps :data:`PROFIT_CHOICE`. The
-    losses with a distribution or quantile head, and models with their own loss, always get the profit scaler (revin
-    would rescale their parameters as values, or wrap a model that does not forecast through its forward pass; the
-    hurdle head needs a zero kept 0).
+    losses with a distribution or quantile head always get the profit scaler (revin would rescale their parameters
+    as values; the hurdle head needs a zero kept 0); a model with its own loss takes revin as
+    :class:`~stratcast.daemon.engine.data.scalers.SampledWindowNorm`.
     The line is None when nothing was left to choose.
     """
     if not spec.from_data:
         return spec, None
     level, why = panel_kind(panel)
     chosen: dict[str, Any] = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in spec.from_data}
-    if "scaler" in chosen and (spec.train.loss not in POINT_LOSSES or has_own_loss(spec)):
-        # revin fits point losses only and cannot wrap an own-loss model; hurdle needs zeros kept 0
+    if "scaler" in chosen and spec.train.loss not in POINT_LOSSES and not has_own_loss(spec):
+        # revin fits point losses (and own-loss models: SampledWindowNorm) only; hurdle needs zeros kept 0
         chosen["scaler"] = PROFIT_CHOICE["scaler"]
     train = dataclasses.replace(spec.train, **chosen)
     others = " or ".join(f"--set {k}=..." for k in spec.from_data)

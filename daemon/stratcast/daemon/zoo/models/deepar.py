@@ -7,11 +7,11 @@ At every step ``t`` a stacked LSTM reads the previous value ``z_{t-1}`` (with it
 covariate) and updates its state ``h_t = LSTM(h_{t-1}, z_{t-1})``; a linear projection of ``h_t`` gives the
 parameters ``theta_t`` of the step's likelihood ``l(z_t | theta_t)``, one of the distribution heads of
 ``zoo/heads.py`` (Student-t by default: heavy-tailed weekly profits; or Gaussian, the paper's choice for real
-values). The series arrive already scaled by the engine, so the paper's division by ``1 + mean`` is left out.
+values). The series arrive already scaled by the engine, so the paper's division by ``1 + mean`` is left out: on
+level series the engine's ``revin`` normalises each window and its targets (its mean and spread) around the model.
 
 The likelihood is the model's ``likelihood`` option, not the run's head: a model with its own loss is not given
-the head. Its catalog entry trains with ``loss=student-t`` so that the run names the loss it trains with, and so
-that a scaler chosen from the data is never ``revin`` (which would wrap the model and hide its own loss).
+the head. Its catalog entry trains with ``loss=student-t`` so that the run names the loss it trains with.
 
 Training (:meth:`DeepAR.training_loss`) is teacher-forced as in the paper: the network reads the window and then
 the true targets, each fed in as the next step's previous value, and the loss is the negative log-likelihood of
