@@ -6,7 +6,7 @@ from the **non-zero** values: their inter-quartile range, falling back to their 
 Its location is 0, so a week without a trade stays exactly 0 after scaling; ``robust-centered`` subtracts the
 non-zero median instead. ``standard`` uses the mean and standard deviation of the training part, ``identity``
 does nothing, and ``revin`` is ``robust`` plus a per-window normalisation around the model (see
-:class:`WindowNorm`).
+:class:`WindowNorm`, and :class:`SampledWindowNorm` for a model with its own loss).
 
 The fitted scaler is part of the fitted model (it is saved in the checkpoint and used by every prediction), so a
 forecast can never be scaled with statistics other than the ones the model was trained with.
