@@ -97,6 +97,12 @@ def test_a_model_with_its_own_loss_gets_revin_on_level_series_too(tmp_path):
         chosen, note = choose_from_data(spec, load_panel(path))
         assert chosen.train.scaler == "revin", members
         assert note is not None and note.startswith("scaler: revin, loss: mae (level series")
+    # a member with a distribution head cannot take revin: the whole ensemble keeps robust
+    spec = build_spec(
+        data=path, model="mlp", out="-", horizon=4, input_size=8, device="cpu", ensemble=("mlp", "deepar"),
+        sets=["loss=student-t"],
+    )  # fmt: skip
+    assert choose_from_data(spec, load_panel(path))[0].train.scaler == "robust"
 
 
 def test_an_own_loss_model_refuses_per_strategy_mode_by_name(tmp_path):

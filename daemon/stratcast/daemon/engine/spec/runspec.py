@@ -127,13 +127,18 @@ def check_revin(model: str, train: TrainConfig) -> None:
     Raises:
         ValueError: naming the scaler, the loss and the scalers to use instead.
     """
-    if train.scaler != "revin" or train.loss in POINT_LOSSES or get_entry(model).capabilities.own_loss:
+    if train.scaler != "revin" or revin_fits(model, train.loss):
         return
     raise ValueError(
         f"scaler=revin rescales each output of the model as a value, which only the point losses "
         f"({', '.join(POINT_LOSSES)}) produce; loss={train.loss} outputs distribution parameters: "
         "--set scaler=robust (or standard, identity)"
     )
+
+
+def revin_fits(model: str, loss: str) -> bool:
+    """Whether ``scaler=revin`` can wrap ``model`` trained with ``loss``: a point loss, or a loss of its own."""
+    return loss in POINT_LOSSES or get_entry(model).capabilities.own_loss
 
 
 def check_compile(model: str, mode: str) -> None:
@@ -250,18 +255,14 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
         return spec, None
     level, why = panel_kind(panel)
     chosen: dict[str, Any] = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in spec.from_data}
-    if "scaler" in chosen and spec.train.loss not in POINT_LOSSES and not has_own_loss(spec):
-        # revin fits point losses (and own-loss models: SampledWindowNorm) only; hurdle needs zeros kept 0
+    loss = chosen.get("loss", spec.train.loss)
+    if "scaler" in chosen and not all(revin_fits(name, loss) for name in spec.ensemble or (spec.model,)):
+        # every member must take revin (check_revin); the hurdle head needs zeros kept 0
         chosen["scaler"] = PROFIT_CHOICE["scaler"]
     train = dataclasses.replace(spec.train, **chosen)
     others = " or ".join(f"--set {k}=..." for k in spec.from_data)
     note = f"{', '.join(f'{k}: {v}' for k, v in chosen.items())} ({why}; {others} chooses otherwise)"
     return dataclasses.replace(spec, train=train, from_data=()), note
-
-
-def has_own_loss(spec: RunSpec) -> bool:
-    """Whether the spec's model, or a member of its ensemble, trains with its own loss."""
-    return any(get_entry(name).capabilities.own_loss for name in spec.ensemble or (spec.model,))
 
 
 def panel_kind(panel: Panel) -> tuple[bool, str]:
