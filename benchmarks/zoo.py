@@ -285,8 +285,8 @@ def board_rows(results: Mapping[str, Any], models: Iterable[str], device: str) -
         eu = results.get(key(model, "eurusd", device, False)) or {}
         bt = results.get(key(model, "backtest", device, False)) or {}
         cells = [model]
-        owa = [f"{m4['owa']:.3f}" + (" LOSES" if m4["owa"] > 1 else "")] if "owa" in m4 else []  # OWA > 1: Naive2 wins
-        cells += [f"{m4['smape']:.3f}", *owa] if owa else [missing(m4)] * 2
+        # OWA is already relative to Naive2: above 1 it loses
+        cells += [f"{m4['smape']:.3f}", ratio_cell(m4["owa"], 1.0)] if "owa" in m4 else [missing(m4)] * 2
         if "rmse" in eu:
             rmse = eu["rmse"]
             cells += [ratio_cell(rmse["model_raw"], rmse["zero"]), ratio_cell(rmse["model_raw"], rmse["trailing_mean"])]

@@ -213,19 +213,13 @@ class OriginMemo:
         if origin is None:
             return self.fn(x, rows, origin)
         keys = rows.long() * (self.n_periods + 1) + origin.long()
-        found = torch.zeros_like(keys, dtype=torch.bool)
-        at = torch.zeros_like(keys)
+        new = torch.ones_like(keys, dtype=torch.bool)
         if self.keys is not None:
-            at = torch.searchsorted(self.keys, keys).clamp(max=self.keys.numel() - 1)
-            found = self.keys[at] == keys
-        new = ~found
+            new = ~torch.isin(keys, self.keys)
         if bool(new.any()):
-            fresh = self.fn(x[new], rows[new], origin[new])
-            self.remember(keys[new], fresh)
-            assert self.keys is not None and self.values is not None  # set by remember
-            at = torch.searchsorted(self.keys, keys)
-        assert self.values is not None  # every key is known by now
-        return self.values[at]
+            self.remember(keys[new], self.fn(x[new], rows[new], origin[new]))
+        assert self.keys is not None and self.values is not None  # every key is known by now
+        return self.values[torch.searchsorted(self.keys, keys)]
 
     def remember(self, keys: Tensor, values: Tensor) -> None:
         """Add forecasts ``values`` [M, H] under ``keys`` [M] (none known yet), keeping the keys sorted."""
