@@ -118,9 +118,11 @@ TFT_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "quantile"})
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
 
-MULTIVARIATE_TRAINING: Mapping[str, Any] = MappingProxyType({"batch_size": 32})
-"""A multivariate window holds every series of the panel (``series_per_window`` 0): 32 windows of 6,000 series are
-192,000 series-windows per step, already far more than the 1,024 windows of a univariate batch."""
+MULTIVARIATE_TRAINING: Mapping[str, Any] = MappingProxyType({"batch_size": 4})
+"""A multivariate window holds every series of the panel (``series_per_window`` 0): 4 windows of 6,000 strategies are
+24,000 series-windows per step, about what the papers' 32 windows of Traffic's 862 sensors hold (27,584) and far more
+than the 1,024 windows of a univariate batch. At 32 windows a step of Neural VAR over 6,000 strategies took about 10 s
+of one CPU core (the scaling table in docs/models.md), so 1,000 steps would take nearly three hours."""
 
 SOFTS_TRAINING: Mapping[str, Any] = MappingProxyType({**MULTIVARIATE_TRAINING, "learning_rate": 3e-4})
 """SOFTS's published scripts train at learning rate 3e-4, on batches of 32 windows or fewer."""
