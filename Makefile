@@ -13,7 +13,7 @@ lint:
 	$(BIN)lint-imports
 
 test:
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 fmt:
 	$(BIN)ruff format .
