@@ -116,3 +116,24 @@ def test_options_that_only_matter_for_another_options_value_are_drawn_only_then(
         assert ("warmup_steps" in trial.params) == (values["lr_schedule"] != "onecycle")
         study.tell(trial, 0.0)
     assert losses == {"mse", "huber"}
+
+
+def test_a_multivariate_model_keeps_its_batch_default_unless_an_override_gives_a_space(tmp_path):
+    # its windows hold every series: the declared 256-2,048 windows of one series would be 1.5M-12M series-windows
+    assert "batch_size" not in keys(build_space(["softs", "mtgnn"]), "softs")
+    space = build_space(["nhits", "softs"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        model, _, sets = space.sample(trial)
+        seen.add(model)
+        assert ("batch_size" in trial.params) == (model == "nhits")
+        assert any(s.startswith("train.batch_size=") for s in sets) == (model == "nhits")
+        study.tell(trial, 0.0)
+    assert seen == {"nhits", "softs"}
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps({"train": {"batch_size": {"choices": [2, 4, 8]}}}))
+    trial = optuna.create_study().ask()
+    _, values, _ = build_space(["softs"], overrides=load_overrides(path)).sample(trial)
+    assert values["batch_size"] in {2, 4, 8}

@@ -50,6 +50,14 @@ CONDITIONS: dict[str, tuple[str, tuple[Any, ...]]] = {
 }
 """Training options that matter only for some values of another (drawn before them): not drawn otherwise, so the
 sampler does not spend trials on a dimension that changes nothing (``onecycle`` has its own warm-up)."""
+ONE_SERIES_OPTIONS = ("batch_size",)
+"""Training options whose declared space counts windows of one series (256 to 2,048): a multivariate model's window
+holds every series (or ``series_per_window`` of them), so for such a model the study keeps the catalog's default
+(4 windows of every series, 8 of 500) unless an override file gives the option a space of its own."""
+
+
+DECLARED = {f.name: f for f in dataclasses.fields(TrainConfig)}
+"""The training options' fields, with their declared spaces in the metadata."""
 
 
 class SpaceError(ValueError):
@@ -103,7 +111,7 @@ class Space:
         values: dict[str, Any] = {}
         sets = []
         for f in (*self.train, *self.per_model[model]):
-            if f.search is not None and not applies(f, values):
+            if f.search is not None and not applies(f, values, model):
                 continue
             value = f.fixed if f.search is None else decode(draw(trial, f.key, f.search), f.search)
             values[f.key] = value
@@ -111,12 +119,18 @@ class Space:
         return model, values, sets
 
 
-def applies(f: Field, drawn: Mapping[str, Any]) -> bool:
-    """Whether a searched training option matters given the values ``drawn`` before it (:data:`CONDITIONS`).
+def applies(f: Field, drawn: Mapping[str, Any], model: str) -> bool:
+    """Whether a searched training option is drawn for ``model``, given the values ``drawn`` before it.
 
-    A condition on an option that was not drawn (fixed by the study) is taken as met.
+    Not for a multivariate model when it is one of :data:`ONE_SERIES_OPTIONS` with its declared space; not when
+    :data:`CONDITIONS` says it matters only for other values of an option drawn before. A condition on an option that
+    was not drawn (fixed by the study) is taken as met.
     """
-    if f.owner != TRAIN or f.name not in CONDITIONS:
+    if f.owner != TRAIN:
+        return True
+    if one_series_space(f) and get_entry(model).capabilities.multivariate:
+        return False
+    if f.name not in CONDITIONS:
         return True
     other, values = CONDITIONS[f.name]
     return other not in drawn or drawn[other] in values
@@ -144,10 +158,17 @@ def build_space(
         )
     taken = fixed_keys(fixed)
     train = owner_fields(TRAIN, TrainConfig, overrides.get(TRAIN, {}), taken)
+    if all(get_entry(m).capabilities.multivariate for m in models):
+        train = tuple(f for f in train if not one_series_space(f))  # not drawn for any of them (applies)
     per_model = {
         m: owner_fields(m, get_entry(m).config_cls, overrides.get(m, {}), taken, model=m) for m in dict.fromkeys(models)
     }
     return Space(tuple(dict.fromkeys(models)), train, per_model)
+
+
+def one_series_space(f: Field) -> bool:
+    """Whether ``f`` is one of :data:`ONE_SERIES_OPTIONS` searched in its declared space (not an override's)."""
+    return f.owner == TRAIN and f.name in ONE_SERIES_OPTIONS and f.search is DECLARED[f.name].metadata.get("search")
 
 
 def fixed_keys(sets: Sequence[str]) -> set[str]:
