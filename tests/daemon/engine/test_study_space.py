@@ -13,6 +13,15 @@ def keys(space, model):
     return {f.key for f in (*space.train, *space.per_model[model]) if f.search is not None}
 
 
+def sampled(space, seed, trials):
+    """Each trial of a random-sampler study with what ``space`` drew for it; told 0.0 once the caller has it."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(trials):
+        trial = study.ask()
+        yield trial, *space.sample(trial)
+        study.tell(trial, 0.0)
+
+
 def test_nhits_space_holds_its_searched_fields_and_the_training_options():
     space = build_space(["nhits"])
     found = keys(space, "nhits")
@@ -27,19 +36,14 @@ def test_fixed_set_items_are_not_searched():
 
 
 def test_two_models_draw_only_the_chosen_models_prefixed_fields():
-    space = build_space(["nhits", "dlinear"])
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen = set()
-    for _ in range(12):
-        trial = study.ask()
-        model, _, sets = space.sample(trial)
+    for trial, model, _, sets in sampled(build_space(["nhits", "dlinear"]), seed=1, trials=12):
         seen.add(model)
         assert trial.params[MODEL_PARAM] == model
         other = "dlinear" if model == "nhits" else "nhits"
         assert not any(k.startswith(f"{other}.") for k in trial.params)
         assert any(k.startswith(f"{model}.") for k in trial.params)
         assert all(s.startswith(("train.", "model.")) for s in sets)
-        study.tell(trial, 0.0)
     assert seen == {"nhits", "dlinear"}
 
 
@@ -105,32 +109,22 @@ def test_json_overrides_read_like_toml(tmp_path):
 
 
 def test_options_that_only_matter_for_another_options_value_are_drawn_only_then():
-    space = build_space(["mlp"])
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     losses = set()
-    for _ in range(16):
-        trial = study.ask()
-        _, values, _ = space.sample(trial)
+    for trial, _, values, _ in sampled(build_space(["mlp"]), seed=3, trials=16):
         losses.add(values["loss"])
         assert ("huber_delta" in trial.params) == (values["loss"] == "huber")
         assert ("warmup_steps" in trial.params) == (values["lr_schedule"] != "onecycle")
-        study.tell(trial, 0.0)
     assert losses == {"mse", "huber"}
 
 
 def test_a_multivariate_model_keeps_its_batch_default_unless_an_override_gives_a_space(tmp_path):
     # its windows hold every series: the declared 256-2,048 windows of one series would be 1.5M-12M series-windows
     assert "batch_size" not in keys(build_space(["softs", "mtgnn"]), "softs")
-    space = build_space(["nhits", "softs"])
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
     seen = set()
-    for _ in range(12):
-        trial = study.ask()
-        model, _, sets = space.sample(trial)
+    for trial, model, _, sets in sampled(build_space(["nhits", "softs"]), seed=5, trials=12):
         seen.add(model)
         assert ("batch_size" in trial.params) == (model == "nhits")
         assert any(s.startswith("train.batch_size=") for s in sets) == (model == "nhits")
-        study.tell(trial, 0.0)
     assert seen == {"nhits", "softs"}
     path = tmp_path / "space.json"
     path.write_text(json.dumps({"train": {"batch_size": {"choices": [2, 4, 8]}}}))

@@ -53,7 +53,7 @@ sampler does not spend trials on a dimension that changes nothing (``onecycle`` 
 ONE_SERIES_OPTIONS = ("batch_size",)
 """Training options whose declared space counts windows of one series (256 to 2,048): a multivariate model's window
 holds every series (or ``series_per_window`` of them), so for such a model the study keeps the catalog's default
-(4 windows of every series, 8 of 500) unless an override file gives the option a space of its own."""
+unless an override file gives the option a space of its own."""
 
 
 DECLARED = {f.name: f for f in dataclasses.fields(TrainConfig)}
