@@ -14,8 +14,8 @@ data were built; on CUDA it is ``torch.cuda.max_memory_allocated``. Time is wall
 the CPU seconds of one thread are the steadier figure). SOFTS and the neural VAR are ``O(S)``: the ``us/series``
 columns (CPU time per series) should stay about flat as ``S`` grows, where a model with an ``S x S`` map grows them
 with the series of a window (``itransformer-x``'s attention, flat again past its windows of 500). A training step
-of ``B`` windows costs about ``B`` times the ``--batch 1`` figures (the catalog trains SOFTS and the neural VAR at
-32, the others at 8).
+of ``B`` windows costs about ``B`` times the ``--batch 1`` figures (SOFTS and the neural VAR train on
+as many as hold about 24,000 series-windows, 4 at 6,000 series; the others on 8).
 
     .venv/bin/python benchmarks/multivariate_scaling.py [--series 500 2000 6000 20000] [--models softs neuralvar]
         [--batch 1] [--input-size 104] [--horizon 52] [--outputs 1] [--device cpu] [--save FILE]

@@ -1,4 +1,4 @@
-"""Scaler and loss chosen from the panel when the user leaves them at their defaults."""
+"""Scaler, loss and (for SOFTS and the neural VAR) batch size chosen from the panel when the user leaves them unset."""
 
 import dataclasses
 import json
@@ -12,7 +12,7 @@ from stratcast.daemon.engine.data.load import load_panel
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.engine.run.build import prepare
 from stratcast.daemon.engine.run.job import run_job
-from stratcast.daemon.engine.spec.runspec import build_spec, choose_from_data
+from stratcast.daemon.engine.spec.runspec import build_spec, choose_from_data, panel_batch
 from stratcast.daemon.engine.spec.specfile import read_spec, write_spec
 from stratcast.daemon.zoo.catalog import CATALOG
 from tests.daemon.zoo.toys import OWN_LOSS
@@ -44,6 +44,12 @@ def write(tmp_path, frame: pd.DataFrame) -> str:
 
 def spec_for(path: str, *sets: str, out: str = "-"):
     return build_spec(data=path, model="dlinear", out=out, horizon=4, input_size=8, device="cpu", sets=sets)
+
+
+def tiny_sets(model: str) -> list[str]:
+    """``--set`` items for ``model``'s tiny architecture."""
+    tiny = CATALOG[model].config_cls.tiny()
+    return [f"model.{f.name}={getattr(tiny, f.name)}" for f in dataclasses.fields(tiny)]
 
 
 def test_a_zero_heavy_signed_panel_keeps_robust_scaling_and_mse(tmp_path):
@@ -140,8 +146,7 @@ def test_an_own_loss_job_on_level_series_trains_by_its_loss_with_the_scaler_chos
 
 @pytest.mark.parametrize("model", sorted(name for name, entry in CATALOG.items() if entry.capabilities.own_loss))
 def test_every_own_loss_model_trains_and_draws_under_revin_on_level_series(tmp_path, model):
-    tiny = CATALOG[model].config_cls.tiny()
-    sets = [f"model.{f.name}={getattr(tiny, f.name)}" for f in dataclasses.fields(tiny)]
+    sets = tiny_sets(model)
     out = tmp_path / "run"
     spec = build_spec(
         data=write(tmp_path, level_frame()), model=model, out=str(out), horizon=4, input_size=8, device="cpu",
@@ -150,3 +155,47 @@ def test_every_own_loss_model_trains_and_draws_under_revin_on_level_series(tmp_p
     run_job(spec, log=lambda line: None)
     assert spec.train.scaler == "revin"
     assert (level_gaps(out) < 0.5).all()  # mapped back to the level
+
+
+def test_the_panel_batch_holds_about_24000_series_windows_in_1_to_32_windows():
+    assert [panel_batch(s) for s in (6_000, 2_000, 862, 359, 20_000, 50_000, 1)] == [4, 12, 28, 32, 1, 1, 32]
+
+
+def test_a_multivariate_model_of_whole_panel_windows_takes_its_batch_from_the_panel(tmp_path):
+    small = write(tmp_path, make_strategy_panel(6, 60, seed=0))
+    large = str(tmp_path / "large.parquet")
+    make_strategy_panel(1_200, 30, seed=1).to_parquet(large, index=False)
+
+    def chosen(model: str, *sets: str, path: str = small) -> tuple[int, str]:
+        spec = build_spec(data=path, model=model, out="-", horizon=4, input_size=8, device="cpu", sets=sets)
+        done, note = choose_from_data(spec, load_panel(path))
+        return done.train.batch_size, note or ""
+
+    for model in ("softs", "neuralvar"):
+        batch, note = chosen(model)
+        assert batch == 32  # 6 series a window: the most windows a step
+        assert "; batch_size: 32 (a window holds 6 series: 32 windows are 192 series-windows a step" in note
+        assert chosen(model, path=large)[0] == 20  # 24,000 / 1,200
+    assert chosen("softs", "series_per_window=1000", path=large)[0] == 24
+    # what a job sets wins, and only the scaler and loss are left to the data
+    batch, note = chosen("softs", "batch_size=2")
+    assert batch == 2 and note.startswith("scaler: robust, loss: mse (") and "batch_size" not in note
+    # a univariate model keeps the declared default; a graph model its catalog's 8 windows of 500 series
+    batch, note = chosen("nhits", path=large)
+    assert batch == 1024 and "batch_size" not in note
+    assert chosen("mtgnn", path=large)[0] == 8
+
+
+def test_a_softs_run_over_many_series_records_the_batch_the_panel_chose(tmp_path):
+    out = tmp_path / "run"
+    path = str(tmp_path / "large.parquet")
+    make_strategy_panel(1_200, 30, seed=1).to_parquet(path, index=False)
+    spec = build_spec(
+        data=path, model="softs", out=str(out), horizon=4, input_size=8, device="cpu",
+        sets=[*tiny_sets("softs"), "max_steps=1", "val_size=0"],
+    )  # fmt: skip
+    assert spec.from_data == ("scaler", "loss", "batch_size")
+    run_job(spec, log=lambda line: None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["spec"]["train"]["batch_size"] == 20  # 24,000 / 1,200 series
+    assert "batch_size: 20 (a window holds 1,200 series" in metrics["spec"]["chosen_from_data"]

@@ -118,16 +118,13 @@ TFT_TRAINING: Mapping[str, Any] = MappingProxyType({"loss": "quantile"})
 CHECKPOINTABLE = Capabilities(checkpointing=True)
 """A univariate, stackable model built from checkpointable blocks."""
 
-MULTIVARIATE_TRAINING: Mapping[str, Any] = MappingProxyType({"batch_size": 4})
-"""A multivariate window holds every series of the panel (``series_per_window`` 0): 4 windows of 6,000 strategies are
-24,000 series-windows per step, about what the papers' 32 windows of Traffic's 862 sensors hold (27,584) and far more
-than the 1,024 windows of a univariate batch. At 32 windows a step of Neural VAR over 6,000 strategies took about 10 s
-of one CPU core (the scaling table in docs/models.md), so 1,000 steps would take nearly three hours."""
-
-SOFTS_TRAINING: Mapping[str, Any] = MappingProxyType({**MULTIVARIATE_TRAINING, "learning_rate": 3e-4})
+SOFTS_TRAINING: Mapping[str, Any] = MappingProxyType({"learning_rate": 3e-4})
 """SOFTS's published scripts train at learning rate 3e-4, on batches of 32 windows or fewer."""
 MULTIVARIATE = Capabilities(multivariate=True, stackable=False)
-"""A model that forecasts several series of a window together, with no parameters per series."""
+"""A model that forecasts several series of a window together, with no parameters per series. Where its entry sets
+no ``batch_size`` (SOFTS, the neural VAR: windows of every series), the panel chooses it
+(:func:`~stratcast.daemon.engine.spec.runspec.panel_batch`: 4 windows a step over 6,000 strategies, 32 over a few
+hundred)."""
 
 GRAPH_PER_SERIES = Capabilities(multivariate=True, per_series=True, stackable=False, checkpointing=True)
 """A multivariate model with an embedding per series (the series of each window are named by ``ids``), built of
@@ -447,7 +444,6 @@ CATALOG: Mapping[str, ModelEntry] = {
             "Sims, Econometrica 1980; Velu, Reinsel and Wichern, Biometrika 1986",
             # not stackable: it reads the other series of its window and has loadings per series
             capabilities=Capabilities(multivariate=True, per_series=True, stackable=False),
-            train_defaults=MULTIVARIATE_TRAINING,
             good_for="strategies that lead or lag each other: low-rank VAR coefficients across series plus own-lag MLP",
         ),
         ModelEntry(

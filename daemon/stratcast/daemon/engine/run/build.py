@@ -129,7 +129,7 @@ def check_model_fits(spec: RunSpec, n_series: int) -> None:
     Raises:
         ValueError: naming the model, the limit and the option to change.
     """
-    problem = spec.model_config().panel_problem(n_series=n_series, series_per_window=series_per_window(spec, n_series))
+    problem = spec.model_config().panel_problem(n_series=n_series, series_per_window=spec.series_per_window(n_series))
     if problem is not None:
         raise ValueError(f"model {spec.model!r} cannot serve this panel: {problem}")
 
@@ -235,14 +235,14 @@ def make_trainer(
         seed = ranks.seed(cfg.seed)
         own = TrainSampler(prep.windows, prep.split.train_end, seed)
         if caps.multivariate:
-            series = series_per_window(spec, prep.windows.n_series)
+            series = spec.series_per_window(prep.windows.n_series)
             own = SeriesSampler(prep.windows, prep.split.train_end, seed, series=series)
             val = None if val is None else group_series(val, series)
         trainer = RankTrainer(
             ranks, model, cfg, own, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps
         )
     elif caps.multivariate:
-        series = series_per_window(spec, prep.windows.n_series)
+        series = spec.series_per_window(prep.windows.n_series)
         multi = SeriesSampler(prep.windows, prep.split.train_end, cfg.seed, series=series)
         grouped = None if val is None else group_series(val, series)
         trainer = Trainer(
@@ -280,12 +280,6 @@ def check_distributable(spec: RunSpec, world: int) -> None:
             f"{what} cannot train over {world} devices yet (--gpus-per-run {world}): only one batch-mode model "
             "can; run it with --gpus-per-run 1"
         )
-
-
-def series_per_window(spec: RunSpec, n_series: int) -> int:
-    """The series in each window of a multivariate model: ``series_per_window``, at most (and for 0) all of them."""
-    wanted = spec.train.series_per_window
-    return n_series if wanted == 0 else min(wanted, n_series)
 
 
 def forecaster(spec: RunSpec, model: nn.Module, prep: Prepared, *, draws: int = SAMPLES) -> Forecaster:
@@ -336,7 +330,7 @@ def model_outputs(spec: RunSpec, model: nn.Module, prep: Prepared) -> Callable[[
         if isinstance(model, StackedModel):
             return stacked_forecast(model, x, rows, side)
         if caps.multivariate:
-            series = series_per_window(spec, prep.windows.n_series)
+            series = spec.series_per_window(prep.windows.n_series)
             return predict_series(net, x, series=series, side=side, precision=cfg.precision)
         return predict(net, x, side=side, precision=cfg.precision, graphs=graphs)
 

@@ -42,7 +42,9 @@ class TrainConfig:
         lo=1,
         hi=10_000_000,
         search=among(256, 512, 1024, 2048),
-        help=f"windows per optimizer step; per strategy in per-strategy mode, where unset it is {PER_STRATEGY_BATCH}",
+        help=f"windows per optimizer step; per strategy in per-strategy mode, where unset it is {PER_STRATEGY_BATCH}; "
+        "unset for SOFTS and the neural VAR (windows of every series), chosen from the panel: about 24,000 "
+        "series-windows a step, 1 to 32 windows (4 for 6,000 strategies)",
     )
     micro_batch_size: int = param(
         0,

@@ -24,12 +24,18 @@ from stratcast.shared.intervals import DEFAULT_LEVELS, RANK_BY_MEAN, bound_name,
 from stratcast.shared.protocol import JobSpec
 
 MODES = ("batch", "per-strategy")
-DATA_CHOSEN = ("scaler", "loss")
-"""Training options that, when nobody sets them, are chosen from the panel (:func:`choose_from_data`)."""
+DATA_CHOSEN = ("scaler", "loss", "batch_size")
+"""Training options that, when nobody sets them, are chosen from the panel (:func:`choose_from_data`); ``batch_size``
+only for a multivariate model whose catalog entry leaves it to the data (:func:`panel_batch`)."""
 LEVEL_CHOICE = {"scaler": "revin", "loss": "mae"}
 """For level series (M4-like): per-window normalisation and MAE scored best on M4 Weekly (benchmarks/m4.py)."""
 PROFIT_CHOICE = {"scaler": "robust", "loss": "mse"}
 """For every other panel, profit-like ones first: zeros stay 0 and the forecast is a mean, not a median."""
+SERIES_WINDOWS_PER_STEP = 24_000
+"""What a multivariate model's step should see when the data chooses its ``batch_size``: 24,000 series-windows, about
+what the papers' 32 windows of Traffic's 862 sensors hold (27,584). A univariate step sees 1,024."""
+MAX_PANEL_BATCH = 32
+"""The most windows a step of a multivariate model takes when the data chooses: the papers' batch."""
 LEVEL_MAX_ZEROS = 0.01
 LEVEL_MIN_RATIO = 3.0
 """A level series' mean absolute value is at least this many times its mean absolute change (M4 Weekly's
@@ -98,6 +104,11 @@ class RunSpec:
     def model_config(self) -> ModelConfig:
         """The model's architecture: its config's defaults with :attr:`model_params` applied, validated."""
         return make_config(self.model, self.model_params)
+
+    def series_per_window(self, n_series: int) -> int:
+        """The series in each window of a multivariate model over ``n_series``: ``series_per_window`` (0: all)."""
+        wanted = self.train.series_per_window
+        return n_series if wanted == 0 else min(wanted, n_series)
 
 
 def check_capabilities(model: str, mode: str) -> None:
@@ -219,6 +230,8 @@ def build_spec(
             layered[name] = value
     train, params = split_sets(model, sets, layered)
     given = set(layered) | set(split_sets(model, sets)[0])
+    if not get_entry(model).capabilities.multivariate:
+        given.add("batch_size")  # a univariate step's windows are one series each: the declared default serves
     return RunSpec(
         data=str(data),
         model=model,
@@ -248,21 +261,47 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
     :data:`LEVEL_CHOICE`; every other panel, zero-heavy signed profits first, keeps :data:`PROFIT_CHOICE`. The
     losses with a distribution or quantile head always get the profit scaler (revin would rescale their parameters
     as values; the hurdle head needs a zero kept 0); a model with its own loss takes revin as
-    :class:`~stratcast.daemon.engine.data.scalers.SampledWindowNorm`.
+    :class:`~stratcast.daemon.engine.data.scalers.SampledWindowNorm`. A multivariate model's ``batch_size`` comes
+    from the series in its windows (:func:`panel_batch`).
     The line is None when nothing was left to choose.
     """
     if not spec.from_data:
         return spec, None
-    level, why = panel_kind(panel)
-    chosen: dict[str, Any] = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in spec.from_data}
-    loss = chosen.get("loss", spec.train.loss)
-    if "scaler" in chosen and not all(revin_fits(name, loss) for name in spec.ensemble or (spec.model,)):
-        # every member must take revin (check_revin); the hurdle head needs zeros kept 0
-        chosen["scaler"] = PROFIT_CHOICE["scaler"]
+    chosen: dict[str, Any] = {}
+    notes = []
+    if kinds := [k for k in spec.from_data if k in LEVEL_CHOICE]:
+        level, why = panel_kind(panel)
+        picked = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in kinds}
+        loss = picked.get("loss", spec.train.loss)
+        if "scaler" in picked and not all(revin_fits(name, loss) for name in spec.ensemble or (spec.model,)):
+            # every member must take revin (check_revin); the hurdle head needs zeros kept 0
+            picked["scaler"] = PROFIT_CHOICE["scaler"]
+        others = " or ".join(f"--set {k}=..." for k in kinds)
+        notes.append(f"{', '.join(f'{k}: {v}' for k, v in picked.items())} ({why}; {others} chooses otherwise)")
+        chosen |= picked
+    if "batch_size" in spec.from_data:
+        series = spec.series_per_window(panel.n_series)
+        batch = chosen["batch_size"] = panel_batch(series)
+        notes.append(
+            f"batch_size: {batch} (a window holds {series:,} series: {batch} windows are {batch * series:,} "
+            f"series-windows a step, near {SERIES_WINDOWS_PER_STEP:,} in at most {MAX_PANEL_BATCH} windows; "
+            "--set batch_size=... chooses otherwise)"
+        )
     train = dataclasses.replace(spec.train, **chosen)
-    others = " or ".join(f"--set {k}=..." for k in spec.from_data)
-    note = f"{', '.join(f'{k}: {v}' for k, v in chosen.items())} ({why}; {others} chooses otherwise)"
-    return dataclasses.replace(spec, train=train, from_data=()), note
+    return dataclasses.replace(spec, train=train, from_data=()), "; ".join(notes)
+
+
+def panel_batch(series: int) -> int:
+    """Windows a step of a multivariate model takes when each holds ``series`` series.
+
+    The count nearest to :data:`SERIES_WINDOWS_PER_STEP` series-windows, 1 to :data:`MAX_PANEL_BATCH` (6,000
+    strategies: 4; M4 Weekly's 359 series: 32).
+
+    A step over 6,000 strategies at 32 windows took the neural VAR about 10 s of one CPU core (docs/models.md's
+    scaling table): nearly three hours for 1,000 steps. On a small panel fewer windows cost accuracy (M4 Weekly at 4
+    windows: SOFTS OWA 0.863, the neural VAR 0.942; at 32: 0.774 and 0.908).
+    """
+    return max(1, min(MAX_PANEL_BATCH, round(SERIES_WINDOWS_PER_STEP / max(series, 1))))
 
 
 def panel_kind(panel: Panel) -> tuple[bool, str]:

@@ -52,8 +52,9 @@ CONDITIONS: dict[str, tuple[str, tuple[Any, ...]]] = {
 sampler does not spend trials on a dimension that changes nothing (``onecycle`` has its own warm-up)."""
 ONE_SERIES_OPTIONS = ("batch_size",)
 """Training options whose declared space counts windows of one series (256 to 2,048): a multivariate model's window
-holds every series (or ``series_per_window`` of them), so for such a model the study keeps the catalog's default
-unless an override file gives the option a space of its own."""
+holds every series (or ``series_per_window`` of them), so for such a model the study keeps the catalog's default (or
+the panel's choice, :func:`~stratcast.daemon.engine.spec.runspec.panel_batch`) unless an override file gives the
+option a space of its own."""
 
 
 DECLARED = {f.name: f for f in dataclasses.fields(TrainConfig)}
