@@ -174,7 +174,7 @@ def test_a_multivariate_model_of_whole_panel_windows_takes_its_batch_from_the_pa
     for model in ("softs", "neuralvar"):
         batch, note = chosen(model)
         assert batch == 32  # 6 series a window: the most windows a step
-        assert "; batch_size: 32 (a window holds 6 series: 32 windows are 192 series-windows a step" in note
+        assert "; batch_size: 32 (a window holds 6 series: 32 windows a step are 192 series-windows, the count nearest 24,000 from 1 to 32" in note
         assert chosen(model, path=large)[0] == 20  # 24,000 / 1,200
     assert chosen("softs", "series_per_window=1000", path=large)[0] == 24
     # what a job sets wins, and only the scaler and loss are left to the data

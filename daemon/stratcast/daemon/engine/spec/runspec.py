@@ -283,8 +283,8 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
         series = spec.series_per_window(panel.n_series)
         batch = chosen["batch_size"] = panel_batch(series)
         notes.append(
-            f"batch_size: {batch} (a window holds {series:,} series: {batch} windows are {batch * series:,} "
-            f"series-windows a step, near {SERIES_WINDOWS_PER_STEP:,} in at most {MAX_PANEL_BATCH} windows; "
+            f"batch_size: {batch} (a window holds {series:,} series: {batch} windows a step are {batch * series:,} "
+            f"series-windows, the count nearest {SERIES_WINDOWS_PER_STEP:,} from 1 to {MAX_PANEL_BATCH}; "
             "--set batch_size=... chooses otherwise)"
         )
     train = dataclasses.replace(spec.train, **chosen)
