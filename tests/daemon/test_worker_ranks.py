@@ -9,7 +9,7 @@ import torch
 
 from stratcast.daemon.engine.training.checkpoint import list_checkpoints, load_checkpoint
 from stratcast.daemon.engine.training.distributed import TIMEOUT_ENV, rank_path
-from stratcast.daemon.worker import WorkerExit
+from stratcast.daemon.worker import WorkerExit, rank_timed_out
 from tests.daemon.test_worker import kinds, log_text, make_run_dir, parse, resumed_copy, run_worker, start_worker
 
 SETS = ["max_steps=250", "batch_size=64", "val_check_steps=50", "early_stop_patience=-1", "checkpoint_every_steps=5"]
@@ -139,3 +139,11 @@ def test_a_batch_smaller_than_the_devices_is_bad_input_before_any_rank_starts(tm
     assert code == WorkerExit.BAD_INPUT
     assert "batch_size 2 is smaller than the 3 devices of the run" in events[-1]["error"]
     assert "started" not in kinds(events)
+
+
+def test_a_wait_past_the_groups_timeout_is_named_whether_a_collective_or_the_store_waited():
+    # where rank 0 waits for the hung rank decides the error: both are the group's timeout
+    assert rank_timed_out("RuntimeError: [../gloo/transport/tcp/pair.cc:534] Timed out waiting 3000ms for recv")
+    assert rank_timed_out("DistStoreError: wait timeout after 3000ms, keys: /0//cpu//0/1")
+    assert not rank_timed_out("RuntimeError: Connection reset by peer")
+    assert not rank_timed_out("ValueError: timeout must be positive")

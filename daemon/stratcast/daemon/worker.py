@@ -483,6 +483,15 @@ def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
+def rank_timed_out(summary: str) -> bool:
+    """Whether rank 0's error ``summary`` is a wait for another rank that ran past the process group's timeout.
+
+    A collective says ``Timed out``; a wait on the group's store (a barrier, a key exchange) says
+    ``DistStoreError: wait timeout``; which one a hung rank causes depends on where rank 0 was waiting.
+    """
+    return "Timed out" in summary or (summary.startswith("DistStoreError") and "timeout" in summary)
+
+
 def fail(exc: Exception, events: Events) -> int:
     """Log how the run failed, send the ``failed`` event, and return the exit code for ``exc``."""
     events.ending.acquire()  # the ranks' watcher reports nothing from now on
@@ -495,7 +504,7 @@ def fail(exc: Exception, events: Events) -> int:
         peer = events.peers.failed(wait_s=3.0) if code == WorkerExit.FAILED else None
         if peer is not None:  # rank 0's error is the broken connection to the rank that died
             summary = f"rank {peer[0]} {exit_reason(peer[1])}; on rank 0: {summary}"
-        elif code == WorkerExit.FAILED and "Timed out" in summary:
+        elif code == WorkerExit.FAILED and rank_timed_out(summary):
             summary = f"a rank did not answer within the process group's timeout (${TIMEOUT_ENV}): {summary}"
         events.peers.kill()
     if code == WorkerExit.BAD_INPUT:

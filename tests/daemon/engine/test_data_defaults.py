@@ -12,6 +12,7 @@ from stratcast.daemon.engine.data.load import load_panel
 from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.engine.run.build import prepare
 from stratcast.daemon.engine.run.job import run_job
+from stratcast.daemon.engine.spec.ensemble import member_specs
 from stratcast.daemon.engine.spec.runspec import build_spec, choose_from_data, panel_batch
 from stratcast.daemon.engine.spec.specfile import read_spec, write_spec
 from stratcast.daemon.zoo.catalog import CATALOG
@@ -174,7 +175,7 @@ def test_a_multivariate_model_of_whole_panel_windows_takes_its_batch_from_the_pa
     for model in ("softs", "neuralvar"):
         batch, note = chosen(model)
         assert batch == 32  # 6 series a window: the most windows a step
-        assert "; batch_size: 32 (a window holds 6 series: 32 windows a step are 192 series-windows, the count nearest 24,000 from 1 to 32" in note
+        assert "; batch_size: 32 (a window holds 6 series: 32 windows a step are 192 series-windows, the count" in note
         assert chosen(model, path=large)[0] == 20  # 24,000 / 1,200
     assert chosen("softs", "series_per_window=1000", path=large)[0] == 24
     # what a job sets wins, and only the scaler and loss are left to the data
@@ -199,3 +200,26 @@ def test_a_softs_run_over_many_series_records_the_batch_the_panel_chose(tmp_path
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["spec"]["train"]["batch_size"] == 20  # 24,000 / 1,200 series
     assert "batch_size: 20 (a window holds 1,200 series" in metrics["spec"]["chosen_from_data"]
+
+
+def test_an_ensemble_trains_each_member_at_its_own_batch_unless_the_job_sets_one(tmp_path):
+    path = str(tmp_path / "large.parquet")
+    make_strategy_panel(1_200, 30, seed=1).to_parquet(path, index=False)
+
+    def batches(members: tuple[str, ...], *sets: str) -> tuple[list[int], str]:
+        spec = build_spec(
+            data=path, model=members[0], out="-", horizon=4, input_size=8, device="cpu", ensemble=members, sets=sets
+        )
+        chosen, note = choose_from_data(spec, load_panel(path))
+        return [m.train.batch_size for m in member_specs(chosen)], note or ""
+
+    # SOFTS at 1,024 windows of 1,200 series would be 1.2M series-windows a step: it takes the panel's 20
+    for members in (("nhits", "softs"), ("softs", "nhits")):
+        got, note = batches(members)
+        assert got == [20 if m == "softs" else 1024 for m in members]
+        assert "batch_size: 20 for softs (a window holds 1,200 series" in note
+    assert batches(("softs", "softs"))[0] == [20, 20]
+    # the members share MTGNN's catalog windows of 500 series: its own 8 a step, and SOFTS's 48 capped at 32
+    assert batches(("mtgnn", "softs"))[0] == [8, 32]
+    assert batches(("nhits", "dlinear"))[0] == [1024, 1024]
+    assert batches(("nhits", "softs"), "batch_size=64")[0] == [64, 64]  # what a job sets, every member takes

@@ -82,6 +82,15 @@ class ModelEntry:
     good_for: str = ""
     """What it is good at, in a line (``stratcastd models``, the TUI, docs/models.md); every catalog entry says it."""
 
+    @property
+    def batch_from_panel(self) -> bool:
+        """Whether the panel chooses this model's ``batch_size`` when a job leaves it unset.
+
+        True for a multivariate model whose entry sets none: its windows hold every series (SOFTS, the neural VAR;
+        :func:`~stratcast.daemon.engine.spec.runspec.panel_batch`).
+        """
+        return self.capabilities.multivariate and "batch_size" not in self.train_defaults
+
     def build(
         self, config: ModelConfig, *, input_size: int, horizon: int, n_outputs: int = 1, n_series: int | None = None
     ) -> nn.Module:

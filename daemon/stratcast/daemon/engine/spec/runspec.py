@@ -18,7 +18,7 @@ from stratcast.daemon.engine.spec.config import (
     train_fields,
 )
 from stratcast.daemon.engine.spec.ensemble import check_ensemble, refuse_backtest
-from stratcast.daemon.zoo.catalog import check_checkpointing, get_entry, make_config
+from stratcast.daemon.zoo.catalog import CATALOG, check_checkpointing, get_entry, make_config
 from stratcast.daemon.zoo.contract import ModelConfig
 from stratcast.shared.intervals import DEFAULT_LEVELS, RANK_BY_MEAN, bound_name, level_text
 from stratcast.shared.protocol import JobSpec
@@ -77,6 +77,10 @@ class RunSpec:
     ensemble: tuple[str, ...] = ()
     """The models of an ensemble's members, the first :attr:`model` (see
     :mod:`~stratcast.daemon.engine.spec.ensemble`); empty: one model."""
+    member_batch: int = 0
+    """The ``batch_size`` the panel chose for the members whose batch it chooses (``ModelEntry.batch_from_panel``;
+    :func:`~stratcast.daemon.engine.spec.ensemble.member_specs`); 0: none chosen, every member trains at
+    ``train.batch_size``."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -97,6 +101,8 @@ class RunSpec:
                 check_compile(name, self.mode)
         object.__setattr__(self, "levels", tuple(self.levels))  # a spec read back from JSON holds a list
         check_levels(self.levels, self.rank_by)
+        if self.member_batch < 0:
+            raise ValueError(f"member_batch={self.member_batch} must be 0 (none chosen) or more")
         if unknown := set(self.from_data) - set(DATA_CHOSEN):
             raise ValueError(f"from_data: {', '.join(sorted(unknown))} cannot be chosen from the data")
         self.model_config()  # validates the overrides now, not mid-run
@@ -229,9 +235,16 @@ def build_spec(
         if value is not None:
             layered[name] = value
     train, params = split_sets(model, sets, layered)
-    given = set(layered) | set(split_sets(model, sets)[0])
-    if not get_entry(model).capabilities.multivariate:
-        given.add("batch_size")  # a univariate step's windows are one series each: the declared default serves
+    set_here = set(base or {}) | set(split_sets(model, sets)[0])
+    given = set(layered) | set_here
+    if (
+        mode == "batch"
+        and "batch_size" not in set_here
+        and any(e.batch_from_panel for m in ensemble or (model,) if (e := CATALOG.get(m)))  # unknown: refused below
+    ):
+        given.discard("batch_size")  # a model whose windows hold every series: the panel chooses (panel_batch)
+    else:
+        given.add("batch_size")  # windows of one series each (or the catalog's): the declared default serves
     return RunSpec(
         data=str(data),
         model=model,
@@ -279,16 +292,22 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
         others = " or ".join(f"--set {k}=..." for k in kinds)
         notes.append(f"{', '.join(f'{k}: {v}' for k, v in picked.items())} ({why}; {others} chooses otherwise)")
         chosen |= picked
+    batch = 0
     if "batch_size" in spec.from_data:
         series = spec.series_per_window(panel.n_series)
-        batch = chosen["batch_size"] = panel_batch(series)
+        batch = panel_batch(series)
+        models = dict.fromkeys(spec.ensemble or (spec.model,))
+        takers = [m for m in models if get_entry(m).batch_from_panel]
+        if len(takers) == len(models):
+            chosen["batch_size"] = batch
+        whose = "" if len(takers) == len(models) else f" for {', '.join(takers)}"
         notes.append(
-            f"batch_size: {batch} (a window holds {series:,} series: {batch} windows a step are {batch * series:,} "
-            f"series-windows, the count nearest {SERIES_WINDOWS_PER_STEP:,} from 1 to {MAX_PANEL_BATCH}; "
-            "--set batch_size=... chooses otherwise)"
+            f"batch_size: {batch}{whose} (a window holds {series:,} series: {batch} windows a step are "
+            f"{batch * series:,} series-windows, the count nearest {SERIES_WINDOWS_PER_STEP:,} from 1 to "
+            f"{MAX_PANEL_BATCH}; --set batch_size=... chooses otherwise)"
         )
     train = dataclasses.replace(spec.train, **chosen)
-    return dataclasses.replace(spec, train=train, from_data=()), "; ".join(notes)
+    return dataclasses.replace(spec, train=train, from_data=(), member_batch=batch), "; ".join(notes)
 
 
 def panel_batch(series: int) -> int:
