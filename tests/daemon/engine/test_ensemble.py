@@ -111,6 +111,18 @@ def test_an_ensemble_of_models_scores_each_member_on_the_holdout(tmp_path, panel
     assert "ensemble" in load_checkpoint(tmp_path / "out" / "model.pt")
 
 
+def test_a_member_whose_windows_hold_every_series_trains_at_the_batch_the_panel_chose(tmp_path, panel_file):
+    out = tmp_path / "out"
+    job = build_spec(
+        data=str(panel_file), model="mlp", out=str(out), device="cpu", horizon=4, input_size=8, holdout=4,
+        sets=["max_steps=2", "val_check_steps=2"], ensemble=("mlp", "neuralvar"),
+    )  # fmt: skip
+    result = run_job(job, log=quiet)
+    # the small panel's few series: neural VAR windows of every series, 32 a step; the MLP's 1,024 windows
+    assert [m["batch_size"] for m in result.metrics["ensemble"]["members"]] == [1024, 32]
+    assert "batch_size: 32 for neuralvar (" in result.metrics["spec"]["chosen_from_data"]
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(exit_on_error=False)
     add_job_options(parser, program="stratcastd")
