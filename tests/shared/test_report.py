@@ -89,9 +89,12 @@ def test_a_models_heading_names_its_own_training_defaults_and_only_when_it_has_s
 
     lr = {"name": "learning_rate", "default": 0.001, "lo": None, "hi": None, "help": "peak learning rate"}
     models = [model("patchtst", {"learning_rate": 0.0001}) | {"params": []}, model("dlinear", {}) | {"params": []}]
+    models.append(model("softs", {"learning_rate": 0.0003}) | {"params": [], "from_panel": ["batch_size"]})
     lines = models_text({"models": models, "train_options": [lr]}).splitlines()
     assert lines[0] == "patchtst: s (p) (training defaults: learning_rate=0.0001)"
     assert next(line for line in lines if line.startswith("dlinear")) == "dlinear: s (p)"
+    softs = next(line for line in lines if line.startswith("softs"))
+    assert softs == "softs: s (p) (training defaults: learning_rate=0.0003, batch_size from the panel)"
 
 
 def test_the_top_table_flags_strategies_that_stopped_before_the_panels_end():

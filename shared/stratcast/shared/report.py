@@ -296,11 +296,15 @@ def scored_lines(scored: Mapping[str, Any] | None) -> list[str]:
 def models_text(result: Mapping[str, Any]) -> str:
     """``stratcast models`` and ``stratcastd models``: each model's parameters, then the training options.
 
-    A model's heading names the training options it trains with in place of their defaults (its ``train_defaults``).
+    A model's heading names the training options it trains with in place of their defaults (its ``train_defaults``)
+    and those the panel chooses for it (``from_panel``).
     """
     blocks = []
     for m in result["models"]:
-        own = ", ".join(f"{k}={_default(v)}" for k, v in (m.get("train_defaults") or {}).items())
+        own = ", ".join(
+            [f"{k}={_default(v)}" for k, v in (m.get("train_defaults") or {}).items()]
+            + [f"{k} from the panel" for k in m.get("from_panel") or ()]
+        )
         head = f"{m['name']}: {m['summary']} ({m['paper']}){f' (training defaults: {own})' if own else ''}"
         head += "" if m["stackable"] else " [batch mode only]"
         rows = [[p["name"], _default(p["default"]), _range(p), p["help"]] for p in m["params"]]

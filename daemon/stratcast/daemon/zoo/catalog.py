@@ -613,7 +613,8 @@ def describe_models() -> list[dict[str, Any]]:
     """Every model with its capabilities, parameters (defaults, ranges, search spaces) and training defaults.
 
     ``stackable`` and ``checkpointing`` are repeated at the top level for clients that read them there (the TUI's
-    form, the shared report); ``capabilities`` holds every capability.
+    form, the shared report); ``capabilities`` holds every capability; ``from_panel`` names the training options the
+    panel chooses for the model when a job leaves them unset.
     """
     return [
         {
@@ -625,6 +626,7 @@ def describe_models() -> list[dict[str, Any]]:
             "checkpointing": e.capabilities.checkpointing,
             "capabilities": e.capabilities.to_dict(),
             "train_defaults": dict(e.train_defaults),
+            "from_panel": ["batch_size"] if e.batch_from_panel else [],
             "params": describe_fields(e.config_cls),
         }
         for e in CATALOG.values()
