@@ -36,8 +36,7 @@ def spec_for(tmp_path, model: str, *, compile: bool, mode: str = "batch") -> Run
     path = tmp_path / "panel.parquet"
     if not path.exists():
         make_strategy_panel(6, 40, seed=4).to_parquet(path, index=False)
-    tiny = get_entry(model).config_cls.tiny()
-    params = {f.name: getattr(tiny, f.name) for f in dataclasses.fields(tiny)}
+    params = dataclasses.asdict(get_entry(model).config_cls.tiny())
     train = dataclasses.replace(TRAIN, compile=compile)
     return RunSpec(data=str(path), model=model, out="-", mode=mode, device="cpu", train=train, model_params=params)
 

@@ -60,8 +60,7 @@ def train_forecast(folder: Path, model: str, mode: str, loss: str, *, steps: int
     path = folder / "panel.parquet"
     if not path.exists():
         make_strategy_panel(6, 40, seed=4).to_parquet(path, index=False)
-    tiny = get_entry(model).config_cls.tiny()
-    params = {f.name: getattr(tiny, f.name) for f in dataclasses.fields(tiny)}
+    params = dataclasses.asdict(get_entry(model).config_cls.tiny())
     train = dataclasses.replace(
         TRAIN, loss=loss, max_steps=steps, batch_size=4 if mode == "per-strategy" else TRAIN.batch_size
     )
