@@ -114,7 +114,8 @@ def add_job_options(
         type=ensemble_option,
         metavar="N|MODELS",
         help="average an ensemble: N seeds of --model (seed, seed+1, ...) or models such as nhits,dlinear (each "
-        "with its default architecture, the first is the job's model); the combination then wraps their mean",
+        "with its default architecture and training defaults, the first is the job's model; --set options apply "
+        "to every member); the combination then wraps their mean",
     )
     parser.add_argument(
         "--set",

@@ -13,7 +13,7 @@ from stratcast.daemon.engine.data.synthetic import make_strategy_panel
 from stratcast.daemon.engine.run.build import prepare
 from stratcast.daemon.engine.run.job import run_job
 from stratcast.daemon.engine.spec.ensemble import member_specs
-from stratcast.daemon.engine.spec.runspec import build_spec, choose_from_data, panel_batch
+from stratcast.daemon.engine.spec.runspec import build_spec, choose_from_data, panel_batch, spec_from_dict
 from stratcast.daemon.engine.spec.specfile import read_spec, write_spec
 from stratcast.daemon.zoo.catalog import CATALOG
 from tests.daemon.zoo.toys import OWN_LOSS
@@ -218,7 +218,55 @@ def test_an_ensemble_trains_each_member_at_its_own_batch_unless_the_job_sets_one
         assert got == [20 if m == "softs" else 1024 for m in members]
         assert "batch_size: 20 for softs (a window holds 1,200 series" in note
     assert batches(("softs", "softs"))[0] == [20, 20]
-    # the members share MTGNN's catalog windows of 500 series: its own 8 a step, and SOFTS's 48 capped at 32
-    assert batches(("mtgnn", "softs"))[0] == [8, 32]
+    # MTGNN keeps its catalog's 8 windows of 500 series, first or not; SOFTS's windows hold all 1,200 series
+    assert batches(("mtgnn", "softs"))[0] == [8, 20]
+    assert batches(("nhits", "mtgnn"))[0] == [1024, 8]
     assert batches(("nhits", "dlinear"))[0] == [1024, 1024]
     assert batches(("nhits", "softs"), "batch_size=64")[0] == [64, 64]  # what a job sets, every member takes
+    # the windows' series a job sets count for the panel's batch: 24,000 / 600
+    assert batches(("nhits", "softs"), "series_per_window=600")[0] == [1024, 32]
+
+
+def test_each_member_trains_with_its_own_catalog_defaults_and_the_panels_choices_unless_the_job_sets_them(tmp_path):
+    path = str(tmp_path / "panel.parquet")
+    make_strategy_panel(40, 30, seed=1).to_parquet(path, index=False)
+
+    def members(names: tuple[str, ...], *sets: str) -> dict[str, dict[str, object]]:
+        spec = build_spec(
+            data=path, model=names[0], out="-", horizon=4, input_size=8, device="cpu", ensemble=names, sets=sets
+        )
+        keys = ("learning_rate", "loss", "batch_size", "series_per_window", "scaler", "horizon", "seed")
+        trained = member_specs(choose_from_data(spec, load_panel(path))[0])
+        return {m.model: {k: getattr(m.train, k) for k in keys} for m in trained}
+
+    got = members(("transformer", "nhits", "mtgnn", "tft"))
+    # the Transformer's lower learning rate stays its own, TFT's quantile loss TFT's; N-HiTS takes the default rate
+    # and the panel's loss, MTGNN its catalog's 8 windows of 500 series
+    assert (got["transformer"]["learning_rate"], got["transformer"]["loss"]) == (1e-4, "mse")
+    assert (got["nhits"]["learning_rate"], got["nhits"]["loss"], got["nhits"]["batch_size"]) == (1e-3, "mse", 1024)
+    assert (got["mtgnn"]["batch_size"], got["mtgnn"]["series_per_window"], got["mtgnn"]["loss"]) == (8, 500, "mse")
+    assert (got["tft"]["learning_rate"], got["tft"]["loss"], got["tft"]["series_per_window"]) == (1e-3, "quantile", 0)
+    assert {m["scaler"] for m in got.values()} == {"robust"} and {m["horizon"] for m in got.values()} == {4}
+    assert [m["seed"] for m in got.values()] == [0, 1, 2, 3]
+    # a later member keeps the likelihood its catalog names
+    assert members(("nhits", "deepar"))["deepar"]["loss"] == "student-t"
+    # what the job sets, every member takes
+    got = members(("transformer", "nhits", "mtgnn"), "learning_rate=0.01", "loss=huber", "series_per_window=20")
+    assert {m["learning_rate"] for m in got.values()} == {0.01} and {m["loss"] for m in got.values()} == {"huber"}
+    assert {m["series_per_window"] for m in got.values()} == {20}
+
+
+def test_a_spec_reads_back_whole_and_one_written_before_members_took_their_own_options_reads_as_it_trained():
+    spec = build_spec(data="p.parquet", model="nhits", out="-", horizon=4, ensemble=("nhits", "mtgnn"), sets=["seed=3"])
+    assert spec.set_train == ("horizon", "seed")
+    assert spec_from_dict(json.loads(json.dumps(dataclasses.asdict(spec)))) == spec
+    # before set_train: every member shared the job's options but the batch the panel chose for SOFTS
+    old = dataclasses.asdict(dataclasses.replace(spec, ensemble=("nhits", "softs"), from_data=()))
+    del old["set_train"], old["panel_chose"]
+    read = spec_from_dict({**old, "member_batch": 4})
+    assert read.panel_chose == {"batch_size": 4}
+    assert [m.train for m in member_specs(read)] == [
+        spec.train,
+        dataclasses.replace(spec.train, batch_size=4, seed=4),
+    ]
+    assert [m.train.batch_size for m in member_specs(spec_from_dict({**old, "member_batch": 0}))] == [1024, 1024]

@@ -117,9 +117,11 @@ def test_a_member_whose_windows_hold_every_series_trains_at_the_batch_the_panel_
         data=str(panel_file), model="mlp", out=str(out), device="cpu", horizon=4, input_size=8, holdout=4,
         sets=["max_steps=2", "val_check_steps=2"], ensemble=("mlp", "neuralvar"),
     )  # fmt: skip
-    result = run_job(job, log=quiet)
+    lines: list[str] = []
+    result = run_job(job, log=lines.append)
     # the small panel's few series: neural VAR windows of every series, 32 a step; the MLP's 1,024 windows
     assert [m["batch_size"] for m in result.metrics["ensemble"]["members"]] == [1024, 32]
+    assert "member 2/2: neuralvar (seed 1, batch_size=32)" in lines
     assert "batch_size: 32 for neuralvar (" in result.metrics["spec"]["chosen_from_data"]
 
 

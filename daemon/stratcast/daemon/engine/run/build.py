@@ -129,7 +129,7 @@ def check_model_fits(spec: RunSpec, n_series: int) -> None:
     Raises:
         ValueError: naming the model, the limit and the option to change.
     """
-    problem = spec.model_config().panel_problem(n_series=n_series, series_per_window=spec.series_per_window(n_series))
+    problem = spec.model_config().panel_problem(n_series=n_series, series_per_window=spec.train.window_series(n_series))
     if problem is not None:
         raise ValueError(f"model {spec.model!r} cannot serve this panel: {problem}")
 
@@ -235,14 +235,14 @@ def make_trainer(
         seed = ranks.seed(cfg.seed)
         own = TrainSampler(prep.windows, prep.split.train_end, seed)
         if caps.multivariate:
-            series = spec.series_per_window(prep.windows.n_series)
+            series = spec.train.window_series(prep.windows.n_series)
             own = SeriesSampler(prep.windows, prep.split.train_end, seed, series=series)
             val = None if val is None else group_series(val, series)
         trainer = RankTrainer(
             ranks, model, cfg, own, val, on_progress=on_progress, should_stop=should_stop, capabilities=caps
         )
     elif caps.multivariate:
-        series = spec.series_per_window(prep.windows.n_series)
+        series = spec.train.window_series(prep.windows.n_series)
         multi = SeriesSampler(prep.windows, prep.split.train_end, cfg.seed, series=series)
         grouped = None if val is None else group_series(val, series)
         trainer = Trainer(
@@ -330,7 +330,7 @@ def model_outputs(spec: RunSpec, model: nn.Module, prep: Prepared) -> Callable[[
         if isinstance(model, StackedModel):
             return stacked_forecast(model, x, rows, side)
         if caps.multivariate:
-            series = spec.series_per_window(prep.windows.n_series)
+            series = spec.train.window_series(prep.windows.n_series)
             return predict_series(net, x, series=series, side=side, precision=cfg.precision)
         return predict(net, x, side=side, precision=cfg.precision, graphs=graphs)
 

@@ -26,6 +26,7 @@ Several devices (``ranks``): every rank runs the job up to the end of training, 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -207,7 +208,10 @@ class Training:
         """Train member ``i`` (from ``resume_from`` when given), after the members ``done``."""
         spec, prep, hooks, ensemble = self.specs[i], self.prep, self.hooks, bool(self.spec.ensemble)
         if ensemble:
-            hooks.log(f"member {i + 1}/{len(self.specs)}: {self.labels[i]} (seed {spec.train.seed})")
+            job = dataclasses.asdict(self.spec.train)  # the options a member's catalog entry gave it, in its line
+            mine = dataclasses.asdict(spec.train)
+            own = "".join(f", {k}={v}" for k, v in mine.items() if v != job[k] and k != "seed")
+            hooks.log(f"member {i + 1}/{len(self.specs)}: {self.labels[i]} (seed {spec.train.seed}{own})")
             seed_member(spec)
         model = make_model(spec, prep.panel.n_series)
         self.saver.start_member(spec, file_offset(i, spec), ensemble_state(self.spec, i, done))

@@ -159,7 +159,10 @@ def ensemble_fit(members: list[Member]) -> FitResult:
 
 
 def ensemble_info(spec: RunSpec, members: list[Member]) -> dict[str, Any]:
-    """``metrics.json``'s ``ensemble``: every member's model, seed, batch and training (absent for one model)."""
+    """``metrics.json``'s ``ensemble``: every member's model, seed, the options its catalog may set, and its training.
+
+    Absent for one model.
+    """
     if not spec.ensemble:
         return {}
     rows = [
@@ -167,7 +170,7 @@ def ensemble_info(spec: RunSpec, members: list[Member]) -> dict[str, Any]:
             "label": m.label,
             "model": m.spec.model,
             "seed": m.spec.train.seed,
-            "batch_size": m.spec.train.batch_size,
+            **{k: getattr(m.spec.train, k) for k in ("batch_size", "learning_rate", "loss", "series_per_window")},
             "steps": m.fit.steps,
             "best_step": m.fit.best_step,
             "best_val_loss": m.fit.best_val_loss,

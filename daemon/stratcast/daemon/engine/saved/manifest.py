@@ -17,8 +17,7 @@ from typing import Any
 import msgspec
 
 from stratcast.daemon.engine.saved.store import SavedModelError
-from stratcast.daemon.engine.spec.config import TrainConfig
-from stratcast.daemon.engine.spec.runspec import RunSpec
+from stratcast.daemon.engine.spec.runspec import RunSpec, spec_from_dict
 
 FORMAT = 1
 """The manifest format this engine writes and reads."""
@@ -174,12 +173,6 @@ def spec_from_data(data: dict[str, Any], path: Path | str, **changes: Any) -> Ru
         SavedModelError: naming ``path`` when the spec is malformed or the catalog refuses it.
     """
     try:
-        fields: dict[str, Any] = dict(data)
-        train: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in dict(fields.pop("train")).items()
-        }
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(fields.pop("model_params")).items()}
-        fields["from_data"] = tuple(fields.get("from_data", ()))
-        return RunSpec(**{**fields, **changes}, train=TrainConfig(**train), model_params=params)
+        return spec_from_dict(data, **changes)
     except (TypeError, ValueError, KeyError) as exc:
         raise SavedModelError(f"{path}: the manifest's spec is not valid: {exc}") from None

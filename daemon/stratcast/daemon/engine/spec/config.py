@@ -235,6 +235,10 @@ class TrainConfig:
         """Outputs per forecast step: the head's ``n_params``."""
         return self.head.n_params
 
+    def window_series(self, n_series: int) -> int:
+        """The series in each window of a multivariate model over ``n_series``: ``series_per_window`` (0: all)."""
+        return n_series if self.series_per_window == 0 else min(self.series_per_window, n_series)
+
 
 def train_fields() -> set[str]:
     """Names accepted by ``--set`` for training options."""

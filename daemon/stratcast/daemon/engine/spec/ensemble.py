@@ -2,14 +2,14 @@
 
 ``--ensemble 3`` trains three seeds of the job's model (``seed``, ``seed + 1``, ``seed + 2``); ``--ensemble
 nhits,dlinear`` trains each named model with its default architecture, the first being the job's model. Every
-member shares the job's prepared panel and training options (``--set``, the first model's catalog training
-defaults included) except its seed: member ``i`` trains with ``seed + i``. The job forecasts the members' mean
+member shares the job's prepared panel and the training options the job set (``--set``); for the rest each member
+trains with its own model's catalog training defaults and the panel's choices for it, as it would alone
+(``RunSpec.member_train``). Member ``i`` trains with ``seed + i``. The job forecasts the members' mean
 (:class:`~stratcast.daemon.engine.prediction.ensemble.EnsembleForecaster`), which the combination with the
 baselines then wraps as it wraps one model.
 
 Multivariate and per-series models mix with the others: each member trains with its own sampler and forecasts
-with its own forecaster, on the same panel and windows. A member whose windows hold every series (SOFTS, the neural
-VAR) trains at the batch the panel chose for it when the job left ``batch_size`` unset.
+with its own forecaster, on the same panel and windows.
 """
 
 from __future__ import annotations
@@ -70,27 +70,20 @@ def member_labels(members: Sequence[str]) -> list[str]:
 
 
 def member_specs(spec: RunSpec) -> list[RunSpec]:
-    """The spec each member trains with: its model (default architecture unless it is ``spec``'s model) and seed.
+    """The spec each member trains with: its model, training options and seed (one model: the job's spec).
 
-    A member whose windows hold every series trains at the batch the panel chose for it (``spec.member_batch``,
-    when the job left ``batch_size`` unset), the others at ``spec.train.batch_size``: 1,024 windows of one series
-    each would be 6 million series-windows a step for SOFTS over 6,000 strategies. A job without an ensemble is its
-    own single member.
+    A member's architecture is its model's default unless it is ``spec``'s model; its training options are
+    :meth:`~stratcast.daemon.engine.spec.runspec.RunSpec.member_train`'s.
     """
     if not spec.ensemble:
         return [spec]
-    seed = spec.train.seed
-
-    def batch(name: str) -> int:
-        return spec.member_batch if spec.member_batch and CATALOG[name].batch_from_panel else spec.train.batch_size
-
     return [
         dataclasses.replace(
             spec,
             model=name,
             ensemble=(),
             model_params=spec.model_params if name == spec.model else {},
-            train=dataclasses.replace(spec.train, seed=seed + i, batch_size=batch(name)),
+            train=dataclasses.replace(spec.member_train(name), seed=spec.train.seed + i),
         )
         for i, name in enumerate(spec.ensemble)
     ]

@@ -18,7 +18,7 @@ from stratcast.daemon.engine.spec.config import (
     train_fields,
 )
 from stratcast.daemon.engine.spec.ensemble import check_ensemble, refuse_backtest
-from stratcast.daemon.zoo.catalog import CATALOG, check_checkpointing, get_entry, make_config
+from stratcast.daemon.zoo.catalog import CATALOG, ModelEntry, check_checkpointing, get_entry, make_config
 from stratcast.daemon.zoo.contract import ModelConfig
 from stratcast.shared.intervals import DEFAULT_LEVELS, RANK_BY_MEAN, bound_name, level_text
 from stratcast.shared.protocol import JobSpec
@@ -77,10 +77,12 @@ class RunSpec:
     ensemble: tuple[str, ...] = ()
     """The models of an ensemble's members, the first :attr:`model` (see
     :mod:`~stratcast.daemon.engine.spec.ensemble`); empty: one model."""
-    member_batch: int = 0
-    """The ``batch_size`` the panel chose for the members whose batch it chooses (``ModelEntry.batch_from_panel``;
-    :func:`~stratcast.daemon.engine.spec.ensemble.member_specs`); 0: none chosen, every member trains at
-    ``train.batch_size``."""
+    set_train: tuple[str, ...] = ()
+    """The training options the job set itself (``--set``, the caller's defaults, the horizon and input size, the
+    per-strategy batch): every ensemble member trains with these (:meth:`member_train`)."""
+    panel_chose: Mapping[str, Any] = field(default_factory=dict)
+    """What :func:`choose_from_data` chose from the panel for any member; the job's model's choices are in
+    :attr:`train` too."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -89,20 +91,21 @@ class RunSpec:
             raise ValueError(f"fill_missing {self.fill_missing!r} is not one of error, zero")
         if not 0 <= self.holdout <= self.train.horizon:
             raise ValueError(f"holdout={self.holdout} must be between 0 and horizon={self.train.horizon}")
-        object.__setattr__(self, "ensemble", tuple(self.ensemble))  # a spec read back from JSON holds a list
+        for name in ("ensemble", "set_train"):  # a spec read back from JSON holds lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.ensemble:
             check_ensemble(self.model, self.ensemble, self.model_params)
         for name in dict.fromkeys(self.ensemble or (self.model,)):
             check_capabilities(name, self.mode)
-            check_revin(name, self.train)
+            check_revin(name, self.member_train(name))
             if self.train.activation_checkpointing:
                 check_checkpointing(name, self.mode)
             if self.train.compile:
                 check_compile(name, self.mode)
         object.__setattr__(self, "levels", tuple(self.levels))  # a spec read back from JSON holds a list
         check_levels(self.levels, self.rank_by)
-        if self.member_batch < 0:
-            raise ValueError(f"member_batch={self.member_batch} must be 0 (none chosen) or more")
+        if unknown := (set(self.set_train) | set(self.panel_chose)) - set(train_fields()):
+            raise ValueError(f"set_train, panel_chose: {', '.join(sorted(unknown))} are not training options")
         if unknown := set(self.from_data) - set(DATA_CHOSEN):
             raise ValueError(f"from_data: {', '.join(sorted(unknown))} cannot be chosen from the data")
         self.model_config()  # validates the overrides now, not mid-run
@@ -111,10 +114,31 @@ class RunSpec:
         """The model's architecture: its config's defaults with :attr:`model_params` applied, validated."""
         return make_config(self.model, self.model_params)
 
-    def series_per_window(self, n_series: int) -> int:
-        """The series in each window of a multivariate model over ``n_series``: ``series_per_window`` (0: all)."""
-        wanted = self.train.series_per_window
-        return n_series if wanted == 0 else min(wanted, n_series)
+    def member_train(self, name: str) -> TrainConfig:
+        """The training options of the ensemble member of model ``name`` (the job's model: :attr:`train`).
+
+        Every member takes what the job set (:attr:`set_train`). For the rest a member takes its own catalog
+        ``train_defaults``, else what the panel chose for it (:attr:`panel_chose`; ``batch_size`` only where the
+        panel chooses the model's batch), else ``TrainConfig``'s default. So ``--ensemble nhits,mtgnn`` trains MTGNN
+        on its catalog's 8 windows of 500 series and ``--ensemble tft,nhits`` trains N-HiTS at the default learning
+        rate, not TFT's.
+        """
+        if name == self.model:
+            return self.train
+        own, chose, default = get_entry(name).train_defaults, self.panel_chose, TrainConfig()
+        values = {
+            key: own[key] if key in own else chose[key] if takes_choice(name, key, chose) else getattr(default, key)
+            for key in {*get_entry(self.model).train_defaults, *own, *chose} - set(self.set_train)
+        }
+        return dataclasses.replace(self.train, **values)
+
+
+def takes_choice(model: str, key: str, chose: Mapping[str, Any]) -> bool:
+    """Whether ``model`` takes the panel's choice of ``key`` in ``chose`` (its catalog and the job setting none).
+
+    Any choice, but ``batch_size`` only where the panel chooses the model's batch.
+    """
+    return key in chose and (key != "batch_size" or get_entry(model).batch_from_panel)
 
 
 def check_capabilities(model: str, mode: str) -> None:
@@ -228,23 +252,15 @@ def build_spec(
         ValueError: for a malformed or unknown ``--set`` item, or a value out of range.
         KeyError: for an unknown model name.
     """
-    layered = {**get_entry(model).train_defaults, **(base or {})}
+    job = dict(base or {})
     if mode == "per-strategy":
-        layered["batch_size"] = PER_STRATEGY_BATCH
+        job["batch_size"] = PER_STRATEGY_BATCH
     for name, value in (("horizon", horizon), ("input_size", input_size)):
         if value is not None:
-            layered[name] = value
-    train, params = split_sets(model, sets, layered)
-    set_here = set(base or {}) | set(split_sets(model, sets)[0])
-    given = set(layered) | set_here
-    if (
-        mode == "batch"
-        and "batch_size" not in set_here
-        and any(e.batch_from_panel for m in ensemble or (model,) if (e := CATALOG.get(m)))  # unknown: refused below
-    ):
-        given.discard("batch_size")  # a model whose windows hold every series: the panel chooses (panel_batch)
-    else:
-        given.add("batch_size")  # windows of one series each (or the catalog's): the declared default serves
+            job[name] = value
+    train, params = split_sets(model, sets, {**get_entry(model).train_defaults, **job})
+    set_train = set(job) | set(split_sets(model, sets)[0])
+    entries = [e for m in ensemble or (model,) if (e := CATALOG.get(m))]  # an unknown model is refused below
     return RunSpec(
         data=str(data),
         model=model,
@@ -260,11 +276,44 @@ def build_spec(
         dayfirst=dayfirst,
         train=TrainConfig(**train),
         model_params=params,
-        from_data=tuple(k for k in DATA_CHOSEN if k not in given),
+        from_data=tuple(k for k in DATA_CHOSEN if k not in set_train and left_to_data(k, entries)),
         levels=tuple(float(v) for v in levels),
         rank_by=rank_by,
         ensemble=tuple(ensemble),
+        set_train=tuple(sorted(set_train)),
     )
+
+
+def spec_from_dict(data: Mapping[str, Any], **changes: Any) -> RunSpec:
+    """The :class:`RunSpec` whose plain data (``dataclasses.asdict``, through JSON) is ``data``, with ``changes``.
+
+    A spec written before members took their own training options has no ``set_train``: its members shared every
+    option the panel did not choose (``member_batch``, the batch the panel chose for SOFTS and the neural VAR), so
+    it is read as having set all the others.
+
+    Raises:
+        ValueError, TypeError, KeyError: for a malformed spec (the message names the field).
+    """
+    fields = dict(data)
+    train: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(fields.pop("train")).items()}
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(fields.pop("model_params")).items()}
+    fields["from_data"] = tuple(fields.get("from_data", ()))  # absent from older spec files: nothing chosen
+    if "set_train" not in fields:
+        batch = fields.pop("member_batch", 0)
+        fields["panel_chose"] = {"batch_size": batch} if batch else {}
+        fields["set_train"] = sorted(train_fields() - set(fields["from_data"]) - set(fields["panel_chose"]))
+    return RunSpec(**{**fields, **changes}, train=TrainConfig(**train), model_params=params)
+
+
+def left_to_data(key: str, entries: Sequence[ModelEntry]) -> bool:
+    """Whether the panel chooses ``key`` (of :data:`DATA_CHOSEN`) for one of ``entries`` when the job leaves it unset.
+
+    ``batch_size`` for a model whose windows hold every series (:func:`panel_batch`; the others keep their
+    catalog's or the declared default), the rest for a model whose catalog sets none.
+    """
+    if key == "batch_size":
+        return any(e.batch_from_panel for e in entries)
+    return any(key not in e.train_defaults for e in entries)
 
 
 def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
@@ -280,34 +329,40 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
     """
     if not spec.from_data:
         return spec, None
+    models = list(dict.fromkeys(spec.ensemble or (spec.model,)))
     chosen: dict[str, Any] = {}
     notes = []
     if kinds := [k for k in spec.from_data if k in LEVEL_CHOICE]:
         level, why = panel_kind(panel)
-        picked = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in kinds}
-        loss = picked.get("loss", spec.train.loss)
-        if "scaler" in picked and not all(revin_fits(name, loss) for name in spec.ensemble or (spec.model,)):
+        chosen = {k: (LEVEL_CHOICE if level else PROFIT_CHOICE)[k] for k in kinds}
+        losses = with_choices(spec, {k: v for k, v in chosen.items() if k != "scaler"})
+        if "scaler" in chosen and not all(revin_fits(m, losses.member_train(m).loss) for m in models):
             # every member must take revin (check_revin); the hurdle head needs zeros kept 0
-            picked["scaler"] = PROFIT_CHOICE["scaler"]
+            chosen["scaler"] = PROFIT_CHOICE["scaler"]
         others = " or ".join(f"--set {k}=..." for k in kinds)
-        notes.append(f"{', '.join(f'{k}: {v}' for k, v in picked.items())} ({why}; {others} chooses otherwise)")
-        chosen |= picked
-    batch = 0
+        notes.append(f"{', '.join(f'{k}: {v}' for k, v in chosen.items())} ({why}; {others} chooses otherwise)")
     if "batch_size" in spec.from_data:
-        series = spec.series_per_window(panel.n_series)
-        batch = panel_batch(series)
-        models = dict.fromkeys(spec.ensemble or (spec.model,))
         takers = [m for m in models if get_entry(m).batch_from_panel]
-        if len(takers) == len(models):
-            chosen["batch_size"] = batch
+        series = with_choices(spec, chosen).member_train(takers[0]).window_series(panel.n_series)
+        chosen["batch_size"] = batch = panel_batch(series)
         whose = "" if len(takers) == len(models) else f" for {', '.join(takers)}"
         notes.append(
             f"batch_size: {batch}{whose} (a window holds {series:,} series: {batch} windows a step are "
             f"{batch * series:,} series-windows, the count nearest {SERIES_WINDOWS_PER_STEP:,} from 1 to "
             f"{MAX_PANEL_BATCH}; --set batch_size=... chooses otherwise)"
         )
-    train = dataclasses.replace(spec.train, **chosen)
-    return dataclasses.replace(spec, train=train, from_data=(), member_batch=batch), "; ".join(notes)
+    return dataclasses.replace(with_choices(spec, chosen), from_data=()), "; ".join(notes)
+
+
+def with_choices(spec: RunSpec, chosen: Mapping[str, Any]) -> RunSpec:
+    """``spec`` with the panel's choices ``chosen``: all of them for the members, those its model takes in ``train``.
+
+    The job's model takes a choice its catalog entry does not set (``batch_size`` only where the panel chooses its
+    batch): ``--ensemble deepar,nhits`` keeps DeepAR's Student-t likelihood and gives N-HiTS the panel's loss.
+    """
+    own = get_entry(spec.model).train_defaults
+    first = {k: v for k, v in chosen.items() if k not in own and takes_choice(spec.model, k, chosen)}
+    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **first), panel_chose=dict(chosen))
 
 
 def panel_batch(series: int) -> int:

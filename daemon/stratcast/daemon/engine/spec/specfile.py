@@ -10,10 +10,8 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
 
-from stratcast.daemon.engine.spec.config import TrainConfig
-from stratcast.daemon.engine.spec.runspec import RunSpec
+from stratcast.daemon.engine.spec.runspec import RunSpec, spec_from_dict
 from stratcast.shared import runfiles
 from stratcast.shared.runfiles import RunFolder
 
@@ -60,8 +58,4 @@ def read_spec(out: Path) -> RunSpec:
         raise ValueError(f"{out} is not a resumable run folder: cannot read {runfiles.SPEC} ({exc})") from None
     if not isinstance(data, dict) or data.get("version") != SPEC_FILE_VERSION:
         raise ValueError(f"{path} is not a version {SPEC_FILE_VERSION} run spec")
-    fields: dict[str, Any] = dict(data["spec"])
-    train: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.pop("train").items()}
-    params: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.pop("model_params").items()}
-    fields["from_data"] = tuple(fields.get("from_data", ()))  # absent from older spec files: nothing chosen
-    return RunSpec(**{**fields, "out": str(out)}, train=TrainConfig(**train), model_params=params)
+    return spec_from_dict(data["spec"], out=str(out))
