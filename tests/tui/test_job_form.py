@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from stratcast.shared.protocol import JobSpec, Placement
@@ -81,6 +83,16 @@ def test_a_models_own_training_defaults_replace_the_options_and_decide_what_is_s
     texts = {**BASE, "train-learning_rate": "0.001", "train-max_steps": "1000"}
     assert read_form(texts, itx, TRAIN)[0].sets == ["learning_rate=0.001"]
     assert read_form(texts, MODELS["dlinear"], TRAIN)[0].sets == []
+
+
+def test_an_option_the_panel_chooses_is_empty_by_default_and_typed_text_is_checked():
+    softs = dataclasses.replace(MODELS["nhits"], name="softs", from_panel=("max_steps",))
+    steps = next(p for p in softs.train_options(TRAIN) if p.name == "max_steps")
+    assert (steps.default_text, steps.changed(""), steps.changed(" 1000 ")) == ("", False, True)
+    with pytest.raises(ValueError):
+        steps.changed("many")
+    assert read_form({**BASE, "train-max_steps": ""}, softs, TRAIN)[0].sets == []
+    assert read_form({**BASE, "train-max_steps": "1000"}, softs, TRAIN)[0].sets == ["max_steps=1000"]
 
 
 def test_gpus_per_run_in_the_form_asks_for_a_data_parallel_run():

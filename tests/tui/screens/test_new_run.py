@@ -11,14 +11,17 @@ from stratcast.tui.screens.main import MainScreen
 from stratcast.tui.screens.new_run import NewRunScreen
 from stratcast.tui.screens.schedules import SchedulesScreen
 from stratcast.tui.widgets.form import Field
-from tests.tui.fake_daemon import FakeLink, frozen_clock, serve_models
+from tests.tui.fake_daemon import FakeLink, demo_models, frozen_clock, serve_models
 
 DATA = "/data/eurusd.parquet"
 
 
-def run_form(body, *, keys=("n",), size=(120, 36)):
-    """Open the form with ``keys`` from the main screen on a fake daemon that knows three models; run ``body``."""
+def run_form(body, *, keys=("n",), size=(120, 36), models=None):
+    """Open the form with ``keys`` from the main screen on a fake daemon that knows three models (or the
+    ``list_models`` result ``models``); run ``body``."""
     link = serve_models(FakeLink())
+    if models is not None:
+        link.handlers["list_models"] = lambda _request: models
     link.handlers["submit"] = lambda request: {"run": {"id": 7}}
     link.handlers["add_schedule"] = lambda request: {"schedule": {"id": 3}}
 
@@ -264,3 +267,35 @@ def test_a_training_option_is_sent_when_it_differs_from_what_the_chosen_model_wo
         assert submit.job == JobSpec(data=DATA, model="itransformer-x", sets=sets)
 
     run_form(body)
+
+
+def test_an_option_the_panel_chooses_for_the_model_shows_empty_and_is_sent_only_when_typed_in():
+    models = demo_models()
+    batch = {"name": "batch_size", "type": "int", "default": 1024, "lo": 1, "hi": 1_000_000, "choices": None}
+    models["train_options"].append(batch | {"help": "windows a step"})
+    softs = {**models["models"][1], "name": "softs", "params": [], "from_panel": ["batch_size"]}
+    models["models"].append(softs)
+
+    async def body(app, pilot):
+        screen = app.screen
+        await show_training_options(screen, pilot, "nhits")
+        field = screen.query_one("#train-batch_size", Input)
+        assert (field.value, field.placeholder) == ("1024", "")
+        screen.query_one("#model", Select).value = "softs"
+        await pilot.pause()
+        assert (field.value, field.placeholder) == ("", "from the panel")
+        assert "(default from the panel, 1..1e+06)" in screen.query_one("#field-train-batch_size", Field).help
+        fill(screen, data=DATA)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert sent(app, Submit)[-1].job == JobSpec(data=DATA, model="softs")  # the daemon chooses
+        await pilot.press("n")  # the form again, from the main screen
+        await pilot.pause()
+        screen = app.screen
+        await show_training_options(screen, pilot, "softs")
+        fill(screen, data=DATA, **{"train-batch_size": "1024"})  # the declared default, typed in: the job's choice
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert sent(app, Submit)[-1].job == JobSpec(data=DATA, model="softs", sets=["batch_size=1024"])
+
+    run_form(body, models=models)

@@ -48,6 +48,9 @@ class Param:
     hi: float | None = None
     choices: tuple[Any, ...] = ()
     help: str = ""
+    from_panel: bool = False
+    """Left unset, the daemon chooses this option from the panel for the chosen model (SOFTS's ``batch_size``): the
+    form shows it empty and sends it only when something is typed in."""
 
     @classmethod
     def from_wire(cls, p: Mapping[str, Any]) -> Param:
@@ -75,8 +78,8 @@ class Param:
 
     @property
     def default_text(self) -> str:
-        """The default as the form shows it."""
-        return self.text(self.default)
+        """The default as the form shows it (empty where the panel chooses)."""
+        return "" if self.from_panel else self.text(self.default)
 
     @property
     def range_text(self) -> str:
@@ -120,6 +123,8 @@ class Param:
         Raises:
             ValueError: as :meth:`parse`.
         """
+        if self.from_panel:  # anything typed in is the job's choice, the default's value too
+            return bool(text.strip()) and self.parse(text) is not None
         default = tuple(self.default) if isinstance(self.default, list) else self.default
         return bool(self.parse(text) != default)
 
@@ -138,6 +143,8 @@ class ModelInfo:
     """Training options this model trains with unless the job sets them, in place of the options' own defaults."""
     good_for: str = ""
     """What it is good at, in a line."""
+    from_panel: tuple[str, ...] = ()
+    """Training options the daemon chooses from the panel for this model unless the job sets them."""
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> ModelInfo:
@@ -145,14 +152,17 @@ class ModelInfo:
         params = tuple(Param.from_wire(p) for p in m.get("params", []))
         stackable = bool(m.get("stackable", True))
         defaults = dict(m.get("train_defaults") or {})
-        return cls(
-            m["name"], m.get("summary", ""), m.get("paper", ""), stackable, params, defaults, m.get("good_for", "")
-        )
+        about = (m.get("summary", ""), m.get("paper", ""))
+        panel = tuple(m.get("from_panel") or ())
+        return cls(m["name"], *about, stackable, params, defaults, m.get("good_for", ""), panel)
 
     def train_options(self, train: Sequence[Param]) -> list[Param]:
-        """The training options with the defaults a run of this model would use (its ``train_defaults`` win)."""
-        own = self.train_defaults
-        return [dataclasses.replace(p, default=own[p.name]) if p.name in own else p for p in train]
+        """The training options with the defaults a run of this model would use.
+
+        Its ``train_defaults`` win; the options the panel chooses for it are shown empty.
+        """
+        own, panel = self.train_defaults, self.from_panel
+        return [dataclasses.replace(p, default=own.get(p.name, p.default), from_panel=p.name in panel) for p in train]
 
 
 def read_models(result: Mapping[str, Any]) -> tuple[dict[str, ModelInfo], list[Param]]:

@@ -48,14 +48,18 @@ def param_field(prefix: str, p: Param) -> Field:
     if p.choices:
         control = _select(key, [(p.text(c), p.text(c)) for c in p.choices], p.default_text)
     else:
-        control = _input(key, p.default_text)
+        control = _input(key, p.default_text, placeholder=FROM_PANEL if p.from_panel else "")
     return Field(f"  {p.name}", control, help=param_help(p))
+
+
+FROM_PANEL = "from the panel"
+"""What an option's empty field says where the daemon chooses it from the panel for the chosen model."""
 
 
 def param_help(p: Param) -> str:
     """A parameter's help with its default and range, for the hint line."""
     limits = f", {p.range_text}" if p.range_text else ""
-    return f"{p.help} (default {p.default_text}{limits})"
+    return f"{p.help} (default {FROM_PANEL if p.from_panel else p.default_text}{limits})"
 
 
 def check_summary(result: Mapping[str, Any]) -> Text:
@@ -218,6 +222,8 @@ class NewRunScreen(AppScreen):
             control = field.control
             if self._untouched(old, field.text) and isinstance(control, Input | Select):
                 control.value = p.default_text
+            if isinstance(control, Input):
+                control.placeholder = FROM_PANEL if p.from_panel else ""
         self.shown_train = new
 
     @staticmethod
