@@ -197,7 +197,8 @@ class OriginMemo:
     """A forecaster that forecasts each (series row, origin) once and gives the same forecast when asked again.
 
     A job forecasts its validation origins three times (the combination's fit, the intervals' calibration and the
-    calibration again with the holdout); a model that samples its forecasts pays for its draws each time. Asking
+    calibration again with the holdout) and the holdout's and the future's twice; a model that samples its
+    forecasts pays for its draws each time. Asking
     again also gives the same draws' mean, where a second call would draw anew. A call without origins passes
     through. ``fn`` forecasts [M, H] from scaled inputs [M, L] of ``rows`` [M] at ``origin`` [M]; an input is a
     function of its row and origin, so the pair is its key.

@@ -272,12 +272,7 @@ def finish(
     members, fit = trained.members, ensemble_fit(trained.members)
     base = member_forecaster(spec, members, prep)
     samples = any(sampler(m.spec, m.model) is not None for m in members)
-    # the validation origins are forecast three times: a sampling model draws for each (row, origin) once
-    scan = (
-        OriginMemo(member_forecaster(spec, members, prep, draws=VALIDATION_SAMPLES), prep.raw.shape[1])
-        if samples
-        else base
-    )
+    scan = member_forecaster(spec, members, prep, draws=VALIDATION_SAMPLES) if samples else base
     forecast_fn, scan_fn = job_forecasters(spec, base, scan, prep, log)
     distribution = job_distribution(spec, members, prep)
     scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn, distribution) if spec.holdout else ({}, None)
@@ -301,9 +296,17 @@ def finish(
 def member_forecaster(spec: RunSpec, members: list[Member], prep: Prepared, *, draws: int = SAMPLES) -> Forecaster:
     """The model's forecaster, or for an ensemble the mean of its members' (each member's own forecaster).
 
-    ``draws``: how many draws a member that samples its forecasts averages.
+    ``draws``: how many draws a member that samples its forecasts averages. Such a member draws for each
+    (row, origin) once (:class:`~stratcast.daemon.engine.prediction.forecast.OriginMemo`): a job forecasts the
+    validation origins three times (the combination's fit, the calibration, the calibration with the holdout), the
+    holdout's twice (its scores, its coverage) and the future's twice (the forecast, its ranking score), and so
+    what is ranked and covered is the forecast written and scored.
     """
     each = [forecaster(m.spec, m.model, prep, draws=draws) for m in members]
+    each = [
+        OriginMemo(fn, prep.raw.shape[1]) if sampler(m.spec, m.model) is not None else fn
+        for fn, m in zip(each, members, strict=True)
+    ]
     if not spec.ensemble:
         return each[0]
     return EnsembleForecaster(each, [m.label for m in members])
