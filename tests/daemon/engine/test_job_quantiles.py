@@ -204,6 +204,6 @@ def test_a_sampling_model_draws_fewer_samples_at_the_validation_origins_than_for
     # the fit, the calibration and the calibration with the holdout: each (strategy, origin) is drawn for once
     assert rows[VALIDATION_SAMPLES] == (val_origins + spec.holdout) * n_series
     assert all(m <= n_series for k, m in calls if k == SAMPLES)  # one origin a call: the holdout's, the future's
-    # each of the two origins drawn for once for the mean (the holdout's scores and coverage, the future forecast
-    # and its ranking score) and once for the quantiles
-    assert rows[SAMPLES] == 4 * n_series
+    # each of the two origins drawn for once: the holdout's scores, coverage and quantiles; the future forecast,
+    # its ranking score and its quantiles
+    assert rows[SAMPLES] == 2 * n_series

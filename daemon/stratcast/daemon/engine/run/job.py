@@ -74,7 +74,13 @@ from stratcast.daemon.engine.run.members import (
     seed_member,
 )
 from stratcast.daemon.engine.run.outputs import finite_numbers, forecast_future, run_info, write_metrics, write_outputs
-from stratcast.daemon.engine.run.quantiles import future_quantiles, job_distribution, quantiles_info
+from stratcast.daemon.engine.run.quantiles import (
+    Drawn,
+    drawn_members,
+    future_quantiles,
+    job_distribution,
+    quantiles_info,
+)
 from stratcast.daemon.engine.run.runplan import OnPlan, RunPlan, start_plan
 from stratcast.daemon.engine.run.serving import serving_state
 from stratcast.daemon.engine.spec.ensemble import member_specs
@@ -270,11 +276,12 @@ def finish(
     a distribution adds its quantiles (:mod:`stratcast.daemon.engine.run.quantiles`).
     """
     members, fit = trained.members, ensemble_fit(trained.members)
-    base = member_forecaster(spec, members, prep)
+    drawn = drawn_members(members, prep)
+    base = member_forecaster(spec, members, prep, drawn=drawn)
     samples = any(sampler(m.spec, m.model) is not None for m in members)
     scan = member_forecaster(spec, members, prep, draws=VALIDATION_SAMPLES) if samples else base
     forecast_fn, scan_fn = job_forecasters(spec, base, scan, prep, log)
-    distribution = job_distribution(spec, members, prep)
+    distribution = job_distribution(spec, members, prep, drawn)
     scores, per_strategy = evaluate_holdout(spec, prep, forecast_fn, distribution) if spec.holdout else ({}, None)
     future = forecast_future(spec, prep, forecast_fn)
     point, scan_point = final_point(spec, prep, forecast_fn), final_point(spec, prep, scan_fn)
@@ -293,20 +300,32 @@ def finish(
     return JobResult(out, device, fit, metrics, top, list(prep.panel.notes))
 
 
-def member_forecaster(spec: RunSpec, members: list[Member], prep: Prepared, *, draws: int = SAMPLES) -> Forecaster:
+def member_forecaster(
+    spec: RunSpec,
+    members: list[Member],
+    prep: Prepared,
+    *,
+    draws: int = SAMPLES,
+    drawn: Sequence[Drawn | None] = (),
+) -> Forecaster:
     """The model's forecaster, or for an ensemble the mean of its members' (each member's own forecaster).
 
     ``draws``: how many draws a member that samples its forecasts averages. Such a member draws for each
     (row, origin) once (:class:`~stratcast.daemon.engine.prediction.forecast.OriginMemo`): a job forecasts the
     validation origins three times (the combination's fit, the calibration, the calibration with the holdout), the
     holdout's twice (its scores, its coverage) and the future's twice (the forecast, its ranking score), and so
-    what is ranked and covered is the forecast written and scored.
+    what is ranked and covered is the forecast written and scored. ``drawn``: the members'
+    :func:`~stratcast.daemon.engine.run.quantiles.drawn_members`, whose means serve as their point forecasts (at
+    ``SAMPLES`` draws), so that the quantiles come from the same draws.
     """
-    each = [forecaster(m.spec, m.model, prep, draws=draws) for m in members]
-    each = [
-        OriginMemo(fn, prep.raw.shape[1]) if sampler(m.spec, m.model) is not None else fn
-        for fn, m in zip(each, members, strict=True)
-    ]
+    each: list[Forecaster] = []
+    for m, d in zip(members, drawn or [None] * len(members), strict=True):
+        if d is not None and draws == SAMPLES:
+            each.append(d.point)
+        elif sampler(m.spec, m.model) is not None:
+            each.append(OriginMemo(forecaster(m.spec, m.model, prep, draws=draws), prep.raw.shape[1]))
+        else:
+            each.append(forecaster(m.spec, m.model, prep, draws=draws))
     if not spec.ensemble:
         return each[0]
     return EnsembleForecaster(each, [m.label for m in members])

@@ -39,7 +39,7 @@ from stratcast.daemon.engine.run.intervals import JobIntervals, ScoreScale, futu
 from stratcast.daemon.engine.run.job import member_forecaster
 from stratcast.daemon.engine.run.members import Member
 from stratcast.daemon.engine.run.outputs import finite_numbers, forecast_future, write_outputs
-from stratcast.daemon.engine.run.quantiles import future_quantiles, job_distribution, quantiles_info
+from stratcast.daemon.engine.run.quantiles import drawn_members, future_quantiles, job_distribution, quantiles_info
 from stratcast.daemon.engine.run.serving import frequency
 from stratcast.daemon.engine.saved.manifest import SCALER_LOC, SCALER_SCALE
 from stratcast.daemon.engine.saved.store import SavedModelError
@@ -87,11 +87,12 @@ def score(saved: SavedModel, data: Path | str, out_dir: Path | str, *, device: s
         Member(lbl, s, m, fit) for lbl, s, m in zip(saved.manifest.members, member_specs(spec), models, strict=True)
     ]
     with torch.no_grad():
-        forecast_fn = _combined(saved, spec, member_forecaster(spec, members, prep), prep)
+        drawn = drawn_members(members, prep)
+        forecast_fn = _combined(saved, spec, member_forecaster(spec, members, prep, drawn=drawn), prep)
         future = forecast_future(spec, prep, forecast_fn)
         ji = _intervals(saved, prep, model_rows)
         bands = None if ji is None else future_bands(ji, prep, future)
-        distribution = job_distribution(spec, members, prep)
+        distribution = job_distribution(spec, members, prep, drawn)
         quantiles = future_quantiles(spec, prep, distribution, future)
         rank_score = future_rank_score(forecast_fn, prep)
     out = Path(out_dir)
