@@ -59,8 +59,8 @@ def drawn_members(members: list[Member], prep: Prepared) -> list[Drawn | None]:
     """Each member that samples its forecasts and writes quantiles as :class:`Drawn`; None for the others."""
     out: list[Drawn | None] = []
     for m in members:
-        dist = distribution_forecaster(m.spec, m.model, prep)
-        out.append(None if sampler(m.spec, m.model) is None or dist is None else Drawn(dist, prep.raw.shape[1]))
+        dist = None if sampler(m.spec, m.model) is None else distribution_forecaster(m.spec, m.model, prep)
+        out.append(None if dist is None else Drawn(dist, prep.raw.shape[1]))
     return out
 
 

@@ -120,25 +120,29 @@ class RunSpec:
         Every member takes what the job set (:attr:`set_train`). For the rest a member takes its own catalog
         ``train_defaults``, else what the panel chose for it (:attr:`panel_chose`; ``batch_size`` only where the
         panel chooses the model's batch), else ``TrainConfig``'s default. So ``--ensemble nhits,mtgnn`` trains MTGNN
-        on its catalog's 8 windows of 500 series and ``--ensemble tft,nhits`` trains N-HiTS at the default learning
-        rate, not TFT's.
+        on its catalog's 8 windows of 500 series and ``--ensemble transformer,nhits`` trains N-HiTS at the default
+        learning rate, not the Transformer's.
         """
         if name == self.model:
             return self.train
-        own, chose, default = get_entry(name).train_defaults, self.panel_chose, TrainConfig()
-        values = {
-            key: own[key] if key in own else chose[key] if takes_choice(name, key, chose) else getattr(default, key)
-            for key in {*get_entry(self.model).train_defaults, *own, *chose} - set(self.set_train)
-        }
-        return dataclasses.replace(self.train, **values)
+        entry, chose, default = get_entry(name), self.panel_chose, TrainConfig()
+
+        def value(key: str) -> Any:
+            if key in entry.train_defaults:
+                return entry.train_defaults[key]
+            return chose[key] if key in chose and panel_chooses(entry, key) else getattr(default, key)
+
+        keys = {*get_entry(self.model).train_defaults, *entry.train_defaults, *chose} - set(self.set_train)
+        return dataclasses.replace(self.train, **{key: value(key) for key in keys})
 
 
-def takes_choice(model: str, key: str, chose: Mapping[str, Any]) -> bool:
-    """Whether ``model`` takes the panel's choice of ``key`` in ``chose`` (its catalog and the job setting none).
+def panel_chooses(entry: ModelEntry, key: str) -> bool:
+    """Whether the panel chooses ``key`` (of :data:`DATA_CHOSEN`) for ``entry`'s model when the job leaves it unset.
 
-    Any choice, but ``batch_size`` only where the panel chooses the model's batch.
+    ``batch_size`` where its windows hold every series (:func:`panel_batch`; the others keep their catalog's or the
+    declared default), the rest where its catalog entry sets none.
     """
-    return key in chose and (key != "batch_size" or get_entry(model).batch_from_panel)
+    return entry.batch_from_panel if key == "batch_size" else key not in entry.train_defaults
 
 
 def check_capabilities(model: str, mode: str) -> None:
@@ -276,7 +280,7 @@ def build_spec(
         dayfirst=dayfirst,
         train=TrainConfig(**train),
         model_params=params,
-        from_data=tuple(k for k in DATA_CHOSEN if k not in set_train and left_to_data(k, entries)),
+        from_data=tuple(k for k in DATA_CHOSEN if k not in set_train and any(panel_chooses(e, k) for e in entries)),
         levels=tuple(float(v) for v in levels),
         rank_by=rank_by,
         ensemble=tuple(ensemble),
@@ -303,17 +307,6 @@ def spec_from_dict(data: Mapping[str, Any], **changes: Any) -> RunSpec:
         fields["panel_chose"] = {"batch_size": batch} if batch else {}
         fields["set_train"] = sorted(train_fields() - set(fields["from_data"]) - set(fields["panel_chose"]))
     return RunSpec(**{**fields, **changes}, train=TrainConfig(**train), model_params=params)
-
-
-def left_to_data(key: str, entries: Sequence[ModelEntry]) -> bool:
-    """Whether the panel chooses ``key`` (of :data:`DATA_CHOSEN`) for one of ``entries`` when the job leaves it unset.
-
-    ``batch_size`` for a model whose windows hold every series (:func:`panel_batch`; the others keep their
-    catalog's or the declared default), the rest for a model whose catalog sets none.
-    """
-    if key == "batch_size":
-        return any(e.batch_from_panel for e in entries)
-    return any(key not in e.train_defaults for e in entries)
 
 
 def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
@@ -360,8 +353,8 @@ def with_choices(spec: RunSpec, chosen: Mapping[str, Any]) -> RunSpec:
     The job's model takes a choice its catalog entry does not set (``batch_size`` only where the panel chooses its
     batch): ``--ensemble deepar,nhits`` keeps DeepAR's Student-t likelihood and gives N-HiTS the panel's loss.
     """
-    own = get_entry(spec.model).train_defaults
-    first = {k: v for k, v in chosen.items() if k not in own and takes_choice(spec.model, k, chosen)}
+    entry = get_entry(spec.model)
+    first = {k: v for k, v in chosen.items() if panel_chooses(entry, k)}
     return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **first), panel_chose=dict(chosen))
 
 
