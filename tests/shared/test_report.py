@@ -83,18 +83,20 @@ def test_results_without_a_holdout_list_the_runs_warnings_with_the_picks():
     assert "1 of the top 1 lost money" in text
 
 
-def test_a_models_heading_names_its_own_training_defaults_and_only_when_it_has_some():
+def test_a_models_heading_names_its_own_training_defaults_and_the_panels_choices_only_when_it_has_some():
     def model(name, train_defaults):
         return {"name": name, "summary": "s", "paper": "p", "stackable": True, "train_defaults": train_defaults}
 
     lr = {"name": "learning_rate", "default": 0.001, "lo": None, "hi": None, "help": "peak learning rate"}
     models = [model("patchtst", {"learning_rate": 0.0001}) | {"params": []}, model("dlinear", {}) | {"params": []}]
-    models.append(model("softs", {"learning_rate": 0.0003}) | {"params": [], "from_panel": ["batch_size"]})
+    models.append(model("softs", {"learning_rate": 0.0003}) | {"params": [], "from_panel": ["loss", "batch_size"]})
+    models.append(model("nlinear", {}) | {"params": [], "from_panel": ["scaler", "loss"]})
     lines = models_text({"models": models, "train_options": [lr]}).splitlines()
     assert lines[0] == "patchtst: s (p) (training defaults: learning_rate=0.0001)"
     assert next(line for line in lines if line.startswith("dlinear")) == "dlinear: s (p)"
     softs = next(line for line in lines if line.startswith("softs"))
-    assert softs == "softs: s (p) (training defaults: learning_rate=0.0003, batch_size from the panel)"
+    assert softs == "softs: s (p) (training defaults: learning_rate=0.0003; from the panel: loss, batch_size)"
+    assert "nlinear: s (p) (from the panel: scaler, loss)" in lines
 
 
 def test_the_top_table_flags_strategies_that_stopped_before_the_panels_end():

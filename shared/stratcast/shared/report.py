@@ -301,11 +301,12 @@ def models_text(result: Mapping[str, Any]) -> str:
     """
     blocks = []
     for m in result["models"]:
-        own = ", ".join(
-            [f"{k}={_default(v)}" for k, v in (m.get("train_defaults") or {}).items()]
-            + [f"{k} from the panel" for k in m.get("from_panel") or ()]
+        own = ", ".join(f"{k}={_default(v)}" for k, v in (m.get("train_defaults") or {}).items())
+        panel = ", ".join(m.get("from_panel") or ())
+        said = "; ".join(
+            ([f"training defaults: {own}"] if own else []) + ([f"from the panel: {panel}"] if panel else [])
         )
-        head = f"{m['name']}: {m['summary']} ({m['paper']}){f' (training defaults: {own})' if own else ''}"
+        head = f"{m['name']}: {m['summary']} ({m['paper']}){f' ({said})' if said else ''}"
         head += "" if m["stackable"] else " [batch mode only]"
         rows = [[p["name"], _default(p["default"]), _range(p), p["help"]] for p in m["params"]]
         blocks.append(head + "\n  " + table(["parameter", "default", "range", "help"], rows).replace("\n", "\n  "))

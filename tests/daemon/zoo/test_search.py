@@ -100,6 +100,11 @@ def test_describe_models_gives_each_parameter_its_search_space_and_each_model_it
     assert described["patchtst"]["train_defaults"] == {"learning_rate": 1e-4}
     assert described["itransformer"]["train_defaults"] == {"learning_rate": 1e-4}
     assert described["dlinear"]["train_defaults"] == {}
+    # what the panel chooses when a job leaves it unset: what the catalog sets is not the panel's
+    assert described["dlinear"]["from_panel"] == ["scaler", "loss"]
+    assert described["tft"]["from_panel"] == ["scaler"]  # its quantile loss is its own
+    assert described["softs"]["from_panel"] == ["scaler", "loss", "batch_size"]
+    assert described["mtgnn"]["from_panel"] == ["scaler", "loss"]  # its 8 windows of 500 series are its own
 
 
 @pytest.mark.parametrize("name", list(CATALOG))

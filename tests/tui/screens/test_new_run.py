@@ -299,3 +299,45 @@ def test_an_option_the_panel_chooses_for_the_model_shows_empty_and_is_sent_only_
         assert sent(app, Submit)[-1].job == JobSpec(data=DATA, model="softs", sets=["batch_size=1024"])
 
     run_form(body, models=models)
+
+
+def test_a_choice_the_panel_makes_for_the_model_shows_a_blank_select_that_follows_the_model():
+    models = demo_models()
+    for m in models["models"]:
+        m["from_panel"] = ["loss"]
+    tft = {**models["models"][1], "name": "tft", "params": [], "train_defaults": {"loss": "quantile"}, "from_panel": []}
+    models["models"].append(tft)
+
+    async def body(app, pilot):
+        screen = app.screen
+        await show_training_options(screen, pilot, "nhits")
+        loss = screen.query_one("#train-loss", Select)
+        assert loss.value is Select.NULL and loss.is_blank()
+        assert "(default from the panel, mse|mae|huber|quantile)" in screen.query_one("#field-train-loss", Field).help
+        screen.query_one("#model", Select).value = "tft"  # its catalog sets the loss: no blank
+        await pilot.pause()
+        loss = screen.query_one("#train-loss", Select)
+        assert loss.value == "quantile"
+        assert "(default quantile," in screen.query_one("#field-train-loss", Field).help
+        screen.query_one("#model", Select).value = "nhits"
+        await pilot.pause()
+        assert screen.query_one("#train-loss", Select).value is Select.NULL
+        fill(screen, data=DATA)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert sent(app, Submit)[-1].job == JobSpec(data=DATA, model="nhits")  # the daemon chooses
+        await pilot.press("n")
+        await pilot.pause()
+        screen = app.screen
+        await show_training_options(screen, pilot, "nhits")
+        fill(screen, data=DATA, **{"train-loss": "mse"})  # the declared default, chosen: the job's choice
+        screen.query_one("#model", Select).value = "tft"  # a choice made stays
+        await pilot.pause()
+        assert screen.query_one("#train-loss", Select).value == "mse"
+        keys = [f.key for f in screen.query_one("#train").query(Field)]
+        assert keys.index("train-loss") == [p["name"] for p in models["train_options"][2:]].index("loss")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert sent(app, Submit)[-1].job == JobSpec(data=DATA, model="tft", sets=["loss=mse"])
+
+    run_form(body, models=models)

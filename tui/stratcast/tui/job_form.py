@@ -49,8 +49,9 @@ class Param:
     choices: tuple[Any, ...] = ()
     help: str = ""
     from_panel: bool = False
-    """Left unset, the daemon chooses this option from the panel for the chosen model (SOFTS's ``batch_size``): the
-    form shows it empty and sends it only when something is typed in."""
+    """Left unset, the daemon chooses this option from the panel for the chosen model (``scaler`` and ``loss`` unless
+    its catalog sets them, SOFTS's ``batch_size``): the form shows it empty (a blank select for a choice) and sends it
+    only when something is typed in or chosen, the declared default included."""
 
     @classmethod
     def from_wire(cls, p: Mapping[str, Any]) -> Param:

@@ -60,6 +60,11 @@ from stratcast.daemon.zoo.models.transformer import Transformer, TransformerConf
 from stratcast.daemon.zoo.models.tsmixer import TSMixer, TSMixerConfig
 from stratcast.daemon.zoo.models.volatility import Volatility, VolatilityConfig
 
+PANEL_CHOSEN = ("scaler", "loss", "batch_size")
+"""Training options that, when nobody sets them, are chosen from the panel
+(:func:`~stratcast.daemon.engine.spec.runspec.choose_from_data`), each for the models :meth:`ModelEntry.panel_chooses`
+says."""
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -82,14 +87,23 @@ class ModelEntry:
     good_for: str = ""
     """What it is good at, in a line (``stratcastd models``, the TUI, docs/models.md); every catalog entry says it."""
 
-    @property
-    def batch_from_panel(self) -> bool:
-        """Whether the panel chooses this model's ``batch_size`` when a job leaves it unset.
+    def panel_chooses(self, key: str) -> bool:
+        """Whether the panel chooses ``key`` (of :data:`PANEL_CHOSEN`) for this model when a job leaves it unset.
 
-        True for a multivariate model whose entry sets none: its windows hold every series (SOFTS, the neural VAR;
-        :func:`~stratcast.daemon.engine.spec.runspec.panel_batch`).
+        ``batch_size`` for a multivariate model whose entry sets none: its windows hold every series (SOFTS, the
+        neural VAR; :func:`~stratcast.daemon.engine.spec.runspec.panel_batch`); the others keep their entry's or the
+        declared default. ``scaler`` and ``loss`` wherever the entry sets none.
         """
-        return self.capabilities.multivariate and "batch_size" not in self.train_defaults
+        if key not in PANEL_CHOSEN:
+            return False
+        if key == "batch_size":
+            return self.capabilities.multivariate and "batch_size" not in self.train_defaults
+        return key not in self.train_defaults
+
+    @property
+    def from_panel(self) -> tuple[str, ...]:
+        """The training options the panel chooses for this model when a job leaves them unset."""
+        return tuple(k for k in PANEL_CHOSEN if self.panel_chooses(k))
 
     def build(
         self, config: ModelConfig, *, input_size: int, horizon: int, n_outputs: int = 1, n_series: int | None = None
@@ -626,7 +640,7 @@ def describe_models() -> list[dict[str, Any]]:
             "checkpointing": e.capabilities.checkpointing,
             "capabilities": e.capabilities.to_dict(),
             "train_defaults": dict(e.train_defaults),
-            "from_panel": ["batch_size"] if e.batch_from_panel else [],
+            "from_panel": list(e.from_panel),
             "params": describe_fields(e.config_cls),
         }
         for e in CATALOG.values()

@@ -37,16 +37,23 @@ def _input(key: str, value: str = "", placeholder: str = "") -> Input:
     return Input(value, placeholder=placeholder, id=key, compact=True)
 
 
-def _select(key: str, options: list[tuple[str, str]], value: str) -> Select[str]:
+def _select(key: str, options: list[tuple[str, str]], value: str, *, blank: str = "") -> Select[str]:
+    """A select showing ``value``; with ``blank``, one that may be left blank, which then says ``blank``."""
+    if blank:
+        return Select(options, prompt=blank, value=value or Select.NULL, id=key, compact=True)
     return Select(options, value=value, allow_blank=False, id=key, compact=True)
 
 
 def param_field(prefix: str, p: Param) -> Field:
-    """A parameter's field, prefilled with its default: a select for choices and booleans, else an input."""
+    """A parameter's field, prefilled with its default: a select for choices and booleans, else an input.
+
+    An option the panel chooses for the model is left empty and says so (a blank select, or an input's placeholder).
+    """
     key = f"{prefix}-{p.name}"
     control: Widget
     if p.choices:
-        control = _select(key, [(p.text(c), p.text(c)) for c in p.choices], p.default_text)
+        options = [(p.text(c), p.text(c)) for c in p.choices]
+        control = _select(key, options, p.default_text, blank=FROM_PANEL if p.from_panel else "")
     else:
         control = _input(key, p.default_text, placeholder=FROM_PANEL if p.from_panel else "")
     return Field(f"  {p.name}", control, help=param_help(p))
@@ -211,16 +218,30 @@ class NewRunScreen(AppScreen):
         options = model.train_options(self.train_options) if model else self.train_options
         return [p for p in options if p.name not in JOB_FIELDS]
 
-    def _follow_train_defaults(self, model: ModelInfo) -> None:
-        """Show ``model``'s training defaults in the mounted fields still at the old default; typed ones stay."""
+    async def _follow_train_defaults(self, model: ModelInfo) -> None:
+        """Show ``model``'s training defaults in the mounted fields still at the old default; typed ones stay.
+
+        A choice the panel makes for one model and not the other gets a new select, which may or may not be blank.
+        """
         new = self._train_fields_for(model)
         for old, p in zip(self.shown_train, new, strict=True):
-            if old.default_text == p.default_text:
+            if old.default_text == p.default_text and old.from_panel == p.from_panel:
                 continue
             field = self.query_one(f"#field-train-{p.name}", Field)
-            field.help = param_help(p)
             control = field.control
-            if self._untouched(old, field.text) and isinstance(control, Input | Select):
+            untouched = self._untouched(old, field.text)
+            if isinstance(control, Select) and old.from_panel != p.from_panel:
+                typed = field.text
+                box = self.query_one("#train", Vertical)
+                at = box.children.index(field)
+                await field.remove()
+                field = param_field("train", p)
+                await box.mount(field, before=at if at < len(box.children) else None)
+                if not untouched and isinstance(field.control, Select):
+                    field.control.value = typed
+                continue
+            field.help = param_help(p)
+            if untouched and isinstance(control, Input | Select):
                 control.value = p.default_text
             if isinstance(control, Input):
                 control.placeholder = FROM_PANEL if p.from_panel else ""
@@ -248,7 +269,7 @@ class NewRunScreen(AppScreen):
         self.query_one("#model-about", Static).update(about)
         await box.mount_all(param_field("param", p) for p in model.params)
         if self.shown_train:
-            self._follow_train_defaults(model)
+            await self._follow_train_defaults(model)
 
     # -- schedule ------------------------------------------------------------------------------------------------
 

@@ -18,15 +18,12 @@ from stratcast.daemon.engine.spec.config import (
     train_fields,
 )
 from stratcast.daemon.engine.spec.ensemble import check_ensemble, refuse_backtest
-from stratcast.daemon.zoo.catalog import CATALOG, ModelEntry, check_checkpointing, get_entry, make_config
+from stratcast.daemon.zoo.catalog import CATALOG, PANEL_CHOSEN, check_checkpointing, get_entry, make_config
 from stratcast.daemon.zoo.contract import ModelConfig
 from stratcast.shared.intervals import DEFAULT_LEVELS, RANK_BY_MEAN, bound_name, level_text
 from stratcast.shared.protocol import JobSpec
 
 MODES = ("batch", "per-strategy")
-DATA_CHOSEN = ("scaler", "loss", "batch_size")
-"""Training options that, when nobody sets them, are chosen from the panel (:func:`choose_from_data`); ``batch_size``
-only for a multivariate model whose catalog entry leaves it to the data (:func:`panel_batch`)."""
 LEVEL_CHOICE = {"scaler": "revin", "loss": "mae"}
 """For level series (M4-like): per-window normalisation and MAE scored best on M4 Weekly (benchmarks/m4.py)."""
 PROFIT_CHOICE = {"scaler": "robust", "loss": "mse"}
@@ -69,7 +66,7 @@ class RunSpec:
     model_params: Mapping[str, Any] = field(default_factory=dict)
     """Architecture overrides, validated against the model's config."""
     from_data: tuple[str, ...] = ()
-    """Training options (of :data:`DATA_CHOSEN`) nobody set: chosen from the panel once it is loaded."""
+    """Training options (of :data:`PANEL_CHOSEN`) nobody set: chosen from the panel once it is loaded."""
     levels: tuple[float, ...] = DEFAULT_LEVELS
     """Nominal coverages of the prediction intervals, in percent (``lo80``, ``hi80``, ...)."""
     rank_by: str = "mean"
@@ -106,7 +103,7 @@ class RunSpec:
         check_levels(self.levels, self.rank_by)
         if unknown := (set(self.set_train) | set(self.panel_chose)) - set(train_fields()):
             raise ValueError(f"set_train, panel_chose: {', '.join(sorted(unknown))} are not training options")
-        if unknown := set(self.from_data) - set(DATA_CHOSEN):
+        if unknown := set(self.from_data) - set(PANEL_CHOSEN):
             raise ValueError(f"from_data: {', '.join(sorted(unknown))} cannot be chosen from the data")
         self.model_config()  # validates the overrides now, not mid-run
 
@@ -130,19 +127,10 @@ class RunSpec:
         def value(key: str) -> Any:
             if key in entry.train_defaults:
                 return entry.train_defaults[key]
-            return chose[key] if key in chose and panel_chooses(entry, key) else getattr(default, key)
+            return chose[key] if key in chose and entry.panel_chooses(key) else getattr(default, key)
 
         keys = {*get_entry(self.model).train_defaults, *entry.train_defaults, *chose} - set(self.set_train)
         return dataclasses.replace(self.train, **{key: value(key) for key in keys})
-
-
-def panel_chooses(entry: ModelEntry, key: str) -> bool:
-    """Whether the panel chooses ``key`` (of :data:`DATA_CHOSEN`) for ``entry`'s model when the job leaves it unset.
-
-    ``batch_size`` where its windows hold every series (:func:`panel_batch`; the others keep their catalog's or the
-    declared default), the rest where its catalog entry sets none.
-    """
-    return entry.batch_from_panel if key == "batch_size" else key not in entry.train_defaults
 
 
 def check_capabilities(model: str, mode: str) -> None:
@@ -280,7 +268,7 @@ def build_spec(
         dayfirst=dayfirst,
         train=TrainConfig(**train),
         model_params=params,
-        from_data=tuple(k for k in DATA_CHOSEN if k not in set_train and any(panel_chooses(e, k) for e in entries)),
+        from_data=tuple(k for k in PANEL_CHOSEN if k not in set_train and any(e.panel_chooses(k) for e in entries)),
         levels=tuple(float(v) for v in levels),
         rank_by=rank_by,
         ensemble=tuple(ensemble),
@@ -335,7 +323,7 @@ def choose_from_data(spec: RunSpec, panel: Panel) -> tuple[RunSpec, str | None]:
         others = " or ".join(f"--set {k}=..." for k in kinds)
         notes.append(f"{', '.join(f'{k}: {v}' for k, v in chosen.items())} ({why}; {others} chooses otherwise)")
     if "batch_size" in spec.from_data:
-        takers = [m for m in models if get_entry(m).batch_from_panel]
+        takers = [m for m in models if get_entry(m).panel_chooses("batch_size")]
         series = with_choices(spec, chosen).member_train(takers[0]).window_series(panel.n_series)
         chosen["batch_size"] = batch = panel_batch(series)
         whose = "" if len(takers) == len(models) else f" for {', '.join(takers)}"
@@ -354,7 +342,7 @@ def with_choices(spec: RunSpec, chosen: Mapping[str, Any]) -> RunSpec:
     batch): ``--ensemble deepar,nhits`` keeps DeepAR's Student-t likelihood and gives N-HiTS the panel's loss.
     """
     entry = get_entry(spec.model)
-    first = {k: v for k, v in chosen.items() if panel_chooses(entry, k)}
+    first = {k: v for k, v in chosen.items() if entry.panel_chooses(k)}
     return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **first), panel_chose=dict(chosen))
 
 
