@@ -29,6 +29,15 @@ def test_forking_sequences_score_one_forecast_per_encoder_step_against_the_value
     torch.testing.assert_close(net.eval().training_loss(x, y), losses[:, -1])  # validation: the forecast asked for
 
 
+def test_validation_decodes_only_the_forecast_at_the_windows_end() -> None:
+    net = model().eval()
+    decoded: list[tuple[int, ...]] = []
+    net.global_mlp.register_forward_hook(lambda _m, inputs, _out: decoded.append(tuple(inputs[0].shape)))
+    with torch.no_grad():
+        net.training_loss(torch.randn(B, L), torch.randn(B, H))
+    assert decoded == [(B, net.encoder.hidden_size)]  # not [B, L, hidden]: L times the decoding for one forecast
+
+
 def test_each_encoder_steps_forecast_is_the_forecast_from_the_history_up_to_it() -> None:
     net = model().eval()
     x = torch.randn(B, L)

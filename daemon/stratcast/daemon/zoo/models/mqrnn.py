@@ -145,9 +145,13 @@ class MQRNN(nn.Module):
         return self.quantile.loss(self.forking_forecasts(x).float(), self.forking_targets(x, y).float())
 
     def training_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """``[B, H]``: in training each horizon step's forking terms averaged over encoder steps; in eval the last's."""
-        losses = self.forking_losses(x, y)
-        return losses.mean(dim=1) if self.training else losses[:, -1]
+        """``[B, H]``: in training each horizon step's forking terms averaged over encoder steps; in eval the last's.
+
+        In eval only the forecast at the window's end is decoded: its targets are ``y`` itself.
+        """
+        if self.training:
+            return self.forking_losses(x, y).mean(dim=1)
+        return self.quantile.loss(self.last_forecast(x).float(), y.float())
 
     def quantiles(self, x: Tensor) -> Tensor:
         """The forecast's quantiles ``[B, H, Q]`` at the model's levels, non-decreasing along ``Q``."""
